@@ -1,0 +1,151 @@
+"""What a served resource is: its names (``ResourceType``) and how it differs (``Strategy``).
+
+One generic REST path serves every resource (see ``pilothouse.apiserver.registry``). A kind only
+declares its differences, as kube-apiserver's ``RESTCreateStrategy``/``RESTUpdateStrategy`` do:
+defaulting, validation, what create/update may change, which fields can be selected on, and which
+subresources it has. Status strategies are derived with :func:`dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pilothouse.machinery.errors import FieldError
+
+__all__ = [
+    "Object",
+    "ResourceType",
+    "ScaleSpec",
+    "Strategy",
+    "keep_status_on_update",
+    "no_field_errors",
+    "no_op",
+    "reset_status_on_create",
+    "selectable_metadata",
+]
+
+#: A Kubernetes object as JSON: plain dicts and lists, exactly as on the wire.
+Object = dict[str, Any]
+
+
+def no_op(*_args: Any) -> None:
+    return None
+
+
+def no_field_errors(*_args: Any) -> list[FieldError]:
+    return []
+
+
+def selectable_metadata(obj: Object) -> dict[str, str]:
+    meta = obj.get("metadata") or {}
+    return {"metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", "")}
+
+
+def reset_status_on_create(obj: Object) -> None:
+    """Spec-and-status kinds: a create never sets status, and starts at generation 1."""
+    obj.pop("status", None)
+    obj["metadata"]["generation"] = 1
+
+
+def keep_status_on_update(new: Object, old: Object) -> None:
+    """The main resource never changes status (that is /status's job); a spec change bumps
+    generation."""
+    if "status" in old:
+        new["status"] = old["status"]
+    else:
+        new.pop("status", None)
+    old_generation = old["metadata"].get("generation", 1)
+    new["metadata"]["generation"] = old_generation
+    if new.get("spec") != old.get("spec"):
+        new["metadata"]["generation"] = old_generation + 1
+
+
+@dataclass(frozen=True)
+class ScaleSpec:
+    """Where the /scale subresource reads and writes (autoscaling/v1 Scale)."""
+
+    replicas_path: tuple[str, ...] = ("spec", "replicas")
+    status_replicas_path: tuple[str, ...] = ("status", "replicas")
+    selector_path: tuple[str, ...] = ("spec", "selector")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How one kind differs from the generic pipeline. Every hook mutates or inspects plain dicts."""
+
+    #: Fill in defaults, as Kubernetes' SetDefaults_* functions do (in place).
+    default: Callable[[Object], None] = no_op
+    #: Extra validation beyond the schema, on create.
+    validate: Callable[[Object], list[FieldError]] = no_field_errors
+    #: Extra validation on update (new, old).
+    validate_update: Callable[[Object, Object], list[FieldError]] = no_field_errors
+    #: Clear what a create may not set (status), set generation.
+    prepare_for_create: Callable[[Object], None] = no_op
+    #: Restore what an update may not change (new, old).
+    prepare_for_update: Callable[[Object, Object], None] = no_op
+    #: Field selector values for this kind: ``{"spec.nodeName": "n1", ...}``.
+    selectable_fields: Callable[[Object], dict[str, str]] = selectable_metadata
+    #: Whether PUT on a missing object creates it.
+    allow_create_on_update: bool = False
+    #: Whether an update without resourceVersion is allowed (last write wins).
+    allow_unconditional_update: bool = True
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    """A served resource: names for discovery and URLs, plus its strategy."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+    strategy: Strategy = field(default_factory=Strategy)
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    #: Status strategy for /status; None when the kind has no status subresource.
+    status_strategy: Strategy | None = None
+    scale: ScaleSpec | None = None
+    #: Other subresources served by dedicated handlers (binding, eviction, log, exec, ...).
+    extra_subresources: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch",
+                              "update", "watch")
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def api_version(self) -> str:
+        return self.group_version
+
+    @property
+    def qualified(self) -> str:
+        """``deployments.apps`` / ``pods``: how Kubernetes names a resource in messages."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    @property
+    def subresources(self) -> tuple[str, ...]:
+        names: list[str] = []
+        if self.status_strategy is not None:
+            names.append("status")
+        if self.scale is not None:
+            names.append("scale")
+        names.extend(self.extra_subresources)
+        return tuple(names)
+
+    def key_prefix(self, namespace: str | None = None) -> str:
+        """Store key prefix, as Kubernetes lays out etcd: /registry/<group>/<plural>/[<ns>/]."""
+        base = f"/registry/{self.group or 'core'}/{self.plural}/"
+        if self.namespaced and namespace:
+            return f"{base}{namespace}/"
+        return base
+
+    def key(self, namespace: str | None, name: str) -> str:
+        return f"{self.key_prefix(namespace)}{name}"

@@ -1,0 +1,163 @@
+"""The revisioned key-value store every backend implements (SQLite embedded, etcd distributed).
+
+The model is etcd's, because that is what Kubernetes stands on and what the etcd backend must map to
+without translation:
+
+* one global, strictly increasing ``revision`` counts every write (create, update, delete);
+* each key remembers the revision that created it and the one that last modified it;
+* writes are compare-and-swap on the key's ``mod_revision`` (optimistic concurrency);
+* a watch from revision R delivers, in revision order, every change with revision > R under a prefix,
+  or fails with :class:`CompactedError` if history up to R has been compacted away.
+
+Values are opaque bytes (the API server stores JSON). Keys are strings laid out as Kubernetes does,
+``/registry/<group>/<resource>/<namespace>/<name>``; a prefix query uses a trailing ``/``.
+
+Errors (never let ``sqlite3`` or etcd client exceptions out of a backend)::
+
+    StoreError
+      KeyExistsError      create of a key that exists
+      KeyNotFoundError    update/delete/get-for-update of a missing key
+      ConflictError       mod_revision precondition failed
+      CompactedError      watch/list at a revision older than the compaction point
+      UnavailableError    the backend cannot serve now (etcd quorum lost, disk error)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol, runtime_checkable
+
+__all__ = [
+    "CompactedError",
+    "ConflictError",
+    "EventType",
+    "KeyExistsError",
+    "KeyNotFoundError",
+    "KeyValue",
+    "ListResult",
+    "Store",
+    "StoreError",
+    "UnavailableError",
+    "WatchEvent",
+]
+
+
+class StoreError(Exception):
+    """Base of every error a store backend raises."""
+
+    def __init__(self, message: str, *, key: str = "", revision: int = 0) -> None:
+        super().__init__(message)
+        self.key = key
+        self.revision = revision
+
+
+class KeyExistsError(StoreError):
+    pass
+
+
+class KeyNotFoundError(StoreError):
+    pass
+
+
+class ConflictError(StoreError):
+    """The key's current mod_revision differs from the expected one. ``revision`` holds the current."""
+
+
+class CompactedError(StoreError):
+    """History at the asked revision is gone. ``revision`` holds the oldest revision still served."""
+
+
+class UnavailableError(StoreError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListResult:
+    items: list[KeyValue]
+    #: The revision the list was read at (the store's revision at that moment, or the one asked for).
+    revision: int
+    #: True when ``limit`` cut the list short; continue from the last item's key.
+    more: bool
+
+
+class EventType(str, Enum):
+    PUT = "PUT"
+    DELETE = "DELETE"
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: EventType
+    #: For PUT the new value; for DELETE the value just before deletion, with ``mod_revision`` set to
+    #: the revision of the delete itself.
+    kv: KeyValue
+    #: The value before this change (None on create). Lets a filtered watch see objects leave its filter.
+    prev: KeyValue | None
+
+    @property
+    def revision(self) -> int:
+        return self.kv.mod_revision
+
+    @property
+    def is_create(self) -> bool:
+        return self.type is EventType.PUT and self.prev is None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A revisioned key-value store with watch. All methods are coroutines unless noted."""
+
+    async def start(self) -> None:
+        """Open files/connections, recover state. Called once before use."""
+
+    async def close(self) -> None:
+        """Flush and release everything. Watches end (their iterators return)."""
+
+    async def current_revision(self) -> int:
+        """The revision of the latest write (0 for an empty store)."""
+
+    async def get(self, key: str) -> KeyValue | None:
+        """The current value of ``key``, or None."""
+
+    async def list(self, prefix: str, *, limit: int = 0, start_after: str = "",
+                   revision: int = 0) -> ListResult:
+        """Keys under ``prefix`` in key order, after ``start_after`` (exclusive), at most ``limit``
+        (0: all). ``revision`` 0 reads the current state; a positive one reads the state as of that
+        revision (needed for consistent paging) or raises CompactedError."""
+
+    async def count(self, prefix: str) -> int:
+        """How many keys live under ``prefix``."""
+
+    async def create(self, key: str, value: bytes) -> KeyValue:
+        """Create ``key``; KeyExistsError if present. Returns the stored entry with its revisions."""
+
+    async def update(self, key: str, value: bytes, *, expected_mod_revision: int) -> KeyValue:
+        """Replace ``key`` if its mod_revision equals ``expected_mod_revision`` (0: unconditionally).
+        KeyNotFoundError if absent, ConflictError if the revision differs."""
+
+    async def delete(self, key: str, *, expected_mod_revision: int = 0) -> KeyValue:
+        """Delete ``key`` (conditionally as in update). Returns the deleted value, its mod_revision
+        set to the revision of the delete."""
+
+    def watch(self, prefix: str, start_revision: int) -> AsyncIterator[WatchEvent]:
+        """Every change under ``prefix`` with revision > ``start_revision``, in order, then live
+        changes until the iterator is closed or the store shuts down. Raises CompactedError (when
+        iterated) if ``start_revision`` is older than the compaction point. A slow consumer must
+        never block writers or other watchers: a watcher that falls too far behind is ended with
+        CompactedError so that it relists."""
+
+    async def compact(self, revision: int) -> None:
+        """Forget history at and below ``revision`` (current values are kept)."""
+
+    async def compacted_revision(self) -> int:
+        """The newest revision that has been compacted away (0 if none)."""
