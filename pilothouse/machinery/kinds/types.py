@@ -8,6 +8,7 @@ subresources it has. Status strategies are derived with :func:`dataclasses.repla
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ __all__ = [
     "ResourceType",
     "ScaleSpec",
     "Strategy",
+    "keep_all_but_status",
     "keep_status_on_update",
     "no_field_errors",
     "no_op",
@@ -62,6 +64,21 @@ def keep_status_on_update(new: Object, old: Object) -> None:
         new["metadata"]["generation"] = old_generation + 1
 
 
+def keep_all_but_status(new: Object, old: Object) -> None:
+    """The /status subresource changes status only: everything else comes from the stored object."""
+    status = new.get("status")
+    metadata = new.get("metadata") or {}
+    new.clear()
+    new.update(copy.deepcopy(old))
+    # Writers of status (kubelet, controllers) do send the managedFields bookkeeping through.
+    if "managedFields" in metadata:
+        new["metadata"]["managedFields"] = metadata["managedFields"]
+    if status is None:
+        new.pop("status", None)
+    else:
+        new["status"] = status
+
+
 @dataclass(frozen=True)
 class ScaleSpec:
     """Where the /scale subresource reads and writes (autoscaling/v1 Scale)."""
@@ -87,6 +104,15 @@ class Strategy:
     prepare_for_update: Callable[[Object, Object], None] = no_op
     #: Field selector values for this kind: ``{"spec.nodeName": "n1", ...}``.
     selectable_fields: Callable[[Object], dict[str, str]] = selectable_metadata
+    #: Graceful deletion: the grace period (seconds) a delete waits for, given the object and the
+    #: DeleteOptions' gracePeriodSeconds; None for kinds that are removed at once (all but pods).
+    grace_period: Callable[[Object, int | None], int] | None = None
+    #: Called when a delete is requested and must wait (finalizers, grace): e.g. a Namespace turns
+    #: Terminating.
+    on_delete_requested: Callable[[Object], None] = no_op
+    #: Kind-specific reasons an object marked for deletion must still stay (a Namespace's
+    #: spec.finalizers), beyond metadata.finalizers.
+    deletion_blocked: Callable[[Object], bool] = lambda _obj: False
     #: Whether PUT on a missing object creates it.
     allow_create_on_update: bool = False
     #: Whether an update without resourceVersion is allowed (last write wins).

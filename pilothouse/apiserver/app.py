@@ -1,0 +1,152 @@
+"""The API server as an aiohttp application: routes, the error/auth middleware, startup.
+
+Non-resource paths (health, version, discovery, OpenAPI) have their own small handlers; every
+resource path goes through :func:`parse_request_info` to the one generic :class:`RestHandler`.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from typing import Any
+
+from aiohttp import web
+
+from pilothouse import __version__
+from pilothouse.apiserver import codec, subresources
+from pilothouse.apiserver.admission import NamespaceLifecycle
+from pilothouse.apiserver.auth import AuthLayer
+from pilothouse.apiserver.discovery import Discovery
+from pilothouse.apiserver.registry import ResourceStorage, WriteContext
+from pilothouse.apiserver.requestinfo import parse_request_info
+from pilothouse.apiserver.rest import RestHandler
+from pilothouse.machinery import openapi
+from pilothouse.machinery.errors import StatusError, internal_error
+from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry
+from pilothouse.machinery.schema import KUBERNETES_VERSION
+from pilothouse.store.interface import Store
+
+__all__ = ["APIServer", "SYSTEM_NAMESPACES"]
+
+log = logging.getLogger("pilothouse.apiserver")
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+_KEY_APP = web.AppKey("apiserver", object)
+
+
+class APIServer:
+    """Owns the registry of resources and their storages over one store."""
+
+    def __init__(self, store: Store, auth: AuthLayer | None = None) -> None:
+        self.store = store
+        self.registry = ResourceRegistry(BUILTIN_RESOURCES)
+        self.namespaces = NamespaceLifecycle(store)
+        self.storages = {r: ResourceStorage(r, store, self.namespaces) for r in self.registry}
+        self.rest = RestHandler(self.registry, self.storages, dict(subresources.SUBRESOURCE_HANDLERS))
+        self.discovery = Discovery(self.registry)
+        self.auth = auth or AuthLayer()
+        self.ready = False
+
+    def storage(self, group: str, version: str, plural: str) -> ResourceStorage:
+        return self.rest.storage_for(group, version, plural)
+
+    async def bootstrap(self) -> None:
+        """Objects every cluster has: the system namespaces."""
+        namespaces = self.storage("", "v1", "namespaces")
+        for name in SYSTEM_NAMESPACES:
+            try:
+                await namespaces.create(None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+                                        WriteContext(field_manager="pilothouse-apiserver"))
+            except StatusError as error:
+                if error.reason != "AlreadyExists":
+                    raise
+        self.ready = True
+
+    # -------------------------------------------------------------- app
+
+    def build_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware], client_max_size=codec.MAX_BODY_BYTES + 1)
+        app[_KEY_APP] = self
+        app.router.add_get("/healthz", self._health)
+        app.router.add_get("/livez", self._health)
+        app.router.add_get("/readyz", self._ready)
+        app.router.add_get("/version", self._version)
+        app.router.add_get("/api", self.discovery.handle_api)
+        app.router.add_get("/apis", self.discovery.handle_apis)
+        app.router.add_get("/openapi/v3", self._openapi_index)
+        app.router.add_get("/openapi/v3/{path:.+}", self._openapi_document)
+        app.router.add_route("*", "/{path:.*}", self._resource)
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        except StatusError as error:
+            return codec.status_response(error)
+        except web.HTTPException as http_error:
+            if http_error.status == 404:
+                return codec.status_response(StatusError(404, "NotFound", "the server could not find the requested resource"))
+            if http_error.status == 413:
+                return codec.status_response(StatusError(413, "RequestEntityTooLarge", "the request body is too large"))
+            raise
+        except Exception as error:  # a bug: answer with a Status and keep serving
+            log.exception("internal error serving %s %s", request.method, request.path)
+            return codec.status_response(internal_error(f"{type(error).__name__}: {error}"))
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok", content_type="text/plain")
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        if not self.ready:
+            return web.Response(text="not ready", status=500, content_type="text/plain")
+        return web.Response(text="ok", content_type="text/plain")
+
+    async def _version(self, request: web.Request) -> web.Response:
+        major, minor, patch = KUBERNETES_VERSION.split(".")
+        return codec.json_response({
+            "major": major, "minor": minor, "gitVersion": f"v{KUBERNETES_VERSION}",
+            "gitCommit": f"pilothouse-{__version__}", "gitTreeState": "clean",
+            "buildDate": "2026-01-01T00:00:00Z", "goVersion": f"python{platform.python_version()}",
+            "compiler": "cpython", "platform": f"linux/{_arch()}",
+        })
+
+    async def _openapi_index(self, request: web.Request) -> web.Response:
+        return codec.json_response(openapi.openapi_v3_index(list(self.registry)))
+
+    async def _openapi_document(self, request: web.Request) -> web.Response:
+        document = openapi.openapi_v3_document(request.match_info["path"], list(self.registry))
+        if document is None:
+            raise StatusError(404, "NotFound", "the server could not find the requested resource")
+        return codec.json_response(document)
+
+    async def _resource(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path == "/openapi/v2" or path.startswith("/openapi/v2"):
+            # kubectl parses v2 only as protobuf: a JSON v2 breaks it. Not serving it is correct.
+            raise StatusError(404, "NotFound", "the server could not find the requested resource")
+        info = parse_request_info(request.method, path, request.query)  # type: ignore[arg-type]
+        await self.auth.check(request, info)
+        if not info.is_resource_request:
+            return await self._group_discovery(request, info.group, info.version, path)
+        return await self.rest.handle(request, info)
+
+    async def _group_discovery(self, request: web.Request, group: str, version: str, path: str) -> web.Response:
+        parts = [p for p in path.strip("/").split("/") if p]
+        if parts[:1] == ["api"] and len(parts) == 2:
+            body = self.discovery.resource_list("", parts[1])
+        elif parts[:1] == ["apis"] and len(parts) == 2:
+            body = self.discovery.api_group(parts[1])
+        elif parts[:1] == ["apis"] and len(parts) == 3:
+            body = self.discovery.resource_list(parts[1], parts[2])
+        else:
+            body = None
+        if body is None:
+            raise StatusError(404, "NotFound", "the server could not find the requested resource")
+        return codec.json_response(body)
+
+
+def _arch() -> str:
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)

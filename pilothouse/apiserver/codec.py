@@ -1,0 +1,76 @@
+"""Request bodies in, responses out: content types, size limits, Table negotiation.
+
+Requests may be JSON or YAML (kubectl and the Python client send JSON; ``apply-patch+yaml`` carries
+JSON or YAML). Responses are always JSON, encoded with orjson (several times faster than the
+standard library on Kubernetes-sized objects).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import yaml
+from aiohttp import web
+
+from pilothouse.machinery.errors import (
+    StatusError,
+    bad_request,
+    request_entity_too_large,
+    unsupported_media_type,
+)
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "json_response",
+    "read_body",
+    "status_response",
+    "wants_table",
+]
+
+#: Kubernetes refuses request bodies above 3 MiB (etcd's default value limit is 1.5 MiB).
+MAX_BODY_BYTES = 3 * 1024 * 1024
+
+_JSON_TYPES = {"application/json", "application/merge-patch+json", "application/json-patch+json",
+               "application/strategic-merge-patch+json", "application/apply-patch+yaml",
+               "application/yaml", "text/yaml", "application/x-yaml", ""}
+
+
+async def read_body(request: web.Request) -> tuple[Any, str]:
+    """Parse the body. Returns (value, media type)."""
+    media_type = request.content_type or ""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise request_entity_too_large("the request body is too large (limit 3145728 bytes)")
+    if media_type not in _JSON_TYPES:
+        raise unsupported_media_type(media_type)
+    raw = bytearray()
+    async for chunk in request.content.iter_chunked(65536):
+        raw.extend(chunk)
+        if len(raw) > MAX_BODY_BYTES:
+            raise request_entity_too_large("the request body is too large (limit 3145728 bytes)")
+    if not raw.strip():
+        raise bad_request("the request body is empty")
+    if media_type in ("application/yaml", "text/yaml", "application/x-yaml", "application/apply-patch+yaml"):
+        try:
+            return yaml.safe_load(bytes(raw)), media_type
+        except yaml.YAMLError as error:
+            raise bad_request(f"error converting YAML to JSON: {error}") from None
+    try:
+        return orjson.loads(raw), media_type or "application/json"
+    except orjson.JSONDecodeError as error:
+        raise bad_request(f"couldn't get version/kind; json parse error: {error}") from None
+
+
+def wants_table(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "as=Table" in accept
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None,
+                  content_type: str = "application/json") -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, headers=headers,
+                        content_type=content_type)
+
+
+def status_response(error: StatusError) -> web.Response:
+    return json_response(error.to_status(), status=error.code, headers=error.headers or None)

@@ -1,0 +1,55 @@
+"""Between stored bytes and API objects: ``resourceVersion`` lives in the store, not in the value.
+
+As in kube-apiserver's etcd3 store, the value saved carries no resourceVersion; it is set from the
+key's mod_revision whenever the object is read. That keeps the revision authoritative and lets an
+unchanged value be compared byte for byte.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+
+from pilothouse.machinery.errors import bad_request
+from pilothouse.store.interface import KeyValue
+
+__all__ = ["decode_continue", "decode_stored", "encode_continue", "encode_for_store"]
+
+
+def encode_for_store(obj: dict[str, Any]) -> bytes:
+    metadata = obj.get("metadata") or {}
+    if "resourceVersion" in metadata:
+        metadata = dict(metadata)
+        del metadata["resourceVersion"]
+        obj = {**obj, "metadata": metadata}
+    return orjson.dumps(obj)
+
+
+def decode_stored(kv: KeyValue) -> dict[str, Any]:
+    obj: dict[str, Any] = orjson.loads(kv.value)
+    obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
+    return obj
+
+
+def encode_continue(revision: int, last_key: str) -> str:
+    # Same shape as Kubernetes' token (base64 of {"v":"meta.k8s.io/v1","rv":N,"start":K}), so it is
+    # opaque to clients and carries the revision that keeps every page consistent.
+    token = orjson.dumps({"v": "meta.k8s.io/v1", "rv": revision, "start": last_key + "\x00"})
+    return base64.urlsafe_b64encode(token).decode().rstrip("=")
+
+
+def decode_continue(token: str, prefix: str) -> tuple[int, str]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = orjson.loads(base64.urlsafe_b64decode(padded))
+        revision = int(data["rv"])
+        start = str(data["start"])
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+        raise bad_request("continue key is not valid: the continue token is malformed") from None
+    if data.get("v") != "meta.k8s.io/v1":
+        raise bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1 required)")
+    if not start.startswith(prefix):
+        raise bad_request("continue key is not valid: the continue token does not belong to this list")
+    return revision, start.rstrip("\x00")

@@ -1,0 +1,91 @@
+"""Query parameters and option bodies of REST requests → typed options for the registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from multidict import MultiMapping
+
+from pilothouse.apiserver.registry import DeleteOptions, ListOptions, WriteContext
+from pilothouse.machinery.errors import FieldError, bad_request, invalid
+from pilothouse.machinery.selectors import parse_field_selector, parse_label_selector
+
+__all__ = ["delete_options", "list_options", "write_context"]
+
+_FIELD_VALIDATION = {"Strict", "Warn", "Ignore", ""}
+
+
+def _int(query: MultiMapping[str], name: str) -> int | None:
+    text = query.get(name)
+    if text in (None, ""):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise bad_request(f"invalid value for {name}: {text!r}") from None
+
+
+def list_options(query: MultiMapping[str]) -> ListOptions:
+    limit = _int(query, "limit") or 0
+    if limit < 0:
+        limit = 0
+    return ListOptions(
+        label_selector=parse_label_selector(query.get("labelSelector")),
+        field_selector=parse_field_selector(query.get("fieldSelector")),
+        limit=limit,
+        continue_token=query.get("continue", ""),
+        resource_version=query.get("resourceVersion", ""),
+    )
+
+
+def write_context(query: MultiMapping[str], headers: Any, *, default_validation: str = "Warn") -> WriteContext:
+    dry_run = query.getall("dryRun", [])
+    for value in dry_run:
+        if value != "All":
+            raise bad_request(f'unsupported dry run value "{value}", supported values: All')
+    validation = query.get("fieldValidation", "")
+    if validation not in _FIELD_VALIDATION:
+        raise bad_request(f'fieldValidation parameter unsupported: {validation!r}; '
+                          'valid values are "Ignore", "Warn" and "Strict"')
+    manager = query.get("fieldManager", "")
+    if len(manager) > 128:
+        raise invalid("PatchOptions", "meta.k8s.io", "", [
+            FieldError("FieldValueTooLong", "fieldManager", "may not be more than 128 characters", manager)])
+    return WriteContext(
+        dry_run=bool(dry_run),
+        field_manager=manager,
+        # The API server's default when a client sends no fieldValidation is Warn (1.27+).
+        field_validation=validation or default_validation,
+        force=query.get("force", "") in ("true", "1"),
+        user_agent=headers.get("User-Agent", ""),
+    )
+
+
+def delete_options(query: MultiMapping[str], body: Any) -> DeleteOptions:
+    options = DeleteOptions()
+    if isinstance(body, dict):
+        if body.get("kind") not in (None, "DeleteOptions"):
+            raise bad_request(f"expected DeleteOptions, got {body.get('kind')}")
+        options.grace_period_seconds = body.get("gracePeriodSeconds")
+        options.propagation_policy = body.get("propagationPolicy")
+        options.orphan_dependents = body.get("orphanDependents")
+        preconditions = body.get("preconditions") or {}
+        options.precondition_uid = preconditions.get("uid")
+        options.precondition_resource_version = preconditions.get("resourceVersion")
+        for value in body.get("dryRun") or ():
+            if value != "All":
+                raise bad_request(f'unsupported dry run value "{value}", supported values: All')
+    grace = _int(query, "gracePeriodSeconds")
+    if grace is not None:
+        options.grace_period_seconds = grace
+    if "propagationPolicy" in query:
+        options.propagation_policy = query["propagationPolicy"]
+    if "orphanDependents" in query:
+        options.orphan_dependents = query["orphanDependents"] in ("true", "1")
+    if options.propagation_policy not in (None, "Orphan", "Background", "Foreground"):
+        raise invalid("DeleteOptions", "meta.k8s.io", "", [FieldError(
+            "FieldValueNotSupported", "propagationPolicy",
+            'supported values: "Orphan", "Background", "Foreground"', options.propagation_policy)])
+    if options.grace_period_seconds is not None and options.grace_period_seconds < 0:
+        options.grace_period_seconds = 0
+    return options

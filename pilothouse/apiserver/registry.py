@@ -1,0 +1,379 @@
+"""The one generic resource store: every kind's create/get/list/update/patch/delete/watch.
+
+The pipeline belongs here, not to the kinds (kube-apiserver's ``genericregistry.Store`` with
+``rest.BeforeCreate``/``BeforeUpdate``): decode checks, system metadata, defaulting, the kind's
+prepare hook, validation, field-manager bookkeeping, admission, the store write, error translation.
+A kind changes behaviour only through its :class:`~pilothouse.machinery.kinds.Strategy`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pilothouse.apiserver import admission, errors_translate, writes
+from pilothouse.apiserver.objects import decode_continue, decode_stored, encode_continue, encode_for_store
+from pilothouse.machinery import meta
+from pilothouse.machinery.errors import StatusError, bad_request, conflict, expired, not_found
+from pilothouse.machinery.kinds import ResourceType, Strategy
+from pilothouse.machinery.selectors import FieldSelector, LabelSelector
+from pilothouse.store.interface import CompactedError, EventType, Store, StoreError
+
+__all__ = ["DeleteOptions", "ListOptions", "ResourceStorage", "WatchEvent", "WriteContext"]
+
+Object = dict[str, Any]
+
+_TRUSTED = Strategy()
+
+# How many times a read-modify-write retries on a revision race it did not ask for.
+_MAX_RETRIES = 16
+
+
+@dataclass
+class WriteContext:
+    """Per-request options of a write, and what the write reports back (warnings)."""
+
+    dry_run: bool = False
+    field_manager: str = ""
+    field_validation: str = "Strict"  # the server default for kubectl is Strict; Ignore/Warn otherwise
+    force: bool = False
+    user_agent: str = ""
+    #: "Apply" for server-side apply, whose merge already recorded field ownership.
+    operation: str = "Update"
+    warnings: list[str] = field(default_factory=list)
+
+    def manager(self) -> str:
+        if self.field_manager:
+            return self.field_manager
+        # Kubernetes derives the manager from the User-Agent's program name.
+        agent = self.user_agent.split("/", 1)[0].strip()
+        return agent or "unknown"
+
+
+@dataclass
+class ListOptions:
+    label_selector: LabelSelector = field(default_factory=LabelSelector)
+    field_selector: FieldSelector = field(default_factory=FieldSelector)
+    limit: int = 0
+    continue_token: str = ""
+    resource_version: str = ""
+
+
+@dataclass
+class DeleteOptions:
+    grace_period_seconds: int | None = None
+    propagation_policy: str | None = None
+    orphan_dependents: bool | None = None
+    precondition_uid: str | None = None
+    precondition_resource_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: str  # ADDED, MODIFIED, DELETED, BOOKMARK, ERROR
+    object: Object
+
+
+class ResourceStorage:
+    """Create/read/update/delete/watch for one resource type over the revisioned store."""
+
+    def __init__(self, resource: ResourceType, store: Store, namespaces: admission.NamespaceLifecycle) -> None:
+        self.resource = resource
+        self.store = store
+        self.namespaces = namespaces
+
+    # ----------------------------------------------------------------- reads
+
+    def _key(self, namespace: str | None, name: str) -> str:
+        return self.resource.key(namespace if self.resource.namespaced else None, name)
+
+    def _not_found(self, name: str) -> StatusError:
+        return not_found(self.resource.plural, self.resource.group, name)
+
+    async def get(self, namespace: str | None, name: str) -> Object:
+        try:
+            kv = await self.store.get(self._key(namespace, name))
+        except StoreError as error:
+            raise errors_translate.from_store(error, self.resource, name) from error
+        if kv is None:
+            raise self._not_found(name)
+        return decode_stored(kv)
+
+    async def list(self, namespace: str | None, options: ListOptions) -> tuple[list[Object], str, str]:
+        """Returns (items, resourceVersion, continue token)."""
+        prefix = self.resource.key_prefix(namespace)
+        start_after = ""
+        revision = 0
+        if options.continue_token:
+            revision, start_after = decode_continue(options.continue_token, prefix)
+        items: list[Object] = []
+        filtered = not (options.label_selector.empty() and options.field_selector.empty())
+        limit = options.limit
+        try:
+            while True:
+                # With selectors a page may need more than one read; keep reading at the same
+                # revision until the page is full, as the etcd3 store does.
+                batch = await self.store.list(prefix, limit=limit, start_after=start_after,
+                                              revision=revision)
+                revision = batch.revision
+                for kv in batch.items:
+                    obj = decode_stored(kv)
+                    if not filtered or self.matches(obj, options.label_selector, options.field_selector):
+                        items.append(obj)
+                if not batch.more:
+                    return items, str(revision), ""
+                start_after = batch.items[-1].key
+                if limit and len(items) >= limit:
+                    return items, str(revision), encode_continue(revision, start_after)
+        except CompactedError as error:
+            if options.continue_token:
+                raise expired("The provided continue parameter is too old to display a consistent list "
+                              "result. You can start a new list without the continue parameter.") from error
+            raise errors_translate.from_store(error, self.resource, "") from error
+        except StoreError as error:
+            raise errors_translate.from_store(error, self.resource, "") from error
+
+    def matches(self, obj: Object, labels: LabelSelector, fields: FieldSelector) -> bool:
+        if not labels.empty() and not labels.matches(obj["metadata"].get("labels")):
+            return False
+        return fields.empty() or fields.matches(self.resource.strategy.selectable_fields(obj))
+
+    # ---------------------------------------------------------------- create
+
+    async def create(self, namespace: str | None, obj: Object, ctx: WriteContext) -> Object:
+        resource = self.resource
+        writes.check_type_meta(obj, resource)
+        metadata = writes.check_namespace(obj, resource, namespace)
+        writes.check_schema(obj, resource, ctx)
+        strategy = resource.strategy
+        strategy.default(obj)
+        generate_name = metadata.get("generateName")
+        attempts = 8 if generate_name and not metadata.get("name") else 1
+        writes.init_system_metadata(metadata)
+        strategy.prepare_for_create(obj)
+        if resource.namespaced:
+            await self.namespaces.admit_create(metadata.get("namespace", ""))
+        for attempt in range(attempts):
+            if attempts > 1:
+                metadata["name"] = generate_name + meta.generate_name_suffix()
+            writes.validate_create(obj, resource)
+            writes.track_managed_fields(None, obj, ctx, resource, "")
+            name = metadata["name"]
+            if ctx.dry_run:
+                return obj
+            try:
+                kv = await self.store.create(self._key(namespace, name), encode_for_store(obj))
+            except StoreError as error:
+                translated = errors_translate.from_store(error, resource, name)
+                if translated.reason == "AlreadyExists" and attempt + 1 < attempts:
+                    continue
+                raise translated from error
+            return decode_stored(kv)
+        raise AssertionError("unreachable")
+
+    # ---------------------------------------------------------------- update
+
+    async def update(self, namespace: str | None, name: str, obj: Object, ctx: WriteContext,
+                     subresource: str = "") -> tuple[Object, bool]:
+        """PUT. Returns (object, created)."""
+        resource = self.resource
+        writes.check_type_meta(obj, resource)
+        writes.check_namespace(obj, resource, namespace)
+        writes.check_name(obj, name)
+        writes.check_schema(obj, resource, ctx)
+        requested_rv = (obj.get("metadata") or {}).get("resourceVersion") or ""
+        strategy = self._strategy(subresource)
+        if not requested_rv and not strategy.allow_unconditional_update:
+            raise writes.invalid_missing_rv(resource, name)
+
+        async def mutate(current: Object) -> Object:
+            if requested_rv and requested_rv != current["metadata"]["resourceVersion"]:
+                raise conflict(resource.plural, resource.group, name, writes.MODIFIED_MESSAGE)
+            return copy.deepcopy(obj)
+
+        return await self._read_modify_write(namespace, name, mutate, ctx, subresource,
+                                             create_if_missing=strategy.allow_create_on_update,
+                                             new_object=obj)
+
+    def _strategy(self, subresource: str) -> Strategy:
+        if subresource == "status" and self.resource.status_strategy is not None:
+            return self.resource.status_strategy
+        if subresource and subresource != "status":
+            # Server-side subresources (binding) change exactly what their handler decided.
+            return _TRUSTED
+        return self.resource.strategy
+
+    async def guaranteed_update(self, namespace: str | None, name: str,
+                                mutate: Callable[[Object], Awaitable[Object]], ctx: WriteContext,
+                                subresource: str = "", create_if_missing: bool = False,
+                                on_missing: Callable[[], Awaitable[Object]] | None = None,
+                                ) -> tuple[Object, bool]:
+        """Apply ``mutate`` to the current object and store it, retrying on revision races.
+        ``on_missing`` builds the object to create when it does not exist (server-side apply)."""
+        return await self._read_modify_write(namespace, name, mutate, ctx, subresource,
+                                             create_if_missing=create_if_missing, on_missing=on_missing)
+
+    async def _read_modify_write(
+        self, namespace: str | None, name: str, mutate: Callable[[Object], Awaitable[Object]],
+        ctx: WriteContext, subresource: str, *, create_if_missing: bool = False,
+        new_object: Object | None = None, on_missing: Callable[[], Awaitable[Object]] | None = None,
+    ) -> tuple[Object, bool]:
+        resource = self.resource
+        key = self._key(namespace, name)
+        strategy = self._strategy(subresource)
+        for _ in range(_MAX_RETRIES):
+            try:
+                kv = await self.store.get(key)
+            except StoreError as error:
+                raise errors_translate.from_store(error, resource, name) from error
+            if kv is None:
+                if on_missing is not None:
+                    return await self.create(namespace, await on_missing(), ctx), True
+                if create_if_missing and new_object is not None and not subresource:
+                    created = copy.deepcopy(new_object)
+                    created["metadata"].pop("resourceVersion", None)
+                    return await self.create(namespace, created, ctx), True
+                raise self._not_found(name)
+            current = decode_stored(kv)
+            new = await mutate(copy.deepcopy(current))
+            writes.check_type_meta(new, resource)
+            writes.check_name(new, name)
+            if not subresource:
+                strategy.default(new)
+            writes.carry_system_metadata(new, current)
+            strategy.prepare_for_update(new, current)
+            writes.validate_update(new, current, resource, strategy)
+            writes.track_managed_fields(current, new, ctx, resource, subresource)
+            new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            if new == current:
+                return current, False  # a no-op write keeps the resourceVersion, as Kubernetes does
+            if writes.finalized(new):
+                # The last finalizer went away from an object being deleted: it goes now.
+                if ctx.dry_run:
+                    return new, False
+                try:
+                    deleted = await self.store.delete(key, expected_mod_revision=kv.mod_revision)
+                except StoreError as error:
+                    if errors_translate.is_conflict(error):
+                        continue
+                    raise errors_translate.from_store(error, resource, name) from error
+                gone = decode_stored(deleted)
+                return gone, False
+            if ctx.dry_run:
+                return new, False
+            try:
+                stored = await self.store.update(key, encode_for_store(new), expected_mod_revision=kv.mod_revision)
+            except StoreError as error:
+                if errors_translate.is_conflict(error):
+                    continue
+                raise errors_translate.from_store(error, resource, name) from error
+            return decode_stored(stored), False
+        raise conflict(resource.plural, resource.group, name, writes.MODIFIED_MESSAGE)
+
+    # ---------------------------------------------------------------- delete
+
+    async def delete(self, namespace: str | None, name: str, options: DeleteOptions,
+                     ctx: WriteContext) -> tuple[Object, bool]:
+        """Returns (object, gone): gone=False while graceful deletion or finalizers keep it."""
+        resource = self.resource
+        key = self._key(namespace, name)
+        for _ in range(_MAX_RETRIES):
+            try:
+                kv = await self.store.get(key)
+            except StoreError as error:
+                raise errors_translate.from_store(error, resource, name) from error
+            if kv is None:
+                raise self._not_found(name)
+            current = decode_stored(kv)
+            writes.check_delete_preconditions(current, options, resource, name)
+            updated = writes.prepare_delete(current, options, resource)
+            if updated is not None:
+                if updated == current or ctx.dry_run:
+                    return updated, False
+                try:
+                    stored = await self.store.update(key, encode_for_store(updated),
+                                                     expected_mod_revision=kv.mod_revision)
+                except StoreError as error:
+                    if errors_translate.is_conflict(error):
+                        continue
+                    raise errors_translate.from_store(error, resource, name) from error
+                return decode_stored(stored), False
+            if ctx.dry_run:
+                return current, True
+            try:
+                deleted = await self.store.delete(key, expected_mod_revision=kv.mod_revision)
+            except StoreError as error:
+                if errors_translate.is_conflict(error):
+                    continue
+                raise errors_translate.from_store(error, resource, name) from error
+            return decode_stored(deleted), True
+        raise conflict(resource.plural, resource.group, name, writes.MODIFIED_MESSAGE)
+
+    async def delete_collection(self, namespace: str | None, list_options: ListOptions,
+                                options: DeleteOptions, ctx: WriteContext) -> list[Object]:
+        items, _, _ = await self.list(namespace, list_options)
+        deleted: list[Object] = []
+        for item in items:
+            try:
+                obj, _ = await self.delete(item["metadata"].get("namespace"), item["metadata"]["name"],
+                                           options, ctx)
+            except StatusError as error:
+                if error.code == 404:
+                    continue
+                raise
+            deleted.append(obj)
+        return deleted
+
+    # ----------------------------------------------------------------- watch
+
+    async def watch(self, namespace: str | None, options: ListOptions,
+                    send_initial: bool) -> AsyncIterator[WatchEvent]:
+        """Events for objects matching the selectors. ``send_initial``: the current state first as
+        ADDED (resourceVersion "0" or unset), then changes after the list's revision."""
+        labels, fields = options.label_selector, options.field_selector
+        prefix = self.resource.key_prefix(namespace)
+        if self.resource.namespaced and namespace is None:
+            prefix = self.resource.key_prefix(None)
+        name = fields.required_value("metadata.name")
+        if send_initial:
+            if name is not None and (namespace is not None or not self.resource.namespaced):
+                try:
+                    items = [await self.get(namespace, name)]
+                except StatusError:
+                    items = []
+                revision = await self.store.current_revision()
+                items = [o for o in items if self.matches(o, labels, fields)]
+            else:
+                items, revision_text, _ = await self.list(namespace, ListOptions(labels, fields))
+                revision = int(revision_text)
+            for obj in items:
+                yield WatchEvent("ADDED", obj)
+        else:
+            try:
+                revision = int(options.resource_version)
+            except ValueError:
+                raise bad_request(f'invalid resource version "{options.resource_version}"') from None
+        try:
+            async for event in self.store.watch(prefix, revision):
+                translated = self._translate(event, labels, fields)
+                if translated is not None:
+                    yield translated
+        except CompactedError as error:
+            yield WatchEvent("ERROR", expired(
+                f"too old resource version: {revision} ({error.revision})").to_status())
+
+    def _translate(self, event: Any, labels: LabelSelector, fields: FieldSelector) -> WatchEvent | None:
+        obj = decode_stored(event.kv)
+        now_matches = self.matches(obj, labels, fields)
+        was_matching = False
+        if event.prev is not None:
+            was_matching = self.matches(decode_stored(event.prev), labels, fields)
+        if event.type is EventType.DELETE:
+            return WatchEvent("DELETED", obj) if now_matches else None
+        if now_matches:
+            return WatchEvent("MODIFIED" if was_matching else "ADDED", obj)
+        if was_matching:
+            return WatchEvent("DELETED", obj)
+        return None

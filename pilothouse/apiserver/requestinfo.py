@@ -1,0 +1,73 @@
+"""What a request asks for, read off its path and method (kube-apiserver's ``RequestInfoFactory``).
+
+Resource paths::
+
+    /api/v1/<resource>[/<name>[/<subresource>]]
+    /api/v1/namespaces/<ns>/<resource>[/<name>[/<subresource>]]
+    /apis/<group>/<version>/...   (the same below the group-version)
+
+Authorization and the generic REST handler both work from this one parse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["RequestInfo", "parse_request_info"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    is_resource_request: bool
+    path: str
+    verb: str  # get, list, watch, create, update, patch, delete, deletecollection (or the HTTP verb)
+    group: str = ""
+    version: str = ""
+    namespace: str | None = None
+    resource: str = ""
+    name: str = ""
+    subresource: str = ""
+
+
+_METHOD_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete",
+                 "GET": "get", "HEAD": "get"}
+
+
+def parse_request_info(method: str, path: str, query: dict[str, str] | None = None) -> RequestInfo:
+    query = query or {}
+    parts = [p for p in path.strip("/").split("/") if p]
+    method_verb = method.lower()
+    if not parts or parts[0] not in ("api", "apis"):
+        return RequestInfo(False, path, method_verb)
+    if parts[0] == "api":
+        if len(parts) < 2:
+            return RequestInfo(False, path, method_verb)
+        group, version, rest = "", parts[1], parts[2:]
+    else:
+        if len(parts) < 3:
+            return RequestInfo(False, path, method_verb)
+        group, version, rest = parts[1], parts[2], parts[3:]
+    if not rest:
+        return RequestInfo(False, path, method_verb, group, version)
+    verb = _METHOD_VERBS.get(method.upper(), method_verb)
+    namespace: str | None = None
+    # /namespaces/<ns>/<resource>... is a namespaced request; /namespaces[/<ns>[/status]] is the
+    # namespace resource itself.
+    if rest[0] == "namespaces" and len(rest) >= 3 and group + version != "" and not (
+            group == "" and len(rest) == 3 and rest[2] in ("status", "finalize")):
+        namespace = rest[1]
+        rest = rest[2:]
+    resource = rest[0]
+    name = rest[1] if len(rest) > 1 else ""
+    subresource = rest[2] if len(rest) > 2 else ""
+    if resource == "namespaces" and namespace is None and len(rest) >= 2:
+        name = rest[1]
+        subresource = rest[2] if len(rest) > 2 else ""
+    if not name:
+        if verb == "get":
+            verb = "watch" if query.get("watch") in ("true", "1") else "list"
+        elif verb == "delete":
+            verb = "deletecollection"
+    elif verb == "get" and query.get("watch") in ("true", "1"):
+        verb = "watch"
+    return RequestInfo(True, path, verb, group, version, namespace, resource, name, subresource)

@@ -1,0 +1,244 @@
+"""The one generic REST handler: every resource, every verb, through :class:`ResourceStorage`.
+
+Subresources with their own shape (scale, binding, eviction, log, exec, ...) are small handlers
+registered in :mod:`pilothouse.apiserver.subresources`; ``/status`` is the same handler with the
+kind's status strategy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from pilothouse.apiserver import codec, options, watchstream
+from pilothouse.apiserver.registry import ResourceStorage, WriteContext
+from pilothouse.apiserver.requestinfo import RequestInfo
+from pilothouse.apiserver.writes import check_schema
+from pilothouse.machinery import meta, tables
+from pilothouse.machinery.errors import (
+    StatusError,
+    bad_request,
+    method_not_allowed,
+    not_found,
+    status_success,
+    unsupported_media_type,
+)
+from pilothouse.machinery.kinds import ResourceRegistry, ResourceType
+from pilothouse.machinery.patch import json_patch, merge_patch, server_side_apply, strategic_merge_patch
+from pilothouse.machinery.schema import schema_for_kind
+
+__all__ = ["RestHandler", "SubresourceHandler"]
+
+Object = dict[str, Any]
+SubresourceHandler = Callable[["RestHandler", web.Request, RequestInfo, ResourceStorage], Awaitable[web.StreamResponse]]
+
+_PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
+                "application/strategic-merge-patch+json", "application/apply-patch+yaml")
+
+
+class RestHandler:
+    def __init__(self, registry: ResourceRegistry, storages: dict[ResourceType, ResourceStorage],
+                 subresources: dict[tuple[str, str], SubresourceHandler]) -> None:
+        self.registry = registry
+        self.storages = storages
+        self.subresources = subresources
+
+    def storage_for(self, group: str, version: str, plural: str) -> ResourceStorage:
+        resource = self.registry.by_plural(group, version, plural)
+        if resource is None:
+            raise StatusError(404, "NotFound", "the server could not find the requested resource",
+                              {"group": group, "kind": plural})
+        return self.storages[resource]
+
+    async def handle(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+        storage = self.storage_for(info.group, info.version, info.resource)
+        resource = storage.resource
+        if info.namespace is not None and not resource.namespaced:
+            raise StatusError(404, "NotFound", "the server could not find the requested resource")
+        namespace = info.namespace if resource.namespaced else None
+        if info.subresource and info.subresource != "status":
+            handler = self.subresources.get((resource.plural if not resource.group else
+                                             f"{resource.plural}.{resource.group}", info.subresource))
+            if handler is None:
+                handler = self.subresources.get(("*", info.subresource))
+            if handler is None or info.subresource not in resource.subresources:
+                raise StatusError(404, "NotFound", "the server could not find the requested resource")
+            return await handler(self, request, info, storage)
+        if info.subresource == "status" and resource.status_strategy is None:
+            raise StatusError(404, "NotFound", "the server could not find the requested resource")
+        if resource.namespaced and namespace is None and info.verb not in ("list", "watch"):
+            raise StatusError(404, "NotFound", "the server could not find the requested resource")
+        verb = info.verb
+        if verb == "get":
+            return await self._respond(request, storage, await storage.get(namespace, info.name))
+        if verb == "list":
+            return await self._list(request, storage, namespace)
+        if verb == "watch":
+            return await watchstream.serve(request, storage, namespace, info.name)
+        if verb == "create":
+            if info.name or info.subresource:
+                raise method_not_allowed(f"POST is not supported on {info.path}")
+            return await self._create(request, storage, namespace)
+        if verb == "update":
+            return await self._update(request, storage, namespace, info)
+        if verb == "patch":
+            return await self._patch(request, storage, namespace, info)
+        if verb == "delete":
+            return await self._delete(request, storage, namespace, info.name)
+        if verb == "deletecollection":
+            return await self._delete_collection(request, storage, namespace)
+        raise method_not_allowed(f"the server does not allow this method on the requested resource")
+
+    # ------------------------------------------------------------- responses
+
+    async def _respond(self, request: web.Request, storage: ResourceStorage, obj: Object, status: int = 200,
+                       ctx: WriteContext | None = None) -> web.Response:
+        headers = warning_headers(ctx)
+        if codec.wants_table(request):
+            resource = storage.resource
+            body = tables.to_table(resource.group, resource.kind, [obj],
+                                   include_object=request.query.get("includeObject", "Metadata"))
+            return codec.json_response(body, status, headers)
+        return codec.json_response(obj, status, headers)
+
+    async def _list(self, request: web.Request, storage: ResourceStorage, namespace: str | None) -> web.Response:
+        resource = storage.resource
+        list_options = options.list_options(request.query)
+        items, revision, token = await storage.list(namespace, list_options)
+        list_meta: dict[str, Any] = {"resourceVersion": revision}
+        if token:
+            list_meta["continue"] = token
+        if codec.wants_table(request):
+            # Rendering thousands of rows is CPU work: keep it off the event loop.
+            body = await asyncio.to_thread(
+                tables.to_table, resource.group, resource.kind, items,
+                include_object=request.query.get("includeObject", "Metadata"), list_meta=list_meta)
+            return codec.json_response(body)
+        body = {"kind": f"{resource.kind}List", "apiVersion": resource.api_version, "metadata": list_meta,
+                "items": items}
+        return codec.json_response(body)
+
+    # ---------------------------------------------------------------- writes
+
+    async def _create(self, request: web.Request, storage: ResourceStorage, namespace: str | None) -> web.Response:
+        body, _ = await codec.read_body(request)
+        ctx = options.write_context(request.query, request.headers)
+        created = await storage.create(namespace, body, ctx)
+        return await self._respond(request, storage, created, 201, ctx)
+
+    async def _update(self, request: web.Request, storage: ResourceStorage, namespace: str | None,
+                      info: RequestInfo) -> web.Response:
+        body, _ = await codec.read_body(request)
+        ctx = options.write_context(request.query, request.headers)
+        obj, created = await storage.update(namespace, info.name, body, ctx, info.subresource)
+        return await self._respond(request, storage, obj, 201 if created else 200, ctx)
+
+    async def _patch(self, request: web.Request, storage: ResourceStorage, namespace: str | None,
+                     info: RequestInfo) -> web.Response:
+        if request.content_type not in _PATCH_TYPES:
+            raise unsupported_media_type(request.content_type)
+        body, media_type = await codec.read_body(request)
+        ctx = options.write_context(request.query, request.headers)
+        obj, created = await apply_patch(storage, namespace, info.name, media_type, body, ctx, info.subresource)
+        return await self._respond(request, storage, obj, 201 if created else 200, ctx)
+
+    async def _delete(self, request: web.Request, storage: ResourceStorage, namespace: str | None,
+                      name: str) -> web.Response:
+        body = None
+        if request.can_read_body:
+            raw = await request.read()
+            if raw.strip() and request.content_type in ("application/json", ""):
+                import orjson
+
+                try:
+                    body = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    raise bad_request("the DeleteOptions body is not valid JSON") from None
+            # A protobuf DeleteOptions body (kubectl drain's fallback) is tolerated and ignored.
+        delete_options = options.delete_options(request.query, body)
+        ctx = options.write_context(request.query, request.headers)
+        if isinstance(body, dict) and body.get("dryRun"):
+            ctx.dry_run = True
+        obj, gone = await storage.delete(namespace, name, delete_options, ctx)
+        return await self._respond(request, storage, obj, 200, ctx)
+
+    async def _delete_collection(self, request: web.Request, storage: ResourceStorage,
+                                 namespace: str | None) -> web.Response:
+        body = None
+        if request.can_read_body:
+            raw = await request.read()
+            if raw.strip():
+                import orjson
+
+                try:
+                    body = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    raise bad_request("the DeleteOptions body is not valid JSON") from None
+        delete_options = options.delete_options(request.query, body)
+        ctx = options.write_context(request.query, request.headers)
+        deleted = await storage.delete_collection(namespace, options.list_options(request.query),
+                                                  delete_options, ctx)
+        resource = storage.resource
+        return codec.json_response({"kind": f"{resource.kind}List", "apiVersion": resource.api_version,
+                                    "metadata": {}, "items": deleted})
+
+
+def warning_headers(ctx: WriteContext | None) -> dict[str, str] | None:
+    if ctx is None or not ctx.warnings:
+        return None
+    # One Warning header per message would be more faithful; aiohttp's dict headers take one value,
+    # so multiple warnings are joined the way RFC 7234 allows (comma-separated warning-values).
+    return {"Warning": ", ".join(f'299 - "{w.replace(chr(34), chr(92) + chr(34))}"' for w in ctx.warnings)}
+
+
+async def apply_patch(storage: ResourceStorage, namespace: str | None, name: str, media_type: str, patch: Any,
+                      ctx: WriteContext, subresource: str = "") -> tuple[Object, bool]:
+    """PATCH in any of the four content types, as one read-modify-write."""
+    resource = storage.resource
+    schema = schema_for_kind(resource.group, resource.version, resource.kind)
+
+    async def mutate(current: Object) -> Object:
+        if media_type == "application/json-patch+json":
+            patched = json_patch(current, patch)
+        elif media_type == "application/merge-patch+json":
+            patched = merge_patch(current, patch)
+        elif media_type == "application/strategic-merge-patch+json":
+            patched = strategic_merge_patch(current, patch, schema)
+        else:
+            if not isinstance(patch, dict):
+                raise bad_request("apply patch body must be an object")
+            applied = copy.deepcopy(patch)
+            check_schema(applied, resource, ctx)
+            patched = server_side_apply(current, applied, ctx.field_manager or "", ctx.force,
+                                        resource.api_version, meta.format_time(), schema)
+            return patched
+        if isinstance(patched, dict):
+            check_schema(patched, resource, ctx)
+        return patched
+
+    if media_type == "application/apply-patch+yaml":
+        ctx.operation = "Apply"
+        if not ctx.field_manager:
+            raise StatusError(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: "
+                              "Required value: is required for apply patch")
+
+        async def on_missing() -> Object:
+            if subresource:
+                raise not_found(resource.plural, resource.group, name)
+            applied = copy.deepcopy(patch)
+            check_schema(applied, resource, ctx)
+            created = server_side_apply(None, applied, ctx.field_manager, ctx.force, resource.api_version,
+                                        meta.format_time(), schema)
+            created.setdefault("metadata", {})["name"] = name
+            return created
+
+        return await storage.guaranteed_update(namespace, name, mutate, ctx, subresource, on_missing=on_missing)
+    return await storage.guaranteed_update(namespace, name, mutate, ctx, subresource)
+
+
+def success(details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return status_success(details)

@@ -1,0 +1,123 @@
+"""Running the API server: open the store, bootstrap, listen, write a kubeconfig, stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from aiohttp import web
+
+from pilothouse.apiserver.app import APIServer
+from pilothouse.store import open_store
+from pilothouse.store.interface import Store
+
+__all__ = ["RunningServer", "ServerConfig", "start_server", "write_kubeconfig"]
+
+log = logging.getLogger("pilothouse.apiserver")
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path
+    bind_address: str = "127.0.0.1"
+    port: int = 6443
+    datastore_endpoint: str = ""
+
+    def endpoint(self) -> str:
+        return self.datastore_endpoint or f"sqlite://{self.data_dir / 'state.db'}"
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.data_dir / "kubeconfig.yaml"
+
+    @property
+    def url(self) -> str:
+        host = self.bind_address
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.port}"
+
+
+@dataclass
+class RunningServer:
+    config: ServerConfig
+    store: Store
+    api: APIServer
+    runner: web.AppRunner
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = self.config.bind_address
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.runner.cleanup()
+        await self.store.close()
+
+
+def write_kubeconfig(path: Path, server_url: str, cluster_name: str = "pilothouse") -> None:
+    """A kubeconfig like k3s writes: one cluster, one user, one current context."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": cluster_name, "cluster": {"server": server_url}}],
+        "users": [{"name": "admin", "user": {}}],
+        "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": "admin",
+                                                        "namespace": "default"}}],
+        "current-context": cluster_name,
+        "preferences": {},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+async def start_server(config: ServerConfig) -> RunningServer:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(config.endpoint())
+    await store.start()
+    api = APIServer(store)
+    await api.bootstrap()
+    app = api.build_app()
+    # Keep-alive long enough for informers' connection reuse; access logs off (they cost ~10% per
+    # request and the seed's systemd units run the server with logs to stderr anyway).
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, config.bind_address, config.port, reuse_address=True, backlog=1024)
+    await site.start()
+    port = config.port
+    server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
+    if port == 0 and server is not None:
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            port = sockets[0].getsockname()[1]
+    running = RunningServer(config, store, api, runner, port)
+    write_kubeconfig(config.kubeconfig_path, running.url)
+    log.info("API server listening on %s (datastore %s)", running.url, config.endpoint())
+    return running
+
+
+async def run_forever(config: ServerConfig) -> None:
+    running = await start_server(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await running.stop()

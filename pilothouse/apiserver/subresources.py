@@ -1,0 +1,157 @@
+"""Subresources whose request or response shape differs from the resource's own.
+
+``/scale`` (autoscaling/v1 Scale over any kind with a :class:`ScaleSpec`), ``pods/binding``,
+``pods/eviction``, and ``pods/log`` until node agents serve it. ``/status`` needs nothing here: it is
+the generic handler with the kind's status strategy.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from aiohttp import web
+
+from pilothouse.apiserver import codec, options
+from pilothouse.apiserver.registry import DeleteOptions, ResourceStorage
+from pilothouse.apiserver.requestinfo import RequestInfo
+from pilothouse.machinery import meta
+from pilothouse.machinery.errors import StatusError, bad_request, conflict, status_success, too_many_requests
+from pilothouse.machinery.patch import json_patch, merge_patch, strategic_merge_patch
+from pilothouse.machinery.schema import schema_for_kind
+from pilothouse.machinery.selectors import selector_from_object
+
+__all__ = ["SUBRESOURCE_HANDLERS"]
+
+Object = dict[str, Any]
+
+
+def _scale_of(storage: ResourceStorage, obj: Object) -> Object:
+    spec = storage.resource.scale
+    assert spec is not None
+    selector = meta.get_path(obj, spec.selector_path)
+    selector_text = str(selector_from_object(selector)) if isinstance(selector, dict) else ""
+    metadata = obj["metadata"]
+    return {
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": metadata["name"], "namespace": metadata.get("namespace"), "uid": metadata["uid"],
+                     "resourceVersion": metadata["resourceVersion"],
+                     "creationTimestamp": metadata.get("creationTimestamp")},
+        "spec": {"replicas": meta.get_path(obj, spec.replicas_path, 0)},
+        "status": {"replicas": meta.get_path(obj, spec.status_replicas_path, 0), "selector": selector_text},
+    }
+
+
+async def scale(handler: Any, request: web.Request, info: RequestInfo, storage: ResourceStorage) -> web.StreamResponse:
+    namespace, name = info.namespace, info.name
+    spec = storage.resource.scale
+    assert spec is not None
+    if info.verb == "get":
+        return codec.json_response(_scale_of(storage, await storage.get(namespace, name)))
+    if info.verb not in ("update", "patch"):
+        raise StatusError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+    body, media_type = await codec.read_body(request)
+    ctx = options.write_context(request.query, request.headers)
+
+    async def mutate(current: Object) -> Object:
+        current_scale = _scale_of(storage, current)
+        if info.verb == "update":
+            new_scale = body
+            wanted_rv = (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) else None
+            if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
+                raise conflict(storage.resource.plural, storage.resource.group, name,
+                               "the object has been modified; please apply your changes to the latest "
+                               "version and try again")
+        elif media_type == "application/json-patch+json":
+            new_scale = json_patch(current_scale, body)
+        elif media_type == "application/merge-patch+json":
+            new_scale = merge_patch(current_scale, body)
+        elif media_type == "application/strategic-merge-patch+json":
+            new_scale = strategic_merge_patch(current_scale, body,
+                                              schema_for_kind("autoscaling", "v1", "Scale"))
+        else:
+            raise StatusError(415, "UnsupportedMediaType", f"unsupported patch type for scale: {media_type}")
+        replicas = meta.get_path(new_scale, ("spec", "replicas"))
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise StatusError(422, "Invalid", f'Scale.autoscaling "{name}" is invalid: spec.replicas: '
+                              f"Invalid value: {replicas}: must be greater than or equal to 0")
+        updated = copy.deepcopy(current)
+        meta.set_path(updated, spec.replicas_path, replicas)
+        return updated
+
+    obj, _ = await storage.guaranteed_update(namespace, name, mutate, ctx)
+    return codec.json_response(_scale_of(storage, obj))
+
+
+async def binding(handler: Any, request: web.Request, info: RequestInfo, storage: ResourceStorage) -> web.StreamResponse:
+    if info.verb != "create":
+        raise StatusError(405, "MethodNotAllowed", "only POST is allowed on pods/binding")
+    body, _ = await codec.read_body(request)
+    target = (body or {}).get("target") or {}
+    node = target.get("name")
+    if not node:
+        raise StatusError(422, "Invalid", f'Binding "{info.name}" is invalid: target.name: Required value')
+    ctx = options.write_context(request.query, request.headers)
+    name = info.name
+
+    async def mutate(pod: Object) -> Object:
+        if pod["metadata"].get("deletionTimestamp"):
+            raise conflict("pods", "", name, "pod is being deleted, cannot be assigned to a host")
+        current_node = pod["spec"].get("nodeName")
+        if current_node:
+            raise conflict("pods", "", name, f'pod {name} is already assigned to node "{current_node}"')
+        pod["spec"]["nodeName"] = node
+        status = pod.setdefault("status", {})
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+        conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                           "lastTransitionTime": meta.format_time()})
+        status["conditions"] = conditions
+        return pod
+
+    # Binding writes spec.nodeName, which the main strategy forbids users to change: use the status
+    # path, whose strategy keeps everything but status, after restoring the binding's own change.
+    obj, _ = await storage.guaranteed_update(info.namespace, name, mutate, ctx, subresource="binding")
+    return codec.json_response(status_success(), status=201)
+
+
+async def eviction(handler: Any, request: web.Request, info: RequestInfo, storage: ResourceStorage) -> web.StreamResponse:
+    if info.verb != "create":
+        raise StatusError(405, "MethodNotAllowed", "only POST is allowed on pods/eviction")
+    body, _ = await codec.read_body(request)
+    if not isinstance(body, dict):
+        raise bad_request("expected an Eviction object")
+    pod = await storage.get(info.namespace, info.name)
+    pdbs_storage = handler.storage_for("policy", "v1", "poddisruptionbudgets")
+    budgets, _, _ = await pdbs_storage.list(info.namespace, options.list_options({}))  # type: ignore[arg-type]
+    phase = (pod.get("status") or {}).get("phase")
+    if phase not in ("Succeeded", "Failed", "Pending"):
+        for budget in budgets:
+            selector = selector_from_object((budget.get("spec") or {}).get("selector"))
+            if selector.matches(pod["metadata"].get("labels")):
+                allowed = (budget.get("status") or {}).get("disruptionsAllowed", 0)
+                if allowed <= 0:
+                    raise too_many_requests(
+                        "Cannot evict pod as it would violate the pod's disruption budget.", retry_after=5)
+    delete_body = body.get("deleteOptions") or {}
+    delete_options = options.delete_options({}, delete_body)  # type: ignore[arg-type]
+    ctx = options.write_context(request.query, request.headers)
+    await storage.delete(info.namespace, info.name, delete_options or DeleteOptions(), ctx)
+    return codec.json_response(status_success(), status=201)
+
+
+async def log_placeholder(handler: Any, request: web.Request, info: RequestInfo,
+                          storage: ResourceStorage) -> web.StreamResponse:
+    pod = await storage.get(info.namespace, info.name)
+    node = pod["spec"].get("nodeName")
+    if not node:
+        raise bad_request(f'pod "{info.name}" is not scheduled to a node yet: no logs are available')
+    raise bad_request(f'the node agent of node "{node}" is not reachable: logs are served by node agents, '
+                      f"and none is connected to this server")
+
+
+SUBRESOURCE_HANDLERS = {
+    ("*", "scale"): scale,
+    ("pods", "binding"): binding,
+    ("pods", "eviction"): eviction,
+    ("pods", "log"): log_placeholder,
+}

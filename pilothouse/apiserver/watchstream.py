@@ -1,0 +1,124 @@
+"""Serving a watch: chunked JSON events, one per line, flushed as they happen.
+
+Semantics (see ``shared/docs/kubectl-contract.md`` §6.1): resourceVersion unset or "0" sends the
+current state as ADDED first; a given version sends strictly newer changes; a compacted one ends in
+an ERROR event carrying a 410 Expired Status. Bookmarks only when asked. ``timeoutSeconds`` closes
+the stream (clients reconnect); without it the stream stays open (``kubectl get -w`` exits when the
+server closes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from pilothouse.apiserver import codec, options
+from pilothouse.apiserver.registry import ResourceStorage, WatchEvent
+from pilothouse.machinery import tables
+from pilothouse.machinery.selectors import FieldSelector
+
+__all__ = ["serve"]
+
+#: How often an idle watch that asked for bookmarks gets one.
+BOOKMARK_INTERVAL = 30.0
+
+
+async def serve(request: web.Request, storage: ResourceStorage, namespace: str | None,
+                name: str = "") -> web.StreamResponse:
+    list_options = options.list_options(request.query)
+    if name:
+        # GET .../pods/x?watch=true (old style) is a watch of that one name.
+        list_options.field_selector = FieldSelector(
+            (*list_options.field_selector.terms, ("metadata.name", "=", name)))
+    send_initial = list_options.resource_version in ("", "0")
+    timeout_text = request.query.get("timeoutSeconds")
+    timeout = float(timeout_text) if timeout_text else None
+    bookmarks = request.query.get("allowWatchBookmarks") in ("true", "1")
+    as_table = codec.wants_table(request)
+    include_object = request.query.get("includeObject", "Metadata")
+    resource = storage.resource
+
+    # Start the underlying watch before answering, so a bad resourceVersion is a plain 400.
+    events = storage.watch(namespace, list_options, send_initial)
+    response = web.StreamResponse(status=200)
+    response.content_type = "application/json"
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+
+    last_revision = list_options.resource_version or "0"
+    # Bounded: a client that reads slowly stalls this pump, so the store ends its watch (410, relist)
+    # instead of this process buffering without limit.
+    queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue(maxsize=64)
+
+    async def pump() -> None:
+        try:
+            async for event in events:
+                await queue.put(event)
+        finally:
+            await queue.put(None)
+
+    pump_task = asyncio.create_task(pump())
+    sent_headers = False
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout if timeout else None
+    # Spread bookmarks so many watchers do not all wake at once.
+    next_bookmark = loop.time() + BOOKMARK_INTERVAL * random.uniform(0.5, 1.0)
+    try:
+        while True:
+            wait = None
+            now = loop.time()
+            if deadline is not None:
+                wait = deadline - now
+                if wait <= 0:
+                    break
+            if bookmarks:
+                until_bookmark = max(0.0, next_bookmark - now)
+                wait = until_bookmark if wait is None else min(wait, until_bookmark)
+            try:
+                event = await asyncio.wait_for(queue.get(), wait) if wait is not None else await queue.get()
+            except TimeoutError:
+                if bookmarks and loop.time() >= next_bookmark:
+                    await _write(response, _bookmark(resource.kind, resource.api_version, last_revision))
+                    next_bookmark = loop.time() + BOOKMARK_INTERVAL
+                continue
+            if event is None:
+                break
+            if event.type != "ERROR":
+                last_revision = event.object["metadata"].get("resourceVersion", last_revision)
+            body: Any = event.object
+            if as_table and event.type != "ERROR":
+                # Column definitions travel with the first event only, as kube-apiserver does.
+                body = tables.to_table(resource.group, resource.kind, [event.object],
+                                       include_object=include_object, no_headers=sent_headers)
+                sent_headers = True
+            await _write(response, {"type": event.type, "object": body})
+            if event.type == "ERROR":
+                break
+        if bookmarks and deadline is not None:
+            # A closing bookmark lets an informer resume exactly where it stopped.
+            await _write(response, _bookmark(resource.kind, resource.api_version, last_revision))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        pump_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pump_task
+        with contextlib.suppress(Exception):
+            await events.aclose()  # type: ignore[attr-defined]
+    with contextlib.suppress(ConnectionResetError, Exception):
+        await response.write_eof()
+    return response
+
+
+def _bookmark(kind: str, api_version: str, revision: str) -> dict[str, Any]:
+    return {"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version,
+                                           "metadata": {"resourceVersion": revision}}}
+
+
+async def _write(response: web.StreamResponse, event: dict[str, Any]) -> None:
+    await response.write(orjson.dumps(event) + b"\n")

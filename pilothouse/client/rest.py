@@ -1,0 +1,218 @@
+"""An asyncio client for the Kubernetes API, as every pilothouse component uses it.
+
+Components talk to the cluster only through this client, exactly as a remote host would (the layer
+rules forbid them the store). Resources are named by :class:`ResourceType` from the machinery
+catalog, so URLs are never spelled by hand. One aiohttp session per client keeps connections alive
+(an informer's watch holds one; the connection limit is raised so that many watches do not starve
+ordinary requests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from pilothouse.client import errors
+from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry, ResourceType
+
+__all__ = ["APIClient", "resource"]
+
+Object = dict[str, Any]
+
+_CATALOG = ResourceRegistry(BUILTIN_RESOURCES)
+
+
+def resource(group: str, version: str, plural: str) -> ResourceType:
+    """A built-in resource by its URL names, e.g. ``resource("apps", "v1", "deployments")``."""
+    found = _CATALOG.by_plural(group, version, plural)
+    if found is None:
+        raise KeyError(f"unknown resource {plural}.{group}/{version}")
+    return found
+
+
+class APIClient:
+    """HTTP client bound to one API server URL."""
+
+    def __init__(self, server: str, *, user_agent: str = "pilothouse", token: str | None = None,
+                 connection_limit: int = 256, timeout: float = 30.0) -> None:
+        self.server = server.rstrip("/")
+        self.user_agent = user_agent
+        self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._connection_limit = connection_limit
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._connection_limit, limit_per_host=self._connection_limit)
+            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers,
+                                                  json_serialize=lambda o: orjson.dumps(o).decode())
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> APIClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ URLs
+
+    def path(self, r: ResourceType, namespace: str | None = None, name: str = "", subresource: str = "") -> str:
+        base = f"/api/{r.version}" if not r.group else f"/apis/{r.group}/{r.version}"
+        if r.namespaced and namespace:
+            base += f"/namespaces/{quote(namespace)}"
+        base += f"/{r.plural}"
+        if name:
+            base += f"/{quote(name)}"
+        if subresource:
+            base += f"/{subresource}"
+        return base
+
+    # -------------------------------------------------------------- requests
+
+    async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+                      body: Any = None, content_type: str = "application/json",
+                      timeout: float | None = None) -> Any:
+        data = None
+        headers = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else orjson.dumps(body)
+            headers = {"Content-Type": content_type}
+        clean = {k: str(v).lower() if isinstance(v, bool) else str(v)
+                 for k, v in (params or {}).items() if v is not None}
+        try:
+            async with self.session.request(
+                method, self.server + path, params=clean, data=data, headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout or self._timeout),
+            ) as response:
+                raw = await response.read()
+                if response.status >= 400:
+                    status = None
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        status = orjson.loads(raw)
+                    if not isinstance(status, dict):
+                        status = {"message": raw.decode(errors="replace"), "reason": response.reason}
+                    raise errors.from_status(response.status, status)
+                if not raw:
+                    return None
+                if response.content_type == "application/json":
+                    return orjson.loads(raw)
+                return raw.decode(errors="replace")
+        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as error:
+            raise errors.ConnectionFailed(f"{method} {path}: {error}") from error
+
+    async def get(self, r: ResourceType, name: str, namespace: str | None = None,
+                  subresource: str = "") -> Object:
+        result: Object = await self.request("GET", self.path(r, namespace, name, subresource))
+        return result
+
+    async def list(self, r: ResourceType, namespace: str | None = None, *, label_selector: str | None = None,
+                   field_selector: str | None = None, limit: int | None = None, continue_token: str | None = None,
+                   resource_version: str | None = None) -> Object:
+        params = {"labelSelector": label_selector, "fieldSelector": field_selector, "limit": limit,
+                  "continue": continue_token, "resourceVersion": resource_version}
+        result: Object = await self.request("GET", self.path(r, namespace), params=params)
+        return result
+
+    async def list_all(self, r: ResourceType, namespace: str | None = None, *, label_selector: str | None = None,
+                       field_selector: str | None = None, page_size: int = 500) -> tuple[list[Object], str]:
+        """Every item, following continue tokens. Returns (items, resourceVersion of the list)."""
+        items: list[Object] = []
+        token: str | None = None
+        while True:
+            page = await self.list(r, namespace, label_selector=label_selector, field_selector=field_selector,
+                                   limit=page_size, continue_token=token)
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items, str((page.get("metadata") or {}).get("resourceVersion", "0"))
+
+    async def create(self, r: ResourceType, obj: Object, namespace: str | None = None, *,
+                     subresource: str = "", name: str = "", field_manager: str | None = None,
+                     dry_run: bool = False) -> Object:
+        if namespace is None and r.namespaced:
+            namespace = (obj.get("metadata") or {}).get("namespace") or "default"
+        params = {"fieldManager": field_manager or self.user_agent, "dryRun": "All" if dry_run else None}
+        result: Object = await self.request("POST", self.path(r, namespace, name, subresource), params=params,
+                                            body=obj)
+        return result
+
+    async def update(self, r: ResourceType, obj: Object, *, subresource: str = "",
+                     field_manager: str | None = None) -> Object:
+        metadata = obj["metadata"]
+        path = self.path(r, metadata.get("namespace"), metadata["name"], subresource)
+        result: Object = await self.request("PUT", path, params={"fieldManager": field_manager or self.user_agent},
+                                            body=obj)
+        return result
+
+    async def update_status(self, r: ResourceType, obj: Object) -> Object:
+        return await self.update(r, obj, subresource="status")
+
+    async def patch(self, r: ResourceType, name: str, patch: Any, namespace: str | None = None, *,
+                    patch_type: str = "merge", subresource: str = "", field_manager: str | None = None,
+                    force: bool | None = None) -> Object:
+        content_type = {
+            "merge": "application/merge-patch+json",
+            "json": "application/json-patch+json",
+            "strategic": "application/strategic-merge-patch+json",
+            "apply": "application/apply-patch+yaml",
+        }[patch_type]
+        params = {"fieldManager": field_manager or self.user_agent, "force": force}
+        result: Object = await self.request("PATCH", self.path(r, namespace, name, subresource), params=params,
+                                            body=patch, content_type=content_type)
+        return result
+
+    async def delete(self, r: ResourceType, name: str, namespace: str | None = None, *,
+                     grace_period_seconds: int | None = None, propagation_policy: str | None = None,
+                     preconditions: dict[str, str] | None = None) -> Object:
+        body: Object = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if grace_period_seconds is not None:
+            body["gracePeriodSeconds"] = grace_period_seconds
+        if propagation_policy:
+            body["propagationPolicy"] = propagation_policy
+        if preconditions:
+            body["preconditions"] = preconditions
+        result: Object = await self.request("DELETE", self.path(r, namespace, name), body=body)
+        return result
+
+    async def watch(self, r: ResourceType, namespace: str | None = None, *, resource_version: str = "0",
+                    label_selector: str | None = None, field_selector: str | None = None,
+                    timeout_seconds: int | None = None, bookmarks: bool = True) -> AsyncIterator[Object]:
+        """Raw watch events (``{"type", "object"}``) until the server closes the stream."""
+        params = {"watch": "true", "resourceVersion": resource_version, "labelSelector": label_selector,
+                  "fieldSelector": field_selector, "timeoutSeconds": timeout_seconds,
+                  "allowWatchBookmarks": "true" if bookmarks else None}
+        clean = {k: str(v) for k, v in params.items() if v is not None}
+        try:
+            async with self.session.get(self.server + self.path(r, namespace), params=clean,
+                                        timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeout),
+                                        ) as response:
+                if response.status >= 400:
+                    raw = await response.read()
+                    status = None
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        status = orjson.loads(raw)
+                    raise errors.from_status(response.status, status if isinstance(status, dict) else None)
+                buffer = b""
+                async for chunk in response.content.iter_any():
+                    buffer += chunk
+                    while b"\n" in buffer:
+                        line, buffer = buffer.split(b"\n", 1)
+                        if line.strip():
+                            yield orjson.loads(line)
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as error:
+            raise errors.ConnectionFailed(f"watch {r.plural}: {error}") from error

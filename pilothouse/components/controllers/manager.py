@@ -1,0 +1,63 @@
+"""The controller manager: builds the shared client and informers, then runs every controller.
+
+Controllers are listed by name in :data:`CONTROLLERS` (``--controllers`` picks a subset, like
+kube-controller-manager's flag). They share one :class:`InformerFactory`, so each resource is
+listed and watched once however many controllers read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from typing import Any
+
+from pilothouse.client.informer import InformerFactory
+from pilothouse.client.rest import APIClient
+from pilothouse.components.controllers.base import Controller, ControllerContext
+
+__all__ = ["CONTROLLERS", "ControllerManager"]
+
+log = logging.getLogger("pilothouse.controllers")
+
+#: name -> "module:Class". Order is start order.
+CONTROLLERS: dict[str, str] = {}
+
+
+class ControllerManager:
+    def __init__(self, server: str, *, controllers: list[str] | None = None,
+                 options: dict[str, Any] | None = None) -> None:
+        self.client = APIClient(server, user_agent="pilothouse-controller-manager")
+        self.informers = InformerFactory(self.client)
+        self.ctx = ControllerContext(self.client, self.informers, options=options or {})
+        names = controllers or list(CONTROLLERS)
+        self.controllers: list[Controller] = []
+        for name in names:
+            module_name, _, class_name = CONTROLLERS[name].partition(":")
+            cls = getattr(importlib.import_module(module_name), class_name)
+            self.controllers.append(cls(self.ctx))
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self.informers.start()
+        await self.informers.wait_synced()
+        self._tasks = [asyncio.create_task(c.run(), name=f"controller-{c.name}") for c in self.controllers]
+        log.info("controller manager running: %s", ", ".join(c.name for c in self.controllers))
+
+    async def stop(self) -> None:
+        for controller in self.controllers:
+            await controller.stop()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.informers.stop()
+        await self.client.close()
+
+    async def run(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()

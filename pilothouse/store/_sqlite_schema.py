@@ -1,0 +1,128 @@
+"""SQL schema, connection setup and error mapping shared by the SQLite store's reader and writer.
+
+Two tables plus a one-row-per-setting ``meta``:
+
+* ``kv`` — the current state: key → value, create_rev, mod_rev. A rowid table with a unique index on
+  ``key`` (not WITHOUT ROWID): values are ~2 KB JSON objects, too large for WITHOUT ROWID's in-btree
+  storage to pay off, and ``count`` is then a scan of the narrow index only.
+* ``log`` — the history: one row per revision with the new value and the previous one (value and both
+  revisions). ``prev_*`` are stored, not joined, because the previous version's own log row may already
+  be compacted while the event is still served. The state as of a past revision R is "kv rows with
+  mod_rev <= R" plus, for keys changed after R, the ``prev_*`` of their first change after R.
+
+The store's revision is not stored separately: it is ``max(log.rev)``, or the compaction point when
+compaction emptied the log (compaction never goes beyond the current revision).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from pilothouse.store.interface import (
+    EventType,
+    KeyValue,
+    StoreError,
+    UnavailableError,
+    WatchEvent,
+)
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "SCHEMA",
+    "connect",
+    "current_revision_sql",
+    "event_from_row",
+    "map_error",
+    "prefix_end",
+]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    key        TEXT    NOT NULL UNIQUE,
+    value      BLOB    NOT NULL,
+    create_rev INTEGER NOT NULL,
+    mod_rev    INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log (
+    rev             INTEGER PRIMARY KEY,
+    key             TEXT    NOT NULL,
+    deleted         INTEGER NOT NULL,
+    value           BLOB,
+    create_rev      INTEGER NOT NULL,
+    prev_value      BLOB,
+    prev_create_rev INTEGER,
+    prev_mod_rev    INTEGER
+);
+CREATE INDEX IF NOT EXISTS log_key_rev ON log (key, rev);
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (name, value) VALUES ('compacted', 0);
+INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', 1);
+"""
+
+EVENT_COLUMNS = "rev, key, deleted, value, create_rev, prev_value, prev_create_rev, prev_mod_rev"
+
+current_revision_sql = (
+    "SELECT max(coalesce((SELECT max(rev) FROM log), 0),"
+    " (SELECT value FROM meta WHERE name = 'compacted')), "
+    "(SELECT value FROM meta WHERE name = 'compacted')"
+)
+
+
+def connect(path: str, *, readonly: bool) -> sqlite3.Connection:
+    """Open a connection in autocommit mode (we issue BEGIN/COMMIT ourselves)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0,
+                           cached_statements=64)
+    # WAL: readers never block the writer nor each other, and each reader sees a consistent snapshot.
+    # synchronous=FULL: every COMMIT fsyncs the WAL before returning, so an acknowledged write survives
+    # power loss / a kernel crash, not only a process crash (NORMAL would only sync at checkpoints and
+    # could lose the last acknowledged writes). Group commit amortises that fsync over many writes.
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    if readonly:
+        conn.execute("PRAGMA query_only=1")
+        conn.execute("PRAGMA cache_size=-32768")  # 32 MiB page cache per reader
+    return conn
+
+
+def map_error(exc: BaseException, what: str) -> StoreError:
+    """sqlite3 errors never leave the store: I/O, lock, disk-full and corruption mean unavailable."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, (sqlite3.OperationalError, sqlite3.DatabaseError, sqlite3.ProgrammingError)):
+        return UnavailableError(f"sqlite {what} failed: {exc}")
+    return StoreError(f"sqlite {what} failed: {exc}")
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix`` (None: no bound).
+
+    SQLite compares TEXT with memcmp on UTF-8, which orders like Python's code-point comparison.
+    """
+    chars = list(prefix)
+    while chars:
+        last = ord(chars[-1])
+        if last < 0x10FFFF:
+            # Skip the surrogate block: those code points have no UTF-8 encoding.
+            chars[-1] = chr(0xE000 if 0xD7FF <= last < 0xE000 else last + 1)
+            return "".join(chars)
+        chars.pop()
+    return None
+
+
+def event_from_row(row: tuple[object, ...]) -> WatchEvent:
+    """Build a WatchEvent from a ``log`` row selected with :data:`EVENT_COLUMNS`."""
+    rev, key, deleted, value, create_rev, prev_value, prev_create, prev_mod = row
+    assert isinstance(rev, int) and isinstance(key, str) and isinstance(create_rev, int)
+    prev: KeyValue | None = None
+    if prev_mod is not None:
+        assert isinstance(prev_value, bytes) and isinstance(prev_create, int) and isinstance(prev_mod, int)
+        prev = KeyValue(key, prev_value, prev_create, prev_mod)
+    if deleted:
+        assert prev is not None
+        return WatchEvent(EventType.DELETE, KeyValue(key, prev.value, prev.create_revision, rev), prev)
+    assert isinstance(value, bytes)
+    return WatchEvent(EventType.PUT, KeyValue(key, value, create_rev, rev), prev)

@@ -1,0 +1,283 @@
+"""The SQLite store's single writer thread: group commit with per-write preconditions.
+
+Every write goes through one thread that owns the only write connection. It blocks for the first
+queued operation, then takes every other operation already waiting, applies them in order in one
+``BEGIN IMMEDIATE`` transaction and commits once — one fsync for the whole group, which is where the
+throughput of full durability comes from (under load the queue fills while the previous group's fsync
+runs). Preconditions (exists/absent, expected mod_revision) are checked inside that transaction just
+before each write, against the state left by the writes before it, and a failing write simply writes
+nothing — it fails alone, so no SAVEPOINT is needed. Failed writes consume no revision.
+
+Only after COMMIT returns are results handed back to the event loop (one ``call_soon_threadsafe`` per
+group), where the store publishes the group's events to watchers and then resolves each caller's
+future: an acknowledged write is durable and already visible to watchers.
+
+Compaction also runs here (it deletes log rows), in chunks interleaved with write groups so a large
+compaction never stalls writers for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pilothouse.store._sqlite_schema import SCHEMA, connect, current_revision_sql, map_error
+from pilothouse.store.interface import (
+    ConflictError,
+    EventType,
+    KeyExistsError,
+    KeyNotFoundError,
+    KeyValue,
+    StoreError,
+    UnavailableError,
+    WatchEvent,
+)
+
+__all__ = ["Op", "WriteResult", "Writer"]
+
+#: Upper bound on one group (bounds transaction size and the latency of the first caller).
+MAX_GROUP = 2000
+#: Log rows deleted per compaction transaction.
+COMPACT_CHUNK = 5000
+
+OpKind = Literal["create", "update", "delete", "compact"]
+WriteResult = KeyValue | StoreError | None
+
+
+@dataclass(slots=True)
+class Op:
+    kind: OpKind
+    key: str
+    value: bytes
+    expected: int
+    future: asyncio.Future[KeyValue | None] = field(repr=False)
+
+
+#: Called on the event loop after a group commits: (ops, results aligned with ops, events in order).
+Deliver = Callable[[list[Op], list[WriteResult], list[WatchEvent]], None]
+#: Called on the event loop when a compaction's first chunk committed: (revision,).
+Compacted = Callable[[int], None]
+
+_STOP = object()
+
+
+class Writer:
+    """Owns the write connection and its thread. ``submit`` is called from the event loop."""
+
+    def __init__(self, path: str, loop: asyncio.AbstractEventLoop, deliver: Deliver,
+                 on_compacted: Compacted) -> None:
+        self._path = path
+        self._loop = loop
+        self._deliver = deliver
+        self._on_compacted = on_compacted
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
+        self._conn: sqlite3.Connection | None = None
+        self._ready: asyncio.Future[tuple[int, int]] = loop.create_future()
+        self.revision = 0
+        self.compacted = 0
+        self.stopped = False
+        #: Number of commits and writes committed (for benchmarks / tests of grouping).
+        self.commits = 0
+        self.writes = 0
+
+    async def start(self) -> tuple[int, int]:
+        """Start the thread; returns (revision, compacted) recovered from the file."""
+        self._thread.start()
+        return await self._ready
+
+    def submit(self, op: Op) -> None:
+        if self.stopped:
+            op.future.set_exception(UnavailableError("store is closed"))
+            return
+        self._queue.put(op)
+
+    async def stop(self) -> None:
+        """Finish the operations already queued, then close the connection and join the thread."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self._queue.put(_STOP)
+        if self._thread.is_alive():
+            await asyncio.to_thread(self._thread.join)
+
+    # --- the thread ---------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[..., None], *args: object) -> None:
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop is gone: nobody waits any more
+            pass
+
+    def _run(self) -> None:
+        try:
+            conn = self._conn = connect(self._path, readonly=False)
+            conn.executescript(SCHEMA)
+            self.revision, self.compacted = conn.execute(current_revision_sql).fetchone()
+        except Exception as exc:  # reported to start(); the thread ends
+            err = map_error(exc, "open")
+            self._call(_set_exception, self._ready, err)
+            return
+        self._call(_set_result, self._ready, (self.revision, self.compacted))
+        compacting: list[Op] = []
+        try:
+            while True:
+                if compacting:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        self._compact_chunk(conn, compacting)
+                        continue
+                else:
+                    item = self._queue.get()
+                if item is _STOP:
+                    break
+                group: list[Op] = []
+                stop = False
+                for nxt in self._drain(item):
+                    if nxt is _STOP:
+                        stop = True
+                        break
+                    assert isinstance(nxt, Op)
+                    if nxt.kind == "compact":
+                        compacting.append(nxt)
+                    else:
+                        group.append(nxt)
+                if group:
+                    self._apply_group(conn, group)
+                if compacting and not stop:
+                    self._compact_chunk(conn, compacting)
+                if stop:
+                    break
+            while compacting:  # finish compaction requests that were already accepted
+                self._compact_chunk(conn, compacting)
+        finally:
+            conn.close()
+            # Anything queued after the stop marker is refused.
+            while True:
+                try:
+                    left = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(left, Op):
+                    self._call(_set_exception, left.future, UnavailableError("store is closed"))
+
+    def _drain(self, first: object) -> list[object]:
+        items = [first]
+        while len(items) < MAX_GROUP:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def _apply_group(self, conn: sqlite3.Connection, group: list[Op]) -> None:
+        rev = self.revision
+        results: list[WriteResult] = []
+        events: list[WatchEvent] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in group:
+                res, ev = _apply(conn, op, rev + 1)
+                results.append(res)
+                if ev is not None:
+                    events.append(ev)
+                    rev += 1
+            conn.execute("COMMIT")
+        except Exception as exc:
+            err = map_error(exc, "write")
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self._call(self._deliver, group, [err] * len(group), [])
+            return
+        self.revision = rev
+        self.commits += 1
+        self.writes += len(events)
+        self._call(self._deliver, group, results, events)
+
+    def _compact_chunk(self, conn: sqlite3.Connection, pending: list[Op]) -> None:
+        """Advance the oldest pending compaction by one chunk; resolve it when done."""
+        op = pending[0]
+        target = min(op.expected, self.revision)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            first = target > self.compacted
+            if first:
+                # Mark first: from this commit on, reads below ``target`` fail even while rows remain.
+                conn.execute("UPDATE meta SET value = ? WHERE name = 'compacted'", (target,))
+            cur = conn.execute(
+                "DELETE FROM log WHERE rev IN (SELECT rev FROM log WHERE rev <= ? ORDER BY rev LIMIT ?)",
+                (target, COMPACT_CHUNK),
+            )
+            done = cur.rowcount < COMPACT_CHUNK
+            conn.execute("COMMIT")
+        except Exception as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            pending.pop(0)
+            self._call(_set_exception, op.future, map_error(exc, "compact"))
+            return
+        if first:
+            self.compacted = target
+            self._call(self._on_compacted, target)
+        if done:
+            pending.pop(0)
+            self._call(_set_result, op.future, None)
+
+
+def _apply(conn: sqlite3.Connection, op: Op, rev: int) -> tuple[WriteResult, WatchEvent | None]:
+    """Check ``op``'s precondition and apply it at ``rev``; a failed check writes nothing."""
+    row = conn.execute("SELECT value, create_rev, mod_rev FROM kv WHERE key = ?", (op.key,)).fetchone()
+    cur = KeyValue(op.key, row[0], row[1], row[2]) if row is not None else None
+    if op.kind == "create":
+        if cur is not None:
+            return KeyExistsError(f"key exists: {op.key}", key=op.key, revision=cur.mod_revision), None
+        conn.execute("INSERT INTO kv (key, value, create_rev, mod_rev) VALUES (?, ?, ?, ?)",
+                     (op.key, op.value, rev, rev))
+        conn.execute("INSERT INTO log (rev, key, deleted, value, create_rev) VALUES (?, ?, 0, ?, ?)",
+                     (rev, op.key, op.value, rev))
+        kv = KeyValue(op.key, op.value, rev, rev)
+        return kv, WatchEvent(EventType.PUT, kv, None)
+    if cur is None:
+        return KeyNotFoundError(f"key not found: {op.key}", key=op.key), None
+    if op.expected and cur.mod_revision != op.expected:
+        return ConflictError(
+            f"revision conflict on {op.key}: expected {op.expected}, current {cur.mod_revision}",
+            key=op.key, revision=cur.mod_revision,
+        ), None
+    if op.kind == "update":
+        conn.execute("UPDATE kv SET value = ?, mod_rev = ? WHERE key = ?", (op.value, rev, op.key))
+        conn.execute(
+            "INSERT INTO log (rev, key, deleted, value, create_rev, prev_value, prev_create_rev,"
+            " prev_mod_rev) VALUES (?, ?, 0, ?, ?, ?, ?, ?)",
+            (rev, op.key, op.value, cur.create_revision, cur.value, cur.create_revision, cur.mod_revision),
+        )
+        kv = KeyValue(op.key, op.value, cur.create_revision, rev)
+        return kv, WatchEvent(EventType.PUT, kv, cur)
+    conn.execute("DELETE FROM kv WHERE key = ?", (op.key,))
+    conn.execute(
+        "INSERT INTO log (rev, key, deleted, value, create_rev, prev_value, prev_create_rev,"
+        " prev_mod_rev) VALUES (?, ?, 1, NULL, ?, ?, ?, ?)",
+        (rev, op.key, cur.create_revision, cur.value, cur.create_revision, cur.mod_revision),
+    )
+    kv = KeyValue(op.key, cur.value, cur.create_revision, rev)
+    return kv, WatchEvent(EventType.DELETE, kv, cur)
+
+
+def _set_result(fut: asyncio.Future[object], value: object) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _set_exception(fut: asyncio.Future[object], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)

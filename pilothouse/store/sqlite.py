@@ -1,0 +1,358 @@
+"""The embedded store: one SQLite file, for single-node clusters and tests.
+
+Pieces (see each module's docstring for the why):
+
+* writes → :mod:`pilothouse.store._sqlite_writer`: a single writer thread doing group commit
+  (WAL, ``synchronous=FULL``, one fsync per group, preconditions checked in order inside the group);
+* schema → :mod:`pilothouse.store._sqlite_schema`: current state ``kv`` + history ``log``;
+* watches → :mod:`pilothouse.store.watchhub`: in-memory fan-out with a ring of recent events, history
+  from the ``log`` table for older resumptions;
+* reads → here, on connections separate from the writer's (WAL lets readers run concurrently with the
+  writer and gives each read transaction a consistent snapshot).
+
+Read placement: ``get`` and ``current_revision`` run inline on the event loop on a dedicated read
+connection. A primary-key lookup costs ~10-20 µs, several times less than a hop to a worker thread
+and back (~60-100 µs, measured), and WAL readers never wait for the writer, so they cannot stall the
+loop. ``list``, ``count`` and history reads may touch thousands of rows, so they run in a small thread
+pool, each worker with its own connection.
+
+Background compaction mirrors the Kubernetes API server's compactor (every 5 minutes by default, it
+compacts to the revision it saw at the previous tick, i.e. keeps roughly one interval of history);
+``history_window`` additionally keeps at least that many recent revisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from pilothouse.store._sqlite_schema import (
+    EVENT_COLUMNS,
+    connect,
+    current_revision_sql,
+    event_from_row,
+    map_error,
+    prefix_end,
+)
+from pilothouse.store._sqlite_writer import Op, OpKind, Writer, WriteResult
+from pilothouse.store.interface import (
+    KeyValue,
+    ListResult,
+    StoreError,
+    UnavailableError,
+    WatchEvent,
+)
+from pilothouse.store.watchhub import Watch, WatchHub, compacted_error
+
+__all__ = ["FutureRevisionError", "SQLiteStore"]
+
+T = TypeVar("T")
+
+
+class FutureRevisionError(StoreError):
+    """A read asked for a revision the store has not reached (etcd's ErrFutureRev)."""
+
+
+class SQLiteStore:
+    """A :class:`~pilothouse.store.interface.Store` in one SQLite file."""
+
+    def __init__(self, path: str | os.PathLike[str], *, compact_interval: float | None = 300.0,
+                 history_window: int = 0, ring_size: int = 8192, watch_queue_size: int = 10000,
+                 read_threads: int = 2) -> None:
+        self.path = os.fspath(path)
+        self.compact_interval = compact_interval
+        self.history_window = history_window
+        self._read_threads = read_threads
+        self._hub = WatchHub(load_history=self._load_history, load_snapshot=self._load_snapshot,
+                             ring_size=ring_size, queue_size=watch_queue_size)
+        self._writer: Writer | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._pool_conns: list[sqlite3.Connection] = []
+        self._pool_lock = threading.Lock()
+        self._compactor: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._writer is not None:
+            raise RuntimeError("SQLiteStore.start() called twice")
+        loop = asyncio.get_running_loop()
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise UnavailableError(f"cannot create {directory}: {exc}") from exc
+        self._writer = Writer(self.path, loop, self._deliver, self._hub.compacted_to)
+        revision, compacted = await self._writer.start()  # creates the schema before readers open
+        self._hub.reset(revision, compacted)
+        try:
+            self._reader = connect(self.path, readonly=True)
+        except sqlite3.Error as exc:
+            await self._writer.stop()
+            raise map_error(exc, "open") from exc
+        self._pool = ThreadPoolExecutor(max_workers=self._read_threads, thread_name_prefix="sqlite-read")
+        if self.compact_interval and self.compact_interval > 0:
+            self._compactor = loop.create_task(self._compact_loop(self.compact_interval))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._hub.close()
+        if self._compactor is not None:
+            self._compactor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._compactor
+        if self._writer is not None:
+            await self._writer.stop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        with self._pool_lock:
+            conns, self._pool_conns = self._pool_conns, []
+        if self._reader is not None:
+            conns.append(self._reader)
+            self._reader = None
+        for conn in conns:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+    async def __aenter__(self) -> SQLiteStore:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def _inline(self) -> sqlite3.Connection:
+        if self._closed or self._reader is None:
+            raise UnavailableError("store is closed" if self._closed else "store not started")
+        return self._reader
+
+    def _thread_conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, readonly=True)
+            self._local.conn = conn
+            with self._pool_lock:
+                self._pool_conns.append(conn)
+        return conn
+
+    async def _in_thread(self, fn: Callable[[sqlite3.Connection], T], what: str) -> T:
+        if self._closed or self._pool is None:
+            raise UnavailableError("store is closed" if self._closed else "store not started")
+
+        def run() -> T:
+            conn = self._thread_conn()
+            try:
+                return fn(conn)
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, run)
+        except StoreError:
+            raise
+        except RuntimeError as exc:  # executor shut down under us
+            raise UnavailableError("store is closed") from exc
+        except Exception as exc:
+            raise map_error(exc, what) from exc
+
+    async def current_revision(self) -> int:
+        try:
+            row = self._inline().execute(current_revision_sql).fetchone()
+        except sqlite3.Error as exc:
+            raise map_error(exc, "read") from exc
+        return int(row[0])
+
+    async def get(self, key: str) -> KeyValue | None:
+        try:
+            row = self._inline().execute(
+                "SELECT value, create_rev, mod_rev FROM kv WHERE key = ?", (key,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise map_error(exc, "read") from exc
+        return None if row is None else KeyValue(key, row[0], row[1], row[2])
+
+    async def list(self, prefix: str, *, limit: int = 0, start_after: str = "",
+                   revision: int = 0) -> ListResult:
+        if limit < 0 or revision < 0:
+            raise ValueError("limit and revision must be >= 0")
+        return await self._in_thread(
+            lambda conn: _list(conn, prefix, limit, start_after, revision), "list"
+        )
+
+    async def count(self, prefix: str) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            end = prefix_end(prefix)
+            if end is None:
+                return int(conn.execute("SELECT count(*) FROM kv WHERE key >= ?", (prefix,)).fetchone()[0])
+            return int(conn.execute("SELECT count(*) FROM kv WHERE key >= ? AND key < ?",
+                                    (prefix, end)).fetchone()[0])
+
+        return await self._in_thread(run, "count")
+
+    async def compacted_revision(self) -> int:
+        return self._hub.compacted
+
+    def write_stats(self) -> tuple[int, int]:
+        """(commits, writes) since start: writes / commits is the mean group-commit size."""
+        if self._writer is None:
+            return 0, 0
+        return self._writer.commits, self._writer.writes
+
+    # --- writes -------------------------------------------------------------------------------
+
+    async def _write(self, kind: OpKind, key: str, value: bytes, expected: int) -> KeyValue | None:
+        if self._writer is None:
+            raise UnavailableError("store not started")
+        fut: asyncio.Future[KeyValue | None] = asyncio.get_running_loop().create_future()
+        # Mark a failure as retrieved even if the caller was cancelled and never looks at it.
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._writer.submit(Op(kind, key, value, expected, fut))
+        # The writer commits whether or not the caller stays: shield so a cancelled caller does not
+        # turn a committed write into an unobserved exception.
+        return await asyncio.shield(fut)
+
+    async def create(self, key: str, value: bytes) -> KeyValue:
+        kv = await self._write("create", key, value, 0)
+        assert kv is not None
+        return kv
+
+    async def update(self, key: str, value: bytes, *, expected_mod_revision: int) -> KeyValue:
+        kv = await self._write("update", key, value, expected_mod_revision)
+        assert kv is not None
+        return kv
+
+    async def delete(self, key: str, *, expected_mod_revision: int = 0) -> KeyValue:
+        kv = await self._write("delete", key, b"", expected_mod_revision)
+        assert kv is not None
+        return kv
+
+    async def compact(self, revision: int) -> None:
+        if revision <= 0:
+            return
+        await self._write("compact", "", b"", revision)
+
+    def _deliver(self, ops: builtins.list[Op], results: builtins.list[WriteResult],
+                 events: builtins.list[WatchEvent]) -> None:
+        # Runs on the loop after COMMIT: publish first, so a caller that starts a watch right after
+        # its write returned never misses that write.
+        self._hub.publish(events)
+        for op, res in zip(ops, results, strict=True):
+            if op.future.done():
+                continue
+            if isinstance(res, StoreError):
+                op.future.set_exception(res)
+            else:
+                op.future.set_result(res)
+
+    # --- watch & compaction -------------------------------------------------------------------
+
+    def watch(self, prefix: str, start_revision: int) -> Watch:
+        """See the Store protocol; ``start_revision`` 0 emits the current state first (watchhub)."""
+        return self._hub.watch(prefix, start_revision)
+
+    async def _load_history(self, prefix: str, after: int, upto: int,
+                            limit: int) -> builtins.list[WatchEvent]:
+        return await self._in_thread(lambda conn: _history(conn, prefix, after, upto, limit), "watch")
+
+    async def _load_snapshot(self, prefix: str) -> ListResult:
+        return await self.list(prefix)
+
+    async def _compact_loop(self, interval: float) -> None:
+        previous = 0
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                current = await self.current_revision()
+                target = previous
+                if self.history_window > 0:
+                    target = min(target, current - self.history_window)
+                if target > self._hub.compacted:
+                    await self.compact(target)
+                previous = current
+            except StoreError:
+                continue  # transient (disk); try again next tick
+
+
+def _snapshot_revision(conn: sqlite3.Connection) -> tuple[int, int]:
+    row = conn.execute(current_revision_sql).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def _list(conn: sqlite3.Connection, prefix: str, limit: int, start_after: str,
+          revision: int) -> ListResult:
+    conn.execute("BEGIN")  # one snapshot for the revision and the rows
+    try:
+        current, compacted = _snapshot_revision(conn)
+        if revision and revision < compacted:
+            raise compacted_error(compacted)
+        if revision > current:
+            raise FutureRevisionError(f"required revision {revision} is a future revision "
+                                      f"(current {current})", revision=current)
+        lo, lo_op = (start_after, ">") if start_after >= prefix else (prefix, ">=")
+        end = prefix_end(prefix)
+        where = f"key {lo_op} ?" + ("" if end is None else " AND key < ?")
+        args: list[object] = [lo] if end is None else [lo, end]
+        n = limit + 1 if limit else -1
+        if not revision or revision == current:
+            rows = conn.execute(
+                f"SELECT key, value, create_rev, mod_rev FROM kv WHERE {where} ORDER BY key LIMIT ?",
+                [*args, n],
+            ).fetchall()
+            revision = current
+        else:
+            # State at R = rows unchanged since R, plus the value before the first change after R of
+            # each key changed since (absent if that change was its creation).
+            rows = conn.execute(
+                f"""
+                SELECT key, value, create_rev, mod_rev FROM kv WHERE {where} AND mod_rev <= ?
+                UNION ALL
+                SELECT l.key, l.prev_value, l.prev_create_rev, l.prev_mod_rev
+                  FROM (SELECT key, min(rev) AS first FROM log WHERE {where} AND rev > ? GROUP BY key) c
+                  JOIN log l ON l.rev = c.first
+                 WHERE l.prev_mod_rev IS NOT NULL
+                ORDER BY 1 LIMIT ?""",
+                [*args, revision, *args, revision, n],
+            ).fetchall()
+    finally:
+        conn.execute("COMMIT")
+    more = bool(limit) and len(rows) > limit
+    if more:
+        rows = rows[:limit]
+    return ListResult([KeyValue(r[0], r[1], r[2], r[3]) for r in rows], revision, more)
+
+
+def _history(conn: sqlite3.Connection, prefix: str, after: int, upto: int,
+             limit: int) -> list[WatchEvent]:
+    conn.execute("BEGIN")
+    try:
+        _, compacted = _snapshot_revision(conn)
+        if after < compacted:
+            raise compacted_error(compacted)
+        end = prefix_end(prefix)
+        key_filter = "key >= ?" + ("" if end is None else " AND key < ?")
+        args: list[object] = [prefix] if end is None else [prefix, end]
+        rows = conn.execute(
+            f"SELECT {EVENT_COLUMNS} FROM log WHERE rev > ? AND rev <= ? AND {key_filter} "
+            f"ORDER BY rev LIMIT ?",
+            [after, upto, *args, limit],
+        ).fetchall()
+    finally:
+        conn.execute("COMMIT")
+    return [event_from_row(r) for r in rows]

@@ -1,0 +1,89 @@
+"""Shared fixtures: a real ``pilothouse server`` process and a real kubectl pointed at it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+KUBECTL = "/usr/bin/kubectl"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    data_dir: Path
+    kubeconfig: Path
+    process: subprocess.Popen[bytes]
+    port: int
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run the real kubectl against this server."""
+        full_env = dict(os.environ)
+        full_env["KUBECONFIG"] = str(self.kubeconfig)
+        full_env["HOME"] = str(self.data_dir / "home")  # kubectl's discovery cache stays per server
+        full_env.update(env or {})
+        result = subprocess.run([KUBECTL, *args], input=input, capture_output=True, text=True,
+                                env=full_env, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"stdout: {result.stdout}\nstderr: {result.stderr}")
+        return result
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=1) as response:
+                if response.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not become ready")
+
+
+def start_server_process(data_dir: Path, port: int | None = None, extra: tuple[str, ...] = ()) -> ServerProcess:
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = open(data_dir / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pilothouse", "server", "--data-dir", str(data_dir), "--port", str(port), *extra],
+        stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url, process)
+    return ServerProcess(url, data_dir, data_dir / "kubeconfig.yaml", process, port)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A pilothouse API server process of its own for each test module."""
+    proc = start_server_process(tmp_path_factory.mktemp("server"))
+    yield proc
+    proc.stop()
