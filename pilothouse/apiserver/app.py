@@ -15,9 +15,10 @@ from aiohttp import web
 from pilothouse import __version__
 from pilothouse.apiserver import codec, subresources
 from pilothouse.apiserver.admission import NamespaceLifecycle
+from pilothouse.apiserver.allocators import ServiceAllocator, ServiceHooks
 from pilothouse.apiserver.auth import AuthLayer
 from pilothouse.apiserver.discovery import Discovery
-from pilothouse.apiserver.registry import ResourceStorage, WriteContext
+from pilothouse.apiserver.registry import ResourceStorage, StorageHooks, WriteContext
 from pilothouse.apiserver.requestinfo import parse_request_info
 from pilothouse.apiserver.rest import RestHandler
 from pilothouse.machinery import openapi
@@ -26,7 +27,7 @@ from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry
 from pilothouse.machinery.schema import KUBERNETES_VERSION
 from pilothouse.store.interface import Store
 
-__all__ = ["APIServer", "SYSTEM_NAMESPACES"]
+__all__ = ["SYSTEM_NAMESPACES", "APIServer"]
 
 log = logging.getLogger("pilothouse.apiserver")
 
@@ -38,11 +39,16 @@ _KEY_APP = web.AppKey("apiserver", object)
 class APIServer:
     """Owns the registry of resources and their storages over one store."""
 
-    def __init__(self, store: Store, auth: AuthLayer | None = None) -> None:
+    def __init__(self, store: Store, auth: AuthLayer | None = None,
+                 service_cluster_ip_range: str = "10.96.0.0/12", advertise_port: int = 6443) -> None:
         self.store = store
         self.registry = ResourceRegistry(BUILTIN_RESOURCES)
         self.namespaces = NamespaceLifecycle(store)
-        self.storages = {r: ResourceStorage(r, store, self.namespaces) for r in self.registry}
+        self.service_allocator = ServiceAllocator(store, service_cluster_ip_range)
+        self.advertise_port = advertise_port
+        hooks: dict[tuple[str, str], StorageHooks] = {("", "services"): ServiceHooks(self.service_allocator)}
+        self.storages = {r: ResourceStorage(r, store, self.namespaces, hooks.get((r.group, r.plural)))
+                         for r in self.registry}
         self.rest = RestHandler(self.registry, self.storages, dict(subresources.SUBRESOURCE_HANDLERS))
         self.discovery = Discovery(self.registry)
         self.auth = auth or AuthLayer()
@@ -61,7 +67,26 @@ class APIServer:
             except StatusError as error:
                 if error.reason != "AlreadyExists":
                     raise
+        await self._bootstrap_kubernetes_service()
         self.ready = True
+
+    async def _bootstrap_kubernetes_service(self) -> None:
+        """``default/kubernetes``: the API server's own Service, on the range's first address."""
+        services = self.storage("", "v1", "services")
+        service = {
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": self.service_allocator.first_ip,
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                                "targetPort": self.advertise_port}],
+                     "sessionAffinity": "None"},
+        }
+        try:
+            await services.create("default", service, WriteContext(field_manager="pilothouse-apiserver"))
+        except StatusError as error:
+            if error.reason != "AlreadyExists":
+                raise
 
     # -------------------------------------------------------------- app
 
@@ -87,7 +112,8 @@ class APIServer:
             return codec.status_response(error)
         except web.HTTPException as http_error:
             if http_error.status == 404:
-                return codec.status_response(StatusError(404, "NotFound", "the server could not find the requested resource"))
+                return codec.status_response(
+                    StatusError(404, "NotFound", "the server could not find the requested resource"))
             if http_error.status == 413:
                 return codec.status_response(StatusError(413, "RequestEntityTooLarge", "the request body is too large"))
             raise
@@ -104,7 +130,7 @@ class APIServer:
         return web.Response(text="ok", content_type="text/plain")
 
     async def _version(self, request: web.Request) -> web.Response:
-        major, minor, patch = KUBERNETES_VERSION.split(".")
+        major, minor, _patch = KUBERNETES_VERSION.split(".")
         return codec.json_response({
             "major": major, "minor": minor, "gitVersion": f"v{KUBERNETES_VERSION}",
             "gitCommit": f"pilothouse-{__version__}", "gitTreeState": "clean",

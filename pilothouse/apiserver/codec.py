@@ -7,6 +7,7 @@ standard library on Kubernetes-sized objects).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -38,7 +39,9 @@ _JSON_TYPES = {"application/json", "application/merge-patch+json", "application/
 
 async def read_body(request: web.Request) -> tuple[Any, str]:
     """Parse the body. Returns (value, media type)."""
-    media_type = request.content_type or ""
+    # No Content-Type header at all means JSON (the official Python client sends none on create);
+    # aiohttp would report application/octet-stream for it.
+    media_type = request.content_type if "Content-Type" in request.headers else "application/json"
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise request_entity_too_large("the request body is too large (limit 3145728 bytes)")
     if media_type not in _JSON_TYPES:
@@ -66,7 +69,7 @@ def wants_table(request: web.Request) -> bool:
     return "as=Table" in accept
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None,
+def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None,
                   content_type: str = "application/json") -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, headers=headers,
                         content_type=content_type)

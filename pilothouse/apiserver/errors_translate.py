@@ -15,6 +15,7 @@ from pilothouse.machinery.kinds import ResourceType
 from pilothouse.store.interface import (
     CompactedError,
     ConflictError,
+    FutureRevisionError,
     KeyExistsError,
     KeyNotFoundError,
     StoreError,
@@ -39,6 +40,10 @@ def from_store(error: StoreError, resource: ResourceType, name: str) -> StatusEr
         return conflict(resource.plural, resource.group, name, MODIFIED_MESSAGE)
     if isinstance(error, CompactedError):
         return expired(f"too old resource version: {error.revision}")
+    if isinstance(error, FutureRevisionError):
+        return StatusError(504, "Timeout", f"Too large resource version: {error.revision}",
+                           {"causes": [{"reason": "ResourceVersionTooLarge",
+                                        "message": "Too large resource version"}], "retryAfterSeconds": 1})
     if isinstance(error, UnavailableError):
         return service_unavailable(f"the storage backend is unavailable: {error}")
     return internal_error(str(error))

@@ -49,7 +49,8 @@ def decode_continue(token: str, prefix: str) -> tuple[int, str]:
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
         raise bad_request("continue key is not valid: the continue token is malformed") from None
     if data.get("v") != "meta.k8s.io/v1":
-        raise bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1 required)")
+        raise bad_request("continue key is not valid: incorrect encoded start resourceVersion "
+                          "(version meta.k8s.io/v1 required)")
     if not start.startswith(prefix):
         raise bad_request("continue key is not valid: the continue token does not belong to this list")
     return revision, start.rstrip("\x00")

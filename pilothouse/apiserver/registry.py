@@ -8,6 +8,7 @@ A kind changes behaviour only through its :class:`~pilothouse.machinery.kinds.St
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from pilothouse.machinery.kinds import ResourceType, Strategy
 from pilothouse.machinery.selectors import FieldSelector, LabelSelector
 from pilothouse.store.interface import CompactedError, EventType, Store, StoreError
 
-__all__ = ["DeleteOptions", "ListOptions", "ResourceStorage", "WatchEvent", "WriteContext"]
+__all__ = ["DeleteOptions", "ListOptions", "ResourceStorage", "StorageHooks", "WatchEvent", "WriteContext"]
 
 Object = dict[str, Any]
 
@@ -76,13 +77,31 @@ class WatchEvent:
     object: Object
 
 
+class StorageHooks:
+    """Side effects a kind needs around its writes (a Service's IP and port allocations).
+
+    ``before_write`` returns an undo coroutine factory, called if the store write then fails.
+    """
+
+    async def before_write(self, new: Object, old: Object | None, ctx: WriteContext) -> Callable[[], Awaitable[None]]:
+        async def nothing() -> None:
+            return None
+
+        return nothing
+
+    async def after_delete(self, obj: Object) -> None:
+        return None
+
+
 class ResourceStorage:
     """Create/read/update/delete/watch for one resource type over the revisioned store."""
 
-    def __init__(self, resource: ResourceType, store: Store, namespaces: admission.NamespaceLifecycle) -> None:
+    def __init__(self, resource: ResourceType, store: Store, namespaces: admission.NamespaceLifecycle,
+                 hooks: StorageHooks | None = None) -> None:
         self.resource = resource
         self.store = store
         self.namespaces = namespaces
+        self.hooks = hooks or StorageHooks()
 
     # ----------------------------------------------------------------- reads
 
@@ -161,11 +180,13 @@ class ResourceStorage:
             writes.validate_create(obj, resource)
             writes.track_managed_fields(None, obj, ctx, resource, "")
             name = metadata["name"]
+            undo = await self.hooks.before_write(obj, None, ctx)
             if ctx.dry_run:
                 return obj
             try:
                 kv = await self.store.create(self._key(namespace, name), encode_for_store(obj))
             except StoreError as error:
+                await undo()
                 translated = errors_translate.from_store(error, resource, name)
                 if translated.reason == "AlreadyExists" and attempt + 1 < attempts:
                     continue
@@ -260,12 +281,15 @@ class ResourceStorage:
                         continue
                     raise errors_translate.from_store(error, resource, name) from error
                 gone = decode_stored(deleted)
+                await self.hooks.after_delete(gone)
                 return gone, False
+            undo = await self.hooks.before_write(new, current, ctx)
             if ctx.dry_run:
                 return new, False
             try:
                 stored = await self.store.update(key, encode_for_store(new), expected_mod_revision=kv.mod_revision)
             except StoreError as error:
+                await undo()
                 if errors_translate.is_conflict(error):
                     continue
                 raise errors_translate.from_store(error, resource, name) from error
@@ -308,7 +332,9 @@ class ResourceStorage:
                 if errors_translate.is_conflict(error):
                     continue
                 raise errors_translate.from_store(error, resource, name) from error
-            return decode_stored(deleted), True
+            gone = decode_stored(deleted)
+            await self.hooks.after_delete(gone)
+            return gone, True
         raise conflict(resource.plural, resource.group, name, writes.MODIFIED_MESSAGE)
 
     async def delete_collection(self, namespace: str | None, list_options: ListOptions,
@@ -356,10 +382,11 @@ class ResourceStorage:
             except ValueError:
                 raise bad_request(f'invalid resource version "{options.resource_version}"') from None
         try:
-            async for event in self.store.watch(prefix, revision):
-                translated = self._translate(event, labels, fields)
-                if translated is not None:
-                    yield translated
+            async with contextlib.aclosing(self.store.watch(prefix, revision)) as changes:
+                async for event in changes:
+                    translated = self._translate(event, labels, fields)
+                    if translated is not None:
+                        yield translated
         except CompactedError as error:
             yield WatchEvent("ERROR", expired(
                 f"too old resource version: {revision} ({error.revision})").to_status())

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from pilothouse.apiserver import codec, options, watchstream
 from pilothouse.apiserver.registry import ResourceStorage, WriteContext
@@ -91,7 +92,7 @@ class RestHandler:
             return await self._delete(request, storage, namespace, info.name)
         if verb == "deletecollection":
             return await self._delete_collection(request, storage, namespace)
-        raise method_not_allowed(f"the server does not allow this method on the requested resource")
+        raise method_not_allowed("the server does not allow this method on the requested resource")
 
     # ------------------------------------------------------------- responses
 
@@ -163,7 +164,7 @@ class RestHandler:
         ctx = options.write_context(request.query, request.headers)
         if isinstance(body, dict) and body.get("dryRun"):
             ctx.dry_run = True
-        obj, gone = await storage.delete(namespace, name, delete_options, ctx)
+        obj, _gone = await storage.delete(namespace, name, delete_options, ctx)
         return await self._respond(request, storage, obj, 200, ctx)
 
     async def _delete_collection(self, request: web.Request, storage: ResourceStorage,
@@ -187,12 +188,15 @@ class RestHandler:
                                     "metadata": {}, "items": deleted})
 
 
-def warning_headers(ctx: WriteContext | None) -> dict[str, str] | None:
+def warning_headers(ctx: WriteContext | None) -> CIMultiDict[str] | None:
     if ctx is None or not ctx.warnings:
         return None
-    # One Warning header per message would be more faithful; aiohttp's dict headers take one value,
-    # so multiple warnings are joined the way RFC 7234 allows (comma-separated warning-values).
-    return {"Warning": ", ".join(f'299 - "{w.replace(chr(34), chr(92) + chr(34))}"' for w in ctx.warnings)}
+    # One Warning header per message, in RFC 7234 form, as kube-apiserver sends them.
+    headers: CIMultiDict[str] = CIMultiDict()
+    for warning in ctx.warnings:
+        escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
+        headers.add("Warning", f'299 - "{escaped}"')
+    return headers
 
 
 async def apply_patch(storage: ResourceStorage, namespace: str | None, name: str, media_type: str, patch: Any,

@@ -27,6 +27,9 @@ class ServerConfig:
     bind_address: str = "127.0.0.1"
     port: int = 6443
     datastore_endpoint: str = ""
+    service_cluster_ip_range: str = "10.96.0.0/12"
+    #: Seconds between store compactions (kube-apiserver's --etcd-compaction-interval, 5m).
+    compaction_interval: float = 300.0
 
     def endpoint(self) -> str:
         return self.datastore_endpoint or f"sqlite://{self.data_dir / 'state.db'}"
@@ -85,9 +88,9 @@ def write_kubeconfig(path: Path, server_url: str, cluster_name: str = "pilothous
 
 async def start_server(config: ServerConfig) -> RunningServer:
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(config.endpoint())
+    store = open_store(config.endpoint(), compact_interval=config.compaction_interval)
     await store.start()
-    api = APIServer(store)
+    api = APIServer(store, service_cluster_ip_range=config.service_cluster_ip_range, advertise_port=config.port)
     await api.bootstrap()
     app = api.build_app()
     # Keep-alive long enough for informers' connection reuse; access logs off (they cost ~10% per
@@ -97,7 +100,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
     site = web.TCPSite(runner, config.bind_address, config.port, reuse_address=True, backlog=1024)
     await site.start()
     port = config.port
-    server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
+    server = site._server
     if port == 0 and server is not None:
         sockets = getattr(server, "sockets", None) or []
         if sockets:

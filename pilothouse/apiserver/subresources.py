@@ -42,14 +42,16 @@ def _scale_of(storage: ResourceStorage, obj: Object) -> Object:
     }
 
 
-async def scale(handler: Any, request: web.Request, info: RequestInfo, storage: ResourceStorage) -> web.StreamResponse:
+async def scale(handler: Any, request: web.Request, info: RequestInfo,
+             storage: ResourceStorage) -> web.StreamResponse:
     namespace, name = info.namespace, info.name
     spec = storage.resource.scale
     assert spec is not None
     if info.verb == "get":
         return codec.json_response(_scale_of(storage, await storage.get(namespace, name)))
     if info.verb not in ("update", "patch"):
-        raise StatusError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        raise StatusError(405, "MethodNotAllowed",
+                          "the server does not allow this method on the requested resource")
     body, media_type = await codec.read_body(request)
     ctx = options.write_context(request.query, request.headers)
 
@@ -83,7 +85,8 @@ async def scale(handler: Any, request: web.Request, info: RequestInfo, storage: 
     return codec.json_response(_scale_of(storage, obj))
 
 
-async def binding(handler: Any, request: web.Request, info: RequestInfo, storage: ResourceStorage) -> web.StreamResponse:
+async def binding(handler: Any, request: web.Request, info: RequestInfo,
+             storage: ResourceStorage) -> web.StreamResponse:
     if info.verb != "create":
         raise StatusError(405, "MethodNotAllowed", "only POST is allowed on pods/binding")
     body, _ = await codec.read_body(request)
@@ -110,11 +113,12 @@ async def binding(handler: Any, request: web.Request, info: RequestInfo, storage
 
     # Binding writes spec.nodeName, which the main strategy forbids users to change: use the status
     # path, whose strategy keeps everything but status, after restoring the binding's own change.
-    obj, _ = await storage.guaranteed_update(info.namespace, name, mutate, ctx, subresource="binding")
+    _obj, _ = await storage.guaranteed_update(info.namespace, name, mutate, ctx, subresource="binding")
     return codec.json_response(status_success(), status=201)
 
 
-async def eviction(handler: Any, request: web.Request, info: RequestInfo, storage: ResourceStorage) -> web.StreamResponse:
+async def eviction(handler: Any, request: web.Request, info: RequestInfo,
+             storage: ResourceStorage) -> web.StreamResponse:
     if info.verb != "create":
         raise StatusError(405, "MethodNotAllowed", "only POST is allowed on pods/eviction")
     body, _ = await codec.read_body(request)

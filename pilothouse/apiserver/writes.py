@@ -91,14 +91,15 @@ def check_schema(obj: Object, resource: ResourceType, ctx: Any) -> None:
         return
     report = validation.check_against_schema(obj, schema)
     if report.decode_errors:
-        raise bad_request(report.decode_errors[0] if len(report.decode_errors) == 1
-                          else "[" + ", ".join(report.decode_errors) + "]")
+        # Kubernetes reports the first decoding error only, wrapped the way its codec does.
+        raise bad_request(validation.decode_error_message(resource.kind, resource.version,
+                                                          report.decode_errors[0]))
     if report.unknown_fields:
         if ctx.field_validation == "Strict":
-            unknown = ", ".join(f'unknown field "{path.lstrip(".")}"' for path in report.unknown_fields)
-            raise bad_request(f"strict decoding error: {unknown}")
+            raise bad_request(validation.decode_error_message(resource.kind, resource.version,
+                                                              report.strict_error()))
         if ctx.field_validation == "Warn":
-            ctx.warnings.extend(f'unknown field "{path.lstrip(".")}"' for path in report.unknown_fields)
+            ctx.warnings.extend(report.warnings())
         prune_unknown_fields(obj, schema)
     if report.errors:
         metadata = obj.get("metadata") or {}
@@ -142,7 +143,8 @@ def validate_create(obj: Object, resource: ResourceType) -> None:
 def validate_update(new: Object, current: Object, resource: ResourceType, strategy: Strategy) -> None:
     errors = validation.validate_object_meta(new["metadata"], resource.namespaced,
                                              name_rule(resource.group, resource.kind))
-    errors.extend(validation.validate_object_meta_update(new["metadata"], current["metadata"]))
+    errors.extend(validation.validate_object_meta_update(new["metadata"], current["metadata"],
+                                                            require_resource_version=False))
     errors.extend(strategy.validate(new))
     errors.extend(strategy.validate_update(new, current))
     _errors_to_invalid(new, resource, errors)

@@ -39,6 +39,10 @@ def server_options(function: click.decorators.FC) -> click.decorators.FC:
         click.option("--port", type=int, default=6443, show_default=True),
         click.option("--datastore-endpoint", default="",
                      help="sqlite:///path/state.db (default: sqlite://<data-dir>/state.db)."),
+        click.option("--service-cluster-ip-range", default="10.96.0.0/12", show_default=True,
+                     help="CIDR that Service cluster IPs are allocated from."),
+        click.option("--compaction-interval", type=float, default=300.0, show_default=True,
+                     help="Seconds between compactions of the store's history."),
         click.option("-v", "--verbose", count=True),
     ]
     for option in reversed(options):
@@ -48,13 +52,15 @@ def server_options(function: click.decorators.FC) -> click.decorators.FC:
 
 @main.command()
 @server_options
-def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, verbose: int) -> None:
+def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, service_cluster_ip_range: str,
+           compaction_interval: float, verbose: int) -> None:
     """Run the API server."""
     from pilothouse.apiserver.serve import ServerConfig, run_forever
 
     _setup_logging(max(verbose, 1))
     config = ServerConfig(data_dir=data_dir, bind_address=bind_address, port=port,
-                          datastore_endpoint=datastore_endpoint)
+                          datastore_endpoint=datastore_endpoint, service_cluster_ip_range=service_cluster_ip_range,
+                          compaction_interval=compaction_interval)
     click.echo(f"pilothouse API server on {config.url}; kubeconfig: {config.kubeconfig_path}", err=True)
     asyncio.run(run_forever(config))
 

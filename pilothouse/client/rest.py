@@ -9,7 +9,6 @@ ordinary requests).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -112,7 +111,7 @@ class APIClient:
                 if response.content_type == "application/json":
                     return orjson.loads(raw)
                 return raw.decode(errors="replace")
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as error:
+        except (TimeoutError, aiohttp.ClientConnectionError) as error:
             raise errors.ConnectionFailed(f"{method} {path}: {error}") from error
 
     async def get(self, r: ResourceType, name: str, namespace: str | None = None,
@@ -214,5 +213,5 @@ class APIClient:
                         line, buffer = buffer.split(b"\n", 1)
                         if line.strip():
                             yield orjson.loads(line)
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as error:
+        except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as error:
             raise errors.ConnectionFailed(f"watch {r.plural}: {error}") from error

@@ -180,10 +180,7 @@ def unsupported_media_type(content_type: str) -> StatusError:
 
 def invalid(kind: str, group: str, name: str, errors: list[FieldError]) -> StatusError:
     qualified = f"{kind}.{group}" if group else kind
-    if len(errors) == 1:
-        summary = errors[0].message()
-    else:
-        summary = "[" + ", ".join(e.message() for e in errors) + "]"
+    summary = errors[0].message() if len(errors) == 1 else "[" + ", ".join(e.message() for e in errors) + "]"
     return StatusError(
         422, "Invalid", f'{qualified} "{name}" is invalid: {summary}',
         _details(name, group, kind, causes=[e.cause() for e in errors]),

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 __all__ = [
     "CompactedError",
     "ConflictError",
     "EventType",
+    "FutureRevisionError",
     "KeyExistsError",
     "KeyNotFoundError",
     "KeyValue",
@@ -73,6 +74,10 @@ class UnavailableError(StoreError):
     pass
 
 
+class FutureRevisionError(StoreError):
+    """A read at a revision newer than the store has (etcd's ErrFutureRev)."""
+
+
 @dataclass(frozen=True, slots=True)
 class KeyValue:
     key: str
@@ -90,7 +95,7 @@ class ListResult:
     more: bool
 
 
-class EventType(str, Enum):
+class EventType(StrEnum):
     PUT = "PUT"
     DELETE = "DELETE"
 
@@ -150,7 +155,8 @@ class Store(Protocol):
         set to the revision of the delete."""
 
     def watch(self, prefix: str, start_revision: int) -> AsyncIterator[WatchEvent]:
-        """Every change under ``prefix`` with revision > ``start_revision``, in order, then live
+        """``start_revision`` 0: the current state as creates (prev None), then changes after that
+        snapshot. Otherwise every change under ``prefix`` with revision > ``start_revision``, in order, then live
         changes until the iterator is closed or the store shuts down. Raises CompactedError (when
         iterated) if ``start_revision`` is older than the compaction point. A slow consumer must
         never block writers or other watchers: a watcher that falls too far behind is ended with

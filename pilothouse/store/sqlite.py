@@ -43,6 +43,7 @@ from pilothouse.store._sqlite_schema import (
 )
 from pilothouse.store._sqlite_writer import Op, OpKind, Writer, WriteResult
 from pilothouse.store.interface import (
+    FutureRevisionError,
     KeyValue,
     ListResult,
     StoreError,
@@ -51,13 +52,9 @@ from pilothouse.store.interface import (
 )
 from pilothouse.store.watchhub import Watch, WatchHub, compacted_error
 
-__all__ = ["FutureRevisionError", "SQLiteStore"]
+__all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
-
-
-class FutureRevisionError(StoreError):
-    """A read asked for a revision the store has not reached (etcd's ErrFutureRev)."""
 
 
 class SQLiteStore:

@@ -1,21 +1,36 @@
-"""Strategies of the batch/v1 kinds. Placeholder values: filled in with defaults and validation."""
+"""Strategies of the batch/v1 kinds, assembled from ``defaults_batch``, ``validate_batch`` and ``prepare``.
+
+Note that Job's ``validate`` also generates the selector from ``metadata.uid``, exactly where
+Kubernetes does it (jobStrategy.Validate runs after the UID is assigned).
+"""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from pilothouse.machinery.kinds.types import (
-    Strategy,
-    keep_all_but_status,
-    keep_status_on_update,
-    reset_status_on_create,
-)
+from pilothouse.machinery.kinds import defaults_batch as d
+from pilothouse.machinery.kinds import fields as f
+from pilothouse.machinery.kinds import prepare as p
+from pilothouse.machinery.kinds import validate_batch as v
+from pilothouse.machinery.kinds.types import Strategy, keep_all_but_status, no_field_errors
 
 __all__ = ["CRONJOB", "CRONJOB_STATUS", "JOB", "JOB_STATUS"]
 
-_SPEC_AND_STATUS = Strategy(prepare_for_create=reset_status_on_create, prepare_for_update=keep_status_on_update)
+JOB = Strategy(
+    default=d.default_job,
+    validate=v.validate_job,
+    validate_update=v.validate_job_update,
+    prepare_for_create=p.create_with_zero_status("Job"),
+    prepare_for_update=p.update_keeping_status(),
+    selectable_fields=f.job_fields,
+)
+JOB_STATUS = replace(JOB, prepare_for_update=keep_all_but_status, validate_update=no_field_errors)
 
-JOB = _SPEC_AND_STATUS
-JOB_STATUS = replace(JOB, prepare_for_update=keep_all_but_status)
-CRONJOB = _SPEC_AND_STATUS
-CRONJOB_STATUS = replace(CRONJOB, prepare_for_update=keep_all_but_status)
+CRONJOB = Strategy(
+    default=d.default_cronjob,
+    validate=v.validate_cronjob,
+    validate_update=v.validate_cronjob_update,
+    prepare_for_create=p.create_with_zero_status("CronJob"),
+    prepare_for_update=p.update_keeping_status(),
+)
+CRONJOB_STATUS = replace(CRONJOB, prepare_for_update=keep_all_but_status, validate_update=no_field_errors)

@@ -1,35 +1,73 @@
-"""Strategies of the core (v1) kinds. Placeholder values: filled in with defaults and validation."""
+"""Strategies of the core (v1) kinds: defaults, kind validation, create/update rules, field labels.
+
+The behaviour itself lives in the ``defaults_core``, ``validate_pod``, ``validate_core``,
+``prepare`` and ``fields`` modules; this module only assembles it per kind, as the registry
+strategies of kube-apiserver's pkg/registry/core/<kind>/strategy.go do.
+"""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from pilothouse.machinery.kinds.types import (
-    Strategy,
-    keep_all_but_status,
-    keep_status_on_update,
-    reset_status_on_create,
-)
+from pilothouse.machinery.kinds import defaults_core as d
+from pilothouse.machinery.kinds import fields as f
+from pilothouse.machinery.kinds import prepare as p
+from pilothouse.machinery.kinds import validate_core as v
+from pilothouse.machinery.kinds import validate_pod as vp
+from pilothouse.machinery.kinds.types import Strategy, keep_all_but_status, no_field_errors
 
 __all__ = ["CONFIGMAP", "ENDPOINTS", "EVENT", "LIMITRANGE", "NAMESPACE", "NAMESPACE_STATUS", "NODE",
            "NODE_STATUS", "POD", "POD_STATUS", "RESOURCEQUOTA", "RESOURCEQUOTA_STATUS", "SECRET",
            "SERVICE", "SERVICEACCOUNT", "SERVICE_STATUS"]
 
-_SPEC_AND_STATUS = Strategy(prepare_for_create=reset_status_on_create, prepare_for_update=keep_status_on_update)
+POD = Strategy(
+    default=d.default_pod,
+    validate=vp.validate_pod,
+    validate_update=vp.validate_pod_update,
+    prepare_for_create=p.prepare_pod_create,
+    prepare_for_update=p.prepare_pod_update,
+    selectable_fields=f.pod_fields,
+)
+POD_STATUS = replace(POD, prepare_for_update=p.prepare_pod_status_update,
+                     validate_update=vp.validate_pod_status_update)
 
-POD = _SPEC_AND_STATUS
-POD_STATUS = replace(POD, prepare_for_update=keep_all_but_status)
-NODE = _SPEC_AND_STATUS
-NODE_STATUS = replace(NODE, prepare_for_update=keep_all_but_status)
-NAMESPACE = _SPEC_AND_STATUS
+NODE = Strategy(
+    default=d.default_node,
+    validate=v.validate_node,
+    prepare_for_create=p.prepare_node_create,
+    prepare_for_update=p.prepare_node_update,
+    selectable_fields=f.node_fields,
+)
+NODE_STATUS = replace(NODE, prepare_for_update=p.prepare_node_status_update, validate_update=no_field_errors)
+
+NAMESPACE = Strategy(
+    default=d.default_namespace,
+    prepare_for_create=p.prepare_namespace_create,
+    prepare_for_update=p.prepare_namespace_update,
+    selectable_fields=f.namespace_fields,
+)
 NAMESPACE_STATUS = replace(NAMESPACE, prepare_for_update=keep_all_but_status)
-SERVICE = _SPEC_AND_STATUS
-SERVICE_STATUS = replace(SERVICE, prepare_for_update=keep_all_but_status)
-RESOURCEQUOTA = _SPEC_AND_STATUS
+
+SERVICE = Strategy(
+    default=d.default_service,
+    validate=v.validate_service,
+    validate_update=v.validate_service_update,
+    prepare_for_create=p.prepare_service_create,
+    prepare_for_update=p.prepare_service_update,
+    selectable_fields=f.service_fields,
+)
+SERVICE_STATUS = replace(SERVICE, prepare_for_update=keep_all_but_status, validate_update=no_field_errors)
+
+RESOURCEQUOTA = Strategy(
+    prepare_for_create=p.create_with_zero_status("ResourceQuota", generation=False),
+    prepare_for_update=p.update_keeping_status(generation=False),
+)
 RESOURCEQUOTA_STATUS = replace(RESOURCEQUOTA, prepare_for_update=keep_all_but_status)
-CONFIGMAP = Strategy()
-SECRET = Strategy()
+
+CONFIGMAP = Strategy(validate=v.validate_configmap, validate_update=v.validate_configmap_update)
+SECRET = Strategy(default=d.default_secret, validate=v.validate_secret, validate_update=v.validate_secret_update,
+                  selectable_fields=f.secret_fields)
 SERVICEACCOUNT = Strategy()
-ENDPOINTS = Strategy()
-EVENT = Strategy()
-LIMITRANGE = Strategy()
+ENDPOINTS = Strategy(default=d.default_endpoints)
+EVENT = Strategy(selectable_fields=f.core_event_fields)
+LIMITRANGE = Strategy(default=d.default_limit_range)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = ["CronError", "CronSchedule", "parse_schedule"]
@@ -61,7 +61,7 @@ class CronSchedule:
         if self.every is not None:
             step = max(self.every, timedelta(seconds=1))
             return (moment + step).replace(microsecond=0)
-        zone = self.location or timezone.utc
+        zone = self.location or UTC
         local = moment.astimezone(zone).replace(second=0, microsecond=0, tzinfo=None) + timedelta(minutes=1)
         limit = local + timedelta(days=366 * 5)
         while local < limit:
@@ -78,7 +78,7 @@ class CronSchedule:
             if local.minute not in self.minutes:
                 local += timedelta(minutes=1)
                 continue
-            return local.replace(tzinfo=zone).astimezone(moment.tzinfo or timezone.utc)
+            return local.replace(tzinfo=zone).astimezone(moment.tzinfo or UTC)
         return None
 
 

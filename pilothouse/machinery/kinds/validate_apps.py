@@ -156,7 +156,7 @@ def validate_deployment(deployment: Object) -> list[FieldError]:
 
 
 def validate_deployment_update(new: Object, old: Object) -> list[FieldError]:
-    return validate_deployment(new) + _immutable_selector(new, old)
+    return _immutable_selector(new, old)
 
 
 # -- ReplicaSet --------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ def validate_replicaset(replicaset: Object) -> list[FieldError]:
 
 
 def validate_replicaset_update(new: Object, old: Object) -> list[FieldError]:
-    return validate_replicaset(new) + _immutable_selector(new, old)
+    return _immutable_selector(new, old)
 
 
 # -- StatefulSet -------------------------------------------------------------------------------
@@ -190,8 +190,8 @@ def validate_statefulset(statefulset: Object) -> list[FieldError]:
         rolling = strategy.get("rollingUpdate") or {}
         errors += nonnegative(rolling.get("partition"), "spec.updateStrategy.rollingUpdate.partition")
     else:
-        errors.append(invalid("spec.updateStrategy", GoValue(strategy, f"apps.StatefulSetUpdateStrategy{{Type:\"{kind or ''}\"}}"),
-                              "must be 'RollingUpdate' or 'OnDelete'"))
+        shown = GoValue(strategy, f'apps.StatefulSetUpdateStrategy{{Type:"{kind or ""}"}}')
+        errors.append(invalid("spec.updateStrategy", shown, "must be 'RollingUpdate' or 'OnDelete'"))
     retention = spec.get("persistentVolumeClaimRetentionPolicy") or {}
     for key in ("whenDeleted", "whenScaled"):
         value = retention.get(key)
@@ -211,7 +211,7 @@ _STATEFULSET_MUTABLE = ("replicas", "ordinals", "template", "updateStrategy",
 
 
 def validate_statefulset_update(new: Object, old: Object) -> list[FieldError]:
-    errors = validate_statefulset(new)
+    errors: list[FieldError] = []
     new_rest = {k: v for k, v in _spec(new).items() if k not in _STATEFULSET_MUTABLE}
     old_rest = {k: v for k, v in _spec(old).items() if k not in _STATEFULSET_MUTABLE}
     if new_rest != old_rest:
@@ -258,4 +258,4 @@ def validate_daemonset(daemonset: Object) -> list[FieldError]:
 
 
 def validate_daemonset_update(new: Object, old: Object) -> list[FieldError]:
-    return validate_daemonset(new) + _immutable_selector(new, old)
+    return _immutable_selector(new, old)

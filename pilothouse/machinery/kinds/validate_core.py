@@ -153,7 +153,7 @@ def _needs_cluster_ip(spec: dict[str, Any]) -> bool:
 
 
 def validate_service_update(new: Object, old: Object) -> list[FieldError]:
-    errors = validate_service(new)
+    errors: list[FieldError] = []
     new_spec = new.get("spec") or {}
     old_spec = old.get("spec") or {}
     if _needs_cluster_ip(new_spec) and _needs_cluster_ip(old_spec):
@@ -217,7 +217,7 @@ def _immutable_data_errors(new: Object, old: Object, keys: tuple[str, ...]) -> l
 
 
 def validate_configmap_update(new: Object, old: Object) -> list[FieldError]:
-    return _immutable_data_errors(new, old, ("data", "binaryData")) + validate_configmap(new)
+    return _immutable_data_errors(new, old, ("data", "binaryData"))
 
 
 _SECRET_REQUIRED_KEYS = {
@@ -256,7 +256,7 @@ def validate_secret_update(new: Object, old: Object) -> list[FieldError]:
     errors = []
     if (new.get("type") or "Opaque") != (old.get("type") or "Opaque"):
         errors.append(invalid("type", new.get("type"), "field is immutable"))
-    return errors + _immutable_data_errors(new, old, ("data",)) + validate_secret(new)
+    return errors + _immutable_data_errors(new, old, ("data",))
 
 
 # -- Node --------------------------------------------------------------------------------------

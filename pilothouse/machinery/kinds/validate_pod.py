@@ -284,11 +284,12 @@ def validate_pod_template(template: dict[str, Any] | None, path: str) -> list[Fi
 
 
 def validate_pod(pod: Object) -> list[FieldError]:
-    """ValidatePodCreate."""
+    """ValidatePodCreate's rules that also hold on update (the registry runs this on both).
+
+    Kubernetes also forbids ``ephemeralContainers`` on create; that needs a create-only hook.
+    """
     spec = pod.get("spec") or {}
     errors = validate_pod_spec(spec)
-    if spec.get("ephemeralContainers"):
-        errors.append(forbidden("spec.ephemeralContainers", "cannot be set on create"))
     if spec.get("nodeName") and spec.get("schedulingGates"):
         errors.append(forbidden("spec.nodeName", "cannot be set until all schedulingGates have been cleared"))
     return errors
@@ -323,10 +324,13 @@ def _tolerations_key(toleration: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def validate_pod_update(new: Object, old: Object) -> list[FieldError]:
-    """ValidatePodUpdate: only images, activeDeadlineSeconds, tolerations (additions) and a few more."""
+    """ValidatePodUpdate's update rules: only images, activeDeadlineSeconds, tolerations (additions)...
+
+    The spec rules of the new object are ``validate_pod``'s job (the registry runs both).
+    """
     new_spec = new.get("spec") or {}
     old_spec = old.get("spec") or {}
-    errors = validate_pod_spec(new_spec)
+    errors: list[FieldError] = []
     for key in ("containers", "initContainers"):
         found, stop = _container_update_errors(new_spec.get(key) or [], old_spec.get(key) or [], f"spec.{key}")
         errors += found

@@ -125,7 +125,9 @@ def duplicate(path: str, value: Any) -> FieldError:
 
 
 def not_found(path: str, value: Any) -> FieldError:
-    return FieldError("FieldValueNotFound", path, "", value)
+    # FieldError.message() prints no value for NotFound, Kubernetes does: carry it in the detail.
+    shown = _go_str(value) if isinstance(value, str) else repr(value)
+    return FieldError("FieldValueNotFound", path, shown, value)
 
 
 def not_supported(path: str, value: Any, supported: Iterable[str]) -> FieldError:

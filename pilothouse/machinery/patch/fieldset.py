@@ -46,7 +46,27 @@ class _FrozenList(tuple):  # type: ignore[type-arg]
     """A list value frozen into a tuple of frozen values."""
 
 
+class _FrozenBool:
+    """A boolean that neither hashes nor compares equal to 1/0 (``v:true`` is not ``v:1``)."""
+
+    __slots__ = ("flag",)
+
+    def __init__(self, flag: bool) -> None:
+        self.flag = flag
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _FrozenBool) and other.flag == self.flag
+
+    def __hash__(self) -> int:
+        return hash(("bool", self.flag))
+
+    def __repr__(self) -> str:
+        return "true" if self.flag else "false"
+
+
 def freeze(data: Any) -> Any:
+    if isinstance(data, bool):
+        return _FrozenBool(data)
     if isinstance(data, dict):
         return _FrozenMap(sorted((k, freeze(v)) for k, v in data.items()))
     if isinstance(data, list):
@@ -55,6 +75,8 @@ def freeze(data: Any) -> Any:
 
 
 def thaw(data: Any) -> Any:
+    if isinstance(data, _FrozenBool):
+        return data.flag
     if isinstance(data, _FrozenMap):
         return {k: thaw(v) for k, v in data}
     if isinstance(data, _FrozenList):
@@ -85,8 +107,8 @@ _ELEMENT_RANK = {"f": 0, "k": 1, "v": 2, "i": 3}
 
 def _value_sort_key(data: Any) -> tuple[Any, ...]:
     # value.Compare: numbers < strings < booleans < lists < maps < null.
-    if isinstance(data, bool):
-        return (2, data)
+    if isinstance(data, _FrozenBool):
+        return (2, data.flag)
     if isinstance(data, int | float):
         return (0, data)
     if isinstance(data, str):
@@ -129,7 +151,7 @@ def _to_string(data: Any) -> str:
 def element_string(element: PathElement) -> str:
     kind, content = element
     if kind == "f":
-        return "." + content
+        return "." + str(content)
     if kind == "k":
         return "[" + ",".join(f"{n}={_to_string(v)}" for n, v in content) + "]"
     if kind == "v":
@@ -145,7 +167,7 @@ def path_string(path: Path) -> str:
 def _serialize_element(element: PathElement) -> str:
     kind, content = element
     if kind == "f":
-        return "f:" + content
+        return "f:" + str(content)
     if kind == "k":
         return "k:" + _go_json(_FrozenMap(content))
     if kind == "v":

@@ -45,8 +45,8 @@ def json_patch(original: Object, operations: Any) -> Object:
             raise bad_request(f"json: cannot unmarshal {kind} into Go value of type jsonpatch.Operation")
     if len(operations) > MAX_JSON_PATCH_OPERATIONS:
         raise request_entity_too_large(
-            f"Request entity too large: The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, "
-            f"got {len(operations)}")
+            "Request entity too large: The allowed maximum operations in a JSON patch is "
+            f"{MAX_JSON_PATCH_OPERATIONS}, got {len(operations)}")
     try:
         result = jsonpatch.JsonPatch(operations).apply(copy.deepcopy(original), in_place=True)
     except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, KeyError, IndexError,

@@ -214,7 +214,8 @@ def _apply_retain_keys(original: dict[str, Any], patch: dict[str, Any]) -> None:
             del original[key]
 
 
-def _merge_map(original: dict[str, Any] | None, patch: dict[str, Any], schema: Schema | None) -> dict[str, Any]:
+def _merge_map(original: dict[str, Any] | None, patch: dict[str, Any],
+               schema: Schema | None) -> dict[str, Any]:
     if _DIRECTIVE in patch:
         return _directive_in_map(patch[_DIRECTIVE], patch)
     if original is None:
@@ -252,7 +253,8 @@ def _merge_map(original: dict[str, Any] | None, patch: dict[str, Any], schema: S
     return original
 
 
-def _merge_slice_handler(original: list[Any], patch: list[Any], meta: FieldMeta, is_delete_list: bool) -> list[Any]:
+def _merge_slice_handler(original: list[Any], patch: list[Any], meta: FieldMeta,
+                         is_delete_list: bool) -> list[Any]:
     # Delete lists are handled the same way whatever the field's patch strategy is.
     if _patch_strategy(meta) == _MERGE or is_delete_list:
         return _merge_slice(original, patch, meta, is_delete_list)
@@ -318,7 +320,8 @@ def _dedupe(items: list[Any]) -> list[Any]:
     return out
 
 
-def _merge_special_elements(original: list[Any], patch: list[Any], merge_key: str) -> tuple[list[Any], list[Any]]:
+def _merge_special_elements(original: list[Any], patch: list[Any],
+                            merge_key: str) -> tuple[list[Any], list[Any]]:
     plain: list[Any] = []
     replace = False
     for item in patch:
@@ -553,7 +556,8 @@ def strategic_merge_patch(original: Object, patch: Any, schema: Schema | None) -
         if patch is None:
             patch = {}
         else:
-            raise bad_request(f"json: cannot unmarshal {kind} into Go value of type map[string]interface {{}}")
+            raise bad_request(f"json: cannot unmarshal {kind} into Go value of type "
+                              "map[string]interface {}")
     try:
         return _merge_map(copy.deepcopy(original), copy.deepcopy(patch), resolve(schema))
     except _PatchError as exc:

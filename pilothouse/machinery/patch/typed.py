@@ -201,7 +201,8 @@ def _without_nulls(data: Any) -> Any:
     return data
 
 
-def _merge_list(lhs: list[Any], rhs: list[Any], meta: FieldMeta, kind: str, keys: tuple[str, ...]) -> list[Any]:
+def _merge_list(lhs: list[Any], rhs: list[Any], meta: FieldMeta, kind: str,
+                keys: tuple[str, ...]) -> list[Any]:
     # structured-merge-diff mergingWalker.visitListItems: keep the live order for live-only
     # items, the configuration's order for shared ones, and put new items after the shared item
     # that precedes them in the configuration.

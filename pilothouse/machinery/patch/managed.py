@@ -1,0 +1,230 @@
+"""``metadata.managedFields``: decoding, encoding and the bookkeeping of non-apply writes.
+
+Why it exists: every create/update/patch the API server performs is recorded as an ``Update``
+operation of some field manager (``?fieldManager=`` or the User-Agent's program name), and
+server-side apply needs those records to detect conflicts. This mirrors the apiserver
+``managedfields`` stack: ``decodeLiveOrNew`` (a client may replace or reset -- ``[{}]`` -- the
+list), ``stripMeta`` (identity and bookkeeping fields are never owned), reset fields (``status``
+for the main resource, ``spec`` for ``/status``), structured-merge-diff's ``Updater.Update``
+(changed fields move to the writer; removed fields leave everyone) and
+``managedFieldsUpdater`` (the writer's entry is unioned and re-timestamped only when it took
+fields), then sorted encoding (``sortEncodedManagedFields``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pilothouse.machinery.kinds.types import Object
+from pilothouse.machinery.patch import fieldset
+from pilothouse.machinery.patch.fieldset import Path
+from pilothouse.machinery.patch.schemainfo import field_meta, node_meta
+from pilothouse.machinery.patch.typed import MISSING, Comparison, compare
+from pilothouse.machinery.schema import Schema
+
+__all__ = [
+    "ManagerEntry",
+    "ManagerKey",
+    "decode_managed_fields",
+    "encode_managed_fields",
+    "manager_from_user_agent",
+    "manager_identifier",
+    "strip_untracked",
+    "track_update",
+]
+
+#: Paths the apiserver's stripMetaManager never records (exact paths, not subtrees).
+_STRIPPED: frozenset[Path] = frozenset(
+    tuple(fieldset.field(part) for part in dotted.split("."))
+    for dotted in ("apiVersion", "kind", "metadata", "metadata.name", "metadata.namespace",
+                   "metadata.creationTimestamp", "metadata.selfLink", "metadata.uid",
+                   "metadata.clusterName", "metadata.generation", "metadata.managedFields",
+                   "metadata.resourceVersion")
+)
+
+
+@dataclass(frozen=True, order=True)
+class ManagerKey:
+    """What identifies a manager (BuildManagerIdentifier): Apply entries ignore apiVersion."""
+
+    manager: str
+    operation: str
+    api_version: str = ""
+    subresource: str = ""
+
+
+@dataclass
+class ManagerEntry:
+    fields: set[Path]
+    api_version: str
+    time: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def make_key(manager: str, operation: str, api_version: str, subresource: str = "") -> ManagerKey:
+    return ManagerKey(manager, operation, api_version if operation == "Update" else "", subresource)
+
+
+def manager_identifier(key: ManagerKey) -> str:
+    """The JSON identifier Kubernetes sorts conflicts by."""
+    data: dict[str, Any] = {"manager": key.manager, "operation": key.operation}
+    if key.api_version:
+        data["apiVersion"] = key.api_version
+    if key.subresource:
+        data["subresource"] = key.subresource
+    return json.dumps(data, separators=(",", ":"))
+
+
+def manager_from_user_agent(user_agent: str) -> str:
+    """``managerOrUserAgent``: the program name before the first ``/``, at most 128 characters."""
+    head = user_agent.split("/", 1)[0] if user_agent else ""
+    return "".join(ch for ch in head if ch.isprintable())[:128]
+
+
+def decode_managed_fields(entries: Any) -> dict[ManagerKey, ManagerEntry]:
+    """Managers and their sets from ``metadata.managedFields``; undecodable input gives {}."""
+    managers: dict[ManagerKey, ManagerEntry] = {}
+    if not isinstance(entries, list):
+        return managers
+    try:
+        for entry in entries:
+            key = make_key(str(entry.get("manager", "")), str(entry.get("operation", "")),
+                           str(entry.get("apiVersion", "")), str(entry.get("subresource", "")))
+            paths = fieldset.decode_fields_v1(entry.get("fieldsV1") or {})
+            if key in managers:
+                managers[key].fields |= paths
+            else:
+                managers[key] = ManagerEntry(paths, str(entry.get("apiVersion", "")), entry.get("time"))
+    except (AttributeError, TypeError, ValueError):
+        return {}
+    return managers
+
+
+def encode_managed_fields(managers: dict[ManagerKey, ManagerEntry]) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
+    for key, entry in managers.items():
+        if not entry.fields:
+            continue
+        encoded: dict[str, Any] = {
+            "manager": key.manager,
+            "operation": key.operation,
+            "apiVersion": entry.api_version,
+        }
+        if entry.time:
+            encoded["time"] = entry.time
+        encoded["fieldsType"] = "FieldsV1"
+        encoded["fieldsV1"] = fieldset.encode_fields_v1(entry.fields)
+        if key.subresource:
+            encoded["subresource"] = key.subresource
+        entries.append(encoded)
+    entries.sort(key=lambda e: (e["operation"], e.get("time") or "", e["manager"], e["apiVersion"],
+                                e.get("subresource", "")))
+    return entries
+
+
+def strip_untracked(paths: set[Path]) -> set[Path]:
+    return {p for p in paths if p not in _STRIPPED}
+
+
+def _ignored_prefixes(subresource: str) -> tuple[Path, ...]:
+    # The reset fields of the common strategies: the main resource never owns status, the status
+    # subresource never owns spec.
+    if subresource == "status":
+        return ((fieldset.field("spec"),),)
+    if subresource:
+        return ()
+    return ((fieldset.field("status"),),)
+
+
+def filter_ignored(paths: set[Path], subresource: str) -> set[Path]:
+    prefixes = _ignored_prefixes(subresource)
+    return {p for p in paths if not any(p[:len(pre)] == pre for pre in prefixes)}
+
+
+def without_managed_fields(obj: Object) -> Object:
+    clean = copy.deepcopy(obj)
+    metadata = clean.get("metadata")
+    if isinstance(metadata, dict):
+        metadata.pop("managedFields", None)
+    return clean
+
+
+def creation_skeleton(new: Any, schema: Schema | None) -> Any:
+    """The typed zero value Kubernetes compares a created object against.
+
+    A new Go object already has its non-pointer structs (``metadata``, ``spec``, ``template``...)
+    and its required (non-omitempty) fields as nulls, so they are not "added" and do not get the
+    ``.`` membership marker; we approximate that from the schema's ``required`` lists.
+    """
+    if not isinstance(new, dict) or not schema:
+        return {}
+    required = set(schema.get("required") or ())
+    out: dict[str, Any] = {}
+    for name, child in new.items():
+        meta = field_meta(schema, name)
+        is_struct = bool(meta.schema and meta.schema.get("properties"))
+        if name in _ALWAYS_PRESENT and isinstance(child, dict) and is_struct:
+            out[name] = creation_skeleton(child, meta.schema)
+        elif name in required:
+            nested = isinstance(child, dict) and is_struct
+            out[name] = creation_skeleton(child, meta.schema) if nested else None
+    return out
+
+
+_ALWAYS_PRESENT = frozenset({"metadata", "spec", "status", "template", "strategy", "updateStrategy"})
+
+
+def comparison(live: Object | None, new: Object, schema: Schema | None, subresource: str) -> Comparison:
+    root = node_meta(schema)
+    before = without_managed_fields(live) if live is not None else creation_skeleton(new, root.schema)
+    result = compare(before if before is not None else MISSING, without_managed_fields(new), root)
+    result.added = filter_ignored(result.added, subresource)
+    result.modified = filter_ignored(result.modified, subresource)
+    result.removed = filter_ignored(result.removed, subresource)
+    return result
+
+
+def _decode_live_or_new(live: Object | None, new: Object, subresource: str) -> dict[ManagerKey, ManagerEntry]:
+    live_entries = (live or {}).get("metadata", {}).get("managedFields") if live else None
+    if subresource:
+        return decode_managed_fields(live_entries)
+    new_entries = (new.get("metadata") or {}).get("managedFields")
+    if isinstance(new_entries, list) and len(new_entries) == 1 and new_entries[0] == {}:
+        return {}  # isResetManagedFields
+    managers = decode_managed_fields(new_entries)
+    if not managers:
+        managers = decode_managed_fields(live_entries)
+    return managers
+
+
+def track_update(live: Object | None, new: Object, manager: str, operation: str, api_version: str,
+                 now: str, schema: Schema | None, subresource: str = "") -> None:
+    """Record a create/update/patch by ``manager`` in ``new["metadata"]["managedFields"]``.
+
+    ``live`` is the stored object (None on create), ``new`` the object about to be stored; ``now``
+    an RFC 3339 timestamp. Fields that changed become ``manager``'s and leave every other
+    manager; removed fields leave everyone. ``operation`` is normally "Update".
+    """
+    metadata = new.get("metadata")
+    if not isinstance(metadata, dict):
+        return
+    managers = _decode_live_or_new(live, new, subresource)
+    diff = comparison(live, new, schema, subresource)
+    taken = strip_untracked(diff.added | diff.modified)
+    removed = strip_untracked(diff.removed)
+    for entry in managers.values():
+        entry.fields -= taken
+        entry.fields -= removed
+    key = make_key(manager, operation, api_version, subresource)
+    if taken:
+        previous = managers.get(key)
+        fields = taken | (previous.fields if previous else set())
+        managers[key] = ManagerEntry(fields, api_version, now)
+    encoded = encode_managed_fields(managers)
+    if encoded:
+        metadata["managedFields"] = encoded
+    else:
+        metadata.pop("managedFields", None)
