@@ -369,12 +369,17 @@ SERVER_NEEDS = {
 }
 CLIENT_NEEDS = {"aiohttp": ["aiohttp"], "httpx": ["httpx"]}
 
+_B_SERVER = (
+    "import starlette.applications, starlette.responses, starlette.routing, uvicorn, "
+    "uvicorn.protocols.http.h11_impl, uvicorn.protocols.websockets.websockets_sansio_impl"
+)
 IMPORTS = {
-    "aiohttp (server+client+ws)": "import aiohttp, aiohttp.web",
-    "starlette+uvicorn (server)": "import starlette.applications, starlette.responses, starlette.routing, "
-    "uvicorn, uvicorn.protocols.http.h11_impl, uvicorn.protocols.websockets.websockets_impl",
+    "aiohttp client only": "import aiohttp",
+    "aiohttp server+client+ws": "import aiohttp, aiohttp.web",
+    "starlette+uvicorn (server)": _B_SERVER,
     "httpx (client)": "import httpx",
     "websockets (ws client)": "import websockets.asyncio.client",
+    "B all: the four above together": _B_SERVER + ", httpx, websockets.asyncio.client",
 }
 
 

@@ -25,8 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pilothouse.machinery.protobuf.wire import iter_fields  # noqa: E402
-from pilothouse.machinery.schema import definitions  # noqa: E402
+from pilothouse.machinery.protobuf.wire import iter_fields
+from pilothouse.machinery.schema import definitions
 
 __all__ = ["main"]
 
@@ -86,7 +86,7 @@ def extract_descriptors(binary: bytes) -> dict[str, bytes]:
             continue
         try:
             name = next(v for n, _, v in iter_fields(raw) if n == 1)
-        except Exception:  # noqa: BLE001 - random bytes that happened to inflate
+        except Exception:  # random bytes that happened to inflate
             continue
         if isinstance(name, bytes) and name.endswith(b".proto"):
             found[name.decode()] = raw

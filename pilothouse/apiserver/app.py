@@ -73,6 +73,12 @@ class APIServer:
     async def _bootstrap_kubernetes_service(self) -> None:
         """``default/kubernetes``: the API server's own Service, on the range's first address."""
         services = self.storage("", "v1", "services")
+        try:
+            await services.get("default", "kubernetes")
+            return
+        except StatusError as error:
+            if error.code != 404:
+                raise
         service = {
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "kubernetes", "namespace": "default",

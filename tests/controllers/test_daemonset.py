@@ -101,7 +101,8 @@ async def test_pod_per_matching_node_and_rollout(server: ServerProcess) -> None:
             items = [p for p in (await client.list(PODS, ns))["items"]
                      if not p["metadata"].get("deletionTimestamp")]
             for pod in items:
-                if pod["metadata"]["labels"].get("v") == "2" and not pod.get("status", {}).get("phase"):
+                if pod["metadata"]["labels"].get("v") == "2" \
+                        and pod.get("status", {}).get("phase") != "Running":
                     await mark_pod(client, ns, pod["metadata"]["name"], node=target_node_name(pod))
             new = [p for p in items if p["metadata"]["labels"]["controller-revision-hash"] != old_hash]
             return new if len(new) == 2 and len(items) == 2 else None

@@ -274,8 +274,9 @@ def test_job_manual_selector_must_be_auto_generated_unless_manual() -> None:
     manual = _job(selector={"matchLabels": {"x": "y"}})
     manual["spec"]["template"]["metadata"] = {"labels": {"x": "y"}}
     assert "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{" \
-           '"batch.kubernetes.io/controller-uid":"u-1", "x":"y"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}' \
-           ": `selector` not auto-generated" in _create(batch.JOB, manual)
+           '"batch.kubernetes.io/controller-uid":"u-1", "x":"y"}, ' \
+           "MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: `selector` not auto-generated" \
+        in _create(batch.JOB, manual)
     allowed = _job(selector={"matchLabels": {"x": "y"}}, manualSelector=True)
     allowed["spec"]["template"]["metadata"] = {"labels": {"x": "y"}}
     assert _create(batch.JOB, allowed) == []

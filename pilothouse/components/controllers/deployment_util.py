@@ -200,7 +200,7 @@ def proportion(rs: Object | None, d: Object, to_add: int, added: int) -> int:
         if annotated == 0:
             return 0
         size = replicas(rs) * deployment_replicas / annotated
-        fraction = int(math.floor(size + 0.5)) - replicas(rs)
+        fraction = math.floor(size + 0.5) - replicas(rs)
     allowed = to_add - added
     return min(fraction, allowed) if to_add > 0 else max(fraction, allowed)
 

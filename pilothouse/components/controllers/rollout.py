@@ -250,9 +250,8 @@ class RolloutMixin:
     async def sync_rollout_status(self, all_rss: list[Object | None], new_rs: Object | None, d: Object) -> None:
         """``syncRolloutStatus``: status plus the Progressing condition (progress.go)."""
         status = calculate_status(all_rss, new_rs, d)
-        if not du.has_progress_deadline(d):
-            if du.get_condition(status, "Progressing") is not None:
-                du.remove_condition(status, "Progressing")
+        if not du.has_progress_deadline(d) and du.get_condition(status, "Progressing") is not None:
+            du.remove_condition(status, "Progressing")
         current = du.get_condition(status, "Progressing")
         complete = (int(status.get("replicas") or 0) == int(status.get("updatedReplicas") or 0)
                     and current is not None and current.get("reason") == du.NEW_RS_AVAILABLE_REASON)

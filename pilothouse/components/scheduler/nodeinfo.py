@@ -214,10 +214,33 @@ class PodInfo:
     """One pod as the scheduler uses it; built once per pod version."""
 
     __slots__ = (
-        "cpu", "deleting", "eph", "host_ports", "images", "key", "labels", "mem", "name", "namespace",
-        "node_affinity_required", "node_affinity_preferred", "node_name", "node_selector", "nz_cpu",
-        "nz_mem", "pod", "preferred_affinity", "preferred_anti_affinity", "priority", "required_affinity",
-        "required_anti_affinity", "scalars", "scheduler_name", "spread_constraints", "tolerations", "uid",
+        "cpu",
+        "deleting",
+        "eph",
+        "host_ports",
+        "images",
+        "key",
+        "labels",
+        "mem",
+        "name",
+        "namespace",
+        "node_affinity_preferred",
+        "node_affinity_required",
+        "node_name",
+        "node_selector",
+        "nz_cpu",
+        "nz_mem",
+        "pod",
+        "preferred_affinity",
+        "preferred_anti_affinity",
+        "priority",
+        "required_affinity",
+        "required_anti_affinity",
+        "scalars",
+        "scheduler_name",
+        "spread_constraints",
+        "tolerations",
+        "uid",
     )
 
     def __init__(self, pod: Object) -> None:

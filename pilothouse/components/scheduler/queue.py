@@ -58,6 +58,7 @@ class SchedulingQueue:
         self._infos: dict[str, QueuedPodInfo] = {}
         self._where: dict[str, str] = {}  # key -> "active" | "backoff" | "unschedulable"
         self._in_flight: dict[str, QueuedPodInfo] = {}
+        self._unschedulable: dict[str, QueuedPodInfo] = {}
         self._wakeup = asyncio.Event()
         self._closed = False
         self.scheduling_cycle = 0
@@ -71,7 +72,7 @@ class SchedulingQueue:
         return len(self._infos)
 
     def counts(self) -> dict[str, int]:
-        out = {"active": 0, "backoff": 0, "unschedulable": 0}
+        out = {"active": 0, "backoff": 0, "unschedulable": 0, "in-flight": len(self._in_flight)}
         for where in self._where.values():
             out[where] += 1
         return out
@@ -86,12 +87,14 @@ class SchedulingQueue:
     def _push_active(self, info: QueuedPodInfo) -> None:
         key = info.pod.key
         self._where[key] = "active"
+        self._unschedulable.pop(key, None)
         heapq.heappush(self._active, (-info.pod.priority, info.initial_timestamp, next(self._seq), key))
         self._wakeup.set()
 
     def _push_backoff(self, info: QueuedPodInfo) -> None:
         key = info.pod.key
         self._where[key] = "backoff"
+        self._unschedulable.pop(key, None)
         heapq.heappush(self._backoff, (info.backoff_expiry(), next(self._seq), key))
 
     def add(self, pod: PodInfo) -> None:
@@ -125,6 +128,7 @@ class SchedulingQueue:
         self._infos.pop(key, None)
         self._where.pop(key, None)
         self._in_flight.pop(key, None)
+        self._unschedulable.pop(key, None)
 
     # ----------------------------------------------------------- popping
 
@@ -165,6 +169,7 @@ class SchedulingQueue:
             self._push_backoff(info)
         else:
             self._where[key] = "unschedulable"
+            self._unschedulable[key] = info
 
     # ------------------------------------------------------------ moving
 
@@ -173,10 +178,7 @@ class SchedulingQueue:
         self.move_request_cycle = self.scheduling_cycle
         moved = 0
         now = self._clock()
-        for key, where in list(self._where.items()):
-            if where != "unschedulable":
-                continue
-            info = self._infos[key]
+        for info in list(self._unschedulable.values()):
             if not self._helps(info, event):
                 continue
             if pre_check is not None and not pre_check(info.pod):
@@ -217,9 +219,8 @@ class SchedulingQueue:
         """Pods stuck unschedulable for longer than ``max_age`` get retried anyway."""
         now = self._clock()
         moved = 0
-        for key, where in list(self._where.items()):
-            if where == "unschedulable" and now - self._infos[key].timestamp > max_age:
-                info = self._infos[key]
+        for info in list(self._unschedulable.values()):
+            if now - info.timestamp > max_age:
                 moved += 1
                 if info.backoff_expiry() > now:
                     self._push_backoff(info)

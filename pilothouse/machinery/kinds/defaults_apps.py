@@ -15,10 +15,16 @@ from pilothouse.machinery.kinds.types import Object
 __all__ = ["default_daemonset", "default_deployment", "default_replicaset", "default_statefulset"]
 
 
+def _child(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    """``parent[key]``, created empty when missing or null."""
+    value = parent.get(key)
+    if value is None:
+        value = parent[key] = {}
+    return value
+
+
 def _spec(obj: Object) -> dict[str, Any]:
-    spec = obj.get("spec")
-    if spec is None:
-        spec = obj["spec"] = {}
+    spec = _child(obj, "spec")
     return spec
 
 
@@ -26,15 +32,11 @@ def default_deployment(deployment: Object) -> None:
     spec = _spec(deployment)
     if spec.get("replicas") is None:
         spec["replicas"] = 1
-    strategy = spec.get("strategy")
-    if strategy is None:
-        strategy = spec["strategy"] = {}
+    strategy = _child(spec, "strategy")
     if not strategy.get("type"):
         strategy["type"] = "RollingUpdate"
     if strategy["type"] == "RollingUpdate":
-        rolling = strategy.get("rollingUpdate")
-        if rolling is None:
-            rolling = strategy["rollingUpdate"] = {}
+        rolling = _child(strategy, "rollingUpdate")
         if rolling.get("maxUnavailable") is None:
             rolling["maxUnavailable"] = "25%"
         if rolling.get("maxSurge") is None:
@@ -57,9 +59,7 @@ def default_statefulset(statefulset: Object) -> None:
     spec = _spec(statefulset)
     if not spec.get("podManagementPolicy"):
         spec["podManagementPolicy"] = "OrderedReady"
-    strategy = spec.get("updateStrategy")
-    if strategy is None:
-        strategy = spec["updateStrategy"] = {}
+    strategy = _child(spec, "updateStrategy")
     if not strategy.get("type"):
         strategy["type"] = "RollingUpdate"
         strategy.setdefault("rollingUpdate", {})
@@ -67,9 +67,7 @@ def default_statefulset(statefulset: Object) -> None:
     if strategy["type"] == "RollingUpdate" and rolling is not None and rolling.get("partition") is None:
         rolling["partition"] = 0
     # StatefulSetAutoDeletePVC is GA in 1.32.
-    retention = spec.get("persistentVolumeClaimRetentionPolicy")
-    if retention is None:
-        retention = spec["persistentVolumeClaimRetentionPolicy"] = {}
+    retention = _child(spec, "persistentVolumeClaimRetentionPolicy")
     if not retention.get("whenDeleted"):
         retention["whenDeleted"] = "Retain"
     if not retention.get("whenScaled"):
@@ -85,15 +83,11 @@ def default_statefulset(statefulset: Object) -> None:
 
 def default_daemonset(daemonset: Object) -> None:
     spec = _spec(daemonset)
-    strategy = spec.get("updateStrategy")
-    if strategy is None:
-        strategy = spec["updateStrategy"] = {}
+    strategy = _child(spec, "updateStrategy")
     if not strategy.get("type"):
         strategy["type"] = "RollingUpdate"
     if strategy["type"] == "RollingUpdate":
-        rolling = strategy.get("rollingUpdate")
-        if rolling is None:
-            rolling = strategy["rollingUpdate"] = {}
+        rolling = _child(strategy, "rollingUpdate")
         if rolling.get("maxUnavailable") is None:
             rolling["maxUnavailable"] = 1
         if rolling.get("maxSurge") is None:

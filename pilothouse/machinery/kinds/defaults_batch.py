@@ -29,10 +29,16 @@ CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
 _INT32_MAX = 2**31 - 1
 
 
+def _child(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    """``parent[key]``, created empty when missing or null."""
+    value = parent.get(key)
+    if value is None:
+        value = parent[key] = {}
+    return value
+
+
 def _spec(obj: Object) -> dict[str, Any]:
-    spec = obj.get("spec")
-    if spec is None:
-        spec = obj["spec"] = {}
+    spec = _child(obj, "spec")
     return spec
 
 
@@ -93,23 +99,13 @@ def generate_job_selector(job: Object) -> None:
     meta = job.get("metadata") or {}
     name = meta.get("name", "")
     uid = meta.get("uid", "")
-    template = spec.get("template")
-    if template is None:
-        template = spec["template"] = {}
-    template_meta = template.get("metadata")
-    if template_meta is None:
-        template_meta = template["metadata"] = {}
-    labels = template_meta.get("labels")
-    if labels is None:
-        labels = template_meta["labels"] = {}
+    template = _child(spec, "template")
+    template_meta = _child(template, "metadata")
+    labels = _child(template_meta, "labels")
     for key in (LEGACY_JOB_NAME_LABEL, JOB_NAME_LABEL):
         labels.setdefault(key, name)
     for key in (LEGACY_CONTROLLER_UID_LABEL, CONTROLLER_UID_LABEL):
         labels.setdefault(key, uid)
-    selector = spec.get("selector")
-    if selector is None:
-        selector = spec["selector"] = {}
-    match_labels = selector.get("matchLabels")
-    if match_labels is None:
-        match_labels = selector["matchLabels"] = {}
+    selector = _child(spec, "selector")
+    match_labels = _child(selector, "matchLabels")
     match_labels.setdefault(CONTROLLER_UID_LABEL, uid)

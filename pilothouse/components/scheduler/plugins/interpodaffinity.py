@@ -12,7 +12,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pilothouse.components.scheduler.framework import (
-    MAX_NODE_SCORE, SKIP, ActionType, ClusterEvent, CycleState, EventResource, Plugin, Status,
+    MAX_NODE_SCORE,
+    SKIP,
+    ActionType,
+    ClusterEvent,
+    CycleState,
+    EventResource,
+    Plugin,
+    Status,
 )
 from pilothouse.components.scheduler.nodeinfo import NodeInfo, PodInfo
 
@@ -97,11 +104,11 @@ class InterPodAffinity(Plugin):
                 if value is None or affinity.get((term.topology_key, value), 0) <= 0:
                     pods_exist = False
                     break
-            if not pods_exist:
-                # The first pod of a group that selects itself may go anywhere the keys exist.
-                if not (not affinity and matches_self
-                        and all(t.topology_key in labels for t in pod.required_affinity)):
-                    return Status.unschedulable(ERR_REASON_AFFINITY, plugin=self.name, resolvable=False)
+            # The first pod of a group that selects itself may go anywhere the keys exist.
+            first_of_group = (not affinity and matches_self
+                              and all(t.topology_key in labels for t in pod.required_affinity))
+            if not pods_exist and not first_of_group:
+                return Status.unschedulable(ERR_REASON_AFFINITY, plugin=self.name, resolvable=False)
         for term in pod.required_anti_affinity:
             value = labels.get(term.topology_key)
             if value is not None and anti.get((term.topology_key, value), 0) > 0:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pilothouse.components.scheduler.framework import (
-    SKIP, ActionType, ClusterEvent, CycleState, EventResource, Plugin, Status, default_normalize,
+    SKIP,
+    ActionType,
+    ClusterEvent,
+    CycleState,
+    EventResource,
+    Plugin,
+    Status,
+    default_normalize,
 )
 from pilothouse.components.scheduler.nodeinfo import NodeInfo, PodInfo
 

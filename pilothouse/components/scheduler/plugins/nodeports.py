@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pilothouse.components.scheduler.framework import (
-    SKIP, ActionType, ClusterEvent, CycleState, EventResource, Plugin, Status,
+    SKIP,
+    ActionType,
+    ClusterEvent,
+    CycleState,
+    EventResource,
+    Plugin,
+    Status,
 )
 from pilothouse.components.scheduler.nodeinfo import NodeInfo, PodInfo
 

@@ -12,7 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pilothouse.components.scheduler.framework import (
-    MAX_NODE_SCORE, SKIP, ActionType, ClusterEvent, CycleState, EventResource, Plugin, Status,
+    MAX_NODE_SCORE,
+    SKIP,
+    ActionType,
+    ClusterEvent,
+    CycleState,
+    EventResource,
+    Plugin,
+    Status,
 )
 from pilothouse.components.scheduler.nodeinfo import NodeInfo, PodInfo
 

@@ -8,7 +8,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pilothouse.components.scheduler.framework import (
-    ActionType, ClusterEvent, CycleState, EventResource, Plugin, Status,
+    ActionType,
+    ClusterEvent,
+    CycleState,
+    EventResource,
+    Plugin,
+    Status,
 )
 from pilothouse.components.scheduler.nodeinfo import NodeInfo, PodInfo, Taint
 

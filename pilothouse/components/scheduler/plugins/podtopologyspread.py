@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pilothouse.components.scheduler.framework import (
-    MAX_NODE_SCORE, SKIP, ActionType, ClusterEvent, CycleState, EventResource, Plugin, Status,
+    MAX_NODE_SCORE,
+    SKIP,
+    ActionType,
+    ClusterEvent,
+    CycleState,
+    EventResource,
+    Plugin,
+    Status,
 )
 from pilothouse.components.scheduler.nodeinfo import NodeInfo, PodInfo
 from pilothouse.machinery.selectors import LabelSelector, Requirement, selector_from_object
@@ -166,7 +173,7 @@ class PodTopologySpread(Plugin):
             else:
                 count = values[i].get(value, 0)
             score += count * weights[i] + (c.max_skew - 1)
-        return int(math.floor(score + 0.5))  # Go math.Round: halves away from zero
+        return math.floor(score + 0.5)  # Go math.Round: halves away from zero
 
     def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None:
         valid = [s for s in scores if s >= 0]

@@ -1,0 +1,257 @@
+"""API benchmark: create/get/list/watch through HTTP, and the raw store doing the same, in one run.
+
+Usage::
+
+    .venv/bin/python bench/api.py [--requests 2000] [--pods 10000] [--endpoint sqlite]
+
+Starts a real ``pilothouse server`` subprocess (its own temp data dir), drives it from this process
+with aiohttp at 1, 10 and 100 concurrent clients, then runs the same operations on a SQLiteStore
+directly (no HTTP, no API machinery) and prints both with the ratio. Then loads ``--pods`` pods,
+times listing them all (JSON and as a kubectl Table) and reads the server's RSS.
+Every loop is bounded by ``--requests`` and a time cap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pilothouse.store.sqlite import SQLiteStore  # noqa: E402
+from tests.conftest import free_port, wait_healthy  # noqa: E402
+
+TIME_CAP = 60.0
+
+
+def pod(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "bench", "tier": "web"}},
+        "spec": {"containers": [{"name": "app", "image": "registry.local/app:1.0",
+                                 "ports": [{"containerPort": 8080}],
+                                 "env": [{"name": "MODE", "value": "bench"}],
+                                 "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]},
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run_level(concurrency: int, total: int, op: Any) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+    counter = iter(range(total))
+    deadline = time.monotonic() + TIME_CAP
+
+    async def worker() -> None:
+        for index in counter:
+            if time.monotonic() > deadline:
+                return
+            start = time.perf_counter()
+            await op(index)
+            latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    return len(latencies) / elapsed, latencies
+
+
+def row(label: str, concurrency: int, rate: float, latencies: list[float]) -> str:
+    return (f"{label:<22}{concurrency:>5}{rate:>12.0f}{percentile(latencies, 0.5) * 1000:>10.2f}"
+            f"{percentile(latencies, 0.99) * 1000:>10.2f}")
+
+
+async def http_suite(url: str, total: int) -> dict[tuple[str, int], float]:
+    results: dict[tuple[str, int], float] = {}
+    connector = aiohttp.TCPConnector(limit=200)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        base = url + "/api/v1/namespaces/default/pods"
+        for concurrency in (1, 10, 100):
+            prefix = f"c{concurrency}"
+
+            async def create(i: int, prefix: str = prefix) -> None:
+                async with session.post(base, data=orjson.dumps(pod(f"{prefix}-{i}")),
+                                        headers={"Content-Type": "application/json"}) as r:
+                    assert r.status == 201, await r.text()
+                    await r.read()
+
+            async def get(i: int, prefix: str = prefix) -> None:
+                async with session.get(f"{base}/{prefix}-{i % total}") as r:
+                    assert r.status == 200
+                    await r.read()
+
+            rate, lat = await run_level(concurrency, total, create)
+            print(row("http create", concurrency, rate, lat))
+            results[("create", concurrency)] = rate
+            rate, lat = await run_level(concurrency, total, get)
+            print(row("http get", concurrency, rate, lat))
+            results[("get", concurrency)] = rate
+
+            async def list_small(i: int) -> None:
+                async with session.get(base, params={"limit": "50"}) as r:
+                    assert r.status == 200
+                    await r.read()
+
+            rate, lat = await run_level(concurrency, max(total // 10, 50), list_small)
+            print(row("http list (limit 50)", concurrency, rate, lat))
+            results[("list", concurrency)] = rate
+        # Watch throughput: events delivered to one watcher while creating.
+        async with session.get(base, params={"watch": "true", "resourceVersion": "0"}) as first:
+            del first
+        list_rv = (await (await session.get(base, params={"limit": "1"})).json())["metadata"]["resourceVersion"]
+        received = 0
+        events_wanted = total
+
+        async def watcher() -> None:
+            nonlocal received
+            async with session.get(base, params={"watch": "true", "resourceVersion": list_rv},
+                                   timeout=aiohttp.ClientTimeout(total=TIME_CAP)) as r:
+                async for line in r.content:
+                    if line.strip():
+                        received += 1
+                        if received >= events_wanted:
+                            return
+
+        task = asyncio.create_task(watcher())
+        await asyncio.sleep(0.2)
+        start = time.perf_counter()
+
+        async def create_w(i: int) -> None:
+            async with session.post(base, data=orjson.dumps(pod(f"w-{i}")),
+                                    headers={"Content-Type": "application/json"}) as r:
+                await r.read()
+
+        await run_level(10, total, create_w)
+        await asyncio.wait_for(task, TIME_CAP)
+        rate = received / (time.perf_counter() - start)
+        print(f"{'http watch events':<22}{1:>5}{rate:>12.0f}")
+        results[("watch", 1)] = rate
+    return results
+
+
+async def raw_suite(total: int) -> dict[tuple[str, int], float]:
+    results: dict[tuple[str, int], float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SQLiteStore(os.path.join(tmp, "raw.db"), compact_interval=None)
+        await store.start()
+        prefix_key = "/registry/core/pods/default/"
+        for concurrency in (1, 10, 100):
+            prefix = f"c{concurrency}"
+
+            async def create(i: int, prefix: str = prefix) -> None:
+                await store.create(f"{prefix_key}{prefix}-{i}", orjson.dumps(pod(f"{prefix}-{i}")))
+
+            async def get(i: int, prefix: str = prefix) -> None:
+                kv = await store.get(f"{prefix_key}{prefix}-{i % total}")
+                assert kv is not None
+                orjson.loads(kv.value)
+
+            async def list_small(i: int) -> None:
+                result = await store.list(prefix_key, limit=50)
+                [orjson.loads(kv.value) for kv in result.items]
+
+            for name, op, count in (("create", create, total), ("get", get, total),
+                                    ("list", list_small, max(total // 10, 50))):
+                rate, lat = await run_level(concurrency, count, op)
+                print(row(f"raw {name}", concurrency, rate, lat))
+                results[(name, concurrency)] = rate
+        received = 0
+        rev = await store.current_revision()
+
+        async def watcher() -> None:
+            nonlocal received
+            async for _ in store.watch(prefix_key, rev):
+                received += 1
+                if received >= total:
+                    return
+
+        task = asyncio.create_task(watcher())
+        start = time.perf_counter()
+
+        async def create_w(i: int) -> None:
+            await store.create(f"{prefix_key}w-{i}", orjson.dumps(pod(f"w-{i}")))
+
+        await run_level(10, total, create_w)
+        await asyncio.wait_for(task, TIME_CAP)
+        rate = received / (time.perf_counter() - start)
+        print(f"{'raw watch events':<22}{1:>5}{rate:>12.0f}")
+        results[("watch", 1)] = rate
+        await store.close()
+    return results
+
+
+async def scale_suite(url: str, pods: int, server_pid: int) -> None:
+    connector = aiohttp.TCPConnector(limit=100)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await session.post(url + "/api/v1/namespaces", json={"metadata": {"name": "scale"}})
+        base = url + "/api/v1/namespaces/scale/pods"
+
+        async def create(i: int) -> None:
+            async with session.post(base, data=orjson.dumps(pod(f"p-{i:05d}")),
+                                    headers={"Content-Type": "application/json"}) as r:
+                await r.read()
+
+        start = time.perf_counter()
+        await run_level(50, pods, create)
+        print(f"loaded {pods} pods in {time.perf_counter() - start:.1f}s")
+        for label, headers in (("json", {"Accept": "application/json"}),
+                               ("table", {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})):
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                async with session.get(base, headers=headers) as r:
+                    body = await r.read()
+                times.append(time.perf_counter() - start)
+            print(f"list {pods} pods ({label}): best {min(times):.3f}s median {statistics.median(times):.3f}s, "
+                  f"{len(body) / 1e6:.1f} MB")
+    rss = 0
+    with open(f"/proc/{server_pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS"):
+                rss = int(line.split()[1]) // 1024
+    print(f"server RSS holding {pods} pods: {rss} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--pods", type=int, default=10000)
+    args = parser.parse_args()
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data_dir:
+        process = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
+                                    "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(url, process)
+            print(f"{'operation':<22}{'conc':>5}{'ops/s':>12}{'p50 ms':>10}{'p99 ms':>10}")
+            http = asyncio.run(http_suite(url, args.requests))
+            raw = asyncio.run(raw_suite(args.requests))
+            print("\nHTTP+API vs raw store (throughput ratio raw/http, lower is better):")
+            for key, rate in http.items():
+                if key in raw and rate:
+                    print(f"  {key[0]:<8} c={key[1]:<4} {raw[key] / rate:6.1f}x")
+            asyncio.run(scale_suite(url, args.pods, process.pid))
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+if __name__ == "__main__":
+    main()

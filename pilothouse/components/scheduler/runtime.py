@@ -1,0 +1,206 @@
+"""One scheduling profile at run time: PreFilter, Filter (sampled), PreScore, Score, select host.
+
+This is kube-scheduler's ``frameworkImpl`` + ``schedulePod``: plugins whose PreFilter/PreScore says
+Skip are left out for this pod; filtering starts at a rotating offset and stops once
+``percentageOfNodesToScore`` (adaptive: 50% - nodes/125, at least 5% and at least 100 nodes) feasible
+nodes were found; each Filter stops at the first plugin that rejects a node. When nothing fits, the
+per-node statuses become the "0/N nodes are available: ..." message.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pilothouse.components.scheduler.framework import (
+    ClusterEvent,
+    Code,
+    CycleState,
+    Diagnosis,
+    Handle,
+    Plugin,
+    Status,
+)
+from pilothouse.components.scheduler.nodeinfo import NodeInfo, PodInfo
+from pilothouse.components.scheduler.plugins import DEFAULT_FILTERS, DEFAULT_SCORES, REGISTRY
+
+__all__ = ["Framework", "ScheduleResult", "fit_error_message", "num_feasible_nodes_to_find"]
+
+MIN_FEASIBLE_NODES_TO_FIND = 100
+MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
+BASE_PERCENTAGE_OF_NODES_TO_SCORE = 50
+
+PREEMPTION_NOT_HELPFUL = "Preemption is not helpful for scheduling"
+NO_PREEMPTION_VICTIMS = "No preemption victims found for incoming pod"
+
+
+def num_feasible_nodes_to_find(num_all_nodes: int, percentage: int = 0) -> int:
+    """``numFeasibleNodesToFind``: how many feasible nodes are enough to stop filtering."""
+    if num_all_nodes < MIN_FEASIBLE_NODES_TO_FIND:
+        return num_all_nodes
+    if percentage <= 0:
+        percentage = BASE_PERCENTAGE_OF_NODES_TO_SCORE - num_all_nodes // 125
+        percentage = max(percentage, MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND)
+    if percentage >= 100:
+        return num_all_nodes
+    return max(num_all_nodes * percentage // 100, MIN_FEASIBLE_NODES_TO_FIND)
+
+
+def _histogram(statuses: Mapping[str, Status] | list[Status], count_of: int = 1) -> str:
+    reasons: dict[str, int] = {}
+    for status in statuses.values() if isinstance(statuses, Mapping) else statuses:
+        for reason in status.reasons:
+            reasons[reason] = reasons.get(reason, 0) + 1
+    return ", ".join(sorted(f"{n} {reason}" for reason, n in reasons.items()))
+
+
+def post_filter_message(pod: PodInfo, diagnosis: Diagnosis, num_nodes: int) -> str:
+    """What kube-scheduler 1.32's DefaultPreemption PostFilter reports when it cannot preempt.
+
+    pilothouse does not preempt. Nodes rejected for unresolvable reasons (labels, taints) get
+    "Preemption is not helpful for scheduling", nodes rejected for resolvable ones "No preemption
+    victims found for incoming pod", exactly what 1.32 prints when no lower-priority victims exist.
+    """
+    if (pod.pod.get("spec") or {}).get("preemptionPolicy") == "Never":
+        return "preemption: not eligible due to preemptionPolicy=Never."
+    if num_nodes == 0:
+        return ""
+    statuses: list[Status] = []
+    for name in diagnosis.node_statuses:
+        status = diagnosis.node_statuses[name]
+        helpful = status.code == Code.UNSCHEDULABLE
+        statuses.append(Status(Code.UNSCHEDULABLE_AND_UNRESOLVABLE,
+                               (NO_PREEMPTION_VICTIMS if helpful else PREEMPTION_NOT_HELPFUL,)))
+    missing = num_nodes - len(diagnosis.node_statuses)
+    statuses.extend([Status(Code.UNSCHEDULABLE_AND_UNRESOLVABLE, (PREEMPTION_NOT_HELPFUL,))] * max(missing, 0))
+    return f"preemption: 0/{num_nodes} nodes are available: {_histogram(statuses)}."
+
+
+def fit_error_message(num_nodes: int, diagnosis: Diagnosis) -> str:
+    """``FitError.Error()`` of kube-scheduler 1.32."""
+    message = f"0/{num_nodes} nodes are available:"
+    if diagnosis.pre_filter_msg:
+        message += f" {diagnosis.pre_filter_msg}."
+    else:
+        histogram = _histogram(diagnosis.node_statuses)
+        if histogram:
+            message += f" {histogram}."
+    if diagnosis.post_filter_msg:
+        message += f" {diagnosis.post_filter_msg}"
+    return message
+
+
+@dataclass
+class ScheduleResult:
+    node: str | None
+    evaluated: int = 0
+    feasible: int = 0
+    diagnosis: Diagnosis | None = None
+    message: str = ""
+
+
+class Framework:
+    def __init__(self, handle: Handle, *, filters: list[str] | None = None,
+                 scores: Mapping[str, int] | None = None,
+                 plugin_args: Mapping[str, Mapping[str, Any]] | None = None,
+                 percentage_of_nodes_to_score: int = 0, seed: int | None = None) -> None:
+        self.handle = handle
+        filters = DEFAULT_FILTERS if filters is None else filters
+        scores = DEFAULT_SCORES if scores is None else scores
+        self.plugins: dict[str, Plugin] = {}
+        for name in [*filters, *scores]:
+            if name not in self.plugins:
+                self.plugins[name] = REGISTRY[name](handle, (plugin_args or {}).get(name, {}))
+        self.pre_filters = [self.plugins[n] for n in filters if hasattr(self.plugins[n], "pre_filter")]
+        self.filters = [self.plugins[n] for n in filters if hasattr(self.plugins[n], "filter")]
+        self.scores = [(self.plugins[n], w) for n, w in scores.items() if hasattr(self.plugins[n], "score")]
+        self.percentage = percentage_of_nodes_to_score
+        self.next_start_index = 0
+        self._random = random.Random(seed)
+
+    def events_by_plugin(self) -> dict[str, list[ClusterEvent]]:
+        return {name: list(plugin.events_to_register()) for name, plugin in self.plugins.items()}
+
+    # ------------------------------------------------------------- cycle
+
+    def schedule(self, pod: PodInfo) -> ScheduleResult:
+        nodes = self.handle.node_infos()
+        diagnosis = Diagnosis()
+        if not nodes:
+            return ScheduleResult(None, diagnosis=diagnosis, message="no nodes available to schedule pods")
+        state = CycleState()
+        skip = state.skip_filter
+        for plugin in self.pre_filters:
+            status = plugin.pre_filter(state, pod)  # type: ignore[attr-defined]
+            if status is None:
+                continue
+            if status.code == Code.SKIP:
+                skip.add(plugin.name)
+            elif status.code != Code.SUCCESS:
+                status.plugin = plugin.name
+                diagnosis.pre_filter_msg = status.message
+                diagnosis.unschedulable_plugins.add(plugin.name)
+                return self._failed(pod, diagnosis, len(nodes))
+        filters = [p.filter for p in self.filters if p.name not in skip]  # type: ignore[attr-defined]
+        feasible = self._find_feasible(state, pod, nodes, filters, diagnosis)
+        if not feasible:
+            return self._failed(pod, diagnosis, len(nodes))
+        if len(feasible) == 1:
+            return ScheduleResult(feasible[0].name, len(nodes), 1)
+        totals = self._score(state, pod, feasible)
+        return ScheduleResult(self._select_host(feasible, totals), len(nodes), len(feasible))
+
+    def _find_feasible(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo], filters: list[Any],
+                       diagnosis: Diagnosis) -> list[NodeInfo]:
+        total = len(nodes)
+        wanted = num_feasible_nodes_to_find(total, self.percentage)
+        start = self.next_start_index % total
+        feasible: list[NodeInfo] = []
+        statuses = diagnosis.node_statuses
+        processed = 0
+        order = nodes[start:] + nodes[:start] if start else nodes
+        for node in order:
+            processed += 1
+            for check in filters:
+                status = check(state, pod, node)
+                if status is not None:
+                    statuses[node.name] = status
+                    diagnosis.unschedulable_plugins.add(status.plugin)
+                    break
+            else:
+                feasible.append(node)
+                if len(feasible) >= wanted:
+                    break
+        self.next_start_index = (start + processed) % total
+        return feasible
+
+    def _score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        totals = [0] * len(nodes)
+        for plugin, weight in self.scores:
+            pre_score = getattr(plugin, "pre_score", None)
+            if pre_score is not None:
+                status = pre_score(state, pod, nodes)
+                if status is not None and status.code == Code.SKIP:
+                    continue
+            score = plugin.score  # type: ignore[attr-defined]
+            scores = [score(state, pod, node) for node in nodes]
+            normalize = getattr(plugin, "normalize", None)
+            if normalize is not None:
+                normalize(state, pod, scores)
+            if weight == 1:
+                totals = [a + b for a, b in zip(totals, scores, strict=True)]
+            else:
+                totals = [a + b * weight for a, b in zip(totals, scores, strict=True)]
+        return totals
+
+    def _select_host(self, nodes: list[NodeInfo], totals: list[int]) -> str:
+        """Highest score; ties broken uniformly at random (reservoir sampling, as kube-scheduler)."""
+        best = max(totals)
+        ties = [i for i, t in enumerate(totals) if t == best]
+        return nodes[ties[0] if len(ties) == 1 else self._random.choice(ties)].name
+
+    def _failed(self, pod: PodInfo, diagnosis: Diagnosis, num_nodes: int) -> ScheduleResult:
+        diagnosis.post_filter_msg = post_filter_message(pod, diagnosis, num_nodes)
+        return ScheduleResult(None, num_nodes, 0, diagnosis, fit_error_message(num_nodes, diagnosis))

@@ -1,0 +1,336 @@
+"""The scheduler process: informers in, a scheduling loop, asynchronous binds out.
+
+Watches all pods (bound pods feed the cache: resources, ports, affinity) and all nodes through
+shared informers; pending pods whose ``spec.schedulerName`` is ours enter the :class:`SchedulingQueue`.
+One loop pops a pod, runs the framework synchronously against the cache, *assumes* the pod on the
+chosen node and starts its bind (``POST pods/NAME/binding``) as a task, so many binds are in flight
+while the next pods are scheduled. A failed bind forgets the assumption and requeues the pod with
+backoff. Pods that fit nowhere get a ``PodScheduled=False`` condition and a ``FailedScheduling``
+event, and wait in the unschedulable queue until a cluster event that could help arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from pilothouse.client import errors
+from pilothouse.client.events import EventRecorder
+from pilothouse.client.informer import EventHandler, Informer, InformerFactory
+from pilothouse.client.rest import APIClient, resource
+from pilothouse.components.scheduler.cache import Cache
+from pilothouse.components.scheduler.framework import ActionType, ClusterEvent, EventResource
+from pilothouse.components.scheduler.nodeinfo import PodInfo
+from pilothouse.components.scheduler.queue import QueuedPodInfo, SchedulingQueue
+from pilothouse.components.scheduler.runtime import Framework, ScheduleResult
+from pilothouse.machinery import meta
+
+__all__ = ["DEFAULT_SCHEDULER_NAME", "Scheduler", "run_scheduler"]
+
+log = logging.getLogger("pilothouse.scheduler")
+
+DEFAULT_SCHEDULER_NAME = "default-scheduler"
+_PODS = resource("", "v1", "pods")
+_NODES = resource("", "v1", "nodes")
+_NAMESPACES = resource("", "v1", "namespaces")
+_TERMINAL = ("Succeeded", "Failed")
+
+Object = dict[str, Any]
+
+
+def _conditions_key(obj: Object) -> list[tuple[str, str]]:
+    return sorted((c.get("type", ""), c.get("status", "")) for c in (obj.get("status") or {}).get("conditions") or ())
+
+
+def node_update_actions(old: Object, new: Object) -> ActionType:
+    """Which kinds of node change this update is (kube-scheduler's ``NodeSchedulingPropertiesChange``)."""
+    action = ActionType(0)
+    old_status, new_status = old.get("status") or {}, new.get("status") or {}
+    if old_status.get("allocatable") != new_status.get("allocatable"):
+        action |= ActionType.UPDATE_NODE_ALLOCATABLE
+    if (old.get("metadata") or {}).get("labels") != (new.get("metadata") or {}).get("labels"):
+        action |= ActionType.UPDATE_NODE_LABEL
+    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+    if (old_spec.get("taints") != new_spec.get("taints")
+            or bool(old_spec.get("unschedulable")) != bool(new_spec.get("unschedulable"))):
+        action |= ActionType.UPDATE_NODE_TAINT
+    if _conditions_key(old) != _conditions_key(new):
+        action |= ActionType.UPDATE_NODE_CONDITION
+    if (old.get("metadata") or {}).get("annotations") != (new.get("metadata") or {}).get("annotations"):
+        action |= ActionType.UPDATE_NODE_ANNOTATION
+    if old_status.get("images") != new_status.get("images"):
+        action |= ActionType.UPDATE_NODE_ALLOCATABLE  # image locality: treat as a capacity-ish change
+    return action
+
+
+def pod_update_actions(old: PodInfo, new: PodInfo) -> ActionType:
+    action = ActionType(0)
+    if old.labels != new.labels:
+        action |= ActionType.UPDATE_POD_LABEL
+    if new.cpu < old.cpu or new.mem < old.mem or new.eph < old.eph:
+        action |= ActionType.UPDATE_POD_SCALE_DOWN
+    return action or ActionType.UPDATE_POD_OTHER
+
+
+class Scheduler:
+    """kube-scheduler's default profile, over the HTTP API."""
+
+    def __init__(self, client: APIClient | str, *, scheduler_name: str = DEFAULT_SCHEDULER_NAME,
+                 informers: InformerFactory | None = None, percentage_of_nodes_to_score: int = 0,
+                 bind_concurrency: int = 128, record_scheduled_events: bool = True,
+                 plugin_args: Mapping[str, Mapping[str, Any]] | None = None,
+                 unschedulable_flush_interval: float = 30.0, seed: int | None = None) -> None:
+        self._owns_client = isinstance(client, str)
+        self.client = APIClient(client, user_agent="pilothouse-scheduler") if isinstance(client, str) else client
+        self.scheduler_name = scheduler_name
+        self.informers = informers or InformerFactory(self.client)
+        self.cache = Cache()
+        self.queue = SchedulingQueue()
+        self.framework = Framework(self.cache, plugin_args=plugin_args,
+                                   percentage_of_nodes_to_score=percentage_of_nodes_to_score, seed=seed)
+        self.queue.plugin_events = self.framework.events_by_plugin()
+        self.recorder = EventRecorder(self.client, scheduler_name)
+        self.record_scheduled_events = record_scheduled_events
+        self.unschedulable_flush_interval = unschedulable_flush_interval
+        self._bind_slots = asyncio.Semaphore(bind_concurrency)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loops: list[asyncio.Task[Any]] = []
+        self._pods: Informer | None = None
+        self.scheduled = 0
+        self.failed_attempts = 0
+
+    # ------------------------------------------------------------ running
+
+    async def start(self, sync_timeout: float | None = 60.0) -> None:
+        nodes = self.informers.informer(_NODES)
+        pods = self.informers.informer(_PODS)
+        namespaces = self.informers.informer(_NAMESPACES)
+        self._pods = pods
+        namespaces.add_handler(EventHandler(self._on_namespace, lambda _o, n: self._on_namespace(n),
+                                            lambda o: self._on_namespace(o, deleted=True)))
+        nodes.add_handler(EventHandler(self._on_node_add, self._on_node_update, self._on_node_delete))
+        pods.add_handler(EventHandler(self._on_pod_add, self._on_pod_update, self._on_pod_delete))
+        self.informers.start()
+        await asyncio.gather(nodes.wait_synced(sync_timeout), pods.wait_synced(sync_timeout),
+                             namespaces.wait_synced(sync_timeout))
+        self._loops = [asyncio.create_task(self._schedule_loop(), name="scheduler-loop"),
+                       asyncio.create_task(self._flush_loop(), name="scheduler-flush")]
+        log.info("scheduler %s started: %d nodes, %d pods", self.scheduler_name,
+                 len(self.cache.node_infos()), self.cache.pod_count())
+
+    async def stop(self) -> None:
+        self.queue.close()
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._loops = []
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.recorder.flush()
+        await self.informers.stop()
+        if self._owns_client:
+            await self.client.close()
+
+    async def _flush_loop(self) -> None:
+        """Backoff expiry (as kube-scheduler's 1 s flush, but woken at the earliest expiry) + the 5-minute flush."""
+        last_leftover = time.monotonic()
+        while True:
+            self.queue.flush_backoff()
+            now = time.monotonic()
+            if now - last_leftover >= self.unschedulable_flush_interval:
+                self.queue.flush_unschedulable_leftover()
+                last_leftover = now
+            expiry = self.queue.next_backoff_expiry()
+            delay = 1.0 if expiry is None else min(max(expiry - now, 0.01), 1.0)
+            await asyncio.sleep(delay)
+
+    async def _schedule_loop(self) -> None:
+        while True:
+            info = await self.queue.pop()
+            if info is None:
+                return
+            try:
+                self.schedule_one(info)
+            except Exception:  # a bug for one pod must not stop scheduling
+                log.exception("scheduling %s failed", info.pod.key)
+                self.queue.add_unschedulable(info)
+            # Let watch events and bind responses in between pods.
+            await asyncio.sleep(0)
+
+    # ------------------------------------------------------------- a cycle
+
+    def schedule_one(self, info: QueuedPodInfo) -> ScheduleResult | None:
+        pod = info.pod
+        current = self._pods.get(pod.key) if self._pods is not None else None
+        if (current is None or (current.get("spec") or {}).get("nodeName")
+                or (current.get("metadata") or {}).get("deletionTimestamp") or self.cache.is_assumed(pod.key)):
+            self.queue.done(pod.key)
+            return None
+        result = self.framework.schedule(pod)
+        if result.node is None:
+            self._unschedulable(info, result)
+            return result
+        self.cache.assume(pod, result.node)
+        self._spawn(self._bind(info, result.node))
+        return result
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _bind(self, info: QueuedPodInfo, node: str) -> None:
+        pod = info.pod
+        binding = {"apiVersion": "v1", "kind": "Binding",
+                   "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
+                   "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+        try:
+            async with self._bind_slots:
+                await self.client.create(_PODS, binding, pod.namespace, subresource="binding", name=pod.name)
+        except (errors.APIError, errors.ConnectionFailed) as error:
+            self.cache.forget(pod.key)
+            if isinstance(error, errors.NotFoundError):
+                self.queue.delete(pod.key)
+                return
+            log.info("binding %s to %s failed: %s", pod.key, node, error)
+            self.queue.add_unschedulable(info)  # no plugin to blame: goes to backoff
+            self.recorder.event(self._involved(pod), "Warning", "FailedScheduling", f"Binding rejected: {error}")
+            return
+        self.queue.done(pod.key)
+        self.scheduled += 1
+        if self.record_scheduled_events:
+            self.recorder.event(self._involved(pod), "Normal", "Scheduled",
+                                f"Successfully assigned {pod.namespace}/{pod.name} to {node}")
+
+    @staticmethod
+    def _involved(pod: PodInfo) -> Object:
+        return {**pod.pod, "kind": "Pod", "apiVersion": "v1"}
+
+    def _unschedulable(self, info: QueuedPodInfo, result: ScheduleResult) -> None:
+        pod = info.pod
+        self.failed_attempts += 1
+        plugins = result.diagnosis.unschedulable_plugins if result.diagnosis else set()
+        self.queue.add_unschedulable(info, plugins)
+        message = result.message
+        log.debug("unable to schedule %s: %s", pod.key, message)
+        self.recorder.event(self._involved(pod), "Warning", "FailedScheduling", message)
+        conditions = list((pod.pod.get("status") or {}).get("conditions") or ())
+        for condition in conditions:
+            if (condition.get("type") == "PodScheduled" and condition.get("status") == "False"
+                    and condition.get("reason") == "Unschedulable" and condition.get("message") == message):
+                return  # already says so
+        new = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+               "lastProbeTime": None, "lastTransitionTime": meta.format_time()}
+        for condition in conditions:
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+                new["lastTransitionTime"] = condition.get("lastTransitionTime") or new["lastTransitionTime"]
+        patched = [c for c in conditions if c.get("type") != "PodScheduled"] + [new]
+        self._spawn(self._patch_status(pod, {"status": {"conditions": patched}}))
+
+    async def _patch_status(self, pod: PodInfo, patch: Object) -> None:
+        try:
+            await self.client.patch(_PODS, pod.name, patch, pod.namespace, subresource="status")
+        except (errors.APIError, errors.ConnectionFailed) as error:
+            log.debug("could not update the status of %s: %s", pod.key, error)
+
+    # ------------------------------------------------------------- events
+
+    def _responsible(self, pod: Object) -> bool:
+        spec = pod.get("spec") or {}
+        return ((spec.get("schedulerName") or DEFAULT_SCHEDULER_NAME) == self.scheduler_name
+                and not spec.get("nodeName")
+                and not (pod.get("metadata") or {}).get("deletionTimestamp")
+                and (pod.get("status") or {}).get("phase") not in _TERMINAL)
+
+    @staticmethod
+    def _counts(pod: Object) -> bool:
+        """A bound pod that still holds resources (terminal pods free them)."""
+        return bool((pod.get("spec") or {}).get("nodeName")) and (pod.get("status") or {}).get("phase") not in _TERMINAL
+
+    def _move(self, resource_kind: EventResource, action: ActionType) -> None:
+        self.queue.move_on_event(ClusterEvent(resource_kind, action))
+
+    def _on_pod_add(self, pod: Object) -> None:
+        if self._counts(pod):
+            self.cache.add_pod(PodInfo(pod))
+            self._move(EventResource.ASSIGNED_POD, ActionType.ADD)
+        elif self._responsible(pod):
+            self.queue.add(PodInfo(pod))
+
+    def _on_pod_update(self, old: Object, new: Object) -> None:
+        old_counts, new_counts = self._counts(old), self._counts(new)
+        if new_counts:
+            info = PodInfo(new)
+            if not old_counts:
+                self.queue.delete(info.key)  # bound (by us, confirming the assumption, or by someone else)
+                self.cache.add_pod(info)
+                self._move(EventResource.ASSIGNED_POD, ActionType.ADD)
+                return
+            key = info.key
+            previous = self._cached_pod(key)
+            self.cache.update_pod(info)
+            if previous is not None:
+                actions = pod_update_actions(previous, info)
+                if previous.node_name != info.node_name:
+                    actions |= ActionType.DELETE | ActionType.ADD
+                self._move(EventResource.ASSIGNED_POD, actions)
+            return
+        if old_counts:  # became terminal: its resources are free
+            removed = self.cache.remove_pod(PodInfo(old).key)
+            if removed is not None:
+                self._move(EventResource.ASSIGNED_POD, ActionType.DELETE)
+            return
+        info = PodInfo(new)
+        if self._responsible(new):
+            self.queue.update(info)
+        else:
+            self.queue.delete(info.key)
+
+    def _cached_pod(self, key: str) -> PodInfo | None:
+        node = self.cache.pod_node(key)
+        if node is None:
+            return None
+        info = self.cache._infos.get(node)
+        return info.pods.get(key) if info is not None else None
+
+    def _on_pod_delete(self, pod: Object) -> None:
+        metadata = pod.get("metadata") or {}
+        key = f"{metadata.get('namespace') or 'default'}/{metadata.get('name')}"
+        self.queue.delete(key)
+        if self.cache.remove_pod(key) is not None:
+            self._move(EventResource.ASSIGNED_POD, ActionType.DELETE)
+
+    def _on_node_add(self, node: Object) -> None:
+        self.cache.add_node(node)
+        self._move(EventResource.NODE, ActionType.ADD)
+
+    def _on_node_update(self, old: Object, new: Object) -> None:
+        self.cache.update_node(new)
+        actions = node_update_actions(old, new)
+        if actions:
+            self._move(EventResource.NODE, actions)
+
+    def _on_node_delete(self, node: Object) -> None:
+        self.cache.remove_node(node["metadata"]["name"])
+        self._move(EventResource.NODE, ActionType.DELETE)
+
+    def _on_namespace(self, namespace: Object, deleted: bool = False) -> None:
+        self.cache.set_namespace(namespace, deleted)
+        if not deleted:
+            self._move(EventResource.NAMESPACE, ActionType.ADD)
+
+
+async def run_scheduler(server_url: str, **options: Any) -> None:
+    """``pilothouse scheduler --server URL``: run until cancelled."""
+    scheduler = Scheduler(server_url, **options)
+    await scheduler.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await scheduler.stop()
