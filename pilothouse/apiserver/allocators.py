@@ -58,7 +58,7 @@ class ServiceAllocator:
     async def _delete(self, key: str) -> None:
         try:
             await self.store.delete(key)
-        except Exception:  # noqa: BLE001 - releasing twice (or never held) is harmless
+        except Exception:
             return
 
     async def allocate(self, service: Object, old: Object | None, dry_run: bool) -> list[str]:

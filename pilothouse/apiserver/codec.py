@@ -24,6 +24,7 @@ from pilothouse.machinery.errors import (
 __all__ = [
     "MAX_BODY_BYTES",
     "json_response",
+    "raw_json_response",
     "read_body",
     "status_response",
     "wants_table",
@@ -73,6 +74,11 @@ def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | Non
                   content_type: str = "application/json") -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, headers=headers,
                         content_type=content_type)
+
+
+def raw_json_response(body: bytes, status: int = 200) -> web.Response:
+    """A response from JSON that is already encoded."""
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 def status_response(error: StatusError) -> web.Response:

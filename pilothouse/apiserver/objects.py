@@ -15,22 +15,41 @@ import orjson
 from pilothouse.machinery.errors import bad_request
 from pilothouse.store.interface import KeyValue
 
-__all__ = ["decode_continue", "decode_stored", "encode_continue", "encode_for_store"]
+__all__ = ["decode_continue", "decode_stored", "encode_continue", "encode_for_store", "stored_json"]
+
+
+_METADATA = b'"metadata":{'
 
 
 def encode_for_store(obj: dict[str, Any]) -> bytes:
-    metadata = obj.get("metadata") or {}
-    if "resourceVersion" in metadata:
-        metadata = dict(metadata)
-        del metadata["resourceVersion"]
-        obj = {**obj, "metadata": metadata}
-    return orjson.dumps(obj)
+    """JSON with ``apiVersion``, ``kind``, ``metadata`` first (so :func:`stored_json` can find the
+    top-level metadata by position) and no resourceVersion."""
+    metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "resourceVersion"}
+    ordered: dict[str, Any] = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": metadata}
+    for key, value in obj.items():
+        if key not in ordered:
+            ordered[key] = value
+    return orjson.dumps(ordered)
 
 
 def decode_stored(kv: KeyValue) -> dict[str, Any]:
     obj: dict[str, Any] = orjson.loads(kv.value)
     obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
     return obj
+
+
+def stored_json(kv: KeyValue) -> bytes:
+    """The object's JSON with its resourceVersion, without decoding it: the stored bytes with the
+    version spliced into the top-level metadata. Serving lists, gets and watches this way avoids a
+    decode and an encode per object, which is most of their cost (and memory) in Python."""
+    value = kv.value
+    index = value.find(_METADATA)
+    if index < 0 or index > 200:  # not written by encode_for_store: take the slow, certain path
+        return orjson.dumps(decode_stored(kv))
+    cut = index + len(_METADATA)
+    separator = b"" if value[cut:cut + 1] == b"}" else b","
+    return b"".join((value[:cut], b'"resourceVersion":"', str(kv.mod_revision).encode(), b'"', separator,
+                     value[cut:]))
 
 
 def encode_continue(revision: int, last_key: str) -> str:

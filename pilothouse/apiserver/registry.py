@@ -14,13 +14,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from pilothouse.apiserver import admission, errors_translate, writes
-from pilothouse.apiserver.objects import decode_continue, decode_stored, encode_continue, encode_for_store
+from pilothouse.apiserver.objects import (
+    decode_continue,
+    decode_stored,
+    encode_continue,
+    encode_for_store,
+    stored_json,
+)
 from pilothouse.machinery import meta
 from pilothouse.machinery.errors import StatusError, bad_request, conflict, expired, not_found
 from pilothouse.machinery.kinds import ResourceType, Strategy
 from pilothouse.machinery.selectors import FieldSelector, LabelSelector
-from pilothouse.store.interface import CompactedError, EventType, Store, StoreError
+from pilothouse.store.interface import CompactedError, EventType, KeyValue, Store, StoreError
 
 __all__ = ["DeleteOptions", "ListOptions", "ResourceStorage", "StorageHooks", "WatchEvent", "WriteContext"]
 
@@ -71,10 +79,28 @@ class DeleteOptions:
     precondition_resource_version: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class WatchEvent:
-    type: str  # ADDED, MODIFIED, DELETED, BOOKMARK, ERROR
-    object: Object
+    """One watch event. Holds the object as JSON bytes, as a dict, or both; whichever is missing is
+    derived on demand (most watchers only need the bytes)."""
+
+    __slots__ = ("_json", "_object", "type")
+
+    def __init__(self, type: str, object: Object | None = None, json: bytes | None = None) -> None:
+        self.type = type  # ADDED, MODIFIED, DELETED, BOOKMARK, ERROR
+        self._object = object
+        self._json = json
+
+    @property
+    def object(self) -> Object:
+        if self._object is None:
+            self._object = orjson.loads(self._json or b"{}")
+        return self._object
+
+    @property
+    def json(self) -> bytes:
+        if self._json is None:
+            self._json = orjson.dumps(self._object)
+        return self._json
 
 
 class StorageHooks:
@@ -120,14 +146,34 @@ class ResourceStorage:
             raise self._not_found(name)
         return decode_stored(kv)
 
+    async def get_json(self, namespace: str | None, name: str) -> bytes:
+        """GET without decoding: the stored JSON with its resourceVersion."""
+        try:
+            kv = await self.store.get(self._key(namespace, name))
+        except StoreError as error:
+            raise errors_translate.from_store(error, self.resource, name) from error
+        if kv is None:
+            raise self._not_found(name)
+        return stored_json(kv)
+
     async def list(self, namespace: str | None, options: ListOptions) -> tuple[list[Object], str, str]:
         """Returns (items, resourceVersion, continue token)."""
+        entries, revision, token = await self._list_entries(namespace, options)
+        return [obj if obj is not None else decode_stored(kv) for kv, obj in entries], revision, token
+
+    async def list_json(self, namespace: str | None, options: ListOptions) -> tuple[list[bytes], str, str]:
+        """As :meth:`list`, each item as JSON bytes; unfiltered lists never decode an object."""
+        entries, revision, token = await self._list_entries(namespace, options)
+        return [stored_json(kv) if obj is None else orjson.dumps(obj) for kv, obj in entries], revision, token
+
+    async def _list_entries(self, namespace: str | None,
+                            options: ListOptions) -> tuple[list[tuple[KeyValue, Object | None]], str, str]:
         prefix = self.resource.key_prefix(namespace)
         start_after = ""
         revision = 0
         if options.continue_token:
             revision, start_after = decode_continue(options.continue_token, prefix)
-        items: list[Object] = []
+        items: list[tuple[KeyValue, Object | None]] = []
         filtered = not (options.label_selector.empty() and options.field_selector.empty())
         limit = options.limit
         try:
@@ -138,9 +184,12 @@ class ResourceStorage:
                                               revision=revision)
                 revision = batch.revision
                 for kv in batch.items:
+                    if not filtered:
+                        items.append((kv, None))
+                        continue
                     obj = decode_stored(kv)
-                    if not filtered or self.matches(obj, options.label_selector, options.field_selector):
-                        items.append(obj)
+                    if self.matches(obj, options.label_selector, options.field_selector):
+                        items.append((kv, obj))
                 if not batch.more:
                     return items, str(revision), ""
                 start_after = batch.items[-1].key
@@ -392,6 +441,10 @@ class ResourceStorage:
                 f"too old resource version: {revision} ({error.revision})").to_status())
 
     def _translate(self, event: Any, labels: LabelSelector, fields: FieldSelector) -> WatchEvent | None:
+        if labels.empty() and fields.empty():
+            if event.type is EventType.DELETE:
+                return WatchEvent("DELETED", json=stored_json(event.kv))
+            return WatchEvent("MODIFIED" if event.prev is not None else "ADDED", json=stored_json(event.kv))
         obj = decode_stored(event.kv)
         now_matches = self.matches(obj, labels, fields)
         was_matching = False

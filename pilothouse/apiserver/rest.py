@@ -12,6 +12,7 @@ import copy
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
@@ -75,6 +76,8 @@ class RestHandler:
             raise StatusError(404, "NotFound", "the server could not find the requested resource")
         verb = info.verb
         if verb == "get":
+            if not codec.wants_table(request):
+                return codec.raw_json_response(await storage.get_json(namespace, info.name))
             return await self._respond(request, storage, await storage.get(namespace, info.name))
         if verb == "list":
             return await self._list(request, storage, namespace)
@@ -109,6 +112,12 @@ class RestHandler:
     async def _list(self, request: web.Request, storage: ResourceStorage, namespace: str | None) -> web.Response:
         resource = storage.resource
         list_options = options.list_options(request.query)
+        if not codec.wants_table(request):
+            raw_items, revision, token = await storage.list_json(namespace, list_options)
+            list_meta = {"resourceVersion": revision, **({"continue": token} if token else {})}
+            head = orjson.dumps({"kind": f"{resource.kind}List", "apiVersion": resource.api_version,
+                                 "metadata": list_meta})
+            return codec.raw_json_response(b"".join((head[:-1], b',"items":[', b",".join(raw_items), b"]}")))
         items, revision, token = await storage.list(namespace, list_options)
         list_meta: dict[str, Any] = {"resourceVersion": revision}
         if token:
@@ -153,8 +162,6 @@ class RestHandler:
         if request.can_read_body:
             raw = await request.read()
             if raw.strip() and request.content_type in ("application/json", ""):
-                import orjson
-
                 try:
                     body = orjson.loads(raw)
                 except orjson.JSONDecodeError:
@@ -173,8 +180,6 @@ class RestHandler:
         if request.can_read_body:
             raw = await request.read()
             if raw.strip():
-                import orjson
-
                 try:
                     body = orjson.loads(raw)
                 except orjson.JSONDecodeError:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pilothouse.client import errors
@@ -22,6 +23,7 @@ __all__ = [
     "NAMESPACES",
     "NODES",
     "PODS",
+    "Harness",
     "create_namespace",
     "create_node",
     "mark_pod",
@@ -32,6 +34,7 @@ __all__ = [
 
 Object = dict[str, Any]
 T = TypeVar("T")
+C = TypeVar("C", bound=Controller)
 
 PODS = resource("", "v1", "pods")
 NODES = resource("", "v1", "nodes")
@@ -40,9 +43,21 @@ NAMESPACES = resource("", "v1", "namespaces")
 _counter = itertools.count(1)
 
 
+@dataclass
+class Harness:
+    ctx: ControllerContext
+    controllers: list[Controller]
+
+    def get(self, cls: type[C]) -> C:
+        for controller in self.controllers:
+            if isinstance(controller, cls):
+                return controller
+        raise KeyError(cls.__name__)
+
+
 @contextlib.asynccontextmanager
 async def run_controllers(url: str, *classes: type[Controller],
-                          options: dict[str, Any] | None = None) -> AsyncIterator[ControllerContext]:
+                          options: dict[str, Any] | None = None) -> AsyncIterator[Harness]:
     """Build the controllers on a fresh client and informers, run them, stop them at exit."""
     client = APIClient(url, user_agent="test-controller-manager")
     ctx = ControllerContext(client, InformerFactory(client), options=dict(options or {}))
@@ -51,7 +66,7 @@ async def run_controllers(url: str, *classes: type[Controller],
     await ctx.informers.wait_synced(10)
     tasks = [asyncio.create_task(c.run()) for c in controllers]
     try:
-        yield ctx
+        yield Harness(ctx, controllers)
     finally:
         for controller in controllers:
             await controller.stop()

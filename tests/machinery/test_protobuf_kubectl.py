@@ -50,8 +50,15 @@ _DISCOVERY: dict[str, Any] = {
         _resource("namespaces", "Namespace", False), _resource("configmaps", "ConfigMap"),
         _resource("secrets", "Secret"), _resource("services", "Service"),
         _resource("serviceaccounts", "ServiceAccount"), _resource("pods", "Pod"),
-        _resource("resourcequotas", "ResourceQuota"),
+        _resource("resourcequotas", "ResourceQuota"), _resource("nodes", "Node", False),
         _resource("pods/eviction", "Eviction", group="policy", version="v1")]},
+    "/api/v1/nodes/n1": {"kind": "Node", "apiVersion": "v1", "metadata": {"name": "n1"}, "spec": {}},
+    "/api/v1/pods": {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [
+        {"metadata": {"name": "web-1", "namespace": "default", "uid": "u-1",
+                      "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web",
+                                           "uid": "rs-1", "controller": True}]},
+         "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "nginx"}]},
+         "status": {"phase": "Running"}}]},
     "/apis/apps/v1": {"kind": "APIResourceList", "groupVersion": "apps/v1",
                       "resources": [_resource("deployments", "Deployment")]},
     "/apis/batch/v1": {"kind": "APIResourceList", "groupVersion": "batch/v1",
@@ -68,7 +75,7 @@ _DISCOVERY: dict[str, Any] = {
 class _Recorder(BaseHTTPRequestHandler):
     bodies: list[tuple[str, str, str, bytes]]  # (method, path, content type, body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _send(self, code: int, payload: Any) -> None:
@@ -102,6 +109,10 @@ class _Recorder(BaseHTTPRequestHandler):
         elif obj.get("kind") == "SelfSubjectRulesReview":
             obj["status"] = {"resourceRules": [], "nonResourceRules": [], "incomplete": False}
         self._send(201, obj)
+
+    def do_PATCH(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._send(200, _DISCOVERY["/api/v1/nodes/n1"])
 
     def do_DELETE(self) -> None:
         self._record()
@@ -153,7 +164,8 @@ def test_create_configmap(kubectl: Any) -> None:
 
 
 def test_create_secret_generic(kubectl: Any) -> None:
-    sent = kubectl("create", "secret", "generic", "s", "--from-literal=user=admin", "--type=Opaque", fixture="secret_generic")
+    sent = kubectl("create", "secret", "generic", "s", "--from-literal=user=admin", "--type=Opaque",
+                   fixture="secret_generic")
     assert _decoded(sent) == {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
                               "data": {"user": "YWRtaW4="}, "type": "Opaque"}
 
@@ -176,7 +188,8 @@ def test_create_namespace(kubectl: Any) -> None:
 
 
 def test_create_deployment(kubectl: Any) -> None:
-    sent = kubectl("create", "deployment", "web", "--image=nginx", "--replicas=2", "--port=80", fixture="deployment_web")
+    sent = kubectl("create", "deployment", "web", "--image=nginx", "--replicas=2", "--port=80",
+                   fixture="deployment_web")
     assert sent[1].startswith("/apis/apps/v1/namespaces/default/deployments")
     obj = _decoded(sent)
     assert obj["apiVersion"] == "apps/v1" and obj["kind"] == "Deployment"
@@ -193,12 +206,14 @@ def test_create_deployment(kubectl: Any) -> None:
 
 def test_create_deployment_zero_replicas_survives(kubectl: Any) -> None:
     # replicas is a *int32: zero on the wire means "set to 0", not "absent".
-    obj = _decoded(kubectl("create", "deployment", "idle", "--image=nginx", "--replicas=0", fixture="deployment_zero_replicas"))
+    obj = _decoded(kubectl("create", "deployment", "idle", "--image=nginx", "--replicas=0",
+                           fixture="deployment_zero_replicas"))
     assert obj["spec"]["replicas"] == 0
 
 
 def test_create_service_nodeport(kubectl: Any) -> None:
-    sent = kubectl("create", "service", "nodeport", "web", "--tcp=80:8080", "--node-port=30080", fixture="service_nodeport")
+    sent = kubectl("create", "service", "nodeport", "web", "--tcp=80:8080", "--node-port=30080",
+                   fixture="service_nodeport")
     obj = _decoded(sent)
     assert obj["kind"] == "Service"
     assert obj["metadata"] == {"name": "web", "labels": {"app": "web"}}
@@ -216,7 +231,8 @@ def test_create_service_clusterip_none(kubectl: Any) -> None:
 
 
 def test_create_service_string_target_port(kubectl: Any) -> None:
-    obj = _decoded(kubectl("create", "service", "clusterip", "api", "--tcp=443:https", fixture="service_clusterip_named_port"))
+    obj = _decoded(kubectl("create", "service", "clusterip", "api", "--tcp=443:https",
+                           fixture="service_clusterip_named_port"))
     assert obj["spec"]["ports"][0]["port"] == 443
     assert obj["spec"]["ports"][0]["targetPort"] == "https"
 
@@ -236,7 +252,8 @@ def test_create_job(kubectl: Any) -> None:
 
 
 def test_create_cronjob(kubectl: Any) -> None:
-    obj = _decoded(kubectl("create", "cronjob", "tick", "--image=busybox", "--schedule=*/5 * * * *", fixture="cronjob_tick"))
+    obj = _decoded(kubectl("create", "cronjob", "tick", "--image=busybox", "--schedule=*/5 * * * *",
+                           fixture="cronjob_tick"))
     assert obj["kind"] == "CronJob"
     assert obj["spec"]["schedule"] == "*/5 * * * *"
     job = obj["spec"]["jobTemplate"]
@@ -246,7 +263,8 @@ def test_create_cronjob(kubectl: Any) -> None:
 
 
 def test_create_quota(kubectl: Any) -> None:
-    obj = _decoded(kubectl("create", "quota", "q", "--hard=cpu=1,memory=1Gi,pods=10", "--scopes=NotTerminating", fixture="quota_q"))
+    obj = _decoded(kubectl("create", "quota", "q", "--hard=cpu=1,memory=1Gi,pods=10", "--scopes=NotTerminating",
+                           fixture="quota_q"))
     assert obj["spec"]["hard"] == {"cpu": "1", "memory": "1Gi", "pods": "10"}
     assert obj["spec"]["scopes"] == ["NotTerminating"]
 
@@ -255,7 +273,8 @@ def test_create_pdb(kubectl: Any) -> None:
     obj = _decoded(kubectl("create", "pdb", "p", "--selector=app=web", "--min-available=50%", fixture="pdb_p"))
     assert obj["apiVersion"] == "policy/v1"
     assert obj["spec"] == {"minAvailable": "50%", "selector": {"matchLabels": {"app": "web"}}}
-    zero = _decoded(kubectl("create", "pdb", "z", "--selector=app=web", "--max-unavailable=0", fixture="pdb_max_unavailable_zero"))
+    zero = _decoded(kubectl("create", "pdb", "z", "--selector=app=web", "--max-unavailable=0",
+                            fixture="pdb_max_unavailable_zero"))
     assert zero["spec"]["maxUnavailable"] == 0  # *IntOrString: a set zero is meaningful
 
 
@@ -274,3 +293,21 @@ def test_auth_can_i_list(kubectl: Any) -> None:
     obj = _decoded(kubectl("auth", "can-i", "--list", "-n", "dev", fixture="selfsubjectrulesreview"))
     assert obj["kind"] == "SelfSubjectRulesReview"
     assert obj["spec"] == {"namespace": "dev"}
+
+
+def test_drain_eviction_is_json_not_protobuf(kubectl: Any) -> None:
+    # kubectl 1.32 posts the Eviction as JSON; only the DELETE fallback below uses protobuf.
+    sent = kubectl("drain", "n1", "--grace-period=7", "--timeout=5s")
+    assert sent[1].startswith("/api/v1/namespaces/default/pods/web-1/eviction")
+    assert sent[2] == "application/json"
+    body = json.loads(sent[3])
+    assert body["kind"] == "Eviction" and body["deleteOptions"] == {"gracePeriodSeconds": 7}
+
+
+def test_drain_delete_fallback_sends_delete_options(kubectl: Any) -> None:
+    sent = kubectl("drain", "n1", "--disable-eviction", "--grace-period=0", "--timeout=5s",
+                   fixture="delete_options")
+    assert sent[0] == "DELETE" and sent[1].startswith("/api/v1/namespaces/default/pods/web-1")
+    obj = _decoded(sent)
+    assert obj["kind"] == "DeleteOptions"
+    assert obj["gracePeriodSeconds"] == 0  # *int64: zero means "now"

@@ -106,8 +106,8 @@ class SchedulingQueue:
         self._infos[pod.key] = info
         self._push_active(info)
 
-    def update(self, pod: PodInfo) -> None:
-        """A pending pod changed: an unschedulable pod gets another chance (kube-scheduler's isPodUpdated)."""
+    def update(self, pod: PodInfo, spec_changed: bool = True) -> None:
+        """A pending pod changed: an unschedulable pod gets another chance if more than its status did."""
         flying = self._in_flight.get(pod.key)
         if flying is not None:
             flying.pod = pod
@@ -117,7 +117,7 @@ class SchedulingQueue:
             self.add(pod)
             return
         info.pod = pod
-        if self._where.get(pod.key) == "unschedulable":
+        if spec_changed and self._where.get(pod.key) == "unschedulable":
             info.timestamp = self._clock()
             if info.backoff_expiry() > self._clock():
                 self._push_backoff(info)

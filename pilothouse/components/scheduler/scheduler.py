@@ -29,7 +29,7 @@ from pilothouse.components.scheduler.queue import QueuedPodInfo, SchedulingQueue
 from pilothouse.components.scheduler.runtime import Framework, ScheduleResult
 from pilothouse.machinery import meta
 
-__all__ = ["DEFAULT_SCHEDULER_NAME", "Scheduler", "run_scheduler"]
+__all__ = ["DEFAULT_SCHEDULER_NAME", "Scheduler", "node_update_actions", "pod_spec_changed", "run_scheduler"]
 
 log = logging.getLogger("pilothouse.scheduler")
 
@@ -74,6 +74,15 @@ def pod_update_actions(old: PodInfo, new: PodInfo) -> ActionType:
     if new.cpu < old.cpu or new.mem < old.mem or new.eph < old.eph:
         action |= ActionType.UPDATE_POD_SCALE_DOWN
     return action or ActionType.UPDATE_POD_OTHER
+
+
+def pod_spec_changed(old: Object, new: Object) -> bool:
+    """kube-scheduler's ``isPodUpdated``: anything but status and bookkeeping metadata changed."""
+    def strip(pod: Object) -> Object:
+        metadata = {k: v for k, v in (pod.get("metadata") or {}).items()
+                    if k not in ("resourceVersion", "generation", "managedFields", "finalizers")}
+        return {**{k: v for k, v in pod.items() if k != "status"}, "metadata": metadata}
+    return strip(old) != strip(new)
 
 
 class Scheduler:
@@ -288,7 +297,7 @@ class Scheduler:
             return
         info = PodInfo(new)
         if self._responsible(new):
-            self.queue.update(info)
+            self.queue.update(info, spec_changed=pod_spec_changed(old, new))
         else:
             self.queue.delete(info.key)
 

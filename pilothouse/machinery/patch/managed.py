@@ -13,7 +13,6 @@ fields), then sorted encoding (``sortEncodedManagedFields``).
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,10 +144,13 @@ def filter_ignored(paths: set[Path], subresource: str) -> set[Path]:
 
 
 def without_managed_fields(obj: Object) -> Object:
-    clean = copy.deepcopy(obj)
-    metadata = clean.get("metadata")
-    if isinstance(metadata, dict):
-        metadata.pop("managedFields", None)
+    """A view of ``obj`` without managedFields. Shallow on purpose: the comparison only reads it,
+    and copying whole objects on every write was the largest cost of a create."""
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, dict) or "managedFields" not in metadata:
+        return obj
+    clean = dict(obj)
+    clean["metadata"] = {k: v for k, v in metadata.items() if k != "managedFields"}
     return clean
 
 

@@ -51,10 +51,26 @@ def _ext(raw: Schema, resolved: Schema, name: str) -> Any:
     return resolved.get(name) if value is None else value
 
 
+# node_meta runs for every field of every write (managedFields tracking): memoise it. Keyed by the
+# schema dict's identity, with the dict kept alive in the entry so an id is never reused.
+_NODE_META_CACHE: dict[int, tuple[Schema, FieldMeta]] = {}
+
+
 def node_meta(raw: Schema | None) -> FieldMeta:
     """Metadata of a value whose (unresolved) schema is ``raw``."""
     if not raw:
         return _UNKNOWN
+    cached = _NODE_META_CACHE.get(id(raw))
+    if cached is not None and cached[0] is raw:
+        return cached[1]
+    meta = _node_meta(raw)
+    if len(_NODE_META_CACHE) > 100_000:
+        _NODE_META_CACHE.clear()
+    _NODE_META_CACHE[id(raw)] = (raw, meta)
+    return meta
+
+
+def _node_meta(raw: Schema) -> FieldMeta:
     resolved = resolve(raw)
     strategy = _ext(raw, resolved, "x-kubernetes-patch-strategy") or ""
     keys = _ext(raw, resolved, "x-kubernetes-list-map-keys") or ()
