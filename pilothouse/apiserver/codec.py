@@ -20,6 +20,7 @@ from pilothouse.machinery.errors import (
     request_entity_too_large,
     unsupported_media_type,
 )
+from pilothouse.machinery.protobuf import decode_kubernetes_protobuf
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -33,6 +34,8 @@ __all__ = [
 #: Kubernetes refuses request bodies above 3 MiB (etcd's default value limit is 1.5 MiB).
 MAX_BODY_BYTES = 3 * 1024 * 1024
 
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+
 _JSON_TYPES = {"application/json", "application/merge-patch+json", "application/json-patch+json",
                "application/strategic-merge-patch+json", "application/apply-patch+yaml",
                "application/yaml", "text/yaml", "application/x-yaml", ""}
@@ -45,7 +48,7 @@ async def read_body(request: web.Request) -> tuple[Any, str]:
     media_type = request.content_type if "Content-Type" in request.headers else "application/json"
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise request_entity_too_large("the request body is too large (limit 3145728 bytes)")
-    if media_type not in _JSON_TYPES:
+    if media_type not in _JSON_TYPES and media_type != PROTOBUF:
         raise unsupported_media_type(media_type)
     raw = bytearray()
     async for chunk in request.content.iter_chunked(65536):
@@ -54,6 +57,10 @@ async def read_body(request: web.Request) -> tuple[Any, str]:
             raise request_entity_too_large("the request body is too large (limit 3145728 bytes)")
     if not raw.strip():
         raise bad_request("the request body is empty")
+    if media_type == PROTOBUF:
+        # kubectl's typed clientset (create configmap/namespace/deployment/..., auth can-i) sends
+        # protobuf; it becomes the same JSON-shaped object the JSON path yields.
+        return decode_kubernetes_protobuf(bytes(raw)), media_type
     if media_type in ("application/yaml", "text/yaml", "application/x-yaml", "application/apply-patch+yaml"):
         try:
             return yaml.safe_load(bytes(raw)), media_type

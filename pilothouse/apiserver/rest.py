@@ -31,6 +31,7 @@ from pilothouse.machinery.errors import (
 )
 from pilothouse.machinery.kinds import ResourceRegistry, ResourceType
 from pilothouse.machinery.patch import json_patch, merge_patch, server_side_apply, strategic_merge_patch
+from pilothouse.machinery.protobuf import decode_kubernetes_protobuf
 from pilothouse.machinery.schema import schema_for_kind
 
 __all__ = ["RestHandler", "SubresourceHandler"]
@@ -161,12 +162,13 @@ class RestHandler:
         body = None
         if request.can_read_body:
             raw = await request.read()
-            if raw.strip() and request.content_type in ("application/json", ""):
+            if raw.strip() and request.content_type == codec.PROTOBUF:
+                body = decode_kubernetes_protobuf(raw)  # kubectl drain's DELETE fallback
+            elif raw.strip() and request.content_type in ("application/json", ""):
                 try:
                     body = orjson.loads(raw)
                 except orjson.JSONDecodeError:
                     raise bad_request("the DeleteOptions body is not valid JSON") from None
-            # A protobuf DeleteOptions body (kubectl drain's fallback) is tolerated and ignored.
         delete_options = options.delete_options(request.query, body)
         ctx = options.write_context(request.query, request.headers)
         if isinstance(body, dict) and body.get("dryRun"):

@@ -27,6 +27,11 @@ def deployment(name: str, replicas: int, image: str = "nginx:1.26", **strategy: 
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}, "spec": spec}
 
 
+async def kubectl(server: Any, *args: str) -> Any:
+    """kubectl in a thread: the controllers run in this event loop and must keep running."""
+    return await asyncio.to_thread(server.kubectl, *args)
+
+
 async def live_pods(client: APIClient, ns: str, app: str) -> list[dict[str, Any]]:
     items, _ = await client.list_all(PODS, ns, label_selector=f"app={app}")
     return [p for p in items if not p["metadata"].get("deletionTimestamp")]
@@ -46,7 +51,7 @@ async def test_rollout_status_history_undo_and_rolling_limits(cluster: Cluster, 
     ns = "deploy-roll"
     await cluster.client.create(NAMESPACES, {"metadata": {"name": ns}})
     await cluster.client.create(DEPLOY, deployment("web", 4, maxSurge=1, maxUnavailable=1), ns)
-    out = server.kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=20s")
+    out = await kubectl(server, "rollout", "status", "deployment/web", "-n", ns, "--timeout=20s")
     assert 'deployment "web" successfully rolled out' in out.stdout
     await eventually(lambda: rolled_out(cluster.client, ns, "web", "nginx:1.26", 4))
     d = await cluster.client.get(DEPLOY, "web", ns)
@@ -71,8 +76,8 @@ async def test_rollout_status_history_undo_and_rolling_limits(cluster: Cluster, 
     informer.start()
     await informer.wait_synced()
     seen.clear()
-    server.kubectl("set", "image", "deployment/web", "web=nginx:1.27", "-n", ns)
-    out = server.kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=30s")
+    await kubectl(server, "set", "image", "deployment/web", "web=nginx:1.27", "-n", ns)
+    out = await kubectl(server, "rollout", "status", "deployment/web", "-n", ns, "--timeout=30s")
     assert "successfully rolled out" in out.stdout
     await eventually(lambda: rolled_out(cluster.client, ns, "web", "nginx:1.27", 4))
     await informer.stop()
@@ -80,31 +85,35 @@ async def test_rollout_status_history_undo_and_rolling_limits(cluster: Cluster, 
     assert seen and min(seen) >= 3, seen
     assert max(seen) <= 5, seen  # maxSurge: at most 5 pods, so at most 5 ready
 
-    history = server.kubectl("rollout", "history", "deployment/web", "-n", ns).stdout
+    history = (await kubectl(server, "rollout", "history", "deployment/web", "-n", ns)).stdout
     assert "1 " in history and "2 " in history
     events, _ = await cluster.client.list_all(EVENTS, ns)
     scaling = [e["message"] for e in events if e["reason"] == "ScalingReplicaSet"]
     assert f"Scaled up replica set web-{pod_hash} from 0 to 4" in scaling
     assert any(m.startswith(f"Scaled down replica set web-{pod_hash} from 4 to ") for m in scaling)
 
-    server.kubectl("rollout", "undo", "deployment/web", "-n", ns)
-    server.kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=30s")
+    await kubectl(server, "rollout", "undo", "deployment/web", "-n", ns)
+    await kubectl(server, "rollout", "status", "deployment/web", "-n", ns, "--timeout=30s")
     await eventually(lambda: rolled_out(cluster.client, ns, "web", "nginx:1.26", 4))
     old_rs = await cluster.client.get(RS, f"web-{pod_hash}", ns)
     assert old_rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
     assert old_rs["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"] == "1"
 
     # pause stops rollouts, resume continues them; restart rolls new pods.
-    server.kubectl("rollout", "pause", "deployment/web", "-n", ns)
-    server.kubectl("set", "image", "deployment/web", "web=nginx:1.28", "-n", ns)
+    await kubectl(server, "rollout", "pause", "deployment/web", "-n", ns)
+    await kubectl(server, "set", "image", "deployment/web", "web=nginx:1.28", "-n", ns)
     await asyncio.sleep(0.5)
-    assert await rolled_out(cluster.client, ns, "web", "nginx:1.26", 4)
-    server.kubectl("rollout", "resume", "deployment/web", "-n", ns)
-    server.kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=30s")
+    pods = await live_pods(cluster.client, ns, "web")
+    assert len(pods) == 4 and {p["spec"]["containers"][0]["image"] for p in pods} == {"nginx:1.26"}
+    assert len((await cluster.client.list(RS, ns))["items"]) == 2  # no ReplicaSet for nginx:1.28 yet
+    d = await cluster.client.get(DEPLOY, "web", ns)
+    assert {c["type"]: c["reason"] for c in d["status"]["conditions"]}["Progressing"] == "DeploymentPaused"
+    await kubectl(server, "rollout", "resume", "deployment/web", "-n", ns)
+    await kubectl(server, "rollout", "status", "deployment/web", "-n", ns, "--timeout=30s")
     await eventually(lambda: rolled_out(cluster.client, ns, "web", "nginx:1.28", 4))
     before = {p["metadata"]["name"] for p in await live_pods(cluster.client, ns, "web")}
-    server.kubectl("rollout", "restart", "deployment/web", "-n", ns)
-    server.kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=30s")
+    await kubectl(server, "rollout", "restart", "deployment/web", "-n", ns)
+    await kubectl(server, "rollout", "status", "deployment/web", "-n", ns, "--timeout=30s")
 
     async def all_new() -> bool:
         names = {p["metadata"]["name"] for p in await live_pods(cluster.client, ns, "web")}
@@ -112,7 +121,7 @@ async def test_rollout_status_history_undo_and_rolling_limits(cluster: Cluster, 
     await eventually(all_new)
 
     # kubectl delete (Background propagation): the GC removes ReplicaSets and pods.
-    server.kubectl("delete", "deployment", "web", "-n", ns)
+    await kubectl(server, "delete", "deployment", "web", "-n", ns)
 
     async def all_gone() -> bool:
         return not (await cluster.client.list(RS, ns))["items"] and not (await cluster.client.list(PODS, ns))["items"]

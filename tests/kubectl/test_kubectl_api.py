@@ -7,6 +7,7 @@ process started by the ``server`` fixture.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import textwrap
 import time
@@ -229,7 +230,7 @@ def test_explain_and_describe(server: ServerProcess) -> None:
     assert "Container image name" in explained_pod
     server.kubectl("create", "deployment", "described", "--image=nginx:1.25")
     described = server.kubectl("describe", "deployment", "described").stdout
-    assert "StrategyType:       RollingUpdate" in described
+    assert re.search(r"StrategyType:\s+RollingUpdate", described)
     assert "nginx:1.25" in described
 
 
@@ -260,7 +261,12 @@ def test_errors_print_as_against_kubernetes(server: ServerProcess, tmp_path: Pat
     assert missing.stderr.strip() == 'Error from server (NotFound): deployments.apps "nope" not found'
     server.kubectl("create", "configmap", "twice")
     again = server.kubectl("create", "configmap", "twice", check=False)
-    assert 'Error from server (AlreadyExists): configmaps "twice" already exists' in again.stderr
+    # kubectl's generator commands print the error this way against Kubernetes too.
+    assert again.stderr.strip() == 'error: failed to create configmap: configmaps "twice" already exists'
+    twice = write(tmp_path, "twice.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: twice}\n")
+    again_file = server.kubectl("create", "-f", twice, check=False)
+    assert again_file.stderr.strip() == (f'Error from server (AlreadyExists): error when creating "{twice}": '
+                                         'configmaps "twice" already exists')
     bad_name = write(tmp_path, "badname.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Bad_Name}\n")
     invalid = server.kubectl("create", "-f", bad_name, check=False)
     assert 'Error from server (Invalid): error when creating' in invalid.stderr

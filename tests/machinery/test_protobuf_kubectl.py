@@ -121,7 +121,7 @@ class _Recorder(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def kubectl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    handler = type("Handler", (_Recorder,), {"bodies": []})
+    handler: type[_Recorder] = type("Handler", (_Recorder,), {"bodies": []})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -171,7 +171,6 @@ def _healthy(m: EtcdMember) -> bool:
     # A linearizable range through the JSON gateway succeeds only once a leader is elected.
     req = urllib.request.Request(m.client_url + "/v3/kv/range", data=b'{"key":"AA=="}',
                                  headers={"Content-Type": "application/json"})
-    with contextlib.suppress(OSError, urllib.error.URLError):
-        with urllib.request.urlopen(req, timeout=1.0) as resp:
-            return bool(resp.status == 200)
+    with contextlib.suppress(OSError, urllib.error.URLError), urllib.request.urlopen(req, timeout=1.0) as resp:
+        return bool(resp.status == 200)
     return False

@@ -220,8 +220,19 @@ def max_revision(rss: list[Object]) -> int:
     return max((revision(rs) for rs in rss), default=0)
 
 
+def _normalized(value: Any) -> Any:
+    """Go compares templates as structs: null, missing and empty are all the zero value (kubectl
+    rollout undo sends ``creationTimestamp: null``, for one)."""
+    if isinstance(value, dict):
+        out = {k: _normalized(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in (None, {}, [])}
+    if isinstance(value, list):
+        return [_normalized(v) for v in value]
+    return value
+
+
 def _without_hash(template: Object | None) -> Object:
-    template = copy.deepcopy(template or {})
+    template = _normalized(copy.deepcopy(template or {}))
     labels = (template.get("metadata") or {}).get("labels")
     if labels:
         labels.pop(HASH_LABEL, None)

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_NODE_SCORE",
     "ActionType",
+    "BatchFilterPlugin",
+    "BatchScorePlugin",
     "ClusterEvent",
     "Code",
     "CycleState",
@@ -176,6 +178,19 @@ class FilterPlugin(Protocol):
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None: ...
 
 
+class BatchFilterPlugin(Protocol):
+    """Optional fast path of a Filter plugin: prune a list of nodes in one call.
+
+    Must keep the nodes that ``filter`` accepts, in order, and record a Status for each rejected
+    node in ``statuses`` (node name -> Status), exactly as calling ``filter`` per node would.
+    """
+
+    name: str
+
+    def filter_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo],
+                     statuses: dict[str, Status]) -> list[NodeInfo]: ...
+
+
 class PreScorePlugin(Protocol):
     name: str
 
@@ -186,6 +201,14 @@ class ScorePlugin(Protocol):
     name: str
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int: ...
+
+
+class BatchScorePlugin(Protocol):
+    """Optional fast path of a Score plugin: the scores of many nodes in one call."""
+
+    name: str
+
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]: ...
 
 
 def default_normalize(scores: list[int], reverse: bool = False) -> None:

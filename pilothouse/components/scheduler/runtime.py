@@ -10,7 +10,7 @@ per-node statuses become the "0/N nodes are available: ..." message.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +92,31 @@ def fit_error_message(num_nodes: int, diagnosis: Diagnosis) -> str:
     return message
 
 
+BatchFilter = Callable[[CycleState, PodInfo, list[NodeInfo], dict[str, Status]], list[NodeInfo]]
+
+
+def _batch_filter(plugin: Plugin) -> BatchFilter:
+    """A plugin's ``filter_nodes`` if it has one, else its per-node ``filter`` in a loop."""
+    batch: BatchFilter | None = getattr(plugin, "filter_nodes", None)
+    if batch is not None:
+        return batch
+    check = plugin.filter  # type: ignore[attr-defined]
+    name = plugin.name
+
+    def run(state: CycleState, pod: PodInfo, nodes: list[NodeInfo], statuses: dict[str, Status]) -> list[NodeInfo]:
+        out = []
+        for node in nodes:
+            status = check(state, pod, node)
+            if status is None:
+                out.append(node)
+            else:
+                status.plugin = status.plugin or name
+                statuses[node.name] = status
+        return out
+
+    return run
+
+
 @dataclass
 class ScheduleResult:
     node: str | None
@@ -116,6 +141,7 @@ class Framework:
         self.pre_filters = [self.plugins[n] for n in filters if hasattr(self.plugins[n], "pre_filter")]
         self.filters = [self.plugins[n] for n in filters if hasattr(self.plugins[n], "filter")]
         self.scores = [(self.plugins[n], w) for n, w in scores.items() if hasattr(self.plugins[n], "score")]
+        self._batch_filters = {p.name: _batch_filter(p) for p in self.filters}
         self.percentage = percentage_of_nodes_to_score
         self.next_start_index = 0
         self._random = random.Random(seed)
@@ -143,7 +169,7 @@ class Framework:
                 diagnosis.pre_filter_msg = status.message
                 diagnosis.unschedulable_plugins.add(plugin.name)
                 return self._failed(pod, diagnosis, len(nodes))
-        filters = [p.filter for p in self.filters if p.name not in skip]  # type: ignore[attr-defined]
+        filters = [self._batch_filters[p.name] for p in self.filters if p.name not in skip]
         feasible = self._find_feasible(state, pod, nodes, filters, diagnosis)
         if not feasible:
             return self._failed(pod, diagnosis, len(nodes))
@@ -154,26 +180,32 @@ class Framework:
 
     def _find_feasible(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo], filters: list[Any],
                        diagnosis: Diagnosis) -> list[NodeInfo]:
+        """Run the filters over nodes from the rotating offset until enough are feasible.
+
+        Nodes go through the plugins in chunks (each plugin prunes a whole chunk in one call, with a
+        list comprehension where it can), the chunk being as large as the number of feasible nodes
+        still wanted: when every node fits, one pass over exactly that many nodes suffices.
+        """
         total = len(nodes)
         wanted = num_feasible_nodes_to_find(total, self.percentage)
         start = self.next_start_index % total
-        feasible: list[NodeInfo] = []
-        statuses = diagnosis.node_statuses
-        processed = 0
         order = nodes[start:] + nodes[:start] if start else nodes
-        for node in order:
-            processed += 1
-            for check in filters:
-                status = check(state, pod, node)
-                if status is not None:
-                    statuses[node.name] = status
-                    diagnosis.unschedulable_plugins.add(status.plugin)
+        statuses = diagnosis.node_statuses
+        feasible: list[NodeInfo] = []
+        position = 0
+        while position < total and len(feasible) < wanted:
+            size = max(wanted - len(feasible), 32)
+            survivors = order[position:position + size]
+            position += len(survivors)
+            for run in filters:
+                survivors = run(state, pod, survivors, statuses)
+                if not survivors:
                     break
-            else:
-                feasible.append(node)
-                if len(feasible) >= wanted:
-                    break
-        self.next_start_index = (start + processed) % total
+            feasible.extend(survivors)
+        if len(feasible) > wanted:
+            del feasible[wanted:]
+        diagnosis.unschedulable_plugins.update(s.plugin for s in statuses.values())
+        self.next_start_index = (start + position) % total
         return feasible
 
     def _score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
@@ -184,8 +216,12 @@ class Framework:
                 status = pre_score(state, pod, nodes)
                 if status is not None and status.code == Code.SKIP:
                     continue
-            score = plugin.score  # type: ignore[attr-defined]
-            scores = [score(state, pod, node) for node in nodes]
+            batch = getattr(plugin, "score_nodes", None)
+            if batch is not None:
+                scores = batch(state, pod, nodes)
+            else:
+                score = plugin.score  # type: ignore[attr-defined]
+                scores = [score(state, pod, node) for node in nodes]
             normalize = getattr(plugin, "normalize", None)
             if normalize is not None:
                 normalize(state, pod, scores)
