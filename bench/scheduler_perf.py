@@ -50,7 +50,7 @@ CONCURRENCY = 32
 SCHEDULER_CODE = """
 import asyncio, sys
 from pilothouse.components.scheduler import run_scheduler
-url, profile = sys.argv[1], sys.argv[2]
+url, profile, events = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 if profile:
     import cProfile, signal
     profiler = cProfile.Profile()
@@ -58,7 +58,7 @@ if profile:
         profiler.disable(); profiler.dump_stats(profile); sys.exit(0)
     signal.signal(signal.SIGTERM, dump)
     profiler.enable()
-asyncio.run(run_scheduler(url))
+asyncio.run(run_scheduler(url, record_scheduled_events=events))
 """
 
 
@@ -130,7 +130,7 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else 0.0
 
 
-async def run_case(nodes: int, existing: int, measured: int, profile: str) -> dict[str, float]:
+async def run_case(nodes: int, existing: int, measured: int, profile: str, events: bool) -> dict[str, float]:
     data_dir = Path(tempfile.mkdtemp(prefix="sched-perf-"))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -142,7 +142,8 @@ async def run_case(nodes: int, existing: int, measured: int, profile: str) -> di
     try:
         wait_ready(url, server)
         sched_log = open(data_dir / "scheduler.log", "wb")  # noqa: SIM115
-        scheduler = subprocess.Popen([sys.executable, "-c", SCHEDULER_CODE, url, profile],
+        scheduler = subprocess.Popen([sys.executable, "-c", SCHEDULER_CODE, url, profile,
+                                      "1" if events else "0"],
                                      stdout=sched_log, stderr=subprocess.STDOUT, cwd=ROOT)
         started = time.monotonic()
         await create_all(client, NODES, [node_object(i) for i in range(nodes)])
@@ -201,12 +202,15 @@ def main() -> None:
     parser.add_argument("--nodes", default="100,1000", help="comma-separated node counts (e.g. 100,1000,5000)")
     parser.add_argument("--existing-pods", type=int, default=1000, help="pods created already bound")
     parser.add_argument("--pods", type=int, default=1000, help="pods to schedule and time")
+    parser.add_argument("--no-scheduled-events", action="store_true",
+                        help="do not record Scheduled events (to see what they cost)")
     parser.add_argument("--profile", default="", help="write a cProfile of the scheduler process here")
     args = parser.parse_args()
     print(f"{'nodes':>6} {'pods':>5} {'setup s':>8} {'create s':>8} {'pods/s':>7} {'p50 ms':>7} {'p99 ms':>8} "
           f"{'sched RSS MB':>12} {'server RSS MB':>13}")
     for count in (int(n) for n in args.nodes.split(",") if n):
-        result = asyncio.run(run_case(count, args.existing_pods, args.pods, args.profile))
+        result = asyncio.run(run_case(count, args.existing_pods, args.pods, args.profile,
+                                          not args.no_scheduled_events))
         print(f"{result['nodes']:>6.0f} {result['pods']:>5.0f} {result['setup_s']:>8.1f} {result['create_s']:>8.1f} "
               f"{result['pods_per_s']:>7.1f} {result['p50_ms']:>7.0f} {result['p99_ms']:>8.0f} "
               f"{result['scheduler_rss_mb']:>12.0f} {result['server_rss_mb']:>13.0f}", flush=True)

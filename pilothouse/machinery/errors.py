@@ -63,8 +63,12 @@ class FieldError:
     }
 
     def message(self) -> str:
+        return f"{self.field}: {self.body()}"
+
+    def body(self) -> str:
+        """The message without the field path (``ErrorBody``: what a Status cause carries)."""
         phrase = self._PHRASES.get(self.type, self.type)
-        text = f"{self.field}: {phrase}"
+        text = phrase
         if self.type in ("FieldValueInvalid", "FieldValueNotSupported", "FieldValueDuplicate",
                          "FieldValueTypeInvalid") and self.value is not None:
             shown = f'"{self.value}"' if isinstance(self.value, str) else repr(self.value)
@@ -74,7 +78,7 @@ class FieldError:
         return text
 
     def cause(self) -> dict[str, Any]:
-        return {"reason": self.type, "message": self.message(), "field": self.field}
+        return {"reason": self.type, "message": self.body(), "field": self.field}
 
 
 @dataclass

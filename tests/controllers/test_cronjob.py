@@ -122,7 +122,7 @@ async def test_forbid_skips_while_active(server: ServerProcess) -> None:
 
 async def _synced(controller: CronJobController) -> bool:
     await controller.recorder.flush()
-    return len(controller.queue) == 0 and not controller.queue._processing  # noqa: SLF001
+    return len(controller.queue) == 0 and not controller.queue._processing
 
 
 async def _jobs(client: APIClient, ns: str, count: int) -> bool:

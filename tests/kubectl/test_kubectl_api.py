@@ -269,7 +269,10 @@ def test_errors_print_as_against_kubernetes(server: ServerProcess, tmp_path: Pat
                                          'configmaps "twice" already exists')
     bad_name = write(tmp_path, "badname.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Bad_Name}\n")
     invalid = server.kubectl("create", "-f", bad_name, check=False)
-    assert 'Error from server (Invalid): error when creating' in invalid.stderr
-    assert 'ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name"' in invalid.stderr
+    assert invalid.stderr.startswith('The ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": '
+                                     "a lowercase RFC 1123 subdomain must consist of")
     no_ns = server.kubectl("create", "configmap", "x", "-n", "does-not-exist", check=False)
-    assert 'Error from server (NotFound): namespaces "does-not-exist" not found' in no_ns.stderr
+    assert no_ns.stderr.strip() == 'error: failed to create configmap: namespaces "does-not-exist" not found'
+    no_ns_file = server.kubectl("create", "-f", twice, "-n", "does-not-exist", check=False)
+    assert no_ns_file.stderr.strip() == (f'Error from server (NotFound): error when creating "{twice}": '
+                                         'namespaces "does-not-exist" not found')

@@ -10,7 +10,7 @@ Needs the ``etcd`` binary (Debian package ``etcd-server``); :func:`etcd_binary` 
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import shutil
 import socket
@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["EtcdCluster", "EtcdMember", "etcd_binary", "free_port"]
 
@@ -160,6 +161,20 @@ class EtcdCluster:
                 log = (self.base / f"{m.name}.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"etcd member {m.name} exited ({m.process.returncode}):\n{log}")
 
+    def leader(self) -> EtcdMember | None:
+        """The running member that is the raft leader, if any member knows one."""
+        ids: dict[str, EtcdMember] = {}
+        leader_id = ""
+        for m in self.members:
+            if not m.running:
+                continue
+            status = _post(m, "/v3/maintenance/status", b"{}")
+            if status is None:
+                continue
+            ids[str(status["header"]["member_id"])] = m
+            leader_id = str(status.get("leader", "")) or leader_id
+        return ids.get(leader_id)
+
     def __enter__(self) -> EtcdCluster:
         return self.start()
 
@@ -167,10 +182,16 @@ class EtcdCluster:
         self.stop()
 
 
+def _post(m: EtcdMember, path: str, body: bytes) -> dict[str, Any] | None:
+    req = urllib.request.Request(m.client_url + path, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=1.0) as resp:
+            doc: dict[str, Any] = json.loads(resp.read())
+            return doc
+    except (OSError, urllib.error.URLError, ValueError):
+        return None
+
+
 def _healthy(m: EtcdMember) -> bool:
     # A linearizable range through the JSON gateway succeeds only once a leader is elected.
-    req = urllib.request.Request(m.client_url + "/v3/kv/range", data=b'{"key":"AA=="}',
-                                 headers={"Content-Type": "application/json"})
-    with contextlib.suppress(OSError, urllib.error.URLError), urllib.request.urlopen(req, timeout=1.0) as resp:
-        return bool(resp.status == 200)
-    return False
+    return _post(m, "/v3/kv/range", b'{"key":"AA=="}') is not None

@@ -20,6 +20,7 @@ from pilothouse.components.scheduler.framework import (
     EventResource,
     Plugin,
     Status,
+    record_rejections,
 )
 from pilothouse.components.scheduler.nodeinfo import NodeInfo, PodInfo
 
@@ -54,6 +55,19 @@ class Fit(Plugin):
     def events_to_register(self) -> Iterable[ClusterEvent]:
         return _fit_events()
 
+    def filter_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo],
+                     statuses: dict[str, Status]) -> list[NodeInfo]:
+        if pod.scalars:
+            kept = [n for n in nodes if not insufficient_resources(pod, n)]
+        else:
+            cpu, mem, eph = pod.cpu, pod.mem, pod.eph
+            kept = [n for n in nodes
+                    if len(n.pods) < n.alloc_pods
+                    and (not cpu or cpu <= n.alloc_cpu - n.req_cpu)
+                    and (not mem or mem <= n.alloc_mem - n.req_mem)
+                    and (not eph or eph <= n.alloc_eph - n.req_eph)]
+        return record_rejections(self.filter, state, pod, nodes, kept, statuses)
+
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
         # The common case inline (no allocation): everything fits.
         if (len(node.pods) < node.alloc_pods
@@ -66,6 +80,14 @@ class Fit(Plugin):
         if reasons:
             return Status.unschedulable(*reasons, plugin=self.name)
         return None
+
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        cpu, mem = pod.nz_cpu, pod.nz_mem
+        return [((0 if not n.alloc_cpu or n.nz_cpu + cpu > n.alloc_cpu
+                  else (n.alloc_cpu - n.nz_cpu - cpu) * MAX_NODE_SCORE // n.alloc_cpu)
+                 + (0 if not n.alloc_mem or n.nz_mem + mem > n.alloc_mem
+                    else (n.alloc_mem - n.nz_mem - mem) * MAX_NODE_SCORE // n.alloc_mem)) // 2
+                for n in nodes]
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         """LeastAllocated over cpu and memory, weight 1 each."""
@@ -87,6 +109,22 @@ class BalancedAllocation(Plugin):
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> Status | None:
         # A pod requesting nothing changes no balance (kube-scheduler skips best-effort pods).
         return None if pod.cpu or pod.mem else SKIP
+
+    def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
+        cpu, mem = pod.cpu, pod.mem
+        out = []
+        for n in nodes:
+            if not n.alloc_cpu or not n.alloc_mem:
+                out.append(0)
+                continue
+            fc = (n.req_cpu + cpu) / n.alloc_cpu
+            fm = (n.req_mem + mem) / n.alloc_mem
+            if fc > 1.0:
+                fc = 1.0
+            if fm > 1.0:
+                fm = 1.0
+            out.append(int((1 - abs(fc - fm) / 2) * MAX_NODE_SCORE))
+        return out
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
         if node.alloc_cpu == 0 or node.alloc_mem == 0:

@@ -14,6 +14,7 @@ from pilothouse.components.scheduler.framework import (
     EventResource,
     Plugin,
     Status,
+    record_rejections,
 )
 from pilothouse.components.scheduler.nodeinfo import NodeInfo, PodInfo, Taint
 
@@ -32,6 +33,13 @@ class NodeUnschedulable(Plugin):
     def pre_filter(self, state: CycleState, pod: PodInfo) -> Status | None:
         state.data[self.name] = any(t.tolerates(_TAINT) for t in pod.tolerations)
         return None
+
+    def filter_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo],
+                     statuses: dict[str, Status]) -> list[NodeInfo]:
+        if state.data[self.name]:
+            return nodes
+        kept = [n for n in nodes if not n.unschedulable]
+        return record_rejections(self.filter, state, pod, nodes, kept, statuses)
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
         if node.unschedulable and not state.data[self.name]:

@@ -18,6 +18,7 @@ from pilothouse.components.scheduler.framework import (
     Plugin,
     Status,
     default_normalize,
+    record_rejections,
 )
 from pilothouse.components.scheduler.nodeinfo import NodeInfo, PodInfo, Toleration
 
@@ -32,6 +33,12 @@ class TaintToleration(Plugin):
     def events_to_register(self) -> Iterable[ClusterEvent]:
         return [ClusterEvent(EventResource.NODE,
                              ActionType.ADD | ActionType.UPDATE_NODE_TAINT | ActionType.UPDATE_NODE_CONDITION)]
+
+    def filter_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo],
+                     statuses: dict[str, Status]) -> list[NodeInfo]:
+        check = self.filter
+        kept = [n for n in nodes if not n.taints or check(state, pod, n) is None]
+        return record_rejections(check, state, pod, nodes, kept, statuses)
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None:
         if not node.taints:
