@@ -29,8 +29,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pilothouse.store.sqlite import SQLiteStore  # noqa: E402
-from tests.conftest import free_port, wait_healthy  # noqa: E402
+from pilothouse.store.sqlite import SQLiteStore
+from tests.conftest import free_port, wait_healthy
 
 TIME_CAP = 60.0
 

@@ -64,9 +64,7 @@ async def raw_upgrade(port: int, path: str, offer: str) -> tuple[str, dict[str, 
     return lines[0], headers
 
 
-async def raw_first_chunk(
-    port: int, path: str, release: asyncio.Event
-) -> tuple[dict[str, str], bytes | None]:
+async def raw_first_chunk(port: int, path: str, release: asyncio.Event) -> tuple[dict[str, str], bytes | None]:
     """GET a gated stream; return headers and the first line if it arrived while the handler still waits."""
     reader, writer = await asyncio.open_connection(HOST, port)
     writer.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
@@ -110,6 +108,21 @@ async def check_flush(stack: str, port: int, release: asyncio.Event) -> None:
     detail = f"transfer-encoding={headers.get('transfer-encoding')!r}, first line before 2nd write={first!r}"
     record(stack, "chunked watch flushes each write", ok, detail)
 
+    # The apiserver flushes the headers of a watch before any event exists; a client that waits
+    # for headers (client-go does) must not hang on a quiet watch.
+    release.clear()
+    reader, writer = await asyncio.open_connection(HOST, port)
+    writer.write(f"GET /gated?quiet=1 HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+    try:
+        head: bytes | None = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), STALL_S)
+    except TimeoutError:
+        head = None
+    release.set()
+    await asyncio.wait_for(reader.read(), STALL_S)
+    writer.close()
+    status = head.split(b"\r\n", 1)[0].decode() if head else None
+    record(stack, "quiet watch sends headers before 1st event", head is not None, f"status={status!r}")
+
 
 # --------------------------------------------------------------------------------------------- aiohttp
 
@@ -132,6 +145,8 @@ async def check_aiohttp() -> None:
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
+        if request.query.get("quiet"):
+            await asyncio.wait_for(release.wait(), 10)  # the reader must see the headers first
         await resp.write(b'{"type":"ADDED"}\n')
         await asyncio.wait_for(release.wait(), 10)  # the reader must see line 1 before we go on
         await resp.write(b'{"type":"DELETED"}\n')
@@ -150,12 +165,18 @@ async def check_aiohttp() -> None:
         await check_upgrades("aiohttp", port)
         await check_flush("aiohttp", port, release)
 
-        ws = await client.ws_connect("/exec", protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"))
-        await ws.send_bytes(b"\x00hello")
-        msg = await asyncio.wait_for(ws.receive(), 5)
-        await ws.close()
-        ok = ws.protocol == "v5.channel.k8s.io" and msg.data == b"\x01hello"
-        record("aiohttp", "TestClient ws exec round trip", ok, f"protocol={ws.protocol!r}, got={msg.data!r}")
+        # aiohttp's own client must speak both subprotocols too (pilothouse's exec and port-forward).
+        for offer in (("v5.channel.k8s.io", "v4.channel.k8s.io"), (PORT_FORWARD_OFFER,)):
+            ws = await client.ws_connect("/exec", protocols=offer)
+            await ws.send_bytes(b"\x00hello")
+            msg = await asyncio.wait_for(ws.receive(), 5)
+            await ws.close()
+            ok = ws.protocol == offer[0] and msg.data == b"\x01hello"
+            detail = f"protocol={ws.protocol!r}, got={msg.data!r}"
+            record("aiohttp", f"TestClient ws round trip {offer[0]}", ok, detail)
+
+        if importlib.util.find_spec("websockets"):
+            await check_websockets_client(port)
 
         release.clear()
         resp = await client.get("/gated")
@@ -166,6 +187,21 @@ async def check_aiohttp() -> None:
         release.set()
         await resp.read()
         record("aiohttp", "TestClient sees watch line as written", line == b'{"type":"ADDED"}\n', f"{line!r}")
+
+
+async def check_websockets_client(port: int) -> None:
+    """Stack B's websocket client (`websockets`) against a server known to accept both subprotocols."""
+    from websockets.asyncio.client import connect
+
+    for protocol in ("v5.channel.k8s.io", PORT_FORWARD_OFFER):
+        try:
+            async with connect(f"ws://{HOST}:{port}/exec", subprotocols=[protocol]) as ws:  # type: ignore[list-item]
+                await ws.send(b"\x00hello")
+                got = await asyncio.wait_for(ws.recv(), 5)
+            ok, detail = ws.subprotocol == protocol and got == b"\x01hello", f"got={got!r}"
+        except Exception as exc:
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        record("websockets (client)", f"offers {protocol}", ok, detail)
 
 
 # --------------------------------------------------------------------------------------------- starlette
@@ -184,13 +220,15 @@ def starlette_app(release: asyncio.Event) -> Any:
         await ws.accept(subprotocol=chosen)
         await ws.close()
 
-    async def lines() -> Any:
+    async def lines(quiet: bool) -> Any:
+        if quiet:
+            await asyncio.wait_for(release.wait(), 10)
         yield b'{"type":"ADDED"}\n'
         await asyncio.wait_for(release.wait(), 10)
         yield b'{"type":"DELETED"}\n'
 
     async def gated(request: Request) -> StreamingResponse:
-        return StreamingResponse(lines(), media_type="application/json")
+        return StreamingResponse(lines(bool(request.query_params.get("quiet"))), media_type="application/json")
 
     return Starlette(routes=[WebSocketRoute("/exec", exec_ws), Route("/gated", gated)])
 
@@ -246,8 +284,7 @@ async def run() -> int:
     have = all(importlib.util.find_spec(m) for m in ("starlette", "uvicorn", "httpx", "websockets"))
     if not have:
         print(
-            "SKIP  starlette/uvicorn checks: not installed "
-            "(.venv/bin/pip install starlette uvicorn httpx websockets)"
+            "SKIP  starlette/uvicorn checks: not installed (.venv/bin/pip install starlette uvicorn httpx websockets)"
         )
     else:
         checks: list[Callable[[], Awaitable[None]]] = [

@@ -88,6 +88,14 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc (to see who is the bottleneck on 2 cores)."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 def node_object(i: int) -> dict[str, Any]:
     name = f"node-{i:05d}"
     resources = {"cpu": "4", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
@@ -169,6 +177,7 @@ async def run_case(nodes: int, existing: int, measured: int, profile: str, event
 
         watcher = asyncio.create_task(watch())
         await asyncio.sleep(0.2)
+        cpu_before = (cpu_seconds(scheduler.pid), cpu_seconds(server.pid), time.process_time())
         first = time.monotonic()
         await create_all(client, PODS, [pod_object(f"measured-{i}") for i in range(measured)], sent)
         created = time.monotonic() - first
@@ -177,11 +186,14 @@ async def run_case(nodes: int, existing: int, measured: int, profile: str, event
         finally:
             watcher.cancel()
         last = max(bound.values())
+        cpu_after = (cpu_seconds(scheduler.pid), cpu_seconds(server.pid), time.process_time())
+        cpu = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
         latencies = [bound[n] - sent[n] for n in bound]
         return {"nodes": nodes, "pods": measured, "setup_s": setup, "create_s": created,
                 "pods_per_s": measured / (last - first), "p50_ms": percentile(latencies, 0.5) * 1000,
                 "p99_ms": percentile(latencies, 0.99) * 1000,
-                "scheduler_rss_mb": rss_mb(scheduler.pid), "server_rss_mb": rss_mb(server.pid)}
+                "scheduler_rss_mb": rss_mb(scheduler.pid), "server_rss_mb": rss_mb(server.pid),
+                "scheduler_cpu_s": cpu[0], "server_cpu_s": cpu[1], "bench_cpu_s": cpu[2], "wall_s": last - first}
     finally:
         await client.close()
         for process in (scheduler, server):
@@ -207,13 +219,15 @@ def main() -> None:
     parser.add_argument("--profile", default="", help="write a cProfile of the scheduler process here")
     args = parser.parse_args()
     print(f"{'nodes':>6} {'pods':>5} {'setup s':>8} {'create s':>8} {'pods/s':>7} {'p50 ms':>7} {'p99 ms':>8} "
-          f"{'sched RSS MB':>12} {'server RSS MB':>13}")
+          f"{'sched RSS MB':>12} {'server RSS MB':>13}  CPU s during the run (wall/sched/server/bench)")
     for count in (int(n) for n in args.nodes.split(",") if n):
         result = asyncio.run(run_case(count, args.existing_pods, args.pods, args.profile,
                                           not args.no_scheduled_events))
         print(f"{result['nodes']:>6.0f} {result['pods']:>5.0f} {result['setup_s']:>8.1f} {result['create_s']:>8.1f} "
               f"{result['pods_per_s']:>7.1f} {result['p50_ms']:>7.0f} {result['p99_ms']:>8.0f} "
-              f"{result['scheduler_rss_mb']:>12.0f} {result['server_rss_mb']:>13.0f}", flush=True)
+              f"{result['scheduler_rss_mb']:>12.0f} {result['server_rss_mb']:>13.0f}  "
+              f"{result['wall_s']:.1f}/{result['scheduler_cpu_s']:.1f}/{result['server_cpu_s']:.1f}/"
+              f"{result['bench_cpu_s']:.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -268,12 +268,11 @@ class ResourceStorage:
                                              new_object=obj)
 
     def _strategy(self, subresource: str) -> Strategy:
-        if subresource == "status" and self.resource.status_strategy is not None:
-            return self.resource.status_strategy
-        if subresource and subresource != "status":
-            # Server-side subresources (binding) change exactly what their handler decided.
-            return _TRUSTED
-        return self.resource.strategy
+        strategy = self.resource.strategy_for(subresource)
+        if strategy is not None:
+            return strategy
+        # Server-side subresources (binding) change exactly what their handler decided.
+        return _TRUSTED
 
     async def guaranteed_update(self, namespace: str | None, name: str,
                                 mutate: Callable[[Object], Awaitable[Object]], ctx: WriteContext,
@@ -319,7 +318,7 @@ class ResourceStorage:
             new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
             if new == current:
                 return current, False  # a no-op write keeps the resourceVersion, as Kubernetes does
-            if writes.finalized(new):
+            if writes.finalized(new, self.resource.strategy):
                 # The last finalizer went away from an object being deleted: it goes now.
                 if ctx.dry_run:
                     return new, False

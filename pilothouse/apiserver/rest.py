@@ -63,7 +63,8 @@ class RestHandler:
         if info.namespace is not None and not resource.namespaced:
             raise StatusError(404, "NotFound", "the server could not find the requested resource")
         namespace = info.namespace if resource.namespaced else None
-        if info.subresource and info.subresource != "status":
+        generic = resource.strategy_for(info.subresource) is not None
+        if info.subresource and not generic:
             handler = self.subresources.get((resource.plural if not resource.group else
                                              f"{resource.plural}.{resource.group}", info.subresource))
             if handler is None:
@@ -71,8 +72,6 @@ class RestHandler:
             if handler is None or info.subresource not in resource.subresources:
                 raise StatusError(404, "NotFound", "the server could not find the requested resource")
             return await handler(self, request, info, storage)
-        if info.subresource == "status" and resource.status_strategy is None:
-            raise StatusError(404, "NotFound", "the server could not find the requested resource")
         if resource.namespaced and namespace is None and info.verb not in ("list", "watch"):
             raise StatusError(404, "NotFound", "the server could not find the requested resource")
         verb = info.verb

@@ -30,6 +30,16 @@ class ServerConfig:
     service_cluster_ip_range: str = "10.96.0.0/12"
     #: Seconds between store compactions (kube-apiserver's --etcd-compaction-interval, 5m).
     compaction_interval: float = 300.0
+    #: TLS to etcd (kube-apiserver's --etcd-cafile/--etcd-certfile/--etcd-keyfile).
+    etcd_cafile: str | None = None
+    etcd_certfile: str | None = None
+    etcd_keyfile: str | None = None
+
+    def store_options(self) -> dict[str, object]:
+        options: dict[str, object] = {"compact_interval": self.compaction_interval}
+        if not self.endpoint().startswith("sqlite:"):
+            options.update(ca_file=self.etcd_cafile, cert_file=self.etcd_certfile, key_file=self.etcd_keyfile)
+        return options
 
     def endpoint(self) -> str:
         return self.datastore_endpoint or f"sqlite://{self.data_dir / 'state.db'}"
@@ -88,7 +98,7 @@ def write_kubeconfig(path: Path, server_url: str, cluster_name: str = "pilothous
 
 async def start_server(config: ServerConfig) -> RunningServer:
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(config.endpoint(), compact_interval=config.compaction_interval)
+    store = open_store(config.endpoint(), **config.store_options())
     await store.start()
     api = APIServer(store, service_cluster_ip_range=config.service_cluster_ip_range, advertise_port=config.port)
     await api.bootstrap()

@@ -164,11 +164,11 @@ def track_managed_fields(old: Object | None, new: Object, ctx: Any, resource: Re
                  subresource)
 
 
-def finalized(obj: Object) -> bool:
+def finalized(obj: Object, strategy: Strategy) -> bool:
     """An object marked for deletion whose last finalizer is gone and whose grace has ended."""
     metadata = obj["metadata"]
     return bool(metadata.get("deletionTimestamp")) and not metadata.get("finalizers") \
-        and not metadata.get("deletionGracePeriodSeconds")
+        and not metadata.get("deletionGracePeriodSeconds") and not strategy.deletion_blocked(obj)
 
 
 def check_delete_preconditions(current: Object, options: Any, resource: ResourceType, name: str) -> None:

@@ -9,6 +9,7 @@ quick (controllers only enqueue keys in them); reads come from the cache, never 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import random
@@ -25,7 +26,7 @@ __all__ = ["EventHandler", "Informer", "InformerFactory", "object_key"]
 log = logging.getLogger("pilothouse.client.informer")
 
 Object = dict[str, Any]
-IndexFunc = Callable[[Object], list[str]]
+IndexFunc = Callable[[Object], builtins.list[str]]
 
 
 def object_key(obj: Object) -> str:
@@ -55,7 +56,7 @@ class Informer:
         self.cache: dict[str, Object] = {}
         self.synced = asyncio.Event()
         self.resource_version = "0"
-        self._handlers: list[EventHandler] = []
+        self._handlers: builtins.list[EventHandler] = []
         self._indexers: dict[str, IndexFunc] = {}
         self._indices: dict[str, dict[str, set[str]]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -79,10 +80,10 @@ class Informer:
     def get(self, key: str) -> Object | None:
         return self.cache.get(key)
 
-    def list(self) -> list[Object]:
+    def list(self) -> builtins.list[Object]:
         return list(self.cache.values())
 
-    def by_index(self, name: str, value: str) -> list[Object]:
+    def by_index(self, name: str, value: str) -> builtins.list[Object]:
         keys = self._indices.get(name, {}).get(value, ())
         return [self.cache[k] for k in keys if k in self.cache]
 

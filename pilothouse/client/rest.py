@@ -9,6 +9,7 @@ ordinary requests).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -128,9 +129,9 @@ class APIClient:
         return result
 
     async def list_all(self, r: ResourceType, namespace: str | None = None, *, label_selector: str | None = None,
-                       field_selector: str | None = None, page_size: int = 500) -> tuple[list[Object], str]:
+                       field_selector: str | None = None, page_size: int = 500) -> tuple[builtins.list[Object], str]:
         """Every item, following continue tokens. Returns (items, resourceVersion of the list)."""
-        items: list[Object] = []
+        items: builtins.list[Object] = []
         token: str | None = None
         while True:
             page = await self.list(r, namespace, label_selector=label_selector, field_selector=field_selector,

@@ -17,7 +17,7 @@ import asyncio
 import base64
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
@@ -167,7 +167,7 @@ class EtcdClient:
             raise _NotSent(message)
         raise error_from_message(message, status, url + path)
 
-    async def watch_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def watch_stream(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """One ``/v3/watch`` stream on some member: yields each decoded ``result`` message.
 
         Raises UnavailableError if no member accepts the stream; the iterator ends (or raises an
@@ -194,7 +194,7 @@ class EtcdClient:
         raise UnavailableError(f"no etcd member accepted a watch: {last}")
 
 
-async def _lines(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+async def _lines(resp: aiohttp.ClientResponse) -> AsyncGenerator[dict[str, Any], None]:
     # The gateway writes one JSON document per line. Read raw chunks and split ourselves: a batch of
     # events can exceed aiohttp's readline() limit.
     buf = b""

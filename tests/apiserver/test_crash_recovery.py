@@ -48,7 +48,7 @@ async def _watch(url: str, resource_version: str, seen: list[tuple[int, str, str
                     event = orjson.loads(line)
                     meta = event["object"]["metadata"]
                     seen.append((int(meta["resourceVersion"]), event["type"], meta["name"]))
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return
 
 

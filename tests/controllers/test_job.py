@@ -145,3 +145,21 @@ async def test_indexed_job(server: ServerProcess) -> None:
         job = await wait_for(complete, what="indexed job complete")
         assert job["status"]["completedIndexes"] == "0-2"
     await client.close()
+
+
+async def test_ttl_after_finished_deletes_job(server: ServerProcess) -> None:
+    from pilothouse.components.controllers.ttlafterfinished import TTLAfterFinishedController
+
+    client = APIClient(server.url)
+    ns = await create_namespace(client, "job")
+    async with run_controllers(server.url, JobController, TTLAfterFinishedController, options=FAST):
+        await client.create(JOBS, _job("brief", ttlSecondsAfterFinished=0), ns)
+        pods = await wait_for(lambda: _pods(client, ns), what="a job pod")
+        await mark_pod(client, ns, pods[0]["metadata"]["name"], phase="Succeeded", ready=False, exit_code=0)
+
+        async def deleted() -> bool:
+            items = (await client.list(JOBS, ns))["items"]
+            return not items or bool(items[0]["metadata"].get("deletionTimestamp"))
+
+        await wait_for(deleted, what="job deleted after its TTL")
+    await client.close()

@@ -76,11 +76,13 @@ async def ensure_revision(client: APIClient, owner: Object, revisions: list[Obje
                                               {"revision": latest + 1}, metadata["namespace"])
             found_hash = (revision["metadata"].get("labels") or {}).get(REVISION_HASH_LABEL, hash_value)
             return revision, found_hash
-    labels = dict(((owner.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {})
+    template_meta: Object = ((owner.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    labels = dict(template_meta.get("labels") or {})
     labels[REVISION_HASH_LABEL] = hash_value
-    body = {
+    name = f"{metadata['name']}-{hash_value}"
+    body: Object = {
         "apiVersion": "apps/v1", "kind": "ControllerRevision",
-        "metadata": {"name": f"{metadata['name']}-{hash_value}", "namespace": metadata["namespace"],
+        "metadata": {"name": name, "namespace": metadata["namespace"],
                      "labels": labels,
                      "ownerReferences": [new_controller_ref(owner, api_version, kind)]},
         "data": data,
@@ -89,10 +91,10 @@ async def ensure_revision(client: APIClient, owner: Object, revisions: list[Obje
     try:
         created = await client.create(CONTROLLER_REVISIONS, body, metadata["namespace"])
     except errors.AlreadyExistsError:
-        existing = await client.get(CONTROLLER_REVISIONS, body["metadata"]["name"], metadata["namespace"])
+        existing = await client.get(CONTROLLER_REVISIONS, name, metadata["namespace"])
         if existing.get("data") == data and (controller_ref(existing) or {}).get("uid") == metadata["uid"]:
             return existing, hash_value
-        raise RevisionConflict(body["metadata"]["name"]) from None
+        raise RevisionConflict(name) from None
     return created, hash_value
 
 

@@ -202,7 +202,7 @@ class GarbageCollector(Controller):
             found = self._object(dependent_uid)
             if found is None:
                 continue
-            dep_node, dep = found
+            _dep_node, dep = found
             ref = next((r for r in dep["metadata"].get("ownerReferences") or () if r.get("uid") == uid), None)
             if ref is None:
                 continue

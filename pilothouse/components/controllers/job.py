@@ -182,7 +182,7 @@ class JobController(Controller):
         conditions = status.setdefault("conditions", [])
         already_target = condition_true(job, "FailureTarget") or condition_true(job, "SuccessCriteriaMet")
         if not already_target:
-            backoff_limit = int(spec.get("backoffLimit") if spec.get("backoffLimit") is not None else 6)
+            backoff_limit = int(spec.get("backoffLimit", 6) or 0)
             deadline = spec.get("activeDeadlineSeconds")
             started = meta.parse_time(status.get("startTime"))
             if failed > backoff_limit:
@@ -274,7 +274,7 @@ class JobController(Controller):
                       succeeded_indexes: set[int], backoff: _Backoff, key: str) -> list[Object]:
         """``manageJob``: create or delete pods so that the wanted number runs. Returns the active pods."""
         spec = job.get("spec") or {}
-        parallelism = int(spec.get("parallelism") if spec.get("parallelism") is not None else 1)
+        parallelism = int(spec.get("parallelism", 1) or 0)
         indexed = spec.get("completionMode") == "Indexed"
         completions = spec.get("completions")
         if spec.get("suspend"):

@@ -22,7 +22,13 @@ __all__ = ["CONTROLLERS", "ControllerManager"]
 log = logging.getLogger("pilothouse.controllers")
 
 #: name -> "module:Class". Order is start order.
-CONTROLLERS: dict[str, str] = {}
+CONTROLLERS: dict[str, str] = {
+    "replicaset": "pilothouse.components.controllers.replicaset:ReplicaSetController",
+    "deployment": "pilothouse.components.controllers.deployment:DeploymentController",
+    "garbagecollector": "pilothouse.components.controllers.garbagecollector:GarbageCollector",
+    "namespace": "pilothouse.components.controllers.namespace:NamespaceController",
+    "serviceaccount": "pilothouse.components.controllers.serviceaccount:ServiceAccountController",
+}
 
 
 class ControllerManager:

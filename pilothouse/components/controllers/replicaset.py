@@ -31,6 +31,7 @@ from pilothouse.components.controllers.podcontrol import (
     slow_start_batch,
     with_kind,
 )
+from pilothouse.machinery import meta
 from pilothouse.machinery.selectors import selector_from_object
 
 __all__ = ["REPLICASETS", "ReplicaSetController", "by_namespace", "calculate_status"]
@@ -88,7 +89,6 @@ def calculate_status(rs: Object, pods: list[Object], manage_error: BaseException
 
 
 def _now() -> str:
-    from pilothouse.machinery import meta
     return meta.format_time()
 
 

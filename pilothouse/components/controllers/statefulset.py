@@ -269,7 +269,7 @@ class StatefulSetController(Controller):
                 if revision == update_name:
                     counts["updatedReplicas"] += 1
         spec = sts.get("spec") or {}
-        wanted_replicas = int(spec.get("replicas") if spec.get("replicas") is not None else 1)
+        wanted_replicas = int(spec.get("replicas", 1) or 0)
         rolling = (spec.get("updateStrategy") or {}).get("type", "RollingUpdate") == "RollingUpdate"
         if rolling and counts["updatedReplicas"] == wanted_replicas == counts["readyReplicas"] \
                 and counts["replicas"] == wanted_replicas:

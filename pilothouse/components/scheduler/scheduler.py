@@ -92,7 +92,8 @@ class Scheduler:
                  informers: InformerFactory | None = None, percentage_of_nodes_to_score: int = 0,
                  bind_concurrency: int = 128, record_scheduled_events: bool = True,
                  plugin_args: Mapping[str, Mapping[str, Any]] | None = None,
-                 unschedulable_flush_interval: float = 30.0, seed: int | None = None) -> None:
+                 unschedulable_flush_interval: float = 30.0, max_queued_events: int = 1000,
+                 seed: int | None = None) -> None:
         self._owns_client = isinstance(client, str)
         self.client = APIClient(client, user_agent="pilothouse-scheduler") if isinstance(client, str) else client
         self.scheduler_name = scheduler_name
@@ -103,6 +104,9 @@ class Scheduler:
                                    percentage_of_nodes_to_score=percentage_of_nodes_to_score, seed=seed)
         self.queue.plugin_events = self.framework.events_by_plugin()
         self.recorder = EventRecorder(self.client, scheduler_name)
+        # Like client-go's event broadcaster: a bounded buffer written by one worker, so events
+        # (best effort) trail behind binds under load instead of competing with them.
+        self._events: asyncio.Queue[tuple[Object, str, str, str]] = asyncio.Queue(maxsize=max_queued_events)
         self.record_scheduled_events = record_scheduled_events
         self.unschedulable_flush_interval = unschedulable_flush_interval
         self._bind_slots = asyncio.Semaphore(bind_concurrency)
@@ -127,12 +131,15 @@ class Scheduler:
         await asyncio.gather(nodes.wait_synced(sync_timeout), pods.wait_synced(sync_timeout),
                              namespaces.wait_synced(sync_timeout))
         self._loops = [asyncio.create_task(self._schedule_loop(), name="scheduler-loop"),
-                       asyncio.create_task(self._flush_loop(), name="scheduler-flush")]
+                       asyncio.create_task(self._flush_loop(), name="scheduler-flush"),
+                       asyncio.create_task(self._event_loop(), name="scheduler-events")]
         log.info("scheduler %s started: %d nodes, %d pods", self.scheduler_name,
                  len(self.cache.node_infos()), self.cache.pod_count())
 
     async def stop(self) -> None:
         self.queue.close()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.flush_events(), 5.0)
         for task in self._loops:
             task.cancel()
         for task in self._loops:
@@ -158,6 +165,24 @@ class Scheduler:
             expiry = self.queue.next_backoff_expiry()
             delay = 1.0 if expiry is None else min(max(expiry - now, 0.01), 1.0)
             await asyncio.sleep(delay)
+
+    def _event(self, pod: PodInfo, event_type: str, reason: str, message: str) -> None:
+        try:
+            self._events.put_nowait(({**pod.pod, "kind": "Pod", "apiVersion": "v1"}, event_type, reason, message))
+        except asyncio.QueueFull:
+            log.debug("event buffer full; dropping %s for %s", reason, pod.key)
+
+    async def _event_loop(self) -> None:
+        while True:
+            obj, event_type, reason, message = await self._events.get()
+            self.recorder.event(obj, event_type, reason, message)
+            await self.recorder.flush()
+
+    async def flush_events(self) -> None:
+        """Wait until every queued event is written (tests, shutdown)."""
+        while not self._events.empty():
+            await asyncio.sleep(0.01)
+        await self.recorder.flush()
 
     async def _schedule_loop(self) -> None:
         while True:
@@ -209,17 +234,12 @@ class Scheduler:
                 return
             log.info("binding %s to %s failed: %s", pod.key, node, error)
             self.queue.add_unschedulable(info)  # no plugin to blame: goes to backoff
-            self.recorder.event(self._involved(pod), "Warning", "FailedScheduling", f"Binding rejected: {error}")
+            self._event(pod, "Warning", "FailedScheduling", f"Binding rejected: {error}")
             return
         self.queue.done(pod.key)
         self.scheduled += 1
         if self.record_scheduled_events:
-            self.recorder.event(self._involved(pod), "Normal", "Scheduled",
-                                f"Successfully assigned {pod.namespace}/{pod.name} to {node}")
-
-    @staticmethod
-    def _involved(pod: PodInfo) -> Object:
-        return {**pod.pod, "kind": "Pod", "apiVersion": "v1"}
+            self._event(pod, "Normal", "Scheduled", f"Successfully assigned {pod.namespace}/{pod.name} to {node}")
 
     def _unschedulable(self, info: QueuedPodInfo, result: ScheduleResult) -> None:
         pod = info.pod
@@ -228,7 +248,7 @@ class Scheduler:
         self.queue.add_unschedulable(info, plugins)
         message = result.message
         log.debug("unable to schedule %s: %s", pod.key, message)
-        self.recorder.event(self._involved(pod), "Warning", "FailedScheduling", message)
+        self._event(pod, "Warning", "FailedScheduling", message)
         conditions = list((pod.pod.get("status") or {}).get("conditions") or ())
         for condition in conditions:
             if (condition.get("type") == "PodScheduled" and condition.get("status") == "False"

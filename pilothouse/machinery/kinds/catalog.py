@@ -16,7 +16,8 @@ _POD_SUBRESOURCES = ("binding", "eviction", "log", "exec", "attach", "portforwar
 BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
     # core/v1
     ResourceType("", "v1", "Namespace", "namespaces", False, core.NAMESPACE, ("ns",),
-                 status_strategy=core.NAMESPACE_STATUS, extra_subresources=("finalize",)),
+                 status_strategy=core.NAMESPACE_STATUS,
+                 subresource_strategies=(("finalize", core.NAMESPACE_FINALIZE),)),
     ResourceType("", "v1", "Pod", "pods", True, core.POD, ("po",), ("all",),
                  status_strategy=core.POD_STATUS, extra_subresources=_POD_SUBRESOURCES),
     ResourceType("", "v1", "Node", "nodes", False, core.NODE, ("no",), status_strategy=core.NODE_STATUS),

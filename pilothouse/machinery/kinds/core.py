@@ -16,9 +16,25 @@ from pilothouse.machinery.kinds import validate_core as v
 from pilothouse.machinery.kinds import validate_pod as vp
 from pilothouse.machinery.kinds.types import Strategy, keep_all_but_status, no_field_errors
 
-__all__ = ["CONFIGMAP", "ENDPOINTS", "EVENT", "LIMITRANGE", "NAMESPACE", "NAMESPACE_STATUS", "NODE",
-           "NODE_STATUS", "POD", "POD_STATUS", "RESOURCEQUOTA", "RESOURCEQUOTA_STATUS", "SECRET",
-           "SERVICE", "SERVICEACCOUNT", "SERVICE_STATUS"]
+__all__ = [
+    "CONFIGMAP",
+    "ENDPOINTS",
+    "EVENT",
+    "LIMITRANGE",
+    "NAMESPACE",
+    "NAMESPACE_FINALIZE",
+    "NAMESPACE_STATUS",
+    "NODE",
+    "NODE_STATUS",
+    "POD",
+    "POD_STATUS",
+    "RESOURCEQUOTA",
+    "RESOURCEQUOTA_STATUS",
+    "SECRET",
+    "SERVICE",
+    "SERVICEACCOUNT",
+    "SERVICE_STATUS",
+]
 
 POD = Strategy(
     default=d.default_pod,
@@ -45,7 +61,12 @@ NAMESPACE = Strategy(
     prepare_for_create=p.prepare_namespace_create,
     prepare_for_update=p.prepare_namespace_update,
     selectable_fields=f.namespace_fields,
+    # Deleting a namespace marks it Terminating; it goes once the namespace controller has emptied
+    # it and removed spec.finalizers through /finalize.
+    on_delete_requested=p.mark_namespace_terminating,
+    deletion_blocked=p.namespace_has_finalizers,
 )
+NAMESPACE_FINALIZE = replace(NAMESPACE, prepare_for_update=p.prepare_namespace_finalize)
 NAMESPACE_STATUS = replace(NAMESPACE, prepare_for_update=keep_all_but_status)
 
 SERVICE = Strategy(

@@ -21,6 +21,8 @@ __all__ = [
     "ZERO_STATUS",
     "compute_qos_class",
     "create_with_zero_status",
+    "mark_namespace_terminating",
+    "namespace_has_finalizers",
     "prepare_daemonset_update",
     "prepare_deployment_update",
     "prepare_namespace_create",
@@ -221,6 +223,14 @@ def prepare_namespace_update(new: Object, old: Object) -> None:
         spec["finalizers"] = list(old_finalizers)
     if "status" in old:
         new["status"] = copy.deepcopy(old["status"])
+
+
+def mark_namespace_terminating(namespace: Object) -> None:
+    namespace.setdefault("status", {})["phase"] = "Terminating"
+
+
+def namespace_has_finalizers(namespace: Object) -> bool:
+    return bool((namespace.get("spec") or {}).get("finalizers"))
 
 
 def prepare_namespace_finalize(new: Object, old: Object) -> None:

@@ -65,14 +65,18 @@ def keep_status_on_update(new: Object, old: Object) -> None:
 
 
 def keep_all_but_status(new: Object, old: Object) -> None:
-    """The /status subresource changes status only: everything else comes from the stored object."""
+    """The /status subresource changes status (and annotations, as Kubernetes' workload status
+    strategies allow: the deployment controller records revisions that way); everything else comes
+    from the stored object."""
     status = new.get("status")
     metadata = new.get("metadata") or {}
     new.clear()
     new.update(copy.deepcopy(old))
-    # Writers of status (kubelet, controllers) do send the managedFields bookkeeping through.
-    if "managedFields" in metadata:
-        new["metadata"]["managedFields"] = metadata["managedFields"]
+    for key in ("managedFields", "annotations"):
+        if key in metadata:
+            new["metadata"][key] = metadata[key]
+        else:
+            new["metadata"].pop(key, None)
     if status is None:
         new.pop("status", None)
     else:
@@ -136,6 +140,8 @@ class ResourceType:
     scale: ScaleSpec | None = None
     #: Other subresources served by dedicated handlers (binding, eviction, log, exec, ...).
     extra_subresources: tuple[str, ...] = ()
+    #: Subresources served by the generic handler with a strategy of their own (namespaces/finalize).
+    subresource_strategies: tuple[tuple[str, Strategy], ...] = ()
     verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch",
                               "update", "watch")
 
@@ -164,7 +170,19 @@ class ResourceType:
         if self.scale is not None:
             names.append("scale")
         names.extend(self.extra_subresources)
+        names.extend(name for name, _ in self.subresource_strategies)
         return tuple(names)
+
+    def strategy_for(self, subresource: str) -> Strategy | None:
+        """The strategy serving ``subresource`` through the generic handler ("" is the resource)."""
+        if not subresource:
+            return self.strategy
+        if subresource == "status":
+            return self.status_strategy
+        for name, strategy in self.subresource_strategies:
+            if name == subresource:
+                return strategy
+        return None
 
     def key_prefix(self, namespace: str | None = None) -> str:
         """Store key prefix, as Kubernetes lays out etcd: /registry/<group>/<plural>/[<ns>/]."""

@@ -1,0 +1,81 @@
+"""Running the control-plane components next to the API server, as child processes.
+
+``pilothouse server`` embeds the scheduler and the controller manager the way k3s embeds them, but
+as separate processes: Python runs one thread of bytecode per process, and the API server, the
+scheduler and the controllers each want a core when the cluster is busy. Each child talks to the API
+server over loopback HTTP exactly as it would from another host. A child that dies is restarted
+with backoff (systemd's ``Restart=always`` in the seed, here in-process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+__all__ = ["Child", "Supervisor"]
+
+log = logging.getLogger("pilothouse.supervisor")
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    started_at: float = field(default=0.0)
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        self.children: list[Child] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    def add(self, name: str, *args: str) -> None:
+        self.children.append(Child(name, [sys.executable, "-m", "pilothouse", *args]))
+
+    async def start(self) -> None:
+        for child in self.children:
+            self._tasks.append(asyncio.create_task(self._keep_running(child), name=f"supervise-{child.name}"))
+
+    async def _keep_running(self, child: Child) -> None:
+        backoff = 1.0
+        while not self._stopping:
+            child.started_at = time.monotonic()
+            child.process = await asyncio.create_subprocess_exec(*child.args, env=dict(os.environ))
+            log.info("started %s (pid %d)", child.name, child.process.pid)
+            code = await child.process.wait()
+            if self._stopping:
+                return
+            log.warning("%s exited with %s; restarting in %.0fs", child.name, code, backoff)
+            child.restarts += 1
+            await asyncio.sleep(backoff)
+            # A child that ran for a while before failing starts its backoff afresh.
+            backoff = 1.0 if time.monotonic() - child.started_at > 60 else min(backoff * 2, 30.0)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        self._stopping = True
+        for child in self.children:
+            if child.process is not None and child.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.send_signal(signal.SIGTERM)
+        for child in self.children:
+            if child.process is None:
+                continue
+            try:
+                await asyncio.wait_for(child.process.wait(), timeout)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.kill()
+                await child.process.wait()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
