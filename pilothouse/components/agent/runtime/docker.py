@@ -310,9 +310,10 @@ class DockerRuntime:
 
     async def stop_container(self, container_id: str, timeout: float) -> None:
         try:
-            await self._d._query(f"containers/{container_id}/stop", method="POST",
-                                 params={"t": max(0, int(timeout))},
-                                 timeout=aiohttp.ClientTimeout(total=timeout + 30)).__aenter__()
+            async with self._d._query(f"containers/{container_id}/stop", method="POST",
+                                      params={"t": max(0, int(timeout))},
+                                      timeout=aiohttp.ClientTimeout(total=timeout + 30)):
+                pass
         except DockerError as error:
             if error.status == 404:
                 raise ContainerNotFound(container_id) from error
