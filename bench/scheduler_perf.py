@@ -5,8 +5,10 @@ more than 270 pods/s with 5,000 nodes on a 2-core machine), with every step goin
 API server. This script measures it end to end:
 
 1. start a real ``pilothouse server`` subprocess with its own temporary data dir;
-2. start the scheduler as a *separate process* (``run_scheduler``; once the lead wires the embedded
-   scheduler into ``pilothouse server`` this can switch to that), so its RSS can be measured;
+2. use the scheduler ``pilothouse server`` embeds (a child process; its RSS/CPU are read from /proc),
+   or with ``--separate-scheduler`` run the server with ``--disable scheduler`` and start
+   ``run_scheduler`` as a process of our own (needed for ``--profile``). The controller manager is
+   disabled, as scheduler_perf runs only the API server and the scheduler;
 3. create N nodes (4 cpu, 32Gi, 110 pods, Ready, like scheduler_perf's node-default.yaml) and
    ``--existing-pods`` pods already bound (``spec.nodeName`` set) through the API;
 4. create M pods (100m cpu / 500Mi memory requests, like pod-default.yaml) through the API and time,
@@ -16,7 +18,7 @@ It prints pods/s (first create sent -> last bound observed), p50/p99 of create -
 the scheduler process's RSS. Usage (from the repository root):
 
     .venv/bin/python bench/scheduler_perf.py --nodes 100,1000,5000 --pods 1000
-    .venv/bin/python bench/scheduler_perf.py --nodes 1000 --profile /tmp/sched.prof   # cProfile the scheduler
+    .venv/bin/python bench/scheduler_perf.py --nodes 1000 --separate-scheduler --profile /tmp/sched.prof
 """
 
 from __future__ import annotations
@@ -96,6 +98,22 @@ def cpu_seconds(pid: int) -> float:
     return 0.0
 
 
+def embedded_scheduler_pid(server_pid: int, timeout: float = 30.0) -> int:
+    """The ``pilothouse scheduler`` child the server's supervisor started."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, IndexError):
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+                if int(stat[1]) == server_pid and b"scheduler" in cmdline:
+                    return int(entry.name)
+        time.sleep(0.1)
+    raise RuntimeError("the server did not start an embedded scheduler")
+
+
 def node_object(i: int) -> dict[str, Any]:
     name = f"node-{i:05d}"
     resources = {"cpu": "4", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
@@ -138,21 +156,28 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else 0.0
 
 
-async def run_case(nodes: int, existing: int, measured: int, profile: str, events: bool) -> dict[str, float]:
-    data_dir = Path(tempfile.mkdtemp(prefix="sched-perf-"))
+async def run_case(nodes: int, existing: int, measured: int, profile: str, events: bool,
+                   separate: bool, data_root: str | None = None) -> dict[str, float]:
+    data_dir = Path(tempfile.mkdtemp(prefix="sched-perf-", dir=data_root))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server_log = open(data_dir / "server.log", "wb")  # noqa: SIM115
+    disable = "scheduler,controller-manager" if separate else "controller-manager"
     server = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", str(data_dir),
-                               "--port", str(port)], stdout=server_log, stderr=subprocess.STDOUT, cwd=ROOT)
+                               "--port", str(port), "--disable", disable],
+                              stdout=server_log, stderr=subprocess.STDOUT, cwd=ROOT)
     scheduler: subprocess.Popen[bytes] | None = None
     client = APIClient(url, user_agent="scheduler-perf")
     try:
         wait_ready(url, server)
-        sched_log = open(data_dir / "scheduler.log", "wb")  # noqa: SIM115
-        scheduler = subprocess.Popen([sys.executable, "-c", SCHEDULER_CODE, url, profile,
-                                      "1" if events else "0"],
-                                     stdout=sched_log, stderr=subprocess.STDOUT, cwd=ROOT)
+        if separate:
+            sched_log = open(data_dir / "scheduler.log", "wb")  # noqa: SIM115
+            scheduler = subprocess.Popen([sys.executable, "-c", SCHEDULER_CODE, url, profile,
+                                          "1" if events else "0"],
+                                         stdout=sched_log, stderr=subprocess.STDOUT, cwd=ROOT)
+            scheduler_pid = scheduler.pid
+        else:
+            scheduler_pid = embedded_scheduler_pid(server.pid)
         started = time.monotonic()
         await create_all(client, NODES, [node_object(i) for i in range(nodes)])
         await create_all(client, PODS, [pod_object(f"existing-{i}", f"node-{i % nodes:05d}")
@@ -177,7 +202,7 @@ async def run_case(nodes: int, existing: int, measured: int, profile: str, event
 
         watcher = asyncio.create_task(watch())
         await asyncio.sleep(0.2)
-        cpu_before = (cpu_seconds(scheduler.pid), cpu_seconds(server.pid), time.process_time())
+        cpu_before = (cpu_seconds(scheduler_pid), cpu_seconds(server.pid), time.process_time())
         first = time.monotonic()
         await create_all(client, PODS, [pod_object(f"measured-{i}") for i in range(measured)], sent)
         created = time.monotonic() - first
@@ -186,13 +211,13 @@ async def run_case(nodes: int, existing: int, measured: int, profile: str, event
         finally:
             watcher.cancel()
         last = max(bound.values())
-        cpu_after = (cpu_seconds(scheduler.pid), cpu_seconds(server.pid), time.process_time())
+        cpu_after = (cpu_seconds(scheduler_pid), cpu_seconds(server.pid), time.process_time())
         cpu = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
         latencies = [bound[n] - sent[n] for n in bound]
         return {"nodes": nodes, "pods": measured, "setup_s": setup, "create_s": created,
                 "pods_per_s": measured / (last - first), "p50_ms": percentile(latencies, 0.5) * 1000,
                 "p99_ms": percentile(latencies, 0.99) * 1000,
-                "scheduler_rss_mb": rss_mb(scheduler.pid), "server_rss_mb": rss_mb(server.pid),
+                "scheduler_rss_mb": rss_mb(scheduler_pid), "server_rss_mb": rss_mb(server.pid),
                 "scheduler_cpu_s": cpu[0], "server_cpu_s": cpu[1], "bench_cpu_s": cpu[2], "wall_s": last - first}
     finally:
         await client.close()
@@ -214,15 +239,20 @@ def main() -> None:
     parser.add_argument("--nodes", default="100,1000", help="comma-separated node counts (e.g. 100,1000,5000)")
     parser.add_argument("--existing-pods", type=int, default=1000, help="pods created already bound")
     parser.add_argument("--pods", type=int, default=1000, help="pods to schedule and time")
+    parser.add_argument("--separate-scheduler", action="store_true",
+                        help="run the scheduler as our own process instead of the server's embedded one")
     parser.add_argument("--no-scheduled-events", action="store_true",
-                        help="do not record Scheduled events (to see what they cost)")
+                        help="with --separate-scheduler: do not record Scheduled events (to see what they cost)")
+    parser.add_argument("--data-root", default=None,
+                        help="where the server's temp data dir goes (e.g. /dev/shm: no fsync latency)")
     parser.add_argument("--profile", default="", help="write a cProfile of the scheduler process here")
     args = parser.parse_args()
     print(f"{'nodes':>6} {'pods':>5} {'setup s':>8} {'create s':>8} {'pods/s':>7} {'p50 ms':>7} {'p99 ms':>8} "
           f"{'sched RSS MB':>12} {'server RSS MB':>13}  CPU s during the run (wall/sched/server/bench)")
     for count in (int(n) for n in args.nodes.split(",") if n):
         result = asyncio.run(run_case(count, args.existing_pods, args.pods, args.profile,
-                                          not args.no_scheduled_events))
+                                          not args.no_scheduled_events, args.separate_scheduler or bool(args.profile),
+                                          args.data_root))
         print(f"{result['nodes']:>6.0f} {result['pods']:>5.0f} {result['setup_s']:>8.1f} {result['create_s']:>8.1f} "
               f"{result['pods_per_s']:>7.1f} {result['p50_ms']:>7.0f} {result['p99_ms']:>8.0f} "
               f"{result['scheduler_rss_mb']:>12.0f} {result['server_rss_mb']:>13.0f}  "

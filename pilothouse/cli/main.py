@@ -9,7 +9,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +66,13 @@ EMBEDDED = ("scheduler", "controller-manager")
 @main.command()
 @server_options
 @click.option("--disable", default="", help="Embedded components not to run: scheduler,controller-manager.")
+@click.option("--leader-elect-lease-duration", type=float, default=15.0, show_default=True,
+              help="Lease duration of the embedded components' leader election (renew deadline and retry "
+                   "period scale with it).")
 def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, etcd_servers: str,
            etcd_cafile: str | None, etcd_certfile: str | None, etcd_keyfile: str | None,
-           service_cluster_ip_range: str, compaction_interval: float, verbose: int, disable: str) -> None:
+           service_cluster_ip_range: str, compaction_interval: float, verbose: int, disable: str,
+           leader_elect_lease_duration: float) -> None:
     """Run the API server, with the scheduler and the controller manager embedded."""
     from pilothouse.apiserver.serve import ServerConfig
 
@@ -88,17 +92,19 @@ def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str
                           compaction_interval=compaction_interval, etcd_cafile=etcd_cafile,
                           etcd_certfile=etcd_certfile, etcd_keyfile=etcd_keyfile)
     click.echo(f"pilothouse API server on {config.url}; kubeconfig: {config.kubeconfig_path}", err=True)
-    asyncio.run(_serve_with_components(config, [c for c in EMBEDDED if c not in disabled], verbose))
+    asyncio.run(_serve_with_components(config, [c for c in EMBEDDED if c not in disabled], verbose,
+                                       leader_election_child_args(leader_elect_lease_duration)))
 
 
-async def _serve_with_components(config: Any, components: list[str], verbose: int) -> None:
+async def _serve_with_components(config: Any, components: list[str], verbose: int,
+                                 extra_args: list[str] | None = None) -> None:
     from pilothouse.apiserver.serve import start_server
     from pilothouse.cli.supervisor import Supervisor
 
     running = await start_server(config)
     supervisor = Supervisor()
     for component in components:
-        supervisor.add(component, component, "--server", running.url, *(["-v"] * verbose))
+        supervisor.add(component, component, "--server", running.url, *(extra_args or []), *(["-v"] * verbose))
     await supervisor.start()
     try:
         await _wait_for_signal()
@@ -115,15 +121,76 @@ async def _wait_for_signal() -> None:
     await stop.wait()
 
 
+# --- leader election for the scheduler and the controller manager (pilothouse/client/leaderelection.py) ---
+# kube-scheduler's and kube-controller-manager's flags and defaults. ``pilothouse server`` scales the
+# three together from its own --leader-elect-lease-duration (15/10/2 keeps client-go's constraints).
+
+
+def leader_election_options(function: click.decorators.FC) -> click.decorators.FC:
+    options = [
+        # pflag's bool syntax: --leader-elect, --leader-elect=true, --leader-elect=false.
+        click.option("--leader-elect", type=click.BOOL, default=True, is_flag=False, flag_value=True,
+                     show_default=True,
+                     help="Take a Lease in kube-system before acting, so only one copy of the component works."),
+        click.option("--leader-elect-lease-duration", type=float, default=15.0, show_default=True,
+                     help="Seconds a standby waits after the last renewal it saw before taking the lease."),
+        click.option("--leader-elect-renew-deadline", type=float, default=10.0, show_default=True,
+                     help="Seconds the leader keeps retrying a renewal before it gives up leading."),
+        click.option("--leader-elect-retry-period", type=float, default=2.0, show_default=True,
+                     help="Seconds between attempts to acquire or renew."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def leader_election_child_args(lease_duration: float) -> list[str]:
+    """Flags for an embedded component: renew deadline and retry period scaled from the lease duration."""
+    return ["--leader-elect-lease-duration", f"{lease_duration:g}",
+            "--leader-elect-renew-deadline", f"{lease_duration * 2 / 3:g}",
+            "--leader-elect-retry-period", f"{lease_duration * 2 / 15:g}"]
+
+
+def _run_component(lease_name: str, server_url: str, run: Callable[[], Coroutine[Any, Any, None]],
+                   leader_elect: bool, lease_duration: float, renew_deadline: float, retry_period: float) -> None:
+    from pilothouse.cli.supervisor import exit_with_supervisor
+
+    exit_with_supervisor()
+    if not leader_elect:
+        _run_until_signal(run())
+        return
+
+    from pilothouse.client.leaderelection import LeaderElectionLost, LeaderElector
+    from pilothouse.client.rest import APIClient
+
+    async def elected() -> None:
+        async with APIClient(server_url, user_agent=f"{lease_name}/leader-election",
+                             timeout=renew_deadline) as client:
+            elector = LeaderElector(client, name=lease_name, lease_duration=lease_duration,
+                                    renew_deadline=renew_deadline, retry_period=retry_period)
+            await elector.run(run)
+
+    try:
+        _run_until_signal(elected())
+    except LeaderElectionLost:
+        # klog.Fatalf("leaderelection lost"): what was built while leading cannot be trusted; the
+        # supervisor (or systemd) starts a fresh process that campaigns again.
+        logging.getLogger("pilothouse.cli").error("leaderelection lost")
+        sys.exit(1)
+
+
 @main.command()
 @click.option("--server", "server_url", required=True, help="API server URL, e.g. http://127.0.0.1:6443")
+@leader_election_options
 @click.option("-v", "--verbose", count=True)
-def scheduler(server_url: str, verbose: int) -> None:
+def scheduler(server_url: str, leader_elect: bool, leader_elect_lease_duration: float,
+              leader_elect_renew_deadline: float, leader_elect_retry_period: float, verbose: int) -> None:
     """Run the scheduler against an API server."""
     from pilothouse.components.scheduler import run_scheduler
 
     _setup_logging(verbose)
-    _run_until_signal(run_scheduler(server_url))
+    _run_component("kube-scheduler", server_url, lambda: run_scheduler(server_url), leader_elect,
+                   leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period)
 
 
 @main.command("controller-manager")
@@ -133,9 +200,12 @@ def scheduler(server_url: str, verbose: int) -> None:
               help="Seconds without a node heartbeat before the node is marked Unknown.")
 @click.option("--pod-eviction-timeout", type=float, default=300.0, show_default=True,
               help="Default toleration (seconds) of pods for unreachable/not-ready nodes.")
+@leader_election_options
 @click.option("-v", "--verbose", count=True)
 def controller_manager(server_url: str, controllers: str, node_monitor_grace_period: float,
-                       pod_eviction_timeout: float, verbose: int) -> None:
+                       pod_eviction_timeout: float, leader_elect: bool, leader_elect_lease_duration: float,
+                       leader_elect_renew_deadline: float, leader_elect_retry_period: float,
+                       verbose: int) -> None:
     """Run the controller manager against an API server."""
     from pilothouse.components.controllers.manager import ControllerManager
 
@@ -145,7 +215,10 @@ def controller_manager(server_url: str, controllers: str, node_monitor_grace_per
         "node_monitor_grace_period": node_monitor_grace_period,
         "pod_eviction_timeout": pod_eviction_timeout,
     })
-    _run_until_signal(manager.run())
+    _run_component("kube-controller-manager", server_url, manager.run, leader_elect,
+                   leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period)
+
+# --- end of leader election wiring ---
 
 
 def _run_until_signal(coroutine: Coroutine[Any, Any, None]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -18,9 +19,33 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["Child", "Supervisor"]
+__all__ = ["SUPERVISOR_PID_ENV", "Child", "Supervisor", "exit_with_supervisor"]
 
 log = logging.getLogger("pilothouse.supervisor")
+
+# --- children die with the supervisor ---
+# A SIGKILLed or crashed ``pilothouse server`` cannot stop its children, and an orphaned scheduler
+# or controller manager would keep campaigning for (or holding) its lease against a dead API server.
+# Each child asks the kernel for SIGTERM when its parent dies (PR_SET_PDEATHSIG survives exec; it
+# fires when the forking thread exits, and asyncio forks from the event-loop thread, which lives as
+# long as the server). The supervisor's pid in the environment closes the race of a parent that died
+# before the child made the call.
+SUPERVISOR_PID_ENV = "PILOTHOUSE_SUPERVISOR_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def exit_with_supervisor() -> None:
+    """In a supervised child (no-op otherwise): be sent SIGTERM when the supervisor dies."""
+    expected = os.environ.get(SUPERVISOR_PID_ENV)
+    if not expected:
+        return
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+    if os.getppid() != int(expected):
+        sys.exit("supervisor exited before this component started")
+# --- end ---
 
 
 @dataclass
@@ -49,7 +74,8 @@ class Supervisor:
         backoff = 1.0
         while not self._stopping:
             child.started_at = time.monotonic()
-            child.process = await asyncio.create_subprocess_exec(*child.args, env=dict(os.environ))
+            child.process = await asyncio.create_subprocess_exec(
+                *child.args, env={**os.environ, SUPERVISOR_PID_ENV: str(os.getpid())})
             log.info("started %s (pid %d)", child.name, child.process.pid)
             code = await child.process.wait()
             if self._stopping:

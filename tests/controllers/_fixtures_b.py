@@ -125,10 +125,11 @@ async def mark_pod(client: APIClient, namespace: str, name: str, *, phase: str =
     for _ in range(20):
         pod = await client.get(PODS, name, namespace)
         if node and not pod["spec"].get("nodeName"):
-            await client.create(PODS, {"apiVersion": "v1", "kind": "Binding",
-                                       "metadata": {"name": name, "namespace": namespace},
-                                       "target": {"apiVersion": "v1", "kind": "Node", "name": node}},
-                                namespace, name=name, subresource="binding")
+            with contextlib.suppress(errors.ConflictError):  # bound meanwhile
+                await client.create(PODS, {"apiVersion": "v1", "kind": "Binding",
+                                           "metadata": {"name": name, "namespace": namespace},
+                                           "target": {"apiVersion": "v1", "kind": "Node", "name": node}},
+                                    namespace, name=name, subresource="binding")
             pod = await client.get(PODS, name, namespace)
         now = meta.format_time()
         status: Object = {"phase": phase, "startTime": now,

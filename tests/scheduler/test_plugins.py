@@ -326,3 +326,34 @@ def test_framework_spreads_by_least_allocated_and_samples() -> None:
     framework.next_start_index = 0
     # n000 is busier: least-allocated picks another node.
     assert framework.schedule(PodInfo(pod("q", cpu="100m"))).node != "n000"
+
+
+def test_batch_paths_match_per_node_paths() -> None:
+    nodes = [node(f"n{i}", cpu=str(1 + i % 3), memory=f"{1 + i % 4}Gi", pods=str(2 + i % 2),
+                  unschedulable=i % 7 == 0, ready="True" if i % 5 else "False",
+                  taints=[{"key": "k", "value": str(i % 2), "effect": "NoSchedule"}] if i % 4 == 0 else None)
+             for i in range(60)]
+    existing = [pod(f"e{i}", cpu=f"{100 * (i % 9)}m", memory=f"{i % 5}00Mi", node_name=f"n{i % 60}")
+                for i in range(90)]
+    cache = cache_with(nodes, existing)
+    framework = Framework(cache)
+    infos = cache.node_infos()
+    for incoming in (PodInfo(pod("a", cpu="1500m", memory="512Mi")), PodInfo(pod("b")),
+                     PodInfo(pod("c", cpu="200m", tolerations=[{"key": "k", "operator": "Exists"}]))):
+        for plugin in framework.filters:
+            state = CycleState()
+            if hasattr(plugin, "pre_filter"):
+                skipped = plugin.pre_filter(state, incoming)
+                if skipped is not None and skipped.code == Code.SKIP:
+                    continue
+            single = {n.name: plugin.filter(state, incoming, n) for n in infos}  # type: ignore[attr-defined]
+            statuses: dict[str, Any] = {}
+            kept = framework._batch_filters[plugin.name](state, incoming, infos, statuses)
+            assert [n.name for n in kept] == [name for name, s in single.items() if s is None], plugin.name
+            assert {k: v.reasons for k, v in statuses.items()} == {
+                k: v.reasons for k, v in single.items() if v is not None}, plugin.name
+        for plugin, _ in framework.scores:
+            if hasattr(plugin, "score_nodes"):
+                state = CycleState()
+                assert plugin.score_nodes(state, incoming, infos) == [  # type: ignore[attr-defined]
+                    plugin.score(state, incoming, n) for n in infos]  # type: ignore[attr-defined]

@@ -1,9 +1,14 @@
-"""The scheduler against a real API server: placement, failure reporting, and requeueing on events."""
+"""The scheduler against a real API server: placement, failure reporting, and requeueing on events.
+
+The server runs with its embedded scheduler (and controller manager) disabled; the scheduler under
+test runs in the test's event loop, so its queue can be inspected.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,12 +17,21 @@ from sched_helpers import PROCESSING_TOLERATION, anti_affinity, node, pod, seed_
 from pilothouse.client import errors
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.scheduler import Scheduler
+from tests.conftest import ServerProcess, start_server_process
 
 PODS = resource("", "v1", "pods")
 NODES = resource("", "v1", "nodes")
 EVENTS = resource("", "v1", "events")
 
 Object = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    data_dir: Path = tmp_path_factory.mktemp("scheduler-server")
+    proc = start_server_process(data_dir, extra=("--disable", "scheduler,controller-manager"))
+    yield proc
+    proc.stop()
 
 
 @pytest.fixture

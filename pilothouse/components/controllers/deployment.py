@@ -295,15 +295,16 @@ class DeploymentController(RolloutMixin, Controller):
         return with_kind(created, "apps/v1", "ReplicaSet")
 
     async def _set_deployment_revision(self, d: Object, revision: str) -> None:
-        """The Deployment carries its current revision too (``SetDeploymentRevision``). Kubernetes
-        writes it with the status update; our /status keeps metadata, so it is a metadata patch."""
+        """The Deployment carries its current revision too (``SetDeploymentRevision``). Written, as
+        Kubernetes does, through /status: a change of the main resource's annotations would bump
+        its generation."""
         annotations = d["metadata"].setdefault("annotations", {})
         if not revision or annotations.get(du.REVISION_ANNOTATION) == revision:
             return
         annotations[du.REVISION_ANNOTATION] = revision
         patched = await self.client.patch(DEPLOYMENTS, d["metadata"]["name"],
                                           {"metadata": {"annotations": {du.REVISION_ANNOTATION: revision}}},
-                                          d["metadata"]["namespace"])
+                                          d["metadata"]["namespace"], subresource="status")
         d["metadata"]["resourceVersion"] = patched["metadata"]["resourceVersion"]
 
     async def scale_replicaset(self, rs: Object, new_scale: int, d: Object) -> tuple[bool, Object]:

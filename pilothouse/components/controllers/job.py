@@ -41,6 +41,7 @@ from pilothouse.components.controllers.jobutil import (
 from pilothouse.components.controllers.podcontrol import (
     PODS,
     PodControl,
+    UIDTrackingExpectations,
     controller_ref,
     is_pod_ready,
     new_controller_ref,
@@ -79,21 +80,45 @@ class JobController(Controller):
         self.jobs = ctx.informers.informer(JOBS)
         self.pods = ctx.informers.informer(PODS)
         self.pods.add_indexer("owner-uid", owner_uid_refs)
+        self.expectations = UIDTrackingExpectations()
         self.jobs.add_handler(EventHandler(self.enqueue, lambda _o, n: self.enqueue(n), self._job_deleted))
-        self.pods.add_handler(EventHandler(self._pod_changed, lambda _o, n: self._pod_changed(n),
-                                           self._pod_changed))
+        self.pods.add_handler(EventHandler(self._pod_added, lambda _o, n: self._pod_changed(n),
+                                           self._pod_deleted))
         self.backoff_base = float(ctx.options.get("job_backoff_base", 10.0))
         self.backoff_max = float(ctx.options.get("job_backoff_max", 600.0))
         self._backoff: dict[str, _Backoff] = {}
 
     def _job_deleted(self, job: Object) -> None:
         self._backoff.pop(object_key(job), None)
+        self.expectations.forget(object_key(job))
         self.enqueue(job)  # its pods' finalizers must still go
 
-    def _pod_changed(self, pod: Object) -> None:
+    def _job_key(self, pod: Object) -> str | None:
         ref = controller_ref(pod)
-        if ref is not None and ref.get("kind") == "Job":
-            self.enqueue_key(f"{pod['metadata']['namespace']}/{ref['name']}")
+        if ref is None or ref.get("kind") != "Job":
+            return None
+        return f"{pod['metadata']['namespace']}/{ref['name']}"
+
+    def _pod_added(self, pod: Object) -> None:
+        key = self._job_key(pod)
+        if key is not None:
+            self.expectations.observe_add(key)
+            self._pod_changed(pod)
+
+    def _pod_changed(self, pod: Object) -> None:
+        """Updates and deletions; a pod seen with a deletionTimestamp counts as deleted."""
+        key = self._job_key(pod)
+        if key is None:
+            return
+        if pod["metadata"].get("deletionTimestamp"):
+            self.expectations.deletion_observed(key, pod["metadata"].get("uid", ""))
+        self.enqueue_key(key)
+
+    def _pod_deleted(self, pod: Object) -> None:
+        key = self._job_key(pod)
+        if key is not None:
+            self.expectations.deletion_observed(key, pod["metadata"].get("uid", ""))
+            self.enqueue_key(key)
 
     def _owned_pods(self, uid: str) -> list[Object]:
         return [p for p in self.pods.by_index("owner-uid", uid) if (controller_ref(p) or {}).get("uid") == uid]
@@ -210,7 +235,7 @@ class JobController(Controller):
                     pass
             terminating += active
             active = []
-        else:
+        elif self.expectations.satisfied(key):
             active = await self._manage(job, namespace, active, succeeded, succeeded_indexes, backoff, key)
             self._suspend_condition(job, suspended)
 
@@ -288,6 +313,8 @@ class JobController(Controller):
             want = max(min(int(completions) - succeeded, parallelism), 0)
         if len(active) > want:
             excess = sorted(active, key=lambda p: (is_pod_ready(p), p["metadata"].get("creationTimestamp") or ""))
+            key_uids = [p["metadata"]["uid"] for p in excess[:len(active) - want]]
+            self.expectations.expect_deletions(key, key_uids)
             for pod in excess[:len(active) - want]:
                 try:
                     await self.pod_control.delete_pod(namespace, pod["metadata"]["name"], job,
@@ -308,8 +335,13 @@ class JobController(Controller):
             busy = {pod_index(p) for p in active} | succeeded_indexes
             free = [i for i in range(int(completions or 0)) if i not in busy]
             indexes = list(free[:want - len(active)])
-        for index in indexes:
-            await self.pod_control.create_pod(self._new_pod(job, namespace, index), job)
+        self.expectations.expect(key, adds=len(indexes))
+        for created, index in enumerate(indexes):
+            try:
+                await self.pod_control.create_pod(self._new_pod(job, namespace, index), job)
+            except errors.APIError:
+                self.expectations.lower(key, adds=len(indexes) - created)
+                raise
         return active
 
     def _new_pod(self, job: Object, namespace: str, index: int | None) -> Object:

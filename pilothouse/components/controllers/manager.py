@@ -28,6 +28,15 @@ CONTROLLERS: dict[str, str] = {
     "garbagecollector": "pilothouse.components.controllers.garbagecollector:GarbageCollector",
     "namespace": "pilothouse.components.controllers.namespace:NamespaceController",
     "serviceaccount": "pilothouse.components.controllers.serviceaccount:ServiceAccountController",
+    "daemonset": "pilothouse.components.controllers.daemonset:DaemonSetController",
+    "statefulset": "pilothouse.components.controllers.statefulset:StatefulSetController",
+    "job": "pilothouse.components.controllers.job:JobController",
+    "cronjob": "pilothouse.components.controllers.cronjob:CronJobController",
+    "ttl-after-finished": "pilothouse.components.controllers.ttlafterfinished:TTLAfterFinishedController",
+    "endpoints": "pilothouse.components.controllers.endpoints:EndpointsController",
+    "endpointslice": "pilothouse.components.controllers.endpointslice:EndpointSliceController",
+    "nodelifecycle": "pilothouse.components.controllers.nodelifecycle:NodeLifecycleController",
+    "podgc": "pilothouse.components.controllers.podgc:PodGCController",
 }
 
 

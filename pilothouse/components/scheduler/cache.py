@@ -185,6 +185,11 @@ class Cache:
         self._assumed.discard(key)
         return self._unplace(key)
 
+    def get_pod(self, key: str) -> PodInfo | None:
+        """The pod info counted in the cache (bound or assumed)."""
+        entry = self._pods.get(key)
+        return entry[0] if entry else None
+
     def pod_node(self, key: str) -> str | None:
         entry = self._pods.get(key)
         return entry[1] if entry else None

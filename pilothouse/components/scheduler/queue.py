@@ -6,8 +6,9 @@
   which rejected them registered for happens (a node added, a pod deleted, ...), or after 5 minutes
   (the periodic flush), never by polling.
 
-A move request that arrives while a pod is being scheduled is remembered (``move_request_cycle``), so
-a pod whose cycle failed just as the cluster changed goes to backoff rather than waiting forever.
+Cluster events that arrive while pods are in flight (being scheduled or bound) are remembered, so a
+pod whose cycle failed just as a relevant change happened goes to backoff rather than waiting for an
+event that already passed (kube-scheduler's in-flight events).
 """
 
 from __future__ import annotations
@@ -38,13 +39,13 @@ class QueuedPodInfo:
     timestamp: float = field(default_factory=time.monotonic)
     attempts: int = 0
     unschedulable_plugins: set[str] = field(default_factory=set)
-    #: ``move_request_cycle`` value when this pod was popped.
+    #: The scheduling cycle number this pod was popped in.
     cycle: int = 0
 
     def backoff_expiry(self) -> float:
         if self.attempts == 0:
             return self.timestamp
-        duration = min(INITIAL_BACKOFF * (2 ** (self.attempts - 1)), MAX_BACKOFF)
+        duration: float = min(INITIAL_BACKOFF * (2.0 ** (self.attempts - 1)), MAX_BACKOFF)
         return self.timestamp + duration
 
 
@@ -62,7 +63,9 @@ class SchedulingQueue:
         self._wakeup = asyncio.Event()
         self._closed = False
         self.scheduling_cycle = 0
-        self.move_request_cycle = -1
+        #: (scheduling cycle when received, event) for events seen while pods were in flight.
+        self._in_flight_events: list[tuple[int, ClusterEvent]] = []
+        self.max_in_flight_events = 10000
         #: plugin name -> events that may make a pod it rejected schedulable.
         self.plugin_events: dict[str, list[ClusterEvent]] = {}
 
@@ -127,7 +130,8 @@ class SchedulingQueue:
     def delete(self, key: str) -> None:
         self._infos.pop(key, None)
         self._where.pop(key, None)
-        self._in_flight.pop(key, None)
+        if key in self._in_flight:
+            self.done(key)
         self._unschedulable.pop(key, None)
 
     # ----------------------------------------------------------- popping
@@ -155,17 +159,25 @@ class SchedulingQueue:
     def done(self, key: str) -> None:
         """The pod's cycle ended (bound, or handed back with ``add_unschedulable``)."""
         self._in_flight.pop(key, None)
+        if not self._in_flight:
+            self._in_flight_events.clear()
+
+    def _missed_relevant_event(self, info: QueuedPodInfo) -> bool:
+        if len(self._in_flight_events) >= self.max_in_flight_events:
+            return True  # too many to remember: assume one could help
+        return any(cycle >= info.cycle and self._helps(info, event) for cycle, event in self._in_flight_events)
 
     def add_unschedulable(self, info: QueuedPodInfo, unschedulable_plugins: Iterable[str] = ()) -> None:
         """A pod that failed its cycle: to unschedulable, or to backoff if the cluster moved meanwhile."""
         key = info.pod.key
         if key not in self._in_flight:
             return  # deleted (or bound by someone else) while in flight
-        del self._in_flight[key]
         info.timestamp = self._clock()
         info.unschedulable_plugins = set(unschedulable_plugins)
+        missed = self._missed_relevant_event(info)
+        self.done(key)
         self._infos[key] = info
-        if not info.unschedulable_plugins or self.move_request_cycle >= info.cycle:
+        if not info.unschedulable_plugins or missed:
             self._push_backoff(info)
         else:
             self._where[key] = "unschedulable"
@@ -175,7 +187,8 @@ class SchedulingQueue:
 
     def move_on_event(self, event: ClusterEvent, pre_check: Callable[[PodInfo], bool] | None = None) -> int:
         """Move the unschedulable pods that ``event`` may help; returns how many moved."""
-        self.move_request_cycle = self.scheduling_cycle
+        if self._in_flight and len(self._in_flight_events) < self.max_in_flight_events:
+            self._in_flight_events.append((self.scheduling_cycle, event))
         moved = 0
         now = self._clock()
         for info in list(self._unschedulable.values()):

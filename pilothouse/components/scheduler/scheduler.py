@@ -90,7 +90,7 @@ class Scheduler:
 
     def __init__(self, client: APIClient | str, *, scheduler_name: str = DEFAULT_SCHEDULER_NAME,
                  informers: InformerFactory | None = None, percentage_of_nodes_to_score: int = 0,
-                 bind_concurrency: int = 128, record_scheduled_events: bool = True,
+                 bind_concurrency: int = 512, record_scheduled_events: bool = True,
                  plugin_args: Mapping[str, Mapping[str, Any]] | None = None,
                  unschedulable_flush_interval: float = 30.0, max_queued_events: int = 1000,
                  seed: int | None = None) -> None:
@@ -302,7 +302,7 @@ class Scheduler:
                 self._move(EventResource.ASSIGNED_POD, ActionType.ADD)
                 return
             key = info.key
-            previous = self._cached_pod(key)
+            previous = self.cache.get_pod(key)
             self.cache.update_pod(info)
             if previous is not None:
                 actions = pod_update_actions(previous, info)
@@ -320,13 +320,6 @@ class Scheduler:
             self.queue.update(info, spec_changed=pod_spec_changed(old, new))
         else:
             self.queue.delete(info.key)
-
-    def _cached_pod(self, key: str) -> PodInfo | None:
-        node = self.cache.pod_node(key)
-        if node is None:
-            return None
-        info = self.cache._infos.get(node)
-        return info.pods.get(key) if info is not None else None
 
     def _on_pod_delete(self, pod: Object) -> None:
         metadata = pod.get("metadata") or {}

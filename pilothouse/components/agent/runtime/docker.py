@@ -196,11 +196,10 @@ class DockerRuntime:
         components = {c.get("Name", ""): c.get("Version", "") for c in version.get("Components") or []}
         name = "podman" if "Podman Engine" in components else "docker"
         os_image = ""
-        with contextlib.suppress(OSError):
-            with open("/etc/os-release") as handle:
-                for line in handle:
-                    if line.startswith("PRETTY_NAME="):
-                        os_image = line.split("=", 1)[1].strip().strip('"')
+        with contextlib.suppress(OSError), open("/etc/os-release") as handle:
+            for line in handle:
+                if line.startswith("PRETTY_NAME="):
+                    os_image = line.split("=", 1)[1].strip().strip('"')
         return {"name": name, "version": str(version.get("Version") or components.get("Podman Engine", "")),
                 "kernelVersion": str(version.get("KernelVersion") or os.uname().release),
                 "operatingSystem": str(version.get("Os") or "linux"), "osImage": os_image,

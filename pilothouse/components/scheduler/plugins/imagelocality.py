@@ -26,7 +26,8 @@ class ImageLocality(Plugin):
         return None
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int:
-        spread, containers = state.data[self.name]
+        spread: dict[str, float] = state.data[self.name][0]
+        containers: int = state.data[self.name][1]
         total = 0
         for image, fraction in spread.items():
             size = node.images.get(image)

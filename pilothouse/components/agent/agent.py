@@ -1,0 +1,309 @@
+"""The node agent (pilothouse's kubelet): wiring of runtime, node heartbeats, pod workers, static pods.
+
+``Agent.start()`` brings up the engine (starting podman's API service when no endpoint is given),
+registers the Node, watches the pods bound to it (``spec.nodeName=<node>``) and runs one worker per
+pod, plus static pods from ``--manifests-dir``. ``Agent.stop()`` leaves containers running (a plain
+restart adopts them); ``Agent.stop(stop_containers=True)`` stops every pod's containers gracefully
+first (``pilothouse up`` on Ctrl-C). ``--runtime simulated`` / ``--simulate N`` runs simulated
+nodes instead (see :mod:`.simulation`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pilothouse.client import errors
+from pilothouse.client.events import EventRecorder
+from pilothouse.client.informer import EventHandler, InformerFactory, object_key
+from pilothouse.client.rest import APIClient, resource
+from pilothouse.components.agent.images import ImageManager
+from pilothouse.components.agent.node import NodeConfig, NodeStatusManager, detect_capacity, detect_node_ip
+from pilothouse.components.agent.podworkers import PODS, PodContext, PodWorker
+from pilothouse.components.agent.runtime.docker import DockerRuntime
+from pilothouse.components.agent.runtime.interface import LABEL_POD_UID, LABEL_ROLE, ContainerRuntime, RuntimeError_
+from pilothouse.components.agent.runtime.podman_service import PodmanService, podman_available
+from pilothouse.components.agent.runtime.simulated import SimulatedRuntime
+from pilothouse.components.agent.simulation import SimulatedNodes, simulated_node_names
+from pilothouse.components.agent.static import HASH_ANNOTATION, MIRROR_ANNOTATION, load_manifests, mirror_pod
+
+__all__ = ["Agent", "AgentOptions", "parse_labels", "run_agent"]
+
+log = logging.getLogger("pilothouse.agent")
+
+Object = dict[str, Any]
+_KINDS = {"configmaps": resource("", "v1", "configmaps"), "secrets": resource("", "v1", "secrets")}
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """``k=v,k2=v2`` as ``--node-labels`` takes them."""
+    labels = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, _, value = item.partition("=")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+@dataclass
+class AgentOptions:
+    server: str = "http://127.0.0.1:6443"
+    node_name: str = ""
+    node_labels: dict[str, str] = field(default_factory=dict)
+    register_node: bool = True
+    manifests_dir: str | None = None
+    port: int = 10250
+    address: str = "127.0.0.1"
+    node_ip: str | None = None  # InternalIP; defaults from --address
+    runtime: str = "docker"  # docker | simulated
+    runtime_endpoint: str | None = None  # unix:///run/podman/podman.sock, unix:///var/run/docker.sock
+    simulate: int = 0
+    root_dir: str = "/var/lib/pilothouse/agent"
+    image_credentials_file: str | None = None  # default <root-dir>/.dockercfg when present
+    node_status_update_frequency: float = 10.0
+    node_status_report_frequency: float = 300.0
+    lease_duration: int = 40
+    relist_period: float = 10.0
+    token: str | None = None
+
+
+class Agent:
+    def __init__(self, options: AgentOptions) -> None:
+        import socket
+
+        self.options = options
+        if not options.node_name:
+            options.node_name = socket.gethostname().lower()
+        self.client = APIClient(options.server, user_agent=f"pilothouse-agent/{options.node_name}",
+                                token=options.token)
+        self.root_dir = Path(options.root_dir)
+        self.runtime: ContainerRuntime | None = None
+        self.podman: PodmanService | None = None
+        self.node: NodeStatusManager | None = None
+        self.simulated: SimulatedNodes | None = None
+        self.workers: dict[str, PodWorker] = {}
+        self.static_pods: dict[str, Object] = {}
+        self.factory = InformerFactory(self.client)
+        self.ctx: PodContext | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.recorder = EventRecorder(self.client, "kubelet", host=options.node_name)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        options = self.options
+        self.root_dir.mkdir(parents=True, exist_ok=True)
+        if options.runtime == "simulated" or options.simulate:
+            names = (simulated_node_names(options.node_name, options.simulate) if options.simulate
+                     else [options.node_name])
+            self.simulated = SimulatedNodes(
+                self.client, names, labels=options.node_labels, lease_duration=options.lease_duration,
+                status_update_frequency=options.node_status_update_frequency, port=options.port,
+                register=options.register_node)
+            await self.simulated.start()
+            return
+        self.runtime = await self._start_runtime()
+        info = await self.runtime.info()
+        await self.runtime.ensure_pause_image()  # type: ignore[attr-defined]
+        host_ip = options.node_ip or detect_node_ip(options.address)
+        capacity = detect_capacity(str(self.root_dir))
+        self.node = NodeStatusManager(self.client, NodeConfig(
+            name=options.node_name, address=host_ip, port=options.port, labels=options.node_labels,
+            register=options.register_node, capacity=capacity,
+            runtime_version=f"{info['name']}://{info['version']}", os_image=info.get("osImage", ""),
+            kernel_version=info.get("kernelVersion", ""), architecture=info.get("architecture", "amd64"),
+            lease_duration=options.lease_duration, status_update_frequency=options.node_status_update_frequency,
+            status_report_frequency=options.node_status_report_frequency))
+        credentials = Path(options.image_credentials_file) if options.image_credentials_file \
+            else self.root_dir / ".dockercfg"
+        self.ctx = PodContext(
+            client=self.client, runtime=self.runtime,
+            images=ImageManager(self.runtime, lambda ns, name: self._fetch("secrets", ns, name), credentials),
+            node_name=options.node_name, host_ip=host_ip, root_dir=self.root_dir, scheme=info["name"],
+            allocatable=capacity, fetch=self._fetch, event=self.recorder.event)
+        await self.node.register()
+        self.node.start()
+        informer = self.factory.informer(PODS, field_selector=f"spec.nodeName={options.node_name}")
+        informer.add_handler(EventHandler(on_add=self._on_pod, on_update=lambda _, new: self._on_pod(new),
+                                          on_delete=self._on_pod_deleted))
+        self.factory.start()
+        self._tasks.append(asyncio.create_task(self._events_loop(), name="agent-events"))
+        await informer.wait_synced()
+        self._tasks.append(asyncio.create_task(self._relist_loop(), name="agent-relist"))
+        if options.manifests_dir:
+            self._tasks.append(asyncio.create_task(self._static_loop(), name="agent-static"))
+
+    async def _start_runtime(self) -> ContainerRuntime:
+        endpoint = self.options.runtime_endpoint
+        if self.options.runtime == "simulated":
+            return SimulatedRuntime()
+        if not endpoint:
+            if not podman_available():
+                endpoint = "unix:///var/run/docker.sock"
+            else:
+                self.podman = PodmanService(self.root_dir / "podman.sock")
+                await self.podman.start()
+                endpoint = self.podman.endpoint
+        runtime = DockerRuntime(endpoint)
+        await runtime.start()
+        return runtime
+
+    async def stop(self, stop_containers: bool = False) -> None:
+        """Stop the agent; containers keep running unless ``stop_containers`` (then gracefully)."""
+        if self.simulated is not None:
+            await self.simulated.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        workers = list(self.workers.values())
+        await asyncio.gather(*(w.cancel() for w in workers), return_exceptions=True)
+        if stop_containers and self.runtime is not None:
+            async def stop_pod(worker: PodWorker) -> None:
+                assert self.runtime is not None
+                states = await self.runtime.list_containers({LABEL_POD_UID: worker.uid})
+                await worker._stop_all(states, worker.grace_period())
+            await asyncio.gather(*(stop_pod(w) for w in workers), return_exceptions=True)
+        await self.factory.stop()
+        if self.node is not None:
+            await self.node.stop()
+        await self.recorder.flush()
+        if self.runtime is not None:
+            await self.runtime.close()
+        if self.podman is not None:
+            await self.podman.stop()
+        await self.client.close()
+
+    # ----------------------------------------------------------------- pods
+
+    async def _fetch(self, kind: str, namespace: str, name: str) -> Object | None:
+        try:
+            return await self.client.get(_KINDS[kind], name, namespace)
+        except errors.NotFoundError:
+            return None
+
+    def _on_pod(self, pod: Object) -> None:
+        if MIRROR_ANNOTATION in (pod["metadata"].get("annotations") or {}):
+            return  # a mirror pod: the static pod worker owns it
+        uid = pod["metadata"]["uid"]
+        worker = self.workers.get(uid)
+        if worker is None:
+            assert self.ctx is not None
+            worker = PodWorker(self.ctx, pod, on_finished=self._finished)
+            self.workers[uid] = worker
+            worker.start()
+        else:
+            worker.update(pod)
+
+    def _on_pod_deleted(self, pod: Object) -> None:
+        worker = self.workers.get(pod["metadata"].get("uid", ""))
+        if worker is not None and not worker.static:
+            worker.deleted = True
+            worker.kick()
+
+    def _finished(self, uid: str) -> None:
+        self.workers.pop(uid, None)
+
+    async def _events_loop(self) -> None:
+        assert self.runtime is not None
+        while True:
+            try:
+                async for event in self.runtime.events():
+                    uid = event.labels.get(LABEL_POD_UID)
+                    worker = self.workers.get(uid or "")
+                    if worker is not None and event.action in ("die", "start", "oom", "died", "stop"):
+                        worker.kick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the engine restarted: reconnect, the relist covers the gap
+                log.info("engine events stream ended: %s", error)
+            await asyncio.sleep(1.0)
+
+    async def _relist_loop(self) -> None:
+        while True:
+            with contextlib.suppress(RuntimeError_, OSError):
+                await self.collect_orphans()
+            for worker in list(self.workers.values()):
+                worker.kick()
+            await asyncio.sleep(self.options.relist_period)
+
+    async def collect_orphans(self) -> None:
+        """Remove containers whose pod is gone (neither in the API for this node nor a static pod)."""
+        assert self.runtime is not None
+        states = await self.runtime.list_containers({LABEL_ROLE: "sandbox"})
+        states += await self.runtime.list_containers({LABEL_ROLE: "container"})
+        for state in states:
+            uid = state.labels.get(LABEL_POD_UID, "")
+            if uid and uid not in self.workers and uid not in self.static_pods:
+                log.info("removing container %s of vanished pod %s", state.id[:12], uid)
+                with contextlib.suppress(RuntimeError_):
+                    if state.state == "running":
+                        await self.runtime.stop_container(state.id, 2)
+                    await self.runtime.remove_container(state.id)
+
+    # --------------------------------------------------------- static pods
+
+    async def _static_loop(self) -> None:
+        assert self.options.manifests_dir is not None and self.ctx is not None and self.node is not None
+        directory = Path(self.options.manifests_dir)
+        informer = self.factory.informer(PODS, field_selector=f"spec.nodeName={self.options.node_name}")
+        while True:
+            try:
+                current = await asyncio.to_thread(load_manifests, directory, self.options.node_name)
+                for uid in [u for u in self.static_pods if u not in current]:
+                    old = self.static_pods.pop(uid)
+                    worker = self.workers.get(uid)
+                    if worker is not None:
+                        worker.deleted = True
+                        worker.kick()
+                    if not any(p["metadata"]["name"] == old["metadata"]["name"] for p in current.values()):
+                        with contextlib.suppress(errors.NotFoundError):
+                            await self.client.delete(PODS, old["metadata"]["name"], old["metadata"]["namespace"],
+                                                     grace_period_seconds=0)
+                for uid, pod in current.items():
+                    if uid not in self.static_pods:
+                        self.static_pods[uid] = pod
+                        worker = PodWorker(self.ctx, pod, static=True, on_finished=self._finished)
+                        self.workers[uid] = worker
+                        worker.start()
+                    await self._sync_mirror(pod, informer.get(object_key(pod)))
+            except (errors.APIError, errors.ConnectionFailed, OSError) as error:
+                log.warning("static pods: %s", error)
+            await asyncio.sleep(2.0)
+
+    async def _sync_mirror(self, pod: Object, mirror: Object | None) -> None:
+        assert self.node is not None
+        metadata = pod["metadata"]
+        if mirror is not None:
+            annotations = mirror["metadata"].get("annotations") or {}
+            if not mirror["metadata"].get("deletionTimestamp") and \
+                    annotations.get(HASH_ANNOTATION) == metadata["annotations"][HASH_ANNOTATION]:
+                return
+            with contextlib.suppress(errors.NotFoundError, errors.ConflictError):
+                await self.client.delete(PODS, metadata["name"], metadata["namespace"], grace_period_seconds=0,
+                                         preconditions={"uid": mirror["metadata"]["uid"]})
+        with contextlib.suppress(errors.AlreadyExistsError):
+            await self.client.create(PODS, mirror_pod(pod, self.options.node_name, self.node.uid),
+                                     metadata["namespace"])
+            worker = self.workers.get(metadata["uid"])
+            if worker is not None:  # a fresh mirror has no status yet: write ours again
+                worker.pod = {**worker.pod, "status": {}}
+                worker.kick()
+
+
+async def run_agent(options: AgentOptions) -> None:
+    """Run until cancelled or SIGTERM; containers keep running (adopted by the next start)."""
+    agent = Agent(options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        await agent.start()
+        await stop.wait()
+    finally:
+        await agent.stop()

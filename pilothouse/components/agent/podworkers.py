@@ -1,0 +1,479 @@
+"""Per-pod workers: drive each pod's containers to its spec and report its status.
+
+One asyncio task per pod (the kubelet's pod workers), woken by the pod's informer events, by the
+engine's container events (a death is seen at once) and by a periodic relist. A sync reads the
+engine's containers for the pod (labels), then: sandbox, init containers in order, app containers
+(restarted per ``restartPolicy`` with the crash back-off), probes, and finally the status through
+``pods/status``. A pod with ``deletionTimestamp`` is stopped gracefully (preStop, SIGTERM, grace,
+SIGKILL) and then deleted from the API with grace 0, which is what finally removes it.
+
+Containers are labelled with the pod and container names and their attempt number, so a restarted
+agent adopts what runs (same ids, restartCount continues) instead of starting anything again. The
+newest exited attempt of each container is kept (``kubectl logs --previous``), older ones removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pilothouse.client import errors
+from pilothouse.client.rest import APIClient, resource
+from pilothouse.components.agent.backoff import Backoff, format_duration
+from pilothouse.components.agent.env import ConfigError, expand, make_environment
+from pilothouse.components.agent.images import ImageManager, ImagePullFailure
+from pilothouse.components.agent.probes import ContainerProbes, run_handler
+from pilothouse.components.agent.runtime.docker import PAUSE_COMMAND, PAUSE_IMAGE, oom_killed_ids
+from pilothouse.components.agent.runtime.interface import (
+    LABEL_CONTAINER_NAME,
+    LABEL_POD_NAME,
+    LABEL_POD_NAMESPACE,
+    LABEL_POD_UID,
+    LABEL_ROLE,
+    ContainerNotFound,
+    ContainerRuntime,
+    ContainerSpec,
+    ContainerState,
+    RuntimeError_,
+)
+from pilothouse.components.agent.status import LABEL_RESTART_COUNT, PodObservation, compute_pod_status, status_patch
+from pilothouse.components.agent.volumes import VolumeError, container_mounts, prepare_volumes, remove_pod_dir
+from pilothouse.machinery.kinds.quantity import parse_quantity
+
+__all__ = ["PodContext", "PodWorker", "crash_message"]
+
+log = logging.getLogger("pilothouse.agent.pods")
+
+Object = dict[str, Any]
+PODS = resource("", "v1", "pods")
+MIN_GRACE = 2  # the kubelet's minimumGracePeriodInSeconds
+SANDBOX = "POD"
+
+
+def crash_message(delay: float, container: str, pod: Object) -> str:
+    metadata = pod["metadata"]
+    return (f"back-off {format_duration(delay)} restarting failed container={container} "
+            f"pod={metadata['name']}_{metadata.get('namespace', 'default')}({metadata.get('uid', '')})")
+
+
+@dataclass
+class PodContext:
+    """What every worker shares: the engine, the API, the node."""
+
+    client: APIClient
+    runtime: ContainerRuntime
+    images: ImageManager
+    node_name: str
+    host_ip: str
+    root_dir: Path
+    scheme: str  # containerID scheme: docker | podman | simulated
+    allocatable: dict[str, str] = field(default_factory=dict)
+    crash_backoff: Backoff = field(default_factory=lambda: Backoff(10.0, 300.0))
+    fetch: Callable[[str, str, str], Awaitable[Object | None]] | None = None
+    #: posts a status for a static pod's mirror (the static manager maps uid -> mirror name)
+    event: Callable[[Object, str, str, str], None] = lambda *args: None
+
+
+def _latest_first(states: list[ContainerState]) -> list[ContainerState]:
+    return sorted(states, key=lambda s: (int(s.labels.get(LABEL_RESTART_COUNT, "0") or 0), s.started_at),
+                  reverse=True)
+
+
+class PodWorker:
+    def __init__(self, ctx: PodContext, pod: Object, *, static: bool = False,
+                 on_finished: Callable[[str], None] | None = None) -> None:
+        self.ctx = ctx
+        self.pod = pod
+        self.uid: str = pod["metadata"]["uid"]
+        self.static = static
+        self.deleted = False  # the API object (or static manifest) is gone
+        self.done = False
+        self.kick_event = asyncio.Event()
+        self.waiting: dict[str, tuple[str, str]] = {}
+        self.probes: dict[str, ContainerProbes] = {}  # by container id
+        self.terminal_phase = ""
+        self._volumes: dict[str, Path] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._on_finished = on_finished
+        self._next_wake = 10.0
+        self._reported: Object | None = None
+
+    # ----------------------------------------------------------- plumbing
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"pod-{self.pod['metadata'].get('name')}")
+
+    def update(self, pod: Object) -> None:
+        self.pod = pod
+        self.kick()
+
+    def kick(self) -> None:
+        self.kick_event.set()
+
+    async def cancel(self) -> None:
+        """Stop driving this pod without touching its containers (agent shutdown: adoption later)."""
+        for probes in self.probes.values():
+            probes.stop()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def _run(self) -> None:
+        while not self.done:
+            self.kick_event.clear()
+            self._next_wake = 10.0
+            try:
+                await self.sync()
+            except asyncio.CancelledError:
+                raise
+            except (errors.APIError, errors.ConnectionFailed, RuntimeError_) as error:
+                log.warning("pod %s: %s", self.name, error)
+                self._next_wake = 1.0
+            except Exception:
+                log.exception("pod %s: sync failed", self.name)
+                self._next_wake = 2.0
+            if self.done:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.kick_event.wait(), self._next_wake)
+        if self._on_finished is not None:
+            self._on_finished(self.uid)
+
+    @property
+    def name(self) -> str:
+        metadata = self.pod["metadata"]
+        return f"{metadata.get('namespace')}/{metadata.get('name')}"
+
+    def _wake_in(self, seconds: float) -> None:
+        self._next_wake = max(0.05, min(self._next_wake, seconds))
+
+    # --------------------------------------------------------------- sync
+
+    async def _observe(self) -> tuple[ContainerState | None, dict[str, list[ContainerState]], list[ContainerState]]:
+        states = await self.ctx.runtime.list_containers({LABEL_POD_UID: self.uid})
+        sandboxes = _latest_first([s for s in states if s.labels.get(LABEL_ROLE) == "sandbox"])
+        attempts: dict[str, list[ContainerState]] = {}
+        for state in states:
+            if state.labels.get(LABEL_ROLE) != "sandbox":
+                attempts.setdefault(state.labels.get(LABEL_CONTAINER_NAME, ""), []).append(state)
+        oom: set[str] | None = None
+        for name, items in attempts.items():
+            attempts[name] = _latest_first(items)
+            for state in items:
+                # podman reports OOMKilled false: ask the kernel log for SIGKILLed containers
+                if state.state == "exited" and state.exit_code == 137 and not state.oom_killed:
+                    if oom is None:
+                        oom = await asyncio.to_thread(oom_killed_ids)
+                    state.oom_killed = state.id in oom
+        return (sandboxes[0] if sandboxes else None), attempts, states
+
+    async def sync(self) -> None:
+        pod = self.pod
+        if self.deleted or pod["metadata"].get("deletionTimestamp"):
+            await self._terminate()
+            return
+        sandbox, attempts, states = await self._observe()
+        spec = pod.get("spec") or {}
+        policy = spec.get("restartPolicy") or "Always"
+        phase = (pod.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed") and not self.static:
+            self.terminal_phase = phase
+        if self.terminal_phase:
+            await self._stop_all(states, grace=MIN_GRACE)
+            sandbox, attempts, states = await self._observe()
+        else:
+            sandbox = await self._ensure_sandbox(sandbox, attempts, states, policy)
+            if sandbox is not None and sandbox.state == "running":
+                await self._drive_containers(sandbox, attempts, policy)
+                sandbox, attempts, states = await self._observe()
+        await self._report(sandbox, attempts)
+
+    async def _ensure_sandbox(self, sandbox: ContainerState | None, attempts: dict[str, list[ContainerState]],
+                              states: list[ContainerState], policy: str) -> ContainerState | None:
+        if sandbox is not None and sandbox.state == "running":
+            return sandbox
+        if sandbox is not None and policy != "Always" and self._all_finished(attempts, policy):
+            return sandbox  # nothing will run again: no new sandbox
+        # a new sandbox: whatever ran in the old network namespace is gone with it
+        await self._stop_all([s for s in states if s.state == "running"], grace=MIN_GRACE)
+        for state in states:
+            if state.labels.get(LABEL_ROLE) == "sandbox":
+                with contextlib.suppress(RuntimeError_):
+                    await self.ctx.runtime.remove_container(state.id)
+        attempt = int(sandbox.labels.get(LABEL_RESTART_COUNT, "0")) + 1 if sandbox else 0
+        metadata = self.pod["metadata"]
+        spec = self.pod.get("spec") or {}
+        host_ports = [(int(p["containerPort"]), int(p["hostPort"]), p.get("protocol", "TCP"))
+                      for c in spec.get("containers") or [] for p in c.get("ports") or [] if p.get("hostPort")]
+        labels = self._labels(SANDBOX, "sandbox", attempt)
+        sandbox_spec = ContainerSpec(
+            name=f"k8s_POD_{metadata['name']}_{metadata.get('namespace')}_{self.uid}_{attempt}",
+            image=PAUSE_IMAGE, command=PAUSE_COMMAND[:1], args=PAUSE_COMMAND[1:], labels=labels,
+            hostname=spec.get("hostname") or metadata["name"][:63], host_network=bool(spec.get("hostNetwork")),
+            host_ports=host_ports)
+        container_id = await self.ctx.runtime.create_container(sandbox_spec)
+        await self.ctx.runtime.start_container(container_id)
+        return await self.ctx.runtime.inspect_container(container_id)
+
+    def _labels(self, container: str, role: str, attempt: int) -> dict[str, str]:
+        metadata = self.pod["metadata"]
+        return {LABEL_POD_UID: self.uid, LABEL_POD_NAME: metadata["name"],
+                LABEL_POD_NAMESPACE: metadata.get("namespace", "default"), LABEL_CONTAINER_NAME: container,
+                LABEL_ROLE: role, LABEL_RESTART_COUNT: str(attempt)}
+
+    def _all_finished(self, attempts: dict[str, list[ContainerState]], policy: str) -> bool:
+        for container in (self.pod.get("spec") or {}).get("containers") or []:
+            items = attempts.get(container.get("name", ""))
+            if not items or items[0].state != "exited":
+                return False
+            if policy == "OnFailure" and items[0].exit_code != 0:
+                return False
+        return True
+
+    async def _drive_containers(self, sandbox: ContainerState, attempts: dict[str, list[ContainerState]],
+                                policy: str) -> None:
+        spec = self.pod.get("spec") or {}
+        for container in spec.get("initContainers") or []:
+            name = container.get("name", "")
+            items = attempts.get(name) or []
+            latest = items[0] if items else None
+            if latest is not None and latest.state == "exited" and latest.exit_code == 0:
+                self.waiting.pop(name, None)
+                continue
+            if latest is not None and latest.state in ("running", "created"):
+                return
+            if latest is not None and latest.state == "exited" and policy == "Never":
+                self.terminal_phase = "Failed"
+                return
+            await self._start_or_backoff(container, sandbox, latest)
+            return
+        for container in spec.get("containers") or []:
+            name = container.get("name", "")
+            items = attempts.get(name) or []
+            latest = items[0] if items else None
+            if latest is None:
+                await self._start_or_backoff(container, sandbox, None)
+            elif latest.state == "running":
+                self.waiting.pop(name, None)
+                await self._check_running(container, latest, sandbox)
+            elif latest.state == "exited":
+                restart = policy == "Always" or (policy == "OnFailure" and latest.exit_code != 0)
+                if restart:
+                    await self._start_or_backoff(container, sandbox, latest)
+                else:
+                    self.waiting.pop(name, None)
+
+    async def _check_running(self, container: Object, state: ContainerState, sandbox: ContainerState) -> None:
+        probes = self.probes.get(state.id)
+        if probes is None and any(k in container for k in ("livenessProbe", "readinessProbe", "startupProbe")):
+            probes = ContainerProbes(self.ctx.runtime, state.id, container, sandbox.ip or self.ctx.host_ip, self.kick)
+            self.probes[state.id] = probes
+            probes.start()
+        if probes is not None and probes.failed:
+            # the kubelet kills the container with the pod's grace period; it then restarts per policy
+            self.ctx.event(self.pod, "Warning", "Unhealthy", probes.failed)
+            probes.stop()
+            grace = float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+            self.ctx.event(self.pod, "Normal", "Killing",
+                           f"Container {container.get('name')} failed liveness probe, will be restarted")
+            await self._stop_container(container, state, grace)
+            self.kick()
+        elif container.get("image") and state.image and container["image"] != state.image:
+            await self._stop_container(container, state, MIN_GRACE)  # the spec changed: restart
+            self.kick()
+
+    async def _start_or_backoff(self, container: Object, sandbox: ContainerState,
+                                latest: ContainerState | None) -> None:
+        name = container.get("name", "")
+        key = f"{self.uid}/{name}"
+        backoff = self.ctx.crash_backoff
+        if latest is not None and latest.state == "exited":
+            finished = _monotonic_of(latest.finished_at)
+            if backoff.in_backoff_since(key, finished):
+                delay = backoff.get(key)
+                self.waiting[name] = ("CrashLoopBackOff", crash_message(delay, name, self.pod))
+                self._wake_in(delay - (time.monotonic() - finished) + 0.05)
+                return
+            backoff.next(key, finished)
+        attempt = int(latest.labels.get(LABEL_RESTART_COUNT, "0")) + 1 if latest else 0
+        try:
+            await self._start(container, sandbox, attempt, latest)
+        except ImagePullFailure as failure:
+            self.waiting[name] = (failure.reason, failure.message)
+            self.ctx.event(self.pod, "Warning", "Failed", f"Failed to pull image \"{container.get('image')}\": "
+                                                          f"{failure.message}")
+            self._wake_in(max(1.0, self.ctx.images.backoff_remaining(self.uid, str(container.get("image")))))
+        except ConfigError as error:
+            self.waiting[name] = ("CreateContainerConfigError", str(error))
+            self._wake_in(5.0)
+        except VolumeError as error:
+            self.waiting[name] = ("ContainerCreating", "")
+            self.ctx.event(self.pod, "Warning", "FailedMount", str(error))
+            self._wake_in(2.0)
+        except RuntimeError_ as error:
+            self.waiting[name] = ("CreateContainerError", str(error))
+            self._wake_in(5.0)
+
+    async def _start(self, container: Object, sandbox: ContainerState, attempt: int,
+                     latest: ContainerState | None) -> None:
+        name = container.get("name", "")
+        pod = self.pod
+        ctx = self.ctx
+        pod_ip = sandbox.ip or ctx.host_ip
+        fetch = ctx.fetch or _no_fetch
+        await ctx.images.ensure(pod, container)
+        env = await make_environment(pod, container, fetch, pod_ip=pod_ip, host_ip=ctx.host_ip,
+                                     allocatable=ctx.allocatable)
+        if self._volumes is None:
+            self._volumes = await prepare_volumes(pod, ctx.root_dir, fetch, pod_ip=pod_ip, host_ip=ctx.host_ip,
+                                                  allocatable=ctx.allocatable)
+        mounts = container_mounts(container, self._volumes)
+        limits = (container.get("resources") or {}).get("limits") or {}
+        requests = (container.get("resources") or {}).get("requests") or {}
+        memory = parse_quantity(str(limits["memory"])) if "memory" in limits else None
+        cpu = parse_quantity(str(limits["cpu"])) if "cpu" in limits else None
+        cpu_request = parse_quantity(str(requests.get("cpu", limits.get("cpu", "0")))) or 0
+        metadata = pod["metadata"]
+        spec = ContainerSpec(
+            name=f"k8s_{name}_{metadata['name']}_{metadata.get('namespace')}_{self.uid}_{attempt}",
+            image=str(container.get("image")), labels=self._labels(name, "container", attempt),
+            command=[expand(c, env) for c in container["command"]] if container.get("command") else None,
+            args=[expand(a, env) for a in container["args"]] if container.get("args") else None,
+            env=env, working_dir=container.get("workingDir"), mounts=mounts, sandbox_id=sandbox.id,
+            memory_limit=int(memory) if memory else None,
+            cpu_quota_millis=int(cpu * 1000) if cpu else None,
+            cpu_shares=max(2, int(cpu_request * 1024)) if cpu_request else 2,
+            tty=bool(container.get("tty")), stdin=bool(container.get("stdin")),
+            stdin_once=bool(container.get("stdinOnce")))
+        # keep only the newest exited attempt (for --previous), the one we replace now
+        for old in await ctx.runtime.list_containers({LABEL_POD_UID: self.uid, LABEL_CONTAINER_NAME: name}):
+            if old.state != "running" and (latest is None or old.id != latest.id):
+                with contextlib.suppress(RuntimeError_):
+                    await ctx.runtime.remove_container(old.id)
+        container_id = await ctx.runtime.create_container(spec)
+        await ctx.runtime.start_container(container_id)
+        self.waiting.pop(name, None)
+        ctx.event(pod, "Normal", "Started", f"Started container {name}")
+        hook = ((container.get("lifecycle") or {}).get("postStart"))
+        if hook:
+            result = await run_handler(hook, runtime=ctx.runtime, container_id=container_id, container=container,
+                                       pod_ip=pod_ip, timeout=30)
+            if not result.ok:
+                ctx.event(pod, "Warning", "FailedPostStartHook", result.output)
+                await ctx.runtime.stop_container(container_id, MIN_GRACE)
+
+    # -------------------------------------------------------- termination
+
+    async def _stop_container(self, container: Object | None, state: ContainerState, grace: float) -> None:
+        deadline = time.monotonic() + grace
+        hook = ((container or {}).get("lifecycle") or {}).get("preStop")
+        if hook and state.state == "running":
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(run_handler(hook, runtime=self.ctx.runtime, container_id=state.id,
+                                                   container=container or {}, pod_ip="", timeout=grace), grace)
+        remaining = max(MIN_GRACE if grace >= MIN_GRACE else 0, deadline - time.monotonic())
+        probes = self.probes.pop(state.id, None)
+        if probes is not None:
+            probes.stop()
+        with contextlib.suppress(ContainerNotFound):
+            await self.ctx.runtime.stop_container(state.id, remaining)
+
+    async def _stop_all(self, states: list[ContainerState], grace: float) -> None:
+        containers = {c.get("name"): c for c in ((self.pod.get("spec") or {}).get("containers") or [])
+                      + ((self.pod.get("spec") or {}).get("initContainers") or [])}
+        running = [s for s in states if s.state == "running"]
+        apps = [s for s in running if s.labels.get(LABEL_ROLE) != "sandbox"]
+        await asyncio.gather(*(self._stop_container(containers.get(s.labels.get(LABEL_CONTAINER_NAME)), s, grace)
+                               for s in apps))
+        for state in running:
+            if state.labels.get(LABEL_ROLE) == "sandbox":
+                with contextlib.suppress(ContainerNotFound):
+                    await self.ctx.runtime.stop_container(state.id, MIN_GRACE)
+
+    def grace_period(self) -> float:
+        metadata = self.pod["metadata"]
+        if metadata.get("deletionGracePeriodSeconds") is not None:
+            return float(metadata["deletionGracePeriodSeconds"])
+        return float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+
+    async def _terminate(self) -> None:
+        states = await self.ctx.runtime.list_containers({LABEL_POD_UID: self.uid})
+        await self._stop_all(states, self.grace_period())
+        if not self.deleted and not self.static:
+            sandbox, attempts, _ = await self._observe()
+            await self._report(sandbox, attempts)
+            metadata = self.pod["metadata"]
+            with contextlib.suppress(errors.NotFoundError, errors.ConflictError):
+                await self.ctx.client.delete(PODS, metadata["name"], metadata.get("namespace"),
+                                             grace_period_seconds=0, preconditions={"uid": self.uid})
+        if self.deleted or self.static:
+            await self.cleanup()
+            self.done = True
+        else:
+            self._wake_in(2.0)  # the informer's DELETED event will mark us deleted
+
+    async def cleanup(self) -> None:
+        """Remove every container of the pod and its volumes (the pod is gone for good)."""
+        for state in await self.ctx.runtime.list_containers({LABEL_POD_UID: self.uid}):
+            with contextlib.suppress(RuntimeError_):
+                await self.ctx.runtime.remove_container(state.id)
+        for probes in self.probes.values():
+            probes.stop()
+        self.probes.clear()
+        self.ctx.images.forget_pod(self.uid)
+        self.ctx.crash_backoff.forget_prefix(f"{self.uid}/")
+        await asyncio.to_thread(remove_pod_dir, self.ctx.root_dir, self.uid)
+
+    # ------------------------------------------------------------- status
+
+    async def _report(self, sandbox: ContainerState | None, attempts: dict[str, list[ContainerState]]) -> None:
+        ready: dict[str, bool] = {}
+        started: dict[str, bool] = {}
+        for items in attempts.values():
+            if items and items[0].state == "running":
+                probes = self.probes.get(items[0].id)
+                ready[items[0].id] = probes.ready if probes else True
+                started[items[0].id] = probes.started if probes else True
+        obs = PodObservation(attempts=attempts, sandbox=sandbox, waiting=dict(self.waiting), ready=ready,
+                             started=started, scheme=self.ctx.scheme, host_ip=self.ctx.host_ip,
+                             host_network=bool((self.pod.get("spec") or {}).get("hostNetwork")),
+                             terminal_phase=self.terminal_phase)
+        status = compute_pod_status(self.pod, obs)
+        if status["phase"] in ("Succeeded", "Failed"):
+            self.terminal_phase = status["phase"]
+        await self.write_status(status)
+
+    async def write_status(self, status: Object) -> None:
+        old = self.pod.get("status") or {}
+        patch = status_patch(old, status)
+        if patch is None:
+            return
+        metadata = self.pod["metadata"]
+        try:
+            updated = await self.ctx.client.patch(PODS, metadata["name"], {"status": patch}, metadata.get("namespace"),
+                                                  subresource="status")
+        except errors.NotFoundError:
+            return
+        # remember what we wrote (a static pod's mirror has another uid; the informer refreshes the rest)
+        self.pod = {**self.pod, "status": updated.get("status") or status}
+
+
+def _monotonic_of(rfc3339: str) -> float:
+    """An engine timestamp on the monotonic clock the back-off uses."""
+    from pilothouse.machinery import meta
+
+    moment = meta.parse_time(rfc3339)
+    if moment is None:
+        return time.monotonic()
+    return time.monotonic() - max(0.0, (meta.now() - moment).total_seconds())
+
+
+async def _no_fetch(kind: str, namespace: str, name: str) -> Object | None:
+    return None
