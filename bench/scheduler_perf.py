@@ -50,17 +50,28 @@ NODES = resource("", "v1", "nodes")
 CONCURRENCY = 32
 
 SCHEDULER_CODE = """
-import asyncio, sys
-from pilothouse.components.scheduler import run_scheduler
+import asyncio, signal, sys
+from pilothouse.components.scheduler import Scheduler
 url, profile, events = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+profiler = None
 if profile:
-    import cProfile, signal
+    import cProfile
     profiler = cProfile.Profile()
-    def dump(*_):
-        profiler.disable(); profiler.dump_stats(profile); sys.exit(0)
-    signal.signal(signal.SIGTERM, dump)
     profiler.enable()
-asyncio.run(run_scheduler(url, record_scheduled_events=events))
+
+async def main():
+    scheduler = Scheduler(url, record_scheduled_events=events)
+    await scheduler.start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    print("scheduler stats:", scheduler.scheduled, "bound;", scheduler.stats, file=sys.stderr, flush=True)
+    await scheduler.stop()
+
+asyncio.run(main())
+if profiler is not None:
+    profiler.disable()
+    profiler.dump_stats(profile)
 """
 
 
@@ -228,6 +239,8 @@ async def run_case(nodes: int, existing: int, measured: int, profile: str, event
                     process.wait(20)
                 except subprocess.TimeoutExpired:
                     process.kill()
+        if separate:
+            print((data_dir / "scheduler.log").read_text().strip()[-600:], file=sys.stderr)
         if os.environ.get("KEEP_DATA"):
             print(f"data kept in {data_dir}", file=sys.stderr)
         else:

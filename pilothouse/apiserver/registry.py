@@ -158,43 +158,56 @@ class ResourceStorage:
 
     async def list(self, namespace: str | None, options: ListOptions) -> tuple[list[Object], str, str]:
         """Returns (items, resourceVersion, continue token)."""
-        entries, revision, token = await self._list_entries(namespace, options)
-        return [obj if obj is not None else decode_stored(kv) for kv, obj in entries], revision, token
+        items: list[Object] = []
+        revision = token = ""
+        async for entries, page_revision, page_token in self.list_pages(namespace, options):
+            items.extend(obj if obj is not None else decode_stored(kv) for kv, obj in entries)
+            revision, token = page_revision, page_token
+        return items, revision, token
 
-    async def list_json(self, namespace: str | None, options: ListOptions) -> tuple[list[bytes], str, str]:
-        """As :meth:`list`, each item as JSON bytes; unfiltered lists never decode an object."""
-        entries, revision, token = await self._list_entries(namespace, options)
-        return [stored_json(kv) if obj is None else orjson.dumps(obj) for kv, obj in entries], revision, token
-
-    async def _list_entries(self, namespace: str | None,
-                            options: ListOptions) -> tuple[list[tuple[KeyValue, Object | None]], str, str]:
+    async def list_pages(self, namespace: str | None, options: ListOptions, page_size: int = 500,
+                         ) -> AsyncIterator[tuple[list[tuple[KeyValue, Object | None]], str, str]]:
+        """The list in pages of at most ``page_size`` store entries, all read at one revision, so
+        that a large list can be streamed out without holding it whole. Each page comes with the
+        list's resourceVersion and, on the last page, the continue token (if ``limit`` cut it).
+        An entry's object is decoded only when selectors needed it."""
         prefix = self.resource.key_prefix(namespace)
         start_after = ""
         revision = 0
         if options.continue_token:
             revision, start_after = decode_continue(options.continue_token, prefix)
-        items: list[tuple[KeyValue, Object | None]] = []
         filtered = not (options.label_selector.empty() and options.field_selector.empty())
         limit = options.limit
+        returned = 0
         try:
             while True:
                 # With selectors a page may need more than one read; keep reading at the same
                 # revision until the page is full, as the etcd3 store does.
-                batch = await self.store.list(prefix, limit=limit, start_after=start_after,
-                                              revision=revision)
+                want = page_size if not limit or filtered else min(page_size, limit - returned + 1)
+                batch = await self.store.list(prefix, limit=want, start_after=start_after, revision=revision)
                 revision = batch.revision
-                for kv in batch.items:
-                    if not filtered:
-                        items.append((kv, None))
-                        continue
-                    obj = decode_stored(kv)
-                    if self.matches(obj, options.label_selector, options.field_selector):
-                        items.append((kv, obj))
+                page: list[tuple[KeyValue, Object | None]] = []
+                full = False
+                for index, kv in enumerate(batch.items):
+                    start_after = kv.key
+                    obj = None
+                    if filtered:
+                        obj = decode_stored(kv)
+                        if not self.matches(obj, options.label_selector, options.field_selector):
+                            continue
+                    page.append((kv, obj))
+                    if limit and returned + len(page) >= limit:
+                        full = True
+                        more = batch.more or index + 1 < len(batch.items)
+                        break
+                returned += len(page)
+                if full:
+                    yield page, str(revision), encode_continue(revision, start_after) if more else ""
+                    return
                 if not batch.more:
-                    return items, str(revision), ""
-                start_after = batch.items[-1].key
-                if limit and len(items) >= limit:
-                    return items, str(revision), encode_continue(revision, start_after)
+                    yield page, str(revision), ""
+                    return
+                yield page, str(revision), ""
         except CompactedError as error:
             if options.continue_token:
                 raise expired("The provided continue parameter is too old to display a consistent list "

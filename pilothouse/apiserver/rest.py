@@ -7,7 +7,6 @@ kind's status strategy.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,6 +16,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from pilothouse.apiserver import codec, options, watchstream
+from pilothouse.apiserver.objects import decode_stored, stored_json
 from pilothouse.apiserver.registry import ResourceStorage, WriteContext
 from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.apiserver.writes import check_schema
@@ -109,28 +109,47 @@ class RestHandler:
             return codec.json_response(body, status, headers)
         return codec.json_response(obj, status, headers)
 
-    async def _list(self, request: web.Request, storage: ResourceStorage, namespace: str | None) -> web.Response:
+    async def _list(self, request: web.Request, storage: ResourceStorage,
+                    namespace: str | None) -> web.StreamResponse:
+        """Stream the list page by page: a 10,000-pod list never sits in memory whole. The
+        ``metadata`` (resourceVersion, continue) goes last, which JSON readers do not mind."""
         resource = storage.resource
-        list_options = options.list_options(request.query)
-        if not codec.wants_table(request):
-            raw_items, revision, token = await storage.list_json(namespace, list_options)
-            list_meta = {"resourceVersion": revision, **({"continue": token} if token else {})}
-            head = orjson.dumps({"kind": f"{resource.kind}List", "apiVersion": resource.api_version,
-                                 "metadata": list_meta})
-            return codec.raw_json_response(b"".join((head[:-1], b',"items":[', b",".join(raw_items), b"]}")))
-        items, revision, token = await storage.list(namespace, list_options)
-        list_meta: dict[str, Any] = {"resourceVersion": revision}
-        if token:
-            list_meta["continue"] = token
-        if codec.wants_table(request):
-            # Rendering thousands of rows is CPU work: keep it off the event loop.
-            body = await asyncio.to_thread(
-                tables.to_table, resource.group, resource.kind, items,
-                include_object=request.query.get("includeObject", "Metadata"), list_meta=list_meta)
-            return codec.json_response(body)
-        body = {"kind": f"{resource.kind}List", "apiVersion": resource.api_version, "metadata": list_meta,
-                "items": items}
-        return codec.json_response(body)
+        pages = storage.list_pages(namespace, options.list_options(request.query))
+        # Read the first page before answering, so that errors (a stale continue token) are a Status.
+        first = await anext(pages)
+        as_table = codec.wants_table(request)
+        include_object = request.query.get("includeObject", "Metadata")
+        response = web.StreamResponse()
+        response.content_type = "application/json"
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        if as_table:
+            head = tables.to_table(resource.group, resource.kind, [], include_object=include_object)
+            await response.write(b'{"kind":"Table","apiVersion":"meta.k8s.io/v1","columnDefinitions":'
+                                 + orjson.dumps(head["columnDefinitions"]) + b',"rows":[')
+        else:
+            await response.write(b'{"kind":"' + resource.kind.encode() + b'List","apiVersion":"'
+                                 + resource.api_version.encode() + b'","items":[')
+        revision = token = ""
+        separator = b""
+        page: tuple[list[Any], str, str] | None = first
+        while page is not None:
+            entries, revision, token = page
+            if entries:
+                if as_table:
+                    objects = [obj if obj is not None else decode_stored(kv) for kv, obj in entries]
+                    rows = tables.to_table(resource.group, resource.kind, objects,
+                                           include_object=include_object)["rows"]
+                    chunk = orjson.dumps(rows)[1:-1]
+                else:
+                    chunk = b",".join(stored_json(kv) if obj is None else orjson.dumps(obj) for kv, obj in entries)
+                await response.write(separator + chunk)
+                separator = b","
+            page = await anext(pages, None)
+        list_meta = {"resourceVersion": revision, **({"continue": token} if token else {})}
+        await response.write(b'],"metadata":' + orjson.dumps(list_meta) + b"}")
+        await response.write_eof()
+        return response
 
     # ---------------------------------------------------------------- writes
 

@@ -61,7 +61,7 @@ class SQLiteStore:
     """A :class:`~pilothouse.store.interface.Store` in one SQLite file."""
 
     def __init__(self, path: str | os.PathLike[str], *, compact_interval: float | None = 300.0,
-                 history_window: int = 0, ring_size: int = 8192, watch_queue_size: int = 10000,
+                 history_window: int = 0, ring_size: int = 4096, watch_queue_size: int = 10000,
                  read_threads: int = 2) -> None:
         self.path = os.fspath(path)
         self.compact_interval = compact_interval

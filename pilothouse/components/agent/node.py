@@ -265,8 +265,7 @@ class NodeStatusManager:
 
     async def _lease_loop(self) -> None:
         interval = max(1.0, self.config.lease_duration / 4)
-        if self.config.jitter:
-            await asyncio.sleep(random.uniform(0, self.config.jitter))
+        first = True
         while True:
             try:
                 await self.renew_lease()
@@ -274,6 +273,10 @@ class NodeStatusManager:
                 log.warning("node %s: lease renewal failed: %s", self.config.name, error)
                 await asyncio.sleep(min(interval, 1.0))  # the kubelet retries quickly, 200ms..7s
                 continue
+            if first and self.config.jitter:
+                # created at once; later renewals spread so that many nodes do not renew in lockstep
+                await asyncio.sleep(random.uniform(0, self.config.jitter))
+            first = False
             await asyncio.sleep(interval)
 
     async def _status_loop(self) -> None:

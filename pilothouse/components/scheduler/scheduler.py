@@ -115,6 +115,9 @@ class Scheduler:
         self._pods: Informer | None = None
         self.scheduled = 0
         self.failed_attempts = 0
+        #: Cumulative seconds, for diagnosis (like kube-scheduler's metrics): time in scheduling
+        #: cycles, pods waiting in the queue before their successful attempt, binds in flight.
+        self.stats = {"cycles": 0.0, "cycle_seconds": 0.0, "queue_wait_seconds": 0.0, "bind_seconds": 0.0}
 
     # ------------------------------------------------------------ running
 
@@ -189,11 +192,14 @@ class Scheduler:
             info = await self.queue.pop()
             if info is None:
                 return
+            started = time.monotonic()
             try:
                 self.schedule_one(info)
             except Exception:  # a bug for one pod must not stop scheduling
                 log.exception("scheduling %s failed", info.pod.key)
                 self.queue.add_unschedulable(info)
+            self.stats["cycles"] += 1
+            self.stats["cycle_seconds"] += time.monotonic() - started
             # Let watch events and bind responses in between pods.
             await asyncio.sleep(0)
 
@@ -224,6 +230,8 @@ class Scheduler:
         binding = {"apiVersion": "v1", "kind": "Binding",
                    "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
                    "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+        started = time.monotonic()
+        self.stats["queue_wait_seconds"] += started - info.timestamp
         try:
             async with self._bind_slots:
                 await self.client.create(_PODS, binding, pod.namespace, subresource="binding", name=pod.name)
@@ -238,6 +246,7 @@ class Scheduler:
             return
         self.queue.done(pod.key)
         self.scheduled += 1
+        self.stats["bind_seconds"] += time.monotonic() - started
         if self.record_scheduled_events:
             self._event(pod, "Normal", "Scheduled", f"Successfully assigned {pod.namespace}/{pod.name} to {node}")
 
