@@ -195,10 +195,14 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanFixture]:
 def busybox_image(podman: PodmanFixture) -> str:
     """``localhost/pilothouse-test/busybox:1.35`` (a tag, so the default pull policy is IfNotPresent) imported into the session's podman."""
     repo, _, tag = TEST_IMAGE.rpartition(":")
-    status, body = podman.api("POST", f"/images/create?fromSrc=-&repo={urllib.parse.quote(repo)}&tag={tag}",
+    status, body = podman.api("POST", f"/images/create?fromSrc=-&repo={urllib.parse.quote(repo)}&tag=latest",
                               raw=_busybox_rootfs(), headers={"Content-Type": "application/x-tar"})
     if status != 200:
         pytest.skip(f"podman cannot import an image: {body[:300]!r}")
+    # podman's import ignores ``tag``: tag the imported :latest explicitly
+    status, body = podman.api("POST", f"/images/{urllib.parse.quote(repo + ':latest', safe='')}/tag"
+                                      f"?repo={urllib.parse.quote(repo)}&tag={tag}")
+    assert status in (200, 201), body
     probe = podman.cli("run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
                        TEST_IMAGE, "/bin/true", check=False)
     if probe.returncode != 0:

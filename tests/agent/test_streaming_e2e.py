@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
@@ -255,7 +256,13 @@ def test_exec_exit_code_and_streams(env: Env) -> None:
     ok = env.kubectl("exec", "-v=6", "web", "--", "cat", "/www/index.html")
     assert (ok.returncode, ok.stdout) == (0, "hello-from-pod\n")
     assert "fallback" not in ok.stderr.lower(), ok.stderr  # the websocket path, not SPDY
-    print(ok.stderr)
+    assert "v5.channel.k8s.io" in ok.stderr
+
+
+def test_exec_large_output_arrives_whole(env: Env) -> None:
+    result = env.kubectl("exec", "web", "--", "sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' a; echo; echo end")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "a" * 3000000 + "\nend\n"
 
 
 def test_exec_with_piped_stdin(env: Env) -> None:
@@ -309,6 +316,11 @@ def test_port_forward_to_httpd(env: Env) -> None:
         for _ in range(3):  # a connection (and a SPDY stream pair) each
             with urllib.request.urlopen(f"http://127.0.0.1:{local}/index.html", timeout=10) as response:
                 assert response.read() == b"hello-from-pod\n"
+        env.kubectl("exec", "web", "--", "sh", "-c", "head -c 2000000 /dev/urandom > /www/big.bin")
+        expected = env.kubectl("exec", "web", "--", "md5sum", "/www/big.bin").stdout.split()[0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{local}/big.bin", timeout=30) as response:
+            body = response.read()
+        assert len(body) == 2000000 and hashlib.md5(body).hexdigest() == expected
         assert process.poll() is None
     finally:
         process.terminate()
@@ -328,3 +340,11 @@ def test_port_forward_to_a_closed_port_reports_the_error(env: Env) -> None:
         process.terminate()
         _, stderr = process.communicate(timeout=10)
     assert "error forwarding port 81 to pod default/web" in stderr
+
+
+def test_exec_of_a_missing_binary_fails_fast(env: Env) -> None:
+    result = env.kubectl("exec", "web", "--", "/no/such/binary", timeout=30)
+    # as with runc under containerd: the runtime's complaint on stderr, exit code 127
+    assert result.returncode == 127, result.stderr
+    assert "/no/such/binary" in result.stderr
+    assert "command terminated with exit code 127" in result.stderr

@@ -102,7 +102,7 @@ def test_taints_and_tolerations() -> None:
 
 
 def test_not_ready_node_is_tainted_and_prefer_no_schedule_scores() -> None:
-    cache = cache_with([node("down", ready="False"), node("unknown", ready=None),
+    cache = cache_with([node("down", ready="False"), node("unknown", ready="Unknown"), node("fresh", ready=None),
                         node("soft", taints=[{"key": "k", "value": "v", "effect": "PreferNoSchedule"}]),
                         node("clean")])
     plugin = TaintToleration(cache)
@@ -111,6 +111,8 @@ def test_not_ready_node_is_tainted_and_prefer_no_schedule_scores() -> None:
     assert run_filter(plugin, PodInfo(pod("p")), down).reasons == (
         "node(s) had untolerated taint {node.kubernetes.io/not-ready: }",)
     assert "unreachable" in run_filter(plugin, PodInfo(pod("p")), unknown).reasons[0]
+    fresh = cache.node_info("fresh")
+    assert fresh is not None and run_filter(plugin, PodInfo(pod("p")), fresh) is None
     tolerate = [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}]
     assert run_filter(plugin, PodInfo(pod("p", tolerations=tolerate)), down) is None
     nodes = [cache.node_info("soft"), cache.node_info("clean")]

@@ -306,9 +306,10 @@ class PodInfo:
 def _node_ready_taint(node: Object) -> Taint | None:
     """The taint the node lifecycle controller would put on a node that is not Ready.
 
-    pilothouse may run without that controller, so the scheduler derives it itself: Ready=False ->
-    ``not-ready``, Ready=Unknown or never reported -> ``unreachable`` (both NoSchedule), which pods
-    can tolerate exactly as in Kubernetes.
+    The scheduler derives it itself so that it does not depend on that controller's timing:
+    Ready=False -> ``not-ready``, Ready=Unknown -> ``unreachable`` (both NoSchedule), which pods can
+    tolerate exactly as in Kubernetes. A node that never reported a Ready condition is not tainted,
+    as in Kubernetes until the node lifecycle controller marks it Unknown after its grace period.
     """
     for condition in (node.get("status") or {}).get("conditions") or ():
         if condition.get("type") == "Ready":
@@ -316,7 +317,7 @@ def _node_ready_taint(node: Object) -> Taint | None:
             if status == "True":
                 return None
             return Taint(_NOT_READY if status == "False" else _UNREACHABLE, "", "NoSchedule")
-    return Taint(_UNREACHABLE, "", "NoSchedule")
+    return None
 
 
 def _image_name(name: str) -> str:

@@ -43,6 +43,7 @@ POD = Strategy(
     prepare_for_create=p.prepare_pod_create,
     prepare_for_update=p.prepare_pod_update,
     selectable_fields=f.pod_fields,
+    grace_period=p.pod_grace_period,
 )
 POD_STATUS = replace(POD, prepare_for_update=p.prepare_pod_status_update,
                      validate_update=vp.validate_pod_status_update)

@@ -25,6 +25,7 @@ __all__ = [
     "namespace_has_finalizers",
     "prepare_daemonset_update",
     "prepare_deployment_update",
+    "pod_grace_period",
     "prepare_namespace_create",
     "prepare_namespace_finalize",
     "prepare_namespace_update",
@@ -180,6 +181,18 @@ def prepare_pod_status_update(new: Object, old: Object) -> None:
     # The QoS class is immutable; old kubelets dropped it, so it is backfilled.
     if status is not None and not status.get("qosClass") and old_qos:
         status["qosClass"] = old_qos
+
+
+def pod_grace_period(pod: Object, requested: int | None) -> int:
+    """``podStrategy.CheckGracefulDelete``: a pod never bound to a node, or already finished, goes
+    at once; otherwise its agent gets the requested (or the pod's own) grace period to stop it."""
+    spec = pod.get("spec") or {}
+    if not spec.get("nodeName") or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        return 0
+    if requested is not None:
+        return max(requested, 0)
+    grace = spec.get("terminationGracePeriodSeconds")
+    return int(grace) if isinstance(grace, int) else 30
 
 
 # -- Node --------------------------------------------------------------------------------------
