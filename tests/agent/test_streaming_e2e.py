@@ -130,7 +130,7 @@ class Env:
                         {"name": c, "image": self.image, "stdin": stdin, "stdinOnce": stdin} for c in containers]}}
         status, body = self.request("POST", "/api/v1/namespaces/default/pods", manifest)
         assert status == 201, body
-        uid = json.loads(body)["metadata"]["uid"]
+        uid: str = json.loads(body)["metadata"]["uid"]
         sandbox_labels = {LABEL_POD_NAMESPACE: "default", LABEL_POD_NAME: name, LABEL_POD_UID: uid,
                           LABEL_ROLE: "sandbox"}
         sandbox = self.run(self.runtime.create_container(ContainerSpec(

@@ -70,6 +70,11 @@ class RuntimeLabelLookup:
         instances = await self._instances(namespace, pod, "container", container)
         if not previous:
             return instances[0].id if instances else None
+        if len(instances) < 2:
+            return None  # a single run has no "last termination state", even once it exited
+        if instances[0].state == "exited":
+            # Between restarts (kubelet: state waiting, lastState terminated = the newest run).
+            return instances[0].id
         exited = [s for s in instances[1:] if s.state == "exited"]
         return exited[0].id if exited else None
 
