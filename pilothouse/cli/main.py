@@ -253,3 +253,70 @@ def kubectl(data_dir: Path, args: tuple[str, ...]) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+@main.command()
+@click.option("--server", "server_url", required=True, help="API server URL, e.g. http://127.0.0.1:6443")
+@click.option("--node-name", default="", help="Node name (default: the hostname).")
+@click.option("--node-labels", default="", help="Labels to register the node with: k=v,k2=v2.")
+@click.option("--register-node", type=bool, default=True, show_default=True,
+              help="false: wait for a Node registered by hand (the seed's manual registration) and adopt it.")
+@click.option("--manifests-dir", default=None, help="Static pod manifests (the seed: /etc/kubernetes/manifests).")
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address the agent serves logs/exec on.")
+@click.option("--port", type=int, default=10250, show_default=True)
+@click.option("--node-ip", default=None, help="The node's InternalIP (default: --address).")
+@click.option("--runtime", type=click.Choice(["docker", "simulated"]), default="docker", show_default=True)
+@click.option("--runtime-endpoint", default=None,
+              help="Docker API socket, e.g. unix:///run/podman/podman.sock (default: start podman's service).")
+@click.option("--simulate", type=int, default=0, help="Host this many simulated nodes (implies --runtime simulated).")
+@click.option("--root-dir", default=None, help="Agent state (volumes, engine socket); default under the state dir.")
+@click.option("--image-credentials-file", default=None, help="Node-wide registry credentials (.dockercfg).")
+@click.option("--stop-pods-on-exit", is_flag=True, help="Stop every pod's containers when the agent exits.")
+@click.option("-v", "--verbose", count=True)
+def agent(server_url: str, node_name: str, node_labels: str, register_node: bool, manifests_dir: str | None,
+          address: str, port: int, node_ip: str | None, runtime: str, runtime_endpoint: str | None, simulate: int,
+          root_dir: str | None, image_credentials_file: str | None, stop_pods_on_exit: bool, verbose: int) -> None:
+    """Run the node agent: register the node and run the pods bound to it."""
+    from pilothouse.components.agent.agent import Agent, AgentOptions, parse_labels
+
+    _setup_logging(verbose)
+    options = AgentOptions(
+        server=server_url, node_name=node_name, node_labels=parse_labels(node_labels),
+        register_node=register_node, manifests_dir=manifests_dir, port=port, address=address, node_ip=node_ip,
+        runtime="simulated" if simulate else runtime, runtime_endpoint=runtime_endpoint, simulate=simulate,
+        root_dir=root_dir or str(default_data_dir() / "agent"), image_credentials_file=image_credentials_file)
+
+    async def run() -> None:
+        node_agent = Agent(options)
+        await node_agent.start()
+        try:
+            await _wait_for_signal()
+        finally:
+            await node_agent.stop(stop_containers=stop_pods_on_exit)
+
+    asyncio.run(run())
+
+
+@main.command()
+@server_options
+@click.option("--node-name", default="", help="This machine's node name (default: the hostname).")
+@click.option("--node-labels", default="", help="Labels for this machine's node: k=v,k2=v2.")
+@click.option("--agent-port", type=int, default=0, help="The node agent's port (default: a free one).")
+def up(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, etcd_servers: str,
+       etcd_cafile: str | None, etcd_certfile: str | None, etcd_keyfile: str | None, service_cluster_ip_range: str,
+       compaction_interval: float, verbose: int, node_name: str, node_labels: str, agent_port: int) -> None:
+    """Bring up a whole cluster on this machine: API server, scheduler, controllers and a node agent."""
+    from pilothouse.apiserver.serve import ServerConfig
+    from pilothouse.cli.up import bring_up
+
+    _setup_logging(verbose)
+    if etcd_servers:
+        from pilothouse.store import etcd_endpoint_from_servers
+
+        datastore_endpoint = etcd_endpoint_from_servers(etcd_servers)
+    config = ServerConfig(data_dir=data_dir, bind_address=bind_address, port=port,
+                          datastore_endpoint=datastore_endpoint, service_cluster_ip_range=service_cluster_ip_range,
+                          compaction_interval=compaction_interval, etcd_cafile=etcd_cafile,
+                          etcd_certfile=etcd_certfile, etcd_keyfile=etcd_keyfile)
+    asyncio.run(bring_up(config, node_name=node_name, node_labels=node_labels, agent_port=agent_port,
+                         verbose=verbose))

@@ -1,0 +1,96 @@
+"""``pilothouse up``: a whole cluster on this machine from one command.
+
+The API server runs in this process; the scheduler, the controller manager and one node agent run
+as supervised child processes (see :mod:`pilothouse.cli.supervisor`). Progress is shown while the
+cluster comes up; Ctrl-C stops everything: the agent stops every pod's containers (and the podman
+service it started), then the control plane stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import time
+from typing import Any
+
+from rich.console import Console
+
+from pilothouse.apiserver.serve import ServerConfig, start_server
+from pilothouse.cli.supervisor import Supervisor
+from pilothouse.client import errors
+from pilothouse.client.rest import APIClient, resource
+
+__all__ = ["bring_up"]
+
+console = Console(stderr=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _wait_node_ready(client: APIClient, node_name: str, timeout: float) -> bool:
+    nodes = resource("", "v1", "nodes")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(errors.APIError, errors.ConnectionFailed):
+            node = await client.get(nodes, node_name)
+            for condition in (node.get("status") or {}).get("conditions") or []:
+                if condition.get("type") == "Ready" and condition.get("status") == "True":
+                    return True
+        await asyncio.sleep(0.5)
+    return False
+
+
+async def bring_up(config: ServerConfig, *, node_name: str, node_labels: str, agent_port: int,
+                   verbose: int) -> None:
+    node_name = node_name or socket.gethostname().lower()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    with console.status("starting the API server…"):
+        running = await start_server(config)
+    console.print(f"[green]✓[/] API server on {running.url} (datastore {config.endpoint()})")
+    supervisor = Supervisor()
+    extra: list[str] = ["-v"] * verbose
+    supervisor.add("scheduler", "scheduler", "--server", running.url, *extra)
+    supervisor.add("controller-manager", "controller-manager", "--server", running.url, *extra)
+    agent_args: list[Any] = ["agent", "--server", running.url, "--node-name", node_name,
+                             "--port", str(agent_port or _free_port()),
+                             "--root-dir", str(config.data_dir / "agent"), "--stop-pods-on-exit", *extra]
+    if node_labels:
+        agent_args += ["--node-labels", node_labels]
+    supervisor.add("agent", *agent_args)
+    await supervisor.start()
+    console.print("[green]✓[/] scheduler and controller manager started")
+    client = APIClient(running.url, user_agent="pilothouse-up")
+    try:
+        with console.status(f"waiting for node {node_name} to be Ready (the agent starts the container "
+                            "engine and builds its pause image the first time)…"):
+            ready_task = asyncio.create_task(_wait_node_ready(client, node_name, 180))
+            stop_task = asyncio.create_task(stop.wait())
+            await asyncio.wait({ready_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        if ready_task.done() and ready_task.result():
+            console.print(f"[green]✓[/] node {node_name} is Ready")
+            console.print(f"\nCluster is up. kubeconfig: {config.kubeconfig_path}\n"
+                          f"  export KUBECONFIG={config.kubeconfig_path}\n"
+                          f"  kubectl get nodes      (or: pilothouse kubectl --data-dir {config.data_dir} get nodes)\n"
+                          "Press Ctrl-C to stop the cluster (its pods are stopped too).")
+        elif not stop.is_set():
+            console.print(f"[yellow]![/] node {node_name} is not Ready yet; the control plane is up. "
+                          "See the agent's messages above.")
+        ready_task.cancel()
+        await stop.wait()
+        stop_task.cancel()
+    finally:
+        with console.status("stopping: pods, node agent, controllers, scheduler, API server…"):
+            await client.close()
+            await supervisor.stop(timeout=60.0)
+            await running.stop()
+        console.print("[green]✓[/] stopped")
