@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from pilothouse import __version__
-from pilothouse.apiserver import codec, subresources
+from pilothouse.apiserver import codec, nodeproxy, subresources
 from pilothouse.apiserver.admission import NamespaceLifecycle
 from pilothouse.apiserver.allocators import ServiceAllocator, ServiceHooks
 from pilothouse.apiserver.auth import AuthLayer
@@ -49,7 +49,9 @@ class APIServer:
         hooks: dict[tuple[str, str], StorageHooks] = {("", "services"): ServiceHooks(self.service_allocator)}
         self.storages = {r: ResourceStorage(r, store, self.namespaces, hooks.get((r.group, r.plural)))
                          for r in self.registry}
-        self.rest = RestHandler(self.registry, self.storages, dict(subresources.SUBRESOURCE_HANDLERS))
+        # logs/exec/attach/port-forward are proxied to the pod's node agent.
+        self.rest = RestHandler(self.registry, self.storages,
+                                {**subresources.SUBRESOURCE_HANDLERS, **nodeproxy.NODE_PROXY_HANDLERS})
         self.discovery = Discovery(self.registry)
         self.auth = auth or AuthLayer()
         self.ready = False

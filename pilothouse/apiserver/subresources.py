@@ -143,19 +143,8 @@ async def eviction(handler: Any, request: web.Request, info: RequestInfo,
     return codec.json_response(status_success(), status=201)
 
 
-async def log_placeholder(handler: Any, request: web.Request, info: RequestInfo,
-                          storage: ResourceStorage) -> web.StreamResponse:
-    pod = await storage.get(info.namespace, info.name)
-    node = pod["spec"].get("nodeName")
-    if not node:
-        raise bad_request(f'pod "{info.name}" is not scheduled to a node yet: no logs are available')
-    raise bad_request(f'the node agent of node "{node}" is not reachable: logs are served by node agents, '
-                      f"and none is connected to this server")
-
-
 SUBRESOURCE_HANDLERS = {
     ("*", "scale"): scale,
     ("pods", "binding"): binding,
     ("pods", "eviction"): eviction,
-    ("pods", "log"): log_placeholder,
 }

@@ -7,7 +7,8 @@ they found them (their own pods and containers only). Fixtures:
   service`` on a socket in a temp dir with its own storage (``--root``/``--runroot``). Every test
   needing it SKIPS (with the reason) only when podman cannot run a container at all here.
   ``podman.cli(*args)`` runs the podman CLI against the same storage; ``podman.restart()``.
-- ``busybox_image`` -> ``localhost/pilothouse-test/busybox:1.35`` (a tag, so the default pull policy is IfNotPresent), built from Debian's
+- ``busybox_image`` -> ``localhost/pilothouse-test/busybox:1.35`` (tagged, so the default
+  pull policy is IfNotPresent), built from Debian's
   busybox-static (``/bin/busybox`` plus every applet as a symlink), imported through the API.
 - ``registry`` -> :class:`RegistryFixture`: ``docker-registry`` on 127.0.0.1 with htpasswd (bcrypt)
   auth, declared insecure in ``/etc/containers/registries.conf.d`` (the service is restarted to read
@@ -193,9 +194,11 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanFixture]:
 
 @pytest.fixture(scope="session")
 def busybox_image(podman: PodmanFixture) -> str:
-    """``localhost/pilothouse-test/busybox:1.35`` (a tag, so the default pull policy is IfNotPresent) imported into the session's podman."""
+    """``localhost/pilothouse-test/busybox:1.35`` (tagged, so the default
+  pull policy is IfNotPresent) imported into the session's podman."""
     repo, _, tag = TEST_IMAGE.rpartition(":")
-    status, body = podman.api("POST", f"/images/create?fromSrc=-&repo={urllib.parse.quote(repo)}&tag=latest",
+    query = f"fromSrc=-&repo={urllib.parse.quote(repo)}&tag=latest"
+    status, body = podman.api("POST", f"/images/create?{query}",
                               raw=_busybox_rootfs(), headers={"Content-Type": "application/x-tar"})
     if status != 200:
         pytest.skip(f"podman cannot import an image: {body[:300]!r}")

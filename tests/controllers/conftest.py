@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -27,6 +27,7 @@ from pilothouse.components.controllers.namespace import NamespaceController
 from pilothouse.components.controllers.replicaset import ReplicaSetController
 from pilothouse.components.controllers.serviceaccount import ServiceAccountController
 from pilothouse.machinery import meta
+from tests.conftest import ServerProcess, start_server_process
 
 Object = dict[str, Any]
 
@@ -195,3 +196,13 @@ async def cluster(server: Any) -> AsyncIterator[Cluster]:
         yield c
     finally:
         await c.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Controller tests run their controllers (and play the kubelet and scheduler) themselves, so the
+    server's own embedded scheduler and controller manager are off."""
+    proc = start_server_process(tmp_path_factory.mktemp("server"),
+                                extra=("--disable", "scheduler,controller-manager"))
+    yield proc
+    proc.stop()

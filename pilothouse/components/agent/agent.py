@@ -29,8 +29,10 @@ from pilothouse.components.agent.runtime.docker import DockerRuntime
 from pilothouse.components.agent.runtime.interface import LABEL_POD_UID, LABEL_ROLE, ContainerRuntime, RuntimeError_
 from pilothouse.components.agent.runtime.podman_service import PodmanService, podman_available
 from pilothouse.components.agent.runtime.simulated import SimulatedRuntime
+from pilothouse.components.agent.server import StreamingServer
 from pilothouse.components.agent.simulation import SimulatedNodes, simulated_node_names
 from pilothouse.components.agent.static import HASH_ANNOTATION, MIRROR_ANNOTATION, load_manifests, mirror_pod
+from pilothouse.components.agent.streaming.lookup import RuntimeLabelLookup
 
 __all__ = ["Agent", "AgentOptions", "parse_labels", "run_agent"]
 
@@ -84,6 +86,7 @@ class Agent:
         self.runtime: ContainerRuntime | None = None
         self.podman: PodmanService | None = None
         self.node: NodeStatusManager | None = None
+        self.streaming: StreamingServer | None = None
         self.simulated: SimulatedNodes | None = None
         self.workers: dict[str, PodWorker] = {}
         self.static_pods: dict[str, Object] = {}
@@ -111,8 +114,13 @@ class Agent:
         await self.runtime.ensure_pause_image()  # type: ignore[attr-defined]
         host_ip = options.node_ip or detect_node_ip(options.address)
         capacity = detect_capacity(str(self.root_dir))
+        # logs/exec/attach/port-forward: the API server proxies kubectl to this server, found through
+        # the Node's address and daemonEndpoints.kubeletEndpoint.Port.
+        self.streaming = StreamingServer(self.runtime, RuntimeLabelLookup(self.runtime), address=options.address,
+                                         port=options.port)
+        await self.streaming.start()
         self.node = NodeStatusManager(self.client, NodeConfig(
-            name=options.node_name, address=host_ip, port=options.port, labels=options.node_labels,
+            name=options.node_name, address=host_ip, port=self.streaming.port, labels=options.node_labels,
             register=options.register_node, capacity=capacity,
             runtime_version=f"{info['name']}://{info['version']}", os_image=info.get("osImage", ""),
             kernel_version=info.get("kernelVersion", ""), architecture=info.get("architecture", "amd64"),
@@ -169,6 +177,8 @@ class Agent:
                 await worker._stop_all(states, worker.grace_period())
             await asyncio.gather(*(stop_pod(w) for w in workers), return_exceptions=True)
         await self.factory.stop()
+        if self.streaming is not None:
+            await self.streaming.stop()
         if self.node is not None:
             await self.node.stop()
         await self.recorder.flush()
@@ -236,7 +246,7 @@ class Agent:
         assert self.runtime is not None
         states = await self.runtime.list_containers({LABEL_ROLE: "sandbox"})
         states += await self.runtime.list_containers({LABEL_ROLE: "container"})
-        for state in states:
+        for state in sorted(states, key=lambda s: s.labels.get(LABEL_ROLE) == "sandbox"):  # sandboxes last
             uid = state.labels.get(LABEL_POD_UID, "")
             if uid and uid not in self.workers and uid not in self.static_pods:
                 log.info("removing container %s of vanished pod %s", state.id[:12], uid)

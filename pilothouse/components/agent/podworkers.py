@@ -421,7 +421,9 @@ class PodWorker:
 
     async def cleanup(self) -> None:
         """Remove every container of the pod and its volumes (the pod is gone for good)."""
-        for state in await self.ctx.runtime.list_containers({LABEL_POD_UID: self.uid}):
+        states = await self.ctx.runtime.list_containers({LABEL_POD_UID: self.uid})
+        # app containers first: the engine refuses to remove a sandbox others joined
+        for state in sorted(states, key=lambda s: s.labels.get(LABEL_ROLE) == "sandbox"):
             with contextlib.suppress(RuntimeError_):
                 await self.ctx.runtime.remove_container(state.id)
         for probes in self.probes.values():

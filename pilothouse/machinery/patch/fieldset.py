@@ -21,6 +21,7 @@ __all__ = [
     "Path",
     "PathElement",
     "decode_fields_v1",
+    "element_sort_key",
     "encode_fields_v1",
     "expand",
     "field",
@@ -29,6 +30,7 @@ __all__ = [
     "key",
     "path_sort_key",
     "path_string",
+    "serialize_element",
     "thaw",
     "value",
 ]
@@ -129,6 +131,10 @@ def _element_sort_key(element: PathElement) -> tuple[Any, ...]:
     return (2, _value_sort_key(content))
 
 
+#: Public name: the order FieldsV1 lists sibling elements in.
+element_sort_key = _element_sort_key
+
+
 def path_sort_key(path: Path) -> tuple[Any, ...]:
     return tuple(_element_sort_key(e) for e in path)
 
@@ -173,6 +179,10 @@ def _serialize_element(element: PathElement) -> str:
     if kind == "v":
         return "v:" + _go_json(content)
     return f"i:{content}"
+
+
+#: Public name: an element's FieldsV1 key (``f:name``, ``k:{...}``, ``v:...``, ``i:3``).
+serialize_element = _serialize_element
 
 
 def _deserialize_element(text: str) -> PathElement | None:

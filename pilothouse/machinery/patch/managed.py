@@ -19,6 +19,7 @@ from typing import Any
 
 from pilothouse.machinery.kinds.types import Object
 from pilothouse.machinery.patch import fieldset
+from pilothouse.machinery.patch.created import created_fields_v1
 from pilothouse.machinery.patch.fieldset import Path
 from pilothouse.machinery.patch.schemainfo import field_meta, node_meta
 from pilothouse.machinery.patch.typed import MISSING, Comparison, compare
@@ -214,6 +215,34 @@ def track_update(live: Object | None, new: Object, manager: str, operation: str,
     if not isinstance(metadata, dict):
         return
     managers = _decode_live_or_new(live, new, subresource)
+    if live is None and not subresource and not managers:
+        # A plain create: the writer takes every field and nobody else owns any (see .created).
+        _track_create(new, metadata, make_key(manager, operation, api_version), api_version, now, schema)
+        return
+    _track_general(live, new, managers, manager, operation, api_version, now, schema, subresource)
+
+
+def _track_create(new: Object, metadata: dict[str, Any], key: ManagerKey, api_version: str, now: str,
+                  schema: Schema | None) -> None:
+    root = node_meta(schema)
+    fields_v1 = created_fields_v1(creation_skeleton(new, root.schema), without_managed_fields(new), root)
+    if not fields_v1:
+        metadata.pop("managedFields", None)
+        return
+    # encode_managed_fields' layout for a single entry.
+    encoded: dict[str, Any] = {"manager": key.manager, "operation": key.operation, "apiVersion": api_version}
+    if now:
+        encoded["time"] = now
+    encoded["fieldsType"] = "FieldsV1"
+    encoded["fieldsV1"] = fields_v1
+    metadata["managedFields"] = [encoded]
+
+
+def _track_general(live: Object | None, new: Object, managers: dict[ManagerKey, ManagerEntry], manager: str,
+                   operation: str, api_version: str, now: str, schema: Schema | None,
+                   subresource: str) -> None:
+    """track_update by comparison and path sets: any write (the reference for the create path)."""
+    metadata = new["metadata"]
     diff = comparison(live, new, schema, subresource)
     taken = strip_untracked(diff.added | diff.modified)
     removed = strip_untracked(diff.removed)

@@ -84,10 +84,32 @@ def _node_meta(raw: Schema) -> FieldMeta:
     )
 
 
+# field_meta runs for every field of every write too: memoise its answers per parent schema
+# (identity-keyed like _NODE_META_CACHE, the parent kept alive in the entry).
+_FIELD_META_CACHE: dict[int, tuple[Schema, dict[str, FieldMeta]]] = {}
+
+
 def field_meta(parent: Schema | None, key: str) -> FieldMeta:
     """Metadata of ``parent[key]``: a declared property or an ``additionalProperties`` value."""
     if not parent:
         return _UNKNOWN
+    cached = _FIELD_META_CACHE.get(id(parent))
+    if cached is not None and cached[0] is parent:
+        known = cached[1]
+    else:
+        if len(_FIELD_META_CACHE) > 100_000:
+            _FIELD_META_CACHE.clear()
+        known = {}
+        _FIELD_META_CACHE[id(parent)] = (parent, known)
+    meta = known.get(key)
+    if meta is None:
+        meta = _field_meta(parent, key)
+        if len(known) < 10_000:  # map keys (labels, data) are unbounded; schema fields are not
+            known[key] = meta
+    return meta
+
+
+def _field_meta(parent: Schema, key: str) -> FieldMeta:
     props = parent.get("properties")
     if isinstance(props, dict) and key in props:
         return node_meta(props[key])

@@ -18,7 +18,7 @@ from pilothouse.machinery.patch import fieldset
 from pilothouse.machinery.patch.fieldset import Path, PathElement
 from pilothouse.machinery.patch.schemainfo import FieldMeta, field_meta, is_struct, item_meta, list_kind
 
-__all__ = ["MISSING", "Comparison", "compare", "merge", "remove_paths", "to_field_set"]
+__all__ = ["MISSING", "Comparison", "compare", "index_items", "merge", "remove_paths", "to_field_set"]
 
 
 class _Missing:
@@ -64,6 +64,10 @@ def _index_items(items: list[Any], kind: str, keys: tuple[str, ...]) -> dict[Pat
     for position, item in enumerate(items):
         out.setdefault(_item_element(item, kind, keys, position), item)
     return out
+
+
+#: Public name: a list's items by path element, the first of duplicates winning.
+index_items = _index_items
 
 
 def to_field_set(data: Any, meta: FieldMeta, path: Path = ()) -> set[Path]:

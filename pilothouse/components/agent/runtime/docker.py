@@ -296,7 +296,8 @@ class DockerRuntime:
         try:
             container = await self._d.containers.create(self._config(spec), name=spec.name)
         except DockerError as error:
-            if error.status == 409:  # a leftover with the same name (e.g. a crash mid-create): replace it
+            # a leftover with the same name (a crash mid-create; podman answers 500 "already in use")
+            if error.status == 409 or "already in use" in str(error.message):
                 with contextlib.suppress(DockerError):
                     await self._d.containers.container(spec.name).delete(force=True)
                 container = await self._d.containers.create(self._config(spec), name=spec.name)
