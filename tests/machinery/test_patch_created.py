@@ -103,7 +103,8 @@ def _generated() -> list[dict[str, Any]]:
              "spec": {"taints": [{"key": "t", "effect": "NoSchedule"}], "podCIDRs": ["10.1.0.0/24"]},
              "status": {"capacity": {"cpu": "4"}, "addresses": [{"type": "InternalIP", "address": "1.2.3.4"}],
                         "conditions": [{"type": "Ready", "status": "True"}]}},
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}, "spec": {"finalizers": ["kubernetes"]}},
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"},
+             "spec": {"finalizers": ["kubernetes"]}},
             {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "labels": {"a": "b"}},
              "spec": {"list": [1, 2, {"x": None}], "map": {"deep": {"er": True}}, "none": None}}]
 

@@ -24,7 +24,7 @@ from pilothouse.client.informer import EventHandler, InformerFactory, object_key
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.agent.images import ImageManager
 from pilothouse.components.agent.node import NodeConfig, NodeStatusManager, detect_capacity, detect_node_ip
-from pilothouse.components.agent.podworkers import PODS, PodContext, PodWorker
+from pilothouse.components.agent.podworkers import LABEL_AGENT, PODS, PodContext, PodWorker
 from pilothouse.components.agent.runtime.docker import DockerRuntime
 from pilothouse.components.agent.runtime.interface import LABEL_POD_UID, LABEL_ROLE, ContainerRuntime, RuntimeError_
 from pilothouse.components.agent.runtime.podman_service import PodmanService, podman_available
@@ -244,8 +244,10 @@ class Agent:
     async def collect_orphans(self) -> None:
         """Remove containers whose pod is gone (neither in the API for this node nor a static pod)."""
         assert self.runtime is not None
-        states = await self.runtime.list_containers({LABEL_ROLE: "sandbox"})
-        states += await self.runtime.list_containers({LABEL_ROLE: "container"})
+        assert self.ctx is not None
+        mine = {LABEL_AGENT: self.ctx.agent_id}
+        states = await self.runtime.list_containers({LABEL_ROLE: "sandbox", **mine})
+        states += await self.runtime.list_containers({LABEL_ROLE: "container", **mine})
         for state in sorted(states, key=lambda s: s.labels.get(LABEL_ROLE) == "sandbox"):  # sandboxes last
             uid = state.labels.get(LABEL_POD_UID, "")
             if uid and uid not in self.workers and uid not in self.static_pods:

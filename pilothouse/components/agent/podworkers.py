@@ -62,6 +62,10 @@ def crash_message(delay: float, container: str, pod: Object) -> str:
             f"pod={metadata['name']}_{metadata.get('namespace', 'default')}({metadata.get('uid', '')})")
 
 
+#: Names the agent instance that created a container (see ``PodContext.agent_id``).
+LABEL_AGENT = "io.pilothouse.agent"
+
+
 @dataclass
 class PodContext:
     """What every worker shares: the engine, the API, the node."""
@@ -79,10 +83,30 @@ class PodContext:
     #: posts a status for a static pod's mirror (the static manager maps uid -> mirror name)
     event: Callable[[Object, str, str, str], None] = lambda *args: None
 
+    @property
+    def agent_id(self) -> str:
+        """Which agent owns a container: several agents (clusters side by side, or simulated
+        hosts) may share one engine, and each may only clean up its own containers."""
+        return f"{self.node_name}@{self.root_dir}"
+
 
 def _latest_first(states: list[ContainerState]) -> list[ContainerState]:
     return sorted(states, key=lambda s: (int(s.labels.get(LABEL_RESTART_COUNT, "0") or 0), s.started_at),
                   reverse=True)
+
+
+def normalize_image(reference: str) -> str:
+    """One spelling per image, so that ``busybox``, ``docker.io/library/busybox:latest`` and the
+    engine's report of either compare equal (a spec change is a different image, not a spelling)."""
+    name, digest = [*reference.split("@", 1), ""][:2]
+    last = name.rsplit("/", 1)[-1]
+    if ":" not in last and not digest:
+        name += ":latest"
+    for prefix in ("docker.io/library/", "docker.io/", "index.docker.io/library/"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            break
+    return name + (f"@{digest}" if digest else "")
 
 
 class PodWorker:
@@ -226,7 +250,7 @@ class PodWorker:
         metadata = self.pod["metadata"]
         return {LABEL_POD_UID: self.uid, LABEL_POD_NAME: metadata["name"],
                 LABEL_POD_NAMESPACE: metadata.get("namespace", "default"), LABEL_CONTAINER_NAME: container,
-                LABEL_ROLE: role, LABEL_RESTART_COUNT: str(attempt)}
+                LABEL_ROLE: role, LABEL_RESTART_COUNT: str(attempt), LABEL_AGENT: self.ctx.agent_id}
 
     def _all_finished(self, attempts: dict[str, list[ContainerState]], policy: str) -> bool:
         for container in (self.pod.get("spec") or {}).get("containers") or []:
@@ -285,7 +309,8 @@ class PodWorker:
                            f"Container {container.get('name')} failed liveness probe, will be restarted")
             await self._stop_container(container, state, grace)
             self.kick()
-        elif container.get("image") and state.image and container["image"] != state.image:
+        elif container.get("image") and state.image and \
+                normalize_image(container["image"]) != normalize_image(state.image):
             await self._stop_container(container, state, MIN_GRACE)  # the spec changed: restart
             self.kick()
 

@@ -21,6 +21,7 @@ __all__ = [
     "Path",
     "PathElement",
     "decode_fields_v1",
+    "deserialize_element",
     "element_sort_key",
     "encode_fields_v1",
     "expand",
@@ -202,6 +203,10 @@ def _deserialize_element(text: str) -> PathElement | None:
     if kind == "i":
         return ("i", int(content))
     return None
+
+
+#: Public name: the element a FieldsV1 key names (None for an unknown element type).
+deserialize_element = _deserialize_element
 
 
 # --- FieldsV1 -------------------------------------------------------------------------------------

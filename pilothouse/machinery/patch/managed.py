@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pilothouse.machinery.kinds.types import Object
-from pilothouse.machinery.patch import fieldset
+from pilothouse.machinery.patch import fieldset, owned
 from pilothouse.machinery.patch.created import created_fields_v1
 from pilothouse.machinery.patch.fieldset import Path
 from pilothouse.machinery.patch.schemainfo import field_meta, node_meta
@@ -214,12 +214,86 @@ def track_update(live: Object | None, new: Object, manager: str, operation: str,
     metadata = new.get("metadata")
     if not isinstance(metadata, dict):
         return
-    managers = _decode_live_or_new(live, new, subresource)
-    if live is None and not subresource and not managers:
-        # A plain create: the writer takes every field and nobody else owns any (see .created).
-        _track_create(new, metadata, make_key(manager, operation, api_version), api_version, now, schema)
+    raw = _raw_entries(live, new, subresource)
+    if raw is not None:
+        if live is None and not subresource and not raw:
+            # A plain create: the writer takes every field and nobody else owns any (see .created).
+            _track_create(new, metadata, make_key(manager, operation, api_version), api_version, now, schema)
+        else:
+            _track_owned(live, new, raw, make_key(manager, operation, api_version, subresource), api_version,
+                         now, schema, subresource)
         return
+    managers = _decode_live_or_new(live, new, subresource)
     _track_general(live, new, managers, manager, operation, api_version, now, schema, subresource)
+
+
+_RawEntry = tuple[ManagerKey, dict[str, Any], str, Any]  # key, FieldsV1, apiVersion, time
+
+
+def _raw_entries(live: Object | None, new: Object, subresource: str) -> list[_RawEntry] | None:
+    """The entries _decode_live_or_new would decode, kept as FieldsV1 dicts; None unless every one
+    is canonical with a distinct key (then only the set-based path gives the exact answer)."""
+    live_entries = (live or {}).get("metadata", {}).get("managedFields") if live else None
+    chosen = live_entries
+    if not subresource:
+        new_entries = (new.get("metadata") or {}).get("managedFields")
+        if isinstance(new_entries, list) and new_entries:
+            if len(new_entries) == 1 and new_entries[0] == {}:
+                return []
+            chosen = new_entries
+    if not isinstance(chosen, list):
+        return []
+    out: list[_RawEntry] = []
+    seen: set[ManagerKey] = set()
+    for entry in chosen:
+        if not isinstance(entry, dict):
+            return None
+        key = make_key(str(entry.get("manager", "")), str(entry.get("operation", "")),
+                       str(entry.get("apiVersion", "")), str(entry.get("subresource", "")))
+        fields_v1 = entry.get("fieldsV1") or {}
+        if key in seen or not owned.is_canonical_root(fields_v1):
+            return None
+        seen.add(key)
+        out.append((key, fields_v1, str(entry.get("apiVersion", "")), entry.get("time")))
+    return out
+
+
+def _track_owned(live: Object | None, new: Object, entries: list[_RawEntry], key: ManagerKey, api_version: str,
+                 now: str, schema: Schema | None, subresource: str) -> None:
+    """track_update on the FieldsV1 dicts themselves (see .owned): same result as _track_general."""
+    diff = comparison(live, new, schema, subresource)
+    taken = strip_untracked(diff.added | diff.modified)
+    drop = owned.trie(taken | strip_untracked(diff.removed))
+    if drop.children:
+        entries = [(k, owned.remove_paths(f, drop), v, t) for k, f, v, t in entries]
+    if taken:
+        gained = owned.trie(taken)
+        for position, (other, fields_v1, _, _) in enumerate(entries):
+            if other == key:
+                entries[position] = (key, owned.union_paths(fields_v1, gained), api_version, now)
+                break
+        else:
+            entries.append((key, owned.emit(gained), api_version, now))
+    encoded: list[dict[str, Any]] = []
+    for entry_key, fields_v1, entry_version, time in entries:
+        if not fields_v1:
+            continue
+        item: dict[str, Any] = {"manager": entry_key.manager, "operation": entry_key.operation,
+                                "apiVersion": entry_version}
+        if time:
+            item["time"] = time
+        item["fieldsType"] = "FieldsV1"
+        item["fieldsV1"] = fields_v1
+        if entry_key.subresource:
+            item["subresource"] = entry_key.subresource
+        encoded.append(item)
+    encoded.sort(key=lambda e: (e["operation"], e.get("time") or "", e["manager"], e["apiVersion"],
+                                e.get("subresource", "")))
+    metadata = new["metadata"]
+    if encoded:
+        metadata["managedFields"] = encoded
+    else:
+        metadata.pop("managedFields", None)
 
 
 def _track_create(new: Object, metadata: dict[str, Any], key: ManagerKey, api_version: str, now: str,

@@ -14,9 +14,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from pilothouse.machinery.patch.fieldset import Path, PathElement, element_sort_key, serialize_element
+from pilothouse.machinery.patch.fieldset import (
+    Path,
+    PathElement,
+    deserialize_element,
+    element_sort_key,
+    serialize_element,
+)
 
-__all__ = ["Trie", "is_canonical", "remove_paths", "trie", "union_paths"]
+__all__ = ["Trie", "emit", "is_canonical", "is_canonical_root", "remove_paths", "trie", "union_paths"]
 
 _MISSING_ELEMENT: Any = object()
 # The parsed form of FieldsV1 keys; bounded because k:/v: keys carry object data.
@@ -52,9 +58,8 @@ def _parse(text: str) -> Any:
     element = _PARSED.get(text)
     if element is not None:
         return element
-    from pilothouse.machinery.patch.fieldset import _deserialize_element
     try:
-        parsed = _deserialize_element(text)
+        parsed = deserialize_element(text)
     except (ValueError, TypeError):
         parsed = None
     element = _MISSING_ELEMENT if parsed is None or serialize_element(parsed) != text else parsed
@@ -62,6 +67,11 @@ def _parse(text: str) -> Any:
         _PARSED.clear()
     _PARSED[text] = element
     return element
+
+
+def is_canonical_root(node: Any) -> bool:
+    """Whether a whole FieldsV1 value is canonical (the root itself is never a member)."""
+    return isinstance(node, dict) and "." not in node and is_canonical(node)
 
 
 def is_canonical(node: Any) -> bool:
@@ -86,7 +96,7 @@ def is_canonical(node: Any) -> bool:
         if previous is not None and not previous < order:
             return False
         previous = order
-        if child and not is_canonical(child):
+        if not isinstance(child, dict) or (child and not is_canonical(child)):
             return False
     return True
 
@@ -106,6 +116,13 @@ def _emit(node: Trie) -> dict[str, Any]:
     children = sorted(((element_sort_key(e), serialize_element(e), _emit(c)) for e, c in node.children.items()),
                       key=lambda item: item[0])
     return _finish(node.member, children) or {}
+
+
+def emit(paths: Trie) -> dict[str, Any]:
+    """encode_fields_v1 of a trie."""
+    children = sorted(((element_sort_key(e), serialize_element(e), _emit(c)) for e, c in paths.children.items()),
+                      key=lambda item: item[0])
+    return _finish(False, children) or {}
 
 
 def remove_paths(node: dict[str, Any], paths: Trie) -> dict[str, Any]:
@@ -146,11 +163,12 @@ def union_paths(node: dict[str, Any], paths: Trie) -> dict[str, Any]:
 
 def _union(node: dict[str, Any], member: bool, paths: Trie) -> dict[str, Any] | None:
     member = member or paths.member
-    if not paths.children and (member or not node):
+    if not paths.children:
         if not node:
             return {} if member else None
-        if "." in node or not paths.member:
-            return node
+        if member and "." not in node:
+            return {".": {}, **node}
+        return node
     entries: dict[Any, tuple[Any, str, dict[str, Any]]] = {}
     for text, child in node.items():
         if text == ".":
