@@ -190,6 +190,12 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanFixture]:
         if ids:
             fixture.cli("rm", "-f", "-t", "0", *ids, check=False)
     fixture.stop()
+    # podman leaves its storage's overlay (and shm) mounts behind; unmount them so that pytest can
+    # remove the temp directory instead of warning about busy mounts.
+    with open("/proc/self/mounts") as mounts:
+        targets = [line.split()[1] for line in mounts if line.split()[1].startswith(str(fixture.directory))]
+    for target in sorted(targets, key=len, reverse=True):
+        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
 
 
 @pytest.fixture(scope="session")

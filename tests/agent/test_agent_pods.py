@@ -251,6 +251,10 @@ def test_delete_stops_containers_within_grace(server: ServerProcess, agent: Agen
     uid = pod["metadata"]["uid"]
     started = time.monotonic()
     server.kubectl("delete", "pod", "stubborn", "--wait=false")
+    # Graceful deletion: the pod stays, marked, until its agent has stopped the containers.
+    terminating = get_pod(server, "stubborn")
+    assert terminating is not None and terminating["metadata"]["deletionTimestamp"]
+    assert terminating["metadata"]["deletionGracePeriodSeconds"] == 3
 
     def stopped() -> bool:
         return not [c for c in podman.containers(f"io.kubernetes.pod.uid={uid}") if c["State"] == "running"]
@@ -259,6 +263,15 @@ def test_delete_stops_containers_within_grace(server: ServerProcess, agent: Agen
     # SIGTERM is ignored by PID 1 here: the container dies by SIGKILL at the end of its 3 s grace
     assert 2.0 <= elapsed <= 8.0, elapsed
     wait_for(lambda: get_pod(server, "stubborn") is None, 10, "pod removed from the API")
+
+
+def test_run_interactive_and_remove(server: ServerProcess, agent: AgentProcess, busybox_image: str) -> None:
+    """``kubectl run -i --rm``: attach, the pod finishes when its process exits, kubectl deletes it."""
+    result = server.kubectl("run", "-i", "--rm", "--restart=Never", "oneshot", f"--image={busybox_image}",
+                            "--command", "--", "sh", "-c", "read line; echo got:$line", input="hello\n",
+                            timeout=90)
+    assert "got:hello" in result.stdout
+    wait_for(lambda: get_pod(server, "oneshot") is None, 30, "oneshot removed")
 
 
 def test_static_pod_runs_with_mirror(server: ServerProcess, agent: AgentProcess) -> None:

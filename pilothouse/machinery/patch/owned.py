@@ -26,7 +26,7 @@ __all__ = ["Trie", "emit", "is_canonical", "is_canonical_root", "remove_paths", 
 
 _MISSING_ELEMENT: Any = object()
 # The parsed form of FieldsV1 keys; bounded because k:/v: keys carry object data.
-_PARSED: dict[str, Any] = {}
+_PARSED: dict[str, tuple[Any, Any]] = {}
 
 
 class Trie:
@@ -52,21 +52,24 @@ def trie(paths: Iterable[Path]) -> Trie:
     return root
 
 
-def _parse(text: str) -> Any:
-    """The element of a FieldsV1 key if the key is exactly how this element serialises, else
-    _MISSING_ELEMENT (unknown or non-canonical spelling)."""
-    element = _PARSED.get(text)
-    if element is not None:
-        return element
+def _parse(text: str) -> tuple[Any, Any]:
+    """(element, its sort key) of a FieldsV1 key if the key is exactly how this element
+    serialises, else (_MISSING_ELEMENT, None) (unknown or non-canonical spelling)."""
+    known = _PARSED.get(text)
+    if known is not None:
+        return known
     try:
         parsed = deserialize_element(text)
     except (ValueError, TypeError):
         parsed = None
-    element = _MISSING_ELEMENT if parsed is None or serialize_element(parsed) != text else parsed
+    if parsed is None or serialize_element(parsed) != text:
+        known = (_MISSING_ELEMENT, None)
+    else:
+        known = (parsed, element_sort_key(parsed))
     if len(_PARSED) > 50_000:
         _PARSED.clear()
-    _PARSED[text] = element
-    return element
+    _PARSED[text] = known
+    return known
 
 
 def is_canonical_root(node: Any) -> bool:
@@ -89,10 +92,9 @@ def is_canonical(node: Any) -> bool:
             first = False
             continue
         first = False
-        element = _parse(text)
+        element, order = _parse(text)
         if element is _MISSING_ELEMENT:
             return False
-        order = element_sort_key(element)
         if previous is not None and not previous < order:
             return False
         previous = order
@@ -141,7 +143,7 @@ def _remove(node: dict[str, Any], member: bool, paths: Trie) -> dict[str, Any] |
     for text, child in node.items():
         if text == ".":
             continue
-        element = _parse(text)
+        element = _parse(text)[0]
         sub = paths.children.get(element)
         if sub is None:
             kept.append((None, text, child))
@@ -173,8 +175,8 @@ def _union(node: dict[str, Any], member: bool, paths: Trie) -> dict[str, Any] | 
     for text, child in node.items():
         if text == ".":
             continue
-        element = _parse(text)
-        entries[element] = (element_sort_key(element), text, child)
+        element, order = _parse(text)
+        entries[element] = (order, text, child)
     for element, sub in paths.children.items():
         existing = entries.get(element)
         if existing is None:
