@@ -9,7 +9,6 @@ A kind changes behaviour only through its :class:`~pilothouse.machinery.kinds.St
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -274,7 +273,7 @@ class ResourceStorage:
         async def mutate(current: Object) -> Object:
             if requested_rv and requested_rv != current["metadata"]["resourceVersion"]:
                 raise conflict(resource.plural, resource.group, name, writes.MODIFIED_MESSAGE)
-            return copy.deepcopy(obj)
+            return meta.clone(obj)
 
         return await self._read_modify_write(namespace, name, mutate, ctx, subresource,
                                              create_if_missing=strategy.allow_create_on_update,
@@ -314,12 +313,12 @@ class ResourceStorage:
                 if on_missing is not None:
                     return await self.create(namespace, await on_missing(), ctx), True
                 if create_if_missing and new_object is not None and not subresource:
-                    created = copy.deepcopy(new_object)
+                    created = meta.clone(new_object)
                     created["metadata"].pop("resourceVersion", None)
                     return await self.create(namespace, created, ctx), True
                 raise self._not_found(name)
             current = decode_stored(kv)
-            new = await mutate(copy.deepcopy(current))
+            new = await mutate(meta.clone(current))
             writes.check_type_meta(new, resource)
             writes.check_name(new, name)
             if not subresource:

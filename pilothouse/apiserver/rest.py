@@ -7,7 +7,6 @@ kind's status strategy.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -240,7 +239,7 @@ async def apply_patch(storage: ResourceStorage, namespace: str | None, name: str
         else:
             if not isinstance(patch, dict):
                 raise bad_request("apply patch body must be an object")
-            applied = copy.deepcopy(patch)
+            applied = meta.clone(patch)
             check_schema(applied, resource, ctx)
             patched = server_side_apply(current, applied, ctx.field_manager or "", ctx.force,
                                         resource.api_version, meta.format_time(), schema)
@@ -258,7 +257,7 @@ async def apply_patch(storage: ResourceStorage, namespace: str | None, name: str
         async def on_missing() -> Object:
             if subresource:
                 raise not_found(resource.plural, resource.group, name)
-            applied = copy.deepcopy(patch)
+            applied = meta.clone(patch)
             check_schema(applied, resource, ctx)
             created = server_side_apply(None, applied, ctx.field_manager, ctx.force, resource.api_version,
                                         meta.format_time(), schema)

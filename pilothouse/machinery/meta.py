@@ -7,7 +7,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 __all__ = [
+    "clone",
     "format_time",
     "format_time_micro",
     "generate_name_suffix",
@@ -51,6 +54,12 @@ def new_uid() -> str:
 
 def generate_name_suffix(length: int = 5) -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def clone(value: Any) -> Any:
+    """A deep copy of JSON data. Through orjson, which is several times faster than
+    ``copy.deepcopy`` on API objects (and these are only ever JSON)."""
+    return orjson.loads(orjson.dumps(value))
 
 
 def get_path(obj: Any, path: tuple[str, ...] | list[str], default: Any = None) -> Any:

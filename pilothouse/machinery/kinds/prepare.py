@@ -10,12 +10,12 @@ finalizer, Services keep their allocated IPs and node ports when an update omits
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
 from pilothouse.machinery.kinds.quantity import parse_quantity
 from pilothouse.machinery.kinds.types import Object, keep_all_but_status
+from pilothouse.machinery.meta import clone as _clone
 
 __all__ = [
     "ZERO_STATUS",
@@ -63,7 +63,7 @@ def create_with_zero_status(kind: str, generation: bool = True) -> Callable[[Obj
     zero = ZERO_STATUS.get(kind, {})
 
     def prepare(obj: Object) -> None:
-        obj["status"] = copy.deepcopy(zero)
+        obj["status"] = _clone(zero)
         if generation:
             obj.setdefault("metadata", {})["generation"] = 1
     return prepare
@@ -76,7 +76,7 @@ def update_keeping_status(generation: bool = True, with_annotations: bool = Fals
 
     def prepare(new: Object, old: Object) -> None:
         if "status" in old:
-            new["status"] = copy.deepcopy(old["status"])
+            new["status"] = _clone(old["status"])
         else:
             new.pop("status", None)
         if not generation:
@@ -235,7 +235,7 @@ def prepare_namespace_update(new: Object, old: Object) -> None:
     else:
         spec["finalizers"] = list(old_finalizers)
     if "status" in old:
-        new["status"] = copy.deepcopy(old["status"])
+        new["status"] = _clone(old["status"])
 
 
 def mark_namespace_terminating(namespace: Object) -> None:
@@ -250,7 +250,7 @@ def prepare_namespace_finalize(new: Object, old: Object) -> None:
     """The /finalize subresource changes spec.finalizers only."""
     finalizers = (new.get("spec") or {}).get("finalizers")
     new.clear()
-    new.update(copy.deepcopy(old))
+    new.update(_clone(old))
     spec = new.setdefault("spec", {})
     if finalizers is None:
         spec.pop("finalizers", None)
@@ -276,7 +276,7 @@ def _needs_node_port(spec: dict[str, Any]) -> bool:
 def prepare_service_update(new: Object, old: Object) -> None:
     """Status kept; patchAllocatedValues: an update that omits allocated values keeps them."""
     if "status" in old:
-        new["status"] = copy.deepcopy(old["status"])
+        new["status"] = _clone(old["status"])
     spec = new.get("spec")
     old_spec = old.get("spec") or {}
     if spec is None:
@@ -289,7 +289,7 @@ def prepare_service_update(new: Object, old: Object) -> None:
             spec["clusterIPs"] = list(old_spec["clusterIPs"])
         for key in ("ipFamilies", "ipFamilyPolicy"):
             if spec.get(key) is None and old_spec.get(key) is not None:
-                spec[key] = copy.deepcopy(old_spec[key])
+                spec[key] = _clone(old_spec[key])
     if _needs_node_port(old_spec) and _needs_node_port(spec):
         old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
                      for p in old_spec.get("ports") or ()}

@@ -8,12 +8,12 @@ subresources it has. Status strategies are derived with :func:`dataclasses.repla
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pilothouse.machinery.errors import FieldError
+from pilothouse.machinery.meta import clone as _clone
 
 __all__ = [
     "Object",
@@ -71,7 +71,7 @@ def keep_all_but_status(new: Object, old: Object) -> None:
     status = new.get("status")
     metadata = new.get("metadata") or {}
     new.clear()
-    new.update(copy.deepcopy(old))
+    new.update(_clone(old))
     for key in ("managedFields", "annotations"):
         if key in metadata:
             new["metadata"][key] = metadata[key]
