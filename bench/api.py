@@ -235,8 +235,11 @@ def main() -> None:
     args = parser.parse_args()
     port = free_port()
     with tempfile.TemporaryDirectory() as data_dir:
+        # The API alone: without the embedded scheduler, which would try (and fail, no nodes) to place
+        # every benchmark pod and write their status, and without the controllers.
         process = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
-                                    "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                    "--port", str(port), "--disable", "scheduler,controller-manager"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
             wait_healthy(url, process)
