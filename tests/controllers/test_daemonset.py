@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+from pilothouse.client import errors
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.controllers.daemonset import (
     DaemonSetController,
@@ -98,8 +100,14 @@ async def test_pod_per_matching_node_and_rollout(server: ServerProcess) -> None:
         await client.patch(DAEMONSETS, "agent", {"spec": {"template": {"metadata": {"labels": {"v": "2"}}}}}, ns)
 
         async def rolled() -> list[dict[str, Any]] | None:
-            items = [p for p in (await client.list(PODS, ns))["items"]
-                     if not p["metadata"].get("deletionTimestamp")]
+            everything = (await client.list(PODS, ns))["items"]
+            for pod in everything:
+                if pod["metadata"].get("deletionTimestamp"):
+                    # play the kubelet: a bound pod is deleted gracefully, and its node's agent
+                    # finishes the deletion once the containers are gone
+                    with contextlib.suppress(errors.NotFoundError):
+                        await client.delete(PODS, pod["metadata"]["name"], ns, grace_period_seconds=0)
+            items = [p for p in everything if not p["metadata"].get("deletionTimestamp")]
             for pod in items:
                 if pod["metadata"]["labels"].get("v") == "2" \
                         and pod.get("status", {}).get("phase") != "Running":
