@@ -334,26 +334,17 @@ class ResourceStorage:
                 # The last finalizer went away from an object being deleted: it goes now.
                 if ctx.dry_run:
                     return new, False
-                try:
-                    deleted = await self.store.delete(key, expected_mod_revision=kv.mod_revision)
-                except StoreError as error:
-                    if errors_translate.is_conflict(error):
-                        continue
-                    raise errors_translate.from_store(error, resource, name) from error
-                gone = decode_stored(deleted)
-                await self.hooks.after_delete(gone)
+                gone = await self._cas_delete(key, kv.mod_revision, name)
+                if gone is None:
+                    continue
                 return gone, False
             undo = await self.hooks.before_write(new, current, ctx)
             if ctx.dry_run:
                 return new, False
-            try:
-                stored = await self.store.update(key, encode_for_store(new), expected_mod_revision=kv.mod_revision)
-            except StoreError as error:
-                await undo()
-                if errors_translate.is_conflict(error):
-                    continue
-                raise errors_translate.from_store(error, resource, name) from error
-            return decode_stored(stored), False
+            stored = await self._cas_update(key, new, kv.mod_revision, name, undo)
+            if stored is None:
+                continue
+            return stored, False
         raise conflict(resource.plural, resource.group, name, writes.MODIFIED_MESSAGE)
 
     # ---------------------------------------------------------------- delete
@@ -376,26 +367,44 @@ class ResourceStorage:
             if updated is not None:
                 if updated == current or ctx.dry_run:
                     return updated, False
-                try:
-                    stored = await self.store.update(key, encode_for_store(updated),
-                                                     expected_mod_revision=kv.mod_revision)
-                except StoreError as error:
-                    if errors_translate.is_conflict(error):
-                        continue
-                    raise errors_translate.from_store(error, resource, name) from error
-                return decode_stored(stored), False
+                stored = await self._cas_update(key, updated, kv.mod_revision, name)
+                if stored is None:
+                    continue
+                return stored, False
             if ctx.dry_run:
                 return current, True
-            try:
-                deleted = await self.store.delete(key, expected_mod_revision=kv.mod_revision)
-            except StoreError as error:
-                if errors_translate.is_conflict(error):
-                    continue
-                raise errors_translate.from_store(error, resource, name) from error
-            gone = decode_stored(deleted)
-            await self.hooks.after_delete(gone)
+            gone = await self._cas_delete(key, kv.mod_revision, name)
+            if gone is None:
+                continue
             return gone, True
         raise conflict(resource.plural, resource.group, name, writes.MODIFIED_MESSAGE)
+
+    # ------------------------------------------------- compare-and-swap steps
+
+    async def _cas_update(self, key: str, obj: Object, revision: int, name: str,
+                          undo: Callable[[], Awaitable[None]] | None = None) -> Object | None:
+        """Store ``obj`` if the key is still at ``revision``; None when it moved on (retry)."""
+        try:
+            stored = await self.store.update(key, encode_for_store(obj), expected_mod_revision=revision)
+        except StoreError as error:
+            if undo is not None:
+                await undo()
+            if errors_translate.is_conflict(error):
+                return None
+            raise errors_translate.from_store(error, self.resource, name) from error
+        return decode_stored(stored)
+
+    async def _cas_delete(self, key: str, revision: int, name: str) -> Object | None:
+        """Delete the key if still at ``revision`` (the deleted object), None when it moved on."""
+        try:
+            deleted = await self.store.delete(key, expected_mod_revision=revision)
+        except StoreError as error:
+            if errors_translate.is_conflict(error):
+                return None
+            raise errors_translate.from_store(error, self.resource, name) from error
+        gone = decode_stored(deleted)
+        await self.hooks.after_delete(gone)
+        return gone
 
     async def delete_collection(self, namespace: str | None, list_options: ListOptions,
                                 options: DeleteOptions, ctx: WriteContext) -> list[Object]:
