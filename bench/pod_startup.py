@@ -10,6 +10,7 @@ Running time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -144,6 +145,12 @@ async def main() -> None:
         if "--skip-sim" not in sys.argv:
             await simulated(server.url, tmp)
     finally:
+        # leave nothing running: the agent keeps containers across its own restarts by design
+        # app containers before the sandboxes whose namespaces they share
+        leftovers = await runtime.list_containers()
+        for state in sorted(leftovers, key=lambda s: s.labels.get("io.pilothouse.role") == "sandbox"):
+            with contextlib.suppress(Exception):
+                await runtime.remove_container(state.id)
         await runtime.close()
         await podman.stop()
         server.stop()

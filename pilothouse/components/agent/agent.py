@@ -225,7 +225,9 @@ class Agent:
                 async for event in self.runtime.events():
                     uid = event.labels.get(LABEL_POD_UID)
                     worker = self.workers.get(uid or "")
-                    if worker is not None and event.action in ("die", "start", "oom", "died", "stop"):
+                    # Only deaths need a sync now: starts and stops are the worker's own doing, and
+                    # syncing on them doubled the engine calls of every pod start.
+                    if worker is not None and event.action in ("die", "died", "oom"):
                         worker.kick()
             except asyncio.CancelledError:
                 raise

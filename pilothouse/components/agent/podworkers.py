@@ -109,6 +109,12 @@ def normalize_image(reference: str) -> str:
     return name + (f"@{digest}" if digest else "")
 
 
+def _wanted(pod: Object) -> tuple[Any, ...]:
+    metadata = pod.get("metadata") or {}
+    return (pod.get("spec"), metadata.get("deletionTimestamp"), metadata.get("deletionGracePeriodSeconds"),
+            metadata.get("labels"), metadata.get("annotations"))
+
+
 class PodWorker:
     def __init__(self, ctx: PodContext, pod: Object, *, static: bool = False,
                  on_finished: Callable[[str], None] | None = None) -> None:
@@ -134,8 +140,13 @@ class PodWorker:
         self._task = asyncio.create_task(self._run(), name=f"pod-{self.pod['metadata'].get('name')}")
 
     def update(self, pod: Object) -> None:
+        old = self.pod
         self.pod = pod
-        self.kick()
+        # Our own status writes come back through the watch: only a change of what the pod asks
+        # for (spec, deletion, labels/annotations for the downward API) needs a sync now; the
+        # events stream and the periodic relist cover the rest.
+        if _wanted(old) != _wanted(pod):
+            self.kick()
 
     def kick(self) -> None:
         self.kick_event.set()
@@ -334,7 +345,11 @@ class PodWorker:
             self.waiting[name] = (failure.reason, failure.message)
             self.ctx.event(self.pod, "Warning", "Failed", f"Failed to pull image \"{container.get('image')}\": "
                                                           f"{failure.message}")
-            self._wake_in(max(1.0, self.ctx.images.backoff_remaining(self.uid, str(container.get("image")))))
+            if failure.reason == "ErrImagePull":
+                # as the kubelet: the next sync (soon) reports ImagePullBackOff while the back-off runs
+                self._wake_in(1.0)
+            else:
+                self._wake_in(max(1.0, self.ctx.images.backoff_remaining(self.uid, str(container.get("image")))))
         except ConfigError as error:
             self.waiting[name] = ("CreateContainerConfigError", str(error))
             self._wake_in(5.0)
@@ -463,11 +478,20 @@ class PodWorker:
     async def _report(self, sandbox: ContainerState | None, attempts: dict[str, list[ContainerState]]) -> None:
         ready: dict[str, bool] = {}
         started: dict[str, bool] = {}
-        for items in attempts.values():
+        specs = {c.get("name"): c for c in (self.pod.get("spec") or {}).get("containers") or []}
+        for name, items in attempts.items():
             if items and items[0].state == "running":
                 probes = self.probes.get(items[0].id)
-                ready[items[0].id] = probes.ready if probes else True
-                started[items[0].id] = probes.started if probes else True
+                if probes is not None:
+                    ready[items[0].id], started[items[0].id] = probes.ready, probes.started
+                    continue
+                # Running but its probes not begun yet (it started during this sync): not ready
+                # until a readiness probe says so, not started until a startup probe does.
+                spec = specs.get(name) or {}
+                ready[items[0].id] = "readinessProbe" not in spec and "startupProbe" not in spec
+                started[items[0].id] = "startupProbe" not in spec
+                if "readinessProbe" in spec or "startupProbe" in spec or "livenessProbe" in spec:
+                    self._wake_in(0.05)  # begin the probes at once
         obs = PodObservation(attempts=attempts, sandbox=sandbox, waiting=dict(self.waiting), ready=ready,
                              started=started, scheme=self.ctx.scheme, host_ip=self.ctx.host_ip,
                              host_network=bool((self.pod.get("spec") or {}).get("hostNetwork")),
