@@ -19,6 +19,18 @@ import platformdirs
 __all__ = ["main"]
 
 
+def _run(coroutine: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run`` on uvloop when it is installed: the same asyncio API, with the event loop and
+    the socket I/O in C (measured by bench/api.py: see docs/decisions/event-loop.md)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coroutine)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(coroutine)
+
+
 def default_data_dir() -> Path:
     # Like k3s's /var/lib/rancher/k3s for root and ~/.rancher for users: the user's state dir.
     return Path(platformdirs.user_state_dir("pilothouse"))
@@ -92,7 +104,7 @@ def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str
                           compaction_interval=compaction_interval, etcd_cafile=etcd_cafile,
                           etcd_certfile=etcd_certfile, etcd_keyfile=etcd_keyfile)
     click.echo(f"pilothouse API server on {config.url}; kubeconfig: {config.kubeconfig_path}", err=True)
-    asyncio.run(_serve_with_components(config, [c for c in EMBEDDED if c not in disabled], verbose,
+    _run(_serve_with_components(config, [c for c in EMBEDDED if c not in disabled], verbose,
                                        leader_election_child_args(leader_elect_lease_duration)))
 
 
@@ -234,7 +246,7 @@ def _run_until_signal(coroutine: Coroutine[Any, Any, None]) -> None:
             if finished is task and not finished.cancelled() and finished.exception():
                 raise finished.exception()  # type: ignore[misc]
 
-    asyncio.run(main_task())
+    _run(main_task())
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
@@ -294,7 +306,7 @@ def agent(server_url: str, node_name: str, node_labels: str, register_node: bool
         finally:
             await node_agent.stop(stop_containers=stop_pods_on_exit)
 
-    asyncio.run(run())
+    _run(run())
 
 
 @main.command()
@@ -318,5 +330,5 @@ def up(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, et
                           datastore_endpoint=datastore_endpoint, service_cluster_ip_range=service_cluster_ip_range,
                           compaction_interval=compaction_interval, etcd_cafile=etcd_cafile,
                           etcd_certfile=etcd_certfile, etcd_keyfile=etcd_keyfile)
-    asyncio.run(bring_up(config, node_name=node_name, node_labels=node_labels, agent_port=agent_port,
+    _run(bring_up(config, node_name=node_name, node_labels=node_labels, agent_port=agent_port,
                          verbose=verbose))
