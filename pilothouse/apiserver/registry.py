@@ -8,7 +8,7 @@ A kind changes behaviour only through its :class:`~pilothouse.machinery.kinds.St
 
 from __future__ import annotations
 
-import contextlib
+import builtins
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +50,7 @@ class WriteContext:
     user_agent: str = ""
     #: "Apply" for server-side apply, whose merge already recorded field ownership.
     operation: str = "Update"
-    warnings: list[str] = field(default_factory=list)
+    warnings: builtins.list[str] = field(default_factory=list)
 
     def manager(self) -> str:
         if self.field_manager:
@@ -155,9 +155,9 @@ class ResourceStorage:
             raise self._not_found(name)
         return stored_json(kv)
 
-    async def list(self, namespace: str | None, options: ListOptions) -> tuple[list[Object], str, str]:
+    async def list(self, namespace: str | None, options: ListOptions) -> tuple[builtins.list[Object], str, str]:
         """Returns (items, resourceVersion, continue token)."""
-        items: list[Object] = []
+        items: builtins.list[Object] = []
         revision = token = ""
         async for entries, page_revision, page_token in self.list_pages(namespace, options):
             items.extend(obj if obj is not None else decode_stored(kv) for kv, obj in entries)
@@ -165,7 +165,7 @@ class ResourceStorage:
         return items, revision, token
 
     async def list_pages(self, namespace: str | None, options: ListOptions, page_size: int = 500,
-                         ) -> AsyncIterator[tuple[list[tuple[KeyValue, Object | None]], str, str]]:
+                         ) -> AsyncIterator[tuple[builtins.list[tuple[KeyValue, Object | None]], str, str]]:
         """The list in pages of at most ``page_size`` store entries, all read at one revision, so
         that a large list can be streamed out without holding it whole. Each page comes with the
         list's resourceVersion and, on the last page, the continue token (if ``limit`` cut it).
@@ -185,7 +185,7 @@ class ResourceStorage:
                 want = page_size if not limit or filtered else min(page_size, limit - returned + 1)
                 batch = await self.store.list(prefix, limit=want, start_after=start_after, revision=revision)
                 revision = batch.revision
-                page: list[tuple[KeyValue, Object | None]] = []
+                page: builtins.list[tuple[KeyValue, Object | None]] = []
                 full = False
                 for index, kv in enumerate(batch.items):
                     start_after = kv.key
@@ -237,7 +237,7 @@ class ResourceStorage:
             await self.namespaces.admit_create(metadata.get("namespace", ""))
         for attempt in range(attempts):
             if attempts > 1:
-                metadata["name"] = generate_name + meta.generate_name_suffix()
+                metadata["name"] = f"{generate_name}{meta.generate_name_suffix()}"
             writes.validate_create(obj, resource)
             writes.track_managed_fields(None, obj, ctx, resource, "")
             name = metadata["name"]
@@ -273,7 +273,8 @@ class ResourceStorage:
         async def mutate(current: Object) -> Object:
             if requested_rv and requested_rv != current["metadata"]["resourceVersion"]:
                 raise conflict(resource.plural, resource.group, name, writes.MODIFIED_MESSAGE)
-            return meta.clone(obj)
+            clone: Object = meta.clone(obj)
+            return clone
 
         return await self._read_modify_write(namespace, name, mutate, ctx, subresource,
                                              create_if_missing=strategy.allow_create_on_update,
@@ -407,9 +408,9 @@ class ResourceStorage:
         return gone
 
     async def delete_collection(self, namespace: str | None, list_options: ListOptions,
-                                options: DeleteOptions, ctx: WriteContext) -> list[Object]:
+                                options: DeleteOptions, ctx: WriteContext) -> builtins.list[Object]:
         items, _, _ = await self.list(namespace, list_options)
-        deleted: list[Object] = []
+        deleted: builtins.list[Object] = []
         for item in items:
             try:
                 obj, _ = await self.delete(item["metadata"].get("namespace"), item["metadata"]["name"],
@@ -451,11 +452,17 @@ class ResourceStorage:
             except ValueError:
                 raise bad_request(f'invalid resource version "{options.resource_version}"') from None
         try:
-            async with contextlib.aclosing(self.store.watch(prefix, revision)) as changes:
+            changes = self.store.watch(prefix, revision)
+            try:
                 async for event in changes:
                     translated = self._translate(event, labels, fields)
                     if translated is not None:
                         yield translated
+            finally:
+                # Release the store's watcher at once when the client goes away.
+                close = getattr(changes, "aclose", None)
+                if close is not None:
+                    await close()
         except CompactedError as error:
             yield WatchEvent("ERROR", expired(
                 f"too old resource version: {revision} ({error.revision})").to_status())

@@ -76,7 +76,7 @@ async def scale(handler: Any, request: web.Request, info: RequestInfo,
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
             raise StatusError(422, "Invalid", f'Scale.autoscaling "{name}" is invalid: spec.replicas: '
                               f"Invalid value: {replicas}: must be greater than or equal to 0")
-        updated = meta.clone(current)
+        updated: Object = meta.clone(current)
         meta.set_path(updated, spec.replicas_path, replicas)
         return updated
 

@@ -199,7 +199,7 @@ def prepare_delete(current: Object, options: Any, resource: ResourceType) -> Obj
     """What a delete request changes when the object must stay for now (finalizers, graceful
     deletion); None when it can be removed at once."""
     strategy = resource.strategy
-    obj = meta.clone(current)
+    obj: Object = meta.clone(current)
     metadata = obj["metadata"]
     finalizers = list(metadata.get("finalizers") or [])
     propagation = _propagation_finalizer(options)

@@ -63,7 +63,8 @@ def parse_docker_config(raw: bytes | str) -> list[tuple[str, str, str]]:
         return []
     if not isinstance(data, dict):
         return []
-    entries = data.get("auths") if isinstance(data.get("auths"), dict) else data
+    auths = data.get("auths")
+    entries: dict[str, Any] = auths if isinstance(auths, dict) else data
     result = []
     for key, entry in entries.items():
         if not isinstance(entry, dict):

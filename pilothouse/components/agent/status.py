@@ -171,9 +171,9 @@ def compute_pod_status(pod: Object, obs: PodObservation) -> Object:
     default_waiting = "PodInitializing" if init_containers else "ContainerCreating"
     init_statuses = [_container_status(c, obs, default_waiting) for c in init_containers]
     statuses = [_container_status(c, obs, default_waiting) for c in spec.get("containers") or []]
-    for status in init_statuses:  # an init container that completed is "ready" in Kubernetes' terms
-        terminated = (status.get("state") or {}).get("terminated")
-        status["ready"] = bool(terminated and terminated.get("exitCode") == 0)
+    for init_status in init_statuses:  # an init container that completed is "ready" in Kubernetes' terms
+        terminated = (init_status.get("state") or {}).get("terminated")
+        init_status["ready"] = bool(terminated and terminated.get("exitCode") == 0)
     phase = obs.terminal_phase or get_phase(pod, init_statuses, statuses)
     initialized = all(s["ready"] for s in init_statuses)
     sandbox_ready = obs.sandbox is not None and obs.sandbox.state == "running"

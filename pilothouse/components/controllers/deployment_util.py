@@ -119,7 +119,7 @@ def filter_active(rss: list[Object | None]) -> list[Object]:
 
 
 def is_rolling_update(d: Object) -> bool:
-    return ((d.get("spec") or {}).get("strategy") or {}).get("type", "RollingUpdate") == "RollingUpdate"
+    return bool(((d.get("spec") or {}).get("strategy") or {}).get("type", "RollingUpdate") == "RollingUpdate")
 
 
 def scaled_value(value: int | str | None, total: int, round_up: bool, default: str = "25%") -> int:

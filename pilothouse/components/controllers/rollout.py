@@ -104,7 +104,7 @@ class RolloutMixin:
         if max_scaled_down <= 0:
             return False
         old_rss, cleaned = await self._cleanup_unhealthy(old_rss, d, max_scaled_down)
-        scaled = await self._scale_down_old(  # type: ignore[list-item]
+        scaled = await self._scale_down_old(
             [*old_rss, new_rs], old_rss, d)
         return cleaned + scaled > 0
 
