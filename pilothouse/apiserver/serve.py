@@ -37,8 +37,12 @@ class ServerConfig:
 
     def store_options(self) -> dict[str, object]:
         options: dict[str, object] = {"compact_interval": self.compaction_interval}
+        tls = {"ca_file": self.etcd_cafile, "cert_file": self.etcd_certfile, "key_file": self.etcd_keyfile}
+        if any(tls.values()) and not self.endpoint().startswith("etcd+https:"):
+            raise ValueError("--etcd-cafile/--etcd-certfile/--etcd-keyfile need an https etcd endpoint "
+                             "(etcd+https://host:2379 or --etcd-servers https://host:2379)")
         if not self.endpoint().startswith("sqlite:"):
-            options.update(ca_file=self.etcd_cafile, cert_file=self.etcd_certfile, key_file=self.etcd_keyfile)
+            options.update(tls)
         return options
 
     def endpoint(self) -> str:
@@ -99,9 +103,14 @@ def write_kubeconfig(path: Path, server_url: str, cluster_name: str = "pilothous
 async def start_server(config: ServerConfig) -> RunningServer:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(config.endpoint(), **config.store_options())
-    await store.start()
-    api = APIServer(store, service_cluster_ip_range=config.service_cluster_ip_range, advertise_port=config.port)
-    await api.bootstrap()
+    try:
+        await store.start()
+        api = APIServer(store, service_cluster_ip_range=config.service_cluster_ip_range,
+                        advertise_port=config.port)
+        await api.bootstrap()
+    except BaseException:
+        await store.close()
+        raise
     app = api.build_app()
     # Keep-alive long enough for informers' connection reuse; access logs off (they cost ~10% per
     # request and the seed's systemd units run the server with logs to stderr anyway).

@@ -16,6 +16,9 @@ from typing import Any
 import click
 import platformdirs
 
+from pilothouse.machinery.errors import StatusError
+from pilothouse.store.interface import StoreError
+
 __all__ = ["main"]
 
 
@@ -104,8 +107,16 @@ def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str
                           compaction_interval=compaction_interval, etcd_cafile=etcd_cafile,
                           etcd_certfile=etcd_certfile, etcd_keyfile=etcd_keyfile)
     click.echo(f"pilothouse API server on {config.url}; kubeconfig: {config.kubeconfig_path}", err=True)
-    _run(_serve_with_components(config, [c for c in EMBEDDED if c not in disabled], verbose,
-                                       leader_election_child_args(leader_elect_lease_duration)))
+    try:
+        config.store_options()
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    try:
+        _run(_serve_with_components(config, [c for c in EMBEDDED if c not in disabled], verbose,
+                                           leader_election_child_args(leader_elect_lease_duration)))
+    except (StatusError, StoreError, OSError) as error:
+        # The store unreachable, the port taken: one line, not a traceback.
+        raise click.ClickException(f"cannot start the API server: {error}") from None
 
 
 async def _serve_with_components(config: Any, components: list[str], verbose: int,

@@ -151,7 +151,7 @@ class EtcdClient:
         except aiohttp.ClientConnectorError as exc:
             raise _NotSent(str(exc)) from exc  # refused: the member is down, nothing was sent
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            if not write:
+            if not write or _certainly_not_sent(exc):
                 raise _NotSent(str(exc)) from exc
             # Sent, then no answer (timeout, reset): the write may or may not be applied. Re-sending
             # could apply it twice or report our own create as a conflict; let the caller decide.
@@ -216,6 +216,27 @@ async def _lines(resp: aiohttp.ClientResponse) -> AsyncGenerator[dict[str, Any],
                 yield doc.get("result", {})
     finally:
         resp.close()
+
+
+def _certainly_not_sent(exc: BaseException) -> bool:
+    """Whether a failed request provably never reached etcd's request handler (safe to re-send a write).
+
+    Two cases besides a refused connection: the body could not be fully written (the gateway needs the
+    whole JSON body before it proposes anything), and a TLS certificate alert. The latter matters with
+    TLS 1.3, where the client's handshake completes before the server checks the client certificate:
+    the server's rejection (bad, unknown or missing certificate) then surfaces on the first write or
+    read of the request instead of at connect time, yet the request was never processed.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            reason = (seen.reason or str(seen)).upper()
+            if "ALERT" in reason and ("CERTIFICATE" in reason or "UNKNOWN_CA" in reason):
+                return True
+        if isinstance(seen, aiohttp.ClientOSError) and "Can not write request body" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def error_from_message(message: str, status: int, where: str) -> StoreError:

@@ -119,6 +119,9 @@ class EtcdStore:
                  compact_rev_key: str = COMPACT_REV_KEY) -> None:
         urls = parse_etcd_endpoint(endpoints) if isinstance(endpoints, str) else builtins.list(endpoints)
         ctx: ssl.SSLContext | None = None
+        if key_file and not cert_file:
+            # load_cert_chain takes the key from the cert file; a lone key would silently mean "no client cert".
+            raise ValueError("etcd client key file given without a client certificate file")
         if any(u.startswith("https://") for u in urls):
             ctx = ssl.create_default_context(cafile=ca_file)
             if cert_file:

@@ -5,6 +5,9 @@ fresh one, because the suite asserts an empty store's revision (etcd revisions n
 shared server cannot be reset). Short heartbeat/election timeouts make a new member lead in ~0.1 s.
 A three-member cluster backs the failure tests (stop members, check quorum loss and recovery).
 
+With ``tls=EtcdTLS(...)`` the client port serves HTTPS and demands a client certificate signed by the
+given CA (``--client-cert-auth``), as a production etcd behind kube-apiserver does; peers stay plain HTTP.
+
 Needs the ``etcd`` binary (Debian package ``etcd-server``); :func:`etcd_binary` returns None if absent.
 """
 
@@ -14,6 +17,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -23,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EtcdCluster", "EtcdMember", "etcd_binary", "free_port"]
+__all__ = ["EtcdCluster", "EtcdMember", "EtcdTLS", "etcd_binary", "free_port"]
 
 
 def etcd_binary() -> str | None:
@@ -38,6 +42,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class EtcdTLS:
+    """PEM paths for a TLS client port: etcd's own cert/key, the CA that signs clients, and a client
+    cert/key (signed by that CA) that the harness itself uses for health checks."""
+
+    ca_file: str
+    cert_file: str
+    key_file: str
+    client_cert_file: str
+    client_key_file: str
+
+    def client_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        ctx.load_cert_chain(self.client_cert_file, self.client_key_file)
+        return ctx
+
+
 @dataclass
 class EtcdMember:
     name: str
@@ -45,10 +66,11 @@ class EtcdMember:
     peer_port: int
     data_dir: Path
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    tls: EtcdTLS | None = None
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -63,7 +85,7 @@ class EtcdCluster:
     """``size`` etcd members on 127.0.0.1, data under a temp dir removed by :meth:`stop`."""
 
     def __init__(self, size: int = 1, *, base_dir: str | os.PathLike[str] | None = None,
-                 heartbeat_ms: int = 10, election_ms: int = 100) -> None:
+                 heartbeat_ms: int = 10, election_ms: int = 100, tls: EtcdTLS | None = None) -> None:
         binary = etcd_binary()
         if binary is None:
             raise RuntimeError("etcd binary not found (apt-get install etcd-server)")
@@ -73,15 +95,17 @@ class EtcdCluster:
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
         self.token = f"pilothouse-{os.getpid()}-{time.monotonic_ns()}"
+        self.tls = tls
         self.members = [
-            EtcdMember(f"m{i}", free_port(), free_port(), self.base / f"m{i}") for i in range(size)
+            EtcdMember(f"m{i}", free_port(), free_port(), self.base / f"m{i}", tls=tls) for i in range(size)
         ]
         self._initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
 
     @property
     def endpoint(self) -> str:
-        """The store endpoint (``etcd://h:p,h:p``) of every member."""
-        return "etcd://" + ",".join(f"127.0.0.1:{m.client_port}" for m in self.members)
+        """The store endpoint (``etcd://h:p,h:p``, ``etcd+https://`` with TLS) of every member."""
+        hosts = ",".join(f"127.0.0.1:{m.client_port}" for m in self.members)
+        return ("etcd+https://" if self.tls else "etcd://") + hosts
 
     def start(self, timeout: float = 20.0) -> EtcdCluster:
         for m in self.members:
@@ -104,6 +128,9 @@ class EtcdCluster:
             "--heartbeat-interval", str(self.heartbeat_ms), "--election-timeout", str(self.election_ms),
             "--log-level", "warn", "--logger", "zap",
         ]
+        if m.tls is not None:
+            args += ["--cert-file", m.tls.cert_file, "--key-file", m.tls.key_file,
+                     "--trusted-ca-file", m.tls.ca_file, "--client-cert-auth"]
         env = dict(os.environ)
         env.pop("ETCD_UNSUPPORTED_ARCH", None)
         m.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -185,7 +212,8 @@ class EtcdCluster:
 def _post(m: EtcdMember, path: str, body: bytes) -> dict[str, Any] | None:
     req = urllib.request.Request(m.client_url + path, data=body, headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=1.0) as resp:
+        ctx = m.tls.client_context() if m.tls is not None else None
+        with urllib.request.urlopen(req, timeout=1.0, context=ctx) as resp:
             doc: dict[str, Any] = json.loads(resp.read())
             return doc
     except (OSError, urllib.error.URLError, ValueError):
