@@ -189,13 +189,49 @@ class LeaderElector:
 
     async def _acquire(self) -> None:
         log.info("attempting to acquire leader lease %s/%s...", self.namespace, self.name)
+        # A standby watches the Lease, so it observes each renewal the moment it happens (not up to a
+        # retry period late, as polling would) and wakes right when the lease expires: a dead
+        # leader is replaced within the lease duration of its last renewal.
+        changed = asyncio.Event()
+        watcher = asyncio.create_task(self._watch_lease(changed), name=f"watch-lease-{self.name}")
+        try:
+            while True:
+                if await self._attempt(self.renew_deadline):
+                    log.info("successfully acquired lease %s/%s", self.namespace, self.name)
+                    self.recorder.event(self._lease or {}, "Normal", "LeaderElection",
+                                        f"{self.identity} became leader")
+                    return
+                wait = self.retry_period * (1 + random.random() * JITTER_FACTOR)
+                if self._observed.holder_identity:
+                    until_expiry = (self._expiry() - self._clock()).total_seconds()
+                    wait = min(wait, max(until_expiry, 0.0) + 0.01)
+                changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    # a released lease (holder cleared) is worth an attempt at once
+                    await asyncio.wait_for(changed.wait(), wait)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
+
+    async def _watch_lease(self, changed: asyncio.Event) -> None:
+        """Record every change of the Lease as an observation (client-go's observedTime), and
+        signal when it was released."""
         while True:
-            if await self._attempt(self.renew_deadline):
-                log.info("successfully acquired lease %s/%s", self.namespace, self.name)
-                self.recorder.event(self._lease or {}, "Normal", "LeaderElection",
-                                    f"{self.identity} became leader")
-                return
-            await asyncio.sleep(self.retry_period * (1 + random.random() * JITTER_FACTOR))
+            try:
+                async for event in self.client.watch(LEASES, self.namespace, resource_version="0",
+                                                     field_selector=f"metadata.name={self.name}",
+                                                     timeout_seconds=300):
+                    if event.get("type") not in ("ADDED", "MODIFIED"):
+                        continue
+                    record = LeaderElectionRecord.from_lease(event["object"])
+                    if record.key() != self._observed.key():
+                        self._set_observed(record, self._clock())
+                    if not record.holder_identity:
+                        changed.set()
+            except (errors.APIError, errors.ConnectionFailed) as error:
+                log.debug("watch of lease %s/%s: %s", self.namespace, self.name, error)
+            await asyncio.sleep(self.retry_period)
 
     async def _renew(self) -> None:
         """Renew every retry period; raise LeaderElectionLost when the renew deadline passes without success."""
@@ -261,8 +297,11 @@ class LeaderElector:
         self._set_observed(record, now)
         return True
 
+    def _expiry(self) -> datetime:
+        return self._observed_time + timedelta(seconds=self._observed.lease_duration_seconds)
+
     def _lease_valid(self, now: datetime) -> bool:
-        return self._observed_time + timedelta(seconds=self._observed.lease_duration_seconds) > now
+        return self._expiry() > now
 
     def _set_observed(self, record: LeaderElectionRecord, now: datetime) -> None:
         self._observed = record
