@@ -127,6 +127,8 @@ class PodWorker:
         self.kick_event = asyncio.Event()
         self.waiting: dict[str, tuple[str, str]] = {}
         self.probes: dict[str, ContainerProbes] = {}  # by container id
+        #: the attempts of each container as the last ``_observe`` listed them
+        self._observed_attempts: dict[str, list[ContainerState]] = {}
         self.terminal_phase = ""
         self._volumes: dict[str, Path] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -193,8 +195,10 @@ class PodWorker:
 
     async def _observe(self) -> tuple[ContainerState | None, dict[str, list[ContainerState]], list[ContainerState]]:
         states = await self.ctx.runtime.list_containers({LABEL_POD_UID: self.uid})
+        attempts_by_name: dict[str, list[ContainerState]] = {}
+        self._observed_attempts = attempts_by_name  # filled below, kept for _start
         sandboxes = _latest_first([s for s in states if s.labels.get(LABEL_ROLE) == "sandbox"])
-        attempts: dict[str, list[ContainerState]] = {}
+        attempts: dict[str, list[ContainerState]] = attempts_by_name
         for state in states:
             if state.labels.get(LABEL_ROLE) != "sandbox":
                 attempts.setdefault(state.labels.get(LABEL_CONTAINER_NAME, ""), []).append(state)
@@ -392,8 +396,9 @@ class PodWorker:
             cpu_shares=max(2, int(cpu_request * 1024)) if cpu_request else 2,
             tty=bool(container.get("tty")), stdin=bool(container.get("stdin")),
             stdin_once=bool(container.get("stdinOnce")))
-        # keep only the newest exited attempt (for --previous), the one we replace now
-        for old in await ctx.runtime.list_containers({LABEL_POD_UID: self.uid, LABEL_CONTAINER_NAME: name}):
+        # keep only the newest exited attempt (for --previous), the one we replace now; the sync has
+        # just listed this pod's containers, so no second listing is needed
+        for old in self._observed_attempts.get(name, []):
             if old.state != "running" and (latest is None or old.id != latest.id):
                 with contextlib.suppress(RuntimeError_):
                     await ctx.runtime.remove_container(old.id)
