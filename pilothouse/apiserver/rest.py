@@ -25,7 +25,6 @@ from pilothouse.machinery.errors import (
     bad_request,
     method_not_allowed,
     not_found,
-    status_success,
     unsupported_media_type,
 )
 from pilothouse.machinery.kinds import ResourceRegistry, ResourceType
@@ -267,6 +266,3 @@ async def apply_patch(storage: ResourceStorage, namespace: str | None, name: str
         return await storage.guaranteed_update(namespace, name, mutate, ctx, subresource, on_missing=on_missing)
     return await storage.guaranteed_update(namespace, name, mutate, ctx, subresource)
 
-
-def success(details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return status_success(details)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -129,17 +128,3 @@ async def start_server(config: ServerConfig) -> RunningServer:
     log.info("API server listening on %s (datastore %s)", running.url, config.endpoint())
     return running
 
-
-async def run_forever(config: ServerConfig) -> None:
-    running = await start_server(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    import signal
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await running.stop()

@@ -48,7 +48,7 @@ def num_feasible_nodes_to_find(num_all_nodes: int, percentage: int = 0) -> int:
     return max(num_all_nodes * percentage // 100, MIN_FEASIBLE_NODES_TO_FIND)
 
 
-def _histogram(statuses: Mapping[str, Status] | list[Status], count_of: int = 1) -> str:
+def _histogram(statuses: Mapping[str, Status] | list[Status]) -> str:
     reasons: dict[str, int] = {}
     for status in statuses.values() if isinstance(statuses, Mapping) else statuses:
         for reason in status.reasons:
