@@ -6,6 +6,7 @@ fractions, so "0.1" and "100m" compare equal as they do in Kubernetes.
 
 from __future__ import annotations
 
+import functools
 import re
 from fractions import Fraction
 from typing import Any
@@ -32,6 +33,14 @@ def parse_quantity(value: Any) -> Fraction | None:
         return Fraction(value)
     if isinstance(value, float):
         return Fraction(str(value))
+    if isinstance(value, str):
+        # Every pod of a workload repeats the same few quantities ("100m", "64Mi"): parse each once.
+        return _parse_quantity_text(value)
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_quantity_text(value: str) -> Fraction | None:
     if not isinstance(value, str):
         return None
     match = _QUANTITY.match(value.strip())
