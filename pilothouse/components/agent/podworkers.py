@@ -129,6 +129,9 @@ class PodWorker:
         self.probes: dict[str, ContainerProbes] = {}  # by container id
         #: the attempts of each container as the last ``_observe`` listed them
         self._observed_attempts: dict[str, list[ContainerState]] = {}
+        #: what the current sync changed: containers started, and whether anything else changed
+        self._started_now: list[str] = []
+        self._other_change = False
         self.terminal_phase = ""
         self._volumes: dict[str, Path] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -228,10 +231,22 @@ class PodWorker:
             await self._stop_all(states, grace=MIN_GRACE)
             sandbox, attempts, states = await self._observe()
         else:
+            self._started_now, self._other_change = [], False
+            previous_sandbox = sandbox.id if sandbox is not None else None
             sandbox = await self._ensure_sandbox(sandbox, attempts, states, policy)
+            if sandbox is not None and sandbox.id != previous_sandbox and states:
+                self._other_change = True  # a replaced sandbox took the old containers with it
             if sandbox is not None and sandbox.state == "running":
                 await self._drive_containers(sandbox, attempts, policy)
-                sandbox, attempts, states = await self._observe()
+                if self._other_change:
+                    sandbox, attempts, states = await self._observe()
+                else:
+                    # Only new containers started (the common case while a pod comes up): inspect
+                    # just those instead of listing the pod again.
+                    for container_id in self._started_now:
+                        started = await self.ctx.runtime.inspect_container(container_id)
+                        name = started.labels.get(LABEL_CONTAINER_NAME, "")
+                        attempts[name] = [started, *attempts.get(name, [])]
         await self._report(sandbox, attempts)
 
     async def _ensure_sandbox(self, sandbox: ContainerState | None, attempts: dict[str, list[ContainerState]],
@@ -402,8 +417,10 @@ class PodWorker:
             if old.state != "running" and (latest is None or old.id != latest.id):
                 with contextlib.suppress(RuntimeError_):
                     await ctx.runtime.remove_container(old.id)
+                self._other_change = True
         container_id = await ctx.runtime.create_container(spec)
         await ctx.runtime.start_container(container_id)
+        self._started_now.append(container_id)
         self.waiting.pop(name, None)
         ctx.event(pod, "Normal", "Started", f"Started container {name}")
         hook = ((container.get("lifecycle") or {}).get("postStart"))
@@ -417,6 +434,7 @@ class PodWorker:
     # -------------------------------------------------------- termination
 
     async def _stop_container(self, container: Object | None, state: ContainerState, grace: float) -> None:
+        self._other_change = True
         deadline = time.monotonic() + grace
         hook = ((container or {}).get("lifecycle") or {}).get("preStop")
         if hook and state.state == "running":
