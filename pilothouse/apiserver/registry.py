@@ -136,24 +136,21 @@ class ResourceStorage:
     def _not_found(self, name: str) -> StatusError:
         return not_found(self.resource.plural, self.resource.group, name)
 
-    async def get(self, namespace: str | None, name: str) -> Object:
+    async def _get_kv(self, namespace: str | None, name: str) -> KeyValue:
         try:
             kv = await self.store.get(self._key(namespace, name))
         except StoreError as error:
             raise errors_translate.from_store(error, self.resource, name) from error
         if kv is None:
             raise self._not_found(name)
-        return decode_stored(kv)
+        return kv
+
+    async def get(self, namespace: str | None, name: str) -> Object:
+        return decode_stored(await self._get_kv(namespace, name))
 
     async def get_json(self, namespace: str | None, name: str) -> bytes:
         """GET without decoding: the stored JSON with its resourceVersion."""
-        try:
-            kv = await self.store.get(self._key(namespace, name))
-        except StoreError as error:
-            raise errors_translate.from_store(error, self.resource, name) from error
-        if kv is None:
-            raise self._not_found(name)
-        return stored_json(kv)
+        return stored_json(await self._get_kv(namespace, name))
 
     async def list(self, namespace: str | None, options: ListOptions) -> tuple[builtins.list[Object], str, str]:
         """Returns (items, resourceVersion, continue token)."""

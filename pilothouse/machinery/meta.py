@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "child",
     "clone",
     "format_time",
     "format_time_micro",
@@ -60,6 +61,14 @@ def clone(value: Any) -> Any:
     """A deep copy of JSON data. Through orjson, which is several times faster than
     ``copy.deepcopy`` on API objects (and these are only ever JSON)."""
     return orjson.loads(orjson.dumps(value))
+
+
+def child(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    """``parent[key]``, created empty when missing or null (defaulting fills nested objects)."""
+    value = parent.get(key)
+    if value is None:
+        value = parent[key] = {}
+    return value
 
 
 def get_path(obj: Any, path: tuple[str, ...] | list[str], default: Any = None) -> Any:

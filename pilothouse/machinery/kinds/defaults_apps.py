@@ -11,32 +11,25 @@ from typing import Any
 
 from pilothouse.machinery.kinds.defaults_core import default_pod_template, default_pvc_template
 from pilothouse.machinery.kinds.types import Object
+from pilothouse.machinery.meta import child
 
 __all__ = ["default_daemonset", "default_deployment", "default_replicaset", "default_statefulset"]
 
 
-def _child(parent: dict[str, Any], key: str) -> dict[str, Any]:
-    """``parent[key]``, created empty when missing or null."""
-    value = parent.get(key)
-    if value is None:
-        value = parent[key] = {}
-    return value
-
 
 def _spec(obj: Object) -> dict[str, Any]:
-    spec = _child(obj, "spec")
-    return spec
+    return child(obj, "spec")
 
 
 def default_deployment(deployment: Object) -> None:
     spec = _spec(deployment)
     if spec.get("replicas") is None:
         spec["replicas"] = 1
-    strategy = _child(spec, "strategy")
+    strategy = child(spec, "strategy")
     if not strategy.get("type"):
         strategy["type"] = "RollingUpdate"
     if strategy["type"] == "RollingUpdate":
-        rolling = _child(strategy, "rollingUpdate")
+        rolling = child(strategy, "rollingUpdate")
         if rolling.get("maxUnavailable") is None:
             rolling["maxUnavailable"] = "25%"
         if rolling.get("maxSurge") is None:
@@ -59,7 +52,7 @@ def default_statefulset(statefulset: Object) -> None:
     spec = _spec(statefulset)
     if not spec.get("podManagementPolicy"):
         spec["podManagementPolicy"] = "OrderedReady"
-    strategy = _child(spec, "updateStrategy")
+    strategy = child(spec, "updateStrategy")
     if not strategy.get("type"):
         strategy["type"] = "RollingUpdate"
         strategy.setdefault("rollingUpdate", {})
@@ -67,7 +60,7 @@ def default_statefulset(statefulset: Object) -> None:
     if strategy["type"] == "RollingUpdate" and rolling is not None and rolling.get("partition") is None:
         rolling["partition"] = 0
     # StatefulSetAutoDeletePVC is GA in 1.32.
-    retention = _child(spec, "persistentVolumeClaimRetentionPolicy")
+    retention = child(spec, "persistentVolumeClaimRetentionPolicy")
     if not retention.get("whenDeleted"):
         retention["whenDeleted"] = "Retain"
     if not retention.get("whenScaled"):
@@ -83,11 +76,11 @@ def default_statefulset(statefulset: Object) -> None:
 
 def default_daemonset(daemonset: Object) -> None:
     spec = _spec(daemonset)
-    strategy = _child(spec, "updateStrategy")
+    strategy = child(spec, "updateStrategy")
     if not strategy.get("type"):
         strategy["type"] = "RollingUpdate"
     if strategy["type"] == "RollingUpdate":
-        rolling = _child(strategy, "rollingUpdate")
+        rolling = child(strategy, "rollingUpdate")
         if rolling.get("maxUnavailable") is None:
             rolling["maxUnavailable"] = 1
         if rolling.get("maxSurge") is None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from pilothouse.machinery.kinds.defaults_core import default_pod_template
 from pilothouse.machinery.kinds.types import Object
+from pilothouse.machinery.meta import child
 
 __all__ = [
     "CONTROLLER_UID_LABEL",
@@ -29,17 +30,9 @@ CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
 _INT32_MAX = 2**31 - 1
 
 
-def _child(parent: dict[str, Any], key: str) -> dict[str, Any]:
-    """``parent[key]``, created empty when missing or null."""
-    value = parent.get(key)
-    if value is None:
-        value = parent[key] = {}
-    return value
-
 
 def _spec(obj: Object) -> dict[str, Any]:
-    spec = _child(obj, "spec")
-    return spec
+    return child(obj, "spec")
 
 
 def default_job(job: Object) -> None:
@@ -99,13 +92,13 @@ def generate_job_selector(job: Object) -> None:
     meta = job.get("metadata") or {}
     name = meta.get("name", "")
     uid = meta.get("uid", "")
-    template = _child(spec, "template")
-    template_meta = _child(template, "metadata")
-    labels = _child(template_meta, "labels")
+    template = child(spec, "template")
+    template_meta = child(template, "metadata")
+    labels = child(template_meta, "labels")
     for key in (LEGACY_JOB_NAME_LABEL, JOB_NAME_LABEL):
         labels.setdefault(key, name)
     for key in (LEGACY_CONTROLLER_UID_LABEL, CONTROLLER_UID_LABEL):
         labels.setdefault(key, uid)
-    selector = _child(spec, "selector")
-    match_labels = _child(selector, "matchLabels")
+    selector = child(spec, "selector")
+    match_labels = child(selector, "matchLabels")
     match_labels.setdefault(CONTROLLER_UID_LABEL, uid)
