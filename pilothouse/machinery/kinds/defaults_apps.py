@@ -16,7 +16,6 @@ from pilothouse.machinery.meta import child
 __all__ = ["default_daemonset", "default_deployment", "default_replicaset", "default_statefulset"]
 
 
-
 def _spec(obj: Object) -> dict[str, Any]:
     return child(obj, "spec")
 

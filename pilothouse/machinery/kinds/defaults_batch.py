@@ -30,7 +30,6 @@ CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
 _INT32_MAX = 2**31 - 1
 
 
-
 def _spec(obj: Object) -> dict[str, Any]:
     return child(obj, "spec")
 
