@@ -6,13 +6,11 @@ spec changes bump generation (Deployments also on annotation changes), /status c
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from pilothouse.machinery.kinds import defaults_apps as d
 from pilothouse.machinery.kinds import fields as f
 from pilothouse.machinery.kinds import prepare as p
 from pilothouse.machinery.kinds import validate_apps as v
-from pilothouse.machinery.kinds.types import Object, Strategy, keep_all_but_status, no_field_errors
+from pilothouse.machinery.kinds.types import Object, Strategy, status_strategy
 
 __all__ = ["CONTROLLERREVISION", "DAEMONSET", "DAEMONSET_STATUS", "DEPLOYMENT", "DEPLOYMENT_STATUS",
            "REPLICASET", "REPLICASET_STATUS", "STATEFULSET", "STATEFULSET_STATUS"]
@@ -37,7 +35,7 @@ DEPLOYMENT = Strategy(
     prepare_for_create=p.create_with_zero_status("Deployment"),
     prepare_for_update=p.prepare_deployment_update,
 )
-DEPLOYMENT_STATUS = replace(DEPLOYMENT, prepare_for_update=keep_all_but_status, validate_update=no_field_errors)
+DEPLOYMENT_STATUS = status_strategy(DEPLOYMENT)
 
 REPLICASET = Strategy(
     default=d.default_replicaset,
@@ -47,7 +45,7 @@ REPLICASET = Strategy(
     prepare_for_update=p.update_keeping_status(),
     selectable_fields=f.replicaset_fields,
 )
-REPLICASET_STATUS = replace(REPLICASET, prepare_for_update=keep_all_but_status, validate_update=no_field_errors)
+REPLICASET_STATUS = status_strategy(REPLICASET)
 
 STATEFULSET = Strategy(
     default=d.default_statefulset,
@@ -56,7 +54,7 @@ STATEFULSET = Strategy(
     prepare_for_create=p.create_with_zero_status("StatefulSet"),
     prepare_for_update=p.update_keeping_status(),
 )
-STATEFULSET_STATUS = replace(STATEFULSET, prepare_for_update=keep_all_but_status, validate_update=no_field_errors)
+STATEFULSET_STATUS = status_strategy(STATEFULSET)
 
 DAEMONSET = Strategy(
     default=d.default_daemonset,
@@ -65,6 +63,6 @@ DAEMONSET = Strategy(
     prepare_for_create=_prepare_daemonset_create,
     prepare_for_update=p.prepare_daemonset_update,
 )
-DAEMONSET_STATUS = replace(DAEMONSET, prepare_for_update=keep_all_but_status, validate_update=no_field_errors)
+DAEMONSET_STATUS = status_strategy(DAEMONSET)
 
 CONTROLLERREVISION = Strategy()

@@ -6,13 +6,11 @@ Kubernetes does it (jobStrategy.Validate runs after the UID is assigned).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from pilothouse.machinery.kinds import defaults_batch as d
 from pilothouse.machinery.kinds import fields as f
 from pilothouse.machinery.kinds import prepare as p
 from pilothouse.machinery.kinds import validate_batch as v
-from pilothouse.machinery.kinds.types import Strategy, keep_all_but_status, no_field_errors
+from pilothouse.machinery.kinds.types import Strategy, status_strategy
 
 __all__ = ["CRONJOB", "CRONJOB_STATUS", "JOB", "JOB_STATUS"]
 
@@ -24,7 +22,7 @@ JOB = Strategy(
     prepare_for_update=p.update_keeping_status(),
     selectable_fields=f.job_fields,
 )
-JOB_STATUS = replace(JOB, prepare_for_update=keep_all_but_status, validate_update=no_field_errors)
+JOB_STATUS = status_strategy(JOB)
 
 CRONJOB = Strategy(
     default=d.default_cronjob,
@@ -33,4 +31,4 @@ CRONJOB = Strategy(
     prepare_for_create=p.create_with_zero_status("CronJob"),
     prepare_for_update=p.update_keeping_status(),
 )
-CRONJOB_STATUS = replace(CRONJOB, prepare_for_update=keep_all_but_status, validate_update=no_field_errors)
+CRONJOB_STATUS = status_strategy(CRONJOB)

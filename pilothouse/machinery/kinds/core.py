@@ -14,7 +14,7 @@ from pilothouse.machinery.kinds import fields as f
 from pilothouse.machinery.kinds import prepare as p
 from pilothouse.machinery.kinds import validate_core as v
 from pilothouse.machinery.kinds import validate_pod as vp
-from pilothouse.machinery.kinds.types import Strategy, keep_all_but_status, no_field_errors
+from pilothouse.machinery.kinds.types import Strategy, keep_all_but_status, no_field_errors, status_strategy
 
 __all__ = [
     "CONFIGMAP",
@@ -78,7 +78,7 @@ SERVICE = Strategy(
     prepare_for_update=p.prepare_service_update,
     selectable_fields=f.service_fields,
 )
-SERVICE_STATUS = replace(SERVICE, prepare_for_update=keep_all_but_status, validate_update=no_field_errors)
+SERVICE_STATUS = status_strategy(SERVICE)
 
 RESOURCEQUOTA = Strategy(
     prepare_for_create=p.create_with_zero_status("ResourceQuota", generation=False),

@@ -7,13 +7,12 @@ spec rules (pkg/apis/policy/validation), and the events.k8s.io field labels.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from typing import Any
 
 from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.kinds import fields as f
 from pilothouse.machinery.kinds import prepare as p
-from pilothouse.machinery.kinds.types import Object, Strategy, keep_all_but_status, no_field_errors
+from pilothouse.machinery.kinds.types import Object, Strategy, status_strategy
 from pilothouse.machinery.kinds.vcommon import (
     GoValue,
     invalid,
@@ -72,4 +71,4 @@ PDB = Strategy(
     prepare_for_create=p.create_with_zero_status("PodDisruptionBudget"),
     prepare_for_update=p.update_keeping_status(),
 )
-PDB_STATUS = replace(PDB, prepare_for_update=keep_all_but_status, validate_update=no_field_errors)
+PDB_STATUS = status_strategy(PDB)

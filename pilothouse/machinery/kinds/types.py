@@ -9,7 +9,7 @@ subresources it has. Status strategies are derived with :func:`dataclasses.repla
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pilothouse.machinery.errors import FieldError
@@ -26,6 +26,7 @@ __all__ = [
     "no_op",
     "reset_status_on_create",
     "selectable_metadata",
+    "status_strategy",
 ]
 
 #: A Kubernetes object as JSON: plain dicts and lists, exactly as on the wire.
@@ -121,6 +122,12 @@ class Strategy:
     allow_create_on_update: bool = False
     #: Whether an update without resourceVersion is allowed (last write wins).
     allow_unconditional_update: bool = True
+
+
+def status_strategy(main: Strategy) -> Strategy:
+    """The usual /status strategy of a spec-and-status kind: only status (and annotations) change,
+    and the main resource's update rules (immutable fields) do not apply to a status write."""
+    return replace(main, prepare_for_update=keep_all_but_status, validate_update=no_field_errors)
 
 
 @dataclass(frozen=True)
