@@ -36,6 +36,39 @@ async def test_concurrent_writes_are_group_committed(tmp_path: Path) -> None:
         assert commits < 100  # one fsync served many writes
 
 
+async def test_one_group_applies_writes_to_one_key_in_order(tmp_path: Path) -> None:
+    """Writes queued together on one key each see the state the writes before them left, in the
+    order submitted, and a failed one writes nothing (the group is decided in memory, then written)."""
+    async with SQLiteStore(tmp_path / "s.db", compact_interval=None) as store:
+        await store.create("/k/other", b"o")
+        base = await store.current_revision()
+        events = store.watch("/k/", base)
+        outcomes = await asyncio.gather(
+            store.create("/k/a", b"1"), store.update("/k/a", b"2", expected_mod_revision=0),
+            store.update("/k/a", b"x", expected_mod_revision=base), store.delete("/k/a"),
+            store.create("/k/a", b"3"), store.create("/k/a", b"4"), store.delete("/k/other"),
+            return_exceptions=True)
+        assert [type(o).__name__ for o in outcomes] == [
+            "KeyValue", "KeyValue", "ConflictError", "KeyValue", "KeyValue", "KeyExistsError", "KeyValue"]
+        final = await store.get("/k/a")
+        assert final is not None and final.value == b"3"
+        assert final.create_revision == final.mod_revision == base + 4
+        assert await store.get("/k/other") is None
+        seen = []
+        async for event in events:
+            seen.append((event.type.value, event.kv.key, event.kv.value, event.revision,
+                         event.prev.value if event.prev else None))
+            if len(seen) == 5:
+                break
+        assert seen == [("PUT", "/k/a", b"1", base + 1, None), ("PUT", "/k/a", b"2", base + 2, b"1"),
+                        ("DELETE", "/k/a", b"2", base + 3, b"2"), ("PUT", "/k/a", b"3", base + 4, None),
+                        ("DELETE", "/k/other", b"o", base + 5, b"o")]
+    async with SQLiteStore(tmp_path / "s.db", compact_interval=None) as reopened:  # and it was written so
+        final = await reopened.get("/k/a")
+        assert final is not None and final.value == b"3" and await reopened.get("/k/other") is None
+        assert await reopened.current_revision() == base + 5
+
+
 async def test_background_compaction_keeps_a_window(tmp_path: Path) -> None:
     async with SQLiteStore(tmp_path / "s.db", compact_interval=0.05) as store:
         for i in range(20):
