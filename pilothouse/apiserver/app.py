@@ -36,6 +36,19 @@ SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _KEY_APP = web.AppKey("apiserver", object)
 
 
+class _NamespaceWrites(StorageHooks):
+    """Namespace writes through this server reach the admission cache at once."""
+
+    def __init__(self, lifecycle: NamespaceLifecycle) -> None:
+        self.lifecycle = lifecycle
+
+    async def after_write(self, obj: dict[str, Any]) -> None:
+        self.lifecycle.observe(obj)
+
+    async def after_delete(self, obj: dict[str, Any]) -> None:
+        self.lifecycle.forget(obj)
+
+
 class APIServer:
     """Owns the registry of resources and their storages over one store."""
 
@@ -46,7 +59,8 @@ class APIServer:
         self.namespaces = NamespaceLifecycle(store)
         self.service_allocator = ServiceAllocator(store, service_cluster_ip_range)
         self.advertise_port = advertise_port
-        hooks: dict[tuple[str, str], StorageHooks] = {("", "services"): ServiceHooks(self.service_allocator)}
+        hooks: dict[tuple[str, str], StorageHooks] = {("", "services"): ServiceHooks(self.service_allocator),
+                                                      ("", "namespaces"): _NamespaceWrites(self.namespaces)}
         self.storages = {r: ResourceStorage(r, store, self.namespaces, hooks.get((r.group, r.plural)))
                          for r in self.registry}
         # logs/exec/attach/port-forward are proxied to the pod's node agent.
@@ -61,6 +75,7 @@ class APIServer:
 
     async def bootstrap(self) -> None:
         """Objects every cluster has: the system namespaces."""
+        self.namespaces.start()
         namespaces = self.storage("", "v1", "namespaces")
         for name in SYSTEM_NAMESPACES:
             try:
@@ -95,6 +110,9 @@ class APIServer:
         except StatusError as error:
             if error.reason != "AlreadyExists":
                 raise
+
+    async def close(self) -> None:
+        await self.namespaces.close()
 
     # -------------------------------------------------------------- app
 

@@ -114,6 +114,10 @@ class StorageHooks:
 
         return nothing
 
+    async def after_write(self, obj: Object) -> None:
+        """``obj`` was just stored (created or updated)."""
+        return None
+
     async def after_delete(self, obj: Object) -> None:
         return None
 
@@ -249,7 +253,9 @@ class ResourceStorage:
                 if translated.reason == "AlreadyExists" and attempt + 1 < attempts:
                     continue
                 raise translated from error
-            return decode_stored(kv)
+            stored = decode_stored(kv)
+            await self.hooks.after_write(stored)
+            return stored
         raise AssertionError("unreachable")
 
     # ---------------------------------------------------------------- update
@@ -390,7 +396,9 @@ class ResourceStorage:
             if errors_translate.is_conflict(error):
                 return None
             raise errors_translate.from_store(error, self.resource, name) from error
-        return decode_stored(stored)
+        written = decode_stored(stored)
+        await self.hooks.after_write(written)
+        return written
 
     async def _cas_delete(self, key: str, revision: int, name: str) -> Object | None:
         """Delete the key if still at ``revision`` (the deleted object), None when it moved on."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 from dataclasses import dataclass
@@ -77,6 +78,7 @@ class RunningServer:
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
             await self.runner.cleanup()
+        await self.api.close()
         await self.store.close()
 
 
@@ -102,15 +104,20 @@ def write_kubeconfig(path: Path, server_url: str, cluster_name: str = "pilothous
 async def start_server(config: ServerConfig) -> RunningServer:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(config.endpoint(), **config.store_options())
+    api = APIServer(store, service_cluster_ip_range=config.service_cluster_ip_range,
+                    advertise_port=config.port)
     try:
         await store.start()
-        api = APIServer(store, service_cluster_ip_range=config.service_cluster_ip_range,
-                        advertise_port=config.port)
         await api.bootstrap()
     except BaseException:
+        await api.close()
         await store.close()
         raise
     app = api.build_app()
+    # Bootstrap loaded the kind schemas and built the routes: long-lived, so out of every later
+    # cyclic collection (see pilothouse.cli.main._tune_gc).
+    gc.collect()
+    gc.freeze()
     # Keep-alive long enough for informers' connection reuse; access logs off (they cost ~10% per
     # request and the seed's systemd units run the server with logs to stderr anyway).
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)

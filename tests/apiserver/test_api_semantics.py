@@ -165,6 +165,13 @@ def test_terminating_namespace_refuses_new_content(server: ServerProcess) -> Non
     while time.monotonic() < deadline and exists(server, "/api/v1/namespaces/closing"):
         time.sleep(0.2)
     assert not exists(server, "/api/v1/namespaces/closing")
+    # Admission reads namespaces from a cache: it must follow the namespace's whole life.
+    status, body, _ = call(server, "POST", "/api/v1/namespaces/closing/configmaps", configmap("after"))
+    assert status == 404 and body["message"] == 'namespaces "closing" not found'
+    call(server, "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                "metadata": {"name": "closing"}})
+    status, _, _ = call(server, "POST", "/api/v1/namespaces/closing/configmaps", configmap("reborn"))
+    assert status == 201
 
 
 def test_deletecollection_with_selector(server: ServerProcess) -> None:
