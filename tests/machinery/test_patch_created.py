@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES
-from pilothouse.machinery.patch import managed, track_update
+from pilothouse.machinery.patch import created, managed, track_update
 from pilothouse.machinery.protobuf import decode_kubernetes_protobuf
 from pilothouse.machinery.schema import schema_for_kind
 
@@ -234,3 +234,24 @@ def test_client_managed_fields_and_reset_still_work() -> None:
     track_update(None, reset, "me", "Update", "v1", T0, schema)
     assert [e["manager"] for e in reset["metadata"]["managedFields"]] == ["me"]
     assert "managedFields" not in reset["metadata"]["managedFields"][0]["fieldsV1"].get("f:metadata", {})
+
+
+def test_remembered_subtrees_give_the_same_answer_and_fresh_copies() -> None:
+    """The second create of an object finds its spec in the memo (created._SUBTREE_MEMO): the
+    answer is byte-for-byte the walk's, and no two objects share (or can corrupt) one FieldsV1."""
+    created._SUBTREE_MEMO.clear()
+    sample = [obj for obj in OBJECTS if isinstance(obj.get("spec"), dict)][:150]
+    first = []
+    for obj in sample:
+        fast = copy.deepcopy(obj)
+        track_update(None, fast, "kubectl-create", "Update", "v1", T0, _schema(obj))
+        first.append(fast)
+    assert created._SUBTREE_MEMO, "specs were remembered"
+    for obj in first:  # scribble over every answer handed out so far
+        for entry in obj["metadata"].get("managedFields") or []:
+            entry["fieldsV1"].get("f:spec", {})["f:scribbled"] = {}
+    for obj in sample:
+        again = copy.deepcopy(obj)
+        track_update(None, again, "kubectl-create", "Update", "v1", T0, _schema(obj))
+        slow = _general(copy.deepcopy(obj), _schema(obj))
+        assert json.dumps(again) == json.dumps(slow)

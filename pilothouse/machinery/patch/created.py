@@ -12,7 +12,10 @@ general path is checked by ``tests/machinery/test_patch_created.py``.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
+
+import orjson
 
 from pilothouse.machinery.patch.fieldset import element_sort_key, serialize_element
 from pilothouse.machinery.patch.schemainfo import FieldMeta, field_meta, item_meta, list_kind
@@ -30,6 +33,16 @@ _METADATA_SPEC: _Spec = {name: (True, None) for name in (
     "managedFields", "resourceVersion")}
 _ROOT_SPEC: _Spec = {"apiVersion": (True, None), "kind": (True, None),
                      "metadata": (True, _METADATA_SPEC), "status": _SKIP}
+
+
+#: Top-level subtrees (``spec``, ``data``...) seen recently, by schema and serialized value, with
+#: the FieldsV1 their walk produced (serialized, so every hit hands out a fresh copy). Objects are
+#: mostly created by controllers from one template, so the same spec comes again and again and the
+#: walk -- the bulk of a create's field-manager cost -- is done once per distinct spec.
+_SUBTREE_MEMO: OrderedDict[tuple[int, bytes], bytes | None] = OrderedDict()
+_SUBTREE_MEMO_SIZE = 512
+#: Larger subtrees are walked every time (their key alone would cost what the memo saves).
+_SUBTREE_MEMO_MAX_BYTES = 16_384
 
 
 def created_fields_v1(skeleton: Any, new: Any, root: FieldMeta) -> dict[str, Any]:
@@ -67,8 +80,11 @@ def _node(lhs: Any, rhs: Any, meta: FieldMeta, strip_self: bool, spec: _Spec | N
                 if rule is _SKIP:
                     continue
                 child_strip, child_spec = rule
-            child = _node(MISSING if skeleton is None else skeleton.get(name, MISSING), rhs[name],
-                          field_meta(schema, name), child_strip, child_spec)
+            child_lhs = MISSING if skeleton is None else skeleton.get(name, MISSING)
+            if spec is _ROOT_SPEC and child_spec is None and not child_strip and isinstance(rhs[name], dict):
+                child = _memoized_node(child_lhs, rhs[name], field_meta(schema, name))
+            else:
+                child = _node(child_lhs, rhs[name], field_meta(schema, name), child_strip, child_spec)
             if child is not None:
                 out["f:" + name] = child
         return _finish(out)
@@ -86,6 +102,31 @@ def _node(lhs: Any, rhs: Any, meta: FieldMeta, strip_self: bool, spec: _Spec | N
         return _finish(out)
     # A scalar or null: added from missing, modified from null (equal nulls returned above).
     return None if strip_self else {}
+
+
+def _memoized_node(lhs: Any, rhs: dict[str, Any], meta: FieldMeta) -> dict[str, Any] | None:
+    """:func:`_node` of a top-level map without strip rules, through :data:`_SUBTREE_MEMO`.
+
+    The key is the schema's identity and the value's JSON: ``lhs`` (the creation skeleton) is a
+    function of those two, and equal JSON means an equal value, so the same FieldsV1.
+    """
+    try:
+        text = orjson.dumps(rhs)
+    except TypeError:  # not JSON (cannot come from a request body): just walk it
+        return _node(lhs, rhs, meta, False, None)
+    if len(text) > _SUBTREE_MEMO_MAX_BYTES:
+        return _node(lhs, rhs, meta, False, None)
+    key = (id(meta.schema), text)
+    if key in _SUBTREE_MEMO:
+        _SUBTREE_MEMO.move_to_end(key)
+        hit = _SUBTREE_MEMO[key]
+        return None if hit is None else orjson.loads(hit)
+    result = _node(lhs, rhs, meta, False, None)
+    # meta.schema is a node of the kind schemas, loaded once and never freed: its id is stable.
+    _SUBTREE_MEMO[key] = None if result is None else orjson.dumps(result)
+    if len(_SUBTREE_MEMO) > _SUBTREE_MEMO_SIZE:
+        _SUBTREE_MEMO.popitem(last=False)
+    return result
 
 
 def _finish(out: dict[str, Any]) -> dict[str, Any] | None:
