@@ -5,8 +5,10 @@ Usage::
     .venv/bin/python bench/api.py [--requests 2000] [--pods 10000] [--endpoint sqlite]
 
 Starts a real ``pilothouse server`` subprocess (its own temp data dir), drives it from this process
-with aiohttp at 1, 10 and 100 concurrent clients, then runs the same operations on a SQLiteStore
-directly (no HTTP, no API machinery) and prints both with the ratio. Then loads ``--pods`` pods,
+at 1, 10 and 100 concurrent clients (creates and gets over lean keep-alive connections, see
+bench/leanhttp.py, with the server's CPU time per request; lists and watch through aiohttp), then
+runs the same operations on a SQLiteStore directly (no HTTP, no API machinery) and prints both with
+the ratio. Then loads ``--pods`` pods,
 times listing them all (JSON and as a kubectl Table) and reads the server's RSS.
 Every loop is bounded by ``--requests`` and a time cap.
 """
@@ -29,6 +31,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.leanhttp import LeanConnection
 from pilothouse.store.sqlite import SQLiteStore
 from tests.conftest import free_port, wait_healthy
 
@@ -72,35 +75,64 @@ async def run_level(concurrency: int, total: int, op: Any) -> tuple[float, list[
     return len(latencies) / elapsed, latencies
 
 
-def row(label: str, concurrency: int, rate: float, latencies: list[float]) -> str:
-    return (f"{label:<22}{concurrency:>5}{rate:>12.0f}{percentile(latencies, 0.5) * 1000:>10.2f}"
+def row(label: str, concurrency: int, rate: float, latencies: list[float], cpu_us: float | None = None) -> str:
+    line = (f"{label:<22}{concurrency:>5}{rate:>12.0f}{percentile(latencies, 0.5) * 1000:>10.2f}"
             f"{percentile(latencies, 0.99) * 1000:>10.2f}")
+    return line + (f"{cpu_us:>12.0f}" if cpu_us is not None else "")
 
 
-async def http_suite(url: str, total: int) -> dict[tuple[str, int], float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def lean_level(url: str, concurrency: int, total: int, server_pid: int,
+                     request: Any) -> tuple[float, list[float], float]:
+    """run_level over ``concurrency`` lean keep-alive connections; also the server's CPU µs per request."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    pool: asyncio.Queue[LeanConnection] = asyncio.Queue()
+    for _ in range(concurrency):
+        pool.put_nowait(LeanConnection(host, int(port)))
+
+    async def op(i: int) -> None:
+        connection = pool.get_nowait()
+        try:
+            await request(connection, i)
+        finally:
+            pool.put_nowait(connection)
+
+    before = cpu_seconds(server_pid)
+    rate, latencies = await run_level(concurrency, total, op)
+    used = cpu_seconds(server_pid) - before
+    while not pool.empty():
+        await pool.get_nowait().close()
+    return rate, latencies, used / max(1, len(latencies)) * 1e6
+
+
+async def http_suite(url: str, total: int, server_pid: int) -> dict[tuple[str, int], float]:
     results: dict[tuple[str, int], float] = {}
     connector = aiohttp.TCPConnector(limit=200)
     async with aiohttp.ClientSession(connector=connector) as session:
-        base = url + "/api/v1/namespaces/default/pods"
+        path = "/api/v1/namespaces/default/pods"
+        base = url + path
         for concurrency in (1, 10, 100):
             prefix = f"c{concurrency}"
 
-            async def create(i: int, prefix: str = prefix) -> None:
-                async with session.post(base, data=orjson.dumps(pod(f"{prefix}-{i}")),
-                                        headers={"Content-Type": "application/json"}) as r:
-                    assert r.status == 201, await r.text()
-                    await r.read()
+            async def create(connection: LeanConnection, i: int, prefix: str = prefix) -> None:
+                status, body = await connection.request("POST", path, orjson.dumps(pod(f"{prefix}-{i}")))
+                assert status == 201, body
 
-            async def get(i: int, prefix: str = prefix) -> None:
-                async with session.get(f"{base}/{prefix}-{i % total}") as r:
-                    assert r.status == 200
-                    await r.read()
+            async def get(connection: LeanConnection, i: int, prefix: str = prefix) -> None:
+                status, body = await connection.request("GET", f"{path}/{prefix}-{i % total}")
+                assert status == 200, body
 
-            rate, lat = await run_level(concurrency, total, create)
-            print(row("http create", concurrency, rate, lat))
+            rate, lat, cpu = await lean_level(url, concurrency, total, server_pid, create)
+            print(row("http create", concurrency, rate, lat, cpu))
             results[("create", concurrency)] = rate
-            rate, lat = await run_level(concurrency, total, get)
-            print(row("http get", concurrency, rate, lat))
+            rate, lat, cpu = await lean_level(url, concurrency, total, server_pid, get)
+            print(row("http get", concurrency, rate, lat, cpu))
             results[("get", concurrency)] = rate
 
             async def list_small(i: int) -> None:
@@ -243,8 +275,8 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         try:
             wait_healthy(url, process)
-            print(f"{'operation':<22}{'conc':>5}{'ops/s':>12}{'p50 ms':>10}{'p99 ms':>10}")
-            http = asyncio.run(http_suite(url, args.requests))
+            print(f"{'operation':<22}{'conc':>5}{'ops/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'server µs':>12}")
+            http = asyncio.run(http_suite(url, args.requests, process.pid))
             raw = asyncio.run(raw_suite(args.requests))
             print("\nHTTP+API vs raw store (throughput ratio raw/http, lower is better):")
             for key, rate in http.items():
