@@ -320,3 +320,37 @@ def test_apply_without_schema_treats_lists_as_atomic() -> None:
     assert obj["spec"] == {"items": [{"name": "c"}], "size": 1}
     # untyped maps are "deduced": every key is a member, lists are atomic
     assert _entries(obj)[("kubectl", "Apply")]["fieldsV1"] == {"f:spec": {".": {}, "f:items": {}}}
+
+
+def test_more_than_ten_update_managers_merge_the_oldest_into_ancient_changes() -> None:
+    """capmanagers.go: with an 11th..13th Update manager the oldest are merged, per apiVersion,
+    into one ``ancient-changes`` entry, so that at most 10 Update entries remain."""
+    live: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}}
+    track_update(None, live, "creator", "Update", "v1", "2024-01-01T00:00:00Z", CONFIGMAP)
+    for index in range(12):
+        new = copy.deepcopy(live)
+        new["data"][f"k{index}"] = "v"
+        track_update(live, new, f"m{index:02}", "Update", "v1", f"2024-01-01T00:{index + 1:02}:00Z", CONFIGMAP)
+        live = new
+    entries = live["metadata"]["managedFields"]
+    assert len(entries) == 10
+    assert [e["manager"] for e in entries] == ["ancient-changes"] + [f"m{i:02}" for i in range(3, 12)]
+    # the creator (oldest) became the bucket and took m00..m02's fields, with m02's time
+    bucket = entries[0]
+    assert bucket["time"] == "2024-01-01T00:03:00Z"
+    assert set(bucket["fieldsV1"]["f:data"]) == {".", "f:k0", "f:k1", "f:k2"}
+    # one more: the bucket is the oldest again and absorbs the next oldest
+    new = copy.deepcopy(live)
+    new["data"]["k12"] = "v"
+    track_update(live, new, "m12", "Update", "v1", "2024-01-01T01:00:00Z", CONFIGMAP)
+    managers = [e["manager"] for e in new["metadata"]["managedFields"]]
+    assert len(managers) == 10 and managers[0] == "ancient-changes" and "m03" not in managers
+    assert set(new["metadata"]["managedFields"][0]["fieldsV1"]["f:data"]) == {".", "f:k0", "f:k1", "f:k2", "f:k3"}
+
+
+def test_apply_managers_are_not_capped() -> None:
+    live: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}}
+    for index in range(12):
+        patch = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {f"a{index}": "v"}}
+        live = server_side_apply(live, patch, f"applier{index:02}", False, "v1", T0, CONFIGMAP)
+    assert len(live["metadata"]["managedFields"]) == 12

@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from pilothouse.machinery import meta
 from pilothouse.machinery.kinds.types import Object
 from pilothouse.machinery.patch import fieldset, owned
 from pilothouse.machinery.patch.created import created_fields_v1
@@ -123,6 +124,49 @@ def encode_managed_fields(managers: dict[ManagerKey, ManagerEntry]) -> list[dict
     entries.sort(key=lambda e: (e["operation"], e.get("time") or "", e["manager"], e["apiVersion"],
                                 e.get("subresource", "")))
     return entries
+
+
+#: At most this many Update entries (capmanagers.go's DefaultMaxUpdateManagers); Apply entries are not capped.
+MAX_UPDATE_MANAGERS = 10
+#: The entry the oldest Update managers are merged into, one per apiVersion.
+ANCIENT_CHANGES = "ancient-changes"
+
+
+def _seconds(time: str | None) -> int:
+    moment = meta.parse_time(time)
+    return int(moment.timestamp()) if moment is not None else 0
+
+
+def cap_update_managers(managers: dict[ManagerKey, ManagerEntry], limit: int = MAX_UPDATE_MANAGERS) -> None:
+    """capManagersManager.capUpdateManagers: when more than ``limit`` Update managers own fields,
+    merge the oldest (by time in seconds, then identifier) into ``ancient-changes`` buckets, one per
+    apiVersion, until ``limit`` remain. The first manager seen of a version becomes its bucket when
+    a second one of that version is merged. Kubernetes' algorithm step for step, so that the entries
+    kubectl shows match."""
+    updaters = [key for key in managers if key.operation != "Apply"]
+    if len(updaters) <= limit:
+        return
+    updaters.sort(key=lambda key: (_seconds(managers[key].time), manager_identifier(key)))
+    first_of_version: dict[str, ManagerKey] = {}
+    length = len(updaters)
+    for manager in updaters:
+        if length <= limit:
+            break
+        entry = managers.get(manager)
+        if entry is None:
+            continue
+        version = entry.api_version
+        first = first_of_version.get(version)
+        if first is None:
+            first_of_version[version] = manager
+            continue
+        bucket = make_key(ANCIENT_CHANGES, "Update", version)
+        if bucket not in managers:
+            managers[bucket] = managers.pop(first)
+        # the merged update is newer than what the bucket held: its time becomes the bucket's
+        managers[bucket] = ManagerEntry(entry.fields | managers[bucket].fields, version, entry.time)
+        del managers[manager]
+        length -= 1
 
 
 def strip_untracked(paths: set[Path]) -> set[Path]:
@@ -289,6 +333,11 @@ def _track_owned(live: Object | None, new: Object, entries: list[_RawEntry], key
         encoded.append(item)
     encoded.sort(key=lambda e: (e["operation"], e.get("time") or "", e["manager"], e["apiVersion"],
                                 e.get("subresource", "")))
+    if sum(1 for e in encoded if e["operation"] != "Apply") > MAX_UPDATE_MANAGERS:
+        # rare: merge the oldest on the decoded sets, as the general path does
+        managers = decode_managed_fields(encoded)
+        cap_update_managers(managers)
+        encoded = encode_managed_fields(managers)
     metadata = new["metadata"]
     if encoded:
         metadata["managedFields"] = encoded
@@ -328,6 +377,9 @@ def _track_general(live: Object | None, new: Object, managers: dict[ManagerKey, 
         previous = managers.get(key)
         fields = taken | (previous.fields if previous else set())
         managers[key] = ManagerEntry(fields, api_version, now)
+    for emptied in [k for k, v in managers.items() if not v.fields]:
+        del managers[emptied]  # as the merge's updater drops them, before the cap counts managers
+    cap_update_managers(managers)
     encoded = encode_managed_fields(managers)
     if encoded:
         metadata["managedFields"] = encoded
