@@ -314,10 +314,15 @@ if __name__ == "__main__":  # pragma: no cover
 @click.option("--root-dir", default=None, help="Agent state (volumes, engine socket); default under the state dir.")
 @click.option("--image-credentials-file", default=None, help="Node-wide registry credentials (.dockercfg).")
 @click.option("--stop-pods-on-exit", is_flag=True, help="Stop every pod's containers when the agent exits.")
+@click.option("--pod-network", type=click.Choice(["agent", "engine"]), default="agent", show_default=True,
+              help="agent: pods get addresses on the agent's bridge (pilothouse0); engine: the engine's network.")
+@click.option("--pod-cidr", default="10.244.0.0/16", show_default=True,
+              help="Pod addresses on this host's bridge (shared by every agent on the host).")
 @click.option("-v", "--verbose", count=True)
 def agent(server_url: str, node_name: str, node_labels: str, register_node: bool, manifests_dir: str | None,
           address: str, port: int, node_ip: str | None, runtime: str, runtime_endpoint: str | None, simulate: int,
-          root_dir: str | None, image_credentials_file: str | None, stop_pods_on_exit: bool, verbose: int) -> None:
+          root_dir: str | None, image_credentials_file: str | None, stop_pods_on_exit: bool, pod_network: str,
+          pod_cidr: str, verbose: int) -> None:
     """Run the node agent: register the node and run the pods bound to it."""
     from pilothouse.components.agent.agent import Agent, AgentOptions, parse_labels
 
@@ -326,7 +331,8 @@ def agent(server_url: str, node_name: str, node_labels: str, register_node: bool
         server=server_url, node_name=node_name, node_labels=parse_labels(node_labels),
         register_node=register_node, manifests_dir=manifests_dir, port=port, address=address, node_ip=node_ip,
         runtime="simulated" if simulate else runtime, runtime_endpoint=runtime_endpoint, simulate=simulate,
-        root_dir=root_dir or str(default_data_dir() / "agent"), image_credentials_file=image_credentials_file)
+        root_dir=root_dir or str(default_data_dir() / "agent"), image_credentials_file=image_credentials_file,
+        pod_network=pod_network, pod_cidr=pod_cidr)
 
     async def run() -> None:
         node_agent = Agent(options)

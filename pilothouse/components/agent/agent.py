@@ -24,9 +24,16 @@ from pilothouse.client.informer import EventHandler, InformerFactory, object_key
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.agent.images import ImageManager
 from pilothouse.components.agent.node import NodeConfig, NodeStatusManager, detect_capacity, detect_node_ip
+from pilothouse.components.agent.podnet import PodNetwork, PodNetworkError
 from pilothouse.components.agent.podworkers import LABEL_AGENT, PODS, PodContext, PodWorker
 from pilothouse.components.agent.runtime.docker import DockerRuntime
-from pilothouse.components.agent.runtime.interface import LABEL_POD_UID, LABEL_ROLE, ContainerRuntime, RuntimeError_
+from pilothouse.components.agent.runtime.interface import (
+    LABEL_POD_IP,
+    LABEL_POD_UID,
+    LABEL_ROLE,
+    ContainerRuntime,
+    RuntimeError_,
+)
 from pilothouse.components.agent.runtime.podman_service import PodmanService, podman_available
 from pilothouse.components.agent.runtime.simulated import SimulatedRuntime
 from pilothouse.components.agent.server import StreamingServer
@@ -71,6 +78,9 @@ class AgentOptions:
     lease_duration: int = 40
     relist_period: float = 10.0
     token: str | None = None
+    #: "agent": the agent wires pod sandboxes to its own bridge (see podnet); "engine": the engine's network
+    pod_network: str = "agent"
+    pod_cidr: str = "10.244.0.0/16"
 
 
 class Agent:
@@ -132,7 +142,12 @@ class Agent:
             client=self.client, runtime=self.runtime,
             images=ImageManager(self.runtime, lambda ns, name: self._fetch("secrets", ns, name), credentials),
             node_name=options.node_name, host_ip=host_ip, root_dir=self.root_dir, scheme=info["name"],
-            allocatable=capacity, fetch=self._fetch, event=self.recorder.event)
+            allocatable=capacity, fetch=self._fetch, event=self.recorder.event,
+            network=await self._pod_network())
+        # Which pods already have containers (adoption after a restart): every other pod's worker
+        # starts knowing it has none, instead of asking the engine (see PodWorker._known).
+        listed = await self.runtime.list_containers({LABEL_AGENT: self.ctx.agent_id})
+        self.ctx.engine_uids = {s.labels.get(LABEL_POD_UID, "") for s in listed}
         await self.node.register()
         self.node.start()
         informer = self.factory.informer(PODS, field_selector=f"spec.nodeName={options.node_name}")
@@ -159,6 +174,20 @@ class Agent:
         runtime = DockerRuntime(endpoint)
         await runtime.start()
         return runtime
+
+    async def _pod_network(self) -> PodNetwork | None:
+        if self.options.pod_network != "agent":
+            return None
+        if not PodNetwork.usable():
+            log.warning("pod network: needs root, ip and nsenter; using the engine's networking")
+            return None
+        network = PodNetwork(self.options.pod_cidr)
+        try:
+            await network.setup()
+        except (PodNetworkError, OSError) as error:
+            log.warning("pod network: %s; using the engine's networking", error)
+            return None
+        return network
 
     async def stop(self, stop_containers: bool = False) -> None:
         """Stop the agent; containers keep running unless ``stop_containers`` (then gracefully)."""
@@ -258,6 +287,8 @@ class Agent:
                     if state.state == "running":
                         await self.runtime.stop_container(state.id, 2)
                     await self.runtime.remove_container(state.id)
+                    if self.ctx.network is not None and state.labels.get(LABEL_POD_IP):
+                        self.ctx.network.release(state.labels[LABEL_POD_IP], state.name)
 
     # --------------------------------------------------------- static pods
 

@@ -26,6 +26,8 @@ import aiohttp
 from aiodocker.exceptions import DockerError
 
 from pilothouse.components.agent.runtime.interface import (
+    LABEL_POD_IP,
+    LABEL_ROLE,
     ContainerEvent,
     ContainerNotFound,
     ContainerSpec,
@@ -105,6 +107,8 @@ def _state_from_inspect(info: dict[str, Any]) -> ContainerState:
             if network.get("IPAddress"):
                 ip = network["IPAddress"]
                 break
+    labels = dict(config.get("Labels") or {})
+    ip = ip or labels.get(LABEL_POD_IP, "")  # a sandbox the agent wired itself (NetworkMode none)
     status = str(state.get("Status") or "unknown").lower()
     if status in ("configured", "initialized"):
         status = "created"
@@ -115,7 +119,7 @@ def _state_from_inspect(info: dict[str, Any]) -> ContainerState:
     if finished and started and finished < started:
         finished = started  # podman stamps FinishedAt a hair before StartedAt for quick exits
     return ContainerState(
-        id=info["Id"], name=str(info.get("Name") or "").lstrip("/"), labels=dict(config.get("Labels") or {}),
+        id=info["Id"], name=str(info.get("Name") or "").lstrip("/"), labels=labels,
         image=str(config.get("Image") or ""), image_id=str(info.get("Image") or ""), state=status,
         exit_code=int(state.get("ExitCode") or 0), started_at=started, finished_at=finished,
         oom_killed=bool(state.get("OOMKilled")), error=str(state.get("Error") or ""), ip=ip,
@@ -263,6 +267,12 @@ class DockerRuntime:
             host["IpcMode"] = f"container:{spec.sandbox_id}"
         elif spec.host_network:
             host["NetworkMode"] = "host"
+        elif spec.no_network:
+            host["NetworkMode"] = "none"
+        if spec.labels.get(LABEL_ROLE) == "sandbox":
+            # dockerd lets other containers join a container's IPC namespace only when it was made
+            # shareable (podman accepts the same); the pod's containers share the sandbox's
+            host["IpcMode"] = "shareable"
         if spec.memory_limit:
             host["Memory"] = spec.memory_limit
             host["MemorySwap"] = spec.memory_limit  # no swap beyond the limit, as the kubelet does
@@ -375,7 +385,8 @@ class DockerRuntime:
         try:
             info = await self._d.containers.container(container_id).show()
         except DockerError as error:
-            if error.status == 404:
+            # podman answers 500 "no such container" for one removed while it was being looked up
+            if error.status == 404 or "no such container" in str(error.message):
                 self._inspected.pop(container_id, None)
                 raise ContainerNotFound(container_id) from error
             raise RuntimeError_(str(error.message)) from error

@@ -22,6 +22,7 @@ from typing import Protocol
 
 __all__ = [
     "LABEL_CONTAINER_NAME",
+    "LABEL_POD_IP",
     "LABEL_POD_NAME",
     "LABEL_POD_NAMESPACE",
     "LABEL_POD_UID",
@@ -43,6 +44,8 @@ LABEL_POD_NAMESPACE = "io.kubernetes.pod.namespace"
 LABEL_CONTAINER_NAME = "io.kubernetes.container.name"
 #: "sandbox" or "container"
 LABEL_ROLE = "io.pilothouse.role"
+#: On a sandbox the agent wired itself (see ``agent.podnet``): its address, which the engine does not know.
+LABEL_POD_IP = "io.pilothouse.pod-ip"
 
 
 class RuntimeError_(Exception):
@@ -85,6 +88,8 @@ class ContainerSpec:
     stdin_once: bool = False
     user: str | None = None
     host_network: bool = False
+    #: No networking from the engine (an empty network namespace): the agent wires the sandbox itself.
+    no_network: bool = False
     #: Ports published on the host (hostPort), on the sandbox only: (container port, host port, protocol).
     host_ports: list[tuple[int, int, str]] = field(default_factory=list)
 
@@ -102,7 +107,7 @@ class ContainerState:
     finished_at: str = ""
     oom_killed: bool = False
     error: str = ""
-    ip: str = ""  # the container's (sandbox's) IP on the engine's network
+    ip: str = ""  # the sandbox's IP: from the engine's network, or LABEL_POD_IP
     pid: int = 0
 
 
