@@ -33,11 +33,11 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
-from tests.conftest import ServerProcess, free_port
+from tests.conftest import ServerProcess, free_port, terminate
 
 BUSYBOX = "/bin/busybox"
 TEST_IMAGE = "localhost/pilothouse-test/busybox:1.35"
@@ -70,8 +70,28 @@ def _unix_request(socket_path: Path, method: str, path: str, body: bytes | None 
     return int(header.split(b" ", 2)[1]), payload
 
 
+class EngineAPI:
+    """Docker Engine API calls over an engine fixture's unix socket (podman's service or dockerd)."""
+
+    socket_path: Path
+
+    def api(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
+            raw: bytes | None = None, timeout: float = 60) -> tuple[int, bytes]:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        hdrs = {"Content-Type": "application/json", **(headers or {})} if data is not None else (headers or {})
+        return _unix_request(self.socket_path, method, path, data, hdrs, timeout=timeout)
+
+    def containers(self, label: str) -> list[dict[str, Any]]:
+        """Engine view of containers carrying ``label`` (k=v), running or not."""
+        query = urllib.parse.quote(json.dumps({"label": [label]}))
+        status, body = self.api("GET", f"/containers/json?all=true&filters={query}")
+        assert status == 200, body
+        result: list[dict[str, Any]] = json.loads(body)
+        return result
+
+
 @dataclass
-class PodmanFixture:
+class PodmanFixture(EngineAPI):
     directory: Path
     socket_path: Path
     process: subprocess.Popen[bytes] | None = None
@@ -108,31 +128,12 @@ class PodmanFixture:
         raise RuntimeError("podman service did not answer")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
     def restart(self) -> None:
         self.stop()
         self.start()
 
-    def api(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
-            raw: bytes | None = None) -> tuple[int, bytes]:
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        hdrs = {"Content-Type": "application/json", **(headers or {})} if data is not None else (headers or {})
-        return _unix_request(self.socket_path, method, path, data, hdrs)
-
-    def containers(self, label: str) -> list[dict[str, Any]]:
-        """Engine view of containers carrying ``label`` (k=v), running or not."""
-        query = urllib.parse.quote(json.dumps({"label": [label]}))
-        status, body = self.api("GET", f"/containers/json?all=true&filters={query}")
-        assert status == 200, body
-        result: list[dict[str, Any]] = json.loads(body)
-        return result
 
 
 def contextlib_suppress() -> Any:
@@ -314,13 +315,54 @@ class AgentProcess:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
-def make_agent(server: ServerProcess, podman: PodmanFixture, directory: Path, node_name: str,
+class Engine(Protocol):
+    """What an agent needs of an engine fixture (podman's service, or dockerd)."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+
+def make_agent(server: ServerProcess, engine: Engine, directory: Path, node_name: str,
                **options: Any) -> AgentProcess:
-    """An agent process for ``node_name`` (not started)."""
-    opts = {"server": server.url, "node_name": node_name, "runtime_endpoint": podman.endpoint,
+    """An agent process for ``node_name`` (not started), on ``engine``'s socket."""
+    opts = {"server": server.url, "node_name": node_name, "runtime_endpoint": engine.endpoint,
             "root_dir": str(directory / "root"), "port": free_port(), "relist_period": 5.0, **options}
     directory.mkdir(parents=True, exist_ok=True)
     return AgentProcess(opts, directory / "agent.log")
+
+
+def start_ready_agent(server: ServerProcess, engine: Engine, directory: Path, node_name: str,
+                      **options: Any) -> AgentProcess:
+    """``make_agent`` started, once its Node is Ready (its log in the error if it never is)."""
+    proc = make_agent(server, engine, directory, node_name, **options)
+    proc.start()
+    try:
+        wait_for(lambda: node_ready(server, node_name), 30, "node Ready")
+    except AssertionError:
+        proc.stop()
+        raise AssertionError(proc.log()) from None
+    return proc
+
+
+def node_ready(server: ServerProcess, node_name: str) -> bool:
+    result = server.kubectl("get", "node", node_name, "-o", "json", check=False)
+    if result.returncode != 0:
+        return False
+    conditions = json.loads(result.stdout)["status"].get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def get_pod(server: ServerProcess, name: str) -> dict[str, Any] | None:
+    result = server.kubectl("get", "pod", name, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def ready_pods(server: ServerProcess, selector: str, count: int) -> list[dict[str, Any]] | None:
+    """The pods matching ``selector`` once ``count`` of them run, ready and with an address."""
+    pods = json.loads(server.kubectl("get", "pods", "-l", selector, "-o", "json").stdout)["items"]
+    ok = [p for p in pods if p["status"].get("phase") == "Running" and p["status"].get("podIP")
+          and all(c.get("ready") for c in p["status"].get("containerStatuses") or [{}])]
+    return ok if len(ok) == count else None
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, message: str = "", interval: float = 0.2) -> Any:

@@ -14,7 +14,15 @@ from typing import Any
 
 import pytest
 
-from tests.agent.conftest import AgentProcess, PodmanFixture, RegistryFixture, make_agent, wait_for
+from tests.agent.conftest import (
+    AgentProcess,
+    PodmanFixture,
+    RegistryFixture,
+    get_pod,
+    ready_pods,
+    start_ready_agent,
+    wait_for,
+)
 from tests.conftest import ServerProcess
 
 NODE = "agent-node"
@@ -38,28 +46,9 @@ def agent(server: ServerProcess, podman: PodmanFixture, busybox_image: str,
     manifests = directory / "manifests"
     manifests.mkdir()
     (manifests / "web.yaml").write_text(STATIC_MANIFEST.replace("IMAGE", busybox_image))
-    proc = make_agent(server, podman, directory, NODE, manifests_dir=str(manifests))
-    proc.start()
-    try:
-        wait_for(lambda: _ready_node(server), 30, "node Ready")
-    except AssertionError:
-        proc.stop()
-        raise AssertionError(proc.log()) from None
+    proc = start_ready_agent(server, podman, directory, NODE, manifests_dir=str(manifests))
     yield proc
     proc.stop()
-
-
-def _ready_node(server: ServerProcess) -> bool:
-    result = server.kubectl("get", "node", NODE, "-o", "json", check=False)
-    if result.returncode != 0:
-        return False
-    conditions = json.loads(result.stdout)["status"].get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
-def get_pod(server: ServerProcess, name: str) -> dict[str, Any] | None:
-    result = server.kubectl("get", "pod", name, "-o", "json", check=False)
-    return json.loads(result.stdout) if result.returncode == 0 else None
 
 
 def container_status(pod: dict[str, Any] | None, index: int = 0) -> dict[str, Any]:
@@ -116,12 +105,7 @@ def test_deployment_runs(server: ServerProcess, agent: AgentProcess, podman: Pod
     server.kubectl("create", "deployment", "web", f"--image={busybox_image}", "--replicas=2", "--",
                    "/bin/sh", "-c", LOOP)
 
-    def all_running() -> list[dict[str, Any]] | None:
-        pods = json.loads(server.kubectl("get", "pods", "-l", "app=web", "-o", "json").stdout)["items"]
-        ok = [p for p in pods if p["status"].get("phase") == "Running" and p["status"].get("podIP")
-              and all(c.get("ready") for c in p["status"].get("containerStatuses") or [{}])]
-        return ok if len(ok) == 2 else None
-    pods = wait_for(all_running, 40, "2 web pods Running")
+    pods = wait_for(lambda: ready_pods(server, "app=web", 2), 40, "2 web pods Running")
     for pod in pods:
         containers = podman.containers(f"io.kubernetes.pod.uid={pod['metadata']['uid']}")
         assert {c["State"] for c in containers} == {"running"}  # sandbox + app container
