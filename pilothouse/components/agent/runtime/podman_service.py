@@ -16,9 +16,38 @@ import shutil
 import signal
 from pathlib import Path
 
-__all__ = ["PodmanService", "podman_available"]
+__all__ = ["PodmanService", "containers_conf_with_exec_delay", "podman_available"]
 
 log = logging.getLogger("pilothouse.agent.podman")
+
+
+#: How long podman keeps a finished exec session (its conmon process) for clients to inspect. Its
+#: Docker-compatible API uses Docker's 5 minutes, which under an exec probe every second means ~300
+#: idle conmon processes per probed container; the agent reads an exec's exit code as soon as its
+#: output ends, so seconds are enough.
+EXEC_SESSION_DELAY = 30
+_SYSTEM_CONFS = (Path("/etc/containers/containers.conf"), Path("/usr/share/containers/containers.conf"))
+
+
+def containers_conf_with_exec_delay(delay: int = EXEC_SESSION_DELAY, sources: tuple[Path, ...] = _SYSTEM_CONFS) -> str:
+    """The host's containers.conf with ``[engine] exit_command_delay`` set.
+
+    ``CONTAINERS_CONF`` replaces the configuration files (podman 4.3 has no drop-in override), so
+    the service gets a copy of the one the host uses, plus the setting.
+    """
+    text = ""
+    for source in sources:
+        with contextlib.suppress(OSError):
+            text = source.read_text()
+            break
+    setting = f"exit_command_delay = {delay}"
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if line.strip() == "[engine]":
+            lines.insert(index + 1, setting)  # a later exit_command_delay in the section would clash: drop it
+            lines = [x for i, x in enumerate(lines) if i <= index + 1 or not x.strip().startswith("exit_command_delay")]
+            return "\n".join(lines) + "\n"
+    return text + ("\n" if text and not text.endswith("\n") else "") + f"[engine]\n{setting}\n"
 
 
 def podman_available() -> bool:
@@ -53,12 +82,17 @@ class PodmanService:
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
+        env = {**os.environ, **self.extra_env}
+        if "CONTAINERS_CONF" not in env:  # the operator's own choice wins
+            conf = self.socket_path.with_name("containers.conf")
+            conf.write_text(containers_conf_with_exec_delay())
+            env["CONTAINERS_CONF"] = str(conf)
         log_file = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             # own session: a Ctrl-C aimed at the agent must not reach the service first
             self.process = await asyncio.create_subprocess_exec(
                 *self.command(), stdout=log_file, stderr=log_file, stdin=asyncio.subprocess.DEVNULL,
-                env={**os.environ, **self.extra_env}, start_new_session=True)
+                env=env, start_new_session=True)
         finally:
             log_file.close()
         loop = asyncio.get_running_loop()
