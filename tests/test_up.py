@@ -78,5 +78,5 @@ def test_up_runs_a_pod_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         leftovers = subprocess.run(["podman", "ps", "-aq", "--filter", "label=io.kubernetes.pod.name=hello",
                                     "--filter", "label=io.kubernetes.pod.namespace=default"],
                                    capture_output=True, text=True, timeout=30).stdout.split()
-        for container in leftovers:
-            subprocess.run(["podman", "rm", "-f", container], capture_output=True, timeout=60)
+        if leftovers:  # --depend: the sandbox goes with the containers that joined its namespaces
+            subprocess.run(["podman", "rm", "-f", "-t", "0", "--depend", *leftovers], capture_output=True, timeout=60)

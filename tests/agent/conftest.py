@@ -185,11 +185,10 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanFixture]:
     except RuntimeError as error:
         pytest.skip(f"podman cannot run here: {error}")
     yield fixture
-    # leave no container behind (the agent tests label theirs)
+    # Leave no container behind. --all, not a list of ids: podman refuses to remove a pod's sandbox
+    # ahead of the containers that joined its namespaces, and --all orders them.
     with contextlib_suppress():
-        ids = fixture.cli("ps", "-aq", check=False).stdout.split()
-        if ids:
-            fixture.cli("rm", "-f", "-t", "0", *ids, check=False)
+        fixture.cli("rm", "--all", "--force", "--time", "0", check=False, timeout=120)
     fixture.stop()
     # podman leaves its storage's overlay (and shm) mounts behind; unmount them so that pytest can
     # remove the temp directory instead of warning about busy mounts.
