@@ -1,7 +1,8 @@
 """Pod startup latency with the node agent, and the engine floor; simulated-node scale.
 
-Usage (root, podman installed): ``.venv/bin/python bench/pod_startup.py [--engine-only]``. Starts an
-API server, a podman service and an agent in temp dirs; measures create -> Running (observed by a
+Usage (root, podman installed): ``.venv/bin/python bench/pod_startup.py [--skip-real] [--skip-sim]
+[--dockerd]``. Starts an API server, a podman service (or, with ``--dockerd``, a dockerd of its own: Debian's
+docker.io) and an agent in temp dirs; measures create -> Running (observed by a
 watch) p50/p99 for 10 and 50 pods, the same containers created straight through the engine API
 (sandbox + app container, the floor), then ``--simulate 1000`` Ready time and 10,000 simulated pods
 Running time.
@@ -25,6 +26,7 @@ from pilothouse.components.agent.runtime.docker import PAUSE_COMMAND, PAUSE_IMAG
 from pilothouse.components.agent.runtime.interface import ContainerSpec
 from pilothouse.components.agent.runtime.podman_service import PodmanService
 from tests.agent.conftest import AgentProcess
+from tests.agent.dockerd import DockerdFixture
 from tests.conftest import free_port, start_server_process
 
 PODS = resource("", "v1", "pods")
@@ -37,12 +39,15 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def engine_floor(runtime: DockerRuntime, count: int) -> list[float]:
+async def engine_floor(runtime: DockerRuntime, count: int, no_network: bool = False) -> list[float]:
+    """The pods' containers created straight through the engine: the sandbox on the engine's own
+    network (or, ``no_network``, on none: the bare container cost), then the app container in it."""
     async def one(i: int) -> float:
         start = time.monotonic()
         labels = {"bench": "floor"}
         sandbox = await runtime.create_container(ContainerSpec(f"floor-sb-{count}-{i}", PAUSE_IMAGE, labels,
-                                                               command=PAUSE_COMMAND[:1], args=PAUSE_COMMAND[1:]))
+                                                               command=PAUSE_COMMAND[:1], args=PAUSE_COMMAND[1:],
+                                                               no_network=no_network))
         await runtime.start_container(sandbox)
         app = await runtime.create_container(ContainerSpec(f"floor-app-{count}-{i}", PAUSE_IMAGE, labels,
                                                            command=["/bin/sh", "-c"], args=[LOOP], sandbox_id=sandbox))
@@ -123,22 +128,34 @@ async def simulated(server_url: str, tmp: Path) -> None:
 async def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="pilothouse-bench-"))
     server = start_server_process(tmp / "server")
-    podman = PodmanService(tmp / "podman.sock")
-    await podman.start()
-    runtime = DockerRuntime(podman.endpoint)
+    engine: PodmanService | DockerdFixture
+    if "--dockerd" in sys.argv:
+        engine = DockerdFixture(tmp / "dockerd")
+        engine.directory.mkdir()
+        await asyncio.to_thread(engine.start)
+    else:
+        engine = PodmanService(tmp / "podman.sock")
+        await engine.start()
+    print(f"engine: {'dockerd' if isinstance(engine, DockerdFixture) else 'podman'}")
+    runtime = DockerRuntime(engine.endpoint)
     await runtime.start()
     await runtime.ensure_pause_image()
     try:
         if "--skip-real" not in sys.argv:
-            agent = AgentProcess({"server": server.url, "node_name": "bench", "runtime_endpoint": podman.endpoint,
+            agent = AgentProcess({"server": server.url, "node_name": "bench", "runtime_endpoint": engine.endpoint,
                                   "root_dir": str(tmp / "agent"), "port": free_port()}, tmp / "agent.log")
             agent.start()
             client = APIClient(server.url)
             for count in (10, 50):
                 floor = await engine_floor(runtime, count)
+                await asyncio.sleep(2)
+                bare = await engine_floor(runtime, count, no_network=True)
+                await asyncio.sleep(2)
                 latency = await agent_latency(client, "bench", count, f"b{count}")
                 print(f"{count} pods: agent p50 {statistics.median(latency):.2f}s p99 {pct(latency, 99):.2f}s | "
-                      f"engine floor p50 {statistics.median(floor):.2f}s p99 {pct(floor, 99):.2f}s")
+                      f"engine floor p50 {statistics.median(floor):.2f}s p99 {pct(floor, 99):.2f}s | "
+                      f"no-network floor p50 {statistics.median(bare):.2f}s p99 {pct(bare, 99):.2f}s | "
+                      f"agent p99 / floor p99 {pct(latency, 99) / pct(floor, 99):.2f}")
                 await asyncio.sleep(3)
             await client.close()
             agent.stop()
@@ -152,7 +169,10 @@ async def main() -> None:
             with contextlib.suppress(Exception):
                 await runtime.remove_container(state.id)
         await runtime.close()
-        await podman.stop()
+        if isinstance(engine, DockerdFixture):
+            await asyncio.to_thread(engine.stop)
+        else:
+            await engine.stop()
         server.stop()
     print(json.dumps({"tmp": str(tmp)}))
 
