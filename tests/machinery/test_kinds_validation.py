@@ -5,10 +5,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import orjson
 import pytest
 
 from pilothouse.machinery.errors import FieldError, invalid
-from pilothouse.machinery.kinds import apps, batch, core, other
+from pilothouse.machinery.kinds import apps, batch, core, other, validate_pod
 from pilothouse.machinery.kinds.types import Strategy
 
 
@@ -359,3 +360,19 @@ def test_errors_render_as_one_invalid_status() -> None:
     status = invalid("Pod", "", "p", errors).to_status()
     assert status["message"] == 'Pod "p" is invalid: spec.containers: Required value'
     assert status["code"] == 422
+
+
+def test_remembered_valid_pod_specs_still_catch_any_change() -> None:
+    """validate_pod_spec remembers specs that passed (controllers send one template's spec again and
+    again); a changed spec is validated afresh, and errors are never remembered as a pass."""
+    spec = {"containers": [{"name": "app", "image": "busybox", "terminationMessagePolicy": "File",
+                            "imagePullPolicy": "Always"}], "restartPolicy": "Always", "dnsPolicy": "ClusterFirst"}
+    assert validate_pod.validate_pod_spec(spec) == []
+    assert validate_pod.validate_pod_spec(spec) == []  # from the memo
+    assert ("spec", orjson.dumps(spec)) in validate_pod._VALID_SPECS
+    spec["containers"][0]["name"] = "Not_A_Name"
+    errors = validate_pod.validate_pod_spec(spec)
+    assert [e.field for e in errors] == ["spec.containers[0].name"]
+    assert validate_pod.validate_pod_spec(spec) == errors  # still refused the second time
+    spec["containers"][0]["name"] = "app"
+    assert [e.field for e in validate_pod.validate_pod_spec(spec, "spec.template.spec")] == []

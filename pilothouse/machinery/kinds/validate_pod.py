@@ -11,7 +11,10 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections import OrderedDict
 from typing import Any
+
+import orjson
 
 from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.kinds.quantity import parse_quantity
@@ -234,8 +237,31 @@ def _toleration_errors(tolerations: list[dict[str, Any]], path: str) -> list[Fie
     return errors
 
 
+#: Pod specs (by report path and JSON) that passed :func:`validate_pod_spec` lately. Controllers create
+#: pod after pod from one template, so the same spec comes back again and again; the rules are a pure
+#: function of the spec, so a spec that passed once passes again. Only passes are remembered.
+_VALID_SPECS: OrderedDict[tuple[str, bytes], None] = OrderedDict()
+_VALID_SPECS_SIZE = 512
+
+
 def validate_pod_spec(spec: dict[str, Any], path: str = "spec") -> list[FieldError]:
     """ValidatePodSpec's kind rules, reported under ``path`` (``spec.template.spec`` in workloads)."""
+    try:
+        key: tuple[str, bytes] | None = (path, orjson.dumps(spec))
+    except TypeError:  # not JSON (cannot come from a request): validate without remembering
+        key = None
+    if key is not None and key in _VALID_SPECS:
+        _VALID_SPECS.move_to_end(key)
+        return []
+    errors = _pod_spec_errors(spec, path)
+    if not errors and key is not None:
+        _VALID_SPECS[key] = None
+        if len(_VALID_SPECS) > _VALID_SPECS_SIZE:
+            _VALID_SPECS.popitem(last=False)
+    return errors
+
+
+def _pod_spec_errors(spec: dict[str, Any], path: str) -> list[FieldError]:
     errors, volume_names = _volume_errors(spec.get("volumes") or [], f"{path}.volumes")
     containers = spec.get("containers") or []
     names: set[str] = set()
