@@ -221,3 +221,25 @@ def test_a_pod_checks_in_well_under_a_millisecond() -> None:
     per_pod = (time.perf_counter() - start) / 200
     assert report.ok, report
     assert per_pod < 0.001, per_pod
+
+
+def test_a_remembered_clean_spec_never_hides_a_later_problem() -> None:
+    """check_against_schema skips top-level maps that walked clean lately (a template's spec comes
+    again and again); any change, and any problem, is walked and reported every time."""
+    schema = schema_for_kind("apps", "v1", "Deployment")
+    good = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"a": "b"}},
+                     "template": {"metadata": {"labels": {"a": "b"}},
+                                  "spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+    for _ in range(2):
+        report = check_against_schema(copy.deepcopy(good), schema)
+        assert not report.errors and not report.unknown_fields
+    bad = copy.deepcopy(good)
+    bad["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    bad["spec"]["replicas"] = "two"
+    for _ in range(2):
+        report = check_against_schema(copy.deepcopy(bad), schema)
+        assert report.unknown_fields == ["spec.template.spec.containers[0].imagePullPolicyy"]
+        assert [e.field for e in report.errors] == ["spec.replicas"]
+    report = check_against_schema(copy.deepcopy(good), schema, check_required=True)
+    assert not report.missing_required  # the other mode is walked (and remembered) on its own

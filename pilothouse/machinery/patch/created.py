@@ -39,7 +39,7 @@ _ROOT_SPEC: _Spec = {"apiVersion": (True, None), "kind": (True, None),
 #: the FieldsV1 their walk produced (serialized, so every hit hands out a fresh copy). Objects are
 #: mostly created by controllers from one template, so the same spec comes again and again and the
 #: walk -- the bulk of a create's field-manager cost -- is done once per distinct spec.
-_SUBTREE_MEMO: OrderedDict[tuple[int, bytes], bytes | None] = OrderedDict()
+_SUBTREE_MEMO: OrderedDict[tuple[int, bytes], tuple[Any, bytes | None]] = OrderedDict()
 _SUBTREE_MEMO_SIZE = 512
 #: Larger subtrees are walked every time (their key alone would cost what the memo saves).
 _SUBTREE_MEMO_MAX_BYTES = 16_384
@@ -117,13 +117,14 @@ def _memoized_node(lhs: Any, rhs: dict[str, Any], meta: FieldMeta) -> dict[str, 
     if len(text) > _SUBTREE_MEMO_MAX_BYTES:
         return _node(lhs, rhs, meta, False, None)
     key = (id(meta.schema), text)
-    if key in _SUBTREE_MEMO:
+    remembered = _SUBTREE_MEMO.get(key)
+    if remembered is not None and remembered[0] is meta.schema:
         _SUBTREE_MEMO.move_to_end(key)
-        hit = _SUBTREE_MEMO[key]
+        hit = remembered[1]
         return None if hit is None else orjson.loads(hit)
     result = _node(lhs, rhs, meta, False, None)
-    # meta.schema is a node of the kind schemas, loaded once and never freed: its id is stable.
-    _SUBTREE_MEMO[key] = None if result is None else orjson.dumps(result)
+    # the schema is held with the entry, so that its id cannot be another schema's meanwhile
+    _SUBTREE_MEMO[key] = (meta.schema, None if result is None else orjson.dumps(result))
     if len(_SUBTREE_MEMO) > _SUBTREE_MEMO_SIZE:
         _SUBTREE_MEMO.popitem(last=False)
     return result

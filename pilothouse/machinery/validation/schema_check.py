@@ -17,8 +17,11 @@ Paths: ``unknown_fields`` use the decoder's format, ``spec.template.spec.contain
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.kinds.types import Object
@@ -342,7 +345,8 @@ class _Walk:
                 self.report.errors.append(FieldError("FieldValueInvalid", path, problem, "<bytes>"))
                 self.report.decode_errors.append(problem)
 
-    def walk_object(self, node: _Node, value: dict[str, Any], path: str, struct: str, gopath: str) -> None:
+    def walk_object(self, node: _Node, value: dict[str, Any], path: str, struct: str, gopath: str,
+                    root: bool = False) -> None:
         props = node.props
         child_struct = node.struct or struct
         prefix = f"{path}." if path else ""
@@ -358,12 +362,42 @@ class _Walk:
                 continue
             if sub.kind == "any" or item is None:
                 continue
-            self.walk(sub, item, prefix + key, child_struct, goprefix + key)
+            if root and sub.kind == "object" and isinstance(item, dict):
+                self.walk_remembered(sub, item, prefix + key, child_struct, goprefix + key)
+            else:
+                self.walk(sub, item, prefix + key, child_struct, goprefix + key)
         if self.required and node.required:
             for key in node.required:
                 present = value.get(key)
                 if present is None or present == "":
                     self.report.missing_required.append(FieldError("FieldValueRequired", prefix + key))
+
+
+    def walk_remembered(self, node: _Node, value: dict[str, Any], path: str, struct: str, gopath: str) -> None:
+        """:meth:`walk` of a top-level map (``spec``, ``data``...), skipped when the same JSON passed
+        under the same schema node lately: objects made from one template repeat their spec."""
+        try:
+            key = (id(node), self.required, path, orjson.dumps(value))
+        except TypeError:  # not JSON: just walk it
+            self.walk(node, value, path, struct, gopath)
+            return
+        if _CLEAN_SUBTREES.get(key) is node:
+            _CLEAN_SUBTREES.move_to_end(key)
+            return
+        report = self.report
+        before = (len(report.errors), len(report.decode_errors), len(report.unknown_fields),
+                  len(report.missing_required))
+        self.walk(node, value, path, struct, gopath)
+        if before == (len(report.errors), len(report.decode_errors), len(report.unknown_fields),
+                      len(report.missing_required)):
+            _CLEAN_SUBTREES[key] = node  # held, so that its id cannot be another node's meanwhile
+            if len(_CLEAN_SUBTREES) > _CLEAN_SUBTREES_SIZE:
+                _CLEAN_SUBTREES.popitem(last=False)
+
+
+#: Top-level maps that walked clean (nothing reported) lately, by schema node, mode, path and JSON.
+_CLEAN_SUBTREES: OrderedDict[tuple[int, bool, str, bytes], _Node] = OrderedDict()
+_CLEAN_SUBTREES_SIZE = 512
 
 
 def check_against_schema(obj: Object, schema: Schema, *, check_required: bool = False) -> SchemaReport:
@@ -378,7 +412,7 @@ def check_against_schema(obj: Object, schema: Schema, *, check_required: bool = 
     node = _root_node(schema)
     walk = _Walk(check_required)
     if node.kind == "object" and isinstance(obj, dict):
-        walk.walk_object(node, obj, "", "", "")
+        walk.walk_object(node, obj, "", "", "", root=True)
         if check_required:
             walk.report.missing_required = [
                 e for e in walk.report.missing_required
