@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -207,6 +208,10 @@ def test_pods_reach_each_other_on_their_addresses(server: ServerProcess, agent: 
     assert fetched == "from-server-pod\n"
     hosts = server.kubectl("exec", "server-pod", "--", "cat", "/etc/hosts").stdout
     assert f"{address}\tserver-pod" in hosts
+    # forwarding on the bridge is accepted even where FORWARD drops by default (dockerd's policy)
+    for direction in ("-i", "-o"):
+        assert subprocess.run(["iptables", "-w", "-C", "FORWARD", direction, "pilothouse0", "-j", "ACCEPT"],
+                              capture_output=True).returncode == 0
     server.kubectl("delete", "pod", "server-pod", "client-pod", "--wait=false")
 
 

@@ -53,6 +53,19 @@ async def _ip(args: list[str], batch: str) -> None:
         raise PodNetworkError(err.decode(errors="replace").strip() or f"{args} failed")
 
 
+async def _iptables(*args: str) -> bool:
+    process = await asyncio.create_subprocess_exec("iptables", "-w", *args, stdout=asyncio.subprocess.DEVNULL,
+                                                   stderr=asyncio.subprocess.DEVNULL)
+    return await process.wait() == 0
+
+
+async def _ensure_rule(table: str, chain: str, rule: list[str], *, first: bool) -> bool:
+    """Add ``rule`` to ``chain`` unless it is there (at the top when ``first``); idempotent."""
+    if await _iptables("-t", table, "-C", chain, *rule):
+        return True
+    return await _iptables("-t", table, *(["-I", chain, "1"] if first else ["-A", chain]), *rule)
+
+
 def _pid_alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
 
@@ -86,18 +99,19 @@ class PodNetwork:
         with contextlib.suppress(PodNetworkError):  # "File exists": already there
             await _ip(["ip"], f"addr add {self.gateway}/{self.prefix} dev {self.bridge}\n")
         await _ip(["ip"], f"link set {self.bridge} up\n")
-        if shutil.which("iptables"):
-            rule = ["-t", "nat", "POSTROUTING", "-s", str(self.network), "!", "-o", self.bridge, "-j", "MASQUERADE"]
-            check = await asyncio.create_subprocess_exec(
-                "iptables", "-w", *rule[:2], "-C", *rule[2:], stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL)
-            if await check.wait() != 0:
-                add = await asyncio.create_subprocess_exec("iptables", "-w", *rule[:2], "-A", *rule[2:],
-                                                           stdout=asyncio.subprocess.DEVNULL,
-                                                           stderr=asyncio.subprocess.DEVNULL)
-                if await add.wait() != 0:
-                    log.warning("could not add the masquerade rule for %s: pods reach only this host",
-                                self.network)
+        if not shutil.which("iptables"):
+            log.warning("iptables not found: pods reach only this host")
+            return
+        # what netavark does for its bridge: masquerade traffic leaving the range...
+        if not await _ensure_rule("nat", "POSTROUTING", ["-s", str(self.network), "!", "-o", self.bridge,
+                                                         "-j", "MASQUERADE"], first=False):
+            log.warning("could not add the masquerade rule for %s: pods reach only this host", self.network)
+        # ...and, as the CNI bridge plugin does, accept forwarding to and from the bridge: where
+        # bridged traffic passes iptables (br_netfilter) and FORWARD drops by default (dockerd sets
+        # that policy), pods could not reach each other otherwise
+        for direction in ("-i", "-o"):
+            if not await _ensure_rule("filter", "FORWARD", [direction, self.bridge, "-j", "ACCEPT"], first=True):
+                log.warning("could not add a FORWARD rule for %s", self.bridge)
 
     # ----------------------------------------------------------------- IPAM
 
