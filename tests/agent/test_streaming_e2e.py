@@ -259,6 +259,25 @@ def test_exec_exit_code_and_streams(env: Env) -> None:
     assert "v5.channel.k8s.io" in ok.stderr
 
 
+def test_exec_from_the_official_python_client(env: Env) -> None:
+    """kubernetes.stream (websocket-client, ``v4.channel.k8s.io``) exec and its exit code."""
+    from kubernetes import client, config
+    from kubernetes.stream import stream
+
+    api = client.CoreV1Api(config.new_client_from_config(str(env.api.config.kubeconfig_path)))
+    output = stream(api.connect_get_namespaced_pod_exec, "web", "default",
+                    command=["cat", "/www/index.html"], stderr=True, stdin=False, stdout=True, tty=False)
+    assert output == "hello-from-pod\n"
+    session = stream(api.connect_get_namespaced_pod_exec, "web", "default",
+                     command=["sh", "-c", "read x; echo got:$x; echo err >&2; exit 4"], stderr=True, stdin=True,
+                     stdout=True, tty=False, _preload_content=False)
+    session.write_stdin("line\n")
+    session.run_forever(timeout=10)
+    assert session.read_stdout(timeout=5) == "got:line\n" and session.read_stderr(timeout=5) == "err\n"
+    assert session.returncode == 4
+    session.close()
+
+
 def test_exec_large_output_arrives_whole(env: Env) -> None:
     result = env.kubectl("exec", "web", "--", "sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' a; echo; echo end")
     assert result.returncode == 0, result.stderr

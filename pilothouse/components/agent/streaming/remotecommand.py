@@ -38,9 +38,15 @@ class StreamOptions:
 async def _pump_input(ws: web.WebSocketResponse, session: ExecSession, opts: StreamOptions,
                       stdin_closed: asyncio.Event) -> None:
     async for message in ws:
-        if message.type != WSMsgType.BINARY:
-            continue  # kubelet's binary protocols ignore anything else
-        decoded = channels.decode(message.data)
+        if message.type == WSMsgType.BINARY:
+            data = message.data
+        elif message.type == WSMsgType.TEXT:
+            # The kubelet reads every frame as bytes (x/net/websocket's Message.Receive), and the
+            # official Python client sends stdin as text frames: channel byte, then the data.
+            data = message.data.encode()
+        else:
+            continue
+        decoded = channels.decode(data)
         if decoded is None:
             continue
         if decoded.channel == channels.STDIN:
