@@ -346,6 +346,35 @@ def test_port_forward_to_httpd(env: Env) -> None:
         process.wait(10)
 
 
+def test_port_forward_from_the_official_python_client(env: Env) -> None:
+    """kubernetes.stream.portforward: the websocket port-forward protocol (a data and an error
+    channel per port, each opened by the port number), as the kubelet serves it."""
+    from kubernetes import client, config
+    from kubernetes.stream import portforward
+
+    api = client.CoreV1Api(config.new_client_from_config(str(env.api.config.kubeconfig_path)))
+    forward = portforward(api.connect_get_namespaced_pod_portforward, "web", "default", ports="80")
+    sock = forward.socket(80)
+    sock.settimeout(10)
+    sock.sendall(b"GET /index.html HTTP/1.0\r\nHost: web\r\n\r\n")
+    received = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        received += chunk
+    sock.close()
+    assert received.startswith(b"HTTP/1.") and received.endswith(b"hello-from-pod\n")
+    assert forward.error(80) is None
+    forward.close()
+    closed = portforward(api.connect_get_namespaced_pod_portforward, "web", "default", ports="81")
+    sock = closed.socket(81)
+    sock.settimeout(10)
+    assert sock.recv(4096) == b""
+    assert "error forwarding port 81 to pod default/web" in (closed.error(81) or "")
+    closed.close()
+
+
 def test_port_forward_to_a_closed_port_reports_the_error(env: Env) -> None:
     local = free_port()
     process = subprocess.Popen([KUBECTL, "port-forward", "pod/web", f"{local}:81"], stdout=subprocess.PIPE,

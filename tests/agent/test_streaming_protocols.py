@@ -12,6 +12,7 @@ import pytest
 
 from pilothouse.components.agent.streaming import channels, spdy
 from pilothouse.components.agent.streaming.portforward import PortForwardSession
+from pilothouse.components.agent.streaming.wsportforward import parse_ports
 
 # ---------------------------------------------------------------------- SPDY framing
 
@@ -210,3 +211,13 @@ async def test_port_forward_rejects_bad_streams_and_honours_reset() -> None:
     assert client.inbox.empty()  # nothing written back to a reset stream
     await client.send(spdy.GoAway(5))
     assert client.session.closed.is_set()
+
+
+def test_websocket_port_forward_ports_from_the_query() -> None:
+    assert parse_ports(["80"]) == [80]
+    assert parse_ports(["80,8080", "9090"]) == [80, 8080, 9090]
+    for bad, message in (([], "is required"), ([""], "cannot be empty"),
+                         (["80,http"], 'parsing "http": invalid syntax'), (["0"], 'port "0" must be > 0'),
+                         (["70000"], "value out of range")):
+        with pytest.raises(ValueError, match=message):
+            parse_ports(bad)

@@ -11,7 +11,9 @@ query parameters, error texts and stream protocols are kubelet's:
 - ``/exec/{namespace}/{pod}/{container}?command=..&stdin=&stdout=&stderr=&tty=`` and ``/attach/...``:
   websocket, channel protocol v5 (or v4), see :mod:`.streaming.remotecommand`.
 - ``/portForward/{namespace}/{pod}``: websocket ``SPDY/3.1+portforward.k8s.io`` whose binary payloads
-  form one SPDY byte stream, see :mod:`.streaming.portforward`.
+  form one SPDY byte stream (kubectl), see :mod:`.streaming.portforward`; or the websocket channel
+  protocol ``v4.channel.k8s.io`` with ``?port=`` (the official Python client), see
+  :mod:`.streaming.wsportforward`.
 
 The raw ``Upgrade: SPDY/3.1`` fallback is refused with 400: aiohttp's server parser hands over the
 socket only for ``websocket``/``tcp`` upgrades, and kubectl 1.32 uses websockets by default.
@@ -37,6 +39,7 @@ from pilothouse.components.agent.streaming.lookup import PodLookup, StreamTarget
 from pilothouse.components.agent.streaming.portforward import Connector, PortForwardSession
 from pilothouse.components.agent.streaming.remotecommand import StreamOptions, serve_session
 from pilothouse.components.agent.streaming.spdy import SpdyError
+from pilothouse.components.agent.streaming.wsportforward import ChannelPortForward, parse_ports
 
 __all__ = ["DEFAULT_PORT", "PORTFORWARD_PROTOCOL", "StreamingServer"]
 
@@ -44,6 +47,9 @@ log = logging.getLogger("pilothouse.agent.server")
 
 DEFAULT_PORT = 10250
 PORTFORWARD_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
+#: The websocket channel protocol of port-forward (the official Python client's); no subprotocol
+#: at all means the same, binary.
+CHANNEL_PROTOCOLS = ("v4.channel.k8s.io",)
 _TRUE = ("1", "true", "True", "TRUE", "t", "T")
 
 
@@ -254,7 +260,14 @@ class StreamingServer:
             return _text_error(404, f'pod "{namespace}/{pod}" does not exist')
         if not _is_websocket(request):
             return _upgrade_required()
-        ws = web.WebSocketResponse(protocols=(PORTFORWARD_PROTOCOL,), max_msg_size=0, autoping=True)
+        channel_ports: list[int] = []
+        if request.headers.get("Sec-WebSocket-Protocol", "").strip() != PORTFORWARD_PROTOCOL:
+            try:  # the websocket channel protocol needs its ports up front (the SPDY one names them per stream)
+                channel_ports = parse_ports(request.query.getall("port", []) + request.query.getall("ports", []))
+            except ValueError as error:
+                return _text_error(400, str(error))
+        ws = web.WebSocketResponse(protocols=(PORTFORWARD_PROTOCOL, *CHANNEL_PROTOCOLS), max_msg_size=0,
+                                   autoping=True)
         await ws.prepare(request)
         open_connection = self._open_connection
 
@@ -262,6 +275,10 @@ class StreamingServer:
             return await asyncio.wait_for(open_connection(pod_ip, port), 10)
 
         connector: Connector = connect
+        if ws.ws_protocol != PORTFORWARD_PROTOCOL:
+            await _serve_channel_port_forward(ws, ChannelPortForward(ws.send_bytes, connector, channel_ports,
+                                                                     f"{namespace}/{pod}"))
+            return ws
         session = PortForwardSession(ws.send_bytes, connector, f"{namespace}/{pod}")
         try:
             async for message in ws:
@@ -277,3 +294,26 @@ class StreamingServer:
             await session.close()
             await ws.close()
         return ws
+
+
+async def _serve_channel_port_forward(ws: web.WebSocketResponse, session: ChannelPortForward) -> None:
+    """Run ``session`` over ``ws`` until every port is done, or the client leaves."""
+
+    async def read_frames() -> None:
+        async for message in ws:
+            if message.type == WSMsgType.BINARY:
+                session.feed(message.data)
+            elif message.type == WSMsgType.TEXT:  # the kubelet takes text frames as bytes too
+                session.feed(message.data.encode())
+        session.client_gone()
+
+    reading = asyncio.create_task(read_frames())
+    running = asyncio.create_task(session.run())
+    try:
+        await asyncio.wait((reading, running), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (reading, running):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await ws.close()
