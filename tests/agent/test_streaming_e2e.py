@@ -259,6 +259,17 @@ def test_exec_exit_code_and_streams(env: Env) -> None:
     assert "v5.channel.k8s.io" in ok.stderr
 
 
+def test_logs_from_the_official_python_client(env: Env) -> None:
+    from kubernetes import client, config
+
+    api = client.CoreV1Api(config.new_client_from_config(str(env.api.config.kubeconfig_path)))
+    assert api.read_namespaced_pod_log("web", "default") == "one\ntwo\nthree\n"
+    assert api.read_namespaced_pod_log("web", "default", tail_lines=1) == "three\n"
+    with pytest.raises(client.ApiException) as error:
+        api.read_namespaced_pod_log("web", "default", container="nope")
+    assert error.value.status == 400 and "container nope is not valid" in error.value.body
+
+
 def test_exec_from_the_official_python_client(env: Env) -> None:
     """kubernetes.stream (websocket-client, ``v4.channel.k8s.io``) exec and its exit code."""
     from kubernetes import client, config
