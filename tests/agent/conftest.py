@@ -185,10 +185,13 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanFixture]:
     except RuntimeError as error:
         pytest.skip(f"podman cannot run here: {error}")
     yield fixture
-    # Leave no container behind. --all, not a list of ids: podman refuses to remove a pod's sandbox
-    # ahead of the containers that joined its namespaces, and --all orders them.
-    with contextlib_suppress():
-        fixture.cli("rm", "--all", "--force", "--time", "0", check=False, timeout=120)
+    # Leave no container behind. podman 4.3 removes in parallel and refuses a pod's sandbox while a
+    # container that joined its namespaces is still there (even with --depend): repeat until the
+    # sandboxes' turn has come.
+    for _ in range(4):
+        with contextlib_suppress():
+            if fixture.cli("rm", "--all", "--force", "--time", "0", check=False, timeout=120).returncode == 0:
+                break
     fixture.stop()
     # podman leaves its storage's overlay (and shm) mounts behind; unmount them so that pytest can
     # remove the temp directory instead of warning about busy mounts.

@@ -66,7 +66,7 @@ class Env:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def close(self) -> None:
-        for container_id in self.container_ids:
+        for container_id in reversed(self.container_ids):  # a sandbox after the containers in it
             with contextlib.suppress(Exception):  # best effort cleanup
                 self.run(self.runtime.remove_container(container_id))
         self.run(self.streaming.stop())
