@@ -171,6 +171,21 @@ def _busybox_rootfs() -> bytes:
     return buf.getvalue()
 
 
+def _kill_leftover_conmons(directory: Path) -> None:
+    """Last resort: conmon processes (and the containers under them) still serving this storage."""
+    marker = str(directory).encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"conmon") and any(marker in arg for arg in args):
+            pid = int(cmdline.parent.name)
+            subprocess.run(["pkill", "-KILL", "-P", str(pid)], capture_output=True, check=False)
+            with contextlib_suppress():
+                os.kill(pid, signal.SIGKILL)
+
+
 @pytest.fixture(scope="session")
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanFixture]:
     """A podman API service of the test session's own; skips when podman cannot run here."""
@@ -193,6 +208,7 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanFixture]:
             if fixture.cli("rm", "--all", "--force", "--time", "0", check=False, timeout=120).returncode == 0:
                 break
     fixture.stop()
+    _kill_leftover_conmons(fixture.directory)
     # podman leaves its storage's overlay (and shm) mounts behind; unmount them so that pytest can
     # remove the temp directory instead of warning about busy mounts.
     with open("/proc/self/mounts") as mounts:
