@@ -56,9 +56,11 @@ async def test_creates_job_when_due_and_replaces(server: ServerProcess) -> None:
         await wait_for(lambda: _synced(controller), what="first sync")
         assert (await client.list(JOBS, ns))["items"] == []  # not due yet by the clock
 
-        clock.moment = created + timedelta(minutes=1, seconds=5)
-        controller.enqueue_key(f"{ns}/tick")
+        # the first schedule after creation, and 5 s past it: created + 65 s would be past the
+        # second schedule too when the object was created in a minute's last 5 seconds
         due = created.replace(second=0) + timedelta(minutes=1)
+        clock.moment = due + timedelta(seconds=5)
+        controller.enqueue_key(f"{ns}/tick")
         expected = f"tick-{int(due.timestamp()) // 60}"
 
         async def job_named(name: str) -> dict[str, Any] | None:
