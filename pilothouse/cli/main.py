@@ -350,9 +350,12 @@ def agent(server_url: str, node_name: str, node_labels: str, register_node: bool
 @click.option("--node-name", default="", help="This machine's node name (default: the hostname).")
 @click.option("--node-labels", default="", help="Labels for this machine's node: k=v,k2=v2.")
 @click.option("--agent-port", type=int, default=0, help="The node agent's port (default: a free one).")
+@click.option("--pod-cidr", default="10.244.0.0/16", show_default=True,
+              help="Pod addresses on this host's bridge (shared by every agent on the host).")
 def up(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, etcd_servers: str,
        etcd_cafile: str | None, etcd_certfile: str | None, etcd_keyfile: str | None, service_cluster_ip_range: str,
-       compaction_interval: float, verbose: int, node_name: str, node_labels: str, agent_port: int) -> None:
+       compaction_interval: float, verbose: int, node_name: str, node_labels: str, agent_port: int,
+       pod_cidr: str) -> None:
     """Bring up a whole cluster on this machine: API server, scheduler, controllers and a node agent."""
     from pilothouse.apiserver.serve import ServerConfig
     from pilothouse.cli.up import bring_up
@@ -367,4 +370,4 @@ def up(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, et
                           compaction_interval=compaction_interval, etcd_cafile=etcd_cafile,
                           etcd_certfile=etcd_certfile, etcd_keyfile=etcd_keyfile)
     _run(bring_up(config, node_name=node_name, node_labels=node_labels, agent_port=agent_port,
-                         verbose=verbose))
+                         verbose=verbose, pod_cidr=pod_cidr))

@@ -47,7 +47,7 @@ async def _wait_node_ready(client: APIClient, node_name: str, timeout: float) ->
 
 
 async def bring_up(config: ServerConfig, *, node_name: str, node_labels: str, agent_port: int,
-                   verbose: int) -> None:
+                   verbose: int, pod_cidr: str = "10.244.0.0/16") -> None:
     node_name = node_name or socket.gethostname().lower()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -63,7 +63,8 @@ async def bring_up(config: ServerConfig, *, node_name: str, node_labels: str, ag
     supervisor.add("controller-manager", "controller-manager", "--server", running.url, *extra)
     agent_args: list[Any] = ["agent", "--server", running.url, "--node-name", node_name,
                              "--port", str(agent_port or _free_port()),
-                             "--root-dir", str(config.data_dir / "agent"), "--stop-pods-on-exit", *extra]
+                             "--root-dir", str(config.data_dir / "agent"), "--stop-pods-on-exit",
+                             "--pod-cidr", pod_cidr, *extra]
     if node_labels:
         agent_args += ["--node-labels", node_labels]
     supervisor.add("agent", *agent_args)
