@@ -83,12 +83,13 @@ class NamespaceLifecycle:
             except asyncio.CancelledError:
                 raise
             except CompactedError:
-                pass  # fell behind: start over from the current state
+                self._known.clear()  # fell behind: start over from the current state
+                continue
             except Exception:  # the store is down or closing; answers come from the store meanwhile
                 log.warning("namespace cache watch failed; retrying", exc_info=True)
-                await asyncio.sleep(1.0)
             # What we held may be stale now: until the watch catches up, look names up in the store.
             self._known.clear()
+            await asyncio.sleep(1.0)
 
     async def admit_create(self, namespace: str) -> None:
         known = self._known.get(namespace)
