@@ -42,6 +42,13 @@ class EventHandler:
     on_update: Callable[[Object, Object], None] | None = None
     on_delete: Callable[[Object], None] | None = None
 
+    @classmethod
+    def on_object(cls, changed: Callable[[Object], None],
+                  deleted: Callable[[Object], None] | None = None) -> EventHandler:
+        """``changed(obj)`` on add and on update (with the new object), ``deleted(obj)`` on delete:
+        what a level-triggered controller usually wants."""
+        return cls(changed, lambda _old, new: changed(new), deleted)
+
 
 class Informer:
     def __init__(self, client: APIClient, resource: ResourceType, *, namespace: str | None = None,

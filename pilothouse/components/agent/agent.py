@@ -151,8 +151,7 @@ class Agent:
         await self.node.register()
         self.node.start()
         informer = self.factory.informer(PODS, field_selector=f"spec.nodeName={options.node_name}")
-        informer.add_handler(EventHandler(on_add=self._on_pod, on_update=lambda _, new: self._on_pod(new),
-                                          on_delete=self._on_pod_deleted))
+        informer.add_handler(EventHandler.on_object(self._on_pod, self._on_pod_deleted))
         self.factory.start()
         self._tasks.append(asyncio.create_task(self._events_loop(), name="agent-events"))
         await informer.wait_synced()

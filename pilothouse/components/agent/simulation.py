@@ -67,7 +67,7 @@ class SimulatedNodes:
                 await manager.register()
             manager.start()
         await asyncio.gather(*(register(m) for m in self.managers))
-        self.informer.add_handler(EventHandler(on_add=self._on_pod, on_update=lambda _, new: self._on_pod(new)))
+        self.informer.add_handler(EventHandler.on_object(self._on_pod))
         self.factory.start()
         self._tasks = [asyncio.create_task(self._writer()) for _ in range(self._writers)]
 

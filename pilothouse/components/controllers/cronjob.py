@@ -107,9 +107,8 @@ class CronJobController(Controller):
         self.cronjobs = ctx.informers.informer(CRONJOBS)
         self.jobs = ctx.informers.informer(JOBS)
         self.jobs.add_indexer("owner-uid", owner_uid_refs)
-        self.cronjobs.add_handler(EventHandler(self.enqueue, lambda _o, n: self.enqueue(n), None))
-        self.jobs.add_handler(EventHandler(self._job_changed, lambda _o, n: self._job_changed(n),
-                                           self._job_changed))
+        self.cronjobs.add_handler(EventHandler.on_object(self.enqueue))
+        self.jobs.add_handler(EventHandler.on_object(self._job_changed, self._job_changed))
 
     def _job_changed(self, job: Object) -> None:
         ref = controller_ref(job)

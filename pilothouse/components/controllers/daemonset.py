@@ -157,11 +157,9 @@ class DaemonSetController(Controller):
         self.revisions = ctx.informers.informer(CONTROLLER_REVISIONS)
         self.pods.add_indexer("owner-uid", owner_uid_refs)
         self.revisions.add_indexer("owner-uid", owner_uid_refs)
-        self.daemonsets.add_handler(EventHandler(self.enqueue, lambda _o, n: self.enqueue(n), self.enqueue))
-        self.pods.add_handler(EventHandler(self._pod_changed, lambda _o, n: self._pod_changed(n),
-                                           self._pod_changed))
-        self.nodes.add_handler(EventHandler(self._node_changed, lambda _o, n: self._node_changed(n),
-                                            self._node_changed))
+        self.daemonsets.add_handler(EventHandler.on_object(self.enqueue, self.enqueue))
+        self.pods.add_handler(EventHandler.on_object(self._pod_changed, self._pod_changed))
+        self.nodes.add_handler(EventHandler.on_object(self._node_changed, self._node_changed))
         # node -> (failures, until): back off re-creating pods that keep failing on a node
         self._failed_backoff: dict[tuple[str, str], tuple[int, float]] = {}
 

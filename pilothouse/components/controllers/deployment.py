@@ -51,7 +51,7 @@ class DeploymentController(RolloutMixin, Controller):
         for informer in (self.d_informer, self.rs_informer, self.pod_informer):
             informer.add_indexer("namespace", by_namespace)
         self.pod_informer.add_indexer("controller-uid", by_controller_uid)
-        self.d_informer.add_handler(EventHandler(self.enqueue, lambda _o, n: self.enqueue(n), self.enqueue))
+        self.d_informer.add_handler(EventHandler.on_object(self.enqueue, self.enqueue))
         self.rs_informer.add_handler(EventHandler(self._rs_added, self._rs_updated, self._rs_deleted))
         self.pod_informer.add_handler(EventHandler(on_delete=self._pod_deleted))
 

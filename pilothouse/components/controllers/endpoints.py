@@ -150,7 +150,7 @@ class EndpointsController(Controller):
         self.pods = ctx.informers.informer(PODS)
         self.endpoints = ctx.informers.informer(ENDPOINTS)
         self.index = ServiceIndex(self.services)
-        self.services.add_handler(EventHandler(self.enqueue, lambda _o, n: self.enqueue(n), self.enqueue))
+        self.services.add_handler(EventHandler.on_object(self.enqueue, self.enqueue))
         self.pods.add_handler(EventHandler(self._pods_changed, self._pods_changed, self._pods_changed))
         self.endpoints.add_handler(EventHandler(None, None, self.enqueue))
 

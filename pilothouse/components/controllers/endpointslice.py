@@ -97,7 +97,7 @@ class EndpointSliceController(Controller):
         self.slices = ctx.informers.informer(ENDPOINTSLICES)
         self.slices.add_indexer("service", self._slice_service)
         self.index = ServiceIndex(self.services)
-        self.services.add_handler(EventHandler(self.enqueue, lambda _o, n: self.enqueue(n), self.enqueue))
+        self.services.add_handler(EventHandler.on_object(self.enqueue, self.enqueue))
         self.pods.add_handler(EventHandler(self._pods_changed, self._pods_changed, self._pods_changed))
         self.slices.add_handler(EventHandler(None, None, self._slice_deleted))
 

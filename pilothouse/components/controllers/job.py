@@ -81,7 +81,7 @@ class JobController(Controller):
         self.pods = ctx.informers.informer(PODS)
         self.pods.add_indexer("owner-uid", owner_uid_refs)
         self.expectations = UIDTrackingExpectations()
-        self.jobs.add_handler(EventHandler(self.enqueue, lambda _o, n: self.enqueue(n), self._job_deleted))
+        self.jobs.add_handler(EventHandler.on_object(self.enqueue, self._job_deleted))
         self.pods.add_handler(EventHandler(self._pod_added, lambda _o, n: self._pod_changed(n),
                                            self._pod_deleted))
         self.backoff_base = float(ctx.options.get("job_backoff_base", 10.0))

@@ -54,7 +54,7 @@ class NamespaceController(Controller):
         super().__init__(ctx)
         self.recorder = ctx.recorder("namespace-controller")
         self.ns_informer: Informer = ctx.informers.informer(NAMESPACES)
-        self.ns_informer.add_handler(EventHandler(self._changed, lambda _o, n: self._changed(n), self._removed))
+        self.ns_informer.add_handler(EventHandler.on_object(self._changed, self._removed))
         self.resources = namespaced_resources()
         self._collection_unsupported: set[str] = set()
 

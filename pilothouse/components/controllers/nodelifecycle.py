@@ -116,10 +116,9 @@ class NodeLifecycleController(Controller):
         self.pods.add_indexer("node", lambda p: [n] if (n := (p.get("spec") or {}).get("nodeName")) else [])
         # node name -> (heartbeat signature, when we saw it change), on the wall clock
         self._probes: dict[str, tuple[tuple[str, str], datetime]] = {}
-        self.nodes.add_handler(EventHandler(self.enqueue, lambda _o, n: self.enqueue(n),
-                                            self._node_deleted))
-        self.leases.add_handler(EventHandler(self._lease_changed, lambda _o, n: self._lease_changed(n), None))
-        self.pods.add_handler(EventHandler(self._pod_changed, lambda _o, n: self._pod_changed(n), None))
+        self.nodes.add_handler(EventHandler.on_object(self.enqueue, self._node_deleted))
+        self.leases.add_handler(EventHandler.on_object(self._lease_changed))
+        self.pods.add_handler(EventHandler.on_object(self._pod_changed))
         self._monitor: asyncio.Task[None] | None = None
 
     def _node_deleted(self, node: Object) -> None:

@@ -31,7 +31,7 @@ class ServiceAccountController(Controller):
         super().__init__(ctx)
         self.ns_informer: Informer = ctx.informers.informer(NAMESPACES)
         self.sa_informer: Informer = ctx.informers.informer(SERVICEACCOUNTS)
-        self.ns_informer.add_handler(EventHandler(self._ns_changed, lambda _o, n: self._ns_changed(n)))
+        self.ns_informer.add_handler(EventHandler.on_object(self._ns_changed))
         self.sa_informer.add_handler(EventHandler(on_delete=self._sa_deleted))
 
     def _ns_changed(self, ns: Object) -> None:

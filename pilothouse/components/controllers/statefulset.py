@@ -85,9 +85,8 @@ class StatefulSetController(Controller):
         self.revisions = ctx.informers.informer(CONTROLLER_REVISIONS)
         self.pods.add_indexer("owner-uid", owner_uid_refs)
         self.revisions.add_indexer("owner-uid", owner_uid_refs)
-        self.sets.add_handler(EventHandler(self.enqueue, lambda _o, n: self.enqueue(n), self.enqueue))
-        self.pods.add_handler(EventHandler(self._pod_changed, lambda _o, n: self._pod_changed(n),
-                                           self._pod_changed))
+        self.sets.add_handler(EventHandler.on_object(self.enqueue, self.enqueue))
+        self.pods.add_handler(EventHandler.on_object(self._pod_changed, self._pod_changed))
 
     def _pod_changed(self, pod: Object) -> None:
         ref = controller_ref(pod)

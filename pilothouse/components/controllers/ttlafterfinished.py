@@ -40,7 +40,7 @@ class TTLAfterFinishedController(Controller):
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
         self.jobs = ctx.informers.informer(JOBS)
-        self.jobs.add_handler(EventHandler(self.enqueue, lambda _o, n: self.enqueue(n), None))
+        self.jobs.add_handler(EventHandler.on_object(self.enqueue))
 
     async def sync(self, key: str) -> None:
         job = self.jobs.get(key)

@@ -126,8 +126,8 @@ class Scheduler:
         pods = self.informers.informer(_PODS)
         namespaces = self.informers.informer(_NAMESPACES)
         self._pods = pods
-        namespaces.add_handler(EventHandler(self._on_namespace, lambda _o, n: self._on_namespace(n),
-                                            lambda o: self._on_namespace(o, deleted=True)))
+        namespaces.add_handler(EventHandler.on_object(self._on_namespace,
+                                                      lambda o: self._on_namespace(o, deleted=True)))
         nodes.add_handler(EventHandler(self._on_node_add, self._on_node_update, self._on_node_delete))
         pods.add_handler(EventHandler(self._on_pod_add, self._on_pod_update, self._on_pod_delete))
         self.informers.start()
