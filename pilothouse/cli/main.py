@@ -12,13 +12,16 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import platformdirs
 
 from pilothouse.machinery.errors import StatusError
 from pilothouse.store.interface import StoreError
+
+if TYPE_CHECKING:  # the server's modules load only when a command needs them
+    from pilothouse.apiserver.serve import ServerConfig
 
 __all__ = ["main"]
 
@@ -51,6 +54,22 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()  # imported modules and their tables: permanent, out of every later collection
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
+
+
+def _server_config(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, etcd_servers: str,
+                   etcd_cafile: str | None, etcd_certfile: str | None, etcd_keyfile: str | None,
+                   service_cluster_ip_range: str, compaction_interval: float) -> ServerConfig:
+    """The API server's configuration from the ``server_options`` flags (``server`` and ``up``)."""
+    from pilothouse.apiserver.serve import ServerConfig
+
+    if etcd_servers:
+        from pilothouse.store import etcd_endpoint_from_servers
+
+        datastore_endpoint = etcd_endpoint_from_servers(etcd_servers)
+    return ServerConfig(data_dir=data_dir, bind_address=bind_address, port=port,
+                        datastore_endpoint=datastore_endpoint, service_cluster_ip_range=service_cluster_ip_range,
+                        compaction_interval=compaction_interval, etcd_cafile=etcd_cafile,
+                        etcd_certfile=etcd_certfile, etcd_keyfile=etcd_keyfile)
 
 
 def default_data_dir() -> Path:
@@ -108,8 +127,6 @@ def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str
            service_cluster_ip_range: str, compaction_interval: float, verbose: int, disable: str,
            leader_elect_lease_duration: float) -> None:
     """Run the API server, with the scheduler and the controller manager embedded."""
-    from pilothouse.apiserver.serve import ServerConfig
-
     _setup_logging(max(verbose, 1))
     disabled = {name.strip() for name in disable.split(",") if name.strip()}
     unknown = disabled - set(EMBEDDED)
@@ -117,14 +134,8 @@ def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str
         raise click.BadParameter(f"unknown component(s) {sorted(unknown)}; choose from {list(EMBEDDED)}")
     if etcd_servers and datastore_endpoint:
         raise click.BadParameter("give --datastore-endpoint or --etcd-servers, not both")
-    if etcd_servers:
-        from pilothouse.store import etcd_endpoint_from_servers
-
-        datastore_endpoint = etcd_endpoint_from_servers(etcd_servers)
-    config = ServerConfig(data_dir=data_dir, bind_address=bind_address, port=port,
-                          datastore_endpoint=datastore_endpoint, service_cluster_ip_range=service_cluster_ip_range,
-                          compaction_interval=compaction_interval, etcd_cafile=etcd_cafile,
-                          etcd_certfile=etcd_certfile, etcd_keyfile=etcd_keyfile)
+    config = _server_config(data_dir, bind_address, port, datastore_endpoint, etcd_servers, etcd_cafile,
+                            etcd_certfile, etcd_keyfile, service_cluster_ip_range, compaction_interval)
     click.echo(f"pilothouse API server on {config.url}; kubeconfig: {config.kubeconfig_path}", err=True)
     try:
         config.store_options()
@@ -357,17 +368,10 @@ def up(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, et
        compaction_interval: float, verbose: int, node_name: str, node_labels: str, agent_port: int,
        pod_cidr: str) -> None:
     """Bring up a whole cluster on this machine: API server, scheduler, controllers and a node agent."""
-    from pilothouse.apiserver.serve import ServerConfig
     from pilothouse.cli.up import bring_up
 
     _setup_logging(verbose)
-    if etcd_servers:
-        from pilothouse.store import etcd_endpoint_from_servers
-
-        datastore_endpoint = etcd_endpoint_from_servers(etcd_servers)
-    config = ServerConfig(data_dir=data_dir, bind_address=bind_address, port=port,
-                          datastore_endpoint=datastore_endpoint, service_cluster_ip_range=service_cluster_ip_range,
-                          compaction_interval=compaction_interval, etcd_cafile=etcd_cafile,
-                          etcd_certfile=etcd_certfile, etcd_keyfile=etcd_keyfile)
+    config = _server_config(data_dir, bind_address, port, datastore_endpoint, etcd_servers, etcd_cafile,
+                            etcd_certfile, etcd_keyfile, service_cluster_ip_range, compaction_interval)
     _run(bring_up(config, node_name=node_name, node_labels=node_labels, agent_port=agent_port,
                          verbose=verbose, pod_cidr=pod_cidr))
