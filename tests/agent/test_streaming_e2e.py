@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from kubernetes import client, config
+from kubernetes.stream import portforward, stream
 
 from pilothouse.apiserver.nodeproxy import NODE_PROXY_HANDLERS
 from pilothouse.apiserver.serve import RunningServer, ServerConfig, start_server
@@ -95,6 +97,10 @@ class Env:
     def kubectl_env(self) -> dict[str, str]:
         return {**os.environ, "KUBECONFIG": str(self.api.config.kubeconfig_path),
                 "HOME": str(self.directory / "home")}
+
+    def core_v1(self) -> client.CoreV1Api:
+        """The official Python client, from this server's kubeconfig."""
+        return client.CoreV1Api(config.new_client_from_config(str(self.api.config.kubeconfig_path)))
 
     # ------------------------------------------------------------------ playing the agent
 
@@ -260,9 +266,7 @@ def test_exec_exit_code_and_streams(env: Env) -> None:
 
 
 def test_logs_from_the_official_python_client(env: Env) -> None:
-    from kubernetes import client, config
-
-    api = client.CoreV1Api(config.new_client_from_config(str(env.api.config.kubeconfig_path)))
+    api = env.core_v1()
     assert api.read_namespaced_pod_log("web", "default") == "one\ntwo\nthree\n"
     assert api.read_namespaced_pod_log("web", "default", tail_lines=1) == "three\n"
     with pytest.raises(client.ApiException) as error:
@@ -272,10 +276,7 @@ def test_logs_from_the_official_python_client(env: Env) -> None:
 
 def test_exec_from_the_official_python_client(env: Env) -> None:
     """kubernetes.stream (websocket-client, ``v4.channel.k8s.io``) exec and its exit code."""
-    from kubernetes import client, config
-    from kubernetes.stream import stream
-
-    api = client.CoreV1Api(config.new_client_from_config(str(env.api.config.kubeconfig_path)))
+    api = env.core_v1()
     output = stream(api.connect_get_namespaced_pod_exec, "web", "default",
                     command=["cat", "/www/index.html"], stderr=True, stdin=False, stdout=True, tty=False)
     assert output == "hello-from-pod\n"
@@ -360,10 +361,7 @@ def test_port_forward_to_httpd(env: Env) -> None:
 def test_port_forward_from_the_official_python_client(env: Env) -> None:
     """kubernetes.stream.portforward: the websocket port-forward protocol (a data and an error
     channel per port, each opened by the port number), as the kubelet serves it."""
-    from kubernetes import client, config
-    from kubernetes.stream import portforward
-
-    api = client.CoreV1Api(config.new_client_from_config(str(env.api.config.kubeconfig_path)))
+    api = env.core_v1()
     forward = portforward(api.connect_get_namespaced_pod_portforward, "web", "default", ports="80")
     sock = forward.socket(80)
     sock.settimeout(10)
