@@ -197,11 +197,15 @@ class SchedulingQueue:
             if pre_check is not None and not pre_check(info.pod):
                 continue
             moved += 1
-            if info.backoff_expiry() > now:
-                self._push_backoff(info)
-            else:
-                self._push_active(info)
+            self._requeue(info, now)
         return moved
+
+    def _requeue(self, info: QueuedPodInfo, now: float) -> None:
+        """Out of unschedulable: to backoff while its backoff lasts, else straight to active."""
+        if info.backoff_expiry() > now:
+            self._push_backoff(info)
+        else:
+            self._push_active(info)
 
     def _helps(self, info: QueuedPodInfo, event: ClusterEvent) -> bool:
         if not info.unschedulable_plugins:
@@ -235,10 +239,7 @@ class SchedulingQueue:
         for info in list(self._unschedulable.values()):
             if now - info.timestamp > max_age:
                 moved += 1
-                if info.backoff_expiry() > now:
-                    self._push_backoff(info)
-                else:
-                    self._push_active(info)
+                self._requeue(info, now)
         return moved
 
     def close(self) -> None:
