@@ -93,6 +93,14 @@ class StatefulSetController(Controller):
         if ref is not None and ref.get("kind") == "StatefulSet":
             self.enqueue_key(f"{pod['metadata']['namespace']}/{ref['name']}")
 
+    async def _delete_pod(self, sts: Object, pod: Object) -> None:
+        """Delete one of the set's pods (by uid: never a newer pod of the same name); gone is fine."""
+        try:
+            await self.pod_control.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"], sts,
+                                              uid=pod["metadata"].get("uid"))
+        except errors.NotFoundError:
+            pass
+
     async def _revision(self, sts: Object, revisions: list[Object]) -> Object | None:
         try:
             revision, _ = await ensure_revision(self.client, sts, revisions, api_version="apps/v1",
@@ -187,11 +195,7 @@ class StatefulSetController(Controller):
                 self.recorder.event(sts, "Warning", "RecreatingFailedPod",
                                     f"StatefulSet {namespace}/{set_name} is recreating failed Pod "
                                     f"{pod['metadata']['name']}")
-                try:
-                    await self.pod_control.delete_pod(namespace, pod["metadata"]["name"], sts,
-                                                      uid=pod["metadata"].get("uid"))
-                except errors.NotFoundError:
-                    pass
+                await self._delete_pod(sts, pod)
                 if monotonic:
                     return
                 continue
@@ -218,11 +222,7 @@ class StatefulSetController(Controller):
                 continue
             if monotonic and not all(_is_running_ready(replicas[o]) for o in ordinals if o in replicas):
                 return
-            try:
-                await self.pod_control.delete_pod(namespace, pod["metadata"]["name"], sts,
-                                                  uid=pod["metadata"].get("uid"))
-            except errors.NotFoundError:
-                pass
+            await self._delete_pod(sts, pod)
             if monotonic:
                 return
         strategy = (sts.get("spec") or {}).get("updateStrategy") or {}
@@ -237,11 +237,7 @@ class StatefulSetController(Controller):
             if wanted != update_name:
                 break  # below the partition
             if _revision_of(pod) != wanted and not _is_terminating(pod):
-                try:
-                    await self.pod_control.delete_pod(namespace, pod["metadata"]["name"], sts,
-                                                      uid=pod["metadata"].get("uid"))
-                except errors.NotFoundError:
-                    pass
+                await self._delete_pod(sts, pod)
                 return
             if not _is_running_ready(pod):
                 return
