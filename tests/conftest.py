@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -92,3 +94,31 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc = start_server_process(tmp_path_factory.mktemp("server"))
     yield proc
     proc.stop()
+
+
+T = TypeVar("T")
+
+
+async def write_burst(write: Callable[[str], Awaitable[T]], name: Callable[[int, int], str], seconds: float,
+                      writers: int, transient: tuple[type[BaseException], ...]) -> tuple[dict[str, T], int]:
+    """``writers`` tasks calling ``write(name(writer, i))`` for ``seconds``: (acknowledged name → what
+    ``write`` returned, failures). A ``transient`` error is a write not acknowledged, which is allowed
+    while the tests take a member or server away."""
+    acked: dict[str, T] = {}
+    failures = 0
+    deadline = time.monotonic() + seconds
+
+    async def writer(w: int) -> None:
+        nonlocal failures
+        i = 0
+        while time.monotonic() < deadline:
+            key = name(w, i)
+            i += 1
+            try:
+                acked[key] = await write(key)
+            except transient:
+                failures += 1
+
+    await asyncio.gather(*(writer(w) for w in range(writers)))
+    return acked, failures
+

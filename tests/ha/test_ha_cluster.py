@@ -24,7 +24,7 @@ import pytest
 from pilothouse.client import errors
 from pilothouse.client.leaderelection import LEASES
 from pilothouse.client.rest import APIClient, resource
-from tests.conftest import KUBECTL, ServerProcess, start_server_process
+from tests.conftest import KUBECTL, ServerProcess, start_server_process, write_burst
 from tests.store.etcd_server import EtcdCluster, etcd_binary
 
 pytestmark = pytest.mark.skipif(etcd_binary() is None, reason="etcd binary not found (apt-get install etcd-server)")
@@ -140,25 +140,10 @@ async def test_two_api_servers_on_one_etcd_share_reads_and_watches(
 
 
 async def _burst(client: APIClient, prefix: str, seconds: float, writers: int = 6) -> tuple[set[str], int]:
-    acked: set[str] = set()
-    failures = 0
-    deadline = time.monotonic() + seconds
-
-    async def writer(w: int) -> None:
-        nonlocal failures
-        i = 0
-        while time.monotonic() < deadline:
-            name = f"{prefix}-{w}-{i}"
-            i += 1
-            try:
-                await client.create(CONFIGMAPS, configmap(name))
-            except (errors.ServerError, errors.ConnectionFailed):
-                failures += 1  # not acknowledged: allowed while a member goes away
-                continue
-            acked.add(name)
-
-    await asyncio.gather(*(writer(w) for w in range(writers)))
-    return acked, failures
+    acked, failures = await write_burst(lambda name: client.create(CONFIGMAPS, configmap(name)),
+                                        lambda w, i: f"{prefix}-{w}-{i}", seconds, writers,
+                                        (errors.ServerError, errors.ConnectionFailed))
+    return set(acked), failures
 
 
 async def test_etcd_member_loss_keeps_acknowledged_writes_and_quorum_loss_fails_fast(

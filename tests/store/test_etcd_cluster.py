@@ -16,6 +16,7 @@ import pytest
 
 from pilothouse.store.etcd import EtcdStore
 from pilothouse.store.interface import StoreError, UnavailableError, WatchEvent
+from tests.conftest import write_burst
 from tests.store.etcd_server import EtcdCluster, etcd_binary
 
 pytestmark = pytest.mark.skipif(etcd_binary() is None, reason="etcd binary not found (apt-get install etcd-server)")
@@ -36,25 +37,10 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Etc
 
 async def _burst(store: EtcdStore, prefix: str, seconds: float, writers: int = 8) -> tuple[dict[str, int], int]:
     """Creates from ``writers`` tasks for ``seconds``: (acknowledged key → revision, failures)."""
-    acked: dict[str, int] = {}
-    failures = 0
-    deadline = time.monotonic() + seconds
+    async def create(key: str) -> int:
+        return (await store.create(key, key.encode())).mod_revision
 
-    async def writer(w: int) -> None:
-        nonlocal failures
-        i = 0
-        while time.monotonic() < deadline:
-            key = f"{prefix}w{w}-{i:05d}"
-            i += 1
-            try:
-                kv = await store.create(key, key.encode())
-            except UnavailableError:
-                failures += 1  # not acknowledged: allowed while a member goes away
-                continue
-            acked[key] = kv.mod_revision
-
-    await asyncio.gather(*(writer(w) for w in range(writers)))
-    return acked, failures
+    return await write_burst(create, lambda w, i: f"{prefix}w{w}-{i:05d}", seconds, writers, (UnavailableError,))
 
 
 async def test_leader_loss_during_write_burst_loses_no_acknowledged_write(cluster: EtcdCluster) -> None:
