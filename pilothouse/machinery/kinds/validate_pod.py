@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections import OrderedDict
 from typing import Any
 
 import orjson
@@ -32,6 +31,7 @@ from pilothouse.machinery.kinds.vcommon import (
     port_num_errors,
     required,
 )
+from pilothouse.machinery.recent import Recent
 
 __all__ = [
     "UPDATABLE_POD_SPEC_FIELDS",
@@ -240,8 +240,7 @@ def _toleration_errors(tolerations: list[dict[str, Any]], path: str) -> list[Fie
 #: Pod specs (by report path and JSON) that passed :func:`validate_pod_spec` lately. Controllers create
 #: pod after pod from one template, so the same spec comes back again and again; the rules are a pure
 #: function of the spec, so a spec that passed once passes again. Only passes are remembered.
-_VALID_SPECS: OrderedDict[tuple[str, bytes], None] = OrderedDict()
-_VALID_SPECS_SIZE = 512
+_VALID_SPECS: Recent[tuple[str, bytes], bool] = Recent(512)
 
 
 def validate_pod_spec(spec: dict[str, Any], path: str = "spec") -> list[FieldError]:
@@ -250,14 +249,11 @@ def validate_pod_spec(spec: dict[str, Any], path: str = "spec") -> list[FieldErr
         key: tuple[str, bytes] | None = (path, orjson.dumps(spec))
     except TypeError:  # not JSON (cannot come from a request): validate without remembering
         key = None
-    if key is not None and key in _VALID_SPECS:
-        _VALID_SPECS.move_to_end(key)
+    if key is not None and _VALID_SPECS.get(key):
         return []
     errors = _pod_spec_errors(spec, path)
     if not errors and key is not None:
-        _VALID_SPECS[key] = None
-        if len(_VALID_SPECS) > _VALID_SPECS_SIZE:
-            _VALID_SPECS.popitem(last=False)
+        _VALID_SPECS.put(key, True)
     return errors
 
 

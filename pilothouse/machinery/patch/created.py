@@ -12,7 +12,6 @@ general path is checked by ``tests/machinery/test_patch_created.py``.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 import orjson
@@ -20,6 +19,7 @@ import orjson
 from pilothouse.machinery.patch.fieldset import element_sort_key, serialize_element
 from pilothouse.machinery.patch.schemainfo import FieldMeta, field_meta, item_meta, list_kind
 from pilothouse.machinery.patch.typed import MISSING, index_items
+from pilothouse.machinery.recent import Recent
 
 __all__ = ["created_fields_v1"]
 
@@ -39,8 +39,7 @@ _ROOT_SPEC: _Spec = {"apiVersion": (True, None), "kind": (True, None),
 #: the FieldsV1 their walk produced (serialized, so every hit hands out a fresh copy). Objects are
 #: mostly created by controllers from one template, so the same spec comes again and again and the
 #: walk -- the bulk of a create's field-manager cost -- is done once per distinct spec.
-_SUBTREE_MEMO: OrderedDict[tuple[int, bytes], tuple[Any, bytes | None]] = OrderedDict()
-_SUBTREE_MEMO_SIZE = 512
+_SUBTREE_MEMO: Recent[tuple[int, bytes], tuple[Any, bytes | None]] = Recent(512)
 #: Larger subtrees are walked every time (their key alone would cost what the memo saves).
 _SUBTREE_MEMO_MAX_BYTES = 16_384
 
@@ -119,14 +118,11 @@ def _memoized_node(lhs: Any, rhs: dict[str, Any], meta: FieldMeta) -> dict[str, 
     key = (id(meta.schema), text)
     remembered = _SUBTREE_MEMO.get(key)
     if remembered is not None and remembered[0] is meta.schema:
-        _SUBTREE_MEMO.move_to_end(key)
         hit = remembered[1]
         return None if hit is None else orjson.loads(hit)
     result = _node(lhs, rhs, meta, False, None)
     # the schema is held with the entry, so that its id cannot be another schema's meanwhile
-    _SUBTREE_MEMO[key] = (meta.schema, None if result is None else orjson.dumps(result))
-    if len(_SUBTREE_MEMO) > _SUBTREE_MEMO_SIZE:
-        _SUBTREE_MEMO.popitem(last=False)
+    _SUBTREE_MEMO.put(key, (meta.schema, None if result is None else orjson.dumps(result)))
     return result
 
 

@@ -17,7 +17,6 @@ Paths: ``unknown_fields`` use the decoder's format, ``spec.template.spec.contain
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +24,7 @@ import orjson
 
 from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.kinds.types import Object
+from pilothouse.machinery.recent import Recent
 from pilothouse.machinery.schema import Schema, definitions, types_of
 from pilothouse.machinery.validation import literals
 
@@ -382,7 +382,6 @@ class _Walk:
             self.walk(node, value, path, struct, gopath)
             return
         if _CLEAN_SUBTREES.get(key) is node:
-            _CLEAN_SUBTREES.move_to_end(key)
             return
         report = self.report
         before = (len(report.errors), len(report.decode_errors), len(report.unknown_fields),
@@ -390,14 +389,11 @@ class _Walk:
         self.walk(node, value, path, struct, gopath)
         if before == (len(report.errors), len(report.decode_errors), len(report.unknown_fields),
                       len(report.missing_required)):
-            _CLEAN_SUBTREES[key] = node  # held, so that its id cannot be another node's meanwhile
-            if len(_CLEAN_SUBTREES) > _CLEAN_SUBTREES_SIZE:
-                _CLEAN_SUBTREES.popitem(last=False)
+            _CLEAN_SUBTREES.put(key, node)  # held, so that its id cannot be another node's meanwhile
 
 
 #: Top-level maps that walked clean (nothing reported) lately, by schema node, mode, path and JSON.
-_CLEAN_SUBTREES: OrderedDict[tuple[int, bool, str, bytes], _Node] = OrderedDict()
-_CLEAN_SUBTREES_SIZE = 512
+_CLEAN_SUBTREES: Recent[tuple[int, bool, str, bytes], _Node] = Recent(512)
 
 
 def check_against_schema(obj: Object, schema: Schema, *, check_required: bool = False) -> SchemaReport:
