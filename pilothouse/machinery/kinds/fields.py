@@ -130,18 +130,20 @@ def job_fields(job: Object) -> dict[str, str]:
     return fields
 
 
+_REFERENCE_FIELDS = ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")
+
+
+def _reference_fields(prefix: str, reference: Object) -> dict[str, str]:
+    """The selectable fields of an event's object reference (``involvedObject`` or ``regarding``)."""
+    return {f"{prefix}.{name}": reference.get(name) or "" for name in _REFERENCE_FIELDS}
+
+
 def core_event_fields(event: Object) -> dict[str, str]:
     involved = event.get("involvedObject") or {}
     source = (event.get("source") or {}).get("component") or event.get("reportingComponent") or ""
     fields = _namespaced(event)
+    fields.update(_reference_fields("involvedObject", involved))
     fields.update({
-        "involvedObject.kind": involved.get("kind") or "",
-        "involvedObject.namespace": involved.get("namespace") or "",
-        "involvedObject.name": involved.get("name") or "",
-        "involvedObject.uid": involved.get("uid") or "",
-        "involvedObject.apiVersion": involved.get("apiVersion") or "",
-        "involvedObject.resourceVersion": involved.get("resourceVersion") or "",
-        "involvedObject.fieldPath": involved.get("fieldPath") or "",
         "reason": event.get("reason") or "",
         "reportingComponent": event.get("reportingComponent") or "",
         "source": source,
@@ -154,14 +156,8 @@ def events_v1_fields(event: Object) -> dict[str, str]:
     """events.k8s.io/v1 names for the same fields (its field label conversion)."""
     regarding = event.get("regarding") or {}
     fields = _namespaced(event)
+    fields.update(_reference_fields("regarding", regarding))
     fields.update({
-        "regarding.kind": regarding.get("kind") or "",
-        "regarding.namespace": regarding.get("namespace") or "",
-        "regarding.name": regarding.get("name") or "",
-        "regarding.uid": regarding.get("uid") or "",
-        "regarding.apiVersion": regarding.get("apiVersion") or "",
-        "regarding.resourceVersion": regarding.get("resourceVersion") or "",
-        "regarding.fieldPath": regarding.get("fieldPath") or "",
         "reason": event.get("reason") or "",
         "reportingController": event.get("reportingController") or "",
         "type": event.get("type") or "",
