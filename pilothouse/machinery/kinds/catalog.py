@@ -1,19 +1,20 @@
 """Every resource pilothouse serves, declared once: names for URLs and discovery, plus strategies.
 
 Discovery (``/api``, ``/apis``), the REST routes, OpenAPI documents and ``kubectl api-resources`` are
-all generated from this table. Adding a built-in kind is one entry here and its strategy.
+all generated from this table. Adding a built-in kind is one entry here (or in the group module's
+``RESOURCES``, for the groups that keep their rows beside their strategies) and its strategy.
 """
 
 from __future__ import annotations
 
-from pilothouse.machinery.kinds import apps, batch, core, other
+from pilothouse.machinery.kinds import apiextensions, apps, batch, core, other, policy_kinds, rbac, replication, surface
 from pilothouse.machinery.kinds.types import ResourceType, ScaleSpec
 
 __all__ = ["BUILTIN_RESOURCES"]
 
 _POD_SUBRESOURCES = ("binding", "eviction", "log", "exec", "attach", "portforward")
 
-BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
+_WORKLOADS: tuple[ResourceType, ...] = (
     # core/v1
     ResourceType("", "v1", "Namespace", "namespaces", False, core.NAMESPACE, ("ns",),
                  status_strategy=core.NAMESPACE_STATUS,
@@ -55,4 +56,13 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
     # policy/v1
     ResourceType("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, other.PDB, ("pdb",),
                  status_strategy=other.PDB_STATUS),
+)
+
+BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
+    _WORKLOADS
+    + replication.RESOURCES
+    + rbac.RESOURCES
+    + policy_kinds.RESOURCES
+    + surface.RESOURCES
+    + apiextensions.RESOURCES
 )
