@@ -17,13 +17,14 @@ from pilothouse.apiserver import codec, nodeproxy, subresources
 from pilothouse.apiserver.admission import NamespaceLifecycle
 from pilothouse.apiserver.allocators import ServiceAllocator, ServiceHooks
 from pilothouse.apiserver.auth import AuthLayer
+from pilothouse.apiserver.crds import CRDController
 from pilothouse.apiserver.discovery import Discovery
 from pilothouse.apiserver.registry import ResourceStorage, StorageHooks, WriteContext
 from pilothouse.apiserver.requestinfo import parse_request_info
 from pilothouse.apiserver.rest import RestHandler
 from pilothouse.machinery import openapi
 from pilothouse.machinery.errors import StatusError, internal_error
-from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry
+from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry, ResourceType
 from pilothouse.machinery.schema import KUBERNETES_VERSION
 from pilothouse.store.interface import Store
 
@@ -63,12 +64,22 @@ class APIServer:
                                                       ("", "namespaces"): _NamespaceWrites(self.namespaces)}
         self.storages = {r: ResourceStorage(r, store, self.namespaces, hooks.get((r.group, r.plural)))
                          for r in self.registry}
+        self.registry.subscribe(self._follow_registry)
         # logs/exec/attach/port-forward are proxied to the pod's node agent.
         self.rest = RestHandler(self.registry, self.storages,
                                 {**subresources.SUBRESOURCE_HANDLERS, **nodeproxy.NODE_PROXY_HANDLERS})
         self.discovery = Discovery(self.registry)
+        self.crds = CRDController(store, self.registry,
+                                  self.storage("apiextensions.k8s.io", "v1", "customresourcedefinitions"),
+                                  self.storages.__getitem__)
         self.auth = auth or AuthLayer()
         self.ready = False
+
+    def _follow_registry(self, resource: ResourceType, added: bool) -> None:
+        """Kinds come and go at run time (custom resources): one storage per served resource."""
+        self.storages.pop(resource, None)
+        if added:
+            self.storages[resource] = ResourceStorage(resource, self.store, self.namespaces)
 
     def storage(self, group: str, version: str, plural: str) -> ResourceStorage:
         return self.rest.storage_for(group, version, plural)
@@ -85,6 +96,7 @@ class APIServer:
                 if error.reason != "AlreadyExists":
                     raise
         await self._bootstrap_kubernetes_service()
+        await self.crds.start()  # serve the stored CRDs' resources before answering ready
         self.ready = True
 
     async def _bootstrap_kubernetes_service(self) -> None:
@@ -112,6 +124,7 @@ class APIServer:
                 raise
 
     async def close(self) -> None:
+        await self.crds.close()
         await self.namespaces.close()
 
     # -------------------------------------------------------------- app

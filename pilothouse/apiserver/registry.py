@@ -134,6 +134,13 @@ class ResourceStorage:
 
     # ----------------------------------------------------------------- reads
 
+    def _decode(self, kv: KeyValue) -> Object:
+        obj = decode_stored(kv)
+        decorate = self.resource.strategy.decorate
+        if decorate is not None:
+            decorate(obj)
+        return obj
+
     def _key(self, namespace: str | None, name: str) -> str:
         return self.resource.key(namespace if self.resource.namespaced else None, name)
 
@@ -150,18 +157,21 @@ class ResourceStorage:
         return kv
 
     async def get(self, namespace: str | None, name: str) -> Object:
-        return decode_stored(await self._get_kv(namespace, name))
+        return self._decode(await self._get_kv(namespace, name))
 
     async def get_json(self, namespace: str | None, name: str) -> bytes:
         """GET without decoding: the stored JSON with its resourceVersion."""
-        return stored_json(await self._get_kv(namespace, name))
+        kv = await self._get_kv(namespace, name)
+        if self.resource.strategy.decorate is not None:
+            return orjson.dumps(self._decode(kv))
+        return stored_json(kv)
 
     async def list(self, namespace: str | None, options: ListOptions) -> tuple[builtins.list[Object], str, str]:
         """Returns (items, resourceVersion, continue token)."""
         items: builtins.list[Object] = []
         revision = token = ""
         async for entries, page_revision, page_token in self.list_pages(namespace, options):
-            items.extend(obj if obj is not None else decode_stored(kv) for kv, obj in entries)
+            items.extend(obj if obj is not None else self._decode(kv) for kv, obj in entries)
             revision, token = page_revision, page_token
         return items, revision, token
 
@@ -177,6 +187,7 @@ class ResourceStorage:
         if options.continue_token:
             revision, start_after = decode_continue(options.continue_token, prefix)
         filtered = not (options.label_selector.empty() and options.field_selector.empty())
+        decorated = self.resource.strategy.decorate is not None
         limit = options.limit
         returned = 0
         try:
@@ -191,10 +202,11 @@ class ResourceStorage:
                 for index, kv in enumerate(batch.items):
                     start_after = kv.key
                     obj = None
-                    if filtered:
-                        obj = decode_stored(kv)
-                        if not self.matches(obj, options.label_selector, options.field_selector):
-                            continue
+                    if filtered or decorated:
+                        obj = self._decode(kv)
+                    if filtered and (obj is None or not self.matches(obj, options.label_selector,
+                                                                      options.field_selector)):
+                        continue
                     page.append((kv, obj))
                     if limit and returned + len(page) >= limit:
                         full = True
@@ -253,7 +265,7 @@ class ResourceStorage:
                 if translated.reason == "AlreadyExists" and attempt + 1 < attempts:
                     continue
                 raise translated from error
-            stored = decode_stored(kv)
+            stored = self._decode(kv)
             await self.hooks.after_write(stored)
             return stored
         raise AssertionError("unreachable")
@@ -321,7 +333,7 @@ class ResourceStorage:
                     created["metadata"].pop("resourceVersion", None)
                     return await self.create(namespace, created, ctx), True
                 raise self._not_found(name)
-            current = decode_stored(kv)
+            current = self._decode(kv)
             new = await mutate(meta.clone(current))
             writes.check_type_meta(new, resource)
             writes.check_name(new, name)
@@ -365,7 +377,7 @@ class ResourceStorage:
                 raise errors_translate.from_store(error, resource, name) from error
             if kv is None:
                 raise self._not_found(name)
-            current = decode_stored(kv)
+            current = self._decode(kv)
             writes.check_delete_preconditions(current, options, resource, name)
             updated = writes.prepare_delete(current, options, resource)
             if updated is not None:
@@ -396,7 +408,7 @@ class ResourceStorage:
             if errors_translate.is_conflict(error):
                 return None
             raise errors_translate.from_store(error, self.resource, name) from error
-        written = decode_stored(stored)
+        written = self._decode(stored)
         await self.hooks.after_write(written)
         return written
 
@@ -408,7 +420,7 @@ class ResourceStorage:
             if errors_translate.is_conflict(error):
                 return None
             raise errors_translate.from_store(error, self.resource, name) from error
-        gone = decode_stored(deleted)
+        gone = self._decode(deleted)
         await self.hooks.after_delete(gone)
         return gone
 
@@ -473,15 +485,15 @@ class ResourceStorage:
                 f"too old resource version: {revision} ({error.revision})").to_status())
 
     def _translate(self, event: Any, labels: LabelSelector, fields: FieldSelector) -> WatchEvent | None:
-        if labels.empty() and fields.empty():
+        if labels.empty() and fields.empty() and self.resource.strategy.decorate is None:
             if event.type is EventType.DELETE:
                 return WatchEvent("DELETED", json=stored_json(event.kv))
             return WatchEvent("MODIFIED" if event.prev is not None else "ADDED", json=stored_json(event.kv))
-        obj = decode_stored(event.kv)
+        obj = self._decode(event.kv)
         now_matches = self.matches(obj, labels, fields)
         was_matching = False
         if event.prev is not None:
-            was_matching = self.matches(decode_stored(event.prev), labels, fields)
+            was_matching = self.matches(self._decode(event.prev), labels, fields)
         if event.type is EventType.DELETE:
             return WatchEvent("DELETED", obj) if now_matches else None
         if now_matches:

@@ -28,8 +28,10 @@ Object = dict[str, Any]
 def _scale_of(storage: ResourceStorage, obj: Object) -> Object:
     spec = storage.resource.scale
     assert spec is not None
-    selector = meta.get_path(obj, spec.selector_path)
-    selector_text = str(selector_from_object(selector)) if isinstance(selector, dict) else ""
+    selector = meta.get_path(obj, spec.selector_path) if spec.selector_path else None
+    # A built-in holds a LabelSelector; a custom resource's labelSelectorPath names a string.
+    selector_text = str(selector_from_object(selector)) if isinstance(selector, dict) else \
+        selector if isinstance(selector, str) else ""
     metadata = obj["metadata"]
     return {
         "kind": "Scale", "apiVersion": "autoscaling/v1",

@@ -15,7 +15,6 @@ from pilothouse.machinery.kinds import ResourceType, Strategy
 from pilothouse.machinery.kinds.naming import name_rule
 from pilothouse.machinery.patch import track_update
 from pilothouse.machinery.pruning import prune_unknown_fields
-from pilothouse.machinery.schema import schema_for_kind
 
 __all__ = [
     "MODIFIED_MESSAGE",
@@ -85,7 +84,7 @@ def check_name(obj: Object, name: str) -> None:
 
 def check_schema(obj: Object, resource: ResourceType, ctx: Any) -> None:
     """Report fields the kind does not have (per fieldValidation), refuse wrong types, then prune."""
-    schema = schema_for_kind(resource.group, resource.version, resource.kind)
+    schema = resource.object_schema()
     if schema is None:
         return
     report = validation.check_against_schema(obj, schema)
@@ -158,7 +157,7 @@ def track_managed_fields(old: Object | None, new: Object, ctx: Any, resource: Re
                          subresource: str) -> None:
     if ctx.operation == "Apply":
         return
-    schema = schema_for_kind(resource.group, resource.version, resource.kind)
+    schema = resource.object_schema()
     track_update(old, new, ctx.manager(), "Update", resource.api_version, meta.format_time(), schema,
                  subresource)
 

@@ -8,15 +8,20 @@ subresources it has. Status strategies are derived with :func:`dataclasses.repla
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.meta import clone as _clone
+from pilothouse.machinery.schema import Schema, schema_for_kind
+
+if TYPE_CHECKING:  # tables import this module for Object; the printer is only carried here
+    from pilothouse.machinery.tables.columns import Printer
 
 __all__ = [
     "Object",
+    "OpenAPIDefinitions",
     "ResourceType",
     "ScaleSpec",
     "Strategy",
@@ -118,6 +123,11 @@ class Strategy:
     #: Kind-specific reasons an object marked for deletion must still stay (a Namespace's
     #: spec.finalizers), beyond metadata.finalizers.
     deletion_blocked: Callable[[Object], bool] = lambda _obj: False
+    #: Applied to every object read from storage (get, list, watch, and the current object of an
+    #: update), as genericregistry.Store's Decorator: a custom resource is defaulted on read and
+    #: shown in the version it was asked for. None (the usual case) keeps the stored bytes as they
+    #: are, which lets reads skip decoding.
+    decorate: Callable[[Object], None] | None = None
     #: Whether PUT on a missing object creates it.
     allow_create_on_update: bool = False
     #: Whether an update without resourceVersion is allowed (last write wins).
@@ -131,8 +141,26 @@ def status_strategy(main: Strategy) -> Strategy:
 
 
 @dataclass(frozen=True)
+class OpenAPIDefinitions:
+    """A kind's OpenAPI v3 component schemas when they are not the official ones (custom
+    resources): the object's and the list's definition names, every schema they reference, and a
+    revision that changes whenever the schemas do (documents are cached by it)."""
+
+    definition: str
+    list_definition: str
+    schemas: Mapping[str, Schema]
+    revision: str = ""
+
+
+@dataclass(frozen=True)
 class ResourceType:
-    """A served resource: names for discovery and URLs, plus its strategy."""
+    """A served resource: names for discovery and URLs, plus its strategy.
+
+    Everything a kind needs to be served rides on this row (names, strategy, schema, table printer,
+    scale spec, OpenAPI definitions), so a kind added at run time (a custom resource) works wherever
+    a built-in does. The built-ins leave ``schema``/``printer``/``openapi`` unset and are looked up
+    by group/version/kind in the official schemas and the printer table.
+    """
 
     group: str
     version: str
@@ -151,10 +179,27 @@ class ResourceType:
     subresource_strategies: tuple[tuple[str, Strategy], ...] = ()
     verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch",
                               "update", "watch")
+    #: The object's root schema; None means the official one for this group/version/kind.
+    schema: Schema | None = field(default=None, compare=False, repr=False)
+    #: The ``kubectl get`` table printer; None means the built-in printer registered for the kind.
+    printer: Printer | None = field(default=None, compare=False, repr=False)
+    #: OpenAPI component schemas; None means the official definitions for this kind.
+    openapi: OpenAPIDefinitions | None = field(default=None, compare=False, repr=False)
+    #: Strategic merge patch needs patch strategies that only built-in (Go) types declare; custom
+    #: resources refuse it with 415, as Kubernetes does.
+    strategic_merge_patch: bool = True
+    #: The singular name when it is not the lower-cased kind (custom resources name theirs).
+    singular_name: str = ""
 
     @property
     def singular(self) -> str:
-        return self.kind.lower()
+        return self.singular_name or self.kind.lower()
+
+    def object_schema(self) -> Schema | None:
+        """The schema objects of this kind are checked, patched and applied against."""
+        if self.schema is not None:
+            return self.schema
+        return schema_for_kind(self.group, self.version, self.kind)
 
     @property
     def group_version(self) -> str:

@@ -1,0 +1,282 @@
+"""The API server's own CustomResourceDefinition controller, as apiextensions-apiserver runs its own.
+
+It follows every CRD in the store (a watch, so that each of several API servers over one etcd
+picks up what another server wrote, and a server restarting serves what is stored) and, per CRD:
+
+* decides its names (``NamingConditionController``): the requested names are accepted unless
+  another CRD of the group already holds one of them, or a built-in resource of the group does;
+  ``status.acceptedNames`` and the ``NamesAccepted`` condition say which;
+* serves its versions (``crdHandler``): the custom resource rows of
+  :func:`~pilothouse.machinery.kinds.custom.custom_resource_types` go into the live registry, which
+  storages, discovery and OpenAPI follow; then ``Established`` turns True
+  (``EstablishingController``);
+* on deletion (``CRDFinalizer``): deletes every custom resource, waits until they are gone, removes
+  the ``customresourcecleanup.apiextensions.k8s.io`` finalizer so that the CRD goes, and stops
+  serving its resources.
+
+Status writes go through the CRD storage's ``/status`` path and are no-ops when nothing changed, so
+several servers converge on the same status without fighting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+
+from pilothouse.apiserver.registry import DeleteOptions, ListOptions, ResourceStorage, WriteContext
+from pilothouse.machinery import meta
+from pilothouse.machinery.errors import StatusError
+from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry, ResourceType
+from pilothouse.machinery.kinds.apiextensions import CLEANUP_FINALIZER, condition
+from pilothouse.machinery.kinds.custom import custom_resource_types
+from pilothouse.store.interface import CompactedError, EventType, Store
+
+__all__ = ["CRDController"]
+
+log = logging.getLogger("pilothouse.apiserver.crds")
+
+Object = dict[str, Any]
+
+_CRDS = ResourceType("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False)
+_PREFIX = _CRDS.key_prefix()
+_RETRY_SECONDS = 0.5
+_MANAGER = "pilothouse-apiextensions"
+#: The name fields that must be unique within a group, with the condition reason of a clash.
+_NAME_FIELDS = (("plural", "PluralConflict"), ("singular", "SingularConflict"), ("kind", "KindConflict"),
+                ("listKind", "ListKindConflict"))
+
+
+class CRDController:
+    def __init__(self, store: Store, registry: ResourceRegistry, crd_storage: ResourceStorage,
+                 storage_for: Any) -> None:
+        self.store = store
+        self.registry = registry
+        self.crd_storage = crd_storage
+        self._storage_for = storage_for
+        #: CRD name -> the rows served for it now.
+        self.served: dict[str, list[ResourceType]] = {}
+        #: CRD name -> the latest stored object (None once deleted).
+        self.crds: dict[str, Object] = {}
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ---------------------------------------------------------------------------------- life cycle
+
+    async def start(self) -> None:
+        """Serve every stored CRD before returning (so a restarted server is ready with them), then
+        follow changes."""
+        listing = await self.store.list(_PREFIX)
+        for kv in listing.items:
+            self._observe(kv.key, orjson.loads(kv.value))
+        for name in sorted(self.crds):
+            await self._sync_safely(name)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._follow(listing.revision), name="crd-watch"),
+                       loop.create_task(self._work(), name="crd-controller")]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _observe(self, key: str, obj: Object | None) -> None:
+        name = key[len(_PREFIX):]
+        if obj is None:
+            self.crds.pop(name, None)
+        else:
+            self.crds[name] = obj
+        self._queue.put_nowait(name)
+
+    async def _follow(self, revision: int) -> None:
+        while True:
+            try:
+                async for event in self.store.watch(_PREFIX, revision):
+                    revision = event.revision
+                    deleted = event.type is EventType.DELETE
+                    self._observe(event.kv.key, None if deleted else orjson.loads(event.kv.value))
+            except asyncio.CancelledError:
+                raise
+            except CompactedError:
+                revision = 0  # relist: the current state comes first, as creates
+                continue
+            except Exception:
+                log.warning("CRD watch failed; retrying", exc_info=True)
+            await asyncio.sleep(1.0)
+
+    async def _work(self) -> None:
+        while True:
+            name = await self._queue.get()
+            await self._sync_safely(name)
+
+    async def _sync_safely(self, name: str) -> None:
+        try:
+            again = await self._sync(name)
+        except Exception:
+            log.warning("syncing CustomResourceDefinition %s failed; retrying", name, exc_info=True)
+            again = True
+        if again:
+            asyncio.get_running_loop().call_later(_RETRY_SECONDS, self._queue.put_nowait, name)
+
+    # ---------------------------------------------------------------------------------------- sync
+
+    async def _sync(self, name: str) -> bool:
+        """Bring one CRD's serving and status in line; True to look again shortly."""
+        crd = self.crds.get(name)
+        if crd is None:
+            self._serve(name, [])
+            return False
+        if crd["metadata"].get("deletionTimestamp"):
+            return await self._finalize(name, crd)
+        accepted, names_condition = self._names(name, crd)
+        desired = meta.clone(crd)
+        status = desired.setdefault("status", {})
+        if accepted:
+            status["acceptedNames"] = meta.clone(crd["spec"]["names"])
+            self._serve(name, custom_resource_types(desired))
+            established = _condition("Established", "True", "InitialNamesAccepted",
+                                     "the initial names have been accepted")
+        else:
+            established = _condition("Established", "False", "NotAccepted", "not all names are accepted")
+            if not condition(crd, "Established"):
+                self._serve(name, [])
+        _set_condition(status, names_condition)
+        _set_condition(status, established)
+        await self._write_status(name, status)
+        return False
+
+    def _names(self, name: str, crd: Object) -> tuple[bool, Object]:
+        """Whether the requested names are free in the group (NamingConditionController)."""
+        spec = crd["spec"]
+        group, names = spec.get("group", ""), spec.get("names") or {}
+        mine = _held(crd, crd)
+        for other_name, other in sorted(self.crds.items()):
+            if other_name == name or (other.get("spec") or {}).get("group") != group:
+                continue
+            held = _held(other, crd)
+            taken = {held.get(field) for field, _ in _NAME_FIELDS} - {None, ""}
+            for field, reason in _NAME_FIELDS:
+                value = names.get(field)
+                if value and value in taken and value != mine.get(field):
+                    return False, _condition("NamesAccepted", "False", reason, f'"{value}" is already in use')
+            clash = set(names.get("shortNames") or ()) & set(held.get("shortNames") or ()) \
+                - set(mine.get("shortNames") or ())
+            for short in sorted(clash):
+                return False, _condition("NamesAccepted", "False", "ShortNamesConflict",
+                                         f'"{short}" is already in use')
+        for builtin in BUILTIN_RESOURCES:
+            if builtin.group != group:
+                continue
+            if names.get("plural") == builtin.plural:
+                return False, _condition("NamesAccepted", "False", "PluralConflict",
+                                         f'"{builtin.plural}" is already in use')
+            if names.get("kind") == builtin.kind:
+                return False, _condition("NamesAccepted", "False", "KindConflict",
+                                         f'"{builtin.kind}" is already in use')
+        return True, _condition("NamesAccepted", "True", "NoConflicts", "no conflicts found")
+
+    def _serve(self, name: str, rows: list[ResourceType]) -> None:
+        """Make the registry serve exactly ``rows`` for this CRD."""
+        before = self.served.pop(name, [])
+        keys = {(r.group, r.version, r.plural) for r in rows}
+        for row in before:
+            if (row.group, row.version, row.plural) not in keys:
+                self.registry.remove(row)
+        for row in rows:
+            self.registry.add(row)
+        if rows:
+            self.served[name] = rows
+
+    async def _write_status(self, name: str, status: Object) -> None:
+        async def mutate(current: Object) -> Object:
+            wanted = meta.clone(status)
+            for item in wanted.get("conditions") or ():
+                old = condition(current, item["type"])
+                if old is not None and old.get("status") == item["status"]:
+                    item["lastTransitionTime"] = old.get("lastTransitionTime")
+            wanted["storedVersions"] = (current.get("status") or {}).get("storedVersions", [])
+            current["status"] = wanted
+            return current
+
+        try:
+            await self.crd_storage.guaranteed_update(None, name, mutate, WriteContext(field_manager=_MANAGER),
+                                                     subresource="status")
+        except StatusError as error:
+            if error.code != 404:
+                raise
+
+    # -------------------------------------------------------------------------------- finalizing
+
+    async def _finalize(self, name: str, crd: Object) -> bool:
+        """Delete the CRD's custom resources; when none is left, release the CRD."""
+        finalizers = crd["metadata"].get("finalizers") or []
+        if CLEANUP_FINALIZER not in finalizers:
+            return False
+        rows = self.served.get(name) or custom_resource_types(crd)
+        if not rows:
+            await self._release(name)
+            return False
+        storage: ResourceStorage = self._storage_for(rows[0])
+        items, _, _ = await storage.list(None, ListOptions())
+        ctx = WriteContext(field_manager=_MANAGER)
+        for item in items:
+            metadata = item["metadata"]
+            if metadata.get("deletionTimestamp"):
+                continue
+            with contextlib.suppress(StatusError):
+                await storage.delete(metadata.get("namespace"), metadata["name"], DeleteOptions(), ctx)
+        remaining, _, _ = await storage.list(None, ListOptions())
+        status = meta.clone(crd.get("status") or {})
+        if remaining:
+            _set_condition(status, _condition("Terminating", "True", "InstanceDeletionInProgress",
+                                              "CustomResource deletion is in progress"))
+            await self._write_status(name, status)
+            return True
+        _set_condition(status, _condition("Terminating", "False", "InstanceDeletionCompleted",
+                                          "removed all instances"))
+        await self._write_status(name, status)
+        await self._release(name)
+        return False
+
+    async def _release(self, name: str) -> None:
+        async def mutate(current: Object) -> Object:
+            current["metadata"]["finalizers"] = [f for f in current["metadata"].get("finalizers") or ()
+                                                 if f != CLEANUP_FINALIZER]
+            return current
+
+        try:
+            await self.crd_storage.guaranteed_update(None, name, mutate, WriteContext(field_manager=_MANAGER))
+        except StatusError as error:
+            if error.code != 404:
+                raise
+
+
+def _held(other: Object, crd: Object) -> Object:
+    """The names ``other`` holds against ``crd``: those it was accepted with; and, while it awaits
+    its first decision, those it asks for if it is the older of the two (creation time, then name),
+    so that two servers deciding at once agree on who wins."""
+    accepted: Object = (other.get("status") or {}).get("acceptedNames") or {}
+    if accepted.get("plural") or other is crd:
+        return accepted
+    mine = (crd["metadata"].get("creationTimestamp") or "", crd["metadata"].get("name", ""))
+    theirs = (other["metadata"].get("creationTimestamp") or "", other["metadata"].get("name", ""))
+    found = condition(other, "NamesAccepted")
+    if theirs < mine and (found is None or found.get("status") != "False"):
+        return dict((other.get("spec") or {}).get("names") or {})
+    return {}
+
+
+def _condition(kind: str, status: str, reason: str, message: str) -> Object:
+    return {"type": kind, "status": status, "reason": reason, "message": message,
+            "lastTransitionTime": meta.format_time()}
+
+
+def _set_condition(status: Object, item: Object) -> None:
+    conditions = [c for c in status.get("conditions") or () if c.get("type") != item["type"]]
+    conditions.append(item)
+    status["conditions"] = conditions

@@ -1,0 +1,223 @@
+"""The served resources of a CustomResourceDefinition: one :class:`ResourceType` row per served version.
+
+A custom resource is a row like any built-in, carrying what the built-ins find by group/version/kind
+(its schema, table printer, OpenAPI definitions, scale spec and strategy), so the one generic REST
+path serves it (``apiextensions-apiserver/pkg/registry/customresource`` is the model for the
+strategy). The schema work itself (instance validation, defaulting, CEL rules, printer columns,
+OpenAPI component schemas) is :mod:`pilothouse.machinery.apiextensions`'; unknown fields are
+reported and pruned by the generic write pipeline against the row's ``schema``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from pilothouse.machinery import meta
+from pilothouse.machinery.errors import FieldError
+from pilothouse.machinery.kinds.apiextensions import schema_helpers
+from pilothouse.machinery.kinds.types import (
+    Object,
+    OpenAPIDefinitions,
+    ResourceType,
+    ScaleSpec,
+    Strategy,
+    keep_all_but_status,
+    selectable_metadata,
+)
+from pilothouse.machinery.schema import Schema
+from pilothouse.machinery.tables.columns import NAME, Column, Printer
+
+__all__ = ["custom_resource_types", "definition_names", "json_path", "version_priority"]
+
+_OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+_LIST_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta"
+
+
+# ----------------------------------------------------------------------------------- small helpers
+
+_KUBE_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
+
+
+def version_priority(name: str) -> tuple[int, int, int, str]:
+    """Sort key putting versions in Kubernetes' priority order (v2 > v1 > v1beta2 > v1alpha1 > foo),
+    as ``version.CompareKubeAwareVersionStrings``: the first is the preferred version."""
+    match = _KUBE_VERSION.match(name)
+    if match is None:
+        return (3, 0, 0, name)
+    major, stage, minor = int(match.group(1)), match.group(2), int(match.group(3) or 0)
+    rank = {None: 0, "beta": 1, "alpha": 2}[stage]
+    return (rank, -major, -minor, name)
+
+
+def json_path(path: str) -> tuple[str, ...]:
+    """``.spec.replicas`` → ("spec", "replicas"): the simple paths scale subresources take."""
+    return tuple(part for part in path.strip().lstrip(".").split(".") if part)
+
+
+def definition_names(group: str, version: str, kind: str) -> tuple[str, str]:
+    """OpenAPI definition names as apiextensions-apiserver builds them: the reversed group
+    (``stable.example.com`` → ``com.example.stable``), version, kind; and its List."""
+    reversed_group = ".".join(reversed(group.split(".")))
+    base = f"{reversed_group}.{version}.{kind}"
+    return base, base + "List"
+
+
+# --------------------------------------------------------------------------------------- the schema
+
+def _root_schema(schema: Schema, status_enabled: bool) -> Schema:
+    """The CRD's schema as the object's root: type meta and ObjectMeta are always there, as
+    apiextensions-apiserver adds them before validating and pruning."""
+    root: Schema = meta.clone(schema)
+    properties = root.setdefault("properties", {})
+    properties["apiVersion"] = {"type": "string"}
+    properties["kind"] = {"type": "string"}
+    properties["metadata"] = {"$ref": "#/$defs/" + _OBJECT_META}
+    if status_enabled and "status" not in properties:
+        properties["status"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    return root
+
+
+# ------------------------------------------------------------------------------------- the strategy
+
+def _bump_generation(new: Object, old: Object, ignored: tuple[str, ...]) -> None:
+    generation = old["metadata"].get("generation", 1)
+    changed = any(new.get(k) != old.get(k) for k in set(new) | set(old) if k not in ignored)
+    new["metadata"]["generation"] = generation + 1 if changed else generation
+
+
+def _strategy(group: str, version: str, schema: Schema, crd_version: Object, status_enabled: bool) -> Strategy:
+    helpers = schema_helpers()
+    api_version = f"{group}/{version}"
+    selectable = [(f["jsonPath"], json_path(f["jsonPath"])) for f in crd_version.get("selectableFields") or ()
+                  if isinstance(f, dict) and f.get("jsonPath")]
+
+    def default(obj: Object) -> None:
+        if helpers is not None:
+            helpers.apply_defaults(schema, obj)
+
+    def decorate(obj: Object) -> None:
+        # "None" conversion: the object is the same in every version but for its apiVersion.
+        obj["apiVersion"] = api_version
+        default(obj)
+
+    def validate(obj: Object) -> list[FieldError]:
+        if helpers is None:
+            return []
+        errors: list[FieldError] = list(helpers.validate_instance(schema, obj))
+        return errors + list(helpers.validate_rules(schema, obj, None))
+
+    def validate_update(new: Object, old: Object) -> list[FieldError]:
+        if helpers is None:
+            return []
+        return list(helpers.validate_rules(schema, new, old))
+
+    def prepare_for_create(obj: Object) -> None:
+        if status_enabled:
+            obj.pop("status", None)  # the main resource never sets status when /status exists
+        obj["metadata"]["generation"] = 1
+
+    def prepare_for_update(new: Object, old: Object) -> None:
+        if status_enabled:
+            if "status" in old:
+                new["status"] = old["status"]
+            else:
+                new.pop("status", None)
+            _bump_generation(new, old, ("metadata", "status"))
+        else:
+            _bump_generation(new, old, ("metadata",))
+
+    def selectable_fields(obj: Object) -> dict[str, str]:
+        fields = selectable_metadata(obj)
+        for text, path in selectable:
+            value = meta.get_path(obj, path)
+            fields[text.lstrip(".")] = "" if value is None else (
+                str(value).lower() if isinstance(value, bool) else str(value))
+        return fields
+
+    return Strategy(default=default, validate=validate, validate_update=validate_update,
+                    prepare_for_create=prepare_for_create, prepare_for_update=prepare_for_update,
+                    selectable_fields=selectable_fields, decorate=decorate)
+
+
+def _status_strategy(main: Strategy) -> Strategy:
+    def prepare(new: Object, old: Object) -> None:
+        keep_all_but_status(new, old)
+
+    return replace(main, prepare_for_update=prepare, validate_update=main.validate_update)
+
+
+# ---------------------------------------------------------------------------- printer and OpenAPI
+
+def _printer(columns: list[Object]) -> Printer | None:
+    helpers = schema_helpers()
+    if helpers is None:
+        return None  # the default NAME / CREATED AT columns
+    definitions, cells = helpers.printer_columns(columns)
+    table_columns = [NAME] + [Column(d["name"], d.get("type", "string"), d.get("description", ""),
+                                     d.get("format", ""), int(d.get("priority", 0))) for d in definitions]
+
+    def row(obj: Object, now: datetime) -> list[Any]:
+        return [obj["metadata"].get("name", ""), *cells(obj, now)]
+
+    return Printer(tuple(table_columns), row)
+
+
+def _openapi(crd: Object, group: str, version: str, kind: str, schema: Schema) -> OpenAPIDefinitions:
+    name, list_name = definition_names(group, version, kind)
+    gvk = [{"group": group, "kind": kind, "version": version}]
+    helpers = schema_helpers()
+    if helpers is not None:
+        component: Schema = helpers.openapi_schema(crd, version)
+    else:
+        component = meta.clone(schema)
+        component["properties"]["metadata"] = {"allOf": [{"$ref": "#/components/schemas/" + _OBJECT_META}]}
+        component["x-kubernetes-group-version-kind"] = gvk
+    list_schema: Schema = {
+        "description": f"{kind}List is a list of {kind}", "type": "object", "required": ["items"],
+        "properties": {
+            "apiVersion": {"type": "string"}, "kind": {"type": "string"},
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/" + name}},
+            "metadata": {"allOf": [{"$ref": "#/components/schemas/" + _LIST_META}]},
+        },
+        "x-kubernetes-group-version-kind": [{"group": group, "kind": kind + "List", "version": version}],
+    }
+    metadata = crd.get("metadata") or {}
+    revision = f"{metadata.get('uid', '')}/{metadata.get('generation', '')}"
+    return OpenAPIDefinitions(name, list_name, {name: component, list_name: list_schema}, revision)
+
+
+# ------------------------------------------------------------------------------------------ the rows
+
+def custom_resource_types(crd: Object) -> list[ResourceType]:
+    """The rows to serve for ``crd`` under its accepted names, preferred version first."""
+    spec = crd.get("spec") or {}
+    names = (crd.get("status") or {}).get("acceptedNames") or spec.get("names") or {}
+    group, kind, plural = spec.get("group", ""), names.get("kind", ""), names.get("plural", "")
+    versions = sorted((v for v in spec.get("versions") or () if v.get("served")),
+                      key=lambda v: version_priority(v.get("name", "")))
+    rows: list[ResourceType] = []
+    for crd_version in versions:
+        version = crd_version["name"]
+        subresources = crd_version.get("subresources") or {}
+        status_enabled = "status" in subresources
+        schema = _root_schema((crd_version.get("schema") or {}).get("openAPIV3Schema") or {"type": "object"},
+                              status_enabled)
+        strategy = _strategy(group, version, schema, crd_version, status_enabled)
+        scale = None
+        if isinstance(subresources.get("scale"), dict):
+            spec_scale = subresources["scale"]
+            scale = ScaleSpec(json_path(spec_scale.get("specReplicasPath", "")),
+                              json_path(spec_scale.get("statusReplicasPath", "")),
+                              json_path(spec_scale.get("labelSelectorPath") or ""))
+        rows.append(ResourceType(
+            group, version, kind, plural, spec.get("scope") == "Namespaced", strategy,
+            tuple(names.get("shortNames") or ()), tuple(names.get("categories") or ()),
+            status_strategy=_status_strategy(strategy) if status_enabled else None, scale=scale,
+            schema=schema, printer=_printer(crd_version.get("additionalPrinterColumns") or []),
+            openapi=_openapi(crd, group, version, kind, schema), strategic_merge_patch=False,
+            singular_name=names.get("singular", ""),
+        ))
+    return rows
