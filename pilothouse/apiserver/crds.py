@@ -62,6 +62,7 @@ class CRDController:
         #: CRD name -> the latest stored object (None once deleted).
         self.crds: dict[str, Object] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._pending: set[str] = set()  # names queued and not yet synced: each is queued once
         self._tasks: list[asyncio.Task[None]] = []
 
     # ---------------------------------------------------------------------------------- life cycle
@@ -91,7 +92,12 @@ class CRDController:
             self.crds.pop(name, None)
         else:
             self.crds[name] = obj
-        self._queue.put_nowait(name)
+        self._enqueue(name)
+
+    def _enqueue(self, name: str) -> None:
+        if name not in self._pending:
+            self._pending.add(name)
+            self._queue.put_nowait(name)
 
     async def _follow(self, revision: int) -> None:
         while True:
@@ -112,6 +118,7 @@ class CRDController:
     async def _work(self) -> None:
         while True:
             name = await self._queue.get()
+            self._pending.discard(name)
             await self._sync_safely(name)
 
     async def _sync_safely(self, name: str) -> None:
@@ -121,7 +128,7 @@ class CRDController:
             log.warning("syncing CustomResourceDefinition %s failed; retrying", name, exc_info=True)
             again = True
         if again:
-            asyncio.get_running_loop().call_later(_RETRY_SECONDS, self._queue.put_nowait, name)
+            asyncio.get_running_loop().call_later(_RETRY_SECONDS, self._enqueue, name)
 
     # ---------------------------------------------------------------------------------------- sync
 
@@ -221,6 +228,7 @@ class CRDController:
         if not rows:
             await self._release(name)
             return False
+        self._serve(name, rows)  # still served while it empties (also after a restart)
         storage: ResourceStorage = self._storage_for(rows[0])
         items, _, _ = await storage.list(None, ListOptions())
         ctx = WriteContext(field_manager=_MANAGER)

@@ -171,7 +171,9 @@ class _Builder:
         return {"content": {"*/*": {"schema": _ref(name)}}, "required": True}
 
     def patch_body(self) -> dict[str, Any]:
-        return {"content": {m: {"schema": _ref(_PATCH)} for m in _PATCH_TYPES}, "required": True}
+        # kubectl apply computes a strategic merge patch only where the operation offers that type.
+        types = [m for m in _PATCH_TYPES if self.rt.strategic_merge_patch or "strategic" not in m]
+        return {"content": {m: {"schema": _ref(_PATCH)} for m in types}, "required": True}
 
     def base(self) -> str:
         prefix = "/" + group_version_path(self.rt.group, self.rt.version)

@@ -267,7 +267,8 @@ CRD = Strategy(
     prepare_for_update=_prepare_update,
     on_delete_requested=_on_delete_requested,
     # Every first delete waits (for the cleanup finalizer above); once marked, finalizers decide.
-    deletion_blocked=lambda crd: not crd["metadata"].get("deletionTimestamp"),
+    deletion_blocked=lambda crd: not crd["metadata"].get("deletionTimestamp")
+    or CLEANUP_FINALIZER in (crd["metadata"].get("finalizers") or ()),
 )
 CRD_STATUS = replace(status_strategy(CRD), prepare_for_update=_prepare_status_update,
                      validate_update=lambda new, _old: _validate_names(
