@@ -1,0 +1,389 @@
+"""``x-kubernetes-validations`` CEL rules on custom resources (``validate_rules``).
+
+Why ``common-expression-language`` (PyPI): it binds the Rust ``cel`` interpreter, a maintained
+implementation of the CEL spec with the macros and functions Kubernetes rules use (``has()``,
+``size``, ``all``/``exists``/``exists_one``/``map``/``filter``, ``matches``, ``startsWith``,
+timestamps and durations, heterogeneous numeric equality), compiles an expression once into a
+reusable ``Program`` and evaluates it fast. ``cel-python`` works too but is pure Python and an
+order of magnitude slower per evaluation. The Kubernetes string/list extension functions that
+the CEL standard lacks (``lowerAscii``, ``split``, ``join``, ``isSorted``...) are added here.
+
+Semantics follow ``apiserver/schema/cel/validation.go``: each rule is evaluated with ``self``
+bound to its node's value and, for transition rules, ``oldSelf`` to the correlated old value
+(object properties and map entries by key, ``x-kubernetes-list-type: map`` items by their keys;
+nothing else correlates, and a transition rule without an old value is skipped). A false result
+is ``<path>: Invalid value: "<schema type>": <message>`` (``failed rule: <rule>`` by default),
+shaped by ``reason`` and moved by ``fieldPath``; an evaluation error names the rule.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import cel
+
+from pilothouse.machinery.apiextensions.nodes import Schema, node, properties
+from pilothouse.machinery.apiextensions.paths import NIL_PATH, child, go_quote, index, key
+from pilothouse.machinery.errors import FieldError
+from pilothouse.machinery.kinds.vcommon import GoValue, duplicate, forbidden, invalid, required
+
+__all__ = ["RuleCompileError", "compile_errors", "field_path_valid", "validate_rules"]
+
+_ABSENT = object()
+_RESERVED = frozenset({"true", "false", "null", "in", "as", "break", "const", "continue", "else", "for",
+                       "function", "if", "import", "let", "loop", "package", "namespace", "return", "var",
+                       "void", "while"})
+_IDENT = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+# -- compiling -------------------------------------------------------------------------------
+
+class RuleCompileError(Exception):
+    """A rule that does not parse; ``detail`` is cel-go's ``ERROR: <input>:l:c: ...`` text."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile(expression: str) -> Any:
+    """One compiled Program per expression text, shared by every schema that uses it."""
+    try:
+        return cel.compile(expression)
+    except (ValueError, RuntimeError) as exc:
+        text = str(exc)
+        at = text.find("ERROR:")
+        raise RuleCompileError(text[at:] if at >= 0 else text) from None
+
+
+def _uses_old_self(expression: str) -> bool:
+    return "oldSelf" in _compile(expression).variables()
+
+
+def _go_rule(rule: dict[str, Any]) -> GoValue:
+    """A rule as Go prints ``apiextensions.ValidationRule`` with ``%#v`` in Invalid messages."""
+    reason = rule.get("reason")
+    reason_text = ("(*apiextensions.FieldValueErrorReason)(nil)" if reason is None
+                   else f"(*apiextensions.FieldValueErrorReason)({go_quote(str(reason))})")
+    optional = rule.get("optionalOldSelf")
+    optional_text = "(*bool)(nil)" if optional is None else f"(*bool)({str(bool(optional)).lower()})"
+    text = (f"apiextensions.ValidationRule{{Rule:{go_quote(str(rule.get('rule', '')))}, "
+            f"Message:{go_quote(str(rule.get('message', '')))}, "
+            f"MessageExpression:{go_quote(str(rule.get('messageExpression', '')))}, Reason:{reason_text}, "
+            f"FieldPath:{go_quote(str(rule.get('fieldPath', '')))}, OptionalOldSelf:{optional_text}}}")
+    return GoValue(rule, text)
+
+
+def compile_errors(s: Schema, path: str, uncorrelatable: str | None) -> list[FieldError]:
+    """The CRD-time errors of one node's rules: syntax, and ``oldSelf`` where nothing correlates."""
+    errors: list[FieldError] = []
+    for i, rule in enumerate(s.get("x-kubernetes-validations") or []):
+        if not isinstance(rule, dict):
+            continue
+        rule_path = index(child(path, "x-kubernetes-validations"), i)
+        text = str(rule.get("rule") or "")
+        try:
+            uses_old = _uses_old_self(text)
+        except RuleCompileError as exc:
+            errors.append(invalid(child(rule_path, "rule"), _go_rule(rule), f"compilation failed: {exc.detail}"))
+            continue
+        expression = str(rule.get("messageExpression") or "")
+        if expression.strip():
+            try:
+                _compile(expression)
+            except RuleCompileError as exc:
+                errors.append(invalid(child(rule_path, "messageExpression"), _go_rule(rule),
+                                      f"messageExpression compilation failed: {exc.detail}"))
+        if uses_old and uncorrelatable is not None:
+            errors.append(invalid(child(rule_path, "rule"), text,
+                                  f"oldSelf cannot be used on the uncorrelatable portion of the schema within "
+                                  f"{uncorrelatable}"))
+        elif not uses_old and rule.get("optionalOldSelf") is not None:
+            errors.append(invalid(child(rule_path, "optionalOldSelf"), GoValue(rule["optionalOldSelf"], str(
+                bool(rule["optionalOldSelf"])).lower()), "may not be set if oldSelf is not used in rule"))
+    return errors
+
+
+# -- fieldPath ------------------------------------------------------------------------------
+
+_SEGMENT = re.compile(r"\.([a-zA-Z_][a-zA-Z0-9_-]*)|\[\s*'((?:[^'\\]|\\.)*)'\s*\]|\[\s*\"((?:[^\"\\]|\\.)*)\"\s*\]"
+                      r"|\[(\d+)\]")
+
+
+def _field_path_segments(text: str) -> list[str | int] | None:
+    segments: list[str | int] = []
+    position = 0
+    while position < len(text):
+        match = _SEGMENT.match(text, position)
+        if not match:
+            return None
+        name, single, double, number = match.groups()
+        if number is not None:
+            segments.append(int(number))
+        else:
+            segments.append(name if name is not None else (single if single is not None else double))
+        position = match.end()
+    return segments
+
+
+def field_path_valid(s: Schema, text: str) -> bool:
+    """``ValidFieldPath``: the path parses and names fields the schema declares."""
+    segments = _field_path_segments(text.strip())
+    if not segments:
+        return False
+    node: Any = s
+    for segment in segments:
+        if not isinstance(node, dict):
+            return False
+        if isinstance(segment, int):
+            node = node.get("items")
+            continue
+        declared = properties(node)
+        if segment in declared:
+            node = declared[segment]
+        elif isinstance(node.get("additionalProperties"), dict):
+            node = node["additionalProperties"]
+        else:
+            return False
+    return True
+
+
+def _apply_field_path(path: str, text: str, s: Schema) -> str:
+    segments = _field_path_segments(text.strip()) or []
+    node: Any = s
+    for segment in segments:
+        if isinstance(segment, int):
+            path = index(path if path != NIL_PATH else "", segment)
+            node = node.get("items") if isinstance(node, dict) else None
+            continue
+        declared = properties(node if isinstance(node, dict) else None)
+        base = "" if path == NIL_PATH else path
+        if segment in declared:
+            path = child(base, segment)
+            node = declared[segment]
+        else:
+            path = key(base, segment)
+            node = node.get("additionalProperties") if isinstance(node, dict) else None
+    return path
+
+
+# -- Kubernetes' CEL library ----------------------------------------------------------------
+
+def _index_of(value: Any, needle: Any, *start: int) -> int:
+    if isinstance(value, str):
+        return value.find(needle, *start)
+    return value.index(needle) if needle in value else -1
+
+
+def _last_index_of(value: Any, needle: Any, *end: int) -> int:
+    if isinstance(value, str):
+        return value.rfind(needle, 0, end[0] + len(needle)) if end else value.rfind(needle)
+    return len(value) - 1 - value[::-1].index(needle) if needle in value else -1
+
+
+def _split(text: str, separator: str, *limit: int) -> list[str]:
+    if limit:
+        if limit[0] == 0:
+            return []
+        return text.split(separator, limit[0] - 1) if limit[0] > 0 else text.split(separator)
+    return text.split(separator)
+
+
+def _replace(text: str, old: str, new: str, *count: int) -> str:
+    return text.replace(old, new, count[0]) if count and count[0] >= 0 else text.replace(old, new)
+
+
+def _substring(text: str, start: int, *end: int) -> str:
+    return text[start:end[0]] if end else text[start:]
+
+
+_LIBRARY: dict[str, Callable[..., Any]] = {
+    "lowerAscii": lambda s: "".join(c.lower() if c.isascii() else c for c in s),
+    "upperAscii": lambda s: "".join(c.upper() if c.isascii() else c for c in s),
+    "trim": lambda s: s.strip(),
+    "split": _split,
+    "join": lambda items, *sep: (sep[0] if sep else "").join(items),
+    "replace": _replace,
+    "substring": _substring,
+    "charAt": lambda s, i: s[i] if i < len(s) else "",
+    "indexOf": _index_of,
+    "lastIndexOf": _last_index_of,
+    "isSorted": lambda items: list(items) == sorted(items),
+    "sum": lambda items: sum(items),
+    "min": lambda items: min(items),
+    "max": lambda items: max(items),
+    "reverse": lambda s: s[::-1],
+}
+
+
+def _escape(name: str) -> str:
+    """CEL's escaping of property names that are not identifiers (``foo-bar`` -> ``foo__dash__bar``)."""
+    if name in _RESERVED:
+        return f"__{name}__"
+    if _IDENT.match(name) and "__" not in name:
+        return name
+    out = name.replace("__", "__underscores__")
+    for char, word in ((".", "__dot__"), ("-", "__dash__"), ("/", "__slash__")):
+        out = out.replace(char, word)
+    return out
+
+
+def _to_cel(value: Any, s: Schema | None) -> Any:
+    """The value CEL sees: declared properties under their escaped names, the rest as JSON."""
+    if isinstance(value, dict):
+        declared = properties(s)
+        additional = node(s.get("additionalProperties")) if s is not None else None
+        out: dict[str, Any] = {}
+        for name, item in value.items():
+            if name in declared:
+                out[_escape(name)] = _to_cel(item, declared[name])
+            else:
+                out[name] = _to_cel(item, additional)
+        return out
+    if isinstance(value, list):
+        items = node(s.get("items")) if s is not None else None
+        return [_to_cel(item, items) for item in value]
+    return value
+
+
+# -- evaluating -----------------------------------------------------------------------------
+
+def validate_rules(schema: Schema, new: Any, old: Any = None) -> list[FieldError]:
+    """Errors of every ``x-kubernetes-validations`` rule over ``new`` (``old`` on update)."""
+    return _validate(schema, NIL_PATH, new, _ABSENT if old is None else old)
+
+
+def _validate(s: Schema, path: str, value: Any, old: Any) -> list[FieldError]:
+    errors = _rules_here(s, path, value, old) if value is not None else []
+    if isinstance(value, dict):
+        declared = properties(s)
+        additional = node(s.get("additionalProperties"))
+        old_map = old if isinstance(old, dict) else {}
+        base = "" if path == NIL_PATH else path
+        for name in sorted(value):
+            if name in declared:
+                errors += _validate(declared[name], child(base, name), value[name], old_map.get(name, _ABSENT))
+            elif additional is not None:
+                correlated = old_map.get(name, _ABSENT) if s.get("x-kubernetes-map-type") != "atomic" else _ABSENT
+                errors += _validate(additional, key(base, name), value[name], correlated)
+    elif isinstance(value, list) and isinstance(s.get("items"), dict):
+        base = "" if path == NIL_PATH else path
+        olds = _correlate_items(s, value, old)
+        for i, item in enumerate(value):
+            errors += _validate(s["items"], index(base, i), item, olds[i])
+    return errors
+
+
+def _correlate_items(s: Schema, value: list[Any], old: Any) -> list[Any]:
+    if s.get("x-kubernetes-list-type") != "map" or not isinstance(old, list):
+        return [_ABSENT] * len(value)
+    keys = [k for k in s.get("x-kubernetes-list-map-keys") or [] if isinstance(k, str)]
+
+    def identity(item: Any) -> str | None:
+        if not isinstance(item, dict):
+            return None
+        return json.dumps([item.get(k) for k in keys], sort_keys=True)
+
+    by_key = {identity(item): item for item in old if identity(item) is not None}
+    return [by_key.get(identity(item), _ABSENT) for item in value]
+
+
+def _rules_here(s: Schema, path: str, value: Any, old: Any) -> list[FieldError]:
+    rules = s.get("x-kubernetes-validations")
+    if not isinstance(rules, list) or not rules:
+        return []
+    errors: list[FieldError] = []
+    type_ = str(s.get("type") or "")
+    context: cel.Context | None = None
+    for rule in rules:
+        if not isinstance(rule, dict):
+            continue
+        text = str(rule.get("rule") or "")
+        try:
+            program = _compile(text)
+            uses_old = "oldSelf" in program.variables()
+        except RuleCompileError as exc:
+            errors.append(invalid(path, type_, f"rule compile error: {exc.detail}"))
+            continue
+        if uses_old and old is _ABSENT:
+            continue  # a transition rule only runs when there is an old value to compare with
+        if context is None:
+            context = _context(s, value, old)
+        try:
+            result = program.execute(context)
+        except Exception as exc:  # any evaluation failure is the rule's error
+            errors.append(_evaluation_error(path, type_, exc, rule))
+            continue
+        if result is not True:
+            if not isinstance(result, bool):
+                errors.append(invalid(path, type_, f"rule did not evaluate to a bool evaluating rule: "
+                                                    f"{_rule_text(rule)}"))
+                continue
+            target = path
+            if str(rule.get("fieldPath") or "").strip():
+                target = _apply_field_path(path, str(rule["fieldPath"]), s)
+            errors.append(_reason_error(target, type_, _message(rule, context), rule.get("reason")))
+    return errors
+
+
+def _context(s: Schema, value: Any, old: Any) -> cel.Context:
+    context = cel.Context()
+    for name, function in _LIBRARY.items():
+        context.add_function(name, function)
+    context.add_variable("self", _to_cel(value, s))
+    if old is not _ABSENT:
+        context.add_variable("oldSelf", _to_cel(old, s))
+    return context
+
+
+def _rule_text(rule: dict[str, Any]) -> str:
+    message = str(rule.get("message") or "").strip()
+    return message or str(rule.get("rule") or "").strip()
+
+
+def _default_message(rule: dict[str, Any]) -> str:
+    message = str(rule.get("message") or "").strip()
+    return message or f"failed rule: {_rule_text(rule)}"
+
+
+def _message(rule: dict[str, Any], context: cel.Context) -> str:
+    expression = str(rule.get("messageExpression") or "").strip()
+    if expression:
+        try:
+            result = _compile(expression).execute(context)
+        except Exception:  # upstream falls back to the static message
+            return _default_message(rule)
+        if isinstance(result, str) and result.strip() and "\n" not in result and "\r" not in result:
+            return result.strip()
+    return _default_message(rule)
+
+
+def _reason_error(path: str, type_: str, detail: str, reason: Any) -> FieldError:
+    if reason == "FieldValueForbidden":
+        return forbidden(path, detail)
+    if reason == "FieldValueRequired":
+        return required(path, detail)
+    if reason == "FieldValueDuplicate":
+        return duplicate(path, type_)
+    return invalid(path, type_, detail)
+
+
+def _evaluation_error(path: str, type_: str, exc: Exception, rule: dict[str, Any]) -> FieldError:
+    text = _rule_text(rule)
+    if isinstance(exc, TypeError) and str(exc).startswith("No such overload"):
+        return invalid(path, type_, f"'no such overload': call arguments did not match a supported operator, "
+                                    f"function or macro signature for rule: {text}")
+    if isinstance(exc, KeyError):
+        detail = f"no such key: {exc.args[0] if exc.args else ''}"
+    elif isinstance(exc, ZeroDivisionError):
+        detail = "division by zero"
+    elif isinstance(exc, IndexError):
+        detail = str(exc) or "index out of bounds"
+    else:
+        detail = str(exc)
+    return invalid(path, type_, f"{detail} evaluating rule: {text}")
