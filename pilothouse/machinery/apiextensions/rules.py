@@ -58,7 +58,9 @@ def _compile(expression: str) -> Any:
     except (ValueError, RuntimeError) as exc:
         text = str(exc)
         at = text.find("ERROR:")
-        raise RuleCompileError(text[at:] if at >= 0 else text) from None
+        detail = text[at:] if at >= 0 else text
+        # cel-go's Issues.String() indents the source excerpt lines with " | ".
+        raise RuleCompileError(re.sub(r"(?m)^\| ", " | ", detail)) from None
 
 
 def _uses_old_self(expression: str) -> bool:
@@ -111,65 +113,42 @@ def compile_errors(s: Schema, path: str, uncorrelatable: str | None) -> list[Fie
 
 # -- fieldPath ------------------------------------------------------------------------------
 
-_SEGMENT = re.compile(r"\.([a-zA-Z_][a-zA-Z0-9_-]*)|\[\s*'((?:[^'\\]|\\.)*)'\s*\]|\[\s*\"((?:[^\"\\]|\\.)*)\"\s*\]"
-                      r"|\[(\d+)\]")
+_FIELD_PATH_TOKEN = re.compile(r"\.([^.\[\]']+)|\[\s*'((?:[^'\\]|\\.)*)'\s*\]")
 
 
-def _field_path_segments(text: str) -> list[str | int] | None:
-    segments: list[str | int] = []
+def normalize_field_path(s: Schema, text: str) -> str | None:
+    """``ValidFieldPath``: a rule's ``fieldPath`` (``.spec.ports['http']``) as a field path relative
+    to the rule's node (``spec.ports[http]``), or None if it does not name a field of the schema.
+
+    Only field names and quoted map keys are allowed; a name is a property where the node has
+    ``properties``, a map key where it has ``additionalProperties``.
+    """
+    path = ""
+    node_: Schema | None = s
     position = 0
+    text = text.strip()
+    if not text:
+        return None
     while position < len(text):
-        match = _SEGMENT.match(text, position)
-        if not match:
+        match = _FIELD_PATH_TOKEN.match(text, position)
+        if not match or node_ is None:
             return None
-        name, single, double, number = match.groups()
-        if number is not None:
-            segments.append(int(number))
+        name = match.group(1) if match.group(1) is not None else re.sub(r"\\(.)", r"\1", match.group(2))
+        declared = properties(node_)
+        if node_.get("properties") is not None:
+            if name not in declared:
+                return None
+            path, node_ = child(path, name), declared[name]
+        elif node_.get("additionalProperties") is not None:
+            path, node_ = key(path, name), node(node_.get("additionalProperties"))
         else:
-            segments.append(name if name is not None else (single if single is not None else double))
+            return None
         position = match.end()
-    return segments
+    return path
 
 
 def field_path_valid(s: Schema, text: str) -> bool:
-    """``ValidFieldPath``: the path parses and names fields the schema declares."""
-    segments = _field_path_segments(text.strip())
-    if not segments:
-        return False
-    node: Any = s
-    for segment in segments:
-        if not isinstance(node, dict):
-            return False
-        if isinstance(segment, int):
-            node = node.get("items")
-            continue
-        declared = properties(node)
-        if segment in declared:
-            node = declared[segment]
-        elif isinstance(node.get("additionalProperties"), dict):
-            node = node["additionalProperties"]
-        else:
-            return False
-    return True
-
-
-def _apply_field_path(path: str, text: str, s: Schema) -> str:
-    segments = _field_path_segments(text.strip()) or []
-    node: Any = s
-    for segment in segments:
-        if isinstance(segment, int):
-            path = index(path if path != NIL_PATH else "", segment)
-            node = node.get("items") if isinstance(node, dict) else None
-            continue
-        declared = properties(node if isinstance(node, dict) else None)
-        base = "" if path == NIL_PATH else path
-        if segment in declared:
-            path = child(base, segment)
-            node = declared[segment]
-        else:
-            path = key(base, segment)
-            node = node.get("additionalProperties") if isinstance(node, dict) else None
-    return path
+    return normalize_field_path(s, text) is not None
 
 
 # -- Kubernetes' CEL library ----------------------------------------------------------------
@@ -320,13 +299,11 @@ def _rules_here(s: Schema, path: str, value: Any, old: Any) -> list[FieldError]:
             errors.append(_evaluation_error(path, type_, exc, rule))
             continue
         if result is not True:
-            if not isinstance(result, bool):
-                errors.append(invalid(path, type_, f"rule did not evaluate to a bool evaluating rule: "
-                                                    f"{_rule_text(rule)}"))
-                continue
             target = path
-            if str(rule.get("fieldPath") or "").strip():
-                target = _apply_field_path(path, str(rule["fieldPath"]), s)
+            relative = normalize_field_path(s, str(rule.get("fieldPath") or ""))
+            if relative:
+                # Upstream appends the normalized path as one child: "<nil>" then disappears.
+                target = child("" if path == NIL_PATH else path, relative)
             errors.append(_reason_error(target, type_, _message(rule, context), rule.get("reason")))
     return errors
 
@@ -358,7 +335,8 @@ def _message(rule: dict[str, Any], context: cel.Context) -> str:
             result = _compile(expression).execute(context)
         except Exception:  # upstream falls back to the static message
             return _default_message(rule)
-        if isinstance(result, str) and result.strip() and "\n" not in result and "\r" not in result:
+        # A message that is not a one-line non-empty string falls back to the rule's message.
+        if isinstance(result, str) and result.strip() and "\n" not in result.strip():
             return result.strip()
     return _default_message(rule)
 
