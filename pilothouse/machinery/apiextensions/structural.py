@@ -193,12 +193,8 @@ def _nested(v: Schema, skip_any_of: bool, path: str) -> list[FieldError]:
 
 
 def _completeness(s: Schema, path: str) -> list[FieldError]:
-    errors: list[FieldError] = []
-    if isinstance(s.get("items"), dict):
-        errors += _completeness(s["items"], child(path, "items"))
-    for name, prop in _props(s).items():
-        errors += _completeness(prop, key(child(path, "properties"), name))
-    return errors + _junctor_completeness(s, s, path, path)
+    # As in 1.32, only the root's value validations are checked against the structure.
+    return _junctor_completeness(s, s, path, path)
 
 
 def _junctor_completeness(v: Schema, s: Schema | None, s_path: str, v_path: str) -> list[FieldError]:
@@ -258,7 +254,7 @@ def validate_crd_schema(schema: Schema, path: str) -> list[FieldError]:
 def _standard(s: Schema, path: str, ctx: _Context) -> list[FieldError]:
     errors: list[FieldError] = []
     type_ = s.get("type")
-    if isinstance(type_, str) and type_ and type_ not in (*_OPENAPI_V3_TYPES, "null"):
+    if isinstance(type_, str) and type_ and type_ not in _OPENAPI_V3_TYPES:
         errors.append(not_supported(child(path, "type"), type_, _OPENAPI_V3_TYPES))
     if "default" in s and s["default"] is not None and not ctx.allow_defaults:
         detail = "must not be set"
@@ -352,8 +348,9 @@ def _list_type_rules(s: Schema, path: str, list_type: Any, type_: str) -> list[F
             errors.append(invalid(child(child(path, "items"), "x-kubernetes-list-type"),
                                   items["x-kubernetes-list-type"], message))
         elif items.get("type") == "object" and items.get("x-kubernetes-map-type") != "atomic":
+            # Upstream reports the items' list type here (nil for an object, printed "null").
             errors.append(invalid(child(child(path, "items"), "x-kubernetes-map-type"),
-                                  items.get("x-kubernetes-map-type"), message))
+                                  items.get("x-kubernetes-list-type", "null"), message))
     if list_type is not None and list_type not in ("atomic", "set", "map"):
         errors.append(not_supported(child(path, "x-kubernetes-list-type"), list_type, ("atomic", "set", "map")))
     map_keys = s.get("x-kubernetes-list-map-keys") or []
