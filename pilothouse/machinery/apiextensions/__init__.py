@@ -10,13 +10,14 @@ it describes, one module per step:
 - :func:`apply_defaults` (``defaulting``) and :func:`prune` (``pruning``): structural defaulting
   and the dropping of unknown fields (whose paths ``fieldValidation`` reports);
 - :func:`validate_rules` (``rules``): ``x-kubernetes-validations`` CEL rules;
-- :func:`printer_columns` (``columns``): server-side Table columns and cells;
+- :func:`printer_columns` (``columns``): server-side Table columns and cells, and
+  :func:`validate_printer_columns`, the CRD checks of ``additionalPrinterColumns``;
 - :func:`openapi_schema` (``openapi``): the published OpenAPI v3 component schema.
 """
 
 from __future__ import annotations
 
-from pilothouse.machinery.apiextensions.columns import InvalidColumnPath, printer_columns
+from pilothouse.machinery.apiextensions.columns import InvalidColumnPath, printer_columns, validate_printer_columns
 from pilothouse.machinery.apiextensions.defaulting import apply_defaults
 from pilothouse.machinery.apiextensions.instance import validate_instance
 from pilothouse.machinery.apiextensions.openapi import (
@@ -40,5 +41,6 @@ __all__ = [
     "prune",
     "validate_crd_schema",
     "validate_instance",
+    "validate_printer_columns",
     "validate_rules",
 ]

@@ -4,8 +4,8 @@ A port of ``apiextensions-apiserver/pkg/registry/customresource/tableconvertor``
 then one column per ``additionalPrinterColumns`` entry (an Age column of
 ``.metadata.creationTimestamp`` when the CRD lists none), each cell the first result of the
 column's JSONPath, converted by its type (``cellForJSONValue``): integers and numbers as numbers,
-``date`` as an age (``<invalid>`` when unparsable), ``string`` as the value's text (JSON for
-non-strings), and a missing or mistyped value as null, which kubectl prints as ``<none>``.
+``date`` as an age (``<invalid>`` when unparsable), ``string`` as jsonpath prints the value (JSON for
+objects and lists), and a missing or mistyped value as null, which kubectl prints as ``<none>``.
 
 Why ``jsonpath-ng``: it evaluates the JSONPath subset kubectl and CRDs use (fields, indexes,
 ``[*]``, filters such as ``[?(@.type=="Ready")]``) and is maintained; kubectl's own syntax
@@ -24,10 +24,13 @@ from typing import Any
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 from jsonpath_ng.ext import parse  # type: ignore[attr-defined]
 
+from pilothouse.machinery.apiextensions.paths import child, go_number, go_quote
+from pilothouse.machinery.errors import FieldError
+from pilothouse.machinery.kinds.vcommon import invalid, required
 from pilothouse.machinery.tables.columns import AGE, NAME, Column, column_definitions
 from pilothouse.machinery.tables.duration import human_duration, parse_time
 
-__all__ = ["InvalidColumnPath", "Row", "parse_json_path", "printer_columns"]
+__all__ = ["InvalidColumnPath", "Row", "parse_json_path", "printer_columns", "validate_printer_columns"]
 
 #: One object's cells (NAME first), given the object and the current time.
 Row = Callable[[dict[str, Any], datetime], list[Any]]
@@ -56,14 +59,14 @@ def parse_json_path(path: str) -> Any:
             continue
         match = _NAME_SEGMENT.match(text, position)
         if not match:
-            raise InvalidColumnPath(f"unrecognized column definition {path!r}")
+            raise InvalidColumnPath(f"unrecognized column definition {go_quote(path)}")
         name = re.sub(r"\\(.)", r"\1", match.group(1))
         out.append("." + json.dumps(name) if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else "." + name)
         position = match.end()
     try:
         return parse("".join(out))
     except (JsonPathLexerError, JsonPathParserError, Exception) as exc:
-        raise InvalidColumnPath(f"unrecognized column definition {path!r}") from exc
+        raise InvalidColumnPath(f"unrecognized column definition {go_quote(path)}") from exc
 
 
 def _closing_bracket(text: str, start: int) -> int:
@@ -81,7 +84,7 @@ def _closing_bracket(text: str, start: int) -> int:
             depth -= 1
             if depth == 0:
                 return position
-    raise InvalidColumnPath(f"unrecognized column definition {text!r}: unterminated [")
+    raise InvalidColumnPath(f"unrecognized column definition {go_quote(text)}")
 
 
 def _first(expression: Any, obj: dict[str, Any]) -> tuple[bool, Any]:
@@ -95,10 +98,16 @@ def _first(expression: Any, obj: dict[str, Any]) -> tuple[bool, Any]:
 
 
 def _text(value: Any) -> str:
-    # jsonpath's evalToText: strings verbatim, anything else as JSON.
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, separators=(",", ":"))
+    """client-go jsonpath's PrintResults: maps and lists as compact JSON, scalars as Go prints them."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return go_number(value)
+    return str(value)
 
 
 def _cell(column_type: str, value: Any, now: datetime) -> Any:
@@ -151,3 +160,32 @@ def printer_columns(columns: list[dict[str, Any]] | None) -> tuple[list[dict[str
         return cells
 
     return definitions, row
+
+
+_COLUMN_TYPES = ("boolean", "date", "integer", "number", "string")
+_COLUMN_FORMATS = ("byte", "date", "date-time", "double", "float", "int32", "int64", "password")
+
+
+def validate_printer_columns(columns: list[dict[str, Any]] | None, path: str) -> list[FieldError]:
+    """``ValidateCustomResourceColumnDefinition`` for each column at ``path`` (``...additionalPrinterColumns``)."""
+    errors: list[FieldError] = []
+    for i, column in enumerate(columns or []):
+        at = f"{path}[{i}]"
+        if not column.get("name"):
+            errors.append(required(child(at, "name")))
+        type_ = column.get("type") or ""
+        types_message = "must be one of " + ",".join(_COLUMN_TYPES)
+        if not type_:
+            errors.append(required(child(at, "type"), types_message))
+        elif type_ not in _COLUMN_TYPES:
+            errors.append(invalid(child(at, "type"), type_, types_message))
+        fmt = column.get("format") or ""
+        if fmt and fmt not in _COLUMN_FORMATS:
+            errors.append(invalid(child(at, "format"), fmt, "must be one of " + ",".join(_COLUMN_FORMATS)))
+        json_path = str(column.get("jsonPath") or "")
+        # Upstream names the field by its Go name here.
+        if not json_path:
+            errors.append(required(child(at, "JSONPath")))
+        elif not json_path.startswith("."):
+            errors.append(invalid(child(at, "JSONPath"), json_path, "must be a simple json path starting with ."))
+    return errors
