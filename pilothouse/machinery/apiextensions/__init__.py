@@ -12,7 +12,8 @@ it describes, one module per step:
 - :func:`validate_rules` (``rules``): ``x-kubernetes-validations`` CEL rules;
 - :func:`printer_columns` (``columns``): server-side Table columns and cells, and
   :func:`validate_printer_columns`, the CRD checks of ``additionalPrinterColumns``;
-- :func:`openapi_schema` (``openapi``): the published OpenAPI v3 component schema.
+- :func:`openapi_schema` (``openapi``): the published OpenAPI v3 component schema, and
+  :func:`typed_schema`, the same with ``#/$defs/`` references for patch and apply typing.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pilothouse.machinery.apiextensions.openapi import (
     list_definition_name,
     openapi_list_schema,
     openapi_schema,
+    typed_schema,
 )
 from pilothouse.machinery.apiextensions.pruning import prune
 from pilothouse.machinery.apiextensions.rules import validate_rules
@@ -39,6 +41,7 @@ __all__ = [
     "openapi_schema",
     "printer_columns",
     "prune",
+    "typed_schema",
     "validate_crd_schema",
     "validate_instance",
     "validate_printer_columns",
