@@ -31,7 +31,8 @@ def _crd(schema: dict[str, Any] | None) -> dict[str, Any]:
     return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
             "metadata": {"name": "crontabs.stable.example.com"},
             "spec": {"group": "stable.example.com", "scope": "Namespaced",
-                     "names": {"kind": "CronTab", "plural": "crontabs", "singular": "crontab", "listKind": "CronTabList"},
+                     "names": {"kind": "CronTab", "plural": "crontabs", "singular": "crontab",
+                               "listKind": "CronTabList"},
                      "versions": [version]}}
 
 

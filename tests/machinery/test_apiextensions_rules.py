@@ -154,3 +154,18 @@ def test_crd_old_self_on_uncorrelatable_items() -> None:
         f'{CRD_PATH}.properties[spec].properties[list].items.x-kubernetes-validations[0].rule: Invalid value: '
         f'"self == oldSelf": oldSelf cannot be used on the uncorrelatable portion of the schema within '
         f"{CRD_PATH}.properties[spec].properties[list]"]
+
+
+def test_formats_and_numbers_as_cel_types() -> None:
+    schema = _spec({"at": {"type": "string", "format": "date-time"}, "every": {"type": "string", "format": "duration"},
+                    "data": {"type": "string", "format": "byte"}, "ratio": {"type": "number"}},
+                   {"rule": "self.at < timestamp('2030-01-01T00:00:00Z')", "message": "at"},
+                   {"rule": "self.every >= duration('1m')", "message": "every"},
+                   {"rule": "size(self.data) == 3", "message": "data"},
+                   {"rule": "self.ratio == 2.0", "message": "ratio"})
+    assert _messages(schema, {"spec": {"at": "2029-01-01T00:00:00Z", "every": "1h30m", "data": "YWJj",
+                                       "ratio": 2}}) == []
+    assert _messages(schema, {"spec": {"at": "2031-01-01T00:00:00Z", "every": "30s", "data": "YQ==",
+                                       "ratio": 2.5}}) == [
+        'spec: Invalid value: "object": at', 'spec: Invalid value: "object": every',
+        'spec: Invalid value: "object": data', 'spec: Invalid value: "object": ratio']

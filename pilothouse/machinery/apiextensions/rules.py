@@ -18,10 +18,13 @@ shaped by ``reason`` and moved by ``fieldPath``; an evaluation error names the r
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import cel
@@ -212,8 +215,46 @@ def _escape(name: str) -> str:
     return out
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _duration(text: str) -> timedelta | None:
+    """Go's ``time.ParseDuration`` (``1h30m``, ``-1.5s``, ``0``)."""
+    sign, body = (-1, text[1:]) if text.startswith("-") else (1, text.removeprefix("+"))
+    if body == "0":
+        return timedelta(0)
+    seconds, position = 0.0, 0
+    while position < len(body):
+        match = _DURATION_PART.match(body, position)
+        if not match:
+            return None
+        seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        position = match.end()
+    return timedelta(seconds=sign * seconds) if body else None
+
+
+def _formatted(text: str, fmt: Any) -> Any:
+    """A string as CEL sees it: ``date``/``date-time`` are timestamps, ``duration`` a duration,
+    ``byte`` bytes (apiserver/pkg/cel/common/values.go); unparsable ones stay strings."""
+    try:
+        if fmt == "date-time":
+            return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        if fmt == "date":
+            return datetime.fromisoformat(text).replace(tzinfo=UTC)
+        if fmt == "duration":
+            parsed = _duration(text)
+            return text if parsed is None else parsed
+        if fmt == "byte":
+            return base64.b64decode(text, validate=True)
+    except (ValueError, binascii.Error):
+        return text
+    return text
+
+
 def _to_cel(value: Any, s: Schema | None) -> Any:
-    """The value CEL sees: declared properties under their escaped names, the rest as JSON."""
+    """The value CEL sees: declared properties under their escaped names, formats converted,
+    integers of ``number`` fields as doubles, the rest as JSON."""
     if isinstance(value, dict):
         declared = properties(s)
         additional = node(s.get("additionalProperties")) if s is not None else None
@@ -227,6 +268,11 @@ def _to_cel(value: Any, s: Schema | None) -> Any:
     if isinstance(value, list):
         items = node(s.get("items")) if s is not None else None
         return [_to_cel(item, items) for item in value]
+    if s is not None:
+        if isinstance(value, str) and s.get("format"):
+            return _formatted(value, s.get("format"))
+        if s.get("type") == "number" and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
     return value
 
 
