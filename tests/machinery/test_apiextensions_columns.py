@@ -53,7 +53,7 @@ CELLS: list[tuple[str, str, str, Any]] = [
 @pytest.mark.parametrize(("type_", "path", "cell"), [c[1:] for c in CELLS], ids=[c[0] for c in CELLS])
 def test_cell(type_: str, path: str, cell: Any) -> None:
     _, row = printer_columns([_column("C", type_, path)])
-    assert row(OBJ, NOW) == ["blah", cell]
+    assert row(OBJ, NOW) == [cell]
 
 
 def test_column_definitions() -> None:
@@ -61,21 +61,19 @@ def test_column_definitions() -> None:
         _column("Replicas", "integer", ".spec.replicas"),
         _column("Host", "string", ".spec.servers[0].hosts[0]", description="the host", priority=1, format="byte"),
     ])
-    assert [d["name"] for d in definitions] == ["Name", "Replicas", "Host"]
-    assert definitions[0]["format"] == "name"
-    assert definitions[0]["description"].startswith("Name must be unique within a namespace.")
-    assert definitions[1] == {"name": "Replicas", "type": "integer", "format": "",
+    assert [d["name"] for d in definitions] == ["Replicas", "Host"]
+    assert definitions[0] == {"name": "Replicas", "type": "integer", "format": "",
                               "description": "Custom resource definition column (in JSONPath format): .spec.replicas",
                               "priority": 0}
-    assert definitions[2] == {"name": "Host", "type": "string", "format": "byte", "description": "the host",
+    assert definitions[1] == {"name": "Host", "type": "string", "format": "byte", "description": "the host",
                               "priority": 1}
 
 
-def test_default_columns_are_name_and_age() -> None:
+def test_default_column_is_age() -> None:
     definitions, row = printer_columns([])
-    assert [(d["name"], d["type"]) for d in definitions] == [("Name", "string"), ("Age", "date")]
-    assert definitions[1]["description"].startswith("CreationTimestamp is a timestamp")
-    assert row(OBJ, NOW) == ["blah", "60m"]
+    assert [(d["name"], d["type"]) for d in definitions] == [("Age", "date")]
+    assert definitions[0]["description"].startswith("CreationTimestamp is a timestamp")
+    assert row(OBJ, NOW) == ["60m"]
 
 
 def test_unparsable_path() -> None:

@@ -1,8 +1,9 @@
 """Server-side Table columns of a custom resource (``printer_columns``).
 
-A port of ``apiextensions-apiserver/pkg/registry/customresource/tableconvertor``: a NAME column,
-then one column per ``additionalPrinterColumns`` entry (an Age column of
-``.metadata.creationTimestamp`` when the CRD lists none), each cell the first result of the
+A port of ``apiextensions-apiserver/pkg/registry/customresource/tableconvertor``: after the NAME
+column every table has (``tables.columns.NAME``, which the caller puts first), one column per
+``additionalPrinterColumns`` entry (an Age column of ``.metadata.creationTimestamp`` when the CRD
+lists none), each cell the first result of the
 column's JSONPath, converted by its type (``cellForJSONValue``): integers and numbers as numbers,
 ``date`` as an age (``<invalid>`` when unparsable), ``string`` as jsonpath prints the value (JSON for
 objects and lists), and a missing or mistyped value as null, which kubectl prints as ``<none>``.
@@ -27,12 +28,12 @@ from jsonpath_ng.ext import parse  # type: ignore[attr-defined]
 from pilothouse.machinery.apiextensions.paths import child, go_number, go_quote
 from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.kinds.vcommon import invalid, required
-from pilothouse.machinery.tables.columns import AGE, NAME, Column, column_definitions
+from pilothouse.machinery.tables.columns import AGE, Column, column_definitions
 from pilothouse.machinery.tables.duration import human_duration, parse_time
 
 __all__ = ["InvalidColumnPath", "Row", "parse_json_path", "printer_columns", "validate_printer_columns"]
 
-#: One object's cells (NAME first), given the object and the current time.
+#: One object's cells for the additional columns (NAME not included), given the object and the time.
 Row = Callable[[dict[str, Any], datetime], list[Any]]
 
 _AGE_COLUMN = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
@@ -129,12 +130,13 @@ def _cell(column_type: str, value: Any, now: datetime) -> Any:
 
 
 def printer_columns(columns: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]], Row]:
-    """Table ``columnDefinitions`` and the row function for a version's additionalPrinterColumns.
+    """``columnDefinitions`` and the cells function of a version's additionalPrinterColumns, both
+    without the leading NAME column (``tables.columns.NAME`` and the object's name).
 
     Raises :class:`InvalidColumnPath` for a jsonPath that does not parse.
     """
     specs = list(columns or []) or [_AGE_COLUMN]
-    table_columns = [NAME]
+    table_columns: list[Column] = []
     compiled: list[tuple[str, Any]] = []
     for spec in specs:
         json_path = str(spec.get("jsonPath", ""))
@@ -148,7 +150,7 @@ def printer_columns(columns: list[dict[str, Any]] | None) -> tuple[list[dict[str
     definitions = [dict(c) for c in column_definitions(tuple(table_columns))]
 
     def row(obj: dict[str, Any], now: datetime) -> list[Any]:
-        cells: list[Any] = [(obj.get("metadata") or {}).get("name", "")]
+        cells: list[Any] = []
         for column_type, expression in compiled:
             found, value = _first(expression, obj)
             if not found:
