@@ -169,3 +169,29 @@ def test_formats_and_numbers_as_cel_types() -> None:
                                        "ratio": 2.5}}) == [
         'spec: Invalid value: "object": at', 'spec: Invalid value: "object": every',
         'spec: Invalid value: "object": data', 'spec: Invalid value: "object": ratio']
+
+
+LIBRARY_RULES = [
+    "self.name.lowerAscii() == 'hello-world' && self.name.upperAscii() == 'HELLO-WORLD'",
+    "self.csv.split(',') == ['a', 'b', 'c'] && self.names.join('-') == 'a-b-c'",
+    "self.name.indexOf('l') == 2 && self.name.lastIndexOf('l') == 9 && self.names.indexOf('b') == 1",
+    "self.name.replace('l', 'L') == 'HeLLo-WorLd' && self.name.substring(0, 5) == 'Hello'",
+    "self.names.isSorted() && !self.nums.isSorted() && self.nums.sum() == 6 && self.nums.max() == 3",
+    "self.m.all(k, self.m[k] == 'v') && 'k' in self.m && has(self.m.k)",
+    "self.names.exists_one(x, x == 'a') && self.names.map(x, x + 'x') == ['ax', 'bx', 'cx']",
+    "url(self.u).getHostname() == 'example.com' && url(self.u).getPort() == '8080' && isURL(self.u)",
+    "quantity(self.q).isGreaterThan(quantity('1')) && quantity(self.q).compareTo(quantity('1.5')) == 0",
+    "isQuantity('1Gi') && !isQuantity('1GG') && quantity('1').add(quantity('500m')).isLessThan(quantity('2'))",
+]
+
+
+@pytest.mark.parametrize("rule", LIBRARY_RULES)
+def test_kubernetes_library(rule: str) -> None:
+    props = {"name": {"type": "string"}, "csv": {"type": "string"}, "u": {"type": "string"}, "q": {"type": "string"},
+             "names": {"type": "array", "items": {"type": "string"}},
+             "nums": {"type": "array", "items": {"type": "integer"}},
+             "m": {"type": "object", "additionalProperties": {"type": "string"}}}
+    value = {"name": "Hello-World", "csv": "a,b,c", "u": "https://example.com:8080/p?a=1", "q": "1500m",
+             "names": ["a", "b", "c"], "nums": [3, 1, 2], "m": {"k": "v"}}
+    assert _messages(_spec(props, {"rule": rule}), {"spec": value}) == []
+    assert len(_messages(_spec(props, {"rule": f"!({rule})"}), {"spec": value})) == 1

@@ -5,8 +5,8 @@ implementation of the CEL spec with the macros and functions Kubernetes rules us
 ``size``, ``all``/``exists``/``exists_one``/``map``/``filter``, ``matches``, ``startsWith``,
 timestamps and durations, heterogeneous numeric equality), compiles an expression once into a
 reusable ``Program`` and evaluates it fast. ``cel-python`` works too but is pure Python and an
-order of magnitude slower per evaluation. The Kubernetes string/list extension functions that
-the CEL standard lacks (``lowerAscii``, ``split``, ``join``, ``isSorted``...) are added here.
+order of magnitude slower per evaluation. The Kubernetes extension functions the CEL standard
+lacks (``lowerAscii``, ``split``, ``isSorted``, ``url``, ``quantity``...) come from ``cellib``.
 
 Semantics follow ``apiserver/schema/cel/validation.go``: each rule is evaluated with ``self``
 bound to its node's value and, for transition rules, ``oldSelf`` to the correlated old value
@@ -23,12 +23,12 @@ import binascii
 import functools
 import json
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import cel
 
+from pilothouse.machinery.apiextensions.cellib import LIBRARY
 from pilothouse.machinery.apiextensions.nodes import Schema, node, properties
 from pilothouse.machinery.apiextensions.paths import NIL_PATH, child, go_quote, index, key
 from pilothouse.machinery.errors import FieldError
@@ -152,55 +152,6 @@ def normalize_field_path(s: Schema, text: str) -> str | None:
 
 def field_path_valid(s: Schema, text: str) -> bool:
     return normalize_field_path(s, text) is not None
-
-
-# -- Kubernetes' CEL library ----------------------------------------------------------------
-
-def _index_of(value: Any, needle: Any, *start: int) -> int:
-    if isinstance(value, str):
-        return value.find(needle, *start)
-    return value.index(needle) if needle in value else -1
-
-
-def _last_index_of(value: Any, needle: Any, *end: int) -> int:
-    if isinstance(value, str):
-        return value.rfind(needle, 0, end[0] + len(needle)) if end else value.rfind(needle)
-    return len(value) - 1 - value[::-1].index(needle) if needle in value else -1
-
-
-def _split(text: str, separator: str, *limit: int) -> list[str]:
-    if limit:
-        if limit[0] == 0:
-            return []
-        return text.split(separator, limit[0] - 1) if limit[0] > 0 else text.split(separator)
-    return text.split(separator)
-
-
-def _replace(text: str, old: str, new: str, *count: int) -> str:
-    return text.replace(old, new, count[0]) if count and count[0] >= 0 else text.replace(old, new)
-
-
-def _substring(text: str, start: int, *end: int) -> str:
-    return text[start:end[0]] if end else text[start:]
-
-
-_LIBRARY: dict[str, Callable[..., Any]] = {
-    "lowerAscii": lambda s: "".join(c.lower() if c.isascii() else c for c in s),
-    "upperAscii": lambda s: "".join(c.upper() if c.isascii() else c for c in s),
-    "trim": lambda s: s.strip(),
-    "split": _split,
-    "join": lambda items, *sep: (sep[0] if sep else "").join(items),
-    "replace": _replace,
-    "substring": _substring,
-    "charAt": lambda s, i: s[i] if i < len(s) else "",
-    "indexOf": _index_of,
-    "lastIndexOf": _last_index_of,
-    "isSorted": lambda items: list(items) == sorted(items),
-    "sum": lambda items: sum(items),
-    "min": lambda items: min(items),
-    "max": lambda items: max(items),
-    "reverse": lambda s: s[::-1],
-}
 
 
 def _escape(name: str) -> str:
@@ -356,7 +307,7 @@ def _rules_here(s: Schema, path: str, value: Any, old: Any) -> list[FieldError]:
 
 def _context(s: Schema, value: Any, old: Any) -> cel.Context:
     context = cel.Context()
-    for name, function in _LIBRARY.items():
+    for name, function in LIBRARY.items():
         context.add_function(name, function)
     context.add_variable("self", _to_cel(value, s))
     if old is not _ABSENT:
