@@ -195,3 +195,17 @@ def test_kubernetes_library(rule: str) -> None:
              "names": ["a", "b", "c"], "nums": [3, 1, 2], "m": {"k": "v"}}
     assert _messages(_spec(props, {"rule": rule}), {"spec": value}) == []
     assert len(_messages(_spec(props, {"rule": f"!({rule})"}), {"spec": value})) == 1
+
+
+def test_crd_rules_are_compiled_only_without_schema_errors_below() -> None:
+    child = {"type": "string", "x-kubernetes-validations": [{"rule": "self >"}]}
+    parent_rule = {"rule": "self.a >"}
+    ok = _spec({"a": child}, parent_rule)
+    paths = [e.field for e in validate_crd_schema(ok, CRD_PATH)]
+    # Both compile errors, the child's first (upstream recurses before compiling a node's rules).
+    assert paths == [f"{CRD_PATH}.properties[spec].properties[a].x-kubernetes-validations[0].rule",
+                     f"{CRD_PATH}.properties[spec].x-kubernetes-validations[0].rule"]
+    broken = _spec({"a": {**child, "x-kubernetes-map-type": "atomic"}}, parent_rule)
+    # A schema error below a node stops its rules (and those below) from being compiled.
+    assert [e.field for e in validate_crd_schema(broken, CRD_PATH)] == [
+        f"{CRD_PATH}.properties[spec].properties[a].type"]

@@ -12,7 +12,7 @@ Go walks ``properties`` maps in random order; we walk them sorted so the output 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pilothouse.machinery.apiextensions.defaulting import validate_defaults
@@ -247,8 +247,10 @@ def validate_crd_schema(schema: Schema, path: str) -> list[FieldError]:
     errors += structural
     if not structural:
         errors += validate_defaults(schema, path)
-    errors += _openapi(schema, path, _Context(), True)
-    return errors
+    # Rules are compiled only for a structural schema with valid defaults (upstream's CEL context).
+    found = _Found(with_cel=not errors)
+    _openapi(schema, path, _Context(), True, found)
+    return errors + found.schema + found.cel
 
 
 def _standard(s: Schema, path: str, ctx: _Context) -> list[FieldError]:
@@ -278,23 +280,38 @@ def _standard(s: Schema, path: str, ctx: _Context) -> list[FieldError]:
     return errors
 
 
-def _openapi(s: Schema, path: str, ctx: _Context, is_root: bool) -> list[FieldError]:
+@dataclass
+class _Found:
+    """``OpenAPISchemaErrorList``: schema errors, and CEL errors reported after all of them."""
+
+    with_cel: bool
+    schema: list[FieldError] = field(default_factory=list)
+    cel: list[FieldError] = field(default_factory=list)
+
+
+def _openapi(s: Schema, path: str, ctx: _Context, is_root: bool, found: _Found, cel: bool = True) -> None:
+    """``ValidateCustomResourceDefinitionOpenAPISchema`` of one node; ``cel`` is False inside
+    ``not``/``allOf``/``anyOf``/``oneOf``, where upstream has no CEL context."""
+    schema_errors_before = len(found.schema)
     errors = _standard(s, path, ctx)
     if s.get("uniqueItems") is True:
         errors.append(forbidden(child(path, "uniqueItems"),
                                 "uniqueItems cannot be set to true since the runtime complexity becomes quadratic"))
     additional = s.get("additionalProperties")
     props = _props(s)
+    if additional is not None and props and (additional is False or isinstance(additional, dict)):
+        errors.append(forbidden(child(path, "additionalProperties"),
+                                "additionalProperties and properties are mutual exclusive"))
+    # This node's keyword errors come before its children's, the extension errors after them.
+    found.schema += errors
+    errors = []
     if additional is not None:
-        if props and (additional is False or isinstance(additional, dict)):
-            errors.append(forbidden(child(path, "additionalProperties"),
-                                    "additionalProperties and properties are mutual exclusive"))
         sub = ctx
         if ctx.inside_resource_meta:
             sub = replace(ctx, allow_defaults=False,
                           disallow_defaults_reason="inside additionalProperties applying to object metadata")
         if isinstance(additional, dict):
-            errors += _openapi(additional, child(path, "additionalProperties"), sub, False)
+            _openapi(additional, child(path, "additionalProperties"), sub, False, found, cel)
     map_type = s.get("x-kubernetes-map-type")
     for name, prop in props.items():
         sub = ctx
@@ -304,19 +321,19 @@ def _openapi(s: Schema, path: str, ctx: _Context, is_root: bool) -> list[FieldEr
             sub = replace(sub, inside_resource_meta=True)
             if is_root:
                 sub = replace(sub, allow_defaults=False, disallow_defaults_reason=f"in top-level {name}")
-        errors += _openapi(prop, key(child(path, "properties"), name), sub, False)
+        _openapi(prop, key(child(path, "properties"), name), sub, False, found, cel)
     if isinstance(s.get("not"), dict):
-        errors += _openapi(s["not"], child(path, "not"), ctx, False)
+        _openapi(s["not"], child(path, "not"), ctx, False, found, False)
     for junctor in _JUNCTORS:
         for i, sub_schema in enumerate(_dict_list(s.get(junctor))):
-            errors += _openapi(sub_schema, index(child(path, junctor), i), ctx, False)
+            _openapi(sub_schema, index(child(path, junctor), i), ctx, False, found, False)
     list_type = s.get("x-kubernetes-list-type")
     items = s.get("items")
     if isinstance(items, dict):
         sub = ctx
         if list_type != "map" and sub.uncorrelatable_path is None:
             sub = replace(sub, uncorrelatable_path=path)
-        errors += _openapi(items, child(path, "items"), sub, False)
+        _openapi(items, child(path, "items"), sub, False, found, cel)
     if s.get("x-kubernetes-preserve-unknown-fields") is False:
         errors.append(invalid(child(path, "x-kubernetes-preserve-unknown-fields"), _go_bool(False),
                               "must be true or undefined"))
@@ -330,9 +347,9 @@ def _openapi(s: Schema, path: str, ctx: _Context, is_root: bool) -> list[FieldEr
     errors += _list_type_rules(s, path, list_type, type_)
     errors += _map_set_rules(s, path, list_type)
     errors += _rule_syntax(s, path)
-    if not errors:
-        errors += compile_errors(s, path, ctx.uncorrelatable_path)
-    return errors
+    found.schema += errors
+    if found.with_cel and cel and len(found.schema) == schema_errors_before:
+        found.cel += compile_errors(s, path, ctx.uncorrelatable_path)
 
 
 def _list_type_rules(s: Schema, path: str, list_type: Any, type_: str) -> list[FieldError]:
