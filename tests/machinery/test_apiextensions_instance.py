@@ -87,6 +87,9 @@ CASES: list[tuple[str, dict[str, Any], Any, list[str]]] = [
     ("ipv4", {"type": "string", "format": "ipv4"}, "::1",
      ['spec.f: Invalid value: "::1": spec.f in body must be of type ipv4: "::1"']),
     ("unknown formats are ignored", {"type": "string", "format": "int32"}, "anything", []),
+    ("datetime is date-time", {"type": "string", "format": "datetime"}, "x",
+     ['spec.f: Invalid value: "x": spec.f in body must be of type datetime: "x"']),
+    ("bsonobjectid", {"type": "string", "format": "bsonobjectid"}, "507f1f77bcf86cd799439011", []),
     ("int32 is a format of integers, not a range check", {"type": "integer", "format": "int32"}, 2**40, []),
 ]
 

@@ -14,8 +14,9 @@ import ipaddress
 import re
 from collections.abc import Callable
 from datetime import date, datetime
+from typing import Any
 
-__all__ = ["FORMATS", "format_valid"]
+__all__ = ["FORMATS", "format_valid", "supported_format"]
 
 _UUID = r"(?i)^[0-9a-f]{8}-?[0-9a-f]{4}-?{v}[0-9a-f]{3}-?{r}[0-9a-f]{3}-?[0-9a-f]{12}$"
 _RX = {
@@ -105,8 +106,8 @@ def _regex(name: str) -> Callable[[str], bool]:
 
 FORMATS: dict[str, Callable[[str], bool]] = {
     "date": _date,
-    "date-time": _date_time,
     "datetime": _date_time,
+    "bsonobjectid": lambda text: bool(re.fullmatch(r"[0-9a-fA-F]{24}", text)),
     "byte": _byte,
     "ipv4": _ip(4),
     "ipv6": _ip(6),
@@ -119,7 +120,15 @@ FORMATS: dict[str, Callable[[str], bool]] = {
 }
 
 
+def supported_format(fmt: Any) -> str:
+    """The format as the validator sees it: ``StripUnsupportedFormatsPostProcess`` drops formats
+    outside ``supportedFormats`` (names compared without dashes: ``date-time`` is ``datetime``)."""
+    if not isinstance(fmt, str) or not fmt:
+        return ""
+    return fmt if fmt.replace("-", "") in FORMATS else ""
+
+
 def format_valid(fmt: str, text: str) -> bool | None:
     """Whether ``text`` is a valid ``fmt``; None when the registry does not know the format."""
-    checker = FORMATS.get(fmt)
+    checker = FORMATS.get(fmt.replace("-", ""))
     return None if checker is None else checker(text)

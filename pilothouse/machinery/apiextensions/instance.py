@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pilothouse.machinery.apiextensions.formats import format_valid
+from pilothouse.machinery.apiextensions.formats import format_valid, supported_format
 from pilothouse.machinery.apiextensions.nodes import Schema, node, number, properties
 from pilothouse.machinery.apiextensions.paths import (
     NIL_PATH,
@@ -113,8 +113,8 @@ def _validate(s: Schema, path: str, data: Any, out: list[_Failure]) -> None:
     _check_junctors(s, path, data, out)
     if kind == "string":
         _check_string(s, path, data, out)
-        fmt = s.get("format")
-        if isinstance(fmt, str) and format_valid(fmt, data) is False:
+        fmt = supported_format(s.get("format"))
+        if fmt and format_valid(fmt, data) is False:
             out.append(_Failure(_INVALID_TYPE, path, f"{_in(path)} must be of type {fmt}: {go_quote(data)}", data))
     if kind in ("integer", "number"):
         _check_number(s, path, data, out)
@@ -130,7 +130,7 @@ def _type_failure(path: str, expected: str, actual: str) -> _Failure:
 
 
 def _check_type(s: Schema, types: list[str], path: str, data: Any, out: list[_Failure]) -> None:
-    fmt = s.get("format") or ""
+    fmt = supported_format(s.get("format"))
     if not types and not fmt:
         return
     if data is None:
