@@ -70,7 +70,7 @@ class FieldError:
         phrase = self._PHRASES.get(self.type, self.type)
         text = phrase
         if self.type in ("FieldValueInvalid", "FieldValueNotSupported", "FieldValueDuplicate",
-                         "FieldValueTypeInvalid") and self.value is not None:
+                         "FieldValueTypeInvalid", "FieldValueTooMany") and self.value is not None:
             shown = f'"{self.value}"' if isinstance(self.value, str) else repr(self.value)
             text += f": {shown}"
         if self.detail:

@@ -1,0 +1,433 @@
+"""OpenAPI v3 validation of a custom resource, as kube-apiserver runs it (``validate_instance``).
+
+A port of kube-openapi's ``pkg/validation/validate`` schema validator (the validators run in its
+order: type, allOf/anyOf/oneOf/not, string, format, number, array, enum, object) and of
+apiextensions' ``kubeOpenAPIResultToFieldErrors``, which turns each validator message into a
+``field.Error``: ``spec.replicas: Invalid value: "string": spec.replicas in body must be of type
+integer: "string"``. Then the two structural passes the custom resource strategy adds: embedded
+resources (``schema/objectmeta``) and ``x-kubernetes-list-type`` set/map uniqueness
+(``schema/listtype``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pilothouse.machinery.apiextensions.formats import format_valid, supported_format
+from pilothouse.machinery.apiextensions.nodes import Schema, node, number, properties
+from pilothouse.machinery.apiextensions.paths import (
+    NIL_PATH,
+    go_json_value,
+    go_number,
+    go_quote,
+    index,
+    json_type,
+    key,
+)
+from pilothouse.machinery.apiextensions.paths import (
+    child as path_child,
+)
+from pilothouse.machinery.errors import FieldError
+from pilothouse.machinery.kinds.vcommon import duplicate, invalid, is_dns1035_label, not_supported, required
+from pilothouse.machinery.validation.names import name_is_dns_subdomain
+from pilothouse.machinery.validation.objectmeta import validate_object_meta
+
+__all__ = ["validate_instance"]
+
+_IN = "body"
+
+# Codes of kube-openapi's errors that kubeOpenAPIResultToFieldErrors treats specially.
+_REQUIRED, _ENUM, _TOO_LONG, _MAX_ITEMS, _TOO_MANY_PROPS, _INVALID_TYPE, _OTHER = range(7)
+
+
+@dataclass
+class _Failure:
+    """One kube-openapi ``errors.Validation`` (``composite`` for the allOf/anyOf/oneOf/not ones)."""
+
+    code: int
+    name: str
+    message: str
+    value: Any = None
+    valid: Any = None
+    values: list[Any] = field(default_factory=list)
+    composite: bool = False
+
+
+def validate_instance(schema: Schema, obj: Any) -> list[FieldError]:
+    """The field errors Kubernetes reports for ``obj`` against a structural ``openAPIV3Schema``."""
+    failures: list[_Failure] = []
+    _validate(schema, "", obj, failures)
+    errors = [_to_field_error(f) for f in failures]
+    errors += _embedded(schema, obj, "", is_root=True)
+    errors += _list_sets_and_maps(schema, obj, "")
+    return errors
+
+
+def _to_field_error(f: _Failure) -> FieldError:
+    if f.composite:
+        return invalid(NIL_PATH, "", f.message)
+    name = f.name.removeprefix(".") if f.name not in ("", ".") else ""
+    path = name or NIL_PATH
+    if f.code == _REQUIRED:
+        return required(path)
+    if f.code == _ENUM:
+        values = [v if isinstance(v, str) else json.dumps(v, separators=(",", ":")) for v in f.values]
+        return not_supported(path, go_json_value(f.value), values)
+    if f.code == _TOO_LONG:  # field.TooLong of 1.32: the limit in bytes, whatever maxLength counts
+        return FieldError("FieldValueTooLong", path, f"may not be more than {f.valid} bytes", None)
+    if f.code in (_MAX_ITEMS, _TOO_MANY_PROPS):  # field.TooMany, for properties too
+        return FieldError("FieldValueTooMany", path, f"must have at most {f.valid} items", f.value)
+    if f.code == _INVALID_TYPE:
+        return FieldError("FieldValueTypeInvalid", path, f.message, go_json_value("" if f.value is None else f.value))
+    return invalid(path, go_json_value("" if f.value is None else f.value), f.message)
+
+
+# -- the schema validator ---------------------------------------------------------------------
+
+def _types(s: Schema) -> list[str]:
+    if s.get("x-kubernetes-int-or-string"):
+        return ["integer", "string"]
+    type_ = s.get("type")
+    if isinstance(type_, list):
+        return [str(t) for t in type_]
+    return [type_] if isinstance(type_, str) and type_ else []
+
+
+def _in(path: str) -> str:
+    return f"{path} in {_IN}"
+
+
+def _validate(s: Schema, path: str, data: Any, out: list[_Failure]) -> None:
+    types = _types(s)
+    if data is None:
+        _check_type(s, types, path, data, out)
+        _check_enum(s, path, data, out)
+        return
+    kind = json_type(data)
+    _check_type(s, types, path, data, out)
+    _check_junctors(s, path, data, out)
+    if kind == "string":
+        _check_string(s, path, data, out)
+        fmt = supported_format(s.get("format"))
+        if fmt and format_valid(fmt, data) is False:
+            out.append(_Failure(_INVALID_TYPE, path, f"{_in(path)} must be of type {fmt}: {go_quote(data)}", data))
+    if kind in ("integer", "number"):
+        _check_number(s, path, data, out)
+    if kind == "array":
+        _check_array(s, path, data, out)
+    _check_enum(s, path, data, out)
+    if kind == "object":
+        _check_object(s, path, data, out)
+
+
+def _type_failure(path: str, expected: str, actual: str) -> _Failure:
+    return _Failure(_INVALID_TYPE, path, f"{_in(path)} must be of type {expected}: {go_quote(actual)}", actual)
+
+
+def _check_type(s: Schema, types: list[str], path: str, data: Any, out: list[_Failure]) -> None:
+    fmt = supported_format(s.get("format"))
+    if not types and not fmt:
+        return
+    if data is None:
+        if types and "null" not in types and not s.get("nullable"):
+            out.append(_type_failure(path, ",".join(types), "null"))
+        return
+    kind = json_type(data)
+    data_format = {"integer": "int64", "number": "float64"}.get(kind, "")
+    is_float_int = kind == "number" and float(data).is_integer() and "integer" in types
+    is_int_float = kind == "integer" and "number" in types
+    if kind not in ("string", "array") and fmt and not (
+            kind in types or data_format == fmt or is_float_int or is_int_float
+            or (fmt == "int64" and data_format == "int32") or (fmt == "float64" and data_format == "float32")):
+        out.append(_type_failure(path, fmt, data_format))
+        return
+    if not ("number" in types or "integer" in types) and fmt and kind in ("string", "array"):
+        return
+    if not (kind in types or is_float_int or is_int_float):
+        out.append(_type_failure(path, ",".join(types), kind))
+
+
+def _check_junctors(s: Schema, path: str, data: Any, out: list[_Failure]) -> None:
+    def run(sub: Any) -> list[_Failure]:
+        found: list[_Failure] = []
+        if isinstance(sub, dict):
+            _validate(sub, path, data, found)
+        return found
+
+    quoted = go_quote(path)
+    any_of = s.get("anyOf")
+    if isinstance(any_of, list) and any_of:
+        results = [run(sub) for sub in any_of]
+        if not any(not r for r in results):
+            out.append(_Failure(_OTHER, path, f"{quoted} must validate at least one schema (anyOf)", composite=True))
+            out.extend(_fewest(results))
+    one_of = s.get("oneOf")
+    if isinstance(one_of, list) and one_of:
+        results = [run(sub) for sub in one_of]
+        valid = sum(1 for r in results if not r)
+        if valid != 1:
+            extra = "Found none valid" if valid == 0 else f"Found {valid} valid alternatives"
+            out.append(_Failure(_OTHER, path, f"{quoted} must validate one and only one schema (oneOf). {extra}",
+                                composite=True))
+            if valid == 0:
+                out.extend(_fewest(results))
+    all_of = s.get("allOf")
+    if isinstance(all_of, list) and all_of:
+        results = [run(sub) for sub in all_of]
+        for r in results:
+            out.extend(r)
+        valid = sum(1 for r in results if not r)
+        if valid != len(results):
+            extra = ". None validated" if valid == 0 else ""
+            out.append(_Failure(_OTHER, path, f"{quoted} must validate all the schemas (allOf){extra}", composite=True))
+    if isinstance(s.get("not"), dict) and not run(s["not"]):
+        out.append(_Failure(_OTHER, path, f"{quoted} must not validate the schema (not)", composite=True))
+
+
+def _fewest(results: list[list[_Failure]]) -> list[_Failure]:
+    """The alternative that failed least (kube-openapi merges the best failure's errors)."""
+    return min(results, key=lambda r: len(r))
+
+
+def _check_string(s: Schema, path: str, data: str, out: list[_Failure]) -> None:
+    # kube-openapi's string validator stops at the first failure.
+    max_length, min_length, pattern = s.get("maxLength"), s.get("minLength"), s.get("pattern")
+    if isinstance(max_length, int) and len(data) > max_length:
+        out.append(_Failure(_TOO_LONG, path, f"{_in(path)} should be at most {max_length} chars long", data,
+                            valid=max_length))
+    elif isinstance(min_length, int) and len(data) < min_length:
+        out.append(_Failure(_OTHER, path, f"{_in(path)} should be at least {min_length} chars long", data))
+    elif isinstance(pattern, str) and pattern and not _pattern(pattern).search(data):
+        out.append(_Failure(_OTHER, path, f"{_in(path)} should match '{pattern}'", data))
+
+
+_PATTERNS: dict[str, re.Pattern[str]] = {}
+
+
+def _pattern(pattern: str) -> re.Pattern[str]:
+    compiled = _PATTERNS.get(pattern)
+    if compiled is None:
+        try:
+            compiled = re.compile(pattern)
+        except re.error:
+            compiled = re.compile(re.escape(pattern))
+        _PATTERNS[pattern] = compiled
+    return compiled
+
+
+def _bound(limit: float, data: int | float) -> int | float:
+    # MaximumNativeType/MinimumNativeType compare an integer against int64(limit).
+    return int(limit) if isinstance(data, int) else float(limit)
+
+
+def _check_number(s: Schema, path: str, data: int | float, out: list[_Failure]) -> None:
+    factor, maximum, minimum = number(s.get("multipleOf")), number(s.get("maximum")), number(s.get("minimum"))
+    if factor is not None and factor > 0:
+        if isinstance(data, int) and float(factor).is_integer():
+            bad = data % int(factor) != 0
+        else:
+            quotient = data / factor
+            bad = not math.isclose(quotient, round(quotient), rel_tol=0, abs_tol=1e-9)
+        if bad:
+            out.append(_Failure(_OTHER, path, f"{_in(path)} should be a multiple of {go_number(float(factor))}", data))
+    for limit, exclusive_key, upper in ((minimum, "exclusiveMinimum", False), (maximum, "exclusiveMaximum", True)):
+        if limit is None:
+            continue
+        exclusive = bool(s.get(exclusive_key))
+        bound = _bound(limit, data)
+        if upper:
+            fails = data >= bound if exclusive else data > bound
+            words = "less than" if exclusive else "less than or equal to"
+        else:
+            fails = data <= bound if exclusive else data < bound
+            words = "greater than" if exclusive else "greater than or equal to"
+        if fails:
+            shown = str(bound) if isinstance(bound, int) else go_number(bound)
+            out.append(_Failure(_OTHER, path, f"{_in(path)} should be {words} {shown}", data))
+
+
+def _check_array(s: Schema, path: str, data: list[Any], out: list[_Failure]) -> None:
+    items = s.get("items")
+    if isinstance(items, dict):
+        for i, item in enumerate(data):
+            _validate(items, index(path, i), item, out)
+    min_items, max_items = s.get("minItems"), s.get("maxItems")
+    if isinstance(min_items, int) and len(data) < min_items:
+        out.append(_Failure(_OTHER, path, f"{_in(path)} should have at least {min_items} items", len(data)))
+    if isinstance(max_items, int) and len(data) > max_items:
+        out.append(_Failure(_MAX_ITEMS, path, f"{_in(path)} should have at most {max_items} items", len(data),
+                            valid=max_items))
+    if s.get("uniqueItems") and _has_duplicates(data):
+        out.append(_Failure(_OTHER, path, f"{_in(path)} shouldn't contain duplicates"))
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _has_duplicates(items: list[Any]) -> bool:
+    seen = {_canonical(item) for item in items}
+    return len(seen) != len(items)
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """Go's reflect.DeepEqual after conversion: booleans never equal numbers; 1 equals 1.0."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if number(a) is not None and number(b) is not None:
+        return bool(a == b)
+    return type(a) is type(b) and _canonical(a) == _canonical(b)
+
+
+def _check_enum(s: Schema, path: str, data: Any, out: list[_Failure]) -> None:
+    enum = s.get("enum")
+    if not isinstance(enum, list) or not enum:
+        return
+    if data is not None and any(v is not None and _same_json(data, v) for v in enum):
+        return
+    values = ", ".join(str(v) for v in enum)
+    out.append(_Failure(_ENUM, path, f"{_in(path)} should be one of [{values}]", data, values=list(enum)))
+
+
+def _check_object(s: Schema, path: str, data: dict[str, Any], out: list[_Failure]) -> None:
+    count = len(data)
+    min_props, max_props = s.get("minProperties"), s.get("maxProperties")
+    if isinstance(min_props, int) and count < min_props:
+        out.append(_Failure(_OTHER, path, f"{_in(path)} should have at least {min_props} properties", count))
+        return
+    if isinstance(max_props, int) and count > max_props:
+        out.append(_Failure(_TOO_MANY_PROPS, path, f"{_in(path)} should have at most {max_props} properties", count,
+                            valid=max_props))
+        return
+    declared = properties(s)
+    additional = s.get("additionalProperties")
+    if additional is False:
+        for name in sorted(data):
+            if name not in declared:
+                out.append(_Failure(_OTHER, path, f"{path}.{name} in {_IN} is a forbidden property", name))
+    elif isinstance(additional, dict):
+        for name in sorted(data):
+            if name not in declared:
+                _validate(additional, f"{path}.{name}", data[name], out)
+    for name in sorted(declared):
+        if name in data:
+            _validate(declared[name], path_child(path, name), data[name], out)
+    for name in s.get("required") or []:
+        if name not in data:
+            out.append(_Failure(_REQUIRED, f"{path}.{name}", f"{path}.{name} in {_IN} is required"))
+
+
+# -- embedded resources (schema/objectmeta.Validate) -------------------------------------------
+
+def _walk(s: Schema, data: Any, path: str, visit: Callable[[Schema, Any, str], list[FieldError]]) -> list[FieldError]:
+    """Apply ``visit`` to every (schema node, value) pair, structural part only, top-down."""
+    errors = visit(s, data, path)
+    if isinstance(data, dict):
+        declared = properties(s)
+        additional = node(s.get("additionalProperties"))
+        for name in sorted(data):
+            if name in declared:
+                errors += _walk(declared[name], data[name], path_child(path, name), visit)
+            elif additional is not None:
+                errors += _walk(additional, data[name], key(path, name), visit)
+    elif isinstance(data, list):
+        items = node(s.get("items"))
+        if items is not None:
+            for i, item in enumerate(data):
+                errors += _walk(items, item, index(path, i), visit)
+    return errors
+
+
+def _embedded(schema: Schema, obj: Any, path: str, is_root: bool) -> list[FieldError]:
+    def visit(s: Schema, data: Any, at: str) -> list[FieldError]:
+        if isinstance(data, dict) and s.get("x-kubernetes-embedded-resource") and not (is_root and at == ""):
+            return _validate_embedded(data, at)
+        return []
+    return _walk(schema, obj, path, visit)
+
+
+def _validate_embedded(x: dict[str, Any], path: str) -> list[FieldError]:
+    errors: list[FieldError] = []
+    if "apiVersion" not in x:
+        errors.append(required(path_child(path, "apiVersion"), "must not be empty"))
+    if "kind" not in x:
+        errors.append(required(path_child(path, "kind"), "must not be empty"))
+    for name in sorted(x):
+        value = x[name]
+        at = path_child(path, name)
+        if name == "apiVersion":
+            if not isinstance(value, str):
+                errors.append(invalid(at, go_json_value(value), "must be a string"))
+            elif not value:
+                errors.append(invalid(at, value, "must not be empty"))
+            elif value.count("/") > 1:
+                errors.append(invalid(at, value, f"unexpected GroupVersion string: {value}"))
+        elif name == "kind":
+            if not isinstance(value, str):
+                errors.append(invalid(at, go_json_value(value), "must be a string"))
+            elif not value:
+                errors.append(invalid(at, value, "must not be empty"))
+            else:
+                problems = is_dns1035_label(value.lower())
+                if problems:
+                    errors.append(invalid(at, value, "may have mixed case, but should otherwise match: "
+                                                     + ",".join(problems)))
+        elif name == "metadata":
+            if not isinstance(value, dict):
+                errors.append(invalid(at, go_json_value(value), "must be an object"))
+                continue
+            meta = dict(value)
+            if not meta.get("name"):
+                meta["name"] = "fakename"  # as upstream: an embedded object need not be named
+            errors += validate_object_meta(meta, bool(meta.get("namespace")), name_is_dns_subdomain, at)
+    return errors
+
+
+# -- list-type set/map uniqueness (schema/listtype) --------------------------------------------
+
+def _list_sets_and_maps(schema: Schema, obj: Any, path: str) -> list[FieldError]:
+    def visit(s: Schema, data: Any, at: str) -> list[FieldError]:
+        if not isinstance(data, list):
+            return []
+        list_type = s.get("x-kubernetes-list-type")
+        if list_type == "set":
+            return _set_duplicates(data, at)
+        if list_type == "map":
+            keys = [k for k in s.get("x-kubernetes-list-map-keys") or [] if isinstance(k, str)]
+            return _map_duplicates(data, at, keys)
+        return []
+    return _walk(schema, obj, path, visit)
+
+
+def _second_occurrences(identities: list[str]) -> list[int]:
+    """``validateListSet``: the index of each value's second appearance (later ones are not reported)."""
+    counts: dict[str, int] = {}
+    found: list[int] = []
+    for i, identity in enumerate(identities):
+        counts[identity] = counts.get(identity, 0) + 1
+        if counts[identity] == 2:
+            found.append(i)
+    return found
+
+
+def _set_duplicates(data: list[Any], path: str) -> list[FieldError]:
+    # Go keys scalars by their dynamic type (1 and 1.0 differ) and compounds by their JSON.
+    identities = [f"{json_type(item)}:{_canonical(item)}" for item in data]
+    return [duplicate(index(path, i), go_json_value(data[i])) for i in _second_occurrences(identities)]
+
+
+def _map_duplicates(data: list[Any], path: str, keys: list[str]) -> list[FieldError]:
+    for i, item in enumerate(data):
+        if item is not None and not isinstance(item, dict):
+            return [invalid(index(path, i), go_json_value(item), "must be an object for an array of list-type map")]
+    identities: list[dict[str, Any]] = []
+    for item in data:
+        present = item or {}
+        identities.append({name: present[name] for name in keys if name in present})
+    texts = [_canonical(identity) for identity in identities]
+    return [duplicate(index(path, i), go_json_value(identities[i])) for i in _second_occurrences(texts)]

@@ -1,0 +1,364 @@
+"""``x-kubernetes-validations`` CEL rules on custom resources (``validate_rules``).
+
+Why ``common-expression-language`` (PyPI): it binds the Rust ``cel`` interpreter, a maintained
+implementation of the CEL spec with the macros and functions Kubernetes rules use (``has()``,
+``size``, ``all``/``exists``/``exists_one``/``map``/``filter``, ``matches``, ``startsWith``,
+timestamps and durations, heterogeneous numeric equality), compiles an expression once into a
+reusable ``Program`` and evaluates it fast. ``cel-python`` works too but is pure Python and an
+order of magnitude slower per evaluation. The Kubernetes extension functions the CEL standard
+lacks (``lowerAscii``, ``split``, ``isSorted``, ``url``, ``quantity``...) come from ``cellib``.
+
+Semantics follow ``apiserver/schema/cel/validation.go``: each rule is evaluated with ``self``
+bound to its node's value and, for transition rules, ``oldSelf`` to the correlated old value
+(object properties and map entries by key, ``x-kubernetes-list-type: map`` items by their keys;
+nothing else correlates, and a transition rule without an old value is skipped). A false result
+is ``<path>: Invalid value: "<schema type>": <message>`` (``failed rule: <rule>`` by default),
+shaped by ``reason`` and moved by ``fieldPath``; an evaluation error names the rule.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import cel
+
+from pilothouse.machinery.apiextensions.cellib import LIBRARY
+from pilothouse.machinery.apiextensions.nodes import Schema, node, properties
+from pilothouse.machinery.apiextensions.paths import NIL_PATH, child, go_quote, index, key
+from pilothouse.machinery.errors import FieldError
+from pilothouse.machinery.kinds.vcommon import GoValue, duplicate, forbidden, invalid, required
+
+__all__ = ["RuleCompileError", "compile_errors", "field_path_valid", "validate_rules"]
+
+_ABSENT = object()
+_RESERVED = frozenset({"true", "false", "null", "in", "as", "break", "const", "continue", "else", "for",
+                       "function", "if", "import", "let", "loop", "package", "namespace", "return", "var",
+                       "void", "while"})
+_IDENT = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+# -- compiling -------------------------------------------------------------------------------
+
+class RuleCompileError(Exception):
+    """A rule that does not parse; ``detail`` is cel-go's ``ERROR: <input>:l:c: ...`` text."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile(expression: str) -> Any:
+    """One compiled Program per expression text, shared by every schema that uses it."""
+    try:
+        return cel.compile(expression)
+    except (ValueError, RuntimeError) as exc:
+        text = str(exc)
+        at = text.find("ERROR:")
+        detail = text[at:] if at >= 0 else text
+        # cel-go's Issues.String() indents the source excerpt lines with " | ".
+        raise RuleCompileError(re.sub(r"(?m)^\| ", " | ", detail)) from None
+
+
+def _uses_old_self(expression: str) -> bool:
+    return "oldSelf" in _compile(expression).variables()
+
+
+def _go_rule(rule: dict[str, Any]) -> GoValue:
+    """A rule as Go prints ``apiextensions.ValidationRule`` with ``%#v`` in Invalid messages."""
+    reason = rule.get("reason")
+    reason_text = ("(*apiextensions.FieldValueErrorReason)(nil)" if reason is None
+                   else f"(*apiextensions.FieldValueErrorReason)({go_quote(str(reason))})")
+    optional = rule.get("optionalOldSelf")
+    optional_text = "(*bool)(nil)" if optional is None else f"(*bool)({str(bool(optional)).lower()})"
+    text = (f"apiextensions.ValidationRule{{Rule:{go_quote(str(rule.get('rule', '')))}, "
+            f"Message:{go_quote(str(rule.get('message', '')))}, "
+            f"MessageExpression:{go_quote(str(rule.get('messageExpression', '')))}, Reason:{reason_text}, "
+            f"FieldPath:{go_quote(str(rule.get('fieldPath', '')))}, OptionalOldSelf:{optional_text}}}")
+    return GoValue(rule, text)
+
+
+def compile_errors(s: Schema, path: str, uncorrelatable: str | None) -> list[FieldError]:
+    """The CRD-time errors of one node's rules: syntax, and ``oldSelf`` where nothing correlates."""
+    errors: list[FieldError] = []
+    for i, rule in enumerate(s.get("x-kubernetes-validations") or []):
+        if not isinstance(rule, dict):
+            continue
+        rule_path = index(child(path, "x-kubernetes-validations"), i)
+        text = str(rule.get("rule") or "")
+        try:
+            uses_old = _uses_old_self(text)
+        except RuleCompileError as exc:
+            errors.append(invalid(child(rule_path, "rule"), _go_rule(rule), f"compilation failed: {exc.detail}"))
+            continue
+        expression = str(rule.get("messageExpression") or "")
+        if expression.strip():
+            try:
+                _compile(expression)
+            except RuleCompileError as exc:
+                errors.append(invalid(child(rule_path, "messageExpression"), _go_rule(rule),
+                                      f"messageExpression compilation failed: {exc.detail}"))
+        if uses_old and uncorrelatable is not None:
+            errors.append(invalid(child(rule_path, "rule"), text,
+                                  f"oldSelf cannot be used on the uncorrelatable portion of the schema within "
+                                  f"{uncorrelatable}"))
+        elif not uses_old and rule.get("optionalOldSelf") is not None:
+            errors.append(invalid(child(rule_path, "optionalOldSelf"), GoValue(rule["optionalOldSelf"], str(
+                bool(rule["optionalOldSelf"])).lower()), "may not be set if oldSelf is not used in rule"))
+    return errors
+
+
+# -- fieldPath ------------------------------------------------------------------------------
+
+_FIELD_PATH_TOKEN = re.compile(r"\.([^.\[\]']+)|\[\s*'((?:[^'\\]|\\.)*)'\s*\]")
+
+
+def normalize_field_path(s: Schema, text: str) -> str | None:
+    """``ValidFieldPath``: a rule's ``fieldPath`` (``.spec.ports['http']``) as a field path relative
+    to the rule's node (``spec.ports[http]``), or None if it does not name a field of the schema.
+
+    Only field names and quoted map keys are allowed; a name is a property where the node has
+    ``properties``, a map key where it has ``additionalProperties``.
+    """
+    path = ""
+    node_: Schema | None = s
+    position = 0
+    text = text.strip()
+    if not text:
+        return None
+    while position < len(text):
+        match = _FIELD_PATH_TOKEN.match(text, position)
+        if not match or node_ is None:
+            return None
+        name = match.group(1) if match.group(1) is not None else re.sub(r"\\(.)", r"\1", match.group(2))
+        declared = properties(node_)
+        if node_.get("properties") is not None:
+            if name not in declared:
+                return None
+            path, node_ = child(path, name), declared[name]
+        elif node_.get("additionalProperties") is not None:
+            path, node_ = key(path, name), node(node_.get("additionalProperties"))
+        else:
+            return None
+        position = match.end()
+    return path
+
+
+def field_path_valid(s: Schema, text: str) -> bool:
+    return normalize_field_path(s, text) is not None
+
+
+def _escape(name: str) -> str:
+    """CEL's escaping of property names that are not identifiers (``foo-bar`` -> ``foo__dash__bar``)."""
+    if name in _RESERVED:
+        return f"__{name}__"
+    if _IDENT.match(name) and "__" not in name:
+        return name
+    out = name.replace("__", "__underscores__")
+    for char, word in ((".", "__dot__"), ("-", "__dash__"), ("/", "__slash__")):
+        out = out.replace(char, word)
+    return out
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _duration(text: str) -> timedelta | None:
+    """Go's ``time.ParseDuration`` (``1h30m``, ``-1.5s``, ``0``)."""
+    sign, body = (-1, text[1:]) if text.startswith("-") else (1, text.removeprefix("+"))
+    if body == "0":
+        return timedelta(0)
+    seconds, position = 0.0, 0
+    while position < len(body):
+        match = _DURATION_PART.match(body, position)
+        if not match:
+            return None
+        seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        position = match.end()
+    return timedelta(seconds=sign * seconds) if body else None
+
+
+def _formatted(text: str, fmt: Any) -> Any:
+    """A string as CEL sees it: ``date``/``date-time`` are timestamps, ``duration`` a duration,
+    ``byte`` bytes (apiserver/pkg/cel/common/values.go); unparsable ones stay strings."""
+    try:
+        if fmt == "date-time":
+            return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        if fmt == "date":
+            return datetime.fromisoformat(text).replace(tzinfo=UTC)
+        if fmt == "duration":
+            parsed = _duration(text)
+            return text if parsed is None else parsed
+        if fmt == "byte":
+            return base64.b64decode(text, validate=True)
+    except (ValueError, binascii.Error):
+        return text
+    return text
+
+
+def _to_cel(value: Any, s: Schema | None) -> Any:
+    """The value CEL sees: declared properties under their escaped names, formats converted,
+    integers of ``number`` fields as doubles, the rest as JSON."""
+    if isinstance(value, dict):
+        declared = properties(s)
+        additional = node(s.get("additionalProperties")) if s is not None else None
+        out: dict[str, Any] = {}
+        for name, item in value.items():
+            if name in declared:
+                out[_escape(name)] = _to_cel(item, declared[name])
+            else:
+                out[name] = _to_cel(item, additional)
+        return out
+    if isinstance(value, list):
+        items = node(s.get("items")) if s is not None else None
+        return [_to_cel(item, items) for item in value]
+    if s is not None:
+        if isinstance(value, str) and s.get("format"):
+            return _formatted(value, s.get("format"))
+        if s.get("type") == "number" and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+    return value
+
+
+# -- evaluating -----------------------------------------------------------------------------
+
+def validate_rules(schema: Schema, new: Any, old: Any = None) -> list[FieldError]:
+    """Errors of every ``x-kubernetes-validations`` rule over ``new`` (``old`` on update)."""
+    return _validate(schema, NIL_PATH, new, _ABSENT if old is None else old)
+
+
+def _validate(s: Schema, path: str, value: Any, old: Any) -> list[FieldError]:
+    errors = _rules_here(s, path, value, old) if value is not None else []
+    if isinstance(value, dict):
+        declared = properties(s)
+        additional = node(s.get("additionalProperties"))
+        old_map = old if isinstance(old, dict) else {}
+        base = "" if path == NIL_PATH else path
+        for name in sorted(value):
+            if name in declared:
+                errors += _validate(declared[name], child(base, name), value[name], old_map.get(name, _ABSENT))
+            elif additional is not None:
+                correlated = old_map.get(name, _ABSENT) if s.get("x-kubernetes-map-type") != "atomic" else _ABSENT
+                errors += _validate(additional, key(base, name), value[name], correlated)
+    elif isinstance(value, list) and isinstance(s.get("items"), dict):
+        base = "" if path == NIL_PATH else path
+        olds = _correlate_items(s, value, old)
+        for i, item in enumerate(value):
+            errors += _validate(s["items"], index(base, i), item, olds[i])
+    return errors
+
+
+def _correlate_items(s: Schema, value: list[Any], old: Any) -> list[Any]:
+    if s.get("x-kubernetes-list-type") != "map" or not isinstance(old, list):
+        return [_ABSENT] * len(value)
+    keys = [k for k in s.get("x-kubernetes-list-map-keys") or [] if isinstance(k, str)]
+
+    def identity(item: Any) -> str | None:
+        if not isinstance(item, dict):
+            return None
+        return json.dumps([item.get(k) for k in keys], sort_keys=True)
+
+    by_key = {identity(item): item for item in old if identity(item) is not None}
+    return [by_key.get(identity(item), _ABSENT) for item in value]
+
+
+def _rules_here(s: Schema, path: str, value: Any, old: Any) -> list[FieldError]:
+    rules = s.get("x-kubernetes-validations")
+    if not isinstance(rules, list) or not rules:
+        return []
+    errors: list[FieldError] = []
+    type_ = str(s.get("type") or "")
+    context: cel.Context | None = None
+    for rule in rules:
+        if not isinstance(rule, dict):
+            continue
+        text = str(rule.get("rule") or "")
+        try:
+            program = _compile(text)
+            uses_old = "oldSelf" in program.variables()
+        except RuleCompileError as exc:
+            errors.append(invalid(path, type_, f"rule compile error: {exc.detail}"))
+            continue
+        if uses_old and old is _ABSENT:
+            continue  # a transition rule only runs when there is an old value to compare with
+        if context is None:
+            context = _context(s, value, old)
+        try:
+            result = program.execute(context)
+        except Exception as exc:  # any evaluation failure is the rule's error
+            errors.append(_evaluation_error(path, type_, exc, rule))
+            continue
+        if result is not True:
+            target = path
+            relative = normalize_field_path(s, str(rule.get("fieldPath") or ""))
+            if relative:
+                # Upstream appends the normalized path as one child: "<nil>" then disappears.
+                target = child("" if path == NIL_PATH else path, relative)
+            errors.append(_reason_error(target, type_, _message(rule, context), rule.get("reason")))
+    return errors
+
+
+def _context(s: Schema, value: Any, old: Any) -> cel.Context:
+    context = cel.Context()
+    for name, function in LIBRARY.items():
+        context.add_function(name, function)
+    context.add_variable("self", _to_cel(value, s))
+    if old is not _ABSENT:
+        context.add_variable("oldSelf", _to_cel(old, s))
+    return context
+
+
+def _rule_text(rule: dict[str, Any]) -> str:
+    message = str(rule.get("message") or "").strip()
+    return message or str(rule.get("rule") or "").strip()
+
+
+def _default_message(rule: dict[str, Any]) -> str:
+    message = str(rule.get("message") or "").strip()
+    return message or f"failed rule: {_rule_text(rule)}"
+
+
+def _message(rule: dict[str, Any], context: cel.Context) -> str:
+    expression = str(rule.get("messageExpression") or "").strip()
+    if expression:
+        try:
+            result = _compile(expression).execute(context)
+        except Exception:  # upstream falls back to the static message
+            return _default_message(rule)
+        # A message that is not a one-line non-empty string falls back to the rule's message.
+        if isinstance(result, str) and result.strip() and "\n" not in result.strip():
+            return result.strip()
+    return _default_message(rule)
+
+
+def _reason_error(path: str, type_: str, detail: str, reason: Any) -> FieldError:
+    if reason == "FieldValueForbidden":
+        return forbidden(path, detail)
+    if reason == "FieldValueRequired":
+        return required(path, detail)
+    if reason == "FieldValueDuplicate":
+        return duplicate(path, type_)
+    return invalid(path, type_, detail)
+
+
+def _evaluation_error(path: str, type_: str, exc: Exception, rule: dict[str, Any]) -> FieldError:
+    text = _rule_text(rule)
+    if isinstance(exc, TypeError) and str(exc).startswith("No such overload"):
+        return invalid(path, type_, f"'no such overload': call arguments did not match a supported operator, "
+                                    f"function or macro signature for rule: {text}")
+    if isinstance(exc, KeyError):
+        detail = f"no such key: {exc.args[0] if exc.args else ''}"
+    elif isinstance(exc, ZeroDivisionError):
+        detail = "division by zero"
+    elif isinstance(exc, IndexError):
+        detail = str(exc) or "index out of bounds"
+    else:
+        detail = str(exc)
+    return invalid(path, type_, f"{detail} evaluating rule: {text}")
