@@ -84,6 +84,10 @@ def check_name(obj: Object, name: str) -> None:
 
 def check_schema(obj: Object, resource: ResourceType, ctx: Any) -> None:
     """Report fields the kind does not have (per fieldValidation), refuse wrong types, then prune."""
+    if resource.prune is not None:
+        # A custom resource: pruning finds the unknown fields; its validation reports wrong types.
+        _report_unknown(obj, resource, ctx, resource.prune(obj))
+        return
     schema = resource.object_schema()
     if schema is None:
         return
@@ -102,6 +106,16 @@ def check_schema(obj: Object, resource: ResourceType, ctx: Any) -> None:
     if report.errors:
         metadata = obj.get("metadata") or {}
         raise invalid(resource.kind, resource.group, metadata.get("name", ""), report.errors)
+
+
+def _report_unknown(obj: Object, resource: ResourceType, ctx: Any, unknown: list[str]) -> None:
+    if not unknown:
+        return
+    if ctx.field_validation == "Strict":
+        text = "strict decoding error: " + ", ".join(f'unknown field "{path}"' for path in unknown)
+        raise bad_request(validation.decode_error_message(resource.kind, resource.version, text))
+    if ctx.field_validation == "Warn":
+        ctx.warnings.extend(f'unknown field "{path}"' for path in unknown)
 
 
 def init_system_metadata(metadata: dict[str, Any]) -> None:

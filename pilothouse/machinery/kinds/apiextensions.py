@@ -1,39 +1,29 @@
 """apiextensions.k8s.io/v1 CustomResourceDefinition: defaults, validation and create/update rules.
 
 As ``apiextensions-apiserver/pkg/apis/apiextensions/v1/defaults.go``, ``.../validation/validation.go``
-and ``pkg/registry/customresourcedefinition/strategy.go`` (Kubernetes 1.32). A structural-schema
-check of each version's schema comes from :mod:`pilothouse.machinery.apiextensions` when present.
+and ``pkg/registry/customresourcedefinition/strategy.go`` (Kubernetes 1.32). The structural-schema
+and printer-column checks of each version are :mod:`pilothouse.machinery.apiextensions`'.
 Serving the custom resources a CRD defines is the API server's CRD controller's job, not this
 module's.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import replace
 from typing import Any
 
+from pilothouse.machinery import apiextensions as schemas
 from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.kinds import vcommon as v
 from pilothouse.machinery.kinds.types import Object, ResourceType, Strategy, keep_all_but_status, status_strategy
 
-__all__ = ["CLEANUP_FINALIZER", "CRD", "CRD_STATUS", "RESOURCES", "condition", "schema_helpers", "storage_version"]
+__all__ = ["CLEANUP_FINALIZER", "CRD", "CRD_STATUS", "RESOURCES", "condition", "storage_version"]
 
 #: Held by a CRD being deleted until its custom resources are gone (kube's CustomResourceCleanupFinalizer).
 CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
 
 _SCOPES = ("Cluster", "Namespaced")
 _CONVERSIONS = ("None", "Webhook")
-
-
-def schema_helpers() -> Any:
-    """The crdschema machinery (:mod:`pilothouse.machinery.apiextensions`: structural checks,
-    instance validation, defaulting, CEL, printer columns, OpenAPI), or None while it is not there;
-    imported by name because it is written beside this module on another branch."""
-    try:
-        return importlib.import_module("pilothouse.machinery.apiextensions")
-    except ImportError:
-        return None
 
 
 def condition(crd: Object, kind: str) -> dict[str, Any] | None:
@@ -93,16 +83,10 @@ def _validate_names(names: Object, path: str) -> list[FieldError]:
     return errors
 
 
-def _validate_schema(schema: Any, path: str, status_enabled: bool) -> list[FieldError]:
+def _validate_schema(schema: Any, path: str) -> list[FieldError]:
     if not isinstance(schema, dict):
         return [v.required(path, "schemas are required")]
-    errors: list[FieldError] = []
-    if schema.get("type") != "object":
-        errors.append(v.invalid(f"{path}.type", schema.get("type", ""), "must be object at the root"))
-    helpers = schema_helpers()
-    if helpers is not None:
-        errors.extend(helpers.validate_crd_schema(schema, path))
-    return errors
+    return schemas.validate_crd_schema(schema, path)
 
 
 def _validate_version(version: Object, path: str) -> list[FieldError]:
@@ -111,28 +95,19 @@ def _validate_version(version: Object, path: str) -> list[FieldError]:
         errors.append(v.required(f"{path}.name"))
     subresources = version.get("subresources") or {}
     schema = (version.get("schema") or {}).get("openAPIV3Schema")
-    errors += _validate_schema(schema, f"{path}.schema.openAPIV3Schema", "status" in subresources)
+    errors += _validate_schema(schema, f"{path}.schema.openAPIV3Schema")
     scale = subresources.get("scale")
     if isinstance(scale, dict):
         scale_path = f"{path}.subresources.scale"
         for key in ("specReplicasPath", "statusReplicasPath"):
             value = scale.get(key)
+            under = ".spec" if key.startswith("spec") else ".status"
             if not value:
                 errors.append(v.required(f"{scale_path}.{key}"))
-            elif not str(value).startswith("."):
-                errors.append(v.invalid(f"{scale_path}.{key}", value, "should be a json path under .spec"
-                                        if key.startswith("spec") else "should be a json path under .status"))
-    for index, column in enumerate(version.get("additionalPrinterColumns") or ()):
-        column_path = f"{path}.additionalPrinterColumns[{index}]"
-        if not column.get("name"):
-            errors.append(v.required(f"{column_path}.name"))
-        if not column.get("type"):
-            errors.append(v.required(f"{column_path}.type"))
-        elif column["type"] not in ("integer", "number", "string", "boolean", "date"):
-            errors.append(v.not_supported(f"{column_path}.type", column["type"],
-                                          ("boolean", "date", "integer", "number", "string")))
-        if not column.get("jsonPath"):
-            errors.append(v.required(f"{column_path}.JSONPath"))
+            elif not str(value).startswith(under + "."):
+                errors.append(v.invalid(f"{scale_path}.{key}", value, f"should be a json path under {under}"))
+    errors += schemas.validate_printer_columns(version.get("additionalPrinterColumns"),
+                                               f"{path}.additionalPrinterColumns")
     return errors
 
 

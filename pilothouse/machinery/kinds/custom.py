@@ -3,21 +3,22 @@
 A custom resource is a row like any built-in, carrying what the built-ins find by group/version/kind
 (its schema, table printer, OpenAPI definitions, scale spec and strategy), so the one generic REST
 path serves it (``apiextensions-apiserver/pkg/registry/customresource`` is the model for the
-strategy). The schema work itself (instance validation, defaulting, CEL rules, printer columns,
-OpenAPI component schemas) is :mod:`pilothouse.machinery.apiextensions`'; unknown fields are
-reported and pruned by the generic write pipeline against the row's ``schema``.
+strategy). The schema work itself (pruning, instance validation, defaulting, CEL rules, printer
+columns, OpenAPI component schemas, the typed schema that patches and server-side apply read) is
+:mod:`pilothouse.machinery.apiextensions`'; this module only wires it into a row.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from pilothouse.machinery import apiextensions as schemas
 from pilothouse.machinery import meta
 from pilothouse.machinery.errors import FieldError
-from pilothouse.machinery.kinds.apiextensions import schema_helpers
 from pilothouse.machinery.kinds.types import (
     Object,
     OpenAPIDefinitions,
@@ -30,10 +31,8 @@ from pilothouse.machinery.kinds.types import (
 from pilothouse.machinery.schema import Schema
 from pilothouse.machinery.tables.columns import NAME, Column, Printer
 
-__all__ = ["custom_resource_types", "definition_names", "json_path", "version_priority"]
+__all__ = ["custom_resource_types", "json_path", "version_priority"]
 
-_OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
-_LIST_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta"
 
 
 # ----------------------------------------------------------------------------------- small helpers
@@ -57,29 +56,6 @@ def json_path(path: str) -> tuple[str, ...]:
     return tuple(part for part in path.strip().lstrip(".").split(".") if part)
 
 
-def definition_names(group: str, version: str, kind: str) -> tuple[str, str]:
-    """OpenAPI definition names as apiextensions-apiserver builds them: the reversed group
-    (``stable.example.com`` → ``com.example.stable``), version, kind; and its List."""
-    reversed_group = ".".join(reversed(group.split(".")))
-    base = f"{reversed_group}.{version}.{kind}"
-    return base, base + "List"
-
-
-# --------------------------------------------------------------------------------------- the schema
-
-def _root_schema(schema: Schema, status_enabled: bool) -> Schema:
-    """The CRD's schema as the object's root: type meta and ObjectMeta are always there, as
-    apiextensions-apiserver adds them before validating and pruning."""
-    root: Schema = meta.clone(schema)
-    properties = root.setdefault("properties", {})
-    properties["apiVersion"] = {"type": "string"}
-    properties["kind"] = {"type": "string"}
-    properties["metadata"] = {"$ref": "#/$defs/" + _OBJECT_META}
-    if status_enabled and "status" not in properties:
-        properties["status"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-    return root
-
-
 # ------------------------------------------------------------------------------------- the strategy
 
 def _bump_generation(new: Object, old: Object, ignored: tuple[str, ...]) -> None:
@@ -89,30 +65,26 @@ def _bump_generation(new: Object, old: Object, ignored: tuple[str, ...]) -> None
 
 
 def _strategy(group: str, version: str, schema: Schema, crd_version: Object, status_enabled: bool) -> Strategy:
-    helpers = schema_helpers()
+    """customresource/strategy.go over ``schema``, the version's ``openAPIV3Schema``."""
     api_version = f"{group}/{version}"
     selectable = [(f["jsonPath"], json_path(f["jsonPath"])) for f in crd_version.get("selectableFields") or ()
                   if isinstance(f, dict) and f.get("jsonPath")]
 
     def default(obj: Object) -> None:
-        if helpers is not None:
-            helpers.apply_defaults(schema, obj)
+        schemas.apply_defaults(schema, obj)
 
     def decorate(obj: Object) -> None:
-        # "None" conversion: the object is the same in every version but for its apiVersion.
+        # Read from storage: "None" conversion only rewrites apiVersion; defaults apply on read too.
         obj["apiVersion"] = api_version
-        default(obj)
+        schemas.apply_defaults(schema, obj)
 
     def validate(obj: Object) -> list[FieldError]:
-        if helpers is None:
-            return []
-        errors: list[FieldError] = list(helpers.validate_instance(schema, obj))
-        return errors + list(helpers.validate_rules(schema, obj, None))
+        return schemas.validate_instance(schema, obj) + schemas.validate_rules(schema, obj, None)
 
     def validate_update(new: Object, old: Object) -> list[FieldError]:
-        if helpers is None:
-            return []
-        return list(helpers.validate_rules(schema, new, old))
+        # validate() ran on ``new`` already; transition rules need the old object as well.
+        return [e for e in schemas.validate_rules(schema, new, old)
+                if e not in schemas.validate_rules(schema, new, None)]
 
     def prepare_for_create(obj: Object) -> None:
         if status_enabled:
@@ -151,11 +123,15 @@ def _status_strategy(main: Strategy) -> Strategy:
 
 # ---------------------------------------------------------------------------- printer and OpenAPI
 
-def _printer(columns: list[Object]) -> Printer | None:
-    helpers = schema_helpers()
-    if helpers is None:
-        return None  # the default NAME / CREATED AT columns
-    definitions, cells = helpers.printer_columns(columns)
+def _pruner(schema: Schema) -> Callable[[Object], list[str]]:
+    def prune(obj: Object) -> list[str]:
+        return schemas.prune(schema, obj)
+
+    return prune
+
+
+def _printer(columns: list[Object]) -> Printer:
+    definitions, cells = schemas.printer_columns(columns)
     table_columns = [NAME] + [Column(d["name"], d.get("type", "string"), d.get("description", ""),
                                      d.get("format", ""), int(d.get("priority", 0))) for d in definitions]
 
@@ -165,28 +141,14 @@ def _printer(columns: list[Object]) -> Printer | None:
     return Printer(tuple(table_columns), row)
 
 
-def _openapi(crd: Object, group: str, version: str, kind: str, schema: Schema) -> OpenAPIDefinitions:
-    name, list_name = definition_names(group, version, kind)
-    gvk = [{"group": group, "kind": kind, "version": version}]
-    helpers = schema_helpers()
-    if helpers is not None:
-        component: Schema = helpers.openapi_schema(crd, version)
-    else:
-        component = meta.clone(schema)
-        component["properties"]["metadata"] = {"allOf": [{"$ref": "#/components/schemas/" + _OBJECT_META}]}
-        component["x-kubernetes-group-version-kind"] = gvk
-    list_schema: Schema = {
-        "description": f"{kind}List is a list of {kind}", "type": "object", "required": ["items"],
-        "properties": {
-            "apiVersion": {"type": "string"}, "kind": {"type": "string"},
-            "items": {"type": "array", "items": {"$ref": "#/components/schemas/" + name}},
-            "metadata": {"allOf": [{"$ref": "#/components/schemas/" + _LIST_META}]},
-        },
-        "x-kubernetes-group-version-kind": [{"group": group, "kind": kind + "List", "version": version}],
-    }
+def _openapi(crd: Object, group: str, version: str, kind: str) -> OpenAPIDefinitions:
+    name = schemas.definition_name(group, version, kind)
+    list_name = schemas.list_definition_name(group, version, kind)
     metadata = crd.get("metadata") or {}
+    # The documents are cached per resource set; a changed CRD (new generation) builds new ones.
     revision = f"{metadata.get('uid', '')}/{metadata.get('generation', '')}"
-    return OpenAPIDefinitions(name, list_name, {name: component, list_name: list_schema}, revision)
+    return OpenAPIDefinitions(name, list_name, {name: schemas.openapi_schema(crd, version),
+                                                list_name: schemas.openapi_list_schema(crd, version)}, revision)
 
 
 # ------------------------------------------------------------------------------------------ the rows
@@ -203,8 +165,7 @@ def custom_resource_types(crd: Object) -> list[ResourceType]:
         version = crd_version["name"]
         subresources = crd_version.get("subresources") or {}
         status_enabled = "status" in subresources
-        schema = _root_schema((crd_version.get("schema") or {}).get("openAPIV3Schema") or {"type": "object"},
-                              status_enabled)
+        schema = (crd_version.get("schema") or {}).get("openAPIV3Schema") or {"type": "object"}
         strategy = _strategy(group, version, schema, crd_version, status_enabled)
         scale = None
         if isinstance(subresources.get("scale"), dict):
@@ -216,8 +177,9 @@ def custom_resource_types(crd: Object) -> list[ResourceType]:
             group, version, kind, plural, spec.get("scope") == "Namespaced", strategy,
             tuple(names.get("shortNames") or ()), tuple(names.get("categories") or ()),
             status_strategy=_status_strategy(strategy) if status_enabled else None, scale=scale,
-            schema=schema, printer=_printer(crd_version.get("additionalPrinterColumns") or []),
-            openapi=_openapi(crd, group, version, kind, schema), strategic_merge_patch=False,
+            schema=schemas.typed_schema(crd, version), prune=_pruner(schema),
+            printer=_printer(crd_version.get("additionalPrinterColumns") or []),
+            openapi=_openapi(crd, group, version, kind), strategic_merge_patch=False,
             singular_name=names.get("singular", ""),
         ))
     return rows

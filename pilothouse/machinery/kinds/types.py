@@ -181,6 +181,9 @@ class ResourceType:
                               "update", "watch")
     #: The object's root schema; None means the official one for this group/version/kind.
     schema: Schema | None = field(default=None, compare=False, repr=False)
+    #: Drops, in place, the fields the schema does not declare and returns their paths (a custom
+    #: resource's structural pruning); None means the official schema's check (``check_schema``).
+    prune: Callable[[Object], list[str]] | None = field(default=None, compare=False, repr=False)
     #: The ``kubectl get`` table printer; None means the built-in printer registered for the kind.
     printer: Printer | None = field(default=None, compare=False, repr=False)
     #: OpenAPI component schemas; None means the official definitions for this kind.
