@@ -88,11 +88,16 @@ class CRDController:
 
     def _observe(self, key: str, obj: Object | None) -> None:
         name = key[len(_PREFIX):]
-        if obj is None:
-            self.crds.pop(name, None)
-        else:
+        before = self.crds.pop(name, None)
+        if obj is not None:
             self.crds[name] = obj
         self._enqueue(name)
+        # Names freed or taken in a group change what its other CRDs may have (the naming
+        # controller requeues the whole group).
+        groups = {(c.get("spec") or {}).get("group") for c in (before, obj) if c is not None}
+        for other, crd in self.crds.items():
+            if (crd.get("spec") or {}).get("group") in groups:
+                self._enqueue(other)
 
     def _enqueue(self, name: str) -> None:
         if name not in self._pending:
@@ -167,15 +172,19 @@ class CRDController:
                 continue
             held = _held(other, crd)
             taken = {held.get(field) for field, _ in _NAME_FIELDS} - {None, ""}
-            for field, reason in _NAME_FIELDS:
-                value = names.get(field)
-                if value and value in taken and value != mine.get(field):
-                    return False, _condition("NamesAccepted", "False", reason, f'"{value}" is already in use')
-            clash = set(names.get("shortNames") or ()) & set(held.get("shortNames") or ()) \
-                - set(mine.get("shortNames") or ())
-            for short in sorted(clash):
+            # In the naming controller's order: plural, singular, short names, kind, list kind.
+            for field, reason in _NAME_FIELDS[:2]:
+                clash = self._clash(names.get(field), taken, mine.get(field), reason)
+                if clash is not None:
+                    return False, clash
+            for short in sorted(set(names.get("shortNames") or ()) & set(held.get("shortNames") or ())
+                                - set(mine.get("shortNames") or ())):
                 return False, _condition("NamesAccepted", "False", "ShortNamesConflict",
                                          f'"{short}" is already in use')
+            for field, reason in _NAME_FIELDS[2:]:
+                clash = self._clash(names.get(field), taken, mine.get(field), reason)
+                if clash is not None:
+                    return False, clash
         for builtin in BUILTIN_RESOURCES:
             if builtin.group != group:
                 continue
@@ -186,6 +195,12 @@ class CRDController:
                 return False, _condition("NamesAccepted", "False", "KindConflict",
                                          f'"{builtin.kind}" is already in use')
         return True, _condition("NamesAccepted", "True", "NoConflicts", "no conflicts found")
+
+    @staticmethod
+    def _clash(value: Any, taken: set[Any], mine: Any, reason: str) -> Object | None:
+        if value and value in taken and value != mine:
+            return _condition("NamesAccepted", "False", reason, f'"{value}" is already in use')
+        return None
 
     def _serve(self, name: str, rows: list[ResourceType]) -> None:
         """Make the registry serve exactly ``rows`` for this CRD."""

@@ -39,6 +39,7 @@ IGNORED = frozenset({("", "events"), ("events.k8s.io", "events")})
 #: How often the served resources are looked up again (kube-controller-manager: 30s).
 RESYNC_SECONDS = 5.0
 _VERBS = ("delete", "list", "watch")
+_UNOBSERVED_RETRY_SECONDS = 2.0
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
 
@@ -178,7 +179,7 @@ class GarbageCollector(Controller):
         if node.owners:
             await self._attempt_to_delete(node, obj)
 
-    async def _owner_state(self, namespace: str | None, ref: Object) -> str:
+    async def _owner_state(self, namespace: str | None, ref: Object, dependent: str) -> str:
         """"solid", "waiting" (being deleted in the foreground) or "dangling"."""
         uid = ref.get("uid", "")
         if uid in self.absent:
@@ -192,7 +193,15 @@ class GarbageCollector(Controller):
         group, version = _group_version(ref.get("apiVersion", ""))
         r = self.discovery.by_kind(group, version, ref.get("kind", ""))
         if r is None:
-            return "solid"  # a kind we do not know: never delete on a guess
+            # Perhaps served since the last discovery (a new CRD): ask again before giving up.
+            await self.discovery.all(max_age=1.0)
+            r = self.discovery.by_kind(group, version, ref.get("kind", ""))
+        # The owner is not in the graph (yet): a kind not watched yet (a new CRD) or not known at
+        # all. Like the collector's virtual nodes, look again later until its informer has seen
+        # it, so that its deletion is not missed; never delete on a guess.
+        self.queue.add_after(dependent, _UNOBSERVED_RETRY_SECONDS)
+        if r is None:
+            return "solid"
         try:
             live = await self.client.get(r, ref.get("name", ""), namespace if r.namespaced else None)
         except errors.NotFoundError:
@@ -208,7 +217,8 @@ class GarbageCollector(Controller):
     async def _attempt_to_delete(self, node: _Node, obj: Object) -> None:
         metadata = obj["metadata"]
         namespace = metadata.get("namespace")
-        states = {ref.get("uid", ""): await self._owner_state(namespace, ref) for ref in node.owners}
+        states = {ref.get("uid", ""): await self._owner_state(namespace, ref, metadata["uid"])
+                  for ref in node.owners}
         if "solid" in states.values():
             dangling = {uid for uid, state in states.items() if state == "dangling"}
             waiting = {uid for uid, state in states.items() if state == "waiting"}
