@@ -52,6 +52,8 @@ NAME_RULES: dict[tuple[str, str], str] = {
     ("events.k8s.io", "Event"): "subdomain",
     ("discovery.k8s.io", "EndpointSlice"): "subdomain",
     ("policy", "PodDisruptionBudget"): "subdomain",
+    # DNS subdomain, and also plural.group (checked by the CRD strategy).
+    ("apiextensions.k8s.io", "CustomResourceDefinition"): "subdomain",
 }
 
 
