@@ -387,3 +387,29 @@ def test_restart_serves_stored_crds(tmp_path_factory: pytest.TempPathFactory) ->
         assert kept["spec"] == {"size": "medium", "replicas": 1}
     finally:
         second.stop()
+
+
+def test_every_api_server_over_one_etcd_serves_a_new_crd(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from tests.store.etcd_server import EtcdCluster, etcd_binary
+
+    if etcd_binary() is None:
+        pytest.skip("etcd binary not found (apt-get install etcd-server)")
+    base = tmp_path_factory.mktemp("crd-etcd")
+    with EtcdCluster(1, base_dir=base / "etcd") as etcd:
+        extra = ("--datastore-endpoint", etcd.endpoint, "--disable", "scheduler,controller-manager")
+        a = start_server_process(base / "a", extra=extra)
+        b = start_server_process(base / "b", extra=extra)
+        try:
+            apply_crd(a, widget_crd())  # written and decided through A
+            # B picks it up from the store's watch, not from its own writes.
+            wait_for(lambda: "widgets" in b.kubectl("api-resources", "--api-group=example.com").stdout,
+                     what="the second server to serve the CRD")
+            b.kubectl("apply", "-f", "-", input=json.dumps(
+                {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "via-b"}, "spec": {}}))
+            assert json.loads(a.kubectl("get", "widget", "via-b", "-o", "json").stdout)["spec"]["size"] == "medium"
+            a.kubectl("delete", "crd", "widgets.example.com", "--timeout=30s")
+            wait_for(lambda: "widgets" not in b.kubectl("api-resources", "--api-group=example.com").stdout,
+                     what="the second server to stop serving the CRD")
+        finally:
+            a.stop()
+            b.stop()
