@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -62,6 +63,7 @@ class CRDController:
         #: CRD name -> the latest stored object (None once deleted).
         self.crds: dict[str, Object] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._terminating: set[str] = set()  # CRDs served in their terminating form
         self._pending: set[str] = set()  # names queued and not yet synced: each is queued once
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -142,6 +144,7 @@ class CRDController:
         crd = self.crds.get(name)
         if crd is None:
             self._serve(name, [])
+            self._terminating.discard(name)
             return False
         if crd["metadata"].get("deletionTimestamp"):
             return await self._finalize(name, crd)
@@ -239,11 +242,14 @@ class CRDController:
         finalizers = crd["metadata"].get("finalizers") or []
         if CLEANUP_FINALIZER not in finalizers:
             return False
-        rows = self.served.get(name) or custom_resource_types(crd)
+        if name not in self._terminating:
+            # Still served while it empties (also after a restart), but refusing creates.
+            self._serve(name, [_terminating(r) for r in custom_resource_types(crd)])
+            self._terminating.add(name)
+        rows = self.served.get(name)
         if not rows:
             await self._release(name)
             return False
-        self._serve(name, rows)  # still served while it empties (also after a restart)
         storage: ResourceStorage = self._storage_for(rows[0])
         items, _, _ = await storage.list(None, ListOptions())
         ctx = WriteContext(field_manager=_MANAGER)
@@ -277,6 +283,17 @@ class CRDController:
         except StatusError as error:
             if error.code != 404:
                 raise
+
+
+def _terminating(row: ResourceType) -> ResourceType:
+    """The row of a CRD being deleted: reads, updates and deletes go on, creates are refused, as
+    crdHandler answers while the Terminating condition holds."""
+    def refuse(_obj: Object) -> None:
+        raise StatusError(405, "MethodNotAllowed",
+                          f'create is not supported on resources of kind "{row.qualified}"',
+                          {"group": row.group, "kind": row.plural})
+
+    return replace(row, strategy=replace(row.strategy, prepare_for_create=refuse))
 
 
 def _held(other: Object, crd: Object) -> Object:

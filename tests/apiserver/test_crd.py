@@ -413,3 +413,36 @@ def test_every_api_server_over_one_etcd_serves_a_new_crd(tmp_path_factory: pytes
         finally:
             a.stop()
             b.stop()
+
+
+def test_a_terminating_crd_waits_for_its_instances_and_refuses_creates(server: ServerProcess) -> None:
+    apply_crd(server, widget_crd("holders", "Holder", short=()))
+    objects = client.CustomObjectsApi(api(server))
+    crds = client.ApiextensionsV1Api(api(server))
+    objects.create_namespaced_custom_object(
+        GROUP, "v1", "default", "holders",
+        {"apiVersion": "example.com/v1", "kind": "Holder", "metadata": {"name": "h1",
+                                                                      "finalizers": ["example.com/hold"]}})
+    server.kubectl("delete", "crd", "holders.example.com", "--wait=false")
+
+    def terminating() -> bool:
+        crd = json.loads(server.kubectl("get", "crd", "holders.example.com", "-o", "json").stdout)
+        found = condition(crd, "Terminating")
+        return found is not None and found["reason"] == "InstanceDeletionInProgress"
+
+    wait_for(terminating, what="the CRD to wait for its instance")
+    stored = crds.read_custom_resource_definition("holders.example.com")
+    assert "customresourcecleanup.apiextensions.k8s.io" in stored.metadata.finalizers
+    with pytest.raises(client.ApiException) as refused:
+        objects.create_namespaced_custom_object(
+            GROUP, "v1", "default", "holders",
+            {"apiVersion": "example.com/v1", "kind": "Holder", "metadata": {"name": "h2"}})
+    assert refused.value.status == 405
+    assert json.loads(refused.value.body)["message"] == \
+        'create is not supported on resources of kind "holders.example.com"'
+    held = objects.get_namespaced_custom_object(GROUP, "v1", "default", "holders", "h1")
+    assert held["metadata"]["deletionTimestamp"]  # deleted, waiting for its own finalizer
+    objects.patch_namespaced_custom_object(GROUP, "v1", "default", "holders", "h1",
+                                           {"metadata": {"finalizers": None}})
+    wait_for(lambda: gone(lambda: crds.read_custom_resource_definition("holders.example.com")),
+             what="the CRD to go once its last instance went")
