@@ -10,6 +10,8 @@ it describes, one module per step:
 - :func:`apply_defaults` (``defaulting``) and :func:`prune` (``pruning``): structural defaulting
   and the dropping of unknown fields (whose paths ``fieldValidation`` reports);
 - :func:`validate_rules` (``rules``): ``x-kubernetes-validations`` CEL rules;
+- :func:`validate_custom_resource` (``customresource``): both, in the strategy's order, rules
+  skipped after blocking errors, ratcheting on update;
 - :func:`printer_columns` (``columns``): server-side Table columns and cells, and
   :func:`validate_printer_columns`, the CRD checks of ``additionalPrinterColumns``;
 - :func:`openapi_schema` (``openapi``): the published OpenAPI v3 component schema, and
@@ -19,6 +21,7 @@ it describes, one module per step:
 from __future__ import annotations
 
 from pilothouse.machinery.apiextensions.columns import InvalidColumnPath, printer_columns, validate_printer_columns
+from pilothouse.machinery.apiextensions.customresource import validate_custom_resource
 from pilothouse.machinery.apiextensions.defaulting import apply_defaults
 from pilothouse.machinery.apiextensions.instance import validate_instance
 from pilothouse.machinery.apiextensions.openapi import (
@@ -43,6 +46,7 @@ __all__ = [
     "prune",
     "typed_schema",
     "validate_crd_schema",
+    "validate_custom_resource",
     "validate_instance",
     "validate_printer_columns",
     "validate_rules",

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pilothouse.machinery.apiextensions.correlation import ABSENT, canonical, entry, same
+from pilothouse.machinery.apiextensions.correlation import items as correlated_items
 from pilothouse.machinery.apiextensions.formats import format_valid, supported_format
 from pilothouse.machinery.apiextensions.nodes import Schema, node, number, properties
 from pilothouse.machinery.apiextensions.paths import (
@@ -58,13 +60,19 @@ class _Failure:
     composite: bool = False
 
 
-def validate_instance(schema: Schema, obj: Any) -> list[FieldError]:
-    """The field errors Kubernetes reports for ``obj`` against a structural ``openAPIV3Schema``."""
+def validate_instance(schema: Schema, obj: Any, old: Any = None) -> list[FieldError]:
+    """The field errors Kubernetes reports for ``obj`` against a structural ``openAPIV3Schema``.
+
+    With ``old`` (an update) validation ratchets as in 1.32 (CRDValidationRatcheting): a part of
+    the object equal to its correlated old value reports nothing, and list set/map uniqueness is
+    only enforced if the old object already satisfied it.
+    """
     failures: list[_Failure] = []
-    _validate(schema, "", obj, failures)
+    _validate(schema, "", obj, failures, ABSENT if old is None else old)
     errors = [_to_field_error(f) for f in failures]
     errors += _embedded(schema, obj, "", is_root=True)
-    errors += _list_sets_and_maps(schema, obj, "")
+    if old is None or not _list_sets_and_maps(schema, old, ""):
+        errors += _list_sets_and_maps(schema, obj, "")
     return errors
 
 
@@ -102,7 +110,9 @@ def _in(path: str) -> str:
     return f"{path} in {_IN}"
 
 
-def _validate(s: Schema, path: str, data: Any, out: list[_Failure]) -> None:
+def _validate(s: Schema, path: str, data: Any, out: list[_Failure], old: Any = ABSENT) -> None:
+    if same(old, data):
+        return  # ratcheted: the errors of an unchanged value are only warnings upstream
     types = _types(s)
     if data is None:
         _check_type(s, types, path, data, out)
@@ -110,7 +120,7 @@ def _validate(s: Schema, path: str, data: Any, out: list[_Failure]) -> None:
         return
     kind = json_type(data)
     _check_type(s, types, path, data, out)
-    _check_junctors(s, path, data, out)
+    _check_junctors(s, path, data, out, old)
     if kind == "string":
         _check_string(s, path, data, out)
         fmt = supported_format(s.get("format"))
@@ -119,10 +129,10 @@ def _validate(s: Schema, path: str, data: Any, out: list[_Failure]) -> None:
     if kind in ("integer", "number"):
         _check_number(s, path, data, out)
     if kind == "array":
-        _check_array(s, path, data, out)
+        _check_array(s, path, data, out, old)
     _check_enum(s, path, data, out)
     if kind == "object":
-        _check_object(s, path, data, out)
+        _check_object(s, path, data, out, old)
 
 
 def _type_failure(path: str, expected: str, actual: str) -> _Failure:
@@ -152,11 +162,11 @@ def _check_type(s: Schema, types: list[str], path: str, data: Any, out: list[_Fa
         out.append(_type_failure(path, ",".join(types), kind))
 
 
-def _check_junctors(s: Schema, path: str, data: Any, out: list[_Failure]) -> None:
+def _check_junctors(s: Schema, path: str, data: Any, out: list[_Failure], old: Any) -> None:
     def run(sub: Any) -> list[_Failure]:
         found: list[_Failure] = []
         if isinstance(sub, dict):
-            _validate(sub, path, data, found)
+            _validate(sub, path, data, found, old)
         return found
 
     quoted = go_quote(path)
@@ -251,11 +261,12 @@ def _check_number(s: Schema, path: str, data: int | float, out: list[_Failure]) 
             out.append(_Failure(_OTHER, path, f"{_in(path)} should be {words} {shown}", data))
 
 
-def _check_array(s: Schema, path: str, data: list[Any], out: list[_Failure]) -> None:
+def _check_array(s: Schema, path: str, data: list[Any], out: list[_Failure], old: Any) -> None:
     items = s.get("items")
     if isinstance(items, dict):
+        olds = correlated_items(s, data, old)
         for i, item in enumerate(data):
-            _validate(items, index(path, i), item, out)
+            _validate(items, index(path, i), item, out, olds[i])
     min_items, max_items = s.get("minItems"), s.get("maxItems")
     if isinstance(min_items, int) and len(data) < min_items:
         out.append(_Failure(_OTHER, path, f"{_in(path)} should have at least {min_items} items", len(data)))
@@ -266,12 +277,8 @@ def _check_array(s: Schema, path: str, data: list[Any], out: list[_Failure]) -> 
         out.append(_Failure(_OTHER, path, f"{_in(path)} shouldn't contain duplicates"))
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
 def _has_duplicates(items: list[Any]) -> bool:
-    seen = {_canonical(item) for item in items}
+    seen = {canonical(item) for item in items}
     return len(seen) != len(items)
 
 
@@ -281,7 +288,7 @@ def _same_json(a: Any, b: Any) -> bool:
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if number(a) is not None and number(b) is not None:
         return bool(a == b)
-    return type(a) is type(b) and _canonical(a) == _canonical(b)
+    return type(a) is type(b) and canonical(a) == canonical(b)
 
 
 def _check_enum(s: Schema, path: str, data: Any, out: list[_Failure]) -> None:
@@ -294,7 +301,7 @@ def _check_enum(s: Schema, path: str, data: Any, out: list[_Failure]) -> None:
     out.append(_Failure(_ENUM, path, f"{_in(path)} should be one of [{values}]", data, values=list(enum)))
 
 
-def _check_object(s: Schema, path: str, data: dict[str, Any], out: list[_Failure]) -> None:
+def _check_object(s: Schema, path: str, data: dict[str, Any], out: list[_Failure], old: Any) -> None:
     count = len(data)
     min_props, max_props = s.get("minProperties"), s.get("maxProperties")
     if isinstance(min_props, int) and count < min_props:
@@ -313,10 +320,10 @@ def _check_object(s: Schema, path: str, data: dict[str, Any], out: list[_Failure
     elif isinstance(additional, dict):
         for name in sorted(data):
             if name not in declared:
-                _validate(additional, f"{path}.{name}", data[name], out)
+                _validate(additional, f"{path}.{name}", data[name], out, entry(s, old, name, False))
     for name in sorted(declared):
         if name in data:
-            _validate(declared[name], path_child(path, name), data[name], out)
+            _validate(declared[name], path_child(path, name), data[name], out, entry(s, old, name, True))
     for name in s.get("required") or []:
         if name not in data:
             out.append(_Failure(_REQUIRED, f"{path}.{name}", f"{path}.{name} in {_IN} is required"))
@@ -417,7 +424,7 @@ def _second_occurrences(identities: list[str]) -> list[int]:
 
 def _set_duplicates(data: list[Any], path: str) -> list[FieldError]:
     # Go keys scalars by their dynamic type (1 and 1.0 differ) and compounds by their JSON.
-    identities = [f"{json_type(item)}:{_canonical(item)}" for item in data]
+    identities = [f"{json_type(item)}:{canonical(item)}" for item in data]
     return [duplicate(index(path, i), go_json_value(data[i])) for i in _second_occurrences(identities)]
 
 
@@ -429,5 +436,5 @@ def _map_duplicates(data: list[Any], path: str, keys: list[str]) -> list[FieldEr
     for item in data:
         present = item or {}
         identities.append({name: present[name] for name in keys if name in present})
-    texts = [_canonical(identity) for identity in identities]
+    texts = [canonical(identity) for identity in identities]
     return [duplicate(index(path, i), go_json_value(identities[i])) for i in _second_occurrences(texts)]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import cel
 
 from pilothouse.machinery.apiextensions.cellib import LIBRARY
+from pilothouse.machinery.apiextensions.correlation import ABSENT, entry, items, same
 from pilothouse.machinery.apiextensions.nodes import Schema, node, properties
 from pilothouse.machinery.apiextensions.paths import NIL_PATH, child, go_quote, index, key
 from pilothouse.machinery.errors import FieldError
@@ -36,7 +36,6 @@ from pilothouse.machinery.kinds.vcommon import GoValue, duplicate, forbidden, in
 
 __all__ = ["RuleCompileError", "compile_errors", "field_path_valid", "validate_rules"]
 
-_ABSENT = object()
 _RESERVED = frozenset({"true", "false", "null", "in", "as", "break", "const", "continue", "else", "for",
                        "function", "if", "import", "let", "loop", "package", "namespace", "return", "var",
                        "void", "while"})
@@ -230,8 +229,12 @@ def _to_cel(value: Any, s: Schema | None) -> Any:
 # -- evaluating -----------------------------------------------------------------------------
 
 def validate_rules(schema: Schema, new: Any, old: Any = None) -> list[FieldError]:
-    """Errors of every ``x-kubernetes-validations`` rule over ``new`` (``old`` on update)."""
-    return _validate(schema, NIL_PATH, new, _ABSENT if old is None else old)
+    """Errors of every ``x-kubernetes-validations`` rule over ``new`` (``old`` on update).
+
+    On update a failing rule that does not use ``oldSelf`` is not an error where the value is
+    unchanged from the old object (validation ratcheting, on by default in 1.32).
+    """
+    return _validate(schema, NIL_PATH, new, ABSENT if old is None else old)
 
 
 def _validate(s: Schema, path: str, value: Any, old: Any) -> list[FieldError]:
@@ -239,34 +242,18 @@ def _validate(s: Schema, path: str, value: Any, old: Any) -> list[FieldError]:
     if isinstance(value, dict):
         declared = properties(s)
         additional = node(s.get("additionalProperties"))
-        old_map = old if isinstance(old, dict) else {}
         base = "" if path == NIL_PATH else path
         for name in sorted(value):
             if name in declared:
-                errors += _validate(declared[name], child(base, name), value[name], old_map.get(name, _ABSENT))
+                errors += _validate(declared[name], child(base, name), value[name], entry(s, old, name, True))
             elif additional is not None:
-                correlated = old_map.get(name, _ABSENT) if s.get("x-kubernetes-map-type") != "atomic" else _ABSENT
-                errors += _validate(additional, key(base, name), value[name], correlated)
+                errors += _validate(additional, key(base, name), value[name], entry(s, old, name, False))
     elif isinstance(value, list) and isinstance(s.get("items"), dict):
         base = "" if path == NIL_PATH else path
-        olds = _correlate_items(s, value, old)
+        olds = items(s, value, old)
         for i, item in enumerate(value):
             errors += _validate(s["items"], index(base, i), item, olds[i])
     return errors
-
-
-def _correlate_items(s: Schema, value: list[Any], old: Any) -> list[Any]:
-    if s.get("x-kubernetes-list-type") != "map" or not isinstance(old, list):
-        return [_ABSENT] * len(value)
-    keys = [k for k in s.get("x-kubernetes-list-map-keys") or [] if isinstance(k, str)]
-
-    def identity(item: Any) -> str | None:
-        if not isinstance(item, dict):
-            return None
-        return json.dumps([item.get(k) for k in keys], sort_keys=True)
-
-    by_key = {identity(item): item for item in old if identity(item) is not None}
-    return [by_key.get(identity(item), _ABSENT) for item in value]
 
 
 def _rules_here(s: Schema, path: str, value: Any, old: Any) -> list[FieldError]:
@@ -286,7 +273,7 @@ def _rules_here(s: Schema, path: str, value: Any, old: Any) -> list[FieldError]:
         except RuleCompileError as exc:
             errors.append(invalid(path, type_, f"rule compile error: {exc.detail}"))
             continue
-        if uses_old and old is _ABSENT:
+        if uses_old and old is ABSENT:
             continue  # a transition rule only runs when there is an old value to compare with
         if context is None:
             context = _context(s, value, old)
@@ -296,6 +283,8 @@ def _rules_here(s: Schema, path: str, value: Any, old: Any) -> list[FieldError]:
             errors.append(_evaluation_error(path, type_, exc, rule))
             continue
         if result is not True:
+            if not uses_old and same(old, value):
+                continue  # ratcheting (CRDValidationRatcheting, on in 1.32): an unchanged value only warns
             target = path
             relative = normalize_field_path(s, str(rule.get("fieldPath") or ""))
             if relative:
@@ -310,7 +299,7 @@ def _context(s: Schema, value: Any, old: Any) -> cel.Context:
     for name, function in LIBRARY.items():
         context.add_function(name, function)
     context.add_variable("self", _to_cel(value, s))
-    if old is not _ABSENT:
+    if old is not ABSENT:
         context.add_variable("oldSelf", _to_cel(old, s))
     return context
 
