@@ -15,7 +15,8 @@ it describes, one module per step:
 - :func:`printer_columns` (``columns``): server-side Table columns and cells, and
   :func:`validate_printer_columns`, the CRD checks of ``additionalPrinterColumns``;
 - :func:`openapi_schema` (``openapi``): the published OpenAPI v3 component schema, and
-  :func:`typed_schema`, the same with ``#/$defs/`` references for patch and apply typing.
+  :func:`typed_schema`, the same with ``#/$defs/`` references for patch and apply typing, and
+  :func:`openapi_v2_schema`, the Swagger 2.0 definition.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pilothouse.machinery.apiextensions.openapi import (
     list_definition_name,
     openapi_list_schema,
     openapi_schema,
+    openapi_v2_schema,
     typed_schema,
 )
 from pilothouse.machinery.apiextensions.pruning import prune
@@ -42,6 +44,7 @@ __all__ = [
     "list_definition_name",
     "openapi_list_schema",
     "openapi_schema",
+    "openapi_v2_schema",
     "printer_columns",
     "prune",
     "typed_schema",
