@@ -148,6 +148,9 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
                                                                              "default": "three"}}}),
      # The validator of a default has an empty root path, hence the double space.
      [f'{F}.properties[n].default: Invalid value: "string":  in body must be of type integer: "string"']),
+    ("default failing its rule", _field({"type": "integer", "default": 5,
+                                         "x-kubernetes-validations": [{"rule": "self < 3"}]}),
+     [f'{F}.default: Invalid value: "integer": failed rule: self < 3']),
     ("default with unknown fields", _field({"type": "object", "default": {"a": 1, "b": 2},
                                             "properties": {"a": {"type": "integer"}}}),
      [f'{F}.default: Invalid value: map[string]interface {{}}{{"a":1, "b":2}}: must not have unknown fields']),

@@ -7,8 +7,8 @@ then descends into the result, so defaults inside defaults apply. Before that,
 ``PruneNonNullableNullsWithoutDefaults`` drops a null in a non-nullable field that has no
 default, as the decoder does.
 
-``validate_defaults`` ports ``ValidateDefaults``: each ``default`` in a CRD schema must itself
-be valid against its node's schema and unchanged by pruning.
+``validate_defaults`` ports ``ValidateDefaults``: each ``default`` in a CRD schema must be
+unchanged by pruning, valid against its node's schema, and pass its node's CEL rules.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from pilothouse.machinery.apiextensions.instance import validate_instance
 from pilothouse.machinery.apiextensions.paths import child, go_json_value, key
 from pilothouse.machinery.apiextensions.pruning import prune
+from pilothouse.machinery.apiextensions.rules import validate_rules
 from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.kinds.vcommon import invalid
 
@@ -100,15 +101,13 @@ def _check(s: Schema, path: str, is_resource_root: bool) -> list[FieldError]:
     errors: list[FieldError] = []
     default = s.get("default")
     if default is not None:
-        # Validation sees the default with its own defaults applied, as upstream does.
-        value = copy.deepcopy(default)
-        apply_defaults(s, value)
-        for err in validate_instance(s, value):
-            errors.append(FieldError(err.type, _under(child(path, "default"), err.field), err.detail, err.value))
-        pruned = copy.deepcopy(value)
-        dropped = _prune_value(s, pruned)
-        if dropped:
-            errors.append(invalid(child(path, "default"), go_json_value(default), "must not have unknown fields"))
+        at = child(path, "default")
+        if _prune_value(s, copy.deepcopy(default)):
+            errors.append(invalid(at, go_json_value(default), "must not have unknown fields"))
+        instance_errors = [FieldError(e.type, _under(at, e.field), e.detail, e.value)
+                           for e in validate_instance(s, default)]
+        # The rules of the node run on its default only once the schema accepts it.
+        errors += instance_errors or validate_rules(s, default, path=at)
     properties = _sub(s.get("properties")) or {}
     for name in sorted(properties):
         prop = _sub(properties[name])

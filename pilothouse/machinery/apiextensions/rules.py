@@ -228,13 +228,14 @@ def _to_cel(value: Any, s: Schema | None) -> Any:
 
 # -- evaluating -----------------------------------------------------------------------------
 
-def validate_rules(schema: Schema, new: Any, old: Any = None) -> list[FieldError]:
+def validate_rules(schema: Schema, new: Any, old: Any = None, *, path: str = NIL_PATH) -> list[FieldError]:
     """Errors of every ``x-kubernetes-validations`` rule over ``new`` (``old`` on update).
 
     On update a failing rule that does not use ``oldSelf`` is not an error where the value is
-    unchanged from the old object (validation ratcheting, on by default in 1.32).
+    unchanged from the old object (validation ratcheting, on by default in 1.32). ``path`` is
+    where ``new`` sits (the resource root by default, which Kubernetes prints as ``<nil>``).
     """
-    return _validate(schema, NIL_PATH, new, ABSENT if old is None else old)
+    return _validate(schema, path, new, ABSENT if old is None else old)
 
 
 def _validate(s: Schema, path: str, value: Any, old: Any) -> list[FieldError]:
