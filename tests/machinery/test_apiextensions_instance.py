@@ -46,6 +46,8 @@ CASES: list[tuple[str, dict[str, Any], Any, list[str]]] = [
     ("enum of numbers", {"type": "integer", "enum": [1, 2]}, 3,
      ['spec.f: Unsupported value: 3: supported values: "1", "2"']),
     ("enum match", {"type": "integer", "enum": [1, 2]}, 2, []),
+    ("enum printed as Go marshals it", {"type": "number", "enum": [1.0, 2.5, {"a": 1}]}, 3,
+     ['spec.f: Unsupported value: 3: supported values: "1", "2.5", "{\\"a\\":1}"']),
     ("maxLength", {"type": "string", "maxLength": 3}, "abcd", ["spec.f: Too long: may not be more than 3 bytes"]),
     ("minLength", {"type": "string", "minLength": 3}, "ab",
      ['spec.f: Invalid value: "ab": spec.f in body should be at least 3 chars long']),

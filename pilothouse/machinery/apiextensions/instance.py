@@ -11,7 +11,6 @@ resources (``schema/objectmeta``) and ``x-kubernetes-list-type`` set/map uniquen
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from pilothouse.machinery.apiextensions.formats import format_valid, supported_f
 from pilothouse.machinery.apiextensions.nodes import Schema, node, number, properties
 from pilothouse.machinery.apiextensions.paths import (
     NIL_PATH,
+    go_json,
     go_json_value,
     go_number,
     go_quote,
@@ -84,7 +84,7 @@ def _to_field_error(f: _Failure) -> FieldError:
     if f.code == _REQUIRED:
         return required(path)
     if f.code == _ENUM:
-        values = [v if isinstance(v, str) else json.dumps(v, separators=(",", ":")) for v in f.values]
+        values = [v if isinstance(v, str) else go_json(v) for v in f.values]
         return not_supported(path, go_json_value(f.value), values)
     if f.code == _TOO_LONG:  # field.TooLong of 1.32: the limit in bytes, whatever maxLength counts
         return FieldError("FieldValueTooLong", path, f"may not be more than {f.valid} bytes", None)
