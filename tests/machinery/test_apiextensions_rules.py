@@ -209,3 +209,36 @@ def test_crd_rules_are_compiled_only_without_schema_errors_below() -> None:
     # A schema error below a node stops its rules (and those below) from being compiled.
     assert [e.field for e in validate_crd_schema(broken, CRD_PATH)] == [
         f"{CRD_PATH}.properties[spec].properties[a].type"]
+
+
+UNDEFINED = [
+    ("self.replicass > 0", "ERROR: <input>:1:5: undefined field 'replicass'\n | self.replicass > 0\n | ....^"),
+    ("self.replicas > 0 &&\n  oldSelf.nam == 'x'",
+     "ERROR: <input>:2:10: undefined field 'nam'\n |   oldSelf.nam == 'x'\n | .........^"),
+]
+
+
+@pytest.mark.parametrize(("rule", "detail"), UNDEFINED)
+def test_crd_rule_naming_an_undefined_field(rule: str, detail: str) -> None:
+    schema = _spec(REPLICAS, {"rule": rule, "message": "m"})
+    errors = validate_crd_schema(schema, CRD_PATH)
+    assert [(e.field, e.detail) for e in errors] == [
+        (f"{CRD_PATH}.properties[spec].x-kubernetes-validations[0].rule", f"compilation failed: {detail}")]
+
+
+@pytest.mark.parametrize("rule", [
+    "self.name.startsWith('a') && 'self.nope' != ''",  # a method and a string are not fields
+    "has(self.name) && self.foo__dash__bar == 'x'",  # escaped names
+    "self.labels.anything == 'x'",  # maps are open
+    "self.free.anything.deeper == 1",  # preserved unknown fields are dynamic
+])
+def test_crd_rule_fields_that_exist(rule: str) -> None:
+    props = {**REPLICAS, "foo-bar": {"type": "string"},
+             "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+             "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
+    assert validate_crd_schema(_spec(props, {"rule": rule}), CRD_PATH) == []
+
+
+def test_resource_root_rules_see_type_and_object_meta() -> None:
+    schema = _obj({"spec": _obj(REPLICAS)}, [{"rule": "self.metadata.name.startsWith('a') && self.kind == 'X'"}])
+    assert validate_crd_schema(schema, CRD_PATH) == []

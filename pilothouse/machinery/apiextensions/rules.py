@@ -27,6 +27,7 @@ from typing import Any
 
 import cel
 
+from pilothouse.machinery.apiextensions.celcheck import undefined_field
 from pilothouse.machinery.apiextensions.cellib import LIBRARY
 from pilothouse.machinery.apiextensions.correlation import ABSENT, entry, items, same
 from pilothouse.machinery.apiextensions.nodes import Schema, node, properties
@@ -83,8 +84,9 @@ def _go_rule(rule: dict[str, Any]) -> GoValue:
     return GoValue(rule, text)
 
 
-def compile_errors(s: Schema, path: str, uncorrelatable: str | None) -> list[FieldError]:
-    """The CRD-time errors of one node's rules: syntax, and ``oldSelf`` where nothing correlates."""
+def compile_errors(s: Schema, path: str, uncorrelatable: str | None, is_resource: bool = False) -> list[FieldError]:
+    """The CRD-time errors of one node's rules: syntax, undefined fields, and ``oldSelf`` where
+    nothing correlates. ``is_resource``: the node is the resource root or an embedded resource."""
     errors: list[FieldError] = []
     for i, rule in enumerate(s.get("x-kubernetes-validations") or []):
         if not isinstance(rule, dict):
@@ -93,6 +95,7 @@ def compile_errors(s: Schema, path: str, uncorrelatable: str | None) -> list[Fie
         text = str(rule.get("rule") or "")
         try:
             uses_old = _uses_old_self(text)
+            _check_fields(s, text, is_resource)
         except RuleCompileError as exc:
             errors.append(invalid(child(rule_path, "rule"), _go_rule(rule), f"compilation failed: {exc.detail}"))
             continue
@@ -100,6 +103,7 @@ def compile_errors(s: Schema, path: str, uncorrelatable: str | None) -> list[Fie
         if expression.strip():
             try:
                 _compile(expression)
+                _check_fields(s, expression, is_resource)
             except RuleCompileError as exc:
                 errors.append(invalid(child(rule_path, "messageExpression"), _go_rule(rule),
                                       f"messageExpression compilation failed: {exc.detail}"))
@@ -111,6 +115,12 @@ def compile_errors(s: Schema, path: str, uncorrelatable: str | None) -> list[Fie
             errors.append(invalid(child(rule_path, "optionalOldSelf"), GoValue(rule["optionalOldSelf"], str(
                 bool(rule["optionalOldSelf"])).lower()), "may not be set if oldSelf is not used in rule"))
     return errors
+
+
+def _check_fields(s: Schema, expression: str, is_resource: bool) -> None:
+    detail = undefined_field(s, expression, is_resource)
+    if detail is not None:
+        raise RuleCompileError(detail)
 
 
 # -- fieldPath ------------------------------------------------------------------------------

@@ -349,7 +349,8 @@ def _openapi(s: Schema, path: str, ctx: _Context, is_root: bool, found: _Found, 
     errors += _rule_syntax(s, path)
     found.schema += errors
     if found.with_cel and cel and len(found.schema) == schema_errors_before:
-        found.cel += compile_errors(s, path, ctx.uncorrelatable_path)
+        found.cel += compile_errors(s, path, ctx.uncorrelatable_path,
+                                    is_resource=is_root or bool(s.get("x-kubernetes-embedded-resource")))
 
 
 def _list_type_rules(s: Schema, path: str, list_type: Any, type_: str) -> list[FieldError]:
