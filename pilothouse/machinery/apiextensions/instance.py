@@ -282,20 +282,29 @@ def _has_duplicates(items: list[Any]) -> bool:
     return len(seen) != len(items)
 
 
-def _same_json(a: Any, b: Any) -> bool:
-    """Go's reflect.DeepEqual after conversion: booleans never equal numbers; 1 equals 1.0."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if number(a) is not None and number(b) is not None:
-        return bool(a == b)
-    return type(a) is type(b) and canonical(a) == canonical(b)
+def _enum_match(data: Any, allowed: Any) -> bool:
+    """basicCommonValidator: ``data`` converted to the enum value's Go type, then DeepEqual.
+
+    Go conversions are loose: a float becomes an int by truncation, an int a string by rune.
+    """
+    if isinstance(allowed, bool) or isinstance(data, bool):
+        return isinstance(allowed, bool) and isinstance(data, bool) and allowed == data
+    if isinstance(allowed, int):
+        return isinstance(data, int | float) and int(data) == allowed
+    if isinstance(allowed, float):
+        return isinstance(data, int | float) and float(data) == allowed
+    if isinstance(allowed, str):
+        if isinstance(data, int):
+            return (chr(data) if 0 <= data <= 0x10FFFF else "\ufffd") == allowed
+        return isinstance(data, str) and data == allowed
+    return type(data) is type(allowed) and canonical(data) == canonical(allowed)
 
 
 def _check_enum(s: Schema, path: str, data: Any, out: list[_Failure]) -> None:
     enum = s.get("enum")
     if not isinstance(enum, list) or not enum:
         return
-    if data is not None and any(v is not None and _same_json(data, v) for v in enum):
+    if data is not None and any(v is not None and _enum_match(data, v) for v in enum):
         return
     values = ", ".join(str(v) for v in enum)
     out.append(_Failure(_ENUM, path, f"{_in(path)} should be one of [{values}]", data, values=list(enum)))
