@@ -230,6 +230,19 @@ def _pattern(pattern: str) -> re.Pattern[str]:
     return compiled
 
 
+def _json_integer(f: float) -> bool:
+    """swag.IsFloat64AJSONInteger."""
+    if math.isnan(f) or math.isinf(f) or abs(f) > 2**53:
+        return False
+    whole = float(math.trunc(f))
+    if f == whole:
+        return True
+    diff = abs(f - whole)
+    if whole == 0:
+        return False
+    return diff / (abs(f) + abs(whole)) < 1e-9
+
+
 def _bound(limit: float, data: int | float) -> int | float:
     # MaximumNativeType/MinimumNativeType compare an integer against int64(limit).
     return int(limit) if isinstance(data, int) else float(limit)
@@ -237,12 +250,15 @@ def _bound(limit: float, data: int | float) -> int | float:
 
 def _check_number(s: Schema, path: str, data: int | float, out: list[_Failure]) -> None:
     factor, maximum, minimum = number(s.get("multipleOf")), number(s.get("maximum")), number(s.get("minimum"))
-    if factor is not None and factor > 0:
+    if factor is not None and factor <= 0:
+        out.append(_Failure(_OTHER, path, f"factor MultipleOf declared for {path} must be positive: "
+                                          f"{go_number(float(factor))}", factor))
+    elif factor is not None:
         if isinstance(data, int) and float(factor).is_integer():
             bad = data % int(factor) != 0
-        else:
-            quotient = data / factor
-            bad = not math.isclose(quotient, round(quotient), rel_tol=0, abs_tol=1e-9)
+        else:  # validate.MultipleOf: the quotient must be a JSON integer, within a relative 1e-9
+            quotient = (1 / factor) * data if factor < 1 else data / factor
+            bad = not _json_integer(quotient)
         if bad:
             out.append(_Failure(_OTHER, path, f"{_in(path)} should be a multiple of {go_number(float(factor))}", data))
     for limit, exclusive_key, upper in ((minimum, "exclusiveMinimum", False), (maximum, "exclusiveMaximum", True)):
