@@ -131,6 +131,21 @@ def _invariants(s: Schema, level: str, path: str) -> list[FieldError]:
     return errors
 
 
+def _convertible(s: Any) -> bool:
+    """Whether ``NewStructural`` accepts the schema (convert.go's refusals, at every level)."""
+    if not isinstance(s, dict):
+        return True
+    if isinstance(s.get("items"), list) or s.get("x-kubernetes-preserve-unknown-fields") is False:
+        return False
+    if any(_set(s, name) for name in ("id", "$schema", "$ref", "patternProperties", "definitions")):
+        return False
+    if s.get("dependencies") is not None or s.get("additionalItems") is not None:
+        return False
+    subs = [*_props(s).values(), s.get("items"), s.get("additionalProperties"), s.get("not"),
+            *_dict_list(s.get("allOf")), *_dict_list(s.get("anyOf")), *_dict_list(s.get("oneOf"))]
+    return all(_convertible(sub) for sub in subs)
+
+
 def _go_bool(value: bool) -> Any:
     return go_json_value(value)
 
@@ -243,12 +258,14 @@ def validate_crd_schema(schema: Schema, path: str) -> list[FieldError]:
     errors: list[FieldError] = []
     if schema.get("nullable"):
         errors.append(forbidden(child(path, "nullable"), "nullable cannot be true at the root"))
-    structural = validate_structural(schema, path)
-    errors += structural
-    if not structural:
+    # NewStructural refuses some schemas outright; then neither the structural invariants nor
+    # the defaults are checked (the keyword rules below report the offending keywords).
+    structural = validate_structural(schema, path) if _convertible(schema) else None
+    errors += structural or []
+    if structural == []:
         errors += validate_defaults(schema, path)
     # Rules are compiled only for a structural schema with valid defaults (upstream's CEL context).
-    found = _Found(with_cel=not errors)
+    found = _Found(with_cel=structural == [] and not errors)
     _openapi(schema, path, _Context(), True, found)
     return errors + found.schema + found.cel
 
