@@ -94,15 +94,15 @@ def _prune_nulls(x: Any, s: Schema | None) -> None:
 
 def validate_defaults(schema: Schema, path: str) -> list[FieldError]:
     """``ValidateDefaults``: every default validates against its node and survives pruning."""
-    return _check(schema, path, is_resource_root=True)
+    return _check(schema, path)
 
 
-def _check(s: Schema, path: str, is_resource_root: bool) -> list[FieldError]:
+def _check(s: Schema, path: str) -> list[FieldError]:
     errors: list[FieldError] = []
     default = s.get("default")
     if default is not None:
         at = child(path, "default")
-        if _prune_value(s, copy.deepcopy(default)):
+        if prune(s, copy.deepcopy(default), is_resource_root=bool(s.get("x-kubernetes-embedded-resource"))):
             errors.append(invalid(at, go_json_value(default), "must not have unknown fields"))
         instance_errors = [FieldError(e.type, _under(at, e.field), e.detail, e.value)
                            for e in validate_instance(s, default)]
@@ -112,13 +112,11 @@ def _check(s: Schema, path: str, is_resource_root: bool) -> list[FieldError]:
     for name in sorted(properties):
         prop = _sub(properties[name])
         if prop is not None:
-            errors += _check(prop, key(child(path, "properties"), name), False)
+            errors += _check(prop, key(child(path, "properties"), name))
     items = _sub(s.get("items"))
     if items is not None:
-        errors += _check(items, child(path, "items"), False)
-    additional = _sub(s.get("additionalProperties"))
-    if additional is not None:
-        errors += _check(additional, child(path, "additionalProperties"), False)
+        errors += _check(items, child(path, "items"))
+    # Like upstream, not into additionalProperties.
     return errors
 
 
@@ -126,9 +124,3 @@ def _under(prefix: str, field_path: str) -> str:
     if field_path in ("", "<nil>"):
         return prefix
     return f"{prefix}.{field_path}" if not field_path.startswith("[") else prefix + field_path
-
-
-def _prune_value(s: Schema, value: Any) -> list[str]:
-    # Prune a default as a value below the root (no implicit apiVersion/kind/metadata).
-    wrapper = {"type": "object", "properties": {"v": s}}
-    return prune(wrapper, {"v": value})
