@@ -182,6 +182,10 @@ LIBRARY_RULES = [
     "url(self.u).getHostname() == 'example.com' && url(self.u).getPort() == '8080' && isURL(self.u)",
     "quantity(self.q).isGreaterThan(quantity('1')) && quantity(self.q).compareTo(quantity('1.5')) == 0",
     "isQuantity('1Gi') && !isQuantity('1GG') && quantity('1').add(quantity('500m')).isLessThan(quantity('2'))",
+    "self.csv.find('[a-z]') == 'a' && self.csv.findAll('[a-z]', 2) == ['a', 'b']",
+    "isIP('10.0.0.1') && !isIP('10.0.0') && ip('::1').family() == 6 && ip('127.0.0.1').isLoopback()",
+    "cidr('10.0.0.0/8').containsIP('10.1.2.3') && !cidr('10.0.0.0/8').containsIP(ip('11.0.0.1')) "
+    "&& cidr('10.0.0.0/8').prefixLength() == 8 && !isCIDR('10.0.0.0/33')",
 ]
 
 
