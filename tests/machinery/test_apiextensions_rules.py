@@ -186,6 +186,9 @@ LIBRARY_RULES = [
     "isIP('10.0.0.1') && !isIP('10.0.0') && ip('::1').family() == 6 && ip('127.0.0.1').isLoopback()",
     "cidr('10.0.0.0/8').containsIP('10.1.2.3') && !cidr('10.0.0.0/8').containsIP(ip('11.0.0.1')) "
     "&& cidr('10.0.0.0/8').prefixLength() == 8 && !isCIDR('10.0.0.0/33')",
+    "self.?m.?k.orValue('') == 'v' && self.?m.?nope.orValue('d') == 'd' && !self.?absent.hasValue()",
+    "self.names[?1].orValue('') == 'b' && self.names[?7].orValue('z') == 'z' && self.m[?'k'].value() == 'v'",
+    "self.csv != 'x.?y' && optional.none().orValue(1) == 1",
 ]
 
 

@@ -14,7 +14,7 @@ import re
 
 from pilothouse.machinery.apiextensions.nodes import Schema, node, properties
 
-__all__ = ["undefined_field"]
+__all__ = ["blank_strings", "undefined_field"]
 
 _STRING = re.compile(r"""(?:[rR]?[bB]?)("""
                      r"""'''(?:.|\n)*?'''|\"\"\"(?:.|\n)*?\"\"\"|'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")""")
@@ -34,7 +34,7 @@ def _unescape(name: str) -> str:
     return name
 
 
-def _blank_strings(text: str) -> str:
+def blank_strings(text: str) -> str:
     """The expression with string literals blanked out, offsets unchanged."""
     return _STRING.sub(lambda m: " " * len(m.group(0)), text)
 
@@ -45,7 +45,7 @@ def undefined_field(s: Schema, text: str, is_resource: bool = False) -> str | No
     ``is_resource``: ``s`` is a resource root or embedded resource (``apiVersion``, ``kind`` and
     ``metadata`` exist without being declared).
     """
-    code = _blank_strings(text)
+    code = blank_strings(text)
     for chain in _CHAIN.finditer(code):
         current: Schema | None = s
         resource = is_resource

@@ -16,9 +16,11 @@ from fractions import Fraction
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import cel
+
 from pilothouse.machinery.kinds.quantity import parse_quantity
 
-__all__ = ["LIBRARY"]
+__all__ = ["LIBRARY", "desugar_optionals"]
 
 _QUANTITY = "__k8s_quantity__"
 _URL = "__k8s_url__"
@@ -183,6 +185,65 @@ def _contains_cidr(cidr: dict[str, Any], other: Any) -> bool:
     return inner.version == outer.version and inner.subnet_of(outer)
 
 
+# -- optional field selection (x.?f, x[?k]) ---------------------------------------------------
+
+def _present(value: Any) -> tuple[bool, Any]:
+    if isinstance(value, cel.OptionalValue):
+        return (True, value.value()) if value.has_value() else (False, None)
+    return True, value
+
+
+def _opt_select(receiver: Any, name: Any) -> Any:
+    found, value = _present(receiver)
+    if found and isinstance(value, dict) and name in value:
+        return cel.OptionalValue.of(value[name])
+    return cel.OptionalValue.none()
+
+
+def _opt_index(receiver: Any, key: Any) -> Any:
+    found, value = _present(receiver)
+    if found and isinstance(value, list) and isinstance(key, int) and -1 < key < len(value):
+        return cel.OptionalValue.of(value[key])
+    return _opt_select(value, key) if found else cel.OptionalValue.none()
+
+
+_OPTIONAL_SELECT = re.compile(r"\.\?\s*([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def desugar_optionals(expression: str, code: str) -> str:
+    """``x.?f`` as ``x.optSelect('f')`` and ``x[?k]`` as ``x.optIndex(k)``: the interpreter has
+    optional values but not this syntax. ``code`` is ``expression`` with string literals blanked
+    (same offsets), so that only real operators are rewritten."""
+    out: list[str] = []
+    position = 0
+    closers: list[int] = []  # offsets of the "]" that close rewritten "[?"
+    index = 0
+    while index < len(code):
+        if code.startswith(".?", index):
+            match = _OPTIONAL_SELECT.match(code, index)
+            if match:
+                out.append(expression[position:index] + f".optSelect('{match.group(1)}')")
+                position = index = match.end()
+                continue
+        if code.startswith("[?", index):
+            depth, end = 0, index
+            for end in range(index, len(code)):
+                depth += {"[": 1, "]": -1}.get(code[end], 0)
+                if depth == 0:
+                    break
+            out.append(expression[position:index] + ".optIndex(")
+            closers.append(end)
+            position = index = index + 2
+            continue
+        if closers and index == closers[-1]:
+            out.append(expression[position:index] + ")")
+            closers.pop()
+            position = index = index + 1
+            continue
+        index += 1
+    return "".join(out) + expression[position:]
+
+
 LIBRARY: dict[str, Callable[..., Any]] = {
     "lowerAscii": lambda s: "".join(c.lower() if c.isascii() else c for c in s),
     "upperAscii": lambda s: "".join(c.upper() if c.isascii() else c for c in s),
@@ -236,4 +297,6 @@ LIBRARY: dict[str, Callable[..., Any]] = {
     "containsCIDR": _contains_cidr,
     "prefixLength": lambda cidr: _network(cidr).prefixlen,
     "masked": lambda cidr: {_CIDR: str(_network(cidr))},
+    "optSelect": _opt_select,
+    "optIndex": _opt_index,
 }

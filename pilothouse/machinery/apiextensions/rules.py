@@ -27,8 +27,8 @@ from typing import Any
 
 import cel
 
-from pilothouse.machinery.apiextensions.celcheck import undefined_field
-from pilothouse.machinery.apiextensions.cellib import LIBRARY
+from pilothouse.machinery.apiextensions.celcheck import blank_strings, undefined_field
+from pilothouse.machinery.apiextensions.cellib import LIBRARY, desugar_optionals
 from pilothouse.machinery.apiextensions.correlation import ABSENT, entry, items, same
 from pilothouse.machinery.apiextensions.nodes import Schema, node, properties
 from pilothouse.machinery.apiextensions.paths import NIL_PATH, child, go_quote, index, key
@@ -56,6 +56,9 @@ class RuleCompileError(Exception):
 @functools.lru_cache(maxsize=4096)
 def _compile(expression: str) -> Any:
     """One compiled Program per expression text, shared by every schema that uses it."""
+    code = blank_strings(expression)
+    if ".?" in code or "[?" in code:
+        expression = desugar_optionals(expression, code)
     try:
         return cel.compile(expression)
     except (ValueError, RuntimeError) as exc:
