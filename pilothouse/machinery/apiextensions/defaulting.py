@@ -17,6 +17,7 @@ import copy
 from typing import Any
 
 from pilothouse.machinery.apiextensions.instance import validate_instance
+from pilothouse.machinery.apiextensions.nodes import Schema, node, properties
 from pilothouse.machinery.apiextensions.paths import child, go_json_value, key
 from pilothouse.machinery.apiextensions.pruning import prune
 from pilothouse.machinery.apiextensions.rules import validate_rules
@@ -25,17 +26,11 @@ from pilothouse.machinery.kinds.vcommon import invalid
 
 __all__ = ["apply_defaults", "validate_defaults"]
 
-Schema = dict[str, Any]
-
 
 def apply_defaults(schema: Schema | None, obj: Any) -> None:
     """Default ``obj`` in place from ``schema``'s ``default`` values."""
     _prune_nulls(obj, schema)
     _default(obj, schema)
-
-
-def _sub(value: Any) -> Schema | None:
-    return value if isinstance(value, dict) else None
 
 
 def _non_nullable_null(x: Any, s: Schema | None) -> bool:
@@ -46,23 +41,22 @@ def _default(x: Any, s: Schema | None) -> None:
     if s is None:
         return
     if isinstance(x, dict):
-        properties = _sub(s.get("properties")) or {}
-        for name, prop in properties.items():
-            if not isinstance(prop, dict) or prop.get("default") is None:
+        declared = properties(s)
+        for name, prop in declared.items():
+            if prop.get("default") is None:
                 continue
             if name not in x or _non_nullable_null(x[name], prop):
                 x[name] = copy.deepcopy(prop["default"])
-        additional = _sub(s.get("additionalProperties"))
+        additional = node(s.get("additionalProperties"))
         for name in list(x):
-            prop = _sub(properties.get(name))
-            if prop is not None:
-                _default(x[name], prop)
+            if name in declared:
+                _default(x[name], declared[name])
             elif additional is not None:
                 if _non_nullable_null(x[name], additional):
                     x[name] = copy.deepcopy(additional["default"])
                 _default(x[name], additional)
     elif isinstance(x, list):
-        items = _sub(s.get("items"))
+        items = node(s.get("items"))
         for i, item in enumerate(x):
             if _non_nullable_null(item, items):
                 assert items is not None
@@ -74,12 +68,10 @@ def _prune_nulls(x: Any, s: Schema | None) -> None:
     if s is None:
         return
     if isinstance(x, dict):
-        properties = _sub(s.get("properties")) or {}
-        additional = _sub(s.get("additionalProperties"))
+        declared = properties(s)
+        additional = node(s.get("additionalProperties"))
         for name in list(x):
-            prop = _sub(properties.get(name))
-            if prop is None:
-                prop = additional
+            prop = declared.get(name, additional)
             if prop is None:
                 continue
             if x[name] is None and not prop.get("nullable") and prop.get("default") is None:
@@ -87,7 +79,7 @@ def _prune_nulls(x: Any, s: Schema | None) -> None:
             else:
                 _prune_nulls(x[name], prop)
     elif isinstance(x, list):
-        items = _sub(s.get("items"))
+        items = node(s.get("items"))
         for item in x:
             _prune_nulls(item, items)
 
@@ -108,12 +100,10 @@ def _check(s: Schema, path: str) -> list[FieldError]:
                            for e in validate_instance(s, default)]
         # The rules of the node run on its default only once the schema accepts it.
         errors += instance_errors or validate_rules(s, default, path=at)
-    properties = _sub(s.get("properties")) or {}
-    for name in sorted(properties):
-        prop = _sub(properties[name])
-        if prop is not None:
-            errors += _check(prop, key(child(path, "properties"), name))
-    items = _sub(s.get("items"))
+    declared = properties(s)
+    for name in sorted(declared):
+        errors += _check(declared[name], key(child(path, "properties"), name))
+    items = node(s.get("items"))
     if items is not None:
         errors += _check(items, child(path, "items"))
     # Like upstream, not into additionalProperties.

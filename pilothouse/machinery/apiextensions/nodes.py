@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Schema", "node", "number", "properties"]
+from pilothouse.machinery.schema import Schema
 
-Schema = dict[str, Any]
+__all__ = ["Schema", "node", "number", "properties"]
 
 
 def node(value: Any) -> Schema | None:

@@ -15,7 +15,7 @@ import functools
 from typing import Any
 
 from pilothouse.machinery.openapi_components import COMPONENT_PREFIX
-from pilothouse.machinery.schema import definitions
+from pilothouse.machinery.schema import Schema, definitions
 
 __all__ = [
     "definition_name",
@@ -26,7 +26,6 @@ __all__ = [
     "typed_schema",
 ]
 
-Schema = dict[str, Any]
 _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 _LIST_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta"
 #: The reference form of ``machinery.schema`` (the official JSON schemas), which patch and apply read.

@@ -16,14 +16,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pilothouse.machinery.apiextensions.defaulting import validate_defaults
+from pilothouse.machinery.apiextensions.nodes import Schema, node, properties
 from pilothouse.machinery.apiextensions.paths import child, go_json_value, index, key
 from pilothouse.machinery.apiextensions.rules import compile_errors, field_path_valid
 from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.kinds.vcommon import forbidden, go_string_list, invalid, not_supported, required
 
 __all__ = ["validate_crd_schema", "validate_structural"]
-
-Schema = dict[str, Any]
 
 _ROOT, _ITEM, _FIELD = "root", "item", "field"
 _EMPTY_TYPE = {
@@ -56,11 +55,12 @@ _NESTED_FORBIDDEN = (
 
 
 def _dict(value: Any) -> Schema:
-    return value if isinstance(value, dict) else {}
+    return node(value) or {}
 
 
 def _props(s: Schema) -> dict[str, Schema]:
-    return {k: _dict(v) for k, v in sorted(_dict(s.get("properties")).items())}
+    """The node's properties in name order (Go's map order is random; ours is stable)."""
+    return dict(sorted(properties(s).items()))
 
 
 def _set(s: Schema, name: str) -> bool:
