@@ -3,7 +3,7 @@
 What kube-apiserver's apiextensions-apiserver does to a CRD's schema and to the custom resources
 it describes, one module per step:
 
-- :func:`validate_crd_schema` (``structural``): the structural-schema and keyword rules a CRD
+- :func:`validate_crd_schema` (``crdschema``, ``structural``): the structural-schema and keyword rules a CRD
   version's ``openAPIV3Schema`` must follow, with Kubernetes' paths and messages;
 - :func:`validate_instance` (``instance``): OpenAPI v3 validation of a custom resource,
   embedded resources and list-type set/map uniqueness included;
@@ -22,6 +22,7 @@ it describes, one module per step:
 from __future__ import annotations
 
 from pilothouse.machinery.apiextensions.columns import InvalidColumnPath, printer_columns, validate_printer_columns
+from pilothouse.machinery.apiextensions.crdschema import validate_crd_schema
 from pilothouse.machinery.apiextensions.customresource import validate_custom_resource
 from pilothouse.machinery.apiextensions.defaulting import apply_defaults
 from pilothouse.machinery.apiextensions.instance import validate_instance
@@ -35,7 +36,6 @@ from pilothouse.machinery.apiextensions.openapi import (
 )
 from pilothouse.machinery.apiextensions.pruning import prune
 from pilothouse.machinery.apiextensions.rules import validate_rules
-from pilothouse.machinery.apiextensions.structural import validate_crd_schema
 
 __all__ = [
     "InvalidColumnPath",

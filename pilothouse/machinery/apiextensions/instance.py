@@ -5,22 +5,22 @@ order: type, allOf/anyOf/oneOf/not, string, format, number, array, enum, object)
 apiextensions' ``kubeOpenAPIResultToFieldErrors``, which turns each validator message into a
 ``field.Error``: ``spec.replicas: Invalid value: "string": spec.replicas in body must be of type
 integer: "string"``. Then the two structural passes the custom resource strategy adds: embedded
-resources (``schema/objectmeta``) and ``x-kubernetes-list-type`` set/map uniqueness
-(``schema/listtype``).
+resources (``embedded``) and ``x-kubernetes-list-type`` set/map uniqueness (``listtype``).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pilothouse.machinery.apiextensions.correlation import ABSENT, canonical, entry, same
 from pilothouse.machinery.apiextensions.correlation import items as correlated_items
+from pilothouse.machinery.apiextensions.embedded import validate_embedded_resources
 from pilothouse.machinery.apiextensions.formats import format_valid, supported_format
-from pilothouse.machinery.apiextensions.nodes import Schema, node, number, properties
+from pilothouse.machinery.apiextensions.listtype import validate_list_sets_and_maps
+from pilothouse.machinery.apiextensions.nodes import Schema, number, properties
 from pilothouse.machinery.apiextensions.paths import (
     NIL_PATH,
     go_json,
@@ -29,15 +29,12 @@ from pilothouse.machinery.apiextensions.paths import (
     go_quote,
     index,
     json_type,
-    key,
 )
 from pilothouse.machinery.apiextensions.paths import (
     child as path_child,
 )
 from pilothouse.machinery.errors import FieldError
-from pilothouse.machinery.kinds.vcommon import duplicate, invalid, is_dns1035_label, not_supported, required
-from pilothouse.machinery.validation.names import name_is_dns_subdomain
-from pilothouse.machinery.validation.objectmeta import validate_object_meta
+from pilothouse.machinery.kinds.vcommon import invalid, not_supported, required
 
 __all__ = ["validate_instance"]
 
@@ -70,9 +67,9 @@ def validate_instance(schema: Schema, obj: Any, old: Any = None) -> list[FieldEr
     failures: list[_Failure] = []
     _validate(schema, "", obj, failures, ABSENT if old is None else old)
     errors = [_to_field_error(f) for f in failures]
-    errors += _embedded(schema, obj, "", is_root=True)
-    if old is None or not _list_sets_and_maps(schema, old, ""):
-        errors += _list_sets_and_maps(schema, obj, "")
+    errors += validate_embedded_resources(schema, obj)
+    if old is None or not validate_list_sets_and_maps(schema, old):
+        errors += validate_list_sets_and_maps(schema, obj)
     return errors
 
 
@@ -352,114 +349,3 @@ def _check_object(s: Schema, path: str, data: dict[str, Any], out: list[_Failure
     for name in s.get("required") or []:
         if name not in data:
             out.append(_Failure(_REQUIRED, f"{path}.{name}", f"{path}.{name} in {_IN} is required"))
-
-
-# -- embedded resources (schema/objectmeta.Validate) -------------------------------------------
-
-def _walk(s: Schema, data: Any, path: str, visit: Callable[[Schema, Any, str], list[FieldError]]) -> list[FieldError]:
-    """Apply ``visit`` to every (schema node, value) pair, structural part only, top-down."""
-    errors = visit(s, data, path)
-    if isinstance(data, dict):
-        declared = properties(s)
-        additional = node(s.get("additionalProperties"))
-        for name in sorted(data):
-            if name in declared:
-                errors += _walk(declared[name], data[name], path_child(path, name), visit)
-            elif additional is not None:
-                errors += _walk(additional, data[name], key(path, name), visit)
-    elif isinstance(data, list):
-        items = node(s.get("items"))
-        if items is not None:
-            for i, item in enumerate(data):
-                errors += _walk(items, item, index(path, i), visit)
-    return errors
-
-
-def _embedded(schema: Schema, obj: Any, path: str, is_root: bool) -> list[FieldError]:
-    def visit(s: Schema, data: Any, at: str) -> list[FieldError]:
-        if isinstance(data, dict) and s.get("x-kubernetes-embedded-resource") and not (is_root and at == ""):
-            return _validate_embedded(data, at)
-        return []
-    return _walk(schema, obj, path, visit)
-
-
-def _validate_embedded(x: dict[str, Any], path: str) -> list[FieldError]:
-    errors: list[FieldError] = []
-    if "apiVersion" not in x:
-        errors.append(required(path_child(path, "apiVersion"), "must not be empty"))
-    if "kind" not in x:
-        errors.append(required(path_child(path, "kind"), "must not be empty"))
-    for name in sorted(x):
-        value = x[name]
-        at = path_child(path, name)
-        if name == "apiVersion":
-            if not isinstance(value, str):
-                errors.append(invalid(at, go_json_value(value), "must be a string"))
-            elif not value:
-                errors.append(invalid(at, value, "must not be empty"))
-            elif value.count("/") > 1:
-                errors.append(invalid(at, value, f"unexpected GroupVersion string: {value}"))
-        elif name == "kind":
-            if not isinstance(value, str):
-                errors.append(invalid(at, go_json_value(value), "must be a string"))
-            elif not value:
-                errors.append(invalid(at, value, "must not be empty"))
-            else:
-                problems = is_dns1035_label(value.lower())
-                if problems:
-                    errors.append(invalid(at, value, "may have mixed case, but should otherwise match: "
-                                                     + ",".join(problems)))
-        elif name == "metadata":
-            if not isinstance(value, dict):
-                errors.append(invalid(at, go_json_value(value), "must be an object"))
-                continue
-            meta = dict(value)
-            if not meta.get("name"):
-                meta["name"] = "fakename"  # as upstream: an embedded object need not be named
-            errors += validate_object_meta(meta, bool(meta.get("namespace")), name_is_dns_subdomain, at)
-    return errors
-
-
-# -- list-type set/map uniqueness (schema/listtype) --------------------------------------------
-
-def _list_sets_and_maps(schema: Schema, obj: Any, path: str) -> list[FieldError]:
-    def visit(s: Schema, data: Any, at: str) -> list[FieldError]:
-        if not isinstance(data, list):
-            return []
-        list_type = s.get("x-kubernetes-list-type")
-        if list_type == "set":
-            return _set_duplicates(data, at)
-        if list_type == "map":
-            keys = [k for k in s.get("x-kubernetes-list-map-keys") or [] if isinstance(k, str)]
-            return _map_duplicates(data, at, keys)
-        return []
-    return _walk(schema, obj, path, visit)
-
-
-def _second_occurrences(identities: list[str]) -> list[int]:
-    """``validateListSet``: the index of each value's second appearance (later ones are not reported)."""
-    counts: dict[str, int] = {}
-    found: list[int] = []
-    for i, identity in enumerate(identities):
-        counts[identity] = counts.get(identity, 0) + 1
-        if counts[identity] == 2:
-            found.append(i)
-    return found
-
-
-def _set_duplicates(data: list[Any], path: str) -> list[FieldError]:
-    # Go keys scalars by their dynamic type (1 and 1.0 differ) and compounds by their JSON.
-    identities = [f"{json_type(item)}:{canonical(item)}" for item in data]
-    return [duplicate(index(path, i), go_json_value(data[i])) for i in _second_occurrences(identities)]
-
-
-def _map_duplicates(data: list[Any], path: str, keys: list[str]) -> list[FieldError]:
-    for i, item in enumerate(data):
-        if item is not None and not isinstance(item, dict):
-            return [invalid(index(path, i), go_json_value(item), "must be an object for an array of list-type map")]
-    identities: list[dict[str, Any]] = []
-    for item in data:
-        present = item or {}
-        identities.append({name: present[name] for name in keys if name in present})
-    texts = [canonical(identity) for identity in identities]
-    return [duplicate(index(path, i), go_json_value(identities[i])) for i in _second_occurrences(texts)]
