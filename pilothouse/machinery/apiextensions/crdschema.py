@@ -15,9 +15,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pilothouse.machinery.apiextensions.defaulting import validate_defaults
+from pilothouse.machinery.apiextensions.fieldpath import field_path_valid
 from pilothouse.machinery.apiextensions.nodes import Schema, node_list, or_empty
 from pilothouse.machinery.apiextensions.paths import child, go_json_value, index, key
-from pilothouse.machinery.apiextensions.rules import compile_errors, field_path_valid
+from pilothouse.machinery.apiextensions.rules import compile_errors
 from pilothouse.machinery.apiextensions.structural import convertible, set_in_go, sorted_properties, validate_structural
 from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.kinds.vcommon import forbidden, go_string_list, invalid, not_supported, required

@@ -18,30 +18,23 @@ shaped by ``reason`` and moved by ``fieldPath``; an evaluation error names the r
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import re
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import cel
 
 from pilothouse.machinery.apiextensions.celcheck import blank_strings, undefined_field
 from pilothouse.machinery.apiextensions.cellib import LIBRARY, desugar_optionals
+from pilothouse.machinery.apiextensions.celvalues import to_cel
 from pilothouse.machinery.apiextensions.correlation import ABSENT, entry, items, same
+from pilothouse.machinery.apiextensions.fieldpath import normalize_field_path
 from pilothouse.machinery.apiextensions.nodes import Schema, node, properties
 from pilothouse.machinery.apiextensions.paths import NIL_PATH, child, go_quote, index, key
 from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.kinds.vcommon import GoValue, duplicate, forbidden, invalid, required
 
-__all__ = ["RuleCompileError", "compile_errors", "field_path_valid", "validate_rules"]
-
-_RESERVED = frozenset({"true", "false", "null", "in", "as", "break", "const", "continue", "else", "for",
-                       "function", "if", "import", "let", "loop", "package", "namespace", "return", "var",
-                       "void", "while"})
-_IDENT = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-
+__all__ = ["RuleCompileError", "compile_errors", "validate_rules"]
 
 # -- compiling -------------------------------------------------------------------------------
 
@@ -126,119 +119,6 @@ def _check_fields(s: Schema, expression: str, is_resource: bool) -> None:
         raise RuleCompileError(detail)
 
 
-# -- fieldPath ------------------------------------------------------------------------------
-
-_FIELD_PATH_TOKEN = re.compile(r"\.([^.\[\]']+)|\[\s*'((?:[^'\\]|\\.)*)'\s*\]")
-
-
-def normalize_field_path(s: Schema, text: str) -> str | None:
-    """``ValidFieldPath``: a rule's ``fieldPath`` (``.spec.ports['http']``) as a field path relative
-    to the rule's node (``spec.ports[http]``), or None if it does not name a field of the schema.
-
-    Only field names and quoted map keys are allowed; a name is a property where the node has
-    ``properties``, a map key where it has ``additionalProperties``.
-    """
-    path = ""
-    node_: Schema | None = s
-    position = 0
-    text = text.strip()
-    if not text:
-        return None
-    while position < len(text):
-        match = _FIELD_PATH_TOKEN.match(text, position)
-        if not match or node_ is None:
-            return None
-        name = match.group(1) if match.group(1) is not None else re.sub(r"\\(.)", r"\1", match.group(2))
-        declared = properties(node_)
-        if node_.get("properties") is not None:
-            if name not in declared:
-                return None
-            path, node_ = child(path, name), declared[name]
-        elif node_.get("additionalProperties") is not None:
-            path, node_ = key(path, name), node(node_.get("additionalProperties"))
-        else:
-            return None
-        position = match.end()
-    return path
-
-
-def field_path_valid(s: Schema, text: str) -> bool:
-    return normalize_field_path(s, text) is not None
-
-
-def _escape(name: str) -> str:
-    """CEL's escaping of property names that are not identifiers (``foo-bar`` -> ``foo__dash__bar``)."""
-    if name in _RESERVED:
-        return f"__{name}__"
-    if _IDENT.match(name) and "__" not in name:
-        return name
-    out = name.replace("__", "__underscores__")
-    for char, word in ((".", "__dot__"), ("-", "__dash__"), ("/", "__slash__")):
-        out = out.replace(char, word)
-    return out
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def _duration(text: str) -> timedelta | None:
-    """Go's ``time.ParseDuration`` (``1h30m``, ``-1.5s``, ``0``)."""
-    sign, body = (-1, text[1:]) if text.startswith("-") else (1, text.removeprefix("+"))
-    if body == "0":
-        return timedelta(0)
-    seconds, position = 0.0, 0
-    while position < len(body):
-        match = _DURATION_PART.match(body, position)
-        if not match:
-            return None
-        seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        position = match.end()
-    return timedelta(seconds=sign * seconds) if body else None
-
-
-def _formatted(text: str, fmt: Any) -> Any:
-    """A string as CEL sees it: ``date``/``date-time`` are timestamps, ``duration`` a duration,
-    ``byte`` bytes (apiserver/pkg/cel/common/values.go); unparsable ones stay strings."""
-    try:
-        if fmt == "date-time":
-            return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-        if fmt == "date":
-            return datetime.fromisoformat(text).replace(tzinfo=UTC)
-        if fmt == "duration":
-            parsed = _duration(text)
-            return text if parsed is None else parsed
-        if fmt == "byte":
-            return base64.b64decode(text, validate=True)
-    except (ValueError, binascii.Error):
-        return text
-    return text
-
-
-def _to_cel(value: Any, s: Schema | None) -> Any:
-    """The value CEL sees: declared properties under their escaped names, formats converted,
-    integers of ``number`` fields as doubles, the rest as JSON."""
-    if isinstance(value, dict):
-        declared = properties(s)
-        additional = node(s.get("additionalProperties")) if s is not None else None
-        out: dict[str, Any] = {}
-        for name, item in value.items():
-            if name in declared:
-                out[_escape(name)] = _to_cel(item, declared[name])
-            else:
-                out[name] = _to_cel(item, additional)
-        return out
-    if isinstance(value, list):
-        items = node(s.get("items")) if s is not None else None
-        return [_to_cel(item, items) for item in value]
-    if s is not None:
-        if isinstance(value, str) and s.get("format"):
-            return _formatted(value, s.get("format"))
-        if s.get("type") == "number" and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-    return value
-
-
 # -- evaluating -----------------------------------------------------------------------------
 
 def validate_rules(schema: Schema, new: Any, old: Any = None, *, path: str = NIL_PATH) -> list[FieldError]:
@@ -312,9 +192,9 @@ def _context(s: Schema, value: Any, old: Any) -> cel.Context:
     context = cel.Context()
     for name, function in LIBRARY.items():
         context.add_function(name, function)
-    context.add_variable("self", _to_cel(value, s))
+    context.add_variable("self", to_cel(value, s))
     if old is not ABSENT:
-        context.add_variable("oldSelf", _to_cel(old, s))
+        context.add_variable("oldSelf", to_cel(old, s))
     return context
 
 
