@@ -27,7 +27,7 @@ ABSENT: Final = _Absent()
 
 def same(old: Any, new: Any) -> bool:
     """``reflect.DeepEqual`` of decoded JSON: 1 and 1.0 differ, and so do true and 1."""
-    if old is ABSENT:
+    if old is ABSENT or old != new:  # Python's == is looser than Go's, never stricter
         return False
     return canonical(old) == canonical(new)
 

@@ -128,29 +128,50 @@ def validate_rules(schema: Schema, new: Any, old: Any = None, *, path: str = NIL
     unchanged from the old object (validation ratcheting, on by default in 1.32). ``path`` is
     where ``new`` sits (the resource root by default, which Kubernetes prints as ``<nil>``).
     """
-    return _validate(schema, path, new, ABSENT if old is None else old)
+    return _validate(schema, path, new, ABSENT if old is None else old, _Activation())
 
 
-def _validate(s: Schema, path: str, value: Any, old: Any) -> list[FieldError]:
-    errors = _rules_here(s, path, value, old) if value is not None else []
+class _Activation:
+    """One ``cel.Context`` per validation, rebound at each node: building a context (and
+    registering the library) costs twice as much as evaluating a simple rule."""
+
+    def __init__(self) -> None:
+        self._context: cel.Context | None = None
+
+    def bind(self, s: Schema, value: Any, old: Any) -> cel.Context:
+        if self._context is None:
+            self._context = cel.Context()
+            for name, function in LIBRARY.items():
+                self._context.add_function(name, function)
+        self._context.add_variable("self", to_cel(value, s))
+        # A stale oldSelf is never read: transition rules are skipped without an old value.
+        if old is not ABSENT:
+            self._context.add_variable("oldSelf", to_cel(old, s))
+        return self._context
+
+
+def _validate(s: Schema, path: str, value: Any, old: Any, activation: _Activation) -> list[FieldError]:
+    errors = _rules_here(s, path, value, old, activation) if value is not None else []
     if isinstance(value, dict):
         declared = properties(s)
         additional = node(s.get("additionalProperties"))
         base = "" if path == NIL_PATH else path
         for name in sorted(value):
             if name in declared:
-                errors += _validate(declared[name], child(base, name), value[name], entry(s, old, name, True))
+                errors += _validate(declared[name], child(base, name), value[name], entry(s, old, name, True),
+                                    activation)
             elif additional is not None:
-                errors += _validate(additional, key(base, name), value[name], entry(s, old, name, False))
+                errors += _validate(additional, key(base, name), value[name], entry(s, old, name, False),
+                                    activation)
     elif isinstance(value, list) and isinstance(s.get("items"), dict):
         base = "" if path == NIL_PATH else path
         olds = items(s, value, old)
         for i, item in enumerate(value):
-            errors += _validate(s["items"], index(base, i), item, olds[i])
+            errors += _validate(s["items"], index(base, i), item, olds[i], activation)
     return errors
 
 
-def _rules_here(s: Schema, path: str, value: Any, old: Any) -> list[FieldError]:
+def _rules_here(s: Schema, path: str, value: Any, old: Any, activation: _Activation) -> list[FieldError]:
     rules = s.get("x-kubernetes-validations")
     if not isinstance(rules, list) or not rules:
         return []
@@ -170,7 +191,7 @@ def _rules_here(s: Schema, path: str, value: Any, old: Any) -> list[FieldError]:
         if uses_old and old is ABSENT:
             continue  # a transition rule only runs when there is an old value to compare with
         if context is None:
-            context = _context(s, value, old)
+            context = activation.bind(s, value, old)
         try:
             result = program.execute(context)
         except Exception as exc:  # any evaluation failure is the rule's error
@@ -186,16 +207,6 @@ def _rules_here(s: Schema, path: str, value: Any, old: Any) -> list[FieldError]:
                 target = child("" if path == NIL_PATH else path, relative)
             errors.append(_reason_error(target, type_, _message(rule, context), rule.get("reason")))
     return errors
-
-
-def _context(s: Schema, value: Any, old: Any) -> cel.Context:
-    context = cel.Context()
-    for name, function in LIBRARY.items():
-        context.add_function(name, function)
-    context.add_variable("self", to_cel(value, s))
-    if old is not ABSENT:
-        context.add_variable("oldSelf", to_cel(old, s))
-    return context
 
 
 def _rule_text(rule: dict[str, Any]) -> str:
