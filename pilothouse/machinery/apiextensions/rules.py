@@ -178,6 +178,9 @@ def _rules_here(s: Schema, path: str, value: Any, old: Any, activation: _Activat
     errors: list[FieldError] = []
     type_ = str(s.get("type") or "")
     context: cel.Context | None = None
+    # Ratcheting (CRDValidationRatcheting, on in 1.32): on an unchanged value a rule without
+    # oldSelf can only warn, so it need not run.
+    unchanged = same(old, value)
     for rule in rules:
         if not isinstance(rule, dict):
             continue
@@ -188,7 +191,7 @@ def _rules_here(s: Schema, path: str, value: Any, old: Any, activation: _Activat
         except RuleCompileError as exc:
             errors.append(invalid(path, type_, f"rule compile error: {exc.detail}"))
             continue
-        if uses_old and old is ABSENT:
+        if (uses_old and old is ABSENT) or (unchanged and not uses_old):
             continue  # a transition rule only runs when there is an old value to compare with
         if context is None:
             context = activation.bind(s, value, old)
@@ -198,8 +201,6 @@ def _rules_here(s: Schema, path: str, value: Any, old: Any, activation: _Activat
             errors.append(_evaluation_error(path, type_, exc, rule))
             continue
         if result is not True:
-            if not uses_old and same(old, value):
-                continue  # ratcheting (CRDValidationRatcheting, on in 1.32): an unchanged value only warns
             target = path
             relative = normalize_field_path(s, str(rule.get("fieldPath") or ""))
             if relative:
