@@ -71,6 +71,9 @@ def test_unchanged_invalid_values_ratchet_on_update() -> None:
 def test_rules_ratchet_per_node() -> None:
     old = {"spec": {"min": 3, "max": 1}}
     assert validate_rules(SCHEMA, {"spec": {"min": 3, "max": 1}}, old) == []
+    warnings: list[str] = []
+    assert validate_rules(SCHEMA, {"spec": {"min": 3, "max": 1}}, old, warnings=warnings) == []
+    assert warnings == ['spec: Invalid value: "object": min must not exceed max']
     assert [e.message() for e in validate_rules(SCHEMA, {"spec": {"min": 4, "max": 1}}, old)] == [
         'spec: Invalid value: "object": min must not exceed max']
 

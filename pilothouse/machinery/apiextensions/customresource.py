@@ -27,15 +27,16 @@ _BLOCKING = frozenset({"FieldValueNotSupported", "FieldValueRequired", "FieldVal
                        "FieldValueTypeInvalid"})
 
 
-def validate_custom_resource(schema: Schema, obj: Any, old: Any = None,
-                             prior: Sequence[FieldError] = ()) -> list[FieldError]:
+def validate_custom_resource(schema: Schema, obj: Any, old: Any = None, prior: Sequence[FieldError] = (),
+                             warnings: list[str] | None = None) -> list[FieldError]:
     """Schema and rule errors of ``obj`` (``old`` on update, for ratcheting and transition rules).
 
     ``prior`` are errors found before (metadata checks), which count for skipping the rules but
-    are not repeated in the result.
+    are not repeated in the result. Rule failures that ratcheting turns into warnings go to
+    ``warnings`` when given (Kubernetes returns them as ``Warning`` headers).
     """
     errors = validate_instance(schema, obj, old)
     if any(e.type in _BLOCKING for e in (*prior, *errors)):
         # field.Invalid(nil, nil, ...): a nil value prints as "null".
         return [*errors, invalid(NIL_PATH, "null", RULES_NOT_CHECKED)]
-    return errors + validate_rules(schema, obj, old)
+    return errors + validate_rules(schema, obj, old, warnings=warnings)

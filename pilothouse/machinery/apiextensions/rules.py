@@ -121,22 +121,27 @@ def _check_fields(s: Schema, expression: str, is_resource: bool) -> None:
 
 # -- evaluating -----------------------------------------------------------------------------
 
-def validate_rules(schema: Schema, new: Any, old: Any = None, *, path: str = NIL_PATH) -> list[FieldError]:
+def validate_rules(schema: Schema, new: Any, old: Any = None, *, path: str = NIL_PATH,
+                   warnings: list[str] | None = None) -> list[FieldError]:
     """Errors of every ``x-kubernetes-validations`` rule over ``new`` (``old`` on update).
 
     On update a failing rule that does not use ``oldSelf`` is not an error where the value is
-    unchanged from the old object (validation ratcheting, on by default in 1.32). ``path`` is
-    where ``new`` sits (the resource root by default, which Kubernetes prints as ``<nil>``).
+    unchanged from the old object (validation ratcheting, on by default in 1.32): Kubernetes
+    sends it as a warning instead, which is appended to ``warnings`` when a list is given (the
+    rules are not even run otherwise). ``path`` is where ``new`` sits (the resource root by
+    default, which Kubernetes prints as ``<nil>``).
     """
-    return _validate(schema, path, new, ABSENT if old is None else old, _Activation())
+    activation = _Activation(warnings)
+    return _validate(schema, path, new, ABSENT if old is None else old, activation)
 
 
 class _Activation:
     """One ``cel.Context`` per validation, rebound at each node: building a context (and
     registering the library) costs twice as much as evaluating a simple rule."""
 
-    def __init__(self) -> None:
+    def __init__(self, warnings: list[str] | None) -> None:
         self._context: cel.Context | None = None
+        self.warnings = warnings
 
     def bind(self, s: Schema, value: Any, old: Any) -> cel.Context:
         if self._context is None:
@@ -179,8 +184,9 @@ def _rules_here(s: Schema, path: str, value: Any, old: Any, activation: _Activat
     type_ = str(s.get("type") or "")
     context: cel.Context | None = None
     # Ratcheting (CRDValidationRatcheting, on in 1.32): on an unchanged value a rule without
-    # oldSelf can only warn, so it need not run.
+    # oldSelf can only warn, so it need not run unless warnings are collected.
     unchanged = same(old, value)
+    ratcheted = unchanged and activation.warnings is not None
     for rule in rules:
         if not isinstance(rule, dict):
             continue
@@ -191,7 +197,7 @@ def _rules_here(s: Schema, path: str, value: Any, old: Any, activation: _Activat
         except RuleCompileError as exc:
             errors.append(invalid(path, type_, f"rule compile error: {exc.detail}"))
             continue
-        if (uses_old and old is ABSENT) or (unchanged and not uses_old):
+        if (uses_old and old is ABSENT) or (unchanged and not uses_old and not ratcheted):
             continue  # a transition rule only runs when there is an old value to compare with
         if context is None:
             context = activation.bind(s, value, old)
@@ -206,7 +212,11 @@ def _rules_here(s: Schema, path: str, value: Any, old: Any, activation: _Activat
             if relative:
                 # Upstream appends the normalized path as one child: "<nil>" then disappears.
                 target = child("" if path == NIL_PATH else path, relative)
-            errors.append(_reason_error(target, type_, _message(rule, context), rule.get("reason")))
+            error = _reason_error(target, type_, _message(rule, context), rule.get("reason"))
+            if ratcheted and not uses_old and activation.warnings is not None:
+                activation.warnings.append(error.message())
+            else:
+                errors.append(error)
     return errors
 
 
