@@ -13,6 +13,7 @@ from pilothouse.machinery.apiextensions import (
     list_definition_name,
     openapi_list_schema,
     openapi_schema,
+    openapi_v2_schema,
     typed_schema,
 )
 from pilothouse.machinery.patch.apply import server_side_apply
@@ -107,3 +108,27 @@ def test_server_side_apply_merges_list_maps_by_key() -> None:
     first = _apply(None, [{"name": "a", "port": 1}], "one", typed)
     second = _apply(first, [{"name": "b", "port": 2}], "two", typed)
     assert second["spec"]["ports"] == [{"name": "a", "port": 1}, {"name": "b", "port": 2}]
+
+
+def test_v2_definition_is_what_kubectl_can_read() -> None:
+    nullable = {"type": "object", "required": ["a", "b"], "properties": {
+        "a": {"type": "string", "nullable": True}, "b": {"type": "string"},
+        "list": {"type": "array", "x-kubernetes-preserve-unknown-fields": True, "items": {"type": "string"}},
+        "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                 "properties": {"x": {"type": "string"}}},
+        "one": {"type": "string", "anyOf": [{"pattern": "a"}, {"pattern": "b"}]},
+        "port": {"x-kubernetes-int-or-string": True}}}
+    schema = openapi_v2_schema(_crd({"type": "object", "properties": {"spec": nullable}}), "v1")
+    spec = schema["properties"]["spec"]
+    assert spec["required"] == ["b"]
+    assert spec["properties"]["a"] == {}
+    assert spec["properties"]["list"] == {"x-kubernetes-preserve-unknown-fields": True}
+    assert spec["properties"]["free"] == {"x-kubernetes-preserve-unknown-fields": True}
+    assert spec["properties"]["one"] == {"type": "string"}
+    assert spec["properties"]["port"] == {"x-kubernetes-int-or-string": True}
+    assert schema["properties"]["metadata"] == {
+        "$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        "description": schema["properties"]["metadata"]["description"]}
+    preserving = openapi_v2_schema(_crd({"type": "object", "x-kubernetes-preserve-unknown-fields": True}), "v1")
+    assert preserving == {"type": "object", "x-kubernetes-group-version-kind": [
+        {"group": "stable.example.com", "kind": "CronTab", "version": "v1"}]}

@@ -182,6 +182,13 @@ LIBRARY_RULES = [
     "url(self.u).getHostname() == 'example.com' && url(self.u).getPort() == '8080' && isURL(self.u)",
     "quantity(self.q).isGreaterThan(quantity('1')) && quantity(self.q).compareTo(quantity('1.5')) == 0",
     "isQuantity('1Gi') && !isQuantity('1GG') && quantity('1').add(quantity('500m')).isLessThan(quantity('2'))",
+    "self.csv.find('[a-z]') == 'a' && self.csv.findAll('[a-z]', 2) == ['a', 'b']",
+    "isIP('10.0.0.1') && !isIP('10.0.0') && ip('::1').family() == 6 && ip('127.0.0.1').isLoopback()",
+    "cidr('10.0.0.0/8').containsIP('10.1.2.3') && !cidr('10.0.0.0/8').containsIP(ip('11.0.0.1')) "
+    "&& cidr('10.0.0.0/8').prefixLength() == 8 && !isCIDR('10.0.0.0/33')",
+    "self.?m.?k.orValue('') == 'v' && self.?m.?nope.orValue('d') == 'd' && !self.?absent.hasValue()",
+    "self.names[?1].orValue('') == 'b' && self.names[?7].orValue('z') == 'z' && self.m[?'k'].value() == 'v'",
+    "self.csv != 'x.?y' && optional.none().orValue(1) == 1",
 ]
 
 
@@ -209,3 +216,36 @@ def test_crd_rules_are_compiled_only_without_schema_errors_below() -> None:
     # A schema error below a node stops its rules (and those below) from being compiled.
     assert [e.field for e in validate_crd_schema(broken, CRD_PATH)] == [
         f"{CRD_PATH}.properties[spec].properties[a].type"]
+
+
+UNDEFINED = [
+    ("self.replicass > 0", "ERROR: <input>:1:5: undefined field 'replicass'\n | self.replicass > 0\n | ....^"),
+    ("self.replicas > 0 &&\n  oldSelf.nam == 'x'",
+     "ERROR: <input>:2:10: undefined field 'nam'\n |   oldSelf.nam == 'x'\n | .........^"),
+]
+
+
+@pytest.mark.parametrize(("rule", "detail"), UNDEFINED)
+def test_crd_rule_naming_an_undefined_field(rule: str, detail: str) -> None:
+    schema = _spec(REPLICAS, {"rule": rule, "message": "m"})
+    errors = validate_crd_schema(schema, CRD_PATH)
+    assert [(e.field, e.detail) for e in errors] == [
+        (f"{CRD_PATH}.properties[spec].x-kubernetes-validations[0].rule", f"compilation failed: {detail}")]
+
+
+@pytest.mark.parametrize("rule", [
+    "self.name.startsWith('a') && 'self.nope' != ''",  # a method and a string are not fields
+    "has(self.name) && self.foo__dash__bar == 'x'",  # escaped names
+    "self.labels.anything == 'x'",  # maps are open
+    "self.free.anything.deeper == 1",  # preserved unknown fields are dynamic
+])
+def test_crd_rule_fields_that_exist(rule: str) -> None:
+    props = {**REPLICAS, "foo-bar": {"type": "string"},
+             "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+             "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
+    assert validate_crd_schema(_spec(props, {"rule": rule}), CRD_PATH) == []
+
+
+def test_resource_root_rules_see_type_and_object_meta() -> None:
+    schema = _obj({"spec": _obj(REPLICAS)}, [{"rule": "self.metadata.name.startsWith('a') && self.kind == 'X'"}])
+    assert validate_crd_schema(schema, CRD_PATH) == []

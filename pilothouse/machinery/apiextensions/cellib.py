@@ -2,21 +2,25 @@
 
 The CEL standard has no ``lowerAscii``, ``split``, ``isSorted``, ``url``, ``quantity``...;
 kube-apiserver adds them (cel-go's ``ext.Strings`` and ``k8s.io/apiserver/pkg/cel/library``: lists,
-regex, urls, quantity) and CRD rules use them. Each is a plain Python function here; the
+regex, urls, quantity, ip, cidr) and CRD rules use them. Each is a plain Python function here; the
 interpreter calls ``x.f(y)`` as ``f(x, y)``. URLs and quantities are opaque values in Kubernetes;
-here they are small tagged maps that only these functions look into.
+here they are small tagged maps that only these functions look into (IPs and CIDRs too).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import cel
+
 from pilothouse.machinery.kinds.quantity import parse_quantity
 
-__all__ = ["LIBRARY"]
+__all__ = ["LIBRARY", "desugar_optionals"]
 
 _QUANTITY = "__k8s_quantity__"
 _URL = "__k8s_url__"
@@ -124,6 +128,122 @@ def _port(u: dict[str, Any]) -> str:
     return tail.rpartition(":")[2] if ":" in tail else ""
 
 
+# -- regex (library.Regex) and ip/cidr (library.IP, library.CIDR) -----------------------------
+
+def _find(text: str, pattern: str) -> str:
+    match = re.search(pattern, text)
+    return match.group(0) if match else ""
+
+
+def _find_all(text: str, pattern: str, *limit: int) -> list[str]:
+    found = [m.group(0) for m in re.finditer(pattern, text)]
+    return found[:limit[0]] if limit and limit[0] >= 0 else found
+
+
+_IP = "__k8s_ip__"
+_CIDR = "__k8s_cidr__"
+
+
+def _ip(text: str) -> dict[str, Any]:
+    if "%" in text or (":" in text and "." in text.rsplit(":", 1)[-1]):
+        raise ValueError(f"IP Address {text!r} parse error during conversion from string")
+    ipaddress.ip_address(text)  # raises ValueError, as ip() errors, on a bad address
+    return {_IP: text}
+
+
+def _cidr(text: str) -> dict[str, Any]:
+    ipaddress.ip_network(text, strict=False)
+    return {_CIDR: text}
+
+
+def _succeeds(parse: Callable[[str], Any]) -> Callable[[str], bool]:
+    def check(text: str) -> bool:
+        try:
+            parse(text)
+        except ValueError:
+            return False
+        return True
+    return check
+
+
+def _address(value: dict[str, Any]) -> Any:
+    return ipaddress.ip_address(value[_IP])
+
+
+def _network(value: dict[str, Any]) -> Any:
+    return ipaddress.ip_network(value[_CIDR], strict=False)
+
+
+def _contains_ip(cidr: dict[str, Any], ip: Any) -> bool:
+    address = ipaddress.ip_address(ip) if isinstance(ip, str) else _address(ip)
+    return address in _network(cidr)
+
+
+def _contains_cidr(cidr: dict[str, Any], other: Any) -> bool:
+    inner = ipaddress.ip_network(other, strict=False) if isinstance(other, str) else _network(other)
+    outer = _network(cidr)
+    return inner.version == outer.version and inner.subnet_of(outer)
+
+
+# -- optional field selection (x.?f, x[?k]) ---------------------------------------------------
+
+def _present(value: Any) -> tuple[bool, Any]:
+    if isinstance(value, cel.OptionalValue):
+        return (True, value.value()) if value.has_value() else (False, None)
+    return True, value
+
+
+def _opt_select(receiver: Any, name: Any) -> Any:
+    found, value = _present(receiver)
+    if found and isinstance(value, dict) and name in value:
+        return cel.OptionalValue.of(value[name])
+    return cel.OptionalValue.none()
+
+
+def _opt_index(receiver: Any, key: Any) -> Any:
+    found, value = _present(receiver)
+    if found and isinstance(value, list) and isinstance(key, int) and -1 < key < len(value):
+        return cel.OptionalValue.of(value[key])
+    return _opt_select(value, key) if found else cel.OptionalValue.none()
+
+
+_OPTIONAL_SELECT = re.compile(r"\.\?\s*([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def desugar_optionals(expression: str, code: str) -> str:
+    """``x.?f`` as ``x.optSelect('f')`` and ``x[?k]`` as ``x.optIndex(k)``: the interpreter has
+    optional values but not this syntax. ``code`` is ``expression`` with string literals blanked
+    (same offsets), so that only real operators are rewritten."""
+    out: list[str] = []
+    position = 0
+    closers: list[int] = []  # offsets of the "]" that close rewritten "[?"
+    index = 0
+    while index < len(code):
+        if code.startswith(".?", index):
+            match = _OPTIONAL_SELECT.match(code, index)
+            if match:
+                out.append(expression[position:index] + f".optSelect('{match.group(1)}')")
+                position = index = match.end()
+                continue
+        if code.startswith("[?", index):
+            depth, end = 0, index
+            for end in range(index, len(code)):
+                depth += {"[": 1, "]": -1}.get(code[end], 0)
+                if depth == 0:
+                    break
+            out.append(expression[position:index] + ".optIndex(")
+            closers.append(end)
+            position = index = index + 2
+            continue
+        if closers and index == closers[-1]:
+            out.append(expression[position:index] + ")")
+            closers.pop()
+            position = index = index + 1
+            continue
+        index += 1
+    return "".join(out) + expression[position:]
+
+
 LIBRARY: dict[str, Callable[..., Any]] = {
     "lowerAscii": lambda s: "".join(c.lower() if c.isascii() else c for c in s),
     "upperAscii": lambda s: "".join(c.upper() if c.isascii() else c for c in s),
@@ -159,4 +279,24 @@ LIBRARY: dict[str, Callable[..., Any]] = {
     "getPort": _port,
     "getEscapedPath": lambda u: _parts(u).path,
     "getQuery": lambda u: parse_qs(_parts(u).query, keep_blank_values=True),
+    "find": _find,
+    "findAll": _find_all,
+    "ip": _ip,
+    "isIP": _succeeds(_ip),
+    "cidr": _cidr,
+    "isCIDR": _succeeds(_cidr),
+    "family": lambda ip: _address(ip).version,
+    "isUnspecified": lambda ip: _address(ip).is_unspecified,
+    "isLoopback": lambda ip: _address(ip).is_loopback,
+    "isLinkLocalMulticast": lambda ip: _address(ip).is_multicast and _address(ip).is_link_local,
+    "isLinkLocalUnicast": lambda ip: _address(ip).is_link_local and not _address(ip).is_multicast,
+    "isGlobalUnicast": lambda ip: not (_address(ip).is_multicast or _address(ip).is_loopback
+                                       or _address(ip).is_link_local or _address(ip).is_unspecified
+                                       or str(_address(ip)) == "255.255.255.255"),
+    "containsIP": _contains_ip,
+    "containsCIDR": _contains_cidr,
+    "prefixLength": lambda cidr: _network(cidr).prefixlen,
+    "masked": lambda cidr: {_CIDR: str(_network(cidr))},
+    "optSelect": _opt_select,
+    "optIndex": _opt_index,
 }

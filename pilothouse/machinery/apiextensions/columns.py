@@ -25,7 +25,7 @@ from typing import Any
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 from jsonpath_ng.ext import parse  # type: ignore[attr-defined]
 
-from pilothouse.machinery.apiextensions.paths import child, go_number, go_quote
+from pilothouse.machinery.apiextensions.paths import child, go_json, go_number, go_quote
 from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.kinds.vcommon import invalid, required
 from pilothouse.machinery.tables.columns import AGE, Column, column_definitions
@@ -101,7 +101,7 @@ def _first(expression: Any, obj: dict[str, Any]) -> tuple[bool, Any]:
 def _text(value: Any) -> str:
     """client-go jsonpath's PrintResults: maps and lists as compact JSON, scalars as Go prints them."""
     if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+        return go_json(value)
     if value is None:
         return "<nil>"
     if isinstance(value, bool):

@@ -7,8 +7,8 @@ then descends into the result, so defaults inside defaults apply. Before that,
 ``PruneNonNullableNullsWithoutDefaults`` drops a null in a non-nullable field that has no
 default, as the decoder does.
 
-``validate_defaults`` ports ``ValidateDefaults``: each ``default`` in a CRD schema must itself
-be valid against its node's schema and unchanged by pruning.
+``validate_defaults`` ports ``ValidateDefaults``: each ``default`` in a CRD schema must be
+unchanged by pruning, valid against its node's schema, and pass its node's CEL rules.
 """
 
 from __future__ import annotations
@@ -17,24 +17,20 @@ import copy
 from typing import Any
 
 from pilothouse.machinery.apiextensions.instance import validate_instance
+from pilothouse.machinery.apiextensions.nodes import Schema, node, properties
 from pilothouse.machinery.apiextensions.paths import child, go_json_value, key
 from pilothouse.machinery.apiextensions.pruning import prune
+from pilothouse.machinery.apiextensions.rules import validate_rules
 from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.kinds.vcommon import invalid
 
 __all__ = ["apply_defaults", "validate_defaults"]
-
-Schema = dict[str, Any]
 
 
 def apply_defaults(schema: Schema | None, obj: Any) -> None:
     """Default ``obj`` in place from ``schema``'s ``default`` values."""
     _prune_nulls(obj, schema)
     _default(obj, schema)
-
-
-def _sub(value: Any) -> Schema | None:
-    return value if isinstance(value, dict) else None
 
 
 def _non_nullable_null(x: Any, s: Schema | None) -> bool:
@@ -45,23 +41,22 @@ def _default(x: Any, s: Schema | None) -> None:
     if s is None:
         return
     if isinstance(x, dict):
-        properties = _sub(s.get("properties")) or {}
-        for name, prop in properties.items():
-            if not isinstance(prop, dict) or prop.get("default") is None:
+        declared = properties(s)
+        for name, prop in declared.items():
+            if prop.get("default") is None:
                 continue
             if name not in x or _non_nullable_null(x[name], prop):
                 x[name] = copy.deepcopy(prop["default"])
-        additional = _sub(s.get("additionalProperties"))
+        additional = node(s.get("additionalProperties"))
         for name in list(x):
-            prop = _sub(properties.get(name))
-            if prop is not None:
-                _default(x[name], prop)
+            if name in declared:
+                _default(x[name], declared[name])
             elif additional is not None:
                 if _non_nullable_null(x[name], additional):
                     x[name] = copy.deepcopy(additional["default"])
                 _default(x[name], additional)
     elif isinstance(x, list):
-        items = _sub(s.get("items"))
+        items = node(s.get("items"))
         for i, item in enumerate(x):
             if _non_nullable_null(item, items):
                 assert items is not None
@@ -73,12 +68,10 @@ def _prune_nulls(x: Any, s: Schema | None) -> None:
     if s is None:
         return
     if isinstance(x, dict):
-        properties = _sub(s.get("properties")) or {}
-        additional = _sub(s.get("additionalProperties"))
+        declared = properties(s)
+        additional = node(s.get("additionalProperties"))
         for name in list(x):
-            prop = _sub(properties.get(name))
-            if prop is None:
-                prop = additional
+            prop = declared.get(name, additional)
             if prop is None:
                 continue
             if x[name] is None and not prop.get("nullable") and prop.get("default") is None:
@@ -86,40 +79,34 @@ def _prune_nulls(x: Any, s: Schema | None) -> None:
             else:
                 _prune_nulls(x[name], prop)
     elif isinstance(x, list):
-        items = _sub(s.get("items"))
+        items = node(s.get("items"))
         for item in x:
             _prune_nulls(item, items)
 
 
 def validate_defaults(schema: Schema, path: str) -> list[FieldError]:
     """``ValidateDefaults``: every default validates against its node and survives pruning."""
-    return _check(schema, path, is_resource_root=True)
+    return _check(schema, path)
 
 
-def _check(s: Schema, path: str, is_resource_root: bool) -> list[FieldError]:
+def _check(s: Schema, path: str) -> list[FieldError]:
     errors: list[FieldError] = []
     default = s.get("default")
     if default is not None:
-        # Validation sees the default with its own defaults applied, as upstream does.
-        value = copy.deepcopy(default)
-        apply_defaults(s, value)
-        for err in validate_instance(s, value):
-            errors.append(FieldError(err.type, _under(child(path, "default"), err.field), err.detail, err.value))
-        pruned = copy.deepcopy(value)
-        dropped = _prune_value(s, pruned)
-        if dropped:
-            errors.append(invalid(child(path, "default"), go_json_value(default), "must not have unknown fields"))
-    properties = _sub(s.get("properties")) or {}
-    for name in sorted(properties):
-        prop = _sub(properties[name])
-        if prop is not None:
-            errors += _check(prop, key(child(path, "properties"), name), False)
-    items = _sub(s.get("items"))
+        at = child(path, "default")
+        if prune(s, copy.deepcopy(default), is_resource_root=bool(s.get("x-kubernetes-embedded-resource"))):
+            errors.append(invalid(at, go_json_value(default), "must not have unknown fields"))
+        instance_errors = [FieldError(e.type, _under(at, e.field), e.detail, e.value)
+                           for e in validate_instance(s, default)]
+        # The rules of the node run on its default only once the schema accepts it.
+        errors += instance_errors or validate_rules(s, default, path=at)
+    declared = properties(s)
+    for name in sorted(declared):
+        errors += _check(declared[name], key(child(path, "properties"), name))
+    items = node(s.get("items"))
     if items is not None:
-        errors += _check(items, child(path, "items"), False)
-    additional = _sub(s.get("additionalProperties"))
-    if additional is not None:
-        errors += _check(additional, child(path, "additionalProperties"), False)
+        errors += _check(items, child(path, "items"))
+    # Like upstream, not into additionalProperties.
     return errors
 
 
@@ -127,9 +114,3 @@ def _under(prefix: str, field_path: str) -> str:
     if field_path in ("", "<nil>"):
         return prefix
     return f"{prefix}.{field_path}" if not field_path.startswith("[") else prefix + field_path
-
-
-def _prune_value(s: Schema, value: Any) -> list[str]:
-    # Prune a default as a value below the root (no implicit apiVersion/kind/metadata).
-    wrapper = {"type": "object", "properties": {"v": s}}
-    return prune(wrapper, {"v": value})

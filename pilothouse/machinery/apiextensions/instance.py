@@ -5,37 +5,36 @@ order: type, allOf/anyOf/oneOf/not, string, format, number, array, enum, object)
 apiextensions' ``kubeOpenAPIResultToFieldErrors``, which turns each validator message into a
 ``field.Error``: ``spec.replicas: Invalid value: "string": spec.replicas in body must be of type
 integer: "string"``. Then the two structural passes the custom resource strategy adds: embedded
-resources (``schema/objectmeta``) and ``x-kubernetes-list-type`` set/map uniqueness
-(``schema/listtype``).
+resources (``embedded``) and ``x-kubernetes-list-type`` set/map uniqueness (``listtype``).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pilothouse.machinery.apiextensions.correlation import ABSENT, canonical, entry, same
+from pilothouse.machinery.apiextensions.correlation import items as correlated_items
+from pilothouse.machinery.apiextensions.embedded import validate_embedded_resources
 from pilothouse.machinery.apiextensions.formats import format_valid, supported_format
-from pilothouse.machinery.apiextensions.nodes import Schema, node, number, properties
+from pilothouse.machinery.apiextensions.listtype import validate_list_sets_and_maps
+from pilothouse.machinery.apiextensions.nodes import Schema, number, properties
 from pilothouse.machinery.apiextensions.paths import (
     NIL_PATH,
+    go_json,
     go_json_value,
     go_number,
     go_quote,
     index,
     json_type,
-    key,
 )
 from pilothouse.machinery.apiextensions.paths import (
     child as path_child,
 )
 from pilothouse.machinery.errors import FieldError
-from pilothouse.machinery.kinds.vcommon import duplicate, invalid, is_dns1035_label, not_supported, required
-from pilothouse.machinery.validation.names import name_is_dns_subdomain
-from pilothouse.machinery.validation.objectmeta import validate_object_meta
+from pilothouse.machinery.kinds.vcommon import invalid, not_supported, required
 
 __all__ = ["validate_instance"]
 
@@ -58,13 +57,19 @@ class _Failure:
     composite: bool = False
 
 
-def validate_instance(schema: Schema, obj: Any) -> list[FieldError]:
-    """The field errors Kubernetes reports for ``obj`` against a structural ``openAPIV3Schema``."""
+def validate_instance(schema: Schema, obj: Any, old: Any = None) -> list[FieldError]:
+    """The field errors Kubernetes reports for ``obj`` against a structural ``openAPIV3Schema``.
+
+    With ``old`` (an update) validation ratchets as in 1.32 (CRDValidationRatcheting): a part of
+    the object equal to its correlated old value reports nothing, and list set/map uniqueness is
+    only enforced if the old object already satisfied it.
+    """
     failures: list[_Failure] = []
-    _validate(schema, "", obj, failures)
+    _validate(schema, "", obj, failures, ABSENT if old is None else old)
     errors = [_to_field_error(f) for f in failures]
-    errors += _embedded(schema, obj, "", is_root=True)
-    errors += _list_sets_and_maps(schema, obj, "")
+    errors += validate_embedded_resources(schema, obj)
+    if old is None or not validate_list_sets_and_maps(schema, old):
+        errors += validate_list_sets_and_maps(schema, obj)
     return errors
 
 
@@ -76,7 +81,7 @@ def _to_field_error(f: _Failure) -> FieldError:
     if f.code == _REQUIRED:
         return required(path)
     if f.code == _ENUM:
-        values = [v if isinstance(v, str) else json.dumps(v, separators=(",", ":")) for v in f.values]
+        values = [v if isinstance(v, str) else go_json(v) for v in f.values]
         return not_supported(path, go_json_value(f.value), values)
     if f.code == _TOO_LONG:  # field.TooLong of 1.32: the limit in bytes, whatever maxLength counts
         return FieldError("FieldValueTooLong", path, f"may not be more than {f.valid} bytes", None)
@@ -102,7 +107,9 @@ def _in(path: str) -> str:
     return f"{path} in {_IN}"
 
 
-def _validate(s: Schema, path: str, data: Any, out: list[_Failure]) -> None:
+def _validate(s: Schema, path: str, data: Any, out: list[_Failure], old: Any = ABSENT) -> None:
+    if same(old, data):
+        return  # ratcheted: the errors of an unchanged value are only warnings upstream
     types = _types(s)
     if data is None:
         _check_type(s, types, path, data, out)
@@ -110,7 +117,7 @@ def _validate(s: Schema, path: str, data: Any, out: list[_Failure]) -> None:
         return
     kind = json_type(data)
     _check_type(s, types, path, data, out)
-    _check_junctors(s, path, data, out)
+    _check_junctors(s, path, data, out, old)
     if kind == "string":
         _check_string(s, path, data, out)
         fmt = supported_format(s.get("format"))
@@ -119,10 +126,10 @@ def _validate(s: Schema, path: str, data: Any, out: list[_Failure]) -> None:
     if kind in ("integer", "number"):
         _check_number(s, path, data, out)
     if kind == "array":
-        _check_array(s, path, data, out)
+        _check_array(s, path, data, out, old)
     _check_enum(s, path, data, out)
     if kind == "object":
-        _check_object(s, path, data, out)
+        _check_object(s, path, data, out, old)
 
 
 def _type_failure(path: str, expected: str, actual: str) -> _Failure:
@@ -152,11 +159,11 @@ def _check_type(s: Schema, types: list[str], path: str, data: Any, out: list[_Fa
         out.append(_type_failure(path, ",".join(types), kind))
 
 
-def _check_junctors(s: Schema, path: str, data: Any, out: list[_Failure]) -> None:
+def _check_junctors(s: Schema, path: str, data: Any, out: list[_Failure], old: Any) -> None:
     def run(sub: Any) -> list[_Failure]:
         found: list[_Failure] = []
         if isinstance(sub, dict):
-            _validate(sub, path, data, found)
+            _validate(sub, path, data, found, old)
         return found
 
     quoted = go_quote(path)
@@ -220,6 +227,19 @@ def _pattern(pattern: str) -> re.Pattern[str]:
     return compiled
 
 
+def _json_integer(f: float) -> bool:
+    """swag.IsFloat64AJSONInteger."""
+    if math.isnan(f) or math.isinf(f) or abs(f) > 2**53:
+        return False
+    whole = float(math.trunc(f))
+    if f == whole:
+        return True
+    diff = abs(f - whole)
+    if whole == 0:
+        return False
+    return diff / (abs(f) + abs(whole)) < 1e-9
+
+
 def _bound(limit: float, data: int | float) -> int | float:
     # MaximumNativeType/MinimumNativeType compare an integer against int64(limit).
     return int(limit) if isinstance(data, int) else float(limit)
@@ -227,12 +247,15 @@ def _bound(limit: float, data: int | float) -> int | float:
 
 def _check_number(s: Schema, path: str, data: int | float, out: list[_Failure]) -> None:
     factor, maximum, minimum = number(s.get("multipleOf")), number(s.get("maximum")), number(s.get("minimum"))
-    if factor is not None and factor > 0:
+    if factor is not None and factor <= 0:
+        out.append(_Failure(_OTHER, path, f"factor MultipleOf declared for {path} must be positive: "
+                                          f"{go_number(float(factor))}", factor))
+    elif factor is not None:
         if isinstance(data, int) and float(factor).is_integer():
             bad = data % int(factor) != 0
-        else:
-            quotient = data / factor
-            bad = not math.isclose(quotient, round(quotient), rel_tol=0, abs_tol=1e-9)
+        else:  # validate.MultipleOf: the quotient must be a JSON integer, within a relative 1e-9
+            quotient = (1 / factor) * data if factor < 1 else data / factor
+            bad = not _json_integer(quotient)
         if bad:
             out.append(_Failure(_OTHER, path, f"{_in(path)} should be a multiple of {go_number(float(factor))}", data))
     for limit, exclusive_key, upper in ((minimum, "exclusiveMinimum", False), (maximum, "exclusiveMaximum", True)):
@@ -251,11 +274,12 @@ def _check_number(s: Schema, path: str, data: int | float, out: list[_Failure]) 
             out.append(_Failure(_OTHER, path, f"{_in(path)} should be {words} {shown}", data))
 
 
-def _check_array(s: Schema, path: str, data: list[Any], out: list[_Failure]) -> None:
+def _check_array(s: Schema, path: str, data: list[Any], out: list[_Failure], old: Any) -> None:
     items = s.get("items")
     if isinstance(items, dict):
+        olds = correlated_items(s, data, old)
         for i, item in enumerate(data):
-            _validate(items, index(path, i), item, out)
+            _validate(items, index(path, i), item, out, olds[i])
     min_items, max_items = s.get("minItems"), s.get("maxItems")
     if isinstance(min_items, int) and len(data) < min_items:
         out.append(_Failure(_OTHER, path, f"{_in(path)} should have at least {min_items} items", len(data)))
@@ -266,35 +290,40 @@ def _check_array(s: Schema, path: str, data: list[Any], out: list[_Failure]) -> 
         out.append(_Failure(_OTHER, path, f"{_in(path)} shouldn't contain duplicates"))
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
 def _has_duplicates(items: list[Any]) -> bool:
-    seen = {_canonical(item) for item in items}
+    seen = {canonical(item) for item in items}
     return len(seen) != len(items)
 
 
-def _same_json(a: Any, b: Any) -> bool:
-    """Go's reflect.DeepEqual after conversion: booleans never equal numbers; 1 equals 1.0."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if number(a) is not None and number(b) is not None:
-        return bool(a == b)
-    return type(a) is type(b) and _canonical(a) == _canonical(b)
+def _enum_match(data: Any, allowed: Any) -> bool:
+    """basicCommonValidator: ``data`` converted to the enum value's Go type, then DeepEqual.
+
+    Go conversions are loose: a float becomes an int by truncation, an int a string by rune.
+    """
+    if isinstance(allowed, bool) or isinstance(data, bool):
+        return isinstance(allowed, bool) and isinstance(data, bool) and allowed == data
+    if isinstance(allowed, int):
+        return isinstance(data, int | float) and int(data) == allowed
+    if isinstance(allowed, float):
+        return isinstance(data, int | float) and float(data) == allowed
+    if isinstance(allowed, str):
+        if isinstance(data, int):
+            return (chr(data) if 0 <= data <= 0x10FFFF else "\ufffd") == allowed
+        return isinstance(data, str) and data == allowed
+    return type(data) is type(allowed) and canonical(data) == canonical(allowed)
 
 
 def _check_enum(s: Schema, path: str, data: Any, out: list[_Failure]) -> None:
     enum = s.get("enum")
     if not isinstance(enum, list) or not enum:
         return
-    if data is not None and any(v is not None and _same_json(data, v) for v in enum):
+    if data is not None and any(v is not None and _enum_match(data, v) for v in enum):
         return
     values = ", ".join(str(v) for v in enum)
     out.append(_Failure(_ENUM, path, f"{_in(path)} should be one of [{values}]", data, values=list(enum)))
 
 
-def _check_object(s: Schema, path: str, data: dict[str, Any], out: list[_Failure]) -> None:
+def _check_object(s: Schema, path: str, data: dict[str, Any], out: list[_Failure], old: Any) -> None:
     count = len(data)
     min_props, max_props = s.get("minProperties"), s.get("maxProperties")
     if isinstance(min_props, int) and count < min_props:
@@ -313,121 +342,10 @@ def _check_object(s: Schema, path: str, data: dict[str, Any], out: list[_Failure
     elif isinstance(additional, dict):
         for name in sorted(data):
             if name not in declared:
-                _validate(additional, f"{path}.{name}", data[name], out)
+                _validate(additional, f"{path}.{name}", data[name], out, entry(s, old, name, False))
     for name in sorted(declared):
         if name in data:
-            _validate(declared[name], path_child(path, name), data[name], out)
+            _validate(declared[name], path_child(path, name), data[name], out, entry(s, old, name, True))
     for name in s.get("required") or []:
         if name not in data:
             out.append(_Failure(_REQUIRED, f"{path}.{name}", f"{path}.{name} in {_IN} is required"))
-
-
-# -- embedded resources (schema/objectmeta.Validate) -------------------------------------------
-
-def _walk(s: Schema, data: Any, path: str, visit: Callable[[Schema, Any, str], list[FieldError]]) -> list[FieldError]:
-    """Apply ``visit`` to every (schema node, value) pair, structural part only, top-down."""
-    errors = visit(s, data, path)
-    if isinstance(data, dict):
-        declared = properties(s)
-        additional = node(s.get("additionalProperties"))
-        for name in sorted(data):
-            if name in declared:
-                errors += _walk(declared[name], data[name], path_child(path, name), visit)
-            elif additional is not None:
-                errors += _walk(additional, data[name], key(path, name), visit)
-    elif isinstance(data, list):
-        items = node(s.get("items"))
-        if items is not None:
-            for i, item in enumerate(data):
-                errors += _walk(items, item, index(path, i), visit)
-    return errors
-
-
-def _embedded(schema: Schema, obj: Any, path: str, is_root: bool) -> list[FieldError]:
-    def visit(s: Schema, data: Any, at: str) -> list[FieldError]:
-        if isinstance(data, dict) and s.get("x-kubernetes-embedded-resource") and not (is_root and at == ""):
-            return _validate_embedded(data, at)
-        return []
-    return _walk(schema, obj, path, visit)
-
-
-def _validate_embedded(x: dict[str, Any], path: str) -> list[FieldError]:
-    errors: list[FieldError] = []
-    if "apiVersion" not in x:
-        errors.append(required(path_child(path, "apiVersion"), "must not be empty"))
-    if "kind" not in x:
-        errors.append(required(path_child(path, "kind"), "must not be empty"))
-    for name in sorted(x):
-        value = x[name]
-        at = path_child(path, name)
-        if name == "apiVersion":
-            if not isinstance(value, str):
-                errors.append(invalid(at, go_json_value(value), "must be a string"))
-            elif not value:
-                errors.append(invalid(at, value, "must not be empty"))
-            elif value.count("/") > 1:
-                errors.append(invalid(at, value, f"unexpected GroupVersion string: {value}"))
-        elif name == "kind":
-            if not isinstance(value, str):
-                errors.append(invalid(at, go_json_value(value), "must be a string"))
-            elif not value:
-                errors.append(invalid(at, value, "must not be empty"))
-            else:
-                problems = is_dns1035_label(value.lower())
-                if problems:
-                    errors.append(invalid(at, value, "may have mixed case, but should otherwise match: "
-                                                     + ",".join(problems)))
-        elif name == "metadata":
-            if not isinstance(value, dict):
-                errors.append(invalid(at, go_json_value(value), "must be an object"))
-                continue
-            meta = dict(value)
-            if not meta.get("name"):
-                meta["name"] = "fakename"  # as upstream: an embedded object need not be named
-            errors += validate_object_meta(meta, bool(meta.get("namespace")), name_is_dns_subdomain, at)
-    return errors
-
-
-# -- list-type set/map uniqueness (schema/listtype) --------------------------------------------
-
-def _list_sets_and_maps(schema: Schema, obj: Any, path: str) -> list[FieldError]:
-    def visit(s: Schema, data: Any, at: str) -> list[FieldError]:
-        if not isinstance(data, list):
-            return []
-        list_type = s.get("x-kubernetes-list-type")
-        if list_type == "set":
-            return _set_duplicates(data, at)
-        if list_type == "map":
-            keys = [k for k in s.get("x-kubernetes-list-map-keys") or [] if isinstance(k, str)]
-            return _map_duplicates(data, at, keys)
-        return []
-    return _walk(schema, obj, path, visit)
-
-
-def _second_occurrences(identities: list[str]) -> list[int]:
-    """``validateListSet``: the index of each value's second appearance (later ones are not reported)."""
-    counts: dict[str, int] = {}
-    found: list[int] = []
-    for i, identity in enumerate(identities):
-        counts[identity] = counts.get(identity, 0) + 1
-        if counts[identity] == 2:
-            found.append(i)
-    return found
-
-
-def _set_duplicates(data: list[Any], path: str) -> list[FieldError]:
-    # Go keys scalars by their dynamic type (1 and 1.0 differ) and compounds by their JSON.
-    identities = [f"{json_type(item)}:{_canonical(item)}" for item in data]
-    return [duplicate(index(path, i), go_json_value(data[i])) for i in _second_occurrences(identities)]
-
-
-def _map_duplicates(data: list[Any], path: str, keys: list[str]) -> list[FieldError]:
-    for i, item in enumerate(data):
-        if item is not None and not isinstance(item, dict):
-            return [invalid(index(path, i), go_json_value(item), "must be an object for an array of list-type map")]
-    identities: list[dict[str, Any]] = []
-    for item in data:
-        present = item or {}
-        identities.append({name: present[name] for name in keys if name in present})
-    texts = [_canonical(identity) for identity in identities]
-    return [duplicate(index(path, i), go_json_value(identities[i])) for i in _second_occurrences(texts)]

@@ -15,15 +15,22 @@ import functools
 from typing import Any
 
 from pilothouse.machinery.openapi_components import COMPONENT_PREFIX
-from pilothouse.machinery.schema import definitions
+from pilothouse.machinery.schema import Schema, definitions
 
-__all__ = ["definition_name", "list_definition_name", "openapi_list_schema", "openapi_schema", "typed_schema"]
+__all__ = [
+    "definition_name",
+    "list_definition_name",
+    "openapi_list_schema",
+    "openapi_schema",
+    "openapi_v2_schema",
+    "typed_schema",
+]
 
-Schema = dict[str, Any]
 _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 _LIST_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta"
 #: The reference form of ``machinery.schema`` (the official JSON schemas), which patch and apply read.
 SOURCE_PREFIX = "#/$defs/"
+_V2_PREFIX = "#/definitions/"
 
 
 @functools.cache
@@ -62,30 +69,55 @@ _INT_OR_STRING = [{"type": "integer"}, {"type": "string"}]
 _NOT_STRUCTURAL = ("example", "externalDocs", "$schema", "id")
 
 
-def _meta_ref(metadata_ref: str, description: str) -> Schema:
+def _meta_ref(metadata_ref: str, description: str, v2: bool = False) -> Schema:
+    if v2:
+        return {"$ref": _V2_PREFIX + metadata_ref, "description": description}
     # OpenAPI 3.0 forbids siblings of $ref; kube-openapi wraps such references in allOf.
     return {"allOf": [{"$ref": COMPONENT_PREFIX + metadata_ref}], "description": description}
 
 
-def _type_meta(schema: Schema, metadata_ref: str) -> None:
+def _to_v2(s: Schema) -> None:
+    """``ToStructuralOpenAPIV2`` on one node (before its children, as the visitor goes): no
+    junctors, nullable and preserve-unknown-fields nodes untyped and without structure (kubectl's
+    v2 reader cannot cope with them), nullable fields not required."""
+    for name in ("allOf", "oneOf", "anyOf", "not"):
+        s.pop(name, None)
+    if s.pop("nullable", False):
+        s.pop("type", None)
+        s.pop("items", None)
+        s.pop("properties", None)
+    if s.get("x-kubernetes-preserve-unknown-fields"):
+        s.pop("items", None)
+        s.pop("properties", None)
+    if "items" not in s and s.get("type") == "array":
+        s.pop("type")
+    if s.get("x-kubernetes-preserve-unknown-fields") and s.get("type") == "object":
+        s.pop("type")
+    nullable = {name for name, prop in (s.get("properties") or {}).items()
+                if isinstance(prop, dict) and prop.get("nullable")}
+    additional = s.get("additionalProperties")
+    if isinstance(additional, dict) and additional.get("nullable"):
+        s.pop("required", None)
+    elif nullable and "required" in s:
+        s["required"] = [name for name in s["required"] if name not in nullable]
+
+
+def _type_meta(schema: Schema, metadata_ref: str, v2: bool = False) -> None:
     """``addTypeMetaProperties`` plus the ObjectMeta/ListMeta reference."""
     properties = schema.setdefault("properties", {})
     properties["apiVersion"] = {"description": _description("apiVersion"), "type": "string"}
     properties["kind"] = {"description": _description("kind"), "type": "string"}
-    properties["metadata"] = _meta_ref(metadata_ref, _description("metadata"))
+    properties["metadata"] = _meta_ref(metadata_ref, _description("metadata"), v2)
 
 
-def _publish(schema: Any) -> None:
-    """In place: ``Unfold`` (int-or-string as anyOf), ``addEmbeddedProperties``, non-structural keys out."""
+def _publish(schema: Any, v2: bool = False) -> None:
+    """In place: ``Unfold`` (int-or-string as anyOf), ``ToStructuralOpenAPIV2`` for ``v2``,
+    ``addEmbeddedProperties``, non-structural keys out."""
     if not isinstance(schema, dict):
         return
     for name in _NOT_STRUCTURAL:
         schema.pop(name, None)
-    for value in (schema.get("properties") or {}).values():
-        _publish(value)
-    for name in ("items", "additionalProperties"):
-        _publish(schema.get(name))
-    if schema.get("x-kubernetes-int-or-string"):
+    if schema.get("x-kubernetes-int-or-string") and not v2:
         any_of = schema.get("anyOf")
         all_of = schema.get("allOf") or []
         first_any_of = all_of[0].get("anyOf") if all_of and isinstance(all_of[0], dict) else None
@@ -94,26 +126,42 @@ def _publish(schema: Any) -> None:
                 schema["anyOf"] = copy.deepcopy(_INT_OR_STRING)
             else:
                 schema["allOf"] = [{"anyOf": copy.deepcopy(_INT_OR_STRING)}, *all_of]
-    if schema.get("x-kubernetes-embedded-resource"):
+    if v2:
+        _to_v2(schema)
+    for value in (schema.get("properties") or {}).values():
+        _publish(value, v2)
+    for name in ("items", "additionalProperties"):
+        _publish(schema.get(name), v2)
+    if schema.get("x-kubernetes-embedded-resource") and not (v2 and schema.get("x-kubernetes-preserve-unknown-fields")):
         properties = schema.setdefault("properties", {})
         properties["apiVersion"] = {"description": _EMBEDDED_API_VERSION, "type": "string"}
         properties["kind"] = {"description": _EMBEDDED_KIND, "type": "string"}
-        properties["metadata"] = _meta_ref(_OBJECT_META, _description("metadata"))
+        properties["metadata"] = _meta_ref(_OBJECT_META, _description("metadata"), v2)
         required = schema.setdefault("required", [])
         for name in ("kind", "apiVersion"):
             if name not in required:
                 required.append(name)
 
 
-def openapi_schema(crd: dict[str, Any], version: str) -> Schema:
-    """The component schema of ``version``'s custom resource (a fresh dict), as ``buildKubeNative``."""
+def _source(crd: dict[str, Any], version: str) -> Schema | None:
     spec = crd.get("spec") or {}
-    group, kind = spec.get("group", ""), (spec.get("names") or {}).get("kind", "")
     entry = _version(crd, version)
     source = ((entry.get("schema") or {}).get("openAPIV3Schema")
               or ((spec.get("validation") or {}).get("openAPIV3Schema")))
+    return source if isinstance(source, dict) else None
+
+
+def _gvk(crd: dict[str, Any], version: str, suffix: str = "") -> list[dict[str, str]]:
+    spec = crd.get("spec") or {}
+    kind = (spec.get("names") or {}).get("kind", "")
+    return [{"group": spec.get("group", ""), "kind": kind + suffix, "version": version}]
+
+
+def openapi_schema(crd: dict[str, Any], version: str) -> Schema:
+    """The component schema of ``version``'s custom resource (a fresh dict), as ``buildKubeNative``."""
+    source = _source(crd, version)
     schema: Schema
-    if isinstance(source, dict):
+    if source is not None:
         schema = copy.deepcopy(source)
         _publish(schema)
         _type_meta(schema, _OBJECT_META)
@@ -121,7 +169,23 @@ def openapi_schema(crd: dict[str, Any], version: str) -> Schema:
         # Without a schema kube-apiserver publishes a bare object: properties would make kubectl
         # refuse every field it does not list.
         schema = {"type": "object"}
-    schema["x-kubernetes-group-version-kind"] = [{"group": group, "kind": kind, "version": version}]
+    schema["x-kubernetes-group-version-kind"] = _gvk(crd, version)
+    return schema
+
+
+def openapi_v2_schema(crd: dict[str, Any], version: str) -> Schema:
+    """The Swagger 2.0 definition of ``version``'s custom resource (``/openapi/v2``), with
+    ``#/definitions/`` references; a bare object when unknown fields are preserved at the root."""
+    source = _source(crd, version)
+    schema: Schema
+    preserve = bool((crd.get("spec") or {}).get("preserveUnknownFields"))
+    if source is None or preserve or source.get("x-kubernetes-preserve-unknown-fields"):
+        schema = {"type": "object"}
+    else:
+        schema = copy.deepcopy(source)
+        _publish(schema, v2=True)
+        _type_meta(schema, _OBJECT_META, v2=True)
+    schema["x-kubernetes-group-version-kind"] = _gvk(crd, version)
     return schema
 
 
@@ -145,7 +209,7 @@ def openapi_list_schema(crd: dict[str, Any], version: str) -> Schema:
         "Standard list metadata. More info: "
         "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"))
     schema["type"] = "object"
-    schema["x-kubernetes-group-version-kind"] = [{"group": group, "kind": kind + "List", "version": version}]
+    schema["x-kubernetes-group-version-kind"] = _gvk(crd, version, "List")
     return schema
 
 

@@ -17,6 +17,7 @@ from pilothouse.machinery.validation.literals import schema_value_type
 __all__ = [
     "NIL_PATH",
     "child",
+    "go_json",
     "go_json_value",
     "go_number",
     "go_quote",
@@ -101,3 +102,18 @@ def go_json_value(value: Any) -> Any:
 def json_type(value: Any) -> str:
     """The OpenAPI type name of a decoded JSON value (``null`` for None; 1.0 stays ``number``)."""
     return "null" if value is None else schema_value_type(value)
+
+
+def _go_floats(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _go_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_go_floats(v) for v in value]
+    return value
+
+
+def go_json(value: Any) -> str:
+    """Go's ``json.Marshal`` of decoded JSON: compact, keys sorted, whole floats without ``.0``."""
+    return json.dumps(_go_floats(value), separators=(",", ":"), sort_keys=True, ensure_ascii=False)

@@ -18,30 +18,23 @@ shaped by ``reason`` and moved by ``fieldPath``; an evaluation error names the r
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
-import json
 import re
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import cel
 
-from pilothouse.machinery.apiextensions.cellib import LIBRARY
+from pilothouse.machinery.apiextensions.celcheck import blank_strings, undefined_field
+from pilothouse.machinery.apiextensions.cellib import LIBRARY, desugar_optionals
+from pilothouse.machinery.apiextensions.celvalues import to_cel
+from pilothouse.machinery.apiextensions.correlation import ABSENT, entry, items, same
+from pilothouse.machinery.apiextensions.fieldpath import normalize_field_path
 from pilothouse.machinery.apiextensions.nodes import Schema, node, properties
 from pilothouse.machinery.apiextensions.paths import NIL_PATH, child, go_quote, index, key
 from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.kinds.vcommon import GoValue, duplicate, forbidden, invalid, required
 
-__all__ = ["RuleCompileError", "compile_errors", "field_path_valid", "validate_rules"]
-
-_ABSENT = object()
-_RESERVED = frozenset({"true", "false", "null", "in", "as", "break", "const", "continue", "else", "for",
-                       "function", "if", "import", "let", "loop", "package", "namespace", "return", "var",
-                       "void", "while"})
-_IDENT = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-
+__all__ = ["RuleCompileError", "compile_errors", "validate_rules"]
 
 # -- compiling -------------------------------------------------------------------------------
 
@@ -56,6 +49,9 @@ class RuleCompileError(Exception):
 @functools.lru_cache(maxsize=4096)
 def _compile(expression: str) -> Any:
     """One compiled Program per expression text, shared by every schema that uses it."""
+    code = blank_strings(expression)
+    if ".?" in code or "[?" in code:
+        expression = desugar_optionals(expression, code)
     try:
         return cel.compile(expression)
     except (ValueError, RuntimeError) as exc:
@@ -84,8 +80,9 @@ def _go_rule(rule: dict[str, Any]) -> GoValue:
     return GoValue(rule, text)
 
 
-def compile_errors(s: Schema, path: str, uncorrelatable: str | None) -> list[FieldError]:
-    """The CRD-time errors of one node's rules: syntax, and ``oldSelf`` where nothing correlates."""
+def compile_errors(s: Schema, path: str, uncorrelatable: str | None, is_resource: bool = False) -> list[FieldError]:
+    """The CRD-time errors of one node's rules: syntax, undefined fields, and ``oldSelf`` where
+    nothing correlates. ``is_resource``: the node is the resource root or an embedded resource."""
     errors: list[FieldError] = []
     for i, rule in enumerate(s.get("x-kubernetes-validations") or []):
         if not isinstance(rule, dict):
@@ -94,6 +91,7 @@ def compile_errors(s: Schema, path: str, uncorrelatable: str | None) -> list[Fie
         text = str(rule.get("rule") or "")
         try:
             uses_old = _uses_old_self(text)
+            _check_fields(s, text, is_resource)
         except RuleCompileError as exc:
             errors.append(invalid(child(rule_path, "rule"), _go_rule(rule), f"compilation failed: {exc.detail}"))
             continue
@@ -101,6 +99,7 @@ def compile_errors(s: Schema, path: str, uncorrelatable: str | None) -> list[Fie
         if expression.strip():
             try:
                 _compile(expression)
+                _check_fields(s, expression, is_resource)
             except RuleCompileError as exc:
                 errors.append(invalid(child(rule_path, "messageExpression"), _go_rule(rule),
                                       f"messageExpression compilation failed: {exc.detail}"))
@@ -114,168 +113,80 @@ def compile_errors(s: Schema, path: str, uncorrelatable: str | None) -> list[Fie
     return errors
 
 
-# -- fieldPath ------------------------------------------------------------------------------
-
-_FIELD_PATH_TOKEN = re.compile(r"\.([^.\[\]']+)|\[\s*'((?:[^'\\]|\\.)*)'\s*\]")
-
-
-def normalize_field_path(s: Schema, text: str) -> str | None:
-    """``ValidFieldPath``: a rule's ``fieldPath`` (``.spec.ports['http']``) as a field path relative
-    to the rule's node (``spec.ports[http]``), or None if it does not name a field of the schema.
-
-    Only field names and quoted map keys are allowed; a name is a property where the node has
-    ``properties``, a map key where it has ``additionalProperties``.
-    """
-    path = ""
-    node_: Schema | None = s
-    position = 0
-    text = text.strip()
-    if not text:
-        return None
-    while position < len(text):
-        match = _FIELD_PATH_TOKEN.match(text, position)
-        if not match or node_ is None:
-            return None
-        name = match.group(1) if match.group(1) is not None else re.sub(r"\\(.)", r"\1", match.group(2))
-        declared = properties(node_)
-        if node_.get("properties") is not None:
-            if name not in declared:
-                return None
-            path, node_ = child(path, name), declared[name]
-        elif node_.get("additionalProperties") is not None:
-            path, node_ = key(path, name), node(node_.get("additionalProperties"))
-        else:
-            return None
-        position = match.end()
-    return path
-
-
-def field_path_valid(s: Schema, text: str) -> bool:
-    return normalize_field_path(s, text) is not None
-
-
-def _escape(name: str) -> str:
-    """CEL's escaping of property names that are not identifiers (``foo-bar`` -> ``foo__dash__bar``)."""
-    if name in _RESERVED:
-        return f"__{name}__"
-    if _IDENT.match(name) and "__" not in name:
-        return name
-    out = name.replace("__", "__underscores__")
-    for char, word in ((".", "__dot__"), ("-", "__dash__"), ("/", "__slash__")):
-        out = out.replace(char, word)
-    return out
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def _duration(text: str) -> timedelta | None:
-    """Go's ``time.ParseDuration`` (``1h30m``, ``-1.5s``, ``0``)."""
-    sign, body = (-1, text[1:]) if text.startswith("-") else (1, text.removeprefix("+"))
-    if body == "0":
-        return timedelta(0)
-    seconds, position = 0.0, 0
-    while position < len(body):
-        match = _DURATION_PART.match(body, position)
-        if not match:
-            return None
-        seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        position = match.end()
-    return timedelta(seconds=sign * seconds) if body else None
-
-
-def _formatted(text: str, fmt: Any) -> Any:
-    """A string as CEL sees it: ``date``/``date-time`` are timestamps, ``duration`` a duration,
-    ``byte`` bytes (apiserver/pkg/cel/common/values.go); unparsable ones stay strings."""
-    try:
-        if fmt == "date-time":
-            return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-        if fmt == "date":
-            return datetime.fromisoformat(text).replace(tzinfo=UTC)
-        if fmt == "duration":
-            parsed = _duration(text)
-            return text if parsed is None else parsed
-        if fmt == "byte":
-            return base64.b64decode(text, validate=True)
-    except (ValueError, binascii.Error):
-        return text
-    return text
-
-
-def _to_cel(value: Any, s: Schema | None) -> Any:
-    """The value CEL sees: declared properties under their escaped names, formats converted,
-    integers of ``number`` fields as doubles, the rest as JSON."""
-    if isinstance(value, dict):
-        declared = properties(s)
-        additional = node(s.get("additionalProperties")) if s is not None else None
-        out: dict[str, Any] = {}
-        for name, item in value.items():
-            if name in declared:
-                out[_escape(name)] = _to_cel(item, declared[name])
-            else:
-                out[name] = _to_cel(item, additional)
-        return out
-    if isinstance(value, list):
-        items = node(s.get("items")) if s is not None else None
-        return [_to_cel(item, items) for item in value]
-    if s is not None:
-        if isinstance(value, str) and s.get("format"):
-            return _formatted(value, s.get("format"))
-        if s.get("type") == "number" and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-    return value
+def _check_fields(s: Schema, expression: str, is_resource: bool) -> None:
+    detail = undefined_field(s, expression, is_resource)
+    if detail is not None:
+        raise RuleCompileError(detail)
 
 
 # -- evaluating -----------------------------------------------------------------------------
 
-def validate_rules(schema: Schema, new: Any, old: Any = None) -> list[FieldError]:
-    """Errors of every ``x-kubernetes-validations`` rule over ``new`` (``old`` on update)."""
-    return _validate(schema, NIL_PATH, new, _ABSENT if old is None else old)
+def validate_rules(schema: Schema, new: Any, old: Any = None, *, path: str = NIL_PATH,
+                   warnings: list[str] | None = None) -> list[FieldError]:
+    """Errors of every ``x-kubernetes-validations`` rule over ``new`` (``old`` on update).
+
+    On update a failing rule that does not use ``oldSelf`` is not an error where the value is
+    unchanged from the old object (validation ratcheting, on by default in 1.32): Kubernetes
+    sends it as a warning instead, which is appended to ``warnings`` when a list is given (the
+    rules are not even run otherwise). ``path`` is where ``new`` sits (the resource root by
+    default, which Kubernetes prints as ``<nil>``).
+    """
+    activation = _Activation(warnings)
+    return _validate(schema, path, new, ABSENT if old is None else old, activation)
 
 
-def _validate(s: Schema, path: str, value: Any, old: Any) -> list[FieldError]:
-    errors = _rules_here(s, path, value, old) if value is not None else []
+class _Activation:
+    """One ``cel.Context`` per validation, rebound at each node: building a context (and
+    registering the library) costs twice as much as evaluating a simple rule."""
+
+    def __init__(self, warnings: list[str] | None) -> None:
+        self._context: cel.Context | None = None
+        self.warnings = warnings
+
+    def bind(self, s: Schema, value: Any, old: Any) -> cel.Context:
+        if self._context is None:
+            self._context = cel.Context()
+            for name, function in LIBRARY.items():
+                self._context.add_function(name, function)
+        self._context.add_variable("self", to_cel(value, s))
+        # A stale oldSelf is never read: transition rules are skipped without an old value.
+        if old is not ABSENT:
+            self._context.add_variable("oldSelf", to_cel(old, s))
+        return self._context
+
+
+def _validate(s: Schema, path: str, value: Any, old: Any, activation: _Activation) -> list[FieldError]:
+    errors = _rules_here(s, path, value, old, activation) if value is not None else []
     if isinstance(value, dict):
         declared = properties(s)
         additional = node(s.get("additionalProperties"))
-        old_map = old if isinstance(old, dict) else {}
         base = "" if path == NIL_PATH else path
         for name in sorted(value):
             if name in declared:
-                errors += _validate(declared[name], child(base, name), value[name], old_map.get(name, _ABSENT))
+                errors += _validate(declared[name], child(base, name), value[name], entry(s, old, name, True),
+                                    activation)
             elif additional is not None:
-                correlated = old_map.get(name, _ABSENT) if s.get("x-kubernetes-map-type") != "atomic" else _ABSENT
-                errors += _validate(additional, key(base, name), value[name], correlated)
+                errors += _validate(additional, key(base, name), value[name], entry(s, old, name, False),
+                                    activation)
     elif isinstance(value, list) and isinstance(s.get("items"), dict):
         base = "" if path == NIL_PATH else path
-        olds = _correlate_items(s, value, old)
+        olds = items(s, value, old)
         for i, item in enumerate(value):
-            errors += _validate(s["items"], index(base, i), item, olds[i])
+            errors += _validate(s["items"], index(base, i), item, olds[i], activation)
     return errors
 
 
-def _correlate_items(s: Schema, value: list[Any], old: Any) -> list[Any]:
-    if s.get("x-kubernetes-list-type") != "map" or not isinstance(old, list):
-        return [_ABSENT] * len(value)
-    keys = [k for k in s.get("x-kubernetes-list-map-keys") or [] if isinstance(k, str)]
-
-    def identity(item: Any) -> str | None:
-        if not isinstance(item, dict):
-            return None
-        return json.dumps([item.get(k) for k in keys], sort_keys=True)
-
-    by_key = {identity(item): item for item in old if identity(item) is not None}
-    return [by_key.get(identity(item), _ABSENT) for item in value]
-
-
-def _rules_here(s: Schema, path: str, value: Any, old: Any) -> list[FieldError]:
+def _rules_here(s: Schema, path: str, value: Any, old: Any, activation: _Activation) -> list[FieldError]:
     rules = s.get("x-kubernetes-validations")
     if not isinstance(rules, list) or not rules:
         return []
     errors: list[FieldError] = []
     type_ = str(s.get("type") or "")
     context: cel.Context | None = None
+    # Ratcheting (CRDValidationRatcheting, on in 1.32): on an unchanged value a rule without
+    # oldSelf can only warn, so it need not run unless warnings are collected.
+    unchanged = same(old, value)
+    ratcheted = unchanged and activation.warnings is not None
     for rule in rules:
         if not isinstance(rule, dict):
             continue
@@ -286,10 +197,10 @@ def _rules_here(s: Schema, path: str, value: Any, old: Any) -> list[FieldError]:
         except RuleCompileError as exc:
             errors.append(invalid(path, type_, f"rule compile error: {exc.detail}"))
             continue
-        if uses_old and old is _ABSENT:
+        if (uses_old and old is ABSENT) or (unchanged and not uses_old and not ratcheted):
             continue  # a transition rule only runs when there is an old value to compare with
         if context is None:
-            context = _context(s, value, old)
+            context = activation.bind(s, value, old)
         try:
             result = program.execute(context)
         except Exception as exc:  # any evaluation failure is the rule's error
@@ -301,18 +212,12 @@ def _rules_here(s: Schema, path: str, value: Any, old: Any) -> list[FieldError]:
             if relative:
                 # Upstream appends the normalized path as one child: "<nil>" then disappears.
                 target = child("" if path == NIL_PATH else path, relative)
-            errors.append(_reason_error(target, type_, _message(rule, context), rule.get("reason")))
+            error = _reason_error(target, type_, _message(rule, context), rule.get("reason"))
+            if ratcheted and not uses_old and activation.warnings is not None:
+                activation.warnings.append(error.message())
+            else:
+                errors.append(error)
     return errors
-
-
-def _context(s: Schema, value: Any, old: Any) -> cel.Context:
-    context = cel.Context()
-    for name, function in LIBRARY.items():
-        context.add_function(name, function)
-    context.add_variable("self", _to_cel(value, s))
-    if old is not _ABSENT:
-        context.add_variable("oldSelf", _to_cel(old, s))
-    return context
 
 
 def _rule_text(rule: dict[str, Any]) -> str:
