@@ -157,7 +157,8 @@ def validate_update(new: Object, current: Object, resource: ResourceType, strate
                                              name_rule(resource.group, resource.kind))
     errors.extend(validation.validate_object_meta_update(new["metadata"], current["metadata"],
                                                             require_resource_version=False))
-    errors.extend(strategy.validate(new))
+    if not strategy.validate_update_alone:
+        errors.extend(strategy.validate(new))
     errors.extend(strategy.validate_update(new, current))
     _errors_to_invalid(new, resource, errors)
 

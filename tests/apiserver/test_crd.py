@@ -446,3 +446,21 @@ def test_a_terminating_crd_waits_for_its_instances_and_refuses_creates(server: S
                                            {"metadata": {"finalizers": None}})
     wait_for(lambda: gone(lambda: crds.read_custom_resource_definition("holders.example.com")),
              what="the CRD to go once its last instance went")
+
+
+def test_transition_rules_see_the_old_object(server: ServerProcess) -> None:
+    crd = widget_crd("locks", "Lock", short=())
+    spec_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec_schema["properties"]["id"] = {"type": "string", "x-kubernetes-validations": [
+        {"rule": "self == oldSelf", "message": "id is immutable"}]}
+    apply_crd(server, crd)
+    objects = client.CustomObjectsApi(api(server))
+    objects.create_namespaced_custom_object(
+        GROUP, "v1", "default", "locks",
+        {"apiVersion": "example.com/v1", "kind": "Lock", "metadata": {"name": "l1"}, "spec": {"id": "a"}})
+    assert objects.patch_namespaced_custom_object(GROUP, "v1", "default", "locks", "l1",
+                                                  {"spec": {"size": "small"}})["spec"]["id"] == "a"
+    with pytest.raises(client.ApiException) as changed:
+        objects.patch_namespaced_custom_object(GROUP, "v1", "default", "locks", "l1", {"spec": {"id": "b"}})
+    assert changed.value.status == 422
+    assert "spec.id: Invalid value: \"string\": id is immutable" in json.loads(changed.value.body)["message"]

@@ -82,9 +82,8 @@ def _strategy(group: str, version: str, schema: Schema, crd_version: Object, sta
         return schemas.validate_instance(schema, obj) + schemas.validate_rules(schema, obj, None)
 
     def validate_update(new: Object, old: Object) -> list[FieldError]:
-        # validate() ran on ``new`` already; transition rules need the old object as well.
-        return [e for e in schemas.validate_rules(schema, new, old)
-                if e not in schemas.validate_rules(schema, new, None)]
+        # The rules see the old object: transition rules (oldSelf), and ratcheting of unchanged values.
+        return schemas.validate_instance(schema, new) + schemas.validate_rules(schema, new, old)
 
     def prepare_for_create(obj: Object) -> None:
         if status_enabled:
@@ -111,7 +110,7 @@ def _strategy(group: str, version: str, schema: Schema, crd_version: Object, sta
 
     return Strategy(default=default, validate=validate, validate_update=validate_update,
                     prepare_for_create=prepare_for_create, prepare_for_update=prepare_for_update,
-                    selectable_fields=selectable_fields, decorate=decorate)
+                    selectable_fields=selectable_fields, decorate=decorate, validate_update_alone=True)
 
 
 def _status_strategy(main: Strategy) -> Strategy:

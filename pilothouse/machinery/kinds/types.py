@@ -108,6 +108,10 @@ class Strategy:
     validate: Callable[[Object], list[FieldError]] = no_field_errors
     #: Extra validation on update (new, old).
     validate_update: Callable[[Object, Object], list[FieldError]] = no_field_errors
+    #: Whether ``validate_update`` is the whole update validation, ``validate`` not run first (a
+    #: custom resource's CEL rules judge an update against the old object: transition rules and
+    #: ratcheting).
+    validate_update_alone: bool = False
     #: Clear what a create may not set (status), set generation.
     prepare_for_create: Callable[[Object], None] = no_op
     #: Restore what an update may not change (new, old).
