@@ -26,8 +26,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-import orjson
-
+from pilothouse.apiserver.objects import decode_stored
 from pilothouse.apiserver.registry import DeleteOptions, ListOptions, ResourceStorage, WriteContext
 from pilothouse.machinery import meta
 from pilothouse.machinery.errors import StatusError
@@ -74,7 +73,7 @@ class CRDController:
         follow changes."""
         listing = await self.store.list(_PREFIX)
         for kv in listing.items:
-            self._observe(kv.key, orjson.loads(kv.value))
+            self._observe(kv.key, decode_stored(kv))
         for name in sorted(self.crds):
             await self._sync_safely(name)
         loop = asyncio.get_running_loop()
@@ -112,7 +111,7 @@ class CRDController:
                 async for event in self.store.watch(_PREFIX, revision):
                     revision = event.revision
                     deleted = event.type is EventType.DELETE
-                    self._observe(event.kv.key, None if deleted else orjson.loads(event.kv.value))
+                    self._observe(event.kv.key, None if deleted else decode_stored(event.kv))
             except asyncio.CancelledError:
                 raise
             except CompactedError:

@@ -131,15 +131,25 @@ class ResourceStorage:
         self.store = store
         self.namespaces = namespaces
         self.hooks = hooks or StorageHooks()
+        # How a value written through this resource begins (encode_for_store puts apiVersion first).
+        self._stored_prefix = b'{"apiVersion":' + orjson.dumps(resource.api_version)
 
     # ----------------------------------------------------------------- reads
 
     def _decode(self, kv: KeyValue) -> Object:
         obj = decode_stored(kv)
-        decorate = self.resource.strategy.decorate
-        if decorate is not None:
-            decorate(obj)
+        if self._needs_decorating(kv):
+            self.resource.strategy.decorate(obj)  # type: ignore[misc]
         return obj
+
+    def _needs_decorating(self, kv: KeyValue) -> bool:
+        """Whether a stored object must pass the strategy's decorator before it is served: not
+        when it was written in the served version after the decorator last changed (it was
+        shaped by the same rules at write time), which lets most reads skip decoding."""
+        strategy = self.resource.strategy
+        if strategy.decorate is None:
+            return False
+        return kv.mod_revision <= strategy.decorated_through or not kv.value.startswith(self._stored_prefix)
 
     def _key(self, namespace: str | None, name: str) -> str:
         return self.resource.key(namespace if self.resource.namespaced else None, name)
@@ -162,7 +172,7 @@ class ResourceStorage:
     async def get_json(self, namespace: str | None, name: str) -> bytes:
         """GET without decoding: the stored JSON with its resourceVersion."""
         kv = await self._get_kv(namespace, name)
-        if self.resource.strategy.decorate is not None:
+        if self._needs_decorating(kv):
             return orjson.dumps(self._decode(kv))
         return stored_json(kv)
 
@@ -187,7 +197,6 @@ class ResourceStorage:
         if options.continue_token:
             revision, start_after = decode_continue(options.continue_token, prefix)
         filtered = not (options.label_selector.empty() and options.field_selector.empty())
-        decorated = self.resource.strategy.decorate is not None
         limit = options.limit
         returned = 0
         try:
@@ -202,7 +211,7 @@ class ResourceStorage:
                 for index, kv in enumerate(batch.items):
                     start_after = kv.key
                     obj = None
-                    if filtered or decorated:
+                    if filtered or self._needs_decorating(kv):
                         obj = self._decode(kv)
                     if filtered and (obj is None or not self.matches(obj, options.label_selector,
                                                                       options.field_selector)):
@@ -485,7 +494,7 @@ class ResourceStorage:
                 f"too old resource version: {revision} ({error.revision})").to_status())
 
     def _translate(self, event: Any, labels: LabelSelector, fields: FieldSelector) -> WatchEvent | None:
-        if labels.empty() and fields.empty() and self.resource.strategy.decorate is None:
+        if labels.empty() and fields.empty() and not self._needs_decorating(event.kv):
             if event.type is EventType.DELETE:
                 return WatchEvent("DELETED", json=stored_json(event.kv))
             return WatchEvent("MODIFIED" if event.prev is not None else "ADDED", json=stored_json(event.kv))

@@ -64,8 +64,10 @@ def _bump_generation(new: Object, old: Object, ignored: tuple[str, ...]) -> None
     new["metadata"]["generation"] = generation + 1 if changed else generation
 
 
-def _strategy(group: str, version: str, schema: Schema, crd_version: Object, status_enabled: bool) -> Strategy:
-    """customresource/strategy.go over ``schema``, the version's ``openAPIV3Schema``."""
+def _strategy(group: str, version: str, schema: Schema, crd_version: Object, status_enabled: bool,
+              through: int) -> Strategy:
+    """customresource/strategy.go over ``schema``, the version's ``openAPIV3Schema``; objects
+    stored after resourceVersion ``through`` (the CRD's) were defaulted by it already."""
     api_version = f"{group}/{version}"
     selectable = [(f["jsonPath"], json_path(f["jsonPath"])) for f in crd_version.get("selectableFields") or ()
                   if isinstance(f, dict) and f.get("jsonPath")]
@@ -110,7 +112,8 @@ def _strategy(group: str, version: str, schema: Schema, crd_version: Object, sta
 
     return Strategy(default=default, validate=validate, validate_update=validate_update,
                     prepare_for_create=prepare_for_create, prepare_for_update=prepare_for_update,
-                    selectable_fields=selectable_fields, decorate=decorate, validate_update_alone=True)
+                    selectable_fields=selectable_fields, decorate=decorate, decorated_through=through,
+                    validate_update_alone=True)
 
 
 def _status_strategy(main: Strategy) -> Strategy:
@@ -159,13 +162,15 @@ def custom_resource_types(crd: Object) -> list[ResourceType]:
     group, kind, plural = spec.get("group", ""), names.get("kind", ""), names.get("plural", "")
     versions = sorted((v for v in spec.get("versions") or () if v.get("served")),
                       key=lambda v: version_priority(v.get("name", "")))
+    # Objects written after the CRD was (the stored form carries no resourceVersion: 0 = always).
+    through = int((crd.get("metadata") or {}).get("resourceVersion") or 0) or 1 << 62
     rows: list[ResourceType] = []
     for crd_version in versions:
         version = crd_version["name"]
         subresources = crd_version.get("subresources") or {}
         status_enabled = "status" in subresources
         schema = (crd_version.get("schema") or {}).get("openAPIV3Schema") or {"type": "object"}
-        strategy = _strategy(group, version, schema, crd_version, status_enabled)
+        strategy = _strategy(group, version, schema, crd_version, status_enabled, through)
         scale = None
         if isinstance(subresources.get("scale"), dict):
             spec_scale = subresources["scale"]

@@ -132,6 +132,10 @@ class Strategy:
     #: shown in the version it was asked for. None (the usual case) keeps the stored bytes as they
     #: are, which lets reads skip decoding.
     decorate: Callable[[Object], None] | None = None
+    #: The resourceVersion up to which stored objects predate ``decorate``'s rules (a CRD's
+    #: schema change): later ones stored in the served version were shaped by them when written
+    #: and are served without it.
+    decorated_through: int = 0
     #: Whether PUT on a missing object creates it.
     allow_create_on_update: bool = False
     #: Whether an update without resourceVersion is allowed (last write wins).
