@@ -127,7 +127,7 @@ class RestHandler:
             await response.write(b'{"kind":"Table","apiVersion":"meta.k8s.io/v1","columnDefinitions":'
                                  + orjson.dumps(head["columnDefinitions"]) + b',"rows":[')
         else:
-            await response.write(b'{"kind":"' + resource.kind.encode() + b'List","apiVersion":"'
+            await response.write(b'{"kind":"' + resource.list_kind.encode() + b'","apiVersion":"'
                                  + resource.api_version.encode() + b'","items":[')
         revision = token = ""
         separator = b""
@@ -212,7 +212,7 @@ class RestHandler:
         deleted = await storage.delete_collection(namespace, options.list_options(request.query),
                                                   delete_options, ctx)
         resource = storage.resource
-        return codec.json_response({"kind": f"{resource.kind}List", "apiVersion": resource.api_version,
+        return codec.json_response({"kind": resource.list_kind, "apiVersion": resource.api_version,
                                     "metadata": {}, "items": deleted})
 
 

@@ -332,11 +332,15 @@ def test_several_versions_with_none_conversion(server: ServerProcess) -> None:
 
 
 def test_cluster_scoped_custom_resource(server: ServerProcess) -> None:
-    apply_crd(server, widget_crd("realms", "Realm", short=(), scope="Cluster"))
+    crd = widget_crd("realms", "Realm", short=(), scope="Cluster")
+    crd["spec"]["names"]["listKind"] = "RealmCatalog"
+    apply_crd(server, crd)
     server.kubectl("apply", "-f", "-", input=yaml.safe_dump(
         {"apiVersion": "example.com/v1", "kind": "Realm", "metadata": {"name": "north"}, "spec": {}}))
     realm = json.loads(server.kubectl("get", "realm", "north", "-o", "json").stdout)
     assert "namespace" not in realm["metadata"] and realm["spec"]["size"] == "medium"
+    listed = json.loads(server.kubectl("get", "--raw", "/apis/example.com/v1/realms").stdout)
+    assert listed["kind"] == "RealmCatalog" and [i["metadata"]["name"] for i in listed["items"]] == ["north"]
 
 
 def test_garbage_collector_and_namespace_deletion(server: ServerProcess) -> None:

@@ -184,6 +184,6 @@ def custom_resource_types(crd: Object) -> list[ResourceType]:
             schema=schemas.typed_schema(crd, version), prune=_pruner(schema),
             printer=_printer(crd_version.get("additionalPrinterColumns") or []),
             openapi=_openapi(crd, group, version, kind), strategic_merge_patch=False,
-            singular_name=names.get("singular", ""),
+            singular_name=names.get("singular", ""), list_kind_name=names.get("listKind", ""),
         ))
     return rows

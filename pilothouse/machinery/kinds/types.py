@@ -201,10 +201,16 @@ class ResourceType:
     strategic_merge_patch: bool = True
     #: The singular name when it is not the lower-cased kind (custom resources name theirs).
     singular_name: str = ""
+    #: The list's kind when it is not ``<kind>List`` (a CRD's ``names.listKind``).
+    list_kind_name: str = ""
 
     @property
     def singular(self) -> str:
         return self.singular_name or self.kind.lower()
+
+    @property
+    def list_kind(self) -> str:
+        return self.list_kind_name or f"{self.kind}List"
 
     def object_schema(self) -> Schema | None:
         """The schema objects of this kind are checked, patched and applied against."""
