@@ -63,6 +63,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], list[str]]] = [
                                   "&& self.name.lowerAscii() == 'abc' && size(self.name) == 3"},
      {"name": "abc"}, []),
     ("has and macros", {"rule": "!has(self.name) || ['a', 'b'].exists(x, x == self.name)"}, {"replicas": 1}, []),
+    ("null fields are absent", {"rule": "!has(self.name)"}, {"replicas": 1, "name": None}, []),
 ]
 
 

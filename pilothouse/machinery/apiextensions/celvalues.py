@@ -2,7 +2,8 @@
 
 Declared properties under their CEL-escaped names (``foo-bar`` is ``foo__dash__bar``), strings of
 ``format: date``/``date-time`` as timestamps, ``duration`` as durations, ``byte`` as bytes, and
-integers of ``number`` fields as doubles; everything else as decoded JSON.
+integers of ``number`` fields as doubles, null fields left out (``has()`` is false for them);
+everything else as decoded JSON.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ def to_cel(value: Any, s: Schema | None) -> Any:
         additional = node(s.get("additionalProperties")) if s is not None else None
         out: dict[str, Any] = {}
         for name, item in value.items():
+            if item is None and name in declared:
+                continue  # a null field is an absent one for CEL (has() is false)
             if name in declared:
                 out[_escape(name)] = to_cel(item, declared[name])
             else:
