@@ -45,6 +45,9 @@ CELLS: list[tuple[str, str, str, Any]] = [
     ("filter", "string", '.status.conditions[?(@.type=="Ready")].status', "False"),
     ("escaped dots", "string", ".metadata.labels.app\\.kubernetes\\.io/name", "web"),
     ("braces are accepted", "integer", "{.spec.replicas}", 3),
+    ("quoted key", "string", ".metadata.labels['app.kubernetes.io/name']", "web"),
+    ("recursive descent", "string", "..hosts[1]", "baz"),
+    ("negative index", "string", ".spec.servers[-1].hosts[0]", "bar"),
     ("date is an age", "date", ".spec.expires", "2d"),
     ("bad date", "date", ".spec.when", "<invalid>"),
 ]

@@ -44,6 +44,12 @@ def test_blocking_errors_skip_the_rules() -> None:
     ]
 
 
+def test_no_rules_no_blocking_error() -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    assert [e.message() for e in validate_custom_resource(schema, {"n": "x"})] == [
+        'n: Invalid value: "string": n in body must be of type integer: "string"']
+
+
 def test_prior_errors_also_block() -> None:
     prior = [FieldError("FieldValueRequired", "metadata.name", "name or generateName is required")]
     messages = [e.message() for e in validate_custom_resource(SCHEMA, {"spec": {"min": 3, "max": 1}}, prior=prior)]

@@ -63,6 +63,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], list[str]]] = [
                                   "&& self.name.lowerAscii() == 'abc' && size(self.name) == 3"},
      {"name": "abc"}, []),
     ("has and macros", {"rule": "!has(self.name) || ['a', 'b'].exists(x, x == self.name)"}, {"replicas": 1}, []),
+    ("null fields are absent", {"rule": "!has(self.name)"}, {"replicas": 1, "name": None}, []),
 ]
 
 
@@ -119,6 +120,14 @@ def test_escaped_property_names() -> None:
     schema = _spec({"foo-bar": {"type": "string"}}, {"rule": "self.foo__dash__bar == 'ok'"})
     assert _messages(schema, {"spec": {"foo-bar": "ok"}}) == []
     assert len(_messages(schema, {"spec": {"foo-bar": "no"}})) == 1
+
+
+def test_keyword_property_names() -> None:
+    props = {"namespace": {"type": "integer"}, "if": {"type": "integer"}, "true": {"type": "integer"}}
+    schema = _spec(props, {"rule": "self.namespace == 1 && self.__namespace__ == 1 && self.if == 2 "
+                                   "&& self.__if__ == 2 && self.__true__ == 3"})
+    assert validate_crd_schema(schema, CRD_PATH) == []
+    assert _messages(schema, {"spec": {"namespace": 1, "if": 2, "true": 3}}) == []
 
 
 CRD_PATH = "spec.versions[0].schema.openAPIV3Schema"

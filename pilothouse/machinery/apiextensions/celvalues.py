@@ -2,7 +2,8 @@
 
 Declared properties under their CEL-escaped names (``foo-bar`` is ``foo__dash__bar``), strings of
 ``format: date``/``date-time`` as timestamps, ``duration`` as durations, ``byte`` as bytes, and
-integers of ``number`` fields as doubles; everything else as decoded JSON.
+integers of ``number`` fields as doubles, null fields left out (``has()`` is false for them);
+everything else as decoded JSON.
 """
 
 from __future__ import annotations
@@ -23,16 +24,23 @@ _RESERVED = frozenset({"true", "false", "null", "in", "as", "break", "const", "c
 _IDENT = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
-def _escape(name: str) -> str:
-    """CEL's escaping of property names that are not identifiers (``foo-bar`` -> ``foo__dash__bar``)."""
+_LITERALS = frozenset({"true", "false", "null", "in"})
+
+
+def _names(name: str) -> tuple[str, ...]:
+    """The field names CEL knows a property by: escaped where it is no identifier (``foo-bar`` is
+    ``foo__dash__bar``); a keyword both as is and escaped (``__if__``, since 1.30), except the
+    literals ``true``, ``false``, ``null`` and ``in``, which only work escaped."""
+    if name in _LITERALS:
+        return (f"__{name}__",)
     if name in _RESERVED:
-        return f"__{name}__"
+        return (name, f"__{name}__")
     if _IDENT.match(name) and "__" not in name:
-        return name
+        return (name,)
     out = name.replace("__", "__underscores__")
     for char, word in ((".", "__dot__"), ("-", "__dash__"), ("/", "__slash__")):
         out = out.replace(char, word)
-    return out
+    return (out,)
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -80,8 +88,12 @@ def to_cel(value: Any, s: Schema | None) -> Any:
         additional = node(s.get("additionalProperties")) if s is not None else None
         out: dict[str, Any] = {}
         for name, item in value.items():
+            if item is None and name in declared:
+                continue  # a null field is an absent one for CEL (has() is false)
             if name in declared:
-                out[_escape(name)] = to_cel(item, declared[name])
+                converted = to_cel(item, declared[name])
+                for alias in _names(name):
+                    out[alias] = converted
             else:
                 out[name] = to_cel(item, additional)
         return out

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 from jsonpath_ng.ext import parse  # type: ignore[attr-defined]
 
 from pilothouse.machinery.apiextensions.paths import child, go_json, go_number, go_quote
@@ -58,15 +57,17 @@ def parse_json_path(path: str) -> Any:
             out.append(text[position:end + 1])
             position = end + 1
             continue
-        match = _NAME_SEGMENT.match(text, position)
+        descend = text.startswith("..", position)  # recursive descent
+        match = _NAME_SEGMENT.match(text, position + 1 if descend else position)
         if not match:
             raise InvalidColumnPath(f"unrecognized column definition {go_quote(path)}")
         name = re.sub(r"\\(.)", r"\1", match.group(1))
-        out.append("." + json.dumps(name) if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else "." + name)
+        quoted = name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else json.dumps(name)
+        out.append((".." if descend else ".") + quoted)
         position = match.end()
     try:
         return parse("".join(out))
-    except (JsonPathLexerError, JsonPathParserError, Exception) as exc:
+    except Exception as exc:  # jsonpath-ng raises its lexer and parser errors and plain ones alike
         raise InvalidColumnPath(f"unrecognized column definition {go_quote(path)}") from exc
 
 

@@ -36,7 +36,18 @@ def validate_custom_resource(schema: Schema, obj: Any, old: Any = None, prior: S
     ``warnings`` when given (Kubernetes returns them as ``Warning`` headers).
     """
     errors = validate_instance(schema, obj, old)
+    if not _has_rules(schema):
+        return errors  # upstream has no CEL validator at all then, nor its "not checked" error
     if any(e.type in _BLOCKING for e in (*prior, *errors)):
         # field.Invalid(nil, nil, ...): a nil value prints as "null".
         return [*errors, invalid(NIL_PATH, "null", RULES_NOT_CHECKED)]
     return errors + validate_rules(schema, obj, old, warnings=warnings)
+
+
+def _has_rules(s: Any) -> bool:
+    if not isinstance(s, dict):
+        return False
+    if s.get("x-kubernetes-validations"):
+        return True
+    subs = [*(s.get("properties") or {}).values(), s.get("items"), s.get("additionalProperties")]
+    return any(_has_rules(sub) for sub in subs)
