@@ -136,6 +136,12 @@ def test_custom_resource_end_to_end(server: ServerProcess, widgets: client.Custo
             GROUP, "v1", "default", "widgets",
             {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w2"},
              "spec": {"colour": "red"}}, field_validation="Strict")
+    with pytest.raises(client.ApiException) as strict_meta:
+        widgets.create_namespaced_custom_object(
+            GROUP, "v1", "default", "widgets",
+            {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w2", "colour": "red"}},
+            field_validation="Strict")
+    assert 'unknown field "metadata.colour"' in json.loads(strict_meta.value.body)["message"]
     assert strict.value.status == 400
     assert 'Widget in version "v1" cannot be handled as a Widget: strict decoding error: unknown field ' \
            '"spec.colour"' in json.loads(strict.value.body)["message"]
@@ -207,6 +213,10 @@ def test_custom_resource_end_to_end(server: ServerProcess, widgets: client.Custo
     ignored = widgets.patch_namespaced_custom_object(GROUP, "v1", "default", "widgets", "w1",
                                                      {"status": {"replicas": 7}})
     assert ignored["status"]["replicas"] == 3
+    # /status changes nothing but status (custom resources: not even annotations).
+    only_status = widgets.patch_namespaced_custom_object_status(
+        GROUP, "v1", "default", "widgets", "w1", {"metadata": {"annotations": {"a": "b"}}})
+    assert "a" not in (only_status["metadata"].get("annotations") or {})
 
     # Scale through the scale subresource (kubectl and the client).
     server.kubectl("scale", "widget", "w1", "--replicas=5")

@@ -25,11 +25,12 @@ from pilothouse.machinery.kinds.types import (
     ResourceType,
     ScaleSpec,
     Strategy,
-    keep_all_but_status,
     selectable_metadata,
 )
+from pilothouse.machinery.pruning import prune_unknown_fields
 from pilothouse.machinery.schema import Schema
 from pilothouse.machinery.tables.columns import NAME, Column, Printer
+from pilothouse.machinery.validation import check_against_schema
 
 __all__ = ["custom_resource_types", "json_path", "version_priority"]
 
@@ -116,18 +117,41 @@ def _strategy(group: str, version: str, schema: Schema, crd_version: Object, sta
                     validate_update_alone=True)
 
 
-def _status_strategy(main: Strategy) -> Strategy:
-    def prepare(new: Object, old: Object) -> None:
-        keep_all_but_status(new, old)
+def _keep_all_but_status(new: Object, old: Object) -> None:
+    """customresource/status_strategy.go: /status changes status only; the managedFields written
+    for the change are kept (built-ins also let /status set annotations, custom resources do not)."""
+    status = new.get("status")
+    managed = (new.get("metadata") or {}).get("managedFields")
+    new.clear()
+    new.update(meta.clone(old))
+    new["metadata"].pop("managedFields", None)
+    if managed is not None:
+        new["metadata"]["managedFields"] = managed
+    if status is None:
+        new.pop("status", None)
+    else:
+        new["status"] = status
 
-    return replace(main, prepare_for_update=prepare, validate_update=main.validate_update)
+
+def _status_strategy(main: Strategy) -> Strategy:
+    return replace(main, prepare_for_update=_keep_all_but_status)
 
 
 # ---------------------------------------------------------------------------- printer and OpenAPI
 
+#: What a custom resource's metadata may hold: ObjectMeta, checked as for any kind.
+_METADATA_ONLY: Schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True, "properties": {
+    "metadata": {"$ref": "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}}}
+
+
 def _pruner(schema: Schema) -> Callable[[Object], list[str]]:
     def prune(obj: Object) -> list[str]:
-        return schemas.prune(schema, obj)
+        # Unknown metadata fields are dropped (and reported) as ObjectMeta's decoding does;
+        # everything else is the CRD schema's structural pruning.
+        unknown = check_against_schema({"metadata": obj.get("metadata")}, _METADATA_ONLY).unknown_fields
+        if unknown:
+            prune_unknown_fields(obj, _METADATA_ONLY)
+        return list(dict.fromkeys(unknown)) + schemas.prune(schema, obj)
 
     return prune
 
