@@ -111,6 +111,14 @@ def _validate_version(version: Object, path: str) -> list[FieldError]:
     return errors
 
 
+def _go_versions(versions: list[Object]) -> v.GoValue:
+    """``spec.Versions`` as Go's %#v starts printing it (the fields that decide these errors)."""
+    items = ", ".join(f'apiextensions.CustomResourceDefinitionVersion{{Name:"{x.get("name", "")}", '
+                      f'Served:{str(bool(x.get("served"))).lower()}, Storage:{str(bool(x.get("storage"))).lower()}}}'
+                      for x in versions)
+    return v.GoValue(versions, f"[]apiextensions.CustomResourceDefinitionVersion{{{items}}}")
+
+
 def _validate_spec(spec: Object) -> list[FieldError]:
     errors: list[FieldError] = []
     group = spec.get("group") or ""
@@ -126,18 +134,18 @@ def _validate_spec(spec: Object) -> list[FieldError]:
     elif scope not in _SCOPES:
         errors.append(v.not_supported("spec.scope", scope, _SCOPES))
     versions = [x for x in spec.get("versions") or () if isinstance(x, dict)]
-    if not versions:
-        errors.append(v.invalid("spec.versions", [], "must have exactly one version marked as storage version"))
-    names_seen = [x.get("name") for x in versions]
-    if len(set(names_seen)) != len(names_seen):
-        errors.append(v.invalid("spec.versions", names_seen, "must contain unique version names"))
-    if versions and sum(1 for x in versions if x.get("storage")) != 1:
-        errors.append(v.invalid("spec.versions", names_seen, "must have exactly one version marked as storage "
-                                "version"))
-    if versions and not any(x.get("served") for x in versions):
-        errors.append(v.invalid("spec.versions", names_seen, "must have at least one version marked as served"))
+    # Each version's own errors first, then those of the list (as the Go loop reports them).
     for index, version in enumerate(versions):
         errors += _validate_version(version, f"spec.versions[{index}]")
+    names_seen = [x.get("name") for x in versions]
+    shown = _go_versions(versions)
+    if len(set(names_seen)) != len(names_seen):
+        errors.append(v.invalid("spec.versions", shown, "must contain unique version names"))
+    if sum(1 for x in versions if x.get("storage")) != 1:
+        errors.append(v.invalid("spec.versions", shown, "must have exactly one version marked as storage "
+                                "version"))
+    if versions and not any(x.get("served") for x in versions):
+        errors.append(v.invalid("spec.versions", shown, "must have at least one version marked as served"))
     names = spec.get("names") or {}
     for key in ("plural", "singular", "kind", "listKind"):
         if not names.get(key):
