@@ -144,8 +144,6 @@ def _validate_spec(spec: Object) -> list[FieldError]:
     if sum(1 for x in versions if x.get("storage")) != 1:
         errors.append(v.invalid("spec.versions", shown, "must have exactly one version marked as storage "
                                 "version"))
-    if versions and not any(x.get("served") for x in versions):
-        errors.append(v.invalid("spec.versions", shown, "must have at least one version marked as served"))
     names = spec.get("names") or {}
     for key in ("plural", "singular", "kind", "listKind"):
         if not names.get(key):
