@@ -478,3 +478,24 @@ def test_transition_rules_see_the_old_object(server: ServerProcess) -> None:
         objects.patch_namespaced_custom_object(GROUP, "v1", "default", "locks", "l1", {"spec": {"id": "b"}})
     assert changed.value.status == 422
     assert "spec.id: Invalid value: \"string\": id is immutable" in json.loads(changed.value.body)["message"]
+
+
+def test_defaults_apply_on_read_after_the_schema_changes(server: ServerProcess) -> None:
+    crd = widget_crd("paints", "Paint", short=())
+    apply_crd(server, crd)
+    objects = client.CustomObjectsApi(api(server))
+    objects.create_namespaced_custom_object(
+        GROUP, "v1", "default", "paints",
+        {"apiVersion": "example.com/v1", "kind": "Paint", "metadata": {"name": "p1"}, "spec": {}})
+    spec_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec_schema["properties"]["colour"] = {"type": "string", "default": "blue"}
+    server.kubectl("apply", "-f", "-", input=json.dumps(crd))
+
+    def defaulted() -> bool:
+        obj = objects.get_namespaced_custom_object(GROUP, "v1", "default", "paints", "p1")
+        return bool(obj["spec"].get("colour") == "blue")
+
+    # Stored before the new default existed: served with it (get, list), without a write.
+    wait_for(defaulted, what="the new default on read")
+    listed = objects.list_namespaced_custom_object(GROUP, "v1", "default", "paints")["items"]
+    assert [item["spec"]["colour"] for item in listed] == ["blue"]
