@@ -201,7 +201,8 @@ LIBRARY_RULES = [
     "self.m.all(k, v, v == 'v') && self.names.exists(i, n, i == 2 && n == 'c') && self.nums.existsOne(i, n, n == 3)",
     "self.names.transformList(i, n, i > 0, n + 'x') == ['bx', 'cx'] "
     "&& self.m.transformMap(k, v, v + '!')['k'] == 'v!'",
-    "self.m.transformMapEntry(k, v, {v: k}) == {'v': 'k'} && self.names.all(i, a, self.names.all(j, b, i == j || a != b))",
+    "self.m.transformMapEntry(k, v, {v: k}) == {'v': 'k'} "
+    "&& self.names.all(i, a, self.names.all(j, b, i == j || a != b))",
 ]
 
 
