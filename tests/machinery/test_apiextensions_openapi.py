@@ -132,3 +132,12 @@ def test_v2_definition_is_what_kubectl_can_read() -> None:
     preserving = openapi_v2_schema(_crd({"type": "object", "x-kubernetes-preserve-unknown-fields": True}), "v1")
     assert preserving == {"type": "object", "x-kubernetes-group-version-kind": [
         {"group": "stable.example.com", "kind": "CronTab", "version": "v1"}]}
+
+
+def test_selectable_fields_are_published() -> None:
+    crd = _crd(SCHEMA)
+    crd["spec"]["versions"][0]["selectableFields"] = [{"jsonPath": ".spec.cronSpec"}]
+    expected = [{"fieldPath": "spec.cronSpec"}]
+    assert openapi_schema(crd, "v1")["x-kubernetes-selectable-fields"] == expected
+    assert openapi_list_schema(crd, "v1")["x-kubernetes-selectable-fields"] == expected
+    assert "x-kubernetes-selectable-fields" not in openapi_schema(_crd(SCHEMA), "v1")

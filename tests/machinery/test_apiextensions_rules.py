@@ -198,6 +198,11 @@ LIBRARY_RULES = [
     "self.?m.?k.orValue('') == 'v' && self.?m.?nope.orValue('d') == 'd' && !self.?absent.hasValue()",
     "self.names[?1].orValue('') == 'b' && self.names[?7].orValue('z') == 'z' && self.m[?'k'].value() == 'v'",
     "self.csv != 'x.?y' && optional.none().orValue(1) == 1",
+    "self.m.all(k, v, v == 'v') && self.names.exists(i, n, i == 2 && n == 'c') && self.nums.existsOne(i, n, n == 3)",
+    "self.names.transformList(i, n, i > 0, n + 'x') == ['bx', 'cx'] "
+    "&& self.m.transformMap(k, v, v + '!')['k'] == 'v!'",
+    "self.m.transformMapEntry(k, v, {v: k}) == {'v': 'k'} "
+    "&& self.names.all(i, a, self.names.all(j, b, i == j || a != b))",
 ]
 
 

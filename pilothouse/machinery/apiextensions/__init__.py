@@ -14,6 +14,7 @@ it describes, one module per step:
   skipped after blocking errors, ratcheting on update;
 - :func:`printer_columns` (``columns``): server-side Table columns and cells, and
   :func:`validate_printer_columns`, the CRD checks of ``additionalPrinterColumns``;
+- :func:`validate_selectable_fields` (``selectable``): the CRD checks of ``selectableFields``;
 - :func:`openapi_schema` (``openapi``): the published OpenAPI v3 component schema, and
   :func:`typed_schema`, the same with ``#/$defs/`` references for patch and apply typing, and
   :func:`openapi_v2_schema`, the Swagger 2.0 definition.
@@ -36,6 +37,7 @@ from pilothouse.machinery.apiextensions.openapi import (
 )
 from pilothouse.machinery.apiextensions.pruning import prune
 from pilothouse.machinery.apiextensions.rules import validate_rules
+from pilothouse.machinery.apiextensions.selectable import validate_selectable_fields
 
 __all__ = [
     "InvalidColumnPath",
@@ -53,4 +55,5 @@ __all__ = [
     "validate_instance",
     "validate_printer_columns",
     "validate_rules",
+    "validate_selectable_fields",
 ]

@@ -20,7 +20,7 @@ import cel
 
 from pilothouse.machinery.kinds.quantity import parse_quantity
 
-__all__ = ["LIBRARY", "desugar_optionals"]
+__all__ = ["LIBRARY"]
 
 _QUANTITY = "__k8s_quantity__"
 _URL = "__k8s_url__"
@@ -207,41 +207,21 @@ def _opt_index(receiver: Any, key: Any) -> Any:
     return _opt_select(value, key) if found else cel.OptionalValue.none()
 
 
-_OPTIONAL_SELECT = re.compile(r"\.\?\s*([A-Za-z_][A-Za-z0-9_]*)")
+def _entries(receiver: Any) -> list[list[Any]]:
+    """[key, value] pairs of a map, [index, value] pairs of a list (two-variable comprehensions)."""
+    if isinstance(receiver, dict):
+        return [[k, v] for k, v in receiver.items()]
+    return [[i, v] for i, v in enumerate(receiver)]
 
 
-def desugar_optionals(expression: str, code: str) -> str:
-    """``x.?f`` as ``x.optSelect('f')`` and ``x[?k]`` as ``x.optIndex(k)``: the interpreter has
-    optional values but not this syntax. ``code`` is ``expression`` with string literals blanked
-    (same offsets), so that only real operators are rewritten."""
-    out: list[str] = []
-    position = 0
-    closers: list[int] = []  # offsets of the "]" that close rewritten "[?"
-    index = 0
-    while index < len(code):
-        if code.startswith(".?", index):
-            match = _OPTIONAL_SELECT.match(code, index)
-            if match:
-                out.append(expression[position:index] + f".optSelect('{match.group(1)}')")
-                position = index = match.end()
-                continue
-        if code.startswith("[?", index):
-            depth, end = 0, index
-            for end in range(index, len(code)):
-                depth += {"[": 1, "]": -1}.get(code[end], 0)
-                if depth == 0:
-                    break
-            out.append(expression[position:index] + ".optIndex(")
-            closers.append(end)
-            position = index = index + 2
-            continue
-        if closers and index == closers[-1]:
-            out.append(expression[position:index] + ")")
-            closers.pop()
-            position = index = index + 1
-            continue
-        index += 1
-    return "".join(out) + expression[position:]
+def _merge_maps(maps: list[dict[Any, Any]]) -> dict[Any, Any]:
+    merged: dict[Any, Any] = {}
+    for entry in maps:
+        for k, v in entry.items():
+            if k in merged:
+                raise ValueError(f"insert failed: key {k!r} already exists")
+            merged[k] = v
+    return merged
 
 
 LIBRARY: dict[str, Callable[..., Any]] = {
@@ -299,4 +279,7 @@ LIBRARY: dict[str, Callable[..., Any]] = {
     "masked": lambda cidr: {_CIDR: str(_network(cidr))},
     "optSelect": _opt_select,
     "optIndex": _opt_index,
+    "kubeTwoVarEntries": _entries,
+    "kubePairsToMap": lambda pairs: {p[0]: p[1] for p in pairs},
+    "kubeMergeMaps": _merge_maps,
 }

@@ -12,40 +12,101 @@ import re
 from pilothouse.machinery.apiextensions.nodes import Schema, node, properties
 from pilothouse.machinery.apiextensions.paths import child, key
 
-__all__ = ["field_path_valid", "normalize_field_path"]
+__all__ = ["FieldPathError", "field_path_valid", "normalize_field_path", "resolve_field_path"]
 
-_FIELD_PATH_TOKEN = re.compile(r"\.([^.\[\]']+)|\[\s*'((?:[^'\\]|\\.)*)'\s*\]")
+_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "'": "'", "\\": "\\"}
+
+
+class FieldPathError(ValueError):
+    """Why a path is not valid, in ``ValidFieldPath``'s words."""
+
+
+def _tokens(text: str) -> list[str]:
+    """The scanner of ValidFieldPath: ``.``, ``[``, ``]``, single-quoted strings, and the text between."""
+    tokens: list[str] = []
+    position = 0
+    while position < len(text):
+        if text[position] == "'":
+            end = position + 1
+            while end < len(text) and not (text[end] == "'" and text[end - 1] != "\\"):
+                end += 1
+            tokens.append(text[position:end + 1])
+            position = end + 1
+        elif text[position] in ".[]":
+            tokens.append(text[position])
+            position += 1
+        else:
+            end = position
+            while end < len(text) and text[end] not in ".[]":
+                end += 1
+            tokens.append(text[position:end])
+            position = end
+    return tokens
+
+
+def _unescape(quoted: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1) not in _ESCAPES:
+            raise FieldPathError(f"invalid string literal: invalid escape char {match.group(0)}")
+        return _ESCAPES[match.group(1)]
+    return re.sub(r"\\(.)", replace, quoted)
+
+
+def resolve_field_path(s: Schema, text: str, allow_array_notation: bool = True) -> tuple[str, Schema | None]:
+    """``ValidFieldPath``: the path relative to ``s`` (``spec.ports[http]``) and the schema it
+    names; :class:`FieldPathError` when it is not a path into ``s``.
+
+    Only field names (``.name``) and quoted names (``['name']``) are allowed; a name is a
+    property where the node has ``properties``, a map key where it has ``additionalProperties``.
+    """
+    path = ""
+    current: Schema | None = s
+    tokens = _tokens(text)
+    position = 0
+    while position < len(tokens):
+        token = tokens[position]
+        if token == "[":
+            if not allow_array_notation:
+                raise FieldPathError("array notation is not allowed")
+            if position + 1 >= len(tokens):
+                raise FieldPathError("unexpected end of JSON path")
+            quoted = tokens[position + 1]
+            if len(quoted) < 2 or quoted[0] != "'" or quoted[-1] != "'":
+                raise FieldPathError(f"expected single quoted string but got {quoted}")
+            name = _unescape(quoted[1:-1])
+            if position + 2 >= len(tokens):
+                raise FieldPathError("unexpected end of JSON path")
+            if tokens[position + 2] != "]":
+                raise FieldPathError(f"expected ] but got {tokens[position + 2]}")
+            position += 3
+        elif token == ".":
+            if position + 1 >= len(tokens):
+                raise FieldPathError("unexpected end of JSON path")
+            name = tokens[position + 1]
+            position += 2
+        else:
+            raise FieldPathError(f"expected [ or . but got: {token}")
+        if current is None:
+            raise FieldPathError("does not refer to a valid field")
+        if current.get("properties") is not None:
+            declared = properties(current)
+            if name not in declared:
+                raise FieldPathError("does not refer to a valid field")
+            path, current = child(path, name), declared[name]
+        elif current.get("additionalProperties") is not None:
+            path, current = key(path, name), node(current.get("additionalProperties"))
+        else:
+            raise FieldPathError("does not refer to a valid field")
+    return path, current
 
 
 def normalize_field_path(s: Schema, text: str) -> str | None:
-    """``ValidFieldPath``: a rule's ``fieldPath`` (``.spec.ports['http']``) as a field path relative
-    to the rule's node (``spec.ports[http]``), or None if it does not name a field of the schema.
-
-    Only field names and quoted map keys are allowed; a name is a property where the node has
-    ``properties``, a map key where it has ``additionalProperties``.
-    """
-    path = ""
-    node_: Schema | None = s
-    position = 0
-    text = text.strip()
-    if not text:
+    """A rule's ``fieldPath`` as a field path relative to the rule's node, None if invalid."""
+    try:
+        path, _ = resolve_field_path(s, text)
+    except FieldPathError:
         return None
-    while position < len(text):
-        match = _FIELD_PATH_TOKEN.match(text, position)
-        if not match or node_ is None:
-            return None
-        name = match.group(1) if match.group(1) is not None else re.sub(r"\\(.)", r"\1", match.group(2))
-        declared = properties(node_)
-        if node_.get("properties") is not None:
-            if name not in declared:
-                return None
-            path, node_ = child(path, name), declared[name]
-        elif node_.get("additionalProperties") is not None:
-            path, node_ = key(path, name), node(node_.get("additionalProperties"))
-        else:
-            return None
-        position = match.end()
-    return path
+    return path or None
 
 
 def field_path_valid(s: Schema, text: str) -> bool:

@@ -151,6 +151,14 @@ def _source(crd: dict[str, Any], version: str) -> Schema | None:
     return source if isinstance(source, dict) else None
 
 
+def _selectable(crd: dict[str, Any], version: str, schema: Schema) -> None:
+    """``x-kubernetes-selectable-fields`` (CustomResourceFieldSelectors, GA in 1.32)."""
+    fields = _version(crd, version).get("selectableFields") or []
+    paths = [str(f.get("jsonPath", "")).removeprefix(".") for f in fields if isinstance(f, dict)]
+    if paths:
+        schema["x-kubernetes-selectable-fields"] = [{"fieldPath": path} for path in paths]
+
+
 def _gvk(crd: dict[str, Any], version: str, suffix: str = "") -> list[dict[str, str]]:
     spec = crd.get("spec") or {}
     kind = (spec.get("names") or {}).get("kind", "")
@@ -170,6 +178,7 @@ def openapi_schema(crd: dict[str, Any], version: str) -> Schema:
         # refuse every field it does not list.
         schema = {"type": "object"}
     schema["x-kubernetes-group-version-kind"] = _gvk(crd, version)
+    _selectable(crd, version, schema)
     return schema
 
 
@@ -186,6 +195,7 @@ def openapi_v2_schema(crd: dict[str, Any], version: str) -> Schema:
         _publish(schema, v2=True)
         _type_meta(schema, _OBJECT_META, v2=True)
     schema["x-kubernetes-group-version-kind"] = _gvk(crd, version)
+    _selectable(crd, version, schema)
     return schema
 
 
@@ -210,6 +220,7 @@ def openapi_list_schema(crd: dict[str, Any], version: str) -> Schema:
         "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"))
     schema["type"] = "object"
     schema["x-kubernetes-group-version-kind"] = _gvk(crd, version, "List")
+    _selectable(crd, version, schema)
     return schema
 
 

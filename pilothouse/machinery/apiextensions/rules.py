@@ -24,8 +24,9 @@ from typing import Any
 
 import cel
 
-from pilothouse.machinery.apiextensions.celcheck import blank_strings, undefined_field
-from pilothouse.machinery.apiextensions.cellib import LIBRARY, desugar_optionals
+from pilothouse.machinery.apiextensions.celcheck import undefined_field
+from pilothouse.machinery.apiextensions.cellib import LIBRARY
+from pilothouse.machinery.apiextensions.celsyntax import desugar
 from pilothouse.machinery.apiextensions.celvalues import to_cel
 from pilothouse.machinery.apiextensions.correlation import ABSENT, entry, items, same
 from pilothouse.machinery.apiextensions.fieldpath import normalize_field_path
@@ -49,11 +50,8 @@ class RuleCompileError(Exception):
 @functools.lru_cache(maxsize=4096)
 def _compile(expression: str) -> Any:
     """One compiled Program per expression text, shared by every schema that uses it."""
-    code = blank_strings(expression)
-    if ".?" in code or "[?" in code:
-        expression = desugar_optionals(expression, code)
     try:
-        return cel.compile(expression)
+        return cel.compile(desugar(expression))
     except (ValueError, RuntimeError) as exc:
         text = str(exc)
         at = text.find("ERROR:")
