@@ -106,6 +106,9 @@ def _validate_version(version: Object, path: str) -> list[FieldError]:
                 errors.append(v.required(f"{scale_path}.{key}"))
             elif not str(value).startswith(under + "."):
                 errors.append(v.invalid(f"{scale_path}.{key}", value, f"should be a json path under {under}"))
+    errors += schemas.validate_selectable_fields(version.get("selectableFields"),
+                                                 schema if isinstance(schema, dict) else None,
+                                                 f"{path}.selectableFields")
     errors += schemas.validate_printer_columns(version.get("additionalPrinterColumns"),
                                                f"{path}.additionalPrinterColumns")
     return errors
