@@ -156,8 +156,13 @@ class CRDController:
             established = _condition("Established", "True", "InitialNamesAccepted",
                                      "the initial names have been accepted")
         else:
-            established = _condition("Established", "False", "NotAccepted", "not all names are accepted")
-            if not condition(crd, "Established"):
+            was = condition(crd, "Established")
+            if was is not None and was.get("status") == "True":
+                # Established once: it keeps serving under the names it was accepted with.
+                established = was
+                self._serve(name, custom_resource_types(desired))
+            else:
+                established = _condition("Established", "False", "NotAccepted", "not all names are accepted")
                 self._serve(name, [])
         _set_condition(status, names_condition)
         _set_condition(status, established)

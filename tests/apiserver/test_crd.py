@@ -312,6 +312,21 @@ def test_conditions_and_name_conflicts(server: ServerProcess) -> None:
     assert condition(first, "Established")["reason"] == "InitialNamesAccepted"  # type: ignore[index]
     resources = server.kubectl("api-resources", "--api-group=conflict.example.com").stdout
     assert "sprockets" in resources and "sprocketz" not in resources
+    # An established CRD asking for a name another holds keeps serving under its accepted names.
+    apply_crd(server, widget_crd("cogs", "Cog", group="conflict.example.com", short=("cg",)))
+    server.kubectl("patch", "crd", "sprockets.conflict.example.com", "--type=json", "-p",
+                   '[{"op": "add", "path": "/spec/names/shortNames/-", "value": "cg"}]')
+
+    def short_name_clash() -> dict[str, Any] | None:
+        crd = json.loads(server.kubectl("get", "crd", "sprockets.conflict.example.com", "-o", "json").stdout)
+        found = condition(crd, "NamesAccepted")
+        return crd if found is not None and found["reason"] == "ShortNamesConflict" else None
+
+    clashed = wait_for(short_name_clash, what="ShortNamesConflict on the established CRD")
+    assert condition(clashed, "NamesAccepted")["message"] == '"cg" is already in use'  # type: ignore[index]
+    assert condition(clashed, "Established")["status"] == "True"  # type: ignore[index]
+    assert clashed["status"]["acceptedNames"]["shortNames"] == ["sp"]
+    assert server.kubectl("get", "sp", "-o", "name").returncode == 0
     # The first one goes: the second is accepted and served.
     server.kubectl("delete", "crd", "sprockets.conflict.example.com")
     server.kubectl("wait", "--for", "condition=established", "--timeout=20s", "crd/sprocketz.conflict.example.com")
