@@ -213,8 +213,11 @@ class CRDController:
         """Make the registry serve exactly ``rows`` for this CRD."""
         before = self.served.pop(name, [])
         keys = {(r.group, r.version, r.plural) for r in rows}
+        reorder = [(r.version, r.plural) for r in before] != [(r.version, r.plural) for r in rows]
         for row in before:
-            if (row.group, row.version, row.plural) not in keys:
+            # Versions changed: all go and come back in priority order, which discovery lists
+            # (the first is the group's preferred version).
+            if reorder or (row.group, row.version, row.plural) not in keys:
                 self.registry.remove(row)
         for row in rows:
             self.registry.add(row)

@@ -514,3 +514,24 @@ def test_defaults_apply_on_read_after_the_schema_changes(server: ServerProcess) 
     wait_for(defaulted, what="the new default on read")
     listed = objects.list_namespaced_custom_object(GROUP, "v1", "default", "paints")["items"]
     assert [item["spec"]["colour"] for item in listed] == ["blue"]
+
+
+def test_a_version_added_later_becomes_preferred_by_priority(server: ServerProcess) -> None:
+    crd = widget_crd("levers", "Lever", group="levers.example.org", short=())
+    crd["spec"]["versions"][0]["name"] = "v1beta1"
+    apply_crd(server, crd)
+    ga = copy.deepcopy(crd["spec"]["versions"][0])
+    ga["name"] = "v1"
+    crd["spec"]["versions"][0]["storage"] = False
+    crd["spec"]["versions"].append(ga)
+    server.kubectl("apply", "-f", "-", input=json.dumps(crd))
+
+    def preferred() -> str:
+        for group in json.loads(server.kubectl("get", "--raw", "/apis").stdout)["groups"]:
+            if group["name"] == "levers.example.org":
+                return str(group["preferredVersion"]["version"])
+        return ""
+
+    wait_for(lambda: preferred() == "v1", what="v1 to be the preferred version")
+    stored = json.loads(server.kubectl("get", "crd", "levers.levers.example.org", "-o", "json").stdout)
+    assert stored["status"]["storedVersions"] == ["v1beta1", "v1"]
