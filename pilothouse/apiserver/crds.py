@@ -71,14 +71,22 @@ class CRDController:
     async def start(self) -> None:
         """Serve every stored CRD before returning (so a restarted server is ready with them), then
         follow changes."""
-        listing = await self.store.list(_PREFIX)
-        for kv in listing.items:
-            self._observe(kv.key, decode_stored(kv))
+        revision = await self._relist()
         for name in sorted(self.crds):
             await self._sync_safely(name)
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._follow(listing.revision), name="crd-watch"),
+        self._tasks = [loop.create_task(self._follow(revision), name="crd-watch"),
                        loop.create_task(self._work(), name="crd-controller")]
+
+    async def _relist(self) -> int:
+        """Take in the stored CRDs (forgetting those gone meanwhile); returns the list's revision."""
+        listing = await self.store.list(_PREFIX)
+        present = {kv.key[len(_PREFIX):] for kv in listing.items}
+        for name in [n for n in self.crds if n not in present]:
+            self._observe(_PREFIX + name, None)
+        for kv in listing.items:
+            self._observe(kv.key, decode_stored(kv))
+        return listing.revision
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -115,11 +123,15 @@ class CRDController:
             except asyncio.CancelledError:
                 raise
             except CompactedError:
-                revision = 0  # relist: the current state comes first, as creates
-                continue
+                pass  # fell behind: relist below
             except Exception:
                 log.warning("CRD watch failed; retrying", exc_info=True)
-            await asyncio.sleep(1.0)
+                await asyncio.sleep(1.0)
+            try:
+                revision = await self._relist()
+            except Exception:
+                log.warning("CRD relist failed; retrying", exc_info=True)
+                await asyncio.sleep(1.0)
 
     async def _work(self) -> None:
         while True:
