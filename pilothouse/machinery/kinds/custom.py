@@ -27,10 +27,8 @@ from pilothouse.machinery.kinds.types import (
     Strategy,
     selectable_metadata,
 )
-from pilothouse.machinery.pruning import prune_unknown_fields
 from pilothouse.machinery.schema import Schema
 from pilothouse.machinery.tables.columns import NAME, Column, Printer
-from pilothouse.machinery.validation import check_against_schema
 
 __all__ = ["custom_resource_types", "json_path", "version_priority"]
 
@@ -139,19 +137,9 @@ def _status_strategy(main: Strategy) -> Strategy:
 
 # ---------------------------------------------------------------------------- printer and OpenAPI
 
-#: What a custom resource's metadata may hold: ObjectMeta, checked as for any kind.
-_METADATA_ONLY: Schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True, "properties": {
-    "metadata": {"$ref": "#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}}}
-
-
 def _pruner(schema: Schema) -> Callable[[Object], list[str]]:
     def prune(obj: Object) -> list[str]:
-        # Unknown metadata fields are dropped (and reported) as ObjectMeta's decoding does;
-        # everything else is the CRD schema's structural pruning.
-        unknown = check_against_schema({"metadata": obj.get("metadata")}, _METADATA_ONLY).unknown_fields
-        if unknown:
-            prune_unknown_fields(obj, _METADATA_ONLY)
-        return list(dict.fromkeys(unknown)) + schemas.prune(schema, obj)
+        return schemas.prune(schema, obj)  # ObjectMeta's unknown fields included
 
     return prune
 
