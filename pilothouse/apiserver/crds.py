@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -32,6 +33,7 @@ from pilothouse.machinery import meta
 from pilothouse.machinery.errors import StatusError
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry, ResourceType
 from pilothouse.machinery.kinds.apiextensions import CLEANUP_FINALIZER, condition
+from pilothouse.machinery.kinds.apiextensions import RESOURCES as _APIEXTENSIONS
 from pilothouse.machinery.kinds.custom import custom_resource_types
 from pilothouse.store.interface import CompactedError, EventType, Store
 
@@ -41,8 +43,7 @@ log = logging.getLogger("pilothouse.apiserver.crds")
 
 Object = dict[str, Any]
 
-_CRDS = ResourceType("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False)
-_PREFIX = _CRDS.key_prefix()
+_PREFIX = _APIEXTENSIONS[0].key_prefix()  # the CustomResourceDefinition row
 _RETRY_SECONDS = 0.5
 _MANAGER = "pilothouse-apiextensions"
 #: The name fields that must be unique within a group, with the condition reason of a clash.
@@ -52,7 +53,7 @@ _NAME_FIELDS = (("plural", "PluralConflict"), ("singular", "SingularConflict"), 
 
 class CRDController:
     def __init__(self, store: Store, registry: ResourceRegistry, crd_storage: ResourceStorage,
-                 storage_for: Any) -> None:
+                 storage_for: Callable[[ResourceType], ResourceStorage]) -> None:
         self.store = store
         self.registry = registry
         self.crd_storage = crd_storage
@@ -269,7 +270,7 @@ class CRDController:
         if not rows:
             await self._release(name)
             return False
-        storage: ResourceStorage = self._storage_for(rows[0])
+        storage = self._storage_for(rows[0])
         items, _, _ = await storage.list(None, ListOptions())
         ctx = WriteContext(field_manager=_MANAGER)
         for item in items:
