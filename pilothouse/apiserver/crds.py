@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import orjson
+
 from pilothouse.apiserver.objects import decode_stored
 from pilothouse.apiserver.registry import DeleteOptions, ListOptions, ResourceStorage, WriteContext
 from pilothouse.machinery import meta
@@ -64,6 +66,8 @@ class CRDController:
         self.crds: dict[str, Object] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._terminating: set[str] = set()  # CRDs served in their terminating form
+        #: CRD name -> (what the rows were built from, the rows).
+        self._built: dict[str, tuple[bytes, list[ResourceType]]] = {}
         self._pending: set[str] = set()  # names queued and not yet synced: each is queued once
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -165,7 +169,7 @@ class CRDController:
         status = desired.setdefault("status", {})
         if accepted:
             status["acceptedNames"] = meta.clone(crd["spec"]["names"])
-            self._serve(name, custom_resource_types(desired))
+            self._serve(name, self._rows(name, desired))
             established = _condition("Established", "True", "InitialNamesAccepted",
                                      "the initial names have been accepted")
         else:
@@ -173,7 +177,7 @@ class CRDController:
             if was is not None and was.get("status") == "True":
                 # Established once: it keeps serving under the names it was accepted with.
                 established = was
-                self._serve(name, custom_resource_types(desired))
+                self._serve(name, self._rows(name, desired))
             else:
                 established = _condition("Established", "False", "NotAccepted", "not all names are accepted")
                 self._serve(name, [])
@@ -222,8 +226,23 @@ class CRDController:
             return _condition("NamesAccepted", "False", reason, f'"{value}" is already in use')
         return None
 
+    def _rows(self, name: str, crd: Object) -> list[ResourceType]:
+        """The rows for ``crd``, rebuilt only when its spec (generation) or accepted names changed:
+        a status write alone keeps storages as they are, and the rows' ``decorated_through`` at
+        the resourceVersion where the schema last changed."""
+        key = orjson.dumps([crd["metadata"].get("generation"), (crd.get("status") or {}).get("acceptedNames")])
+        built = self._built.get(name)
+        if built is None or built[0] != key:
+            built = key, custom_resource_types(crd)
+            self._built[name] = built
+        return built[1]
+
     def _serve(self, name: str, rows: list[ResourceType]) -> None:
         """Make the registry serve exactly ``rows`` for this CRD."""
+        if not rows:
+            self._built.pop(name, None)
+        if self.served.get(name) is rows:
+            return
         before = self.served.pop(name, [])
         keys = {(r.group, r.version, r.plural) for r in rows}
         reorder = [(r.version, r.plural) for r in before] != [(r.version, r.plural) for r in rows]
