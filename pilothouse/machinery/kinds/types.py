@@ -175,11 +175,11 @@ class ResourceType:
     kind: str
     plural: str
     namespaced: bool
-    strategy: Strategy = field(default_factory=Strategy)
+    strategy: Strategy = field(default_factory=Strategy, repr=False)  # closures: noise in logs
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     #: Status strategy for /status; None when the kind has no status subresource.
-    status_strategy: Strategy | None = None
+    status_strategy: Strategy | None = field(default=None, repr=False)
     scale: ScaleSpec | None = None
     #: Other subresources served by dedicated handlers (binding, eviction, log, exec, ...).
     extra_subresources: tuple[str, ...] = ()
