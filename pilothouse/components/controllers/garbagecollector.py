@@ -71,7 +71,10 @@ class GarbageCollector(Controller):
         self._resync: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
-        await self._sync_monitors(wait=True)
+        try:
+            await self._sync_monitors(wait=True)
+        except (errors.APIError, errors.ConnectionFailed) as error:
+            self.log.warning("discovery failed: %s; the resync loop tries again", error)
         self._resync = asyncio.create_task(self._resync_loop(), name="garbage-collector-discovery")
         try:
             await super().run()
@@ -105,7 +108,8 @@ class GarbageCollector(Controller):
         for key in [k for k in self.informers if k not in wanted]:
             await self.informers.pop(key).stop()
         if wait and started:
-            await asyncio.gather(*(i.wait_synced(30) for i in started), return_exceptions=True)
+            # A kind whose list keeps failing must not hold the collector back for long.
+            await asyncio.gather(*(i.wait_synced(10) for i in started), return_exceptions=True)
 
     def _monitor(self, r: ResourceType) -> Informer:
         informer = self.ctx.informers.informer(r)
