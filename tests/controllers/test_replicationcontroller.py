@@ -18,6 +18,7 @@ from kubernetes import config
 from pilothouse.client import errors
 from pilothouse.client.rest import resource
 from pilothouse.components.controllers.garbagecollector import GarbageCollector
+from pilothouse.components.controllers.namespace import NamespaceController
 from pilothouse.components.controllers.replicaset import ReplicaSetController
 from pilothouse.components.controllers.replication import ReplicationManager
 from tests.conftest import ServerProcess
@@ -33,12 +34,17 @@ Object = dict[str, Any]
 
 @pytest.fixture
 async def cluster(server: ServerProcess) -> AsyncIterator[Cluster]:
-    c = Cluster(server.url, (ReplicationManager, ReplicaSetController, GarbageCollector))
+    c = Cluster(server.url, (ReplicationManager, ReplicaSetController, GarbageCollector, NamespaceController))
     await c.start()
     try:
         yield c
     finally:
         await c.stop()
+
+
+def core_api(server: ServerProcess) -> k8s.CoreV1Api:
+    """The official client's typed core/v1 API."""
+    return k8s.CoreV1Api(config.new_client_from_config(config_file=str(server.kubeconfig)))
 
 
 def rc_body(name: str, replicas: int | None, *, selector: dict[str, str] | None = None) -> Object:
@@ -166,7 +172,7 @@ async def test_deleted_pod_is_replaced_and_scale_subresource_resizes(cluster: Cl
     await replace_one_pod(cluster, ns, "app", 2)
 
     # The official client's typed /scale calls: the Scale's selector is the RC's map in string form.
-    core = k8s.CoreV1Api(config.new_client_from_config(config_file=str(server.kubeconfig)))
+    core = core_api(server)
     scale = await asyncio.to_thread(core.read_namespaced_replication_controller_scale, "app", ns)
     assert (scale.spec.replicas, scale.status.selector) == (2, "app=app,tier=web")
     await asyncio.to_thread(core.patch_namespaced_replication_controller_scale, "app", ns,
@@ -248,6 +254,33 @@ async def test_cascading_deletes(cluster: Cluster) -> None:
         pods = await live_pods(cluster, ns, "keep")
         return len(pods) == 2 and all(not p["metadata"].get("ownerReferences") for p in pods)
     await eventually(orphaned)
+
+
+async def test_delete_without_a_policy_orphans_as_v1_always_did(cluster: Cluster, server: ServerProcess) -> None:
+    ns = await namespace(cluster, "rc-default-policy")
+    await cluster.client.create(RC, rc_body("legacy", 2), ns)
+    await eventually(lambda: pod_count_is(cluster, ns, "legacy", 2))
+    # No DeleteOptions at all: rcStrategy's DefaultGarbageCollectionPolicy (Orphan) applies.
+    await asyncio.to_thread(core_api(server).delete_namespaced_replication_controller, "legacy", ns)
+    await eventually(lambda: gone(cluster, "legacy", ns))
+
+    async def orphaned() -> bool:
+        pods = await live_pods(cluster, ns, "legacy")
+        return len(pods) == 2 and all(not p["metadata"].get("ownerReferences") for p in pods)
+    await eventually(orphaned)
+
+    # Namespace deletion asks for Background: the RC and its pods go, nothing waits on a finalizer.
+    await cluster.client.create(RC, rc_body("inside", 2), ns)
+    await eventually(lambda: pod_count_is(cluster, ns, "inside", 2))
+    await cluster.client.delete(NAMESPACES, ns)
+
+    async def namespace_gone() -> bool:
+        try:
+            await cluster.client.get(NAMESPACES, ns)
+        except errors.NotFoundError:
+            return True
+        return False
+    await eventually(namespace_gone, timeout=30)
 
 
 async def _no_pods(cluster: Cluster, ns: str, app: str) -> bool:

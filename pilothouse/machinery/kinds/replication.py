@@ -96,6 +96,9 @@ REPLICATIONCONTROLLER = Strategy(
     prepare_for_update=p.update_keeping_status(),
     # Kubernetes' ControllerToSelectableFields: metadata plus status.replicas, as a ReplicaSet's.
     selectable_fields=f.replicaset_fields,
+    # rcStrategy.DefaultGarbageCollectionPolicy: v1 RCs orphan their pods unless told otherwise, "for
+    # backwards compatibility" (kubectl always sends a policy, Background by default).
+    default_propagation_policy="Orphan",
 )
 # rcStatusStrategy validates only the status (not the spec) on a /status write.
 REPLICATIONCONTROLLER_STATUS = replace(status_strategy(REPLICATIONCONTROLLER), validate=no_field_errors,

@@ -127,6 +127,10 @@ class Strategy:
     allow_create_on_update: bool = False
     #: Whether an update without resourceVersion is allowed (last write wins).
     allow_unconditional_update: bool = True
+    #: What a delete that names no propagation policy does (``DefaultGarbageCollectionPolicy``):
+    #: None deletes dependents in the background; "Orphan" keeps the behaviour kinds had before the
+    #: garbage collector (core/v1 ReplicationControllers).
+    default_propagation_policy: str | None = None
 
 
 def status_strategy(main: Strategy) -> Strategy:
