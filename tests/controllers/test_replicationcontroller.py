@@ -48,8 +48,9 @@ def core_api(server: ServerProcess) -> k8s.CoreV1Api:
 
 
 def rc_body(name: str, replicas: int | None, *, selector: dict[str, str] | None = None) -> Object:
-    """An RC whose template carries one more label (tier) than its selector."""
-    spec: Object = {"template": {"metadata": {"labels": {"app": name, "tier": "web"}},
+    """An RC whose template carries one more label (tier, listed first: strings built from the
+    labels must sort them) than its selector."""
+    spec: Object = {"template": {"metadata": {"labels": {"tier": "web", "app": name}},
                                  "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}}
     if replicas is not None:
         spec["replicas"] = replicas
