@@ -29,7 +29,7 @@ def _scale_of(storage: ResourceStorage, obj: Object) -> Object:
     spec = storage.resource.scale
     assert spec is not None
     selector = meta.get_path(obj, spec.selector_path)
-    selector_text = str(selector_from_object(selector)) if isinstance(selector, dict) else ""
+    selector_text = str(spec.parse_selector(selector)) if isinstance(selector, dict) else ""
     metadata = obj["metadata"]
     return {
         "kind": "Scale", "apiVersion": "autoscaling/v1",

@@ -34,6 +34,7 @@ Object = dict[str, Any]
 WATCHED: tuple[ResourceType, ...] = (
     resource("", "v1", "pods"),
     resource("apps", "v1", "replicasets"),
+    resource("", "v1", "replicationcontrollers"),
     resource("apps", "v1", "deployments"),
     resource("apps", "v1", "statefulsets"),
     resource("apps", "v1", "daemonsets"),

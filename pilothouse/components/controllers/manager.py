@@ -24,6 +24,7 @@ log = logging.getLogger("pilothouse.controllers")
 #: name -> "module:Class". Order is start order.
 CONTROLLERS: dict[str, str] = {
     "replicaset": "pilothouse.components.controllers.replicaset:ReplicaSetController",
+    "replicationcontroller": "pilothouse.components.controllers.replication:ReplicationManager",
     "deployment": "pilothouse.components.controllers.deployment:DeploymentController",
     "garbagecollector": "pilothouse.components.controllers.garbagecollector:GarbageCollector",
     "namespace": "pilothouse.components.controllers.namespace:NamespaceController",

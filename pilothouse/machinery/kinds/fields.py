@@ -41,6 +41,7 @@ NAME_RULES: dict[tuple[str, str], str] = {
     ("", "Event"): "subdomain",
     ("", "ResourceQuota"): "subdomain",
     ("", "LimitRange"): "subdomain",
+    ("", "ReplicationController"): "subdomain",
     ("apps", "Deployment"): "subdomain",
     ("apps", "ReplicaSet"): "subdomain",
     ("apps", "StatefulSet"): "label",

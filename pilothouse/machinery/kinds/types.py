@@ -14,6 +14,7 @@ from typing import Any
 
 from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.meta import clone as _clone
+from pilothouse.machinery.selectors import LabelSelector, selector_from_object
 
 __all__ = [
     "Object",
@@ -91,6 +92,10 @@ class ScaleSpec:
     replicas_path: tuple[str, ...] = ("spec", "replicas")
     status_replicas_path: tuple[str, ...] = ("status", "replicas")
     selector_path: tuple[str, ...] = ("spec", "selector")
+    #: How the selector at ``selector_path`` reads: a ``metav1.LabelSelector`` (apps/v1 kinds) or, for
+    #: a ReplicationController, a plain label map (``selector_from_set``). The Scale's
+    #: ``status.selector`` is its string form.
+    parse_selector: Callable[[Any], LabelSelector] = selector_from_object
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,10 @@ class Strategy:
     allow_create_on_update: bool = False
     #: Whether an update without resourceVersion is allowed (last write wins).
     allow_unconditional_update: bool = True
+    #: What a delete that names no propagation policy does (``DefaultGarbageCollectionPolicy``):
+    #: None deletes dependents in the background; "Orphan" keeps the behaviour kinds had before the
+    #: garbage collector (core/v1 ReplicationControllers).
+    default_propagation_policy: str | None = None
 
 
 def status_strategy(main: Strategy) -> Strategy:
