@@ -29,8 +29,9 @@ _OFFERS = (
 
 
 def _clauses(accept: str) -> list[tuple[str, str]]:
-    """(type, subtype) of each Accept clause, highest q first (stable, as goautoneg sorts)."""
-    ranked: list[tuple[float, int, tuple[str, str]]] = []
+    """(type, subtype) of each Accept clause in goautoneg's order: highest q first, then specific
+    before wildcard, then as written."""
+    ranked: list[tuple[float, bool, bool, int, tuple[str, str]]] = []
     for index, clause in enumerate(accept.split(",")):
         media, *params = (part.strip() for part in clause.split(";"))
         q = 1.0
@@ -42,9 +43,10 @@ def _clauses(accept: str) -> list[tuple[str, str]]:
                 except ValueError:
                     q = 0.0
         kind, _, subtype = media.partition("/")
+        subtype = subtype or "*"
         if kind and q > 0:
-            ranked.append((-q, index, (kind, subtype or "*")))
-    return [media for _, _, media in sorted(ranked)]
+            ranked.append((-q, kind == "*", subtype == "*", index, (kind, subtype)))
+    return [clause[-1] for clause in sorted(ranked)]
 
 
 def _negotiate(accept: str) -> str | None:

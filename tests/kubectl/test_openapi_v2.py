@@ -221,6 +221,10 @@ def test_json_negotiation_etag_and_not_acceptable(server: ServerProcess) -> None
     status, body, _ = fetch(server, {"Accept": PROTOBUF_ACCEPT, "If-None-Match": etag})
     assert (status, body) == (304, b"")
     assert fetch(server, {"Accept": "*/*"})[2]["Content-Type"] == "application/json"
+    # As goautoneg orders clauses: q first, then a specific type before a wildcard.
+    assert fetch(server, {"Accept": f"*/*, {PROTOBUF_ACCEPT}"})[2]["Content-Type"].endswith("+protobuf")
+    assert fetch(server, {"Accept": f"{PROTOBUF_ACCEPT};q=0.5, application/json"})[2]["Content-Type"] == \
+        "application/json"
     assert fetch(server, {"Accept": "text/html"})[0] == 406
 
 
