@@ -67,8 +67,16 @@ class OpenAPIV2:
             return self._protobuf
 
 
-def schema_v2(schema: Any) -> Any:
-    """One OpenAPI 3 schema (as in ``components.schemas``) in Swagger 2.0 form."""
+def schema_v2(schema: Any, *, nullable_allowed: bool = False) -> Any:
+    """One OpenAPI 3 schema (as in ``components.schemas``) in Swagger 2.0 form.
+
+    v2 has no ``nullable``; kube-apiserver publishes custom resource schemas to v2 with the rules of
+    its ``ToStructuralOpenAPIV2``, repeated here because kubectl's v2 reader is strict (one array
+    without ``items`` and it rejects the whole document): a nullable schema loses its type, items and
+    properties (kubectl would refuse a null otherwise) and leaves its parent's ``required``; a schema
+    that preserves unknown fields loses items and properties; an array left without items loses its
+    type. A nullable ``additionalProperties`` just drops the flag. Built-in schemas have none of these.
+    """
     if not isinstance(schema, dict):
         return schema
     all_of = schema.get("allOf")
@@ -82,12 +90,28 @@ def schema_v2(schema: Any) -> Any:
             out[key] = _DEFINITION_PREFIX + value.removeprefix(COMPONENT_PREFIX)
         elif key == "properties":
             out[key] = {name: schema_v2(sub) for name, sub in value.items()}
-        elif key in ("items", "additionalProperties"):
+        elif key == "items":
             out[key] = schema_v2(value)
+        elif key == "additionalProperties":
+            out[key] = schema_v2(value, nullable_allowed=True)
         elif key == "allOf":
             out[key] = [schema_v2(branch) for branch in value]
         else:
             out[key] = value
+    if schema.get("nullable") is True and not nullable_allowed:
+        for key in ("type", "items", "properties"):
+            out.pop(key, None)
+    if schema.get("x-kubernetes-preserve-unknown-fields") is True:
+        out.pop("items", None)
+        out.pop("properties", None)
+    if out.get("type") == "array" and "items" not in out:
+        del out["type"]
+    nullable = {name for name, sub in (schema.get("properties") or {}).items()
+                if isinstance(sub, dict) and sub.get("nullable") is True}
+    if nullable and "required" in out:
+        out["required"] = [name for name in out["required"] if name not in nullable]
+        if not out["required"]:
+            del out["required"]
     return out
 
 

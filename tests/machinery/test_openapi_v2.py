@@ -12,27 +12,43 @@ from pilothouse.machinery.protobuf.gnostic import document_class, encode_documen
 from pilothouse.machinery.schema import definition_name
 
 
-def walk(value: Any, found: list[dict[str, Any]]) -> None:
-    if isinstance(value, dict):
-        found.append(value)
-        for sub in value.values():
-            walk(sub, found)
-    elif isinstance(value, list):
-        for sub in value:
-            walk(sub, found)
+def schema_nodes(schema: Any, found: list[dict[str, Any]]) -> None:
+    """A schema and its subschemas (property *names* such as JSONSchemaProps' ``nullable`` are not keys)."""
+    if not isinstance(schema, dict):
+        return
+    found.append(schema)
+    for sub in (schema.get("properties") or {}).values():
+        schema_nodes(sub, found)
+    for key in ("items", "additionalProperties", "schema"):
+        schema_nodes(schema.get(key), found)
+    for branch in schema.get("allOf") or ():
+        schema_nodes(branch, found)
 
 
 def test_document_is_swagger_2_with_resolvable_references() -> None:
     document = openapi_v2(list(BUILTIN_RESOURCES)).document
     assert document["swagger"] == "2.0"
+    assert not {"components", "openapi"} & set(document)
     nodes: list[dict[str, Any]] = []
-    walk(document, nodes)
-    refs = {node["$ref"] for node in nodes if isinstance(node.get("$ref"), str)}
+    for definition in document["definitions"].values():
+        schema_nodes(definition, nodes)
+    for item in document["paths"].values():
+        for verb, op in item.items():
+            if verb == "parameters":
+                continue
+            assert "requestBody" not in op
+            for param in op.get("parameters", ()):
+                schema_nodes(param.get("schema"), nodes)
+            for response in op["responses"].values():
+                assert "content" not in response
+                schema_nodes(response.get("schema"), nodes)
+    refs = {node["$ref"] for node in nodes if "$ref" in node}
     assert refs and all(ref.startswith("#/definitions/") for ref in refs)
     assert {ref.removeprefix("#/definitions/") for ref in refs} <= set(document["definitions"])
-    for node in nodes:  # nothing of OpenAPI 3 is left
-        assert not {"nullable", "oneOf", "anyOf", "requestBody", "content", "components"} & set(node)
+    for node in nodes:  # nothing of OpenAPI 3 is left, and every array has its items (kubectl needs them)
+        assert not {"nullable", "oneOf", "anyOf", "not"} & set(node)
         assert not (node.get("allOf") and len(node["allOf"]) == 1 and "$ref" in node["allOf"][0])
+        assert node.get("type") != "array" or "items" in node
 
 
 def test_every_served_kind_has_a_gvk_definition_and_a_patch_path() -> None:
@@ -70,6 +86,32 @@ def test_reference_with_description_is_unwrapped_as_upstream_v2() -> None:
     converted = schema_v2({"allOf": [{"$ref": "#/components/schemas/io.k8s.api.core.v1.PodSpec"}],
                            "default": {}, "description": "spec", "nullable": True})
     assert converted == {"$ref": "#/definitions/io.k8s.api.core.v1.PodSpec", "default": {}, "description": "spec"}
+
+
+def test_custom_resource_style_schema_follows_upstream_v2_rules() -> None:
+    converted = schema_v2({
+        "type": "object",
+        "required": ["spec", "note"],
+        "properties": {
+            "spec": {"type": "object", "properties": {
+                "raw": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                        "properties": {"a": {"type": "string"}}},
+                "anything": {"type": "array", "x-kubernetes-preserve-unknown-fields": True,
+                             "items": {"type": "string"}},
+                "port": {"x-kubernetes-int-or-string": True,
+                         "anyOf": [{"type": "integer"}, {"type": "string"}]},
+                "labels": {"type": "object", "additionalProperties": {"type": "string", "nullable": True}},
+            }},
+            "note": {"type": "string", "nullable": True},
+        },
+    })
+    assert converted["required"] == ["spec"]  # a nullable field may be null, so not required in v2
+    assert converted["properties"]["note"] == {}
+    spec = converted["properties"]["spec"]["properties"]
+    assert spec["raw"] == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    assert spec["anything"] == {"x-kubernetes-preserve-unknown-fields": True}
+    assert spec["port"] == {"x-kubernetes-int-or-string": True}
+    assert spec["labels"]["additionalProperties"] == {"type": "string"}
 
 
 def test_gnostic_encoding_of_every_shape() -> None:
