@@ -4,7 +4,8 @@ kubectl asks for ``application/com.github.proto-openapi.spec.v2@v1.0+protobuf`` 
 (a JSON body fails with ``proto: cannot parse invalid wire-format data``); ``application/json`` and
 ``*/*`` get the JSON document. The first acceptable clause in q order wins; nothing acceptable is a
 406. Both encodings share one ETag (the response varies by ``Accept``), and ``If-None-Match`` with it
-answers 304, which kubectl's HTTP cache (``~/.kube/cache/http``) relies on.
+answers 304, which kubectl's HTTP cache (``~/.kube/cache/http``) relies on. The body is gzipped
+when the client accepts it (Go's transport does, transparently), as kube-apiserver does.
 """
 
 from __future__ import annotations
@@ -67,5 +68,10 @@ async def serve_openapi_v2(request: web.Request, resources: Sequence[ResourceTyp
     headers["ETag"] = etag
     if etag in (tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")):
         return web.Response(status=304, headers=headers)
-    body = spec.json if content_type == _JSON else spec.protobuf
+    protobuf = content_type == _PROTOBUF
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        body = spec.gzipped(protobuf)
+    else:
+        body = spec.protobuf if protobuf else spec.json
     return web.Response(body=body, headers=headers, content_type=content_type)

@@ -19,6 +19,7 @@ encodings and ETag.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import threading
 from collections.abc import Sequence
@@ -56,6 +57,7 @@ class OpenAPIV2:
         # response varies by Accept).
         self.etag = hashlib.sha512(self.json).hexdigest().upper()
         self._protobuf: bytes | None = None
+        self._gzipped: dict[bool, bytes] = {}
         self._lock = threading.Lock()
 
     @property
@@ -65,6 +67,16 @@ class OpenAPIV2:
             if self._protobuf is None:
                 self._protobuf = encode_document(self.document)
             return self._protobuf
+
+    def gzipped(self, protobuf: bool) -> bytes:
+        """One encoding gzipped, once (kube-apiserver gzips this large answer too; 0.86 MB → 0.12 MB)."""
+        with self._lock:
+            cached = self._gzipped.get(protobuf)
+        if cached is None:
+            cached = gzip.compress(self.protobuf if protobuf else self.json, compresslevel=6)
+            with self._lock:
+                self._gzipped[protobuf] = cached
+        return cached
 
 
 def schema_v2(schema: Any, *, nullable_allowed: bool = False) -> Any:

@@ -8,6 +8,7 @@ the kubectl binary (not from the copy the server ships), so a wrong field number
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 import textwrap
@@ -226,6 +227,10 @@ def test_json_negotiation_etag_and_not_acceptable(server: ServerProcess) -> None
     assert fetch(server, {"Accept": f"{PROTOBUF_ACCEPT};q=0.5, application/json"})[2]["Content-Type"] == \
         "application/json"
     assert fetch(server, {"Accept": "text/html"})[0] == 406
+    _, plain, _ = fetch(server, {"Accept": PROTOBUF_ACCEPT})
+    _, packed, gz_headers = fetch(server, {"Accept": PROTOBUF_ACCEPT, "Accept-Encoding": "gzip"})
+    assert gz_headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(packed) == plain and len(packed) < len(plain) / 4
 
 
 def test_explain_plaintext_openapiv2(server: ServerProcess) -> None:
