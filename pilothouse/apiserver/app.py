@@ -18,6 +18,7 @@ from pilothouse.apiserver.admission import NamespaceLifecycle
 from pilothouse.apiserver.allocators import ServiceAllocator, ServiceHooks
 from pilothouse.apiserver.auth import AuthLayer
 from pilothouse.apiserver.discovery import Discovery
+from pilothouse.apiserver.openapiv2 import serve_openapi_v2
 from pilothouse.apiserver.registry import ResourceStorage, StorageHooks, WriteContext
 from pilothouse.apiserver.requestinfo import parse_request_info
 from pilothouse.apiserver.rest import RestHandler
@@ -125,6 +126,7 @@ class APIServer:
         app.router.add_get("/version", self._version)
         app.router.add_get("/api", self.discovery.handle_api)
         app.router.add_get("/apis", self.discovery.handle_apis)
+        app.router.add_get("/openapi/v2", self._openapi_v2)
         app.router.add_get("/openapi/v3", self._openapi_index)
         app.router.add_get("/openapi/v3/{path:.+}", self._openapi_document)
         app.router.add_route("*", "/{path:.*}", self._resource)
@@ -164,6 +166,9 @@ class APIServer:
             "compiler": "cpython", "platform": f"linux/{_arch()}",
         })
 
+    async def _openapi_v2(self, request: web.Request) -> web.Response:
+        return await serve_openapi_v2(request, list(self.registry))
+
     async def _openapi_index(self, request: web.Request) -> web.Response:
         return codec.json_response(openapi.openapi_v3_index(list(self.registry)))
 
@@ -175,9 +180,6 @@ class APIServer:
 
     async def _resource(self, request: web.Request) -> web.StreamResponse:
         path = request.path
-        if path == "/openapi/v2" or path.startswith("/openapi/v2"):
-            # kubectl parses v2 only as protobuf: a JSON v2 breaks it. Not serving it is correct.
-            raise StatusError(404, "NotFound", "the server could not find the requested resource")
         info = parse_request_info(request.method, path, request.query)  # type: ignore[arg-type]
         await self.auth.check(request, info)
         if not info.is_resource_request:
