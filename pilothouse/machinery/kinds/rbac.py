@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from pilothouse.machinery.errors import FieldError
+from pilothouse.machinery.kinds.fields import cluster_metadata_fields
 from pilothouse.machinery.kinds.types import Object, ResourceType, Strategy
 from pilothouse.machinery.kinds.vcommon import (
     GoValue,
@@ -175,11 +176,13 @@ def validate_binding_update(new: Object, old: Object) -> list[FieldError]:
 
 
 ROLE = Strategy(validate=validate_role, allow_create_on_update=True)
-CLUSTERROLE = Strategy(validate=validate_clusterrole, allow_create_on_update=True)
+CLUSTERROLE = Strategy(validate=validate_clusterrole, allow_create_on_update=True,
+                       selectable_fields=cluster_metadata_fields)
 ROLEBINDING = Strategy(default=default_binding, validate=validate_rolebinding,
                        validate_update=validate_binding_update, allow_create_on_update=True)
 CLUSTERROLEBINDING = Strategy(default=default_binding, validate=validate_clusterrolebinding,
-                              validate_update=validate_binding_update, allow_create_on_update=True)
+                              validate_update=validate_binding_update, allow_create_on_update=True,
+                              selectable_fields=cluster_metadata_fields)
 
 RESOURCES: tuple[ResourceType, ...] = (
     ResourceType(GROUP, "v1", "ClusterRoleBinding", "clusterrolebindings", False, CLUSTERROLEBINDING),
