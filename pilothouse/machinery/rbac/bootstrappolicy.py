@@ -389,8 +389,8 @@ def _controller_rules() -> dict[str, list[Object]]:
             rule("get", "list", "watch", groups=(POLICY,), resources=("poddisruptionbudgets",)),
             rule("get", "list", "watch", groups=(APPS,), resources=("statefulsets",)),
             rule("update", groups=(POLICY,), resources=("poddisruptionbudgets/status",)),
-            rule("get", groups=("*",), resources=("*/scale",)),
             rule("patch", "update", groups=(LEGACY,), resources=("pods/status",)),
+            rule("get", groups=("*",), resources=("*/scale",)),
             _events(),
         ],
         "endpoint-controller": [
@@ -401,18 +401,16 @@ def _controller_rules() -> dict[str, list[Object]]:
         ],
         "endpointslice-controller": [
             rule("get", "list", "watch", groups=(LEGACY,), resources=("services", "pods", "nodes")),
+            # Slices owned by a Service block its deletion (blockOwnerDeletion needs finalizers access).
+            rule("update", groups=(LEGACY,), resources=("services/finalizers",)),
             rule("get", "list", "create", "update", "delete", groups=(DISCOVERY,), resources=("endpointslices",)),
             _events(),
         ],
         "endpointslicemirroring-controller": [
             rule("get", "list", "watch", groups=(LEGACY,), resources=("services", "endpoints")),
+            rule("update", groups=(LEGACY,), resources=("services/finalizers",)),
+            rule("update", groups=(LEGACY,), resources=("endpoints/finalizers",)),
             rule("get", "list", "create", "update", "delete", groups=(DISCOVERY,), resources=("endpointslices",)),
-            _events(),
-        ],
-        "ephemeral-volume-controller": [
-            rule("get", "list", "watch", groups=(LEGACY,), resources=("pods",)),
-            rule("update", groups=(LEGACY,), resources=("pods/finalizers",)),
-            rule("get", "list", "watch", "create", groups=(LEGACY,), resources=("persistentvolumeclaims",)),
             _events(),
         ],
         "expand-controller": [
@@ -422,6 +420,12 @@ def _controller_rules() -> dict[str, list[Object]]:
             rule("get", "list", "watch", groups=(STORAGE,), resources=("storageclasses",)),
             rule("get", groups=(LEGACY,), resources=("endpoints", "services")),
             rule("get", groups=(LEGACY,), resources=("secrets",)),
+            _events(),
+        ],
+        "ephemeral-volume-controller": [
+            rule("get", "list", "watch", groups=(LEGACY,), resources=("pods",)),
+            rule("update", groups=(LEGACY,), resources=("pods/finalizers",)),
+            rule("get", "list", "watch", "create", groups=(LEGACY,), resources=("persistentvolumeclaims",)),
             _events(),
         ],
         "generic-garbage-collector": [
@@ -454,7 +458,7 @@ def _controller_rules() -> dict[str, list[Object]]:
             rule("get", "list", "update", "delete", "patch", groups=(LEGACY,), resources=("nodes",)),
             rule("patch", "update", groups=(LEGACY,), resources=("nodes/status",)),
             rule("patch", "update", groups=(LEGACY,), resources=("pods/status",)),
-            rule("list", "delete", groups=(LEGACY,), resources=("pods",)),
+            rule("list", "get", "delete", groups=(LEGACY,), resources=("pods",)),
             _events(),
         ],
         "persistent-volume-binder": [
@@ -465,8 +469,12 @@ def _controller_rules() -> dict[str, list[Object]]:
             rule("update", groups=(LEGACY,), resources=("persistentvolumeclaims/status",)),
             rule("list", "watch", "get", "create", "delete", groups=(LEGACY,), resources=("pods",)),
             rule("get", "list", "watch", groups=(STORAGE,), resources=("storageclasses",)),
-            rule("get", "list", "watch", groups=(LEGACY,), resources=("nodes",)),
+            rule("get", "create", "update", "delete", groups=(LEGACY,), resources=("endpoints",)),
+            rule("get", "create", "delete", groups=(LEGACY,), resources=("services",)),
             rule("get", groups=(LEGACY,), resources=("secrets",)),
+            rule("get", "list", groups=(LEGACY,), resources=("nodes",)),
+            # The recycler watches its pod's events.
+            rule("watch", groups=(LEGACY,), resources=("events",)),
             _events(),
         ],
         "pod-garbage-collector": [
