@@ -69,8 +69,11 @@ def rule_allows(owner: Rule, atom: Rule) -> bool:
     if not _urls_cover(owner.get("nonResourceURLs") or [], atom.get("nonResourceURLs") or []):
         return False
     owner_names = owner.get("resourceNames") or []
-    # An owner without names covers every name; with names, only those.
-    return not owner_names or all(name in owner_names for name in atom.get("resourceNames") or [])
+    wanted_names = atom.get("resourceNames") or []
+    # An owner without names covers every name; one with names covers only those, never "all".
+    if not wanted_names:
+        return not owner_names
+    return not owner_names or all(name in owner_names for name in wanted_names)
 
 
 def covers(owner_rules: Iterable[Rule], requested: Iterable[Rule]) -> tuple[bool, list[Rule]]:
