@@ -85,6 +85,17 @@ def test_cluster_role_rules_and_aggregation_are_validated(server: ServerProcess)
     assert code == 422
     assert causes(status) == [("aggregationRule.clusterRoleSelectors[0].matchExpressions[0].values",
                                "Required value: must be specified when `operator` is 'In' or 'NotIn'")]
+    code, status = request(server, "POST", path, {
+        "metadata": {"name": "bad-labels"},
+        "aggregationRule": {"clusterRoleSelectors": [
+            {"matchLabels": {"bad key": "ok"}},
+            {"matchExpressions": [{"key": "team", "operator": "In", "values": ["a b"]}]}]}})
+    assert code == 422
+    found = causes(status)
+    assert [field for field, _ in found] == ["aggregationRule.clusterRoleSelectors[0].matchLabels",
+                                             "aggregationRule.clusterRoleSelectors[1].matchExpressions[0].values[0]"]
+    assert found[0][1].startswith('Invalid value: "bad key": name part must consist of alphanumeric characters')
+    assert found[1][1].startswith('Invalid value: "a b": a valid label must be an empty string or consist')
 
 
 def test_binding_subjects_and_role_ref_are_validated(server: ServerProcess) -> None:
