@@ -185,6 +185,10 @@ def _aggregate_to_edit() -> list[Object]:
                                                       "networkpolicies")),
         rule(*WRITE, groups=(POLICY,), resources=("poddisruptionbudgets",)),
         rule(*WRITE, groups=(NETWORKING,), resources=("networkpolicies", "ingresses")),
+        # Namespace editors may record events (since 1.22, kubernetes#102858) and run leader
+        # election with Leases.
+        rule(*WRITE, groups=(LEGACY,), resources=("events",)),
+        rule(*READ_WRITE, groups=(COORDINATION,), resources=("leases",)),
     ]
 
 
