@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from pilothouse import __version__
-from pilothouse.apiserver import codec, nodeproxy, subresources
+from pilothouse.apiserver import codec, nodeproxy, rbacbootstrap, subresources
 from pilothouse.apiserver.admission import NamespaceLifecycle
 from pilothouse.apiserver.allocators import ServiceAllocator, ServiceHooks
 from pilothouse.apiserver.auth import AuthLayer
@@ -86,6 +86,7 @@ class APIServer:
                 if error.reason != "AlreadyExists":
                     raise
         await self._bootstrap_kubernetes_service()
+        await rbacbootstrap.ensure_bootstrap_policy(self.storage)
         self.ready = True
 
     async def _bootstrap_kubernetes_service(self) -> None:

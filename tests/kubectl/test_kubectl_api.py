@@ -71,7 +71,8 @@ def test_version_and_api_resources(server: ServerProcess) -> None:
     for line in ("deployments", "deploy", "apps/v1", "pods", "po", "poddisruptionbudgets", "leases"):
         assert line in resources
     assert server.kubectl("api-resources", "--namespaced=false", "-o", "name").stdout.split() \
-        == ["namespaces", "nodes"]
+        == ["namespaces", "nodes", "clusterrolebindings.rbac.authorization.k8s.io",
+            "clusterroles.rbac.authorization.k8s.io"]
 
 
 def test_namespace_lifecycle_in_get(server: ServerProcess) -> None:

@@ -38,6 +38,8 @@ CONTROLLERS: dict[str, str] = {
     "endpointslice": "pilothouse.components.controllers.endpointslice:EndpointSliceController",
     "nodelifecycle": "pilothouse.components.controllers.nodelifecycle:NodeLifecycleController",
     "podgc": "pilothouse.components.controllers.podgc:PodGCController",
+    "clusterrole-aggregation":
+        "pilothouse.components.controllers.clusterroleaggregation:ClusterRoleAggregationController",
 }
 
 

@@ -53,6 +53,8 @@ NAME_RULES: dict[tuple[str, str], str] = {
     ("events.k8s.io", "Event"): "subdomain",
     ("discovery.k8s.io", "EndpointSlice"): "subdomain",
     ("policy", "PodDisruptionBudget"): "subdomain",
+    **{("rbac.authorization.k8s.io", kind): "path-segment"
+       for kind in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")},
 }
 
 

@@ -12,6 +12,9 @@ __all__ = ["name_rule"]
 _RULES: dict[tuple[str, str], names.NameValidator] = {
     ("", "Namespace"): names.name_is_dns_label,
     ("", "Service"): names.name_is_dns1035_label,
+    # RBAC names only have to be one URL path segment (system:node, system:controller:...).
+    **{("rbac.authorization.k8s.io", kind): names.name_is_path_segment
+       for kind in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")},
 }
 
 
