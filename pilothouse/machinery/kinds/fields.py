@@ -52,6 +52,8 @@ NAME_RULES: dict[tuple[str, str], str] = {
     ("events.k8s.io", "Event"): "subdomain",
     ("discovery.k8s.io", "EndpointSlice"): "subdomain",
     ("policy", "PodDisruptionBudget"): "subdomain",
+    ("scheduling.k8s.io", "PriorityClass"): "subdomain",
+    ("storage.k8s.io", "StorageClass"): "subdomain",
 }
 
 
