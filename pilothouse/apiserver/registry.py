@@ -235,11 +235,13 @@ class ResourceStorage:
         generate_name = metadata.get("generateName")
         attempts = 8 if generate_name and not metadata.get("name") else 1
         writes.init_system_metadata(metadata)
-        strategy.prepare_for_create(obj)
         if resource.namespaced:
             await self.namespaces.admit_create(metadata.get("namespace", ""))
+        # Mutating admission comes before PrepareForCreate, as in kube-apiserver (a pod's QoS class
+        # must see the resources LimitRanger set).
         attributes = Attributes("CREATE", resource, metadata.get("namespace", ""), obj, dry_run=ctx.dry_run)
         await self.admission.admit(attributes)
+        strategy.prepare_for_create(obj)
         for attempt in range(attempts):
             if attempts > 1:
                 metadata["name"] = f"{generate_name}{meta.generate_name_suffix()}"

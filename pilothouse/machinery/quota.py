@@ -60,7 +60,7 @@ def _max(a: ResourceList, b: ResourceList) -> ResourceList:
 
 def pod_resources(spec: dict[str, Any], kind: str) -> ResourceList:
     """resourcehelper.PodRequests/PodLimits: containers summed, sidecars included, the largest
-    init container if it needs more, plus the pod overhead."""
+    init container if it needs more, plus the pod overhead (on limits only where one is set)."""
     total: ResourceList = {}
     for container in spec.get("containers") or ():
         for name, value in ((container.get("resources") or {}).get(kind) or {}).items():
@@ -81,7 +81,8 @@ def pod_resources(spec: dict[str, Any], kind: str) -> ResourceList:
         _add(total, name, value)
     total = _max(total, init_peak)
     for name, value in (spec.get("overhead") or {}).items():
-        _add(total, name, value)
+        if kind == "requests" or name in total:  # no limit stays no limit
+            _add(total, name, value)
     return total
 
 

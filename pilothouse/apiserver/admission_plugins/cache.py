@@ -30,8 +30,10 @@ class WatchCache:
     def __init__(self, store: Store, prefix: str) -> None:
         self.store = store
         self.prefix = prefix
-        #: key -> (mod revision, object or None once deleted); revisions only move forward.
-        self._items: dict[str, tuple[int, Object | None]] = {}
+        #: key -> mod revision of what we know (deletions included): it only moves forward.
+        self._revisions: dict[str, int] = {}
+        #: namespace ("" for cluster-scoped kinds) -> key -> object: a pod create reads one bucket.
+        self._buckets: dict[str, dict[str, Object]] = {}
         self._synced = False
         self._follower: asyncio.Task[None] | None = None
 
@@ -52,15 +54,23 @@ class WatchCache:
         self._record(key, int(metadata["resourceVersion"]), obj)
 
     def _record(self, key: str, revision: int, obj: Object | None) -> None:
-        known = self._items.get(key)
-        if known is None or known[0] <= revision:
-            self._items[key] = (revision, obj)
+        if self._revisions.get(key, 0) > revision:
+            return
+        self._revisions[key] = revision
+        namespace, _, _ = key[len(self.prefix):].rpartition("/")
+        bucket = self._buckets.setdefault(namespace, {})
+        if obj is None:
+            bucket.pop(key, None)
+        else:
+            bucket[key] = obj
 
     async def _follow(self) -> None:
         while True:
             try:
                 listed = await self.store.list(self.prefix)
-                self._items = {kv.key: (kv.mod_revision, decode_stored(kv)) for kv in listed.items}
+                self._revisions, self._buckets = {}, {}
+                for kv in listed.items:
+                    self._record(kv.key, kv.mod_revision, decode_stored(kv))
                 self._synced = True
                 async for event in self.store.watch(self.prefix, listed.revision):
                     deleted = event.type is EventType.DELETE
@@ -74,11 +84,12 @@ class WatchCache:
 
     async def list(self, namespace: str = "") -> list[Object]:
         """The objects in ``namespace`` ("" for a cluster-scoped kind: all of them)."""
-        prefix = f"{self.prefix}{namespace}/" if namespace else self.prefix
         if not self._synced:
-            listed = await self.store.list(prefix)
+            listed = await self.store.list(f"{self.prefix}{namespace}/" if namespace else self.prefix)
             return [decode_stored(kv) for kv in listed.items]
-        return [obj for key, (_, obj) in self._items.items() if obj is not None and key.startswith(prefix)]
+        if namespace:
+            return list(self._buckets.get(namespace, {}).values())
+        return [obj for bucket in self._buckets.values() for obj in bucket.values()]
 
     async def refresh(self, key: str) -> None:
         """Read ``key`` from the store again (after a write lost a compare-and-swap race)."""
