@@ -58,9 +58,10 @@ def _max(a: ResourceList, b: ResourceList) -> ResourceList:
     return out
 
 
-def pod_resources(spec: dict[str, Any], kind: str) -> ResourceList:
+def pod_resources(spec: dict[str, Any], kind: str, overhead: bool = True) -> ResourceList:
     """resourcehelper.PodRequests/PodLimits: containers summed, sidecars included, the largest
-    init container if it needs more, plus the pod overhead (on limits only where one is set)."""
+    init container if it needs more, plus the pod overhead (on limits only where one is set;
+    LimitRanger leaves it out)."""
     total: ResourceList = {}
     for container in spec.get("containers") or ():
         for name, value in ((container.get("resources") or {}).get(kind) or {}).items():
@@ -80,7 +81,7 @@ def pod_resources(spec: dict[str, Any], kind: str) -> ResourceList:
     for name, value in sidecars.items():
         _add(total, name, value)
     total = _max(total, init_peak)
-    for name, value in (spec.get("overhead") or {}).items():
+    for name, value in (spec.get("overhead") or {}).items() if overhead else ():
         if kind == "requests" or name in total:  # no limit stays no limit
             _add(total, name, value)
     return total

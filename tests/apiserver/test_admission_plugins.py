@@ -188,6 +188,29 @@ def test_quota_object_counts_dry_run_and_concurrency(server: ServerProcess) -> N
     core.create_namespaced_service(ns, {"metadata": {"name": "cip"}, "spec": {"ports": [{"port": 80}]}})
 
 
+def test_quota_counts_any_resource(server: ServerProcess) -> None:
+    ns = namespace(server, "quota-generic")
+    core = client.CoreV1Api(api(server))
+    apps = client.AppsV1Api(api(server))
+    core.create_namespaced_resource_quota(ns, {"metadata": {"name": "apps"}, "spec": {"hard": {
+        "count/deployments.apps": "1"}}})
+    eventually(_quota_ready(core, ns, "apps"), "the controller to fill status")
+    deployment = {"metadata": {"name": "one"}, "spec": {
+        "selector": {"matchLabels": {"app": "x"}}, "replicas": 0,
+        "template": {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}}
+    apps.create_namespaced_deployment(ns, deployment)
+    refused = forbidden(lambda: apps.create_namespaced_deployment(ns, {**deployment, "metadata": {"name": "two"}}))
+    assert refused["message"] == ('deployments.apps "two" is forbidden: exceeded quota: apps, requested: '
+                                  'count/deployments.apps=1, used: count/deployments.apps=1, '
+                                  'limited: count/deployments.apps=1')
+    assert refused["details"] == {"name": "two", "group": "apps", "kind": "deployments"}
+    # The controller counts deployments too (through discovery): deleting one frees the quota.
+    apps.delete_namespaced_deployment("one", ns)
+    core.patch_namespaced_resource_quota("apps", ns, {"spec": {"hard": {"count/deployments.apps": "2"}}})
+    eventually(lambda: core.read_namespaced_resource_quota("apps", ns).status.used == {"count/deployments.apps": "0"},
+               "the controller to recount deployments")
+
+
 # -- Priority ----------------------------------------------------------------------------------
 
 def test_bootstrap_priority_classes_and_pod_priority(server: ServerProcess) -> None:

@@ -99,6 +99,23 @@ def test_limit_ranger_reports_all_problems_of_one_range() -> None:
                              [_limit_range("lr", {"type": "Container", "max": {"cpu": "2"}})])
 
 
+def test_limit_ranger_bounds_claims_and_leaves_overhead_out_of_pod_limits() -> None:
+    ranges = [_limit_range("lr", {"type": "PersistentVolumeClaim", "min": {"storage": "1Gi"},
+                                  "max": {"storage": "10Gi"}})]
+    claim: Object = {"metadata": {}, "spec": {"resources": {"requests": {"storage": "20Gi"}}}}
+    with pytest.raises(Refusal) as refused:
+        limitranger.validate_claim(claim, ranges)
+    assert str(refused.value) == "maximum storage usage per PersistentVolumeClaim is 10Gi, but request is 20Gi"
+    claim["spec"]["resources"]["requests"]["storage"] = "512Mi"
+    with pytest.raises(Refusal) as refused:
+        limitranger.validate_claim(claim, ranges)
+    assert str(refused.value) == "minimum storage usage per PersistentVolumeClaim is 1Gi, but request is 512Mi"
+    claim["spec"]["resources"]["requests"]["storage"] = "5Gi"
+    limitranger.validate_claim(claim, ranges)
+    pod = _pod(_container(limits={"cpu": "1"}, requests={"cpu": "1"}), overhead={"cpu": "500m"})
+    limitranger.validate_pod(pod, [_limit_range("lr", {"type": "Pod", "max": {"cpu": "1"}})])
+
+
 # -- ResourceQuota -----------------------------------------------------------------------------
 
 def _quota(name: str, hard: dict[str, str], used: dict[str, str] | None = None, **spec: Any) -> Object:

@@ -1,4 +1,5 @@
-"""LimitRanger: defaults and bounds from the namespace's LimitRanges, on pod create."""
+"""LimitRanger: defaults and bounds from the namespace's LimitRanges, on pod create (and bounds on
+claims)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class LimitRanger(Plugin):
     async def validate(self, attrs: Attributes) -> None:
         if attrs.operation == "CREATE" and attrs.is_main("", "pods"):
             limitranger.validate_pod(attrs.obj, await self._ordered(attrs.namespace))
+        elif attrs.is_main("", "persistentvolumeclaims"):  # create, or an update that resizes
+            limitranger.validate_claim(attrs.obj, await self._ordered(attrs.namespace))
 
     async def _ordered(self, namespace: str) -> list[dict[str, object]]:
         return sorted(await self.limit_ranges.list(namespace), key=lambda lr: str(lr["metadata"]["name"]))

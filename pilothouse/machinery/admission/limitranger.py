@@ -1,5 +1,6 @@
 """LimitRanger (plugin/pkg/admission/limitranger): a namespace's LimitRanges default a new pod's
-container requests and limits (mutating), then bound them (validating).
+container requests and limits (mutating), then bound them (validating); they also bound what a
+PersistentVolumeClaim requests.
 
 Defaults come from each ``Container`` limit's ``default`` (limits) and ``defaultRequest``
 (requests) and are recorded in the ``kubernetes.io/limit-ranger`` annotation; bounds are ``min``,
@@ -17,7 +18,7 @@ from pilothouse.machinery.admission import Refusal
 from pilothouse.machinery.kinds.quantity import format_quantity, parse_quantity, quantity_format
 from pilothouse.machinery.quota import pod_resources
 
-__all__ = ["ANNOTATION", "default_pod", "validate_pod"]
+__all__ = ["ANNOTATION", "default_pod", "validate_claim", "validate_pod"]
 
 Object = dict[str, Any]
 Resources = dict[str, Any]
@@ -141,6 +142,37 @@ def validate_pod(pod: Object, limit_ranges: Iterable[Object]) -> None:
                     problems += _bound(item, "Container", resources.get("requests") or {},
                                        resources.get("limits") or {})
             elif item.get("type") == "Pod":
-                problems += _bound(item, "Pod", pod_resources(spec, "requests"), pod_resources(spec, "limits"))
-        if problems:
-            raise Refusal(problems[0] if len(problems) == 1 else "[" + ", ".join(problems) + "]")
+                problems += _bound(item, "Pod", pod_resources(spec, "requests", overhead=False),
+                                   pod_resources(spec, "limits", overhead=False))
+        _refuse(problems)
+
+
+def validate_claim(claim: Object, limit_ranges: Iterable[Object]) -> None:
+    """PersistentVolumeClaimValidateLimitFunc: min/max of ``PersistentVolumeClaim`` limits bound
+    what the claim requests (claims are never defaulted: storage is a required request)."""
+    requests = ((claim.get("spec") or {}).get("resources") or {}).get("requests") or {}
+    for limit_range in limit_ranges:
+        problems: list[str] = []
+        for item in (limit_range.get("spec") or {}).get("limits") or ():
+            if item.get("type") != "PersistentVolumeClaim":
+                continue
+            problems += [p for name, bound in sorted((item.get("min") or {}).items())
+                         if (p := _min("PersistentVolumeClaim", name, bound, requests, {}))]
+            problems += [p for name, bound in sorted((item.get("max") or {}).items())
+                         if (p := _max_request("PersistentVolumeClaim", name, bound, requests))]
+        _refuse(problems)
+
+
+def _max_request(kind: str, name: str, bound: Any, requests: Resources) -> str:
+    """maxRequestConstraint: a max against the request, for kinds that have no limits."""
+    if name not in requests:
+        return f"maximum {name} usage per {kind} is {_text(bound)}.  No request is specified"
+    if (parse_quantity(requests[name]) or 0) > (parse_quantity(bound) or 0):
+        return f"maximum {name} usage per {kind} is {_text(bound)}, but request is {_text(requests[name])}"
+    return ""
+
+
+def _refuse(problems: list[str]) -> None:
+    """One LimitRange's problems as utilerrors.NewAggregate prints them."""
+    if problems:
+        raise Refusal(problems[0] if len(problems) == 1 else "[" + ", ".join(problems) + "]")
