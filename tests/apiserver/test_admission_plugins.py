@@ -176,6 +176,11 @@ def test_quota_object_counts_dry_run_and_concurrency(server: ServerProcess) -> N
     assert sorted(outcomes) == [201] * 5 + [403] * 7
     assert len(core.list_namespaced_config_map(ns).items) == 5
     assert core.read_namespaced_resource_quota("objects", ns).status.used["configmaps"] == "5"
+    # Replenishment: a deleted ConfigMap is given back at once, not at the next full resync.
+    core.delete_namespaced_config_map(core.list_namespaced_config_map(ns).items[0].metadata.name, ns)
+    eventually(lambda: core.read_namespaced_resource_quota("objects", ns).status.used["configmaps"] == "4",
+               "the controller to give the deleted ConfigMap back", timeout=10)
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "again"}})
 
     core.create_namespaced_secret(ns, {"metadata": {"name": "s1"}})
     refused = forbidden(lambda: core.create_namespaced_secret(ns, {"metadata": {"name": "s2"}}))

@@ -2,7 +2,9 @@
 
 As pkg/controller/resourcequota: a quota is recounted when it is created or its ``spec.hard``
 changes, when something it counts goes away (replenishment: a pod deleted or finished, a Service
-deleted), and on a periodic full resync that catches the rest (object counts of any kind). The
+deleted or retyped, any other counted object deleted), and on a periodic full resync. Like the
+quota monitors of kube-controller-manager, an informer is started for each kind some quota counts
+(``count/widgets.example.com`` included, found through discovery) the first time one does. The
 count itself is ``machinery.quota.calculate_usage``, the same code the ResourceQuota admission
 plugin charges with, so admission's optimistic charges and the recount agree. Until this
 controller has written ``status.hard``, admission does not enforce the quota, as in Kubernetes.
@@ -29,9 +31,15 @@ RESOURCEQUOTAS = resource("", "v1", "resourcequotas")
 PODS = resource("", "v1", "pods")
 SERVICES = resource("", "v1", "services")
 
-#: kube-controller-manager's --resource-quota-sync-period is 5 minutes; counts of kinds without a
-#: replenishment watch here (ConfigMaps, claims, count/<anything>) should not lag that long.
+#: kube-controller-manager's --resource-quota-sync-period is 5 minutes; a shorter one here keeps
+#: status close to the truth after admission charged for a create that then failed.
 RESYNC_SECONDS = 30.0
+SYNC_TIMEOUT = 30.0
+_BY_NAMESPACE = "resourcequota-namespace"
+
+
+def _namespace_of(obj: Object) -> list[str]:
+    return [obj["metadata"].get("namespace", "")]
 
 
 class ResourceQuotaController(Controller):
@@ -47,7 +55,9 @@ class ResourceQuotaController(Controller):
         self.pods.add_handler(EventHandler(on_update=self._pod_updated, on_delete=self._released))
         self.services: Informer = ctx.informers.informer(SERVICES)
         self.services.add_handler(EventHandler(on_update=self._service_updated, on_delete=self._released))
-        self._versions: dict[str, str] = {"": "v1"}
+        self._monitors: dict[tuple[str, str], Informer] = {("", "pods"): self.pods, ("", "services"): self.services}
+        for informer in self._monitors.values():
+            informer.add_indexer(_BY_NAMESPACE, _namespace_of)
         self._resync: asyncio.Task[None] | None = None
 
     def _quota_updated(self, old: Object, new: Object) -> None:
@@ -87,22 +97,40 @@ class ResourceQuotaController(Controller):
             for found in self.quotas.list():
                 self.enqueue(found)
 
-    async def _objects(self, group: str, plural: str, namespace: str) -> list[Object]:
-        if (group, plural) == ("", "pods"):
-            return [p for p in self.pods.list() if p["metadata"].get("namespace") == namespace]
-        if (group, plural) == ("", "services"):
-            return [s for s in self.services.list() if s["metadata"].get("namespace") == namespace]
-        version = self._versions.get(group)
+    async def _served(self, group: str, plural: str) -> ResourceType | None:
+        """The resource as served now (its preferred version), None when the cluster has no such
+        resource (a quota may name a custom resource before its definition exists)."""
         try:
-            if version is None:
+            if group:
                 discovered = await self.client.request("GET", f"/apis/{group}")
-                version = self._versions[group] = discovered["preferredVersion"]["version"]
-            # Any served resource can be counted (count/widgets.example.com): name it by URL only.
-            target = ResourceType(group, version, "", plural, True)
-            items, _ = await self.client.list_all(target, namespace)
+                version = discovered["preferredVersion"]["version"]
+                listing = await self.client.request("GET", f"/apis/{group}/{version}")
+            else:
+                version, listing = "v1", await self.client.request("GET", "/api/v1")
         except errors.NotFoundError:
-            return []  # a kind this cluster does not serve uses nothing
-        return items
+            return None
+        if not any(found.get("name") == plural for found in listing.get("resources") or ()):
+            return None
+        return ResourceType(group, version, "", plural, True)  # named by URL: any kind can be counted
+
+    async def _monitor(self, group: str, plural: str) -> Informer | None:
+        informer = self._monitors.get((group, plural))
+        if informer is None:
+            target = await self._served(group, plural)
+            if target is None:
+                return None
+            informer = self._monitors.get((group, plural))
+            if informer is None:
+                informer = self._monitors[(group, plural)] = self.ctx.informers.informer(target)
+                informer.add_indexer(_BY_NAMESPACE, _namespace_of)
+                informer.add_handler(EventHandler(on_delete=self._released))
+                informer.start()
+        await informer.wait_synced(SYNC_TIMEOUT)
+        return informer
+
+    async def _objects(self, group: str, plural: str, namespace: str) -> list[Object]:
+        informer = await self._monitor(group, plural)
+        return informer.by_index(_BY_NAMESPACE, namespace) if informer is not None else []
 
     async def sync(self, key: str) -> None:
         found = self.quotas.get(key)
