@@ -378,6 +378,8 @@ class ResourceStorage:
                 raise self._not_found(name)
             current = decode_stored(kv)
             writes.check_delete_preconditions(current, options, resource, name)
+            await self.admission.validate(Attributes("DELETE", resource, namespace or "", current, current,
+                                                     dry_run=ctx.dry_run))
             updated = writes.prepare_delete(current, options, resource)
             if updated is not None:
                 if updated == current or ctx.dry_run:

@@ -228,6 +228,9 @@ def test_bootstrap_priority_classes_and_pod_priority(server: ServerProcess) -> N
     table = server.kubectl("get", "pc").stdout
     assert table.split("\n")[0].split() == ["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"]
     assert "system-node-critical" in table
+    undeletable = forbidden(lambda: scheduling.delete_priority_class("system-node-critical"))
+    assert undeletable["message"] == ('priorityclasses.scheduling.k8s.io "system-node-critical" is forbidden: '
+                                      "this is a system priority class and cannot be deleted")
 
     ns = namespace(server, "priorities")
     critical = core.create_namespaced_pod(ns, {**pod("critical"), "spec": {

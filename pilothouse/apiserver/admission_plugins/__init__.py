@@ -31,9 +31,10 @@ Object = dict[str, Any]
 class Attributes:
     """One write as admission sees it (admission.Attributes)."""
 
-    operation: Literal["CREATE", "UPDATE"]
+    operation: Literal["CREATE", "UPDATE", "DELETE"]
     resource: ResourceType
     namespace: str
+    #: The object as it will be stored; on DELETE, the object being deleted.
     obj: Object
     old: Object | None = None
     subresource: str = ""

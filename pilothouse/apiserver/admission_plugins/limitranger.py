@@ -26,7 +26,7 @@ class LimitRanger(Plugin):
     async def validate(self, attrs: Attributes) -> None:
         if attrs.operation == "CREATE" and attrs.is_main("", "pods"):
             limitranger.validate_pod(attrs.obj, await self._ordered(attrs.namespace))
-        elif attrs.is_main("", "persistentvolumeclaims"):  # create, or an update that resizes
+        elif attrs.operation != "DELETE" and attrs.is_main("", "persistentvolumeclaims"):  # or a resize
             limitranger.validate_claim(attrs.obj, await self._ordered(attrs.namespace))
 
     async def _ordered(self, namespace: str) -> list[dict[str, object]]:

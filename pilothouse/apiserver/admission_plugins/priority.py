@@ -36,7 +36,13 @@ class Priority(Plugin):
             priority.admit_pod(attrs.obj, classes)
 
     async def validate(self, attrs: Attributes) -> None:
-        if attrs.is_main("scheduling.k8s.io", "priorityclasses"):
+        if not attrs.is_main("scheduling.k8s.io", "priorityclasses"):
+            return
+        if attrs.operation == "DELETE":
+            # kube-apiserver's PriorityClass storage refuses this itself; a validating step here
+            # keeps the registry free of per-kind code.
+            priority.validate_delete(attrs.obj)
+        else:
             priority.validate_priority_class(attrs.obj, await self.classes.list(), attrs.operation == "CREATE")
 
 

@@ -44,7 +44,8 @@ class ResourceQuota(Plugin):
     def _handles(self, attrs: Attributes) -> bool:
         if attrs.subresource or not attrs.resource.namespaced or not attrs.namespace:
             return False
-        return attrs.operation == "CREATE" or (attrs.resource.group, attrs.resource.plural) in _UPDATES_CHARGED
+        return attrs.operation == "CREATE" or (
+            attrs.operation == "UPDATE" and (attrs.resource.group, attrs.resource.plural) in _UPDATES_CHARGED)
 
     async def validate(self, attrs: Attributes) -> None:
         if not self._handles(attrs) or not await self.quotas.list(attrs.namespace):

@@ -9,8 +9,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from pilothouse.machinery.admission import Refusal
+from pilothouse.machinery.kinds.policy_kinds import SYSTEM_PRIORITY_CLASSES
 
-__all__ = ["admit_pod", "keep_on_update", "validate_priority_class"]
+__all__ = ["admit_pod", "keep_on_update", "validate_delete", "validate_priority_class"]
 
 Object = dict[str, Any]
 
@@ -67,3 +68,9 @@ def validate_priority_class(pc: Object, classes: Iterable[Object], creating: boo
     if default is not None and (creating or default["metadata"]["name"] != pc["metadata"]["name"]):
         raise Refusal(f"PriorityClass {default['metadata']['name']} is already marked as default. "
                       "Only one default can exist")
+
+
+def validate_delete(pc: Object) -> None:
+    """The system classes stay (pkg/registry/scheduling/priorityclass/storage: Delete)."""
+    if any(known["metadata"]["name"] == pc["metadata"]["name"] for known in SYSTEM_PRIORITY_CLASSES):
+        raise Refusal("this is a system priority class and cannot be deleted")
