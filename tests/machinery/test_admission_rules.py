@@ -11,7 +11,7 @@ import pytest
 
 from pilothouse.machinery import quota
 from pilothouse.machinery.admission import Refusal, limitranger, priority, storageclass, tolerationseconds
-from pilothouse.machinery.kinds import policy_kinds
+from pilothouse.machinery.kinds import core, policy_kinds
 from pilothouse.machinery.kinds.quantity import add_quantities
 
 Object = dict[str, Any]
@@ -329,3 +329,46 @@ def test_storage_class_kind_rules() -> None:
         "provisioner: Forbidden: updates to provisioner are forbidden.",
         "reclaimPolicy: Forbidden: updates to reclaimPolicy are forbidden.",
         'volumeBindingMode: Invalid value: "WaitForFirstConsumer": field is immutable']
+
+
+# -- ResourceQuota and LimitRange kinds --------------------------------------------------------
+
+def test_resource_quota_kind_rules() -> None:
+    def messages(spec: Object) -> list[str]:
+        return [e.message() for e in core.RESOURCEQUOTA.validate({"metadata": {"name": "q"}, "spec": spec})]
+
+    assert messages({"hard": {"pods": "10", "requests.cpu": "2", "count/deployments.apps": "3",
+                              "requests.nvidia.com/gpu": "1", "hugepages-2Mi": "1Gi"}}) == []
+    assert messages({"hard": {"widgets": "1", "cpu": "-1", "pods": "1500m"}}) == [
+        'spec.hard[cpu]: Invalid value: "-1": must be greater than or equal to 0',
+        'spec.hard[pods]: Invalid value: "1500m": must be an integer',
+        'spec.hard[widgets]: Invalid value: "widgets": must be a standard resource for quota']
+    assert messages({"hard": {"pods": "1"}, "scopes": ["BestEffort", "NotBestEffort"]}) == [
+        'spec.scopes: Invalid value: []core.ResourceQuotaScope{"BestEffort", "NotBestEffort"}: conflicting scopes']
+    assert messages({"hard": {"services": "1"}, "scopes": ["Terminating"]}) == [
+        'spec.scopes: Invalid value: []core.ResourceQuotaScope{"Terminating"}: unsupported scope applied to '
+        'resource']
+
+
+def test_limit_range_kind_rules() -> None:
+    def messages(*limits: Object) -> list[str]:
+        lr = {"metadata": {"name": "l"}, "spec": {"limits": list(limits)}}
+        core.LIMITRANGE.default(lr)
+        return [e.message() for e in core.LIMITRANGE.validate(lr)]
+
+    assert messages({"type": "Container", "min": {"cpu": "100m"}, "max": {"cpu": "2"},
+                     "default": {"cpu": "1"}, "defaultRequest": {"cpu": "500m"}}) == []
+    assert messages({"type": "Container", "min": {"cpu": "2"}, "max": {"cpu": "1"}}) == [
+        'spec.limits[0].min[cpu]: Invalid value: "2": min value 2 is greater than max value 1',
+        'spec.limits[0].defaultRequest[cpu]: Invalid value: "1": min value 2 is greater than default request '
+        'value 1',
+        'spec.limits[0].default[cpu]: Invalid value: "2": min value 2 is greater than default value 1']
+    assert messages({"type": "Pod", "default": {"cpu": "1"}}, {"type": "Pod"}, {"type": "Thing"}) == [
+        "spec.limits[0].default: Forbidden: may not be specified when `type` is 'Pod'",
+        'spec.limits[1].type: Duplicate value: "Pod"',
+        'spec.limits[2].type: Invalid value: "Thing": must be a standard limit type or fully qualified']
+    assert messages({"type": "PersistentVolumeClaim", "max": {"cpu": "1"}}) == [
+        "spec.limits[0].limits: Required value: either minimum or maximum storage value is required, but "
+        "neither was provided"]
+    assert messages({"type": "Container", "maxLimitRequestRatio": {"cpu": "500m"}}) == [
+        'spec.limits[0].maxLimitRequestRatio[cpu]: Invalid value: "500m": ratio 500m is less than 1']
