@@ -18,6 +18,7 @@ from typing import Any
 
 from pilothouse.machinery.admission import Refusal
 from pilothouse.machinery.kinds.quantity import add_quantities, format_quantity, parse_quantity, quantity_format
+from pilothouse.machinery.kinds.types import Object
 
 __all__ = [
     "ResourceList",
@@ -30,7 +31,6 @@ __all__ = [
     "quota_matches",
 ]
 
-Object = dict[str, Any]
 ResourceList = dict[str, str]
 
 _COMPUTE = ("cpu", "memory", "ephemeral-storage")

@@ -12,19 +12,17 @@ plugins here feed them from watch-fed caches.
 
 from __future__ import annotations
 
-import builtins
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from pilothouse.apiserver.admission_plugins.cache import WatchCache
 from pilothouse.machinery.admission import Refusal
 from pilothouse.machinery.errors import StatusError, forbidden
 from pilothouse.machinery.kinds import ResourceType
+from pilothouse.machinery.kinds.types import Object
 from pilothouse.store.interface import Store
 
 __all__ = ["AdmissionChain", "Attributes", "Plugin"]
-
-Object = dict[str, Any]
 
 
 @dataclass
@@ -65,7 +63,7 @@ class Plugin:
 
 
 class AdmissionChain:
-    def __init__(self, plugins: builtins.list[Plugin]) -> None:
+    def __init__(self, plugins: list[Plugin]) -> None:
         self.plugins = plugins
 
     @classmethod

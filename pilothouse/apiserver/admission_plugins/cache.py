@@ -12,16 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 from pilothouse.apiserver.objects import decode_stored
+from pilothouse.machinery.kinds.types import Object
 from pilothouse.store.interface import EventType, Store
 
 __all__ = ["WatchCache"]
 
 log = logging.getLogger("pilothouse.apiserver.admission")
-
-Object = dict[str, Any]
 
 
 class WatchCache:

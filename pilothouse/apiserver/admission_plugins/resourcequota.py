@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any
 
 from pilothouse.apiserver.admission_plugins import Attributes, Plugin
 from pilothouse.apiserver.admission_plugins.cache import WatchCache
 from pilothouse.apiserver.objects import decode_stored, encode_for_store
 from pilothouse.machinery import meta, quota
 from pilothouse.machinery.errors import conflict
+from pilothouse.machinery.kinds.types import Object
 from pilothouse.store.interface import ConflictError, KeyNotFoundError, Store
 
 __all__ = ["ResourceQuota"]
 
-Object = dict[str, Any]
 
 _PREFIX = "/registry/core/resourcequotas/"
 # Kinds whose usage can grow on update (a Service turned NodePort, a claim resized); other

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler, Informer
@@ -22,10 +21,10 @@ from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext, split_key
 from pilothouse.machinery import quota
 from pilothouse.machinery.kinds import ResourceType
+from pilothouse.machinery.kinds.types import Object
 
 __all__ = ["ResourceQuotaController"]
 
-Object = dict[str, Any]
 
 RESOURCEQUOTAS = resource("", "v1", "resourcequotas")
 PODS = resource("", "v1", "pods")

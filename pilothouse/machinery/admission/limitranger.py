@@ -16,11 +16,11 @@ from typing import Any
 
 from pilothouse.machinery.admission import Refusal
 from pilothouse.machinery.kinds.quantity import format_quantity, parse_quantity, quantity_format
+from pilothouse.machinery.kinds.types import Object
 from pilothouse.machinery.quota import pod_resources
 
 __all__ = ["ANNOTATION", "default_pod", "validate_claim", "validate_pod"]
 
-Object = dict[str, Any]
 Resources = dict[str, Any]
 
 ANNOTATION = "kubernetes.io/limit-ranger"

@@ -6,14 +6,12 @@ priority 0. A PriorityClass may be the global default only if no other one is.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from pilothouse.machinery.admission import Refusal
 from pilothouse.machinery.kinds.policy_kinds import SYSTEM_PRIORITY_CLASSES
+from pilothouse.machinery.kinds.types import Object
 
 __all__ = ["admit_pod", "keep_on_update", "validate_delete", "validate_priority_class"]
-
-Object = dict[str, Any]
 
 
 def _global_default(classes: Iterable[Object]) -> Object | None:

@@ -6,11 +6,11 @@ PersistentVolumeClaim that names no class gets the cluster's default one, the cl
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+
+from pilothouse.machinery.kinds.types import Object
 
 __all__ = ["DEFAULT_CLASS_ANNOTATIONS", "admit_claim", "default_class"]
 
-Object = dict[str, Any]
 
 DEFAULT_CLASS_ANNOTATIONS = ("storageclass.kubernetes.io/is-default-class",
                              "storageclass.beta.kubernetes.io/is-default-class")
