@@ -11,12 +11,14 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client, config
 
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, start_server_process
+from tests.store.etcd_server import EtcdCluster, etcd_binary
 
 T = TypeVar("T")
 
@@ -327,3 +329,43 @@ def test_default_storage_class_on_claims(server: ServerProcess) -> None:
     explicit = core.create_namespaced_persistent_volume_claim(ns, {**claim, "metadata": {"name": "none"},
                                                                    "spec": {**claim["spec"], "storageClassName": ""}})
     assert explicit.spec.storage_class_name == ""
+
+
+# -- quota across API servers ------------------------------------------------------------------
+
+@pytest.mark.skipif(etcd_binary() is None, reason="etcd binary not found (apt-get install etcd-server)")
+def test_quota_holds_across_two_api_servers(tmp_path: Path) -> None:
+    """Each server serialises its own charges; between servers the quota's revision decides (a
+    charge that lost the compare-and-swap reads the quota again), so the limit holds."""
+    with EtcdCluster(1, base_dir=tmp_path / "etcd") as etcd:
+        servers = [start_server_process(tmp_path / name, extra=(
+            "--datastore-endpoint", etcd.endpoint, "--disable", "scheduler,controller-manager")) for name in "ab"]
+        try:
+            apis = [client.CoreV1Api(api(s)) for s in servers]
+            ns = namespace(servers[0], "quota-ha")
+            apis[0].create_namespaced_resource_quota(ns, {"metadata": {"name": "q"}, "spec": {"hard": {
+                "configmaps": "7"}}})
+            # No controller runs here: fill status as it would.
+            apis[0].patch_namespaced_resource_quota_status("q", ns, {"status": {
+                "hard": {"configmaps": "7"}, "used": {"configmaps": "0"}}})
+            outcomes: list[int] = []
+
+            def create(i: int) -> None:
+                try:
+                    client.CoreV1Api(api(servers[i % 2])).create_namespaced_config_map(
+                        ns, {"metadata": {"name": f"cm{i}"}})
+                    outcomes.append(201)
+                except client.ApiException as error:
+                    outcomes.append(error.status)
+
+            threads = [threading.Thread(target=create, args=(i,)) for i in range(20)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert sorted(outcomes) == [201] * 7 + [403] * 13
+            assert len(apis[1].list_namespaced_config_map(ns).items) == 7
+            assert apis[1].read_namespaced_resource_quota("q", ns).status.used == {"configmaps": "7"}
+        finally:
+            for s in servers:
+                s.stop()
