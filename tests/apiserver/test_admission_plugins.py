@@ -58,6 +58,26 @@ def eventually(check: Callable[[], T | None], what: str, timeout: float = 30) ->
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def create_config_maps_at_once(servers: list[ServerProcess], ns: str) -> list[int]:
+    """One ConfigMap create per entry of ``servers``, through that server, all at once: the sorted
+    HTTP statuses."""
+    outcomes: list[int] = []
+
+    def create(i: int) -> None:
+        try:
+            client.CoreV1Api(api(servers[i])).create_namespaced_config_map(ns, {"metadata": {"name": f"cm{i}"}})
+            outcomes.append(201)
+        except client.ApiException as error:
+            outcomes.append(error.status)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(len(servers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sorted(outcomes)
+
+
 # -- LimitRanger -------------------------------------------------------------------------------
 
 def test_limit_range_defaults_land_on_a_created_pod(server: ServerProcess) -> None:
@@ -161,21 +181,7 @@ def test_quota_object_counts_dry_run_and_concurrency(server: ServerProcess) -> N
     assert core.read_namespaced_resource_quota("objects", ns).status.used["configmaps"] == "0"
 
     # Concurrent creates: exactly as many succeed as the quota allows.
-    outcomes: list[int] = []
-
-    def create(i: int) -> None:
-        try:
-            client.CoreV1Api(api(server)).create_namespaced_config_map(ns, {"metadata": {"name": f"cm{i}"}})
-            outcomes.append(201)
-        except client.ApiException as error:
-            outcomes.append(error.status)
-
-    threads = [threading.Thread(target=create, args=(i,)) for i in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(outcomes) == [201] * 5 + [403] * 7
+    assert create_config_maps_at_once([server] * 12, ns) == [201] * 5 + [403] * 7
     assert len(core.list_namespaced_config_map(ns).items) == 5
     assert core.read_namespaced_resource_quota("objects", ns).status.used["configmaps"] == "5"
     # Replenishment: a deleted ConfigMap is given back at once, not at the next full resync.
@@ -348,22 +354,7 @@ def test_quota_holds_across_two_api_servers(tmp_path: Path) -> None:
             # No controller runs here: fill status as it would.
             apis[0].patch_namespaced_resource_quota_status("q", ns, {"status": {
                 "hard": {"configmaps": "7"}, "used": {"configmaps": "0"}}})
-            outcomes: list[int] = []
-
-            def create(i: int) -> None:
-                try:
-                    client.CoreV1Api(api(servers[i % 2])).create_namespaced_config_map(
-                        ns, {"metadata": {"name": f"cm{i}"}})
-                    outcomes.append(201)
-                except client.ApiException as error:
-                    outcomes.append(error.status)
-
-            threads = [threading.Thread(target=create, args=(i,)) for i in range(20)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            assert sorted(outcomes) == [201] * 7 + [403] * 13
+            assert create_config_maps_at_once(servers * 10, ns) == [201] * 7 + [403] * 13
             assert len(apis[1].list_namespaced_config_map(ns).items) == 7
             assert apis[1].read_namespaced_resource_quota("q", ns).status.used == {"configmaps": "7"}
         finally:
