@@ -15,6 +15,8 @@ from aiohttp import web
 from pilothouse import __version__
 from pilothouse.apiserver import codec, nodeproxy, rbacbootstrap, subresources
 from pilothouse.apiserver.admission import NamespaceLifecycle
+from pilothouse.apiserver.admission_plugins import AdmissionChain
+from pilothouse.apiserver.admission_plugins.priority import bootstrap_priority_classes
 from pilothouse.apiserver.allocators import ServiceAllocator, ServiceHooks
 from pilothouse.apiserver.auth import AuthLayer
 from pilothouse.apiserver.discovery import Discovery
@@ -62,7 +64,8 @@ class APIServer:
         self.advertise_port = advertise_port
         hooks: dict[tuple[str, str], StorageHooks] = {("", "services"): ServiceHooks(self.service_allocator),
                                                       ("", "namespaces"): _NamespaceWrites(self.namespaces)}
-        self.storages = {r: ResourceStorage(r, store, self.namespaces, hooks.get((r.group, r.plural)))
+        self.admission = AdmissionChain.default(store)
+        self.storages = {r: ResourceStorage(r, store, self.namespaces, hooks.get((r.group, r.plural)), self.admission)
                          for r in self.registry}
         # logs/exec/attach/port-forward are proxied to the pod's node agent.
         self.rest = RestHandler(self.registry, self.storages,
@@ -77,6 +80,7 @@ class APIServer:
     async def bootstrap(self) -> None:
         """Objects every cluster has: the system namespaces."""
         self.namespaces.start()
+        self.admission.start()
         namespaces = self.storage("", "v1", "namespaces")
         for name in SYSTEM_NAMESPACES:
             try:
@@ -87,6 +91,7 @@ class APIServer:
                     raise
         await self._bootstrap_kubernetes_service()
         await rbacbootstrap.ensure_bootstrap_policy(self.storage)
+        await bootstrap_priority_classes(self.storage("scheduling.k8s.io", "v1", "priorityclasses"))
         self.ready = True
 
     async def _bootstrap_kubernetes_service(self) -> None:
@@ -115,6 +120,7 @@ class APIServer:
 
     async def close(self) -> None:
         await self.namespaces.close()
+        await self.admission.close()
 
     # -------------------------------------------------------------- app
 

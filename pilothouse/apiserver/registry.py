@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from pilothouse.apiserver import admission, errors_translate, writes
+from pilothouse.apiserver.admission_plugins import AdmissionChain, Attributes
 from pilothouse.apiserver.objects import (
     decode_continue,
     decode_stored,
@@ -126,11 +127,12 @@ class ResourceStorage:
     """Create/read/update/delete/watch for one resource type over the revisioned store."""
 
     def __init__(self, resource: ResourceType, store: Store, namespaces: admission.NamespaceLifecycle,
-                 hooks: StorageHooks | None = None) -> None:
+                 hooks: StorageHooks | None = None, admission_chain: AdmissionChain | None = None) -> None:
         self.resource = resource
         self.store = store
         self.namespaces = namespaces
         self.hooks = hooks or StorageHooks()
+        self.admission = admission_chain or AdmissionChain([])
 
     # ----------------------------------------------------------------- reads
 
@@ -233,15 +235,20 @@ class ResourceStorage:
         generate_name = metadata.get("generateName")
         attempts = 8 if generate_name and not metadata.get("name") else 1
         writes.init_system_metadata(metadata)
-        strategy.prepare_for_create(obj)
         if resource.namespaced:
             await self.namespaces.admit_create(metadata.get("namespace", ""))
+        # Mutating admission comes before PrepareForCreate, as in kube-apiserver (a pod's QoS class
+        # must see the resources LimitRanger set).
+        attributes = Attributes("CREATE", resource, metadata.get("namespace", ""), obj, dry_run=ctx.dry_run)
+        await self.admission.admit(attributes)
+        strategy.prepare_for_create(obj)
         for attempt in range(attempts):
             if attempts > 1:
                 metadata["name"] = f"{generate_name}{meta.generate_name_suffix()}"
             writes.validate_create(obj, resource)
             writes.track_managed_fields(None, obj, ctx, resource, "")
             name = metadata["name"]
+            await self.admission.validate(attributes)
             undo = await self.hooks.before_write(obj, None, ctx)
             if ctx.dry_run:
                 return obj
@@ -328,6 +335,9 @@ class ResourceStorage:
             if not subresource:
                 strategy.default(new)
             writes.carry_system_metadata(new, current)
+            attributes = Attributes("UPDATE", resource, current["metadata"].get("namespace", ""), new, current,
+                                    subresource, ctx.dry_run)
+            await self.admission.admit(attributes)
             strategy.prepare_for_update(new, current)
             writes.validate_update(new, current, resource, strategy)
             writes.track_managed_fields(current, new, ctx, resource, subresource)
@@ -342,6 +352,7 @@ class ResourceStorage:
                 if gone is None:
                     continue
                 return gone, False
+            await self.admission.validate(attributes)
             undo = await self.hooks.before_write(new, current, ctx)
             if ctx.dry_run:
                 return new, False
@@ -367,6 +378,8 @@ class ResourceStorage:
                 raise self._not_found(name)
             current = decode_stored(kv)
             writes.check_delete_preconditions(current, options, resource, name)
+            await self.admission.validate(Attributes("DELETE", resource, namespace or "", current, current,
+                                                     dry_run=ctx.dry_run))
             updated = writes.prepare_delete(current, options, resource)
             if updated is not None:
                 if updated == current or ctx.dry_run:

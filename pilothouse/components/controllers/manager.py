@@ -40,6 +40,7 @@ CONTROLLERS: dict[str, str] = {
     "podgc": "pilothouse.components.controllers.podgc:PodGCController",
     "clusterrole-aggregation":
         "pilothouse.components.controllers.clusterroleaggregation:ClusterRoleAggregationController",
+    "resourcequota": "pilothouse.components.controllers.resourcequota:ResourceQuotaController",
 }
 
 

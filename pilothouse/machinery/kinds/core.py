@@ -14,6 +14,7 @@ from pilothouse.machinery.kinds import fields as f
 from pilothouse.machinery.kinds import prepare as p
 from pilothouse.machinery.kinds import validate_core as v
 from pilothouse.machinery.kinds import validate_pod as vp
+from pilothouse.machinery.kinds import validate_quota as vq
 from pilothouse.machinery.kinds.types import Strategy, keep_all_but_status, no_field_errors, status_strategy
 
 __all__ = [
@@ -81,6 +82,7 @@ SERVICE = Strategy(
 SERVICE_STATUS = status_strategy(SERVICE)
 
 RESOURCEQUOTA = Strategy(
+    validate=vq.validate_resource_quota,
     prepare_for_create=p.create_with_zero_status("ResourceQuota", generation=False),
     prepare_for_update=p.update_keeping_status(generation=False),
 )
@@ -92,4 +94,4 @@ SECRET = Strategy(default=d.default_secret, validate=v.validate_secret, validate
 SERVICEACCOUNT = Strategy()
 ENDPOINTS = Strategy(default=d.default_endpoints)
 EVENT = Strategy(selectable_fields=f.core_event_fields)
-LIMITRANGE = Strategy(default=d.default_limit_range)
+LIMITRANGE = Strategy(default=d.default_limit_range, validate=vq.validate_limit_range)

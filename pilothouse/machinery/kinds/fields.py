@@ -55,6 +55,8 @@ NAME_RULES: dict[tuple[str, str], str] = {
     ("policy", "PodDisruptionBudget"): "subdomain",
     **{("rbac.authorization.k8s.io", kind): "path-segment"
        for kind in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")},
+    ("scheduling.k8s.io", "PriorityClass"): "subdomain",
+    ("storage.k8s.io", "StorageClass"): "subdomain",
 }
 
 
