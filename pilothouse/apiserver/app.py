@@ -22,7 +22,7 @@ from pilothouse.apiserver.registry import ResourceStorage, StorageHooks, WriteCo
 from pilothouse.apiserver.requestinfo import parse_request_info
 from pilothouse.apiserver.rest import RestHandler
 from pilothouse.machinery import openapi
-from pilothouse.machinery.errors import StatusError, internal_error
+from pilothouse.machinery.errors import StatusError, internal_error, path_not_found
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry
 from pilothouse.machinery.schema import KUBERNETES_VERSION
 from pilothouse.store.interface import Store
@@ -122,9 +122,12 @@ class APIServer:
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/livez", self._health)
         app.router.add_get("/readyz", self._ready)
-        app.router.add_get("/version", self._version)
-        app.router.add_get("/api", self.discovery.handle_api)
-        app.router.add_get("/apis", self.discovery.handle_apis)
+        # kube-apiserver serves these through go-restful, which ignores a trailing slash (and
+        # /apis/ is registered as such); /healthz/ and the like are 404s there, as here.
+        for slash in ("", "/"):
+            app.router.add_get("/version" + slash, self._version)
+            app.router.add_get("/api" + slash, self.discovery.handle_api)
+            app.router.add_get("/apis" + slash, self.discovery.handle_apis)
         app.router.add_get("/openapi/v3", self._openapi_index)
         app.router.add_get("/openapi/v3/{path:.+}", self._openapi_document)
         app.router.add_route("*", "/{path:.*}", self._resource)
@@ -138,8 +141,7 @@ class APIServer:
             return codec.status_response(error)
         except web.HTTPException as http_error:
             if http_error.status == 404:
-                return codec.status_response(
-                    StatusError(404, "NotFound", "the server could not find the requested resource"))
+                return codec.status_response(path_not_found())
             if http_error.status == 413:
                 return codec.status_response(StatusError(413, "RequestEntityTooLarge", "the request body is too large"))
             raise
@@ -170,15 +172,15 @@ class APIServer:
     async def _openapi_document(self, request: web.Request) -> web.Response:
         document = openapi.openapi_v3_document(request.match_info["path"], list(self.registry))
         if document is None:
-            raise StatusError(404, "NotFound", "the server could not find the requested resource")
+            raise path_not_found()
         return codec.json_response(document)
 
     async def _resource(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         if path == "/openapi/v2" or path.startswith("/openapi/v2"):
             # kubectl parses v2 only as protobuf: a JSON v2 breaks it. Not serving it is correct.
-            raise StatusError(404, "NotFound", "the server could not find the requested resource")
-        info = parse_request_info(request.method, path, request.query)  # type: ignore[arg-type]
+            raise path_not_found()
+        info = parse_request_info(request.method, path, request.query)
         await self.auth.check(request, info)
         if not info.is_resource_request:
             return await self._group_discovery(request, info.group, info.version, path)
@@ -192,10 +194,12 @@ class APIServer:
             body = self.discovery.api_group(parts[1])
         elif parts[:1] == ["apis"] and len(parts) == 3:
             body = self.discovery.resource_list(parts[1], parts[2])
+        elif parts[:1] not in (["api"], ["apis"]):
+            return codec.plain_not_found()
         else:
             body = None
         if body is None:
-            raise StatusError(404, "NotFound", "the server could not find the requested resource")
+            raise path_not_found()
         return codec.json_response(body)
 
 

@@ -25,6 +25,7 @@ from pilothouse.machinery.protobuf import decode_kubernetes_protobuf
 __all__ = [
     "MAX_BODY_BYTES",
     "json_response",
+    "plain_not_found",
     "raw_json_response",
     "read_body",
     "status_response",
@@ -86,6 +87,12 @@ def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | Non
 def raw_json_response(body: bytes, status: int = 200) -> web.Response:
     """A response from JSON that is already encoded."""
     return web.Response(body=body, status=status, content_type="application/json")
+
+
+def plain_not_found() -> web.Response:
+    """A path outside the API: kube-apiserver's last handler is Go's ``http.NotFound``, plain text."""
+    return web.Response(status=404, text="404 page not found\n", content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
 
 
 def status_response(error: StatusError) -> web.Response:

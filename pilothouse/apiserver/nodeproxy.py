@@ -29,6 +29,7 @@ from aiohttp import WSMsgType, web
 from pilothouse.apiserver.registry import ResourceStorage
 from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.machinery.errors import FieldError, StatusError, bad_request, internal_error, invalid
+from pilothouse.machinery.query import flag as query_flag
 
 __all__ = ["DEFAULT_KUBELET_PORT", "NODE_PROXY_HANDLERS"]
 
@@ -41,14 +42,9 @@ DEFAULT_KUBELET_PORT = 10250
 #: kube-apiserver's --kubelet-preferred-address-types, reordered so that an address we can dial
 #: comes first (node names are rarely resolvable here).
 _ADDRESS_PREFERENCE = ("InternalIP", "ExternalIP", "InternalDNS", "ExternalDNS", "Hostname")
-_TRUE = ("1", "t", "T", "true", "TRUE", "True")
 _CONNECT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=None)
 #: kube-apiserver reads at most this much of an agent's error answer.
 _MAX_ERROR_BODY = 50000
-
-
-def _flag(request: web.Request, name: str) -> bool:
-    return request.query.get(name, "") in _TRUE
 
 
 # ---------------------------------------------------------------------- locating the agent
@@ -141,7 +137,7 @@ def _log_query(request: web.Request, name: str) -> dict[str, str]:
     query = request.query
     params: dict[str, str] = {}
     for flag in ("follow", "previous", "timestamps"):
-        if _flag(request, flag):
+        if query_flag(request.query, flag):
             params[flag] = "true"
     errors: list[FieldError] = []
     minimums = {"sinceSeconds": 1, "tailLines": 0, "limitBytes": 1}
@@ -291,7 +287,7 @@ async def _remote_command(handler: Any, request: web.Request, info: RequestInfo,
     container = _resolve_container(pod, request.query.get("container", ""))
     node_name = await _node_of(pod, info.name)
     params: list[tuple[str, str]] = [(name, "1") for name in ("stdin", "stdout", "stderr", "tty")
-                                     if _flag(request, name)]
+                                     if query_flag(request.query, name)]
     if verb == "exec":
         params += [("command", c) for c in request.query.getall("command", [])]
     url = (await _agent_base_url(handler, node_name) + _path(verb, info.namespace or "", info.name, container)

@@ -8,6 +8,10 @@ from multidict import MultiMapping
 
 from pilothouse.apiserver.registry import DeleteOptions, ListOptions, WriteContext
 from pilothouse.machinery.errors import FieldError, bad_request, invalid
+from pilothouse.machinery.kinds import ResourceType
+from pilothouse.machinery.kinds.types import check_field_labels
+from pilothouse.machinery.query import flag
+from pilothouse.machinery.query import resource_version as parse_resource_version
 from pilothouse.machinery.selectors import parse_field_selector, parse_label_selector
 
 __all__ = ["delete_options", "list_options", "write_context"]
@@ -25,16 +29,21 @@ def _int(query: MultiMapping[str], name: str) -> int | None:
         raise bad_request(f"invalid value for {name}: {text!r}") from None
 
 
-def list_options(query: MultiMapping[str]) -> ListOptions:
+def list_options(query: MultiMapping[str], resource: ResourceType | None = None) -> ListOptions:
+    """The options of a list, watch or deletecollection, refused (400) before anything is read or
+    streamed when a field label is not one ``resource`` supports or the resourceVersion is malformed."""
     limit = _int(query, "limit") or 0
     if limit < 0:
         limit = 0
+    field_selector = parse_field_selector(query.get("fieldSelector"))
+    if resource is not None:
+        check_field_labels(resource.strategy, field_selector.fields())
     return ListOptions(
         label_selector=parse_label_selector(query.get("labelSelector")),
-        field_selector=parse_field_selector(query.get("fieldSelector")),
+        field_selector=field_selector,
         limit=limit,
         continue_token=query.get("continue", ""),
-        resource_version=query.get("resourceVersion", ""),
+        resource_version=parse_resource_version(query.get("resourceVersion", "")),
     )
 
 
@@ -56,7 +65,7 @@ def write_context(query: MultiMapping[str], headers: Any, *, default_validation:
         field_manager=manager,
         # The API server's default when a client sends no fieldValidation is Warn (1.27+).
         field_validation=validation or default_validation,
-        force=query.get("force", "") in ("true", "1"),
+        force=flag(query, "force"),
         user_agent=headers.get("User-Agent", ""),
     )
 
@@ -81,7 +90,7 @@ def delete_options(query: MultiMapping[str], body: Any) -> DeleteOptions:
     if "propagationPolicy" in query:
         options.propagation_policy = query["propagationPolicy"]
     if "orphanDependents" in query:
-        options.orphan_dependents = query["orphanDependents"] in ("true", "1")
+        options.orphan_dependents = flag(query, "orphanDependents")
     if options.propagation_policy not in (None, "Orphan", "Background", "Foreground"):
         raise invalid("DeleteOptions", "meta.k8s.io", "", [FieldError(
             "FieldValueNotSupported", "propagationPolicy",

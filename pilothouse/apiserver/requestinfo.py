@@ -11,7 +11,10 @@ Authorization and the generic REST handler both work from this one parse.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from pilothouse.machinery.query import flag
 
 __all__ = ["RequestInfo", "parse_request_info"]
 
@@ -33,7 +36,7 @@ _METHOD_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": 
                  "GET": "get", "HEAD": "get"}
 
 
-def parse_request_info(method: str, path: str, query: dict[str, str] | None = None) -> RequestInfo:
+def parse_request_info(method: str, path: str, query: Mapping[str, str] | None = None) -> RequestInfo:
     query = query or {}
     parts = [p for p in path.strip("/").split("/") if p]
     method_verb = method.lower()
@@ -65,9 +68,9 @@ def parse_request_info(method: str, path: str, query: dict[str, str] | None = No
         subresource = rest[2] if len(rest) > 2 else ""
     if not name:
         if verb == "get":
-            verb = "watch" if query.get("watch") in ("true", "1") else "list"
+            verb = "watch" if flag(query, "watch") else "list"
         elif verb == "delete":
             verb = "deletecollection"
-    elif verb == "get" and query.get("watch") in ("true", "1"):
+    elif verb == "get" and flag(query, "watch"):
         verb = "watch"
     return RequestInfo(True, path, verb, group, version, namespace, resource, name, subresource)

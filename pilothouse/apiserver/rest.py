@@ -25,6 +25,7 @@ from pilothouse.machinery.errors import (
     bad_request,
     method_not_allowed,
     not_found,
+    path_not_found,
     unsupported_media_type,
 )
 from pilothouse.machinery.kinds import ResourceRegistry, ResourceType
@@ -51,15 +52,14 @@ class RestHandler:
     def storage_for(self, group: str, version: str, plural: str) -> ResourceStorage:
         resource = self.registry.by_plural(group, version, plural)
         if resource is None:
-            raise StatusError(404, "NotFound", "the server could not find the requested resource",
-                              {"group": group, "kind": plural})
+            raise path_not_found()
         return self.storages[resource]
 
     async def handle(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         storage = self.storage_for(info.group, info.version, info.resource)
         resource = storage.resource
         if info.namespace is not None and not resource.namespaced:
-            raise StatusError(404, "NotFound", "the server could not find the requested resource")
+            raise path_not_found()
         namespace = info.namespace if resource.namespaced else None
         generic = resource.strategy_for(info.subresource) is not None
         if info.subresource and not generic:
@@ -68,10 +68,10 @@ class RestHandler:
             if handler is None:
                 handler = self.subresources.get(("*", info.subresource))
             if handler is None or info.subresource not in resource.subresources:
-                raise StatusError(404, "NotFound", "the server could not find the requested resource")
+                raise path_not_found()
             return await handler(self, request, info, storage)
         if resource.namespaced and namespace is None and info.verb not in ("list", "watch"):
-            raise StatusError(404, "NotFound", "the server could not find the requested resource")
+            raise path_not_found()
         verb = info.verb
         if verb == "get":
             if not codec.wants_table(request):
@@ -112,7 +112,7 @@ class RestHandler:
         """Stream the list page by page: a 10,000-pod list never sits in memory whole. The
         ``metadata`` (resourceVersion, continue) goes last, which JSON readers do not mind."""
         resource = storage.resource
-        pages = storage.list_pages(namespace, options.list_options(request.query))
+        pages = storage.list_pages(namespace, options.list_options(request.query, storage.resource))
         # Read the first page before answering, so that errors (a stale continue token) are a Status.
         first = await anext(pages)
         as_table = codec.wants_table(request)
@@ -204,7 +204,7 @@ class RestHandler:
                     raise bad_request("the DeleteOptions body is not valid JSON") from None
         delete_options = options.delete_options(request.query, body)
         ctx = options.write_context(request.query, request.headers)
-        deleted = await storage.delete_collection(namespace, options.list_options(request.query),
+        deleted = await storage.delete_collection(namespace, options.list_options(request.query, storage.resource),
                                                   delete_options, ctx)
         resource = storage.resource
         return codec.json_response({"kind": f"{resource.kind}List", "apiVersion": resource.api_version,

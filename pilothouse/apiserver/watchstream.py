@@ -20,6 +20,7 @@ from aiohttp import web
 from pilothouse.apiserver import codec, options
 from pilothouse.apiserver.registry import ResourceStorage, WatchEvent
 from pilothouse.machinery import tables
+from pilothouse.machinery.query import flag
 from pilothouse.machinery.selectors import FieldSelector
 
 __all__ = ["serve"]
@@ -30,7 +31,7 @@ BOOKMARK_INTERVAL = 30.0
 
 async def serve(request: web.Request, storage: ResourceStorage, namespace: str | None,
                 name: str = "") -> web.StreamResponse:
-    list_options = options.list_options(request.query)
+    list_options = options.list_options(request.query, storage.resource)
     if name:
         # GET .../pods/x?watch=true (old style) is a watch of that one name.
         list_options.field_selector = FieldSelector(
@@ -38,7 +39,7 @@ async def serve(request: web.Request, storage: ResourceStorage, namespace: str |
     send_initial = list_options.resource_version in ("", "0")
     timeout_text = request.query.get("timeoutSeconds")
     timeout = float(timeout_text) if timeout_text else None
-    bookmarks = request.query.get("allowWatchBookmarks") in ("true", "1")
+    bookmarks = flag(request.query, "allowWatchBookmarks")
     as_table = codec.wants_table(request)
     include_object = request.query.get("includeObject", "Metadata")
     resource = storage.resource
