@@ -80,13 +80,15 @@ def wants_table(request: web.Request) -> bool:
 
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None,
                   content_type: str = "application/json") -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, headers=headers,
-                        content_type=content_type)
+    # kube-apiserver's JSON serializer is Go's json.Encoder, which ends every document with a
+    # newline; clients that compare error bodies verbatim (FailToCreateError's text) see it.
+    return web.Response(body=orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE), status=status,
+                        headers=headers, content_type=content_type)
 
 
 def raw_json_response(body: bytes, status: int = 200) -> web.Response:
-    """A response from JSON that is already encoded."""
-    return web.Response(body=body, status=status, content_type="application/json")
+    """A response from JSON that is already encoded (newline-terminated, as ``json_response``)."""
+    return web.Response(body=body + b"\n", status=status, content_type="application/json")
 
 
 def plain_not_found() -> web.Response:

@@ -145,7 +145,7 @@ class RestHandler:
                 separator = b","
             page = await anext(pages, None)
         list_meta = {"resourceVersion": revision, **({"continue": token} if token else {})}
-        await response.write(b'],"metadata":' + orjson.dumps(list_meta) + b"}")
+        await response.write(b'],"metadata":' + orjson.dumps(list_meta) + b"}\n")
         await response.write_eof()
         return response
 

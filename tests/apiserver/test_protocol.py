@@ -1,0 +1,251 @@
+"""Protocol details real clients hit: boolean query parameters, trailing slashes, Status bodies
+byte for byte, and the 400s kube-apiserver answers before it reads or streams anything.
+
+Raw HTTP (urllib), so that what is checked is exactly what a client receives.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.conftest import ServerProcess
+
+GENERIC_404 = (b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+               b'"message":"the server could not find the requested resource","reason":"NotFound",'
+               b'"details":{},"code":404}\n')
+_SERIAL = itertools.count()
+STATUS_ORDER = ["kind", "apiVersion", "metadata", "status", "message", "reason", "details", "code"]
+
+
+def call(server: ServerProcess, path: str, method: str = "GET", body: Any = None,
+         content_type: str = "application/json") -> tuple[int, dict[str, str], bytes]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(server.url + path, data=data, method=method,
+                                     headers={"Content-Type": content_type} if data else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def ordered_keys(raw: bytes) -> list[str]:
+    return [key for key, _ in json.loads(raw, object_pairs_hook=list)]
+
+
+def make_configmap(server: ServerProcess, name: str, data: dict[str, str] | None = None) -> dict[str, Any]:
+    status, _, raw = call(server, "/api/v1/namespaces/default/configmaps", "POST",
+                          {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+                           "data": data or {}})
+    assert status == 201, raw
+    return dict(json.loads(raw))
+
+
+def watch_lines(raw: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in raw.splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------ boolean query parameters
+
+
+@pytest.mark.parametrize("value", ["true", "True", "TRUE", "1", "yes", "t", ""])
+def test_watch_parameter_true_values(server: ServerProcess, value: str) -> None:
+    """Every value but absent, 0 and false turns a list into a watch (older official clients send
+    watch=True)."""
+    first = make_configmap(server, f"bool-{next(_SERIAL)}")
+    rv = first["metadata"]["resourceVersion"]
+    second = make_configmap(server, f"bool-{next(_SERIAL)}")
+    status, _, raw = call(server, f"/api/v1/namespaces/default/configmaps?watch={value}"
+                                  f"&resourceVersion={rv}&timeoutSeconds=1")
+    assert status == 200
+    events = watch_lines(raw)
+    assert {"type": "ADDED", "name": second["metadata"]["name"]} in [
+        {"type": e["type"], "name": e["object"]["metadata"]["name"]} for e in events]
+    assert all("type" in e for e in events)
+
+
+@pytest.mark.parametrize("value", ["false", "False", "FALSE", "0"])
+def test_watch_parameter_false_values(server: ServerProcess, value: str) -> None:
+    make_configmap(server, f"list-{next(_SERIAL)}")
+    status, _, raw = call(server, f"/api/v1/namespaces/default/configmaps?watch={value}")
+    assert status == 200
+    body = json.loads(raw)
+    assert body["kind"] == "ConfigMapList"
+    assert any(item["metadata"]["name"].startswith("list-") for item in body["items"])
+
+
+def test_watch_of_one_object_with_watch_capitalised(server: ServerProcess) -> None:
+    created = make_configmap(server, "single-watch")
+    status, _, raw = call(server, "/api/v1/namespaces/default/configmaps/single-watch?watch=True"
+                                  "&timeoutSeconds=1")
+    assert status == 200
+    events = watch_lines(raw)
+    assert [(e["type"], e["object"]["metadata"]["uid"]) for e in events] == [("ADDED", created["metadata"]["uid"])]
+
+
+def test_allow_watch_bookmarks_capitalised(server: ServerProcess) -> None:
+    created = make_configmap(server, "bookmarks")
+    rv = created["metadata"]["resourceVersion"]
+    _, _, raw = call(server, f"/api/v1/namespaces/default/configmaps?watch=1&allowWatchBookmarks=True"
+                             f"&resourceVersion={rv}&timeoutSeconds=1")
+    assert "BOOKMARK" in [e["type"] for e in watch_lines(raw)]
+    _, _, raw = call(server, f"/api/v1/namespaces/default/configmaps?watch=1&allowWatchBookmarks=False"
+                             f"&resourceVersion={rv}&timeoutSeconds=1")
+    assert "BOOKMARK" not in [e["type"] for e in watch_lines(raw)]
+
+
+def test_force_capitalised_takes_over_conflicting_fields(server: ServerProcess) -> None:
+    path = "/api/v1/namespaces/default/configmaps/forced"
+    applied = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "forced"}, "data": {"k": "a"}}
+    status, _, raw = call(server, path + "?fieldManager=one", "PATCH", applied, "application/apply-patch+yaml")
+    assert status == 201, raw
+    other = {**applied, "data": {"k": "b"}}
+    status, _, raw = call(server, path + "?fieldManager=two&force=False", "PATCH", other,
+                          "application/apply-patch+yaml")
+    assert status == 409 and json.loads(raw)["reason"] == "Conflict"
+    status, _, raw = call(server, path + "?fieldManager=two&force=True", "PATCH", other,
+                          "application/apply-patch+yaml")
+    assert status == 200, raw
+    assert json.loads(raw)["data"] == {"k": "b"}
+
+
+# ------------------------------------------------------------------ trailing slashes
+
+
+@pytest.mark.parametrize("path", ["/version", "/api", "/apis", "/api/v1", "/apis/apps/v1", "/apis/apps"])
+def test_trailing_slash_serves_the_same_document(server: ServerProcess, path: str) -> None:
+    plain = call(server, path)
+    slashed = call(server, path + "/")
+    assert plain[0] == slashed[0] == 200
+    assert json.loads(plain[2]) == json.loads(slashed[2])
+
+
+def test_trailing_slash_on_a_collection_lists_it(server: ServerProcess) -> None:
+    make_configmap(server, "slashed")
+    status, _, raw = call(server, "/api/v1/namespaces/default/configmaps/")
+    assert status == 200
+    assert "slashed" in [item["metadata"]["name"] for item in json.loads(raw)["items"]]
+    status, _, raw = call(server, "/api/v1/namespaces/default/configmaps/slashed/")
+    assert status == 200 and json.loads(raw)["metadata"]["name"] == "slashed"
+
+
+@pytest.mark.parametrize("path", ["/healthz/", "/livez/", "/readyz/", "/openapi/v3/", "/no-such-path"])
+def test_paths_outside_the_api_are_go_404s(server: ServerProcess, path: str) -> None:
+    """kube-apiserver registers these exactly (no trailing slash); anything else reaches Go's
+    http.NotFound."""
+    status, headers, raw = call(server, path)
+    assert status == 404
+    assert raw == b"404 page not found\n"
+    assert headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+# ------------------------------------------------------------------ Status bodies
+
+
+def test_generic_not_found_is_kubernetes_byte_for_byte(server: ServerProcess) -> None:
+    status, headers, raw = call(server, "/api/v1/no-such-resources")
+    assert status == 404
+    assert headers["Content-Type"] == "application/json"
+    assert raw == GENERIC_404
+
+
+def test_not_found_and_conflict_keep_the_field_order(server: ServerProcess) -> None:
+    status, _, missing = call(server, "/api/v1/namespaces/default/configmaps/absent")
+    assert status == 404
+    assert missing == (b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+                       b'"message":"configmaps \\"absent\\" not found","reason":"NotFound",'
+                       b'"details":{"name":"absent","kind":"configmaps"},"code":404}\n')
+    make_configmap(server, "twice")
+    status, _, conflict = call(server, "/api/v1/namespaces/default/configmaps", "POST",
+                               {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "twice"}})
+    assert status == 409
+    assert conflict == (b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+                        b'"message":"configmaps \\"twice\\" already exists","reason":"AlreadyExists",'
+                        b'"details":{"name":"twice","kind":"configmaps"},"code":409}\n')
+    status, _, invalid = call(server, "/apis/apps/v1/namespaces/default/deployments", "POST",
+                              {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bad"},
+                               "spec": {"selector": {"matchLabels": {"a": "b"}},
+                                        "template": {"metadata": {"labels": {"a": "c"}},
+                                                     "spec": {"containers": [{"name": "c", "image": "i"}]}}}})
+    assert status == 422
+    assert ordered_keys(invalid) == STATUS_ORDER
+
+
+def test_bad_request_leaves_out_empty_details(server: ServerProcess) -> None:
+    status, _, raw = call(server, "/api/v1/namespaces/default/configmaps?limit=x")
+    assert status == 400
+    assert ordered_keys(raw) == [k for k in STATUS_ORDER if k != "details"]
+
+
+# ------------------------------------------------------------------ field selectors, resourceVersion
+
+
+@pytest.mark.parametrize(("path", "label", "message"), [
+    ("/api/v1/namespaces/default/pods", "spec.containers", "field label not supported: spec.containers"),
+    ("/api/v1/nodes", "metadata.namespace", "field label not supported: metadata.namespace"),
+    ("/api/v1/namespaces/default/configmaps", "data.key",
+     '"data.key" is not a known field selector: only "metadata.name", "metadata.namespace"'),
+    ("/apis/batch/v1/namespaces/default/jobs", "status.succeeded",
+     'field label "status.succeeded" not supported for batchv1.Job'),
+])
+def test_unsupported_field_label_is_a_400(server: ServerProcess, path: str, label: str, message: str) -> None:
+    for query in ("", "&watch=true", "&watch=true&resourceVersion=0"):
+        status, _, raw = call(server, f"{path}?fieldSelector={label}%3Dx{query}")
+        assert status == 400, (query, raw)
+        body = json.loads(raw)
+        assert (body["reason"], body["message"], body["code"]) == ("BadRequest", message, 400)
+
+
+def test_unsupported_field_label_refuses_delete_collection(server: ServerProcess) -> None:
+    make_configmap(server, "survivor")
+    status, _, raw = call(server, "/api/v1/namespaces/default/configmaps?fieldSelector=data.k%3Dv", "DELETE")
+    assert status == 400, raw
+    assert call(server, "/api/v1/namespaces/default/configmaps/survivor")[0] == 200
+
+
+def test_supported_field_labels_still_select(server: ServerProcess) -> None:
+    make_configmap(server, "chosen")
+    status, _, raw = call(server, "/api/v1/namespaces/default/configmaps?fieldSelector=metadata.name%3Dchosen")
+    assert status == 200
+    assert [i["metadata"]["name"] for i in json.loads(raw)["items"]] == ["chosen"]
+    status, _, raw = call(server, "/api/v1/namespaces/default/pods?fieldSelector=spec.nodeName%3Dn1,"
+                                  "status.phase!%3DRunning")
+    assert status == 200
+
+
+@pytest.mark.parametrize(("version", "why"), [
+    ("abc", "invalid syntax"), ("-1", "invalid syntax"), ("+5", "invalid syntax"), ("1.5", "invalid syntax"),
+    ("18446744073709551616", "value out of range"),
+])
+def test_malformed_resource_version_is_a_400_on_list_and_watch(server: ServerProcess, version: str,
+                                                               why: str) -> None:
+    message = f'resourceVersion: Invalid value: "{version}": strconv.ParseUint: parsing "{version}": {why}'
+    quoted = urllib.request.quote(version)
+    for query in ("", "&watch=true", "&watch=1&timeoutSeconds=1"):
+        status, headers, raw = call(server, f"/api/v1/namespaces/default/configmaps?resourceVersion={quoted}{query}")
+        assert status == 400, (query, raw)
+        assert headers.get("Transfer-Encoding") != "chunked"
+        body = json.loads(raw)
+        assert (body["kind"], body["reason"], body["message"]) == ("Status", "BadRequest", message)
+
+
+def test_well_formed_resource_versions_are_served(server: ServerProcess) -> None:
+    for version in ("", "0", "1", "007"):
+        status, _, raw = call(server, f"/api/v1/namespaces/default/configmaps?resourceVersion={version}")
+        assert status == 200, (version, raw)
+
+
+def test_kubectl_prints_the_field_label_error(server: ServerProcess) -> None:
+    result = server.kubectl("get", "pods", "--field-selector", "spec.image=x", check=False)
+    assert result.returncode == 1
+    # kubectl wraps the server's message in its resource builder's words, as against Kubernetes.
+    assert result.stderr == ('Error from server (BadRequest): Unable to find "/v1, Resource=pods" that match '
+                             'label selector "", field selector "spec.image=x": field label not supported: '
+                             'spec.image\n')
