@@ -10,7 +10,7 @@ from pilothouse.apiserver.registry import DeleteOptions, ListOptions, WriteConte
 from pilothouse.machinery.errors import FieldError, bad_request, invalid
 from pilothouse.machinery.kinds import ResourceType
 from pilothouse.machinery.kinds.types import check_field_labels
-from pilothouse.machinery.query import flag
+from pilothouse.machinery.query import check_list_options, flag
 from pilothouse.machinery.query import resource_version as parse_resource_version
 from pilothouse.machinery.selectors import parse_field_selector, parse_label_selector
 
@@ -30,16 +30,19 @@ def _int(query: MultiMapping[str], name: str) -> int | None:
 
 
 def list_options(query: MultiMapping[str], resource: ResourceType | None = None) -> ListOptions:
-    """The options of a list, watch or deletecollection, refused (400) before anything is read or
-    streamed when a field label is not one ``resource`` supports or the resourceVersion is malformed."""
+    """The options of a list, watch or deletecollection, refused before anything is read or streamed
+    in kube-apiserver's order: unparsable values (400), combinations ListOptions forbids (422), a
+    field label ``resource`` does not support (400), a malformed resourceVersion (400)."""
     limit = _int(query, "limit") or 0
     if limit < 0:
         limit = 0
+    label_selector = parse_label_selector(query.get("labelSelector"))
     field_selector = parse_field_selector(query.get("fieldSelector"))
+    check_list_options(query)
     if resource is not None:
         check_field_labels(resource.strategy, field_selector.fields())
     return ListOptions(
-        label_selector=parse_label_selector(query.get("labelSelector")),
+        label_selector=label_selector,
         field_selector=field_selector,
         limit=limit,
         continue_token=query.get("continue", ""),

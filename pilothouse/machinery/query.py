@@ -1,4 +1,5 @@
-"""Query-string values as kube-apiserver reads them.
+"""Query-string values as kube-apiserver reads them: booleans, resourceVersion, and the ListOptions
+combinations it refuses.
 
 Every boolean query parameter of the API (``watch``, ``allowWatchBookmarks``, ``force``,
 ``orphanDependents``, ``follow``, ``stdin``, ...) is decoded by apimachinery's
@@ -12,9 +13,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from pilothouse.machinery.errors import bad_request
+from pilothouse.machinery.errors import FieldError, bad_request, invalid
+from pilothouse.machinery.kinds.vcommon import forbidden, not_supported
 
-__all__ = ["flag", "resource_version"]
+__all__ = ["INITIAL_EVENTS_END", "check_list_options", "flag", "resource_version", "send_initial_events"]
+
+NOT_OLDER_THAN = "NotOlderThan"
+#: The annotation on the bookmark that ends a watch's initial events (``metav1.InitialEventsAnnotationKey``).
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 _UNSIGNED = re.compile(r"[0-9]+")
 _MAX_UINT64 = 2**64 - 1
@@ -46,3 +52,52 @@ def resource_version(text: str) -> str:
         return text
     raise bad_request(f'resourceVersion: Invalid value: "{text}": '
                       f'strconv.ParseUint: parsing "{text}": {reason}')
+
+
+def check_list_options(query: Mapping[str, str]) -> None:
+    """apimachinery's ``ValidateListOptions`` with the WatchList feature on (as in 1.32): the
+    combinations of watch, resourceVersion(Match), continue and sendInitialEvents it refuses, as
+    one 422 on ``ListOptions.meta.k8s.io`` (the errors in its order)."""
+    match = query.get("resourceVersionMatch", "")
+    version = query.get("resourceVersion", "")
+    initial = "sendInitialEvents" in query  # a *bool: false counts as given
+    errors: list[FieldError] = []
+
+    def refuse(detail: str) -> None:
+        errors.append(forbidden("resourceVersionMatch", detail))
+
+    with_continue = "resourceVersionMatch is forbidden when continue is provided"
+    if flag(query, "watch"):
+        if initial and match != NOT_OLDER_THAN:
+            refuse(f"sendInitialEvents requires setting resourceVersionMatch to {NOT_OLDER_THAN}")
+        if match:
+            if not initial:
+                refuse("resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided")
+            if match != NOT_OLDER_THAN:
+                errors.append(not_supported("resourceVersionMatch", match, [NOT_OLDER_THAN]))
+            if query.get("continue"):
+                refuse(with_continue)
+    else:
+        if match:
+            if not version:
+                refuse("resourceVersionMatch is forbidden unless resourceVersion is provided")
+            if query.get("continue"):
+                refuse(with_continue)
+            if match not in ("Exact", NOT_OLDER_THAN):
+                errors.append(not_supported("resourceVersionMatch", match, ["Exact", NOT_OLDER_THAN, ""]))
+            if match == "Exact" and version == "0":
+                refuse('resourceVersionMatch "exact" is forbidden for resourceVersion "0"')
+        if initial:
+            errors.append(forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list"))
+    if errors:
+        raise invalid("ListOptions", "meta.k8s.io", "", errors)
+
+
+def send_initial_events(query: Mapping[str, str]) -> bool:
+    """Whether a watch starts with the current state as ADDED events: ``sendInitialEvents`` when
+    given, else what ``SetListOptionsDefaults`` makes of a legacy watch (resourceVersion unset or
+    "0": initial events on, NotOlderThan). With bookmarks allowed, the initial events end with a
+    bookmark annotated ``k8s.io/initial-events-end``."""
+    if "sendInitialEvents" in query:
+        return flag(query, "sendInitialEvents")
+    return query.get("resourceVersion", "") in ("", "0")

@@ -249,3 +249,83 @@ def test_kubectl_prints_the_field_label_error(server: ServerProcess) -> None:
     assert result.stderr == ('Error from server (BadRequest): Unable to find "/v1, Resource=pods" that match '
                              'label selector "", field selector "spec.image=x": field label not supported: '
                              'spec.image\n')
+
+
+# ------------------------------------------------------------------ sendInitialEvents (WatchList)
+
+INITIAL_END = {"k8s.io/initial-events-end": "true"}
+
+
+def test_send_initial_events_ends_with_an_annotated_bookmark(server: ServerProcess) -> None:
+    make_configmap(server, "initial-a")
+    last = make_configmap(server, "initial-b")
+    base = "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1&allowWatchBookmarks=True"
+    for query in ("&sendInitialEvents=true&resourceVersionMatch=NotOlderThan",
+                  f"&sendInitialEvents=1&resourceVersionMatch=NotOlderThan&resourceVersion="
+                  f"{last['metadata']['resourceVersion']}",
+                  "&resourceVersion=0",  # a legacy watch is defaulted to sendInitialEvents (1.32)
+                  ""):
+        status, _, raw = call(server, base + query)
+        assert status == 200, (query, raw)
+        events = watch_lines(raw)
+        end = next(i for i, e in enumerate(events) if e["type"] == "BOOKMARK")
+        names = {e["object"]["metadata"]["name"] for e in events[:end]}
+        assert {"initial-a", "initial-b"} <= names, query
+        assert {e["type"] for e in events[:end]} == {"ADDED"}
+        bookmark = events[end]["object"]
+        assert bookmark["kind"] == "ConfigMap" and bookmark["metadata"]["annotations"] == INITIAL_END
+        assert int(bookmark["metadata"]["resourceVersion"]) >= int(last["metadata"]["resourceVersion"])
+
+
+def test_send_initial_events_false_starts_from_now(server: ServerProcess) -> None:
+    make_configmap(server, "not-replayed")
+    status, _, raw = call(server, "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1"
+                                  "&sendInitialEvents=false&resourceVersionMatch=NotOlderThan")
+    assert status == 200
+    assert watch_lines(raw) == []
+
+
+def test_no_initial_events_bookmark_without_bookmarks_or_initial_events(server: ServerProcess) -> None:
+    created = make_configmap(server, "plain-watch")
+    status, _, raw = call(server, "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1"
+                                  "&resourceVersion=0")
+    assert status == 200
+    assert "BOOKMARK" not in {e["type"] for e in watch_lines(raw)}
+    status, _, raw = call(server, "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1"
+                                  f"&allowWatchBookmarks=true&resourceVersion={created['metadata']['resourceVersion']}")
+    events = watch_lines(raw)
+    assert all("annotations" not in e["object"]["metadata"] for e in events if e["type"] == "BOOKMARK")
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("watch=1&sendInitialEvents=true",
+     "resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"),
+    ("watch=1&resourceVersionMatch=NotOlderThan",
+     "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents "
+     "is provided"),
+    ("watch=1&sendInitialEvents=true&resourceVersionMatch=Exact",
+     '[resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan, '
+     'resourceVersionMatch: Unsupported value: "Exact": supported values: "NotOlderThan"]'),
+    ("sendInitialEvents=true", "sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list"),
+    ("resourceVersionMatch=NotOlderThan",
+     "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"),
+    ("resourceVersionMatch=Exact&resourceVersion=0",
+     'resourceVersionMatch: Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"'),
+    ("resourceVersionMatch=Newest&resourceVersion=5",
+     'resourceVersionMatch: Unsupported value: "Newest": supported values: "Exact", "NotOlderThan", ""'),
+])
+def test_forbidden_list_option_combinations_are_422(server: ServerProcess, query: str, message: str) -> None:
+    status, _, raw = call(server, f"/api/v1/namespaces/default/configmaps?{query}")
+    assert status == 422, raw
+    body = json.loads(raw)
+    assert body["reason"] == "Invalid"
+    assert body["message"] == f'ListOptions.meta.k8s.io "" is invalid: {message}'
+    assert body["details"]["kind"] == "ListOptions" and body["details"]["group"] == "meta.k8s.io"
+
+
+def test_list_with_resource_version_match_is_served(server: ServerProcess) -> None:
+    created = make_configmap(server, "matched")
+    for match in ("NotOlderThan", "Exact"):
+        status, _, raw = call(server, "/api/v1/namespaces/default/configmaps?resourceVersionMatch="
+                                      f"{match}&resourceVersion={created['metadata']['resourceVersion']}")
+        assert status == 200, raw
