@@ -184,7 +184,18 @@ class APIServer:
         await self.auth.check(request, info)
         if not info.is_resource_request:
             return await self._group_discovery(request, info.group, info.version, path)
+        if self.registry.by_plural(info.group, info.version, info.resource) is None and self._unserved_group(path):
+            return codec.plain_not_found()
         return await self.rest.handle(request, info)
+
+    def _unserved_group(self, path: str) -> bool:
+        """A path outside every API group served here: kube-apiserver hands it down its delegation
+        chain to Go's plain-text 404. (A served group's unknown version or resource is go-restful's
+        JSON 404 instead.)"""
+        parts = [p for p in path.split("/") if p]
+        if parts[:1] == ["api"]:
+            return False
+        return parts[:1] != ["apis"] or len(parts) < 2 or parts[1] not in self.registry.group_versions()
 
     async def _group_discovery(self, request: web.Request, group: str, version: str, path: str) -> web.Response:
         parts = [p for p in path.strip("/").split("/") if p]
@@ -194,11 +205,11 @@ class APIServer:
             body = self.discovery.api_group(parts[1])
         elif parts[:1] == ["apis"] and len(parts) == 3:
             body = self.discovery.resource_list(parts[1], parts[2])
-        elif parts[:1] not in (["api"], ["apis"]):
-            return codec.plain_not_found()
         else:
             body = None
         if body is None:
+            if self._unserved_group(path):
+                return codec.plain_not_found()
             raise path_not_found()
         return codec.json_response(body)
 

@@ -135,10 +135,12 @@ def test_trailing_slash_on_a_collection_lists_it(server: ServerProcess) -> None:
     assert status == 200 and json.loads(raw)["metadata"]["name"] == "slashed"
 
 
-@pytest.mark.parametrize("path", ["/healthz/", "/livez/", "/readyz/", "/openapi/v3/", "/no-such-path"])
+@pytest.mark.parametrize("path", ["/healthz/", "/livez/", "/readyz/", "/openapi/v3/", "/no-such-path",
+                                  "/apis/nope.example.com", "/apis/nope.example.com/v1",
+                                  "/apis/nope.example.com/v1/widgets", "/apis/nope.example.com/v1/namespaces/x/w/y"])
 def test_paths_outside_the_api_are_go_404s(server: ServerProcess, path: str) -> None:
-    """kube-apiserver registers these exactly (no trailing slash); anything else reaches Go's
-    http.NotFound."""
+    """kube-apiserver registers these exactly (no trailing slash) or not at all; what no handler
+    claims goes down the delegation chain to Go's http.NotFound."""
     status, headers, raw = call(server, path)
     assert status == 404
     assert raw == b"404 page not found\n"
@@ -149,8 +151,12 @@ def test_paths_outside_the_api_are_go_404s(server: ServerProcess, path: str) -> 
 # ------------------------------------------------------------------ Status bodies
 
 
-def test_generic_not_found_is_kubernetes_byte_for_byte(server: ServerProcess) -> None:
-    status, headers, raw = call(server, "/api/v1/no-such-resources")
+@pytest.mark.parametrize("path", ["/api/v1/no-such-resources", "/api/v2", "/api/v2/pods", "/apis/apps/v2",
+                                  "/apis/apps/v2/deployments", "/apis/apps/v1/widgets",
+                                  "/apis/apps/v1/namespaces/default/widgets/x"])
+def test_generic_not_found_is_kubernetes_byte_for_byte(server: ServerProcess, path: str) -> None:
+    """Inside a served group go-restful answers: NewGenericServerResponse's Status, with details {}."""
+    status, headers, raw = call(server, path)
     assert status == 404
     assert headers["Content-Type"] == "application/json"
     assert raw == GENERIC_404
