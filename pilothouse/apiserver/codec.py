@@ -97,5 +97,18 @@ def plain_not_found() -> web.Response:
                         headers={"X-Content-Type-Options": "nosniff"})
 
 
+#: What Go's encoding/json escapes inside strings (its default HTML-safe output). These bytes can
+#: only occur inside JSON strings, so a plain byte replacement is exact.
+_GO_ESCAPES = ((b"&", b"\\u0026"), (b"<", b"\\u003c"), (b">", b"\\u003e"),
+               ("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029"))
+
+
 def status_response(error: StatusError) -> web.Response:
-    return json_response(error.to_status(), status=error.code, headers=error.headers or None)
+    """A Status exactly as kube-apiserver's encoder writes it (messages often quote selectors and
+    values with ``&``, ``<``, ``>``; clients compare these bodies verbatim)."""
+    body = orjson.dumps(error.to_status(), option=orjson.OPT_APPEND_NEWLINE)
+    for raw, escaped in _GO_ESCAPES:
+        if raw in body:
+            body = body.replace(raw, escaped)
+    return web.Response(body=body, status=error.code, headers=error.headers or None,
+                        content_type="application/json")

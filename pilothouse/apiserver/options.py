@@ -10,7 +10,7 @@ from pilothouse.apiserver.registry import DeleteOptions, ListOptions, WriteConte
 from pilothouse.machinery.errors import FieldError, bad_request, invalid
 from pilothouse.machinery.kinds import ResourceType
 from pilothouse.machinery.kinds.types import check_field_labels
-from pilothouse.machinery.query import check_list_options, flag
+from pilothouse.machinery.query import check_list_options, flag, integer
 from pilothouse.machinery.query import resource_version as parse_resource_version
 from pilothouse.machinery.selectors import parse_field_selector, parse_label_selector
 
@@ -19,21 +19,11 @@ __all__ = ["delete_options", "list_options", "write_context"]
 _FIELD_VALIDATION = {"Strict", "Warn", "Ignore", ""}
 
 
-def _int(query: MultiMapping[str], name: str) -> int | None:
-    text = query.get(name)
-    if text in (None, ""):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise bad_request(f"invalid value for {name}: {text!r}") from None
-
-
 def list_options(query: MultiMapping[str], resource: ResourceType | None = None) -> ListOptions:
     """The options of a list, watch or deletecollection, refused before anything is read or streamed
     in kube-apiserver's order: unparsable values (400), combinations ListOptions forbids (422), a
     field label ``resource`` does not support (400), a malformed resourceVersion (400)."""
-    limit = _int(query, "limit") or 0
+    limit = integer(query, "limit") or 0
     if limit < 0:
         limit = 0
     label_selector = parse_label_selector(query.get("labelSelector"))
@@ -87,7 +77,7 @@ def delete_options(query: MultiMapping[str], body: Any) -> DeleteOptions:
         for value in body.get("dryRun") or ():
             if value != "All":
                 raise bad_request(f'unsupported dry run value "{value}", supported values: All')
-    grace = _int(query, "gracePeriodSeconds")
+    grace = integer(query, "gracePeriodSeconds")
     if grace is not None:
         options.grace_period_seconds = grace
     if "propagationPolicy" in query:

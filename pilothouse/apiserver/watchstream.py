@@ -23,7 +23,7 @@ from pilothouse.apiserver import codec, options
 from pilothouse.apiserver.objects import bookmark_object
 from pilothouse.apiserver.registry import ResourceStorage, WatchEvent
 from pilothouse.machinery import tables
-from pilothouse.machinery.query import flag, send_initial_events
+from pilothouse.machinery.query import flag, integer, send_initial_events
 from pilothouse.machinery.selectors import FieldSelector
 
 __all__ = ["serve"]
@@ -34,14 +34,13 @@ BOOKMARK_INTERVAL = 30.0
 
 async def serve(request: web.Request, storage: ResourceStorage, namespace: str | None,
                 name: str = "") -> web.StreamResponse:
+    timeout = integer(request.query, "timeoutSeconds") or None
     list_options = options.list_options(request.query, storage.resource)
     if name:
         # GET .../pods/x?watch=true (old style) is a watch of that one name.
         list_options.field_selector = FieldSelector(
             (*list_options.field_selector.terms, ("metadata.name", "=", name)))
     send_initial = send_initial_events(request.query)
-    timeout_text = request.query.get("timeoutSeconds")
-    timeout = float(timeout_text) if timeout_text else None
     bookmarks = flag(request.query, "allowWatchBookmarks")
     as_table = codec.wants_table(request)
     include_object = request.query.get("includeObject", "Metadata")

@@ -16,14 +16,16 @@ from collections.abc import Mapping
 from pilothouse.machinery.errors import FieldError, bad_request, invalid
 from pilothouse.machinery.kinds.vcommon import forbidden, not_supported
 
-__all__ = ["INITIAL_EVENTS_END", "check_list_options", "flag", "resource_version", "send_initial_events"]
+__all__ = ["INITIAL_EVENTS_END", "check_list_options", "flag", "integer", "resource_version", "send_initial_events"]
 
 NOT_OLDER_THAN = "NotOlderThan"
 #: The annotation on the bookmark that ends a watch's initial events (``metav1.InitialEventsAnnotationKey``).
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 _UNSIGNED = re.compile(r"[0-9]+")
+_SIGNED = re.compile(r"[+-]?[0-9]+")
 _MAX_UINT64 = 2**64 - 1
+_MIN_INT64, _MAX_INT64 = -(2**63), 2**63 - 1
 
 
 def flag(query: Mapping[str, str], name: str) -> bool:
@@ -32,6 +34,21 @@ def flag(query: Mapping[str, str], name: str) -> bool:
     if value is None:
         return False
     return value != "0" and value.lower() != "false"
+
+
+def integer(query: Mapping[str, str], name: str) -> int | None:
+    """An int64 parameter (``limit``, ``timeoutSeconds``, ``gracePeriodSeconds``); a value Go's
+    ``strconv.ParseInt`` refuses is a 400 with its message, as the parameter codec reports it."""
+    text = query.get(name)
+    if text is None or text == "":
+        return None
+    if _SIGNED.fullmatch(text) is None:
+        reason = "invalid syntax"
+    elif not _MIN_INT64 <= int(text) <= _MAX_INT64:
+        reason = "value out of range"
+    else:
+        return int(text)
+    raise bad_request(f'strconv.ParseInt: parsing "{text}": {reason}')
 
 
 def resource_version(text: str) -> str:

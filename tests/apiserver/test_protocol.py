@@ -335,3 +335,33 @@ def test_list_with_resource_version_match_is_served(server: ServerProcess) -> No
         status, _, raw = call(server, "/api/v1/namespaces/default/configmaps?resourceVersionMatch="
                                       f"{match}&resourceVersion={created['metadata']['resourceVersion']}")
         assert status == 200, raw
+
+
+# ------------------------------------------------------------------ integers, escaping
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("limit=ten", 'strconv.ParseInt: parsing "ten": invalid syntax'),
+    ("limit=1.5", 'strconv.ParseInt: parsing "1.5": invalid syntax'),
+    ("watch=1&timeoutSeconds=0.1s", 'strconv.ParseInt: parsing "0.1s": invalid syntax'),
+    ("watch=1&timeoutSeconds=9223372036854775808", 'strconv.ParseInt: parsing "9223372036854775808": '
+                                                   "value out of range"),
+])
+def test_unparsable_integers_are_400s(server: ServerProcess, query: str, message: str) -> None:
+    status, _, raw = call(server, f"/api/v1/namespaces/default/configmaps?{query}")
+    assert status == 400, raw
+    body = json.loads(raw)
+    assert (body["reason"], body["message"]) == ("BadRequest", message)
+
+
+def test_signed_integers_parse_as_go_does(server: ServerProcess) -> None:
+    status, _, raw = call(server, "/api/v1/namespaces/default/configmaps?limit=%2B2")
+    assert status == 200 and len(json.loads(raw)["items"]) <= 2
+
+
+def test_status_escapes_html_characters_as_go_json_does(server: ServerProcess) -> None:
+    status, _, raw = call(server, "/api/v1/namespaces/default/configmaps?fieldSelector=a%26b%3Ec%3Dd")
+    assert status == 400
+    assert raw == (b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":'
+                   b'"\\"a\\u0026b\\u003ec\\" is not a known field selector: only \\"metadata.name\\", '
+                   b'\\"metadata.namespace\\"","reason":"BadRequest","code":400}\n')
