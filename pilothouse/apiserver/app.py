@@ -117,7 +117,8 @@ class APIServer:
     # -------------------------------------------------------------- app
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware], client_max_size=codec.MAX_BODY_BYTES + 1)
+        app = web.Application(middlewares=[codec.pretty_middleware, self._middleware],
+                              client_max_size=codec.MAX_BODY_BYTES + 1)
         app[_KEY_APP] = self
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/livez", self._health)
@@ -159,12 +160,13 @@ class APIServer:
 
     async def _version(self, request: web.Request) -> web.Response:
         major, minor, _patch = KUBERNETES_VERSION.split(".")
-        return codec.json_response({
+        # kube-apiserver writes /version with WriteRawJSON: always indented, for every client.
+        return web.Response(body=codec.go_json({
             "major": major, "minor": minor, "gitVersion": f"v{KUBERNETES_VERSION}",
             "gitCommit": f"pilothouse-{__version__}", "gitTreeState": "clean",
             "buildDate": "2026-01-01T00:00:00Z", "goVersion": f"python{platform.python_version()}",
             "compiler": "cpython", "platform": f"linux/{_arch()}",
-        })
+        }, indent=True), content_type="application/json")
 
     async def _openapi_index(self, request: web.Request) -> web.Response:
         return codec.json_response(openapi.openapi_v3_index(list(self.registry)))

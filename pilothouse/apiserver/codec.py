@@ -24,11 +24,14 @@ from pilothouse.machinery.protobuf import decode_kubernetes_protobuf
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "go_json",
     "json_response",
     "plain_not_found",
+    "pretty_middleware",
     "raw_json_response",
     "read_body",
     "status_response",
+    "wants_pretty",
     "wants_table",
 ]
 
@@ -103,12 +106,46 @@ _GO_ESCAPES = ((b"&", b"\\u0026"), (b"<", b"\\u003c"), (b">", b"\\u003e"),
                ("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029"))
 
 
-def status_response(error: StatusError) -> web.Response:
-    """A Status exactly as kube-apiserver's encoder writes it (messages often quote selectors and
-    values with ``&``, ``<``, ``>``; clients compare these bodies verbatim)."""
-    body = orjson.dumps(error.to_status(), option=orjson.OPT_APPEND_NEWLINE)
+def go_json(value: Any, *, indent: bool = False) -> bytes:
+    """JSON as kube-apiserver's Go encoder writes it: HTML-safe escapes, and either compact with a
+    trailing newline (``json.Encoder``) or indented by two spaces without one (``json.MarshalIndent``)."""
+    body = orjson.dumps(value, option=orjson.OPT_INDENT_2 if indent else orjson.OPT_APPEND_NEWLINE)
     for raw, escaped in _GO_ESCAPES:
         if raw in body:
             body = body.replace(raw, escaped)
-    return web.Response(body=body, status=error.code, headers=error.headers or None,
+    return body
+
+
+def status_response(error: StatusError) -> web.Response:
+    """A Status exactly as kube-apiserver's encoder writes it (messages often quote selectors and
+    values with ``&``, ``<``, ``>``; clients compare these bodies verbatim)."""
+    return web.Response(body=go_json(error.to_status()), status=error.code, headers=error.headers or None,
                         content_type="application/json")
+
+
+#: User agents kube-apiserver pretty-prints for unasked ("basic all browsers and cli http tools").
+_HUMAN_AGENTS = ("curl", "Wget", "Mozilla/5.0")
+_PARSE_BOOL = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,
+               "0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}
+
+
+def wants_pretty(request: web.Request) -> bool:
+    """kube-apiserver's ``isPrettyPrint``: ``pretty`` read with Go's ``strconv.ParseBool`` (unlike
+    every other boolean parameter; a value it cannot parse is false), else the User-Agent."""
+    value = request.query.get("pretty", "")
+    if value:
+        return _PARSE_BOOL.get(value, False)
+    return request.headers.get("User-Agent", "").startswith(_HUMAN_AGENTS)
+
+
+@web.middleware
+async def pretty_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Re-indent a JSON API response (object, Table, discovery, Status) for a client that wants it
+    pretty, as the negotiated pretty serializer does. Streamed lists and watches stay compact, and
+    OpenAPI documents are served as they are cached, as kube-apiserver does."""
+    response: web.StreamResponse = await handler(request)
+    if (isinstance(response, web.Response) and response.content_type == "application/json"
+            and isinstance(response.body, bytes) and not request.path.startswith("/openapi")
+            and wants_pretty(request)):
+        response.body = go_json(orjson.loads(response.body), indent=True)
+    return response

@@ -24,10 +24,12 @@ STATUS_ORDER = ["kind", "apiVersion", "metadata", "status", "message", "reason",
 
 
 def call(server: ServerProcess, path: str, method: str = "GET", body: Any = None,
-         content_type: str = "application/json") -> tuple[int, dict[str, str], bytes]:
+         content_type: str = "application/json", user_agent: str = "") -> tuple[int, dict[str, str], bytes]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(server.url + path, data=data, method=method,
-                                     headers={"Content-Type": content_type} if data else {})
+    headers = {"Content-Type": content_type} if data else {}
+    if user_agent:
+        headers["User-Agent"] = user_agent
+    request = urllib.request.Request(server.url + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, dict(response.headers), response.read()
@@ -365,3 +367,39 @@ def test_status_escapes_html_characters_as_go_json_does(server: ServerProcess) -
     assert raw == (b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":'
                    b'"\\"a\\u0026b\\u003ec\\" is not a known field selector: only \\"metadata.name\\", '
                    b'\\"metadata.namespace\\"","reason":"BadRequest","code":400}\n')
+
+
+# ------------------------------------------------------------------ pretty
+
+
+def is_indented(raw: bytes) -> bool:
+    """json.MarshalIndent's shape: two-space indents, '": "' separators, no trailing newline."""
+    return raw.startswith(b'{\n  "') and raw.endswith(b"}") and b'": ' in raw
+
+
+def test_version_is_always_indented(server: ServerProcess) -> None:
+    status, _, raw = call(server, "/version")
+    assert status == 200 and is_indented(raw)
+    assert raw == json.dumps(json.loads(raw), indent=2).encode()
+
+
+@pytest.mark.parametrize(("query", "user_agent", "pretty"), [
+    ("?pretty=true", "", True), ("?pretty=True", "", True), ("?pretty=1", "", True), ("?pretty=t", "", True),
+    ("?pretty=yes", "", False),  # pretty alone is read with strconv.ParseBool: not a bool, not pretty
+    ("", "", False), ("", "curl/8.5.0", True), ("", "Wget/1.21", True),
+    ("", "Mozilla/5.0 (X11; Linux x86_64)", True), ("?pretty=false", "curl/8.5.0", False),
+    ("", "kubectl/v1.32.4 (linux/amd64) kubernetes/4cb5f07", False),
+])
+def test_pretty_output(server: ServerProcess, query: str, user_agent: str, pretty: bool) -> None:
+    if call(server, "/api/v1/namespaces/default/configmaps/pretty")[0] == 404:
+        make_configmap(server, "pretty", {"html": "<a&b>"})
+    for path, code in (("/api/v1/namespaces/default/configmaps/pretty", 200),
+                       ("/api/v1/namespaces/default/configmaps/absent", 404), ("/api/v1", 200)):
+        status, _, raw = call(server, path + query, user_agent=user_agent)
+        assert status == code
+        assert is_indented(raw) == pretty, (path, raw[:40])
+        if pretty:
+            assert raw == json.dumps(json.loads(raw), indent=2).encode().replace(
+                b"&", b"\\u0026").replace(b"<", b"\\u003c").replace(b">", b"\\u003e")
+        else:
+            assert raw.endswith(b"\n") and b"\n" not in raw[:-1]
