@@ -14,7 +14,7 @@ from pilothouse.machinery.query import check_list_options, flag, integer
 from pilothouse.machinery.query import resource_version as parse_resource_version
 from pilothouse.machinery.selectors import parse_field_selector, parse_label_selector
 
-__all__ = ["delete_options", "list_options", "write_context"]
+__all__ = ["delete_options", "get_options", "list_options", "write_context"]
 
 _FIELD_VALIDATION = {"Strict", "Warn", "Ignore", ""}
 
@@ -38,6 +38,11 @@ def list_options(query: MultiMapping[str], resource: ResourceType | None = None)
         continue_token=query.get("continue", ""),
         resource_version=parse_resource_version(query.get("resourceVersion", "")),
     )
+
+
+def get_options(query: MultiMapping[str]) -> str:
+    """A GET's resourceVersion, checked as a list's is (any version serves the current object)."""
+    return parse_resource_version(query.get("resourceVersion", ""))
 
 
 def write_context(query: MultiMapping[str], headers: Any, *, default_validation: str = "Warn") -> WriteContext:

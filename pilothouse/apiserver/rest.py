@@ -74,6 +74,7 @@ class RestHandler:
             raise path_not_found()
         verb = info.verb
         if verb == "get":
+            options.get_options(request.query)
             if not codec.wants_table(request):
                 return codec.raw_json_response(await storage.get_json(namespace, info.name))
             return await self._respond(request, storage, await storage.get(namespace, info.name))

@@ -244,6 +244,15 @@ def test_malformed_resource_version_is_a_400_on_list_and_watch(server: ServerPro
         assert (body["kind"], body["reason"], body["message"]) == ("Status", "BadRequest", message)
 
 
+def test_malformed_resource_version_is_a_400_on_get(server: ServerProcess) -> None:
+    make_configmap(server, "got")
+    status, _, raw = call(server, "/api/v1/namespaces/default/configmaps/got?resourceVersion=-1")
+    assert status == 400
+    assert json.loads(raw)["message"] == ('resourceVersion: Invalid value: "-1": strconv.ParseUint: '
+                                          'parsing "-1": invalid syntax')
+    assert call(server, "/api/v1/namespaces/default/configmaps/got?resourceVersion=0")[0] == 200
+
+
 def test_well_formed_resource_versions_are_served(server: ServerProcess) -> None:
     for version in ("", "0", "1", "007"):
         status, _, raw = call(server, f"/api/v1/namespaces/default/configmaps?resourceVersion={version}")
