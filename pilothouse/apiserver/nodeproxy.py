@@ -28,7 +28,14 @@ from aiohttp import WSMsgType, web
 
 from pilothouse.apiserver.registry import ResourceStorage
 from pilothouse.apiserver.requestinfo import RequestInfo
-from pilothouse.machinery.errors import FieldError, StatusError, bad_request, internal_error, invalid
+from pilothouse.machinery.errors import (
+    FieldError,
+    StatusError,
+    bad_request,
+    internal_error,
+    invalid,
+    method_not_allowed,
+)
 from pilothouse.machinery.query import flag as query_flag
 
 __all__ = ["DEFAULT_KUBELET_PORT", "NODE_PROXY_HANDLERS"]
@@ -166,7 +173,7 @@ def _log_query(request: web.Request, name: str) -> dict[str, str]:
 async def pod_log(handler: Any, request: web.Request, info: RequestInfo,
                   storage: ResourceStorage) -> web.StreamResponse:
     if info.verb != "get":
-        raise StatusError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        raise method_not_allowed()
     pod = await storage.get(info.namespace, info.name)
     container = _resolve_container(pod, request.query.get("container", ""))
     params = _log_query(request, info.name)

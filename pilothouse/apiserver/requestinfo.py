@@ -4,6 +4,7 @@ Resource paths::
 
     /api/v1/<resource>[/<name>[/<subresource>]]
     /api/v1/namespaces/<ns>/<resource>[/<name>[/<subresource>]]
+    /api/v1/watch/...             (deprecated watch paths, the same below ``watch``)
     /apis/<group>/<version>/...   (the same below the group-version)
 
 Authorization and the generic REST handler both work from this one parse.
@@ -53,6 +54,10 @@ def parse_request_info(method: str, path: str, query: Mapping[str, str] | None =
     if not rest:
         return RequestInfo(False, path, method_verb, group, version)
     verb = _METHOD_VERBS.get(method.upper(), method_verb)
+    if rest[0] == "watch" and len(rest) > 1 and verb == "get":
+        # The deprecated /watch/... paths (still served in 1.32): a watch of the collection, or of
+        # one object when the path names it.
+        verb, rest = "watch", rest[1:]
     namespace: str | None = None
     # /namespaces/<ns>/<resource>... is a namespaced request; /namespaces[/<ns>[/status]] is the
     # namespace resource itself.
@@ -66,11 +71,10 @@ def parse_request_info(method: str, path: str, query: Mapping[str, str] | None =
     if resource == "namespaces" and namespace is None and len(rest) >= 2:
         name = rest[1]
         subresource = rest[2] if len(rest) > 2 else ""
+    # Only a GET without a name reads ?watch (RequestInfoFactory); a named GET ignores it.
     if not name:
         if verb == "get":
             verb = "watch" if flag(query, "watch") else "list"
         elif verb == "delete":
             verb = "deletecollection"
-    elif verb == "get" and flag(query, "watch"):
-        verb = "watch"
     return RequestInfo(True, path, verb, group, version, namespace, resource, name, subresource)

@@ -38,6 +38,7 @@ __all__ = ["RestHandler", "SubresourceHandler"]
 Object = dict[str, Any]
 SubresourceHandler = Callable[["RestHandler", web.Request, RequestInfo, ResourceStorage], Awaitable[web.StreamResponse]]
 
+_SUBRESOURCE_VERBS = ("get", "update", "patch")
 _PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
                 "application/strategic-merge-patch+json", "application/apply-patch+yaml")
 
@@ -73,6 +74,9 @@ class RestHandler:
         if resource.namespaced and namespace is None and info.verb not in ("list", "watch"):
             raise path_not_found()
         verb = info.verb
+        # go-restful has no route for these: PUT/PATCH on a collection, DELETE/POST on /status.
+        if (verb in ("update", "patch") and not info.name) or (info.subresource and verb not in _SUBRESOURCE_VERBS):
+            raise method_not_allowed()
         if verb == "get":
             options.get_options(request.query)
             if not codec.wants_table(request):
@@ -84,7 +88,7 @@ class RestHandler:
             return await watchstream.serve(request, storage, namespace, info.name)
         if verb == "create":
             if info.name or info.subresource:
-                raise method_not_allowed(f"POST is not supported on {info.path}")
+                raise method_not_allowed()
             return await self._create(request, storage, namespace)
         if verb == "update":
             return await self._update(request, storage, namespace, info)
@@ -94,7 +98,7 @@ class RestHandler:
             return await self._delete(request, storage, namespace, info.name)
         if verb == "deletecollection":
             return await self._delete_collection(request, storage, namespace)
-        raise method_not_allowed("the server does not allow this method on the requested resource")
+        raise method_not_allowed()
 
     # ------------------------------------------------------------- responses
 

@@ -37,7 +37,7 @@ async def serve(request: web.Request, storage: ResourceStorage, namespace: str |
     timeout = integer(request.query, "timeoutSeconds") or None
     list_options = options.list_options(request.query, storage.resource)
     if name:
-        # GET .../pods/x?watch=true (old style) is a watch of that one name.
+        # GET .../watch/.../pods/x (the deprecated watch paths) is a watch of that one name.
         list_options.field_selector = FieldSelector(
             (*list_options.field_selector.terms, ("metadata.name", "=", name)))
     send_initial = send_initial_events(request.query)

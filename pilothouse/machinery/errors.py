@@ -144,8 +144,10 @@ def path_not_found() -> StatusError:
     return StatusError(404, "NotFound", "the server could not find the requested resource", {})
 
 
-def method_not_allowed(message: str) -> StatusError:
-    return StatusError(405, "MethodNotAllowed", message)
+def method_not_allowed() -> StatusError:
+    """A method the path does not serve: go-restful's 405 through ``NewGenericServerResponse``,
+    whose message is fixed and whose details are ``{}``."""
+    return StatusError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", {})
 
 
 def not_acceptable(message: str) -> StatusError:

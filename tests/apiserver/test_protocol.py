@@ -82,13 +82,30 @@ def test_watch_parameter_false_values(server: ServerProcess, value: str) -> None
     assert any(item["metadata"]["name"].startswith("list-") for item in body["items"])
 
 
-def test_watch_of_one_object_with_watch_capitalised(server: ServerProcess) -> None:
+def test_named_get_ignores_watch(server: ServerProcess) -> None:
+    """RequestInfoFactory reads ?watch only on a GET without a name; a named GET is a plain get."""
     created = make_configmap(server, "single-watch")
-    status, _, raw = call(server, "/api/v1/namespaces/default/configmaps/single-watch?watch=True"
-                                  "&timeoutSeconds=1")
+    status, headers, raw = call(server, "/api/v1/namespaces/default/configmaps/single-watch?watch=True")
+    assert status == 200 and "chunked" not in headers.get("Transfer-Encoding", "")
+    assert json.loads(raw)["metadata"]["uid"] == created["metadata"]["uid"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/watch/namespaces/default/configmaps/one-watched",
+                                  "/api/v1/watch/namespaces/default/configmaps",
+                                  "/api/v1/watch/configmaps"])
+def test_deprecated_watch_paths(server: ServerProcess, path: str) -> None:
+    """/watch/... paths (deprecated, still served by 1.32): the collection, or one named object."""
+    if call(server, "/api/v1/namespaces/default/configmaps/one-watched")[0] == 404:
+        make_configmap(server, "one-watched")
+        make_configmap(server, "not-watched")
+    status, _, raw = call(server, path + "?timeoutSeconds=1")
     assert status == 200
-    events = watch_lines(raw)
-    assert [(e["type"], e["object"]["metadata"]["uid"]) for e in events] == [("ADDED", created["metadata"]["uid"])]
+    names = {e["object"]["metadata"]["name"] for e in watch_lines(raw)}
+    assert {e["type"] for e in watch_lines(raw)} == {"ADDED"}
+    if path.endswith("one-watched"):
+        assert names == {"one-watched"}
+    else:
+        assert {"one-watched", "not-watched"} <= names
 
 
 def test_allow_watch_bookmarks_capitalised(server: ServerProcess) -> None:
@@ -162,6 +179,34 @@ def test_generic_not_found_is_kubernetes_byte_for_byte(server: ServerProcess, pa
     assert status == 404
     assert headers["Content-Type"] == "application/json"
     assert raw == GENERIC_404
+
+
+GENERIC_405 = (b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server does '
+               b'not allow this method on the requested resource","reason":"MethodNotAllowed","details":{},'
+               b'"code":405}\n')
+
+
+@pytest.mark.parametrize(("method", "path", "content_type"), [
+    ("PUT", "/api/v1/namespaces/default/configmaps", "application/json"),
+    ("PATCH", "/api/v1/namespaces/default/configmaps", "application/merge-patch+json"),
+    ("POST", "/api/v1/namespaces/default/configmaps/kept", "application/json"),
+    ("DELETE", "/api/v1/namespaces/default/services/kept/status", "application/json"),
+    ("POST", "/api/v1/namespaces/default/services/kept/status", "application/json"),
+    ("GET", "/api/v1/namespaces/default/pods/kept/binding", "application/json"),
+    ("GET", "/api/v1/namespaces/default/pods/kept/eviction", "application/json"),
+])
+def test_methods_a_path_does_not_serve_are_generic_405s(server: ServerProcess, method: str, path: str,
+                                                        content_type: str) -> None:
+    if call(server, "/api/v1/namespaces/default/services/kept")[0] == 404:
+        make_configmap(server, "kept")
+        status, _, raw = call(server, "/api/v1/namespaces/default/services", "POST", {
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "kept"},
+            "spec": {"ports": [{"port": 80}]}})
+        assert status == 201, raw
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kept"}}
+    status, _, raw = call(server, path, method, body, content_type)
+    assert (status, raw) == (405, GENERIC_405)
+    assert call(server, "/api/v1/namespaces/default/services/kept")[0] == 200
 
 
 def test_not_found_and_conflict_keep_the_field_order(server: ServerProcess) -> None:
