@@ -17,6 +17,12 @@ from pilothouse.machinery.selectors import parse_field_selector, parse_label_sel
 __all__ = ["delete_options", "get_options", "list_options", "write_context"]
 
 _FIELD_VALIDATION = {"Strict", "Warn", "Ignore", ""}
+_NON_APPLY_PATCHES = ("application/json-patch+json", "application/merge-patch+json",
+                      "application/strategic-merge-patch+json")
+
+
+def _media_type(headers: Any) -> str:
+    return str(headers.get("Content-Type", "")).split(";", 1)[0].strip().lower()
 
 
 def list_options(query: MultiMapping[str], resource: ResourceType | None = None) -> ListOptions:
@@ -54,6 +60,11 @@ def write_context(query: MultiMapping[str], headers: Any, *, default_validation:
     if validation not in _FIELD_VALIDATION:
         raise bad_request(f'fieldValidation parameter unsupported: {validation!r}; '
                           'valid values are "Ignore", "Warn" and "Strict"')
+    if "force" in query and _media_type(headers) in _NON_APPLY_PATCHES:
+        # ValidatePatchOptions: force is a *bool, so any value (false too) is refused. Only a PATCH
+        # carries these content types.
+        raise invalid("PatchOptions", "meta.k8s.io", "", [
+            FieldError("FieldValueForbidden", "force", "may not be specified for non-apply patch")])
     manager = query.get("fieldManager", "")
     if len(manager) > 128:
         raise invalid("PatchOptions", "meta.k8s.io", "", [

@@ -457,3 +457,17 @@ def test_pretty_output(server: ServerProcess, query: str, user_agent: str, prett
                 b"&", b"\\u0026").replace(b"<", b"\\u003c").replace(b">", b"\\u003e")
         else:
             assert raw.endswith(b"\n") and b"\n" not in raw[:-1]
+
+
+@pytest.mark.parametrize("content_type", ["application/merge-patch+json", "application/strategic-merge-patch+json",
+                                          "application/json-patch+json"])
+@pytest.mark.parametrize("force", ["true", "false"])
+def test_force_is_refused_on_non_apply_patches(server: ServerProcess, content_type: str, force: str) -> None:
+    if call(server, "/api/v1/namespaces/default/configmaps/unforced")[0] == 404:
+        make_configmap(server, "unforced")
+    body: Any = [] if content_type == "application/json-patch+json" else {}
+    status, _, raw = call(server, f"/api/v1/namespaces/default/configmaps/unforced?force={force}", "PATCH",
+                          body, content_type)
+    assert status == 422, raw
+    assert json.loads(raw)["message"] == ('PatchOptions.meta.k8s.io "" is invalid: force: Forbidden: '
+                                          "may not be specified for non-apply patch")
