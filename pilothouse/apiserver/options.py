@@ -36,7 +36,7 @@ def list_options(query: MultiMapping[str], resource: ResourceType | None = None)
     field_selector = parse_field_selector(query.get("fieldSelector"))
     check_list_options(query)
     if resource is not None:
-        check_field_labels(resource.strategy, field_selector.fields())
+        check_field_labels(resource.strategy, (field for field, _, _ in field_selector.terms))
     return ListOptions(
         label_selector=label_selector,
         field_selector=field_selector,

@@ -8,7 +8,7 @@ subresources it has. Status strategies are derived with :func:`dataclasses.repla
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -137,11 +137,11 @@ class Strategy:
     allow_unconditional_update: bool = True
 
 
-def check_field_labels(strategy: Strategy, labels: set[str]) -> None:
-    """A 400 for the first label the kind cannot select on (kube-apiserver converts every label of
-    a list, watch or deletecollection selector before it reads anything)."""
+def check_field_labels(strategy: Strategy, labels: Iterable[str]) -> None:
+    """A 400 for the first label, in selector order, the kind cannot select on (kube-apiserver
+    converts every label of a list, watch or deletecollection selector before it reads anything)."""
     supported = strategy.selectable_fields({})
-    for label in sorted(labels):
+    for label in labels:
         if label not in supported:
             raise bad_request(strategy.field_label_error.format(label=label))
 
