@@ -4,9 +4,8 @@ Semantics (see ``shared/docs/kubectl-contract.md`` §6.1): resourceVersion unset
 current state as ADDED first (``sendInitialEvents`` decides when given, and with bookmarks allowed a
 bookmark annotated ``k8s.io/initial-events-end`` follows them); a given version sends strictly newer
 changes; a compacted one ends in an ERROR event carrying a 410 Expired Status. Bookmarks only when
-asked. ``timeoutSeconds`` closes
-the stream (clients reconnect); without it the stream stays open (``kubectl get -w`` exits when the
-server closes).
+asked. ``timeoutSeconds`` closes the stream (clients reconnect); without it the stream stays open
+(``kubectl get -w`` exits when the server closes).
 """
 
 from __future__ import annotations
