@@ -120,6 +120,7 @@ class APIServer:
         app = web.Application(middlewares=[codec.pretty_middleware, self._middleware],
                               client_max_size=codec.MAX_BODY_BYTES + 1)
         app[_KEY_APP] = self
+        app.router.add_get("/", self._root_paths)
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/livez", self._health)
         app.router.add_get("/readyz", self._ready)
@@ -167,6 +168,17 @@ class APIServer:
             "buildDate": "2026-01-01T00:00:00Z", "goVersion": f"python{platform.python_version()}",
             "compiler": "cpython", "platform": f"linux/{_arch()}",
         }, indent=True), content_type="application/json")
+
+    async def _root_paths(self, request: web.Request) -> web.Response:
+        """``GET /``: the paths this server serves (kube-apiserver's IndexLister, written with
+        WriteRawJSON, so indented), for load balancers and people probing the root."""
+        paths = ["/api", "/api/v1", "/apis", "/apis/", "/healthz", "/livez", "/openapi/v3",
+                 "/readyz", "/version"]
+        for group, versions in self.registry.group_versions().items():
+            if group:
+                paths += [f"/apis/{group}", *(f"/apis/{group}/{version}" for version in versions)]
+        return web.Response(body=codec.go_json({"paths": sorted(paths)}, indent=True),
+                            content_type="application/json")
 
     async def _openapi_index(self, request: web.Request) -> web.Response:
         return codec.json_response(openapi.openapi_v3_index(list(self.registry)))

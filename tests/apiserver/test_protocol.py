@@ -471,3 +471,13 @@ def test_force_is_refused_on_non_apply_patches(server: ServerProcess, content_ty
     assert status == 422, raw
     assert json.loads(raw)["message"] == ('PatchOptions.meta.k8s.io "" is invalid: force: Forbidden: '
                                           "may not be specified for non-apply patch")
+
+
+def test_root_lists_the_served_paths(server: ServerProcess) -> None:
+    status, _, raw = call(server, "/")
+    assert status == 200 and is_indented(raw)
+    paths = json.loads(raw)["paths"]
+    assert paths == sorted(paths)
+    assert {"/api", "/api/v1", "/apis", "/apis/", "/apis/apps", "/apis/apps/v1", "/healthz", "/version"} <= set(paths)
+    for path in paths:
+        assert call(server, path)[0] == 200, path
