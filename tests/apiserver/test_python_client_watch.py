@@ -107,6 +107,19 @@ def test_watch_stream_refuses_an_unsupported_field_label(core: client.CoreV1Api)
     assert '"message":"field label not supported: spec.image"' in refused.value.body
 
 
+def test_client_reads_pretty_and_plain_answers_alike(core: client.CoreV1Api) -> None:
+    namespace = make_namespace(core, "pretty-client")
+    core.create_namespaced_config_map(namespace, configmap("shown", a="<&>"))
+    plain = core.read_namespaced_config_map("shown", namespace)
+    pretty = core.read_namespaced_config_map("shown", namespace, pretty="true")
+    assert pretty.data == plain.data == {"a": "<&>"}
+    raw = core.read_namespaced_config_map("shown", namespace, pretty="true", _preload_content=False).data
+    assert raw.startswith(b'{\n  "') and b"\\u003c\\u0026\\u003e" in raw
+    with pytest.raises(client.ApiException) as missing:
+        core.read_namespaced_config_map("absent", namespace, pretty="true")
+    assert missing.value.status == 404 and missing.value.body.startswith('{\n  "kind": "Status"')
+
+
 # ------------------------------------------------------------------ list, watch, expire, resume
 
 
