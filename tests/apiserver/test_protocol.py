@@ -1,5 +1,7 @@
-"""Protocol details real clients hit: boolean query parameters, trailing slashes, Status bodies
-byte for byte, and the 400s kube-apiserver answers before it reads or streams anything.
+"""Protocol details real clients hit: boolean query parameters, trailing slashes and paths outside
+the API, Status bodies byte for byte (404, 405, 409, 422), the 400s and 422s kube-apiserver answers
+before it reads or streams anything (field labels, resourceVersion, integers, ListOptions and
+PatchOptions rules), sendInitialEvents, the deprecated /watch paths, and pretty output.
 
 Raw HTTP (urllib), so that what is checked is exactly what a client receives.
 """
