@@ -18,6 +18,7 @@ import orjson
 from pilothouse.apiserver import admission, errors_translate, writes
 from pilothouse.apiserver.admission_plugins import AdmissionChain, Attributes
 from pilothouse.apiserver.objects import (
+    bookmark_object,
     decode_continue,
     decode_stored,
     encode_continue,
@@ -443,9 +444,10 @@ class ResourceStorage:
     # ----------------------------------------------------------------- watch
 
     async def watch(self, namespace: str | None, options: ListOptions,
-                    send_initial: bool) -> AsyncIterator[WatchEvent]:
+                    send_initial: bool, initial_events_end: bool = False) -> AsyncIterator[WatchEvent]:
         """Events for objects matching the selectors. ``send_initial``: the current state first as
-        ADDED (resourceVersion "0" or unset), then changes after the list's revision."""
+        ADDED, then changes after the list's revision; ``initial_events_end``: a bookmark between
+        the two (WatchList). Otherwise changes after the given resourceVersion (unset or "0": now)."""
         labels, fields = options.label_selector, options.field_selector
         prefix = self.resource.key_prefix(namespace)
         if self.resource.namespaced and namespace is None:
@@ -464,6 +466,11 @@ class ResourceStorage:
                 revision = int(revision_text)
             for obj in items:
                 yield WatchEvent("ADDED", obj)
+            if initial_events_end:
+                yield WatchEvent("BOOKMARK", bookmark_object(self.resource.kind, self.resource.api_version,
+                                                             revision, initial_events_end=True))
+        elif options.resource_version in ("", "0"):
+            revision = await self.store.current_revision()
         else:
             try:
                 revision = int(options.resource_version)

@@ -15,7 +15,14 @@ from pilothouse.apiserver import codec, options
 from pilothouse.apiserver.registry import DeleteOptions, ResourceStorage
 from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.machinery import meta
-from pilothouse.machinery.errors import StatusError, bad_request, conflict, status_success, too_many_requests
+from pilothouse.machinery.errors import (
+    StatusError,
+    bad_request,
+    conflict,
+    method_not_allowed,
+    status_success,
+    too_many_requests,
+)
 from pilothouse.machinery.patch import json_patch, merge_patch, strategic_merge_patch
 from pilothouse.machinery.schema import schema_for_kind
 from pilothouse.machinery.selectors import selector_from_object
@@ -49,8 +56,7 @@ async def scale(handler: Any, request: web.Request, info: RequestInfo,
     if info.verb == "get":
         return codec.json_response(_scale_of(storage, await storage.get(namespace, name)))
     if info.verb not in ("update", "patch"):
-        raise StatusError(405, "MethodNotAllowed",
-                          "the server does not allow this method on the requested resource")
+        raise method_not_allowed()
     body, media_type = await codec.read_body(request)
     ctx = options.write_context(request.query, request.headers)
 
@@ -87,7 +93,7 @@ async def scale(handler: Any, request: web.Request, info: RequestInfo,
 async def binding(handler: Any, request: web.Request, info: RequestInfo,
              storage: ResourceStorage) -> web.StreamResponse:
     if info.verb != "create":
-        raise StatusError(405, "MethodNotAllowed", "only POST is allowed on pods/binding")
+        raise method_not_allowed()
     body, _ = await codec.read_body(request)
     target = (body or {}).get("target") or {}
     node = target.get("name")
@@ -119,7 +125,7 @@ async def binding(handler: Any, request: web.Request, info: RequestInfo,
 async def eviction(handler: Any, request: web.Request, info: RequestInfo,
              storage: ResourceStorage) -> web.StreamResponse:
     if info.verb != "create":
-        raise StatusError(405, "MethodNotAllowed", "only POST is allowed on pods/eviction")
+        raise method_not_allowed()
     body, _ = await codec.read_body(request)
     if not isinstance(body, dict):
         raise bad_request("expected an Eviction object")
