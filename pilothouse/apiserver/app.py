@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from pilothouse import __version__
-from pilothouse.apiserver import codec, nodeproxy, subresources
+from pilothouse.apiserver import codec, nodeproxy, poststart, subresources, virtual
 from pilothouse.apiserver.admission import NamespaceLifecycle
 from pilothouse.apiserver.allocators import ServiceAllocator, ServiceHooks
 from pilothouse.apiserver.auth import AuthLayer
@@ -65,7 +65,8 @@ class APIServer:
                          for r in self.registry}
         # logs/exec/attach/port-forward are proxied to the pod's node agent.
         self.rest = RestHandler(self.registry, self.storages,
-                                {**subresources.SUBRESOURCE_HANDLERS, **nodeproxy.NODE_PROXY_HANDLERS})
+                                {**subresources.SUBRESOURCE_HANDLERS, **nodeproxy.NODE_PROXY_HANDLERS,
+                                 **virtual.VIRTUAL_HANDLERS})
         self.discovery = Discovery(self.registry)
         self.auth = auth or AuthLayer()
         self.ready = False
@@ -85,6 +86,7 @@ class APIServer:
                 if error.reason != "AlreadyExists":
                     raise
         await self._bootstrap_kubernetes_service()
+        await poststart.bootstrap(self.registry, self.storage)
         self.ready = True
 
     async def _bootstrap_kubernetes_service(self) -> None:

@@ -72,6 +72,10 @@ class RestHandler:
             return await handler(self, request, info, storage)
         if resource.namespaced and namespace is None and info.verb not in ("list", "watch"):
             raise StatusError(404, "NotFound", "the server could not find the requested resource")
+        # Resources answered rather than stored (reviews, bindings, componentstatuses): apiserver/virtual.py.
+        answered = self.subresources.get((resource.qualified, ""))
+        if answered is not None:
+            return await answered(self, request, info, storage)
         verb = info.verb
         if verb == "get":
             if not codec.wants_table(request):
