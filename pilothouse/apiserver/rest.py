@@ -77,6 +77,8 @@ class RestHandler:
         if answered is not None:
             return await answered(self, request, info, storage)
         verb = info.verb
+        if verb not in resource.verbs:  # e.g. deletecollection on namespaces
+            raise method_not_allowed("the server does not allow this method on the requested resource")
         if verb == "get":
             if not codec.wants_table(request):
                 return codec.raw_json_response(await storage.get_json(namespace, info.name))
