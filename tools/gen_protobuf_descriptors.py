@@ -41,6 +41,8 @@ FILES = [
     "k8s.io/api/batch/v1/generated.proto",
     "k8s.io/api/policy/v1/generated.proto",
     "k8s.io/api/autoscaling/v1/generated.proto",
+    "k8s.io/api/autoscaling/v2/generated.proto",
+    "k8s.io/api/certificates/v1/generated.proto",
     "k8s.io/api/authorization/v1/generated.proto",
     "k8s.io/api/authentication/v1/generated.proto",
     "k8s.io/api/coordination/v1/generated.proto",
@@ -62,7 +64,7 @@ GROUPS = {
     "authorization": "authorization.k8s.io", "authentication": "authentication.k8s.io",
     "coordination": "coordination.k8s.io", "discovery": "discovery.k8s.io", "events": "events.k8s.io",
     "networking": "networking.k8s.io", "rbac": "rbac.authorization.k8s.io",
-    "scheduling": "scheduling.k8s.io",
+    "scheduling": "scheduling.k8s.io", "certificates": "certificates.k8s.io",
 }
 
 # FieldDescriptorProto.type -> our kind

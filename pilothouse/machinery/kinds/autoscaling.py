@@ -8,6 +8,7 @@ objects are stored and served, status stays empty.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pilothouse.machinery.errors import FieldError
@@ -16,7 +17,7 @@ from pilothouse.machinery.kinds.onupdate import same_on_update
 from pilothouse.machinery.kinds.types import Object, Strategy, status_strategy
 from pilothouse.machinery.kinds.vcommon import invalid, required
 
-__all__ = ["HPA_V1", "HPA_V1_STATUS", "HPA_V2", "HPA_V2_STATUS", "default_hpa_v2", "validate_hpa"]
+__all__ = ["HPA_V1", "HPA_V1_STATUS", "HPA_V2", "HPA_V2_STATUS", "convert_hpa", "default_hpa_v2", "validate_hpa"]
 
 _SCALE_UP_POLICIES = ({"type": "Pods", "value": 4, "periodSeconds": 15},
                       {"type": "Percent", "value": 100, "periodSeconds": 15})
@@ -71,13 +72,119 @@ def validate_hpa(hpa: Object) -> list[FieldError]:
     return errors
 
 
-def _strategy(default: Any) -> Strategy:
+# Go's zero status, as each version serializes it (v1 has no omitempty on either count).
+_ZERO_STATUS = {"v1": {"currentReplicas": 0, "desiredReplicas": 0}, "v2": {"desiredReplicas": 0}}
+
+
+def _strategy(default: Any, version: str) -> Strategy:
+    def prepare_for_create(hpa: Object) -> None:
+        hpa["status"] = dict(_ZERO_STATUS[version])
+
     return Strategy(default=default, validate=validate_hpa, validate_update=same_on_update(validate_hpa),
-                    prepare_for_create=p.create_with_zero_status("HorizontalPodAutoscaler", generation=False),
+                    prepare_for_create=prepare_for_create,
                     prepare_for_update=p.update_keeping_status(generation=False))
 
 
-HPA_V2 = _strategy(default_hpa_v2)
+HPA_V2 = _strategy(default_hpa_v2, "v2")
 HPA_V2_STATUS = status_strategy(HPA_V2)
-HPA_V1 = _strategy(default_hpa_v1)
+HPA_V1 = _strategy(default_hpa_v1, "v1")
 HPA_V1_STATUS = status_strategy(HPA_V1)
+
+
+# -- conversion between autoscaling/v1 and autoscaling/v2 ------------------------------------------
+#
+# As pkg/apis/autoscaling/v1/conversion.go does, v1 carries only the CPU utilization target; what it
+# cannot express (other metrics, behavior, conditions, current metrics) rides in annotations so that
+# a v2 object read and written back through v1 loses nothing. The annotations hold the v2 JSON (not
+# Kubernetes' older alpha shape), which only pilothouse reads.
+
+_ANNOTATIONS = {"metrics": "autoscaling.alpha.kubernetes.io/metrics",
+                "behavior": "autoscaling.alpha.kubernetes.io/behavior",
+                "conditions": "autoscaling.alpha.kubernetes.io/conditions",
+                "currentMetrics": "autoscaling.alpha.kubernetes.io/current-metrics"}
+
+
+def _is_cpu_utilization(metric: dict[str, Any], target_key: str) -> bool:
+    resource = metric.get("resource") or {}
+    return (metric.get("type") == "Resource" and resource.get("name") == "cpu"
+            and (resource.get(target_key) or {}).get("averageUtilization") is not None)
+
+
+def _to_v1(hpa: Object) -> Object:
+    spec = hpa.get("spec") or {}
+    status = hpa.get("status") or {}
+    annotations = dict((hpa.get("metadata") or {}).get("annotations") or {})
+    v1_spec: dict[str, Any] = {key: spec[key] for key in ("scaleTargetRef", "minReplicas", "maxReplicas")
+                               if key in spec}
+    metrics = spec.get("metrics") or []
+    cpu = [m for m in metrics if _is_cpu_utilization(m, "target")]
+    if cpu:
+        v1_spec["targetCPUUtilizationPercentage"] = cpu[0]["resource"]["target"]["averageUtilization"]
+    v1_status: dict[str, Any] = dict(_ZERO_STATUS["v1"])
+    v1_status |= {key: status[key] for key in
+                                 ("observedGeneration", "lastScaleTime", "currentReplicas", "desiredReplicas")
+                                 if key in status}
+    current = status.get("currentMetrics") or []
+    current_cpu = [m for m in current if _is_cpu_utilization(m, "current")]
+    if current_cpu:
+        v1_status["currentCPUUtilizationPercentage"] = current_cpu[0]["resource"]["current"]["averageUtilization"]
+    extra = {"metrics": [m for m in metrics if m not in cpu[:1]], "behavior": spec.get("behavior"),
+             "conditions": status.get("conditions"), "currentMetrics": [m for m in current if m not in current_cpu[:1]]}
+    for field, value in extra.items():
+        if value:
+            annotations[_ANNOTATIONS[field]] = json.dumps(value, separators=(",", ":"))
+    converted: Object = {**hpa, "apiVersion": "autoscaling/v1", "spec": v1_spec}
+    converted["metadata"] = {**(hpa.get("metadata") or {})}
+    if annotations:
+        converted["metadata"]["annotations"] = annotations
+    if "status" in hpa:
+        converted["status"] = v1_status
+    return converted
+
+
+def _to_v2(hpa: Object) -> Object:
+    spec = hpa.get("spec") or {}
+    status = hpa.get("status") or {}
+    annotations = dict((hpa.get("metadata") or {}).get("annotations") or {})
+    extra = {field: json.loads(annotations.pop(key)) for field, key in _ANNOTATIONS.items() if key in annotations}
+    v2_spec: dict[str, Any] = {key: spec[key] for key in ("scaleTargetRef", "minReplicas", "maxReplicas")
+                               if key in spec}
+    metrics = []
+    if spec.get("targetCPUUtilizationPercentage") is not None:
+        metrics.append({"type": "Resource", "resource": {"name": "cpu", "target": {
+            "type": "Utilization", "averageUtilization": spec["targetCPUUtilizationPercentage"]}}})
+    metrics += extra.get("metrics") or []
+    if metrics:
+        v2_spec["metrics"] = metrics
+    if extra.get("behavior"):
+        v2_spec["behavior"] = extra["behavior"]
+    v2_status: dict[str, Any] = dict(_ZERO_STATUS["v2"])
+    v2_status |= {key: status[key] for key in
+                                 ("observedGeneration", "lastScaleTime", "currentReplicas", "desiredReplicas")
+                                 if key in status}
+    current = []
+    if status.get("currentCPUUtilizationPercentage") is not None:
+        current.append({"type": "Resource", "resource": {"name": "cpu", "current": {
+            "averageUtilization": status["currentCPUUtilizationPercentage"]}}})
+    current += extra.get("currentMetrics") or []
+    if current:
+        v2_status["currentMetrics"] = current
+    if extra.get("conditions"):
+        v2_status["conditions"] = extra["conditions"]
+    converted: Object = {**hpa, "apiVersion": "autoscaling/v2", "spec": v2_spec}
+    converted["metadata"] = {**(hpa.get("metadata") or {})}
+    if annotations:
+        converted["metadata"]["annotations"] = annotations
+    else:
+        converted["metadata"].pop("annotations", None)
+    if "status" in hpa:
+        converted["status"] = v2_status
+    return converted
+
+
+def convert_hpa(hpa: Object, version: str) -> Object:
+    """``hpa`` (autoscaling/v1 or v2) as autoscaling/``version``."""
+    current = str(hpa.get("apiVersion", "")).rpartition("/")[2]
+    if current == version:
+        return hpa
+    return _to_v1(hpa) if version == "v1" else _to_v2(hpa)
