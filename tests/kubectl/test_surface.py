@@ -381,3 +381,20 @@ def test_local_apiservices_are_available(server: ServerProcess) -> None:
     flows = server.kubectl("get", "flowschemas", "-o", "name").stdout.split()
     assert {"flowschema.flowcontrol.apiserver.k8s.io/exempt",
             "flowschema.flowcontrol.apiserver.k8s.io/catch-all"} <= set(flows)
+
+
+def test_typed_kubectl_commands_send_protobuf(server: ServerProcess) -> None:
+    """``create ingress`` and ``autoscale`` post protobuf; IngressRule's inlined IngressRuleValue must
+    come out as ``http`` in the stored JSON."""
+    server.kubectl("create", "deployment", "scaled", "--image=busybox")
+    assert "autoscaled" in server.kubectl("autoscale", "deployment", "scaled", "--max=4", "--cpu-percent=55").stdout
+    hpa = server.kubectl("get", "hpa", "scaled").stdout.splitlines()[1].split()
+    assert hpa[:4] == ["scaled", "Deployment/scaled", "cpu:", "<unknown>/55%"]
+    server.kubectl("create", "ingress", "typed", "--rule=foo.com/bar=svc1:8080", "--rule=bar.com/*=svc2:http")
+    rules = get_json(server, "ingress", "typed")["spec"]
+    assert isinstance(rules, dict)
+    assert rules["rules"][0] == {"host": "foo.com", "http": {"paths": [
+        {"path": "/bar", "pathType": "Exact", "backend": {"service": {"name": "svc1", "port": {"number": 8080}}}}]}}
+    assert rules["rules"][1]["http"]["paths"][0]["pathType"] == "Prefix"
+    assert server.kubectl("get", "ingress", "typed").stdout.splitlines()[1].split()[:3] == [
+        "typed", "<none>", "foo.com,bar.com"]
