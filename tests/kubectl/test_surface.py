@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,7 @@ SAMPLES = textwrap.dedent("""\
     metadata: {name: claim-a}
     spec:
       accessModes: [ReadWriteOnce]
+      storageClassName: none-such
       resources: {requests: {storage: 1Gi}}
     ---
     apiVersion: v1
@@ -192,7 +194,8 @@ def test_sample_of_every_group_created_printed_defaulted_deleted(server: ServerP
         "NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS", "MODES", "STORAGECLASS", "VOLUMEATTRIBUTESCLASS", "AGE"]
     assert "Pending" in server.kubectl("get", "pvc", "claim-a").stdout
     pv_row = server.kubectl("get", "pv", "pv-a").stdout.splitlines()[1].split()
-    assert pv_row[:5] == ["pv-a", "1Gi", "RWO", "Retain", "Pending"]
+    assert pv_row[:4] == ["pv-a", "1Gi", "RWO", "Retain"]
+    wait_for(server, ("pv", "pv-a"), "{.status.phase}", "Available")  # the binder's first step
     ingress = server.kubectl("get", "ingress", "web").stdout.splitlines()
     assert ingress[0].split() == ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]
     assert ingress[1].split()[:4] == ["web", "nginx", "web.example.com", "80"]
@@ -398,3 +401,72 @@ def test_typed_kubectl_commands_send_protobuf(server: ServerProcess) -> None:
     assert rules["rules"][1]["http"]["paths"][0]["pathType"] == "Prefix"
     assert server.kubectl("get", "ingress", "typed").stdout.splitlines()[1].split()[:3] == [
         "typed", "<none>", "foo.com,bar.com"]
+
+
+def wait_for(server: ServerProcess, args: tuple[str, ...], jsonpath: str, expected: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    seen = ""
+    while time.monotonic() < deadline:
+        seen = server.kubectl("get", *args, "-o", f"jsonpath={jsonpath}", check=False).stdout
+        if seen == expected:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{args} {jsonpath}: {seen!r}, wanted {expected!r}")
+
+
+VOLUMES = textwrap.dedent("""\
+    apiVersion: v1
+    kind: PersistentVolume
+    metadata: {name: vol-small}
+    spec:
+      capacity: {storage: 1Gi}
+      accessModes: [ReadWriteOnce]
+      storageClassName: binder-test
+      hostPath: {path: /tmp/vol-small}
+    ---
+    apiVersion: v1
+    kind: PersistentVolume
+    metadata: {name: vol-big}
+    spec:
+      capacity: {storage: 10Gi}
+      accessModes: [ReadWriteOnce, ReadWriteMany]
+      persistentVolumeReclaimPolicy: Delete
+      storageClassName: binder-test
+      hostPath: {path: /tmp/vol-big}
+    ---
+    apiVersion: v1
+    kind: PersistentVolumeClaim
+    metadata: {name: wants-rwx}
+    spec: {accessModes: [ReadWriteMany], storageClassName: binder-test, resources: {requests: {storage: 500Mi}}}
+    ---
+    apiVersion: v1
+    kind: PersistentVolumeClaim
+    metadata: {name: wants-small}
+    spec: {accessModes: [ReadWriteOnce], storageClassName: binder-test, resources: {requests: {storage: 500Mi}}}
+    ---
+    apiVersion: v1
+    kind: PersistentVolumeClaim
+    metadata: {name: wants-too-much}
+    spec: {accessModes: [ReadWriteOnce], storageClassName: binder-test, resources: {requests: {storage: 50Gi}}}
+    """)
+
+
+def test_claims_bind_to_fitting_volumes_and_volumes_are_reclaimed(server: ServerProcess, tmp_path: Path) -> None:
+    manifest = tmp_path / "volumes.yaml"
+    manifest.write_text(VOLUMES)
+    server.kubectl("create", "-f", str(manifest))
+    # Each claim gets the smallest volume that fits; one that nothing fits stays Pending.
+    wait_for(server, ("pvc", "wants-rwx"), "{.status.phase}/{.spec.volumeName}", "Bound/vol-big")
+    wait_for(server, ("pvc", "wants-small"), "{.status.phase}/{.spec.volumeName}", "Bound/vol-small")
+    wait_for(server, ("pv", "vol-small"), "{.status.phase}/{.spec.claimRef.name}", "Bound/wants-small")
+    claim = server.kubectl("get", "pvc", "wants-rwx").stdout.splitlines()[1].split()
+    assert claim[:6] == ["wants-rwx", "Bound", "vol-big", "10Gi", "RWO,RWX", "binder-test"]
+    assert server.kubectl("get", "pvc", "wants-too-much", "-o", "jsonpath={.status.phase}").stdout == "Pending"
+    # Claims gone: Retain releases the volume, Delete deletes it.
+    server.kubectl("delete", "pvc", "wants-rwx", "wants-small")
+    wait_for(server, ("pv", "vol-small"), "{.status.phase}", "Released")
+    deadline = time.monotonic() + 20
+    while server.kubectl("get", "pv", "vol-big", check=False).returncode == 0:
+        assert time.monotonic() < deadline, "vol-big was not deleted"
+        time.sleep(0.2)
+    server.kubectl("delete", "pvc", "wants-too-much")

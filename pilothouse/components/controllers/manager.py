@@ -37,6 +37,7 @@ CONTROLLERS: dict[str, str] = {
     "endpointslice": "pilothouse.components.controllers.endpointslice:EndpointSliceController",
     "nodelifecycle": "pilothouse.components.controllers.nodelifecycle:NodeLifecycleController",
     "podgc": "pilothouse.components.controllers.podgc:PodGCController",
+    "persistentvolume-binder": "pilothouse.components.controllers.volumebinder:VolumeBinderController",
 }
 
 
