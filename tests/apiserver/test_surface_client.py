@@ -54,6 +54,15 @@ def test_one_hpa_served_as_v1_and_v2(server: ServerProcess) -> None:
     listed = v1.list_namespaced_horizontal_pod_autoscaler("default").items
     assert {(h.metadata.name, h.api_version or "autoscaling/v1") for h in listed} >= {
         ("from-v1", "autoscaling/v1"), ("from-v2", "autoscaling/v1")}
+    # A watch through v1 sees a v2 write as v1.
+    since = v1.list_namespaced_horizontal_pod_autoscaler("default").metadata.resource_version
+    v2.patch_namespaced_horizontal_pod_autoscaler("from-v2", "default", {"spec": {"minReplicas": 2}})
+    stream = urllib3.PoolManager().request(
+        "GET", f"{server.url}/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers",
+        fields={"watch": "true", "resourceVersion": since, "timeoutSeconds": "1"})
+    events = [json.loads(line) for line in stream.data.splitlines() if line.strip()]
+    assert [(e["type"], e["object"]["apiVersion"], e["object"]["spec"]["minReplicas"]) for e in events] == [
+        ("MODIFIED", "autoscaling/v1", 2)]
     v2.delete_namespaced_horizontal_pod_autoscaler("from-v1", "default")
     with pytest.raises(client.ApiException) as gone:
         v1.read_namespaced_horizontal_pod_autoscaler("from-v1", "default")
