@@ -71,7 +71,10 @@ class FieldError:
         text = phrase
         if self.type in ("FieldValueInvalid", "FieldValueNotSupported", "FieldValueDuplicate",
                          "FieldValueTypeInvalid") and self.value is not None:
-            shown = f'"{self.value}"' if isinstance(self.value, str) else repr(self.value)
+            if isinstance(self.value, bool):  # Go's %v of a bool
+                shown = "true" if self.value else "false"
+            else:
+                shown = f'"{self.value}"' if isinstance(self.value, str) else repr(self.value)
             text += f": {shown}"
         if self.detail:
             text += f": {self.detail}"

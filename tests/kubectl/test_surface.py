@@ -470,3 +470,32 @@ def test_claims_bind_to_fitting_volumes_and_volumes_are_reclaimed(server: Server
         assert time.monotonic() < deadline, "vol-big was not deleted"
         time.sleep(0.2)
     server.kubectl("delete", "pvc", "wants-too-much")
+
+
+def test_service_backed_apiservice_reports_why_it_is_unavailable(server: ServerProcess, tmp_path: Path) -> None:
+    manifest = tmp_path / "apiservice.yaml"
+    manifest.write_text(textwrap.dedent("""\
+        apiVersion: apiregistration.k8s.io/v1
+        kind: APIService
+        metadata: {name: v1beta1.metrics.k8s.io}
+        spec:
+          group: metrics.k8s.io
+          version: v1beta1
+          groupPriorityMinimum: 100
+          versionPriority: 100
+          insecureSkipTLSVerify: true
+          service: {name: metrics-server, namespace: kube-system}
+        """))
+    server.kubectl("create", "-f", str(manifest))
+    condition = "{.status.conditions[0].status}/{.status.conditions[0].reason}"
+    wait_for(server, ("apiservice", "v1beta1.metrics.k8s.io"), condition, "False/ServiceNotFound")
+    row = server.kubectl("get", "apiservice", "v1beta1.metrics.k8s.io").stdout.splitlines()[1].split()
+    assert row[:4] == ["v1beta1.metrics.k8s.io", "kube-system/metrics-server", "False", "(ServiceNotFound)"]
+    server.kubectl("create", "service", "clusterip", "metrics-server", "-n", "kube-system", "--tcp=443:4443")
+    wait_for(server, ("apiservice", "v1beta1.metrics.k8s.io"), condition, "False/MissingEndpoints")
+    bad = server.kubectl("create", "-f", "-", check=False, input=manifest.read_text().replace(
+        "v1beta1.metrics.k8s.io}", "metrics}").replace("insecureSkipTLSVerify: true", "caBundle: Zm9v\n  "
+                                                      "insecureSkipTLSVerify: true"))
+    assert 'metadata.name: Invalid value: "metrics": must be `spec.version+"."+spec.group`: ' \
+           '"v1beta1.metrics.k8s.io"' in bad.stderr
+    assert "spec.insecureSkipTLSVerify: Invalid value: true: may not be true if caBundle is present" in bad.stderr

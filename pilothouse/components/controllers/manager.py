@@ -38,6 +38,7 @@ CONTROLLERS: dict[str, str] = {
     "nodelifecycle": "pilothouse.components.controllers.nodelifecycle:NodeLifecycleController",
     "podgc": "pilothouse.components.controllers.podgc:PodGCController",
     "persistentvolume-binder": "pilothouse.components.controllers.volumebinder:VolumeBinderController",
+    "apiservice-availability": "pilothouse.components.controllers.apiservice:APIServiceAvailabilityController",
 }
 
 
