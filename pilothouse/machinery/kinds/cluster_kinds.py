@@ -3,8 +3,9 @@
 RuntimeClass rules from pkg/apis/node/validation (handler a DNS label, immutable). APIService rules
 from staging/src/k8s.io/kube-aggregator/pkg/apis/apiregistration/validation. The agent does not pick
 runtimes by RuntimeClass yet, and pilothouse proxies to no aggregated API server: an APIService with
-a ``service`` is stored and served but gets no availability status (the local ones pilothouse serves
-itself are created Available at startup, see apiserver/apiservices.py).
+a ``service`` is stored and served, and the apiservice-availability controller says why it is not
+available (components/controllers/apiservice.py); the local ones pilothouse serves itself are
+created Available at startup (apiserver/poststart.py).
 """
 
 from __future__ import annotations

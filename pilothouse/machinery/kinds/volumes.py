@@ -3,8 +3,10 @@ CSI kinds (CSIDriver, CSINode, CSIStorageCapacity, VolumeAttachment).
 
 The rules users notice, from pkg/apis/core/validation (ValidatePersistentVolumeSpec,
 ValidatePersistentVolumeClaimSpec/Update), pkg/apis/core/v1/defaults.go, pkg/apis/storage/v1/defaults.go
-and pkg/apis/storage/validation. No controller binds claims to volumes or attaches volumes yet: these
-kinds are stored, validated and served; a claim stays Pending.
+and pkg/apis/storage/validation. The persistentvolume-binder controller
+(components/controllers/volumebinder.py) binds claims to statically created volumes; nothing
+provisions volumes dynamically, attaches them (VolumeAttachment, CSINode and CSIDriver have no
+controller) or mounts a claim's volume into a pod yet.
 """
 
 from __future__ import annotations
