@@ -11,7 +11,8 @@ from pilothouse.machinery.kinds.autoscaling import convert_hpa, default_hpa_v2
 from pilothouse.machinery.kinds.certificates import CSR_APPROVAL, CSR_STATUS
 from pilothouse.machinery.kinds.conversion import converter_for
 from pilothouse.machinery.kinds.flowcontrol import default_prioritylevel, validate_prioritylevel
-from pilothouse.machinery.kinds.volumes import validate_pv, validate_pvc_update
+from pilothouse.machinery.kinds.networking import validate_ingress
+from pilothouse.machinery.kinds.volumes import validate_pv, validate_pvc, validate_pvc_update
 from pilothouse.machinery.kinds.webhooks import MUTATING_WEBHOOKS
 from pilothouse.machinery.tables import to_table
 
@@ -110,3 +111,23 @@ def test_printers() -> None:
     assert cells("flowcontrol.apiserver.k8s.io", "FlowSchema", schema) == ["x", "gone", 9, "<none>", "24h", "True"]
     node = {"metadata": META, "spec": {"drivers": [{"name": "a"}, {"name": "b"}]}}
     assert cells("storage.k8s.io", "CSINode", node) == ["x", 2, "24h"]
+
+
+def test_ingress_paths() -> None:
+    def errors_for(path: str, path_type: str) -> list[str]:
+        ingress = {"spec": {"rules": [{"http": {"paths": [
+            {"path": path, "pathType": path_type, "backend": {"service": {"name": "s", "port": {"number": 80}}}}]}}]}}
+        return [e.message() for e in validate_ingress(ingress)]
+
+    field = "spec.rules[0].http.paths[0].path"
+    assert errors_for("/a/../b", "Prefix") == [f"{field}: Invalid value: \"/a/../b\": must not contain '/../'"]
+    assert errors_for("/a/.", "Exact") == [f"{field}: Invalid value: \"/a/.\": cannot end with '/.'"]
+    assert errors_for("/a(/|$)(.*)", "ImplementationSpecific") == []
+    assert errors_for("", "ImplementationSpecific") == []
+    assert errors_for("", "Prefix") == [f'{field}: Invalid value: "": must be an absolute path']
+
+
+def test_claim_needs_positive_storage() -> None:
+    claim = {"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "0"}}}}
+    assert [e.message() for e in validate_pvc(claim)] == [
+        'spec.resources[storage]: Invalid value: "0": must be greater than zero']

@@ -25,6 +25,9 @@ from pilothouse.machinery.kinds.vcommon import GoValue, invalid, not_supported, 
 __all__ = ["INGRESS", "INGRESSCLASS", "INGRESS_STATUS", "NETWORKPOLICY", "validate_ingress"]
 
 _PATH_TYPES = ("Exact", "ImplementationSpecific", "Prefix")
+# What an Exact or Prefix path may not hold: ways to escape or double up path segments.
+_INVALID_PATH_SEQUENCES = ("//", "/./", "/../", "%2f", "%2F")
+_INVALID_PATH_SUFFIXES = ("/..", "/.")
 
 
 def _backend_errors(backend: dict[str, Any], path: str) -> list[FieldError]:
@@ -61,8 +64,10 @@ def _path_errors(http_path: dict[str, Any], path: str) -> list[FieldError]:
     elif path_type in ("Exact", "Prefix"):
         if not value.startswith("/"):
             errors.append(invalid(f"{path}.path", value, "must be an absolute path"))
-        elif "//" in value:
-            errors.append(invalid(f"{path}.path", value, "must not contain '//'"))
+        errors += [invalid(f"{path}.path", value, f"must not contain '{seq}'")
+                   for seq in _INVALID_PATH_SEQUENCES if seq in value]
+        errors += [invalid(f"{path}.path", value, f"cannot end with '{suffix}'")
+                   for suffix in _INVALID_PATH_SUFFIXES if value.endswith(suffix)]
     elif value and not value.startswith("/"):
         errors.append(invalid(f"{path}.path", value, "must be an absolute path"))
     return errors + _backend_errors(http_path.get("backend") or {}, f"{path}.backend")

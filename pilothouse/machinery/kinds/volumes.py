@@ -18,6 +18,7 @@ from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.kinds import defaults_core as d
 from pilothouse.machinery.kinds import prepare as p
 from pilothouse.machinery.kinds.onupdate import same_on_update
+from pilothouse.machinery.kinds.quantity import parse_quantity
 from pilothouse.machinery.kinds.types import Object, Strategy, status_strategy
 from pilothouse.machinery.kinds.validate_pod import validate_pod_template
 from pilothouse.machinery.kinds.vcommon import GoValue, forbidden, invalid, not_supported, required
@@ -113,6 +114,8 @@ def validate_pvc(pvc: Object) -> list[FieldError]:
     requests = (spec.get("resources") or {}).get("requests") or {}
     if "storage" not in requests:
         errors.append(required("spec.resources[storage]"))
+    elif (parse_quantity(requests["storage"]) or 0) <= 0:
+        errors.append(invalid("spec.resources[storage]", str(requests["storage"]), "must be greater than zero"))
     return errors + _volume_mode_errors(spec, "spec.volumeMode")
 
 
