@@ -31,6 +31,8 @@ StorageOf = Callable[[str, str, str], ResourceStorage]
 #: apiVersionPriorities; a group/version not listed gets no APIService, as there.
 API_VERSION_PRIORITIES: dict[tuple[str, str], tuple[int, int]] = {
     ("", "v1"): (18000, 1),
+    # The aggregator's own group: not in that table (kube-aggregator registers it itself); these are
+    # the values a stock cluster shows for v1.apiregistration.k8s.io.
     ("apiregistration.k8s.io", "v1"): (18000, 15),
     ("apps", "v1"): (17800, 15),
     ("events.k8s.io", "v1"): (17750, 15),
