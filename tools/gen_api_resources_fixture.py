@@ -30,7 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pilothouse.machinery.schema import KUBERNETES_VERSION, gvk_index
 
-FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "kubectl" / "fixtures" / "api-resources-1.32.txt"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "kubectl" / "fixtures"
+FIXTURE = FIXTURES / "api-resources-1.32.txt"
+#: ``kubectl api-versions``: every served group/version, not only the preferred ones.
+VERSIONS_FIXTURE = FIXTURES / "api-versions-1.32.txt"
 
 #: Kinds with a GA GVK that are request/response bodies of subresources, not resources.
 SUBRESOURCE_BODIES = {("authentication.k8s.io", "TokenRequest"), ("autoscaling", "Scale"), ("policy", "Eviction")}
@@ -111,19 +114,26 @@ HEADER = ("NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND", "VERBS", "CA
 _GA = re.compile(r"^v(\d+)$")
 
 
+def _resource_gvks() -> list[tuple[str, str, str]]:
+    """(group, GA version, kind) of every resource kind in the official schemas."""
+    return [(group, version, kind) for (group, version, kind), definition in gvk_index().items()
+            if _GA.match(version) and not kind.endswith("List") and not definition.startswith("io.k8s.apimachinery.")
+            and (group, kind) not in SUBRESOURCE_BODIES]
+
+
 def served_kinds() -> dict[tuple[str, str], str]:
     """(group, kind) -> preferred GA version, from the official schemas."""
     found: dict[tuple[str, str], str] = {}
-    for (group, version, kind), definition in gvk_index().items():
-        ga = _GA.match(version)
-        if ga is None or kind.endswith("List") or definition.startswith("io.k8s.apimachinery."):
-            continue
-        if (group, kind) in SUBRESOURCE_BODIES:
-            continue
+    for group, version, kind in _resource_gvks():
         current = found.get((group, kind))
-        if current is None or int(ga.group(1)) > int(current[1:]):
+        if current is None or int(version[1:]) > int(current[1:]):
             found[(group, kind)] = version
     return found
+
+
+def served_versions() -> list[str]:
+    """What ``kubectl api-versions`` prints: every group/version, sorted."""
+    return sorted({f"{group}/{version}" if group else version for group, version, _ in _resource_gvks()})
 
 
 def rows() -> list[tuple[str, ...]]:
@@ -153,7 +163,8 @@ def main() -> None:
     assert KUBERNETES_VERSION.startswith("1.32."), KUBERNETES_VERSION
     FIXTURE.parent.mkdir(parents=True, exist_ok=True)
     FIXTURE.write_text(render(rows()))
-    print(f"wrote {FIXTURE} ({len(rows())} resources)")
+    VERSIONS_FIXTURE.write_text("".join(f"{version}\n" for version in served_versions()))
+    print(f"wrote {FIXTURE} ({len(rows())} resources) and {VERSIONS_FIXTURE} ({len(served_versions())} versions)")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,14 @@ def test_api_resources_match_a_stock_1_32_server(server: ServerProcess) -> None:
     assert not problems, "\n".join(problems)
 
 
+def test_api_versions_match_a_stock_1_32_server(server: ServerProcess) -> None:
+    """Every group/version, the non-preferred ones too (autoscaling/v1). Until the merge, the groups of
+    other branches (apiextensions.k8s.io, rbac.authorization.k8s.io, scheduling.k8s.io) are missing."""
+    expected = set((FIXTURE.parent / "api-versions-1.32.txt").read_text().split())
+    served = set(server.kubectl("api-versions").stdout.split())
+    assert (sorted(expected - served), sorted(served - expected)) == ([], [])
+
+
 SAMPLES = textwrap.dedent("""\
     apiVersion: v1
     kind: PersistentVolume
