@@ -14,11 +14,13 @@ authentication/RBAC work changes the chain, not these handlers.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from pilothouse.apiserver import codec, options
@@ -230,14 +232,41 @@ def _lease_fresh(lease: Object, now: float) -> str:
     return ""
 
 
-async def _component_statuses(handler: Any, storage: ResourceStorage) -> list[Object]:
-    """The store (answering a read), then each component whose leader Lease is being renewed."""
-    backend = "etcd" if "etcd" in type(storage.store).__name__.lower() else "sqlite"
+async def _etcd_member_health(url: str) -> str:
+    """"" when the member's ``/health`` says so (what kube-apiserver probes), else why not."""
     try:
-        await storage.store.current_revision()
-        found = [_component(f"{backend}-0", True)]
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session, \
+                session.get(url.rstrip("/") + "/health") as response:
+            body = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+        return f"Get \"{url}/health\": {type(error).__name__}: {error}"
+    return "" if str(body.get("health")) == "true" else f"etcd member {url} reports {body}"
+
+
+async def _store_health(store: Any) -> list[Object]:
+    """One entry per etcd member (``etcd-0``, ...), as kube-apiserver lists its storage servers, or
+    ``sqlite-0`` for the embedded store. A member behind TLS, or the SQLite file, is judged by a read
+    through the store."""
+    problem = ""
+    try:
+        await store.current_revision()
     except Exception as error:  # any failure to read is the store's ill health, reported as data
-        found = [_component(f"{backend}-0", False, f"{type(error).__name__}: {error}")]
+        problem = f"{type(error).__name__}: {error}"
+    endpoints = getattr(store, "endpoints", None)
+    if not endpoints:
+        return [_component("sqlite-0", not problem, problem)]
+
+    async def member(url: str) -> str:
+        return await _etcd_member_health(url) if url.startswith("http://") else problem
+
+    problems = await asyncio.gather(*(member(url) for url in endpoints))
+    return [_component(f"etcd-{index}", not member_problem, member_problem)
+            for index, member_problem in enumerate(problems)]
+
+
+async def _component_statuses(handler: Any, storage: ResourceStorage) -> list[Object]:
+    """The store's members, then each component whose leader Lease is being renewed."""
+    found = await _store_health(storage.store)
     leases = handler.storage_for("coordination.k8s.io", "v1", "leases")
     now = time.time()
     for name, lease_name in _COMPONENT_LEASES:

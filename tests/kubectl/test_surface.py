@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, start_server_process
+from tests.store.etcd_server import EtcdCluster, etcd_binary
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/kubectl").exists(), reason="kubectl is not installed")
 
@@ -507,3 +508,27 @@ def test_service_backed_apiservice_reports_why_it_is_unavailable(server: ServerP
     assert 'metadata.name: Invalid value: "metrics": must be `spec.version+"."+spec.group`: ' \
            '"v1beta1.metrics.k8s.io"' in bad.stderr
     assert "spec.insecureSkipTLSVerify: Invalid value: true: may not be true if caBundle is present" in bad.stderr
+
+
+@pytest.mark.skipif(etcd_binary() is None, reason="etcd binary not found (apt-get install etcd-server)")
+def test_componentstatuses_list_each_etcd_member(tmp_path: Path) -> None:
+    cluster = EtcdCluster(3, base_dir=tmp_path / "etcd", heartbeat_ms=20, election_ms=200)
+    try:
+        cluster.start()
+        on_etcd = start_server_process(tmp_path / "server", extra=(
+            "--datastore-endpoint", cluster.endpoint, "--disable", "scheduler,controller-manager"))
+        try:
+            rows = {line.split()[0]: line.split()[1:]
+                    for line in on_etcd.kubectl("get", "cs").stdout.splitlines()[1:]}
+            assert {name: row[0] for name, row in rows.items() if name.startswith("etcd-")} == {
+                "etcd-0": "Healthy", "etcd-1": "Healthy", "etcd-2": "Healthy"}
+            # Without their leader Leases the components are reported, and why.
+            assert rows["scheduler"][0] == "Unhealthy"
+            cluster.stop_member(cluster.members[2])
+            rows = {line.split()[0]: line.split()[1]
+                    for line in on_etcd.kubectl("get", "cs").stdout.splitlines()[1:]}
+            assert (rows["etcd-0"], rows["etcd-1"], rows["etcd-2"]) == ("Healthy", "Healthy", "Unhealthy")
+        finally:
+            on_etcd.stop()
+    finally:
+        cluster.stop()
