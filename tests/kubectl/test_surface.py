@@ -395,6 +395,30 @@ def test_local_apiservices_are_available(server: ServerProcess) -> None:
             "flowschema.flowcontrol.apiserver.k8s.io/catch-all"} <= set(flows)
 
 
+def test_flowschemas_say_whether_their_priority_level_exists(server: ServerProcess) -> None:
+    dangling = "{.status.conditions[0].type}={.status.conditions[0].status}"
+    wait_for(server, ("flowschema", "catch-all"), dangling, "Dangling=False")
+    server.kubectl("create", "-f", "-", input=textwrap.dedent("""\
+        apiVersion: flowcontrol.apiserver.k8s.io/v1
+        kind: FlowSchema
+        metadata: {name: orphaned}
+        spec:
+          priorityLevelConfiguration: {name: nowhere}
+          rules:
+          - subjects: [{kind: Group, group: {name: x}}]
+            nonResourceRules: [{verbs: ["*"], nonResourceURLs: ["*"]}]
+        """))
+    wait_for(server, ("flowschema", "orphaned"), dangling, "Dangling=True")
+    assert server.kubectl("get", "flowschema", "orphaned").stdout.splitlines()[1].split()[-1] == "True"
+    server.kubectl("create", "-f", "-", input=textwrap.dedent("""\
+        apiVersion: flowcontrol.apiserver.k8s.io/v1
+        kind: PriorityLevelConfiguration
+        metadata: {name: nowhere}
+        spec: {type: Limited, limited: {limitResponse: {type: Reject}}}
+        """))
+    wait_for(server, ("flowschema", "orphaned"), dangling, "Dangling=False")
+
+
 def test_typed_kubectl_commands_send_protobuf(server: ServerProcess) -> None:
     """``create ingress`` and ``autoscale`` post protobuf; IngressRule's inlined IngressRuleValue must
     come out as ``http`` in the stored JSON."""

@@ -39,6 +39,7 @@ CONTROLLERS: dict[str, str] = {
     "podgc": "pilothouse.components.controllers.podgc:PodGCController",
     "persistentvolume-binder": "pilothouse.components.controllers.volumebinder:VolumeBinderController",
     "apiservice-availability": "pilothouse.components.controllers.apiservice:APIServiceAvailabilityController",
+    "flowschema-status": "pilothouse.components.controllers.flowschema:FlowSchemaStatusController",
 }
 
 
