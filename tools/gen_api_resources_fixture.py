@@ -11,8 +11,10 @@ Two inputs:
 - **Checked in**: what each resource's registry declares, which no schema carries (:data:`REGISTRY`):
   the plural, short names and categories (the storages' ``ShortNames()``/``Categories()`` in
   pkg/registry/*/*/storage/storage.go), the scope, and the verbs where they are not the full eight
-  (read off the 1.32 OpenAPI paths: namespaces have no deletecollection; componentstatuses only
-  get and list; bindings and the review APIs only create).
+  (read off the 1.32 OpenAPI paths, which the ``kubernetes`` 32.x Python client is generated from:
+  namespaces have no deletecollection; componentstatuses only get and list; bindings and the review
+  APIs only create). Short names and categories were checked against kubernetes/kubernetes'
+  api/discovery/*.json.
 
 The script fails if a schema kind has no registry entry or an entry names no schema kind, so a
 schema update cannot silently drop or invent a row.
