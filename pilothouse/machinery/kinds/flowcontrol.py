@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from pilothouse.machinery.errors import FieldError
+from pilothouse.machinery.kinds import prepare as p
 from pilothouse.machinery.kinds.onupdate import same_on_update
 from pilothouse.machinery.kinds.types import (
     Object,
     Strategy,
     keep_status_on_update,
-    reset_status_on_create,
     status_strategy,
 )
 from pilothouse.machinery.kinds.vcommon import forbidden, invalid, not_supported, required
@@ -121,9 +121,11 @@ MANDATORY_OBJECTS: tuple[Object, ...] = (
 
 FLOWSCHEMA = Strategy(default=default_flowschema, validate=validate_flowschema,
                       validate_update=same_on_update(validate_flowschema),
-                      prepare_for_create=reset_status_on_create, prepare_for_update=keep_status_on_update)
+                      prepare_for_create=p.create_with_zero_status("FlowSchema"),
+                      prepare_for_update=keep_status_on_update)
 FLOWSCHEMA_STATUS = status_strategy(FLOWSCHEMA)
 PRIORITYLEVEL = Strategy(default=default_prioritylevel, validate=validate_prioritylevel,
                          validate_update=same_on_update(validate_prioritylevel),
-                         prepare_for_create=reset_status_on_create, prepare_for_update=keep_status_on_update)
+                         prepare_for_create=p.create_with_zero_status("PriorityLevelConfiguration"),
+                         prepare_for_update=keep_status_on_update)
 PRIORITYLEVEL_STATUS = status_strategy(PRIORITYLEVEL)

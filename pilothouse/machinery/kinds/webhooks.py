@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from pilothouse.machinery.errors import FieldError
+from pilothouse.machinery.kinds import prepare as p
 from pilothouse.machinery.kinds.onupdate import same_on_update
 from pilothouse.machinery.kinds.types import (
     Object,
     Strategy,
     keep_status_on_update,
-    reset_status_on_create,
     status_strategy,
 )
 from pilothouse.machinery.kinds.vcommon import GoValue, duplicate, invalid, not_supported, required
@@ -171,7 +171,7 @@ VALIDATING_WEBHOOKS = _webhooks_strategy(mutating=False)
 MUTATING_WEBHOOKS = _webhooks_strategy(mutating=True)
 VALIDATING_ADMISSION_POLICY = Strategy(default=default_policy, validate=validate_policy,
                                        validate_update=same_on_update(validate_policy),
-                                       prepare_for_create=reset_status_on_create,
+                                       prepare_for_create=p.create_with_zero_status("ValidatingAdmissionPolicy"),
                                        prepare_for_update=keep_status_on_update)
 VALIDATING_ADMISSION_POLICY_STATUS = status_strategy(VALIDATING_ADMISSION_POLICY)
 VALIDATING_ADMISSION_POLICY_BINDING = Strategy(default=default_binding, validate=validate_binding,
