@@ -556,3 +556,23 @@ def test_componentstatuses_list_each_etcd_member(tmp_path: Path) -> None:
             on_etcd.stop()
     finally:
         cluster.stop()
+
+
+def test_hpa_keeps_replicas_within_bounds_and_says_metrics_are_missing(server: ServerProcess) -> None:
+    server.kubectl("create", "deployment", "few", "--image=busybox", "--replicas=1")
+    server.kubectl("create", "deployment", "many", "--image=busybox", "--replicas=6")
+    server.kubectl("autoscale", "deployment", "few", "--min=2", "--max=5")
+    server.kubectl("autoscale", "deployment", "many", "--min=1", "--max=3", "--cpu-percent=70")
+    wait_for(server, ("deployment", "few"), "{.spec.replicas}", "2")
+    wait_for(server, ("deployment", "many"), "{.spec.replicas}", "3")
+    wait_for(server, ("hpa", "many"), "{.status.currentReplicas}/{.status.desiredReplicas}", "3/3")
+    # Within bounds, a stock cluster without metrics-server says why it cannot scale on CPU.
+    wait_for(server, ("hpa", "many"), '{.status.conditions[?(@.type=="ScalingActive")].reason}',
+             "FailedGetResourceMetric")
+    described = server.kubectl("describe", "hpa", "many").stdout
+    assert "unable to get metrics for resource cpu: no metrics returned from resource metrics API" in described
+    rows = {line.split()[0]: line.split() for line in server.kubectl("get", "hpa").stdout.splitlines()[1:]}
+    assert rows["few"][2:4] == ["cpu:", "<unknown>/80%"]  # no --cpu-percent: v2's default target
+    events = server.kubectl("get", "events", "--field-selector", "reason=SuccessfulRescale").stdout
+    assert "New size: 3; reason: Current number of replicas above Spec.MaxReplicas" in events
+    assert "New size: 2; reason: Current number of replicas below Spec.MinReplicas" in events

@@ -40,6 +40,7 @@ CONTROLLERS: dict[str, str] = {
     "persistentvolume-binder": "pilothouse.components.controllers.volumebinder:VolumeBinderController",
     "apiservice-availability": "pilothouse.components.controllers.apiservice:APIServiceAvailabilityController",
     "flowschema-status": "pilothouse.components.controllers.flowschema:FlowSchemaStatusController",
+    "horizontal-pod-autoscaler": "pilothouse.components.controllers.hpa:HorizontalPodAutoscalerController",
 }
 
 

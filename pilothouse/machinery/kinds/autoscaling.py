@@ -2,8 +2,8 @@
 
 Defaults of pkg/apis/autoscaling/v2/defaults.go (minReplicas 1, a CPU 80% utilization metric when
 none is given, the scale-up/scale-down behavior rules once ``behavior`` is set) and the rules of
-ValidateHorizontalPodAutoscaler users hit. There is no HPA controller yet (no metrics API either):
-objects are stored and served, status stays empty.
+ValidateHorizontalPodAutoscaler users hit. The horizontal-pod-autoscaler controller
+(components/controllers/hpa.py) keeps targets within min/max; with no metrics API it does no more.
 """
 
 from __future__ import annotations
@@ -179,6 +179,9 @@ def _to_v2(hpa: Object) -> Object:
         converted["metadata"].pop("annotations", None)
     if "status" in hpa:
         converted["status"] = v2_status
+    # kube-apiserver stores HPAs as v2 and defaults what it decodes: a v1 object without a CPU target
+    # reads back with v2's default metric.
+    default_hpa_v2(converted)
     return converted
 
 
