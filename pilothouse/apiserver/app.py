@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from pilothouse import __version__
-from pilothouse.apiserver import codec, nodeproxy, rbacbootstrap, subresources
+from pilothouse.apiserver import codec, nodeproxy, poststart, rbacbootstrap, subresources, virtual
 from pilothouse.apiserver.admission import NamespaceLifecycle
 from pilothouse.apiserver.admission_plugins import AdmissionChain
 from pilothouse.apiserver.admission_plugins.priority import bootstrap_priority_classes
@@ -69,7 +69,8 @@ class APIServer:
                          for r in self.registry}
         # logs/exec/attach/port-forward are proxied to the pod's node agent.
         self.rest = RestHandler(self.registry, self.storages,
-                                {**subresources.SUBRESOURCE_HANDLERS, **nodeproxy.NODE_PROXY_HANDLERS})
+                                {**subresources.SUBRESOURCE_HANDLERS, **nodeproxy.NODE_PROXY_HANDLERS,
+                                 **virtual.VIRTUAL_HANDLERS})
         self.discovery = Discovery(self.registry)
         self.auth = auth or AuthLayer()
         self.ready = False
@@ -92,6 +93,7 @@ class APIServer:
         await self._bootstrap_kubernetes_service()
         await rbacbootstrap.ensure_bootstrap_policy(self.storage)
         await bootstrap_priority_classes(self.storage("scheduling.k8s.io", "v1", "priorityclasses"))
+        await poststart.bootstrap(self.registry, self.storage)
         self.ready = True
 
     async def _bootstrap_kubernetes_service(self) -> None:

@@ -9,6 +9,7 @@ A kind changes behaviour only through its :class:`~pilothouse.machinery.kinds.St
 from __future__ import annotations
 
 import builtins
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ from pilothouse.apiserver.objects import (
 from pilothouse.machinery import meta
 from pilothouse.machinery.errors import StatusError, bad_request, conflict, expired, not_found
 from pilothouse.machinery.kinds import ResourceType, Strategy
+from pilothouse.machinery.kinds.conversion import converter_for
 from pilothouse.machinery.selectors import FieldSelector, LabelSelector
 from pilothouse.store.interface import CompactedError, EventType, KeyValue, Store, StoreError
 
@@ -134,8 +136,19 @@ class ResourceStorage:
         self.namespaces = namespaces
         self.hooks = hooks or StorageHooks()
         self.admission = admission_chain or AdmissionChain([])
+        self._convert = converter_for(resource.group, resource.kind)
+        self._own_version = b'{"apiVersion":"' + resource.api_version.encode() + b'"'
 
     # ----------------------------------------------------------------- reads
+
+    def _view(self, kv: KeyValue) -> KeyValue:
+        """The stored entry as this version of the resource serves it: an object written through
+        another version (an autoscaling/v1 HPA read as v2) is converted; every other entry is
+        passed through untouched, bytes and all."""
+        if self._convert is None or kv.value.startswith(self._own_version):
+            return kv
+        converted = self._convert(orjson.loads(kv.value), self.resource.version)
+        return dataclasses.replace(kv, value=encode_for_store(converted))
 
     def _key(self, namespace: str | None, name: str) -> str:
         return self.resource.key(namespace if self.resource.namespaced else None, name)
@@ -150,7 +163,7 @@ class ResourceStorage:
             raise errors_translate.from_store(error, self.resource, name) from error
         if kv is None:
             raise self._not_found(name)
-        return kv
+        return self._view(kv)
 
     async def get(self, namespace: str | None, name: str) -> Object:
         return decode_stored(await self._get_kv(namespace, name))
@@ -191,7 +204,8 @@ class ResourceStorage:
                 revision = batch.revision
                 page: builtins.list[tuple[KeyValue, Object | None]] = []
                 full = False
-                for index, kv in enumerate(batch.items):
+                for index, stored in enumerate(batch.items):
+                    kv = self._view(stored)
                     start_after = kv.key
                     obj = None
                     if filtered:
@@ -329,7 +343,7 @@ class ResourceStorage:
                     created["metadata"].pop("resourceVersion", None)
                     return await self.create(namespace, created, ctx), True
                 raise self._not_found(name)
-            current = decode_stored(kv)
+            current = decode_stored(self._view(kv))
             new = await mutate(meta.clone(current))
             writes.check_type_meta(new, resource)
             writes.check_name(new, name)
@@ -377,7 +391,7 @@ class ResourceStorage:
                 raise errors_translate.from_store(error, resource, name) from error
             if kv is None:
                 raise self._not_found(name)
-            current = decode_stored(kv)
+            current = decode_stored(self._view(kv))
             writes.check_delete_preconditions(current, options, resource, name)
             await self.admission.validate(Attributes("DELETE", resource, namespace or "", current, current,
                                                      dry_run=ctx.dry_run))
@@ -422,7 +436,7 @@ class ResourceStorage:
             if errors_translate.is_conflict(error):
                 return None
             raise errors_translate.from_store(error, self.resource, name) from error
-        gone = decode_stored(deleted)
+        gone = decode_stored(self._view(deleted))
         await self.hooks.after_delete(gone)
         return gone
 
@@ -493,15 +507,16 @@ class ResourceStorage:
                 f"too old resource version: {revision} ({error.revision})").to_status())
 
     def _translate(self, event: Any, labels: LabelSelector, fields: FieldSelector) -> WatchEvent | None:
+        kv = self._view(event.kv)
         if labels.empty() and fields.empty():
             if event.type is EventType.DELETE:
-                return WatchEvent("DELETED", json=stored_json(event.kv))
-            return WatchEvent("MODIFIED" if event.prev is not None else "ADDED", json=stored_json(event.kv))
-        obj = decode_stored(event.kv)
+                return WatchEvent("DELETED", json=stored_json(kv))
+            return WatchEvent("MODIFIED" if event.prev is not None else "ADDED", json=stored_json(kv))
+        obj = decode_stored(kv)
         now_matches = self.matches(obj, labels, fields)
         was_matching = False
         if event.prev is not None:
-            was_matching = self.matches(decode_stored(event.prev), labels, fields)
+            was_matching = self.matches(decode_stored(self._view(event.prev)), labels, fields)
         if event.type is EventType.DELETE:
             return WatchEvent("DELETED", obj) if now_matches else None
         if now_matches:

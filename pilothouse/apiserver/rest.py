@@ -73,9 +73,15 @@ class RestHandler:
             return await handler(self, request, info, storage)
         if resource.namespaced and namespace is None and info.verb not in ("list", "watch"):
             raise path_not_found()
+        # Resources answered rather than stored (reviews, bindings, componentstatuses): apiserver/virtual.py.
+        answered = self.subresources.get((resource.qualified, ""))
+        if answered is not None:
+            return await answered(self, request, info, storage)
         verb = info.verb
-        # go-restful has no route for these: PUT/PATCH on a collection, DELETE/POST on /status.
-        if (verb in ("update", "patch") and not info.name) or (info.subresource and verb not in _SUBRESOURCE_VERBS):
+        # go-restful has no route for these: PUT/PATCH on a collection, DELETE/POST on /status, and verbs
+        # the resource does not serve (deletecollection on namespaces).
+        if ((verb in ("update", "patch") and not info.name) or (info.subresource and verb not in _SUBRESOURCE_VERBS)
+                or verb not in resource.verbs):
             raise method_not_allowed()
         if verb == "get":
             options.get_options(request.query)

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from pilothouse.apiserver import codec, options
-from pilothouse.apiserver.registry import DeleteOptions, ResourceStorage
+from pilothouse.apiserver.registry import DeleteOptions, ResourceStorage, WriteContext
 from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.machinery import meta
 from pilothouse.machinery.errors import (
@@ -27,7 +27,7 @@ from pilothouse.machinery.patch import json_patch, merge_patch, strategic_merge_
 from pilothouse.machinery.schema import schema_for_kind
 from pilothouse.machinery.selectors import selector_from_object
 
-__all__ = ["SUBRESOURCE_HANDLERS"]
+__all__ = ["SUBRESOURCE_HANDLERS", "bind_pod"]
 
 Object = dict[str, Any]
 
@@ -95,12 +95,17 @@ async def binding(handler: Any, request: web.Request, info: RequestInfo,
     if info.verb != "create":
         raise method_not_allowed()
     body, _ = await codec.read_body(request)
+    await bind_pod(storage, info.namespace, info.name, body, options.write_context(request.query, request.headers))
+    return codec.json_response(status_success(), status=201)
+
+
+async def bind_pod(storage: ResourceStorage, namespace: str | None, name: str, body: Any,
+                   ctx: WriteContext) -> None:
+    """Assign the pod to the Binding's target node (pods/binding, and the core ``bindings`` resource)."""
     target = (body or {}).get("target") or {}
     node = target.get("name")
     if not node:
-        raise StatusError(422, "Invalid", f'Binding "{info.name}" is invalid: target.name: Required value')
-    ctx = options.write_context(request.query, request.headers)
-    name = info.name
+        raise StatusError(422, "Invalid", f'Binding "{name}" is invalid: target.name: Required value')
 
     async def mutate(pod: Object) -> Object:
         if pod["metadata"].get("deletionTimestamp"):
@@ -118,8 +123,7 @@ async def binding(handler: Any, request: web.Request, info: RequestInfo,
 
     # Binding writes spec.nodeName, which the main strategy forbids users to change: use the status
     # path, whose strategy keeps everything but status, after restoring the binding's own change.
-    _obj, _ = await storage.guaranteed_update(info.namespace, name, mutate, ctx, subresource="binding")
-    return codec.json_response(status_success(), status=201)
+    await storage.guaranteed_update(namespace, name, mutate, ctx, subresource="binding")
 
 
 async def eviction(handler: Any, request: web.Request, info: RequestInfo,

@@ -74,7 +74,10 @@ class FieldError:
         text = phrase
         if self.type in ("FieldValueInvalid", "FieldValueNotSupported", "FieldValueDuplicate",
                          "FieldValueTypeInvalid") and self.value is not None:
-            shown = f'"{self.value}"' if isinstance(self.value, str) else repr(self.value)
+            if isinstance(self.value, bool):  # Go's %v of a bool
+                shown = "true" if self.value else "false"
+            else:
+                shown = f'"{self.value}"' if isinstance(self.value, str) else repr(self.value)
             text += f": {shown}"
         if self.detail:
             text += f": {self.detail}"
@@ -144,10 +147,11 @@ def path_not_found() -> StatusError:
     return StatusError(404, "NotFound", "the server could not find the requested resource", {})
 
 
-def method_not_allowed() -> StatusError:
+def method_not_allowed(message: str = "the server does not allow this method on the requested resource",
+                       ) -> StatusError:
     """A method the path does not serve: go-restful's 405 through ``NewGenericServerResponse``,
-    whose message is fixed and whose details are ``{}``."""
-    return StatusError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", {})
+    whose message is fixed (but for a few handlers' own) and whose details are ``{}``."""
+    return StatusError(405, "MethodNotAllowed", message, {})
 
 
 def not_acceptable(message: str) -> StatusError:

@@ -41,6 +41,10 @@ CONTROLLERS: dict[str, str] = {
     "clusterrole-aggregation":
         "pilothouse.components.controllers.clusterroleaggregation:ClusterRoleAggregationController",
     "resourcequota": "pilothouse.components.controllers.resourcequota:ResourceQuotaController",
+    "persistentvolume-binder": "pilothouse.components.controllers.volumebinder:VolumeBinderController",
+    "apiservice-availability": "pilothouse.components.controllers.apiservice:APIServiceAvailabilityController",
+    "flowschema-status": "pilothouse.components.controllers.flowschema:FlowSchemaStatusController",
+    "horizontal-pod-autoscaler": "pilothouse.components.controllers.hpa:HorizontalPodAutoscalerController",
 }
 
 
