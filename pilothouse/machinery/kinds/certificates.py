@@ -16,7 +16,13 @@ from typing import Any
 
 from pilothouse.machinery import meta
 from pilothouse.machinery.errors import FieldError
-from pilothouse.machinery.kinds.types import Object, Strategy, keep_all_but_status
+from pilothouse.machinery.kinds.types import (
+    FIELD_LABEL_NOT_SUPPORTED,
+    Object,
+    Strategy,
+    keep_all_but_status,
+    selectable_metadata,
+)
 from pilothouse.machinery.kinds.vcommon import GoValue, duplicate, invalid, not_supported, required
 
 __all__ = ["CSR", "CSR_APPROVAL", "CSR_STATUS", "validate_csr"]
@@ -158,8 +164,14 @@ def validate_csr_update(new: Object, old: Object) -> list[FieldError]:
     return _condition_errors(new)
 
 
+def csr_fields(csr: Object) -> dict[str, str]:
+    """certificates' SelectableFields: metadata plus spec.signerName."""
+    return {**selectable_metadata(csr), "spec.signerName": (csr.get("spec") or {}).get("signerName", "")}
+
+
 CSR = Strategy(validate=validate_csr, validate_update=validate_csr_update,
-               prepare_for_create=prepare_csr_create, prepare_for_update=prepare_csr_update)
+               prepare_for_create=prepare_csr_create, prepare_for_update=prepare_csr_update,
+               selectable_fields=csr_fields, field_label_error=FIELD_LABEL_NOT_SUPPORTED)
 CSR_STATUS = Strategy(validate=validate_csr, validate_update=validate_csr_update,
                       prepare_for_update=prepare_csr_status_update)
 CSR_APPROVAL = Strategy(validate=validate_csr, validate_update=validate_csr_update,

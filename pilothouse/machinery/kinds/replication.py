@@ -14,7 +14,15 @@ from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.kinds import fields as f
 from pilothouse.machinery.kinds import prepare as p
 from pilothouse.machinery.kinds.defaults_core import default_pod_template
-from pilothouse.machinery.kinds.types import Object, ResourceType, ScaleSpec, Strategy, no_field_errors, status_strategy
+from pilothouse.machinery.kinds.types import (
+    FIELD_LABEL_NOT_SUPPORTED,
+    Object,
+    ResourceType,
+    ScaleSpec,
+    Strategy,
+    no_field_errors,
+    status_strategy,
+)
 from pilothouse.machinery.kinds.validate_pod import validate_controller_template
 from pilothouse.machinery.kinds.vcommon import go_labels, invalid, nonnegative, required
 from pilothouse.machinery.meta import child
@@ -96,6 +104,7 @@ REPLICATIONCONTROLLER = Strategy(
     prepare_for_update=p.update_keeping_status(),
     # Kubernetes' ControllerToSelectableFields: metadata plus status.replicas, as a ReplicaSet's.
     selectable_fields=f.replicaset_fields,
+    field_label_error=FIELD_LABEL_NOT_SUPPORTED,
     # rcStrategy.DefaultGarbageCollectionPolicy: v1 RCs orphan their pods unless told otherwise, "for
     # backwards compatibility" (kubectl always sends a policy, Background by default).
     default_propagation_policy="Orphan",
