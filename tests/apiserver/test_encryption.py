@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from kubernetes import client, config, watch
 
 from pilothouse.apiserver.encryption.store import EncryptingStore
@@ -36,11 +38,16 @@ def new_key(size: int = 32) -> str:
     return base64.b64encode(os.urandom(size)).decode()
 
 
-def write_config(path: Path, providers: list[dict[str, Any]], resources: tuple[str, ...] = ("secrets",)) -> Path:
+def write_rules(path: Path, rules: list[tuple[list[str], list[dict[str, Any]]]]) -> Path:
+    """An EncryptionConfiguration with one ``resources`` entry per (resources, providers) rule."""
     path.write_text(yaml.safe_dump({
         "apiVersion": "apiserver.config.k8s.io/v1", "kind": "EncryptionConfiguration",
-        "resources": [{"resources": list(resources), "providers": providers}]}))
+        "resources": [{"resources": names, "providers": providers} for names, providers in rules]}))
     return path
+
+
+def write_config(path: Path, providers: list[dict[str, Any]], resources: tuple[str, ...] = ("secrets",)) -> Path:
+    return write_rules(path, [(list(resources), providers)])
 
 
 def keyed(provider: str, *keys: tuple[str, str]) -> dict[str, Any]:
@@ -106,7 +113,8 @@ def api(server: ServerProcess) -> client.CoreV1Api:
 
 def test_secrets_are_aescbc_on_disk_and_plain_through_get_list_and_watch(
         tmp_path: Path, servers: list[ServerProcess]) -> None:
-    cfg = write_config(tmp_path / "enc.yaml", [keyed("aescbc", ("key1", new_key())), {"identity": {}}])
+    key = new_key()
+    cfg = write_config(tmp_path / "enc.yaml", [keyed("aescbc", ("key1", key)), {"identity": {}}])
     server = start(tmp_path / "server", cfg)
     servers.append(server)
     core = api(server)
@@ -137,7 +145,14 @@ def test_secrets_are_aescbc_on_disk_and_plain_through_get_list_and_watch(
     assert b"k8s:enc:aescbc:v1:key1:" in on_disk
     assert leaks(on_disk, unencrypted)
     server.stop()
-    assert raw_values(server.data_dir)[SECRETS + "default/db-password"].startswith(b"k8s:enc:aescbc:v1:key1:")
+    stored = raw_values(server.data_dir)[SECRETS + "default/db-password"]
+    assert stored.startswith(b"k8s:enc:aescbc:v1:key1:")
+    # Kubernetes' layout, decrypted here independently: 16-byte IV, AES-CBC, PKCS#7 padding.
+    body = stored[len(b"k8s:enc:aescbc:v1:key1:"):]
+    decryptor = Cipher(algorithms.AES(base64.b64decode(key)), modes.CBC(body[:16])).decryptor()
+    padded = decryptor.update(body[16:]) + decryptor.finalize()
+    plain = json.loads(padded[:-padded[-1]])
+    assert base64.b64decode(plain["data"]["password"]).decode() == value
 
 
 def test_key_rotation_as_kubernetes_documents_it(tmp_path: Path, servers: list[ServerProcess]) -> None:
@@ -223,13 +238,45 @@ def test_identity_first_reads_old_ciphertext_and_writes_plaintext(
     assert read_secret(server, "before") == before
 
 
+def test_wildcard_rules_pick_a_provider_per_resource_and_the_cluster_still_works(
+        tmp_path: Path, servers: list[ServerProcess]) -> None:
+    """An exact rule, then ``*.apps``, then ``*.*`` for everything else: namespaces, RBAC, Services
+    included, all read back by the server itself (its admission caches watch them)."""
+    cfg = write_rules(tmp_path / "enc.yaml", [(["secrets"], [keyed("aescbc", ("c", new_key()))]),
+                                              (["*.apps"], [keyed("aesgcm", ("g", new_key()))]),
+                                              (["*.*"], [keyed("secretbox", ("b", new_key()))])])
+    server = start(tmp_path / "server", cfg)
+    servers.append(server)
+    server.kubectl("create", "namespace", "shop")
+    create_secret(server, "s", "v", "shop")
+    server.kubectl("create", "configmap", "c", "-n", "shop", "--from-literal=k=v")
+    server.kubectl("create", "deployment", "web", "-n", "shop", "--image=busybox")
+    server.kubectl("create", "service", "clusterip", "web", "-n", "shop", "--tcp=80:80")
+    server.kubectl("create", "clusterrole", "reader", "--verb=get", "--resource=pods")
+    assert read_secret(server, "s", "shop") == "v"
+    assert server.kubectl("get", "deployment", "web", "-n", "shop", "-o", "jsonpath={.spec.replicas}").stdout == "1"
+    assert server.kubectl("get", "service", "web", "-n", "shop", "-o", "jsonpath={.spec.clusterIP}").stdout
+    server.stop()
+
+    def provider(prefix: str) -> set[bytes]:
+        return {value.split(b":")[2] if value.startswith(b"k8s:enc:") else b"plain"
+                for value in raw_values(server.data_dir, prefix).values()}
+
+    assert provider(SECRETS) == {b"aescbc"}
+    assert provider("/registry/apps/deployments/") == {b"aesgcm"}
+    for other in ("configmaps", "namespaces", "services"):
+        assert provider(f"/registry/core/{other}/") == {b"secretbox"}, other
+    assert provider("/registry/rbac.authorization.k8s.io/clusterroles/") == {b"secretbox"}
+    assert provider("/registry/ranges/") == {b"plain"}  # allocator bitmaps are not API resources
+
+
 # -- etcd: the value etcd holds -------------------------------------------------------------------------
 
 
 @pytest.mark.skipif(etcd_binary() is None, reason="etcd binary not found (apt-get install etcd-server)")
 def test_etcd_holds_ciphertext_for_secrets_and_configmaps(tmp_path: Path, servers: list[ServerProcess]) -> None:
-    cfg = write_config(tmp_path / "enc.yaml", [keyed("aesgcm", ("gcm", new_key(24)))],
-                       resources=("secrets", "configmaps"))
+    key = new_key(24)
+    cfg = write_config(tmp_path / "enc.yaml", [keyed("aesgcm", ("gcm", key))], resources=("secrets", "configmaps"))
     with EtcdCluster(1, base_dir=tmp_path / "etcd") as etcd:
         server = start(tmp_path / "server", cfg, "--datastore-endpoint", etcd.endpoint)
         servers.append(server)
@@ -255,6 +302,10 @@ def test_etcd_holds_ciphertext_for_secrets_and_configmaps(tmp_path: Path, server
     assert secret.startswith(b"k8s:enc:aesgcm:v1:gcm:") and not leaks(secret, value)
     assert configmap.startswith(b"k8s:enc:aesgcm:v1:gcm:") and not leaks(configmap, setting)
     assert namespace.startswith(b"{")  # not configured: plain JSON
+    # Kubernetes' layout: 12-byte nonce, then AES-GCM with the etcd key as associated data.
+    body = secret[len(b"k8s:enc:aesgcm:v1:gcm:"):]
+    plain = AESGCM(base64.b64decode(key)).decrypt(body[:12], body[12:], (SECRETS + "default/token").encode())
+    assert base64.b64decode(json.loads(plain)["data"]["password"]).decode() == value
 
 
 # -- startup validation ----------------------------------------------------------------------------------
@@ -280,11 +331,8 @@ def test_a_key_of_the_wrong_length_stops_startup_with_kubernetes_message(tmp_pat
 
 
 def test_masked_and_misspelled_resources_stop_startup(tmp_path: Path) -> None:
-    cfg = tmp_path / "enc.yaml"
-    cfg.write_text(yaml.safe_dump({"apiVersion": "apiserver.config.k8s.io/v1", "kind": "EncryptionConfiguration",
-                                   "resources": [{"resources": ["*.apps"], "providers": [{"identity": {}}]},
-                                                 {"resources": ["deployments.apps"],
-                                                  "providers": [{"identity": {}}]}]}))
+    cfg = write_rules(tmp_path / "enc.yaml", [(["*.apps"], [{"identity": {}}]),
+                                              (["deployments.apps"], [{"identity": {}}])])
     masked = run_server_expecting_failure(tmp_path, cfg)
     assert 'resource "deployments.apps" is masked by earlier rule "*.apps"' in masked
     write_config(cfg, [{"identity": {}}], resources=("Secrets",))
