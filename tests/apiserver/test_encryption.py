@@ -205,7 +205,11 @@ def test_without_the_replace_step_the_dropped_key_cannot_read(tmp_path: Path, se
     result = server.kubectl("get", "secret", "orphan", check=False)
     assert result.returncode != 0
     assert "Internal error occurred" in result.stderr
-    assert "no matching key was found for the provided AES transformer" in result.stderr
+    assert ("Error from server (InternalError): Internal error occurred: no matching key was found for the "
+            "provided AES transformer") in result.stderr
+    listed = server.kubectl("get", "secrets", check=False)
+    assert listed.returncode != 0
+    assert f'unable to transform key "{SECRETS}default/orphan"' in listed.stderr
 
 
 def test_identity_first_reads_old_ciphertext_and_writes_plaintext(

@@ -85,13 +85,17 @@ class EncryptingStore:
 
     # ------------------------------------------------------------- transforms
 
-    def _read(self, kv: KeyValue) -> KeyValue:
+    def _read(self, kv: KeyValue, *, name_key: bool = True) -> KeyValue:
+        """The entry as stored before transformation. A failure names the key, as kube-apiserver's
+        list and watch do (its get, ``name_key=False``, answers with the bare reason)."""
         transformer = self.transformers.for_key(kv.key)
         if transformer is None:
             return kv
         try:
             plain, stale = transformer.from_storage(kv.value, kv.key.encode())
         except TransformError as error:
+            if not name_key:
+                raise
             raise TransformError(f"unable to transform key {json.dumps(kv.key)}: {error}", key=kv.key) from None
         if stale:
             return StaleKeyValue(kv.key, plain, kv.create_revision, kv.mod_revision)
@@ -120,7 +124,7 @@ class EncryptingStore:
 
     async def get(self, key: str) -> KeyValue | None:
         kv = await self.inner.get(key)
-        return None if kv is None else self._read(kv)
+        return None if kv is None else self._read(kv, name_key=False)
 
     async def list(self, prefix: str, *, limit: int = 0, start_after: str = "", revision: int = 0) -> ListResult:
         result = await self.inner.list(prefix, limit=limit, start_after=start_after, revision=revision)
