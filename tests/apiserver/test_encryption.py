@@ -23,7 +23,9 @@ import yaml
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from kubernetes import client, config, watch
+from nacl.bindings import crypto_secretbox_open
 
+from pilothouse.apiserver.encryption.config import EncryptionConfigError, GroupResource, load_config
 from pilothouse.apiserver.encryption.store import EncryptingStore
 from pilothouse.store import open_store
 from pilothouse.store.sqlite import SQLiteStore
@@ -216,7 +218,8 @@ def test_identity_first_reads_old_ciphertext_and_writes_plaintext(
         tmp_path: Path, servers: list[ServerProcess]) -> None:
     """Decrypting everything again (Kubernetes' "Decrypt all data"): identity first, the old provider
     after it to read what is still encrypted; a replace stores it plain."""
-    box = keyed("secretbox", ("box", new_key()))
+    key = new_key()
+    box = keyed("secretbox", ("box", key))
     cfg = write_config(tmp_path / "enc.yaml", [box])
     data_dir = tmp_path / "server"
     server = start(data_dir, cfg)
@@ -234,6 +237,10 @@ def test_identity_first_reads_old_ciphertext_and_writes_plaintext(
     assert read_secret(server, "after") == after
     stored = raw_values(data_dir)
     assert stored[SECRETS + "default/before"].startswith(b"k8s:enc:secretbox:v1:box:")
+    # Go's nacl/secretbox layout, opened with libsodium's primitive: 24-byte nonce, then tag + ciphertext.
+    body = stored[SECRETS + "default/before"][len(b"k8s:enc:secretbox:v1:box:"):]
+    opened = json.loads(crypto_secretbox_open(body[24:], body[:24], base64.b64decode(key)))
+    assert base64.b64decode(opened["data"]["password"]).decode() == before
     plain = json.loads(stored[SECRETS + "default/after"])
     assert plain["data"]["password"] == base64.b64encode(after.encode()).decode()
 
@@ -371,3 +378,50 @@ def test_reload_takes_a_valid_new_file_and_keeps_the_old_one_on_a_broken_edit(tm
     stored = asyncio.run(scenario())
     assert [value.split(b":")[:5] for value in stored] == [
         [b"k8s", b"enc", b"aescbc", b"v1", name] for name in (b"first", b"second", b"second")]
+
+
+# -- the configuration's validation, message by message ---------------------------------------------------
+
+K16, K32 = new_key(16), new_key(32)
+
+
+@pytest.mark.parametrize(("rules", "message"), [
+    ([], "resources: Required value: at least one resources is required"),
+    ([(["secrets", "secrets"], [{"identity": {}}])],
+     'resources[0].resources: Invalid value: []string{"secrets", "secrets"}: the same resource cannot be '
+     "specified multiple times"),
+    ([(["secrets", "*."], [{"identity": {}}])],
+     "using overlapping resources such as 'secrets' and '*.' in the same resource list is not allowed"),
+    ([(["*"], [{"identity": {}}])], "use '*.' to encrypt all the resources from core API group or *.* to encrypt"),
+    ([(["deployments.*"], [{"identity": {}}])], "encrypting the same resource across groups is not supported"),
+    ([(["events.events.k8s.io"], [{"identity": {}}])], "Use 'events' instead in the config file"),
+    ([(["serviceipallocations"], [{"identity": {}}])], "resources which do not have REST API/s cannot be encrypted"),
+    ([(["secrets"], [])], "resources[0].providers: Required value: at least one resources[0].providers is required"),
+    ([(["secrets"], [{"identity": {}, **keyed("aescbc", ("k", K32))}])],
+     "more than one provider specified in a single element, should split into different list elements"),
+    ([(["secrets"], [{"aescbc": {"keys": []}}])],
+     "resources[0].providers[0].aescbc.keys: Required value: at least one keys is required"),
+    ([(["secrets"], [keyed("aesgcm", ("", K16))])],
+     "resources[0].providers[0].aesgcm.keys[0].name: Required value: name is a mandatory field for a key"),
+    ([(["secrets"], [keyed("secretbox", ("k", "not base64!"))])],
+     'resources[0].providers[0].secretbox.keys[0].secret: Invalid value: "REDACTED": secrets must be base64 encoded'),
+    ([(["secrets"], [{"kms": {"name": "vault", "endpoint": "unix:///kms.sock"}}])], "KMS providers are not supported"),
+    ([(["*.*"], [{"identity": {}}]), (["secrets"], [{"identity": {}}])],
+     'resource "secrets" is masked by earlier rule "*.*"'),
+])
+def test_configuration_errors_read_as_kubernetes_writes_them(tmp_path: Path, rules: list[tuple[list[str], list[
+        dict[str, Any]]]], message: str) -> None:
+    with pytest.raises(EncryptionConfigError) as error:
+        load_config(write_rules(tmp_path / "enc.yaml", rules))
+    assert str(error.value).startswith("error while parsing file: ")
+    assert message in str(error.value)
+
+
+def test_a_valid_configuration_loads(tmp_path: Path) -> None:
+    config = load_config(write_rules(tmp_path / "enc.yaml", [
+        (["secrets", "configmaps"], [keyed("aescbc", ("a", K32), ("b", K16)), {"identity": {}}]),
+        (["*.apps"], [keyed("secretbox", ("s", K32))])]))
+    table = config.providers_by_resource()
+    assert [p.type for p in table[GroupResource("", "configmaps")]] == ["aescbc", "identity"]
+    assert [k.name for k in table[GroupResource("", "secrets")][0].keys] == ["a", "b"]
+    assert [p.type for p in table[GroupResource("apps", "*")]] == ["secretbox"]

@@ -218,9 +218,9 @@ def _provider(entry: Any, path: str, errors: list[str]) -> Provider | None:
         return None
     kind = found[0]
     if kind == "kms":
-        errors.append(_invalid(f"{path}.kms", json.dumps(entry["kms"].get("name", "") if isinstance(
-            entry["kms"], dict) else ""), "KMS providers are not supported by pilothouse: use aescbc, aesgcm or "
-                                           "secretbox"))
+        name = entry["kms"].get("name", "") if isinstance(entry["kms"], dict) else ""
+        errors.append(_invalid(f"{path}.kms", json.dumps(name),
+                               "KMS providers are not supported by pilothouse: use aescbc, aesgcm or secretbox"))
         return None
     if kind == "identity":
         return Provider("identity")
