@@ -508,6 +508,10 @@ class ResourceStorage:
         except CompactedError as error:
             yield WatchEvent("ERROR", expired(
                 f"too old resource version: {revision} ({error.revision})").to_status())
+        except StoreError as error:
+            # An event the store cannot serve (a value no configured key decrypts): an ERROR event,
+            # as kube-apiserver's watcher sends, rather than a stream cut without a word.
+            yield WatchEvent("ERROR", errors_translate.from_store(error, self.resource, "").to_status())
 
     def _translate(self, event: Any, labels: LabelSelector, fields: FieldSelector) -> WatchEvent | None:
         kv = self._view(event.kv)

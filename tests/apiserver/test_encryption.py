@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,7 @@ def test_without_the_replace_step_the_dropped_key_cannot_read(tmp_path: Path, se
     server = start(tmp_path / "server", cfg)
     servers.append(server)
     create_secret(server, "orphan", secret_value())
+    created = server.kubectl("get", "secret", "orphan", "-o", "jsonpath={.metadata.resourceVersion}").stdout
     server.stop()
     write_config(cfg, [keyed("aesgcm", ("k2", new_key()))])
     server = start(tmp_path / "server", cfg)
@@ -212,6 +214,13 @@ def test_without_the_replace_step_the_dropped_key_cannot_read(tmp_path: Path, se
     listed = server.kubectl("get", "secrets", check=False)
     assert listed.returncode != 0
     assert f'unable to transform key "{SECRETS}default/orphan"' in listed.stderr
+    # A watch replaying the orphan's creation ends with an ERROR event that says why.
+    url = f"{server.url}/api/v1/namespaces/default/secrets?watch=1&timeoutSeconds=5&resourceVersion={int(created) - 1}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        events = [json.loads(line) for line in response.read().splitlines()]
+    assert [(e["type"], e["object"]["code"], e["object"]["reason"]) for e in events] == [
+        ("ERROR", 500, "InternalError")]
+    assert "no matching key was found for the provided AES transformer" in events[0]["object"]["message"]
 
 
 def test_identity_first_reads_old_ciphertext_and_writes_plaintext(
