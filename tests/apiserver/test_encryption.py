@@ -222,6 +222,13 @@ def test_without_the_replace_step_the_dropped_key_cannot_read(tmp_path: Path, se
         ("ERROR", 500, "InternalError")]
     assert "no matching key was found for the provided AES transformer" in events[0]["object"]["message"]
 
+    server.stop()  # Secrets dropped from the configuration altogether: read as plain, refused as such.
+    write_config(cfg, [{"identity": {}}], resources=("configmaps",))
+    server = start(tmp_path / "server", cfg)
+    servers.append(server)
+    assert "identity transformer tried to read encrypted data" in server.kubectl(
+        "get", "secret", "orphan", check=False).stderr
+
 
 def test_identity_first_reads_old_ciphertext_and_writes_plaintext(
         tmp_path: Path, servers: list[ServerProcess]) -> None:
