@@ -41,6 +41,8 @@ FILES = [
     "k8s.io/api/batch/v1/generated.proto",
     "k8s.io/api/policy/v1/generated.proto",
     "k8s.io/api/autoscaling/v1/generated.proto",
+    "k8s.io/api/autoscaling/v2/generated.proto",
+    "k8s.io/api/certificates/v1/generated.proto",
     "k8s.io/api/authorization/v1/generated.proto",
     "k8s.io/api/authentication/v1/generated.proto",
     "k8s.io/api/coordination/v1/generated.proto",
@@ -62,7 +64,7 @@ GROUPS = {
     "authorization": "authorization.k8s.io", "authentication": "authentication.k8s.io",
     "coordination": "coordination.k8s.io", "discovery": "discovery.k8s.io", "events": "events.k8s.io",
     "networking": "networking.k8s.io", "rbac": "rbac.authorization.k8s.io",
-    "scheduling": "scheduling.k8s.io",
+    "scheduling": "scheduling.k8s.io", "certificates": "certificates.k8s.io",
 }
 
 # FieldDescriptorProto.type -> our kind
@@ -71,6 +73,7 @@ _TYPES = {1: "double", 2: "float", 3: "int64", 4: "uint", 5: "int32", 6: "fixed6
 _GOGO_NULLABLE = 65001
 _FLAG_REPEATED = 1
 _FLAG_KEEP_ZERO = 2
+_FLAG_INLINE = 4
 
 
 def extract_descriptors(binary: bytes) -> dict[str, bytes]:
@@ -161,6 +164,19 @@ def _kind(field: dict[str, Any], messages: dict[str, dict[str, Any]]) -> tuple[s
     return "message", ref
 
 
+def _inlined(name: str, ref: str, schema: dict[str, Any], messages: dict[str, dict[str, Any]]) -> bool:
+    """An embedded Go struct with ``json:",inline"`` (IngressRule's IngressRuleValue, Volume's
+    VolumeSource, ...): a protobuf field of its own, but its fields sit in the parent's JSON. The
+    official schema tells: the parent has no property of that name, and has all of the child's
+    fields (inlined types often have no definition of their own, so the child's come from its
+    message)."""
+    properties = schema.get("properties") or {}
+    if not properties or name in properties or ref not in messages:
+        return False
+    child = {f["name"] for f in messages[ref]["fields"]}
+    return bool(child) and child <= set(properties)
+
+
 def build(binary_path: str) -> dict[str, Any]:
     descriptors = extract_descriptors(Path(binary_path).read_bytes())
     missing = [f for f in FILES if f not in descriptors]
@@ -193,6 +209,8 @@ def build(binary_path: str) -> dict[str, Any]:
             # no omitempty. Either way a zero on the wire must survive decoding.
             if field["nullable"] or field["name"] in required:
                 flags |= _FLAG_KEEP_ZERO
+            if kind == "message" and _inlined(field["name"], ref, schema, messages):
+                flags |= _FLAG_INLINE
             rows.append([field["number"], field["name"], kind, flags, ref])
         out[full] = rows
     return {

@@ -13,17 +13,20 @@ from typing import Any
 from aiohttp import web
 
 from pilothouse import __version__
-from pilothouse.apiserver import codec, nodeproxy, subresources
+from pilothouse.apiserver import codec, nodeproxy, poststart, rbacbootstrap, subresources, virtual
 from pilothouse.apiserver.admission import NamespaceLifecycle
+from pilothouse.apiserver.admission_plugins import AdmissionChain
+from pilothouse.apiserver.admission_plugins.priority import bootstrap_priority_classes
 from pilothouse.apiserver.allocators import ServiceAllocator, ServiceHooks
 from pilothouse.apiserver.auth import AuthLayer
 from pilothouse.apiserver.crds import CRDController
 from pilothouse.apiserver.discovery import Discovery
+from pilothouse.apiserver.openapiv2 import serve_openapi_v2
 from pilothouse.apiserver.registry import ResourceStorage, StorageHooks, WriteContext
 from pilothouse.apiserver.requestinfo import parse_request_info
 from pilothouse.apiserver.rest import RestHandler
 from pilothouse.machinery import openapi
-from pilothouse.machinery.errors import StatusError, internal_error
+from pilothouse.machinery.errors import StatusError, internal_error, path_not_found
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry, ResourceType
 from pilothouse.machinery.schema import KUBERNETES_VERSION
 from pilothouse.store.interface import Store
@@ -62,12 +65,14 @@ class APIServer:
         self.advertise_port = advertise_port
         hooks: dict[tuple[str, str], StorageHooks] = {("", "services"): ServiceHooks(self.service_allocator),
                                                       ("", "namespaces"): _NamespaceWrites(self.namespaces)}
-        self.storages = {r: ResourceStorage(r, store, self.namespaces, hooks.get((r.group, r.plural)))
+        self.admission = AdmissionChain.default(store)
+        self.storages = {r: ResourceStorage(r, store, self.namespaces, hooks.get((r.group, r.plural)), self.admission)
                          for r in self.registry}
         self.registry.subscribe(self._follow_registry)
         # logs/exec/attach/port-forward are proxied to the pod's node agent.
         self.rest = RestHandler(self.registry, self.storages,
-                                {**subresources.SUBRESOURCE_HANDLERS, **nodeproxy.NODE_PROXY_HANDLERS})
+                                {**subresources.SUBRESOURCE_HANDLERS, **nodeproxy.NODE_PROXY_HANDLERS,
+                                 **virtual.VIRTUAL_HANDLERS})
         self.discovery = Discovery(self.registry)
         self.crds = CRDController(store, self.registry,
                                   self.storage("apiextensions.k8s.io", "v1", "customresourcedefinitions"),
@@ -79,7 +84,7 @@ class APIServer:
         """Kinds come and go at run time (custom resources): one storage per served resource."""
         self.storages.pop(resource, None)
         if added:
-            self.storages[resource] = ResourceStorage(resource, self.store, self.namespaces)
+            self.storages[resource] = ResourceStorage(resource, self.store, self.namespaces, None, self.admission)
 
     def storage(self, group: str, version: str, plural: str) -> ResourceStorage:
         return self.rest.storage_for(group, version, plural)
@@ -87,6 +92,7 @@ class APIServer:
     async def bootstrap(self) -> None:
         """Objects every cluster has: the system namespaces."""
         self.namespaces.start()
+        self.admission.start()
         namespaces = self.storage("", "v1", "namespaces")
         for name in SYSTEM_NAMESPACES:
             try:
@@ -96,6 +102,9 @@ class APIServer:
                 if error.reason != "AlreadyExists":
                     raise
         await self._bootstrap_kubernetes_service()
+        await rbacbootstrap.ensure_bootstrap_policy(self.storage)
+        await bootstrap_priority_classes(self.storage("scheduling.k8s.io", "v1", "priorityclasses"))
+        await poststart.bootstrap(self.registry, self.storage)
         await self.crds.start()  # serve the stored CRDs' resources before answering ready
         self.ready = True
 
@@ -126,18 +135,25 @@ class APIServer:
     async def close(self) -> None:
         await self.crds.close()
         await self.namespaces.close()
+        await self.admission.close()
 
     # -------------------------------------------------------------- app
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware], client_max_size=codec.MAX_BODY_BYTES + 1)
+        app = web.Application(middlewares=[codec.pretty_middleware, self._middleware],
+                              client_max_size=codec.MAX_BODY_BYTES + 1)
         app[_KEY_APP] = self
+        app.router.add_get("/", self._root_paths)
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/livez", self._health)
         app.router.add_get("/readyz", self._ready)
-        app.router.add_get("/version", self._version)
-        app.router.add_get("/api", self.discovery.handle_api)
-        app.router.add_get("/apis", self.discovery.handle_apis)
+        # kube-apiserver serves these through go-restful, which ignores a trailing slash (and
+        # /apis/ is registered as such); /healthz/ and the like are 404s there, as here.
+        for slash in ("", "/"):
+            app.router.add_get("/version" + slash, self._version)
+            app.router.add_get("/api" + slash, self.discovery.handle_api)
+            app.router.add_get("/apis" + slash, self.discovery.handle_apis)
+        app.router.add_get("/openapi/v2", self._openapi_v2)
         app.router.add_get("/openapi/v3", self._openapi_index)
         app.router.add_get("/openapi/v3/{path:.+}", self._openapi_document)
         app.router.add_route("*", "/{path:.*}", self._resource)
@@ -151,8 +167,7 @@ class APIServer:
             return codec.status_response(error)
         except web.HTTPException as http_error:
             if http_error.status == 404:
-                return codec.status_response(
-                    StatusError(404, "NotFound", "the server could not find the requested resource"))
+                return codec.status_response(path_not_found())
             if http_error.status == 413:
                 return codec.status_response(StatusError(413, "RequestEntityTooLarge", "the request body is too large"))
             raise
@@ -170,12 +185,27 @@ class APIServer:
 
     async def _version(self, request: web.Request) -> web.Response:
         major, minor, _patch = KUBERNETES_VERSION.split(".")
-        return codec.json_response({
+        # kube-apiserver writes /version with WriteRawJSON: always indented, for every client.
+        return web.Response(body=codec.go_json({
             "major": major, "minor": minor, "gitVersion": f"v{KUBERNETES_VERSION}",
             "gitCommit": f"pilothouse-{__version__}", "gitTreeState": "clean",
             "buildDate": "2026-01-01T00:00:00Z", "goVersion": f"python{platform.python_version()}",
             "compiler": "cpython", "platform": f"linux/{_arch()}",
-        })
+        }, indent=True), content_type="application/json")
+
+    async def _root_paths(self, request: web.Request) -> web.Response:
+        """``GET /``: the paths this server serves (kube-apiserver's IndexLister, written with
+        WriteRawJSON, so indented), for load balancers and people probing the root."""
+        paths = ["/api", "/api/v1", "/apis", "/apis/", "/healthz", "/livez", "/openapi/v3",
+                 "/readyz", "/version"]
+        for group, versions in self.registry.group_versions().items():
+            if group:
+                paths += [f"/apis/{group}", *(f"/apis/{group}/{version}" for version in versions)]
+        return web.Response(body=codec.go_json({"paths": sorted(paths)}, indent=True),
+                            content_type="application/json")
+
+    async def _openapi_v2(self, request: web.Request) -> web.Response:
+        return await serve_openapi_v2(request, list(self.registry))
 
     async def _openapi_index(self, request: web.Request) -> web.Response:
         return codec.json_response(openapi.openapi_v3_index(list(self.registry)))
@@ -183,19 +213,27 @@ class APIServer:
     async def _openapi_document(self, request: web.Request) -> web.Response:
         document = openapi.openapi_v3_document(request.match_info["path"], list(self.registry))
         if document is None:
-            raise StatusError(404, "NotFound", "the server could not find the requested resource")
+            raise path_not_found()
         return codec.json_response(document)
 
     async def _resource(self, request: web.Request) -> web.StreamResponse:
         path = request.path
-        if path == "/openapi/v2" or path.startswith("/openapi/v2"):
-            # kubectl parses v2 only as protobuf: a JSON v2 breaks it. Not serving it is correct.
-            raise StatusError(404, "NotFound", "the server could not find the requested resource")
-        info = parse_request_info(request.method, path, request.query)  # type: ignore[arg-type]
+        info = parse_request_info(request.method, path, request.query)
         await self.auth.check(request, info)
         if not info.is_resource_request:
             return await self._group_discovery(request, info.group, info.version, path)
+        if self.registry.by_plural(info.group, info.version, info.resource) is None and self._unserved_group(path):
+            return codec.plain_not_found()
         return await self.rest.handle(request, info)
+
+    def _unserved_group(self, path: str) -> bool:
+        """A path outside every API group served here: kube-apiserver hands it down its delegation
+        chain to Go's plain-text 404. (A served group's unknown version or resource is go-restful's
+        JSON 404 instead.)"""
+        parts = [p for p in path.split("/") if p]
+        if parts[:1] == ["api"]:
+            return False
+        return parts[:1] != ["apis"] or len(parts) < 2 or parts[1] not in self.registry.group_versions()
 
     async def _group_discovery(self, request: web.Request, group: str, version: str, path: str) -> web.Response:
         parts = [p for p in path.strip("/").split("/") if p]
@@ -208,7 +246,9 @@ class APIServer:
         else:
             body = None
         if body is None:
-            raise StatusError(404, "NotFound", "the server could not find the requested resource")
+            if self._unserved_group(path):
+                return codec.plain_not_found()
+            raise path_not_found()
         return codec.json_response(body)
 
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.machinery.errors import StatusError
 
-__all__ = ["AllowAll", "Anonymous", "AuthLayer", "Authenticator", "Authorizer", "UserInfo"]
+__all__ = ["CALLER", "AllowAll", "Anonymous", "AuthLayer", "Authenticator", "Authorizer", "Caller", "UserInfo"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,18 @@ class AllowAll:
         return True, ""
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request and who decides for them: the review APIs (SelfSubjectAccessReview,
+    SelfSubjectReview, ...) answer from these, so they follow whatever chain the server runs."""
+
+    user: UserInfo
+    authorizer: Authorizer
+
+
+CALLER = web.RequestKey("pilothouse.caller", Caller)
+
+
 class AuthLayer:
     def __init__(self, authenticators: list[Authenticator] | None = None,
                  authorizer: Authorizer | None = None) -> None:
@@ -62,6 +74,7 @@ class AuthLayer:
                 break
         if user is None:
             raise StatusError(401, "Unauthorized", "Unauthorized")
+        request[CALLER] = Caller(user, self.authorizer)
         allowed, reason = await self.authorizer.authorize(user, info)
         if not allowed:
             target = info.resource if info.is_resource_request else info.path

@@ -24,10 +24,14 @@ from pilothouse.machinery.protobuf import decode_kubernetes_protobuf
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "go_json",
     "json_response",
+    "plain_not_found",
+    "pretty_middleware",
     "raw_json_response",
     "read_body",
     "status_response",
+    "wants_pretty",
     "wants_table",
 ]
 
@@ -79,14 +83,69 @@ def wants_table(request: web.Request) -> bool:
 
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None,
                   content_type: str = "application/json") -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, headers=headers,
-                        content_type=content_type)
+    # kube-apiserver's JSON serializer is Go's json.Encoder, which ends every document with a
+    # newline; clients that compare error bodies verbatim (FailToCreateError's text) see it.
+    return web.Response(body=orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE), status=status,
+                        headers=headers, content_type=content_type)
 
 
 def raw_json_response(body: bytes, status: int = 200) -> web.Response:
-    """A response from JSON that is already encoded."""
-    return web.Response(body=body, status=status, content_type="application/json")
+    """A response from JSON that is already encoded (newline-terminated, as ``json_response``)."""
+    return web.Response(body=body + b"\n", status=status, content_type="application/json")
+
+
+def plain_not_found() -> web.Response:
+    """A path outside the API: kube-apiserver's last handler is Go's ``http.NotFound``, plain text."""
+    return web.Response(status=404, text="404 page not found\n", content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+#: What Go's encoding/json escapes inside strings (its default HTML-safe output). These bytes can
+#: only occur inside JSON strings, so a plain byte replacement is exact.
+_GO_ESCAPES = ((b"&", b"\\u0026"), (b"<", b"\\u003c"), (b">", b"\\u003e"),
+               ("\u2028".encode(), b"\\u2028"), ("\u2029".encode(), b"\\u2029"))
+
+
+def go_json(value: Any, *, indent: bool = False) -> bytes:
+    """JSON as kube-apiserver's Go encoder writes it: HTML-safe escapes, and either compact with a
+    trailing newline (``json.Encoder``) or indented by two spaces without one (``json.MarshalIndent``)."""
+    body = orjson.dumps(value, option=orjson.OPT_INDENT_2 if indent else orjson.OPT_APPEND_NEWLINE)
+    for raw, escaped in _GO_ESCAPES:
+        if raw in body:
+            body = body.replace(raw, escaped)
+    return body
 
 
 def status_response(error: StatusError) -> web.Response:
-    return json_response(error.to_status(), status=error.code, headers=error.headers or None)
+    """A Status exactly as kube-apiserver's encoder writes it (messages often quote selectors and
+    values with ``&``, ``<``, ``>``; clients compare these bodies verbatim)."""
+    return web.Response(body=go_json(error.to_status()), status=error.code, headers=error.headers or None,
+                        content_type="application/json")
+
+
+#: User agents kube-apiserver pretty-prints for unasked ("basic all browsers and cli http tools").
+_HUMAN_AGENTS = ("curl", "Wget", "Mozilla/5.0")
+_PARSE_BOOL = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,
+               "0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}
+
+
+def wants_pretty(request: web.Request) -> bool:
+    """kube-apiserver's ``isPrettyPrint``: ``pretty`` read with Go's ``strconv.ParseBool`` (unlike
+    every other boolean parameter; a value it cannot parse is false), else the User-Agent."""
+    value = request.query.get("pretty", "")
+    if value:
+        return _PARSE_BOOL.get(value, False)
+    return request.headers.get("User-Agent", "").startswith(_HUMAN_AGENTS)
+
+
+@web.middleware
+async def pretty_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Re-indent a JSON API response (object, Table, discovery, Status) for a client that wants it
+    pretty, as the negotiated pretty serializer does. Streamed lists and watches stay compact, and
+    OpenAPI documents are served as they are cached, as kube-apiserver does."""
+    response: web.StreamResponse = await handler(request)
+    if (isinstance(response, web.Response) and response.content_type == "application/json"
+            and isinstance(response.body, bytes) and not request.path.startswith("/openapi")
+            and wants_pretty(request)):
+        response.body = go_json(orjson.loads(response.body), indent=True)
+    return response

@@ -41,6 +41,7 @@ _SUBRESOURCE_VERBS: dict[str, list[str]] = {
     "portforward": ["create", "get"],
     "proxy": ["create", "delete", "get", "patch", "update"],
     "finalize": ["update"],
+    "approval": ["get", "patch", "update"],
 }
 
 

@@ -28,7 +28,15 @@ from aiohttp import WSMsgType, web
 
 from pilothouse.apiserver.registry import ResourceStorage
 from pilothouse.apiserver.requestinfo import RequestInfo
-from pilothouse.machinery.errors import FieldError, StatusError, bad_request, internal_error, invalid
+from pilothouse.machinery.errors import (
+    FieldError,
+    StatusError,
+    bad_request,
+    internal_error,
+    invalid,
+    method_not_allowed,
+)
+from pilothouse.machinery.query import flag as query_flag
 
 __all__ = ["DEFAULT_KUBELET_PORT", "NODE_PROXY_HANDLERS"]
 
@@ -41,14 +49,9 @@ DEFAULT_KUBELET_PORT = 10250
 #: kube-apiserver's --kubelet-preferred-address-types, reordered so that an address we can dial
 #: comes first (node names are rarely resolvable here).
 _ADDRESS_PREFERENCE = ("InternalIP", "ExternalIP", "InternalDNS", "ExternalDNS", "Hostname")
-_TRUE = ("1", "t", "T", "true", "TRUE", "True")
 _CONNECT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=None)
 #: kube-apiserver reads at most this much of an agent's error answer.
 _MAX_ERROR_BODY = 50000
-
-
-def _flag(request: web.Request, name: str) -> bool:
-    return request.query.get(name, "") in _TRUE
 
 
 # ---------------------------------------------------------------------- locating the agent
@@ -141,7 +144,7 @@ def _log_query(request: web.Request, name: str) -> dict[str, str]:
     query = request.query
     params: dict[str, str] = {}
     for flag in ("follow", "previous", "timestamps"):
-        if _flag(request, flag):
+        if query_flag(request.query, flag):
             params[flag] = "true"
     errors: list[FieldError] = []
     minimums = {"sinceSeconds": 1, "tailLines": 0, "limitBytes": 1}
@@ -170,7 +173,7 @@ def _log_query(request: web.Request, name: str) -> dict[str, str]:
 async def pod_log(handler: Any, request: web.Request, info: RequestInfo,
                   storage: ResourceStorage) -> web.StreamResponse:
     if info.verb != "get":
-        raise StatusError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        raise method_not_allowed()
     pod = await storage.get(info.namespace, info.name)
     container = _resolve_container(pod, request.query.get("container", ""))
     params = _log_query(request, info.name)
@@ -291,7 +294,7 @@ async def _remote_command(handler: Any, request: web.Request, info: RequestInfo,
     container = _resolve_container(pod, request.query.get("container", ""))
     node_name = await _node_of(pod, info.name)
     params: list[tuple[str, str]] = [(name, "1") for name in ("stdin", "stdout", "stderr", "tty")
-                                     if _flag(request, name)]
+                                     if query_flag(request.query, name)]
     if verb == "exec":
         params += [("command", c) for c in request.query.getall("command", [])]
     url = (await _agent_base_url(handler, node_name) + _path(verb, info.namespace or "", info.name, container)

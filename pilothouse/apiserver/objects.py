@@ -13,9 +13,10 @@ from typing import Any
 import orjson
 
 from pilothouse.machinery.errors import bad_request
+from pilothouse.machinery.query import INITIAL_EVENTS_END
 from pilothouse.store.interface import KeyValue
 
-__all__ = ["decode_continue", "decode_stored", "encode_continue", "encode_for_store", "stored_json"]
+__all__ = ["bookmark_object", "decode_continue", "decode_stored", "encode_continue", "encode_for_store", "stored_json"]
 
 
 _METADATA = b'"metadata":{'
@@ -73,3 +74,13 @@ def decode_continue(token: str, prefix: str) -> tuple[int, str]:
     if not start.startswith(prefix):
         raise bad_request("continue key is not valid: the continue token does not belong to this list")
     return revision, start.rstrip("\x00")
+
+
+def bookmark_object(kind: str, api_version: str, revision: str | int,
+                    initial_events_end: bool = False) -> dict[str, Any]:
+    """The object of a BOOKMARK watch event: only the kind and a resourceVersion, plus the
+    ``k8s.io/initial-events-end`` annotation on the one that ends a watch's initial events."""
+    metadata: dict[str, Any] = {"resourceVersion": str(revision)}
+    if initial_events_end:
+        metadata["annotations"] = {INITIAL_EVENTS_END: "true"}
+    return {"kind": kind, "apiVersion": api_version, "metadata": metadata}

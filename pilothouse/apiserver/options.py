@@ -8,34 +8,47 @@ from multidict import MultiMapping
 
 from pilothouse.apiserver.registry import DeleteOptions, ListOptions, WriteContext
 from pilothouse.machinery.errors import FieldError, bad_request, invalid
+from pilothouse.machinery.kinds import ResourceType
+from pilothouse.machinery.kinds.types import check_field_labels
+from pilothouse.machinery.query import check_list_options, flag, integer
+from pilothouse.machinery.query import resource_version as parse_resource_version
 from pilothouse.machinery.selectors import parse_field_selector, parse_label_selector
 
-__all__ = ["delete_options", "list_options", "write_context"]
+__all__ = ["delete_options", "get_options", "list_options", "write_context"]
 
 _FIELD_VALIDATION = {"Strict", "Warn", "Ignore", ""}
+_NON_APPLY_PATCHES = ("application/json-patch+json", "application/merge-patch+json",
+                      "application/strategic-merge-patch+json")
 
 
-def _int(query: MultiMapping[str], name: str) -> int | None:
-    text = query.get(name)
-    if text in (None, ""):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise bad_request(f"invalid value for {name}: {text!r}") from None
+def _media_type(headers: Any) -> str:
+    return str(headers.get("Content-Type", "")).split(";", 1)[0].strip().lower()
 
 
-def list_options(query: MultiMapping[str]) -> ListOptions:
-    limit = _int(query, "limit") or 0
+def list_options(query: MultiMapping[str], resource: ResourceType | None = None) -> ListOptions:
+    """The options of a list, watch or deletecollection, refused before anything is read or streamed
+    in kube-apiserver's order: unparsable values (400), combinations ListOptions forbids (422), a
+    field label ``resource`` does not support (400), a malformed resourceVersion (400)."""
+    limit = integer(query, "limit") or 0
     if limit < 0:
         limit = 0
+    label_selector = parse_label_selector(query.get("labelSelector"))
+    field_selector = parse_field_selector(query.get("fieldSelector"))
+    check_list_options(query)
+    if resource is not None:
+        check_field_labels(resource.strategy, (field for field, _, _ in field_selector.terms))
     return ListOptions(
-        label_selector=parse_label_selector(query.get("labelSelector")),
-        field_selector=parse_field_selector(query.get("fieldSelector")),
+        label_selector=label_selector,
+        field_selector=field_selector,
         limit=limit,
         continue_token=query.get("continue", ""),
-        resource_version=query.get("resourceVersion", ""),
+        resource_version=parse_resource_version(query.get("resourceVersion", "")),
     )
+
+
+def get_options(query: MultiMapping[str]) -> str:
+    """A GET's resourceVersion, checked as a list's is (any version serves the current object)."""
+    return parse_resource_version(query.get("resourceVersion", ""))
 
 
 def write_context(query: MultiMapping[str], headers: Any, *, default_validation: str = "Warn") -> WriteContext:
@@ -47,6 +60,11 @@ def write_context(query: MultiMapping[str], headers: Any, *, default_validation:
     if validation not in _FIELD_VALIDATION:
         raise bad_request(f'fieldValidation parameter unsupported: {validation!r}; '
                           'valid values are "Ignore", "Warn" and "Strict"')
+    if "force" in query and _media_type(headers) in _NON_APPLY_PATCHES:
+        # ValidatePatchOptions: force is a *bool, so any value (false too) is refused. Only a PATCH
+        # carries these content types.
+        raise invalid("PatchOptions", "meta.k8s.io", "", [
+            FieldError("FieldValueForbidden", "force", "may not be specified for non-apply patch")])
     manager = query.get("fieldManager", "")
     if len(manager) > 128:
         raise invalid("PatchOptions", "meta.k8s.io", "", [
@@ -56,7 +74,7 @@ def write_context(query: MultiMapping[str], headers: Any, *, default_validation:
         field_manager=manager,
         # The API server's default when a client sends no fieldValidation is Warn (1.27+).
         field_validation=validation or default_validation,
-        force=query.get("force", "") in ("true", "1"),
+        force=flag(query, "force"),
         user_agent=headers.get("User-Agent", ""),
     )
 
@@ -75,13 +93,13 @@ def delete_options(query: MultiMapping[str], body: Any) -> DeleteOptions:
         for value in body.get("dryRun") or ():
             if value != "All":
                 raise bad_request(f'unsupported dry run value "{value}", supported values: All')
-    grace = _int(query, "gracePeriodSeconds")
+    grace = integer(query, "gracePeriodSeconds")
     if grace is not None:
         options.grace_period_seconds = grace
     if "propagationPolicy" in query:
         options.propagation_policy = query["propagationPolicy"]
     if "orphanDependents" in query:
-        options.orphan_dependents = query["orphanDependents"] in ("true", "1")
+        options.orphan_dependents = flag(query, "orphanDependents")
     if options.propagation_policy not in (None, "Orphan", "Background", "Foreground"):
         raise invalid("DeleteOptions", "meta.k8s.io", "", [FieldError(
             "FieldValueNotSupported", "propagationPolicy",

@@ -9,6 +9,7 @@ A kind changes behaviour only through its :class:`~pilothouse.machinery.kinds.St
 from __future__ import annotations
 
 import builtins
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,10 @@ from typing import Any
 import orjson
 
 from pilothouse.apiserver import admission, errors_translate, writes
+from pilothouse.apiserver.admission_plugins import AdmissionChain, Attributes
+from pilothouse.apiserver.encryption import is_stale
 from pilothouse.apiserver.objects import (
+    bookmark_object,
     decode_continue,
     decode_stored,
     encode_continue,
@@ -26,6 +30,7 @@ from pilothouse.apiserver.objects import (
 from pilothouse.machinery import meta
 from pilothouse.machinery.errors import StatusError, bad_request, conflict, expired, not_found
 from pilothouse.machinery.kinds import ResourceType, Strategy
+from pilothouse.machinery.kinds.conversion import converter_for
 from pilothouse.machinery.selectors import FieldSelector, LabelSelector
 from pilothouse.store.interface import CompactedError, EventType, KeyValue, Store, StoreError
 
@@ -126,18 +131,30 @@ class ResourceStorage:
     """Create/read/update/delete/watch for one resource type over the revisioned store."""
 
     def __init__(self, resource: ResourceType, store: Store, namespaces: admission.NamespaceLifecycle,
-                 hooks: StorageHooks | None = None) -> None:
+                 hooks: StorageHooks | None = None, admission_chain: AdmissionChain | None = None) -> None:
         self.resource = resource
         self.store = store
         self.namespaces = namespaces
         self.hooks = hooks or StorageHooks()
-        # How a value written through this resource begins (encode_for_store puts apiVersion first).
-        self._stored_prefix = b'{"apiVersion":' + orjson.dumps(resource.api_version)
+        self.admission = admission_chain or AdmissionChain([])
+        self._convert = converter_for(resource.group, resource.kind)
+        self._own_version = b'{"apiVersion":"' + resource.api_version.encode() + b'"'
 
     # ----------------------------------------------------------------- reads
 
+    def _view(self, kv: KeyValue) -> KeyValue:
+        """The stored entry as this version of the resource serves it: an object written through
+        another version (an autoscaling/v1 HPA read as v2) is converted; every other entry is
+        passed through untouched, bytes and all."""
+        if self._convert is None or kv.value.startswith(self._own_version):
+            return kv
+        converted = self._convert(orjson.loads(kv.value), self.resource.version)
+        return dataclasses.replace(kv, value=encode_for_store(converted))
+
     def _decode(self, kv: KeyValue) -> Object:
-        obj = decode_stored(kv)
+        """The stored object as served: converted (built-ins, :meth:`_view`), then through the
+        strategy's decorator where one is needed (custom resources)."""
+        obj = decode_stored(self._view(kv))
         if self._needs_decorating(kv):
             self.resource.strategy.decorate(obj)  # type: ignore[misc]
         return obj
@@ -149,7 +166,7 @@ class ResourceStorage:
         strategy = self.resource.strategy
         if strategy.decorate is None:
             return False
-        return kv.mod_revision <= strategy.decorated_through or not kv.value.startswith(self._stored_prefix)
+        return kv.mod_revision <= strategy.decorated_through or not kv.value.startswith(self._own_version)
 
     def _key(self, namespace: str | None, name: str) -> str:
         return self.resource.key(namespace if self.resource.namespaced else None, name)
@@ -164,7 +181,7 @@ class ResourceStorage:
             raise errors_translate.from_store(error, self.resource, name) from error
         if kv is None:
             raise self._not_found(name)
-        return kv
+        return self._view(kv)
 
     async def get(self, namespace: str | None, name: str) -> Object:
         return self._decode(await self._get_kv(namespace, name))
@@ -208,7 +225,8 @@ class ResourceStorage:
                 revision = batch.revision
                 page: builtins.list[tuple[KeyValue, Object | None]] = []
                 full = False
-                for index, kv in enumerate(batch.items):
+                for index, stored in enumerate(batch.items):
+                    kv = self._view(stored)
                     start_after = kv.key
                     obj = None
                     if filtered or self._needs_decorating(kv):
@@ -254,15 +272,20 @@ class ResourceStorage:
         generate_name = metadata.get("generateName")
         attempts = 8 if generate_name and not metadata.get("name") else 1
         writes.init_system_metadata(metadata)
-        strategy.prepare_for_create(obj)
         if resource.namespaced:
             await self.namespaces.admit_create(metadata.get("namespace", ""))
+        # Mutating admission comes before PrepareForCreate, as in kube-apiserver (a pod's QoS class
+        # must see the resources LimitRanger set).
+        attributes = Attributes("CREATE", resource, metadata.get("namespace", ""), obj, dry_run=ctx.dry_run)
+        await self.admission.admit(attributes)
+        strategy.prepare_for_create(obj)
         for attempt in range(attempts):
             if attempts > 1:
                 metadata["name"] = f"{generate_name}{meta.generate_name_suffix()}"
             writes.validate_create(obj, resource)
             writes.track_managed_fields(None, obj, ctx, resource, "")
             name = metadata["name"]
+            await self.admission.validate(attributes)
             undo = await self.hooks.before_write(obj, None, ctx)
             if ctx.dry_run:
                 return obj
@@ -349,12 +372,17 @@ class ResourceStorage:
             if not subresource:
                 strategy.default(new)
             writes.carry_system_metadata(new, current)
+            attributes = Attributes("UPDATE", resource, current["metadata"].get("namespace", ""), new, current,
+                                    subresource, ctx.dry_run)
+            await self.admission.admit(attributes)
             strategy.prepare_for_update(new, current)
             writes.validate_update(new, current, resource, strategy)
             writes.track_managed_fields(current, new, ctx, resource, subresource)
             new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            if new == current:
-                return current, False  # a no-op write keeps the resourceVersion, as Kubernetes does
+            if new == current and not is_stale(kv):
+                # A no-op write keeps the resourceVersion, as Kubernetes does, unless the entry was
+                # encrypted with an old key (then it is rewritten with the current one).
+                return current, False
             if writes.finalized(new, self.resource.strategy):
                 # The last finalizer went away from an object being deleted: it goes now.
                 if ctx.dry_run:
@@ -363,6 +391,7 @@ class ResourceStorage:
                 if gone is None:
                     continue
                 return gone, False
+            await self.admission.validate(attributes)
             undo = await self.hooks.before_write(new, current, ctx)
             if ctx.dry_run:
                 return new, False
@@ -388,6 +417,8 @@ class ResourceStorage:
                 raise self._not_found(name)
             current = self._decode(kv)
             writes.check_delete_preconditions(current, options, resource, name)
+            await self.admission.validate(Attributes("DELETE", resource, namespace or "", current, current,
+                                                     dry_run=ctx.dry_run))
             updated = writes.prepare_delete(current, options, resource)
             if updated is not None:
                 if updated == current or ctx.dry_run:
@@ -451,9 +482,10 @@ class ResourceStorage:
     # ----------------------------------------------------------------- watch
 
     async def watch(self, namespace: str | None, options: ListOptions,
-                    send_initial: bool) -> AsyncIterator[WatchEvent]:
+                    send_initial: bool, initial_events_end: bool = False) -> AsyncIterator[WatchEvent]:
         """Events for objects matching the selectors. ``send_initial``: the current state first as
-        ADDED (resourceVersion "0" or unset), then changes after the list's revision."""
+        ADDED, then changes after the list's revision; ``initial_events_end``: a bookmark between
+        the two (WatchList). Otherwise changes after the given resourceVersion (unset or "0": now)."""
         labels, fields = options.label_selector, options.field_selector
         prefix = self.resource.key_prefix(namespace)
         if self.resource.namespaced and namespace is None:
@@ -472,6 +504,11 @@ class ResourceStorage:
                 revision = int(revision_text)
             for obj in items:
                 yield WatchEvent("ADDED", obj)
+            if initial_events_end:
+                yield WatchEvent("BOOKMARK", bookmark_object(self.resource.kind, self.resource.api_version,
+                                                             revision, initial_events_end=True))
+        elif options.resource_version in ("", "0"):
+            revision = await self.store.current_revision()
         else:
             try:
                 revision = int(options.resource_version)
@@ -492,12 +529,17 @@ class ResourceStorage:
         except CompactedError as error:
             yield WatchEvent("ERROR", expired(
                 f"too old resource version: {revision} ({error.revision})").to_status())
+        except StoreError as error:
+            # An event the store cannot serve (a value no configured key decrypts): an ERROR event,
+            # as kube-apiserver's watcher sends, rather than a stream cut without a word.
+            yield WatchEvent("ERROR", errors_translate.from_store(error, self.resource, "").to_status())
 
     def _translate(self, event: Any, labels: LabelSelector, fields: FieldSelector) -> WatchEvent | None:
-        if labels.empty() and fields.empty() and not self._needs_decorating(event.kv):
+        kv = self._view(event.kv)
+        if labels.empty() and fields.empty() and not self._needs_decorating(kv):
             if event.type is EventType.DELETE:
-                return WatchEvent("DELETED", json=stored_json(event.kv))
-            return WatchEvent("MODIFIED" if event.prev is not None else "ADDED", json=stored_json(event.kv))
+                return WatchEvent("DELETED", json=stored_json(kv))
+            return WatchEvent("MODIFIED" if event.prev is not None else "ADDED", json=stored_json(kv))
         obj = self._decode(event.kv)
         now_matches = self.matches(obj, labels, fields)
         was_matching = False

@@ -4,6 +4,7 @@ Resource paths::
 
     /api/v1/<resource>[/<name>[/<subresource>]]
     /api/v1/namespaces/<ns>/<resource>[/<name>[/<subresource>]]
+    /api/v1/watch/...             (deprecated watch paths, the same below ``watch``)
     /apis/<group>/<version>/...   (the same below the group-version)
 
 Authorization and the generic REST handler both work from this one parse.
@@ -11,7 +12,10 @@ Authorization and the generic REST handler both work from this one parse.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from pilothouse.machinery.query import flag
 
 __all__ = ["RequestInfo", "parse_request_info"]
 
@@ -33,7 +37,7 @@ _METHOD_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": 
                  "GET": "get", "HEAD": "get"}
 
 
-def parse_request_info(method: str, path: str, query: dict[str, str] | None = None) -> RequestInfo:
+def parse_request_info(method: str, path: str, query: Mapping[str, str] | None = None) -> RequestInfo:
     query = query or {}
     parts = [p for p in path.strip("/").split("/") if p]
     method_verb = method.lower()
@@ -50,6 +54,10 @@ def parse_request_info(method: str, path: str, query: dict[str, str] | None = No
     if not rest:
         return RequestInfo(False, path, method_verb, group, version)
     verb = _METHOD_VERBS.get(method.upper(), method_verb)
+    if rest[0] == "watch" and len(rest) > 1 and verb == "get":
+        # The deprecated /watch/... paths (still served in 1.32): a watch of the collection, or of
+        # one object when the path names it.
+        verb, rest = "watch", rest[1:]
     namespace: str | None = None
     # /namespaces/<ns>/<resource>... is a namespaced request; /namespaces[/<ns>[/status]] is the
     # namespace resource itself.
@@ -63,11 +71,10 @@ def parse_request_info(method: str, path: str, query: dict[str, str] | None = No
     if resource == "namespaces" and namespace is None and len(rest) >= 2:
         name = rest[1]
         subresource = rest[2] if len(rest) > 2 else ""
+    # Only a GET without a name reads ?watch (RequestInfoFactory); a named GET ignores it.
     if not name:
         if verb == "get":
-            verb = "watch" if query.get("watch") in ("true", "1") else "list"
+            verb = "watch" if flag(query, "watch") else "list"
         elif verb == "delete":
             verb = "deletecollection"
-    elif verb == "get" and query.get("watch") in ("true", "1"):
-        verb = "watch"
     return RequestInfo(True, path, verb, group, version, namespace, resource, name, subresource)

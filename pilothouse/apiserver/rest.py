@@ -25,6 +25,7 @@ from pilothouse.machinery.errors import (
     bad_request,
     method_not_allowed,
     not_found,
+    path_not_found,
     unsupported_media_type,
 )
 from pilothouse.machinery.kinds import ResourceRegistry, ResourceType
@@ -36,6 +37,7 @@ __all__ = ["RestHandler", "SubresourceHandler"]
 Object = dict[str, Any]
 SubresourceHandler = Callable[["RestHandler", web.Request, RequestInfo, ResourceStorage], Awaitable[web.StreamResponse]]
 
+_SUBRESOURCE_VERBS = ("get", "update", "patch")
 _PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
                 "application/strategic-merge-patch+json", "application/apply-patch+yaml")
 
@@ -50,15 +52,14 @@ class RestHandler:
     def storage_for(self, group: str, version: str, plural: str) -> ResourceStorage:
         resource = self.registry.by_plural(group, version, plural)
         if resource is None:
-            raise StatusError(404, "NotFound", "the server could not find the requested resource",
-                              {"group": group, "kind": plural})
+            raise path_not_found()
         return self.storages[resource]
 
     async def handle(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         storage = self.storage_for(info.group, info.version, info.resource)
         resource = storage.resource
         if info.namespace is not None and not resource.namespaced:
-            raise StatusError(404, "NotFound", "the server could not find the requested resource")
+            raise path_not_found()
         namespace = info.namespace if resource.namespaced else None
         generic = resource.strategy_for(info.subresource) is not None
         if info.subresource and not generic:
@@ -67,12 +68,22 @@ class RestHandler:
             if handler is None:
                 handler = self.subresources.get(("*", info.subresource))
             if handler is None or info.subresource not in resource.subresources:
-                raise StatusError(404, "NotFound", "the server could not find the requested resource")
+                raise path_not_found()
             return await handler(self, request, info, storage)
         if resource.namespaced and namespace is None and info.verb not in ("list", "watch"):
-            raise StatusError(404, "NotFound", "the server could not find the requested resource")
+            raise path_not_found()
+        # Resources answered rather than stored (reviews, bindings, componentstatuses): apiserver/virtual.py.
+        answered = self.subresources.get((resource.qualified, ""))
+        if answered is not None:
+            return await answered(self, request, info, storage)
         verb = info.verb
+        # go-restful has no route for these: PUT/PATCH on a collection, DELETE/POST on /status, and verbs
+        # the resource does not serve (deletecollection on namespaces).
+        if ((verb in ("update", "patch") and not info.name) or (info.subresource and verb not in _SUBRESOURCE_VERBS)
+                or verb not in resource.verbs):
+            raise method_not_allowed()
         if verb == "get":
+            options.get_options(request.query)
             if not codec.wants_table(request):
                 return codec.raw_json_response(await storage.get_json(namespace, info.name))
             return await self._respond(request, storage, await storage.get(namespace, info.name))
@@ -82,7 +93,7 @@ class RestHandler:
             return await watchstream.serve(request, storage, namespace, info.name)
         if verb == "create":
             if info.name or info.subresource:
-                raise method_not_allowed(f"POST is not supported on {info.path}")
+                raise method_not_allowed()
             return await self._create(request, storage, namespace)
         if verb == "update":
             return await self._update(request, storage, namespace, info)
@@ -92,7 +103,7 @@ class RestHandler:
             return await self._delete(request, storage, namespace, info.name)
         if verb == "deletecollection":
             return await self._delete_collection(request, storage, namespace)
-        raise method_not_allowed("the server does not allow this method on the requested resource")
+        raise method_not_allowed()
 
     # ------------------------------------------------------------- responses
 
@@ -112,7 +123,7 @@ class RestHandler:
         """Stream the list page by page: a 10,000-pod list never sits in memory whole. The
         ``metadata`` (resourceVersion, continue) goes last, which JSON readers do not mind."""
         resource = storage.resource
-        pages = storage.list_pages(namespace, options.list_options(request.query))
+        pages = storage.list_pages(namespace, options.list_options(request.query, storage.resource))
         # Read the first page before answering, so that errors (a stale continue token) are a Status.
         first = await anext(pages)
         as_table = codec.wants_table(request)
@@ -146,7 +157,7 @@ class RestHandler:
                 separator = b","
             page = await anext(pages, None)
         list_meta = {"resourceVersion": revision, **({"continue": token} if token else {})}
-        await response.write(b'],"metadata":' + orjson.dumps(list_meta) + b"}")
+        await response.write(b'],"metadata":' + orjson.dumps(list_meta) + b"}\n")
         await response.write_eof()
         return response
 
@@ -209,7 +220,7 @@ class RestHandler:
                     raise bad_request("the DeleteOptions body is not valid JSON") from None
         delete_options = options.delete_options(request.query, body)
         ctx = options.write_context(request.query, request.headers)
-        deleted = await storage.delete_collection(namespace, options.list_options(request.query),
+        deleted = await storage.delete_collection(namespace, options.list_options(request.query, storage.resource),
                                                   delete_options, ctx)
         resource = storage.resource
         return codec.json_response({"kind": resource.list_kind, "apiVersion": resource.api_version,

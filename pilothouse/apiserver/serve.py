@@ -13,6 +13,7 @@ import yaml
 from aiohttp import web
 
 from pilothouse.apiserver.app import APIServer
+from pilothouse.apiserver.encryption import wrap_store
 from pilothouse.store import open_store
 from pilothouse.store.interface import Store
 
@@ -34,6 +35,9 @@ class ServerConfig:
     etcd_cafile: str | None = None
     etcd_certfile: str | None = None
     etcd_keyfile: str | None = None
+    #: kube-apiserver's --encryption-provider-config (and its -automatic-reload): Secrets at rest.
+    encryption_provider_config: str = ""
+    encryption_provider_config_automatic_reload: bool = False
 
     def store_options(self) -> dict[str, object]:
         options: dict[str, object] = {"compact_interval": self.compaction_interval}
@@ -103,7 +107,8 @@ def write_kubeconfig(path: Path, server_url: str, cluster_name: str = "pilothous
 
 async def start_server(config: ServerConfig) -> RunningServer:
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(config.endpoint(), **config.store_options())
+    store = wrap_store(open_store(config.endpoint(), **config.store_options()), config.encryption_provider_config,
+                       config.encryption_provider_config_automatic_reload)
     api = APIServer(store, service_cluster_ip_range=config.service_cluster_ip_range,
                     advertise_port=config.port)
     try:

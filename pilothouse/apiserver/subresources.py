@@ -12,15 +12,22 @@ from typing import Any
 from aiohttp import web
 
 from pilothouse.apiserver import codec, options
-from pilothouse.apiserver.registry import DeleteOptions, ResourceStorage
+from pilothouse.apiserver.registry import DeleteOptions, ResourceStorage, WriteContext
 from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.machinery import meta
-from pilothouse.machinery.errors import StatusError, bad_request, conflict, status_success, too_many_requests
+from pilothouse.machinery.errors import (
+    StatusError,
+    bad_request,
+    conflict,
+    method_not_allowed,
+    status_success,
+    too_many_requests,
+)
 from pilothouse.machinery.patch import json_patch, merge_patch, strategic_merge_patch
 from pilothouse.machinery.schema import schema_for_kind
 from pilothouse.machinery.selectors import selector_from_object
 
-__all__ = ["SUBRESOURCE_HANDLERS"]
+__all__ = ["SUBRESOURCE_HANDLERS", "bind_pod"]
 
 Object = dict[str, Any]
 
@@ -29,8 +36,9 @@ def _scale_of(storage: ResourceStorage, obj: Object) -> Object:
     spec = storage.resource.scale
     assert spec is not None
     selector = meta.get_path(obj, spec.selector_path) if spec.selector_path else None
-    # A built-in holds a LabelSelector; a custom resource's labelSelectorPath names a string.
-    selector_text = str(selector_from_object(selector)) if isinstance(selector, dict) else \
+    # A built-in holds a LabelSelector (or an RC's label map); a custom resource's labelSelectorPath
+    # names a string.
+    selector_text = str(spec.parse_selector(selector)) if isinstance(selector, dict) else \
         selector if isinstance(selector, str) else ""
     metadata = obj["metadata"]
     return {
@@ -51,8 +59,7 @@ async def scale(handler: Any, request: web.Request, info: RequestInfo,
     if info.verb == "get":
         return codec.json_response(_scale_of(storage, await storage.get(namespace, name)))
     if info.verb not in ("update", "patch"):
-        raise StatusError(405, "MethodNotAllowed",
-                          "the server does not allow this method on the requested resource")
+        raise method_not_allowed()
     body, media_type = await codec.read_body(request)
     ctx = options.write_context(request.query, request.headers)
 
@@ -89,14 +96,19 @@ async def scale(handler: Any, request: web.Request, info: RequestInfo,
 async def binding(handler: Any, request: web.Request, info: RequestInfo,
              storage: ResourceStorage) -> web.StreamResponse:
     if info.verb != "create":
-        raise StatusError(405, "MethodNotAllowed", "only POST is allowed on pods/binding")
+        raise method_not_allowed()
     body, _ = await codec.read_body(request)
+    await bind_pod(storage, info.namespace, info.name, body, options.write_context(request.query, request.headers))
+    return codec.json_response(status_success(), status=201)
+
+
+async def bind_pod(storage: ResourceStorage, namespace: str | None, name: str, body: Any,
+                   ctx: WriteContext) -> None:
+    """Assign the pod to the Binding's target node (pods/binding, and the core ``bindings`` resource)."""
     target = (body or {}).get("target") or {}
     node = target.get("name")
     if not node:
-        raise StatusError(422, "Invalid", f'Binding "{info.name}" is invalid: target.name: Required value')
-    ctx = options.write_context(request.query, request.headers)
-    name = info.name
+        raise StatusError(422, "Invalid", f'Binding "{name}" is invalid: target.name: Required value')
 
     async def mutate(pod: Object) -> Object:
         if pod["metadata"].get("deletionTimestamp"):
@@ -114,14 +126,13 @@ async def binding(handler: Any, request: web.Request, info: RequestInfo,
 
     # Binding writes spec.nodeName, which the main strategy forbids users to change: use the status
     # path, whose strategy keeps everything but status, after restoring the binding's own change.
-    _obj, _ = await storage.guaranteed_update(info.namespace, name, mutate, ctx, subresource="binding")
-    return codec.json_response(status_success(), status=201)
+    await storage.guaranteed_update(namespace, name, mutate, ctx, subresource="binding")
 
 
 async def eviction(handler: Any, request: web.Request, info: RequestInfo,
              storage: ResourceStorage) -> web.StreamResponse:
     if info.verb != "create":
-        raise StatusError(405, "MethodNotAllowed", "only POST is allowed on pods/eviction")
+        raise method_not_allowed()
     body, _ = await codec.read_body(request)
     if not isinstance(body, dict):
         raise bad_request("expected an Eviction object")

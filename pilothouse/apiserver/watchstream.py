@@ -1,10 +1,11 @@
 """Serving a watch: chunked JSON events, one per line, flushed as they happen.
 
 Semantics (see ``shared/docs/kubectl-contract.md`` §6.1): resourceVersion unset or "0" sends the
-current state as ADDED first; a given version sends strictly newer changes; a compacted one ends in
-an ERROR event carrying a 410 Expired Status. Bookmarks only when asked. ``timeoutSeconds`` closes
-the stream (clients reconnect); without it the stream stays open (``kubectl get -w`` exits when the
-server closes).
+current state as ADDED first (``sendInitialEvents`` decides when given, and with bookmarks allowed a
+bookmark annotated ``k8s.io/initial-events-end`` follows them); a given version sends strictly newer
+changes; a compacted one ends in an ERROR event carrying a 410 Expired Status. Bookmarks only when
+asked. ``timeoutSeconds`` closes the stream (clients reconnect); without it the stream stays open
+(``kubectl get -w`` exits when the server closes).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import orjson
 from aiohttp import web
 
 from pilothouse.apiserver import codec, options
+from pilothouse.apiserver.objects import bookmark_object
 from pilothouse.apiserver.registry import ResourceStorage, WatchEvent
 from pilothouse.machinery import tables
+from pilothouse.machinery.query import flag, integer, send_initial_events
 from pilothouse.machinery.selectors import FieldSelector
 
 __all__ = ["serve"]
@@ -30,21 +33,21 @@ BOOKMARK_INTERVAL = 30.0
 
 async def serve(request: web.Request, storage: ResourceStorage, namespace: str | None,
                 name: str = "") -> web.StreamResponse:
-    list_options = options.list_options(request.query)
+    timeout = integer(request.query, "timeoutSeconds") or None
+    list_options = options.list_options(request.query, storage.resource)
     if name:
-        # GET .../pods/x?watch=true (old style) is a watch of that one name.
+        # GET .../watch/.../pods/x (the deprecated watch paths) is a watch of that one name.
         list_options.field_selector = FieldSelector(
             (*list_options.field_selector.terms, ("metadata.name", "=", name)))
-    send_initial = list_options.resource_version in ("", "0")
-    timeout_text = request.query.get("timeoutSeconds")
-    timeout = float(timeout_text) if timeout_text else None
-    bookmarks = request.query.get("allowWatchBookmarks") in ("true", "1")
+    send_initial = send_initial_events(request.query)
+    bookmarks = flag(request.query, "allowWatchBookmarks")
     as_table = codec.wants_table(request)
     include_object = request.query.get("includeObject", "Metadata")
     resource = storage.resource
 
-    # Start the underlying watch before answering, so a bad resourceVersion is a plain 400.
-    events = storage.watch(namespace, list_options, send_initial)
+    # A bad resourceVersion, field label or option combination was refused above, before any byte
+    # of the stream: the watch generator only runs once the response has started.
+    events = storage.watch(namespace, list_options, send_initial, initial_events_end=send_initial and bookmarks)
     response = web.StreamResponse(status=200)
     response.content_type = "application/json"
     response.enable_chunked_encoding()
@@ -88,7 +91,7 @@ async def serve(request: web.Request, storage: ResourceStorage, namespace: str |
                 continue
             if event is None:
                 break
-            if as_table and event.type != "ERROR":
+            if as_table and event.type not in ("ERROR", "BOOKMARK"):
                 last_revision = event.object["metadata"].get("resourceVersion", last_revision)
                 # Column definitions travel with the first event only, as kube-apiserver does.
                 body = tables.to_table(resource.group, resource.kind, [event.object],
@@ -129,8 +132,7 @@ def _revision_of(json: bytes, default: str) -> str:
 
 
 def _bookmark(kind: str, api_version: str, revision: str) -> dict[str, Any]:
-    return {"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version,
-                                           "metadata": {"resourceVersion": revision}}}
+    return {"type": "BOOKMARK", "object": bookmark_object(kind, api_version, revision)}
 
 
 async def _write(response: web.StreamResponse, event: dict[str, Any]) -> None:

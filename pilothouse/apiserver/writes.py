@@ -198,10 +198,13 @@ def check_delete_preconditions(current: Object, options: Any, resource: Resource
                        f"{metadata.get('resourceVersion')}")
 
 
-def _propagation_finalizer(options: Any) -> str | None:
+def _propagation_finalizer(options: Any, finalizers: list[str], default: str | None) -> str | None:
     policy = options.propagation_policy
     if policy is None and options.orphan_dependents is not None:
         policy = "Orphan" if options.orphan_dependents else "Background"
+    if policy is None and not {"orphan", "foregroundDeletion"} & set(finalizers):
+        # shouldOrphanDependents: a finalizer already on the object overrides the kind's default.
+        policy = default
     if policy == "Foreground":
         return "foregroundDeletion"
     if policy == "Orphan":
@@ -216,7 +219,7 @@ def prepare_delete(current: Object, options: Any, resource: ResourceType) -> Obj
     obj: Object = meta.clone(current)
     metadata = obj["metadata"]
     finalizers = list(metadata.get("finalizers") or [])
-    propagation = _propagation_finalizer(options)
+    propagation = _propagation_finalizer(options, finalizers, strategy.default_propagation_policy)
     if propagation and propagation not in finalizers and not metadata.get("deletionTimestamp"):
         finalizers.append(propagation)
     grace = 0

@@ -8,9 +8,10 @@ one :class:`StatusError` with code 422 (``invalid``).
 Tree::
 
     StatusError                 any API error (code, reason, message, details)
-      built by bad_request / not_found / already_exists / conflict / gone (Expired)
+      built by bad_request / not_found / path_not_found / already_exists / conflict / gone (Expired)
       / invalid / forbidden / method_not_allowed / unsupported_media_type
       / request_entity_too_large / too_many_requests / internal_error / service_unavailable
+    status_object               the one builder of a Status body, in Kubernetes' field order
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ __all__ = [
     "method_not_allowed",
     "not_acceptable",
     "not_found",
+    "path_not_found",
     "request_entity_too_large",
     "service_unavailable",
+    "status_object",
     "status_success",
     "too_many_requests",
     "unauthorized",
@@ -71,7 +74,10 @@ class FieldError:
         text = phrase
         if self.type in ("FieldValueInvalid", "FieldValueNotSupported", "FieldValueDuplicate",
                          "FieldValueTypeInvalid", "FieldValueTooMany") and self.value is not None:
-            shown = f'"{self.value}"' if isinstance(self.value, str) else repr(self.value)
+            if isinstance(self.value, bool):  # Go's %v of a bool
+                shown = "true" if self.value else "false"
+            else:
+                shown = f'"{self.value}"' if isinstance(self.value, str) else repr(self.value)
             text += f": {shown}"
         if self.detail:
             text += f": {self.detail}"
@@ -95,18 +101,7 @@ class StatusError(Exception):
         super().__init__(self.message)
 
     def to_status(self) -> dict[str, Any]:
-        status: dict[str, Any] = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        }
-        if self.details is not None:
-            status["details"] = self.details
-        return status
+        return status_object("Failure", self.message, self.reason, self.details, self.code)
 
     def __str__(self) -> str:
         return f"{self.code} {self.reason}: {self.message}"
@@ -147,8 +142,16 @@ def not_found(resource: str, group: str, name: str) -> StatusError:
                        _details(name, group, resource))
 
 
-def method_not_allowed(message: str) -> StatusError:
-    return StatusError(405, "MethodNotAllowed", message)
+def path_not_found() -> StatusError:
+    """A path the API does not serve (go-restful's 404 through ``NewGenericServerResponse``)."""
+    return StatusError(404, "NotFound", "the server could not find the requested resource", {})
+
+
+def method_not_allowed(message: str = "the server does not allow this method on the requested resource",
+                       ) -> StatusError:
+    """A method the path does not serve: go-restful's 405 through ``NewGenericServerResponse``,
+    whose message is fixed (but for a few handlers' own) and whose details are ``{}``."""
+    return StatusError(405, "MethodNotAllowed", message, {})
 
 
 def not_acceptable(message: str) -> StatusError:
@@ -206,7 +209,25 @@ def service_unavailable(message: str) -> StatusError:
 
 
 def status_success(details: dict[str, Any] | None = None) -> dict[str, Any]:
-    status: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
-    if details:
-        status["details"] = details
-    return status
+    return status_object("Success", details=details or None)
+
+
+def status_object(status: str, message: str = "", reason: str = "", details: dict[str, Any] | None = None,
+                  code: int = 0, *, type_meta: bool = True) -> dict[str, Any]:
+    """Every ``metav1.Status`` body, in the order Go serialises the struct (kind, apiVersion, metadata,
+    status, message, reason, details, code), empty fields left out as ``omitempty`` does; some
+    clients compare error bodies byte for byte. ``details`` is kept when it is ``{}``: a non-nil
+    pointer to an empty ``StatusDetails`` (what kube-apiserver's generic 404 carries).
+    ``type_meta=False``: kubelet's stream error channel, which writes the Status without them."""
+    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1"} if type_meta else {}
+    body["metadata"] = {}
+    body["status"] = status
+    if message:
+        body["message"] = message
+    if reason:
+        body["reason"] = reason
+    if details is not None:
+        body["details"] = details
+    if code:
+        body["code"] = code
+    return body

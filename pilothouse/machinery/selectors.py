@@ -22,6 +22,7 @@ __all__ = [
     "parse_field_selector",
     "parse_label_selector",
     "selector_from_object",
+    "selector_from_set",
 ]
 
 _TOKEN = re.compile(r"\s*(!=|==|=|\(|\)|,|!|[^\s!=(),]+)")
@@ -172,6 +173,18 @@ def selector_from_object(selector: Mapping[str, Any] | None) -> LabelSelector:
         requirements.append(Requirement(expression.get("key", ""), operator,
                                         tuple(expression.get("values") or ())))
     return LabelSelector(tuple(requirements))
+
+
+def selector_from_set(labels: Mapping[str, Any] | None) -> LabelSelector:
+    """A plain ``key: value`` map selector (a ReplicationController's or a Service's ``spec.selector``),
+    as ``labels.SelectorFromSet``: requirements sorted by key, so its string form is Kubernetes'.
+
+    None matches nothing, as the replication manager's conversion makes a nil map a nil
+    ``LabelSelector`` (``metav1.SetAsLabelSelector``); ``{}`` matches everything.
+    """
+    if labels is None:
+        return LabelSelector(nothing=True)
+    return LabelSelector(tuple(Requirement(key, "=", (str(labels[key]),)) for key in sorted(labels)))
 
 
 @dataclass(frozen=True, slots=True)

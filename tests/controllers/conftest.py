@@ -188,6 +188,29 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0,
         await asyncio.sleep(interval)
 
 
+async def live_pods(cluster: Cluster, ns: str, app: str) -> list[Object]:
+    """The pods labelled ``app=<app>`` that are not being deleted."""
+    items, _ = await cluster.client.list_all(PODS, ns, label_selector=f"app={app}")
+    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+
+async def replace_one_pod(cluster: Cluster, ns: str, app: str, count: int) -> None:
+    """Once ``app`` has ``count`` live pods, delete one and see its controller make exactly one more."""
+
+    async def settled() -> list[Object]:
+        pods = await live_pods(cluster, ns, app)
+        return pods if len(pods) == count else []
+    victim = (await eventually(settled))[0]["metadata"]["name"]
+    await cluster.client.delete(PODS, victim, ns)
+
+    async def replaced() -> bool:
+        names = {p["metadata"]["name"] for p in await live_pods(cluster, ns, app)}
+        return len(names) == count and victim not in names
+    await eventually(replaced)
+    await asyncio.sleep(0.3)  # a stale cache must not create one more
+    assert len(await live_pods(cluster, ns, app)) == count
+
+
 @pytest.fixture
 async def cluster(server: Any) -> AsyncIterator[Cluster]:
     c = Cluster(server.url)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from pilothouse.client.rest import resource
-from tests.controllers.conftest import Cluster, eventually
+from tests.controllers.conftest import Cluster, eventually, replace_one_pod
 
 PODS = resource("", "v1", "pods")
 RS = resource("apps", "v1", "replicasets")
@@ -62,20 +61,7 @@ async def test_creates_owned_pods_and_reports_status(cluster: Cluster) -> None:
 async def test_deleted_pod_is_replaced_and_scale_down_removes_pods(cluster: Cluster) -> None:
     ns = await namespace(cluster, "rs-replace")
     await cluster.client.create(RS, replicaset("app", 2), ns)
-
-    async def count(n: int) -> list[dict[str, Any]]:
-        pods = await pods_of(cluster, ns, "app")
-        return pods if len(pods) == n else []
-    pods = await eventually(lambda: count(2))
-    victim = pods[0]["metadata"]["name"]
-    await cluster.client.delete(PODS, victim, ns)
-
-    async def replaced() -> bool:
-        names = {p["metadata"]["name"] for p in await pods_of(cluster, ns, "app")}
-        return len(names) == 2 and victim not in names
-    await eventually(replaced)
-    await asyncio.sleep(0.3)  # a stale cache must not create a third pod
-    assert len(await pods_of(cluster, ns, "app")) == 2
+    await replace_one_pod(cluster, ns, "app", 2)
 
     await cluster.client.patch(RS, "app", {"spec": {"replicas": 0}}, ns)
     await eventually(lambda: _empty(cluster, ns, "app"))

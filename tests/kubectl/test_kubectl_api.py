@@ -70,9 +70,11 @@ def test_version_and_api_resources(server: ServerProcess) -> None:
     resources = server.kubectl("api-resources").stdout
     for line in ("deployments", "deploy", "apps/v1", "pods", "po", "poddisruptionbudgets", "leases"):
         assert line in resources
-    cluster_scoped = server.kubectl("api-resources", "--namespaced=false", "-o", "name").stdout.split()
-    assert cluster_scoped[:2] == ["namespaces", "nodes"]
-    assert "customresourcedefinitions.apiextensions.k8s.io" in cluster_scoped
+    cluster_scoped = set(server.kubectl("api-resources", "--namespaced=false", "-o", "name").stdout.split())
+    assert {"namespaces", "nodes", "priorityclasses.scheduling.k8s.io", "storageclasses.storage.k8s.io",
+            "clusterroles.rbac.authorization.k8s.io", "clusterrolebindings.rbac.authorization.k8s.io",
+            "customresourcedefinitions.apiextensions.k8s.io"} <= cluster_scoped
+    assert "pods" not in cluster_scoped
 
 
 def test_namespace_lifecycle_in_get(server: ServerProcess) -> None:

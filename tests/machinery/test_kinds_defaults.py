@@ -75,14 +75,8 @@ def test_pod_defaults_include_admission_additions() -> None:
                                {"name": "tmp", "emptyDir": {}}]
     assert spec["enableServiceLinks"] is True
     assert spec["serviceAccountName"] == spec["serviceAccount"] == "default"
-    assert spec["priority"] == 0
-    assert spec["preemptionPolicy"] == "PreemptLowerPriority"
-    assert spec["tolerations"] == [
-        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
-         "tolerationSeconds": 300},
-        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
-         "tolerationSeconds": 300},
-    ]
+    # priority and the default tolerations are admission's (tests/apiserver/test_admission_plugins.py)
+    assert "priority" not in spec and "tolerations" not in spec
 
 
 def test_pod_templates_do_not_get_pod_only_defaults() -> None:
@@ -91,13 +85,6 @@ def test_pod_templates_do_not_get_pod_only_defaults() -> None:
     spec = deployment["spec"]["template"]["spec"]
     for key in ("enableServiceLinks", "tolerations", "priority", "serviceAccountName"):
         assert key not in spec
-
-
-def test_existing_toleration_suppresses_the_default_one() -> None:
-    pod = {"metadata": {}, "spec": {"containers": [{"name": "c", "image": "x"}],
-                                    "tolerations": [{"operator": "Exists"}]}}
-    core.POD.default(pod)
-    assert pod["spec"]["tolerations"] == [{"operator": "Exists"}]
 
 
 @pytest.mark.parametrize(("image", "policy"), [

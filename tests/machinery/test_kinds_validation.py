@@ -72,7 +72,7 @@ def test_pod_update_may_change_image_and_add_tolerations() -> None:
     old = _pod()
     new = copy.deepcopy(old)
     new["spec"]["containers"][0]["image"] = "nginx:1.28"
-    new["spec"]["tolerations"].append({"key": "k", "operator": "Exists"})
+    new["spec"].setdefault("tolerations", []).append({"key": "k", "operator": "Exists"})
     new["spec"]["activeDeadlineSeconds"] = 100
     assert core.POD.validate_update(new, old) == []
 
@@ -94,7 +94,7 @@ def test_pod_update_forbids_other_spec_changes() -> None:
 
 
 def test_pod_update_rules_on_containers_tolerations_and_deadline() -> None:
-    old = _pod(activeDeadlineSeconds=10)
+    old = _pod(activeDeadlineSeconds=10, tolerations=[{"key": "k", "operator": "Exists"}])
     removed = copy.deepcopy(old)
     removed["spec"]["containers"].append({"name": "b", "image": "x"})
     assert _messages(core.POD.validate_update(removed, old)) == [

@@ -40,6 +40,8 @@ from pilothouse.components.agent.streaming.portforward import Connector, PortFor
 from pilothouse.components.agent.streaming.remotecommand import StreamOptions, serve_session
 from pilothouse.components.agent.streaming.spdy import SpdyError
 from pilothouse.components.agent.streaming.wsportforward import ChannelPortForward, parse_ports
+from pilothouse.machinery.errors import bad_request
+from pilothouse.machinery.query import flag as query_flag
 
 __all__ = ["DEFAULT_PORT", "PORTFORWARD_PROTOCOL", "StreamingServer"]
 
@@ -50,11 +52,6 @@ PORTFORWARD_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
 #: The websocket channel protocol of port-forward (the official Python client's); no subprotocol
 #: at all means the same, binary.
 CHANNEL_PROTOCOLS = ("v4.channel.k8s.io",)
-_TRUE = ("1", "true", "True", "TRUE", "t", "T")
-
-
-def _flag(request: web.Request, name: str) -> bool:
-    return request.query.get(name, "") in _TRUE
 
 
 def _text_error(status: int, message: str) -> web.Response:
@@ -63,8 +60,7 @@ def _text_error(status: int, message: str) -> web.Response:
 
 
 def _upgrade_required() -> web.Response:
-    body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": "Upgrade request required", "reason": "BadRequest", "code": 400}
+    body = bad_request("Upgrade request required").to_status()
     return web.Response(status=400, body=orjson.dumps(body), content_type="application/json")
 
 
@@ -147,7 +143,7 @@ class StreamingServer:
                 since = dt.datetime.fromisoformat(query["sinceTime"].replace("Z", "+00:00")).timestamp()
         except ValueError as error:
             return _text_error(400, f"unable to decode query: {error}")
-        previous = _flag(request, "previous")
+        previous = query_flag(request.query, "previous")
         try:
             container_id = await self._container(namespace, pod, container, previous)
         except StreamTargetError as error:
@@ -157,8 +153,8 @@ class StreamingServer:
                 return _text_error(400, f'previous terminated container "{container}" in pod "{pod}" not found')
             return _text_error(400, f'container "{container}" in pod "{pod}" is waiting to start: '
                                     f"ContainerCreating")
-        stream = self.runtime.logs(container_id, follow=_flag(request, "follow"), tail=tail, since=since,
-                                   timestamps=_flag(request, "timestamps"))
+        stream = self.runtime.logs(container_id, follow=query_flag(request.query, "follow"), tail=tail, since=since,
+                                   timestamps=query_flag(request.query, "timestamps"))
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
         response.enable_chunked_encoding()
         pump = asyncio.create_task(self._copy_logs(request, response, stream, limit))
@@ -209,7 +205,7 @@ class StreamingServer:
         namespace, pod, container = (request.match_info[k] for k in ("namespace", "pod", "container"))
         is_exec = request.path.startswith("/exec/")
         command = request.query.getall("command", [])
-        stdin, stdout, stderr, tty = (_flag(request, name) for name in ("stdin", "stdout", "stderr", "tty"))
+        stdin, stdout, stderr, tty = (query_flag(request.query, name) for name in ("stdin", "stdout", "stderr", "tty"))
         if not (stdin or stdout or stderr):
             return _text_error(400, "you must specify at least 1 of stdin, stdout, stderr")
         if tty and stderr:

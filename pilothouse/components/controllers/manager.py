@@ -24,6 +24,7 @@ log = logging.getLogger("pilothouse.controllers")
 #: name -> "module:Class". Order is start order.
 CONTROLLERS: dict[str, str] = {
     "replicaset": "pilothouse.components.controllers.replicaset:ReplicaSetController",
+    "replicationcontroller": "pilothouse.components.controllers.replication:ReplicationManager",
     "deployment": "pilothouse.components.controllers.deployment:DeploymentController",
     "garbagecollector": "pilothouse.components.controllers.garbagecollector:GarbageCollector",
     "namespace": "pilothouse.components.controllers.namespace:NamespaceController",
@@ -37,6 +38,13 @@ CONTROLLERS: dict[str, str] = {
     "endpointslice": "pilothouse.components.controllers.endpointslice:EndpointSliceController",
     "nodelifecycle": "pilothouse.components.controllers.nodelifecycle:NodeLifecycleController",
     "podgc": "pilothouse.components.controllers.podgc:PodGCController",
+    "clusterrole-aggregation":
+        "pilothouse.components.controllers.clusterroleaggregation:ClusterRoleAggregationController",
+    "resourcequota": "pilothouse.components.controllers.resourcequota:ResourceQuotaController",
+    "persistentvolume-binder": "pilothouse.components.controllers.volumebinder:VolumeBinderController",
+    "apiservice-availability": "pilothouse.components.controllers.apiservice:APIServiceAvailabilityController",
+    "flowschema-status": "pilothouse.components.controllers.flowschema:FlowSchemaStatusController",
+    "horizontal-pod-autoscaler": "pilothouse.components.controllers.hpa:HorizontalPodAutoscalerController",
 }
 
 

@@ -113,7 +113,9 @@ class NamespaceController(Controller):
                 if metadata.get("deletionTimestamp"):
                     continue
                 try:
-                    await self.client.delete(r, metadata["name"], namespace,
+                    # Background, as Kubernetes' namespaced resources deleter asks: a kind whose
+                    # default is to orphan (v1 RCs) must not wait on the garbage collector here.
+                    await self.client.delete(r, metadata["name"], namespace, propagation_policy="Background",
                                              preconditions={"uid": metadata["uid"]})
                 except (errors.NotFoundError, errors.ConflictError):
                     continue

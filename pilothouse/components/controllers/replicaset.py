@@ -5,12 +5,17 @@ their controlling ReplicaSet (or, for orphans, to every ReplicaSet whose selecto
 expected creations/deletions; ``sync`` reads only the caches, adopts orphans and releases pods that no
 longer match, creates (slow-start batches, at most 500) or deletes (best candidates first) pods, and
 writes status. Expectations keep a stale cache from creating or deleting twice.
+
+The managed kind is a class attribute: Kubernetes runs ReplicationControllers through this same
+controller behind a conversion layer (``pkg/controller/replication``), and so does
+:mod:`~pilothouse.components.controllers.replication`, by naming another resource. Everything that
+differs (URL, ownerReference kind, how ``spec.selector`` reads) comes from that resource's catalog row.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler, Informer, object_key
@@ -32,14 +37,14 @@ from pilothouse.components.controllers.podcontrol import (
     with_kind,
 )
 from pilothouse.machinery import meta
-from pilothouse.machinery.selectors import selector_from_object
+from pilothouse.machinery.kinds import ResourceType
+from pilothouse.machinery.selectors import LabelSelector, selector_from_object
 
 __all__ = ["REPLICASETS", "ReplicaSetController", "by_namespace", "calculate_status"]
 
 Object = dict[str, Any]
 
 REPLICASETS = resource("apps", "v1", "replicasets")
-_API_VERSION, _KIND = "apps/v1", "ReplicaSet"
 
 
 def by_namespace(obj: Object) -> list[str]:
@@ -95,13 +100,16 @@ def _now() -> str:
 class ReplicaSetController(Controller):
     name = "replicaset"
     workers = 5
+    #: The kind whose replicas this controller keeps, and the event source it records as.
+    managed: ClassVar[ResourceType] = REPLICASETS
+    component: ClassVar[str] = "replicaset-controller"
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
-        self.recorder = ctx.recorder("replicaset-controller")
+        self.recorder = ctx.recorder(self.component)
         self.pod_control = PodControl(self.client, self.recorder)
         self.expectations = UIDTrackingExpectations()
-        self.rs_informer: Informer = ctx.informers.informer(REPLICASETS)
+        self.rs_informer: Informer = ctx.informers.informer(self.managed)
         self.pod_informer: Informer = ctx.informers.informer(PODS)
         for informer in (self.rs_informer, self.pod_informer):
             informer.add_indexer("namespace", by_namespace)
@@ -119,8 +127,14 @@ class ReplicaSetController(Controller):
         self.expectations.forget(key)
         self.enqueue_key(key)
 
+    def selector(self, rs: Object) -> LabelSelector:
+        """The owner's ``spec.selector``, read as its kind declares (a LabelSelector, or an RC's map)."""
+        scale = self.managed.scale
+        parse = scale.parse_selector if scale is not None else selector_from_object
+        return parse((rs.get("spec") or {}).get("selector"))
+
     def _resolve(self, namespace: str, ref: Object) -> Object | None:
-        if ref.get("kind") != _KIND:
+        if ref.get("kind") != self.managed.kind:
             return None
         rs = self.rs_informer.get(f"{namespace}/{ref.get('name')}")
         if rs is None or rs["metadata"].get("uid") != ref.get("uid"):
@@ -132,7 +146,7 @@ class ReplicaSetController(Controller):
         if not labels:
             return []
         return [rs for rs in self.rs_informer.by_index("namespace", pod["metadata"].get("namespace", ""))
-                if selector_from_object((rs.get("spec") or {}).get("selector")).matches(labels)]
+                if self.selector(rs).matches(labels)]
 
     def _pod_added(self, pod: Object) -> None:
         if pod["metadata"].get("deletionTimestamp"):
@@ -193,11 +207,11 @@ class ReplicaSetController(Controller):
         if rs is None:
             self.expectations.forget(key)
             return
-        rs = with_kind(rs, _API_VERSION, _KIND)
+        rs = with_kind(rs, self.managed.api_version, self.managed.kind)
         namespace, _ = split_key(key)
         needs_sync = self.expectations.satisfied(key)
         spec = rs.get("spec") or {}
-        selector = selector_from_object(spec.get("selector"))
+        selector = self.selector(rs)
         candidates = [p for p in self.pod_informer.by_index("namespace", namespace or "") if is_pod_active(p)]
         pods = await self._claim_pods(rs, selector, candidates)
 
@@ -217,12 +231,12 @@ class ReplicaSetController(Controller):
             self.queue.add_after(key, min_ready)
 
     async def _claim_pods(self, rs: Object, selector: Any, candidates: list[Object]) -> list[Object]:
-        owner_ref = new_controller_ref(rs, _API_VERSION, _KIND)
+        owner_ref = new_controller_ref(rs, self.managed.api_version, self.managed.kind)
         uid = owner_ref["uid"]
 
         async def can_adopt() -> bool:
             # RecheckDeletionTimestamp: the cache may be stale, ask the server.
-            fresh = await self.client.get(REPLICASETS, rs["metadata"]["name"], rs["metadata"]["namespace"])
+            fresh = await self.client.get(self.managed, rs["metadata"]["name"], rs["metadata"]["namespace"])
             return fresh["metadata"].get("uid") == uid and not fresh["metadata"].get("deletionTimestamp")
 
         async def adopt(pod: Object) -> Object:
@@ -255,7 +269,7 @@ class ReplicaSetController(Controller):
         if diff < 0:
             count = min(-diff, BURST_REPLICAS)
             self.expectations.expect(key, adds=count)
-            owner_ref = new_controller_ref(rs, _API_VERSION, _KIND)
+            owner_ref = new_controller_ref(rs, self.managed.api_version, self.managed.kind)
             template = spec.get("template") or {}
 
             async def create() -> None:
@@ -311,12 +325,12 @@ class ReplicaSetController(Controller):
             return
         body = {**rs, "status": status}
         try:
-            await self.client.update_status(REPLICASETS, body)
+            await self.client.update_status(self.managed, body)
         except errors.ConflictError:
-            fresh = await self.client.get(REPLICASETS, rs["metadata"]["name"], rs["metadata"]["namespace"])
+            fresh = await self.client.get(self.managed, rs["metadata"]["name"], rs["metadata"]["namespace"])
             if fresh["metadata"].get("uid") != rs["metadata"].get("uid"):
                 return
             status = {**status, "observedGeneration": rs["metadata"].get("generation", 1)}
-            await self.client.update_status(REPLICASETS, {**fresh, "status": status})
+            await self.client.update_status(self.managed, {**fresh, "status": status})
         except errors.NotFoundError:
             return

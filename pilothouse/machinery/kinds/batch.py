@@ -21,6 +21,7 @@ JOB = Strategy(
     prepare_for_create=p.create_with_zero_status("Job"),
     prepare_for_update=p.update_keeping_status(),
     selectable_fields=f.job_fields,
+    field_label_error='field label "{label}" not supported for batchv1.Job',
 )
 JOB_STATUS = status_strategy(JOB)
 

@@ -18,7 +18,9 @@ _WORKLOADS: tuple[ResourceType, ...] = (
     # core/v1
     ResourceType("", "v1", "Namespace", "namespaces", False, core.NAMESPACE, ("ns",),
                  status_strategy=core.NAMESPACE_STATUS,
-                 subresource_strategies=(("finalize", core.NAMESPACE_FINALIZE),)),
+                 subresource_strategies=(("finalize", core.NAMESPACE_FINALIZE),),
+                 # As in Kubernetes: no deletecollection, one namespace is deleted at a time.
+                 verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
     ResourceType("", "v1", "Pod", "pods", True, core.POD, ("po",), ("all",),
                  status_strategy=core.POD_STATUS, extra_subresources=_POD_SUBRESOURCES),
     ResourceType("", "v1", "Node", "nodes", False, core.NODE, ("no",), status_strategy=core.NODE_STATUS),

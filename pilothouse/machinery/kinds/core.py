@@ -14,7 +14,14 @@ from pilothouse.machinery.kinds import fields as f
 from pilothouse.machinery.kinds import prepare as p
 from pilothouse.machinery.kinds import validate_core as v
 from pilothouse.machinery.kinds import validate_pod as vp
-from pilothouse.machinery.kinds.types import Strategy, keep_all_but_status, no_field_errors, status_strategy
+from pilothouse.machinery.kinds import validate_quota as vq
+from pilothouse.machinery.kinds.types import (
+    FIELD_LABEL_NOT_SUPPORTED,
+    Strategy,
+    keep_all_but_status,
+    no_field_errors,
+    status_strategy,
+)
 
 __all__ = [
     "CONFIGMAP",
@@ -43,6 +50,7 @@ POD = Strategy(
     prepare_for_create=p.prepare_pod_create,
     prepare_for_update=p.prepare_pod_update,
     selectable_fields=f.pod_fields,
+    field_label_error=FIELD_LABEL_NOT_SUPPORTED,
     grace_period=p.pod_grace_period,
 )
 POD_STATUS = replace(POD, prepare_for_update=p.prepare_pod_status_update,
@@ -54,6 +62,7 @@ NODE = Strategy(
     prepare_for_create=p.prepare_node_create,
     prepare_for_update=p.prepare_node_update,
     selectable_fields=f.node_fields,
+    field_label_error=FIELD_LABEL_NOT_SUPPORTED,
 )
 NODE_STATUS = replace(NODE, prepare_for_update=p.prepare_node_status_update, validate_update=no_field_errors)
 
@@ -62,6 +71,7 @@ NAMESPACE = Strategy(
     prepare_for_create=p.prepare_namespace_create,
     prepare_for_update=p.prepare_namespace_update,
     selectable_fields=f.namespace_fields,
+    field_label_error=FIELD_LABEL_NOT_SUPPORTED,
     # Deleting a namespace marks it Terminating; it goes once the namespace controller has emptied
     # it and removed spec.finalizers through /finalize.
     on_delete_requested=p.mark_namespace_terminating,
@@ -77,10 +87,12 @@ SERVICE = Strategy(
     prepare_for_create=p.prepare_service_create,
     prepare_for_update=p.prepare_service_update,
     selectable_fields=f.service_fields,
+    field_label_error=FIELD_LABEL_NOT_SUPPORTED,
 )
 SERVICE_STATUS = status_strategy(SERVICE)
 
 RESOURCEQUOTA = Strategy(
+    validate=vq.validate_resource_quota,
     prepare_for_create=p.create_with_zero_status("ResourceQuota", generation=False),
     prepare_for_update=p.update_keeping_status(generation=False),
 )
@@ -88,8 +100,8 @@ RESOURCEQUOTA_STATUS = replace(RESOURCEQUOTA, prepare_for_update=keep_all_but_st
 
 CONFIGMAP = Strategy(validate=v.validate_configmap, validate_update=v.validate_configmap_update)
 SECRET = Strategy(default=d.default_secret, validate=v.validate_secret, validate_update=v.validate_secret_update,
-                  selectable_fields=f.secret_fields)
+                  selectable_fields=f.secret_fields, field_label_error=FIELD_LABEL_NOT_SUPPORTED)
 SERVICEACCOUNT = Strategy()
 ENDPOINTS = Strategy(default=d.default_endpoints)
-EVENT = Strategy(selectable_fields=f.core_event_fields)
-LIMITRANGE = Strategy(default=d.default_limit_range)
+EVENT = Strategy(selectable_fields=f.core_event_fields, field_label_error=FIELD_LABEL_NOT_SUPPORTED)
+LIMITRANGE = Strategy(default=d.default_limit_range, validate=vq.validate_limit_range)

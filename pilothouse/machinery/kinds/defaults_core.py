@@ -4,9 +4,8 @@ Defaults are what make a stored object look like Kubernetes': every pod carries
 ``restartPolicy: Always``, ``dnsPolicy: ClusterFirst``, ``terminationMessagePath`` and so on, and
 clients (kubectl diff/apply, controllers comparing templates) rely on seeing them. Pod templates
 inside workloads get the same pod spec defaults, minus the few that Kubernetes applies to Pods only
-(``enableServiceLinks``, requests copied from limits) and minus what admission plugins add to Pods
-(default tolerations, priority, service account), which this module also applies to Pods since
-every real cluster runs those plugins.
+(``enableServiceLinks``, requests copied from limits). Of what admission plugins add to Pods, only
+the service account name is applied here; default tolerations and priority are admission plugins.
 
 Every function is idempotent and mutates in place; ``setdefault`` keeps them cheap.
 """
@@ -241,34 +240,6 @@ def _requests_from_limits(containers: list[dict[str, Any]] | None) -> None:
                 requests.setdefault(name, value)
 
 
-_NOT_READY = "node.kubernetes.io/not-ready"
-_UNREACHABLE = "node.kubernetes.io/unreachable"
-
-
-def _default_toleration_seconds(spec: dict[str, Any]) -> None:
-    """The DefaultTolerationSeconds admission plugin (300 s for not-ready / unreachable)."""
-    tolerations = spec.get("tolerations") or []
-    tolerates_not_ready = tolerates_unreachable = False
-    for toleration in tolerations:
-        key = toleration.get("key") or ""
-        effect = toleration.get("effect") or ""
-        if effect in ("NoExecute", ""):
-            if key in (_NOT_READY, ""):
-                tolerates_not_ready = True
-            if key in (_UNREACHABLE, ""):
-                tolerates_unreachable = True
-    if tolerates_not_ready and tolerates_unreachable:
-        return
-    tolerations = list(tolerations)
-    if not tolerates_not_ready:
-        tolerations.append({"key": _NOT_READY, "operator": "Exists", "effect": "NoExecute",
-                            "tolerationSeconds": 300})
-    if not tolerates_unreachable:
-        tolerations.append({"key": _UNREACHABLE, "operator": "Exists", "effect": "NoExecute",
-                            "tolerationSeconds": 300})
-    spec["tolerations"] = tolerations
-
-
 def default_pod(pod: Object) -> None:
     """SetDefaults_Pod, plus what the always-on admission plugins add to every Pod."""
     spec = pod.get("spec")
@@ -286,12 +257,7 @@ def default_pod(pod: Object) -> None:
     if not spec.get("serviceAccountName") and not spec.get("serviceAccount"):
         spec["serviceAccountName"] = "default"
     default_pod_spec(spec)
-    # Priority admission, for pods without a priority class (a class needs a store lookup).
-    if not spec.get("priorityClassName"):
-        spec.setdefault("priority", 0)
-    if spec.get("preemptionPolicy") is None:
-        spec["preemptionPolicy"] = "PreemptLowerPriority"
-    _default_toleration_seconds(spec)
+    # Priority and DefaultTolerationSeconds are admission plugins (apiserver/admission_plugins).
 
 
 # -- other core kinds --------------------------------------------------------------------------

@@ -41,6 +41,7 @@ NAME_RULES: dict[tuple[str, str], str] = {
     ("", "Event"): "subdomain",
     ("", "ResourceQuota"): "subdomain",
     ("", "LimitRange"): "subdomain",
+    ("", "ReplicationController"): "subdomain",
     ("apps", "Deployment"): "subdomain",
     ("apps", "ReplicaSet"): "subdomain",
     ("apps", "StatefulSet"): "label",
@@ -52,6 +53,27 @@ NAME_RULES: dict[tuple[str, str], str] = {
     ("events.k8s.io", "Event"): "subdomain",
     ("discovery.k8s.io", "EndpointSlice"): "subdomain",
     ("policy", "PodDisruptionBudget"): "subdomain",
+    **{("rbac.authorization.k8s.io", kind): "path-segment"
+       for kind in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")},
+    ("scheduling.k8s.io", "PriorityClass"): "subdomain",
+    ("storage.k8s.io", "StorageClass"): "subdomain",
+    # The surface kinds (machinery/kinds/surface.py): subdomains, but APIServices ("v1." is one).
+    **{key: "subdomain" for key in (
+        ("", "PersistentVolume"), ("", "PersistentVolumeClaim"), ("", "PodTemplate"), ("", "ComponentStatus"),
+        ("", "Binding"), ("authentication.k8s.io", "TokenReview"), ("authentication.k8s.io", "SelfSubjectReview"),
+        ("authorization.k8s.io", "SubjectAccessReview"), ("authorization.k8s.io", "SelfSubjectAccessReview"),
+        ("authorization.k8s.io", "LocalSubjectAccessReview"), ("authorization.k8s.io", "SelfSubjectRulesReview"),
+        ("autoscaling", "HorizontalPodAutoscaler"), ("networking.k8s.io", "Ingress"),
+        ("networking.k8s.io", "IngressClass"), ("networking.k8s.io", "NetworkPolicy"),
+        ("certificates.k8s.io", "CertificateSigningRequest"), ("storage.k8s.io", "CSIDriver"),
+        ("storage.k8s.io", "CSINode"), ("storage.k8s.io", "CSIStorageCapacity"), ("storage.k8s.io", "VolumeAttachment"),
+        ("node.k8s.io", "RuntimeClass"), ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
+        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"),
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema"), ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"),
+    )},
+    ("apiregistration.k8s.io", "APIService"): "path-segment",
     # DNS subdomain, and also plural.group (checked by the CRD strategy).
     ("apiextensions.k8s.io", "CustomResourceDefinition"): "subdomain",
 }

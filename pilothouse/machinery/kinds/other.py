@@ -12,7 +12,7 @@ from typing import Any
 from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.kinds import fields as f
 from pilothouse.machinery.kinds import prepare as p
-from pilothouse.machinery.kinds.types import Object, Strategy, status_strategy
+from pilothouse.machinery.kinds.types import FIELD_LABEL_NOT_SUPPORTED, Object, Strategy, status_strategy
 from pilothouse.machinery.kinds.vcommon import (
     GoValue,
     invalid,
@@ -64,7 +64,7 @@ def validate_pdb(pdb: Object) -> list[FieldError]:
 
 
 LEASE = Strategy()
-EVENT_V1 = Strategy(selectable_fields=f.events_v1_fields)
+EVENT_V1 = Strategy(selectable_fields=f.events_v1_fields, field_label_error=FIELD_LABEL_NOT_SUPPORTED)
 ENDPOINTSLICE = Strategy(default=default_endpointslice)
 PDB = Strategy(
     validate=validate_pdb,

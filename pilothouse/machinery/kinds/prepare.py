@@ -44,6 +44,7 @@ __all__ = [
 ZERO_STATUS: dict[str, dict[str, Any]] = {
     "Deployment": {},
     "ReplicaSet": {"replicas": 0},
+    "ReplicationController": {"replicas": 0},
     "StatefulSet": {"replicas": 0, "availableReplicas": 0},
     "DaemonSet": {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
                   "numberReady": 0},

@@ -8,23 +8,27 @@ subresources it has. Status strategies are derived with :func:`dataclasses.repla
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from pilothouse.machinery.errors import FieldError
+from pilothouse.machinery.errors import FieldError, bad_request
 from pilothouse.machinery.meta import clone as _clone
 from pilothouse.machinery.schema import Schema, schema_for_kind
+from pilothouse.machinery.selectors import LabelSelector, selector_from_object
 
 if TYPE_CHECKING:  # tables import this module for Object; the printer is only carried here
     from pilothouse.machinery.tables.columns import Printer
 
 __all__ = [
+    "FIELD_LABEL_NOT_SUPPORTED",
+    "UNKNOWN_FIELD_LABEL",
     "Object",
     "OpenAPIDefinitions",
     "ResourceType",
     "ScaleSpec",
     "Strategy",
+    "check_field_labels",
     "keep_all_but_status",
     "keep_status_on_update",
     "no_field_errors",
@@ -36,6 +40,13 @@ __all__ = [
 
 #: A Kubernetes object as JSON: plain dicts and lists, exactly as on the wire.
 Object = dict[str, Any]
+
+
+#: How a field label conversion rejects a label (``{label}`` filled in). Kinds that register their own
+#: conversion in Kubernetes (pods, nodes, services, ...) say this; the others fall back on
+#: apimachinery's ``DefaultMetaV1FieldSelectorConversion``, which says UNKNOWN_FIELD_LABEL.
+FIELD_LABEL_NOT_SUPPORTED = "field label not supported: {label}"
+UNKNOWN_FIELD_LABEL = '"{label}" is not a known field selector: only "metadata.name", "metadata.namespace"'
 
 
 def no_op(*_args: Any) -> None:
@@ -96,6 +107,10 @@ class ScaleSpec:
     replicas_path: tuple[str, ...] = ("spec", "replicas")
     status_replicas_path: tuple[str, ...] = ("status", "replicas")
     selector_path: tuple[str, ...] = ("spec", "selector")
+    #: How the selector at ``selector_path`` reads: a ``metav1.LabelSelector`` (apps/v1 kinds) or, for
+    #: a ReplicationController, a plain label map (``selector_from_set``). The Scale's
+    #: ``status.selector`` is its string form.
+    parse_selector: Callable[[Any], LabelSelector] = selector_from_object
 
 
 @dataclass(frozen=True)
@@ -116,8 +131,11 @@ class Strategy:
     prepare_for_create: Callable[[Object], None] = no_op
     #: Restore what an update may not change (new, old).
     prepare_for_update: Callable[[Object, Object], None] = no_op
-    #: Field selector values for this kind: ``{"spec.nodeName": "n1", ...}``.
+    #: Field selector values for this kind: ``{"spec.nodeName": "n1", ...}``. Its keys are also the
+    #: labels a selector may name (see :func:`check_field_labels`), so it must accept ``{}``.
     selectable_fields: Callable[[Object], dict[str, str]] = selectable_metadata
+    #: The message for a field selector on a label this kind does not support.
+    field_label_error: str = UNKNOWN_FIELD_LABEL
     #: Graceful deletion: the grace period (seconds) a delete waits for, given the object and the
     #: DeleteOptions' gracePeriodSeconds; None for kinds that are removed at once (all but pods).
     grace_period: Callable[[Object, int | None], int] | None = None
@@ -140,6 +158,19 @@ class Strategy:
     allow_create_on_update: bool = False
     #: Whether an update without resourceVersion is allowed (last write wins).
     allow_unconditional_update: bool = True
+    #: What a delete that names no propagation policy does (``DefaultGarbageCollectionPolicy``):
+    #: None deletes dependents in the background; "Orphan" keeps the behaviour kinds had before the
+    #: garbage collector (core/v1 ReplicationControllers).
+    default_propagation_policy: str | None = None
+
+
+def check_field_labels(strategy: Strategy, labels: Iterable[str]) -> None:
+    """A 400 for the first label, in selector order, the kind cannot select on (kube-apiserver
+    converts every label of a list, watch or deletecollection selector before it reads anything)."""
+    supported = strategy.selectable_fields({})
+    for label in labels:
+        if label not in supported:
+            raise bad_request(strategy.field_label_error.format(label=label))
 
 
 def status_strategy(main: Strategy) -> Strategy:

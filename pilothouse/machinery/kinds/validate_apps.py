@@ -12,7 +12,7 @@ from typing import Any
 
 from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.kinds.types import Object
-from pilothouse.machinery.kinds.validate_pod import validate_pod_template
+from pilothouse.machinery.kinds.validate_pod import validate_controller_template, validate_pod_template
 from pilothouse.machinery.kinds.vcommon import (
     GoValue,
     forbidden,
@@ -67,15 +67,10 @@ def validate_selector_and_template(spec: dict[str, Any], kind_name: str, path: s
             errors.append(invalid(f"{path}.template.metadata.labels", go_labels(_template_labels(spec)),
                                   "`selector` does not match template `labels`"))
     template = spec.get("template")
-    errors += validate_pod_template(template, f"{path}.template")
-    if template is not None and restart_always:
-        pod_spec = template.get("spec") or {}
-        restart = pod_spec.get("restartPolicy", "")
-        if restart != "Always":
-            errors.append(not_supported(f"{path}.template.spec.restartPolicy", restart, ("Always",)))
-        if pod_spec.get("activeDeadlineSeconds") is not None:
-            errors.append(forbidden(f"{path}.template.spec.activeDeadlineSeconds",
-                                    "activeDeadlineSeconds in ReplicaSet is not Supported"))
+    if restart_always:
+        errors += validate_controller_template(template, f"{path}.template", "ReplicaSet")
+    else:
+        errors += validate_pod_template(template, f"{path}.template")
     return errors
 
 

@@ -35,6 +35,7 @@ from pilothouse.machinery.recent import Recent
 
 __all__ = [
     "UPDATABLE_POD_SPEC_FIELDS",
+    "validate_controller_template",
     "validate_pod",
     "validate_pod_spec",
     "validate_pod_status_update",
@@ -303,6 +304,23 @@ def validate_pod_template(template: dict[str, Any] | None, path: str) -> list[Fi
     if template is None:
         return [required(path)]
     return validate_pod_spec(template.get("spec") or {}, f"{path}.spec")
+
+
+def validate_controller_template(template: dict[str, Any] | None, path: str, owner: str) -> list[FieldError]:
+    """The pod template of a controller that keeps its pods running (ValidatePodTemplateSpecForRC,
+    ...ForReplicaSet): a valid template that restarts Always and has no activeDeadlineSeconds.
+    ``owner`` names the kind in the message, as Kubernetes words it."""
+    errors = validate_pod_template(template, path)
+    if template is None:
+        return errors
+    pod_spec = template.get("spec") or {}
+    restart = pod_spec.get("restartPolicy", "")
+    if restart != "Always":
+        errors.append(not_supported(f"{path}.spec.restartPolicy", restart, ("Always",)))
+    if pod_spec.get("activeDeadlineSeconds") is not None:
+        errors.append(forbidden(f"{path}.spec.activeDeadlineSeconds",
+                                f"activeDeadlineSeconds in {owner} is not Supported"))
+    return errors
 
 
 def validate_pod(pod: Object) -> list[FieldError]:

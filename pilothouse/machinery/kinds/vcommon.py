@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pilothouse.machinery.errors import FieldError
+from pilothouse.machinery.validation.names import is_qualified_name, is_valid_label_value
+from pilothouse.machinery.validation.objectmeta import validate_labels
 
 __all__ = [
     "DNS1035_LABEL_MSG",
@@ -221,10 +223,11 @@ _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 
 def validate_label_selector(selector: Mapping[str, Any] | None, path: str) -> list[FieldError]:
-    """The operator/values rules of ValidateLabelSelector (label key syntax is the schema's job)."""
+    """ValidateLabelSelector: matchLabels as labels, then each expression's operator/values rule,
+    its key (a qualified name) and its values (label values)."""
     if not selector:
         return []
-    errors: list[FieldError] = []
+    errors = validate_labels(selector.get("matchLabels"), f"{path}.matchLabels")
     for i, expr in enumerate(selector.get("matchExpressions") or []):
         expr_path = f"{path}.matchExpressions[{i}]"
         operator = expr.get("operator", "")
@@ -240,6 +243,11 @@ def validate_label_selector(selector: Mapping[str, Any] | None, path: str) -> li
                                         "'DoesNotExist'"))
         else:
             errors.append(invalid(f"{expr_path}.operator", operator, "not a valid selector operator"))
+        key = expr.get("key", "")
+        errors += [invalid(f"{expr_path}.key", key, msg) for msg in is_qualified_name(key)]
+        errors += [invalid(f"{expr_path}.values[{j}]", value, msg)
+                   for j, value in enumerate(values) if isinstance(value, str)
+                   for msg in is_valid_label_value(value)]
     return errors
 
 

@@ -52,6 +52,7 @@ _RAWEXT = "k8s.io.apimachinery.pkg.runtime.RawExtension"
 
 _FLAG_REPEATED = 1
 _FLAG_KEEP_ZERO = 2
+_FLAG_INLINE = 4  # an embedded Go struct whose fields JSON puts in the parent (json:",inline")
 _ZERO_TIME_SECONDS = -62135596800  # Go's time.Time{}.Unix()
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
@@ -247,6 +248,9 @@ def _decode(message: str, data: bytes) -> Any:
                 continue
             if kind != "message" and not flags & _FLAG_KEEP_ZERO and _is_zero(decoded):
                 out.pop(name, None)
+                continue
+            if flags & _FLAG_INLINE and isinstance(decoded, dict):
+                out.update(decoded)
                 continue
             out[name] = decoded
     return out

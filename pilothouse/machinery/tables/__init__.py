@@ -16,7 +16,7 @@ from typing import Any
 
 from pilothouse.machinery.errors import bad_request
 from pilothouse.machinery.kinds.types import Object
-from pilothouse.machinery.tables import apps, batch, core, events, other, pods  # noqa: F401  (registration)
+from pilothouse.machinery.tables import apps, batch, core, events, other, pods, surface  # noqa: F401  (registration)
 from pilothouse.machinery.tables.columns import (
     Column,
     Doc,

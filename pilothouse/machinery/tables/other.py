@@ -195,7 +195,9 @@ def _binding_cells(binding: Object, now: datetime) -> list[Any]:
     for subject in binding.get("subjects") or []:
         kind = subject.get("kind")
         if kind == "ServiceAccount":
-            accounts.append(f"{subject.get('namespace', '')}/{subject.get('name', '')}")
+            # rbac.SubjectsStrings: namespace/name, or the bare name when no namespace is given.
+            namespace = subject.get("namespace")
+            accounts.append(f"{namespace}/{subject.get('name', '')}" if namespace else subject.get("name", ""))
         elif kind == "User":
             users.append(subject.get("name", ""))
         elif kind == "Group":

@@ -16,6 +16,7 @@ from pilothouse.machinery.validation.names import (
     name_is_dns1035_label,
     name_is_dns_label,
     name_is_dns_subdomain,
+    name_is_path_segment,
 )
 from pilothouse.machinery.validation.objectmeta import (
     validate_annotations,
@@ -44,6 +45,7 @@ __all__ = [
     "name_is_dns1035_label",
     "name_is_dns_label",
     "name_is_dns_subdomain",
+    "name_is_path_segment",
     "validate_annotations",
     "validate_finalizers",
     "validate_labels",

@@ -28,6 +28,7 @@ __all__ = [
     "name_is_dns1035_label",
     "name_is_dns_label",
     "name_is_dns_subdomain",
+    "name_is_path_segment",
     "regex_error",
 ]
 
@@ -176,3 +177,20 @@ def name_is_dns_label(name: str, prefix: bool) -> list[str]:
 def name_is_dns1035_label(name: str, prefix: bool) -> list[str]:
     """Services (``NameIsDNS1035Label``)."""
     return is_dns1035_label(_mask_trailing_dash(name) if prefix else name)
+
+
+# k8s.io/apimachinery/pkg/api/validation/path: what may not be a name because the name becomes one
+# URL path segment.
+_PATH_SEGMENT_MAY_NOT_BE = (".", "..")
+_PATH_SEGMENT_MAY_NOT_CONTAIN = ("/", "%")
+
+
+def name_is_path_segment(name: str, prefix: bool) -> list[str]:
+    """RBAC kinds (``ValidateRBACName`` = ``path.IsValidPathSegmentName``): ``system:node`` is a
+    valid name, only ``.``, ``..``, ``/`` and ``%`` are refused. Like Kubernetes, a generateName
+    prefix gets the same check as a full name."""
+    del prefix
+    for illegal in _PATH_SEGMENT_MAY_NOT_BE:
+        if name == illegal:
+            return [f"may not be '{illegal}'"]
+    return [f"may not contain '{illegal}'" for illegal in _PATH_SEGMENT_MAY_NOT_CONTAIN if illegal in name]

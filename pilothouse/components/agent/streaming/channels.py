@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from pilothouse.machinery.errors import status_object
+
 __all__ = [
     "CLOSE",
     "ERROR",
@@ -87,21 +89,16 @@ def parse_resize(payload: bytes) -> list[tuple[int, int]]:
 
 
 def status_success() -> dict[str, Any]:
-    return {"metadata": {}, "status": "Success"}
+    return status_object("Success", type_meta=False)
 
 
 def status_exit_code(code: int, command: list[str] | None = None) -> dict[str, Any]:
     """What kubelet writes when the command exits non-zero; kubectl then exits with ``code``."""
     what = f"error executing command [{' '.join(command)}], exit code {code}" if command else f"exit code {code}"
-    return {
-        "metadata": {},
-        "status": "Failure",
-        "message": f"command terminated with non-zero exit code: {what}",
-        "reason": "NonZeroExitCode",
-        "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
-    }
+    return status_object("Failure", f"command terminated with non-zero exit code: {what}", "NonZeroExitCode",
+                         {"causes": [{"reason": "ExitCode", "message": str(code)}]}, type_meta=False)
 
 
 def status_failure(message: str, reason: str = "InternalError", code: int = 500) -> dict[str, Any]:
     """Any other failure: kubectl prints ``message`` as the command's error."""
-    return {"metadata": {}, "status": "Failure", "message": message, "reason": reason, "code": code}
+    return status_object("Failure", message, reason, code=code, type_meta=False)

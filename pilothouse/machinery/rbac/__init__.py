@@ -1,0 +1,1 @@
+"""RBAC data and pure helpers: the bootstrap policy kube-apiserver installs, and aggregation."""
