@@ -74,9 +74,7 @@ class APIServer:
                                 {**subresources.SUBRESOURCE_HANDLERS, **nodeproxy.NODE_PROXY_HANDLERS,
                                  **virtual.VIRTUAL_HANDLERS})
         self.discovery = Discovery(self.registry)
-        self.crds = CRDController(store, self.registry,
-                                  self.storage("apiextensions.k8s.io", "v1", "customresourcedefinitions"),
-                                  self.storages.__getitem__)
+        self.crds = CRDController(store, self.registry, self.storage)
         self.auth = auth or AuthLayer()
         self.ready = False
 

@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from pilothouse.apiserver.objects import decode_stored
+from pilothouse.apiserver.poststart import register_apiservice
 from pilothouse.apiserver.registry import DeleteOptions, ListOptions, ResourceStorage, WriteContext
 from pilothouse.machinery import meta
 from pilothouse.machinery.errors import StatusError
@@ -54,12 +55,14 @@ _NAME_FIELDS = (("plural", "PluralConflict"), ("singular", "SingularConflict"), 
 
 
 class CRDController:
-    def __init__(self, store: Store, registry: ResourceRegistry, crd_storage: ResourceStorage,
-                 storage_for: Callable[[ResourceType], ResourceStorage]) -> None:
+    def __init__(self, store: Store, registry: ResourceRegistry,
+                 storage_of: Callable[[str, str, str], ResourceStorage]) -> None:
         self.store = store
         self.registry = registry
-        self.crd_storage = crd_storage
-        self._storage_for = storage_for
+        self._storage_of = storage_of
+        self.crd_storage = storage_of("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        #: The group/versions whose APIService this server registered for CRDs.
+        self._apiservices: set[tuple[str, str]] = set()
         #: CRD name -> the rows served for it now.
         self.served: dict[str, list[ResourceType]] = {}
         #: CRD name -> the latest stored object (None once deleted).
@@ -147,6 +150,7 @@ class CRDController:
     async def _sync_safely(self, name: str) -> None:
         try:
             again = await self._sync(name)
+            await self._sync_apiservices()
         except Exception:
             log.warning("syncing CustomResourceDefinition %s failed; retrying", name, exc_info=True)
             again = True
@@ -274,6 +278,27 @@ class CRDController:
             if error.code != 404:
                 raise
 
+    async def _sync_apiservices(self) -> None:
+        """A local APIService per group/version that CRDs serve (crdRegistrationController), gone
+        when no CRD serves it any more; built-in group/versions keep their own."""
+        builtin = {(r.group, r.version) for r in BUILTIN_RESOURCES}
+        wanted = {(r.group, r.version) for rows in self.served.values() for r in rows} - builtin
+        storage = self._storage_of("apiregistration.k8s.io", "v1", "apiservices")
+        for group, version in sorted(wanted - self._apiservices):
+            await register_apiservice(storage, {
+                "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+                "metadata": {"name": f"{version}.{group}",
+                             "labels": {"kube-aggregator.kubernetes.io/automanaged": "true"}},
+                # Low priorities, as CRDs get: versions sort kube-like within the group anyway.
+                "spec": {"group": group, "version": version, "groupPriorityMinimum": 1000,
+                         "versionPriority": 100},
+            })
+            self._apiservices.add((group, version))
+        for group, version in sorted(self._apiservices - wanted):
+            with contextlib.suppress(StatusError):
+                await storage.delete(None, f"{version}.{group}", DeleteOptions(), WriteContext(field_manager=_MANAGER))
+            self._apiservices.discard((group, version))
+
     # -------------------------------------------------------------------------------- finalizing
 
     async def _finalize(self, name: str, crd: Object) -> bool:
@@ -289,7 +314,7 @@ class CRDController:
         if not rows:
             await self._release(name)
             return False
-        storage = self._storage_for(rows[0])
+        storage = self._storage_of(rows[0].group, rows[0].version, rows[0].plural)
         items, _, _ = await storage.list(None, ListOptions())
         ctx = WriteContext(field_manager=_MANAGER)
         for item in items:

@@ -23,7 +23,7 @@ from pilothouse.machinery.errors import StatusError
 from pilothouse.machinery.kinds import ResourceRegistry
 from pilothouse.machinery.kinds.flowcontrol import MANDATORY_OBJECTS
 
-__all__ = ["API_VERSION_PRIORITIES", "bootstrap", "local_apiservices"]
+__all__ = ["API_VERSION_PRIORITIES", "bootstrap", "local_apiservices", "register_apiservice"]
 
 Object = dict[str, Any]
 StorageOf = Callable[[str, str, str], ResourceStorage]
@@ -105,15 +105,18 @@ async def _mark_available(storage: ResourceStorage, service: Object) -> None:
             raise
 
 
+async def register_apiservice(apiservices: ResourceStorage, service: Object) -> None:
+    """Create a local APIService unless it exists, and mark it Available (also used for the
+    group/versions of CustomResourceDefinitions, as crdRegistrationController does)."""
+    await _mark_available(apiservices, await _ensure(apiservices, service))
+
+
 async def bootstrap(registry: ResourceRegistry, storage_of: StorageOf) -> None:
     apiservices = storage_of("apiregistration.k8s.io", "v1", "apiservices")
     plurals = {"FlowSchema": "flowschemas", "PriorityLevelConfiguration": "prioritylevelconfigurations"}
 
-    async def register(service: Object) -> None:
-        await _mark_available(apiservices, await _ensure(apiservices, service))
-
     # Concurrently: the store commits the writes in a few groups rather than one by one.
     await asyncio.gather(
-        *(register(service) for service in local_apiservices(registry)),
+        *(register_apiservice(apiservices, service) for service in local_apiservices(registry)),
         *(_ensure(storage_of("flowcontrol.apiserver.k8s.io", "v1", plurals[obj["kind"]]), obj)
           for obj in MANDATORY_OBJECTS))

@@ -251,17 +251,25 @@ def test_custom_resource_end_to_end(server: ServerProcess, widgets: client.Custo
     assert widgets.list_namespaced_custom_object(GROUP, "v1", "default", "widgets")["items"] == []
 
 
-def test_discovery_and_openapi_follow_a_new_crd(server: ServerProcess) -> None:
-    apply_crd(server, widget_crd("gadgets", "Gadget", short=("gd",)))
-    resources = server.kubectl("api-resources", "--api-group=example.com", "-o", "wide").stdout
+def test_discovery_openapi_and_apiservices_follow_a_new_crd(server: ServerProcess) -> None:
+    group = "gadgets.example.org"
+    apply_crd(server, widget_crd("gadgets", "Gadget", group=group, short=("gd",)))
+    resources = server.kubectl("api-resources", f"--api-group={group}", "-o", "wide").stdout
     row = next(line for line in resources.splitlines() if line.startswith("gadgets"))
-    assert row.split()[:5] == ["gadgets", "gd", "example.com/v1", "true", "Gadget"]
-    document = json.loads(server.kubectl("get", "--raw", "/openapi/v3/apis/example.com/v1").stdout)
-    assert "com.example.v1.Gadget" in document["components"]["schemas"]
-    assert "/apis/example.com/v1/namespaces/{namespace}/gadgets/{name}/scale" in document["paths"]
-    server.kubectl("delete", "crd", "gadgets.example.com")
-    wait_for(lambda: "gadgets" not in server.kubectl("api-resources", "--api-group=example.com").stdout,
+    assert row.split()[:5] == ["gadgets", "gd", f"{group}/v1", "true", "Gadget"]
+    document = json.loads(server.kubectl("get", "--raw", f"/openapi/v3/apis/{group}/v1").stdout)
+    assert "org.example.gadgets.v1.Gadget" in document["components"]["schemas"]
+    assert f"/apis/{group}/v1/namespaces/{{namespace}}/gadgets/{{name}}/scale" in document["paths"]
+    # A local APIService for the group/version, as kube-aggregator's CRD registration makes.
+    service = json.loads(server.kubectl("get", "apiservice", f"v1.{group}", "-o", "json").stdout)
+    assert service["spec"]["groupPriorityMinimum"] == 1000 and service["spec"]["versionPriority"] == 100
+    assert service["metadata"]["labels"] == {"kube-aggregator.kubernetes.io/automanaged": "true"}
+    assert [(c["type"], c["status"]) for c in service["status"]["conditions"]] == [("Available", "True")]
+    server.kubectl("delete", "crd", f"gadgets.{group}")
+    wait_for(lambda: "gadgets" not in server.kubectl("api-resources", f"--api-group={group}").stdout,
              what="gadgets to leave discovery")
+    wait_for(lambda: server.kubectl("get", "apiservice", f"v1.{group}", check=False).returncode != 0,
+             what="its APIService to go")
 
 
 def test_crd_validation(server: ServerProcess) -> None:
