@@ -24,7 +24,7 @@ from pilothouse.apiserver.discovery import Discovery
 from pilothouse.apiserver.openapiv2 import serve_openapi_v2
 from pilothouse.apiserver.registry import ResourceStorage, StorageHooks, WriteContext
 from pilothouse.apiserver.requestinfo import parse_request_info
-from pilothouse.apiserver.rest import RestHandler
+from pilothouse.apiserver.rest import RestHandler, add_standing_warnings
 from pilothouse.machinery import openapi
 from pilothouse.machinery.errors import StatusError, internal_error, path_not_found
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry, ResourceType
@@ -141,6 +141,7 @@ class APIServer:
         app = web.Application(middlewares=[codec.pretty_middleware, self._middleware],
                               client_max_size=codec.MAX_BODY_BYTES + 1)
         app[_KEY_APP] = self
+        app.on_response_prepare.append(add_standing_warnings)
         app.router.add_get("/", self._root_paths)
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/livez", self._health)

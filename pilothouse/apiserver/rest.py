@@ -32,12 +32,13 @@ from pilothouse.machinery.kinds import ResourceRegistry, ResourceType
 from pilothouse.machinery.patch import json_patch, merge_patch, server_side_apply, strategic_merge_patch
 from pilothouse.machinery.protobuf import decode_kubernetes_protobuf
 
-__all__ = ["RestHandler", "SubresourceHandler"]
+__all__ = ["RestHandler", "SubresourceHandler", "add_standing_warnings"]
 
 Object = dict[str, Any]
 SubresourceHandler = Callable[["RestHandler", web.Request, RequestInfo, ResourceStorage], Awaitable[web.StreamResponse]]
 
 _SUBRESOURCE_VERBS = ("get", "update", "patch")
+_STANDING_WARNINGS = "pilothouse.standing_warnings"
 _PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
                 "application/strategic-merge-patch+json", "application/apply-patch+yaml")
 
@@ -58,6 +59,8 @@ class RestHandler:
     async def handle(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         storage = self.storage_for(info.group, info.version, info.resource)
         resource = storage.resource
+        if resource.warnings:
+            request[_STANDING_WARNINGS] = resource.warnings
         if info.namespace is not None and not resource.namespaced:
             raise path_not_found()
         namespace = info.namespace if resource.namespaced else None
@@ -227,15 +230,26 @@ class RestHandler:
                                     "metadata": {}, "items": deleted})
 
 
+def _warning(text: str) -> str:
+    # One Warning header per message, in RFC 7234 form, as kube-apiserver sends them.
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'299 - "{escaped}"'
+
+
 def warning_headers(ctx: WriteContext | None) -> CIMultiDict[str] | None:
     if ctx is None or not ctx.warnings:
         return None
-    # One Warning header per message, in RFC 7234 form, as kube-apiserver sends them.
     headers: CIMultiDict[str] = CIMultiDict()
     for warning in ctx.warnings:
-        escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
-        headers.add("Warning", f'299 - "{escaped}"')
+        headers.add("Warning", _warning(warning))
     return headers
+
+
+async def add_standing_warnings(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: the warnings a resource sends with every answer (a deprecated custom
+    resource version), whatever the verb, streams included."""
+    for warning in request.get(_STANDING_WARNINGS, ()):
+        response.headers.add("Warning", _warning(warning))
 
 
 async def apply_patch(storage: ResourceStorage, namespace: str | None, name: str, media_type: str, patch: Any,

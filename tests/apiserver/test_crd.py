@@ -343,7 +343,7 @@ def test_conditions_and_name_conflicts(server: ServerProcess) -> None:
 def test_several_versions_with_none_conversion(server: ServerProcess) -> None:
     crd = widget_crd("doohickeys", "Doohickey", short=())
     beta = copy.deepcopy(crd["spec"]["versions"][0])
-    beta["name"], beta["storage"] = "v1beta1", False
+    beta["name"], beta["storage"], beta["deprecated"] = "v1beta1", False, True
     crd["spec"]["versions"].insert(0, beta)
     apply_crd(server, crd)
     objects = client.CustomObjectsApi(api(server))
@@ -362,6 +362,10 @@ def test_several_versions_with_none_conversion(server: ServerProcess) -> None:
     assert group["preferredVersion"]["version"] == "v1"
     stored = json.loads(server.kubectl("get", "crd", "doohickeys.example.com", "-o", "json").stdout)
     assert stored["status"]["storedVersions"] == ["v1"]
+    # The deprecated version warns on every request (kubectl prints it), the other does not.
+    old = server.kubectl("get", "doohickeys.v1beta1.example.com", "d1")
+    assert "Warning: example.com/v1beta1 Doohickey is deprecated; use example.com/v1 Doohickey" in old.stderr
+    assert "Warning" not in server.kubectl("get", "doohickeys.v1.example.com", "d1").stderr
 
 
 def test_cluster_scoped_custom_resource(server: ServerProcess) -> None:

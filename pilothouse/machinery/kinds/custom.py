@@ -165,6 +165,24 @@ def _openapi(crd: Object, group: str, version: str, kind: str) -> OpenAPIDefinit
                                                 list_name: schemas.openapi_list_schema(crd, version)}, revision)
 
 
+def _deprecation(crd: Object, crd_version: Object) -> tuple[str, ...]:
+    """The warning of a deprecated version (customresource_handler.go's defaultDeprecationWarning):
+    its own ``deprecationWarning``, else which served, undeprecated, newer version to use."""
+    if not crd_version.get("deprecated"):
+        return ()
+    if crd_version.get("deprecationWarning") is not None:
+        return (str(crd_version["deprecationWarning"]),)
+    spec = crd["spec"]
+    group, kind, name = spec.get("group", ""), (spec.get("names") or {}).get("kind", ""), crd_version["name"]
+    message = f"{group}/{name} {kind} is deprecated"
+    newer = sorted((v["name"] for v in spec.get("versions") or ()
+                    if v.get("served") and not v.get("deprecated")
+                    and version_priority(v.get("name", "")) < version_priority(name)), key=version_priority)
+    if newer:
+        message += f"; use {group}/{newer[0]} {kind}"
+    return (message,)
+
+
 # ------------------------------------------------------------------------------------------ the rows
 
 def custom_resource_types(crd: Object) -> list[ResourceType]:
@@ -197,5 +215,6 @@ def custom_resource_types(crd: Object) -> list[ResourceType]:
             printer=_printer(crd_version.get("additionalPrinterColumns") or []),
             openapi=_openapi(crd, group, version, kind), strategic_merge_patch=False,
             singular_name=names.get("singular", ""), list_kind_name=names.get("listKind", ""),
+            warnings=_deprecation(crd, crd_version),
         ))
     return rows

@@ -234,6 +234,8 @@ class ResourceType:
     singular_name: str = ""
     #: The list's kind when it is not ``<kind>List`` (a CRD's ``names.listKind``).
     list_kind_name: str = ""
+    #: Warnings sent with every answer about this resource (a deprecated custom resource version).
+    warnings: tuple[str, ...] = ()
 
     @property
     def singular(self) -> str:
