@@ -6,13 +6,14 @@ import contextlib
 import gc
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from aiohttp import web
 
 from pilothouse.apiserver.app import APIServer
+from pilothouse.apiserver.authchain import AuthOptions, build_auth
 from pilothouse.store import open_store
 from pilothouse.store.interface import Store
 
@@ -34,6 +35,8 @@ class ServerConfig:
     etcd_cafile: str | None = None
     etcd_certfile: str | None = None
     etcd_keyfile: str | None = None
+    #: Authentication and authorization (``--token-auth-file``, ``--authorization-mode``, ...).
+    auth: AuthOptions = field(default_factory=AuthOptions)
 
     def store_options(self) -> dict[str, object]:
         options: dict[str, object] = {"compact_interval": self.compaction_interval}
@@ -104,7 +107,8 @@ def write_kubeconfig(path: Path, server_url: str, cluster_name: str = "pilothous
 async def start_server(config: ServerConfig) -> RunningServer:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(config.endpoint(), **config.store_options())
-    api = APIServer(store, service_cluster_ip_range=config.service_cluster_ip_range,
+    api = APIServer(store, build_auth(config.auth, store, config.data_dir),
+                    service_cluster_ip_range=config.service_cluster_ip_range,
                     advertise_port=config.port)
     try:
         await store.start()

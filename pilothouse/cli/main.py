@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import platformdirs
 
+from pilothouse.cli.authflags import auth_options
 from pilothouse.machinery.errors import StatusError
 from pilothouse.store.interface import StoreError
 
@@ -118,6 +119,7 @@ EMBEDDED = ("scheduler", "controller-manager")
 
 @main.command()
 @server_options
+@auth_options
 @click.option("--disable", default="", help="Embedded components not to run: scheduler,controller-manager.")
 @click.option("--leader-elect-lease-duration", type=float, default=15.0, show_default=True,
               help="Lease duration of the embedded components' leader election (renew deadline and retry "
@@ -125,7 +127,7 @@ EMBEDDED = ("scheduler", "controller-manager")
 def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, etcd_servers: str,
            etcd_cafile: str | None, etcd_certfile: str | None, etcd_keyfile: str | None,
            service_cluster_ip_range: str, compaction_interval: float, verbose: int, disable: str,
-           leader_elect_lease_duration: float) -> None:
+           leader_elect_lease_duration: float, auth: Any) -> None:
     """Run the API server, with the scheduler and the controller manager embedded."""
     _setup_logging(max(verbose, 1))
     disabled = {name.strip() for name in disable.split(",") if name.strip()}
@@ -136,6 +138,7 @@ def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str
         raise click.BadParameter("give --datastore-endpoint or --etcd-servers, not both")
     config = _server_config(data_dir, bind_address, port, datastore_endpoint, etcd_servers, etcd_cafile,
                             etcd_certfile, etcd_keyfile, service_cluster_ip_range, compaction_interval)
+    config.auth = auth
     click.echo(f"pilothouse API server on {config.url}; kubeconfig: {config.kubeconfig_path}", err=True)
     try:
         config.store_options()
@@ -153,8 +156,12 @@ async def _serve_with_components(config: Any, components: list[str], verbose: in
                                  extra_args: list[str] | None = None) -> None:
     from pilothouse.apiserver.serve import start_server
     from pilothouse.cli.supervisor import Supervisor
+    from pilothouse.client.rest import LOOPBACK_TOKEN_ENV
 
     running = await start_server(config)
+    # The embedded components authenticate with the server's loopback token (system:masters), as
+    # kube-apiserver's own loopback clients do; APIClient reads it from the environment.
+    os.environ[LOOPBACK_TOKEN_ENV] = running.api.auth.loopback_token
     supervisor = Supervisor()
     for component in components:
         supervisor.add(component, component, "--server", running.url, *(extra_args or []), *(["-v"] * verbose))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -21,7 +22,11 @@ import orjson
 from pilothouse.client import errors
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry, ResourceType
 
-__all__ = ["APIClient", "resource"]
+__all__ = ["LOOPBACK_TOKEN_ENV", "APIClient", "resource"]
+
+#: The bearer token a component started by ``pilothouse server`` uses when given none (the server's
+#: loopback token, system:masters, as kube-apiserver's own clients have).
+LOOPBACK_TOKEN_ENV = "PILOTHOUSE_LOOPBACK_TOKEN"
 
 Object = dict[str, Any]
 
@@ -44,6 +49,7 @@ class APIClient:
         self.server = server.rstrip("/")
         self.user_agent = user_agent
         self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
+        token = token or os.environ.get(LOOPBACK_TOKEN_ENV)
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         self._connection_limit = connection_limit
