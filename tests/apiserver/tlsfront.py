@@ -74,6 +74,14 @@ def tls_front(backend_port: int, directory: Path) -> Iterator[str]:
     try:
         yield f"https://127.0.0.1:{started[0]}"
     finally:
-        loop.call_soon_threadsafe(server.close)
+        async def shut() -> None:
+            server.close()
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shut(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+        loop.close()

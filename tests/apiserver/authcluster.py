@@ -1,0 +1,66 @@
+"""A server started with ``--token-auth-file`` and ``--authorization-mode=RBAC`` (plain HTTP), reached
+by kubectl through a TLS front (kubectl sends credentials only over TLS) and by the official client
+with a bearer token."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubernetes import client
+
+from tests.apiserver.tlsfront import tls_front
+from tests.conftest import KUBECTL, ServerProcess, start_server_process
+
+__all__ = ["TOKENS", "AuthCluster", "auth_cluster"]
+
+#: token → (user, uid, groups) as the token file lists them.
+TOKENS = {
+    "admin-token": ("root", "uid-root", "system:masters"),
+    "alice-token": ("alice", "uid-alice", "devs,qa"),
+    "bob-token": ("bob", "uid-bob", ""),
+}
+
+
+@dataclass
+class AuthCluster:
+    server: ServerProcess
+    https_url: str
+
+    def kubectl(self, token: str | None, *args: str, check: bool = True,
+                input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """The real kubectl through the TLS front, with ``--token`` when given."""
+        env = {**os.environ, "HOME": str(self.server.data_dir / "home"), "KUBECONFIG": "/dev/null"}
+        credentials = ["--token", token] if token else []
+        result = subprocess.run([KUBECTL, "--server", self.https_url, "--insecure-skip-tls-verify",
+                                 *credentials, *args], capture_output=True, text=True, env=env, timeout=60,
+                                input=input if input is not None else "")
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def api(self, token: str) -> client.ApiClient:
+        """The official client over plain HTTP with a bearer token."""
+        configuration = client.Configuration()
+        configuration.host = self.server.url
+        configuration.api_key = {"authorization": token}
+        configuration.api_key_prefix = {"authorization": "Bearer"}
+        return client.ApiClient(configuration)
+
+
+@contextmanager
+def auth_cluster(directory: Path, *extra: str) -> Iterator[AuthCluster]:
+    token_file = directory / "tokens.csv"
+    token_file.write_text("".join(f'{token},{user},{uid},"{groups}"\n'
+                                  for token, (user, uid, groups) in TOKENS.items()))
+    server = start_server_process(directory / "data", extra=("--token-auth-file", str(token_file),
+                                                             "--authorization-mode", "RBAC", *extra))
+    try:
+        with tls_front(server.port, directory) as url:
+            yield AuthCluster(server, url)
+    finally:
+        server.stop()
