@@ -226,8 +226,11 @@ class AuthLayer:
             await component.close()
 
     def storage_hooks(self) -> dict[tuple[str, str], Any]:
-        """Hooks on the RBAC kinds' writes (escalation checks), keyed as APIServer's hooks are."""
-        hooks: dict[tuple[str, str], Any] = {}
+        """Hooks keyed as APIServer's hooks are: the requester recorded on CSRs, escalation checks
+        on the RBAC kinds' writes."""
+        from pilothouse.apiserver.requester import REQUESTER_HOOKS  # it imports this module
+
+        hooks: dict[tuple[str, str], Any] = dict(REQUESTER_HOOKS)
         for component in self.components:
             hooks.update(getattr(component, "storage_hooks", dict)())
         return hooks

@@ -8,11 +8,12 @@ server's modules load only when a command runs.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import click
 
-__all__ = ["auth_options"]
+__all__ = ["auth_options", "share_loopback_token"]
 
 _OPTIONS = [
     click.option("--token-auth-file", default=None,
@@ -51,3 +52,12 @@ def auth_options(function: Any) -> Any:
     for option in reversed(_OPTIONS):
         wrapper = option(wrapper)
     return wrapper
+
+
+def share_loopback_token(running: Any) -> None:
+    """Components this process starts (and its own clients) authenticate with the server's loopback
+    token (system:masters), as kube-apiserver's own loopback clients do: APIClient reads it from the
+    environment, which the supervisor's children inherit."""
+    from pilothouse.client.rest import LOOPBACK_TOKEN_ENV
+
+    os.environ[LOOPBACK_TOKEN_ENV] = running.api.auth.loopback_token

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import platformdirs
 
-from pilothouse.cli.authflags import auth_options
+from pilothouse.cli.authflags import auth_options, share_loopback_token
 from pilothouse.machinery.errors import StatusError
 from pilothouse.store.interface import StoreError
 
@@ -156,12 +156,9 @@ async def _serve_with_components(config: Any, components: list[str], verbose: in
                                  extra_args: list[str] | None = None) -> None:
     from pilothouse.apiserver.serve import start_server
     from pilothouse.cli.supervisor import Supervisor
-    from pilothouse.client.rest import LOOPBACK_TOKEN_ENV
 
     running = await start_server(config)
-    # The embedded components authenticate with the server's loopback token (system:masters), as
-    # kube-apiserver's own loopback clients do; APIClient reads it from the environment.
-    os.environ[LOOPBACK_TOKEN_ENV] = running.api.auth.loopback_token
+    share_loopback_token(running)
     supervisor = Supervisor()
     for component in components:
         supervisor.add(component, component, "--server", running.url, *(extra_args or []), *(["-v"] * verbose))
@@ -365,6 +362,7 @@ def agent(server_url: str, node_name: str, node_labels: str, register_node: bool
 
 @main.command()
 @server_options
+@auth_options
 @click.option("--node-name", default="", help="This machine's node name (default: the hostname).")
 @click.option("--node-labels", default="", help="Labels for this machine's node: k=v,k2=v2.")
 @click.option("--agent-port", type=int, default=0, help="The node agent's port (default: a free one).")
@@ -373,12 +371,13 @@ def agent(server_url: str, node_name: str, node_labels: str, register_node: bool
 def up(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, etcd_servers: str,
        etcd_cafile: str | None, etcd_certfile: str | None, etcd_keyfile: str | None, service_cluster_ip_range: str,
        compaction_interval: float, verbose: int, node_name: str, node_labels: str, agent_port: int,
-       pod_cidr: str) -> None:
+       pod_cidr: str, auth: Any) -> None:
     """Bring up a whole cluster on this machine: API server, scheduler, controllers and a node agent."""
     from pilothouse.cli.up import bring_up
 
     _setup_logging(verbose)
     config = _server_config(data_dir, bind_address, port, datastore_endpoint, etcd_servers, etcd_cafile,
                             etcd_certfile, etcd_keyfile, service_cluster_ip_range, compaction_interval)
+    config.auth = auth
     _run(bring_up(config, node_name=node_name, node_labels=node_labels, agent_port=agent_port,
                          verbose=verbose, pod_cidr=pod_cidr))

@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from pilothouse.apiserver.serve import ServerConfig, start_server
+from pilothouse.cli.authflags import share_loopback_token
 from pilothouse.cli.supervisor import Supervisor
 from pilothouse.client import errors
 from pilothouse.client.rest import APIClient, resource
@@ -56,6 +57,7 @@ async def bring_up(config: ServerConfig, *, node_name: str, node_labels: str, ag
 
     with console.status("starting the API server…"):
         running = await start_server(config)
+    share_loopback_token(running)
     console.print(f"[green]✓[/] API server on {running.url} (datastore {config.endpoint()})")
     supervisor = Supervisor()
     extra: list[str] = ["-v"] * verbose

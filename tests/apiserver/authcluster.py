@@ -4,6 +4,7 @@ with a bearer token."""
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 from collections.abc import Iterator
@@ -11,12 +12,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from kubernetes import client
 
 from tests.apiserver.tlsfront import tls_front
 from tests.conftest import KUBECTL, ServerProcess, start_server_process
 
-__all__ = ["TOKENS", "AuthCluster", "auth_cluster"]
+__all__ = ["TOKENS", "AuthCluster", "auth_cluster", "csr_request"]
 
 #: token → (user, uid, groups) as the token file lists them.
 TOKENS = {
@@ -64,3 +69,12 @@ def auth_cluster(directory: Path, *extra: str) -> Iterator[AuthCluster]:
             yield AuthCluster(server, url)
     finally:
         server.stop()
+
+
+def csr_request(common_name: str) -> str:
+    """A PEM certificate request for ``common_name``, base64 as a CSR's ``spec.request`` holds it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    request = (x509.CertificateSigningRequestBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+               .sign(key, hashes.SHA256()))
+    return base64.b64encode(request.public_bytes(serialization.Encoding.PEM)).decode()

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
-from tests.apiserver.authcluster import AuthCluster, auth_cluster
+from tests.apiserver.authcluster import AuthCluster, auth_cluster, csr_request
 
 ADMIN, ALICE, BOB = "admin-token", "alice-token", "bob-token"
 AUDIENCE = "https://kubernetes.default.svc.cluster.local"
@@ -179,3 +179,15 @@ def test_bootstrap_token_until_it_expires(cluster: AuthCluster) -> None:
     time.sleep(max(0.0, (expires - datetime.datetime.now(datetime.UTC)).total_seconds()) + 0.5)
     expired = cluster.kubectl("abcdef.0123456789abcdef", "auth", "whoami", check=False)
     assert "You must be logged in to the server" in expired.stderr
+
+
+def test_a_csr_records_its_requester(cluster: AuthCluster) -> None:
+    cluster.kubectl(ADMIN, "create", "clusterrole", "csr-creator", "--verb=create,get",
+                    "--resource=certificatesigningrequests.certificates.k8s.io")
+    cluster.kubectl(ADMIN, "create", "clusterrolebinding", "alice-csr", "--clusterrole=csr-creator", "--user=alice")
+    created = client.CertificatesV1Api(cluster.api(ALICE)).create_certificate_signing_request({
+        "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": "alice"},
+        "spec": {"request": csr_request("alice"), "signerName": "kubernetes.io/kube-apiserver-client",
+                 "usages": ["client auth"], "username": "mallory", "groups": ["system:masters"]}})
+    assert (created.spec.username, created.spec.uid, created.spec.groups) == (
+        "alice", "uid-alice", ["devs", "qa", "system:authenticated"])
