@@ -7,6 +7,9 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from kubernetes import client
 
 from tests.apiserver.tlsfront import tls_front
-from tests.conftest import KUBECTL, ServerProcess, start_server_process
+from tests.conftest import KUBECTL, ServerProcess, free_port, start_server_process, terminate
 
 __all__ = ["TOKENS", "AuthCluster", "auth_cluster", "csr_request"]
 
@@ -57,13 +60,35 @@ class AuthCluster:
         return client.ApiClient(configuration)
 
 
+def _start_closed(data_dir: Path, flags: tuple[str, ...]) -> ServerProcess:
+    """A server that answers nobody anonymous, /readyz included: wait for it with a token."""
+    port = free_port()
+    data_dir.mkdir(parents=True)
+    log = open(data_dir / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
+    process = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", str(data_dir),
+                                "--port", str(port), *flags], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            ready = urllib.request.Request(url + "/readyz", headers={"Authorization": "Bearer admin-token"})
+            with urllib.request.urlopen(ready, timeout=1) as response:
+                if response.read() == b"ok":
+                    return ServerProcess(url, data_dir, data_dir / "kubeconfig.yaml", process, port)
+        except OSError:
+            time.sleep(0.05)
+    terminate(process)
+    raise RuntimeError("server did not become ready")
+
+
 @contextmanager
 def auth_cluster(directory: Path, *extra: str) -> Iterator[AuthCluster]:
     token_file = directory / "tokens.csv"
     token_file.write_text("".join(f'{token},{user},{uid},"{groups}"\n'
                                   for token, (user, uid, groups) in TOKENS.items()))
-    server = start_server_process(directory / "data", extra=("--token-auth-file", str(token_file),
-                                                             "--authorization-mode", "RBAC", *extra))
+    flags = ("--token-auth-file", str(token_file), "--authorization-mode", "RBAC", *extra)
+    server = (start_server_process(directory / "data", extra=flags) if "--no-anonymous-auth" not in extra
+              else _start_closed(directory / "data", flags))
     try:
         with tls_front(server.port, directory) as url:
             yield AuthCluster(server, url)

@@ -168,3 +168,19 @@ def test_every_route_passes_the_chain(cluster: AuthCluster) -> None:
     assert body["message"] == ('pods is forbidden: User "system:anonymous" cannot list resource "pods" in API '
                                'group "" in the namespace "team"')
     assert body["details"] == {"kind": "pods"}
+
+
+def test_modes_in_order_and_no_anonymous(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """``--authorization-mode=AlwaysDeny,RBAC``: AlwaysDeny has no opinion, RBAC decides, and a denial
+    carries AlwaysDeny's reason; ``--no-anonymous-auth``: no credentials is a 401."""
+    with auth_cluster(tmp_path_factory.mktemp("modes"), "--authorization-mode", "AlwaysDeny,RBAC",
+                      "--no-anonymous-auth") as other:
+        assert _get(other, "/healthz") == (401, {
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Unauthorized",
+            "reason": "Unauthorized", "code": 401})
+        assert _get(other, "/healthz", BOB) == (200, "ok")
+        status, body = _get(other, "/api/v1/namespaces/default/secrets", BOB)
+        assert status == 403 and isinstance(body, dict)
+        assert body["message"] == ('secrets is forbidden: User "bob" cannot list resource "secrets" in API group "" '
+                                   'in the namespace "default": Everything is forbidden.')
+        assert _get(other, "/api/v1/namespaces/default/secrets", ADMIN)[0] == 200
