@@ -35,6 +35,7 @@ __all__ = ["DEFAULT_ISSUER", "ServiceAccountTokens", "key_id", "load_or_create_s
 
 DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 _EXTRA = "authentication.kubernetes.io/"
+_MAX_VERIFIED = 10_000
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----.*?-----END \1-----", re.S)
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -95,6 +96,8 @@ class ServiceAccountTokens:
         publics = [signing_key.public_key(), *extra_public_keys]
         self._verify_keys = {key_id(public): public for public in publics}
         self._kid = key_id(signing_key.public_key())
+        #: (token, audiences) -> verified claims: an RSA verification costs more than the rest of a GET.
+        self._verified: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ issue
 
@@ -132,6 +135,21 @@ class ServiceAccountTokens:
     async def authenticate_token(self, token: str, audiences: tuple[str, ...] = ()) -> UserInfo | None:
         if token.count(".") != 2:
             return None
+        key = (token, audiences)
+        claims = self._verified.get(key)
+        if claims is None or claims["exp"] <= time.time():
+            claims = self._verify(token, audiences)
+            if claims is None:
+                return None
+            if len(self._verified) >= _MAX_VERIFIED:
+                self._verified.clear()
+            self._verified[key] = claims
+        # The signature and times are settled; whether the account (and bound object) still exist is
+        # asked at every use, so that deleting them revokes the token at once.
+        return await self._user(claims)
+
+    def _verify(self, token: str, audiences: tuple[str, ...]) -> dict[str, Any] | None:
+        """The claims of a token this server signed for one of ``audiences``, or None."""
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -140,19 +158,14 @@ class ServiceAccountTokens:
         if unverified.get("iss") != self.issuer or "kubernetes.io" not in unverified:
             return None  # someone else's JWT: let the next authenticator try
         key = self._verify_keys.get(header.get("kid", ""))
-        candidates = [key] if key is not None else list(self._verify_keys.values())
-        claims = None
-        for candidate in candidates:
+        for candidate in [key] if key is not None else list(self._verify_keys.values()):
             try:
-                claims = jwt.decode(token, candidate, algorithms=[_algorithm(candidate)],
-                                    audience=list(audiences or self.api_audiences), issuer=self.issuer,
-                                    options={"require": ["exp", "iat", "sub"]}, leeway=60)
-                break
+                return dict(jwt.decode(token, candidate, algorithms=[_algorithm(candidate)],
+                                       audience=list(audiences or self.api_audiences), issuer=self.issuer,
+                                       options={"require": ["exp", "iat", "sub"]}, leeway=60))
             except jwt.PyJWTError:
                 continue
-        if claims is None:
-            return None
-        return await self._user(claims)
+        return None
 
     async def _user(self, claims: dict[str, Any]) -> UserInfo | None:
         private = claims.get("kubernetes.io") or {}

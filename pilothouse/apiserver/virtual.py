@@ -6,10 +6,11 @@ their discovery verbs are ``create`` or ``get, list``. Here each is a handler ke
 subresource handlers, with ``""`` as the subresource: :class:`RestHandler` hands the whole resource
 to it.
 
-The reviews answer from the caller the auth layer recorded (:data:`auth.CALLER`): its user and its
-authorizer. Today that is every loopback caller as ``system:admin`` and an authorizer that allows
-everything, so every review says yes, with the reason ``pilothouse: no authorization yet``; the
-authentication/RBAC work changes the chain, not these handlers.
+The reviews answer from the caller the auth layer recorded (:data:`auth.CALLER`): its user, its
+authorizer (the access reviews; the rules review lists the authorizer's ``rules_for``) and its
+chain's bearer-token authenticators (TokenReview). In the default loopback model every caller is
+``system:admin`` and the authorizer allows everything, with the reason ``pilothouse: no
+authorization yet``; with ``--authorization-mode=RBAC`` the answers are RBAC's.
 """
 
 from __future__ import annotations
