@@ -13,6 +13,8 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from kubernetes import client
 
 from tests.apiserver.authcluster import AuthCluster, auth_cluster, csr_request
@@ -191,3 +193,34 @@ def test_a_csr_records_its_requester(cluster: AuthCluster) -> None:
                  "usages": ["client auth"], "username": "mallory", "groups": ["system:masters"]}})
     assert (created.spec.username, created.spec.uid, created.spec.groups) == (
         "alice", "uid-alice", ["devs", "qa", "system:authenticated"])
+
+
+def _header(token: str) -> dict[str, object]:
+    part = token.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))  # type: ignore[no-any-return]
+
+
+def test_signing_keys_persist_and_rotate(tmp_path_factory: pytest.TempPathFactory) -> None:
+    directory = tmp_path_factory.mktemp("keys")
+    key_file = directory / "data" / "pki" / "sa.key"
+    with auth_cluster(directory) as first:
+        first.kubectl(ADMIN, "create", "serviceaccount", "robot")
+        old = first.kubectl(ADMIN, "create", "token", "robot").stdout.strip()
+        assert _header(old)["alg"] == "RS256"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    # The key made on first start signs and verifies after a restart.
+    with auth_cluster(directory) as again:
+        assert _whoami(again, old)["username"] == "system:serviceaccount:default:robot"
+    # A new ES256 signing key, the old key still trusted through --service-account-key-file.
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    (directory / "es.pem").write_bytes(ec_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    rotate = ("--service-account-signing-key-file", str(directory / "es.pem"))
+    with auth_cluster(directory, *rotate, "--service-account-key-file", str(key_file)) as rotated:
+        new = rotated.kubectl(ADMIN, "create", "token", "robot").stdout.strip()
+        assert _header(new)["alg"] == "ES256" and _header(new)["kid"] != _header(old)["kid"]
+        assert _whoami(rotated, new)["username"] == _whoami(rotated, old)["username"]
+    # Once the old key is dropped, so are its tokens.
+    with auth_cluster(directory, *rotate) as dropped:
+        assert _token_review(dropped, old).authenticated is None
+        assert _token_review(dropped, new).authenticated is True
