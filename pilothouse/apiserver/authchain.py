@@ -107,8 +107,9 @@ def build_auth(options: AuthOptions, store: Store, data_dir: Path) -> AuthLayer:
     token_authenticators += [service_accounts, BootstrapTokens(store)]
     tokens = BearerToken(token_authenticators)
     if not options.secure:
+        # Impersonation too: the loopback admin may act as anyone (``auth whoami --as`` says so).
         layer = AuthLayer([*options.request_authenticators, Anonymous()], AllowAll(), tokens=tokens,
-                          service_accounts=service_accounts)
+                          impersonate=impersonation.impersonate, service_accounts=service_accounts)
     else:
         authorizer, rbac = _authorizer(options, store)
         layer = AuthLayer([*options.request_authenticators, tokens], authorizer,

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from kubernetes import client
 
 from tests.apiserver.authcluster import AuthCluster, auth_cluster, csr_request
+from tests.conftest import ServerProcess
 
 ADMIN, ALICE, BOB = "admin-token", "alice-token", "bob-token"
 AUDIENCE = "https://kubernetes.default.svc.cluster.local"
@@ -224,3 +225,18 @@ def test_signing_keys_persist_and_rotate(tmp_path_factory: pytest.TempPathFactor
     with auth_cluster(directory, *rotate) as dropped:
         assert _token_review(dropped, old).authenticated is None
         assert _token_review(dropped, new).authenticated is True
+
+
+def test_loopback_default_still_admin_and_may_impersonate(server: ServerProcess) -> None:
+    """Without auth flags every caller is system:admin (the suite's model), whatever token it sends,
+    and may act as anyone."""
+    configuration = client.Configuration()
+    configuration.host = server.url
+    api = client.ApiClient(configuration, header_name="Authorization", header_value="Bearer whatever")
+    me = client.AuthenticationV1Api(api).create_self_subject_review({
+        "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    assert me.status.user_info.username == "system:admin"
+    acting = client.ApiClient(configuration, header_name="Impersonate-User", header_value="jane")
+    jane = client.AuthenticationV1Api(acting).create_self_subject_review({
+        "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    assert (jane.status.user_info.username, jane.status.user_info.groups) == ("jane", ["system:authenticated"])
