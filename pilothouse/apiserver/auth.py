@@ -26,10 +26,32 @@ from aiohttp import web
 from pilothouse.apiserver.requestinfo import RequestInfo, parse_request_info
 from pilothouse.machinery.errors import StatusError, forbidden
 
-__all__ = ["ALL_AUTHENTICATED", "ALL_UNAUTHENTICATED", "ANONYMOUS", "CALLER", "CURRENT_USER",
-           "REQUEST_INFO", "SYSTEM_MASTERS", "AllowAll", "AlwaysDeny", "Anonymous", "AuthLayer",
-           "Authenticator", "Authorizer", "BearerToken", "Caller", "TokenAuthenticator", "UnionAuthorizer",
-           "UserInfo", "forbidden_error", "unauthorized", "with_authenticated_group"]
+__all__ = [
+    "ALL_AUTHENTICATED",
+    "ALL_UNAUTHENTICATED",
+    "ANONYMOUS",
+    "CALLER",
+    "CURRENT_USER",
+    "REQUEST_INFO",
+    "SYSTEM_MASTERS",
+    "AllowAll",
+    "AlwaysDeny",
+    "Anonymous",
+    "AuthLayer",
+    "Authenticator",
+    "Authorizer",
+    "BearerToken",
+    "Caller",
+    "TokenAuthenticator",
+    "TokenError",
+    "UnionAuthorizer",
+    "UserInfo",
+    "aggregate",
+    "forbidden_error",
+    "go_quoted",
+    "unauthorized",
+    "with_authenticated_group",
+]
 
 SYSTEM_MASTERS = "system:masters"
 ALL_AUTHENTICATED = "system:authenticated"
@@ -70,6 +92,21 @@ def unauthorized() -> StatusError:
     return StatusError(401, "Unauthorized", "Unauthorized")
 
 
+class TokenError(Exception):
+    """A token authenticator recognised the token as one of its own, and it is not valid: the
+    message is what TokenReview's ``status.error`` says (a request with it is a 401 all the same)."""
+
+
+def go_quoted(items: list[str]) -> str:
+    """Go's ``%q`` of a ``[]string``: ``["a" "b"]``."""
+    return "[" + " ".join('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items) + "]"
+
+
+def aggregate(errors: list[str]) -> str:
+    """``utilerrors.NewAggregate(...).Error()``: one error as it is, several in brackets."""
+    return errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]"
+
+
 class Anonymous:
     """The loopback model (the default until TLS lands): every caller is the cluster administrator."""
 
@@ -91,17 +128,24 @@ class BearerToken:
         if scheme.lower() != "bearer":
             return None
         token = token.strip()
-        user = await self.authenticate_token(token) if token else None
+        user, _ = await self.review(token) if token else (None, [])
         if user is None:
             raise unauthorized()
         return user
 
-    async def authenticate_token(self, token: str, audiences: tuple[str, ...] = ()) -> UserInfo | None:
+    async def review(self, token: str, audiences: tuple[str, ...] = ()) -> tuple[UserInfo | None, list[str]]:
+        """The union of token authenticators: (the first user one of them names, the errors of those
+        that recognised the token and refused it)."""
+        errors: list[str] = []
         for authenticator in self.authenticators:
-            user = await authenticator.authenticate_token(token, audiences)
+            try:
+                user = await authenticator.authenticate_token(token, audiences)
+            except TokenError as error:
+                errors.append(str(error))
+                continue
             if user is not None:
-                return user
-        return None
+                return user, []
+        return None, errors
 
 
 def with_authenticated_group(user: UserInfo) -> UserInfo:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pilothouse.apiserver.admission_plugins.cache import WatchCache
-from pilothouse.apiserver.auth import SYSTEM_MASTERS, Authorizer, UserInfo
+from pilothouse.apiserver.auth import SYSTEM_MASTERS, Authorizer, UserInfo, aggregate
 from pilothouse.apiserver.rbacescalation import EscalationHooks
 from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.machinery.kinds.types import Object
@@ -223,5 +223,4 @@ class RBACAuthorizer:
                 return True, f"RBAC: allowed by {said}"
         if not errors:
             return False, ""
-        # utilerrors.NewAggregate's text: one error alone, several in brackets.
-        return False, "RBAC: " + (errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]")
+        return False, "RBAC: " + aggregate(errors)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from pilothouse.apiserver.auth import CURRENT_USER, SYSTEM_MASTERS, UserInfo
+from pilothouse.apiserver.auth import CURRENT_USER, SYSTEM_MASTERS, UserInfo, go_quoted
 from pilothouse.apiserver.registry import StorageHooks, WriteContext
 from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.machinery.errors import StatusError, forbidden
@@ -30,14 +30,9 @@ _FULL_AUTHORITY = [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]},
                    {"verbs": ["*"], "nonResourceURLs": ["*"]}]
 
 
-def _go_quoted(items: list[str]) -> str:
-    """Go's ``%q`` of a ``[]string``: ``["a" "b"]``."""
-    return "[" + " ".join('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items) + "]"
-
-
 def compact_string(rule: dict[str, Any]) -> str:
     """``rbacv1helpers.CompactString``."""
-    parts = [f"{label}:{_go_quoted(rule[field])}" for label, field in (
+    parts = [f"{label}:{go_quoted(rule[field])}" for label, field in (
         ("APIGroups", "apiGroups"), ("Resources", "resources"), ("NonResourceURLs", "nonResourceURLs"),
         ("ResourceNames", "resourceNames"), ("Verbs", "verbs")) if rule.get(field)]
     return "{" + ", ".join(parts) + "}"
@@ -63,10 +58,10 @@ def _compact(atoms: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def escalation_message(user: UserInfo, missing: list[dict[str, Any]], errors: list[str]) -> str:
     """``ConfirmNoEscalation``'s text."""
     described = sorted({compact_string(rule) for rule in _compact(missing)})
-    message = (f'user "{user.name}" (groups={_go_quoted(list(user.groups))}) is attempting to grant RBAC '
+    message = (f'user "{user.name}" (groups={go_quoted(list(user.groups))}) is attempting to grant RBAC '
                "permissions not currently held:\n" + "\n".join(described))
     if errors:
-        message += f"; resolution errors: [{', '.join(errors)}]"
+        message += f"; resolution errors: [{', '.join(errors)}]"  # %v of a []error
     return message
 
 

@@ -7,7 +7,9 @@ start), ``kid`` the SHA-256 of the public key, the claims ``iss``, ``sub``
 ``kubernetes.io`` {namespace, serviceaccount, pod, secret, node}. A token is accepted only while its
 ServiceAccount (and the Pod or Secret it is bound to) exists with the same uid, read from the store,
 so deleting the account revokes its tokens at once. PyJWT (over ``cryptography``) does the signing
-and verification: a well-kept implementation of the JOSE details (algorithm pinning, time claims).
+and the signature check, a well-kept implementation of the JOSE details (algorithm pinning); the
+audience and time checks are Kubernetes' own, in its order and with its error texts, which
+TokenReview reports.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from pilothouse.apiserver.auth import UserInfo
+from pilothouse.apiserver.auth import TokenError, UserInfo, go_quoted
 from pilothouse.apiserver.objects import decode_stored
 from pilothouse.machinery.kinds.types import Object
 from pilothouse.store.interface import Store
@@ -36,6 +38,8 @@ __all__ = ["DEFAULT_ISSUER", "ServiceAccountTokens", "key_id", "load_or_create_s
 DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 _EXTRA = "authentication.kubernetes.io/"
 _MAX_VERIFIED = 10_000
+#: jwt.DefaultLeeway: clock skew allowed on exp and nbf.
+_LEEWAY = 60
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----.*?-----END \1-----", re.S)
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -96,8 +100,8 @@ class ServiceAccountTokens:
         publics = [signing_key.public_key(), *extra_public_keys]
         self._verify_keys = {key_id(public): public for public in publics}
         self._kid = key_id(signing_key.public_key())
-        #: (token, audiences) -> verified claims: an RSA verification costs more than the rest of a GET.
-        self._verified: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
+        #: token -> claims whose signature verified: an RSA verification costs more than the rest of a GET.
+        self._verified: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ issue
 
@@ -121,35 +125,30 @@ class ServiceAccountTokens:
 
     # ------------------------------------------------------------- validate
 
-    async def _get(self, key: str) -> Object | None:
-        kv = await self.store.get(key)
-        return None if kv is None else decode_stored(kv)
-
-    async def _live(self, key: str, uid: str) -> Object | None:
-        """The object at ``key`` if it exists with ``uid`` and is not being deleted."""
-        obj = await self._get(key)
-        if obj is None or obj["metadata"].get("uid") != uid or obj["metadata"].get("deletionTimestamp"):
-            return None
-        return obj
-
     async def authenticate_token(self, token: str, audiences: tuple[str, ...] = ()) -> UserInfo | None:
+        """The token's account, None when it is not a token of this issuer, or :class:`TokenError`
+        with ``jwt.go``'s and ``claims.go``'s words when it is one but is not valid."""
         if token.count(".") != 2:
             return None
-        key = (token, audiences)
-        claims = self._verified.get(key)
-        if claims is None or claims["exp"] <= time.time():
-            claims = self._verify(token, audiences)
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify_signature(token)
             if claims is None:
                 return None
             if len(self._verified) >= _MAX_VERIFIED:
                 self._verified.clear()
-            self._verified[key] = claims
-        # The signature and times are settled; whether the account (and bound object) still exist is
-        # asked at every use, so that deleting them revokes the token at once.
+            self._verified[token] = claims
+        # Only the signature is cached: audiences, times and whether the account (and the object
+        # the token is bound to) still exist are checked at every use.
+        self._check_audiences(claims, audiences)
+        now = time.time()
+        if claims.get("exp", 0) + _LEEWAY < now:
+            raise TokenError("service account token has expired")
+        if claims.get("nbf", 0) - _LEEWAY > now:
+            raise TokenError("service account token is not valid yet")
         return await self._user(claims)
 
-    def _verify(self, token: str, audiences: tuple[str, ...]) -> dict[str, Any] | None:
-        """The claims of a token this server signed for one of ``audiences``, or None."""
+    def _verify_signature(self, token: str) -> dict[str, Any] | None:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -158,30 +157,54 @@ class ServiceAccountTokens:
         if unverified.get("iss") != self.issuer or "kubernetes.io" not in unverified:
             return None  # someone else's JWT: let the next authenticator try
         key = self._verify_keys.get(header.get("kid", ""))
+        errors = []
         for candidate in [key] if key is not None else list(self._verify_keys.values()):
             try:
                 return dict(jwt.decode(token, candidate, algorithms=[_algorithm(candidate)],
-                                       audience=list(audiences or self.api_audiences), issuer=self.issuer,
-                                       options={"require": ["exp", "iat", "sub"]}, leeway=60))
+                                       options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                                                "verify_aud": False}))
             except jwt.PyJWTError:
-                continue
-        return None
+                errors.append("go-jose/go-jose: error in cryptographic primitive")
+        raise TokenError(errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]")
 
-    async def _user(self, claims: dict[str, Any]) -> UserInfo | None:
+    def _check_audiences(self, claims: dict[str, Any], audiences: tuple[str, ...]) -> None:
+        aud = claims.get("aud") or []
+        token_audiences = [aud] if isinstance(aud, str) else list(aud)
+        wanted = list(audiences or self.api_audiences)
+        if not set(token_audiences or self.api_audiences) & set(wanted):
+            raise TokenError(f"token audiences {go_quoted(token_audiences)} is invalid for the target audiences "
+                             f"{go_quoted(wanted)}")
+
+    async def _get(self, key: str) -> Object | None:
+        kv = await self.store.get(key)
+        return None if kv is None else decode_stored(kv)
+
+    async def _user(self, claims: dict[str, Any]) -> UserInfo:
+        """``validator.Validate``: the account, and the pod or secret the token is bound to, must
+        still exist with the uids the token names."""
         private = claims.get("kubernetes.io") or {}
         namespace = private.get("namespace", "")
         account = private.get("serviceaccount") or {}
-        if await self._live(f"/registry/core/serviceaccounts/{namespace}/{account.get('name')}",
-                            account.get("uid", "")) is None:
-            return None
+        name = account.get("name", "")
+        found = await self._get(f"/registry/core/serviceaccounts/{namespace}/{name}")
+        if found is None:
+            raise TokenError(f'serviceaccounts "{name}" not found')
+        if found["metadata"].get("deletionTimestamp"):
+            raise TokenError(f"service account {namespace}/{name} has been deleted")
+        if found["metadata"].get("uid") != account.get("uid"):
+            raise TokenError(f"service account UID ({found['metadata'].get('uid')}) does not match claim "
+                             f"({account.get('uid')})")
         extra: dict[str, tuple[str, ...]] = {}
-        for label, plural in (("pod", "pods"), ("secret", "secrets")):
+        for label, plural in (("secret", "secrets"), ("pod", "pods")):
             bound = private.get(label)
             if bound is None:
                 continue
-            key = f"/registry/core/{plural}/{namespace}/{bound.get('name')}"
-            if await self._live(key, bound.get("uid", "")) is None:
-                return None
+            obj = await self._get(f"/registry/core/{plural}/{namespace}/{bound.get('name')}")
+            if obj is None or obj["metadata"].get("deletionTimestamp"):
+                raise TokenError("service account token has been invalidated")
+            if obj["metadata"].get("uid") != bound.get("uid"):
+                raise TokenError(f"{label} UID ({obj['metadata'].get('uid')}) does not match service account "
+                                 f"{label} ref claim ({bound.get('uid')})")
             if label == "pod":
                 extra[_EXTRA + "pod-name"] = (bound["name"],)
                 extra[_EXTRA + "pod-uid"] = (bound["uid"],)
@@ -191,6 +214,5 @@ class ServiceAccountTokens:
             extra[_EXTRA + "node-uid"] = (node["uid"],)
         if claims.get("jti"):
             extra[_EXTRA + "credential-id"] = (f"JTI={claims['jti']}",)
-        return UserInfo(f"system:serviceaccount:{namespace}:{account.get('name')}",
-                        ("system:serviceaccounts", f"system:serviceaccounts:{namespace}"), extra,
-                        account.get("uid", ""))
+        groups = ("system:serviceaccounts", f"system:serviceaccounts:{namespace}")
+        return UserInfo(f"system:serviceaccount:{namespace}:{name}", groups, extra, account.get("uid", ""))

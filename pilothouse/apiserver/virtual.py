@@ -25,7 +25,7 @@ import aiohttp
 from aiohttp import web
 
 from pilothouse.apiserver import codec, options, tokenrequest
-from pilothouse.apiserver.auth import CALLER, UserInfo, with_authenticated_group
+from pilothouse.apiserver.auth import CALLER, UserInfo, aggregate, with_authenticated_group
 from pilothouse.apiserver.registry import ResourceStorage
 from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.apiserver.subresources import bind_pod
@@ -99,10 +99,12 @@ async def token_review(handler: Any, request: web.Request, info: RequestInfo,
     wanted = tuple(review["spec"].get("audiences") or ())
     # The bearer-token authenticators of the server's chain (token file, service-account JWTs,
     # bootstrap tokens); a token that is not audience-aware is taken as meant for the API's own.
-    found = await layer.tokens.authenticate_token(review["spec"]["token"], wanted)
+    found, errors = await layer.tokens.review(review["spec"]["token"], wanted)
     status: Object
     if found is None:
-        status = {"user": {}, "error": "invalid bearer token"}
+        status = {"user": {}}
+        if errors:
+            status["error"] = aggregate(errors)
     else:
         audiences = wanted or (layer.service_accounts.api_audiences if layer.service_accounts else ())
         status = {"authenticated": True, "user": _user_json(with_authenticated_group(found))}
@@ -205,8 +207,7 @@ async def self_subject_rules_review(handler: Any, request: web.Request, info: Re
                                        for r in rules if r.get("nonResourceURLs")],
                   "incomplete": bool(errors)}
         if errors:
-            # utilerrors.NewAggregate's text
-            status["evaluationError"] = errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]"
+            status["evaluationError"] = aggregate(errors)
     return _created(review, "authorization.k8s.io/v1", "SelfSubjectRulesReview", status)
 
 

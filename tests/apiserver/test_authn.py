@@ -125,15 +125,19 @@ def test_service_account_token_lives_as_long_as_its_account(cluster: AuthCluster
     assert _whoami(cluster, token)["username"] == "system:serviceaccount:default:robot"
     # Another audience: only a review that asks for it accepts the token.
     other = cluster.kubectl(ADMIN, "create", "token", "robot", "--audience", "vault").stdout.strip()
-    assert _token_review(cluster, other).authenticated is None
+    elsewhere = _token_review(cluster, other)
+    assert elsewhere.authenticated is None
+    assert elsewhere.error == f'token audiences ["vault"] is invalid for the target audiences ["{AUDIENCE}"]'
     assert _token_review(cluster, other, ["vault"]).authenticated is True
     cluster.kubectl(ADMIN, "delete", "serviceaccount", "robot")
     gone = _token_review(cluster, token)
-    assert gone.authenticated is None and gone.error
+    assert (gone.authenticated, gone.error) == (None, 'serviceaccounts "robot" not found')
     assert "You must be logged in to the server" in cluster.kubectl(token, "get", "pods", check=False).stderr
     # The same name again is another account: the old token stays dead.
     cluster.kubectl(ADMIN, "create", "serviceaccount", "robot")
-    assert _token_review(cluster, token).authenticated is None
+    new_uid = cluster.kubectl(ADMIN, "get", "sa", "robot", "-o", "jsonpath={.metadata.uid}").stdout
+    assert _token_review(cluster, token).error == (f"service account UID ({new_uid}) does not match claim "
+                                                   f"({account['metadata']['uid']})")
 
 
 def test_token_request_rules(cluster: AuthCluster) -> None:
@@ -159,7 +163,7 @@ def test_token_request_rules(cluster: AuthCluster) -> None:
     assert ('cannot bind token for serviceaccount "default" to pod running with serviceaccount "runner"'
             in wrong.stderr)
     cluster.kubectl(ADMIN, "delete", "pod", "job-pod", "--grace-period=0", "--force")
-    assert _token_review(cluster, token).authenticated is None
+    assert _token_review(cluster, token).error == "service account token has been invalidated"
 
 
 def _bootstrap_secret(token_id: str, secret: str, expires: datetime.datetime) -> str:
@@ -223,7 +227,7 @@ def test_signing_keys_persist_and_rotate(tmp_path_factory: pytest.TempPathFactor
         assert _whoami(rotated, new)["username"] == _whoami(rotated, old)["username"]
     # Once the old key is dropped, so are its tokens.
     with auth_cluster(directory, *rotate) as dropped:
-        assert _token_review(dropped, old).authenticated is None
+        assert _token_review(dropped, old).error == "go-jose/go-jose: error in cryptographic primitive"
         assert _token_review(dropped, new).authenticated is True
 
 
