@@ -19,12 +19,15 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
 from pilothouse.apiserver.requestinfo import RequestInfo, parse_request_info
 from pilothouse.machinery.errors import StatusError, forbidden
+
+if TYPE_CHECKING:
+    from pilothouse.apiserver.satokens import ServiceAccountTokens
 
 __all__ = [
     "ALL_AUTHENTICATED",
@@ -243,11 +246,23 @@ CURRENT_USER: contextvars.ContextVar[UserInfo | None] = contextvars.ContextVar("
 Impersonator = Callable[[web.Request, UserInfo, "Authorizer"], Awaitable[UserInfo]]
 
 
+class AuthComponent(Protocol):
+    """A part of the chain with state to keep (the RBAC authorizer's watch caches) and hooks on the
+    writes of some kinds (its escalation checks)."""
+
+    def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def storage_hooks(self) -> dict[tuple[str, str], Any]: ...
+
+
 class AuthLayer:
     def __init__(self, authenticators: list[Authenticator] | None = None,
                  authorizer: Authorizer | None = None, *, anonymous: bool = False,
                  tokens: BearerToken | None = None, impersonate: Impersonator | None = None,
-                 service_accounts: Any = None, components: list[Any] | None = None) -> None:
+                 service_accounts: ServiceAccountTokens | None = None,
+                 components: list[AuthComponent] | None = None) -> None:
         self.authenticators = authenticators or [Anonymous()]
         self.authorizer = authorizer or AllowAll()
         self.anonymous = anonymous
@@ -276,7 +291,7 @@ class AuthLayer:
 
         hooks: dict[tuple[str, str], Any] = dict(REQUESTER_HOOKS)
         for component in self.components:
-            hooks.update(getattr(component, "storage_hooks", dict)())
+            hooks.update(component.storage_hooks())
         return hooks
 
     async def authenticate(self, request: web.Request) -> UserInfo:

@@ -96,11 +96,12 @@ async def create_token(handler: Any, request: web.Request, info: RequestInfo,
                     raise
     audiences = list(spec.get("audiences") or issuer.api_audiences)
     token, expiry = issuer.issue(account, audiences, seconds, **bound)
-    spec["audiences"] = audiences
-    spec["expirationSeconds"] = seconds
+    # The request object comes back (no name: NamedCreater keeps it in the path), its namespace
+    # filled in, spec fields written as the Go struct does (no omitempty).
+    spec.update({"audiences": audiences, "expirationSeconds": seconds, "boundObjectRef": ref or None})
     metadata = body.setdefault("metadata", {})
-    metadata.update({"name": info.name, "namespace": namespace,
-                     "creationTimestamp": metadata.get("creationTimestamp") or meta.format_time()})
+    metadata.setdefault("namespace", namespace)
+    metadata.setdefault("creationTimestamp", None)
     expires = meta.format_time(datetime.fromtimestamp(expiry, UTC))
     body.update({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                  "status": {"token": token, "expirationTimestamp": expires}})
