@@ -116,6 +116,15 @@ def test_a_binding_to_a_missing_role_says_so(cluster: AuthCluster) -> None:
     assert denied.stderr.strip() == (
         'Error from server (Forbidden): configmaps is forbidden: User "bob" cannot list resource "configmaps" '
         'in API group "" in the namespace "team": RBAC: role.rbac.authorization.k8s.io "ghost" not found')
+    rules = client.AuthorizationV1Api(cluster.api(BOB)).create_self_subject_rules_review({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview", "spec": {"namespace": "team"}})
+    assert (rules.status.incomplete, rules.status.evaluation_error) == (
+        True, 'role.rbac.authorization.k8s.io "ghost" not found')
+    local = client.AuthorizationV1Api(cluster.api(ADMIN)).create_namespaced_local_subject_access_review("team", {
+        "apiVersion": "authorization.k8s.io/v1", "kind": "LocalSubjectAccessReview",
+        "spec": {"user": "bob", "resourceAttributes": {"namespace": "team", "verb": "list", "resource": "configmaps"}}})
+    assert (local.status.allowed, local.status.reason) == (False, 'RBAC: role.rbac.authorization.k8s.io "ghost" not '
+                                                                  'found')
     # Once the role exists the same binding grants it (the decision cache follows RBAC writes).
     cluster.kubectl(ADMIN, "create", "role", "ghost", "--verb=list", "--resource=configmaps", "-n", "team")
     assert cluster.kubectl(BOB, "get", "configmaps", "-n", "team", "-o", "name").returncode == 0
@@ -149,6 +158,10 @@ def test_no_privilege_escalation_through_roles_or_bindings(cluster: AuthCluster)
                     "--resource-name=edit", "-n", "team")
     cluster.kubectl(ADMIN, "create", "rolebinding", "alice-binder", "--role=binder", "--user=alice", "-n", "team")
     cluster.kubectl(ALICE, "create", "rolebinding", "bob-edit", "--clusterrole=edit", "--user=bob", "-n", "team")
+    # And the escalate verb lets her write roles beyond her rights.
+    cluster.kubectl(ADMIN, "create", "role", "escalator", "--verb=escalate", "--resource=roles", "-n", "team")
+    cluster.kubectl(ADMIN, "create", "rolebinding", "alice-escalator", "--role=escalator", "--user=alice", "-n", "team")
+    cluster.kubectl(ALICE, "create", "role", "deleter", "--verb=delete", "--resource=pods", "-n", "team")
 
 
 def test_every_route_passes_the_chain(cluster: AuthCluster) -> None:
