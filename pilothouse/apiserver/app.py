@@ -19,6 +19,7 @@ from pilothouse.apiserver.admission_plugins import AdmissionChain
 from pilothouse.apiserver.admission_plugins.priority import bootstrap_priority_classes
 from pilothouse.apiserver.allocators import ServiceAllocator, ServiceHooks
 from pilothouse.apiserver.auth import REQUEST_INFO, AuthLayer
+from pilothouse.apiserver.crds import CRDController
 from pilothouse.apiserver.discovery import Discovery
 from pilothouse.apiserver.openapiv2 import serve_openapi_v2
 from pilothouse.apiserver.registry import ResourceStorage, StorageHooks, WriteContext
@@ -26,7 +27,7 @@ from pilothouse.apiserver.requestinfo import parse_request_info
 from pilothouse.apiserver.rest import RestHandler
 from pilothouse.machinery import openapi
 from pilothouse.machinery.errors import StatusError, internal_error, path_not_found
-from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry
+from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry, ResourceType
 from pilothouse.machinery.schema import KUBERNETES_VERSION
 from pilothouse.store.interface import Store
 
@@ -69,12 +70,22 @@ class APIServer:
         self.admission = AdmissionChain.default(store)
         self.storages = {r: ResourceStorage(r, store, self.namespaces, hooks.get((r.group, r.plural)), self.admission)
                          for r in self.registry}
+        self.registry.subscribe(self._follow_registry)
         # logs/exec/attach/port-forward are proxied to the pod's node agent.
         self.rest = RestHandler(self.registry, self.storages,
                                 {**subresources.SUBRESOURCE_HANDLERS, **nodeproxy.NODE_PROXY_HANDLERS,
                                  **virtual.VIRTUAL_HANDLERS})
         self.discovery = Discovery(self.registry)
+        self.crds = CRDController(store, self.registry,
+                                  self.storage("apiextensions.k8s.io", "v1", "customresourcedefinitions"),
+                                  self.storages.__getitem__)
         self.ready = False
+
+    def _follow_registry(self, resource: ResourceType, added: bool) -> None:
+        """Kinds come and go at run time (custom resources): one storage per served resource."""
+        self.storages.pop(resource, None)
+        if added:
+            self.storages[resource] = ResourceStorage(resource, self.store, self.namespaces, None, self.admission)
 
     def storage(self, group: str, version: str, plural: str) -> ResourceStorage:
         return self.rest.storage_for(group, version, plural)
@@ -96,6 +107,7 @@ class APIServer:
         await rbacbootstrap.ensure_bootstrap_policy(self.storage)
         await bootstrap_priority_classes(self.storage("scheduling.k8s.io", "v1", "priorityclasses"))
         await poststart.bootstrap(self.registry, self.storage)
+        await self.crds.start()  # serve the stored CRDs' resources before answering ready
         self.ready = True
 
     async def _bootstrap_kubernetes_service(self) -> None:
@@ -123,6 +135,7 @@ class APIServer:
                 raise
 
     async def close(self) -> None:
+        await self.crds.close()
         await self.namespaces.close()
         await self.admission.close()
         await self.auth.close()

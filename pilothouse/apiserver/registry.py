@@ -18,6 +18,7 @@ import orjson
 
 from pilothouse.apiserver import admission, errors_translate, writes
 from pilothouse.apiserver.admission_plugins import AdmissionChain, Attributes
+from pilothouse.apiserver.encryption import is_stale
 from pilothouse.apiserver.objects import (
     bookmark_object,
     decode_continue,
@@ -150,6 +151,23 @@ class ResourceStorage:
         converted = self._convert(orjson.loads(kv.value), self.resource.version)
         return dataclasses.replace(kv, value=encode_for_store(converted))
 
+    def _decode(self, kv: KeyValue) -> Object:
+        """The stored object as served: converted (built-ins, :meth:`_view`), then through the
+        strategy's decorator where one is needed (custom resources)."""
+        obj = decode_stored(self._view(kv))
+        if self._needs_decorating(kv):
+            self.resource.strategy.decorate(obj)  # type: ignore[misc]
+        return obj
+
+    def _needs_decorating(self, kv: KeyValue) -> bool:
+        """Whether a stored object must pass the strategy's decorator before it is served: not
+        when it was written in the served version after the decorator last changed (it was
+        shaped by the same rules at write time), which lets most reads skip decoding."""
+        strategy = self.resource.strategy
+        if strategy.decorate is None:
+            return False
+        return kv.mod_revision <= strategy.decorated_through or not kv.value.startswith(self._own_version)
+
     def _key(self, namespace: str | None, name: str) -> str:
         return self.resource.key(namespace if self.resource.namespaced else None, name)
 
@@ -166,18 +184,21 @@ class ResourceStorage:
         return self._view(kv)
 
     async def get(self, namespace: str | None, name: str) -> Object:
-        return decode_stored(await self._get_kv(namespace, name))
+        return self._decode(await self._get_kv(namespace, name))
 
     async def get_json(self, namespace: str | None, name: str) -> bytes:
         """GET without decoding: the stored JSON with its resourceVersion."""
-        return stored_json(await self._get_kv(namespace, name))
+        kv = await self._get_kv(namespace, name)
+        if self._needs_decorating(kv):
+            return orjson.dumps(self._decode(kv))
+        return stored_json(kv)
 
     async def list(self, namespace: str | None, options: ListOptions) -> tuple[builtins.list[Object], str, str]:
         """Returns (items, resourceVersion, continue token)."""
         items: builtins.list[Object] = []
         revision = token = ""
         async for entries, page_revision, page_token in self.list_pages(namespace, options):
-            items.extend(obj if obj is not None else decode_stored(kv) for kv, obj in entries)
+            items.extend(obj if obj is not None else self._decode(kv) for kv, obj in entries)
             revision, token = page_revision, page_token
         return items, revision, token
 
@@ -208,10 +229,11 @@ class ResourceStorage:
                     kv = self._view(stored)
                     start_after = kv.key
                     obj = None
-                    if filtered:
-                        obj = decode_stored(kv)
-                        if not self.matches(obj, options.label_selector, options.field_selector):
-                            continue
+                    if filtered or self._needs_decorating(kv):
+                        obj = self._decode(kv)
+                    if filtered and (obj is None or not self.matches(obj, options.label_selector,
+                                                                      options.field_selector)):
+                        continue
                     page.append((kv, obj))
                     if limit and returned + len(page) >= limit:
                         full = True
@@ -275,7 +297,7 @@ class ResourceStorage:
                 if translated.reason == "AlreadyExists" and attempt + 1 < attempts:
                     continue
                 raise translated from error
-            stored = decode_stored(kv)
+            stored = self._decode(kv)
             await self.hooks.after_write(stored)
             return stored
         raise AssertionError("unreachable")
@@ -343,7 +365,7 @@ class ResourceStorage:
                     created["metadata"].pop("resourceVersion", None)
                     return await self.create(namespace, created, ctx), True
                 raise self._not_found(name)
-            current = decode_stored(self._view(kv))
+            current = self._decode(kv)
             new = await mutate(meta.clone(current))
             writes.check_type_meta(new, resource)
             writes.check_name(new, name)
@@ -357,8 +379,10 @@ class ResourceStorage:
             writes.validate_update(new, current, resource, strategy)
             writes.track_managed_fields(current, new, ctx, resource, subresource)
             new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            if new == current:
-                return current, False  # a no-op write keeps the resourceVersion, as Kubernetes does
+            if new == current and not is_stale(kv):
+                # A no-op write keeps the resourceVersion, as Kubernetes does, unless the entry was
+                # encrypted with an old key (then it is rewritten with the current one).
+                return current, False
             if writes.finalized(new, self.resource.strategy):
                 # The last finalizer went away from an object being deleted: it goes now.
                 if ctx.dry_run:
@@ -391,7 +415,7 @@ class ResourceStorage:
                 raise errors_translate.from_store(error, resource, name) from error
             if kv is None:
                 raise self._not_found(name)
-            current = decode_stored(self._view(kv))
+            current = self._decode(kv)
             writes.check_delete_preconditions(current, options, resource, name)
             await self.admission.validate(Attributes("DELETE", resource, namespace or "", current, current,
                                                      dry_run=ctx.dry_run))
@@ -424,7 +448,7 @@ class ResourceStorage:
             if errors_translate.is_conflict(error):
                 return None
             raise errors_translate.from_store(error, self.resource, name) from error
-        written = decode_stored(stored)
+        written = self._decode(stored)
         await self.hooks.after_write(written)
         return written
 
@@ -436,7 +460,7 @@ class ResourceStorage:
             if errors_translate.is_conflict(error):
                 return None
             raise errors_translate.from_store(error, self.resource, name) from error
-        gone = decode_stored(self._view(deleted))
+        gone = self._decode(deleted)
         await self.hooks.after_delete(gone)
         return gone
 
@@ -505,18 +529,22 @@ class ResourceStorage:
         except CompactedError as error:
             yield WatchEvent("ERROR", expired(
                 f"too old resource version: {revision} ({error.revision})").to_status())
+        except StoreError as error:
+            # An event the store cannot serve (a value no configured key decrypts): an ERROR event,
+            # as kube-apiserver's watcher sends, rather than a stream cut without a word.
+            yield WatchEvent("ERROR", errors_translate.from_store(error, self.resource, "").to_status())
 
     def _translate(self, event: Any, labels: LabelSelector, fields: FieldSelector) -> WatchEvent | None:
         kv = self._view(event.kv)
-        if labels.empty() and fields.empty():
+        if labels.empty() and fields.empty() and not self._needs_decorating(kv):
             if event.type is EventType.DELETE:
                 return WatchEvent("DELETED", json=stored_json(kv))
             return WatchEvent("MODIFIED" if event.prev is not None else "ADDED", json=stored_json(kv))
-        obj = decode_stored(kv)
+        obj = self._decode(event.kv)
         now_matches = self.matches(obj, labels, fields)
         was_matching = False
         if event.prev is not None:
-            was_matching = self.matches(decode_stored(self._view(event.prev)), labels, fields)
+            was_matching = self.matches(self._decode(event.prev), labels, fields)
         if event.type is EventType.DELETE:
             return WatchEvent("DELETED", obj) if now_matches else None
         if now_matches:

@@ -31,7 +31,6 @@ from pilothouse.machinery.errors import (
 from pilothouse.machinery.kinds import ResourceRegistry, ResourceType
 from pilothouse.machinery.patch import json_patch, merge_patch, server_side_apply, strategic_merge_patch
 from pilothouse.machinery.protobuf import decode_kubernetes_protobuf
-from pilothouse.machinery.schema import schema_for_kind
 
 __all__ = ["RestHandler", "SubresourceHandler"]
 
@@ -114,7 +113,8 @@ class RestHandler:
         if codec.wants_table(request):
             resource = storage.resource
             body = tables.to_table(resource.group, resource.kind, [obj],
-                                   include_object=request.query.get("includeObject", "Metadata"))
+                                   include_object=request.query.get("includeObject", "Metadata"),
+                                   printer=resource.printer)
             return codec.json_response(body, status, headers)
         return codec.json_response(obj, status, headers)
 
@@ -133,11 +133,12 @@ class RestHandler:
         response.enable_chunked_encoding()
         await response.prepare(request)
         if as_table:
-            head = tables.to_table(resource.group, resource.kind, [], include_object=include_object)
+            head = tables.to_table(resource.group, resource.kind, [], include_object=include_object,
+                                   printer=resource.printer)
             await response.write(b'{"kind":"Table","apiVersion":"meta.k8s.io/v1","columnDefinitions":'
                                  + orjson.dumps(head["columnDefinitions"]) + b',"rows":[')
         else:
-            await response.write(b'{"kind":"' + resource.kind.encode() + b'List","apiVersion":"'
+            await response.write(b'{"kind":"' + resource.list_kind.encode() + b'","apiVersion":"'
                                  + resource.api_version.encode() + b'","items":[')
         revision = token = ""
         separator = b""
@@ -148,7 +149,7 @@ class RestHandler:
                 if as_table:
                     objects = [obj if obj is not None else decode_stored(kv) for kv, obj in entries]
                     rows = tables.to_table(resource.group, resource.kind, objects,
-                                           include_object=include_object)["rows"]
+                                           include_object=include_object, printer=resource.printer)["rows"]
                     chunk = orjson.dumps(rows)[1:-1]
                 else:
                     chunk = b",".join(stored_json(kv) if obj is None else orjson.dumps(obj) for kv, obj in entries)
@@ -179,6 +180,10 @@ class RestHandler:
                      info: RequestInfo) -> web.Response:
         if request.content_type not in _PATCH_TYPES:
             raise unsupported_media_type(request.content_type)
+        if request.content_type == _PATCH_TYPES[2] and not storage.resource.strategic_merge_patch:
+            # As handlers/patch.go answers for custom resources: only these three are accepted.
+            raise StatusError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
+                              "accepted media types include: " + ", ".join(_PATCH_TYPES[i] for i in (0, 1, 3)))
         body, media_type = await codec.read_body(request)
         ctx = options.write_context(request.query, request.headers)
         obj, created = await apply_patch(storage, namespace, info.name, media_type, body, ctx, info.subresource)
@@ -218,7 +223,7 @@ class RestHandler:
         deleted = await storage.delete_collection(namespace, options.list_options(request.query, storage.resource),
                                                   delete_options, ctx)
         resource = storage.resource
-        return codec.json_response({"kind": f"{resource.kind}List", "apiVersion": resource.api_version,
+        return codec.json_response({"kind": resource.list_kind, "apiVersion": resource.api_version,
                                     "metadata": {}, "items": deleted})
 
 
@@ -237,7 +242,7 @@ async def apply_patch(storage: ResourceStorage, namespace: str | None, name: str
                       ctx: WriteContext, subresource: str = "") -> tuple[Object, bool]:
     """PATCH in any of the four content types, as one read-modify-write."""
     resource = storage.resource
-    schema = schema_for_kind(resource.group, resource.version, resource.kind)
+    schema = resource.object_schema()
 
     async def mutate(current: Object) -> Object:
         if media_type == "application/json-patch+json":

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from pilothouse.apiserver.app import APIServer
 from pilothouse.apiserver.authchain import AuthOptions, build_auth
+from pilothouse.apiserver.encryption import wrap_store
 from pilothouse.store import open_store
 from pilothouse.store.interface import Store
 
@@ -35,6 +36,9 @@ class ServerConfig:
     etcd_cafile: str | None = None
     etcd_certfile: str | None = None
     etcd_keyfile: str | None = None
+    #: kube-apiserver's --encryption-provider-config (and its -automatic-reload): Secrets at rest.
+    encryption_provider_config: str = ""
+    encryption_provider_config_automatic_reload: bool = False
     #: Authentication and authorization (``--token-auth-file``, ``--authorization-mode``, ...).
     auth: AuthOptions = field(default_factory=AuthOptions)
 
@@ -106,7 +110,8 @@ def write_kubeconfig(path: Path, server_url: str, cluster_name: str = "pilothous
 
 async def start_server(config: ServerConfig) -> RunningServer:
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_store(config.endpoint(), **config.store_options())
+    store = wrap_store(open_store(config.endpoint(), **config.store_options()), config.encryption_provider_config,
+                       config.encryption_provider_config_automatic_reload)
     api = APIServer(store, build_auth(config.auth, store, config.data_dir),
                     service_cluster_ip_range=config.service_cluster_ip_range,
                     advertise_port=config.port)

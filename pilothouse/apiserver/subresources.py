@@ -35,8 +35,11 @@ Object = dict[str, Any]
 def _scale_of(storage: ResourceStorage, obj: Object) -> Object:
     spec = storage.resource.scale
     assert spec is not None
-    selector = meta.get_path(obj, spec.selector_path)
-    selector_text = str(spec.parse_selector(selector)) if isinstance(selector, dict) else ""
+    selector = meta.get_path(obj, spec.selector_path) if spec.selector_path else None
+    # A built-in holds a LabelSelector (or an RC's label map); a custom resource's labelSelectorPath
+    # names a string.
+    selector_text = str(spec.parse_selector(selector)) if isinstance(selector, dict) else \
+        selector if isinstance(selector, str) else ""
     metadata = obj["metadata"]
     return {
         "kind": "Scale", "apiVersion": "autoscaling/v1",

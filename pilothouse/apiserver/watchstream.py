@@ -95,7 +95,8 @@ async def serve(request: web.Request, storage: ResourceStorage, namespace: str |
                 last_revision = event.object["metadata"].get("resourceVersion", last_revision)
                 # Column definitions travel with the first event only, as kube-apiserver does.
                 body = tables.to_table(resource.group, resource.kind, [event.object],
-                                       include_object=include_object, no_headers=sent_headers)
+                                       include_object=include_object, no_headers=sent_headers,
+                                       printer=resource.printer)
                 sent_headers = True
                 await _write(response, {"type": event.type, "object": body})
             else:

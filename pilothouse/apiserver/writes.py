@@ -15,7 +15,6 @@ from pilothouse.machinery.kinds import ResourceType, Strategy
 from pilothouse.machinery.kinds.naming import name_rule
 from pilothouse.machinery.patch import track_update
 from pilothouse.machinery.pruning import prune_unknown_fields
-from pilothouse.machinery.schema import schema_for_kind
 
 __all__ = [
     "MODIFIED_MESSAGE",
@@ -85,7 +84,11 @@ def check_name(obj: Object, name: str) -> None:
 
 def check_schema(obj: Object, resource: ResourceType, ctx: Any) -> None:
     """Report fields the kind does not have (per fieldValidation), refuse wrong types, then prune."""
-    schema = schema_for_kind(resource.group, resource.version, resource.kind)
+    if resource.prune is not None:
+        # A custom resource: pruning finds the unknown fields; its validation reports wrong types.
+        _report_unknown(obj, resource, ctx, resource.prune(obj))
+        return
+    schema = resource.object_schema()
     if schema is None:
         return
     report = validation.check_against_schema(obj, schema)
@@ -103,6 +106,16 @@ def check_schema(obj: Object, resource: ResourceType, ctx: Any) -> None:
     if report.errors:
         metadata = obj.get("metadata") or {}
         raise invalid(resource.kind, resource.group, metadata.get("name", ""), report.errors)
+
+
+def _report_unknown(obj: Object, resource: ResourceType, ctx: Any, unknown: list[str]) -> None:
+    if not unknown:
+        return
+    if ctx.field_validation == "Strict":
+        text = "strict decoding error: " + ", ".join(f'unknown field "{path}"' for path in unknown)
+        raise bad_request(validation.decode_error_message(resource.kind, resource.version, text))
+    if ctx.field_validation == "Warn":
+        ctx.warnings.extend(f'unknown field "{path}"' for path in unknown)
 
 
 def init_system_metadata(metadata: dict[str, Any]) -> None:
@@ -144,7 +157,8 @@ def validate_update(new: Object, current: Object, resource: ResourceType, strate
                                              name_rule(resource.group, resource.kind))
     errors.extend(validation.validate_object_meta_update(new["metadata"], current["metadata"],
                                                             require_resource_version=False))
-    errors.extend(strategy.validate(new))
+    if not strategy.validate_update_alone:
+        errors.extend(strategy.validate(new))
     errors.extend(strategy.validate_update(new, current))
     _errors_to_invalid(new, resource, errors)
 
@@ -158,7 +172,7 @@ def track_managed_fields(old: Object | None, new: Object, ctx: Any, resource: Re
                          subresource: str) -> None:
     if ctx.operation == "Apply":
         return
-    schema = schema_for_kind(resource.group, resource.version, resource.kind)
+    schema = resource.object_schema()
     track_update(old, new, ctx.manager(), "Update", resource.api_version, meta.format_time(), schema,
                  subresource)
 

@@ -92,12 +92,14 @@ class APIClient:
 
     async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                       body: Any = None, content_type: str = "application/json",
-                      timeout: float | None = None) -> Any:
+                      timeout: float | None = None, accept: str | None = None) -> Any:
         data = None
-        headers = None
+        headers: dict[str, str] | None = None
         if body is not None:
             data = body if isinstance(body, bytes) else orjson.dumps(body)
             headers = {"Content-Type": content_type}
+        if accept is not None:
+            headers = {**(headers or {}), "Accept": accept}
         clean = {k: str(v).lower() if isinstance(v, bool) else str(v)
                  for k, v in (params or {}).items() if v is not None}
         try:

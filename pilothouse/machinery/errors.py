@@ -73,7 +73,7 @@ class FieldError:
         phrase = self._PHRASES.get(self.type, self.type)
         text = phrase
         if self.type in ("FieldValueInvalid", "FieldValueNotSupported", "FieldValueDuplicate",
-                         "FieldValueTypeInvalid") and self.value is not None:
+                         "FieldValueTypeInvalid", "FieldValueTooMany") and self.value is not None:
             if isinstance(self.value, bool):  # Go's %v of a bool
                 shown = "true" if self.value else "false"
             else:

@@ -171,7 +171,9 @@ class _Builder:
         return {"content": {"*/*": {"schema": _ref(name)}}, "required": True}
 
     def patch_body(self) -> dict[str, Any]:
-        return {"content": {m: {"schema": _ref(_PATCH)} for m in _PATCH_TYPES}, "required": True}
+        # kubectl apply computes a strategic merge patch only where the operation offers that type.
+        types = [m for m in _PATCH_TYPES if self.rt.strategic_merge_patch or "strategic" not in m]
+        return {"content": {m: {"schema": _ref(_PATCH)} for m in types}, "required": True}
 
     def base(self) -> str:
         prefix = "/" + group_version_path(self.rt.group, self.rt.version)
@@ -284,11 +286,19 @@ class _Builder:
 def _build_document(resources: Sequence[ResourceType]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     roots = {_STATUS, _DELETE_OPTIONS, _PATCH, _WATCH_EVENT}
+    own: dict[str, Any] = {}  # definitions a row carries itself (custom resources)
     for rt in resources:
-        schema = definition_name(rt.group, rt.version, rt.kind)
+        schema: str | None
+        list_schema: str | None
+        if rt.openapi is not None:
+            schema, list_schema = rt.openapi.definition, rt.openapi.list_definition
+            own.update(rt.openapi.schemas)
+            roots.update((_META + "ObjectMeta", _META + "ListMeta"))
+        else:
+            schema = definition_name(rt.group, rt.version, rt.kind)
+            list_schema = definition_name(rt.group, rt.version, rt.kind + "List")
         if schema is None:
-            continue  # no published schema (e.g. a custom resource): nothing to describe
-        list_schema = definition_name(rt.group, rt.version, rt.kind + "List")
+            continue  # no published schema: nothing to describe
         roots.add(schema)
         if list_schema:
             roots.add(list_schema)
@@ -297,6 +307,7 @@ def _build_document(resources: Sequence[ResourceType]) -> dict[str, Any]:
         paths.update(_Builder(rt, schema, list_schema).paths())
     schemas = {name: openapi_components.component_schema(name)
                for name in openapi_components.reachable_definitions(roots)}
+    schemas.update(own)
     return {
         "components": {
             "schemas": schemas,
@@ -340,7 +351,7 @@ _lock = threading.Lock()
 
 def _signature(resources: Sequence[ResourceType]) -> tuple[Any, ...]:
     return tuple(sorted((rt.group, rt.version, rt.kind, rt.plural, rt.namespaced, rt.subresources,
-                         tuple(rt.verbs)) for rt in resources))
+                         tuple(rt.verbs), rt.openapi.revision if rt.openapi else "") for rt in resources))
 
 
 def _built(resources: Sequence[ResourceType]) -> _Built:

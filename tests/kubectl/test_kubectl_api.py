@@ -72,8 +72,8 @@ def test_version_and_api_resources(server: ServerProcess) -> None:
         assert line in resources
     cluster_scoped = set(server.kubectl("api-resources", "--namespaced=false", "-o", "name").stdout.split())
     assert {"namespaces", "nodes", "priorityclasses.scheduling.k8s.io", "storageclasses.storage.k8s.io",
-            "clusterroles.rbac.authorization.k8s.io", "clusterrolebindings.rbac.authorization.k8s.io"} \
-        <= cluster_scoped
+            "clusterroles.rbac.authorization.k8s.io", "clusterrolebindings.rbac.authorization.k8s.io",
+            "customresourcedefinitions.apiextensions.k8s.io"} <= cluster_scoped
     assert "pods" not in cluster_scoped
 
 

@@ -1,8 +1,10 @@
 """The garbage collector: deletes objects whose owners are gone, and runs foreground/orphan deletion.
 
 As ``pkg/controller/garbagecollector`` (Kubernetes 1.32), simplified: the owner→dependents graph is
-built from the shared informers of the kinds that carry ownerReferences (:data:`WATCHED`); the work
-queue holds object uids to examine ("attempt to delete"):
+built from shared informers of every resource the server serves that can be listed, watched and
+deleted (events aside, as ``ignoredResources``), found through discovery and looked up again every
+:data:`RESYNC_SECONDS`, so custom resources added or removed at run time are followed (the
+``GarbageCollector.Sync`` loop); the work queue holds object uids to examine ("attempt to delete"):
 
 * an object none of whose owners exists any more (checked in the graph, then confirmed by a live GET,
   as the cache may lag) is deleted with Background propagation (Foreground when an owner waits for
@@ -17,33 +19,27 @@ Dangling references next to a live owner are removed from the dependent, as Kube
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from pilothouse.client import errors
+from pilothouse.client.discovery import ServerResources
 from pilothouse.client.informer import EventHandler, Informer, object_key
-from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext
-from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry, ResourceType
+from pilothouse.machinery.kinds import ResourceType
 
-__all__ = ["WATCHED", "GarbageCollector"]
+__all__ = ["IGNORED", "RESYNC_SECONDS", "GarbageCollector"]
 
 Object = dict[str, Any]
 
-#: Kinds whose objects carry ownerReferences, or own something, in pilothouse.
-WATCHED: tuple[ResourceType, ...] = (
-    resource("", "v1", "pods"),
-    resource("apps", "v1", "replicasets"),
-    resource("", "v1", "replicationcontrollers"),
-    resource("apps", "v1", "deployments"),
-    resource("apps", "v1", "statefulsets"),
-    resource("apps", "v1", "daemonsets"),
-    resource("apps", "v1", "controllerrevisions"),
-    resource("batch", "v1", "jobs"),
-    resource("batch", "v1", "cronjobs"),
-    resource("discovery.k8s.io", "v1", "endpointslices"),
-)
-_CATALOG = ResourceRegistry(BUILTIN_RESOURCES)
+#: Resources never watched (garbagecollector's ``ignoredResources``): high churn, never owners.
+IGNORED = frozenset({("", "events"), ("events.k8s.io", "events")})
+#: How often the served resources are looked up again (kube-controller-manager: 30s).
+RESYNC_SECONDS = 5.0
+_VERBS = ("delete", "list", "watch")
+_UNOBSERVED_RETRY_SECONDS = 2.0
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
 
@@ -71,14 +67,59 @@ class GarbageCollector(Controller):
         self.dependents: dict[str, set[str]] = {}
         self.absent: set[str] = set()  # owner uids confirmed gone: uids are never reused
         self.informers: dict[str, Informer] = {}
-        for r in WATCHED:
-            informer = ctx.informers.informer(r)
-            self.informers[r.plural + "." + r.group] = informer
-            informer.add_handler(EventHandler(
-                lambda obj, r=r: self._upsert(r, obj),  # type: ignore[misc]
-                lambda _old, new, r=r: self._upsert(r, new),  # type: ignore[misc]
-                lambda obj, r=r: self._removed(r, obj),  # type: ignore[misc]
-            ))
+        self.discovery = ServerResources(ctx.client, RESYNC_SECONDS)
+        self._resync: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        try:
+            await self._sync_monitors(wait=True)
+        except (errors.APIError, errors.ConnectionFailed) as error:
+            self.log.warning("discovery failed: %s; the resync loop tries again", error)
+        self._resync = asyncio.create_task(self._resync_loop(), name="garbage-collector-discovery")
+        try:
+            await super().run()
+        finally:
+            self._resync.cancel()
+
+    async def stop(self) -> None:
+        if self._resync is not None:
+            self._resync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resync
+        await super().stop()
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RESYNC_SECONDS)
+            try:
+                await self._sync_monitors()
+            except (errors.APIError, errors.ConnectionFailed) as error:
+                self.log.debug("discovery failed: %s", error)
+
+    async def _sync_monitors(self, wait: bool = False) -> None:
+        """Watch every deletable resource the server serves now; stop watching those it dropped."""
+        wanted = {f"{r.plural}.{r.group}": r for r in await self.discovery.preferred(_VERBS, max_age=0)
+                  if (r.group, r.plural) not in IGNORED}
+        started = []
+        for key, r in wanted.items():
+            if key not in self.informers:
+                self.informers[key] = self._monitor(r)
+                started.append(self.informers[key])
+        for key in [k for k in self.informers if k not in wanted]:
+            await self.informers.pop(key).stop()
+        if wait and started:
+            # A kind whose list keeps failing must not hold the collector back for long.
+            await asyncio.gather(*(i.wait_synced(10) for i in started), return_exceptions=True)
+
+    def _monitor(self, r: ResourceType) -> Informer:
+        informer = self.ctx.informers.informer(r)
+        informer.add_handler(EventHandler(
+            lambda obj: self._upsert(r, obj),
+            lambda _old, new: self._upsert(r, new),
+            lambda obj: self._removed(r, obj),
+        ))
+        informer.start()
+        return informer
 
     # ------------------------------------------------------------------------------------ the graph
 
@@ -118,7 +159,8 @@ class GarbageCollector(Controller):
         node = self.nodes.get(uid)
         if node is None:
             return None
-        obj = self.informers[node.resource.plural + "." + node.resource.group].get(node.key)
+        informer = self.informers.get(node.resource.plural + "." + node.resource.group)
+        obj = informer.get(node.key) if informer is not None else None
         if obj is None or obj["metadata"].get("uid") != uid:
             return None
         return node, obj
@@ -141,7 +183,7 @@ class GarbageCollector(Controller):
         if node.owners:
             await self._attempt_to_delete(node, obj)
 
-    async def _owner_state(self, namespace: str | None, ref: Object) -> str:
+    async def _owner_state(self, namespace: str | None, ref: Object, dependent: str) -> str:
         """"solid", "waiting" (being deleted in the foreground) or "dangling"."""
         uid = ref.get("uid", "")
         if uid in self.absent:
@@ -153,9 +195,17 @@ class GarbageCollector(Controller):
                 return "waiting"
             return "solid"
         group, version = _group_version(ref.get("apiVersion", ""))
-        r = _CATALOG.by_kind(group, version, ref.get("kind", ""))
+        r = self.discovery.by_kind(group, version, ref.get("kind", ""))
         if r is None:
-            return "solid"  # a kind we do not know: never delete on a guess
+            # Perhaps served since the last discovery (a new CRD): ask again before giving up.
+            await self.discovery.all(max_age=1.0)
+            r = self.discovery.by_kind(group, version, ref.get("kind", ""))
+        # The owner is not in the graph (yet): a kind not watched yet (a new CRD) or not known at
+        # all. Like the collector's virtual nodes, look again later until its informer has seen
+        # it, so that its deletion is not missed; never delete on a guess.
+        self.queue.add_after(dependent, _UNOBSERVED_RETRY_SECONDS)
+        if r is None:
+            return "solid"
         try:
             live = await self.client.get(r, ref.get("name", ""), namespace if r.namespaced else None)
         except errors.NotFoundError:
@@ -171,7 +221,8 @@ class GarbageCollector(Controller):
     async def _attempt_to_delete(self, node: _Node, obj: Object) -> None:
         metadata = obj["metadata"]
         namespace = metadata.get("namespace")
-        states = {ref.get("uid", ""): await self._owner_state(namespace, ref) for ref in node.owners}
+        states = {ref.get("uid", ""): await self._owner_state(namespace, ref, metadata["uid"])
+                  for ref in node.owners}
         if "solid" in states.values():
             dangling = {uid for uid, state in states.items() if state == "dangling"}
             waiting = {uid for uid, state in states.items() if state == "waiting"}

@@ -17,11 +17,12 @@ from __future__ import annotations
 from typing import Any
 
 from pilothouse.client import errors
+from pilothouse.client.discovery import ServerResources
 from pilothouse.client.informer import EventHandler, Informer
 from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext
 from pilothouse.machinery import meta
-from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceType
+from pilothouse.machinery.kinds import ResourceType
 
 __all__ = ["NAMESPACES", "NamespaceController", "namespaced_resources"]
 
@@ -30,20 +31,13 @@ Object = dict[str, Any]
 NAMESPACES = resource("", "v1", "namespaces")
 FINALIZER = "kubernetes"
 _RETRY_SECONDS = 1.0
+_DISCOVERY_SECONDS = 2.0
 
 
-def namespaced_resources() -> list[ResourceType]:
-    """Every namespaced built-in resource that can be listed and deleted, one version per kind."""
-    seen: set[tuple[str, str]] = set()
-    found: list[ResourceType] = []
-    for r in BUILTIN_RESOURCES:
-        if not r.namespaced or "delete" not in r.verbs or "list" not in r.verbs:
-            continue
-        if (r.group, r.plural) in seen:
-            continue
-        seen.add((r.group, r.plural))
-        found.append(r)
-    return found
+async def namespaced_resources(discovery: ServerResources) -> list[ResourceType]:
+    """Every namespaced resource the server serves that can be listed and deleted, one version per
+    resource (the deleter's ``ServerPreferredNamespacedResources``), custom resources included."""
+    return [r for r in await discovery.preferred(("delete", "list")) if r.namespaced]
 
 
 class NamespaceController(Controller):
@@ -55,7 +49,8 @@ class NamespaceController(Controller):
         self.recorder = ctx.recorder("namespace-controller")
         self.ns_informer: Informer = ctx.informers.informer(NAMESPACES)
         self.ns_informer.add_handler(EventHandler.on_object(self._changed, self._removed))
-        self.resources = namespaced_resources()
+        # Looked up again at most every few seconds: custom resources come and go.
+        self.discovery = ServerResources(ctx.client, max_age=_DISCOVERY_SECONDS)
         self._collection_unsupported: set[str] = set()
 
     def _changed(self, ns: Object) -> None:
@@ -103,7 +98,7 @@ class NamespaceController(Controller):
         """Delete everything namespaced in ``namespace``; returns what is still there, and errors."""
         remaining: dict[str, int] = {}
         failures: list[str] = []
-        for r in self.resources:
+        for r in await namespaced_resources(self.discovery):
             try:
                 items, _ = await self.client.list_all(r, namespace)
             except errors.APIError as error:

@@ -74,6 +74,8 @@ NAME_RULES: dict[tuple[str, str], str] = {
         ("flowcontrol.apiserver.k8s.io", "FlowSchema"), ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"),
     )},
     ("apiregistration.k8s.io", "APIService"): "path-segment",
+    # DNS subdomain, and also plural.group (checked by the CRD strategy).
+    ("apiextensions.k8s.io", "CustomResourceDefinition"): "subdomain",
 }
 
 

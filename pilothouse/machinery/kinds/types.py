@@ -8,18 +8,23 @@ subresources it has. Status strategies are derived with :func:`dataclasses.repla
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pilothouse.machinery.errors import FieldError, bad_request
 from pilothouse.machinery.meta import clone as _clone
+from pilothouse.machinery.schema import Schema, schema_for_kind
 from pilothouse.machinery.selectors import LabelSelector, selector_from_object
+
+if TYPE_CHECKING:  # tables import this module for Object; the printer is only carried here
+    from pilothouse.machinery.tables.columns import Printer
 
 __all__ = [
     "FIELD_LABEL_NOT_SUPPORTED",
     "UNKNOWN_FIELD_LABEL",
     "Object",
+    "OpenAPIDefinitions",
     "ResourceType",
     "ScaleSpec",
     "Strategy",
@@ -118,6 +123,10 @@ class Strategy:
     validate: Callable[[Object], list[FieldError]] = no_field_errors
     #: Extra validation on update (new, old).
     validate_update: Callable[[Object, Object], list[FieldError]] = no_field_errors
+    #: Whether ``validate_update`` is the whole update validation, ``validate`` not run first (a
+    #: custom resource's CEL rules judge an update against the old object: transition rules and
+    #: ratcheting).
+    validate_update_alone: bool = False
     #: Clear what a create may not set (status), set generation.
     prepare_for_create: Callable[[Object], None] = no_op
     #: Restore what an update may not change (new, old).
@@ -136,6 +145,15 @@ class Strategy:
     #: Kind-specific reasons an object marked for deletion must still stay (a Namespace's
     #: spec.finalizers), beyond metadata.finalizers.
     deletion_blocked: Callable[[Object], bool] = lambda _obj: False
+    #: Applied to every object read from storage (get, list, watch, and the current object of an
+    #: update), as genericregistry.Store's Decorator: a custom resource is defaulted on read and
+    #: shown in the version it was asked for. None (the usual case) keeps the stored bytes as they
+    #: are, which lets reads skip decoding.
+    decorate: Callable[[Object], None] | None = None
+    #: The resourceVersion up to which stored objects predate ``decorate``'s rules (a CRD's
+    #: schema change): later ones stored in the served version were shaped by them when written
+    #: and are served without it.
+    decorated_through: int = 0
     #: Whether PUT on a missing object creates it.
     allow_create_on_update: bool = False
     #: Whether an update without resourceVersion is allowed (last write wins).
@@ -162,19 +180,37 @@ def status_strategy(main: Strategy) -> Strategy:
 
 
 @dataclass(frozen=True)
+class OpenAPIDefinitions:
+    """A kind's OpenAPI v3 component schemas when they are not the official ones (custom
+    resources): the object's and the list's definition names, every schema they reference, and a
+    revision that changes whenever the schemas do (documents are cached by it)."""
+
+    definition: str
+    list_definition: str
+    schemas: Mapping[str, Schema]
+    revision: str = ""
+
+
+@dataclass(frozen=True)
 class ResourceType:
-    """A served resource: names for discovery and URLs, plus its strategy."""
+    """A served resource: names for discovery and URLs, plus its strategy.
+
+    Everything a kind needs to be served rides on this row (names, strategy, schema, table printer,
+    scale spec, OpenAPI definitions), so a kind added at run time (a custom resource) works wherever
+    a built-in does. The built-ins leave ``schema``/``printer``/``openapi`` unset and are looked up
+    by group/version/kind in the official schemas and the printer table.
+    """
 
     group: str
     version: str
     kind: str
     plural: str
     namespaced: bool
-    strategy: Strategy = field(default_factory=Strategy)
+    strategy: Strategy = field(default_factory=Strategy, repr=False)  # closures: noise in logs
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     #: Status strategy for /status; None when the kind has no status subresource.
-    status_strategy: Strategy | None = None
+    status_strategy: Strategy | None = field(default=None, repr=False)
     scale: ScaleSpec | None = None
     #: Other subresources served by dedicated handlers (binding, eviction, log, exec, ...).
     extra_subresources: tuple[str, ...] = ()
@@ -182,10 +218,36 @@ class ResourceType:
     subresource_strategies: tuple[tuple[str, Strategy], ...] = ()
     verbs: tuple[str, ...] = ("create", "delete", "deletecollection", "get", "list", "patch",
                               "update", "watch")
+    #: The object's root schema; None means the official one for this group/version/kind.
+    schema: Schema | None = field(default=None, compare=False, repr=False)
+    #: Drops, in place, the fields the schema does not declare and returns their paths (a custom
+    #: resource's structural pruning); None means the official schema's check (``check_schema``).
+    prune: Callable[[Object], list[str]] | None = field(default=None, compare=False, repr=False)
+    #: The ``kubectl get`` table printer; None means the built-in printer registered for the kind.
+    printer: Printer | None = field(default=None, compare=False, repr=False)
+    #: OpenAPI component schemas; None means the official definitions for this kind.
+    openapi: OpenAPIDefinitions | None = field(default=None, compare=False, repr=False)
+    #: Strategic merge patch needs patch strategies that only built-in (Go) types declare; custom
+    #: resources refuse it with 415, as Kubernetes does.
+    strategic_merge_patch: bool = True
+    #: The singular name when it is not the lower-cased kind (custom resources name theirs).
+    singular_name: str = ""
+    #: The list's kind when it is not ``<kind>List`` (a CRD's ``names.listKind``).
+    list_kind_name: str = ""
 
     @property
     def singular(self) -> str:
-        return self.kind.lower()
+        return self.singular_name or self.kind.lower()
+
+    @property
+    def list_kind(self) -> str:
+        return self.list_kind_name or f"{self.kind}List"
+
+    def object_schema(self) -> Schema | None:
+        """The schema objects of this kind are checked, patched and applied against."""
+        if self.schema is not None:
+            return self.schema
+        return schema_for_kind(self.group, self.version, self.kind)
 
     @property
     def group_version(self) -> str:

@@ -61,6 +61,7 @@ def to_table(
     list_meta: dict[str, Any] | None = None,
     no_headers: bool = False,
     version: str = "v1",
+    printer: Printer | None = None,
 ) -> dict[str, Any]:
     """A ``meta.k8s.io`` Table of ``objects`` (all of the kind ``group``/``kind``).
 
@@ -78,7 +79,7 @@ def to_table(
     if now is None:
         now = datetime.now(UTC)
     api_version = f"meta.k8s.io/{version}"
-    entry = lookup(group, kind)
+    entry = printer or lookup(group, kind)
     cells_of = entry.cells
     conditions_of = entry.conditions
     rows: list[dict[str, Any]] = []

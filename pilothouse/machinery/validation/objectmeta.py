@@ -36,7 +36,10 @@ FIELD_IMMUTABLE = "field is immutable"
 #: 256 KiB over all annotation keys and values together.
 TOTAL_ANNOTATION_SIZE_LIMIT = 256 * (1 << 10)
 #: Finalizer names allowed without a domain prefix (core ``IsStandardFinalizerName``).
-STANDARD_FINALIZERS = frozenset({"kubernetes", "orphan", "foregroundDeletion"})
+#: Plus the CRD's cleanup finalizer: CRDs are validated by apimachinery's generic ObjectMeta rules,
+#: which do not ask for a domain prefix.
+STANDARD_FINALIZERS = frozenset({"kubernetes", "orphan", "foregroundDeletion",
+                                 "customresourcecleanup.apiextensions.k8s.io"})
 _ORPHAN = "orphan"
 _FOREGROUND = "foregroundDeletion"
 #: Kinds that may never own anything (apimachinery ``BannedOwners``).
