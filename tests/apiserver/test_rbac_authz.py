@@ -197,3 +197,38 @@ def test_modes_in_order_and_no_anonymous(tmp_path_factory: pytest.TempPathFactor
         assert body["message"] == ('secrets is forbidden: User "bob" cannot list resource "secrets" in API group "" '
                                    'in the namespace "default": Everything is forbidden.')
         assert _get(other, "/api/v1/namespaces/default/secrets", ADMIN)[0] == 200
+
+
+def test_rule_matching_as_rule_allows(cluster: AuthCluster) -> None:
+    """``RuleAllows`` case by case, asked through SubjectAccessReview: ``*/subresource``, resource
+    names, groups, non-resource URLs with a trailing ``*``."""
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "carol"},
+            "rules": [{"apiGroups": ["*"], "resources": ["*/scale"], "verbs": ["get", "update"]},
+                      {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["settings"], "verbs": ["*"]},
+                      {"apiGroups": ["apps"], "resources": ["deployments/status"], "verbs": ["patch"]},
+                      {"nonResourceURLs": ["/logs/*", "/metrics"], "verbs": ["get"]}]}
+    cluster.kubectl(ADMIN, "create", "-f", "-", "--validate=false", input=json.dumps(role))
+    cluster.kubectl(ADMIN, "create", "clusterrolebinding", "carol", "--clusterrole=carol", "--user=carol")
+    api = client.AuthorizationV1Api(cluster.api(ADMIN))
+
+    def allowed(**attributes: str) -> bool:
+        key = "nonResourceAttributes" if "path" in attributes else "resourceAttributes"
+        review = api.create_subject_access_review({
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+            "spec": {"user": "carol", key: attributes}})
+        return bool(review.status.allowed)
+
+    assert allowed(verb="update", group="apps", resource="deployments", subresource="scale", namespace="x")
+    assert allowed(verb="get", group="", resource="replicationcontrollers", subresource="scale")
+    assert not allowed(verb="get", group="apps", resource="deployments", namespace="x")  # scale is not the object
+    assert not allowed(verb="delete", group="apps", resource="deployments", subresource="scale", namespace="x")
+    assert allowed(verb="delete", group="", resource="configmaps", name="settings", namespace="x")
+    assert not allowed(verb="delete", group="", resource="configmaps", name="other", namespace="x")
+    assert not allowed(verb="list", group="", resource="configmaps", namespace="x")  # a list names nothing
+    assert allowed(verb="patch", group="apps", resource="deployments", subresource="status", namespace="x")
+    assert not allowed(verb="patch", group="extensions", resource="deployments", subresource="status", namespace="x")
+    assert allowed(verb="get", path="/logs/kube-apiserver.log")
+    assert allowed(verb="get", path="/logs/")
+    assert not allowed(verb="get", path="/logs")
+    assert allowed(verb="get", path="/metrics")
+    assert not allowed(verb="post", path="/metrics")
