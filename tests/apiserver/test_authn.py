@@ -176,7 +176,7 @@ def _bootstrap_secret(token_id: str, secret: str, expires: datetime.datetime) ->
 
 
 def test_bootstrap_token_until_it_expires(cluster: AuthCluster) -> None:
-    expires = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + datetime.timedelta(seconds=4)
+    expires = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + datetime.timedelta(seconds=10)
     cluster.kubectl(ADMIN, "create", "-f", "-", input=_bootstrap_secret("abcdef", "0123456789abcdef", expires))
     assert _whoami(cluster, "abcdef.0123456789abcdef") == {
         "username": "system:bootstrap:abcdef",
