@@ -88,6 +88,14 @@ def test_impersonation(cluster: AuthCluster) -> None:
     # kubectl meets it first on discovery, and words it as it does against Kubernetes.
     denied = cluster.kubectl(ALICE, "get", "pods", "--as", "bob", check=False)
     assert denied.stderr.splitlines()[-1] == "Error from server (Forbidden): unknown"
+    # A uid and extras too (kubectl --as-uid; Impersonate-Extra-<key>).
+    api = cluster.api(ADMIN)
+    api.default_headers.update({"Impersonate-User": "dave", "Impersonate-Uid": "uid-dave",
+                                "Impersonate-Extra-Scopes": "view"})
+    dave = client.AuthenticationV1Api(api).create_self_subject_review({
+        "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}).status.user_info
+    assert (dave.username, dave.uid, dave.groups, dave.extra) == (
+        "dave", "uid-dave", ["system:authenticated"], {"scopes": ["view"]})
     # Granted the impersonate verb on that one user (and group), she may act as them.
     cluster.kubectl(ADMIN, "create", "clusterrole", "impersonate-bob", "--verb=impersonate", "--resource=users,groups",
                     "--resource-name=bob", "--resource-name=devs")
