@@ -30,6 +30,8 @@ Object = dict[str, Any]
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     data_dir: Path = tmp_path_factory.mktemp("scheduler-server")
     proc = start_server_process(data_dir, extra=("--disable", "scheduler,controller-manager"))
+    # No service account controller runs here: make the account ServiceAccount admission requires.
+    proc.kubectl("create", "serviceaccount", "default", "-n", "default")
     yield proc
     proc.stop()
 
