@@ -21,7 +21,6 @@ from pilothouse.components.controllers.garbagecollector import GarbageCollector
 from pilothouse.components.controllers.namespace import NamespaceController
 from pilothouse.components.controllers.replicaset import ReplicaSetController
 from pilothouse.components.controllers.replication import ReplicationManager
-from pilothouse.components.controllers.serviceaccount import ServiceAccountController
 from tests.conftest import ServerProcess
 from tests.controllers.conftest import Cluster, eventually, live_pods, replace_one_pod
 
@@ -35,8 +34,7 @@ Object = dict[str, Any]
 
 @pytest.fixture
 async def cluster(server: ServerProcess) -> AsyncIterator[Cluster]:
-    c = Cluster(server.url, (ReplicationManager, ReplicaSetController, GarbageCollector, NamespaceController,
-                             ServiceAccountController))
+    c = Cluster(server.url, (ReplicationManager, ReplicaSetController, GarbageCollector, NamespaceController))
     await c.start()
     try:
         yield c
