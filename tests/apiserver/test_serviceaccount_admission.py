@@ -97,6 +97,35 @@ def test_automount_opt_out_on_pod_or_account(server: ServerProcess) -> None:
     assert loud.spec.volumes[0].name.startswith("kube-api-access-")
 
 
+def test_enforce_mountable_secrets(server: ServerProcess) -> None:
+    server.kubectl("create", "namespace", "sa-secrets")
+    api = core(server)
+    api.create_namespaced_service_account("sa-secrets", {
+        "metadata": {"name": "strict", "annotations": {"kubernetes.io/enforce-mountable-secrets": "true"}},
+        "secrets": [{"name": "allowed"}]})
+    allowed = pod("ok", serviceAccountName="strict", volumes=[{"name": "s", "secret": {"secretName": "allowed"}}])
+    assert api.create_namespaced_pod("sa-secrets", allowed).metadata.name == "ok"
+    for name, spec, reason in (
+        ("vol", {"volumes": [{"name": "s", "secret": {"secretName": "other"}}]},
+         'volume with secret.secretName="other" is not allowed because service account strict does not reference '
+         "that secret"),
+        ("env", {"containers": [{"name": "c", "image": "busybox", "env": [
+            {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "other", "key": "k"}}}]}]},
+         'container c with envVar PW referencing secret.secretName="other" is not allowed because service account '
+         "strict does not reference that secret"),
+        ("envfrom", {"initContainers": [{"name": "i", "image": "busybox", "envFrom": [{"secretRef": {
+            "name": "other"}}]}]},
+         'init container i with envFrom referencing secret.secretName="other" is not allowed because service '
+         "account strict does not reference that secret"),
+        ("pull", {"imagePullSecrets": [{"name": "regcred"}]},
+         'imagePullSecrets[0].name="regcred" is not allowed because service account strict does not reference '
+         "that imagePullSecret")):
+        with pytest.raises(client.ApiException) as refused:
+            api.create_namespaced_pod("sa-secrets", pod(name, serviceAccountName="strict", **spec))
+        assert refused.value.status == 403
+        assert json.loads(refused.value.body)["message"] == f'pods "{name}" is forbidden: {reason}'
+
+
 def test_a_missing_account_is_refused(server: ServerProcess) -> None:
     server.kubectl("create", "namespace", "sa-missing")
     wait_for_default_account(server, "sa-missing")

@@ -59,7 +59,7 @@ class ServiceAccount(Plugin):
         name = (attrs.obj.get("spec") or {}).get("serviceAccountName")
         if not name:
             raise Refusal(f"no service account specified for pod {attrs.namespace}/{attrs.obj['metadata']['name']}")
-        await self._account(attrs.namespace, name)
+        serviceaccount.limit_secret_references(await self._account(attrs.namespace, name), attrs.obj)
 
     async def _account(self, namespace: str, name: str) -> Object:
         key = f"{_PREFIX}{namespace}/{name}"

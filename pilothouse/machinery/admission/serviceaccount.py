@@ -2,8 +2,9 @@
 namespace's ``default`` ServiceAccount unless it names one, the account must exist, and every
 container mounts the ``kube-api-access-<random>`` projected volume (a bound token, the cluster CA
 from the ``kube-root-ca.crt`` ConfigMap, the namespace) at :data:`MOUNT_PATH`, unless the pod or the
-account sets ``automountServiceAccountToken: false``. Mirror pods (a node's static pods) are not
-mutated and may reference no service account, secret or token.
+account sets ``automountServiceAccountToken: false``. An account annotated
+``kubernetes.io/enforce-mountable-secrets: "true"`` limits its pods to the secrets it lists. Mirror
+pods (a node's static pods) are not mutated and may reference no service account, secret or token.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from typing import Any
 
 from pilothouse.machinery.admission import Refusal
 
-__all__ = ["DEFAULT", "MIRROR_ANNOTATION", "MOUNT_PATH", "ROOT_CA_CONFIGMAP", "TOKEN_EXPIRATION_SECONDS",
-           "VOLUME_PREFIX", "admit_pod", "is_mirror", "token_volume_source", "validate_mirror"]
+__all__ = ["DEFAULT", "ENFORCE_MOUNTABLE_SECRETS", "MIRROR_ANNOTATION", "MOUNT_PATH", "ROOT_CA_CONFIGMAP",
+           "TOKEN_EXPIRATION_SECONDS", "VOLUME_PREFIX", "admit_pod", "is_mirror", "limit_secret_references",
+           "token_volume_source", "validate_mirror"]
 
 Object = dict[str, Any]
 
@@ -22,6 +24,7 @@ MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 VOLUME_PREFIX = "kube-api-access-"
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
+ENFORCE_MOUNTABLE_SECRETS = "kubernetes.io/enforce-mountable-secrets"
 #: serviceaccount.WarnOnlyBoundTokenExpirationSeconds: an hour and seven seconds, so a token the
 #: kubelet has not refreshed can be told apart (and only warned about) when it is used late.
 TOKEN_EXPIRATION_SECONDS = 3607
@@ -102,3 +105,38 @@ def validate_mirror(pod: Object) -> None:
     for volume in spec.get("volumes") or []:
         if any(s.get("serviceAccountToken") is not None for s in (volume.get("projected") or {}).get("sources") or []):
             raise Refusal("a mirror pod may not use ServiceAccountToken volume projections")
+
+
+def _parse_bool(value: str) -> bool:
+    """Go's strconv.ParseBool, an unparsable value being false."""
+    return value in ("1", "t", "T", "TRUE", "true", "True")
+
+
+def limit_secret_references(account: Object, pod: Object) -> None:
+    """limitSecretReferences, for an account with the enforce-mountable-secrets annotation: secret
+    volumes, env and envFrom of (init) containers, and image pull secrets must be ones it lists."""
+    if not _parse_bool(((account.get("metadata") or {}).get("annotations") or {}).get(ENFORCE_MOUNTABLE_SECRETS, "")):
+        return
+    account_name = account["metadata"]["name"]
+    because = f"is not allowed because service account {account_name} does not reference that"
+    mountable = {s.get("name") for s in account.get("secrets") or []}
+    spec = pod.get("spec") or {}
+    for volume in spec.get("volumes") or []:
+        if volume.get("secret") is not None and (name := volume["secret"].get("secretName", "")) not in mountable:
+            raise Refusal(f'volume with secret.secretName="{name}" {because} secret')
+    for field, what in (("initContainers", "init container"), ("containers", "container")):
+        for container in spec.get(field) or []:
+            for env in container.get("env") or []:
+                ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+                if ref is not None and ref.get("name", "") not in mountable:
+                    raise Refusal(f'{what} {container.get("name")} with envVar {env.get("name")} referencing '
+                                  f'secret.secretName="{ref.get("name", "")}" {because} secret')
+            for source in container.get("envFrom") or []:
+                ref = source.get("secretRef")
+                if ref is not None and ref.get("name", "") not in mountable:
+                    raise Refusal(f'{what} {container.get("name")} with envFrom referencing '
+                                  f'secret.secretName="{ref.get("name", "")}" {because} secret')
+    pull = {s.get("name") for s in account.get("imagePullSecrets") or []}
+    for i, ref in enumerate(spec.get("imagePullSecrets") or []):
+        if ref.get("name", "") not in pull:
+            raise Refusal(f'imagePullSecrets[{i}].name="{ref.get("name", "")}" {because} imagePullSecret')
