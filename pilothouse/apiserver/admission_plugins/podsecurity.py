@@ -4,6 +4,11 @@ enforce level is tightened (plugin/pkg/admission/security/podsecurity, over
 k8s.io/pod-security-admission). A validating plugin: it judges pods as mutating admission left
 them (the service account's token volume included).
 
+Namespaces are read from a watch-fed cache, as Kubernetes reads its namespace informer: a pod
+created within milliseconds of a label change can be judged by the labels before it, there too.
+Audit mode only writes audit annotations in Kubernetes; this server keeps no audit log, so the
+audit labels are parsed (and validated) but not evaluated.
+
 Kubernetes' default configuration exempts nothing (no namespaces, users or runtime classes, not
 even kube-system) and defaults every mode to ``privileged:latest``; so does this plugin.
 """
