@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.leanhttp import LeanConnection
 from pilothouse.store.sqlite import SQLiteStore
-from tests.conftest import free_port, wait_healthy
+from tests.conftest import create_default_service_account, free_port, wait_healthy
 
 TIME_CAP = 60.0
 
@@ -236,6 +236,7 @@ async def scale_suite(url: str, pods: int, server_pid: int) -> None:
     connector = aiohttp.TCPConnector(limit=100)
     async with aiohttp.ClientSession(connector=connector) as session:
         await session.post(url + "/api/v1/namespaces", json={"metadata": {"name": "scale"}})
+        create_default_service_account(url, "scale")
         base = url + "/api/v1/namespaces/scale/pods"
 
         async def create(i: int) -> None:
@@ -279,6 +280,8 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         try:
             wait_healthy(url, process)
+            # No controller manager runs: make the accounts ServiceAccount admission wants.
+            create_default_service_account(url)
             print(f"{'operation':<22}{'conc':>5}{'ops/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'server µs':>12}")
             http = asyncio.run(http_suite(url, args.requests, process.pid))
             raw = asyncio.run(raw_suite(args.requests))

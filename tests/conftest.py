@@ -76,6 +76,16 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30
     raise RuntimeError("server did not become ready")
 
 
+def create_default_service_account(url: str, namespace: str = "default") -> None:
+    """For a server run without its controller manager: the ``default`` ServiceAccount that
+    ServiceAccount admission wants before it admits a pod in ``namespace``."""
+    body = b'{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}'
+    request = urllib.request.Request(f"{url}/api/v1/namespaces/{namespace}/serviceaccounts", body,
+                                     {"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+
+
 def start_server_process(data_dir: Path, port: int | None = None, extra: tuple[str, ...] = ()) -> ServerProcess:
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -175,13 +175,14 @@ def _check_encryption_config(path: str) -> None:
 async def _serve_with_components(config: Any, components: list[str], verbose: int,
                                  extra_args: list[str] | None = None) -> None:
     from pilothouse.apiserver.serve import start_server
-    from pilothouse.cli.supervisor import Supervisor
+    from pilothouse.cli.supervisor import Supervisor, component_args
 
     running = await start_server(config)
     share_loopback_token(running)
     supervisor = Supervisor()
     for component in components:
-        supervisor.add(component, component, "--server", running.url, *(extra_args or []), *(["-v"] * verbose))
+        supervisor.add(component, component, "--server", running.url, *(extra_args or []), *(["-v"] * verbose),
+                       *component_args(component, config))
     await supervisor.start()
     try:
         await _wait_for_signal()
@@ -277,12 +278,14 @@ def scheduler(server_url: str, leader_elect: bool, leader_elect_lease_duration: 
               help="Seconds without a node heartbeat before the node is marked Unknown.")
 @click.option("--pod-eviction-timeout", type=float, default=300.0, show_default=True,
               help="Default toleration (seconds) of pods for unreachable/not-ready nodes.")
+@click.option("--root-ca-file", default="",
+              help="CA bundle published to every namespace as the kube-root-ca.crt ConfigMap.")
 @leader_election_options
 @click.option("-v", "--verbose", count=True)
 def controller_manager(server_url: str, controllers: str, node_monitor_grace_period: float,
-                       pod_eviction_timeout: float, leader_elect: bool, leader_elect_lease_duration: float,
-                       leader_elect_renew_deadline: float, leader_elect_retry_period: float,
-                       verbose: int) -> None:
+                       pod_eviction_timeout: float, root_ca_file: str, leader_elect: bool,
+                       leader_elect_lease_duration: float, leader_elect_renew_deadline: float,
+                       leader_elect_retry_period: float, verbose: int) -> None:
     """Run the controller manager against an API server."""
     from pilothouse.components.controllers.manager import ControllerManager
 
@@ -291,6 +294,7 @@ def controller_manager(server_url: str, controllers: str, node_monitor_grace_per
     manager = ControllerManager(server_url, controllers=names, options={
         "node_monitor_grace_period": node_monitor_grace_period,
         "pod_eviction_timeout": pod_eviction_timeout,
+        "root_ca_file": root_ca_file,
     })
     _run_component("kube-controller-manager", server_url, manager.run, leader_elect,
                    leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period)

@@ -18,8 +18,12 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-__all__ = ["SUPERVISOR_PID_ENV", "Child", "Supervisor", "exit_with_supervisor"]
+if TYPE_CHECKING:
+    from pilothouse.apiserver.serve import ServerConfig
+
+__all__ = ["SUPERVISOR_PID_ENV", "Child", "Supervisor", "component_args", "exit_with_supervisor"]
 
 log = logging.getLogger("pilothouse.supervisor")
 
@@ -105,3 +109,11 @@ class Supervisor:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def component_args(component: str, config: ServerConfig) -> list[str]:
+    """Flags an embedded component takes from the server's configuration: the controller manager
+    publishes the cluster CA (``<data-dir>/pki/ca.crt``) as every namespace's kube-root-ca.crt."""
+    if component == "controller-manager":
+        return ["--root-ca-file", str(config.data_dir / "pki" / "ca.crt")]
+    return []

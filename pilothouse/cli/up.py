@@ -19,7 +19,7 @@ from rich.console import Console
 
 from pilothouse.apiserver.serve import ServerConfig, start_server
 from pilothouse.cli.authflags import share_loopback_token
-from pilothouse.cli.supervisor import Supervisor
+from pilothouse.cli.supervisor import Supervisor, component_args
 from pilothouse.client import errors
 from pilothouse.client.rest import APIClient, resource
 
@@ -62,7 +62,8 @@ async def bring_up(config: ServerConfig, *, node_name: str, node_labels: str, ag
     supervisor = Supervisor()
     extra: list[str] = ["-v"] * verbose
     supervisor.add("scheduler", "scheduler", "--server", running.url, *extra)
-    supervisor.add("controller-manager", "controller-manager", "--server", running.url, *extra)
+    supervisor.add("controller-manager", "controller-manager", "--server", running.url, *extra,
+                   *component_args("controller-manager", config))
     agent_args: list[Any] = ["agent", "--server", running.url, "--node-name", node_name,
                              "--port", str(agent_port or _free_port()),
                              "--root-dir", str(config.data_dir / "agent"), "--stop-pods-on-exit",

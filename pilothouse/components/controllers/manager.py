@@ -29,6 +29,7 @@ CONTROLLERS: dict[str, str] = {
     "garbagecollector": "pilothouse.components.controllers.garbagecollector:GarbageCollector",
     "namespace": "pilothouse.components.controllers.namespace:NamespaceController",
     "serviceaccount": "pilothouse.components.controllers.serviceaccount:ServiceAccountController",
+    "root-ca-cert-publisher": "pilothouse.components.controllers.rootcacertpublisher:RootCACertPublisher",
     "daemonset": "pilothouse.components.controllers.daemonset:DaemonSetController",
     "statefulset": "pilothouse.components.controllers.statefulset:StatefulSetController",
     "job": "pilothouse.components.controllers.job:JobController",
