@@ -44,7 +44,7 @@ class _RBACCache(WatchCache):
         super()._record(key, revision, obj)
         self._changed()
 
-    def get(self, namespace: str, name: str) -> Object | None:
+    def cached(self, namespace: str, name: str) -> Object | None:
         return self._buckets.get(namespace, {}).get(f"{self.prefix}{namespace}/{name}" if namespace
                                                       else f"{self.prefix}{name}")
 
@@ -148,11 +148,11 @@ class RBACAuthorizer:
         """``GetRoleReferenceRules``: (rules, error text)."""
         kind, name = ref.get("kind"), ref.get("name", "")
         if kind == "ClusterRole":
-            role = self.cluster_roles.get("", name)
+            role = self.cluster_roles.cached("", name)
             if role is None:
                 return [], f'clusterrole.rbac.authorization.k8s.io "{name}" not found'
         elif kind == "Role":
-            role = self.roles.get(namespace, name)
+            role = self.roles.cached(namespace, name)
             if role is None:
                 return [], f'role.rbac.authorization.k8s.io "{name}" not found'
         else:
