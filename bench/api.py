@@ -2,7 +2,10 @@
 
 Usage::
 
-    .venv/bin/python bench/api.py [--requests 2000] [--pods 10000] [--endpoint sqlite]
+    .venv/bin/python bench/api.py [--requests 2000] [--pods 10000] [--tls]
+
+``--tls`` runs the server with ``--secure`` (HTTPS, x509 client certificates) and the clients with
+the admin certificate of the kubeconfig it writes, TLS sessions resumed across connections.
 
 Starts a real ``pilothouse server`` subprocess (its own temp data dir), drives it from this process
 at 1, 10 and 100 concurrent clients (creates and gets over lean keep-alive connections, see
@@ -17,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
+import ssl
 import statistics
 import subprocess
 import sys
@@ -28,10 +33,11 @@ from typing import Any
 
 import aiohttp
 import orjson
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.leanhttp import LeanConnection
+from bench.leanhttp import LeanConnection, ResumingContext
 from pilothouse.store.sqlite import SQLiteStore
 from tests.conftest import free_port, wait_healthy
 
@@ -88,15 +94,36 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+#: The clients' TLS context under --tls (the admin kubeconfig's CA and certificate), else None.
+TLS: ResumingContext | None = None
+
+
+def tls_context(data_dir: Path) -> ResumingContext:
+    """The cluster CA and the admin kubeconfig's client certificate, in a context that resumes sessions."""
+    user = yaml.safe_load((data_dir / "kubeconfig.yaml").read_text())["users"][0]["user"]
+    for name, field in (("admin.crt", "client-certificate-data"), ("admin.key", "client-key-data")):
+        (data_dir / name).write_bytes(base64.b64decode(user[field]))
+    context = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cafile=str(data_dir / "pki" / "ca.crt"))
+    context.load_cert_chain(data_dir / "admin.crt", data_dir / "admin.key")
+    return context
+
+
 async def lean_level(url: str, concurrency: int, total: int, server_pid: int,
                      request: Any) -> tuple[float, list[float], float]:
     """run_level over ``concurrency`` lean keep-alive connections; also the server's CPU µs per request."""
-    host, port = url.removeprefix("http://").rsplit(":", 1)
+    host, port = url.split("://", 1)[1].rsplit(":", 1)
     pool: asyncio.Queue[LeanConnection] = asyncio.Queue()
-    connections = [LeanConnection(host, int(port)) for _ in range(concurrency)]
+    connections = [LeanConnection(host, int(port), TLS) for _ in range(concurrency)]
     # connected before the clock starts: the figures are for requests on open keep-alive
-    # connections, as an informer's or kubectl's are, not for TCP handshakes
-    await asyncio.gather(*(connection.connect() for connection in connections))
+    # connections, as an informer's or kubectl's are, not for TCP (or TLS) handshakes. Over TLS one
+    # connection answers first, so that the others resume its session.
+    await connections[0].connect()
+    await connections[0].request("GET", "/readyz")
+    await asyncio.gather(*(connection.connect() for connection in connections[1:]))
+    if TLS is not None and concurrency > 1:
+        resumed = sum(connection.resumed for connection in connections[1:])
+        print(f"  (TLS: {resumed} of {concurrency - 1} further connections resumed the first one's session)")
     for connection in connections:
         pool.put_nowait(connection)
 
@@ -117,7 +144,7 @@ async def lean_level(url: str, concurrency: int, total: int, server_pid: int,
 
 async def http_suite(url: str, total: int, server_pid: int) -> dict[tuple[str, int], float]:
     results: dict[tuple[str, int], float] = {}
-    connector = aiohttp.TCPConnector(limit=200)
+    connector = aiohttp.TCPConnector(limit=200, ssl=TLS or True)
     async with aiohttp.ClientSession(connector=connector) as session:
         path = "/api/v1/namespaces/default/pods"
         base = url + path
@@ -233,7 +260,7 @@ async def raw_suite(total: int) -> dict[tuple[str, int], float]:
 
 
 async def scale_suite(url: str, pods: int, server_pid: int) -> None:
-    connector = aiohttp.TCPConnector(limit=100)
+    connector = aiohttp.TCPConnector(limit=100, ssl=TLS or True)
     async with aiohttp.ClientSession(connector=connector) as session:
         await session.post(url + "/api/v1/namespaces", json={"metadata": {"name": "scale"}})
         base = url + "/api/v1/namespaces/scale/pods"
@@ -268,17 +295,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--pods", type=int, default=10000)
+    parser.add_argument("--tls", action="store_true", help="HTTPS with client certificates (--secure).")
     args = parser.parse_args()
     port = free_port()
+    global TLS
     with tempfile.TemporaryDirectory() as data_dir:
         # The API alone: without the embedded scheduler, which would try (and fail, no nodes) to place
         # every benchmark pod and write their status, and without the controllers.
         process = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
-                                    "--port", str(port), "--disable", "scheduler,controller-manager"],
+                                    "--port", str(port), "--disable", "scheduler,controller-manager",
+                                    *(["--secure"] if args.tls else [])],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
+        url = f"{'https' if args.tls else 'http'}://127.0.0.1:{port}"
         try:
-            wait_healthy(url, process)
+            wait_healthy(url, process, ca=Path(data_dir) / "pki" / "ca.crt" if args.tls else None)
+            if args.tls:
+                TLS = tls_context(Path(data_dir))
             print(f"{'operation':<22}{'conc':>5}{'ops/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'server µs':>12}")
             http = asyncio.run(http_suite(url, args.requests, process.pid))
             raw = asyncio.run(raw_suite(args.requests))
