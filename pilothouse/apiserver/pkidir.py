@@ -92,7 +92,7 @@ class ClusterPKI:
         self.ca: pki.CertKey | None = None
         self._context: ssl.SSLContext | None = None
         self._serving_names: tuple[list[str], list[str]] = ([], [])
-        self._byo_mtimes = (0.0, 0.0)
+        self._loaded_mtimes = (0.0, 0.0)
 
     # ------------------------------------------------------------ files
 
@@ -211,9 +211,15 @@ class ClusterPKI:
         connection when the connection is made, so connections already open keep theirs and new ones
         get the new one: nothing is dropped."""
         assert self._context is not None
-        self._context.load_cert_chain(str(self.serving_cert_path), str(self.serving_key_path))
-        if self.options.tls_cert_file:
-            self._byo_mtimes = self._mtimes()
+        files = str(self.serving_cert_path), str(self.serving_key_path)
+        # Before reading: a file replaced while we read is then seen as changed at the next check.
+        mtimes = self._mtimes()
+        # Tried on a scratch context first: a failed load can leave a context holding the new
+        # certificate with the old key (a pair caught mid-replacement on disk), and every later
+        # handshake would fail. The live context only ever gets a pair that loaded whole.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(*files)
+        self._context.load_cert_chain(*files)
+        self._loaded_mtimes = mtimes
 
     def _mtimes(self) -> tuple[float, float]:
         return self.serving_cert_path.stat().st_mtime, self.serving_key_path.stat().st_mtime
@@ -222,7 +228,7 @@ class ClusterPKI:
         """One renewal check: a due certificate is re-issued (or a brought one re-read after it
         changed on disk) and swapped into the listener. True when the certificate changed."""
         brought = bool(self.options.tls_cert_file)
-        changed = self._mtimes() != self._byo_mtimes if brought else self._renew_serving(force=False)
+        changed = self._mtimes() != self._loaded_mtimes if brought else self._renew_serving(force=False)
         if changed and self._context is not None:
             self._load_serving()
         return changed

@@ -31,7 +31,7 @@ from pilothouse.client.kubeconfig import load_kubeconfig
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.machinery import pki
 from pilothouse.machinery.kubeconfig import build_kubeconfig
-from tests.conftest import ServerProcess, start_server_process
+from tests.conftest import ServerProcess, free_port, start_server_process, terminate
 
 NO_COMPONENTS = ("--disable", "scheduler,controller-manager")
 
@@ -230,6 +230,32 @@ def test_embedded_scheduler_and_controllers_work_over_https(secure: ServerProces
         api_client.close()
 
 
+def test_agent_registers_over_https_as_its_node(secure: ServerProcess, tmp_path: Path) -> None:
+    kubelet_conf = tmp_path / "kubelet.conf"
+    kubelet_conf.write_text(subprocess.run(
+        [sys.executable, "-m", "pilothouse", "kubeconfig", "--user", "system:node:tls-agent", "--group",
+         "system:nodes", "--data-dir", str(secure.data_dir)], capture_output=True, text=True, check=True,
+        timeout=30).stdout)
+    assert _whoami(secure, kubelet_conf)["groups"] == ["system:nodes", "system:authenticated"]
+    log = open(tmp_path / "agent.log", "wb")  # noqa: SIM115 - closed below
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "pilothouse", "agent", "--kubeconfig", str(kubelet_conf), "--node-name", "tls-agent",
+         "--runtime", "simulated", "--port", str(free_port()), "--root-dir", str(tmp_path / "agent")],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        ready = ""
+        while time.monotonic() < deadline and ready != "True":
+            result = secure.kubectl("get", "node", "tls-agent", "-o",
+                                    "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False)
+            ready = result.stdout.strip()
+            time.sleep(0.3)
+        assert ready == "True", (tmp_path / "agent.log").read_text()
+    finally:
+        terminate(agent)
+        log.close()
+
+
 # ---------------------------------------------------------------- renewal
 
 
@@ -296,7 +322,7 @@ def test_bring_your_own_certificates(tmp_path: Path) -> None:
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     server = start_secure_server(tmp_path / "byo", (
-        *NO_COMPONENTS, "--tls-cert-file", str(tmp_path / "serving.crt"),
+        *NO_COMPONENTS, "--tls-renewal-check-interval", "0.3", "--tls-cert-file", str(tmp_path / "serving.crt"),
         "--tls-private-key-file", str(tmp_path / "serving.key"), "--client-ca-file", str(tmp_path / "clients.crt")),
         ca=tmp_path / "serving-ca.crt")
     try:
@@ -308,5 +334,15 @@ def test_bring_your_own_certificates(tmp_path: Path) -> None:
             server.url, ca_pem=serving_ca.cert_pem, cert_pem=bob.cert_pem, key_pem=bob.key_pem)))
         user = _whoami(server, bob_config)
         assert user["username"] == "bob" and user["groups"] == ["corp", "system:authenticated"]
+        # A brought certificate replaced on disk (cert-manager, an operator's renewal) is served from then on.
+        replacement = pki.issue_serving(serving_ca, "api.corp", ["api.corp"], ["127.0.0.1"], now)
+        (tmp_path / "serving.key").write_bytes(replacement.key_pem)
+        (tmp_path / "serving.crt").write_bytes(replacement.cert_pem + serving_ca.cert_pem)
+        deadline = time.monotonic() + 10
+        served = serving.cert
+        while served.serial_number != replacement.cert.serial_number and time.monotonic() < deadline:
+            time.sleep(0.2)
+            served = _peer_certificate(server.port, tmp_path / "serving-ca.crt")
+        assert served.serial_number == replacement.cert.serial_number
     finally:
         server.stop()
