@@ -60,7 +60,7 @@ class TLSOptions:
 
 def host_names_and_addresses(bind_address: str) -> tuple[list[str], list[str]]:
     """The names and addresses this host is reached by: loopback, the hostname and FQDN and what they
-    resolve to, and the bind address when it is a specific one."""
+    resolve to, the bind address when it is a specific one, the default route's source addresses."""
     names = ["localhost"]
     addresses = ["127.0.0.1", "::1"]
     for name in (socket.gethostname(), socket.getfqdn()):
@@ -71,7 +71,19 @@ def host_names_and_addresses(bind_address: str) -> tuple[list[str], list[str]]:
                 addresses.append(str(sockaddr[0]).split("%", 1)[0])
     if bind_address not in ("", "0.0.0.0", "::"):
         addresses.append(bind_address)
+    addresses += _outbound_addresses()
     return names, list(dict.fromkeys(addresses))
+
+
+def _outbound_addresses() -> list[str]:
+    """The addresses other hosts most likely reach this one by: the source address the kernel picks for
+    the default route (a UDP connect sends nothing; it only selects the route)."""
+    found = []
+    for family, target in ((socket.AF_INET, "192.0.2.1"), (socket.AF_INET6, "2001:db8::1")):
+        with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((target, 9))
+            found.append(str(probe.getsockname()[0]))
+    return found
 
 
 def _write(path: Path, data: bytes, private: bool) -> None:
