@@ -18,6 +18,7 @@ import orjson
 
 from pilothouse.apiserver import admission, errors_translate, writes
 from pilothouse.apiserver.admission_plugins import AdmissionChain, Attributes
+from pilothouse.apiserver.encryption import is_stale
 from pilothouse.apiserver.objects import (
     bookmark_object,
     decode_continue,
@@ -357,8 +358,10 @@ class ResourceStorage:
             writes.validate_update(new, current, resource, strategy)
             writes.track_managed_fields(current, new, ctx, resource, subresource)
             new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            if new == current:
-                return current, False  # a no-op write keeps the resourceVersion, as Kubernetes does
+            if new == current and not is_stale(kv):
+                # A no-op write keeps the resourceVersion, as Kubernetes does, unless the entry was
+                # encrypted with an old key (then it is rewritten with the current one).
+                return current, False
             if writes.finalized(new, self.resource.strategy):
                 # The last finalizer went away from an object being deleted: it goes now.
                 if ctx.dry_run:
@@ -505,6 +508,10 @@ class ResourceStorage:
         except CompactedError as error:
             yield WatchEvent("ERROR", expired(
                 f"too old resource version: {revision} ({error.revision})").to_status())
+        except StoreError as error:
+            # An event the store cannot serve (a value no configured key decrypts): an ERROR event,
+            # as kube-apiserver's watcher sends, rather than a stream cut without a word.
+            yield WatchEvent("ERROR", errors_translate.from_store(error, self.resource, "").to_status())
 
     def _translate(self, event: Any, labels: LabelSelector, fields: FieldSelector) -> WatchEvent | None:
         kv = self._view(event.kv)

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from pilothouse.apiserver.app import APIServer
 from pilothouse.apiserver.auth import AuthLayer
+from pilothouse.apiserver.encryption import wrap_store
 from pilothouse.apiserver.pkidir import ClusterPKI, TLSOptions
 from pilothouse.apiserver.x509auth import Unauthenticated, X509Authenticator
 from pilothouse.machinery.kubeconfig import build_kubeconfig
@@ -42,6 +43,9 @@ class ServerConfig:
     etcd_cafile: str | None = None
     etcd_certfile: str | None = None
     etcd_keyfile: str | None = None
+    #: kube-apiserver's --encryption-provider-config (and its -automatic-reload): Secrets at rest.
+    encryption_provider_config: str = ""
+    encryption_provider_config_automatic_reload: bool = False
     #: HTTPS with the cluster CA in <data-dir>/pki and x509 client certificates (issue 11); plain
     #: HTTP on loopback, everyone system:admin, when False.
     secure: bool = False
@@ -140,7 +144,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
         # Over HTTPS nobody is trusted for being on loopback: a client certificate names the user,
         # anything else is anonymous. (Token and service-account authenticators join this chain.)
         auth = AuthLayer([X509Authenticator(cluster_pki.client_cas()), Unauthenticated()])
-    store = open_store(config.endpoint(), **config.store_options())
+    store = wrap_store(open_store(config.endpoint(), **config.store_options()), config.encryption_provider_config,
+                       config.encryption_provider_config_automatic_reload)
     api = APIServer(store, auth=auth, service_cluster_ip_range=config.service_cluster_ip_range,
                     advertise_port=config.port)
     try:

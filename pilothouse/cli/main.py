@@ -179,10 +179,16 @@ EMBEDDED = ("scheduler", "controller-manager")
 @click.option("--leader-elect-lease-duration", type=float, default=15.0, show_default=True,
               help="Lease duration of the embedded components' leader election (renew deadline and retry "
                    "period scale with it).")
+@click.option("--encryption-provider-config", default="",
+              help="An apiserver.config.k8s.io/v1 EncryptionConfiguration: which resources are encrypted at "
+                   "rest, and how.")
+@click.option("--encryption-provider-config-automatic-reload", is_flag=True,
+              help="Reload the encryption configuration when its file changes (checked once a minute).")
 def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, etcd_servers: str,
            etcd_cafile: str | None, etcd_certfile: str | None, etcd_keyfile: str | None,
            service_cluster_ip_range: str, compaction_interval: float, verbose: int, disable: str,
-           leader_elect_lease_duration: float) -> None:
+           leader_elect_lease_duration: float, encryption_provider_config: str,
+           encryption_provider_config_automatic_reload: bool) -> None:
     """Run the API server, with the scheduler and the controller manager embedded."""
     _setup_logging(max(verbose, 1))
     disabled = {name.strip() for name in disable.split(",") if name.strip()}
@@ -198,12 +204,26 @@ def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str
         config.store_options()
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
+    config.encryption_provider_config = encryption_provider_config
+    config.encryption_provider_config_automatic_reload = encryption_provider_config_automatic_reload
+    _check_encryption_config(encryption_provider_config)
     try:
         _run(_serve_with_components(config, [c for c in EMBEDDED if c not in disabled], verbose,
                                            leader_election_child_args(leader_elect_lease_duration)))
     except (StatusError, StoreError, OSError) as error:
         # The store unreachable, the port taken: one line, not a traceback.
         raise click.ClickException(f"cannot start the API server: {error}") from None
+
+
+def _check_encryption_config(path: str) -> None:
+    """A bad file stops the server before it opens anything, in one line with Kubernetes' message."""
+    if path:
+        from pilothouse.apiserver.encryption.config import load_config
+
+        try:
+            load_config(path)
+        except ValueError as error:
+            raise click.ClickException(f"cannot start the API server: {error}") from None
 
 
 async def _serve_with_components(config: Any, components: list[str], verbose: int,
