@@ -96,6 +96,9 @@ def _write(path: Path, data: bytes, private: bool) -> None:
 
 
 class ClusterPKI:
+    """One data dir's PKI: creates and renews its files, issues client certificates, and owns the
+    listener's SSLContext (``clock`` is injectable so renewal is testable without waiting)."""
+
     def __init__(self, directory: Path, options: TLSOptions | None = None,
                  clock: Callable[[], datetime.datetime] = utcnow) -> None:
         self.directory = directory
@@ -157,7 +160,7 @@ class ClusterPKI:
                 names.append(san)
         self._serving_names = ([*KUBERNETES_SERVICE_NAMES, *names], [service_ip, *addresses])
         if not self.options.tls_cert_file:
-            self._renew_serving(force=False)
+            self._renew_serving()
         if self.options.client_ca_file and self.ca.cert not in self.client_cas():
             log.warning("--client-ca-file does not hold the cluster CA: the certificates in the kubeconfigs "
                         "this server writes will not authenticate")
@@ -166,14 +169,14 @@ class ClusterPKI:
             self._store("apiserver-kubelet-client",
                         pki.issue_client(self.ca, "kube-apiserver-kubelet-client", ["system:masters"], now))
 
-    def _renew_serving(self, force: bool) -> bool:
+    def _renew_serving(self) -> bool:
         """Issue a new serving certificate when there is none, it is due for renewal, or it does not
         name every current name and address (the host was renamed, a --tls-san was added)."""
         assert self.ca is not None
         now = self.clock()
         current = self._load("apiserver")
         dns, ips = self._serving_names
-        if (not force and current is not None and not pki.needs_renewal(current.cert, now)
+        if (current is not None and not pki.needs_renewal(current.cert, now)
                 and pki.san_names(current.cert) == (set(dns), {str(ipaddress.ip_address(a)) for a in ips})):
             return False
         self._store("apiserver", pki.issue_serving(self.ca, "kube-apiserver", dns, ips, now,
@@ -240,7 +243,7 @@ class ClusterPKI:
         """One renewal check: a due certificate is re-issued (or a brought one re-read after it
         changed on disk) and swapped into the listener. True when the certificate changed."""
         brought = bool(self.options.tls_cert_file)
-        changed = self._mtimes() != self._loaded_mtimes if brought else self._renew_serving(force=False)
+        changed = self._mtimes() != self._loaded_mtimes if brought else self._renew_serving()
         if changed and self._context is not None:
             self._load_serving()
         return changed
