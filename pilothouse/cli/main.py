@@ -110,9 +110,10 @@ def server_options(function: click.decorators.FC) -> click.decorators.FC:
                      help="Seconds between compactions of the store's history."),
         click.option("-v", "--verbose", count=True),
     ]
+    function = tls_options(function)  # listed after these in --help
     for option in reversed(options):
         function = option(function)
-    return tls_options(function)
+    return function
 
 
 # --- TLS serving flags (kube-apiserver's names); collected into ctx.meta so that every command taking

@@ -47,7 +47,8 @@ def start_secure_server(data_dir: Path, extra: tuple[str, ...] = (), ca: Path | 
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A secure server with its embedded scheduler and controller manager."""
-    server = start_secure_server(tmp_path_factory.mktemp("secure"))
+    server = start_secure_server(tmp_path_factory.mktemp("secure"),
+                                 ("--tls-san", "api.example.test", "--tls-san", "203.0.113.7"))
     yield server
     server.stop()
 
@@ -91,6 +92,8 @@ def test_serving_certificate_names(secure: ServerProcess) -> None:
             "localhost", socket.gethostname().lower()} <= dns
     # 10.96.0.1: the first address of the default service range, the `kubernetes` Service's.
     assert {"127.0.0.1", "10.96.0.1"} <= ips
+    # --tls-san: more names and addresses, sorted into their kinds.
+    assert "api.example.test" in dns and "203.0.113.7" in ips
     # A client that knows the server by its in-cluster name verifies the certificate.
     assert _peer_certificate(secure.port, ca, "kubernetes.default.svc").serial_number == cert.serial_number
     # The API server's client certificate towards agents, as kubeadm names it.
