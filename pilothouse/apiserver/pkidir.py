@@ -165,18 +165,24 @@ class ClusterPKI:
             log.warning("--client-ca-file does not hold the cluster CA: the certificates in the kubeconfigs "
                         "this server writes will not authenticate")
         kubelet_client = self._load("apiserver-kubelet-client")
-        if kubelet_client is None or pki.needs_renewal(kubelet_client.cert, now):
+        if kubelet_client is None or self._stale(kubelet_client, now):
             self._store("apiserver-kubelet-client",
                         pki.issue_client(self.ca, "kube-apiserver-kubelet-client", ["system:masters"], now))
 
+    def _stale(self, pair: pki.CertKey, now: datetime.datetime) -> bool:
+        """Due for renewal, or not signed by the current CA (one copied in from another server)."""
+        assert self.ca is not None
+        return pki.needs_renewal(pair.cert, now) or not pki.issued_by(pair.cert, self.ca.cert)
+
     def _renew_serving(self) -> bool:
-        """Issue a new serving certificate when there is none, it is due for renewal, or it does not
-        name every current name and address (the host was renamed, a --tls-san was added)."""
+        """Issue a new serving certificate when there is none, it is due for renewal or was signed by
+        another CA, or it does not name every current name and address (the host was renamed, a
+        --tls-san was added)."""
         assert self.ca is not None
         now = self.clock()
         current = self._load("apiserver")
         dns, ips = self._serving_names
-        if (current is not None and not pki.needs_renewal(current.cert, now)
+        if (current is not None and not self._stale(current, now)
                 and pki.san_names(current.cert) == (set(dns), {str(ipaddress.ip_address(a)) for a in ips})):
             return False
         self._store("apiserver", pki.issue_serving(self.ca, "kube-apiserver", dns, ips, now,

@@ -32,6 +32,7 @@ __all__ = [
     "client_identity",
     "issue_client",
     "issue_serving",
+    "issued_by",
     "load_cert_key",
     "needs_renewal",
     "new_ca",
@@ -145,6 +146,15 @@ def san_names(cert: x509.Certificate) -> tuple[set[str], set[str]]:
             {str(address) for address in sans.get_values_for_type(x509.IPAddress)})
 
 
+def issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    """Whether ``ca``'s key signed ``cert`` (a CA replaced on disk makes every leaf of the old one stale)."""
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
 def needs_renewal(cert: x509.Certificate, now: datetime.datetime, fraction: float = RENEW_FRACTION) -> bool:
     """True once less than ``fraction`` of the certificate's lifetime is left (or it is not yet valid)."""
     start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
@@ -171,12 +181,6 @@ def verify_client(cert: x509.Certificate, cas: Iterable[x509.Certificate], now: 
             return "x509: certificate specifies an incompatible key usage"
     except x509.ExtensionNotFound:
         pass  # no EKU: any usage, as Go's verifier allows
-    for ca in cas:
-        if ca.subject != cert.issuer:
-            continue
-        try:
-            cert.verify_directly_issued_by(ca)
-        except (InvalidSignature, ValueError, TypeError):
-            continue
+    if any(issued_by(cert, ca) for ca in cas):
         return None
     return "x509: certificate signed by unknown authority"

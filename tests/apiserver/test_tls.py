@@ -283,6 +283,13 @@ def test_renewal_decision_with_an_injected_clock(tmp_path: Path) -> None:
     ClusterPKI(tmp_path / "pki", TLSOptions(), clock=lambda: clock[0]).ensure("127.0.0.1", "10.96.0.1")
     again = x509.load_pem_x509_certificate((tmp_path / "pki" / "apiserver.crt").read_bytes())
     assert again.serial_number == second.serial_number
+    # A CA copied in from another server (HA, as kubeadm's control-plane join): its leaves are re-issued.
+    shared = pki.new_ca("kubernetes", clock[0])
+    (tmp_path / "pki" / "ca.crt").write_bytes(shared.cert_pem)
+    (tmp_path / "pki" / "ca.key").write_bytes(shared.key_pem)
+    ClusterPKI(tmp_path / "pki", TLSOptions(), clock=lambda: clock[0]).ensure("127.0.0.1", "10.96.0.1")
+    for leaf in ("apiserver.crt", "apiserver-kubelet-client.crt"):
+        assert pki.issued_by(x509.load_pem_x509_certificate((tmp_path / "pki" / leaf).read_bytes()), shared.cert)
 
 
 def test_serving_certificate_renewed_without_dropping_connections(tmp_path: Path) -> None:
