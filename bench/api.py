@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python bench/api.py [--requests 2000] [--pods 10000] [--tls] [--uvloop]
+    .venv/bin/python bench/api.py [--requests 2000] [--pods 10000] [--tls | --tls-compare] [--uvloop]
 
 ``--tls`` runs the server with ``--secure`` (HTTPS, x509 client certificates) and the clients with
 the admin certificate of the kubeconfig it writes, TLS sessions resumed across connections.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import os
 import ssl
 import statistics
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -291,11 +293,40 @@ async def scale_suite(url: str, pods: int, server_pid: int) -> None:
     print(f"server RSS holding {pods} pods: {rss} MB")
 
 
+@contextlib.contextmanager
+def bench_server(tls: bool) -> Iterator[tuple[str, int]]:
+    """(url, pid) of a server of its own: the API alone, without the embedded scheduler (which would try,
+    and fail with no nodes, to place every benchmark pod) and the controllers. Under ``tls`` it serves
+    HTTPS (``--secure``) and the clients use its admin certificate (``TLS``)."""
+    global TLS
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data_dir:
+        process = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
+                                    "--port", str(port), "--disable", "scheduler,controller-manager",
+                                    *(["--secure"] if tls else [])],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        try:
+            wait_healthy(url, process, ca=Path(data_dir) / "pki" / "ca.crt" if tls else None)
+            TLS = tls_context(Path(data_dir)) if tls else None
+            yield url, process.pid
+        finally:
+            TLS = None
+            process.terminate()
+            process.wait(10)
+
+
+HEADER = f"{'operation':<22}{'conc':>5}{'ops/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'server µs':>12}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--pods", type=int, default=10000)
     parser.add_argument("--tls", action="store_true", help="HTTPS with client certificates (--secure).")
+    parser.add_argument("--tls-compare", action="store_true",
+                        help="The HTTP suite over plain HTTP, then over HTTPS, and their ratio (issue 11's goal: "
+                             "HTTPS within 15%% at 100 clients).")
     # The standard loop's TLS is Python (asyncio/sslproto.py) and, on a 2-core machine, takes the CPU
     # from the server it measures; uvloop's is C, as the server's own is.
     parser.add_argument("--uvloop", action="store_true", help="Run the load generator on uvloop too.")
@@ -305,31 +336,26 @@ def main() -> None:
         import uvloop
 
         run = uvloop.run
-    port = free_port()
-    global TLS
-    with tempfile.TemporaryDirectory() as data_dir:
-        # The API alone: without the embedded scheduler, which would try (and fail, no nodes) to place
-        # every benchmark pod and write their status, and without the controllers.
-        process = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
-                                    "--port", str(port), "--disable", "scheduler,controller-manager",
-                                    *(["--secure"] if args.tls else [])],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"{'https' if args.tls else 'http'}://127.0.0.1:{port}"
-        try:
-            wait_healthy(url, process, ca=Path(data_dir) / "pki" / "ca.crt" if args.tls else None)
-            if args.tls:
-                TLS = tls_context(Path(data_dir))
-            print(f"{'operation':<22}{'conc':>5}{'ops/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'server µs':>12}")
-            http = run(http_suite(url, args.requests, process.pid))
-            raw = run(raw_suite(args.requests))
-            print("\nHTTP+API vs raw store (throughput ratio raw/http, lower is better):")
-            for key, rate in http.items():
-                if key in raw and rate:
-                    print(f"  {key[0]:<8} c={key[1]:<4} {raw[key] / rate:6.1f}x")
-            run(scale_suite(url, args.pods, process.pid))
-        finally:
-            process.terminate()
-            process.wait(10)
+    if args.tls_compare:
+        results = {}
+        for tls in (False, True):
+            print(f"\n{'HTTPS' if tls else 'HTTP'}\n{HEADER}")
+            with bench_server(tls) as (url, pid):
+                results[tls] = run(http_suite(url, args.requests, pid))
+        print("\nHTTPS vs HTTP (throughput ratio https/http, 1.0 is as fast):")
+        for key, rate in results[False].items():
+            if rate and key in results[True]:
+                print(f"  {key[0]:<8} c={key[1]:<4} {results[True][key] / rate:6.2f}")
+        return
+    with bench_server(args.tls) as (url, pid):
+        print(HEADER)
+        http = run(http_suite(url, args.requests, pid))
+        raw = run(raw_suite(args.requests))
+        print("\nHTTP+API vs raw store (throughput ratio raw/http, lower is better):")
+        for key, rate in http.items():
+            if key in raw and rate:
+                print(f"  {key[0]:<8} c={key[1]:<4} {raw[key] / rate:6.1f}x")
+        run(scale_suite(url, args.pods, pid))
 
 
 if __name__ == "__main__":
