@@ -59,10 +59,12 @@ class AuthOptions:
     service_account_issuer: str = DEFAULT_ISSUER
     #: Authenticators ahead of the bearer tokens (the x509 client-certificate authenticator).
     request_authenticators: list[Authenticator] = field(default_factory=list)
+    #: Serving HTTPS (``--secure``): nobody is trusted for being on loopback.
+    tls: bool = False
 
     @property
     def secure(self) -> bool:
-        return bool(self.token_auth_file or self.authorization_mode)
+        return bool(self.token_auth_file or self.authorization_mode or self.tls)
 
     def modes(self) -> list[str]:
         modes = [m.strip() for m in (self.authorization_mode or "AlwaysAllow").split(",") if m.strip()]

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pilothouse.apiserver.serve import ServerConfig
+    from pilothouse.apiserver.serve import RunningServer, ServerConfig
 
-__all__ = ["SUPERVISOR_PID_ENV", "Child", "Supervisor", "component_args", "exit_with_supervisor"]
+__all__ = ["COMPONENT_USERS", "SUPERVISOR_PID_ENV", "Child", "Supervisor", "component_args",
+           "component_connection", "exit_with_supervisor"]
 
 log = logging.getLogger("pilothouse.supervisor")
 
@@ -117,3 +118,17 @@ def component_args(component: str, config: ServerConfig) -> list[str]:
     if component == "controller-manager":
         return ["--root-ca-file", str(config.data_dir / "pki" / "ca.crt")]
     return []
+
+
+#: The user each embedded component is, as kubeadm's scheduler.conf and controller-manager.conf name it.
+COMPONENT_USERS = {"scheduler": "system:kube-scheduler", "controller-manager": "system:kube-controller-manager"}
+
+
+def component_connection(running: RunningServer, component: str, user: str = "",
+                         groups: tuple[str, ...] = ()) -> list[str]:
+    """The flags that point a child component at ``running``: a kubeconfig with its own client
+    certificate over HTTPS, the URL over plain HTTP."""
+    if running.pki is None:
+        return ["--server", running.url]
+    path = running.component_kubeconfig(component, user or COMPONENT_USERS[component], groups)
+    return ["--kubeconfig", str(path)]

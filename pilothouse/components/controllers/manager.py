@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from pilothouse.client.informer import InformerFactory
+from pilothouse.client.kubeconfig import ClientConfig
 from pilothouse.client.rest import APIClient
 from pilothouse.components.controllers.base import Controller, ControllerContext
 
@@ -50,7 +51,7 @@ CONTROLLERS: dict[str, str] = {
 
 
 class ControllerManager:
-    def __init__(self, server: str, *, controllers: list[str] | None = None,
+    def __init__(self, server: str | ClientConfig, *, controllers: list[str] | None = None,
                  options: dict[str, Any] | None = None) -> None:
         self.client = APIClient(server, user_agent="pilothouse-controller-manager")
         self.informers = InformerFactory(self.client)
