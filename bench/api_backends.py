@@ -40,7 +40,7 @@ from api import pod, row, run_level  # noqa: E402  (bench/api.py: same pod, same
 
 from pilothouse.store._etcd_client import EtcdClient, b64, prefix_end  # noqa: E402
 from pilothouse.store.sqlite import SQLiteStore  # noqa: E402
-from tests.conftest import free_port, wait_healthy  # noqa: E402
+from tests.conftest import create_default_service_account, free_port, wait_healthy  # noqa: E402
 from tests.store.etcd_server import EtcdCluster  # noqa: E402
 
 __all__ = ["main"]
@@ -151,6 +151,7 @@ def start_server(data_dir: str, *extra: str) -> tuple[subprocess.Popen[bytes], s
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, process)
+    create_default_service_account(url)  # no controller manager runs to make it
     return process, url
 
 

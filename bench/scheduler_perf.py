@@ -181,6 +181,9 @@ async def run_case(nodes: int, existing: int, measured: int, profile: str, event
     client = APIClient(url, user_agent="scheduler-perf")
     try:
         wait_ready(url, server)
+        # No controller manager runs: make the account ServiceAccount admission wants.
+        await client.create(resource("", "v1", "serviceaccounts"), {
+            "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}, "default")
         if separate:
             sched_log = open(data_dir / "scheduler.log", "wb")  # noqa: SIM115
             scheduler = subprocess.Popen([sys.executable, "-c", SCHEDULER_CODE, url, profile,

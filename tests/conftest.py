@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -62,29 +63,46 @@ def terminate(process: subprocess.Popen[bytes] | None, timeout: float = 10) -> N
             process.wait()
 
 
-def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30, ca: Path | None = None) -> None:
+    """Until ``/readyz`` answers ok; over HTTPS verified with ``ca`` (read at each try: the server
+    writes it on its first start)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}")
         try:
-            with urllib.request.urlopen(url + "/readyz", timeout=1) as response:
+            context = ssl.create_default_context(cafile=str(ca)) if ca is not None else None
+            with urllib.request.urlopen(url + "/readyz", timeout=1, context=context) as response:
                 if response.read() == b"ok":
                     return
-        except OSError:
+        except OSError:  # ssl.SSLError too
             time.sleep(0.05)
     raise RuntimeError("server did not become ready")
 
 
-def start_server_process(data_dir: Path, port: int | None = None, extra: tuple[str, ...] = ()) -> ServerProcess:
+def create_default_service_account(url: str, namespace: str = "default", *,
+                                   context: ssl.SSLContext | None = None) -> None:
+    """For a server run without its controller manager: the ``default`` ServiceAccount that
+    ServiceAccount admission wants before it admits a pod in ``namespace``."""
+    body = b'{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}'
+    request = urllib.request.Request(f"{url}/api/v1/namespaces/{namespace}/serviceaccounts", body,
+                                     {"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10, context=context) as response:
+        response.read()
+
+
+def start_server_process(data_dir: Path, port: int | None = None, extra: tuple[str, ...] = (), *,
+                         secure: bool = False, ca: Path | None = None) -> ServerProcess:
+    """``secure``: HTTPS (``--secure``), checked against ``ca`` (default: the cluster CA it creates)."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = open(data_dir / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen(
-        [sys.executable, "-m", "pilothouse", "server", "--data-dir", str(data_dir), "--port", str(port), *extra],
+        [sys.executable, "-m", "pilothouse", "server", "--data-dir", str(data_dir), "--port", str(port),
+         *(["--secure"] if secure else []), *extra],
         stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_healthy(url, process)
+    url = f"{'https' if secure else 'http'}://127.0.0.1:{port}"
+    wait_healthy(url, process, ca=(ca or data_dir / "pki" / "ca.crt") if secure else None)
     return ServerProcess(url, data_dir, data_dir / "kubeconfig.yaml", process, port)
 
 

@@ -26,12 +26,14 @@ pytestmark = pytest.mark.skipif(shutil.which("podman") is None or not Path(KUBEC
 PAUSE_IMAGE = "localhost/pilothouse/pause"
 
 
-def test_up_runs_a_pod_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+# --secure: HTTPS, the scheduler, controller manager and agent each with its own kubeconfig (issue 11).
+@pytest.mark.parametrize("flags", [(), ("--secure",)], ids=["http", "https"])
+def test_up_runs_a_pod_and_ctrl_c_stops_everything(tmp_path: Path, flags: tuple[str, ...]) -> None:
     data_dir = tmp_path / "cluster"
     port = free_port()
     log = open(tmp_path / "up.log", "wb")  # noqa: SIM115 - closed below
     up = subprocess.Popen([sys.executable, "-m", "pilothouse", "up", "--data-dir", str(data_dir), "--port", str(port),
-                           "--node-name", "up-node"], stdout=log, stderr=subprocess.STDOUT)
+                           "--node-name", "up-node", *flags], stdout=log, stderr=subprocess.STDOUT)
     env = {**os.environ, "KUBECONFIG": str(data_dir / "kubeconfig.yaml"), "HOME": str(tmp_path / "home")}
 
     def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,7 @@ from pilothouse.apiserver.admission import NamespaceLifecycle
 from pilothouse.apiserver.admission_plugins import AdmissionChain
 from pilothouse.apiserver.admission_plugins.priority import bootstrap_priority_classes
 from pilothouse.apiserver.allocators import ServiceAllocator, ServiceHooks
-from pilothouse.apiserver.auth import AuthLayer
+from pilothouse.apiserver.auth import REQUEST_INFO, AuthLayer
 from pilothouse.apiserver.crds import CRDController
 from pilothouse.apiserver.discovery import Discovery
 from pilothouse.apiserver.openapiv2 import serve_openapi_v2
@@ -63,8 +63,10 @@ class APIServer:
         self.namespaces = NamespaceLifecycle(store)
         self.service_allocator = ServiceAllocator(store, service_cluster_ip_range)
         self.advertise_port = advertise_port
+        self.auth = auth or AuthLayer()
         hooks: dict[tuple[str, str], StorageHooks] = {("", "services"): ServiceHooks(self.service_allocator),
-                                                      ("", "namespaces"): _NamespaceWrites(self.namespaces)}
+                                                      ("", "namespaces"): _NamespaceWrites(self.namespaces),
+                                                      **self.auth.storage_hooks()}
         self.admission = AdmissionChain.default(store)
         self.storages = {r: ResourceStorage(r, store, self.namespaces, hooks.get((r.group, r.plural)), self.admission)
                          for r in self.registry}
@@ -75,7 +77,6 @@ class APIServer:
                                  **virtual.VIRTUAL_HANDLERS})
         self.discovery = Discovery(self.registry)
         self.crds = CRDController(store, self.registry, self.storage)
-        self.auth = auth or AuthLayer()
         self.ready = False
 
     def _follow_registry(self, resource: ResourceType, added: bool) -> None:
@@ -91,6 +92,7 @@ class APIServer:
         """Objects every cluster has: the system namespaces."""
         self.namespaces.start()
         self.admission.start()
+        self.auth.start()
         namespaces = self.storage("", "v1", "namespaces")
         for name in SYSTEM_NAMESPACES:
             try:
@@ -134,11 +136,12 @@ class APIServer:
         await self.crds.close()
         await self.namespaces.close()
         await self.admission.close()
+        await self.auth.close()
 
     # -------------------------------------------------------------- app
 
     def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[codec.pretty_middleware, self._middleware],
+        app = web.Application(middlewares=[codec.pretty_middleware, self._middleware, self.auth.middleware],
                               client_max_size=codec.MAX_BODY_BYTES + 1)
         app[_KEY_APP] = self
         app.on_response_prepare.append(add_standing_warnings)
@@ -217,8 +220,7 @@ class APIServer:
 
     async def _resource(self, request: web.Request) -> web.StreamResponse:
         path = request.path
-        info = parse_request_info(request.method, path, request.query)
-        await self.auth.check(request, info)
+        info = request.get(REQUEST_INFO) or parse_request_info(request.method, path, request.query)
         if not info.is_resource_request:
             return await self._group_discovery(request, info.group, info.version, path)
         if self.registry.by_plural(info.group, info.version, info.resource) is None and self._unserved_group(path):

@@ -29,6 +29,7 @@ _SUBRESOURCE_KINDS: dict[str, tuple[str, str, str]] = {
     "attach": ("", "v1", "PodAttachOptions"),
     "portforward": ("", "v1", "PodPortForwardOptions"),
     "proxy": ("", "v1", "PodProxyOptions"),
+    "token": ("authentication.k8s.io", "v1", "TokenRequest"),
 }
 _SUBRESOURCE_VERBS: dict[str, list[str]] = {
     "status": ["get", "patch", "update"],
@@ -42,6 +43,7 @@ _SUBRESOURCE_VERBS: dict[str, list[str]] = {
     "proxy": ["create", "delete", "get", "patch", "update"],
     "finalize": ["update"],
     "approval": ["get", "patch", "update"],
+    "token": ["create"],
 }
 
 

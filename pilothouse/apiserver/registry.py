@@ -276,7 +276,8 @@ class ResourceStorage:
             await self.namespaces.admit_create(metadata.get("namespace", ""))
         # Mutating admission comes before PrepareForCreate, as in kube-apiserver (a pod's QoS class
         # must see the resources LimitRanger set).
-        attributes = Attributes("CREATE", resource, metadata.get("namespace", ""), obj, dry_run=ctx.dry_run)
+        attributes = Attributes("CREATE", resource, metadata.get("namespace", ""), obj, dry_run=ctx.dry_run,
+                                warnings=ctx.warnings)
         await self.admission.admit(attributes)
         strategy.prepare_for_create(obj)
         for attempt in range(attempts):
@@ -373,7 +374,7 @@ class ResourceStorage:
                 strategy.default(new)
             writes.carry_system_metadata(new, current)
             attributes = Attributes("UPDATE", resource, current["metadata"].get("namespace", ""), new, current,
-                                    subresource, ctx.dry_run)
+                                    subresource, ctx.dry_run, ctx.warnings)
             await self.admission.admit(attributes)
             strategy.prepare_for_update(new, current)
             writes.validate_update(new, current, resource, strategy)

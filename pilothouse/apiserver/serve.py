@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from aiohttp import web
 
 from pilothouse.apiserver.app import APIServer
+from pilothouse.apiserver.authchain import AuthOptions, build_auth
 from pilothouse.apiserver.encryption import wrap_store
+from pilothouse.apiserver.pkidir import ClusterPKI, TLSOptions
+from pilothouse.apiserver.x509auth import X509Authenticator
+from pilothouse.machinery.kubeconfig import build_kubeconfig
+from pilothouse.machinery.pki import CertKey
 from pilothouse.store import open_store
 from pilothouse.store.interface import Store
 
@@ -38,6 +46,12 @@ class ServerConfig:
     #: kube-apiserver's --encryption-provider-config (and its -automatic-reload): Secrets at rest.
     encryption_provider_config: str = ""
     encryption_provider_config_automatic_reload: bool = False
+    #: Authentication and authorization (``--token-auth-file``, ``--authorization-mode``, ...).
+    auth: AuthOptions = field(default_factory=AuthOptions)
+    #: HTTPS with the cluster CA in <data-dir>/pki and x509 client certificates (issue 11); plain
+    #: HTTP on loopback, everyone system:admin, when False.
+    secure: bool = False
+    tls: TLSOptions = field(default_factory=TLSOptions)
 
     def store_options(self) -> dict[str, object]:
         options: dict[str, object] = {"compact_interval": self.compaction_interval}
@@ -61,7 +75,7 @@ class ServerConfig:
         host = self.bind_address
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.secure else 'http'}://{host}:{self.port}"
 
 
 @dataclass
@@ -71,33 +85,44 @@ class RunningServer:
     api: APIServer
     runner: web.AppRunner
     port: int
+    pki: ClusterPKI | None = None
+    renewal: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
         host = self.config.bind_address
         if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.config.secure else 'http'}://{host}:{self.port}"
+
+    def component_kubeconfig(self, name: str, user: str, groups: Iterable[str] = ()) -> Path:
+        """``<data-dir>/<name>.conf`` for a component that reaches this server (kubeadm's
+        ``scheduler.conf``, ``controller-manager.conf``, ``kubelet.conf``): the CA and a client
+        certificate for ``user`` when serving HTTPS, the bare URL otherwise."""
+        path = self.config.data_dir / f"{name}.conf"
+        credentials = self.pki.issue_client(user, groups) if self.pki is not None else None
+        write_kubeconfig(path, self.url, ca_pem=self.pki.ca_bundle() if self.pki else None,
+                         credentials=credentials, user=user if credentials else "admin")
+        return path
 
     async def stop(self) -> None:
+        if self.renewal is not None:
+            self.renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.renewal
         with contextlib.suppress(Exception):
             await self.runner.cleanup()
         await self.api.close()
         await self.store.close()
 
 
-def write_kubeconfig(path: Path, server_url: str, cluster_name: str = "pilothouse") -> None:
-    """A kubeconfig like k3s writes: one cluster, one user, one current context."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": cluster_name, "cluster": {"server": server_url}}],
-        "users": [{"name": "admin", "user": {}}],
-        "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": "admin",
-                                                        "namespace": "default"}}],
-        "current-context": cluster_name,
-        "preferences": {},
-    }
+def write_kubeconfig(path: Path, server_url: str, cluster_name: str = "pilothouse", *,
+                     ca_pem: bytes | None = None, credentials: CertKey | None = None, user: str = "admin") -> None:
+    """A kubeconfig like kubeadm's admin.conf: one cluster, one user, one current context, the CA and
+    the client certificate embedded when the server speaks HTTPS."""
+    config = build_kubeconfig(server_url, cluster=cluster_name, user=user, ca_pem=ca_pem,
+                              cert_pem=credentials.cert_pem if credentials else None,
+                              key_pem=credentials.key_pem if credentials else None)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -105,11 +130,26 @@ def write_kubeconfig(path: Path, server_url: str, cluster_name: str = "pilothous
     tmp.replace(path)
 
 
+def _secure_pki(config: ServerConfig) -> ClusterPKI:
+    """The cluster PKI, created or renewed as needed, before anything listens."""
+    network = ipaddress.ip_network(config.service_cluster_ip_range, strict=False)
+    cluster_pki = ClusterPKI(config.data_dir / "pki", config.tls)
+    cluster_pki.ensure(config.bind_address, str(network.network_address + 1))
+    return cluster_pki
+
+
 async def start_server(config: ServerConfig) -> RunningServer:
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    cluster_pki = _secure_pki(config) if config.secure else None
+    if cluster_pki is not None:
+        # Over HTTPS nobody is trusted for being on loopback: a client certificate names the user, then
+        # the bearer tokens; anything else is anonymous.
+        config.auth.request_authenticators = [X509Authenticator(cluster_pki.client_cas())]
+        config.auth.tls = True
     store = wrap_store(open_store(config.endpoint(), **config.store_options()), config.encryption_provider_config,
                        config.encryption_provider_config_automatic_reload)
-    api = APIServer(store, service_cluster_ip_range=config.service_cluster_ip_range,
+    api = APIServer(store, build_auth(config.auth, store, config.data_dir),
+                    service_cluster_ip_range=config.service_cluster_ip_range,
                     advertise_port=config.port)
     try:
         await store.start()
@@ -127,7 +167,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
     # request and the seed's systemd units run the server with logs to stderr anyway).
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, config.bind_address, config.port, reuse_address=True, backlog=1024)
+    site = web.TCPSite(runner, config.bind_address, config.port, reuse_address=True, backlog=1024,
+                       ssl_context=cluster_pki.ssl_context() if cluster_pki else None)
     await site.start()
     port = config.port
     server = site._server
@@ -135,8 +176,13 @@ async def start_server(config: ServerConfig) -> RunningServer:
         sockets = getattr(server, "sockets", None) or []
         if sockets:
             port = sockets[0].getsockname()[1]
-    running = RunningServer(config, store, api, runner, port)
-    write_kubeconfig(config.kubeconfig_path, running.url)
+    running = RunningServer(config, store, api, runner, port, cluster_pki)
+    if cluster_pki is None:
+        write_kubeconfig(config.kubeconfig_path, running.url)
+    else:
+        write_kubeconfig(config.kubeconfig_path, running.url, ca_pem=cluster_pki.ca_bundle(),
+                         credentials=cluster_pki.issue_client("kubernetes-admin", ["system:masters"]))
+        running.renewal = asyncio.create_task(cluster_pki.keep_fresh(), name="serving-cert-renewal")
     log.info("API server listening on %s (datastore %s)", running.url, config.endpoint())
     return running
 

@@ -6,10 +6,11 @@ their discovery verbs are ``create`` or ``get, list``. Here each is a handler ke
 subresource handlers, with ``""`` as the subresource: :class:`RestHandler` hands the whole resource
 to it.
 
-The reviews answer from the caller the auth layer recorded (:data:`auth.CALLER`): its user and its
-authorizer. Today that is every loopback caller as ``system:admin`` and an authorizer that allows
-everything, so every review says yes, with the reason ``pilothouse: no authorization yet``; the
-authentication/RBAC work changes the chain, not these handlers.
+The reviews answer from the caller the auth layer recorded (:data:`auth.CALLER`): its user, its
+authorizer (the access reviews; the rules review lists the authorizer's ``rules_for``) and its
+chain's bearer-token authenticators (TokenReview). In the default loopback model every caller is
+``system:admin`` and the authorizer allows everything, with the reason ``pilothouse: no
+authorization yet``; with ``--authorization-mode=RBAC`` the answers are RBAC's.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from pilothouse.apiserver import codec, options
-from pilothouse.apiserver.auth import CALLER, AllowAll, UserInfo
+from pilothouse.apiserver import codec, options, tokenrequest
+from pilothouse.apiserver.auth import CALLER, UserInfo, aggregate, with_authenticated_group
 from pilothouse.apiserver.registry import ResourceStorage
 from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.apiserver.subresources import bind_pod
@@ -58,7 +59,10 @@ def _caller_user(request: web.Request) -> tuple[UserInfo, Any]:
 
 
 def _user_json(user: UserInfo) -> Object:
-    out: Object = {"username": user.name, "groups": list(user.groups)}
+    out: Object = {"username": user.name}
+    if user.uid:
+        out["uid"] = user.uid
+    out["groups"] = list(user.groups)
     if user.extra:
         out["extra"] = {key: list(values) for key, values in user.extra.items()}
     return out
@@ -89,12 +93,23 @@ async def token_review(handler: Any, request: web.Request, info: RequestInfo,
     review = await _read_review(request, "TokenReview")
     if not review["spec"].get("token"):
         raise bad_request("token is required for TokenReview in authentication")
-    # The loopback model has no credentials to check: any token stands for the one user every
-    # caller is. Token authentication replaces this answer.
-    user, _ = _caller_user(request)
-    status: Object = {"authenticated": True, "user": _user_json(user)}
-    if review["spec"].get("audiences"):
-        status["audiences"] = list(review["spec"]["audiences"])
+    layer = request[CALLER].layer if CALLER in request else None
+    if layer is None:
+        raise StatusError(500, "InternalError", "no authentication chain recorded for this request")
+    wanted = tuple(review["spec"].get("audiences") or ())
+    # The bearer-token authenticators of the server's chain (token file, service-account JWTs,
+    # bootstrap tokens); a token that is not audience-aware is taken as meant for the API's own.
+    found, errors = await layer.tokens.review(review["spec"]["token"], wanted)
+    status: Object
+    if found is None:
+        status = {"user": {}}
+        if errors:
+            status["error"] = aggregate(errors)
+    else:
+        audiences = wanted or (layer.service_accounts.api_audiences if layer.service_accounts else ())
+        status = {"authenticated": True, "user": _user_json(with_authenticated_group(found))}
+        if audiences:
+            status["audiences"] = list(audiences)
     return _created(review, "authentication.k8s.io/v1", "TokenReview", status)
 
 
@@ -167,21 +182,32 @@ def _access_review(kind: str, self_review: bool, local: bool) -> Handler:
     return create
 
 
+def _resource_rule(rule: Object) -> Object:
+    out: Object = {"verbs": rule.get("verbs") or [], "apiGroups": rule.get("apiGroups") or [],
+                   "resources": rule["resources"]}
+    if rule.get("resourceNames"):
+        out["resourceNames"] = rule["resourceNames"]
+    return out
+
+
 async def self_subject_rules_review(handler: Any, request: web.Request, info: RequestInfo,
                                     storage: ResourceStorage) -> web.StreamResponse:
     _only(("create",), info)
     review = await _read_review(request, "SelfSubjectRulesReview")
-    _, authorizer = _caller_user(request)
-    if isinstance(authorizer, AllowAll):
-        status: Object = {
-            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-            "incomplete": False,
-        }
-    else:
+    user, authorizer = _caller_user(request)
+    resolve = getattr(authorizer, "rules_for", None)
+    if resolve is None:
         # An authorizer that cannot list its rules says so, as kube-apiserver's webhook mode does.
-        status = {"resourceRules": [], "nonResourceRules": [], "incomplete": True,
-                  "evaluationError": "the authorizer cannot list the rules of a user"}
+        status: Object = {"resourceRules": [], "nonResourceRules": [], "incomplete": True,
+                          "evaluationError": "the authorizer cannot list the rules of a user"}
+    else:
+        rules, errors = resolve(user, review["spec"].get("namespace", ""))
+        status = {"resourceRules": [_resource_rule(r) for r in rules if r.get("resources")],
+                  "nonResourceRules": [{"verbs": r.get("verbs") or [], "nonResourceURLs": r["nonResourceURLs"]}
+                                       for r in rules if r.get("nonResourceURLs")],
+                  "incomplete": bool(errors)}
+        if errors:
+            status["evaluationError"] = aggregate(errors)
     return _created(review, "authorization.k8s.io/v1", "SelfSubjectRulesReview", status)
 
 
@@ -300,6 +326,7 @@ async def component_statuses(handler: Any, request: web.Request, info: RequestIn
 
 VIRTUAL_HANDLERS: dict[tuple[str, str], Handler] = {
     ("componentstatuses", ""): component_statuses,
+    ("serviceaccounts", "token"): tokenrequest.create_token,
     ("bindings", ""): bindings,
     ("tokenreviews.authentication.k8s.io", ""): token_review,
     ("selfsubjectreviews.authentication.k8s.io", ""): self_subject_review,

@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 import click
 import platformdirs
 
+from pilothouse.cli.authflags import auth_options, share_loopback_token
 from pilothouse.machinery.errors import StatusError
 from pilothouse.store.interface import StoreError
 
 if TYPE_CHECKING:  # the server's modules load only when a command needs them
     from pilothouse.apiserver.serve import ServerConfig
+    from pilothouse.client.kubeconfig import ClientConfig
 
 __all__ = ["main"]
 
@@ -66,10 +68,11 @@ def _server_config(data_dir: Path, bind_address: str, port: int, datastore_endpo
         from pilothouse.store import etcd_endpoint_from_servers
 
         datastore_endpoint = etcd_endpoint_from_servers(etcd_servers)
+    secure, tls = _tls_config()
     return ServerConfig(data_dir=data_dir, bind_address=bind_address, port=port,
                         datastore_endpoint=datastore_endpoint, service_cluster_ip_range=service_cluster_ip_range,
                         compaction_interval=compaction_interval, etcd_cafile=etcd_cafile,
-                        etcd_certfile=etcd_certfile, etcd_keyfile=etcd_keyfile)
+                        etcd_certfile=etcd_certfile, etcd_keyfile=etcd_keyfile, secure=secure, tls=tls)
 
 
 def default_data_dir() -> Path:
@@ -108,9 +111,65 @@ def server_options(function: click.decorators.FC) -> click.decorators.FC:
                      help="Seconds between compactions of the store's history."),
         click.option("-v", "--verbose", count=True),
     ]
+    function = tls_options(function)  # listed after these in --help
     for option in reversed(options):
         function = option(function)
     return function
+
+
+# --- TLS serving flags (kube-apiserver's names); collected into ctx.meta so that every command taking
+# server_options gets them without another dozen parameters. ---
+_TLS_META = "pilothouse.tls"
+
+
+def _collect_tls(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    ctx.meta.setdefault(_TLS_META, {})[param.name] = value
+
+
+def tls_options(function: click.decorators.FC) -> click.decorators.FC:
+    options = [
+        click.option("--secure", is_flag=True, expose_value=False, callback=_collect_tls,
+                     help="Serve HTTPS with the cluster CA in <data-dir>/pki (created on first start) and "
+                          "authenticate x509 client certificates; the written kubeconfig embeds an admin "
+                          "certificate."),
+        click.option("--tls-cert-file", default=None, expose_value=False, callback=_collect_tls,
+                     help="Serving certificate (PEM, may hold its chain) instead of one signed by the cluster CA."),
+        click.option("--tls-private-key-file", default=None, expose_value=False, callback=_collect_tls,
+                     help="The key of --tls-cert-file."),
+        click.option("--client-ca-file", default=None, expose_value=False, callback=_collect_tls,
+                     help="CA bundle to verify client certificates against (default: the cluster CA)."),
+        click.option("--tls-san", multiple=True, expose_value=False, callback=_collect_tls,
+                     help="Another name or address for the serving certificate (repeatable)."),
+        # Tests shorten the serving certificate's life to watch it renewed.
+        click.option("--tls-serving-cert-validity", type=float, default=None, hidden=True, expose_value=False,
+                     callback=_collect_tls),
+        click.option("--tls-renewal-check-interval", type=float, default=3600.0, hidden=True,
+                     expose_value=False, callback=_collect_tls),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _tls_config() -> tuple[bool, Any]:
+    """(secure, TLSOptions) from the current command's TLS flags."""
+    import datetime
+
+    from pilothouse.apiserver.pkidir import TLSOptions
+
+    flags = click.get_current_context().meta.get(_TLS_META, {})
+    options = TLSOptions(tls_cert_file=flags.get("tls_cert_file"),
+                         tls_private_key_file=flags.get("tls_private_key_file"),
+                         client_ca_file=flags.get("client_ca_file"), tls_sans=tuple(flags.get("tls_san") or ()),
+                         check_interval=flags.get("tls_renewal_check_interval") or 3600.0)
+    if flags.get("tls_serving_cert_validity"):
+        options.serving_validity = datetime.timedelta(seconds=flags["tls_serving_cert_validity"])
+    if bool(options.tls_cert_file) != bool(options.tls_private_key_file):
+        raise click.BadParameter("give --tls-cert-file and --tls-private-key-file together")
+    # Bringing a certificate or a client CA means serving HTTPS.
+    secure = bool(flags.get("secure") or options.tls_cert_file or options.client_ca_file)
+    return secure, options
+# --- end of TLS serving flags ---
 
 
 EMBEDDED = ("scheduler", "controller-manager")
@@ -118,6 +177,7 @@ EMBEDDED = ("scheduler", "controller-manager")
 
 @main.command()
 @server_options
+@auth_options
 @click.option("--disable", default="", help="Embedded components not to run: scheduler,controller-manager.")
 @click.option("--leader-elect-lease-duration", type=float, default=15.0, show_default=True,
               help="Lease duration of the embedded components' leader election (renew deadline and retry "
@@ -131,7 +191,7 @@ def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str
            etcd_cafile: str | None, etcd_certfile: str | None, etcd_keyfile: str | None,
            service_cluster_ip_range: str, compaction_interval: float, verbose: int, disable: str,
            leader_elect_lease_duration: float, encryption_provider_config: str,
-           encryption_provider_config_automatic_reload: bool) -> None:
+           encryption_provider_config_automatic_reload: bool, auth: Any) -> None:
     """Run the API server, with the scheduler and the controller manager embedded."""
     _setup_logging(max(verbose, 1))
     disabled = {name.strip() for name in disable.split(",") if name.strip()}
@@ -142,6 +202,7 @@ def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str
         raise click.BadParameter("give --datastore-endpoint or --etcd-servers, not both")
     config = _server_config(data_dir, bind_address, port, datastore_endpoint, etcd_servers, etcd_cafile,
                             etcd_certfile, etcd_keyfile, service_cluster_ip_range, compaction_interval)
+    config.auth = auth
     click.echo(f"pilothouse API server on {config.url}; kubeconfig: {config.kubeconfig_path}", err=True)
     try:
         config.store_options()
@@ -172,12 +233,14 @@ def _check_encryption_config(path: str) -> None:
 async def _serve_with_components(config: Any, components: list[str], verbose: int,
                                  extra_args: list[str] | None = None) -> None:
     from pilothouse.apiserver.serve import start_server
-    from pilothouse.cli.supervisor import Supervisor
+    from pilothouse.cli.supervisor import Supervisor, component_args, component_connection
 
     running = await start_server(config)
+    share_loopback_token(running)
     supervisor = Supervisor()
     for component in components:
-        supervisor.add(component, component, "--server", running.url, *(extra_args or []), *(["-v"] * verbose))
+        supervisor.add(component, component, *component_connection(running, component),
+                       *(extra_args or []), *(["-v"] * verbose), *component_args(component, config))
     await supervisor.start()
     try:
         await _wait_for_signal()
@@ -224,7 +287,7 @@ def leader_election_child_args(lease_duration: float) -> list[str]:
             "--leader-elect-retry-period", f"{lease_duration * 2 / 15:g}"]
 
 
-def _run_component(lease_name: str, server_url: str, run: Callable[[], Coroutine[Any, Any, None]],
+def _run_component(lease_name: str, target: ClientConfig, run: Callable[[], Coroutine[Any, Any, None]],
                    leader_elect: bool, lease_duration: float, renew_deadline: float, retry_period: float) -> None:
     from pilothouse.cli.supervisor import exit_with_supervisor
 
@@ -237,7 +300,7 @@ def _run_component(lease_name: str, server_url: str, run: Callable[[], Coroutine
     from pilothouse.client.rest import APIClient
 
     async def elected() -> None:
-        async with APIClient(server_url, user_agent=f"{lease_name}/leader-election",
+        async with APIClient(target, user_agent=f"{lease_name}/leader-election",
                              timeout=renew_deadline) as client:
             elector = LeaderElector(client, name=lease_name, lease_duration=lease_duration,
                                     renew_deadline=renew_deadline, retry_period=retry_period)
@@ -252,43 +315,66 @@ def _run_component(lease_name: str, server_url: str, run: Callable[[], Coroutine
         sys.exit(1)
 
 
+def connection_options(function: click.decorators.FC) -> click.decorators.FC:
+    """``--server`` and ``--kubeconfig``, as Kubernetes' components take them."""
+    function = click.option("--kubeconfig", default=None,
+                            help="kubeconfig with the server, its CA and this component's credentials.")(function)
+    return click.option("--server", "server_url", default=None,
+                        help="API server URL, e.g. https://127.0.0.1:6443 (overrides the kubeconfig's).")(function)
+
+
+def _target(server_url: str | None, kubeconfig: str | None) -> ClientConfig:
+    from pilothouse.client.kubeconfig import client_config
+
+    try:
+        return client_config(server_url, kubeconfig)
+    except (ValueError, OSError) as error:
+        raise click.BadParameter(str(error)) from None
+
+
 @main.command()
-@click.option("--server", "server_url", required=True, help="API server URL, e.g. http://127.0.0.1:6443")
+@connection_options
 @leader_election_options
 @click.option("-v", "--verbose", count=True)
-def scheduler(server_url: str, leader_elect: bool, leader_elect_lease_duration: float,
+def scheduler(server_url: str | None, kubeconfig: str | None, leader_elect: bool, leader_elect_lease_duration: float,
               leader_elect_renew_deadline: float, leader_elect_retry_period: float, verbose: int) -> None:
     """Run the scheduler against an API server."""
     from pilothouse.components.scheduler import run_scheduler
 
     _setup_logging(verbose)
-    _run_component("kube-scheduler", server_url, lambda: run_scheduler(server_url), leader_elect,
+    target = _target(server_url, kubeconfig)
+    _run_component("kube-scheduler", target, lambda: run_scheduler(target), leader_elect,
                    leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period)
 
 
 @main.command("controller-manager")
-@click.option("--server", "server_url", required=True, help="API server URL, e.g. http://127.0.0.1:6443")
+@connection_options
 @click.option("--controllers", default="", help="Comma-separated subset of controllers (default: all).")
 @click.option("--node-monitor-grace-period", type=float, default=40.0, show_default=True,
               help="Seconds without a node heartbeat before the node is marked Unknown.")
 @click.option("--pod-eviction-timeout", type=float, default=300.0, show_default=True,
               help="Default toleration (seconds) of pods for unreachable/not-ready nodes.")
+@click.option("--root-ca-file", default="",
+              help="CA bundle published to every namespace as the kube-root-ca.crt ConfigMap.")
 @leader_election_options
 @click.option("-v", "--verbose", count=True)
-def controller_manager(server_url: str, controllers: str, node_monitor_grace_period: float,
-                       pod_eviction_timeout: float, leader_elect: bool, leader_elect_lease_duration: float,
-                       leader_elect_renew_deadline: float, leader_elect_retry_period: float,
-                       verbose: int) -> None:
+def controller_manager(server_url: str | None, kubeconfig: str | None, controllers: str,
+                       node_monitor_grace_period: float, pod_eviction_timeout: float, root_ca_file: str,
+                       leader_elect: bool,
+                       leader_elect_lease_duration: float, leader_elect_renew_deadline: float,
+                       leader_elect_retry_period: float, verbose: int) -> None:
     """Run the controller manager against an API server."""
     from pilothouse.components.controllers.manager import ControllerManager
 
     _setup_logging(verbose)
     names = [c.strip() for c in controllers.split(",") if c.strip()] or None
-    manager = ControllerManager(server_url, controllers=names, options={
+    target = _target(server_url, kubeconfig)
+    manager = ControllerManager(target, controllers=names, options={
         "node_monitor_grace_period": node_monitor_grace_period,
         "pod_eviction_timeout": pod_eviction_timeout,
+        "root_ca_file": root_ca_file,
     })
-    _run_component("kube-controller-manager", server_url, manager.run, leader_elect,
+    _run_component("kube-controller-manager", target, manager.run, leader_elect,
                    leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period)
 
 # --- end of leader election wiring ---
@@ -324,12 +410,41 @@ def kubectl(data_dir: Path, args: tuple[str, ...]) -> None:
     os.execve(binary, [binary, *args], env)
 
 
+@main.command("kubeconfig")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=default_data_dir,
+              show_default="user state dir", help="The server's data dir (its pki/ holds the cluster CA).")
+@click.option("--user", "user", required=True, help="The user name (the certificate's CN).")
+@click.option("--group", "groups", multiple=True, help="A group (the certificate's O); repeatable.")
+@click.option("--server", "server_url", default=None, help="API server URL (default: the data dir's kubeconfig's).")
+def kubeconfig_command(data_dir: Path, user: str, groups: tuple[str, ...], server_url: str | None) -> None:
+    """Print a kubeconfig for USER with a new client certificate signed by the cluster CA (as
+    ``kubeadm kubeconfig user`` does)."""
+    import yaml
+
+    from pilothouse.apiserver.pkidir import ClusterPKI
+    from pilothouse.machinery.kubeconfig import build_kubeconfig
+
+    cluster_pki = ClusterPKI(data_dir / "pki")
+    try:
+        if server_url is None:
+            written = yaml.safe_load((data_dir / "kubeconfig.yaml").read_text()) or {}
+            server_url = str(written["clusters"][0]["cluster"]["server"])
+        credentials = cluster_pki.issue_client(user, groups)
+        ca_pem = cluster_pki.ca_cert_path.read_bytes()
+    except (OSError, KeyError, IndexError, RuntimeError) as error:
+        raise click.ClickException(f"no secure cluster in {data_dir} (start `pilothouse server --secure` "
+                                   f"first): {error}") from None
+    document = build_kubeconfig(server_url, user=user, ca_pem=ca_pem, cert_pem=credentials.cert_pem,
+                                key_pem=credentials.key_pem)
+    click.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
 @main.command()
-@click.option("--server", "server_url", required=True, help="API server URL, e.g. http://127.0.0.1:6443")
+@connection_options
 @click.option("--node-name", default="", help="Node name (default: the hostname).")
 @click.option("--node-labels", default="", help="Labels to register the node with: k=v,k2=v2.")
 @click.option("--register-node", type=bool, default=True, show_default=True,
@@ -350,7 +465,8 @@ if __name__ == "__main__":  # pragma: no cover
 @click.option("--pod-cidr", default="10.244.0.0/16", show_default=True,
               help="Pod addresses on this host's bridge (shared by every agent on the host).")
 @click.option("-v", "--verbose", count=True)
-def agent(server_url: str, node_name: str, node_labels: str, register_node: bool, manifests_dir: str | None,
+def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_labels: str, register_node: bool,
+          manifests_dir: str | None,
           address: str, port: int, node_ip: str | None, runtime: str, runtime_endpoint: str | None, simulate: int,
           root_dir: str | None, image_credentials_file: str | None, stop_pods_on_exit: bool, pod_network: str,
           pod_cidr: str, verbose: int) -> None:
@@ -358,8 +474,9 @@ def agent(server_url: str, node_name: str, node_labels: str, register_node: bool
     from pilothouse.components.agent.agent import Agent, AgentOptions, parse_labels
 
     _setup_logging(verbose)
+    _target(server_url, kubeconfig)  # refuse a missing or unreadable kubeconfig here, with the flag's name
     options = AgentOptions(
-        server=server_url, node_name=node_name, node_labels=parse_labels(node_labels),
+        server=server_url or "", kubeconfig=kubeconfig, node_name=node_name, node_labels=parse_labels(node_labels),
         register_node=register_node, manifests_dir=manifests_dir, port=port, address=address, node_ip=node_ip,
         runtime="simulated" if simulate else runtime, runtime_endpoint=runtime_endpoint, simulate=simulate,
         root_dir=root_dir or str(default_data_dir() / "agent"), image_credentials_file=image_credentials_file,
@@ -378,6 +495,7 @@ def agent(server_url: str, node_name: str, node_labels: str, register_node: bool
 
 @main.command()
 @server_options
+@auth_options
 @click.option("--node-name", default="", help="This machine's node name (default: the hostname).")
 @click.option("--node-labels", default="", help="Labels for this machine's node: k=v,k2=v2.")
 @click.option("--agent-port", type=int, default=0, help="The node agent's port (default: a free one).")
@@ -386,12 +504,13 @@ def agent(server_url: str, node_name: str, node_labels: str, register_node: bool
 def up(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, etcd_servers: str,
        etcd_cafile: str | None, etcd_certfile: str | None, etcd_keyfile: str | None, service_cluster_ip_range: str,
        compaction_interval: float, verbose: int, node_name: str, node_labels: str, agent_port: int,
-       pod_cidr: str) -> None:
+       pod_cidr: str, auth: Any) -> None:
     """Bring up a whole cluster on this machine: API server, scheduler, controllers and a node agent."""
     from pilothouse.cli.up import bring_up
 
     _setup_logging(verbose)
     config = _server_config(data_dir, bind_address, port, datastore_endpoint, etcd_servers, etcd_cafile,
                             etcd_certfile, etcd_keyfile, service_cluster_ip_range, compaction_interval)
+    config.auth = auth
     _run(bring_up(config, node_name=node_name, node_labels=node_labels, agent_port=agent_port,
                          verbose=verbose, pod_cidr=pod_cidr))

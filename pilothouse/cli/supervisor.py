@@ -18,8 +18,13 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-__all__ = ["SUPERVISOR_PID_ENV", "Child", "Supervisor", "exit_with_supervisor"]
+if TYPE_CHECKING:
+    from pilothouse.apiserver.serve import RunningServer, ServerConfig
+
+__all__ = ["COMPONENT_USERS", "SUPERVISOR_PID_ENV", "Child", "Supervisor", "component_args",
+           "component_connection", "exit_with_supervisor"]
 
 log = logging.getLogger("pilothouse.supervisor")
 
@@ -105,3 +110,25 @@ class Supervisor:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def component_args(component: str, config: ServerConfig) -> list[str]:
+    """Flags an embedded component takes from the server's configuration: the controller manager
+    publishes the cluster CA (``<data-dir>/pki/ca.crt``) as every namespace's kube-root-ca.crt."""
+    if component == "controller-manager":
+        return ["--root-ca-file", str(config.data_dir / "pki" / "ca.crt")]
+    return []
+
+
+#: The user each embedded component is, as kubeadm's scheduler.conf and controller-manager.conf name it.
+COMPONENT_USERS = {"scheduler": "system:kube-scheduler", "controller-manager": "system:kube-controller-manager"}
+
+
+def component_connection(running: RunningServer, component: str, user: str = "",
+                         groups: tuple[str, ...] = ()) -> list[str]:
+    """The flags that point a child component at ``running``: a kubeconfig with its own client
+    certificate over HTTPS, the URL over plain HTTP."""
+    if running.pki is None:
+        return ["--server", running.url]
+    path = running.component_kubeconfig(component, user or COMPONENT_USERS[component], groups)
+    return ["--kubeconfig", str(path)]

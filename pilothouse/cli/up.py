@@ -18,8 +18,10 @@ from typing import Any
 from rich.console import Console
 
 from pilothouse.apiserver.serve import ServerConfig, start_server
-from pilothouse.cli.supervisor import Supervisor
+from pilothouse.cli.authflags import share_loopback_token
+from pilothouse.cli.supervisor import Supervisor, component_args, component_connection
 from pilothouse.client import errors
+from pilothouse.client.kubeconfig import load_kubeconfig
 from pilothouse.client.rest import APIClient, resource
 
 __all__ = ["bring_up"]
@@ -56,12 +58,16 @@ async def bring_up(config: ServerConfig, *, node_name: str, node_labels: str, ag
 
     with console.status("starting the API server…"):
         running = await start_server(config)
+    share_loopback_token(running)
     console.print(f"[green]✓[/] API server on {running.url} (datastore {config.endpoint()})")
     supervisor = Supervisor()
     extra: list[str] = ["-v"] * verbose
-    supervisor.add("scheduler", "scheduler", "--server", running.url, *extra)
-    supervisor.add("controller-manager", "controller-manager", "--server", running.url, *extra)
-    agent_args: list[Any] = ["agent", "--server", running.url, "--node-name", node_name,
+    supervisor.add("scheduler", "scheduler", *component_connection(running, "scheduler"), *extra)
+    supervisor.add("controller-manager", "controller-manager", *component_connection(running, "controller-manager"),
+                   *extra, *component_args("controller-manager", config))
+    # The agent is system:node:<name> (kubelet.conf); the CSR-based TLS bootstrap replaces this later.
+    agent_connection = component_connection(running, "kubelet", f"system:node:{node_name}", ("system:nodes",))
+    agent_args: list[Any] = ["agent", *agent_connection, "--node-name", node_name,
                              "--port", str(agent_port or _free_port()),
                              "--root-dir", str(config.data_dir / "agent"), "--stop-pods-on-exit",
                              "--pod-cidr", pod_cidr, *extra]
@@ -70,7 +76,7 @@ async def bring_up(config: ServerConfig, *, node_name: str, node_labels: str, ag
     supervisor.add("agent", *agent_args)
     await supervisor.start()
     console.print("[green]✓[/] scheduler and controller manager started")
-    client = APIClient(running.url, user_agent="pilothouse-up")
+    client = APIClient(load_kubeconfig(config.kubeconfig_path), user_agent="pilothouse-up")
     try:
         with console.status(f"waiting for node {node_name} to be Ready (the agent starts the container "
                             "engine and builds its pause image the first time)…"):

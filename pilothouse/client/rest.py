@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -19,9 +20,14 @@ import aiohttp
 import orjson
 
 from pilothouse.client import errors
+from pilothouse.client.kubeconfig import ClientConfig
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry, ResourceType
 
-__all__ = ["APIClient", "resource"]
+__all__ = ["LOOPBACK_TOKEN_ENV", "APIClient", "resource"]
+
+#: The bearer token a component started by ``pilothouse server`` uses when given none (the server's
+#: loopback token, system:masters, as kube-apiserver's own clients have).
+LOOPBACK_TOKEN_ENV = "PILOTHOUSE_LOOPBACK_TOKEN"
 
 Object = dict[str, Any]
 
@@ -37,13 +43,18 @@ def resource(group: str, version: str, plural: str) -> ResourceType:
 
 
 class APIClient:
-    """HTTP client bound to one API server URL."""
+    """HTTP client bound to one API server: a URL, or a :class:`ClientConfig` read from a kubeconfig
+    (HTTPS with the cluster CA and a client certificate)."""
 
-    def __init__(self, server: str, *, user_agent: str = "pilothouse", token: str | None = None,
+    def __init__(self, server: str | ClientConfig, *, user_agent: str = "pilothouse", token: str | None = None,
                  connection_limit: int = 256, timeout: float = 30.0) -> None:
-        self.server = server.rstrip("/")
+        config = server if isinstance(server, ClientConfig) else ClientConfig(server)
+        self.config = config
+        self.server = config.server.rstrip("/")
+        token = token or config.token
         self.user_agent = user_agent
         self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
+        token = token or os.environ.get(LOOPBACK_TOKEN_ENV)
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         self._connection_limit = connection_limit
@@ -53,7 +64,8 @@ class APIClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._connection_limit, limit_per_host=self._connection_limit)
+            connector = aiohttp.TCPConnector(limit=self._connection_limit, limit_per_host=self._connection_limit,
+                                             ssl=self.config.ssl_context or True)
             self._session = aiohttp.ClientSession(connector=connector, headers=self._headers,
                                                   json_serialize=lambda o: orjson.dumps(o).decode())
         return self._session

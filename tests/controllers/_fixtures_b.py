@@ -95,6 +95,9 @@ async def wait_for(check: Callable[[], Awaitable[T | None]], timeout: float = 10
 async def create_namespace(client: APIClient, prefix: str = "t") -> str:
     name = f"{prefix}-{next(_counter)}-{meta.generate_name_suffix(4)}"
     await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    # No service account controller runs here; ServiceAccount admission wants the default account.
+    await client.create(resource("", "v1", "serviceaccounts"), {
+        "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": name}}, name)
     return name
 
 

@@ -131,7 +131,10 @@ class Cluster:
     def __init__(self, url: str, controllers: tuple[type[Controller], ...] = DEFAULT_CONTROLLERS) -> None:
         self.url = url
         self.client = APIClient(url, user_agent="test")
-        self.controller_types = controllers
+        # ServiceAccount admission refuses pods until their namespace has a ``default`` account, so
+        # every cluster runs the controller that makes it, as a real controller manager does.
+        self.controller_types = controllers if ServiceAccountController in controllers \
+            else (*controllers, ServiceAccountController)
         self.kubelet = FakeKubelet(APIClient(url, user_agent="fake-kubelet"))
         self._ctl_client: APIClient | None = None
         self.controllers: list[Controller] = []

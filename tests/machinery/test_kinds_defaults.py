@@ -74,9 +74,9 @@ def test_pod_defaults_include_admission_additions() -> None:
     assert spec["volumes"] == [{"name": "cfg", "configMap": {"name": "x", "defaultMode": 420}},
                                {"name": "tmp", "emptyDir": {}}]
     assert spec["enableServiceLinks"] is True
-    assert spec["serviceAccountName"] == spec["serviceAccount"] == "default"
-    # priority and the default tolerations are admission's (tests/apiserver/test_admission_plugins.py)
-    assert "priority" not in spec and "tolerations" not in spec
+    # priority, the default tolerations and the service account are admission's
+    # (tests/apiserver/test_admission_plugins.py, test_serviceaccount_admission.py)
+    assert "priority" not in spec and "tolerations" not in spec and "serviceAccountName" not in spec
 
 
 def test_pod_templates_do_not_get_pod_only_defaults() -> None:

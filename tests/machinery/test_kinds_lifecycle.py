@@ -162,7 +162,7 @@ def test_job_with_wrong_uid_label_is_rejected() -> None:
 # -- selectable fields -------------------------------------------------------------------------
 
 def test_pod_selectable_fields() -> None:
-    pod = _pod(nodeName="n1", hostNetwork=True)
+    pod = _pod(nodeName="n1", hostNetwork=True, serviceAccountName="default")  # admission's default
     core.POD.prepare_for_create(pod)
     pod["status"]["podIPs"] = [{"ip": "10.1.0.4"}, {"ip": "fd00::4"}]
     assert core.POD.selectable_fields(pod) == {

@@ -17,7 +17,7 @@ from sched_helpers import PROCESSING_TOLERATION, anti_affinity, node, pod, seed_
 from pilothouse.client import errors
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.scheduler import Scheduler
-from tests.conftest import ServerProcess, start_server_process
+from tests.conftest import ServerProcess, create_default_service_account, start_server_process
 
 PODS = resource("", "v1", "pods")
 NODES = resource("", "v1", "nodes")
@@ -30,6 +30,8 @@ Object = dict[str, Any]
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     data_dir: Path = tmp_path_factory.mktemp("scheduler-server")
     proc = start_server_process(data_dir, extra=("--disable", "scheduler,controller-manager"))
+    # No service account controller runs here: make the account ServiceAccount admission requires.
+    create_default_service_account(proc.url)
     yield proc
     proc.stop()
 

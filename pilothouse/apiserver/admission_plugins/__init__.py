@@ -3,8 +3,8 @@
 Every plugin speaks one vocabulary: :class:`Attributes` in, the object mutated in place (``admit``,
 the mutating phase) or a :class:`~pilothouse.machinery.admission.Refusal` raised (``admit`` or
 ``validate``, the validating phase), which the chain renders as Kubernetes' 403. The chain runs
-them in kube-apiserver's order (``AllOrderedPlugins``): LimitRanger, Priority,
-DefaultTolerationSeconds, DefaultStorageClass, then ResourceQuota last of all, so that quota is
+them in kube-apiserver's order (``AllOrderedPlugins``): LimitRanger, ServiceAccount, PodSecurity,
+Priority, DefaultTolerationSeconds, DefaultStorageClass, then ResourceQuota last of all, so that quota is
 charged for the object as it will be stored. NamespaceLifecycle stays in ``apiserver/admission.py``.
 The rules themselves are pure functions in ``machinery/admission`` and ``machinery/quota``; the
 plugins here feed them from watch-fed caches.
@@ -12,7 +12,7 @@ plugins here feed them from watch-fed caches.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pilothouse.apiserver.admission_plugins.cache import WatchCache
@@ -37,10 +37,18 @@ class Attributes:
     old: Object | None = None
     subresource: str = ""
     dry_run: bool = False
+    #: The request's warnings (the write context's list), sent back as ``Warning`` headers.
+    warnings: list[str] = field(default_factory=list)
 
     def is_main(self, group: str, plural: str) -> bool:
         """The resource itself (not a subresource) of ``group``/``plural``."""
         return not self.subresource and self.resource.group == group and self.resource.plural == plural
+
+    def warn(self, message: str) -> None:
+        """Add a warning once, as kube-apiserver's warning recorder deduplicates them (a write
+        retried after a lost race runs admission again)."""
+        if message not in self.warnings:
+            self.warnings.append(message)
 
     def refused(self, reason: str) -> StatusError:
         """admission.NewForbidden: named by the object's name, or its generateName before one exists."""
@@ -69,9 +77,17 @@ class AdmissionChain:
     @classmethod
     def default(cls, store: Store) -> AdmissionChain:
         # Imported here: the plugin modules import this one for the vocabulary.
-        from pilothouse.apiserver.admission_plugins import limitranger, priority, resourcequota, storageclass
+        from pilothouse.apiserver.admission_plugins import (
+            limitranger,
+            podsecurity,
+            priority,
+            resourcequota,
+            serviceaccount,
+            storageclass,
+        )
 
-        return cls([limitranger.LimitRanger(store), priority.Priority(store), priority.DefaultTolerationSeconds(),
+        return cls([limitranger.LimitRanger(store), serviceaccount.ServiceAccount(store),
+                    podsecurity.PodSecurity(store), priority.Priority(store), priority.DefaultTolerationSeconds(),
                     storageclass.DefaultStorageClass(store), resourcequota.ResourceQuota(store)])
 
     def start(self) -> None:

@@ -89,6 +89,17 @@ class WatchCache:
             return list(self._buckets.get(namespace, {}).values())
         return [obj for bucket in self._buckets.values() for obj in bucket.values()]
 
+    async def get(self, key: str) -> Object | None:
+        """The object at ``key``; one the cache does not hold yet (created a moment ago, perhaps
+        through another API server) is read from the store."""
+        if self._synced:
+            namespace, _, _ = key[len(self.prefix):].rpartition("/")
+            cached = self._buckets.get(namespace, {}).get(key)
+            if cached is not None:
+                return cached
+        kv = await self.store.get(key)
+        return None if kv is None else decode_stored(kv)
+
     async def refresh(self, key: str) -> None:
         """Read ``key`` from the store again (after a write lost a compare-and-swap race)."""
         kv = await self.store.get(key)

@@ -21,6 +21,7 @@ from typing import Any
 from pilothouse.client import errors
 from pilothouse.client.events import EventRecorder
 from pilothouse.client.informer import EventHandler, InformerFactory, object_key
+from pilothouse.client.kubeconfig import client_config
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.agent.images import ImageManager
 from pilothouse.components.agent.node import NodeConfig, NodeStatusManager, detect_capacity, detect_node_ip
@@ -61,6 +62,8 @@ def parse_labels(text: str) -> dict[str, str]:
 @dataclass
 class AgentOptions:
     server: str = "http://127.0.0.1:6443"
+    #: Credentials and CA (kubelet's --kubeconfig); its server URL unless ``server`` is given.
+    kubeconfig: str | None = None
     node_name: str = ""
     node_labels: dict[str, str] = field(default_factory=dict)
     register_node: bool = True
@@ -90,8 +93,8 @@ class Agent:
         self.options = options
         if not options.node_name:
             options.node_name = socket.gethostname().lower()
-        self.client = APIClient(options.server, user_agent=f"pilothouse-agent/{options.node_name}",
-                                token=options.token)
+        self.client = APIClient(client_config(options.server, options.kubeconfig),
+                                user_agent=f"pilothouse-agent/{options.node_name}", token=options.token)
         self.root_dir = Path(options.root_dir)
         self.runtime: ContainerRuntime | None = None
         self.podman: PodmanService | None = None

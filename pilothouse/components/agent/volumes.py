@@ -70,7 +70,8 @@ async def _object_files(fetch: Fetch, kind: str, namespace: str, source: Object,
                         default_mode: int) -> dict[str, tuple[bytes, int]]:
     name = source.get("name") or source.get("secretName") or ""
     obj = await fetch(kind, namespace, name)
-    # kube-root-ca.crt is published by a controller pilothouse may not run yet: do not block pods on it
+    # kube-root-ca.crt is published only when the cluster has a CA file (root-ca-cert-publisher):
+    # do not block pods on it
     optional = bool(source.get("optional")) or name == "kube-root-ca.crt"
     if obj is None:
         if optional:
@@ -152,6 +153,8 @@ async def prepare_volumes(pod: Object, root_dir: Path, fetch: Fetch, *, pod_ip: 
                     files.update(_downward_files(pod, projection["downwardAPI"].get("items") or [], mode,
                                                  pod_ip, host_ip, allocatable))
                 elif "serviceAccountToken" in projection:
+                    # ServiceAccount admission adds this source to every pod; until tokens are issued
+                    # (TokenRequest, the authn work) the agent writes a placeholder.
                     path = projection["serviceAccountToken"].get("path", "token")
                     files[path] = (PLACEHOLDER_TOKEN.encode(), mode)
             target = base / "kubernetes.io~projected" / name

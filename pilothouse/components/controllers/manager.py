@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from pilothouse.client.informer import InformerFactory
+from pilothouse.client.kubeconfig import ClientConfig
 from pilothouse.client.rest import APIClient
 from pilothouse.components.controllers.base import Controller, ControllerContext
 
@@ -29,6 +30,7 @@ CONTROLLERS: dict[str, str] = {
     "garbagecollector": "pilothouse.components.controllers.garbagecollector:GarbageCollector",
     "namespace": "pilothouse.components.controllers.namespace:NamespaceController",
     "serviceaccount": "pilothouse.components.controllers.serviceaccount:ServiceAccountController",
+    "root-ca-cert-publisher": "pilothouse.components.controllers.rootcacertpublisher:RootCACertPublisher",
     "daemonset": "pilothouse.components.controllers.daemonset:DaemonSetController",
     "statefulset": "pilothouse.components.controllers.statefulset:StatefulSetController",
     "job": "pilothouse.components.controllers.job:JobController",
@@ -49,7 +51,7 @@ CONTROLLERS: dict[str, str] = {
 
 
 class ControllerManager:
-    def __init__(self, server: str, *, controllers: list[str] | None = None,
+    def __init__(self, server: str | ClientConfig, *, controllers: list[str] | None = None,
                  options: dict[str, Any] | None = None) -> None:
         self.client = APIClient(server, user_agent="pilothouse-controller-manager")
         self.informers = InformerFactory(self.client)

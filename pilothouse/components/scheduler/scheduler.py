@@ -21,6 +21,7 @@ from typing import Any
 from pilothouse.client import errors
 from pilothouse.client.events import EventRecorder
 from pilothouse.client.informer import EventHandler, Informer, InformerFactory
+from pilothouse.client.kubeconfig import ClientConfig
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.scheduler.cache import Cache
 from pilothouse.components.scheduler.framework import ActionType, ClusterEvent, EventResource
@@ -88,14 +89,14 @@ def pod_spec_changed(old: Object, new: Object) -> bool:
 class Scheduler:
     """kube-scheduler's default profile, over the HTTP API."""
 
-    def __init__(self, client: APIClient | str, *, scheduler_name: str = DEFAULT_SCHEDULER_NAME,
+    def __init__(self, client: APIClient | ClientConfig | str, *, scheduler_name: str = DEFAULT_SCHEDULER_NAME,
                  informers: InformerFactory | None = None, percentage_of_nodes_to_score: int = 0,
                  bind_concurrency: int = 512, record_scheduled_events: bool = True,
                  plugin_args: Mapping[str, Mapping[str, Any]] | None = None,
                  unschedulable_flush_interval: float = 30.0, max_queued_events: int = 1000,
                  seed: int | None = None) -> None:
-        self._owns_client = isinstance(client, str)
-        self.client = APIClient(client, user_agent="pilothouse-scheduler") if isinstance(client, str) else client
+        self._owns_client = not isinstance(client, APIClient)
+        self.client = client if isinstance(client, APIClient) else APIClient(client, user_agent="pilothouse-scheduler")
         self.scheduler_name = scheduler_name
         self.informers = informers or InformerFactory(self.client)
         self.cache = Cache()
@@ -357,7 +358,7 @@ class Scheduler:
             self._move(EventResource.NAMESPACE, ActionType.ADD)
 
 
-async def run_scheduler(server_url: str, **options: Any) -> None:
+async def run_scheduler(server_url: str | ClientConfig, **options: Any) -> None:
     """``pilothouse scheduler --server URL``: run until cancelled."""
     scheduler = Scheduler(server_url, **options)
     await scheduler.start()

@@ -97,8 +97,8 @@ def _condition_errors(csr: Object) -> list[FieldError]:
 
 
 def prepare_csr_create(csr: Object) -> None:
-    """Clear status; the requester is recorded from the request's user, which is today's only user
-    (every loopback caller is system:admin, see apiserver/auth.py)."""
+    """Clear status and what the body claims of its requester; the API server then records the
+    request's user (apiserver/requester.py). These values stand for a write with no user."""
     csr["status"] = {}
     spec = csr.setdefault("spec", {})
     spec["username"] = "system:admin"

@@ -253,9 +253,8 @@ def default_pod(pod: Object) -> None:
     if spec.get("hostNetwork"):
         _host_network_ports(spec.get("containers"))
         _host_network_ports(spec.get("initContainers"))
-    # ServiceAccount admission (the token volume needs the store: left to the admission layer).
-    if not spec.get("serviceAccountName") and not spec.get("serviceAccount"):
-        spec["serviceAccountName"] = "default"
+    # The default service account and its token volume come from ServiceAccount admission
+    # (apiserver/admission_plugins/serviceaccount.py): mirror pods must stay without one.
     default_pod_spec(spec)
     # Priority and DefaultTolerationSeconds are admission plugins (apiserver/admission_plugins).
 
