@@ -296,8 +296,6 @@ class ResourceStorage:
             raise writes.invalid_missing_rv(resource, name)
 
         async def mutate(current: Object) -> Object:
-            if requested_rv and requested_rv != current["metadata"]["resourceVersion"]:
-                raise conflict(resource.plural, resource.group, name, writes.MODIFIED_MESSAGE)
             clone: Object = meta.clone(obj)
             return clone
 
@@ -347,6 +345,7 @@ class ResourceStorage:
             new = await mutate(meta.clone(current))
             writes.check_type_meta(new, resource)
             writes.check_name(new, name)
+            writes.check_resource_version(new, current, resource, strategy, name)
             if not subresource:
                 strategy.default(new)
             writes.carry_system_metadata(new, current)

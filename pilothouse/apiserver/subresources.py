@@ -64,11 +64,6 @@ async def scale(handler: Any, request: web.Request, info: RequestInfo,
         current_scale = _scale_of(storage, current)
         if info.verb == "update":
             new_scale = body
-            wanted_rv = (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) else None
-            if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
-                raise conflict(storage.resource.plural, storage.resource.group, name,
-                               "the object has been modified; please apply your changes to the latest "
-                               "version and try again")
         elif media_type == "application/json-patch+json":
             new_scale = json_patch(current_scale, body)
         elif media_type == "application/merge-patch+json":
@@ -84,6 +79,11 @@ async def scale(handler: Any, request: web.Request, info: RequestInfo,
                               f"Invalid value: {replicas}: must be greater than or equal to 0")
         updated: Object = meta.clone(current)
         meta.set_path(updated, spec.replicas_path, replicas)
+        # The Scale's resourceVersion is the object's, a precondition the storage checks
+        # (scaleUpdatedObjectInfo copies it over when set).
+        wanted_rv = meta.get_path(new_scale, ("metadata", "resourceVersion"))
+        if wanted_rv:
+            updated["metadata"]["resourceVersion"] = wanted_rv
         return updated
 
     obj, _ = await storage.guaranteed_update(namespace, name, mutate, ctx)

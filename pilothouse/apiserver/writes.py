@@ -23,6 +23,7 @@ __all__ = [
     "check_delete_preconditions",
     "check_name",
     "check_namespace",
+    "check_resource_version",
     "check_schema",
     "check_type_meta",
     "finalized",
@@ -152,6 +153,20 @@ def validate_update(new: Object, current: Object, resource: ResourceType, strate
 def invalid_missing_rv(resource: ResourceType, name: str) -> StatusError:
     return invalid(resource.kind, resource.group, name, [
         FieldError("FieldValueInvalid", "metadata.resourceVersion", "must be specified for an update", "0")])
+
+
+def check_resource_version(new: Object, current: Object, resource: ResourceType, strategy: Strategy,
+                           name: str) -> None:
+    """The resourceVersion in the object a write produced is a precondition, whether a PUT body
+    carried it or a patch (of any type, apply included) put it there: the generic store's
+    ``Update`` compares it with the stored one after ``UpdatedObject``. Empty means unconditional,
+    where the strategy allows it."""
+    wanted = (new.get("metadata") or {}).get("resourceVersion") or ""
+    if not wanted:
+        if not strategy.allow_unconditional_update:
+            raise invalid_missing_rv(resource, name)
+    elif wanted != current["metadata"]["resourceVersion"]:
+        raise conflict(resource.plural, resource.group, name, MODIFIED_MESSAGE)
 
 
 def track_managed_fields(old: Object | None, new: Object, ctx: Any, resource: ResourceType,
