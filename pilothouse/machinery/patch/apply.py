@@ -20,6 +20,7 @@ from pilothouse.machinery.errors import StatusError, bad_request
 from pilothouse.machinery.kinds.types import Object
 from pilothouse.machinery.patch import fieldset
 from pilothouse.machinery.patch.fieldset import Path
+from pilothouse.machinery.patch.lastapplied import UPGRADING_MANAGER, allowed_conflicts
 from pilothouse.machinery.patch.managed import (
     ManagerEntry,
     ManagerKey,
@@ -114,6 +115,9 @@ def server_side_apply(live: Object | None, applied: Object, manager: str, force:
     for other, entry in managers.items():
         if other != key and entry.fields & changed:
             conflicts[other] = entry.fields & changed
+    if conflicts and not force and manager == UPGRADING_MANAGER and live is not None:
+        allowed = allowed_conflicts(live, api_version, root)
+        conflicts = {other: paths - allowed for other, paths in conflicts.items() if paths - allowed}
     if conflicts and not force:
         raise conflict_error(conflicts)
     for other, entry in managers.items():
