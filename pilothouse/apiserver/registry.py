@@ -54,6 +54,8 @@ class WriteContext:
     user_agent: str = ""
     #: "Apply" for server-side apply, whose merge already recorded field ownership.
     operation: str = "Update"
+    #: A subresource a handler writes through the main resource (scale): it names the managedFields entry.
+    managed_subresource: str = ""
     warnings: builtins.list[str] = field(default_factory=list)
 
     def manager(self) -> str:

@@ -86,6 +86,9 @@ async def scale(handler: Any, request: web.Request, info: RequestInfo,
             updated["metadata"]["resourceVersion"] = wanted_rv
         return updated
 
+    # The scale handler's managedFields entry is the parent's (apps/v1 for a Deployment) marked
+    # subresource "scale", as managedfields' ScaleHandler.ToParent leaves it.
+    ctx.managed_subresource = "scale"
     obj, _ = await storage.guaranteed_update(namespace, name, mutate, ctx)
     return codec.json_response(_scale_of(storage, obj))
 

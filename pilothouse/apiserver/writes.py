@@ -175,7 +175,7 @@ def track_managed_fields(old: Object | None, new: Object, ctx: Any, resource: Re
         return
     schema = schema_for_kind(resource.group, resource.version, resource.kind)
     track_update(old, new, ctx.manager(), "Update", resource.api_version, meta.format_time(), schema,
-                 subresource)
+                 subresource or ctx.managed_subresource)
 
 
 def finalized(obj: Object, strategy: Strategy) -> bool:

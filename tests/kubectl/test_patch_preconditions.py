@@ -200,6 +200,25 @@ def test_client_side_apply_upgrade_keeps_other_conflicts(server: ServerProcess, 
     assert (live["spec"]["replicas"], live["spec"]["template"]["spec"]["containers"][0]["image"]) == (3, "nginx:1.25")
 
 
+def test_kubectl_scale_owns_replicas_through_the_scale_subresource(server: ServerProcess, tmp_path: Path) -> None:
+    deployment, manifest = client_side_applied_deployment(server, tmp_path, "scaled-csa")
+    server.kubectl("scale", "deployment", "scaled-csa", "--replicas=3")
+    owners = managers(server, "deployment", "scaled-csa")
+    live = json.loads(server.kubectl("get", "deployment", "scaled-csa", "-o", "json", "--show-managed-fields").stdout)
+    scale_entry = next(e for e in live["metadata"]["managedFields"] if e.get("subresource") == "scale")
+    assert (scale_entry["manager"], scale_entry["operation"], scale_entry["apiVersion"]) == ("kubectl", "Update",
+                                                                                             "apps/v1")
+    assert scale_entry["fieldsV1"] == {"f:spec": {"f:replicas": {}}}
+    assert "f:replicas" not in owners["kubectl-client-side-apply/Update"]["f:spec"]
+
+    deployment["spec"]["replicas"] = 2
+    manifest.write_text(yaml.safe_dump(deployment))
+    result = server.kubectl("apply", "--server-side", "-f", str(manifest), check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith('error: Apply failed with 1 conflict: conflict with "kubectl" with subresource '
+                                    '"scale" using apps/v1: .spec.replicas\n'), result.stderr
+
+
 def test_roles_without_rules_read_back_null(server: ServerProcess) -> None:
     for kind, name in (("Role", "norules"), ("ClusterRole", "norules")):
         role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": {"name": name}}
