@@ -252,7 +252,7 @@ async def apply_patch(storage: ResourceStorage, namespace: str | None, name: str
             applied = meta.clone(patch)
             check_schema(applied, resource, ctx)
             patched = server_side_apply(current, applied, ctx.field_manager or "", ctx.force,
-                                        resource.api_version, meta.format_time(), schema)
+                                        resource.api_version, meta.format_time(), schema, subresource)
             return patched
         if isinstance(patched, dict):
             check_schema(patched, resource, ctx)

@@ -219,6 +219,33 @@ def test_kubectl_scale_owns_replicas_through_the_scale_subresource(server: Serve
                                     '"scale" using apps/v1: .spec.replicas\n'), result.stderr
 
 
+def test_server_side_apply_through_status_owns_status(server: ServerProcess, tmp_path: Path) -> None:
+    server.kubectl("create", "service", "clusterip", "applied-status", "--tcp=80:80")
+    manifest = tmp_path / "status.yaml"
+
+    def apply_condition(manager: str, message: str, *extra: str) -> Any:
+        status = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "applied-status"},
+                  "spec": {"type": "NodePort"},  # not the status subresource's to change: ignored
+                  "status": {"conditions": [{"type": "Probed", "status": "True", "reason": "Seen",
+                                             "message": message, "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}
+        manifest.write_text(yaml.safe_dump(status))
+        return server.kubectl("apply", "--server-side", "--subresource=status", f"--field-manager={manager}",
+                              "-f", str(manifest), *extra, check=False)
+
+    assert apply_condition("prober", "one").stdout == "service/applied-status serverside-applied\n"
+    live = json.loads(server.kubectl("get", "service", "applied-status", "-o", "json",
+                                     "--show-managed-fields").stdout)
+    assert live["spec"]["type"] == "ClusterIP"
+    assert live["status"]["conditions"][0]["message"] == "one"
+    entry = next(e for e in live["metadata"]["managedFields"] if e["manager"] == "prober")
+    assert (entry["operation"], entry.get("subresource")) == ("Apply", "status")
+    assert list(entry["fieldsV1"]) == ["f:status"]
+    result = apply_condition("another", "two")
+    assert result.returncode == 1
+    assert result.stderr.startswith('error: Apply failed with 1 conflict: conflict with "prober" with subresource '
+                                    '"status": .status.conditions[type="Probed"].message\n'), result.stderr
+
+
 def test_roles_without_rules_read_back_null(server: ServerProcess) -> None:
     for kind, name in (("Role", "norules"), ("ClusterRole", "norules")):
         role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": {"name": name}}

@@ -83,21 +83,22 @@ def _check_config(applied: Any, api_version: str) -> None:
 
 
 def server_side_apply(live: Object | None, applied: Object, manager: str, force: bool, api_version: str,
-                      now: str, schema: Schema | None) -> Object:
+                      now: str, schema: Schema | None, subresource: str = "") -> Object:
     """Apply ``applied`` as ``manager``; return the new object with managedFields updated.
 
     ``live`` None means the object does not exist yet: the configuration becomes the object
     (the caller then creates it). ``schema`` None (custom resources) treats lists as atomic.
-    Raises a 409 StatusError on conflicts unless ``force``.
+    Raises a 409 StatusError on conflicts unless ``force``. Through ``subresource`` (status), the
+    applier owns only what that subresource may change and its entry is marked with it.
     """
     _check_config(applied, api_version)
     root = node_meta(schema)
     live_clean = without_managed_fields(live) if live is not None else {}
     managers = decode_managed_fields(((live or {}).get("metadata") or {}).get("managedFields"))
-    key = make_key(manager, "Apply", api_version)
+    key = make_key(manager, "Apply", api_version, subresource)
 
     merged = merge(live_clean, applied, root)
-    applied_set = filter_ignored(strip_untracked(to_field_set(applied, root)), "")
+    applied_set = filter_ignored(strip_untracked(to_field_set(applied, root)), subresource)
     previous = managers.get(key)
     managers[key] = ManagerEntry(applied_set, api_version, previous.time if previous else None)
 
@@ -108,7 +109,7 @@ def server_side_apply(live: Object | None, applied: Object, manager: str, force:
         doomed = fieldset.expand(previous.fields) - fieldset.expand(owned)
         merged = remove_paths(merged, doomed, root)
 
-    diff = comparison(live_clean if live is not None else None, merged, schema, "")
+    diff = comparison(live_clean if live is not None else None, merged, schema, subresource)
     changed = strip_untracked(diff.added | diff.modified)
     removed = strip_untracked(diff.removed)
     conflicts: dict[ManagerKey, set[Path]] = {}
