@@ -112,6 +112,40 @@ def test_stale_resource_version_on_the_scale_subresource(server: ServerProcess) 
     assert scaled.spec.replicas == 4
 
 
+def test_server_side_apply_of_a_scale(server: ServerProcess) -> None:
+    server.kubectl("create", "deployment", "applied-scale", "--image=nginx:1.27")
+    apps = client.AppsV1Api(config.new_client_from_config(config_file=str(server.kubeconfig)))
+    scale = {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "applied-scale"},
+             "spec": {"replicas": 3}}
+
+    def apply(**options: Any) -> Any:
+        return apps.patch_namespaced_deployment_scale("applied-scale", "default", scale,
+                                                      _content_type="application/apply-patch+yaml", **options)
+
+    with pytest.raises(ApiException) as caught:
+        apply()
+    assert caught.value.status == 422
+    assert json.loads(caught.value.body)["message"] == (
+        'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch')
+    # kubectl create owns replicas (defaulted to 1): the autoscaler must force its way in.
+    with pytest.raises(ApiException) as caught:
+        apply(field_manager="autoscaler")
+    assert caught.value.status == 409
+    assert json.loads(caught.value.body)["message"] == (
+        'Apply failed with 1 conflict: conflict with "kubectl-create" using apps/v1: .spec.replicas')
+    assert apply(field_manager="autoscaler", force=True).spec.replicas == 3
+    live = json.loads(server.kubectl("get", "deployment", "applied-scale", "-o", "json",
+                                     "--show-managed-fields").stdout)
+    assert live["spec"]["replicas"] == 3
+    entry = next(e for e in live["metadata"]["managedFields"] if e["manager"] == "autoscaler")
+    assert (entry["operation"], entry["apiVersion"], entry["subresource"]) == ("Apply", "apps/v1", "scale")
+    assert entry["fieldsV1"] == {"f:spec": {"f:replicas": {}}}
+    scale["apiVersion"] = "apps/v1"
+    with pytest.raises(ApiException) as caught:
+        apply(field_manager="autoscaler")
+    assert caught.value.status == 400
+
+
 def test_kubectl_apply_of_stale_exported_yaml_fails(server: ServerProcess, tmp_path: Path) -> None:
     manifest = tmp_path / "exported.yaml"
     server.kubectl("create", "configmap", "exported", "--from-literal=a=1")
