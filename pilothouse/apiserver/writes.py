@@ -117,8 +117,10 @@ def carry_system_metadata(new: Object, current: Object) -> None:
     """An update never changes what only the server sets."""
     new_meta = new["metadata"]
     old_meta = current["metadata"]
-    for name in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
-                 "generation"):
+    # BeforeUpdate fills only a missing uid: another one stays, for validation to refuse as immutable.
+    if not new_meta.get("uid") and "uid" in old_meta:
+        new_meta["uid"] = old_meta["uid"]
+    for name in ("creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
         if name in old_meta:
             new_meta[name] = old_meta[name]
         else:

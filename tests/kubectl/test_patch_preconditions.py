@@ -166,6 +166,27 @@ def test_kubectl_apply_of_stale_exported_yaml_fails(server: ServerProcess, tmp_p
     assert live["data"] == {"a": "2"}
 
 
+def test_a_stale_uid_is_refused_as_immutable(server: ServerProcess, tmp_path: Path) -> None:
+    """Exported from an object since deleted and made again: without its resourceVersion, the old
+    uid still refuses the write (BeforeUpdate fills only a missing uid)."""
+    manifest = tmp_path / "recreated.yaml"
+    server.kubectl("create", "configmap", "recreated", "--from-literal=a=1")
+    exported = yaml.safe_load(server.kubectl("get", "configmap", "recreated", "-o", "yaml").stdout)
+    del exported["metadata"]["resourceVersion"]
+    manifest.write_text(yaml.safe_dump(exported))
+    server.kubectl("delete", "configmap", "recreated")
+    server.kubectl("create", "configmap", "recreated", "--from-literal=a=2")
+    expected = (f'The ConfigMap "recreated" is invalid: metadata.uid: Invalid value: '
+                f'"{exported["metadata"]["uid"]}": field is immutable')
+    for command in (("replace",), ("apply", "--server-side", "--force-conflicts")):
+        result = server.kubectl(*command, "-f", str(manifest), check=False)
+        assert (result.returncode, result.stderr.strip()) == (1, expected)
+    # Without a uid the stored one is kept.
+    patch = [{"op": "remove", "path": "/metadata/uid"}, {"op": "add", "path": "/data/b", "value": "3"}]
+    patched = server.kubectl("patch", "configmap", "recreated", "--type=json", "-o", "json", "-p", json.dumps(patch))
+    assert json.loads(patched.stdout)["data"] == {"a": "2", "b": "3"}
+
+
 def managers(server: ServerProcess, *resource: str) -> dict[str, Any]:
     live = json.loads(server.kubectl("get", *resource, "-o", "json", "--show-managed-fields").stdout)
     return {f'{entry["manager"]}/{entry["operation"]}': entry["fieldsV1"]
