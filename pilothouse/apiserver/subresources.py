@@ -81,6 +81,11 @@ async def scale(handler: Any, request: web.Request, info: RequestInfo,
                                               schema_for_kind("autoscaling", "v1", "Scale"))
         else:
             raise StatusError(415, "UnsupportedMediaType", f"unsupported patch type for scale: {media_type}")
+        wanted_uid = meta.get_path(new_scale, ("metadata", "uid"))
+        if wanted_uid and wanted_uid != current["metadata"].get("uid"):
+            raise conflict(f"{storage.resource.plural}/scale", storage.resource.group, name,
+                           f"Precondition failed: UID in precondition: {wanted_uid}, "
+                           f"UID in object meta: {current['metadata'].get('uid')}")
         replicas = meta.get_path(new_scale, ("spec", "replicas"))
         # An apply that gave up replicas (pruned) leaves them to the parent's defaulting.
         if replicas is not None or not applying:

@@ -106,6 +106,14 @@ def test_stale_resource_version_on_the_scale_subresource(server: ServerProcess) 
         f'Operation cannot be fulfilled on deployments.apps "scaled": {MODIFIED}')
     current = apps.read_namespaced_deployment_scale("scaled", "default")
     assert current.spec.replicas == 1
+    # A uid is a precondition too, checked by the scale handler itself.
+    with pytest.raises(ApiException) as caught:
+        apps.patch_namespaced_deployment_scale("scaled", "default", {"metadata": {"uid": "0000"}},
+                                               _content_type="application/merge-patch+json")
+    assert caught.value.status == 409
+    assert json.loads(caught.value.body)["message"] == (
+        'Operation cannot be fulfilled on deployments/scale.apps "scaled": Precondition failed: UID in '
+        f"precondition: 0000, UID in object meta: {current.metadata.uid}")
     scaled = apps.patch_namespaced_deployment_scale(
         "scaled", "default", {"metadata": {"resourceVersion": current.metadata.resource_version},
                               "spec": {"replicas": 4}}, _content_type="application/merge-patch+json")
