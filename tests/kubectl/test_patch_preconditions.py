@@ -240,6 +240,11 @@ def test_server_side_apply_takes_over_from_client_side_apply(server: ServerProce
     live = json.loads(server.kubectl("get", "deployment", "csa", "-o", "json").stdout)
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27"
     assert "kubectl-client-side-apply/Update" not in managers(server, "deployment", "csa")
+    # The server keeps the annotation in step with what kubectl applies, so that a later plain
+    # kubectl apply diffs against this configuration.
+    annotation = live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+    assert annotation.endswith("}\n")
+    assert json.loads(annotation) == {**deployment, "metadata": {"name": "csa", "namespace": "default"}}
 
 
 def test_client_side_apply_upgrade_keeps_other_conflicts(server: ServerProcess, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from pilothouse.machinery.errors import StatusError, bad_request
 from pilothouse.machinery.kinds.types import Object
 from pilothouse.machinery.patch import fieldset
 from pilothouse.machinery.patch.fieldset import Path
-from pilothouse.machinery.patch.lastapplied import UPGRADING_MANAGER, allowed_conflicts
+from pilothouse.machinery.patch.lastapplied import UPGRADING_MANAGER, allowed_conflicts, keep_last_applied
 from pilothouse.machinery.patch.managed import (
     ManagerEntry,
     ManagerKey,
@@ -132,6 +132,8 @@ def server_side_apply(live: Object | None, applied: Object, manager: str, force:
     managers[key].api_version = api_version
 
     result: Object = merged
+    if manager == UPGRADING_MANAGER:
+        keep_last_applied(result, applied)  # after the bookkeeping: nobody owns the new value
     metadata = result.setdefault("metadata", {})
     encoded = encode_managed_fields(managers)
     if encoded:
