@@ -14,9 +14,10 @@ from pilothouse.machinery.query import check_list_options, flag, integer
 from pilothouse.machinery.query import resource_version as parse_resource_version
 from pilothouse.machinery.selectors import parse_field_selector, parse_label_selector
 
-__all__ = ["delete_options", "get_options", "list_options", "write_context"]
+__all__ = ["APPLY_PATCH", "delete_options", "get_options", "list_options", "write_context"]
 
 _FIELD_VALIDATION = {"Strict", "Warn", "Ignore", ""}
+APPLY_PATCH = "application/apply-patch+yaml"
 _NON_APPLY_PATCHES = ("application/json-patch+json", "application/merge-patch+json",
                       "application/strategic-merge-patch+json")
 
@@ -69,6 +70,10 @@ def write_context(query: MultiMapping[str], headers: Any, *, default_validation:
     if len(manager) > 128:
         raise invalid("PatchOptions", "meta.k8s.io", "", [
             FieldError("FieldValueTooLong", "fieldManager", "may not be more than 128 characters", manager)])
+    applying = _media_type(headers) == APPLY_PATCH
+    if applying and not manager:
+        raise invalid("PatchOptions", "meta.k8s.io", "", [
+            FieldError("FieldValueRequired", "fieldManager", "is required for apply patch")])
     return WriteContext(
         dry_run=bool(dry_run),
         field_manager=manager,
@@ -76,6 +81,7 @@ def write_context(query: MultiMapping[str], headers: Any, *, default_validation:
         field_validation=validation or default_validation,
         force=flag(query, "force"),
         user_agent=headers.get("User-Agent", ""),
+        operation="Apply" if applying else "Update",
     )
 
 

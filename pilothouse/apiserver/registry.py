@@ -55,6 +55,8 @@ class WriteContext:
     user_agent: str = ""
     #: "Apply" for server-side apply, whose merge already recorded field ownership.
     operation: str = "Update"
+    #: A subresource a handler writes through the main resource (scale): it names the managedFields entry.
+    managed_subresource: str = ""
     warnings: builtins.list[str] = field(default_factory=list)
 
     def manager(self) -> str:
@@ -319,8 +321,6 @@ class ResourceStorage:
             raise writes.invalid_missing_rv(resource, name)
 
         async def mutate(current: Object) -> Object:
-            if requested_rv and requested_rv != current["metadata"]["resourceVersion"]:
-                raise conflict(resource.plural, resource.group, name, writes.MODIFIED_MESSAGE)
             clone: Object = meta.clone(obj)
             return clone
 
@@ -370,6 +370,7 @@ class ResourceStorage:
             new = await mutate(meta.clone(current))
             writes.check_type_meta(new, resource)
             writes.check_name(new, name)
+            writes.check_resource_version(new, current, resource, strategy, name)
             if not subresource:
                 strategy.default(new)
             writes.carry_system_metadata(new, current)

@@ -21,7 +21,6 @@ from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.apiserver.writes import check_schema
 from pilothouse.machinery import meta, tables
 from pilothouse.machinery.errors import (
-    StatusError,
     bad_request,
     method_not_allowed,
     not_found,
@@ -271,18 +270,13 @@ async def apply_patch(storage: ResourceStorage, namespace: str | None, name: str
             applied = meta.clone(patch)
             check_schema(applied, resource, ctx)
             patched = server_side_apply(current, applied, ctx.field_manager or "", ctx.force,
-                                        resource.api_version, meta.format_time(), schema)
+                                        resource.api_version, meta.format_time(), schema, subresource)
             return patched
         if isinstance(patched, dict):
             check_schema(patched, resource, ctx)
         return patched
 
-    if media_type == "application/apply-patch+yaml":
-        ctx.operation = "Apply"
-        if not ctx.field_manager:
-            raise StatusError(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: "
-                              "Required value: is required for apply patch")
-
+    if media_type == "application/apply-patch+yaml":  # options.write_context required a fieldManager
         async def on_missing() -> Object:
             if subresource:
                 raise not_found(resource.plural, resource.group, name)

@@ -23,13 +23,15 @@ from pilothouse.machinery.errors import (
     status_success,
     too_many_requests,
 )
-from pilothouse.machinery.patch import json_patch, merge_patch, strategic_merge_patch
+from pilothouse.machinery.patch import json_patch, merge_patch, server_side_apply, strategic_merge_patch
 from pilothouse.machinery.schema import schema_for_kind
 from pilothouse.machinery.selectors import selector_from_object
 
 __all__ = ["SUBRESOURCE_HANDLERS", "bind_pod"]
 
 Object = dict[str, Any]
+
+_SCALE_API_VERSION = "autoscaling/v1"
 
 
 def _scale_of(storage: ResourceStorage, obj: Object) -> Object:
@@ -63,15 +65,16 @@ async def scale(handler: Any, request: web.Request, info: RequestInfo,
     body, media_type = await codec.read_body(request)
     ctx = options.write_context(request.query, request.headers)
 
+    applying = info.verb == "patch" and media_type == options.APPLY_PATCH
+
     async def mutate(current: Object) -> Object:
         current_scale = _scale_of(storage, current)
+        updated: Object = meta.clone(current)
         if info.verb == "update":
             new_scale = body
-            wanted_rv = (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) else None
-            if wanted_rv and wanted_rv != current["metadata"]["resourceVersion"]:
-                raise conflict(storage.resource.plural, storage.resource.group, name,
-                               "the object has been modified; please apply your changes to the latest "
-                               "version and try again")
+        elif applying:
+            updated = _apply_to_scale(storage, current, body, ctx)
+            new_scale = {**body, "spec": {"replicas": meta.get_path(updated, spec.replicas_path)}}
         elif media_type == "application/json-patch+json":
             new_scale = json_patch(current_scale, body)
         elif media_type == "application/merge-patch+json":
@@ -81,16 +84,54 @@ async def scale(handler: Any, request: web.Request, info: RequestInfo,
                                               schema_for_kind("autoscaling", "v1", "Scale"))
         else:
             raise StatusError(415, "UnsupportedMediaType", f"unsupported patch type for scale: {media_type}")
+        wanted_uid = meta.get_path(new_scale, ("metadata", "uid"))
+        if wanted_uid and wanted_uid != current["metadata"].get("uid"):
+            raise conflict(f"{storage.resource.plural}/scale", storage.resource.group, name,
+                           f"Precondition failed: UID in precondition: {wanted_uid}, "
+                           f"UID in object meta: {current['metadata'].get('uid')}")
         replicas = meta.get_path(new_scale, ("spec", "replicas"))
-        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            raise StatusError(422, "Invalid", f'Scale.autoscaling "{name}" is invalid: spec.replicas: '
-                              f"Invalid value: {replicas}: must be greater than or equal to 0")
-        updated: Object = meta.clone(current)
-        meta.set_path(updated, spec.replicas_path, replicas)
+        # An apply that gave up replicas (pruned) leaves them to the parent's defaulting.
+        if replicas is not None or not applying:
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise StatusError(422, "Invalid", f'Scale.autoscaling "{name}" is invalid: spec.replicas: '
+                                  f"Invalid value: {replicas}: must be greater than or equal to 0")
+            meta.set_path(updated, spec.replicas_path, replicas)
+        # The Scale's resourceVersion is the object's, a precondition the storage checks
+        # (scaleUpdatedObjectInfo copies it over when set).
+        wanted_rv = meta.get_path(new_scale, ("metadata", "resourceVersion"))
+        if wanted_rv:
+            updated["metadata"]["resourceVersion"] = wanted_rv
         return updated
 
+    # The scale handler's managedFields entry is the parent's (apps/v1 for a Deployment) marked
+    # subresource "scale", as managedfields' ScaleHandler.ToParent leaves it.
+    ctx.managed_subresource = "scale"
     obj, _ = await storage.guaranteed_update(namespace, name, mutate, ctx)
     return codec.json_response(_scale_of(storage, obj))
+
+
+def _apply_to_scale(storage: ResourceStorage, current: Object, applied: Any, ctx: WriteContext) -> Object:
+    """Server-side apply of a Scale: the parent's apply of its replicas, as subresource "scale".
+    Upstream applies to the Scale with the parent's managedFields mapped over and back
+    (ScaleHandler.ToSubresource / ToParent); since replicas is the only field that maps, applying
+    it to the parent directly gives the same owners and conflicts."""
+    resource = storage.resource
+    spec = resource.scale
+    assert spec is not None
+    if not isinstance(applied, dict):
+        raise bad_request("error decoding YAML: the applied configuration is not an object")
+    given = applied.get("apiVersion")
+    if given is not None and given != _SCALE_API_VERSION:
+        raise bad_request(f"Incorrect version specified in apply patch. Specified patch version: {given}, "
+                          f"expected: {_SCALE_API_VERSION}")
+    config: Object = {"apiVersion": resource.api_version, "kind": resource.kind,
+                      "metadata": {"name": current["metadata"]["name"]}}
+    replicas = meta.get_path(applied, ("spec", "replicas"))
+    if replicas is not None:
+        meta.set_path(config, spec.replicas_path, replicas)
+    return server_side_apply(current, config, ctx.field_manager, ctx.force, resource.api_version,
+                             meta.format_time(), schema_for_kind(resource.group, resource.version, resource.kind),
+                             "scale")
 
 
 async def binding(handler: Any, request: web.Request, info: RequestInfo,

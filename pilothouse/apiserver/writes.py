@@ -22,6 +22,7 @@ __all__ = [
     "check_delete_preconditions",
     "check_name",
     "check_namespace",
+    "check_resource_version",
     "check_schema",
     "check_type_meta",
     "finalized",
@@ -129,8 +130,10 @@ def carry_system_metadata(new: Object, current: Object) -> None:
     """An update never changes what only the server sets."""
     new_meta = new["metadata"]
     old_meta = current["metadata"]
-    for name in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
-                 "generation"):
+    # BeforeUpdate fills only a missing uid: another one stays, for validation to refuse as immutable.
+    if not new_meta.get("uid") and "uid" in old_meta:
+        new_meta["uid"] = old_meta["uid"]
+    for name in ("creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
         if name in old_meta:
             new_meta[name] = old_meta[name]
         else:
@@ -168,13 +171,27 @@ def invalid_missing_rv(resource: ResourceType, name: str) -> StatusError:
         FieldError("FieldValueInvalid", "metadata.resourceVersion", "must be specified for an update", "0")])
 
 
+def check_resource_version(new: Object, current: Object, resource: ResourceType, strategy: Strategy,
+                           name: str) -> None:
+    """The resourceVersion in the object a write produced is a precondition, whether a PUT body
+    carried it or a patch (of any type, apply included) put it there: the generic store's
+    ``Update`` compares it with the stored one after ``UpdatedObject``. Empty means unconditional,
+    where the strategy allows it."""
+    wanted = (new.get("metadata") or {}).get("resourceVersion") or ""
+    if not wanted:
+        if not strategy.allow_unconditional_update:
+            raise invalid_missing_rv(resource, name)
+    elif wanted != current["metadata"]["resourceVersion"]:
+        raise conflict(resource.plural, resource.group, name, MODIFIED_MESSAGE)
+
+
 def track_managed_fields(old: Object | None, new: Object, ctx: Any, resource: ResourceType,
                          subresource: str) -> None:
     if ctx.operation == "Apply":
         return
     schema = resource.object_schema()
     track_update(old, new, ctx.manager(), "Update", resource.api_version, meta.format_time(), schema,
-                 subresource)
+                 subresource or ctx.managed_subresource)
 
 
 def finalized(obj: Object, strategy: Strategy) -> bool:

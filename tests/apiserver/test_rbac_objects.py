@@ -155,7 +155,8 @@ def test_defaults_and_immutable_role_ref(server: ServerProcess) -> None:
                   client.RbacV1Subject(kind="Group", name="devs"),
                   client.RbacV1Subject(kind="ServiceAccount", name="web", namespace="default")]))
     assert binding.role_ref.api_group == GROUP
-    assert [s.api_group for s in binding.subjects] == [GROUP, GROUP, ""]
+    # A ServiceAccount's group is the core one, "": Subject.APIGroup is omitempty, so it is absent.
+    assert [s.api_group for s in binding.subjects] == [GROUP, GROUP, None]
 
     binding.subjects.append(client.RbacV1Subject(kind="User", name="bob", api_group=GROUP))
     updated = api.replace_namespaced_role_binding("readers", "default", binding)

@@ -106,7 +106,7 @@ def test_bootstrap_policy_is_valid_and_consistent() -> None:
     for name in names:
         if name.startswith("system:controller:"):
             subjects = bindings[name]["subjects"]
-            assert subjects == [{"kind": "ServiceAccount", "apiGroup": "", "name": name.split(":")[-1],
+            assert subjects == [{"kind": "ServiceAccount", "name": name.split(":")[-1],
                                  "namespace": "kube-system"}]
     # Fresh objects every call: callers may change them.
     roles[0]["rules"].clear()

@@ -32,6 +32,7 @@ __all__ = [
     "ROLE",
     "ROLEBINDING",
     "default_binding",
+    "default_role",
     "validate_binding_update",
     "validate_clusterrole",
     "validate_clusterrolebinding",
@@ -53,11 +54,18 @@ def default_binding(binding: Object) -> None:
         ref["apiGroup"] = GROUP
     for subject in binding.get("subjects") or ():
         if isinstance(subject, dict) and not subject.get("apiGroup"):
-            kind = subject.get("kind")
-            if kind == "ServiceAccount":
-                subject["apiGroup"] = ""
-            elif kind in ("User", "Group"):
+            if subject.get("kind") in ("User", "Group"):
                 subject["apiGroup"] = GROUP
+            else:
+                # A ServiceAccount's group is the core one, "": Subject.APIGroup is omitempty, so
+                # the JSON has no key at all (and client-side apply's last-applied matches it).
+                subject.pop("apiGroup", None)
+
+
+def default_role(role: Object) -> None:
+    """``Rules`` is the one field of Role and ClusterRole without ``omitempty``: a role made
+    without rules reads back ``"rules": null``, which ``kubectl get -o yaml`` prints."""
+    role.setdefault("rules", None)
 
 
 # -- roles ---------------------------------------------------------------------------------------
@@ -175,8 +183,8 @@ def validate_binding_update(new: Object, old: Object) -> list[FieldError]:
     return []
 
 
-ROLE = Strategy(validate=validate_role, allow_create_on_update=True)
-CLUSTERROLE = Strategy(validate=validate_clusterrole, allow_create_on_update=True,
+ROLE = Strategy(default=default_role, validate=validate_role, allow_create_on_update=True)
+CLUSTERROLE = Strategy(default=default_role, validate=validate_clusterrole, allow_create_on_update=True,
                        selectable_fields=cluster_metadata_fields)
 ROLEBINDING = Strategy(default=default_binding, validate=validate_rolebinding,
                        validate_update=validate_binding_update, allow_create_on_update=True)

@@ -20,6 +20,7 @@ from pilothouse.machinery.errors import StatusError, bad_request
 from pilothouse.machinery.kinds.types import Object
 from pilothouse.machinery.patch import fieldset
 from pilothouse.machinery.patch.fieldset import Path
+from pilothouse.machinery.patch.lastapplied import UPGRADING_MANAGER, allowed_conflicts, keep_last_applied
 from pilothouse.machinery.patch.managed import (
     ManagerEntry,
     ManagerKey,
@@ -82,21 +83,22 @@ def _check_config(applied: Any, api_version: str) -> None:
 
 
 def server_side_apply(live: Object | None, applied: Object, manager: str, force: bool, api_version: str,
-                      now: str, schema: Schema | None) -> Object:
+                      now: str, schema: Schema | None, subresource: str = "") -> Object:
     """Apply ``applied`` as ``manager``; return the new object with managedFields updated.
 
     ``live`` None means the object does not exist yet: the configuration becomes the object
     (the caller then creates it). ``schema`` None (custom resources) treats lists as atomic.
-    Raises a 409 StatusError on conflicts unless ``force``.
+    Raises a 409 StatusError on conflicts unless ``force``. Through ``subresource`` (status), the
+    applier owns only what that subresource may change and its entry is marked with it.
     """
     _check_config(applied, api_version)
     root = node_meta(schema)
     live_clean = without_managed_fields(live) if live is not None else {}
     managers = decode_managed_fields(((live or {}).get("metadata") or {}).get("managedFields"))
-    key = make_key(manager, "Apply", api_version)
+    key = make_key(manager, "Apply", api_version, subresource)
 
     merged = merge(live_clean, applied, root)
-    applied_set = filter_ignored(strip_untracked(to_field_set(applied, root)), "")
+    applied_set = filter_ignored(strip_untracked(to_field_set(applied, root)), subresource)
     previous = managers.get(key)
     managers[key] = ManagerEntry(applied_set, api_version, previous.time if previous else None)
 
@@ -107,13 +109,16 @@ def server_side_apply(live: Object | None, applied: Object, manager: str, force:
         doomed = fieldset.expand(previous.fields) - fieldset.expand(owned)
         merged = remove_paths(merged, doomed, root)
 
-    diff = comparison(live_clean if live is not None else None, merged, schema, "")
+    diff = comparison(live_clean if live is not None else None, merged, schema, subresource)
     changed = strip_untracked(diff.added | diff.modified)
     removed = strip_untracked(diff.removed)
     conflicts: dict[ManagerKey, set[Path]] = {}
     for other, entry in managers.items():
         if other != key and entry.fields & changed:
             conflicts[other] = entry.fields & changed
+    if conflicts and not force and manager == UPGRADING_MANAGER and live is not None:
+        allowed = allowed_conflicts(live, api_version, root)
+        conflicts = {other: paths - allowed for other, paths in conflicts.items() if paths - allowed}
     if conflicts and not force:
         raise conflict_error(conflicts)
     for other, entry in managers.items():
@@ -127,6 +132,8 @@ def server_side_apply(live: Object | None, applied: Object, manager: str, force:
     managers[key].api_version = api_version
 
     result: Object = merged
+    if manager == UPGRADING_MANAGER:
+        keep_last_applied(result, applied)  # after the bookkeeping: nobody owns the new value
     metadata = result.setdefault("metadata", {})
     encoded = encode_managed_fields(managers)
     if encoded:

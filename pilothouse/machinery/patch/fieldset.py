@@ -27,6 +27,7 @@ __all__ = [
     "expand",
     "field",
     "freeze",
+    "go_json",
     "index",
     "key",
     "path_sort_key",
@@ -143,8 +144,8 @@ def path_sort_key(path: Path) -> tuple[Any, ...]:
 # --- string forms ------------------------------------------------------------------------------
 
 
-def _go_json(data: Any) -> str:
-    # encoding/json compatible: compact, HTML-escaped, keys sorted.
+def go_json(data: Any) -> str:
+    """encoding/json's text of ``data`` (frozen or not): compact, HTML-escaped, keys sorted."""
     text = json.dumps(thaw(data), separators=(",", ":"), ensure_ascii=False, sort_keys=True)
     return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
@@ -152,7 +153,7 @@ def _go_json(data: Any) -> str:
 
 def _to_string(data: Any) -> str:
     # value.ToString: strings quoted, everything else as JSON.
-    return _go_json(data)
+    return go_json(data)
 
 
 def element_string(element: PathElement) -> str:
@@ -176,9 +177,9 @@ def _serialize_element(element: PathElement) -> str:
     if kind == "f":
         return "f:" + str(content)
     if kind == "k":
-        return "k:" + _go_json(_FrozenMap(content))
+        return "k:" + go_json(_FrozenMap(content))
     if kind == "v":
-        return "v:" + _go_json(content)
+        return "v:" + go_json(content)
     return f"i:{content}"
 
 

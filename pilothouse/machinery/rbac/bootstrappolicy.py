@@ -98,7 +98,9 @@ def _cluster_role(name: str, *rules: Object, labels: dict[str, str] | None = Non
 
 
 def _subject(kind: str, name: str, namespace: str | None = None) -> Object:
-    subject: Object = {"kind": kind, "apiGroup": "" if kind == "ServiceAccount" else GROUP, "name": name}
+    # A ServiceAccount's group is the core one, "", which JSON omits (Subject.APIGroup is omitempty).
+    subject: Object = ({"kind": kind, "name": name} if kind == "ServiceAccount"
+                       else {"kind": kind, "apiGroup": GROUP, "name": name})
     if namespace is not None:
         subject["namespace"] = namespace
     return subject
