@@ -21,6 +21,7 @@ from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.apiserver.writes import check_schema
 from pilothouse.machinery import meta, tables
 from pilothouse.machinery.errors import (
+    StatusError,
     bad_request,
     method_not_allowed,
     not_found,
