@@ -40,7 +40,7 @@ from pilothouse.components.agent.runtime.interface import (
 from pilothouse.components.agent.server import StreamingServer
 from pilothouse.components.agent.streaming.lookup import RuntimeLabelLookup
 from tests.agent.conftest import PodmanFixture
-from tests.conftest import KUBECTL, free_port
+from tests.conftest import KUBECTL, create_default_service_account, free_port
 
 T = TypeVar("T")
 NODE = "stream-node"
@@ -58,6 +58,7 @@ class Env:
         self.runtime = DockerRuntime(podman.endpoint)
         self.api: RunningServer = self.run(start_server(ServerConfig(directory / "api", port=0)))
         self.api.api.rest.subresources.update(NODE_PROXY_HANDLERS)
+        create_default_service_account(self.api.url)  # no controller manager runs here
         self.run(self.runtime.start())
         self.pause_image = self.run(self.runtime.ensure_pause_image())
         self.streaming = StreamingServer(self.runtime, RuntimeLabelLookup(self.runtime), address="127.0.0.1", port=0)

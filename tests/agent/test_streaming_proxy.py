@@ -118,6 +118,9 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     status = {"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
                          "daemonEndpoints": {"kubeletEndpoint": {"Port": agent.port}}}}
     assert (await result.call("PATCH", "/api/v1/nodes/n1/status", status, "application/merge-patch+json"))[0] == 200
+    # No controller manager runs: the account ServiceAccount admission wants before it admits a pod.
+    assert (await result.call("POST", "/api/v1/namespaces/default/serviceaccounts",
+                              {"metadata": {"name": "default"}}))[0] == 201
     pod = {"metadata": {"name": "web"}, "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "i"}]}}
     assert (await result.call("POST", "/api/v1/namespaces/default/pods", pod))[0] == 201
     yield result
