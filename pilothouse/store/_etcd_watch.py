@@ -73,6 +73,7 @@ class EtcdWatch:
         self._wake = asyncio.Event()
         self._error: StoreError | None = None
         self._done = False
+        self._delivered = 0  # highest revision handed to the queue: proof it exists in etcd
         self._task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(self._run())
 
     def __aiter__(self) -> EtcdWatch:
@@ -152,6 +153,13 @@ class EtcdWatch:
                 async with contextlib.aclosing(stream):
                     async for msg in stream:
                         failing_since = None
+                        if msg.get("created") and self._member_lags(msg, next_rev):
+                            # etcd (3.4/3.5, issues 19487 and 20221) may replay old events, out of
+                            # order, on a watch that starts past the member's own revision. A member
+                            # behind what we already delivered is such a case: wait for it to catch
+                            # up (or use another member) rather than trust that stream.
+                            self._client.rotate()
+                            break
                         if int(msg.get("compact_revision", 0) or 0):
                             rev = int(msg["compact_revision"])
                             self._on_compacted(rev)
@@ -162,9 +170,7 @@ class EtcdWatch:
                         events = msg.get("events")
                         if not events:
                             continue
-                        for ev in events:
-                            self._offer(event_from_json(ev))
-                        next_rev = int(events[-1]["kv"].get("mod_revision", 0)) + 1
+                        next_rev = self._offer_in_order(events, next_rev)
                         if self._done:
                             return
             except UnavailableError:
@@ -182,6 +188,27 @@ class EtcdWatch:
             if failing_since is None:
                 failing_since = loop.time()
 
+    def _offer_in_order(self, events: list[dict[str, Any]], next_rev: int) -> int:
+        """Offer one etcd message's events; the revision to resume from afterwards.
+
+        The contract is every event once, in revision order. An event below ``next_rev`` (or below one
+        just offered) was delivered already, or is a replay from the etcd bugs noted in ``_stream``:
+        drop it. Events of one revision (a transaction) always arrive in one message.
+        """
+        floor = next_rev
+        for ev in events:
+            rev = int(ev.get("kv", {}).get("mod_revision", 0))
+            if rev >= floor:
+                self._offer(event_from_json(ev))
+                floor = rev
+                next_rev = rev + 1
+        return next_rev
+
+    def _member_lags(self, created: dict[str, Any], next_rev: int) -> bool:
+        """Whether the member that created this watch is behind what this watch delivered already."""
+        header_rev = int(created.get("header", {}).get("revision", 0) or 0)
+        return self._delivered > 0 and header_rev < min(self._delivered, next_rev - 1)
+
     def _offer(self, ev: WatchEvent) -> None:
         if self._done:
             return
@@ -192,4 +219,5 @@ class EtcdWatch:
                                       key=self._prefix))
             return
         self._live.append(ev)
+        self._delivered = max(self._delivered, ev.revision)
         self._wake.set()
