@@ -8,6 +8,9 @@ relists, the same rule as :mod:`pilothouse.store.watchhub`.
 
 A broken stream (member stopped, connection reset) is resumed on another member from the last
 delivered revision + 1, as etcd's own clientv3 does, so a member failure is invisible to watchers.
+Two guards keep that resume honest: a member whose revision is behind one already seen is not
+resumed on (etcd 3.4/3.5 may replay old events out of order on a watch that starts past the member's
+own revision, etcd issues 19487 and 20221), and an event below the resume revision is dropped.
 Only when no member accepts a watch for ``unavailable_after`` seconds does the watch end with
 UnavailableError.
 """
@@ -51,6 +54,11 @@ def event_from_json(ev: dict[str, Any]) -> WatchEvent:
     return WatchEvent(EventType.PUT, kv_from_json(kv), prev)
 
 
+def _header_revision(msg: dict[str, Any]) -> int:
+    """The serving member's revision when it sent ``msg`` (0 if absent)."""
+    return int(msg.get("header", {}).get("revision", 0) or 0)
+
+
 class EtcdWatch:
     """An async iterator of :class:`WatchEvent` (see the module docstring)."""
 
@@ -73,7 +81,9 @@ class EtcdWatch:
         self._wake = asyncio.Event()
         self._error: StoreError | None = None
         self._done = False
-        self._delivered = 0  # highest revision handed to the queue: proof it exists in etcd
+        # The highest revision known to exist in etcd (an event delivered, a response header, the
+        # snapshot): a member whose revision is below it is lagging (see _stream).
+        self._known = 0
         self._task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(self._run())
 
     def __aiter__(self) -> EtcdWatch:
@@ -130,6 +140,7 @@ class EtcdWatch:
                 self._synthetic.extend(WatchEvent(EventType.PUT, kv, None) for kv in res.items)
                 self._wake.set()
                 next_rev = raw_rev + 1
+                self._known = raw_rev
             else:
                 next_rev = self._start + 1
             await self._stream(next_rev)
@@ -160,6 +171,7 @@ class EtcdWatch:
                             # up (or use another member) rather than trust that stream.
                             self._client.rotate()
                             break
+                        self._known = max(self._known, _header_revision(msg))
                         if int(msg.get("compact_revision", 0) or 0):
                             rev = int(msg["compact_revision"])
                             self._on_compacted(rev)
@@ -205,9 +217,8 @@ class EtcdWatch:
         return next_rev
 
     def _member_lags(self, created: dict[str, Any], next_rev: int) -> bool:
-        """Whether the member that created this watch is behind what this watch delivered already."""
-        header_rev = int(created.get("header", {}).get("revision", 0) or 0)
-        return self._delivered > 0 and header_rev < min(self._delivered, next_rev - 1)
+        """Whether the member that created this watch is behind a revision known to exist."""
+        return _header_revision(created) < min(self._known, next_rev - 1)
 
     def _offer(self, ev: WatchEvent) -> None:
         if self._done:
@@ -219,5 +230,5 @@ class EtcdWatch:
                                       key=self._prefix))
             return
         self._live.append(ev)
-        self._delivered = max(self._delivered, ev.revision)
+        self._known = max(self._known, ev.revision)
         self._wake.set()

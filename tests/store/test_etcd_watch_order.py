@@ -98,3 +98,15 @@ async def test_transaction_events_sharing_a_revision_all_arrive() -> None:
     txn = [_put(3), dict(_put(3), kv=dict(_put(3)["kv"], key=b64(b"/p/other")))]
     client = _ScriptedClient([[_created(2), {"events": txn}, {"events": [_put(4)]}]])
     assert await _collect(client, 2, 3) == [3, 3, 4]
+
+
+async def test_lagging_member_is_skipped_before_any_event_was_delivered() -> None:
+    # The first stream saw the cluster at revision 5 (its created header) but delivered nothing; the
+    # resume lands on a member still at 2, which must not be trusted with a watch from revision 4.
+    client = _ScriptedClient([
+        [_created(5), None],
+        [_created(2), {"events": [_put(5)]}, {"events": [_put(4)]}],
+        [_created(5), {"events": [_put(4), _put(5)]}],
+    ])
+    assert await _collect(client, 3, 2) == [4, 5]
+    assert client.starts == [4, 4, 4]
