@@ -117,6 +117,10 @@ class EtcdClient:
         n = len(self.urls)
         return [(self._current + i) % n for i in range(n)]
 
+    def rotate(self) -> None:
+        """Prefer the next member from now on (the current one proved unfit, e.g. lagging)."""
+        self._current = (self._current + 1) % len(self.urls)
+
     async def call(self, path: str, body: dict[str, Any], *, write: bool) -> dict[str, Any]:
         """POST ``body`` to ``path`` on some member; the decoded response, or a StoreError."""
         deadline = time.monotonic() + self.request_timeout

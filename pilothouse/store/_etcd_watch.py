@@ -8,6 +8,9 @@ relists, the same rule as :mod:`pilothouse.store.watchhub`.
 
 A broken stream (member stopped, connection reset) is resumed on another member from the last
 delivered revision + 1, as etcd's own clientv3 does, so a member failure is invisible to watchers.
+Two guards keep that resume honest: a member whose revision is behind one already seen is not
+resumed on (etcd 3.4/3.5 may replay old events out of order on a watch that starts past the member's
+own revision, etcd issues 19487 and 20221), and an event below the resume revision is dropped.
 Only when no member accepts a watch for ``unavailable_after`` seconds does the watch end with
 UnavailableError.
 """
@@ -51,6 +54,11 @@ def event_from_json(ev: dict[str, Any]) -> WatchEvent:
     return WatchEvent(EventType.PUT, kv_from_json(kv), prev)
 
 
+def _header_revision(msg: dict[str, Any]) -> int:
+    """The serving member's revision when it sent ``msg`` (0 if absent)."""
+    return int(msg.get("header", {}).get("revision", 0) or 0)
+
+
 class EtcdWatch:
     """An async iterator of :class:`WatchEvent` (see the module docstring)."""
 
@@ -73,6 +81,9 @@ class EtcdWatch:
         self._wake = asyncio.Event()
         self._error: StoreError | None = None
         self._done = False
+        # The highest revision known to exist in etcd (an event delivered, a response header, the
+        # snapshot): a member whose revision is below it is lagging (see _stream).
+        self._known = 0
         self._task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(self._run())
 
     def __aiter__(self) -> EtcdWatch:
@@ -129,6 +140,7 @@ class EtcdWatch:
                 self._synthetic.extend(WatchEvent(EventType.PUT, kv, None) for kv in res.items)
                 self._wake.set()
                 next_rev = raw_rev + 1
+                self._known = raw_rev
             else:
                 next_rev = self._start + 1
             await self._stream(next_rev)
@@ -152,6 +164,14 @@ class EtcdWatch:
                 async with contextlib.aclosing(stream):
                     async for msg in stream:
                         failing_since = None
+                        if msg.get("created") and self._member_lags(msg, next_rev):
+                            # etcd (3.4/3.5, issues 19487 and 20221) may replay old events, out of
+                            # order, on a watch that starts past the member's own revision. A member
+                            # behind what we already delivered is such a case: wait for it to catch
+                            # up (or use another member) rather than trust that stream.
+                            self._client.rotate()
+                            break
+                        self._known = max(self._known, _header_revision(msg))
                         if int(msg.get("compact_revision", 0) or 0):
                             rev = int(msg["compact_revision"])
                             self._on_compacted(rev)
@@ -162,9 +182,7 @@ class EtcdWatch:
                         events = msg.get("events")
                         if not events:
                             continue
-                        for ev in events:
-                            self._offer(event_from_json(ev))
-                        next_rev = int(events[-1]["kv"].get("mod_revision", 0)) + 1
+                        next_rev = self._offer_in_order(events, next_rev)
                         if self._done:
                             return
             except UnavailableError:
@@ -182,6 +200,26 @@ class EtcdWatch:
             if failing_since is None:
                 failing_since = loop.time()
 
+    def _offer_in_order(self, events: list[dict[str, Any]], next_rev: int) -> int:
+        """Offer one etcd message's events; the revision to resume from afterwards.
+
+        The contract is every event once, in revision order. An event below ``next_rev`` (or below one
+        just offered) was delivered already, or is a replay from the etcd bugs noted in ``_stream``:
+        drop it. Events of one revision (a transaction) always arrive in one message.
+        """
+        floor = next_rev
+        for ev in events:
+            rev = int(ev.get("kv", {}).get("mod_revision", 0))
+            if rev >= floor:
+                self._offer(event_from_json(ev))
+                floor = rev
+                next_rev = rev + 1
+        return next_rev
+
+    def _member_lags(self, created: dict[str, Any], next_rev: int) -> bool:
+        """Whether the member that created this watch is behind a revision known to exist."""
+        return _header_revision(created) < min(self._known, next_rev - 1)
+
     def _offer(self, ev: WatchEvent) -> None:
         if self._done:
             return
@@ -192,4 +230,5 @@ class EtcdWatch:
                                       key=self._prefix))
             return
         self._live.append(ev)
+        self._known = max(self._known, ev.revision)
         self._wake.set()
