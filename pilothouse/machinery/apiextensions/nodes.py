@@ -27,12 +27,25 @@ def node_list(value: Any) -> list[Schema]:
     return [or_empty(v) for v in value] if isinstance(value, list) else []
 
 
+#: ``properties`` answers by identity of the ``properties`` dict (kept alive in the value, with its
+#: size as a cheap guard): every request walks the same schema of its CRD version.
+_PROPERTIES: dict[int, tuple[dict[str, Any], int, dict[str, Schema]]] = {}
+_MEMO_LIMIT = 65536
+
+
 def properties(s: Schema | None) -> dict[str, Schema]:
-    """A node's ``properties`` that are schema objects."""
+    """A node's ``properties`` that are schema objects (shared: callers must not modify it)."""
     found = s.get("properties") if s is not None else None
     if not isinstance(found, dict):
         return {}
-    return {name: value for name, value in found.items() if isinstance(value, dict)}
+    memo = _PROPERTIES.get(id(found))
+    if memo is not None and memo[0] is found and memo[1] == len(found):
+        return memo[2]
+    declared = {name: value for name, value in found.items() if isinstance(value, dict)}
+    if len(_PROPERTIES) >= _MEMO_LIMIT:
+        _PROPERTIES.clear()
+    _PROPERTIES[id(found)] = (found, len(found), declared)
+    return declared
 
 
 def number(value: Any) -> int | float | None:
@@ -45,7 +58,6 @@ def number(value: Any) -> int | float | None:
 #: ``carries`` answers by schema node identity. The node itself is kept in the value so its id
 #: cannot be reused by another dict while the answer is cached; bounded since CRDs come and go.
 _CARRIES: dict[tuple[int, str], tuple[Schema, bool]] = {}
-_CARRIES_LIMIT = 65536
 
 
 def carries(s: Schema, keyword: str) -> bool:
@@ -63,7 +75,7 @@ def carries(s: Schema, keyword: str) -> bool:
     found = keyword in s
     for sub in _structural_children(s):
         found = carries(sub, keyword) or found
-    if len(_CARRIES) >= _CARRIES_LIMIT:
+    if len(_CARRIES) >= _MEMO_LIMIT:
         _CARRIES.clear()
     _CARRIES[(id(s), keyword)] = (s, found)
     return found
