@@ -117,7 +117,8 @@ def _validate(s: Schema, path: str, data: Any, out: list[_Failure], old: Any = A
         return
     kind = json_type(data)
     _check_type(s, types, path, data, out)
-    _check_junctors(s, path, data, out, old)
+    if not _JUNCTORS.isdisjoint(s):
+        _check_junctors(s, path, data, out, old)
     if kind == "string":
         _check_string(s, path, data, out)
         fmt = supported_format(s.get("format"))
@@ -145,6 +146,8 @@ def _check_type(s: Schema, types: list[str], path: str, data: Any, out: list[_Fa
             out.append(_type_failure(path, ",".join(types), "null"))
         return
     kind = json_type(data)
+    if not fmt and kind in types:
+        return  # the common case, decided without the format and float/int conversions below
     data_format = {"integer": "int64", "number": "float64"}.get(kind, "")
     is_float_int = kind == "number" and float(data).is_integer() and "integer" in types
     is_int_float = kind == "integer" and "number" in types
@@ -157,6 +160,9 @@ def _check_type(s: Schema, types: list[str], path: str, data: Any, out: list[_Fa
         return
     if not (kind in types or is_float_int or is_int_float):
         out.append(_type_failure(path, ",".join(types), kind))
+
+
+_JUNCTORS = frozenset({"anyOf", "oneOf", "allOf", "not"})
 
 
 def _check_junctors(s: Schema, path: str, data: Any, out: list[_Failure], old: Any) -> None:
