@@ -17,7 +17,7 @@ import copy
 from typing import Any
 
 from pilothouse.machinery.apiextensions.instance import validate_instance
-from pilothouse.machinery.apiextensions.nodes import Schema, node, properties
+from pilothouse.machinery.apiextensions.nodes import Schema, carries, node, properties
 from pilothouse.machinery.apiextensions.paths import child, go_json_value, key
 from pilothouse.machinery.apiextensions.pruning import prune
 from pilothouse.machinery.apiextensions.rules import validate_rules
@@ -38,8 +38,8 @@ def _non_nullable_null(x: Any, s: Schema | None) -> bool:
 
 
 def _default(x: Any, s: Schema | None) -> None:
-    if s is None:
-        return
+    if s is None or not carries(s, "default"):
+        return  # no default in this subtree: nothing to fill in
     if isinstance(x, dict):
         declared = properties(s)
         for name, prop in declared.items():

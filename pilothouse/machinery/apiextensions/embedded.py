@@ -25,7 +25,7 @@ def validate_embedded_resources(schema: Schema, obj: Any) -> list[FieldError]:
         if isinstance(data, dict) and s.get("x-kubernetes-embedded-resource") and at:
             return _validate_embedded(data, at)
         return []
-    return walk(schema, obj, "", visit)
+    return walk(schema, obj, "", visit, "x-kubernetes-embedded-resource")
 
 
 def _validate_embedded(x: dict[str, Any], path: str) -> list[FieldError]:

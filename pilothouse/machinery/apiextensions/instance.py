@@ -117,7 +117,8 @@ def _validate(s: Schema, path: str, data: Any, out: list[_Failure], old: Any = A
         return
     kind = json_type(data)
     _check_type(s, types, path, data, out)
-    _check_junctors(s, path, data, out, old)
+    if not _JUNCTORS.isdisjoint(s):
+        _check_junctors(s, path, data, out, old)
     if kind == "string":
         _check_string(s, path, data, out)
         fmt = supported_format(s.get("format"))
@@ -145,6 +146,8 @@ def _check_type(s: Schema, types: list[str], path: str, data: Any, out: list[_Fa
             out.append(_type_failure(path, ",".join(types), "null"))
         return
     kind = json_type(data)
+    if not fmt and kind in types:
+        return  # the common case, decided without the format and float/int conversions below
     data_format = {"integer": "int64", "number": "float64"}.get(kind, "")
     is_float_int = kind == "number" and float(data).is_integer() and "integer" in types
     is_int_float = kind == "integer" and "number" in types
@@ -159,6 +162,9 @@ def _check_type(s: Schema, types: list[str], path: str, data: Any, out: list[_Fa
         out.append(_type_failure(path, ",".join(types), kind))
 
 
+_JUNCTORS = frozenset({"anyOf", "oneOf", "allOf", "not"})
+
+
 def _check_junctors(s: Schema, path: str, data: Any, out: list[_Failure], old: Any) -> None:
     def run(sub: Any) -> list[_Failure]:
         found: list[_Failure] = []
@@ -166,12 +172,11 @@ def _check_junctors(s: Schema, path: str, data: Any, out: list[_Failure], old: A
             _validate(sub, path, data, found, old)
         return found
 
-    quoted = go_quote(path)
     any_of = s.get("anyOf")
     if isinstance(any_of, list) and any_of:
         results = [run(sub) for sub in any_of]
         if not any(not r for r in results):
-            out.append(_Failure(_OTHER, path, f"{quoted} must validate at least one schema (anyOf)", composite=True))
+            out.append(_composite(path, "must validate at least one schema (anyOf)"))
             out.extend(_fewest(results))
     one_of = s.get("oneOf")
     if isinstance(one_of, list) and one_of:
@@ -179,8 +184,7 @@ def _check_junctors(s: Schema, path: str, data: Any, out: list[_Failure], old: A
         valid = sum(1 for r in results if not r)
         if valid != 1:
             extra = "Found none valid" if valid == 0 else f"Found {valid} valid alternatives"
-            out.append(_Failure(_OTHER, path, f"{quoted} must validate one and only one schema (oneOf). {extra}",
-                                composite=True))
+            out.append(_composite(path, f"must validate one and only one schema (oneOf). {extra}"))
             if valid == 0:
                 out.extend(_fewest(results))
     all_of = s.get("allOf")
@@ -191,9 +195,14 @@ def _check_junctors(s: Schema, path: str, data: Any, out: list[_Failure], old: A
         valid = sum(1 for r in results if not r)
         if valid != len(results):
             extra = ". None validated" if valid == 0 else ""
-            out.append(_Failure(_OTHER, path, f"{quoted} must validate all the schemas (allOf){extra}", composite=True))
+            out.append(_composite(path, f"must validate all the schemas (allOf){extra}"))
     if isinstance(s.get("not"), dict) and not run(s["not"]):
-        out.append(_Failure(_OTHER, path, f"{quoted} must not validate the schema (not)", composite=True))
+        out.append(_composite(path, "must not validate the schema (not)"))
+
+
+def _composite(path: str, message: str) -> _Failure:
+    # The quoted path is only built when an allOf/anyOf/oneOf/not actually fails.
+    return _Failure(_OTHER, path, f"{go_quote(path)} {message}", composite=True)
 
 
 def _fewest(results: list[list[_Failure]]) -> list[_Failure]:

@@ -30,7 +30,7 @@ def validate_list_sets_and_maps(schema: Schema, obj: Any) -> list[FieldError]:
             keys = [k for k in s.get("x-kubernetes-list-map-keys") or [] if isinstance(k, str)]
             return _map_duplicates(data, at, keys)
         return []
-    return walk(schema, obj, "", visit)
+    return walk(schema, obj, "", visit, "x-kubernetes-list-type")
 
 
 def _second_occurrences(identities: list[str]) -> list[int]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from typing import Any
 
 import cel
@@ -30,7 +31,7 @@ from pilothouse.machinery.apiextensions.celsyntax import desugar
 from pilothouse.machinery.apiextensions.celvalues import to_cel
 from pilothouse.machinery.apiextensions.correlation import ABSENT, entry, items, same
 from pilothouse.machinery.apiextensions.fieldpath import normalize_field_path
-from pilothouse.machinery.apiextensions.nodes import Schema, node, properties
+from pilothouse.machinery.apiextensions.nodes import Schema, carries, node, properties
 from pilothouse.machinery.apiextensions.paths import NIL_PATH, child, go_quote, index, key
 from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.kinds.vcommon import GoValue, duplicate, forbidden, invalid, required
@@ -133,9 +134,27 @@ def validate_rules(schema: Schema, new: Any, old: Any = None, *, path: str = NIL
     return _validate(schema, path, new, ABSENT if old is None else old, activation)
 
 
+#: One library-loaded ``cel.Context`` per thread, reused by every validation: registering the
+#: library's functions costs more than evaluating a simple rule. Evaluation is synchronous (no
+#: await between binding and executing), so a thread's context is never shared mid-rule. A
+#: context that got an ``oldSelf`` is not handed out again: a later validation without an old
+#: value must find ``oldSelf`` unbound (a messageExpression reading it then falls back), as on a
+#: fresh context.
+_CONTEXTS = threading.local()
+
+
+def _shared_context() -> cel.Context:
+    context: cel.Context | None = getattr(_CONTEXTS, "context", None)
+    if context is None:
+        context = cel.Context()
+        for name, function in LIBRARY.items():
+            context.add_function(name, function)
+        _CONTEXTS.context = context
+    return context
+
+
 class _Activation:
-    """One ``cel.Context`` per validation, rebound at each node: building a context (and
-    registering the library) costs twice as much as evaluating a simple rule."""
+    """The thread's ``cel.Context``, rebound at each node that carries rules."""
 
     def __init__(self, warnings: list[str] | None) -> None:
         self._context: cel.Context | None = None
@@ -143,17 +162,18 @@ class _Activation:
 
     def bind(self, s: Schema, value: Any, old: Any) -> cel.Context:
         if self._context is None:
-            self._context = cel.Context()
-            for name, function in LIBRARY.items():
-                self._context.add_function(name, function)
+            self._context = _shared_context()
         self._context.add_variable("self", to_cel(value, s))
         # A stale oldSelf is never read: transition rules are skipped without an old value.
         if old is not ABSENT:
+            _CONTEXTS.context = None  # this one now holds an oldSelf: the next validation gets a new one
             self._context.add_variable("oldSelf", to_cel(old, s))
         return self._context
 
 
 def _validate(s: Schema, path: str, value: Any, old: Any, activation: _Activation) -> list[FieldError]:
+    if not carries(s, "x-kubernetes-validations"):
+        return []  # no rule in this subtree: nothing to bind, correlate or evaluate
     errors = _rules_here(s, path, value, old, activation) if value is not None else []
     if isinstance(value, dict):
         declared = properties(s)
