@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from pilothouse.client.rest import APIClient, resource
+from pilothouse.components.agent.images import ImageManager
+from pilothouse.components.agent.podworkers import PodContext, PodWorker
+from pilothouse.components.agent.runtime.simulated import SimulatedRuntime
 from pilothouse.components.agent.satoken import TokenManager, requester_for
-from pilothouse.components.agent.volumes import _write_files, prepare_volumes
+from pilothouse.components.agent.volumes import _write_files, pod_dir, prepare_volumes
 from tests.conftest import ServerProcess, create_default_service_account
 
 PODS = resource("", "v1", "pods")
@@ -124,3 +127,47 @@ def test_atomic_writer_swaps_data_link(tmp_path: Path) -> None:
     assert (target / "a").read_bytes() == b"uno"
     assert not (target / "dir").exists()  # no longer projected
     assert sorted(p.name for p in target.iterdir()) == sorted(["..data", second, "a"])
+
+
+def test_pod_worker_rewrites_the_token_when_due(server: ServerProcess, tmp_path: Path) -> None:
+    """The worker's own loop: it wakes for the due time and swaps the volume's ``..data`` to a new
+    token (containers on the simulated runtime: this is about the files, not the engine)."""
+
+    async def run() -> None:
+        _default_account(server)
+        async with APIClient(server.url) as client:
+            body = _pod("token-worker")
+            body["spec"]["nodeName"] = "token-worker-node"
+            pod = await client.create(PODS, body, "default")
+            now = [datetime.now(UTC)]
+            calls: list[dict[str, Any]] = []
+            real = requester_for(client)
+
+            async def counting(namespace: str, account: str, request: dict[str, Any]) -> dict[str, Any]:
+                calls.append(request)
+                return await real(namespace, account, request)
+
+            runtime = SimulatedRuntime()
+            ctx = PodContext(client=client, runtime=runtime,
+                             images=ImageManager(runtime, lambda ns, name: _fetch("secrets", ns, name), None),
+                             node_name="token-worker-node", host_ip="127.0.0.1", root_dir=tmp_path,
+                             scheme="simulated", fetch=_fetch, tokens=TokenManager(counting, clock=lambda: now[0]))
+            worker = PodWorker(ctx, pod)
+            await worker.sync()
+            volume = pod["spec"]["volumes"][0]["name"]
+            target = pod_dir(tmp_path, pod["metadata"]["uid"]) / "volumes" / "kubernetes.io~projected" / volume
+            first_version = os.readlink(target / "..data")
+            assert len(calls) == 1 and (target / "token").read_text().count(".") == 2
+            assert ctx.tokens is not None
+            due = ctx.tokens.next_refresh(pod["metadata"]["uid"])
+            assert due is not None
+            await worker.sync()
+            assert len(calls) == 1 and os.readlink(target / "..data") == first_version
+            now[0] = due + timedelta(seconds=1)
+            await worker.sync()
+            assert len(calls) == 2
+            assert os.readlink(target / "..data") != first_version
+            assert (target / "token").read_text() == await ctx.tokens.token(
+                pod, pod["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"])
+
+    asyncio.run(run())

@@ -20,7 +20,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -308,7 +307,7 @@ class PodWorker:
         due = tokens.next_refresh(self.uid) if tokens is not None and self._volumes is not None else None
         if tokens is None or due is None or self.terminal_phase:
             return
-        if due <= datetime.now(UTC):
+        if due <= tokens.now():
             try:
                 await prepare_volumes(self.pod, self.ctx.root_dir, self.ctx.fetch or _no_fetch,
                                       pod_ip=(sandbox.ip if sandbox else None) or self.ctx.host_ip,
@@ -318,7 +317,7 @@ class PodWorker:
                 self._wake_in(5.0)
                 return
             due = tokens.next_refresh(self.uid) or due
-        self._wake_in((due - datetime.now(UTC)).total_seconds())
+        self._wake_in((due - tokens.now()).total_seconds())
 
     async def _ensure_sandbox(self, sandbox: ContainerState | None, attempts: dict[str, list[ContainerState]],
                               states: list[ContainerState], policy: str) -> ContainerState | None:

@@ -47,6 +47,10 @@ class TokenManager:
         self._clock = clock
         self._cache: dict[tuple[Any, ...], _Issued] = {}
 
+    def now(self) -> datetime:
+        """This manager's clock (the pod worker schedules refreshes by it)."""
+        return self._clock()
+
     def _refresh_at(self, issued: _Issued) -> datetime:
         ttl = issued.expires - issued.issued
         return issued.issued + min(ttl * REFRESH_FRACTION, MAX_TTL)
