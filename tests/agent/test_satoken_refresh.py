@@ -18,7 +18,7 @@ from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.agent.images import ImageManager
 from pilothouse.components.agent.podworkers import PodContext, PodWorker
 from pilothouse.components.agent.runtime.simulated import SimulatedRuntime
-from pilothouse.components.agent.satoken import TokenManager, requester_for
+from pilothouse.components.agent.satoken import TokenManager, TokenRequester, requester_for
 from pilothouse.components.agent.volumes import _write_files, pod_dir, prepare_volumes
 from tests.conftest import ServerProcess, create_default_service_account
 
@@ -35,6 +35,15 @@ async def _fetch(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
     return None
 
 
+def _counting(real: TokenRequester, calls: list[dict[str, Any]]) -> TokenRequester:
+    """The real requester, recording each TokenRequest it sends."""
+    async def request(namespace: str, account: str, body: dict[str, Any]) -> dict[str, Any]:
+        calls.append(body)
+        return await real(namespace, account, body)
+
+    return request
+
+
 def _pod(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
             "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
@@ -47,12 +56,7 @@ def test_token_requested_bound_and_refreshed_after_80_percent(server: ServerProc
             pod = await client.create(PODS, _pod("token-refresh"), "default")
             now = [datetime.now(UTC)]
             calls: list[dict[str, Any]] = []
-            real = requester_for(client)
-
-            async def counting(namespace: str, account: str, body: dict[str, Any]) -> dict[str, Any]:
-                calls.append(body)
-                return await real(namespace, account, body)
-
+            counting = _counting(requester_for(client), calls)
             tokens = TokenManager(counting, clock=lambda: now[0])
             volume = pod["spec"]["volumes"][0]  # ServiceAccount admission's kube-api-access-*
             assert volume["name"].startswith("kube-api-access-")
@@ -141,12 +145,7 @@ def test_pod_worker_rewrites_the_token_when_due(server: ServerProcess, tmp_path:
             pod = await client.create(PODS, body, "default")
             now = [datetime.now(UTC)]
             calls: list[dict[str, Any]] = []
-            real = requester_for(client)
-
-            async def counting(namespace: str, account: str, request: dict[str, Any]) -> dict[str, Any]:
-                calls.append(request)
-                return await real(namespace, account, request)
-
+            counting = _counting(requester_for(client), calls)
             runtime = SimulatedRuntime()
             ctx = PodContext(client=client, runtime=runtime,
                              images=ImageManager(runtime, lambda ns, name: _fetch("secrets", ns, name), None),
