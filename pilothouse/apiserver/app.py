@@ -140,8 +140,9 @@ class APIServer:
 
     # -------------------------------------------------------------- app
 
-    def build_app(self) -> web.Application:
-        app = web.Application(middlewares=[codec.pretty_middleware, self._middleware, self.auth.middleware],
+    def build_app(self, auth: AuthLayer | None = None) -> web.Application:
+        # ``auth``: another layer over the same routes (the insecure port's, apiserver/insecure.py).
+        app = web.Application(middlewares=[codec.pretty_middleware, self._middleware, (auth or self.auth).middleware],
                               client_max_size=codec.MAX_BODY_BYTES + 1)
         app[_KEY_APP] = self
         app.on_response_prepare.append(add_standing_warnings)

@@ -18,6 +18,7 @@ from aiohttp import web
 from pilothouse.apiserver.app import APIServer
 from pilothouse.apiserver.authchain import AuthOptions, build_auth
 from pilothouse.apiserver.encryption import wrap_store
+from pilothouse.apiserver.insecure import start_insecure
 from pilothouse.apiserver.pkidir import ClusterPKI, TLSOptions
 from pilothouse.apiserver.x509auth import X509Authenticator
 from pilothouse.machinery.kubeconfig import build_kubeconfig
@@ -52,6 +53,10 @@ class ServerConfig:
     #: HTTP on loopback, everyone system:admin, when False.
     secure: bool = False
     tls: TLSOptions = field(default_factory=TLSOptions)
+    #: kube-apiserver 1.x's ``--insecure-port`` (0: none) and ``--insecure-bind-address``: plain HTTP
+    #: without authentication or authorization (apiserver/insecure.py).
+    insecure_port: int = 0
+    insecure_bind_address: str = "127.0.0.1"
 
     def store_options(self) -> dict[str, object]:
         options: dict[str, object] = {"compact_interval": self.compaction_interval}
@@ -87,6 +92,7 @@ class RunningServer:
     port: int
     pki: ClusterPKI | None = None
     renewal: asyncio.Task[None] | None = None
+    insecure: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
@@ -112,6 +118,9 @@ class RunningServer:
                 await self.renewal
         with contextlib.suppress(Exception):
             await self.runner.cleanup()
+        if self.insecure is not None:
+            with contextlib.suppress(Exception):
+                await self.insecure.cleanup()
         await self.api.close()
         await self.store.close()
 
@@ -177,6 +186,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
         if sockets:
             port = sockets[0].getsockname()[1]
     running = RunningServer(config, store, api, runner, port, cluster_pki)
+    if config.insecure_port:
+        running.insecure = await start_insecure(api, config.insecure_bind_address, config.insecure_port)
     if cluster_pki is None:
         write_kubeconfig(config.kubeconfig_path, running.url)
     else:

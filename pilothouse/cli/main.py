@@ -72,7 +72,8 @@ def _server_config(data_dir: Path, bind_address: str, port: int, datastore_endpo
     return ServerConfig(data_dir=data_dir, bind_address=bind_address, port=port,
                         datastore_endpoint=datastore_endpoint, service_cluster_ip_range=service_cluster_ip_range,
                         compaction_interval=compaction_interval, etcd_cafile=etcd_cafile,
-                        etcd_certfile=etcd_certfile, etcd_keyfile=etcd_keyfile, secure=secure, tls=tls)
+                        etcd_certfile=etcd_certfile, etcd_keyfile=etcd_keyfile, secure=secure, tls=tls,
+                        **_insecure_port())
 
 
 def default_data_dir() -> Path:
@@ -138,6 +139,11 @@ def tls_options(function: click.decorators.FC) -> click.decorators.FC:
                      help="The key of --tls-cert-file."),
         click.option("--client-ca-file", default=None, expose_value=False, callback=_collect_tls,
                      help="CA bundle to verify client certificates against (default: the cluster CA)."),
+        click.option("--insecure-port", type=int, default=0, expose_value=False, callback=_collect_tls,
+                     help="Also serve plain HTTP on this port with NO authentication or authorization "
+                          "(kube-apiserver 1.x's insecure port; 0: off)."),
+        click.option("--insecure-bind-address", default="127.0.0.1", expose_value=False, callback=_collect_tls,
+                     help="Address of --insecure-port."),
         click.option("--tls-san", multiple=True, expose_value=False, callback=_collect_tls,
                      help="Another name or address for the serving certificate (repeatable)."),
         # Tests shorten the serving certificate's life to watch it renewed.
@@ -169,6 +175,13 @@ def _tls_config() -> tuple[bool, Any]:
     # Bringing a certificate or a client CA means serving HTTPS.
     secure = bool(flags.get("secure") or options.tls_cert_file or options.client_ca_file)
     return secure, options
+
+
+def _insecure_port() -> dict[str, Any]:
+    """ServerConfig's insecure_port/insecure_bind_address from the flags of the same name."""
+    flags = click.get_current_context().meta.get(_TLS_META, {})
+    return {"insecure_port": flags.get("insecure_port") or 0,
+            "insecure_bind_address": flags.get("insecure_bind_address") or "127.0.0.1"}
 # --- end of TLS serving flags ---
 
 

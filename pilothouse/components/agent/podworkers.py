@@ -45,6 +45,7 @@ from pilothouse.components.agent.runtime.interface import (
     Mount,
     RuntimeError_,
 )
+from pilothouse.components.agent.satoken import TokenManager, requester_for
 from pilothouse.components.agent.status import LABEL_RESTART_COUNT, PodObservation, compute_pod_status, status_patch
 from pilothouse.components.agent.volumes import (
     VolumeError,
@@ -96,6 +97,8 @@ class PodContext:
     #: uids of the pods this agent had containers for when it started (None: unknown); a pod
     #: not among them has no containers the worker did not create itself
     engine_uids: set[str] | None = None
+    #: service-account tokens for projected volumes (TokenRequest, refreshed at 80% of their life)
+    tokens: TokenManager | None = None
 
     @property
     def agent_id(self) -> str:
@@ -288,7 +291,33 @@ class PodWorker:
                         started = await self.ctx.runtime.inspect_container(container_id)
                         name = started.labels.get(LABEL_CONTAINER_NAME, "")
                         attempts[name] = [started, *attempts.get(name, [])]
+        await self._refresh_tokens(sandbox)
         await self._report(sandbox, attempts)
+
+    def _tokens(self) -> TokenManager:
+        if self.ctx.tokens is None:
+            self.ctx.tokens = TokenManager(requester_for(self.ctx.client))
+        return self.ctx.tokens
+
+    async def _refresh_tokens(self, sandbox: ContainerState | None) -> None:
+        """Rewrite the volumes once a token in them is due (the kubelet remounts projected volumes at
+        its syncs and the token manager hands out a new token after 80% of the old one's life),
+        and wake up again for the next one."""
+        tokens = self.ctx.tokens
+        due = tokens.next_refresh(self.uid) if tokens is not None and self._volumes is not None else None
+        if tokens is None or due is None or self.terminal_phase:
+            return
+        if due <= tokens.now():
+            try:
+                await prepare_volumes(self.pod, self.ctx.root_dir, self.ctx.fetch or _no_fetch,
+                                      pod_ip=(sandbox.ip if sandbox else None) or self.ctx.host_ip,
+                                      host_ip=self.ctx.host_ip, allocatable=self.ctx.allocatable, tokens=tokens)
+            except VolumeError as error:
+                self.ctx.event(self.pod, "Warning", "FailedMount", str(error))
+                self._wake_in(5.0)
+                return
+            due = tokens.next_refresh(self.uid) or due
+        self._wake_in((due - tokens.now()).total_seconds())
 
     async def _ensure_sandbox(self, sandbox: ContainerState | None, attempts: dict[str, list[ContainerState]],
                               states: list[ContainerState], policy: str) -> ContainerState | None:
@@ -481,6 +510,7 @@ class PodWorker:
                                      allocatable=ctx.allocatable)
         if self._volumes is None:
             self._volumes = await prepare_volumes(pod, ctx.root_dir, fetch, pod_ip=pod_ip, host_ip=ctx.host_ip,
+                                                  tokens=self._tokens(),
                                                   allocatable=ctx.allocatable)
         mounts = container_mounts(container, self._volumes)
         mounts += [m for m in self._name_files(sandbox) if m.target not in {n.target for n in mounts}]
@@ -587,6 +617,8 @@ class PodWorker:
         self.ctx.images.forget_pod(self.uid)
         self.ctx.crash_backoff.forget_prefix(f"{self.uid}/")
         await asyncio.to_thread(remove_pod_dir, self.ctx.root_dir, self.uid)
+        if self.ctx.tokens is not None:
+            self.ctx.tokens.forget(self.uid)
 
     # ------------------------------------------------------------- status
 

@@ -2,9 +2,11 @@
 
 Every volume lives under ``<root-dir>/pods/<uid>/volumes/<plugin>/<name>`` as the kubelet lays it
 out; hostPath volumes are the host path itself. ConfigMap, Secret, downwardAPI and projected volumes
-are written as files (rewritten at each container start, so a restarted container sees current
-data). The projected service-account token is a PLACEHOLDER until token issuing exists (the security
-issue): the file is there so that images expecting it start, but it authenticates nothing.
+are written as files the way the kubelet's AtomicWriter does (``pkg/volume/util/atomic_writer.go``):
+each version in a ``..<timestamp>`` directory, a ``..data`` symlink renamed over to switch versions,
+and every visible name a symlink through ``..data``, so that a reader never sees half an update.
+Service-account token projections hold a real token from the TokenRequest API
+(components/agent/satoken.py), rewritten before 80% of its lifetime has passed.
 """
 
 from __future__ import annotations
@@ -12,16 +14,18 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from pilothouse.components.agent.env import Fetch, field_ref_value, resource_field_value
 from pilothouse.components.agent.runtime.interface import Mount
+from pilothouse.components.agent.satoken import TokenManager
 
-__all__ = ["PLACEHOLDER_TOKEN", "VolumeError", "container_mounts", "pod_dir", "prepare_volumes", "remove_pod_dir"]
+__all__ = ["VolumeError", "container_mounts", "pod_dir", "prepare_volumes", "remove_pod_dir"]
 
 Object = dict[str, Any]
-PLACEHOLDER_TOKEN = "pilothouse-placeholder-service-account-token"
+DATA_LINK = "..data"
 
 
 class VolumeError(Exception):
@@ -37,18 +41,43 @@ def remove_pod_dir(root_dir: Path, uid: str) -> None:
 
 
 def _write_files(target: Path, files: dict[str, tuple[bytes, int]]) -> None:
-    """Replace a volume's content with these files (relative path -> (data, mode))."""
+    """Replace a volume's content with these files (relative path -> (data, mode)), atomically:
+    the new version goes to a fresh ``..<timestamp>`` directory, ``..data`` is switched to it by a
+    rename (atomic on POSIX), then the visible top-level names are (re)linked and the old version
+    removed -- the AtomicWriter's order, so that no reader sees a mix of two versions."""
     target.mkdir(parents=True, exist_ok=True)
-    for entry in list(target.iterdir()):
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+    os.chmod(target, 0o755)
+    version = Path(tempfile.mkdtemp(prefix="..", dir=target))
     for relative, (data, mode) in files.items():
-        path = target / relative
+        path = version / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         os.chmod(path, mode)
+    os.chmod(version, 0o755)
+    data_link = target / DATA_LINK
+    staging = target / (DATA_LINK + "_tmp")
+    staging.unlink(missing_ok=True)
+    staging.symlink_to(version.name)
+    os.replace(staging, data_link)
+    visible = {Path(relative).parts[0] for relative in files}
+    for entry in list(target.iterdir()):
+        if entry.name.startswith(".."):
+            if entry.name not in (DATA_LINK, version.name):  # the previous version
+                _remove(entry)
+        elif entry.name not in visible or not entry.is_symlink():
+            # a file from before this layout, or a name the new version no longer has
+            _remove(entry)
+    for name in visible:
+        link = target / name
+        if not link.is_symlink():
+            link.symlink_to(Path(DATA_LINK) / name)
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry)
+    else:
+        entry.unlink()
 
 
 def _key_files(data: dict[str, bytes], items: list[Object] | None, default_mode: int, what: str,
@@ -103,7 +132,7 @@ def _downward_files(pod: Object, items: list[Object], default_mode: int, pod_ip:
 
 
 async def prepare_volumes(pod: Object, root_dir: Path, fetch: Fetch, *, pod_ip: str, host_ip: str,
-                          allocatable: dict[str, str]) -> dict[str, Path]:
+                          allocatable: dict[str, str], tokens: TokenManager) -> dict[str, Path]:
     """Set up every volume of the pod; returns volume name -> host path."""
     metadata = pod.get("metadata") or {}
     namespace = metadata.get("namespace", "default")
@@ -153,10 +182,13 @@ async def prepare_volumes(pod: Object, root_dir: Path, fetch: Fetch, *, pod_ip: 
                     files.update(_downward_files(pod, projection["downwardAPI"].get("items") or [], mode,
                                                  pod_ip, host_ip, allocatable))
                 elif "serviceAccountToken" in projection:
-                    # ServiceAccount admission adds this source to every pod; until tokens are issued
-                    # (TokenRequest, the authn work) the agent writes a placeholder.
-                    path = projection["serviceAccountToken"].get("path", "token")
-                    files[path] = (PLACEHOLDER_TOKEN.encode(), mode)
+                    # ServiceAccount admission's kube-api-access-* volume, or the user's own audience
+                    token_source = projection["serviceAccountToken"]
+                    try:
+                        token = await tokens.token(pod, token_source)
+                    except Exception as error:  # the kubelet: FailedMount, retried
+                        raise VolumeError(f"failed to fetch token: {error}") from error
+                    files[token_source.get("path", "token")] = (token.encode(), mode)
             target = base / "kubernetes.io~projected" / name
             _write_files(target, files)
             paths[name] = target
