@@ -58,7 +58,8 @@ def _node_name_of(obj: Object | None) -> str:
 class NodeRestriction(Plugin):
     name = "NodeRestriction"
 
-    async def admit(self, attrs: Attributes) -> None:
+    async def validate(self, attrs: Attributes) -> None:
+        """A validating plugin, as Kubernetes' (it sees deletes too)."""
         user = CURRENT_USER.get()
         is_node, node = node_identity(user)
         if not is_node:
