@@ -98,10 +98,12 @@ def test_node_writes_only_its_own_node_and_lease(cluster: tuple[ServerProcess, s
     assert 'nodes "n2" is forbidden: node "n1" is not allowed to modify node "n2"' in result.stderr
     message = forbidden(lambda: n1.patch_node("n1", {"metadata": {"labels": {
         "node-restriction.kubernetes.io/trusted": "yes", "kubernetes.io/role": "master"}}}))
-    assert message == ('nodes "n1" is forbidden: node "n1" is not allowed to modify labels: '
+    assert message == ('nodes "n1" is forbidden: is not allowed to modify labels: '
                        "kubernetes.io/role, node-restriction.kubernetes.io/trusted")
-    assert forbidden(lambda: n1.create_node(node_body("n1b", {"node-role.kubernetes.io/x": ""}))) == (
-        'nodes "n1b" is forbidden: node "n1" is not allowed to set the following labels: node-role.kubernetes.io/x')
+    assert forbidden(lambda: n1.create_node(node_body("n1", {"node-role.kubernetes.io/x": ""}))) == (
+        'nodes "n1" is forbidden: node "n1" is not allowed to set the following labels: node-role.kubernetes.io/x')
+    assert forbidden(lambda: n1.create_node(node_body("n3"))) == (
+        'nodes "n3" is forbidden: node "n1" is not allowed to modify node "n3"')
     # Leases: its own, in kube-node-lease, only.
     leases = coordination(server, "n1-token")
     lease = {"metadata": {"name": "n1"}, "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40}}
@@ -166,6 +168,12 @@ def test_node_updates_only_its_pods_status(cluster: tuple[ServerProcess, str]) -
         "metadata": {"name": "m"}, "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]}})) == (
         'pods "m" is forbidden: pod does not have "kubernetes.io/config.mirror" annotation, '
         'node "n1" can only create mirror pods')
+    mirror = {"metadata": {"name": "m", "annotations": {"kubernetes.io/config.mirror": "x"}},
+              "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]}}
+    assert forbidden(lambda: n1.create_namespaced_pod("default", mirror)) == (
+        'pods "m" is forbidden: node "n1" can only create pods with an owner reference set to itself')
+    assert forbidden(lambda: n1.patch_namespaced_pod_status("q1", "default", {"metadata": {"labels": {"a": "b"}}})) == (
+        'pods "q1" is forbidden: node "n1" cannot update labels through pod status')
     assert "can only delete pods with spec.nodeName set to itself" in forbidden(
         lambda: n1.delete_namespaced_pod("q2", "default"))
 

@@ -77,18 +77,25 @@ class NodeRestriction(Plugin):
     @staticmethod
     def _node(node: str, attrs: Attributes) -> None:
         requested = attrs.obj["metadata"].get("name", "")
+        if requested != node:
+            raise Refusal(f'node "{node}" is not allowed to modify node "{requested}"')
+        spec = attrs.obj.get("spec") or {}
+        old_spec = (attrs.old or {}).get("spec") or {}
         if attrs.operation == "CREATE":
+            if spec.get("configSource") is not None:
+                raise Refusal(f'node "{node}" is not allowed to create pods with a non-nil configSource')
             labels = forbidden_labels(_labels(attrs.obj), {})
             if labels:
                 raise Refusal(f'node "{node}" is not allowed to set the following labels: {", ".join(labels)}')
-        if requested != node:
-            raise Refusal(f'node "{node}" is not allowed to modify node "{requested}"')
         if attrs.operation == "UPDATE":
-            if (attrs.obj.get("spec") or {}).get("taints") != ((attrs.old or {}).get("spec") or {}).get("taints"):
+            if spec.get("configSource") is not None and spec.get("configSource") != old_spec.get("configSource"):
+                raise Refusal(f'node "{node}" is not allowed to update configSource to a new non-nil configSource')
+            if (spec.get("taints") or []) != (old_spec.get("taints") or []):
                 raise Refusal(f'node "{node}" is not allowed to modify taints')
             labels = forbidden_labels(_labels(attrs.obj), _labels(attrs.old))
             if labels:
-                raise Refusal(f'node "{node}" is not allowed to modify labels: {", ".join(labels)}')
+                # Kubernetes' message has no subject here (admission.go's own wording).
+                raise Refusal(f'is not allowed to modify labels: {", ".join(labels)}')
 
     @staticmethod
     def _pod(node: str, attrs: Attributes) -> None:
@@ -97,6 +104,8 @@ class NodeRestriction(Plugin):
                 raise Refusal(f'unexpected operation "{attrs.operation}"')
             if _node_name_of(attrs.old) != node:
                 raise Refusal(f'node "{node}" can only update pod status for pods with spec.nodeName set to itself')
+            if _labels(attrs.obj) != _labels(attrs.old):
+                raise Refusal(f'node "{node}" cannot update labels through pod status')
             return
         if attrs.subresource == "eviction":
             return  # the evicted pod's node is not checked yet (admitPodEviction)
@@ -131,14 +140,17 @@ def _mirror_pod_create(node: str, pod: Object) -> None:
     owners = metadata.get("ownerReferences") or []
     if len(owners) > 1:
         raise Refusal(f'node "{node}" can only create pods with a single owner reference set to itself')
-    if owners and not (owners[0].get("apiVersion") == "v1" and owners[0].get("kind") == "Node"
-                       and owners[0].get("name") == node and owners[0].get("controller")):
+    owner = owners[0] if owners else {}
+    if not (owner.get("apiVersion") == "v1" and owner.get("kind") == "Node" and owner.get("name") == node):
         raise Refusal(f'node "{node}" can only create pods with an owner reference set to itself')
+    if not owner.get("controller"):
+        raise Refusal(f'node "{node}" can only create pods with a controller owner reference set to itself')
+    if owner.get("blockOwnerDeletion"):
+        raise Refusal(f'node "{node}" must not set blockOwnerDeletion on an owner reference')
     spec = pod.get("spec") or {}
     if spec.get("serviceAccountName"):
         raise Refusal(f'node "{node}" can not create pods that reference a service account')
     kinds = {kind for kind, _, _ in pod_references(pod)}
-    for kind, word in (("secrets", "secrets"), ("configmaps", "configmaps"),
-                       ("persistentvolumeclaims", "persistentvolumeclaims")):
+    for kind in ("secrets", "configmaps", "persistentvolumeclaims"):
         if kind in kinds:
-            raise Refusal(f'node "{node}" can not create pods that reference {word}')
+            raise Refusal(f'node "{node}" can not create pods that reference {kind}')
