@@ -137,6 +137,13 @@ def test_node_reads_only_secrets_its_pods_reference(cluster: tuple[ServerProcess
     assert "is forbidden" in forbidden(lambda: n1.list_namespaced_secret("default"))
     # The kubelet's static rules: pods, services, nodes readable.
     assert {p.metadata.name for p in n1.list_namespaced_pod("default").items} >= {"p1", "p2"}
+    # Tokens: only for the service accounts of its pods.
+    admin.create_namespaced_service_account("default", {"metadata": {"name": "other"}})
+    request = {"spec": {"audiences": ["api"]}}
+    assert n1.create_namespaced_service_account_token("default", "default", request).status.token
+    assert forbidden(lambda: n1.create_namespaced_service_account_token("other", "default", request)) == (
+        'serviceaccounts "other" is forbidden: User "system:node:n1" cannot create resource "serviceaccounts/token" '
+        "in API group \"\" in the namespace \"default\": no relationship found between node 'n1' and this object")
     # The graph follows the pods: a new pod on n1 referencing s2 grants it, its deletion takes it back.
     admin.create_namespaced_pod("default", pod_body("p3", "n1", "s2"))
     wait_until(lambda: _can_read(n1, "s2"))
@@ -204,9 +211,15 @@ def test_agent_with_node_credentials_registers_and_heartbeats(cluster: tuple[Ser
                 return False
             return any(c.type == "Ready" and c.status == "True" for c in (node.status and node.status.conditions) or [])
         wait_for(ready, 30, "node n1 Ready")
-        first = leases.read_namespaced_lease("n1", "kube-node-lease").spec.renew_time
-        wait_for(lambda: leases.read_namespaced_lease("n1", "kube-node-lease").spec.renew_time != first, 30,
-                 "lease renewed")
+        def renewed() -> Any:
+            try:
+                return leases.read_namespaced_lease("n1", "kube-node-lease").spec.renew_time
+            except ApiException as error:
+                assert error.status == 404
+                return None
+        wait_for(lambda: renewed() is not None, 30, "lease n1 created")
+        first = renewed()
+        wait_for(lambda: renewed() != first, 30, "lease renewed")
     except AssertionError:
         pytest.fail(proc.log())
     finally:
