@@ -15,6 +15,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pilothouse.apiserver import impersonation
 from pilothouse.apiserver.auth import (
@@ -31,6 +32,7 @@ from pilothouse.apiserver.auth import (
     UserInfo,
 )
 from pilothouse.apiserver.bootstraptokens import BootstrapTokens
+from pilothouse.apiserver.nodeauthz import NodeAuthorizer
 from pilothouse.apiserver.rbacauthz import RBACAuthorizer
 from pilothouse.apiserver.satokens import (
     DEFAULT_ISSUER,
@@ -43,7 +45,7 @@ from pilothouse.store.interface import Store
 
 __all__ = ["AUTHORIZATION_MODES", "AuthOptions", "build_auth"]
 
-AUTHORIZATION_MODES = ("AlwaysAllow", "AlwaysDeny", "RBAC")
+AUTHORIZATION_MODES = ("AlwaysAllow", "AlwaysDeny", "Node", "RBAC")
 #: kube-apiserver's loopback client identity (``system:apiserver`` in ``system:masters``).
 LOOPBACK_USER = "system:apiserver"
 
@@ -77,21 +79,27 @@ class AuthOptions:
         return modes
 
 
-def _authorizer(options: AuthOptions, store: Store) -> tuple[Authorizer, RBACAuthorizer | None]:
+def _authorizer(options: AuthOptions, store: Store) -> tuple[Authorizer, RBACAuthorizer | None, list[Any]]:
     authorizers: list[Authorizer] = []
     rbac = None
+    components: list[Any] = []
     for mode in options.modes():
         if mode == "AlwaysAllow":
             authorizers.append(AllowAll())
         elif mode == "AlwaysDeny":
             authorizers.append(AlwaysDeny())
+        elif mode == "Node":
+            node = NodeAuthorizer(store)
+            authorizers.append(node)
+            components.append(node)
         else:
             rbac = RBACAuthorizer(store)
             authorizers.append(rbac)
     chain: Authorizer = authorizers[0] if len(authorizers) == 1 else UnionAuthorizer(authorizers)
     if rbac is not None:
         rbac.chain = chain
-    return chain, rbac
+        components.append(rbac)
+    return chain, rbac, components
 
 
 def build_auth(options: AuthOptions, store: Store, data_dir: Path) -> AuthLayer:
@@ -113,10 +121,10 @@ def build_auth(options: AuthOptions, store: Store, data_dir: Path) -> AuthLayer:
         layer = AuthLayer([*options.request_authenticators, Anonymous()], AllowAll(), tokens=tokens,
                           impersonate=impersonation.impersonate, service_accounts=service_accounts)
     else:
-        authorizer, rbac = _authorizer(options, store)
+        authorizer, _, components = _authorizer(options, store)
         layer = AuthLayer([*options.request_authenticators, tokens], authorizer,
                           anonymous=options.anonymous_auth, tokens=tokens,
                           impersonate=impersonation.impersonate, service_accounts=service_accounts,
-                          components=[rbac] if rbac is not None else [])
+                          components=components)
     layer.loopback_token = loopback_token
     return layer

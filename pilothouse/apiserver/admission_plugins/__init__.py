@@ -3,8 +3,8 @@
 Every plugin speaks one vocabulary: :class:`Attributes` in, the object mutated in place (``admit``,
 the mutating phase) or a :class:`~pilothouse.machinery.admission.Refusal` raised (``admit`` or
 ``validate``, the validating phase), which the chain renders as Kubernetes' 403. The chain runs
-them in kube-apiserver's order (``AllOrderedPlugins``): LimitRanger, ServiceAccount, PodSecurity,
-Priority, DefaultTolerationSeconds, DefaultStorageClass, then ResourceQuota last of all, so that quota is
+them in kube-apiserver's order (``AllOrderedPlugins``): LimitRanger, ServiceAccount, NodeRestriction,
+PodSecurity, Priority, DefaultTolerationSeconds, DefaultStorageClass, then ResourceQuota last of all, so that quota is
 charged for the object as it will be stored. NamespaceLifecycle stays in ``apiserver/admission.py``.
 The rules themselves are pure functions in ``machinery/admission`` and ``machinery/quota``; the
 plugins here feed them from watch-fed caches.
@@ -79,6 +79,7 @@ class AdmissionChain:
         # Imported here: the plugin modules import this one for the vocabulary.
         from pilothouse.apiserver.admission_plugins import (
             limitranger,
+            noderestriction,
             podsecurity,
             priority,
             resourcequota,
@@ -87,6 +88,7 @@ class AdmissionChain:
         )
 
         return cls([limitranger.LimitRanger(store), serviceaccount.ServiceAccount(store),
+                    noderestriction.NodeRestriction(),
                     podsecurity.PodSecurity(store), priority.Priority(store), priority.DefaultTolerationSeconds(),
                     storageclass.DefaultStorageClass(store), resourcequota.ResourceQuota(store)])
 
