@@ -1,0 +1,137 @@
+"""The agent's port over TLS (issue 11): only the API server's client certificate, or a user whom a
+SubjectAccessReview allows ``nodes/proxy``, gets logs/exec; ``kubectl logs``/``exec`` still work
+through a ``--secure`` API server with RBAC, which dials the agent over HTTPS with its
+``apiserver-kubelet-client`` certificate. The agent runs in-process over a fake runtime (no podman)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from pilothouse.apiserver.authchain import AuthOptions
+from pilothouse.apiserver.serve import RunningServer, ServerConfig, start_server
+from pilothouse.client.kubeconfig import load_kubeconfig
+from pilothouse.client.rest import APIClient
+from pilothouse.components.agent import servingtls
+from pilothouse.components.agent.server import StreamingServer
+from pilothouse.components.agent.streaming.lookup import RuntimeLabelLookup
+from pilothouse.machinery import pki
+from tests.agent.test_streaming_proxy import FakeRuntime
+
+KUBECTL = "/usr/bin/kubectl"
+
+
+class Cluster:
+    def __init__(self, api: RunningServer, agent: StreamingServer, client: APIClient, tmp: Path) -> None:
+        self.api, self.agent, self.client, self.tmp = api, agent, client, tmp
+
+    async def kubectl(self, kubeconfig: Path, *args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            KUBECTL, "--kubeconfig", str(kubeconfig), *args,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+        return process.returncode or 0, out.decode(), err.decode()
+
+    def client_context(self, cert_key: pki.CertKey | None) -> ssl.SSLContext:
+        """A client that does not verify the agent (its certificate is self-signed), with ``cert_key``."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        if cert_key is not None:
+            cert, key = self.tmp / "client.crt", self.tmp / "client.key"
+            cert.write_bytes(cert_key.cert_pem)
+            key.write_bytes(cert_key.key_pem)
+            context.load_cert_chain(cert, key)
+        return context
+
+    async def agent_get(self, path: str, cert_key: pki.CertKey | None) -> tuple[int, str]:
+        connector = aiohttp.TCPConnector(ssl=self.client_context(cert_key))
+        async with aiohttp.ClientSession(connector=connector) as session, session.get(
+                f"https://127.0.0.1:{self.agent.port}{path}") as response:
+            return response.status, await response.text()
+
+
+async def _bind(client: APIClient, role: str, user: str) -> None:
+    rbac = "rbac.authorization.k8s.io"
+    await client.request("POST", f"/apis/{rbac}/v1/clusterrolebindings", body={
+        "metadata": {"name": f"{user}-{role}".replace(":", "-")},
+        "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": rbac, "kind": "User", "name": user}]})
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    api = await start_server(ServerConfig(tmp_path / "server", port=0, secure=True,
+                                          auth=AuthOptions(authorization_mode="RBAC")))
+    assert api.pki is not None
+    admin = load_kubeconfig(api.config.kubeconfig_path)
+    node_conf = api.component_kubeconfig("kubelet", "system:node:n1", ["system:nodes"])
+    client = APIClient(load_kubeconfig(node_conf), user_agent="test-agent")
+    async with APIClient(admin) as setup:
+        # The agent reviews requests to its port through the API server (kubelet's webhook authn/authz),
+        # which RBAC lets it do through system:auth-delegator.
+        await _bind(setup, "system:auth-delegator", "system:node:n1")
+        runtime = FakeRuntime()
+        cert, key = servingtls.self_signed_serving(tmp_path / "agent" / "pki", "n1", ["127.0.0.1"])
+        reviews = servingtls.Reviews(client, "n1")
+        agent = StreamingServer(runtime, RuntimeLabelLookup(runtime), address="127.0.0.1",  # type: ignore[arg-type]
+                                port=0, ssl_context=servingtls.server_context(cert, key, api.pki.ca_bundle()),
+                                middlewares=(servingtls.auth_middleware(reviews.authenticate, reviews.authorize),))
+        await agent.start()
+        await setup.request("POST", "/api/v1/nodes", body={"metadata": {"name": "n1"}})
+        await setup.request("PATCH", "/api/v1/nodes/n1/status", content_type="application/merge-patch+json", body={
+            "status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                       "daemonEndpoints": {"kubeletEndpoint": {"Port": agent.port}}}})
+        # No controller manager in-process: the ServiceAccount admission needs the default account.
+        await setup.request("POST", "/api/v1/namespaces/default/serviceaccounts",
+                            body={"metadata": {"name": "default"}})
+        await setup.request("POST", "/api/v1/namespaces/default/pods", body={
+            "metadata": {"name": "web"}, "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "i"}]}})
+    yield Cluster(api, agent, client, tmp_path)
+    await agent.stop()
+    await client.close()
+    await api.stop()
+
+
+async def test_kubectl_logs_and_exec_work_through_the_api_server(cluster: Cluster) -> None:
+    admin = cluster.api.config.kubeconfig_path
+    code, out, err = await cluster.kubectl(admin, "logs", "web", "-c", "app")
+    assert (code, out) == (0, "app-2 line1\n"), err
+    # The fake runtime's exec echoes stdin (empty here) until it closes, answers 'bye' on stderr and
+    # exits with the command's last word.
+    code, out, err = await cluster.kubectl(admin, "exec", "-i", "web", "-c", "app", "--", "true", "0")
+    assert code == 0 and "bye" in err, (out, err)
+    code, out, err = await cluster.kubectl(admin, "exec", "-i", "web", "-c", "app", "--", "false", "3")
+    assert code == 3, (out, err)
+
+
+async def test_the_agent_port_refuses_clients_without_the_right_certificate(cluster: Cluster) -> None:
+    path = "/containerLogs/default/web/app"
+    assert await cluster.agent_get("/healthz", None) == (200, "ok")
+    # No certificate and no token: kubelet's 401.
+    assert await cluster.agent_get(path, None) == (401, "Unauthorized")
+    # A certificate from another CA fails the handshake.
+    now = datetime.datetime.now(datetime.UTC)
+    stranger = pki.issue_client(pki.new_ca("other-ca", now), "kube-apiserver-kubelet-client", ["system:masters"], now)
+    with pytest.raises(aiohttp.ClientError):
+        await cluster.agent_get(path, stranger)
+    # A cluster-CA user whom RBAC does not allow nodes/proxy: the SubjectAccessReview says no.
+    assert cluster.api.pki is not None
+    alice = cluster.api.pki.issue_client("alice", ["dev"])
+    assert await cluster.agent_get(path, alice) == (
+        403, "Forbidden (user=alice, verb=get, resource=nodes, subresource=proxy)")
+    # Granted nodes/proxy (system:kubelet-api-admin), the same certificate gets the logs.
+    async with APIClient(load_kubeconfig(cluster.api.config.kubeconfig_path)) as admin:
+        await _bind(admin, "system:kubelet-api-admin", "alice")
+    assert await cluster.agent_get(path, alice) == (200, "app-2 line1\n")
+    # The API server's own client certificate is allowed.
+    directory = cluster.api.pki.directory
+    apiserver = pki.load_cert_key((directory / "apiserver-kubelet-client.crt").read_bytes(),
+                                  (directory / "apiserver-kubelet-client.key").read_bytes())
+    assert await cluster.agent_get(path, apiserver) == (200, "app-2 line1\n")
