@@ -6,13 +6,22 @@ through a ``--secure`` API server with RBAC, which dials the agent over HTTPS wi
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
+import json
 import ssl
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from pilothouse.apiserver.authchain import AuthOptions
 from pilothouse.apiserver.serve import RunningServer, ServerConfig, start_server
@@ -22,7 +31,9 @@ from pilothouse.components.agent import servingtls
 from pilothouse.components.agent.server import StreamingServer
 from pilothouse.components.agent.streaming.lookup import RuntimeLabelLookup
 from pilothouse.machinery import pki
+from pilothouse.machinery.kubeconfig import build_kubeconfig
 from tests.agent.test_streaming_proxy import FakeRuntime
+from tests.conftest import ServerProcess, start_server_process
 
 KUBECTL = "/usr/bin/kubectl"
 
@@ -135,3 +146,89 @@ async def test_the_agent_port_refuses_clients_without_the_right_certificate(clus
     apiserver = pki.load_cert_key((directory / "apiserver-kubelet-client.crt").read_bytes(),
                                   (directory / "apiserver-kubelet-client.key").read_bytes())
     assert await cluster.agent_get(path, apiserver) == (200, "app-2 line1\n")
+
+
+# ---------------------------------------------------------------------- TLS bootstrap: CSR approve + sign
+
+
+def _node_csr(name: str, common_name: str) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    request = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    return json.dumps({
+        "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": name},
+        "spec": {"request": base64.b64encode(request.public_bytes(serialization.Encoding.PEM)).decode(),
+                 "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                 "usages": ["digital signature", "client auth"]}})
+
+
+@pytest.fixture(scope="module")
+def secure_rbac(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = start_server_process(tmp_path_factory.mktemp("bootstrap"), extra=("--authorization-mode", "RBAC"),
+                                  secure=True)
+    # The embedded controller manager runs as one user, not one service account per loop
+    # (kube-controller-manager's --use-service-account-credentials): grant it the certificate
+    # controller's role, as a cluster without that flag must.
+    server.kubectl("create", "clusterrolebinding", "kcm-certificate-controller",
+                   "--clusterrole=system:controller:certificate-controller", "--user=system:kube-controller-manager")
+    yield server
+    server.stop()
+
+
+def test_a_bootstrap_token_csr_is_approved_and_signed(secure_rbac: ServerProcess) -> None:
+    server = secure_rbac
+    expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+    server.kubectl("create", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
+        "metadata": {"name": "bootstrap-token-abcdef", "namespace": "kube-system"},
+        "stringData": {"token-id": "abcdef", "token-secret": "0123456789abcdef",
+                       "usage-bootstrap-authentication": "true",
+                       "expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}}))
+    # What kubeadm binds for TLS bootstrapping: bootstrappers may create CSRs and have node client ones approved.
+    server.kubectl("create", "clusterrolebinding", "kubelet-bootstrap", "--clusterrole=system:node-bootstrapper",
+                   "--group=system:bootstrappers")
+    server.kubectl("create", "clusterrolebinding", "node-autoapprove-bootstrap",
+                   "--clusterrole=system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+                   "--group=system:bootstrappers")
+    # The bootstrap kubeconfig: the CA and the token, no client certificate.
+    bootstrap = build_kubeconfig(server.url, user="kubelet-bootstrap",
+                                 ca_pem=(server.data_dir / "pki" / "ca.crt").read_bytes())
+    bootstrap["users"][0]["user"] = {"token": "abcdef.0123456789abcdef"}
+    path = server.data_dir / "bootstrap-kubelet.conf"
+    path.write_text(json.dumps(bootstrap))
+    server.kubectl("create", "-f", "-", input=_node_csr("node-csr-boot", "system:node:boot"),
+                   env={"KUBECONFIG": str(path)})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        csr = json.loads(server.kubectl("get", "csr", "node-csr-boot", "-o", "json").stdout)
+        if (csr.get("status") or {}).get("certificate"):
+            break
+        time.sleep(0.5)
+    listed = server.kubectl("get", "csr", "node-csr-boot").stdout
+    assert "Approved,Issued" in listed and "system:bootstrap:abcdef" in listed, listed
+    assert [c["reason"] for c in csr["status"]["conditions"]] == ["AutoApproved"]
+    cert = x509.load_pem_x509_certificate(base64.b64decode(csr["status"]["certificate"]))
+    ca = x509.load_pem_x509_certificate((server.data_dir / "pki" / "ca.crt").read_bytes())
+    assert pki.issued_by(cert, ca)
+    assert pki.client_identity(cert) == ("system:node:boot", ("system:nodes",))
+
+
+def test_a_csr_from_someone_without_the_nodeclient_grant_stays_pending(secure_rbac: ServerProcess) -> None:
+    server = secure_rbac
+    server.kubectl("create", "clusterrole", "csr-creator", "--verb=create,get",
+                   "--resource=certificatesigningrequests.certificates.k8s.io")
+    server.kubectl("create", "clusterrolebinding", "carol-csr", "--clusterrole=csr-creator", "--user=carol")
+    carol = server.data_dir / "carol.conf"
+    carol.write_bytes(subprocess.run([sys.executable, "-m", "pilothouse", "kubeconfig", "--data-dir",
+                                      str(server.data_dir), "--user", "carol"], check=True, capture_output=True).stdout)
+    server.kubectl("create", "-f", "-", input=_node_csr("node-csr-carol", "system:node:carol"),
+                   env={"KUBECONFIG": str(carol)})
+    # A request the approver may approve goes through within seconds (the test above); this one does not.
+    server.kubectl("create", "-f", "-", input=_node_csr("node-csr-late", "system:node:late"),
+                   env={"KUBECONFIG": str(carol)})
+    time.sleep(5)
+    for name in ("node-csr-carol", "node-csr-late"):
+        csr = json.loads(server.kubectl("get", "csr", name, "-o", "json").stdout)
+        assert not (csr.get("status") or {}).get("conditions"), csr
+        assert "Pending" in server.kubectl("get", "csr", name).stdout
