@@ -468,22 +468,33 @@ if __name__ == "__main__":  # pragma: no cover
               help="agent: pods get addresses on the agent's bridge (pilothouse0); engine: the engine's network.")
 @click.option("--pod-cidr", default="10.244.0.0/16", show_default=True,
               help="Pod addresses on this host's bridge (shared by every agent on the host).")
+@click.option("--bootstrap-kubeconfig", default=None,
+              help="kubeconfig with a bootstrap token: obtain a client certificate through a CSR and write "
+                   "--kubeconfig (default <root-dir>/kubelet.conf) when it is missing or expired.")
 @click.option("-v", "--verbose", count=True)
 def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_labels: str, register_node: bool,
           manifests_dir: str | None,
           address: str, port: int, node_ip: str | None, runtime: str, runtime_endpoint: str | None, simulate: int,
           root_dir: str | None, image_credentials_file: str | None, stop_pods_on_exit: bool, pod_network: str,
-          pod_cidr: str, verbose: int) -> None:
+          pod_cidr: str, bootstrap_kubeconfig: str | None, verbose: int) -> None:
     """Run the node agent: register the node and run the pods bound to it."""
+    import socket
+
     from pilothouse.components.agent.agent import Agent, AgentOptions, parse_labels
+    from pilothouse.components.agent.bootstrap import bootstrap_client_certificate
 
     _setup_logging(verbose)
+    root_dir = root_dir or str(default_data_dir() / "agent")
+    node_name = node_name or socket.gethostname().lower()
+    if bootstrap_kubeconfig:
+        kubeconfig = kubeconfig or str(Path(root_dir) / "kubelet.conf")
+        _run(bootstrap_client_certificate(bootstrap_kubeconfig, Path(kubeconfig), Path(root_dir), node_name))
     _target(server_url, kubeconfig)  # refuse a missing or unreadable kubeconfig here, with the flag's name
     options = AgentOptions(
         server=server_url or "", kubeconfig=kubeconfig, node_name=node_name, node_labels=parse_labels(node_labels),
         register_node=register_node, manifests_dir=manifests_dir, port=port, address=address, node_ip=node_ip,
         runtime="simulated" if simulate else runtime, runtime_endpoint=runtime_endpoint, simulate=simulate,
-        root_dir=root_dir or str(default_data_dir() / "agent"), image_credentials_file=image_credentials_file,
+        root_dir=root_dir, image_credentials_file=image_credentials_file,
         pod_network=pod_network, pod_cidr=pod_cidr)
 
     async def run() -> None:

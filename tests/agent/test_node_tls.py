@@ -33,7 +33,7 @@ from pilothouse.components.agent.streaming.lookup import RuntimeLabelLookup
 from pilothouse.machinery import pki
 from pilothouse.machinery.kubeconfig import build_kubeconfig
 from tests.agent.test_streaming_proxy import FakeRuntime
-from tests.conftest import ServerProcess, start_server_process
+from tests.conftest import ServerProcess, free_port, start_server_process, terminate
 
 KUBECTL = "/usr/bin/kubectl"
 
@@ -172,12 +172,6 @@ def secure_rbac(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
     # controller's role, as a cluster without that flag must.
     server.kubectl("create", "clusterrolebinding", "kcm-certificate-controller",
                    "--clusterrole=system:controller:certificate-controller", "--user=system:kube-controller-manager")
-    yield server
-    server.stop()
-
-
-def test_a_bootstrap_token_csr_is_approved_and_signed(secure_rbac: ServerProcess) -> None:
-    server = secure_rbac
     expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
     server.kubectl("create", "-f", "-", input=json.dumps({
         "apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
@@ -191,12 +185,23 @@ def test_a_bootstrap_token_csr_is_approved_and_signed(secure_rbac: ServerProcess
     server.kubectl("create", "clusterrolebinding", "node-autoapprove-bootstrap",
                    "--clusterrole=system:certificates.k8s.io:certificatesigningrequests:nodeclient",
                    "--group=system:bootstrappers")
-    # The bootstrap kubeconfig: the CA and the token, no client certificate.
+    yield server
+    server.stop()
+
+
+def _bootstrap_kubeconfig(server: ServerProcess) -> Path:
+    """The bootstrap kubeconfig: the CA and the token, no client certificate."""
     bootstrap = build_kubeconfig(server.url, user="kubelet-bootstrap",
                                  ca_pem=(server.data_dir / "pki" / "ca.crt").read_bytes())
     bootstrap["users"][0]["user"] = {"token": "abcdef.0123456789abcdef"}
     path = server.data_dir / "bootstrap-kubelet.conf"
     path.write_text(json.dumps(bootstrap))
+    return path
+
+
+def test_a_bootstrap_token_csr_is_approved_and_signed(secure_rbac: ServerProcess) -> None:
+    server = secure_rbac
+    path = _bootstrap_kubeconfig(server)
     server.kubectl("create", "-f", "-", input=_node_csr("node-csr-boot", "system:node:boot"),
                    env={"KUBECONFIG": str(path)})
     deadline = time.monotonic() + 30
@@ -232,3 +237,34 @@ def test_a_csr_from_someone_without_the_nodeclient_grant_stays_pending(secure_rb
         csr = json.loads(server.kubectl("get", "csr", name, "-o", "json").stdout)
         assert not (csr.get("status") or {}).get("conditions"), csr
         assert "Pending" in server.kubectl("get", "csr", name).stdout
+
+
+def test_an_agent_with_only_a_bootstrap_kubeconfig_gets_its_certificate_and_registers(
+        secure_rbac: ServerProcess, tmp_path: Path) -> None:
+    server = secure_rbac
+    # Without the Node authorizer (not this test's subject), RBAC grants nodes what they need.
+    server.kubectl("create", "clusterrolebinding", "nodes-as-nodes", "--clusterrole=system:node",
+                   "--group=system:nodes", check=False)
+    root = tmp_path / "agent"
+    log = open(tmp_path / "agent.log", "wb")  # noqa: SIM115 - closed below
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "pilothouse", "agent", "--bootstrap-kubeconfig", str(_bootstrap_kubeconfig(server)),
+         "--node-name", "boot-agent", "--runtime", "simulated", "--port", str(free_port()), "--root-dir", str(root)],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline, ready = time.monotonic() + 60, ""
+        while time.monotonic() < deadline and ready != "True":
+            ready = server.kubectl("get", "node", "boot-agent", "-o",
+                                   "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False).stdout
+            time.sleep(0.5)
+        assert ready == "True", (tmp_path / "agent.log").read_text()
+    finally:
+        terminate(agent)
+        log.close()
+    current = root / "pki" / "kubelet-client-current.pem"
+    cert = x509.load_pem_x509_certificate(current.read_bytes())
+    assert pki.client_identity(cert) == ("system:node:boot-agent", ("system:nodes",))
+    assert load_kubeconfig(root / "kubelet.conf").server == server.url
+    csrs = server.kubectl("get", "csr").stdout
+    assert any("system:bootstrap:abcdef" in line and "Approved,Issued" in line and "client-kubelet" in line
+               for line in csrs.splitlines() if "node-csr-boot" not in line), csrs
