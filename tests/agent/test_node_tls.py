@@ -61,10 +61,11 @@ class Cluster:
             context.load_cert_chain(cert, key)
         return context
 
-    async def agent_get(self, path: str, cert_key: pki.CertKey | None) -> tuple[int, str]:
+    async def agent_get(self, path: str, cert_key: pki.CertKey | None, token: str = "") -> tuple[int, str]:
         connector = aiohttp.TCPConnector(ssl=self.client_context(cert_key))
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with aiohttp.ClientSession(connector=connector) as session, session.get(
-                f"https://127.0.0.1:{self.agent.port}{path}") as response:
+                f"https://127.0.0.1:{self.agent.port}{path}", headers=headers) as response:
             return response.status, await response.text()
 
 
@@ -146,6 +147,18 @@ async def test_the_agent_port_refuses_clients_without_the_right_certificate(clus
     apiserver = pki.load_cert_key((directory / "apiserver-kubelet-client.crt").read_bytes(),
                                   (directory / "apiserver-kubelet-client.key").read_bytes())
     assert await cluster.agent_get(path, apiserver) == (200, "app-2 line1\n")
+
+
+async def test_a_bearer_token_is_reviewed_then_authorised(cluster: Cluster) -> None:
+    path = "/containerLogs/default/web/app"
+    async with APIClient(load_kubeconfig(cluster.api.config.kubeconfig_path)) as admin:
+        answer = await admin.request("POST", "/api/v1/namespaces/default/serviceaccounts/default/token",
+                                     body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                           "spec": {"expirationSeconds": 600}})
+    token = answer["status"]["token"]
+    assert await cluster.agent_get(path, None, "not-a-token") == (401, "Unauthorized")
+    assert await cluster.agent_get(path, None, token) == (
+        403, "Forbidden (user=system:serviceaccount:default:default, verb=get, resource=nodes, subresource=proxy)")
 
 
 # ---------------------------------------------------------------------- TLS bootstrap: CSR approve + sign
