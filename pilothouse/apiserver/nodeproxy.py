@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -100,7 +101,20 @@ async def _agent_base_url(handler: Any, node_name: str) -> str:
     port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port") or DEFAULT_KUBELET_PORT
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    return f"http://{host}:{int(port)}"
+    # Over HTTPS the agents serve TLS too (see components/agent/servingtls.py).
+    return f"{'https' if _kubelet_tls(handler) else 'http'}://{host}:{int(port)}"
+
+
+def _kubelet_tls(handler: Any) -> ssl.SSLContext | None:
+    """The client TLS context towards agents, set on the handler by a ``--secure`` server."""
+    context: ssl.SSLContext | None = getattr(handler, "kubelet_tls", None)
+    return context
+
+
+def _agent_session(handler: Any, **options: Any) -> aiohttp.ClientSession:
+    context = _kubelet_tls(handler)
+    connector = aiohttp.TCPConnector(ssl=context) if context is not None else None
+    return aiohttp.ClientSession(timeout=_CONNECT_TIMEOUT, connector=connector, **options)
 
 
 def _path(*parts: str) -> str:
@@ -185,7 +199,7 @@ async def pod_log(handler: Any, request: web.Request, info: RequestInfo,
                                                              container))
     if params:
         url += "?" + urlencode(params)
-    async with aiohttp.ClientSession(timeout=_CONNECT_TIMEOUT, auto_decompress=False) as session:
+    async with _agent_session(handler, auto_decompress=False) as session:
         try:
             upstream = await session.get(url)
         except (TimeoutError, aiohttp.ClientError, OSError) as error:
@@ -246,8 +260,8 @@ async def _relay_answer(session: aiohttp.ClientSession, method: str, url: str) -
         raise _unreachable(method, url, error) from None
 
 
-async def _proxy_upgrade(request: web.Request, url: str) -> web.StreamResponse:
-    async with aiohttp.ClientSession(timeout=_CONNECT_TIMEOUT) as session:
+async def _proxy_upgrade(handler: Any, request: web.Request, url: str) -> web.StreamResponse:
+    async with _agent_session(handler) as session:
         if not _is_websocket(request):
             # A SPDY upgrade (kubectl's fallback) or a plain request: the agent speaks websockets only.
             return await _relay_answer(session, request.method, url)
@@ -299,7 +313,7 @@ async def _remote_command(handler: Any, request: web.Request, info: RequestInfo,
         params += [("command", c) for c in request.query.getall("command", [])]
     url = (await _agent_base_url(handler, node_name) + _path(verb, info.namespace or "", info.name, container)
            + ("?" + urlencode(params) if params else ""))
-    return await _proxy_upgrade(request, url)
+    return await _proxy_upgrade(handler, request, url)
 
 
 async def pod_exec(handler: Any, request: web.Request, info: RequestInfo,
@@ -320,7 +334,7 @@ async def pod_portforward(handler: Any, request: web.Request, info: RequestInfo,
     url = await _agent_base_url(handler, node_name) + _path("portForward", info.namespace or "", info.name)
     if ports:
         url += "?" + urlencode({"port": ",".join(ports)})
-    return await _proxy_upgrade(request, url)
+    return await _proxy_upgrade(handler, request, url)
 
 
 NODE_PROXY_HANDLERS: dict[tuple[str, str], Handler] = {

@@ -211,6 +211,17 @@ class ClusterPKI:
     def client_cas(self) -> list[x509.Certificate]:
         return x509.load_pem_x509_certificates(self.client_ca_path.read_bytes())
 
+    def kubelet_client_context(self) -> ssl.SSLContext:
+        """How the API server dials agents: with its ``apiserver-kubelet-client`` certificate, not
+        verifying the agent's (self-signed) serving certificate, as kube-apiserver does without
+        ``--kubelet-certificate-authority``."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.load_cert_chain(self.directory / "apiserver-kubelet-client.crt",
+                                self.directory / "apiserver-kubelet-client.key")
+        return context
+
     # ------------------------------------------------------------ serving
 
     def ssl_context(self) -> ssl.SSLContext:

@@ -160,6 +160,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
     api = APIServer(store, build_auth(config.auth, store, config.data_dir),
                     service_cluster_ip_range=config.service_cluster_ip_range,
                     advertise_port=config.port)
+    if cluster_pki is not None:
+        api.rest.kubelet_tls = cluster_pki.kubelet_client_context()  # type: ignore[attr-defined]
     try:
         await store.start()
         await api.bootstrap()

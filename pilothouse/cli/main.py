@@ -369,11 +369,13 @@ def scheduler(server_url: str | None, kubeconfig: str | None, leader_elect: bool
               help="Default toleration (seconds) of pods for unreachable/not-ready nodes.")
 @click.option("--root-ca-file", default="",
               help="CA bundle published to every namespace as the kube-root-ca.crt ConfigMap.")
+@click.option("--cluster-signing-cert-file", default="", help="CA certificate the CSR signer signs with.")
+@click.option("--cluster-signing-key-file", default="", help="Its private key.")
 @leader_election_options
 @click.option("-v", "--verbose", count=True)
 def controller_manager(server_url: str | None, kubeconfig: str | None, controllers: str,
                        node_monitor_grace_period: float, pod_eviction_timeout: float, root_ca_file: str,
-                       leader_elect: bool,
+                       cluster_signing_cert_file: str, cluster_signing_key_file: str, leader_elect: bool,
                        leader_elect_lease_duration: float, leader_elect_renew_deadline: float,
                        leader_elect_retry_period: float, verbose: int) -> None:
     """Run the controller manager against an API server."""
@@ -386,6 +388,8 @@ def controller_manager(server_url: str | None, kubeconfig: str | None, controlle
         "node_monitor_grace_period": node_monitor_grace_period,
         "pod_eviction_timeout": pod_eviction_timeout,
         "root_ca_file": root_ca_file,
+        "cluster_signing_cert_file": cluster_signing_cert_file,
+        "cluster_signing_key_file": cluster_signing_key_file,
     })
     _run_component("kube-controller-manager", target, manager.run, leader_elect,
                    leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period)
@@ -477,22 +481,33 @@ if __name__ == "__main__":  # pragma: no cover
               help="agent: pods get addresses on the agent's bridge (pilothouse0); engine: the engine's network.")
 @click.option("--pod-cidr", default="10.244.0.0/16", show_default=True,
               help="Pod addresses on this host's bridge (shared by every agent on the host).")
+@click.option("--bootstrap-kubeconfig", default=None,
+              help="kubeconfig with a bootstrap token: obtain a client certificate through a CSR and write "
+                   "--kubeconfig (default <root-dir>/kubelet.conf) when it is missing or expired.")
 @click.option("-v", "--verbose", count=True)
 def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_labels: str, register_node: bool,
           manifests_dir: str | None,
           address: str, port: int, node_ip: str | None, runtime: str, runtime_endpoint: str | None, simulate: int,
           root_dir: str | None, image_credentials_file: str | None, stop_pods_on_exit: bool, pod_network: str,
-          pod_cidr: str, verbose: int) -> None:
+          pod_cidr: str, bootstrap_kubeconfig: str | None, verbose: int) -> None:
     """Run the node agent: register the node and run the pods bound to it."""
+    import socket
+
     from pilothouse.components.agent.agent import Agent, AgentOptions, parse_labels
+    from pilothouse.components.agent.bootstrap import bootstrap_client_certificate
 
     _setup_logging(verbose)
+    root_dir = root_dir or str(default_data_dir() / "agent")
+    node_name = node_name or socket.gethostname().lower()
+    if bootstrap_kubeconfig:
+        kubeconfig = kubeconfig or str(Path(root_dir) / "kubelet.conf")
+        _run(bootstrap_client_certificate(bootstrap_kubeconfig, Path(kubeconfig), Path(root_dir), node_name))
     _target(server_url, kubeconfig)  # refuse a missing or unreadable kubeconfig here, with the flag's name
     options = AgentOptions(
         server=server_url or "", kubeconfig=kubeconfig, node_name=node_name, node_labels=parse_labels(node_labels),
         register_node=register_node, manifests_dir=manifests_dir, port=port, address=address, node_ip=node_ip,
         runtime="simulated" if simulate else runtime, runtime_endpoint=runtime_endpoint, simulate=simulate,
-        root_dir=root_dir or str(default_data_dir() / "agent"), image_credentials_file=image_credentials_file,
+        root_dir=root_dir, image_credentials_file=image_credentials_file,
         pod_network=pod_network, pod_cidr=pod_cidr)
 
     async def run() -> None:

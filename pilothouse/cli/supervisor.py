@@ -116,7 +116,10 @@ def component_args(component: str, config: ServerConfig) -> list[str]:
     """Flags an embedded component takes from the server's configuration: the controller manager
     publishes the cluster CA (``<data-dir>/pki/ca.crt``) as every namespace's kube-root-ca.crt."""
     if component == "controller-manager":
-        return ["--root-ca-file", str(config.data_dir / "pki" / "ca.crt")]
+        pki = config.data_dir / "pki"
+        return ["--root-ca-file", str(pki / "ca.crt"),
+                # The CSR signer signs with the cluster CA, as kubeadm passes it to kube-controller-manager.
+                "--cluster-signing-cert-file", str(pki / "ca.crt"), "--cluster-signing-key-file", str(pki / "ca.key")]
     return []
 
 

@@ -28,6 +28,8 @@ class ClientConfig:
     server: str
     ssl_context: ssl.SSLContext | None = None
     token: str | None = None
+    #: The cluster's CA (PEM) when the kubeconfig names one: an agent trusts it for client certificates.
+    ca_pem: bytes | None = None
 
 
 def _named(entries: list[dict[str, Any]], name: str, what: str) -> dict[str, Any]:
@@ -78,7 +80,8 @@ def load_kubeconfig(path: str | Path, context: str | None = None) -> ClientConfi
     if not server:
         raise ValueError(f"{path}: the cluster has no server URL")
     ssl_context = _ssl_context(cluster, user, path.parent) if server.startswith("https:") else None
-    return ClientConfig(server, ssl_context, user.get("token"))
+    ca_pem = _material(cluster, "certificate-authority", path.parent)
+    return ClientConfig(server, ssl_context, user.get("token"), ca_pem)
 
 
 def client_config(server: str | None, kubeconfig: str | None) -> ClientConfig:
@@ -86,7 +89,7 @@ def client_config(server: str | None, kubeconfig: str | None) -> ClientConfig:
     ``--server`` overrides it (as kube-scheduler's ``--master`` does)."""
     if kubeconfig:
         loaded = load_kubeconfig(kubeconfig)
-        return ClientConfig(server, loaded.ssl_context, loaded.token) if server else loaded
+        return ClientConfig(server, loaded.ssl_context, loaded.token, loaded.ca_pem) if server else loaded
     if not server:
         raise ValueError("give --server or --kubeconfig")
     return ClientConfig(server)

@@ -23,6 +23,7 @@ from pilothouse.client.events import EventRecorder
 from pilothouse.client.informer import EventHandler, InformerFactory, object_key
 from pilothouse.client.kubeconfig import client_config
 from pilothouse.client.rest import APIClient, resource
+from pilothouse.components.agent import servingtls
 from pilothouse.components.agent.images import ImageManager
 from pilothouse.components.agent.node import NodeConfig, NodeStatusManager, detect_capacity, detect_node_ip
 from pilothouse.components.agent.podnet import PodNetwork, PodNetworkError
@@ -81,6 +82,9 @@ class AgentOptions:
     lease_duration: int = 40
     relist_period: float = 10.0
     token: str | None = None
+    #: kubelet's --client-ca-file: CAs whose client certificates the agent's port accepts; by default the
+    #: kubeconfig's cluster CA. Over HTTPS to the API server the agent's port serves TLS too.
+    client_ca_file: str | None = None
     #: "agent": the agent wires pod sandboxes to its own bridge (see podnet); "engine": the engine's network
     pod_network: str = "agent"
     pod_cidr: str = "10.244.0.0/16"
@@ -93,7 +97,8 @@ class Agent:
         self.options = options
         if not options.node_name:
             options.node_name = socket.gethostname().lower()
-        self.client = APIClient(client_config(options.server, options.kubeconfig),
+        self.target = client_config(options.server, options.kubeconfig)
+        self.client = APIClient(self.target,
                                 user_agent=f"pilothouse-agent/{options.node_name}", token=options.token)
         self.root_dir = Path(options.root_dir)
         self.runtime: ContainerRuntime | None = None
@@ -109,6 +114,18 @@ class Agent:
         self.recorder = EventRecorder(self.client, "kubelet", host=options.node_name)
 
     # ------------------------------------------------------------ lifecycle
+
+    def _serving_security(self, host_ip: str) -> dict[str, Any]:
+        """TLS and kubelet's webhook authn/authz for the agent's port when the cluster speaks HTTPS."""
+        options = self.options
+        client_ca = Path(options.client_ca_file).read_bytes() if options.client_ca_file else self.target.ca_pem
+        if not self.target.server.startswith("https:") or not client_ca:
+            return {}
+        cert, key = servingtls.self_signed_serving(self.root_dir / "pki", options.node_name,
+                                                   [host_ip, options.address])
+        reviews = servingtls.Reviews(self.client, options.node_name)
+        return {"ssl_context": servingtls.server_context(cert, key, client_ca),
+                "middlewares": (servingtls.auth_middleware(reviews.authenticate, reviews.authorize),)}
 
     async def start(self) -> None:
         options = self.options
@@ -130,7 +147,7 @@ class Agent:
         # logs/exec/attach/port-forward: the API server proxies kubectl to this server, found through
         # the Node's address and daemonEndpoints.kubeletEndpoint.Port.
         self.streaming = StreamingServer(self.runtime, RuntimeLabelLookup(self.runtime), address=options.address,
-                                         port=options.port)
+                                         port=options.port, **self._serving_security(host_ip))
         await self.streaming.start()
         self.node = NodeStatusManager(self.client, NodeConfig(
             name=options.node_name, address=host_ip, port=self.streaming.port, labels=options.node_labels,

@@ -17,7 +17,8 @@ query parameters, error texts and stream protocols are kubelet's:
 
 The raw ``Upgrade: SPDY/3.1`` fallback is refused with 400: aiohttp's server parser hands over the
 socket only for ``websocket``/``tcp`` upgrades, and kubectl 1.32 uses websockets by default.
-Plain HTTP, no TLS and no authentication (the agent listens on the node's own address).
+Plain HTTP without authentication by default; with ``ssl_context`` and ``middlewares`` (see
+:mod:`.servingtls`) HTTPS, authenticated and authorised as kubelet's port is.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -82,7 +84,8 @@ class StreamingServer:
     """kubelet's streaming endpoints over a :class:`ContainerRuntime` and a :class:`PodLookup`."""
 
     def __init__(self, runtime: ContainerRuntime, lookup: PodLookup, *, address: str = "0.0.0.0",
-                 port: int = DEFAULT_PORT, connect: Callable[[str, int], Any] | None = None) -> None:
+                 port: int = DEFAULT_PORT, connect: Callable[[str, int], Any] | None = None,
+                 ssl_context: ssl.SSLContext | None = None, middlewares: tuple[Any, ...] = ()) -> None:
         self.runtime = runtime
         self.lookup = lookup
         self.address = address
@@ -90,11 +93,13 @@ class StreamingServer:
         #: (host, port) → (reader, writer); tests may route pod addresses elsewhere.
         self._open_connection = connect or asyncio.open_connection
         self._runner: web.AppRunner | None = None
+        self.ssl_context = ssl_context
+        self.middlewares = middlewares
 
     # ------------------------------------------------------------------ lifecycle
 
     def build_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=self.middlewares)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
         for verb in ("exec", "attach"):
@@ -106,7 +111,8 @@ class StreamingServer:
         self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.address, self.port, reuse_address=True)
+        site = web.TCPSite(self._runner, self.address, self.port, reuse_address=True,
+                           ssl_context=self.ssl_context)
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []

@@ -47,6 +47,8 @@ CONTROLLERS: dict[str, str] = {
     "apiservice-availability": "pilothouse.components.controllers.apiservice:APIServiceAvailabilityController",
     "flowschema-status": "pilothouse.components.controllers.flowschema:FlowSchemaStatusController",
     "horizontal-pod-autoscaler": "pilothouse.components.controllers.hpa:HorizontalPodAutoscalerController",
+    "csrapproving": "pilothouse.components.controllers.csrapproving:CSRApprovingController",
+    "csrsigning": "pilothouse.components.controllers.csrsigning:CSRSigningController",
 }
 
 
