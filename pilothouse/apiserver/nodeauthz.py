@@ -18,7 +18,7 @@ from collections import Counter
 from typing import Any
 
 from pilothouse.apiserver.auth import UserInfo
-from pilothouse.apiserver.rbacauthz import _RBACCache, rule_allows_request
+from pilothouse.apiserver.rbacauthz import CachedAuthorizer, NotifyingCache, rule_allows_request
 from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.machinery.kinds.types import Object
 from pilothouse.machinery.rbac import bootstrappolicy
@@ -79,7 +79,7 @@ def pod_references(pod: Object) -> set[Ref]:
     return refs
 
 
-class _PodGraph(_RBACCache):
+class _PodGraph(NotifyingCache):
     """The pods cache that keeps, per node, how many of its pods reference each object."""
 
     def __init__(self, store: Store) -> None:
@@ -108,21 +108,13 @@ class _PodGraph(_RBACCache):
                 if count > 0 and ref[0] == "persistentvolumeclaims"]
 
 
-class NodeAuthorizer:
+class NodeAuthorizer(CachedAuthorizer):
     def __init__(self, store: Store) -> None:
         self.pods = _PodGraph(store)
-        self.claims = _RBACCache(store, "/registry/core/persistentvolumeclaims/", lambda: None)
-        self.volumes = _RBACCache(store, "/registry/core/persistentvolumes/", lambda: None)
+        self.claims = NotifyingCache(store, "/registry/core/persistentvolumeclaims/", lambda: None)
+        self.volumes = NotifyingCache(store, "/registry/core/persistentvolumes/", lambda: None)
         self._caches = (self.pods, self.claims, self.volumes)
         self.rules = bootstrappolicy._node_rules()  # the system:node role's rules, one source
-
-    def start(self) -> None:
-        for cache in self._caches:
-            cache.start()
-
-    async def close(self) -> None:
-        for cache in self._caches:
-            await cache.close()
 
     def storage_hooks(self) -> dict[tuple[str, str], Any]:
         return {}

@@ -24,7 +24,7 @@ from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.machinery.kinds.types import Object
 from pilothouse.store.interface import Store
 
-__all__ = ["RBACAuthorizer", "rule_allows_request"]
+__all__ = ["CachedAuthorizer", "NotifyingCache", "RBACAuthorizer", "rule_allows_request"]
 
 Rule = dict[str, Any]
 
@@ -33,7 +33,7 @@ _PREFIX = "/registry/rbac.authorization.k8s.io/"
 _MAX_DECISIONS = 50_000
 
 
-class _RBACCache(WatchCache):
+class NotifyingCache(WatchCache):
     """A :class:`WatchCache` that tells its authorizer when anything in it changes."""
 
     def __init__(self, store: Store, prefix: str, changed: Any) -> None:
@@ -109,17 +109,10 @@ def _applies_to(user: UserInfo, subject: dict[str, Any], namespace: str) -> bool
     return False
 
 
-class RBACAuthorizer:
-    def __init__(self, store: Store) -> None:
-        self._decisions: dict[tuple[Any, ...], tuple[bool, str]] = {}
-        changed = self._decisions.clear
-        self.roles = _RBACCache(store, _PREFIX + "roles/", changed)
-        self.cluster_roles = _RBACCache(store, _PREFIX + "clusterroles/", changed)
-        self.role_bindings = _RBACCache(store, _PREFIX + "rolebindings/", changed)
-        self.cluster_role_bindings = _RBACCache(store, _PREFIX + "clusterrolebindings/", changed)
-        self._caches = (self.roles, self.cluster_roles, self.role_bindings, self.cluster_role_bindings)
-        #: The server's whole authorizer (``escalate`` and ``bind`` are asked of it, not of RBAC alone).
-        self.chain: Authorizer = self
+class CachedAuthorizer:
+    """An authorizer deciding from watch-fed caches (``_caches``), which the server starts and closes."""
+
+    _caches: tuple[NotifyingCache, ...] = ()
 
     def start(self) -> None:
         for cache in self._caches:
@@ -129,7 +122,20 @@ class RBACAuthorizer:
         for cache in self._caches:
             await cache.close()
 
-    def cache_for(self, plural: str) -> _RBACCache:
+
+class RBACAuthorizer(CachedAuthorizer):
+    def __init__(self, store: Store) -> None:
+        self._decisions: dict[tuple[Any, ...], tuple[bool, str]] = {}
+        changed = self._decisions.clear
+        self.roles = NotifyingCache(store, _PREFIX + "roles/", changed)
+        self.cluster_roles = NotifyingCache(store, _PREFIX + "clusterroles/", changed)
+        self.role_bindings = NotifyingCache(store, _PREFIX + "rolebindings/", changed)
+        self.cluster_role_bindings = NotifyingCache(store, _PREFIX + "clusterrolebindings/", changed)
+        self._caches = (self.roles, self.cluster_roles, self.role_bindings, self.cluster_role_bindings)
+        #: The server's whole authorizer (``escalate`` and ``bind`` are asked of it, not of RBAC alone).
+        self.chain: Authorizer = self
+
+    def cache_for(self, plural: str) -> NotifyingCache:
         return {"roles": self.roles, "clusterroles": self.cluster_roles, "rolebindings": self.role_bindings,
                 "clusterrolebindings": self.cluster_role_bindings}[plural]
 
