@@ -144,6 +144,9 @@ def tls_options(function: click.decorators.FC) -> click.decorators.FC:
                           "(kube-apiserver 1.x's insecure port; 0: off)."),
         click.option("--insecure-bind-address", default="127.0.0.1", expose_value=False, callback=_collect_tls,
                      help="Address of --insecure-port."),
+        click.option("--advertise-address", default="", expose_value=False, callback=_collect_tls,
+                     help="The address the kubernetes Service's endpoints name (default: --bind-address, or "
+                          "this host's address when that is 0.0.0.0)."),
         click.option("--tls-san", multiple=True, expose_value=False, callback=_collect_tls,
                      help="Another name or address for the serving certificate (repeatable)."),
         # Tests shorten the serving certificate's life to watch it renewed.
@@ -181,7 +184,8 @@ def _insecure_port() -> dict[str, Any]:
     """ServerConfig's insecure_port/insecure_bind_address from the flags of the same name."""
     flags = click.get_current_context().meta.get(_TLS_META, {})
     return {"insecure_port": flags.get("insecure_port") or 0,
-            "insecure_bind_address": flags.get("insecure_bind_address") or "127.0.0.1"}
+            "insecure_bind_address": flags.get("insecure_bind_address") or "127.0.0.1",
+            "advertise_address": flags.get("advertise_address") or ""}
 # --- end of TLS serving flags ---
 
 
@@ -460,6 +464,59 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
+def proxy_options(function: click.decorators.FC) -> click.decorators.FC:
+    """The service proxy's flags, shared by ``pilothouse proxy`` and the agent that embeds it."""
+    function = click.option("--proxy-table", default="pilothouse", show_default=True, hidden=True,
+                            help="The nftables table (ip family) the proxy owns.")(function)
+    return click.option("--service-cluster-ip-range", default="10.96.0.0/12", show_default=True,
+                        help="The Services' range: traffic to an address no Service holds is rejected.")(function)
+
+
+def _proxy_config(node_name: str, cluster_cidr: str, service_range: str, table: str) -> Any:
+    from pilothouse.components.proxy import ProxyConfig
+
+    return ProxyConfig(node_name=node_name, cluster_cidr=cluster_cidr, table=table,
+                       service_cidrs=tuple(c.strip() for c in service_range.split(",") if c.strip()))
+
+
+@main.command()
+@connection_options
+@click.option("--node-name", default="", help="This node's name (default: the hostname): for Local traffic policies.")
+@click.option("--cluster-cidr", default="10.244.0.0/16", show_default=True,
+              help="The pods' range: ClusterIP traffic from elsewhere is masqueraded.")
+@proxy_options
+@click.option("--cleanup", is_flag=True, help="Remove the proxy's nftables table and exit.")
+@click.option("-v", "--verbose", count=True)
+def proxy(server_url: str | None, kubeconfig: str | None, node_name: str, cluster_cidr: str,
+          service_cluster_ip_range: str, proxy_table: str, cleanup: bool, verbose: int) -> None:
+    """Run the service proxy (kube-proxy's nftables mode) for this node."""
+    import socket
+
+    from pilothouse.components.netkernel.nft import Nft
+    from pilothouse.components.proxy import start_proxy
+    from pilothouse.components.proxy.rules import FAMILY
+
+    _setup_logging(verbose)
+    config = _proxy_config(node_name or socket.gethostname().lower(), cluster_cidr, service_cluster_ip_range,
+                           proxy_table)
+    if cleanup:
+        _run(Nft().delete_table(FAMILY, proxy_table))
+        return
+    target = _target(server_url, kubeconfig)
+
+    async def run() -> None:
+        proxier = await start_proxy(target, config)
+        if proxier is None:
+            raise SystemExit(1)
+        try:
+            await _wait_for_signal()
+        finally:
+            await proxier.stop()
+            await proxier.client.close()
+
+    _run(run())
+
+
 @main.command()
 @connection_options
 @click.option("--node-name", default="", help="Node name (default: the hostname).")
@@ -484,12 +541,15 @@ if __name__ == "__main__":  # pragma: no cover
 @click.option("--bootstrap-kubeconfig", default=None,
               help="kubeconfig with a bootstrap token: obtain a client certificate through a CSR and write "
                    "--kubeconfig (default <root-dir>/kubelet.conf) when it is missing or expired.")
+@proxy_options
+@click.option("--disable", default="", help="Embedded components not to run: proxy (bring your own service proxy).")
 @click.option("-v", "--verbose", count=True)
 def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_labels: str, register_node: bool,
           manifests_dir: str | None,
           address: str, port: int, node_ip: str | None, runtime: str, runtime_endpoint: str | None, simulate: int,
           root_dir: str | None, image_credentials_file: str | None, stop_pods_on_exit: bool, pod_network: str,
-          pod_cidr: str, bootstrap_kubeconfig: str | None, verbose: int) -> None:
+          pod_cidr: str, bootstrap_kubeconfig: str | None, service_cluster_ip_range: str, proxy_table: str,
+          disable: str, verbose: int) -> None:
     """Run the node agent: register the node and run the pods bound to it."""
     import socket
 
@@ -510,12 +570,25 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
         root_dir=root_dir, image_credentials_file=image_credentials_file,
         pod_network=pod_network, pod_cidr=pod_cidr)
 
+    disabled = {name.strip() for name in disable.split(",") if name.strip()}
+    if disabled - {"proxy"}:
+        raise click.BadParameter(f"unknown components {sorted(disabled - {'proxy'})}", param_hint="--disable")
+    # the proxy runs inside the agent, as k3s embeds kube-proxy; not for simulated nodes (no kernel of theirs)
+    embed_proxy = "proxy" not in disabled and not simulate and runtime != "simulated"
+
     async def run() -> None:
+        from pilothouse.components.proxy import start_proxy
+
         node_agent = Agent(options)
         await node_agent.start()
+        proxy = (await start_proxy(node_agent.target, _proxy_config(node_name, pod_cidr, service_cluster_ip_range,
+                                                                     proxy_table)) if embed_proxy else None)
         try:
             await _wait_for_signal()
         finally:
+            if proxy is not None:
+                await proxy.stop()
+                await proxy.client.close()
             await node_agent.stop(stop_containers=stop_pods_on_exit)
 
     _run(run())
