@@ -69,7 +69,6 @@ def _contents(config: ProxyConfig, rules: ServiceRules, chains: Collection[str] 
     for attribute, name in _MAPS:
         for key, value in getattr(rules, attribute).items():
             commands.append({"add": _element(config, name, key, value)})
-    commands += [{"add": _element(config, CLUSTER_IPS, (ip,), None)} for ip in sorted(rules.cluster_ips)]
     return commands
 
 
@@ -81,9 +80,12 @@ def _removals(config: ProxyConfig, old: ServiceRules, new: ServiceRules) -> list
         for key, value in getattr(old, attribute).items():
             if fresh.get(key) != value:
                 commands.append({"delete": _element(config, name, key, None)})
-    commands += [{"delete": _element(config, CLUSTER_IPS, (ip,), None)}
-                 for ip in sorted(old.cluster_ips - new.cluster_ips)]
     return commands
+
+
+def _cluster_ips(rules: Rules) -> set[str]:
+    # a union: the ports of one Service share its address, so the set is not any one port's business
+    return {ip for port in rules.values() for ip in port.cluster_ips}
 
 
 def _stale_udp(old: ServiceRules | None, new: ServiceRules | None) -> list[ConntrackFilter]:
@@ -114,6 +116,7 @@ def plan(config: ProxyConfig, applied: Rules | None, desired: Rules) -> Plan:
                                 for name in rules.chains]
         for rules in desired.values():
             result.commands += _contents(config, rules)
+        result.commands += [{"add": _element(config, CLUSTER_IPS, (ip,), None)} for ip in sorted(_cluster_ips(desired))]
         result.conntrack = [f for key in desired for f in _stale_udp(None, desired[key])]
         result.changed = len(desired)
         return result
@@ -142,11 +145,13 @@ def plan(config: ProxyConfig, applied: Rules | None, desired: Rules) -> Plan:
         rewritten = {n for n in new.chains if n not in old.chains or old.chains[n] != new.chains[n]}
         kept_elements = ServiceRules(**{attr: {k: v for k, v in getattr(new, attr).items()
                                                if getattr(old, attr).get(k) != v} for attr, _ in _MAPS},
-                                     cluster_ips=new.cluster_ips - old.cluster_ips,
                                      affinity_sets={n: t for n, t in new.affinity_sets.items()
                                                     if n not in old.affinity_sets},
                                      chains=new.chains)
         additions += _contents(config, kept_elements, rewritten)
         result.conntrack += _stale_udp(old if key in applied else None, desired.get(key))
+    before, after = _cluster_ips(applied), _cluster_ips(desired)
+    removals += [{"delete": _element(config, CLUSTER_IPS, (ip,), None)} for ip in sorted(before - after)]
+    additions += [{"add": _element(config, CLUSTER_IPS, (ip,), None)} for ip in sorted(after - before)]
     result.commands = removals + chain_ops + additions
     return result
