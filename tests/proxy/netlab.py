@@ -157,3 +157,32 @@ class Lab:
         for name in [*self.endpoints, self.outside, self.node]:
             _sh("ip", "netns", "del", name, check=False)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+_PROBER = """
+import sys, urllib.request
+for line in sys.stdin:
+    try:
+        with urllib.request.urlopen(line.strip(), timeout=1) as response:
+            print(response.read().decode().strip(), flush=True)
+    except Exception as error:
+        print("error:", str(getattr(error, "reason", error)).replace(chr(10), " "), flush=True)
+"""
+
+
+class Prober:
+    """One long-lived HTTP client in a namespace (no process start per request: for the benchmark)."""
+
+    def __init__(self, netns: str) -> None:
+        self.process = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", _PROBER],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def get(self, url: str) -> str:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(url + "\n")
+        self.process.stdin.flush()
+        return self.process.stdout.readline().strip()
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(5)

@@ -170,8 +170,11 @@ class PodNetwork:
         # random, not derived from the pod: a static pod's sandbox has the same name on every host
         # (and agents of several clusters share this namespace); interface names stop at 15 chars
         host_end = "ph" + secrets.token_hex(6)
+        # hairpin on the bridge port (the CNI bridge plugin's hairpinMode): a pod reaching itself
+        # through a Service is DNATed back to its own port, which a bridge otherwise never sends to
         await _ip(["ip"], f"link add {host_end} type veth peer name eth0 netns {pid}\n"
-                          f"link set {host_end} master {self.bridge} up\n")
+                          f"link set {host_end} master {self.bridge} up\n"
+                          f"link set {host_end} type bridge_slave hairpin on\n")
         await _ip(["nsenter", f"--net=/proc/{pid}/ns/net", "ip"],
                   f"link set lo up\naddr add {address}/{self.prefix} dev eth0\nlink set eth0 up\n"
                   f"route add default via {self.gateway}\n")

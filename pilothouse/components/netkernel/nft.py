@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,10 +38,17 @@ class Nft:
         return shutil.which("nft") is not None
 
     async def _run(self, args: Sequence[str], stdin: bytes | None = None) -> bytes:
-        process = await asyncio.create_subprocess_exec(
-            *self.argv, *args, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await process.communicate(stdin)
+        # the input goes through a temporary file: nft reads "-" by opening /dev/stdin, which fails
+        # for the socket pairs uvloop (the project's event loop) gives subprocesses, and a pipe would
+        # need a writer of its own for inputs beyond the pipe's buffer
+        with tempfile.TemporaryFile() as source:
+            if stdin is not None:
+                source.write(stdin)
+                source.seek(0)
+            process = await asyncio.create_subprocess_exec(
+                *self.argv, *args, stdin=source if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            out, err = await process.communicate()
         if process.returncode != 0:
             raise NftError(err.decode(errors="replace").strip() or f"nft {' '.join(args)} failed")
         return out

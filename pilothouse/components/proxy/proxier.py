@@ -205,6 +205,11 @@ class Proxier:
         for item in due:
             del self._stale[item]
 
+    @property
+    def pending(self) -> bool:
+        """Changes seen that no sync has applied yet."""
+        return bool(self._dirty)
+
     async def wait_applied(self, since: float, timeout: float = 10.0) -> None:
         """Wait for a sync that finished after monotonic time ``since`` (tests, the benchmark)."""
         deadline = time.monotonic() + timeout
