@@ -143,11 +143,11 @@ def plan(config: ProxyConfig, applied: Rules | None, desired: Rules) -> Plan:
             result.stale_chains.add(name)
         result.stale_sets |= old.affinity_sets.keys() - new.affinity_sets.keys()
         rewritten = {n for n in new.chains if n not in old.chains or old.chains[n] != new.chains[n]}
-        kept_elements = ServiceRules(**{attr: {k: v for k, v in getattr(new, attr).items()
-                                               if getattr(old, attr).get(k) != v} for attr, _ in _MAPS},
-                                     affinity_sets={n: t for n, t in new.affinity_sets.items()
-                                                    if n not in old.affinity_sets},
-                                     chains=new.chains)
+        # what is new or changed: elements (a changed one was deleted above), sets, rewritten chains
+        fresh: dict[str, Any] = {attr: {k: v for k, v in getattr(new, attr).items() if getattr(old, attr).get(k) != v}
+                                 for attr, _ in _MAPS}
+        kept_elements = ServiceRules(chains=new.chains, affinity_sets={
+            n: t for n, t in new.affinity_sets.items() if n not in old.affinity_sets}, **fresh)
         additions += _contents(config, kept_elements, rewritten)
         result.conntrack += _stale_udp(old if key in applied else None, desired.get(key))
     before, after = _cluster_ips(applied), _cluster_ips(desired)
