@@ -99,7 +99,6 @@ async def run_size(url: str, lab: netlab.Lab, size: int, samples: int) -> None:
             if sample % 4 == 3:  # a new Service, with its slice
                 name = f"{prefix}new{sample}"
                 t0 = time.perf_counter()
-                before = proxy.stats.syncs
                 svc = await client.create(SERVICES, service_for(name), "default")
                 await client.create(ENDPOINTSLICES, slice_for(lab, name, 2), "default")
                 address, target = str(svc["spec"]["clusterIP"]), "ep2"
@@ -110,15 +109,15 @@ async def run_size(url: str, lab: netlab.Lab, size: int, samples: int) -> None:
                 existing = await client.get(ENDPOINTSLICES, f"{name}-slice", "default")
                 existing["endpoints"] = [endpoint(lab.address(current[name]))]
                 t0 = time.perf_counter()
-                before = proxy.stats.syncs
                 await client.update(ENDPOINTSLICES, existing)
-            stats = proxy.stats
-            t_rules = await until(lambda b=before, s=stats: s.syncs > b and not proxy.pending)
+            key, since = f"default/{name}", time.monotonic() - (time.perf_counter() - t0)
+            t_rules = await until(lambda k=key, s=since: proxy.stats.applied.get(k, 0.0) > s and not proxy.pending)
             rules.append(t_rules - t0)
-            syncs.append(stats.last_seconds)
-            while prober.get(f"http://{address}/") != target:
+            syncs.append(proxy.stats.last_seconds)
+            # the probe blocks on its answer: in a thread, so that the proxy (this event loop) runs meanwhile
+            while (answer := await asyncio.to_thread(prober.get, f"http://{address}/")) != target:
                 if time.perf_counter() - t0 > 30:
-                    raise TimeoutError(f"{name} never answered from {target}")
+                    raise TimeoutError(f"{name} ({address}) never answered from {target}: {answer}")
             traffic.append(time.perf_counter() - t0)
         print(f"  change → rules in place   {quantiles(rules)}")
         print(f"  change → traffic follows  {quantiles(traffic)}")

@@ -52,6 +52,8 @@ class SyncStats:
     #: monotonic time of the last successful sync, for waiters (tests, the benchmark)
     last_applied: float = 0.0
     history: list[float] = field(default_factory=list)
+    #: Service (namespace/name) → monotonic time of the sync that applied its latest change
+    applied: dict[str, float] = field(default_factory=dict)
 
 
 class Proxier:
@@ -177,6 +179,11 @@ class Proxier:
         stats.last_commands = len(result.commands)
         stats.last_applied = now
         stats.history = [*stats.history[-999:], stats.last_seconds]
+        for key in dirty:
+            if key in self._per_service:
+                stats.applied[key] = now
+            else:
+                stats.applied.pop(key, None)
         self.synced.set()
         log.debug("synced %d Service ports (%d commands) in %.1f ms", result.changed, len(result.commands),
                   stats.last_seconds * 1000)
