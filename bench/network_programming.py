@@ -9,6 +9,10 @@ one endpoint to the other (or create a new Service) and time until (a) the proxy
 change to the kernel and (b) a fresh connection from the node to the Service's address is
 answered by the new endpoint. Needs root.
 
+A new Service's samples include the rejects its probe gets until the proxy has its endpoints: the
+kernel rate-limits the ICMP errors of a REJECT (icmp_ratelimit), so a probe that keeps knocking at
+1 ms intervals sees one SYN go unanswered and retries after TCP's 1 s, as any client would.
+
     .venv/bin/python bench/network_programming.py [--sizes 100,1000] [--samples 40]
 """
 
@@ -93,7 +97,7 @@ async def run_size(url: str, lab: netlab.Lab, size: int, samples: int) -> None:
 
         current = dict.fromkeys(addresses, 1)
         rules: list[float] = []
-        traffic: list[float] = []
+        traffic: dict[str, list[float]] = {"endpoint change": [], "new Service": []}
         syncs: list[float] = []
         for sample in range(samples):
             if sample % 4 == 3:  # a new Service, with its slice
@@ -118,9 +122,10 @@ async def run_size(url: str, lab: netlab.Lab, size: int, samples: int) -> None:
             while (answer := await asyncio.to_thread(prober.get, f"http://{address}/")) != target:
                 if time.perf_counter() - t0 > 30:
                     raise TimeoutError(f"{name} ({address}) never answered from {target}: {answer}")
-            traffic.append(time.perf_counter() - t0)
+            traffic["new Service" if "new" in name else "endpoint change"].append(time.perf_counter() - t0)
         print(f"  change → rules in place   {quantiles(rules)}")
-        print(f"  change → traffic follows  {quantiles(traffic)}")
+        for kind, values in traffic.items():
+            print(f"  {kind + ' → traffic':25} {quantiles(values)}")
         print(f"  one sync (compute + nft)  {quantiles(syncs)}  "
               f"(last: {proxy.stats.last_changed} Service port, {proxy.stats.last_commands} nft commands)")
     finally:
