@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -15,6 +18,7 @@ from typing import Any
 import pytest
 
 from pilothouse.client.rest import APIClient
+from pilothouse.components.netkernel.conntrack import delete_entries
 from pilothouse.components.netkernel.nft import Nft
 from pilothouse.components.proxy.proxier import Proxier
 from pilothouse.components.proxy.rules import FAMILY, ProxyConfig, compute
@@ -198,3 +202,60 @@ async def test_incremental_syncs_leave_what_a_full_sync_writes(lab: netlab.Lab) 
     finally:
         await nft.delete_table(FAMILY, "inc")
         await nft.delete_table(FAMILY, "full")
+
+
+_UDP_SERVER = """
+import socket, sys
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind(("0.0.0.0", 5353))
+while True:
+    data, peer = sock.recvfrom(512)
+    sock.sendto(sys.argv[1].encode(), peer)
+"""
+_UDP_CLIENT = """
+import socket, sys
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+sock.bind(("0.0.0.0", 40053))  # the same source port every time: the same conntrack entry
+sock.settimeout(1)
+sock.sendto(b"q", (sys.argv[1], 53))
+try:
+    print(sock.recvfrom(512)[0].decode())
+except socket.timeout:
+    print("timeout")
+"""
+
+
+async def test_removed_udp_endpoint_loses_its_conntrack_entries(lab: netlab.Lab) -> None:
+    """A UDP client that keeps its source port keeps its NAT entry: after its endpoint is removed, it
+    reaches the new one only because the proxy deletes the entries NATed to the old one."""
+    if shutil.which("conntrack") is None:
+        pytest.skip("conntrack (conntrack-tools) not installed")
+    servers = [subprocess.Popen(["ip", "netns", "exec", lab.endpoints[i - 1], sys.executable, "-c", _UDP_SERVER,
+                                 f"ep{i}"]) for i in (1, 2)]
+    nft = Nft(lab.node)
+    config = ProxyConfig(node_name=NODE, table="udp", cluster_cidr=netlab.POD_RANGE)
+    svc = service("dns", "10.96.3.10", ("dns", 53, "UDP"))
+
+    def ask() -> str:
+        return subprocess.run(["ip", "netns", "exec", lab.node, sys.executable, "-c", _UDP_CLIENT, "10.96.3.10"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+
+    try:
+        first = compute([svc], [endpoint_slice("dns", [endpoint(lab.address(1))], ("dns", 5353, "UDP"))], config)
+        await nft.apply(plan(config, None, first).commands)
+        deadline = time.monotonic() + 5
+        while (answer := ask()) != "ep1" and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert answer == "ep1"
+        second = compute([svc], [endpoint_slice("dns", [endpoint(lab.address(2))], ("dns", 5353, "UDP"))], config)
+        step = plan(config, first, second)
+        await nft.apply(step.commands)
+        assert ask() == "ep1"  # the client's entry still points at the endpoint that is gone
+        assert await delete_entries(step.conntrack, lab.node) == 1
+        assert ask() == "ep2"
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(5)
+        await nft.delete_table(FAMILY, "udp")
