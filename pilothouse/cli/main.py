@@ -543,13 +543,16 @@ def proxy(server_url: str | None, kubeconfig: str | None, node_name: str, cluste
                    "--kubeconfig (default <root-dir>/kubelet.conf) when it is missing or expired.")
 @proxy_options
 @click.option("--disable", default="", help="Embedded components not to run: proxy (bring your own service proxy).")
+@click.option("--proxy-kubeconfig", default=None,
+              help="The embedded proxy's credentials (default: the agent's). Under RBAC, a system:kube-proxy "
+                   "kubeconfig (pilothouse kubeconfig --user system:kube-proxy), as k3s gives its kube-proxy.")
 @click.option("-v", "--verbose", count=True)
 def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_labels: str, register_node: bool,
           manifests_dir: str | None,
           address: str, port: int, node_ip: str | None, runtime: str, runtime_endpoint: str | None, simulate: int,
           root_dir: str | None, image_credentials_file: str | None, stop_pods_on_exit: bool, pod_network: str,
           pod_cidr: str, bootstrap_kubeconfig: str | None, service_cluster_ip_range: str, proxy_table: str,
-          disable: str, verbose: int) -> None:
+          disable: str, proxy_kubeconfig: str | None, verbose: int) -> None:
     """Run the node agent: register the node and run the pods bound to it."""
     import socket
 
@@ -581,8 +584,9 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
 
         node_agent = Agent(options)
         await node_agent.start()
-        proxy = (await start_proxy(node_agent.target, _proxy_config(node_name, pod_cidr, service_cluster_ip_range,
-                                                                     proxy_table)) if embed_proxy else None)
+        proxy_target = _target(server_url, proxy_kubeconfig) if proxy_kubeconfig else node_agent.target
+        proxy = (await start_proxy(proxy_target, _proxy_config(node_name, pod_cidr, service_cluster_ip_range,
+                                                               proxy_table)) if embed_proxy else None)
         try:
             await _wait_for_signal()
         finally:
