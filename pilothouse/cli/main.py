@@ -592,6 +592,8 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
         finally:
             if proxy is not None:
                 await proxy.stop()
+                if stop_pods_on_exit:  # the node goes away whole (pilothouse up): so do its Service rules
+                    await proxy.cleanup()
                 await proxy.client.close()
             await node_agent.stop(stop_containers=stop_pods_on_exit)
 

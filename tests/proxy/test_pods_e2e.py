@@ -1,7 +1,8 @@
 """End to end with real pods: a node agent on podman, ``pilothouse proxy`` (the CLI, on a table of
 its own in the host's namespace), busybox ``httpd`` pods behind a Service, and a client pod that
 reaches the Service by its cluster IP; a NodePort on the node's addresses; a pod reaching itself
-through its Service. The pods' network is the agent's bridge on this host."""
+through its Service; a pod reaching the API server through the ``kubernetes`` Service. The pods'
+network is the agent's bridge on this host."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 
 from pilothouse.apiserver.masterendpoints import advertise_address
 from tests.agent.conftest import AgentProcess, PodmanFixture, start_ready_agent, wait_for
-from tests.conftest import ServerProcess, terminate
+from tests.conftest import ServerProcess, start_server_process, terminate
 from tests.proxy import netlab
 
 pytestmark = pytest.mark.skipif(bool(netlab.usable()), reason=netlab.usable() or "")
@@ -34,6 +35,16 @@ def pod(name: str, image: str, labels: dict[str, str], command: str, ready_file:
         container["readinessProbe"] = {"exec": {"command": ["cat", ready_file]}, "periodSeconds": 1}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
             "spec": {"containers": [container], "terminationGracePeriodSeconds": 1}}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The module's API server, listening beyond loopback (for a short while, on a random port) and
+    advertised on the pods' bridge address, so the ``kubernetes`` Service has an endpoint pods reach."""
+    process = start_server_process(tmp_path_factory.mktemp("server"), extra=(
+        "--bind-address", "0.0.0.0", "--advertise-address", "10.244.0.1"))
+    yield process
+    process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +108,7 @@ def test_pods_reach_a_service(server: ServerProcess, node: tuple[AgentProcess, s
                 answers.add(response.read().decode().strip())
         assert answers == {"web-1", "web-2"}, address
     assert set(fetch_from(server, "client", f"http://10.244.0.1:{node_port}/", 4)) <= {"web-1", "web-2"}
+
+    # the API server through the kubernetes Service (its first address; plain HTTP on this test server)
+    version = server.kubectl("exec", "client", "--", "timeout", "5", "wget", "-qO-", "http://10.96.0.1:443/version")
+    assert json.loads(version.stdout)["major"] == "1"
