@@ -104,7 +104,11 @@ class APIServer:
                 if error.reason != "AlreadyExists":
                     raise
         await self._bootstrap_kubernetes_service()
-        await masterendpoints.reconcile_kubernetes_endpoints(self.storage, self.advertise_address, self.advertise_port)
+        try:
+            await masterendpoints.reconcile_kubernetes_endpoints(self.storage, self.advertise_address,
+                                                                 self.advertise_port)
+        except StatusError as error:  # the API without its Service's endpoints beats no API at all
+            log.warning("could not write the kubernetes Service's endpoints: %s", error)
         await rbacbootstrap.ensure_bootstrap_policy(self.storage)
         await bootstrap_priority_classes(self.storage("scheduling.k8s.io", "v1", "priorityclasses"))
         await poststart.bootstrap(self.registry, self.storage)

@@ -114,9 +114,12 @@ class Proxier:
             try:
                 await self.sync()
                 backoff = 0.5
-            except (NftError, OSError) as error:
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # nft refused, or a bug: never leave the node unsynced for good
                 self.stats.failures += 1
-                log.error("proxy sync failed (%s); replacing the whole table in %.1fs", error, backoff)
+                log.error("proxy sync failed (%s); replacing the whole table in %.1fs", error, backoff,
+                          exc_info=not isinstance(error, (NftError, OSError)))
                 self._applied = None
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
