@@ -208,3 +208,20 @@ def test_removed_udp_endpoint_clears_its_conntrack_entries() -> None:
     assert plan(CONFIG, empty, after).conntrack == [ConntrackFilter("udp", "10.96.0.10", 53)]
     assert ConntrackFilter("udp", "10.96.0.10", 0, "10.244.0.5").argv() == [
         "-D", "-p", "udp", "--orig-dst", "10.96.0.10", "--dst-nat", "10.244.0.5"]
+
+
+def test_external_ips_and_load_balancer_addresses_go_through_the_external_chain() -> None:
+    svc = service("lb", "10.96.0.20", HTTP, type="LoadBalancer", node_ports=(30090,), externalIPs=["192.0.2.10"])
+    svc["status"] = {"loadBalancer": {"ingress": [{"ip": "198.51.100.7"}, {"hostname": "lb.example"}]}}
+    eps = endpoint_slice("lb", [endpoint("10.244.0.5")], ("http", 80, "TCP"))
+    rules = only(compute([svc], [eps], CONFIG))
+    external, _ = chain(rules, "external-")
+    cluster, _ = chain(rules, "service-")
+    assert rules.service_ips == {("10.96.0.20", "tcp", 80): {"goto": {"target": cluster}},
+                                 ("192.0.2.10", "tcp", 80): {"goto": {"target": external}},
+                                 ("198.51.100.7", "tcp", 80): {"goto": {"target": external}}}
+    assert rules.nodeports == {("tcp", 30090): {"goto": {"target": external}}}
+    # without endpoints every one of those addresses is rejected
+    empty = only(compute([svc], [], CONFIG))
+    assert set(empty.no_endpoint_services) == set(rules.service_ips) and not empty.chains
+    assert empty.no_endpoint_nodeports == {("tcp", 30090): {"goto": {"target": "reject-chain"}}}
