@@ -55,14 +55,17 @@ async def test_proxy_as_system_kube_proxy(secure_server: ServerProcess, tmp_path
         lab.destroy()
 
 
-async def test_someone_else_cannot_list_endpointslices(secure_server: ServerProcess, tmp_path: Path) -> None:
-    """The check above means something: an identity without the role gets 403 and never syncs."""
+async def test_someone_else_cannot_list_endpointslices(secure_server: ServerProcess, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """The check above means something: an identity without the role gets 403, never syncs, and the
+    proxy says why."""
     client = APIClient(client_config(None, str(kubeconfig_for(secure_server, "nobody", tmp_path / "n.conf"))))
-    proxy = Proxier(client, ProxyConfig(node_name="n1"), netns="none-needed")
+    proxy = Proxier(client, ProxyConfig(node_name="n1"), netns="none-needed", sync_warning_after=0.5)
     try:
         await proxy.start()
-        with pytest.raises(asyncio.TimeoutError):
+        with pytest.raises(TimeoutError):
             await asyncio.wait_for(proxy.synced.wait(), 2)
+        assert any("cannot list endpointslices" in r.message and "403" in r.message for r in caplog.records)
     finally:
         await proxy.stop()
         await client.close()

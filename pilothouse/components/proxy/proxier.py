@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler, InformerFactory
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.netkernel.conntrack import delete_entries
@@ -58,8 +59,10 @@ class SyncStats:
 
 class Proxier:
     def __init__(self, client: APIClient, config: ProxyConfig, *, nft: Nft | None = None,
-                 netns: str | None = None) -> None:
+                 netns: str | None = None, sync_warning_after: float = 10.0) -> None:
         self.client = client
+        #: informers not synced after this long: find out why and say so
+        self.sync_warning_after = sync_warning_after
         self.config = config
         self.netns = netns
         self.nft = nft or Nft(netns)
@@ -107,7 +110,12 @@ class Proxier:
         await self.nft.delete_table(FAMILY, self.config.table)
 
     async def _loop(self) -> None:
-        await self.factory.wait_synced()
+        while True:
+            try:
+                await self.factory.wait_synced(self.sync_warning_after)
+                break
+            except TimeoutError:
+                await self._explain_unsynced()
         self._dirty.update(self._all_service_keys())
         backoff = 0.5
         while True:
@@ -129,6 +137,21 @@ class Proxier:
                 continue
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), _STALE_DELAY if self._stale else None)
+
+    async def _explain_unsynced(self) -> None:
+        """The informers retry quietly; say why nothing is proxied yet when the server refuses (a
+        node's identity may not list EndpointSlices under RBAC: kube-proxy has its own)."""
+        for informer in (self.services, self.slices):
+            if informer.synced.is_set():
+                continue
+            try:
+                await self.client.list(informer.resource, limit=1)
+            except errors.APIError as error:
+                log.warning("the proxy cannot list %s yet (%s): no Service is proxied on this node; under RBAC "
+                            "give it system:kube-proxy's credentials (--proxy-kubeconfig)", informer.resource.plural,
+                            error)
+            except errors.ConnectionFailed as error:
+                log.warning("the proxy cannot reach the API server yet: %s", error)
 
     def _all_service_keys(self) -> set[str]:
         keys = {f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}" for o in self.services.list()}
