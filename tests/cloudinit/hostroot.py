@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["exec_programs", "make_root", "provide_program", "verify_unit", "write_files"]
+__all__ = ["CONSOLE_SCRIPT", "exec_programs", "make_root", "provide_program", "verify_unit", "write_files"]
 
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 CONSOLE_SCRIPT = Path(sys.executable).parent / "pilothouse"

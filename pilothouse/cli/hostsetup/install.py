@@ -2,13 +2,16 @@
 
 What k3s's install script does: units that run this very pilothouse (the venv it was started from),
 helper scripts, credentials, then ``systemctl enable --now``. Every file written is listed in
-``<config-dir>/installed-files`` so ``uninstall`` removes exactly those. With ``root`` (systemd's
+``<config-dir>/installed-files`` so ``uninstall`` removes exactly those (and pilothouse's directories
+when they are left empty; the data dir, the cluster's state, stays as after k3s-uninstall's
+``--keep-data``). With ``root`` (systemd's
 ``--root`` convention) files go under that directory and ``systemctl --root`` only enables them,
 with no running systemd involved: how the tests install without touching the machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -97,6 +100,13 @@ def uninstall(layout: Layout, *, root: Path | None = None, systemctl: Runner = _
     for path in paths:
         _under(root, path).unlink(missing_ok=True)
     manifest.unlink()
+    # pilothouse's own directories go when empty; the data dir (the cluster's state) stays
+    owned = [layout.bin_dir, layout.config_dir]
+    if Path(layout.bin_dir).parent.name == "pilothouse":  # /opt/pilothouse
+        owned.append(str(Path(layout.bin_dir).parent))
+    for directory in owned:
+        with contextlib.suppress(OSError):  # not empty (someone else's file there) or already gone
+            _under(root, directory).rmdir()
     if root is None:
         systemctl(["daemon-reload"])
     return paths
