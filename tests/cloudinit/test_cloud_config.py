@@ -242,3 +242,12 @@ def test_server_unit_for_the_seed_master_is_start_means_healthy() -> None:
     assert args[args.index("--service-cluster-ip-range") + 1] == "10.100.0.0/16"
     assert "--secure" in args and args[args.index("--insecure-port") + 1] == "8080"
     assert "Requires=pilothouse-install.service" in server and "Restart=always" in server
+
+
+def test_install_unit_pins_the_rendering_version() -> None:
+    from pilothouse import __version__
+
+    install = units_of(yaml.safe_load(render("azure-prd-01", "server")))["pilothouse-install.service"]
+    assert "ConditionPathExists=!/opt/pilothouse/venv/bin/pilothouse" in install
+    assert exec_start(install) == ["/usr/bin/python3", "-m", "venv", "/opt/pilothouse/venv"]
+    assert f"-m pip install --upgrade pilothouse=={__version__}" in install

@@ -90,6 +90,20 @@ def test_install_server_passes_extra_arguments(tmp_path: Path) -> None:
     assert not (root / UNITS / "pilothouse-server.service").exists()
 
 
+def test_install_again_replaces_the_previous_role(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "root")
+    assert pilothouse("install", "--role", "agent", "--server", "https://10.1.0.1:6443", "--token",
+                      "abcdef.0123456789abcdef", "--root", str(root)).returncode == 0
+    result = pilothouse("install", "--role", "server", "--root", str(root))
+    assert result.returncode == 0, result.stderr
+    units = root / UNITS
+    assert (units / "pilothouse-server.service").is_file()
+    assert not (units / "pilothouse-agent.service").exists() and not (root / "etc/pilothouse/agent.env").exists()
+    assert sorted(p.name for p in (units / "pilothouse.target.wants").iterdir()) == ["pilothouse-server.service"]
+    assert pilothouse("uninstall", "--root", str(root)).returncode == 0
+    assert not (units / "pilothouse.target.wants").exists() or not any((units / "pilothouse.target.wants").iterdir())
+
+
 def test_install_agent_needs_a_server(tmp_path: Path) -> None:
     result = pilothouse("install", "--role", "agent", "--root", str(tmp_path))
     assert result.returncode == 2 and "--server is required for --role agent" in result.stderr

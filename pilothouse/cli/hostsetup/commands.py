@@ -23,16 +23,19 @@ _ROOT_HELP = "Write under this directory and only enable there (systemd's --root
               help="The topology file (kind: Cluster).")
 @click.option("--host", "host_name", required=True, help="The host of the topology to render.")
 @click.option("--token", default="", help="Join token for agents (pilothouse token create).")
-@click.option("--pip-spec", default="pilothouse", show_default=True,
-              help="What the host pip-installs: a version spec, a wheel URL, a git+https URL.")
+@click.option("--pip-spec", default="",
+              help="What the host pip-installs (default: pilothouse==<this version>, so the host runs what "
+                   "rendered it): a requirement, a wheel's URL, a git+https URL.")
 def cloud_config(role: str, topology: Path, host_name: str, token: str, pip_spec: str) -> None:
     """Print cloud-init user-data (#cloud-config) that sets a fresh host up as HOST of the topology."""
+    from pilothouse import __version__
     from pilothouse.cli.hostsetup.cloudconfig import render_cloud_config, settings_for_host
     from pilothouse.cli.hostsetup.topology import TopologyError, load_topology
 
     try:
         cluster = load_topology(topology)
-        settings = settings_for_host(cluster, host_name, role, token=token, pip_spec=pip_spec)
+        settings = settings_for_host(cluster, host_name, role, token=token,
+                                     pip_spec=pip_spec or f"pilothouse=={__version__}")
     except TopologyError as error:
         raise click.ClickException(str(error)) from error
     comment = f"pilothouse {role} {host_name} of cluster {cluster.name}\n(pilothouse cloud-config --role {role} " \

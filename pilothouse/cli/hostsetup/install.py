@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pilothouse.cli.hostsetup.plan import TARGET, File, Layout, Settings, plan_host
+from pilothouse.cli.hostsetup.plan import File, Layout, Settings, plan_host
 
 __all__ = ["InstallError", "install", "local_layout", "uninstall"]
 
@@ -63,11 +63,33 @@ def _manifest(layout: Layout, root: Path | None) -> Path:
     return _under(root, f"{layout.config_dir}/installed-files")
 
 
+def _installed(layout: Layout, root: Path | None) -> list[str]:
+    """The paths the last install wrote (none when nothing is installed)."""
+    with contextlib.suppress(FileNotFoundError):
+        return [line for line in _manifest(layout, root).read_text().splitlines() if line]
+    return []
+
+
+def _remove(paths: Sequence[str], layout: Layout, root: Path | None, systemctl: Runner) -> None:
+    """Stop and disable the units among ``paths``, then delete every one of them."""
+    units = [Path(p).name for p in paths if Path(p).parent == Path(layout.unit_dir)]
+    if units:
+        systemctl([f"--root={root}", "disable", *units] if root is not None else ["disable", "--now", *units])
+    for path in paths:
+        _under(root, path).unlink(missing_ok=True)
+
+
 def install(settings: Settings, layout: Layout, *, root: Path | None = None, start: bool = True,
             systemctl: Runner = _systemctl) -> list[str]:
-    """Write the host plan and enable it (and start it, on this machine); returns the paths written."""
+    """Write the host plan and enable it (and (re)start it, on this machine); returns the paths written.
+
+    Installing again (an upgrade, another role) replaces the previous install: its files that the
+    new plan does not write are removed, its units disabled, and the running units restarted.
+    """
     plan = plan_host(settings, layout)
     files = (*plan.files, *plan.unit_files(layout))
+    written = {f.path for f in files}
+    _remove([p for p in _installed(layout, root) if p not in written], layout, root, systemctl)
     for file in files:
         try:
             _write(_under(root, file.path), file)
@@ -80,26 +102,18 @@ def install(settings: Settings, layout: Layout, *, root: Path | None = None, sta
     else:
         systemctl(["daemon-reload"])
         systemctl(["enable", *plan.enable])
-        if start:
-            systemctl(["start", "--no-block", TARGET])
+        if start:  # restart: an upgrade's new units take effect (the agent's pods outlive it)
+            systemctl(["restart", "--no-block", *plan.enable])
     return [f.path for f in files]
 
 
 def uninstall(layout: Layout, *, root: Path | None = None, systemctl: Runner = _systemctl) -> list[str]:
     """Stop and disable the installed units and remove every file install wrote; returns the paths removed."""
-    manifest = _manifest(layout, root)
-    try:
-        paths = [line for line in manifest.read_text().splitlines() if line]
-    except FileNotFoundError as error:
-        raise InstallError(f"nothing to uninstall: {manifest} is missing") from error
-    units = [Path(p).name for p in paths if Path(p).parent == Path(layout.unit_dir)]
-    if root is not None:
-        systemctl([f"--root={root}", "disable", *units])
-    else:
-        systemctl(["disable", "--now", *units])
-    for path in paths:
-        _under(root, path).unlink(missing_ok=True)
-    manifest.unlink()
+    paths = _installed(layout, root)
+    if not paths:
+        raise InstallError(f"nothing to uninstall: {_manifest(layout, root)} is missing")
+    _remove(paths, layout, root, systemctl)
+    _manifest(layout, root).unlink()
     # pilothouse's own directories go when empty; the data dir (the cluster's state) stays
     owned = [layout.bin_dir, layout.config_dir]
     if Path(layout.bin_dir).parent.name == "pilothouse":  # /opt/pilothouse
