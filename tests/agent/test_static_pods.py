@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.agent.conftest import PodmanFixture, get_pod, node_ready, wait_for
-from tests.conftest import ServerProcess, free_port, terminate
+from tests.conftest import ServerProcess, free_port, start_server_process, terminate
 
 NODE = "static-node"
 MIRROR = f"web-{NODE}"
@@ -39,17 +39,24 @@ def manifests(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("manifests")
 
 
+def start_agent(server_url: str, node: str, podman: PodmanFixture, manifests: Path,
+                directory: Path) -> subprocess.Popen[bytes]:
+    """The real command line, as the agent unit runs it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / "agent.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pilothouse", "agent", "--server", server_url, "--node-name", node,
+             "--runtime-endpoint", podman.endpoint, "--root-dir", str(directory / "root"),
+             "--port", str(free_port()), "--pod-manifest-path", str(manifests), "--stop-pods-on-exit"],
+            stdout=log, stderr=subprocess.STDOUT)
+
+
 @pytest.fixture(scope="module")
 def agent(server: ServerProcess, podman: PodmanFixture, busybox_image: str, manifests: Path,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
     (manifests / "web.yaml").write_text(MANIFEST.format(image=busybox_image, version=1))
     directory = tmp_path_factory.mktemp("static-agent")
-    log = (directory / "agent.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pilothouse", "agent", "--server", server.url, "--node-name", NODE,
-         "--runtime-endpoint", podman.endpoint, "--root-dir", str(directory / "root"), "--port", str(free_port()),
-         "--pod-manifest-path", str(manifests), "--stop-pods-on-exit"],
-        stdout=log, stderr=subprocess.STDOUT)
+    process = start_agent(server.url, NODE, podman, manifests, directory)
     try:
         wait_for(lambda: node_ready(server, NODE), 60, "node Ready")
     except AssertionError:
@@ -57,7 +64,6 @@ def agent(server: ServerProcess, podman: PodmanFixture, busybox_image: str, mani
         raise AssertionError((directory / "agent.log").read_text()[-3000:]) from None
     yield process
     terminate(process, 30)
-    log.close()
 
 
 def running_mirror(server: ServerProcess, version: int) -> dict[str, Any] | None:
@@ -76,6 +82,17 @@ def static_uid(mirror: dict[str, Any]) -> str:
 
 def running_containers(podman: PodmanFixture, uid: str) -> list[dict[str, Any]]:
     return [c for c in podman.containers(f"io.kubernetes.pod.uid={uid}") if c["State"] == "running"]
+
+
+def app_containers(podman: PodmanFixture, label: str) -> list[dict[str, Any]]:
+    """The running app containers (not sandboxes) carrying ``label``."""
+    return [c for c in podman.containers(label)
+            if c["State"] == "running" and c["Labels"].get("io.pilothouse.role") == "container"]
+
+
+def running_pod(server: ServerProcess, name: str) -> dict[str, Any] | None:
+    pod = get_pod(server, name)
+    return pod if pod is not None and pod["status"].get("phase") == "Running" else None
 
 
 def test_static_pod_runs_with_a_mirror_owned_by_the_node(server: ServerProcess, agent: Any,
@@ -110,3 +127,33 @@ def test_removed_manifest_stops_the_pod_and_deletes_the_mirror(server: ServerPro
     wait_for(lambda: get_pod(server, MIRROR) is None, 30, "mirror deleted")
     wait_for(lambda: not podman.containers(f"io.kubernetes.pod.uid={static_uid(mirror)}"), 30,
              "the static pod's containers removed")
+
+
+def test_static_pods_run_before_the_api_server_answers(podman: PodmanFixture, busybox_image: str,
+                                                       tmp_path: Path) -> None:
+    """kubelet's file source works without an API server (how a control plane runs as static pods):
+    the pod runs first, its mirror appears once a server is there."""
+    node, port = "early-node", free_port()
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "web.yaml").write_text(MANIFEST.format(image=busybox_image, version=7))
+    process = start_agent(f"http://127.0.0.1:{port}", node, podman, manifests, tmp_path / "agent")
+    server = None
+    try:
+        name = f"web-{node}"
+        running = wait_for(lambda: app_containers(podman, f"io.kubernetes.pod.name={name}"), 60,
+                           "the static pod's container running with no API server")
+        server = start_server_process(tmp_path / "server", port=port)
+        wait_for(lambda: node_ready(server, node), 60, "node Ready once the server is up")
+        mirror = wait_for(lambda: running_pod(server, name), 60, "mirror Running")
+        # the same containers: the pod was not restarted when the API came
+        assert static_uid(mirror) == running[0]["Labels"]["io.kubernetes.pod.uid"]
+        assert [c["Id"] for c in app_containers(podman, f"io.kubernetes.pod.uid={static_uid(mirror)}")] == \
+            [running[0]["Id"]]
+        (manifests / "web.yaml").unlink()
+        wait_for(lambda: get_pod(server, name) is None, 30, "mirror deleted")
+    finally:
+        terminate(process, 30)
+        if server is not None:
+            server.stop()
+
