@@ -26,7 +26,8 @@ INSTALL_UNIT = "pilothouse-install.service"
 SERVER_UNIT = "pilothouse-server.service"
 AGENT_UNIT = "pilothouse-agent.service"
 REGISTER_UNIT = "pilothouse-register.service"
-DOCS = "https://github.com/pilothouse/pilothouse"
+#: longer than the helper scripts' own 600 s deadline: they fail with a message first, then Restart= retries
+START_TIMEOUT = ("TimeoutStartSec", "15min")
 KUBECTL_URL = "https://dl.k8s.io/release/v1.32.0/bin/linux/amd64/kubectl"
 
 
@@ -110,7 +111,7 @@ def _docker_config(registry: Registry) -> str:
 def _unit_section(description: str, *, after: Sequence[str], requires: Sequence[str] = (),
                   wants: Sequence[str] = (), before: Sequence[str] = (),
                   conditions: Sequence[tuple[str, str]] = ()) -> list[tuple[str, str]]:
-    pairs = [("Description", description), ("Documentation", DOCS)]
+    pairs = [("Description", description)]
     pairs += [("Wants", " ".join(wants))] if wants else []
     pairs += [("Requires", " ".join(requires))] if requires else []
     pairs += [("After", " ".join(after))]
@@ -121,7 +122,8 @@ def _unit_section(description: str, *, after: Sequence[str], requires: Sequence[
 def _restarting(exec_pre: Sequence[Sequence[str | EnvVar]], exec_start: Sequence[str | EnvVar],
                 *extra: tuple[str, str]) -> list[tuple[str, str]]:
     pairs = [("ExecStartPre", command_line(c)) for c in exec_pre]
-    return [*pairs, ("ExecStart", command_line(exec_start)), *extra, ("Restart", "always"), ("RestartSec", "10")]
+    return [*pairs, ("ExecStart", command_line(exec_start)), *extra, START_TIMEOUT, ("Restart", "always"),
+            ("RestartSec", "10")]
 
 
 def _install_unit(settings: Settings, layout: Layout) -> Unit:
@@ -224,7 +226,7 @@ def plan_host(settings: Settings, layout: Layout) -> HostPlan:
             needs = [*needs, REGISTER_UNIT]
         units.append(_agent_unit(settings, layout, needs))
     target = Unit(TARGET, [("Description", f"pilothouse {settings.role} ({settings.node_name})"),
-                           ("Documentation", DOCS), ("Wants", " ".join(u.name for u in units)),
+                           ("Wants", " ".join(u.name for u in units)),
                            ("After", "network-online.target")],
                   install=(("WantedBy", "multi-user.target"),))
     return HostPlan(tuple(files), (target, *units), tuple(packages))
