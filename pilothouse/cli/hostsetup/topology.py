@@ -136,7 +136,7 @@ def _mapping(value: Any, source: str, where: str) -> dict[str, Any]:
 
 
 def _string(value: Any, source: str, where: str, *, required: bool = True) -> str:
-    if value is None and not required:
+    if value in (None, "") and not required:
         return ""
     if not isinstance(value, (str, int, float)) or isinstance(value, bool) or value == "":
         raise _fail(source, where, "required" if value in (None, "") else f"must be a string, not {value!r}")
