@@ -351,6 +351,9 @@ class Agent:
 
     async def _sync_mirrors(self, current: dict[str, Object]) -> None:
         informer = self.factory.informer(PODS, field_selector=f"spec.nodeName={self.options.node_name}")
+        live = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in current.values()}
+        # a manifest that came back under the same name keeps its mirror (updated below if it differs)
+        self._stale_mirrors = [key for key in self._stale_mirrors if key not in live]
         while self._stale_mirrors:
             namespace, name = self._stale_mirrors[0]
             with contextlib.suppress(errors.NotFoundError):
