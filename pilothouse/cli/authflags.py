@@ -57,7 +57,10 @@ def auth_options(function: Any) -> Any:
 def share_loopback_token(running: Any) -> None:
     """Components this process starts (and its own clients) authenticate with the server's loopback
     token (system:masters), as kube-apiserver's own loopback clients do: APIClient reads it from the
-    environment, which the supervisor's children inherit."""
+    environment, which the supervisor's children inherit. Not over HTTPS: there each component has a
+    kubeconfig with a certificate for its own user, and RBAC is to see that user, not system:masters."""
     from pilothouse.client.rest import LOOPBACK_TOKEN_ENV
 
+    if running.pki is not None:
+        return
     os.environ[LOOPBACK_TOKEN_ENV] = running.api.auth.loopback_token

@@ -371,11 +371,15 @@ def scheduler(server_url: str | None, kubeconfig: str | None, leader_elect: bool
               help="CA bundle published to every namespace as the kube-root-ca.crt ConfigMap.")
 @click.option("--cluster-signing-cert-file", default="", help="CA certificate the CSR signer signs with.")
 @click.option("--cluster-signing-key-file", default="", help="Its private key.")
+@click.option("--use-service-account-credentials", type=click.BOOL, default=True, is_flag=False, flag_value=True,
+              show_default=True, help="Each controller acts as its own service account in kube-system (as kubeadm "
+                                      "runs kube-controller-manager); false: all act as this component's identity.")
 @leader_election_options
 @click.option("-v", "--verbose", count=True)
 def controller_manager(server_url: str | None, kubeconfig: str | None, controllers: str,
                        node_monitor_grace_period: float, pod_eviction_timeout: float, root_ca_file: str,
-                       cluster_signing_cert_file: str, cluster_signing_key_file: str, leader_elect: bool,
+                       cluster_signing_cert_file: str, cluster_signing_key_file: str,
+                       use_service_account_credentials: bool, leader_elect: bool,
                        leader_elect_lease_duration: float, leader_elect_renew_deadline: float,
                        leader_elect_retry_period: float, verbose: int) -> None:
     """Run the controller manager against an API server."""
@@ -390,7 +394,7 @@ def controller_manager(server_url: str | None, kubeconfig: str | None, controlle
         "root_ca_file": root_ca_file,
         "cluster_signing_cert_file": cluster_signing_cert_file,
         "cluster_signing_key_file": cluster_signing_key_file,
-    })
+    }, use_service_account_credentials=use_service_account_credentials)
     _run_component("kube-controller-manager", target, manager.run, leader_elect,
                    leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period)
 
