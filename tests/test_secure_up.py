@@ -30,8 +30,8 @@ pytestmark = pytest.mark.skipif(shutil.which("podman") is None or not Path(KUBEC
                                 reason="needs podman (installed by scripts/install-deps) and kubectl")
 
 PAUSE_IMAGE = "localhost/pilothouse/pause"  # built offline by the agent: no registry needed
-#: ``up``'s flags for this test (empty once the defaults are the closed ones).
-UP_FLAGS: tuple[str, ...] = ("--secure", "--authorization-mode=Node,RBAC")
+#: ``up``'s flags for this test: none, the defaults are the closed ones.
+UP_FLAGS: tuple[str, ...] = ()
 
 
 @dataclass

@@ -129,10 +129,14 @@ def _collect_tls(ctx: click.Context, param: click.Parameter, value: Any) -> None
 
 def tls_options(function: click.decorators.FC) -> click.decorators.FC:
     options = [
-        click.option("--secure", is_flag=True, expose_value=False, callback=_collect_tls,
+        # pflag's bool syntax (--secure, --secure=false), as kube-apiserver users spell booleans. On by
+        # default (issue 11: closed like kubeadm and k3s); --secure=false serves plain HTTP.
+        click.option("--secure", type=click.BOOL, default=True, is_flag=False, flag_value=True, show_default=True,
+                     expose_value=False, callback=_collect_tls,
                      help="Serve HTTPS with the cluster CA in <data-dir>/pki (created on first start) and "
                           "authenticate x509 client certificates; the written kubeconfig embeds an admin "
-                          "certificate."),
+                          "certificate. --secure=false: plain HTTP (with --authorization-mode=AlwaysAllow, "
+                          "every caller is system:admin, for a throwaway cluster on loopback)."),
         click.option("--tls-cert-file", default=None, expose_value=False, callback=_collect_tls,
                      help="Serving certificate (PEM, may hold its chain) instead of one signed by the cluster CA."),
         click.option("--tls-private-key-file", default=None, expose_value=False, callback=_collect_tls,
@@ -453,8 +457,8 @@ def kubeconfig_command(data_dir: Path, user: str, groups: tuple[str, ...], serve
         credentials = cluster_pki.issue_client(user, groups)
         ca_pem = cluster_pki.ca_cert_path.read_bytes()
     except (OSError, KeyError, IndexError, RuntimeError) as error:
-        raise click.ClickException(f"no secure cluster in {data_dir} (start `pilothouse server --secure` "
-                                   f"first): {error}") from None
+        raise click.ClickException(f"no secure cluster in {data_dir} (start `pilothouse server` there "
+                                   f"first, without --secure=false): {error}") from None
     document = build_kubeconfig(server_url, user=user, ca_pem=ca_pem, cert_pem=credentials.cert_pem,
                                 key_pem=credentials.key_pem)
     click.echo(yaml.safe_dump(document, sort_keys=False), nl=False)

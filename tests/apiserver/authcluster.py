@@ -1,6 +1,7 @@
-"""A server started with ``--token-auth-file`` and ``--authorization-mode=RBAC`` (plain HTTP), reached
-by kubectl through a TLS front (kubectl sends credentials only over TLS) and by the official client
-with a bearer token."""
+"""A server started with ``--token-auth-file`` and ``--authorization-mode=RBAC`` over plain HTTP
+(``--secure=false``: these tests are about tokens and RBAC, and predate HTTPS), reached by kubectl
+through a TLS front (kubectl sends credentials only over TLS) and by the official client with a bearer
+token. The server's own HTTPS on the defaults is tests/apiserver/test_tls.py's and tests/test_secure_up.py's."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from kubernetes import client
 
 from tests.apiserver.tlsfront import tls_front
-from tests.conftest import KUBECTL, ServerProcess, free_port, start_server_process, terminate
+from tests.conftest import KUBECTL, ServerProcess, free_port, server_flags, start_server_process, terminate
 
 __all__ = ["TOKENS", "AuthCluster", "auth_cluster", "csr_request"]
 
@@ -66,7 +67,8 @@ def _start_closed(data_dir: Path, flags: tuple[str, ...]) -> ServerProcess:
     data_dir.mkdir(parents=True)
     log = open(data_dir / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", str(data_dir),
-                                "--port", str(port), *flags], stdout=log, stderr=subprocess.STDOUT)
+                                "--port", str(port), *server_flags(False, flags)], stdout=log,
+                               stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process.poll() is None:
