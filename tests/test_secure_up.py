@@ -173,6 +173,58 @@ def test_clusterrole_aggregation(cluster: Cluster) -> None:
     assert any("deployments" in rule.get("resources", []) for rule in edit["rules"])
 
 
+def _container(command: str) -> dict[str, object]:
+    return {"name": "c", "image": PAUSE_IMAGE, "imagePullPolicy": "IfNotPresent", "command": ["sh", "-c", command]}
+
+
+SLEEP = "trap 'exit 0' TERM; while :; do sleep 1; done"
+
+
+def test_workload_controllers_under_rbac(cluster: Cluster) -> None:
+    """Each of these controllers writes as its own account; the log check below catches any refusal."""
+    cluster.kubectl("create", "namespace", "work")
+    labels = {"app": "db"}
+    pod_template = {"metadata": {"labels": labels}, "spec": {"containers": [_container(SLEEP)]}}
+    objects = [
+        {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once", "namespace": "work"},
+         "spec": {"ttlSecondsAfterFinished": 0, "template": {"spec": {
+             "restartPolicy": "Never", "containers": [_container("exit 0")]}}}},
+        {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": "work"},
+         "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": labels}, "template": pod_template}},
+        {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": "work"},
+         "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": {
+             "metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [_container(SLEEP)]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "db", "namespace": "work"},
+         "spec": {"selector": labels, "ports": [{"port": 80}]}},
+        {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "quota", "namespace": "work"},
+         "spec": {"hard": {"pods": "10"}}},
+    ]
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+
+    def jsonpath(kind: str, name: str, path: str) -> str:
+        found = cluster.kubectl("-n", "work", "get", kind, name, "-o", f"jsonpath={path}", check=False)
+        return found.stdout if found.returncode == 0 else ""
+
+    wait_for("the StatefulSet's pod Ready", lambda: jsonpath("statefulset", "db", "{.status.readyReplicas}") == "1",
+             90, cluster.log)
+    wait_for("the DaemonSet's pod Ready", lambda: jsonpath("daemonset", "agent", "{.status.numberReady}") == "1",
+             90, cluster.log)
+    wait_for("the Service's endpoints", lambda: bool(jsonpath("endpoints", "db", "{.subsets[0].addresses[0].ip}")),
+             30, cluster.log)
+    wait_for("an EndpointSlice", lambda: bool(cluster.kubectl(
+        "-n", "work", "get", "endpointslices", "-l", "kubernetes.io/service-name=db", "-o", "name").stdout), 30,
+        cluster.log)
+    wait_for("the quota's usage", lambda: jsonpath("resourcequota", "quota", "{.status.used.pods}") not in ("", "0"),
+             30, cluster.log)
+    # The job controller runs it, the TTL-after-finished controller deletes it once Complete.
+    wait_for("the finished Job deleted", lambda: cluster.kubectl(
+        "-n", "work", "get", "job", "once", check=False).returncode != 0, 90, cluster.log)
+    # The namespace controller empties and removes the namespace.
+    cluster.kubectl("delete", "namespace", "work", "--wait=false")
+    wait_for("the namespace gone", lambda: cluster.kubectl("get", "namespace", "work", check=False).returncode != 0,
+             120, cluster.log)
+
+
 def test_no_component_was_refused(cluster: Cluster) -> None:
     """Last in the module: every component's log (they share up's output) after all of the above."""
     time.sleep(2)
