@@ -225,3 +225,13 @@ def test_external_ips_and_load_balancer_addresses_go_through_the_external_chain(
     empty = only(compute([svc], [], CONFIG))
     assert set(empty.no_endpoint_services) == set(rules.service_ips) and not empty.chains
     assert empty.no_endpoint_nodeports == {("tcp", 30090): {"goto": {"target": "reject-chain"}}}
+
+
+def test_a_changed_affinity_timeout_redefines_the_sets() -> None:
+    eps = endpoint_slice("web", [endpoint("10.244.0.5")], ("http", 80, "TCP"))
+
+    def sticky(seconds: int) -> dict[str, ServiceRules]:
+        return compute([service("web", "10.96.0.10", HTTP, sessionAffinity="ClientIP",
+                                sessionAffinityConfig={"clientIP": {"timeoutSeconds": seconds}})], [eps], CONFIG)
+    step = plan(CONFIG, sticky(60), sticky(600))
+    assert [c["add"]["set"]["timeout"] for c in step.commands if "set" in c.get("add", {})] == [600]

@@ -147,7 +147,7 @@ def plan(config: ProxyConfig, applied: Rules | None, desired: Rules) -> Plan:
         fresh: dict[str, Any] = {attr: {k: v for k, v in getattr(new, attr).items() if getattr(old, attr).get(k) != v}
                                  for attr, _ in _MAPS}
         kept_elements = ServiceRules(chains=new.chains, affinity_sets={
-            n: t for n, t in new.affinity_sets.items() if n not in old.affinity_sets}, **fresh)
+            n: t for n, t in new.affinity_sets.items() if old.affinity_sets.get(n) != t}, **fresh)
         additions += _contents(config, kept_elements, rewritten)
         result.conntrack += _stale_udp(old if key in applied else None, desired.get(key))
     before, after = _cluster_ips(applied), _cluster_ips(desired)
