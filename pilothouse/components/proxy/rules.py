@@ -141,7 +141,7 @@ def _categorize(port: ServicePort, endpoints: list[Endpoint],
     return cluster, local, bool(cluster or local)
 
 
-def _dispatch(chain: str, port: ServicePort, endpoints: list[Endpoint], ip: str) -> list[Rule]:
+def _dispatch(port: ServicePort, endpoints: list[Endpoint], ip: str) -> list[Rule]:
     """The rules of a policy chain: affinity first, then a random pick among ``endpoints``."""
     rules: list[Rule] = []
     if port.affinity_seconds:
@@ -170,30 +170,29 @@ def service_rules(port: ServicePort, endpoints: list[Endpoint], config: ProxyCon
     external_policy_chain = local_chain if port.external_local else cluster_chain
     has_external = bool(local) if port.external_local else has_endpoints
 
-    reject: Expr = goto(REJECT_CHAIN)
-    internal_verdict: Expr = reject if not has_endpoints else {"drop": None}
-    external_verdict: Expr = reject if not has_endpoints else {"drop": None}
+    # no endpoints at all: REJECT; endpoints, but none on this node for a Local policy: drop
+    unserved: Expr = goto(REJECT_CHAIN) if not has_endpoints else {"drop": None}
     proto, ip = port.protocol, FAMILY
     key = (port.cluster_ip, proto, port.port)
     if has_internal:
         out.service_ips[key] = goto(internal_chain)
     else:
-        out.no_endpoint_services[key] = internal_verdict
+        out.no_endpoint_services[key] = unserved
     for address in port.external_ips:
         if has_endpoints:
             out.service_ips[(address, proto, port.port)] = goto(external_chain)
         if not has_external:
-            out.no_endpoint_services[(address, proto, port.port)] = external_verdict
+            out.no_endpoint_services[(address, proto, port.port)] = unserved
     if port.node_port:
         if has_endpoints:
             out.nodeports[(proto, port.node_port)] = goto(external_chain)
         if not has_external:
-            out.no_endpoint_nodeports[(proto, port.node_port)] = external_verdict
+            out.no_endpoint_nodeports[(proto, port.node_port)] = unserved
 
     if uses_cluster:
-        out.chains[cluster_chain] = _dispatch(cluster_chain, port, cluster, ip)
+        out.chains[cluster_chain] = _dispatch(port, cluster, ip)
     if uses_local:
-        out.chains[local_chain] = _dispatch(local_chain, port, local, ip)
+        out.chains[local_chain] = _dispatch(port, local, ip)
     if has_internal:
         # traffic to a ClusterIP from outside the pod range (the host itself, or a host routing the
         # service range to this node) must come back through this node: masquerade it
