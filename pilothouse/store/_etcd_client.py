@@ -177,11 +177,15 @@ class EtcdClient:
         Raises UnavailableError if no member accepts the stream; the iterator ends (or raises an
         aiohttp/OS error) when the stream breaks, and the caller resumes from its last revision.
         """
+        return await self.stream("/v3/watch", body)
+
+    async def stream(self, path: str, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        """A server-streaming gateway call (``/v3/watch``, ``/v3/maintenance/snapshot``) on some member."""
         last: BaseException | None = None
         for i in self._order():
             try:
                 resp = await self.session.post(
-                    self.urls[i] + "/v3/watch", data=orjson.dumps(body),
+                    self.urls[i] + path, data=orjson.dumps(body),
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout,
                                                   sock_read=None),
                     headers={"Content-Type": "application/json"})
@@ -191,11 +195,11 @@ class EtcdClient:
             if resp.status != 200:
                 raw = await resp.read()
                 resp.release()
-                last = UnavailableError(f"watch on {self.urls[i]}: HTTP {resp.status} {raw[:200]!r}")
+                last = UnavailableError(f"{path} on {self.urls[i]}: HTTP {resp.status} {raw[:200]!r}")
                 continue
             self._current = i
             return _lines(resp)
-        raise UnavailableError(f"no etcd member accepted a watch: {last}")
+        raise UnavailableError(f"no etcd member accepted {path}: {last}")
 
 
 async def _lines(resp: aiohttp.ClientResponse) -> AsyncGenerator[dict[str, Any], None]:
