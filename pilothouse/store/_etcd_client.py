@@ -27,6 +27,7 @@ from pilothouse.store.interface import (
     CompactedError,
     FutureRevisionError,
     KeyValue,
+    NoSpaceError,
     StoreError,
     UnavailableError,
 )
@@ -44,6 +45,7 @@ __all__ = [
 
 ERR_COMPACTED = "required revision has been compacted"
 ERR_FUTURE_REV = "required revision is a future revision"
+ERR_NO_SPACE = "database space exceeded"  # etcd's ErrNoSpace (its quota alarm is raised)
 # etcd answers these before a proposal enters raft, so re-sending elsewhere cannot apply twice.
 _NOT_APPLIED = ("no leader", "not capable", "too many requests")
 
@@ -252,6 +254,8 @@ def error_from_message(message: str, status: int, where: str) -> StoreError:
         return CompactedError(message)  # the caller fills in the compaction point
     if ERR_FUTURE_REV in message:
         return FutureRevisionError(message)
+    if ERR_NO_SPACE in message:
+        return NoSpaceError(f"etcd {where}: {message}")
     if status in (0, 408, 429, 500, 502, 503, 504) or any(
             s in message for s in ("timed out", "leader changed", "unavailable", "Unavailable",
                                    "stopped", "deadline")):
