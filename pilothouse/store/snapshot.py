@@ -72,6 +72,7 @@ def sqlite_restore(snapshot: str, destination: str, bump: int = DEFAULT_BUMP_REV
         conn.execute("DELETE FROM log")
         conn.execute("UPDATE meta SET value = ? WHERE name = 'compacted'", (target,))
         conn.execute("COMMIT")
+        conn.execute("VACUUM")  # give back the pages the history held (about half the file)
     for suffix in ("-wal", "-shm"):  # a stale WAL beside the new file would be replayed into it
         with contextlib.suppress(FileNotFoundError):
             os.unlink(destination + suffix)

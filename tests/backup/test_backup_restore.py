@@ -253,3 +253,50 @@ def test_official_client_sees_gone(tmp_path: Path) -> None:
         assert gone.value.status == 410
     finally:
         new.stop()
+
+
+def make_stopped_data_dir(data_dir: Path) -> None:
+    """A stopped server's data dir: a store with one key, a CA, a version file."""
+    import asyncio
+
+    from pilothouse.store.sqlite import SQLiteStore
+
+    async def write() -> None:
+        async with SQLiteStore(data_dir / "state.db", compact_interval=None) as store:
+            await store.create("/registry/configmaps/default/x", b'{"data": {}}')
+
+    asyncio.run(write())
+    (data_dir / "pki").mkdir()
+    (data_dir / "pki" / "ca.crt").write_text("a CA\n")
+    (data_dir / "format-version").write_text(f"{FORMAT_VERSION}\n")
+
+
+def test_encryption_reference_force_and_missing_store(tmp_path: Path) -> None:
+    data_dir = tmp_path / "stopped"
+    make_stopped_data_dir(data_dir)
+    encryption = tmp_path / "encryption.yaml"
+    encryption.write_text("kind: EncryptionConfiguration\n")
+    archive = tmp_path / "b.tar.gz"
+    pilothouse("backup", "--data-dir", str(data_dir), "-o", str(archive),
+               "--encryption-provider-config", str(encryption))
+    with tarfile.open(archive) as tar:
+        manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        names = tar.getnames()
+    assert manifest["encryptionProviderConfig"]["path"] == str(encryption)
+    assert names == ["manifest.json", "state.db", "pki", "pki/ca.crt", "format-version"]  # no encryption keys
+
+    target = tmp_path / "target"
+    quiet = pilothouse("restore", str(archive), "--data-dir", str(target))
+    assert "warning" not in quiet.stderr
+    encryption.write_text("kind: EncryptionConfiguration\n# other keys\n")
+    (target / "pki" / "ca.crt").write_text("another CA\n")
+    forced = pilothouse("restore", str(archive), "--data-dir", str(target), "--force")
+    assert "changed since the backup" in forced.stderr
+    assert (target / "pki" / "ca.crt").read_text() == "a CA\n"
+    encryption.unlink()
+    assert "is not here" in pilothouse("restore", str(archive), "--data-dir", str(target), "--force").stderr
+
+    missing = pilothouse("backup", "--data-dir", str(tmp_path / "nothing"), "-o", str(tmp_path / "n.tar.gz"),
+                         check=False)
+    assert missing.returncode != 0 and "cannot snapshot the store" in missing.stderr
+    assert "Traceback" not in missing.stderr and not (tmp_path / "n.tar.gz").exists()
