@@ -38,7 +38,7 @@ from pilothouse.store.snapshot import DEFAULT_BUMP_REVISION, sqlite_restore, sql
 __all__ = ["COMMANDS", "backup", "restore"]
 
 #: What a restore writes into the data dir (and ``--force`` clears first): the server's own files.
-RESTORED = ("pki", VERSION_FILE, "state.db", "state.db-wal", "state.db-shm", "kubeconfig.yaml")
+RESTORED = ("pki", VERSION_FILE, "kubeconfig.yaml")
 
 
 def _default_data_dir() -> Path:
@@ -109,15 +109,19 @@ def backup(data_dir: Path, output: Path | None, datastore_endpoint: str, etcd_se
                f"({output.stat().st_size} bytes, {time.monotonic() - started:.1f}s)")
 
 
-def _check_empty(data_dir: Path, force: bool) -> None:
-    present = [name for name in RESTORED if (data_dir / name).exists()]
+def _check_empty(data_dir: Path, store_file: str | None, force: bool) -> None:
+    """Refuse (or, with ``force``, clear) what the restore would overwrite: the PKI, the version file,
+    the kubeconfig and the SQLite store wherever it goes."""
+    paths = [data_dir / name for name in RESTORED]
+    if store_file is not None:
+        paths += [Path(store_file + suffix) for suffix in ("", "-wal", "-shm")]
+    present = [path for path in paths if path.exists()]
     if not present:
         return
     if not force:
-        raise click.ClickException(f"data dir {data_dir} is not empty (it holds {', '.join(present)}): restore "
-                                   "into a new data dir, or give --force to replace its store and PKI")
-    for name in present:
-        path = data_dir / name
+        raise click.ClickException(f"data dir {data_dir} is not empty (it holds {', '.join(map(str, present))}): "
+                                   "restore into a new data dir, or give --force to replace its store and PKI")
+    for path in present:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
@@ -161,6 +165,17 @@ def _run_tool(command: list[str], env: dict[str, str]) -> None:
         raise click.ClickException(f"{' '.join(command[:3])} failed: {result.stderr.strip() or result.stdout}")
 
 
+def _restore_store(store: str, snapshot: Path, target: str, data_dir: Path, etcd_data_dir: Path | None,
+                   bump: int, etcd_args: tuple[str, ...]) -> tuple[str, str]:
+    """Put the snapshot in place; (where it went, a note for the operator)."""
+    if store == "sqlite":
+        return f"store {target} at revision {sqlite_restore(str(snapshot), target, bump)}", ""
+    if etcd_data_dir is not None:
+        return f"etcd data dir {etcd_data_dir}", _restore_etcd(snapshot, etcd_data_dir, bump, etcd_args)
+    shutil.move(snapshot, data_dir / snapshot.name)
+    return f"etcd snapshot {data_dir / snapshot.name} (restore it with etcdutl snapshot restore)", ""
+
+
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--data-dir", type=click.Path(path_type=Path), default=_default_data_dir,
@@ -185,20 +200,15 @@ def restore(archive: Path, data_dir: Path, force: bool, bump_revision: int, data
                                    f"this pilothouse understands ({FORMAT_VERSION}): restore it with "
                                    f"{manifest.release or 'a newer release'}")
     data_dir.mkdir(parents=True, exist_ok=True)
-    _check_empty(data_dir, force)
-    note = ""
+    try:
+        target = sqlite_path(datastore_endpoint) if datastore_endpoint else str(data_dir / "state.db")
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--datastore-endpoint") from None
+    _check_empty(data_dir, target if manifest.store == "sqlite" else None, force)
     with tempfile.TemporaryDirectory(dir=data_dir, prefix=".restore-") as scratch:
         snapshot = unpack(archive, manifest, Path(scratch))
-        if manifest.store == "sqlite":
-            target = sqlite_path(datastore_endpoint) if datastore_endpoint else str(data_dir / "state.db")
-            revision = sqlite_restore(str(snapshot), target, bump_revision)
-            where = f"store {target} at revision {revision}"
-        elif etcd_data_dir is not None:
-            note = _restore_etcd(snapshot, etcd_data_dir, bump_revision, etcd_args)
-            where = f"etcd data dir {etcd_data_dir}"
-        else:
-            shutil.move(snapshot, data_dir / snapshot.name)
-            where = f"etcd snapshot {data_dir / snapshot.name} (restore it with etcdutl snapshot restore)"
+        where, note = _restore_store(manifest.store, snapshot, target, data_dir, etcd_data_dir, bump_revision,
+                                     etcd_args)
         for name in ("pki", VERSION_FILE):
             if (Path(scratch) / name).exists():
                 shutil.move(Path(scratch) / name, data_dir / name)

@@ -296,6 +296,12 @@ def test_encryption_reference_force_and_missing_store(tmp_path: Path) -> None:
     encryption.unlink()
     assert "is not here" in pilothouse("restore", str(archive), "--data-dir", str(target), "--force").stderr
 
+    elsewhere = tmp_path / "elsewhere.db"  # a store placed outside the data dir is guarded as well
+    elsewhere.write_bytes(b"precious")
+    guarded = pilothouse("restore", str(archive), "--data-dir", str(tmp_path / "empty"),
+                         "--datastore-endpoint", f"sqlite://{elsewhere}", check=False)
+    assert guarded.returncode != 0 and "not empty" in guarded.stderr and elsewhere.read_bytes() == b"precious"
+
     missing = pilothouse("backup", "--data-dir", str(tmp_path / "nothing"), "-o", str(tmp_path / "n.tar.gz"),
                          check=False)
     assert missing.returncode != 0 and "cannot snapshot the store" in missing.stderr
