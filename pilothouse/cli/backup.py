@@ -71,9 +71,9 @@ async def _etcd_snapshot(endpoint: str, destination: Path, ca_file: str | None, 
               help="The archive to write (default: <data-dir>/backups/backup-<UTC time>.tar.gz).")
 @click.option("--datastore-endpoint", default="", help="The server's store, when not <data-dir>/state.db.")
 @click.option("--etcd-servers", default="", help="The server's etcd: http://10.1.0.1:2379,...")
-@click.option("--etcd-cafile", default=None)
-@click.option("--etcd-certfile", default=None)
-@click.option("--etcd-keyfile", default=None)
+@click.option("--etcd-cafile", default=None, help="CA bundle for TLS to etcd.")
+@click.option("--etcd-certfile", default=None, help="Client certificate for TLS to etcd.")
+@click.option("--etcd-keyfile", default=None, help="Client key for TLS to etcd.")
 @click.option("--encryption-provider-config", default="",
               help="The server's encryption configuration: recorded (path and sha256) for the restore.")
 def backup(data_dir: Path, output: Path | None, datastore_endpoint: str, etcd_servers: str, etcd_cafile: str | None,
@@ -180,7 +180,8 @@ def _restore_store(store: str, snapshot: Path, target: str, data_dir: Path, etcd
 @click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--data-dir", type=click.Path(path_type=Path), default=_default_data_dir,
               show_default="user state dir", help="The data dir to restore into (empty unless --force).")
-@click.option("--force", is_flag=True, help="Replace the store and the PKI of a data dir that has them.")
+@click.option("--force", is_flag=True,
+              help="Replace the store and the PKI of a data dir that has them (stop its server first).")
 @click.option("--bump-revision", type=int, default=DEFAULT_BUMP_REVISION, show_default=True,
               help="How far the restored store's revision jumps past the backup's (etcdutl's flag).")
 @click.option("--datastore-endpoint", default="", help="Where the SQLite store goes, when not <data-dir>/state.db.")
