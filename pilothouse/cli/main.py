@@ -484,12 +484,19 @@ if __name__ == "__main__":  # pragma: no cover
 @click.option("--bootstrap-kubeconfig", default=None,
               help="kubeconfig with a bootstrap token: obtain a client certificate through a CSR and write "
                    "--kubeconfig (default <root-dir>/kubelet.conf) when it is missing or expired.")
+@click.option("--cluster-dns", default="",
+              help="Nameservers of ClusterFirst pods, IP[,IP] (default: the agent serves cluster DNS on its pod "
+                   "bridge's gateway).")
+@click.option("--cluster-domain", default="cluster.local", show_default=True, help="The cluster's DNS domain.")
+@click.option("--resolv-conf", default="/etc/resolv.conf", show_default=True,
+              help="Resolver configuration for dnsPolicy Default pods, and the cluster DNS's upstreams.")
 @click.option("-v", "--verbose", count=True)
 def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_labels: str, register_node: bool,
           manifests_dir: str | None,
           address: str, port: int, node_ip: str | None, runtime: str, runtime_endpoint: str | None, simulate: int,
           root_dir: str | None, image_credentials_file: str | None, stop_pods_on_exit: bool, pod_network: str,
-          pod_cidr: str, bootstrap_kubeconfig: str | None, verbose: int) -> None:
+          pod_cidr: str, bootstrap_kubeconfig: str | None, cluster_dns: str, cluster_domain: str, resolv_conf: str,
+          verbose: int) -> None:
     """Run the node agent: register the node and run the pods bound to it."""
     import socket
 
@@ -508,7 +515,8 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
         register_node=register_node, manifests_dir=manifests_dir, port=port, address=address, node_ip=node_ip,
         runtime="simulated" if simulate else runtime, runtime_endpoint=runtime_endpoint, simulate=simulate,
         root_dir=root_dir, image_credentials_file=image_credentials_file,
-        pod_network=pod_network, pod_cidr=pod_cidr)
+        pod_network=pod_network, pod_cidr=pod_cidr, cluster_dns=[ip for ip in cluster_dns.split(",") if ip],
+        cluster_domain=cluster_domain, resolv_conf=resolv_conf)
 
     async def run() -> None:
         node_agent = Agent(options)
@@ -542,3 +550,8 @@ def up(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, et
     config.auth = auth
     _run(bring_up(config, node_name=node_name, node_labels=node_labels, agent_port=agent_port,
                          verbose=verbose, pod_cidr=pod_cidr))
+
+
+from pilothouse.cli.dnscmd import dns_command  # noqa: E402  (it uses the helpers above)
+
+main.add_command(dns_command)

@@ -31,7 +31,7 @@ import shutil
 import time
 from pathlib import Path
 
-__all__ = ["PodNetwork", "PodNetworkError", "hosts_file", "resolv_conf"]
+__all__ = ["PodNetwork", "PodNetworkError", "hosts_file"]
 
 log = logging.getLogger("pilothouse.agent.podnet")
 
@@ -179,22 +179,18 @@ class PodNetwork:
             (self.ipam_dir / address).write_text(f"{owner}\n{pid}")
 
 
-def hosts_file(hostname: str, pod_ip: str) -> str:
-    """The pod's /etc/hosts, as the kubelet writes it (the engine only knows 127.0.0.1 for a
-    sandbox without its networking)."""
-    return ("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+def hosts_file(hostname: str, pod_ip: str, domain: str = "", aliases: list[dict[str, object]] | None = None) -> str:
+    """The pod's /etc/hosts, as the kubelet writes it (managedHostsFileContent; the engine only knows
+    127.0.0.1 for a sandbox without its networking): with a ``domain`` (``spec.subdomain``) the
+    pod's FQDN comes first, then ``spec.hostAliases``."""
+    names = f"{hostname}.{domain}\t{hostname}" if domain else hostname
+    text = ("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
             "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n"
-            f"{pod_ip}\t{hostname}\n")
-
-
-def resolv_conf(host_resolv: Path = Path("/etc/resolv.conf")) -> str:
-    """The host's resolver configuration (dnsPolicy Default; there is no cluster DNS yet), minus
-    loopback nameservers, which mean nothing inside the pod's namespace."""
-    try:
-        lines = host_resolv.read_text().splitlines()
-    except OSError:
-        return ""
-    kept = [line for line in lines
-            if not (line.split()[:1] == ["nameserver"] and len(line.split()) > 1
-                    and line.split()[1].startswith(("127.", "::1")))]
-    return "\n".join(kept) + "\n"
+            f"{pod_ip}\t{names}\n")
+    if aliases:
+        text += "\n# Entries added by HostAliases.\n"
+        for alias in aliases:
+            hostnames = alias.get("hostnames") or []
+            assert isinstance(hostnames, list)
+            text += f"{alias.get('ip')}\t{chr(9).join(str(h) for h in hostnames)}\n"
+    return text

@@ -1,0 +1,177 @@
+"""The cluster DNS server: asyncio UDP and TCP on dnspython messages.
+
+dnspython (``dns.message``, ``dns.rrset``, ``dns.asyncquery``) is the well-kept Python DNS library:
+complete wire format (EDNS, name compression, truncation), typed, maintained for two decades; dnslib
+only encodes and decodes, aiodns only resolves (c-ares). It has no server, and a DNS server on
+asyncio is two small protocol classes, below.
+
+A query goes to one of three places, the order of kubeadm's Corefile: the cluster zone
+(``records.lookup``, SERVFAIL until the informers have synced, as CoreDNS answers before its first
+list); PTR questions in ``in-addr.arpa``/``ip6.arpa`` about cluster addresses
+(``records.reverse_lookup``); everything else to the upstream forwarder (``forward.Forwarder``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+
+from pilothouse.components.dns.forward import Forwarder
+from pilothouse.components.dns.records import Answer, ClusterView, lookup, reverse_lookup
+
+__all__ = ["DNSServer"]
+
+log = logging.getLogger("pilothouse.dns")
+
+_REVERSE = (dns.name.from_text("in-addr.arpa."), dns.name.from_text("ip6.arpa."))
+_UDP_DEFAULT = 512  # RFC 1035, without EDNS
+
+
+@dataclass
+class DNSServer:
+    view: ClusterView
+    forwarder: Forwarder
+    zone: dns.name.Name = field(default_factory=lambda: dns.name.from_text("cluster.local."))
+    #: false until the view's informers have listed once: cluster names are SERVFAIL until then
+    ready: Callable[[], bool] = lambda: True
+    _transports: list[asyncio.BaseTransport | asyncio.Server] = field(default_factory=list)
+
+    # ------------------------------------------------------------ answering
+
+    async def answer(self, query: dns.message.Message) -> dns.message.Message:
+        if query.opcode() != dns.opcode.QUERY or len(query.question) != 1:
+            response = dns.message.make_response(query)
+            response.set_rcode(dns.rcode.NOTIMP if query.opcode() != dns.opcode.QUERY else dns.rcode.FORMERR)
+            return response
+        question = query.question[0]
+        name, rdtype = question.name, question.rdtype
+        if question.rdclass == dns.rdataclass.IN and name.is_subdomain(self.zone):
+            if not self.ready():
+                return self._reply(query, Answer(dns.rcode.SERVFAIL), authoritative=False)
+            found = lookup(self.view, self.zone, name, rdtype)
+            if found.chase is not None:
+                await self._chase(found, rdtype)
+            return self._reply(query, found, authoritative=True)
+        if rdtype == dns.rdatatype.PTR and any(name.is_subdomain(zone) for zone in _REVERSE) and self.ready():
+            reverse = reverse_lookup(self.view, self.zone, name)
+            if reverse is not None:
+                return self._reply(query, reverse, authoritative=True)
+        return await self.forwarder.resolve(query)
+
+    async def _chase(self, found: Answer, rdtype: dns.rdatatype.RdataType) -> None:
+        """An ExternalName's target, resolved and appended after its CNAME (CoreDNS does the same)."""
+        assert found.chase is not None
+        if found.chase.is_subdomain(self.zone):
+            found.answer += lookup(self.view, self.zone, found.chase, rdtype).answer
+            return
+        response = await self.forwarder.resolve(dns.message.make_query(found.chase, rdtype))
+        found.answer += response.answer
+
+    @staticmethod
+    def _reply(query: dns.message.Message, found: Answer, *, authoritative: bool) -> dns.message.Message:
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.RA | (dns.flags.AA if authoritative else 0)
+        response.set_rcode(found.rcode)
+        response.answer, response.authority, response.additional = found.answer, found.authority, found.additional
+        return response
+
+    async def handle(self, wire: bytes, *, udp: bool) -> bytes | None:
+        """The wire response to a wire query; over UDP cut to the client's size (512 bytes, or its
+        EDNS payload) with TC set when it does not fit."""
+        try:
+            query = dns.message.from_wire(wire)
+        except dns.exception.DNSException:
+            return _formerr(wire)
+        try:
+            response = await self.answer(query)
+        except Exception:
+            log.exception("answering %s", query.question)
+            response = dns.message.make_response(query)
+            response.set_rcode(dns.rcode.SERVFAIL)
+        if not udp:
+            return response.to_wire()
+        limit = max(_UDP_DEFAULT, query.payload) if query.edns >= 0 else _UDP_DEFAULT
+        try:
+            return response.to_wire(max_size=limit)
+        except dns.exception.TooBig:
+            response.answer, response.authority, response.additional = [], [], []
+            response.flags |= dns.flags.TC  # the client asks again over TCP
+            return response.to_wire()
+
+    # ------------------------------------------------------------ transports
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen on ``host:port`` over UDP and TCP; the port bound (``port`` 0: a free one)."""
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _UDPProtocol(self), local_addr=(host, port),
+                                                           reuse_port=False)
+        self._transports.append(transport)
+        port = transport.get_extra_info("sockname")[1]
+        server = await asyncio.start_server(self._tcp_client, host, port, reuse_address=True)
+        self._transports.append(server)
+        return int(port)
+
+    async def stop(self) -> None:
+        for transport in self._transports:
+            transport.close()
+            if isinstance(transport, asyncio.Server):
+                with contextlib.suppress(Exception):
+                    await transport.wait_closed()
+        self._transports = []
+
+    async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """RFC 7766: length-prefixed messages, several per connection."""
+        try:
+            while True:
+                length = struct.unpack("!H", await reader.readexactly(2))[0]
+                response = await self.handle(await reader.readexactly(length), udp=False)
+                if response is None:
+                    break
+                writer.write(struct.pack("!H", len(response)) + response)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def _formerr(wire: bytes) -> bytes | None:
+    """FORMERR echoing the id, when there is a header to echo (otherwise silence, as CoreDNS)."""
+    if len(wire) < 12:
+        return None
+    flags = (struct.unpack("!H", wire[2:4])[0] & 0x7900) | 0x8000 | dns.rcode.FORMERR
+    return wire[:2] + struct.pack("!HHHHH", flags, 0, 0, 0, 0)
+
+
+class _UDPProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: DNSServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        task = asyncio.ensure_future(self._respond(data, addr))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _respond(self, data: bytes, addr: tuple[str, int]) -> None:
+        response = await self.server.handle(data, udp=True)
+        if response is not None and self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(response, addr)
