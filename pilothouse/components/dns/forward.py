@@ -76,8 +76,10 @@ def _cache_ttl(response: dns.message.Message) -> float:
     return float(min([MAX_TTL, *ttls]))
 
 
-def _aged(rrsets: list[dns.rrset.RRset], elapsed: int) -> list[dns.rrset.RRset]:
-    return [dns.rrset.from_rdata_list(rrset.name, max(0, rrset.ttl - elapsed), list(rrset)) for rrset in rrsets]
+def _aged(rrsets: list[dns.rrset.RRset], cap: float, elapsed: int) -> list[dns.rrset.RRset]:
+    """TTLs capped at the cache's (as CoreDNS's cache does, from the first answer on), counted down."""
+    return [dns.rrset.from_rdata_list(rrset.name, max(0, min(rrset.ttl, int(cap)) - elapsed), list(rrset))
+            for rrset in rrsets]
 
 
 class Forwarder:
@@ -100,7 +102,7 @@ class Forwarder:
                 failed.flags |= dns.flags.RA
                 failed.set_rcode(dns.rcode.SERVFAIL)
                 return failed
-            entry = _Entry(upstream, time.monotonic(), 0.0)
+            entry = _Entry(upstream, time.monotonic(), _cache_ttl(upstream))
         return self._reply(query, entry)
 
     @staticmethod
@@ -109,9 +111,9 @@ class Forwarder:
         response = dns.message.make_response(query)
         response.flags = (entry.response.flags & ~dns.flags.AA) | dns.flags.QR | (query.flags & dns.flags.RD)
         response.set_rcode(entry.response.rcode())
-        response.answer = _aged(entry.response.answer, elapsed)
-        response.authority = _aged(entry.response.authority, elapsed)
-        response.additional = _aged(entry.response.additional, elapsed)
+        response.answer = _aged(entry.response.answer, entry.ttl, elapsed)
+        response.authority = _aged(entry.response.authority, entry.ttl, elapsed)
+        response.additional = _aged(entry.response.additional, entry.ttl, elapsed)
         return response
 
     async def _shared(self, key: Key, query: dns.message.Message) -> dns.message.Message | None:
