@@ -138,6 +138,9 @@ def test_srv_for_named_ports(dns_port: int) -> None:
 def test_headless_service_per_ready_endpoint_and_by_hostname(dns_port: int) -> None:
     assert rdatas(ask(dns_port, "db.shop.svc.cluster.local.")) == ["10.244.9.7", "10.244.9.8"]
     assert rdatas(ask(dns_port, "db-0.db.shop.svc.cluster.local.")) == ["10.244.9.7"]
+    # in a random order each time (CoreDNS's loadbalance), so clients taking the first address spread
+    firsts = {ask(dns_port, "db.shop.svc.cluster.local.").answer[0][0].to_text() for _ in range(40)}
+    assert firsts == {"10.244.9.7", "10.244.9.8"}
 
 
 def test_external_name_cname_chased_upstream(dns_port: int) -> None:

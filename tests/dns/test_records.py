@@ -40,6 +40,7 @@ class ListView:
     endpoint_slices: list[Object] = field(default_factory=list)
     namespaces: set[str] = field(default_factory=lambda: {"default", "kube-system"})
     serial: int = 1700000000
+    generation: int = 0
 
     def namespace_exists(self, namespace: str) -> bool:
         return namespace in self.namespaces

@@ -56,6 +56,8 @@ class ClusterView(Protocol):
 
     #: unix time of the last change seen: the SOA serial, as CoreDNS's ``Modified``
     serial: int
+    #: counts every change: answers computed at one generation hold until the next
+    generation: int
 
     def namespace_exists(self, namespace: str) -> bool: ...
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import random
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.rrset
 
 from pilothouse.components.dns.forward import Forwarder
 from pilothouse.components.dns.records import Answer, ClusterView, lookup, reverse_lookup
@@ -39,6 +42,14 @@ log = logging.getLogger("pilothouse.dns")
 
 _REVERSE = (dns.name.from_text("in-addr.arpa."), dns.name.from_text("ip6.arpa."))
 _UDP_DEFAULT = 512  # RFC 1035, without EDNS
+_ANSWER_CACHE = 10_000  # answers kept between two changes of the cluster
+_SHUFFLED = (dns.rdatatype.A, dns.rdatatype.AAAA)
+
+
+def _shuffled(rrset: dns.rrset.RRset) -> dns.rrset.RRset:
+    rdatas = list(rrset)
+    random.shuffle(rdatas)
+    return dns.rrset.from_rdata_list(rrset.name, rrset.ttl, rdatas)
 
 
 @dataclass
@@ -49,6 +60,8 @@ class DNSServer:
     #: false until the view's informers have listed once: cluster names are SERVFAIL until then
     ready: Callable[[], bool] = lambda: True
     _transports: list[asyncio.BaseTransport | asyncio.Server] = field(default_factory=list)
+    _answers: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], Answer] = field(default_factory=dict)
+    _generation: int = -1
 
     # ------------------------------------------------------------ answering
 
@@ -62,9 +75,9 @@ class DNSServer:
         if question.rdclass == dns.rdataclass.IN and name.is_subdomain(self.zone):
             if not self.ready():
                 return self._reply(query, Answer(dns.rcode.SERVFAIL), authoritative=False)
-            found = lookup(self.view, self.zone, name, rdtype)
+            found = self._cluster_answer(name, rdtype)
             if found.chase is not None:
-                await self._chase(found, rdtype)
+                found = await self._chase(found, rdtype)
             return self._reply(query, found, authoritative=True)
         if rdtype == dns.rdatatype.PTR and any(name.is_subdomain(zone) for zone in _REVERSE) and self.ready():
             reverse = reverse_lookup(self.view, self.zone, name)
@@ -72,21 +85,37 @@ class DNSServer:
                 return self._reply(query, reverse, authoritative=True)
         return await self.forwarder.resolve(query)
 
-    async def _chase(self, found: Answer, rdtype: dns.rdatatype.RdataType) -> None:
+    def _cluster_answer(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> Answer:
+        """``lookup``, remembered until the view changes: computing an answer (rdata from the objects)
+        costs more than the rest of a query's handling together (bench/dns.py)."""
+        if self._generation != self.view.generation or len(self._answers) > _ANSWER_CACHE:
+            self._answers.clear()
+            self._generation = self.view.generation
+        key = (name, rdtype)
+        found = self._answers.get(key)
+        if found is None:
+            found = self._answers[key] = lookup(self.view, self.zone, name, rdtype)
+        return found
+
+    async def _chase(self, found: Answer, rdtype: dns.rdatatype.RdataType) -> Answer:
         """An ExternalName's target, resolved and appended after its CNAME (CoreDNS does the same)."""
         assert found.chase is not None
         if found.chase.is_subdomain(self.zone):
-            found.answer += lookup(self.view, self.zone, found.chase, rdtype).answer
-            return
-        response = await self.forwarder.resolve(dns.message.make_query(found.chase, rdtype))
-        found.answer += response.answer
+            chased = lookup(self.view, self.zone, found.chase, rdtype).answer
+        else:
+            chased = (await self.forwarder.resolve(dns.message.make_query(found.chase, rdtype))).answer
+        return dataclasses.replace(found, answer=found.answer + chased)
 
     @staticmethod
     def _reply(query: dns.message.Message, found: Answer, *, authoritative: bool) -> dns.message.Message:
         response = dns.message.make_response(query)
         response.flags |= dns.flags.RA | (dns.flags.AA if authoritative else 0)
         response.set_rcode(found.rcode)
-        response.answer, response.authority, response.additional = found.answer, found.authority, found.additional
+        # CoreDNS's loadbalance (in kubeadm's Corefile): addresses in a random order, so clients that
+        # take the first one spread over a headless Service's endpoints
+        response.answer = [_shuffled(rrset) if len(rrset) > 1 and rrset.rdtype in _SHUFFLED else rrset
+                           for rrset in found.answer]
+        response.authority, response.additional = found.authority, found.additional
         return response
 
     async def handle(self, wire: bytes, *, udp: bool) -> bytes | None:

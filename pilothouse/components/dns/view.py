@@ -48,12 +48,14 @@ class InformerView:
         self.endpoint_slices.add_indexer("service", _slice_service)
         self.endpoint_slices.add_indexer("ip", _slice_addresses)
         self.serial = int(time.time())
+        self.generation = 0
         touch = EventHandler(lambda _obj: self._touch(), lambda _old, _new: self._touch(), lambda _obj: self._touch())
         for informer in (self.services, self.endpoint_slices, self.namespaces):
             informer.add_handler(touch)
 
     def _touch(self) -> None:
         self.serial = int(time.time())
+        self.generation += 1
 
     @property
     def synced(self) -> bool:
