@@ -18,7 +18,7 @@ import dns.rdatatype
 import dns.reversename
 import pytest
 
-from tests.conftest import ServerProcess, free_port, terminate
+from tests.conftest import ServerProcess, free_port, start_server_process, terminate
 from tests.dns.upstream import LoopbackUpstream
 
 OBJECTS = """
@@ -210,3 +210,25 @@ def test_servfail_when_no_upstream_answers(server: ServerProcess, tmp_path: Path
         assert rdatas(ask(port, "web.shop.svc.cluster.local.")) == ["10.96.100.10"]  # cluster names unaffected
     finally:
         terminate(process)
+
+
+def test_node_credentials_suffice_under_node_rbac(tmp_path: Path, upstream: LoopbackUpstream) -> None:
+    """The agent serves DNS as its node (system:node:<name> in system:nodes): under --secure with the
+    Node and RBAC authorizers it may list and watch what the DNS needs (the system:coredns role)."""
+    secure = start_server_process(tmp_path / "secure", secure=True, extra=("--authorization-mode", "Node,RBAC"))
+    try:
+        node_config = tmp_path / "node.conf"
+        node_config.write_text(subprocess.run(
+            [sys.executable, "-m", "pilothouse", "kubeconfig", "--data-dir", str(secure.data_dir),
+             "--user", "system:node:dns-node", "--group", "system:nodes"],
+            check=True, capture_output=True, text=True).stdout)
+        secure.kubectl("create", "service", "clusterip", "guarded", "--tcp=80:80")
+        cluster_ip = secure.kubectl("get", "service", "guarded", "-o", "jsonpath={.spec.clusterIP}").stdout
+        as_node = ServerProcess(secure.url, secure.data_dir, node_config, secure.process, secure.port)
+        process, port = start_dns(as_node, upstream.port, tmp_path / "dns.log")
+        try:
+            assert rdatas(ask(port, "guarded.default.svc.cluster.local.")) == [cluster_ip]
+        finally:
+            terminate(process)
+    finally:
+        secure.stop()
