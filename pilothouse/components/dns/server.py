@@ -36,7 +36,7 @@ import dns.rrset
 from pilothouse.components.dns.forward import Forwarder
 from pilothouse.components.dns.records import Answer, ClusterView, lookup, reverse_lookup
 
-__all__ = ["DNSServer"]
+__all__ = ["DNSServer", "parse", "render"]
 
 log = logging.getLogger("pilothouse.dns")
 
@@ -65,7 +65,9 @@ class DNSServer:
 
     # ------------------------------------------------------------ answering
 
-    async def answer(self, query: dns.message.Message) -> dns.message.Message:
+    def answer_local(self, query: dns.message.Message) -> dns.message.Message | None:
+        """The response when this server has it without asking anyone (cluster names, PTR of cluster
+        addresses, errors); None when it takes the network (forwarding, an ExternalName chased out)."""
         if query.opcode() != dns.opcode.QUERY or len(query.question) != 1:
             response = dns.message.make_response(query)
             response.set_rcode(dns.rcode.NOTIMP if query.opcode() != dns.opcode.QUERY else dns.rcode.FORMERR)
@@ -77,12 +79,28 @@ class DNSServer:
                 return self._reply(query, Answer(dns.rcode.SERVFAIL), authoritative=False)
             found = self._cluster_answer(name, rdtype)
             if found.chase is not None:
-                found = await self._chase(found, rdtype)
+                if not found.chase.is_subdomain(self.zone):
+                    return None
+                found = dataclasses.replace(found, answer=found.answer + lookup(
+                    self.view, self.zone, found.chase, rdtype).answer)
             return self._reply(query, found, authoritative=True)
         if rdtype == dns.rdatatype.PTR and any(name.is_subdomain(zone) for zone in _REVERSE) and self.ready():
             reverse = reverse_lookup(self.view, self.zone, name)
             if reverse is not None:
                 return self._reply(query, reverse, authoritative=True)
+        return None
+
+    async def answer(self, query: dns.message.Message) -> dns.message.Message:
+        local = self.answer_local(query)
+        if local is not None:
+            return local
+        question = query.question[0]
+        if question.name.is_subdomain(self.zone):  # an ExternalName out of the zone: CNAME + its target's records
+            found = self._cluster_answer(question.name, question.rdtype)
+            assert found.chase is not None
+            target = await self.forwarder.resolve(dns.message.make_query(found.chase, question.rdtype))
+            return self._reply(query, dataclasses.replace(found, answer=found.answer + target.answer),
+                               authoritative=True)
         return await self.forwarder.resolve(query)
 
     def _cluster_answer(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> Answer:
@@ -97,15 +115,6 @@ class DNSServer:
             found = self._answers[key] = lookup(self.view, self.zone, name, rdtype)
         return found
 
-    async def _chase(self, found: Answer, rdtype: dns.rdatatype.RdataType) -> Answer:
-        """An ExternalName's target, resolved and appended after its CNAME (CoreDNS does the same)."""
-        assert found.chase is not None
-        if found.chase.is_subdomain(self.zone):
-            chased = lookup(self.view, self.zone, found.chase, rdtype).answer
-        else:
-            chased = (await self.forwarder.resolve(dns.message.make_query(found.chase, rdtype))).answer
-        return dataclasses.replace(found, answer=found.answer + chased)
-
     @staticmethod
     def _reply(query: dns.message.Message, found: Answer, *, authoritative: bool) -> dns.message.Message:
         response = dns.message.make_response(query)
@@ -119,27 +128,15 @@ class DNSServer:
         return response
 
     async def handle(self, wire: bytes, *, udp: bool) -> bytes | None:
-        """The wire response to a wire query; over UDP cut to the client's size (512 bytes, or its
-        EDNS payload) with TC set when it does not fit."""
-        try:
-            query = dns.message.from_wire(wire)
-        except dns.exception.DNSException:
-            return _formerr(wire)
+        """The wire response to a wire query (see ``render`` for UDP's size limit)."""
+        query = parse(wire)
+        if not isinstance(query, dns.message.Message):
+            return query
         try:
             response = await self.answer(query)
         except Exception:
-            log.exception("answering %s", query.question)
-            response = dns.message.make_response(query)
-            response.set_rcode(dns.rcode.SERVFAIL)
-        if not udp:
-            return response.to_wire()
-        limit = max(_UDP_DEFAULT, query.payload) if query.edns >= 0 else _UDP_DEFAULT
-        try:
-            return response.to_wire(max_size=limit)
-        except dns.exception.TooBig:
-            response.answer, response.authority, response.additional = [], [], []
-            response.flags |= dns.flags.TC  # the client asks again over TCP
-            return response.to_wire()
+            response = _failed(query)
+        return render(query, response, udp=udp)
 
     # ------------------------------------------------------------ transports
 
@@ -178,6 +175,35 @@ class DNSServer:
             writer.close()
 
 
+def parse(wire: bytes) -> dns.message.Message | bytes | None:
+    """The query, or what to answer a malformed one (FORMERR, or silence without a header)."""
+    try:
+        return dns.message.from_wire(wire)
+    except dns.exception.DNSException:
+        return _formerr(wire)
+
+
+def _failed(query: dns.message.Message) -> dns.message.Message:
+    log.exception("answering %s", query.question)
+    response = dns.message.make_response(query)
+    response.set_rcode(dns.rcode.SERVFAIL)
+    return response
+
+
+def render(query: dns.message.Message, response: dns.message.Message, *, udp: bool) -> bytes:
+    """Wire format; over UDP cut to the client's size (512 bytes, or its EDNS payload), with TC set
+    and the sections emptied when it does not fit (the client asks again over TCP)."""
+    if not udp:
+        return response.to_wire()
+    limit = max(_UDP_DEFAULT, query.payload) if query.edns >= 0 else _UDP_DEFAULT
+    try:
+        return response.to_wire(max_size=limit)
+    except dns.exception.TooBig:
+        response.answer, response.authority, response.additional = [], [], []
+        response.flags |= dns.flags.TC
+        return response.to_wire()
+
+
 def _formerr(wire: bytes) -> bytes | None:
     """FORMERR echoing the id, when there is a header to echo (otherwise silence, as CoreDNS)."""
     if len(wire) < 12:
@@ -197,11 +223,31 @@ class _UDPProtocol(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        task = asyncio.ensure_future(self._respond(data, addr))
+        # answered in the callback when no I/O is needed (every cluster name): a task per query
+        # was a fifth of a cluster answer's CPU
+        query = parse(data)
+        if not isinstance(query, dns.message.Message):
+            if query is not None:
+                self._send(query, addr)
+            return
+        try:
+            response = self.server.answer_local(query)
+        except Exception:
+            response = _failed(query)
+        if response is not None:
+            self._send(render(query, response, udp=True), addr)
+            return
+        task = asyncio.ensure_future(self._respond(query, addr))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _respond(self, data: bytes, addr: tuple[str, int]) -> None:
-        response = await self.server.handle(data, udp=True)
-        if response is not None and self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(response, addr)
+    async def _respond(self, query: dns.message.Message, addr: tuple[str, int]) -> None:
+        try:
+            response = await self.server.answer(query)
+        except Exception:
+            response = _failed(query)
+        self._send(render(query, response, udp=True), addr)
+
+    def _send(self, wire: bytes, addr: tuple[str, int]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(wire, addr)
