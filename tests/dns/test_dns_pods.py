@@ -46,6 +46,8 @@ spec:
         pod.format(name="web-1", app="web", extra="", image=image, command=serve),
         pod.format(name="db-0", app="db", extra="  hostname: db-0\n  subdomain: db", image=image, command=serve),
         pod.format(name="client", app="client", extra="", image=image, command=json.dumps(LOOP)),
+        pod.format(name="hostnet", app="hostnet", image=image, command=json.dumps(LOOP),
+                   extra="  hostNetwork: true\n  dnsPolicy: ClusterFirstWithHostNet"),
         pod.format(name="custom", app="custom", image=image, command=json.dumps(LOOP),
                    extra="  dnsPolicy: None\n  dnsConfig:\n    nameservers: [192.0.2.53]\n"
                          "    searches: [example.test]\n    options: [{name: ndots, value: '2'}]"),
@@ -78,14 +80,14 @@ def agent(server: ServerProcess, podman: PodmanFixture, busybox_image: str,  # n
     proc = start_ready_agent(server, podman, tmp_path_factory.mktemp("agent"), NODE)
     server.kubectl("apply", "-f", "-", input=manifests(busybox_image))
     try:
-        for name in ("web-1", "db-0", "client", "custom"):
+        for name in ("web-1", "db-0", "client", "custom", "hostnet"):
             wait_for(lambda n=name: server.kubectl("get", "pod", n, "-o", "jsonpath={.status.phase}").stdout
                      == "Running", 60, f"{name} Running")
     except AssertionError:
         proc.stop()
         raise AssertionError(proc.log()) from None
     yield proc
-    server.kubectl("delete", "pod", "web-1", "db-0", "client", "custom", "--wait=false")
+    server.kubectl("delete", "pod", "web-1", "db-0", "client", "custom", "hostnet", "--wait=false")
     proc.stop()
 
 
@@ -144,3 +146,14 @@ def test_external_name_and_nxdomain(server: ServerProcess, agent: AgentProcess) 
     assert code == 0 and "canonical name = web.default.svc.cluster.local" in output and cluster_ip in output, output
     code, output = in_pod(server, "client", "nslookup nothere.default.svc.cluster.local")
     assert code != 0 and "NXDOMAIN" in output, output
+
+
+def test_host_network_pod_with_cluster_dns(server: ServerProcess, agent: AgentProcess) -> None:
+    """ClusterFirstWithHostNet: the cluster DNS from the host's network namespace; the node's hostname."""
+    import socket
+
+    _, resolv = in_pod(server, "hostnet", "cat /etc/resolv.conf")
+    assert f"nameserver {GATEWAY}\n" in resolv and "options ndots:5" in resolv
+    assert in_pod(server, "hostnet", "hostname")[1].strip() == socket.gethostname()
+    code, output = in_pod(server, "hostnet", "nslookup web.default.svc.cluster.local")
+    assert code == 0 and "Name:\tweb.default.svc.cluster.local" in output, output

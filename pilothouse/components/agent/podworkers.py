@@ -347,7 +347,9 @@ class PodWorker:
         sandbox_spec = ContainerSpec(
             name=f"k8s_POD_{metadata['name']}_{metadata.get('namespace')}_{self.uid}_{attempt}",
             image=PAUSE_IMAGE, command=PAUSE_COMMAND[:1], args=PAUSE_COMMAND[1:], labels=labels,
-            hostname=pod_hostname(self.pod, self.ctx.cluster_domain)[0], host_network=bool(spec.get("hostNetwork")),
+            # a hostNetwork pod keeps the node's hostname, as the kubelet leaves it
+            hostname=None if spec.get("hostNetwork") else pod_hostname(self.pod, self.ctx.cluster_domain)[0],
+            host_network=bool(spec.get("hostNetwork")),
             host_ports=host_ports)
         network = self.ctx.network
         if network is None or sandbox_spec.host_network or host_ports:
