@@ -7,6 +7,7 @@ NXDOMAIN for a missing name; a pod's hostname is its name, or spec.hostname with
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -19,7 +20,7 @@ from tests.agent.conftest import (  # noqa: F401  (fixtures)
     start_ready_agent,
     wait_for,
 )
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, start_server_process
 
 NODE = "dns-node"
 GATEWAY = "10.244.0.1"  # the agent's pod bridge (default --pod-cidr), where its DNS listens
@@ -157,3 +158,44 @@ def test_host_network_pod_with_cluster_dns(server: ServerProcess, agent: AgentPr
     assert in_pod(server, "hostnet", "hostname")[1].strip() == socket.gethostname()
     code, output = in_pod(server, "hostnet", "nslookup web.default.svc.cluster.local")
     assert code == 0 and "Name:\tweb.default.svc.cluster.local" in output, output
+
+
+def test_second_cluster_on_the_host_gets_a_dns_address_of_its_own(
+        server: ServerProcess, agent: AgentProcess, podman: PodmanFixture, busybox_image: str,  # noqa: F811
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Another cluster's agent on the same bridge finds the gateway's port 53 taken: it serves its DNS on
+    an address of the range put on the bridge, its pods resolve its Services there (not the first's)."""
+    directory = tmp_path_factory.mktemp("second")
+    other = start_server_process(directory / "server")
+    second = None
+    try:
+        second = start_ready_agent(other, podman, directory / "agent", "dns-node-2")
+        other.kubectl("create", "service", "clusterip", "other", "--tcp=80:80")
+        other.kubectl("apply", "-f", "-", input=f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: client2}}
+spec:
+  nodeName: dns-node-2
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{name: main, image: {busybox_image}, imagePullPolicy: IfNotPresent, command: ["/bin/sh", "-c", "{LOOP}"]}}
+""")
+        wait_for(lambda: other.kubectl("get", "pod", "client2", "-o", "jsonpath={.status.phase}").stdout
+                 == "Running", 60, "client2 Running")
+        _, resolv = in_pod(other, "client2", "cat /etc/resolv.conf")
+        nameserver = next(line.split()[1] for line in resolv.splitlines() if line.startswith("nameserver"))
+        assert nameserver != GATEWAY and nameserver.startswith("10.244."), resolv
+        cluster_ip = other.kubectl("get", "service", "other", "-o", "jsonpath={.spec.clusterIP}").stdout
+        code, output = in_pod(other, "client2", "nslookup other.default.svc.cluster.local")
+        assert code == 0 and f"Address: {cluster_ip}" in output, output
+        code, output = in_pod(other, "client2", "nslookup web.default.svc.cluster.local")  # the first cluster's
+        assert code != 0 and "NXDOMAIN" in output, output
+        other.kubectl("delete", "pod", "client2", "--wait=false")
+    finally:
+        if second is not None:
+            second.stop()
+        other.stop()
+    # the agent gave its address back when it stopped
+    assert f"inet {nameserver}/32" not in subprocess.run(["ip", "addr", "show", "pilothouse0"], capture_output=True,
+                                                          text=True).stdout

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -119,6 +120,7 @@ class Agent:
         self.factory = InformerFactory(self.client)
         self.ctx: PodContext | None = None
         self.dns: ClusterDNS | None = None
+        self._dns_address = ""  # an address of the bridge held for the DNS (not the gateway)
         self._tasks: list[asyncio.Task[None]] = []
         self.recorder = EventRecorder(self.client, "kubelet", host=options.node_name)
 
@@ -221,19 +223,37 @@ class Agent:
 
     async def _cluster_dns(self, network: PodNetwork | None) -> list[str]:
         """Serve cluster DNS on the pod bridge's gateway, which every pod on the bridge reaches
-        without the service proxy; the nameservers for ClusterFirst pods (none when it cannot)."""
+        without the service proxy; the nameservers for ClusterFirst pods (none when it cannot).
+        When another agent of this host (another cluster's, say) has the gateway's port, on an
+        address of the range of its own, put on the bridge (the same one again after a restart,
+        so that running pods keep their resolver)."""
         if network is None:
             log.warning("cluster DNS: no pod network of the agent's; ClusterFirst pods get the host's resolvers")
             return []
         server = ClusterDNS(self.client, domain=self.options.cluster_domain, factory=self.factory,
                             upstreams=host_nameservers(Path(self.options.resolv_conf)))
+        address = network.gateway
         try:
-            await server.start(network.gateway, 53)
-        except OSError as error:  # another agent of this host serves it (or port 53 is taken)
-            log.warning("cluster DNS on %s:53: %s; ClusterFirst pods get the host's resolvers", network.gateway, error)
+            try:
+                await server.start(address, 53)
+            except OSError as error:
+                if error.errno != errno.EADDRINUSE:
+                    raise
+                remembered = self.root_dir / "dns-address"
+                previous = remembered.read_text().strip() if remembered.exists() else ""
+                address = await network.hold_on_bridge(self._dns_owner, previous)
+                self._dns_address = address
+                remembered.write_text(address)
+                await server.start(address, 53)
+        except (OSError, PodNetworkError) as error:
+            log.warning("cluster DNS on %s:53: %s; ClusterFirst pods get the host's resolvers", address, error)
             return []
         self.dns = server
-        return [network.gateway]
+        return [address]
+
+    @property
+    def _dns_owner(self) -> str:
+        return f"dns:{self.options.node_name}@{self.root_dir}"
 
     async def stop(self, stop_containers: bool = False) -> None:
         """Stop the agent; containers keep running unless ``stop_containers`` (then gracefully)."""
@@ -253,6 +273,8 @@ class Agent:
             await asyncio.gather(*(stop_pod(w) for w in workers), return_exceptions=True)
         if self.dns is not None:
             await self.dns.stop()
+        if self._dns_address and self.ctx is not None and self.ctx.network is not None:
+            await self.ctx.network.drop_from_bridge(self._dns_address, self._dns_owner)
         await self.factory.stop()
         if self.streaming is not None:
             await self.streaming.stop()

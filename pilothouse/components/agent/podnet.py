@@ -28,6 +28,7 @@ import logging
 import os
 import secrets
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -36,6 +37,8 @@ __all__ = ["PodNetwork", "PodNetworkError", "hosts_file"]
 log = logging.getLogger("pilothouse.agent.podnet")
 
 IPAM_ROOT = Path("/run/pilothouse/ipam")
+#: owners of addresses put on the bridge itself (``hold_on_bridge``), not given to a pod
+HOST_OWNER = "host:"
 #: an address allocated but not wired for this long belongs to an agent that died in between
 _UNWIRED_GRACE = 300.0
 
@@ -134,6 +137,10 @@ class PodNetwork:
             except FileExistsError:
                 if not self._stale(path):
                     return False
+                with contextlib.suppress(OSError):
+                    if path.read_text().startswith(HOST_OWNER):  # a dead agent's: off the bridge first
+                        subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", self.bridge],
+                                       capture_output=True, check=False)
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                 continue
@@ -160,6 +167,21 @@ class PodNetwork:
         with contextlib.suppress(OSError):
             if path.read_text().partition("\n")[0] == owner:
                 path.unlink()
+
+    async def hold_on_bridge(self, owner: str, preferred: str = "") -> str:
+        """An address of the range put on the bridge itself for this process (while it lives), e.g.
+        for a second agent's DNS when the gateway's is taken; ``preferred`` (the last one) if free."""
+        owner = HOST_OWNER + owner
+        address = preferred if preferred and self._claim(preferred, owner) else self.allocate(owner)
+        (self.ipam_dir / address).write_text(f"{owner}\n{os.getpid()}")
+        with contextlib.suppress(PodNetworkError):  # "File exists": still there from the last run
+            await _ip(["ip"], f"addr add {address}/32 dev {self.bridge}\n")
+        return address
+
+    async def drop_from_bridge(self, address: str, owner: str) -> None:
+        with contextlib.suppress(PodNetworkError):
+            await _ip(["ip"], f"addr del {address}/32 dev {self.bridge}\n")
+        self.release(address, HOST_OWNER + owner)
 
     # --------------------------------------------------------------- wiring
 
