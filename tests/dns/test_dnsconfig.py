@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pilothouse.components.agent.dnsconfig import parse_resolv_conf, pod_dns_config, pod_hostname
+from pilothouse.components.agent.dnsconfig import parse_resolv_conf, pod_dns_config, pod_hostname, sandbox_hostname
 from pilothouse.components.agent.podnet import hosts_file
 
 HOST = parse_resolv_conf("# host\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch corp.example. lab.example\n"
@@ -76,3 +76,10 @@ def test_hostname_and_fqdn() -> None:
                        [{"ip": "127.0.0.2", "hostnames": ["foo.local", "bar.local"]}])
     assert "10.244.0.9\tdb-0.db.team.svc.cluster.local\tdb-0\n" in hosts
     assert hosts.endswith("# Entries added by HostAliases.\n127.0.0.2\tfoo.local\tbar.local\n")
+
+
+def test_set_hostname_as_fqdn() -> None:
+    assert sandbox_hostname(pod(hostname="db-0", subdomain="db"), "cluster.local") == "db-0"
+    assert sandbox_hostname(pod(hostname="db-0", subdomain="db", setHostnameAsFQDN=True), "cluster.local") \
+        == "db-0.db.team.svc.cluster.local"
+    assert sandbox_hostname(pod(setHostnameAsFQDN=True), "cluster.local") == "web-0"  # no subdomain: no FQDN

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DNSConfig", "parse_resolv_conf", "pod_dns_config", "pod_hostname"]
+__all__ = ["DNSConfig", "parse_resolv_conf", "pod_dns_config", "pod_hostname", "sandbox_hostname"]
 
 Object = dict[str, Any]
 
@@ -138,3 +138,12 @@ def pod_hostname(pod: Object, cluster_domain: str) -> tuple[str, str]:
     domain = f"{subdomain}.{metadata.get('namespace') or 'default'}.svc.{cluster_domain}" \
         if subdomain and cluster_domain else ""
     return hostname, domain
+
+
+def sandbox_hostname(pod: Object, cluster_domain: str) -> str:
+    """The kernel hostname of the pod: its hostname, or its FQDN with ``spec.setHostnameAsFQDN``
+    (cut to the kernel's 64 characters, where the kubelet refuses the pod instead)."""
+    hostname, domain = pod_hostname(pod, cluster_domain)
+    if (pod.get("spec") or {}).get("setHostnameAsFQDN") and domain:
+        return f"{hostname}.{domain}"[:64]
+    return hostname

@@ -26,7 +26,13 @@ from typing import Any
 from pilothouse.client import errors
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.agent.backoff import Backoff, format_duration
-from pilothouse.components.agent.dnsconfig import DNSConfig, parse_resolv_conf, pod_dns_config, pod_hostname
+from pilothouse.components.agent.dnsconfig import (
+    DNSConfig,
+    parse_resolv_conf,
+    pod_dns_config,
+    pod_hostname,
+    sandbox_hostname,
+)
 from pilothouse.components.agent.env import ConfigError, expand, make_environment
 from pilothouse.components.agent.images import ImageManager, ImagePullFailure
 from pilothouse.components.agent.podnet import PodNetwork, PodNetworkError, hosts_file
@@ -348,7 +354,7 @@ class PodWorker:
             name=f"k8s_POD_{metadata['name']}_{metadata.get('namespace')}_{self.uid}_{attempt}",
             image=PAUSE_IMAGE, command=PAUSE_COMMAND[:1], args=PAUSE_COMMAND[1:], labels=labels,
             # a hostNetwork pod keeps the node's hostname, as the kubelet leaves it
-            hostname=None if spec.get("hostNetwork") else pod_hostname(self.pod, self.ctx.cluster_domain)[0],
+            hostname=None if spec.get("hostNetwork") else sandbox_hostname(self.pod, self.ctx.cluster_domain),
             host_network=bool(spec.get("hostNetwork")),
             host_ports=host_ports)
         network = self.ctx.network
