@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import platformdirs
 
+from pilothouse.cli import hostsetup
 from pilothouse.cli.authflags import auth_options, share_loopback_token
 from pilothouse.machinery.errors import StatusError
 from pilothouse.store.interface import StoreError
@@ -466,7 +467,8 @@ if __name__ == "__main__":  # pragma: no cover
 @click.option("--node-labels", default="", help="Labels to register the node with: k=v,k2=v2.")
 @click.option("--register-node", type=bool, default=True, show_default=True,
               help="false: wait for a Node registered by hand (the seed's manual registration) and adopt it.")
-@click.option("--manifests-dir", default=None, help="Static pod manifests (the seed: /etc/kubernetes/manifests).")
+@click.option("--pod-manifest-path", "--manifests-dir", "manifests_dir", default=None,
+              help="Static pod manifests (kubelet's staticPodPath; the seed: /etc/kubernetes/manifests).")
 @click.option("--address", default="127.0.0.1", show_default=True, help="Address the agent serves logs/exec on.")
 @click.option("--port", type=int, default=10250, show_default=True)
 @click.option("--node-ip", default=None, help="The node's InternalIP (default: --address).")
@@ -550,6 +552,10 @@ def up(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, et
     config.auth = auth
     _run(bring_up(config, node_name=node_name, node_labels=node_labels, agent_port=agent_port,
                          verbose=verbose, pod_cidr=pod_cidr))
+
+
+for _command in hostsetup.COMMANDS:  # cloud-config, install, uninstall
+    main.add_command(_command)
 
 
 from pilothouse.cli.dnscmd import dns_command  # noqa: E402  (it uses the helpers above)

@@ -117,6 +117,10 @@ class Agent:
         self.simulated: SimulatedNodes | None = None
         self.workers: dict[str, PodWorker] = {}
         self.static_pods: dict[str, Object] = {}
+        #: mirrors of static pods whose manifest went while the API was out of reach: (namespace, name)
+        self._stale_mirrors: list[tuple[str, str]] = []
+        #: the node is registered and this node's pods are listed: mirrors can be written
+        self.pods_synced = asyncio.Event()
         self.factory = InformerFactory(self.client)
         self.ctx: PodContext | None = None
         self.dns: ClusterDNS | None = None
@@ -181,6 +185,10 @@ class Agent:
         # starts knowing it has none, instead of asking the engine (see PodWorker._known).
         listed = await self.runtime.list_containers({LABEL_AGENT: self.ctx.agent_id})
         self.ctx.engine_uids = {s.labels.get(LABEL_POD_UID, "") for s in listed}
+        if options.manifests_dir:
+            # kubelet's file source: static pods run before any API server answers (which is how a
+            # control plane can itself be static pods); their mirrors follow once the pods are synced
+            self._tasks.append(asyncio.create_task(self._static_loop(), name="agent-static"))
         await self.node.register()
         self.node.start()
         informer = self.factory.informer(PODS, field_selector=f"spec.nodeName={options.node_name}")
@@ -188,9 +196,8 @@ class Agent:
         self.factory.start()
         self._tasks.append(asyncio.create_task(self._events_loop(), name="agent-events"))
         await informer.wait_synced()
+        self.pods_synced.set()
         self._tasks.append(asyncio.create_task(self._relist_loop(), name="agent-relist"))
-        if options.manifests_dir:
-            self._tasks.append(asyncio.create_task(self._static_loop(), name="agent-static"))
 
     async def _start_runtime(self) -> ContainerRuntime:
         endpoint = self.options.runtime_endpoint
@@ -363,32 +370,48 @@ class Agent:
     # --------------------------------------------------------- static pods
 
     async def _static_loop(self) -> None:
-        assert self.options.manifests_dir is not None and self.ctx is not None and self.node is not None
+        assert self.options.manifests_dir is not None
         directory = Path(self.options.manifests_dir)
-        informer = self.factory.informer(PODS, field_selector=f"spec.nodeName={self.options.node_name}")
         while True:
             try:
                 current = await asyncio.to_thread(load_manifests, directory, self.options.node_name)
-                for uid in [u for u in self.static_pods if u not in current]:
-                    old = self.static_pods.pop(uid)
-                    worker = self.workers.get(uid)
-                    if worker is not None:
-                        worker.deleted = True
-                        worker.kick()
-                    if not any(p["metadata"]["name"] == old["metadata"]["name"] for p in current.values()):
-                        with contextlib.suppress(errors.NotFoundError):
-                            await self.client.delete(PODS, old["metadata"]["name"], old["metadata"]["namespace"],
-                                                     grace_period_seconds=0)
-                for uid, pod in current.items():
-                    if uid not in self.static_pods:
-                        self.static_pods[uid] = pod
-                        worker = PodWorker(self.ctx, pod, static=True, on_finished=self._finished)
-                        self.workers[uid] = worker
-                        worker.start()
-                    await self._sync_mirror(pod, informer.get(object_key(pod)))
+                self._run_static_pods(current)
+                if self.pods_synced.is_set():
+                    await self._sync_mirrors(current)
             except (errors.APIError, errors.ConnectionFailed, OSError) as error:
                 log.warning("static pods: %s", error)
             await asyncio.sleep(2.0)
+
+    def _run_static_pods(self, current: dict[str, Object]) -> None:
+        """Start a worker for each new manifest; stop those whose file changed or went (no API needed)."""
+        assert self.ctx is not None
+        for uid in [u for u in self.static_pods if u not in current]:
+            old = self.static_pods.pop(uid)
+            worker = self.workers.get(uid)
+            if worker is not None:
+                worker.deleted = True
+                worker.kick()
+            if not any(p["metadata"]["name"] == old["metadata"]["name"] for p in current.values()):
+                self._stale_mirrors.append((old["metadata"]["namespace"], old["metadata"]["name"]))
+        for uid, pod in current.items():
+            if uid not in self.static_pods:
+                self.static_pods[uid] = pod
+                worker = PodWorker(self.ctx, pod, static=True, on_finished=self._finished)
+                self.workers[uid] = worker
+                worker.start()
+
+    async def _sync_mirrors(self, current: dict[str, Object]) -> None:
+        informer = self.factory.informer(PODS, field_selector=f"spec.nodeName={self.options.node_name}")
+        live = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in current.values()}
+        # a manifest that came back under the same name keeps its mirror (updated below if it differs)
+        self._stale_mirrors = [key for key in self._stale_mirrors if key not in live]
+        while self._stale_mirrors:
+            namespace, name = self._stale_mirrors[0]
+            with contextlib.suppress(errors.NotFoundError):
+                await self.client.delete(PODS, name, namespace, grace_period_seconds=0)
+            self._stale_mirrors.pop(0)
+        for pod in current.values():
+            await self._sync_mirror(pod, informer.get(object_key(pod)))
 
     async def _sync_mirror(self, pod: Object, mirror: Object | None) -> None:
         assert self.node is not None
