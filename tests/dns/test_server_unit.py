@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.opcode
 import dns.rcode
 
@@ -73,3 +74,13 @@ def test_render_and_parse_round_trip() -> None:
     query = parse(dns.message.make_query("x.", "A").to_wire())
     assert isinstance(query, dns.message.Message)
     assert dns.message.from_wire(render(query, dns.message.make_response(query), udp=True)).id == query.id
+
+
+def test_another_cluster_domain() -> None:
+    """The seed's ``--cluster-domain=kube.local``: the zone is a parameter, nothing else changes."""
+    dns_server = DNSServer(ListView(services=[service("web")]), Forwarder([]), dns.name.from_text("kube.local."))
+    response = dns_server.answer_local(dns.message.make_query("web.default.svc.kube.local.", "A"))
+    assert response is not None and [rd.to_text() for rd in response.answer[0]] == ["10.96.0.20"]
+    missing = dns_server.answer_local(dns.message.make_query("nope.default.svc.kube.local.", "A"))
+    assert missing is not None and missing.authority[0].name.to_text() == "kube.local."
+    assert dns_server.answer_local(dns.message.make_query("web.default.svc.cluster.local.", "A")) is None  # not ours

@@ -38,6 +38,7 @@ class ClusterDNS:
         self.server = DNSServer(self.view, self.forwarder, dns.name.from_text(domain.rstrip(".") + "."),
                                 ready=lambda: self.view.synced)
         self.port = 0
+        self._watchdog: asyncio.Task[None] | None = None
 
     async def start(self, host: str, port: int = 53) -> None:
         """Listen first (queries are SERVFAIL for cluster names until the informers have listed)."""
@@ -49,12 +50,24 @@ class ClusterDNS:
                 informer.start()
         log.info("cluster DNS on %s:%d for %s, upstream %s", host, self.port, self.server.zone,
                  self.forwarder.upstreams or "none")
+        self._watchdog = asyncio.create_task(self._warn_unsynced(), name="dns-sync-watchdog")
+
+    async def _warn_unsynced(self, after: float = 15.0) -> None:
+        """Say so when the informers cannot list (most often: no RBAC for services, endpointslices or
+        namespaces), since cluster names are SERVFAIL until they do."""
+        try:
+            await self.wait_synced(after)
+        except TimeoutError:
+            log.warning("cluster DNS: not synced with the API after %.0fs (list/watch of services, "
+                        "endpointslices and namespaces allowed?); cluster names answer SERVFAIL", after)
 
     async def wait_synced(self, timeout: float | None = None) -> None:
         await asyncio.gather(*(i.wait_synced(timeout) for i in
                                (self.view.services, self.view.endpoint_slices, self.view.namespaces)))
 
     async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         await self.server.stop()
         if self._own_factory:
             await self.factory.stop()
