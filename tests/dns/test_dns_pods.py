@@ -108,6 +108,10 @@ def test_resolv_conf_by_dns_policy(server: ServerProcess, agent: AgentProcess) -
     assert lines[1:] == [f"nameserver {GATEWAY}", "options ndots:5"]
     _, custom = in_pod(server, "custom", "cat /etc/resolv.conf")
     assert custom == "search example.test\nnameserver 192.0.2.53\noptions ndots:2\n"
+    # the DNS port is open to the bridge even where INPUT drops by default
+    for protocol in ("udp", "tcp"):
+        assert subprocess.run(["iptables", "-w", "-C", "INPUT", "-i", "pilothouse0", "-d", GATEWAY, "-p", protocol,
+                               "--dport", "53", "-j", "ACCEPT"], capture_output=True).returncode == 0
 
 
 def test_nslookup_service_by_short_and_full_name(server: ServerProcess, agent: AgentProcess) -> None:

@@ -255,6 +255,7 @@ class Agent:
         except (OSError, PodNetworkError) as error:
             log.warning("cluster DNS on %s:53: %s; ClusterFirst pods get the host's resolvers", address, error)
             return []
+        await network.accept_local(address, 53)
         self.dns = server
         return [address]
 

@@ -116,6 +116,16 @@ class PodNetwork:
             if not await _ensure_rule("filter", "FORWARD", [direction, self.bridge, "-j", "ACCEPT"], first=True):
                 log.warning("could not add a FORWARD rule for %s", self.bridge)
 
+    async def accept_local(self, address: str, port: int) -> None:
+        """Let the bridge's pods reach a service of the host on ``address:port`` (the agent's DNS) where
+        INPUT drops by default (a firewalld host), as NodeLocal DNSCache opens its address; idempotent."""
+        if not shutil.which("iptables"):
+            return
+        for protocol in ("udp", "tcp"):
+            rule = ["-i", self.bridge, "-d", address, "-p", protocol, "--dport", str(port), "-j", "ACCEPT"]
+            if not await _ensure_rule("filter", "INPUT", rule, first=True):
+                log.warning("could not open %s/%d on %s for the pods", protocol, port, address)
+
     # ----------------------------------------------------------------- IPAM
 
     def allocate(self, owner: str) -> str:
