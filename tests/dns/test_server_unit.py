@@ -84,3 +84,10 @@ def test_another_cluster_domain() -> None:
     missing = dns_server.answer_local(dns.message.make_query("nope.default.svc.kube.local.", "A"))
     assert missing is not None and missing.authority[0].name.to_text() == "kube.local."
     assert dns_server.answer_local(dns.message.make_query("web.default.svc.cluster.local.", "A")) is None  # not ours
+
+
+def test_answer_names_echo_the_query_case() -> None:
+    dns_server = server(ListView(services=[service("web")]))
+    for name in ("web.default.svc.cluster.local.", "WEB.Default.svc.cluster.local."):
+        response = dns_server.answer_local(dns.message.make_query(name, "A"))
+        assert response is not None and response.answer[0].name.to_text() == name

@@ -60,7 +60,7 @@ class DNSServer:
     #: false until the view's informers have listed once: cluster names are SERVFAIL until then
     ready: Callable[[], bool] = lambda: True
     _transports: list[asyncio.BaseTransport | asyncio.Server] = field(default_factory=list)
-    _answers: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], Answer] = field(default_factory=dict)
+    _answers: dict[tuple[tuple[bytes, ...], dns.rdatatype.RdataType], Answer] = field(default_factory=dict)
     _generation: int = -1
 
     # ------------------------------------------------------------ answering
@@ -109,7 +109,7 @@ class DNSServer:
         if self._generation != self.view.generation or len(self._answers) > _ANSWER_CACHE:
             self._answers.clear()
             self._generation = self.view.generation
-        key = (name, rdtype)
+        key = (name.labels, rdtype)  # the labels keep the query's case, which the answer's names echo
         found = self._answers.get(key)
         if found is None:
             found = self._answers[key] = lookup(self.view, self.zone, name, rdtype)
