@@ -43,6 +43,8 @@ class ClusterDNS:
     async def start(self, host: str, port: int = 53) -> None:
         """Listen first (queries are SERVFAIL for cluster names until the informers have listed)."""
         self.port = await self.server.start(host, port)
+        # never itself as an upstream (a host whose resolv.conf names the cluster DNS): a forwarding loop
+        self.forwarder.upstreams = [u for u in self.forwarder.upstreams if u != (host, self.port)]
         if self._own_factory:
             self.factory.start()
         else:
