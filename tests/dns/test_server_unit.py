@@ -91,3 +91,20 @@ def test_answer_names_echo_the_query_case() -> None:
     for name in ("web.default.svc.cluster.local.", "WEB.Default.svc.cluster.local."):
         response = dns_server.answer_local(dns.message.make_query(name, "A"))
         assert response is not None and response.answer[0].name.to_text() == name
+
+
+def test_replies_remembered_by_question_until_the_cluster_changes() -> None:
+    view = ListView(services=[service("web")])
+    dns_server = server(view)
+    query = dns.message.make_query("web.default.svc.cluster.local.", "A")
+    wire = query.to_wire()
+    assert dns_server.cached_reply(wire) is None
+    response = dns_server.answer_local(query)
+    assert response is not None
+    reply = render(query, response, udp=True)
+    dns_server.remember_reply(wire, reply, response)
+    again = dns.message.make_query("web.default.svc.cluster.local.", "A")
+    hit = dns_server.cached_reply(again.to_wire())
+    assert hit is not None and dns.message.from_wire(hit).id == again.id and hit[2:] == reply[2:]
+    view.generation += 1
+    assert dns_server.cached_reply(wire) is None

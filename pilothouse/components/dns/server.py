@@ -62,6 +62,8 @@ class DNSServer:
     _transports: list[asyncio.BaseTransport | asyncio.Server] = field(default_factory=list)
     _answers: dict[tuple[tuple[bytes, ...], dns.rdatatype.RdataType], Answer] = field(default_factory=dict)
     _generation: int = -1
+    #: UDP replies as sent, by the query's bytes after its id: a repeated question costs a dict lookup
+    _wires: dict[bytes, bytes] = field(default_factory=dict)
 
     # ------------------------------------------------------------ answering
 
@@ -108,6 +110,7 @@ class DNSServer:
         costs more than the rest of a query's handling together (bench/dns.py)."""
         if self._generation != self.view.generation or len(self._answers) > _ANSWER_CACHE:
             self._answers.clear()
+            self._wires.clear()
             self._generation = self.view.generation
         key = (name.labels, rdtype)  # the labels keep the query's case, which the answer's names echo
         found = self._answers.get(key)
@@ -126,6 +129,19 @@ class DNSServer:
                            for rrset in found.answer]
         response.authority, response.additional = found.authority, found.additional
         return response
+
+    def cached_reply(self, wire: bytes) -> bytes | None:
+        """The reply sent to the same question (same bytes but the id) since the cluster last changed."""
+        if self._generation != self.view.generation:
+            return None
+        hit = self._wires.get(wire[2:])
+        return wire[:2] + hit if hit is not None else None
+
+    def remember_reply(self, wire: bytes, reply: bytes, response: dns.message.Message) -> None:
+        """Keep a cluster answer's bytes, unless its addresses are shuffled per reply or it is an error."""
+        if response.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) and len(self._wires) < _ANSWER_CACHE and \
+                not any(len(rrset) > 1 and rrset.rdtype in _SHUFFLED for rrset in response.answer):
+            self._wires[wire[2:]] = reply[2:]
 
     async def handle(self, wire: bytes, *, udp: bool) -> bytes | None:
         """The wire response to a wire query (see ``render`` for UDP's size limit)."""
@@ -225,6 +241,10 @@ class _UDPProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         # answered in the callback when no I/O is needed (every cluster name): a task per query
         # was a fifth of a cluster answer's CPU
+        hit = self.server.cached_reply(data)
+        if hit is not None:
+            self._send(hit, addr)
+            return
         query = parse(data)
         if not isinstance(query, dns.message.Message):
             if query is not None:
@@ -235,7 +255,9 @@ class _UDPProtocol(asyncio.DatagramProtocol):
         except Exception:
             response = _failed(query)
         if response is not None:
-            self._send(render(query, response, udp=True), addr)
+            reply = render(query, response, udp=True)
+            self.server.remember_reply(data, reply, response)
+            self._send(reply, addr)
             return
         task = asyncio.ensure_future(self._respond(query, addr))
         self._tasks.add(task)
