@@ -68,12 +68,13 @@ class _Entry:
 
 
 def _cache_ttl(response: dns.message.Message) -> float:
-    """RFC 2308: a denial lives for its SOA's minimum; an answer for its smallest TTL."""
+    """RFC 2308: a denial lives for its SOA's minimum (not at all without one); an answer for its
+    smallest TTL."""
     if response.rcode() == dns.rcode.NXDOMAIN or not response.answer:
         ttls = [min(rrset.ttl, rrset[0].minimum) for rrset in response.authority if rrset.rdtype == dns.rdatatype.SOA]
     else:
         ttls = [rrset.ttl for rrset in response.answer]
-    return float(min([MAX_TTL, *ttls]))
+    return float(min([MAX_TTL, *ttls])) if ttls else 0.0
 
 
 def _aged(rrsets: list[dns.rrset.RRset], cap: float, elapsed: int) -> list[dns.rrset.RRset]:
