@@ -130,10 +130,14 @@ def _collect_tls(ctx: click.Context, param: click.Parameter, value: Any) -> None
 
 def tls_options(function: click.decorators.FC) -> click.decorators.FC:
     options = [
-        click.option("--secure", is_flag=True, expose_value=False, callback=_collect_tls,
+        # pflag's bool syntax (--secure, --secure=false), as kube-apiserver users spell booleans. On by
+        # default (issue 11: closed like kubeadm and k3s); --secure=false serves plain HTTP.
+        click.option("--secure", type=click.BOOL, default=True, is_flag=False, flag_value=True, show_default=True,
+                     expose_value=False, callback=_collect_tls,
                      help="Serve HTTPS with the cluster CA in <data-dir>/pki (created on first start) and "
                           "authenticate x509 client certificates; the written kubeconfig embeds an admin "
-                          "certificate."),
+                          "certificate. --secure=false: plain HTTP (with --authorization-mode=AlwaysAllow, "
+                          "every caller is system:admin, for a throwaway cluster on loopback)."),
         click.option("--tls-cert-file", default=None, expose_value=False, callback=_collect_tls,
                      help="Serving certificate (PEM, may hold its chain) instead of one signed by the cluster CA."),
         click.option("--tls-private-key-file", default=None, expose_value=False, callback=_collect_tls,
@@ -372,11 +376,15 @@ def scheduler(server_url: str | None, kubeconfig: str | None, leader_elect: bool
               help="CA bundle published to every namespace as the kube-root-ca.crt ConfigMap.")
 @click.option("--cluster-signing-cert-file", default="", help="CA certificate the CSR signer signs with.")
 @click.option("--cluster-signing-key-file", default="", help="Its private key.")
+@click.option("--use-service-account-credentials", type=click.BOOL, default=True, is_flag=False, flag_value=True,
+              show_default=True, help="Each controller acts as its own service account in kube-system (as kubeadm "
+                                      "runs kube-controller-manager); false: all act as this component's identity.")
 @leader_election_options
 @click.option("-v", "--verbose", count=True)
 def controller_manager(server_url: str | None, kubeconfig: str | None, controllers: str,
                        node_monitor_grace_period: float, pod_eviction_timeout: float, root_ca_file: str,
-                       cluster_signing_cert_file: str, cluster_signing_key_file: str, leader_elect: bool,
+                       cluster_signing_cert_file: str, cluster_signing_key_file: str,
+                       use_service_account_credentials: bool, leader_elect: bool,
                        leader_elect_lease_duration: float, leader_elect_renew_deadline: float,
                        leader_elect_retry_period: float, verbose: int) -> None:
     """Run the controller manager against an API server."""
@@ -391,7 +399,7 @@ def controller_manager(server_url: str | None, kubeconfig: str | None, controlle
         "root_ca_file": root_ca_file,
         "cluster_signing_cert_file": cluster_signing_cert_file,
         "cluster_signing_key_file": cluster_signing_key_file,
-    })
+    }, use_service_account_credentials=use_service_account_credentials)
     _run_component("kube-controller-manager", target, manager.run, leader_elect,
                    leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period)
 
@@ -450,8 +458,8 @@ def kubeconfig_command(data_dir: Path, user: str, groups: tuple[str, ...], serve
         credentials = cluster_pki.issue_client(user, groups)
         ca_pem = cluster_pki.ca_cert_path.read_bytes()
     except (OSError, KeyError, IndexError, RuntimeError) as error:
-        raise click.ClickException(f"no secure cluster in {data_dir} (start `pilothouse server --secure` "
-                                   f"first): {error}") from None
+        raise click.ClickException(f"no secure cluster in {data_dir} (start `pilothouse server` there "
+                                   f"first, without --secure=false): {error}") from None
     document = build_kubeconfig(server_url, user=user, ca_pem=ca_pem, cert_pem=credentials.cert_pem,
                                 key_pem=credentials.key_pem)
     click.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
