@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pilothouse.components.agent.dnsconfig import parse_resolv_conf, pod_dns_config, pod_hostname, sandbox_hostname
+from pilothouse.components.agent.dnsconfig import (
+    name_files,
+    parse_resolv_conf,
+    pod_dns_config,
+    pod_hostname,
+    sandbox_hostname,
+)
 from pilothouse.components.agent.podnet import hosts_file
 
 HOST = parse_resolv_conf("# host\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch corp.example. lab.example\n"
@@ -83,3 +89,12 @@ def test_set_hostname_as_fqdn() -> None:
     assert sandbox_hostname(pod(hostname="db-0", subdomain="db", setHostnameAsFQDN=True), "cluster.local") \
         == "db-0.db.team.svc.cluster.local"
     assert sandbox_hostname(pod(setHostnameAsFQDN=True), "cluster.local") == "web-0"  # no subdomain: no FQDN
+
+
+def test_name_files_hosts_only_on_the_bridge() -> None:
+    subdomained = pod(hostname="db-0", subdomain="db")
+    files, warnings = name_files(subdomained, "10.244.0.9", HOST, ["10.244.0.1"], "cluster.local")
+    assert set(files) == {"/etc/resolv.conf", "/etc/hosts"} and warnings == []
+    assert "10.244.0.9\tdb-0.db.team.svc.cluster.local\tdb-0\n" in files["/etc/hosts"]
+    engine_networked, warned = name_files(pod(), "", HOST, [], "cluster.local")
+    assert set(engine_networked) == {"/etc/resolv.conf"} and [r for r, _ in warned] == ["MissingClusterDNS"]

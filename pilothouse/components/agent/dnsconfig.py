@@ -22,9 +22,13 @@ instead, which a single flag cannot do for every host).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["DNSConfig", "parse_resolv_conf", "pod_dns_config", "pod_hostname", "sandbox_hostname"]
+from pilothouse.components.agent.podnet import hosts_file
+
+__all__ = ["DNSConfig", "host_resolv_conf", "name_files", "parse_resolv_conf", "pod_dns_config", "pod_hostname",
+           "sandbox_hostname"]
 
 Object = dict[str, Any]
 
@@ -147,3 +151,25 @@ def sandbox_hostname(pod: Object, cluster_domain: str) -> str:
     if (pod.get("spec") or {}).get("setHostnameAsFQDN") and domain:
         return f"{hostname}.{domain}"[:64]
     return hostname
+
+
+def host_resolv_conf(path: str) -> DNSConfig:
+    """The node's resolver configuration (kubelet's ``--resolv-conf``; empty or unreadable: none)."""
+    try:
+        return parse_resolv_conf(Path(path).read_text()) if path else DNSConfig()
+    except OSError:
+        return DNSConfig()
+
+
+def name_files(pod: Object, pod_ip: str, host: DNSConfig, cluster_dns: list[str],
+               cluster_domain: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """{path in the container: content} and the warnings: /etc/resolv.conf for every pod, /etc/hosts
+    (localhost, then the pod's address with its FQDN and hostname, then ``hostAliases``) for a pod with
+    an address of the agent's bridge (``pod_ip``; the engine, which gave the sandbox no network, would
+    name the pod 127.0.0.1)."""
+    config = pod_dns_config(pod, host, cluster_dns, cluster_domain)
+    files = {"/etc/resolv.conf": config.render()}
+    if pod_ip:
+        hostname, domain = pod_hostname(pod, cluster_domain)
+        files["/etc/hosts"] = hosts_file(hostname, pod_ip, domain, (pod.get("spec") or {}).get("hostAliases"))
+    return files, config.warnings

@@ -26,16 +26,10 @@ from typing import Any
 from pilothouse.client import errors
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.agent.backoff import Backoff, format_duration
-from pilothouse.components.agent.dnsconfig import (
-    DNSConfig,
-    parse_resolv_conf,
-    pod_dns_config,
-    pod_hostname,
-    sandbox_hostname,
-)
+from pilothouse.components.agent.dnsconfig import host_resolv_conf, name_files, sandbox_hostname
 from pilothouse.components.agent.env import ConfigError, expand, make_environment
 from pilothouse.components.agent.images import ImageManager, ImagePullFailure
-from pilothouse.components.agent.podnet import PodNetwork, PodNetworkError, hosts_file
+from pilothouse.components.agent.podnet import PodNetwork, PodNetworkError
 from pilothouse.components.agent.probes import ContainerProbes, run_handler
 from pilothouse.components.agent.runtime.docker import PAUSE_COMMAND, PAUSE_IMAGE, oom_killed_ids
 from pilothouse.components.agent.runtime.interface import (
@@ -394,37 +388,25 @@ class PodWorker:
             self.ctx.network.release(sandbox.labels[LABEL_POD_IP], sandbox.name)
 
     def _name_files(self, sandbox: ContainerState) -> list[Mount]:
-        """/etc/resolv.conf by the pod's dnsPolicy (see ``dnsconfig``) for every pod, and /etc/hosts
-        with the pod's name (and FQDN) for a pod on the agent's network (the engine, which gave the
-        sandbox no network, would name the pod 127.0.0.1), both as the kubelet writes them."""
+        """/etc/resolv.conf and /etc/hosts as the kubelet writes them (see ``dnsconfig.name_files``),
+        kept in the pod's directory and mounted into each container."""
         ctx = self.ctx
+        on_bridge = bool(sandbox.labels.get(LABEL_POD_IP))
+        files, warnings = name_files(self.pod, sandbox.ip if on_bridge else "", host_resolv_conf(ctx.resolv_conf),
+                                     ctx.cluster_dns, ctx.cluster_domain)
+        for reason, message in warnings:
+            if (reason, message) not in self._dns_warned:  # once per pod, not per container start
+                self._dns_warned.add((reason, message))
+                ctx.event(self.pod, "Warning", reason, message)
         directory = pod_dir(ctx.root_dir, self.uid)
         directory.mkdir(parents=True, exist_ok=True)
-        hostname, domain = pod_hostname(self.pod, ctx.cluster_domain)
-        files = {"resolv.conf": ("/etc/resolv.conf", self._resolv_conf())}
-        if sandbox.labels.get(LABEL_POD_IP):
-            aliases = (self.pod.get("spec") or {}).get("hostAliases")
-            files["etc-hosts"] = ("/etc/hosts", hosts_file(hostname, sandbox.ip, domain, aliases))
         mounts = []
-        for name, (target, content) in files.items():
-            path = directory / name
+        for target, content in files.items():
+            path = directory / ("etc-hosts" if target == "/etc/hosts" else "resolv.conf")
             if not path.exists() or path.read_text() != content:
                 path.write_text(content)
             mounts.append(Mount(str(path), target))
         return mounts
-
-    def _resolv_conf(self) -> str:
-        ctx = self.ctx
-        try:
-            host = parse_resolv_conf(Path(ctx.resolv_conf).read_text()) if ctx.resolv_conf else DNSConfig()
-        except OSError:
-            host = DNSConfig()
-        config = pod_dns_config(self.pod, host, ctx.cluster_dns, ctx.cluster_domain)
-        for reason, message in config.warnings:
-            if (reason, message) not in self._dns_warned:  # once per pod, not per container start
-                self._dns_warned.add((reason, message))
-                ctx.event(self.pod, "Warning", reason, message)
-        return config.render()
 
     def _labels(self, container: str, role: str, attempt: int) -> dict[str, str]:
         metadata = self.pod["metadata"]
