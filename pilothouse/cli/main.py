@@ -556,13 +556,20 @@ def proxy(server_url: str | None, kubeconfig: str | None, node_name: str, cluste
 @click.option("--proxy-kubeconfig", default=None,
               help="The embedded proxy's credentials (default: the agent's). Under RBAC, a system:kube-proxy "
                    "kubeconfig (pilothouse kubeconfig --user system:kube-proxy), as k3s gives its kube-proxy.")
+@click.option("--cluster-dns", default="",
+              help="Nameservers of ClusterFirst pods, IP[,IP] (default: the agent serves cluster DNS on its pod "
+                   "bridge's gateway).")
+@click.option("--cluster-domain", default="cluster.local", show_default=True, help="The cluster's DNS domain.")
+@click.option("--resolv-conf", default="/etc/resolv.conf", show_default=True,
+              help="Resolver configuration for dnsPolicy Default pods, and the cluster DNS's upstreams.")
 @click.option("-v", "--verbose", count=True)
 def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_labels: str, register_node: bool,
           manifests_dir: str | None,
           address: str, port: int, node_ip: str | None, runtime: str, runtime_endpoint: str | None, simulate: int,
           root_dir: str | None, image_credentials_file: str | None, stop_pods_on_exit: bool, pod_network: str,
           pod_cidr: str, bootstrap_kubeconfig: str | None, service_cluster_ip_range: str, proxy_table: str,
-          disable: str, proxy_kubeconfig: str | None, verbose: int) -> None:
+          disable: str, proxy_kubeconfig: str | None, cluster_dns: str, cluster_domain: str,
+          resolv_conf: str, verbose: int) -> None:
     """Run the node agent: register the node and run the pods bound to it."""
     import socket
 
@@ -581,7 +588,8 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
         register_node=register_node, manifests_dir=manifests_dir, port=port, address=address, node_ip=node_ip,
         runtime="simulated" if simulate else runtime, runtime_endpoint=runtime_endpoint, simulate=simulate,
         root_dir=root_dir, image_credentials_file=image_credentials_file,
-        pod_network=pod_network, pod_cidr=pod_cidr)
+        pod_network=pod_network, pod_cidr=pod_cidr, cluster_dns=[ip for ip in cluster_dns.split(",") if ip],
+        cluster_domain=cluster_domain, resolv_conf=resolv_conf)
 
     disabled = {name.strip() for name in disable.split(",") if name.strip()}
     if disabled - {"proxy"}:
@@ -635,3 +643,8 @@ def up(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, et
 
 for _command in hostsetup.COMMANDS:  # cloud-config, install, uninstall
     main.add_command(_command)
+
+
+from pilothouse.cli.dnscmd import dns_command  # noqa: E402  (it uses the helpers above)
+
+main.add_command(dns_command)
