@@ -18,6 +18,8 @@ import click
 import platformdirs
 
 from pilothouse.cli.authflags import auth_options, share_loopback_token
+from pilothouse.cli.join import join_cluster, join_options
+from pilothouse.cli.token import token
 from pilothouse.machinery.errors import StatusError
 from pilothouse.store.interface import StoreError
 
@@ -90,6 +92,9 @@ def _setup_logging(verbose: int) -> None:
 @click.version_option(package_name="pilothouse")
 def main() -> None:
     """pilothouse: a container orchestrator that speaks the Kubernetes API."""
+
+
+main.add_command(token)
 
 
 def server_options(function: click.decorators.FC) -> click.decorators.FC:
@@ -484,24 +489,32 @@ if __name__ == "__main__":  # pragma: no cover
 @click.option("--bootstrap-kubeconfig", default=None,
               help="kubeconfig with a bootstrap token: obtain a client certificate through a CSR and write "
                    "--kubeconfig (default <root-dir>/kubelet.conf) when it is missing or expired.")
+@join_options
 @click.option("-v", "--verbose", count=True)
 def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_labels: str, register_node: bool,
           manifests_dir: str | None,
           address: str, port: int, node_ip: str | None, runtime: str, runtime_endpoint: str | None, simulate: int,
           root_dir: str | None, image_credentials_file: str | None, stop_pods_on_exit: bool, pod_network: str,
-          pod_cidr: str, bootstrap_kubeconfig: str | None, verbose: int) -> None:
+          pod_cidr: str, bootstrap_kubeconfig: str | None, token: str | None, discovery_timeout: float,
+          verbose: int) -> None:
     """Run the node agent: register the node and run the pods bound to it."""
     import socket
 
+    from pilothouse.client.errors import APIError
     from pilothouse.components.agent.agent import Agent, AgentOptions, parse_labels
-    from pilothouse.components.agent.bootstrap import bootstrap_client_certificate
+    from pilothouse.components.agent.bootstrap import BootstrapError, bootstrap_client_certificate
 
     _setup_logging(verbose)
     root_dir = root_dir or str(default_data_dir() / "agent")
     node_name = node_name or socket.gethostname().lower()
+    if token:
+        kubeconfig, bootstrap_kubeconfig = join_cluster(server_url, kubeconfig, token, discovery_timeout, root_dir)
     if bootstrap_kubeconfig:
         kubeconfig = kubeconfig or str(Path(root_dir) / "kubelet.conf")
-        _run(bootstrap_client_certificate(bootstrap_kubeconfig, Path(kubeconfig), Path(root_dir), node_name))
+        try:
+            _run(bootstrap_client_certificate(bootstrap_kubeconfig, Path(kubeconfig), Path(root_dir), node_name))
+        except (BootstrapError, APIError) as error:  # the token refused, the CSR denied: one line, exit 1
+            raise click.ClickException(f"TLS bootstrap failed: {error}") from None
     _target(server_url, kubeconfig)  # refuse a missing or unreadable kubeconfig here, with the flag's name
     options = AgentOptions(
         server=server_url or "", kubeconfig=kubeconfig, node_name=node_name, node_labels=parse_labels(node_labels),

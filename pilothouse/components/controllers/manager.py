@@ -49,6 +49,7 @@ CONTROLLERS: dict[str, str] = {
     "horizontal-pod-autoscaler": "pilothouse.components.controllers.hpa:HorizontalPodAutoscalerController",
     "csrapproving": "pilothouse.components.controllers.csrapproving:CSRApprovingController",
     "csrsigning": "pilothouse.components.controllers.csrsigning:CSRSigningController",
+    "bootstrapsigner": "pilothouse.components.controllers.bootstrapsigner:BootstrapSigner",
 }
 
 
