@@ -75,6 +75,7 @@ def _server_config(data_dir: Path, bind_address: str, port: int, datastore_endpo
                         datastore_endpoint=datastore_endpoint, service_cluster_ip_range=service_cluster_ip_range,
                         compaction_interval=compaction_interval, etcd_cafile=etcd_cafile,
                         etcd_certfile=etcd_certfile, etcd_keyfile=etcd_keyfile, secure=secure, tls=tls,
+                        runtime_config=click.get_current_context().meta.get("pilothouse.runtime_config", ""),
                         **_insecure_port())
 
 
@@ -97,6 +98,16 @@ def main() -> None:
 main.add_command(token)
 
 
+def _collect_runtime_config(ctx: click.Context, param: click.Parameter, value: str) -> None:
+    from pilothouse.apiserver.legacyapi import parse_runtime_config
+
+    try:
+        parse_runtime_config(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    ctx.meta["pilothouse.runtime_config"] = value
+
+
 def server_options(function: click.decorators.FC) -> click.decorators.FC:
     options = [
         click.option("--data-dir", type=click.Path(path_type=Path), default=default_data_dir,
@@ -115,6 +126,9 @@ def server_options(function: click.decorators.FC) -> click.decorators.FC:
                      help="CIDR that Service cluster IPs are allocated from."),
         click.option("--compaction-interval", type=float, default=300.0, show_default=True,
                      help="Seconds between compactions of the store's history."),
+        click.option("--runtime-config", default="", expose_value=False, callback=_collect_runtime_config,
+                     help="API versions to turn on: api/v1beta1=true serves the legacy v1beta1 Minion "
+                          "(the seed's register_node.sh)."),
         click.option("-v", "--verbose", count=True),
     ]
     function = tls_options(function)  # listed after these in --help
