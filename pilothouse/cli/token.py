@@ -191,10 +191,11 @@ def list_tokens(data_dir: Path | None, kubeconfig: str | None) -> None:
         if secret.get("type") != bt.SECRET_TYPE:
             continue
         expiration = bt.secret_data(secret, "expiration")
+        when = bt.expiration(secret)
         ttl = "<forever>"
-        if expiration:
-            left = datetime.fromisoformat(expiration.replace("Z", "+00:00")) - now
-            ttl = "<invalid>" if left.total_seconds() <= 0 else f"{int(left.total_seconds() // 3600)}h"
+        if when is not None:
+            left = (when - now).total_seconds()
+            ttl = "<invalid>" if left <= 0 else f"{int(left // 3600)}h"
         usages = ",".join(sorted(key.removeprefix("usage-bootstrap-") for key in (secret.get("data") or {})
                                  if key.startswith("usage-bootstrap-") and bt.secret_data(secret, key) == "true"))
         rows.append((f"{bt.secret_data(secret, 'token-id')}.<secret>", ttl, expiration or "<never>", usages,

@@ -47,6 +47,7 @@ __all__ = [
     "cluster_info_ca",
     "cluster_info_kubeconfig",
     "detached_signature",
+    "expiration",
     "expired",
     "generate_token",
     "secret_data",
@@ -85,15 +86,21 @@ def secret_data(secret: Object, key: str) -> str:
     return str((secret.get("stringData") or {}).get(key, ""))
 
 
-def expired(secret: Object, now: datetime | None = None) -> bool:
+def expiration(secret: Object) -> datetime | None:
+    """When the token expires (None: never). An unreadable value counts as long expired, as Kubernetes
+    treats it."""
     value = secret_data(secret, "expiration")
     if not value:
-        return False
+        return None
     try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        return True  # an unreadable expiration is treated as expired, as Kubernetes does
-    return when <= (now or datetime.now(UTC))
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def expired(secret: Object, now: datetime | None = None) -> bool:
+    when = expiration(secret)
+    return when is not None and when <= (now or datetime.now(UTC))
 
 
 def token_secret(token: str, ttl: timedelta | None, *, description: str = "",

@@ -43,9 +43,8 @@ def signatures(content: str, secrets: list[Object], now: datetime) -> tuple[dict
             continue
         out[bt.JWS_PREFIX + token_id] = bt.detached_signature(content, token_id,
                                                               bt.secret_data(secret, "token-secret"))
-        expiration = bt.secret_data(secret, "expiration")
-        if expiration:
-            when = datetime.fromisoformat(expiration.replace("Z", "+00:00"))
+        when = bt.expiration(secret)
+        if when is not None:
             next_expiry = when if next_expiry is None else min(next_expiry, when)
     return out, next_expiry
 

@@ -50,6 +50,7 @@ CONTROLLERS: dict[str, str] = {
     "csrapproving": "pilothouse.components.controllers.csrapproving:CSRApprovingController",
     "csrsigning": "pilothouse.components.controllers.csrsigning:CSRSigningController",
     "bootstrapsigner": "pilothouse.components.controllers.bootstrapsigner:BootstrapSigner",
+    "tokencleaner": "pilothouse.components.controllers.tokencleaner:TokenCleaner",
 }
 
 
