@@ -139,6 +139,19 @@ def test_an_agent_joins_with_the_token_and_registers_ready(secure: ServerProcess
     assert any(f"system:bootstrap:{token_id}" in line and "Approved,Issued" in line for line in csrs.splitlines()), \
         csrs
 
+    # Restarted after its token is gone, the agent runs on the credentials it obtained (kubelet's rule:
+    # a valid kubeconfig skips the bootstrap), where a token check would refuse it within a second.
+    assert pilothouse("token", "delete", "--data-dir", str(secure.data_dir), token_id).returncode == 0
+    with open(tmp_path / "restart.log", "wb") as log:
+        agent = subprocess.Popen([sys.executable, "-m", "pilothouse", *agent_args(
+            secure, token, "joined-1", tmp_path / "joined-1", "--discovery-timeout", "1")],
+            stdout=log, stderr=subprocess.STDOUT)
+        try:
+            time.sleep(5)
+            assert agent.poll() is None, (tmp_path / "restart.log").read_text()
+        finally:
+            terminate(agent)
+
 
 def test_a_wrong_token_a_wrong_ca_hash_and_a_deleted_token_are_refused(secure: ServerProcess,
                                                                        tmp_path: Path) -> None:

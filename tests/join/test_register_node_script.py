@@ -90,3 +90,20 @@ def test_a_default_server_does_not_serve_v1beta1(server: ServerProcess, tmp_path
     result = run_script(tmp_path, "azure-prd-03", server.url, "production")
     assert result.returncode != 0
     assert 'no matches for kind "Minion" in version "v1beta1"' in result.stderr, result.stderr
+
+
+def test_the_script_against_a_secure_servers_insecure_port(tmp_path: Path) -> None:
+    """The seed's own shape: the script talks to the master's plain-HTTP port 8080 (``--insecure-port``)
+    of a server that otherwise serves HTTPS; the Node is there, with its labels, through the secure port."""
+    port = free_port()
+    server = start_server_process(tmp_path / "server", secure=True, extra=(
+        "--insecure-port", str(port), "--runtime-config", "api/v1beta1=true",
+        "--disable", "scheduler,controller-manager"))
+    try:
+        result = run_script(tmp_path, "ded-prd-01", f"http://127.0.0.1:{port}", "processing")
+        assert result.returncode == 0 and "Successfully registered node" in result.stdout, (result.stdout,
+                                                                                            result.stderr)
+        node = json.loads(server.kubectl("get", "node", "ded-prd-01", "-o", "json").stdout)
+        assert node["metadata"]["labels"] == {"environment": "processing", "host": "azure", "name": "ded-prd-01"}
+    finally:
+        server.stop()
