@@ -54,6 +54,8 @@ def test_the_seeds_register_node_script_registers_a_node_the_agent_adopts(tmp_pa
         assert result.returncode == 0, (result.stdout, result.stderr)
         assert "minion/azure-prd-02 created" in result.stdout, result.stdout
         assert "Successfully registered node" in result.stdout, result.stdout
+        # Legacy discovery says so too, with v1 first (the preferred version).
+        assert json.loads(server.kubectl("get", "--raw", "/api").stdout)["versions"] == ["v1", "v1beta1"]
 
         node = _wait_ready(server, name, agent, log_path)
         assert node["apiVersion"] == "v1"
