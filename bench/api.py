@@ -4,8 +4,9 @@ Usage::
 
     .venv/bin/python bench/api.py [--requests 2000] [--pods 10000] [--tls | --tls-compare] [--uvloop]
 
-``--tls`` runs the server with ``--secure`` (HTTPS, x509 client certificates) and the clients with
-the admin certificate of the kubeconfig it writes, TLS sessions resumed across connections.
+``--tls`` runs the server with ``--secure`` (HTTPS, x509 client certificates) and
+``--authorization-mode=Node,RBAC``, and the clients with the certificate of a user bound to
+cluster-admin by a ClusterRoleBinding (so RBAC decides), TLS sessions resumed across connections.
 
 Starts a real ``pilothouse server`` subprocess (its own temp data dir), drives it from this process
 at 1, 10 and 100 concurrent clients (creates and gets over lean keep-alive connections, see
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,15 +102,39 @@ def cpu_seconds(pid: int) -> float:
 TLS: ResumingContext | None = None
 
 
-def tls_context(data_dir: Path) -> ResumingContext:
-    """The cluster CA and the admin kubeconfig's client certificate, in a context that resumes sessions."""
-    user = yaml.safe_load((data_dir / "kubeconfig.yaml").read_text())["users"][0]["user"]
-    for name, field in (("admin.crt", "client-certificate-data"), ("admin.key", "client-key-data")):
-        (data_dir / name).write_bytes(base64.b64decode(user[field]))
+#: The benchmark's user under --tls: its rights come from a ClusterRoleBinding of its group to
+#: cluster-admin, as kubeadm's admin.conf has since 1.29 (``kubeadm:cluster-admins``), so that RBAC
+#: decides every request (``system:masters``, the written kubeconfig's group, is allowed before RBAC).
+BENCH_USER, BENCH_GROUP = "bench", "bench:cluster-admins"
+
+
+def _client_context(data_dir: Path, kubeconfig: str, name: str) -> ResumingContext:
+    """The cluster CA and ``kubeconfig``'s client certificate, in a context that resumes sessions."""
+    user = yaml.safe_load(kubeconfig)["users"][0]["user"]
+    for suffix, field in ((".crt", "client-certificate-data"), (".key", "client-key-data")):
+        (data_dir / (name + suffix)).write_bytes(base64.b64decode(user[field]))
     context = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
     context.load_verify_locations(cafile=str(data_dir / "pki" / "ca.crt"))
-    context.load_cert_chain(data_dir / "admin.crt", data_dir / "admin.key")
+    context.load_cert_chain(data_dir / (name + ".crt"), data_dir / (name + ".key"))
     return context
+
+
+def tls_context(url: str, data_dir: Path) -> ResumingContext:
+    """The benchmark user's context: bound to cluster-admin with the written admin kubeconfig, then
+    given a certificate (``pilothouse kubeconfig --user``)."""
+    admin = _client_context(data_dir, (data_dir / "kubeconfig.yaml").read_text(), "admin")
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "bench-cluster-admins"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": BENCH_GROUP}]}
+    request = urllib.request.Request(f"{url}/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+                                     orjson.dumps(binding), {"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10, context=admin) as response:
+        response.read()
+    kubeconfig = subprocess.run([sys.executable, "-m", "pilothouse", "kubeconfig", "--data-dir", str(data_dir),
+                                 "--user", BENCH_USER, "--group", BENCH_GROUP],
+                                check=True, capture_output=True, text=True).stdout
+    return _client_context(data_dir, kubeconfig, BENCH_USER)
 
 
 async def lean_level(url: str, concurrency: int, total: int, server_pid: int,
@@ -298,18 +324,19 @@ async def scale_suite(url: str, pods: int, server_pid: int) -> None:
 def bench_server(tls: bool) -> Iterator[tuple[str, int]]:
     """(url, pid) of a server of its own: the API alone, without the embedded scheduler (which would try,
     and fail with no nodes, to place every benchmark pod) and the controllers. Under ``tls`` it serves
-    HTTPS (``--secure``) and the clients use its admin certificate (``TLS``)."""
+    HTTPS (``--secure``) with ``--authorization-mode=Node,RBAC`` and the clients authenticate with
+    a certificate whose rights RBAC grants (``TLS``)."""
     global TLS
     port = free_port()
     with tempfile.TemporaryDirectory() as data_dir:
         process = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
                                     "--port", str(port), "--disable", "scheduler,controller-manager",
-                                    *(["--secure"] if tls else [])],
+                                    *(["--secure", "--authorization-mode", "Node,RBAC"] if tls else [])],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         try:
             wait_healthy(url, process, ca=Path(data_dir) / "pki" / "ca.crt" if tls else None)
-            TLS = tls_context(Path(data_dir)) if tls else None
+            TLS = tls_context(url, Path(data_dir)) if tls else None
             # No controller manager runs: make the account ServiceAccount admission wants.
             create_default_service_account(url, context=TLS)
             yield url, process.pid
