@@ -17,7 +17,6 @@ from typing import Any
 
 from pilothouse.machinery import apiextensions as schemas
 from pilothouse.machinery import meta
-from pilothouse.machinery.apiextensions.compiled import CompiledSchema, compile_schema
 from pilothouse.machinery.errors import FieldError
 from pilothouse.machinery.kinds.types import (
     Object,
@@ -62,7 +61,7 @@ def _bump_generation(new: Object, old: Object, ignored: tuple[str, ...]) -> None
     new["metadata"]["generation"] = generation + 1 if changed else generation
 
 
-def _strategy(group: str, version: str, compiled: CompiledSchema, crd_version: Object, status_enabled: bool,
+def _strategy(group: str, version: str, compiled: schemas.CompiledSchema, crd_version: Object, status_enabled: bool,
               through: int) -> Strategy:
     """customresource/strategy.go over ``compiled``, the version's ``openAPIV3Schema`` compiled once
     here rather than walked per request; objects stored after resourceVersion ``through`` (the
@@ -196,7 +195,7 @@ def custom_resource_types(crd: Object) -> list[ResourceType]:
         subresources = crd_version.get("subresources") or {}
         status_enabled = "status" in subresources
         schema = (crd_version.get("schema") or {}).get("openAPIV3Schema") or {"type": "object"}
-        compiled = compile_schema(schema)
+        compiled = schemas.compile_schema(schema)
         strategy = _strategy(group, version, compiled, crd_version, status_enabled, through)
         scale = None
         if isinstance(subresources.get("scale"), dict):
