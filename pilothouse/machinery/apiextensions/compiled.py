@@ -26,6 +26,7 @@ What each closure must keep is the interpreted code's exact behaviour, messages 
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -183,13 +184,13 @@ def _object_check(s: Schema) -> Check | None:
     max_props = max_props if isinstance(max_props, int) else None
     declared = {name: _valid(sub) for name, sub in properties(s).items()}
     additional = s.get("additionalProperties")
-    closed = additional is False
-    extra = _valid(additional) if isinstance(additional, dict) else None
+    # What a property the schema does not declare must satisfy (None: anything goes).
+    undeclared: Check | None = _never if additional is False else (
+        _valid(additional) if isinstance(additional, dict) else None)
     required = [name for name in s.get("required") or () if isinstance(name, str)]
     if s.get("required") and len(required) != len(s["required"]):
         return _interpreted(s)  # a malformed required list: let the interpreter judge
-    if (not declared and not closed and extra is None and not required and min_props is None
-            and max_props is None):
+    if not declared and undeclared is None and not required and min_props is None and max_props is None:
         return None
     checks = tuple(declared.items())
 
@@ -201,13 +202,17 @@ def _object_check(s: Schema) -> Check | None:
         for name in required:
             if name not in data:
                 return False
-        if closed or extra is not None:
+        if undeclared is not None:
             for name, value in data.items():
-                if name not in declared and (closed or not extra(value)):  # type: ignore[misc]
+                if name not in declared and not undeclared(value):
                     return False
         return all(name not in data or valid(data[name]) for name, valid in checks)
 
     return check
+
+
+def _never(value: Any) -> bool:
+    return False
 
 
 # -- pruning ------------------------------------------------------------------------------------
@@ -243,7 +248,7 @@ def _pruner(s: Schema | None, inherited: bool) -> Pruner:
             for name in list(x):
                 if embedded and name in META_FIELDS:
                     if name == "metadata":
-                        _object_meta_pruner(x[name], (path, name), pruned)
+                        _object_meta()(x[name], (path, name), pruned)
                     continue
                 sub = declared.get(name, additional)
                 if sub is not None:
@@ -313,13 +318,10 @@ class _Official:
                 below(value, (path, i), pruned)
 
 
-_OBJECT_META_PRUNER: list[_Official] = []
-
-
-def _object_meta_pruner(x: Any, path: Path, pruned: list[str]) -> None:
-    if not _OBJECT_META_PRUNER:
-        _OBJECT_META_PRUNER.append(_Official(definitions()[OBJECT_META]))
-    _OBJECT_META_PRUNER[0](x, path, pruned)
+@functools.cache
+def _object_meta() -> _Official:
+    """ObjectMeta's pruner, built on first use."""
+    return _Official(definitions()[OBJECT_META])
 
 
 # -- defaulting ---------------------------------------------------------------------------------
