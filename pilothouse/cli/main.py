@@ -19,6 +19,8 @@ import platformdirs
 
 from pilothouse.cli import backup, hostsetup
 from pilothouse.cli.authflags import auth_options, share_loopback_token
+from pilothouse.cli.join import join_cluster, join_options
+from pilothouse.cli.token import token
 from pilothouse.machinery.errors import StatusError
 from pilothouse.store.interface import StoreError
 
@@ -74,6 +76,7 @@ def _server_config(data_dir: Path, bind_address: str, port: int, datastore_endpo
                         datastore_endpoint=datastore_endpoint, service_cluster_ip_range=service_cluster_ip_range,
                         compaction_interval=compaction_interval, etcd_cafile=etcd_cafile,
                         etcd_certfile=etcd_certfile, etcd_keyfile=etcd_keyfile, secure=secure, tls=tls,
+                        runtime_config=click.get_current_context().meta.get("pilothouse.runtime_config", ""),
                         **_insecure_port())
 
 
@@ -91,6 +94,19 @@ def _setup_logging(verbose: int) -> None:
 @click.version_option(package_name="pilothouse")
 def main() -> None:
     """pilothouse: a container orchestrator that speaks the Kubernetes API."""
+
+
+main.add_command(token)
+
+
+def _collect_runtime_config(ctx: click.Context, param: click.Parameter, value: str) -> None:
+    from pilothouse.apiserver.legacyapi import parse_runtime_config
+
+    try:
+        parse_runtime_config(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    ctx.meta["pilothouse.runtime_config"] = value
 
 
 def server_options(function: click.decorators.FC) -> click.decorators.FC:
@@ -111,6 +127,9 @@ def server_options(function: click.decorators.FC) -> click.decorators.FC:
                      help="CIDR that Service cluster IPs are allocated from."),
         click.option("--compaction-interval", type=float, default=300.0, show_default=True,
                      help="Seconds between compactions of the store's history."),
+        click.option("--runtime-config", default="", expose_value=False, callback=_collect_runtime_config,
+                     help="API versions to turn on: api/v1beta1=true serves the legacy v1beta1 Minion "
+                          "(the seed's register_node.sh)."),
         click.option("-v", "--verbose", count=True),
     ]
     function = tls_options(function)  # listed after these in --help
@@ -556,32 +575,47 @@ def proxy(server_url: str | None, kubeconfig: str | None, node_name: str, cluste
 @click.option("--proxy-kubeconfig", default=None,
               help="The embedded proxy's credentials (default: the agent's). Under RBAC, a system:kube-proxy "
                    "kubeconfig (pilothouse kubeconfig --user system:kube-proxy), as k3s gives its kube-proxy.")
+@click.option("--cluster-dns", default="",
+              help="Nameservers of ClusterFirst pods, IP[,IP] (default: the agent serves cluster DNS on its pod "
+                   "bridge's gateway).")
+@click.option("--cluster-domain", default="cluster.local", show_default=True, help="The cluster's DNS domain.")
+@click.option("--resolv-conf", default="/etc/resolv.conf", show_default=True,
+              help="Resolver configuration for dnsPolicy Default pods, and the cluster DNS's upstreams.")
+@join_options
 @click.option("-v", "--verbose", count=True)
 def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_labels: str, register_node: bool,
           manifests_dir: str | None,
           address: str, port: int, node_ip: str | None, runtime: str, runtime_endpoint: str | None, simulate: int,
           root_dir: str | None, image_credentials_file: str | None, stop_pods_on_exit: bool, pod_network: str,
           pod_cidr: str, bootstrap_kubeconfig: str | None, service_cluster_ip_range: str, proxy_table: str,
-          disable: str, proxy_kubeconfig: str | None, verbose: int) -> None:
+          disable: str, proxy_kubeconfig: str | None, cluster_dns: str, cluster_domain: str,
+          resolv_conf: str, token: str | None, discovery_timeout: float, verbose: int) -> None:
     """Run the node agent: register the node and run the pods bound to it."""
     import socket
 
+    from pilothouse.client.errors import APIError
     from pilothouse.components.agent.agent import Agent, AgentOptions, parse_labels
-    from pilothouse.components.agent.bootstrap import bootstrap_client_certificate
+    from pilothouse.components.agent.bootstrap import BootstrapError, bootstrap_client_certificate
 
     _setup_logging(verbose)
     root_dir = root_dir or str(default_data_dir() / "agent")
     node_name = node_name or socket.gethostname().lower()
+    if token:
+        kubeconfig, bootstrap_kubeconfig = join_cluster(server_url, kubeconfig, token, discovery_timeout, root_dir)
     if bootstrap_kubeconfig:
         kubeconfig = kubeconfig or str(Path(root_dir) / "kubelet.conf")
-        _run(bootstrap_client_certificate(bootstrap_kubeconfig, Path(kubeconfig), Path(root_dir), node_name))
+        try:
+            _run(bootstrap_client_certificate(bootstrap_kubeconfig, Path(kubeconfig), Path(root_dir), node_name))
+        except (BootstrapError, APIError) as error:  # the token refused, the CSR denied: one line, exit 1
+            raise click.ClickException(f"TLS bootstrap failed: {error}") from None
     _target(server_url, kubeconfig)  # refuse a missing or unreadable kubeconfig here, with the flag's name
     options = AgentOptions(
         server=server_url or "", kubeconfig=kubeconfig, node_name=node_name, node_labels=parse_labels(node_labels),
         register_node=register_node, manifests_dir=manifests_dir, port=port, address=address, node_ip=node_ip,
         runtime="simulated" if simulate else runtime, runtime_endpoint=runtime_endpoint, simulate=simulate,
         root_dir=root_dir, image_credentials_file=image_credentials_file,
-        pod_network=pod_network, pod_cidr=pod_cidr)
+        pod_network=pod_network, pod_cidr=pod_cidr, cluster_dns=[ip for ip in cluster_dns.split(",") if ip],
+        cluster_domain=cluster_domain, resolv_conf=resolv_conf)
 
     disabled = {name.strip() for name in disable.split(",") if name.strip()}
     if disabled - {"proxy"}:
@@ -635,3 +669,8 @@ def up(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, et
 
 for _command in (*hostsetup.COMMANDS, *backup.COMMANDS):  # cloud-config, install, uninstall; backup, restore
     main.add_command(_command)
+
+
+from pilothouse.cli.dnscmd import dns_command  # noqa: E402  (it uses the helpers above)
+
+main.add_command(dns_command)

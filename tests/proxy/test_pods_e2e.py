@@ -112,3 +112,12 @@ def test_pods_reach_a_service(server: ServerProcess, node: tuple[AgentProcess, s
     # the API server through the kubernetes Service (its first address; plain HTTP on this test server)
     version = server.kubectl("exec", "client", "--", "timeout", "5", "wget", "-qO-", "http://10.96.0.1:443/version")
     assert json.loads(version.stdout)["major"] == "1"
+
+    # by name: the agent's cluster DNS (on the bridge's gateway) gives the Service's address, and the
+    # proxy carries the connection made to that name (the "by cluster IP and by DNS name")
+    lookup = server.kubectl("exec", "client", "--", "nslookup", "web.default.svc.cluster.local").stdout
+    assert cluster_ip in lookup, lookup
+    by_name = fetch_from(server, "client", "http://web.default.svc.cluster.local/", 8)
+    assert set(by_name) == {"web-1", "web-2"}, by_name
+    short = fetch_from(server, "client", "http://web/", 4)  # the search path of a ClusterFirst pod
+    assert set(short) <= {"web-1", "web-2"} and short, short

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ from pilothouse.components.agent.server import StreamingServer
 from pilothouse.components.agent.simulation import SimulatedNodes, simulated_node_names
 from pilothouse.components.agent.static import HASH_ANNOTATION, MIRROR_ANNOTATION, load_manifests, mirror_pod
 from pilothouse.components.agent.streaming.lookup import RuntimeLabelLookup
+from pilothouse.components.dns import ClusterDNS
+from pilothouse.components.dns.forward import host_nameservers
 
 __all__ = ["Agent", "AgentOptions", "parse_labels", "run_agent"]
 
@@ -88,6 +91,12 @@ class AgentOptions:
     #: "agent": the agent wires pod sandboxes to its own bridge (see podnet); "engine": the engine's network
     pod_network: str = "agent"
     pod_cidr: str = "10.244.0.0/16"
+    #: kubelet's --cluster-dns: the nameservers of ClusterFirst pods. Empty: the agent serves cluster DNS
+    #: itself on its pod bridge's gateway address (see docs/decisions/cluster-dns.md) and uses that.
+    cluster_dns: list[str] = field(default_factory=list)
+    cluster_domain: str = "cluster.local"
+    #: kubelet's --resolv-conf: the host resolver configuration pods with dnsPolicy Default get
+    resolv_conf: str = "/etc/resolv.conf"
 
 
 class Agent:
@@ -114,6 +123,8 @@ class Agent:
         self.pods_synced = asyncio.Event()
         self.factory = InformerFactory(self.client)
         self.ctx: PodContext | None = None
+        self.dns: ClusterDNS | None = None
+        self._dns_address = ""  # an address of the bridge held for the DNS (not the gateway)
         self._tasks: list[asyncio.Task[None]] = []
         self.recorder = EventRecorder(self.client, "kubelet", host=options.node_name)
 
@@ -167,7 +178,9 @@ class Agent:
             images=ImageManager(self.runtime, lambda ns, name: self._fetch("secrets", ns, name), credentials),
             node_name=options.node_name, host_ip=host_ip, root_dir=self.root_dir, scheme=info["name"],
             allocatable=capacity, fetch=self._fetch, event=self.recorder.event,
-            network=await self._pod_network())
+            network=await self._pod_network(), cluster_domain=options.cluster_domain,
+            resolv_conf=options.resolv_conf)
+        self.ctx.cluster_dns = list(options.cluster_dns) or await self._cluster_dns(self.ctx.network)
         # Which pods already have containers (adoption after a restart): every other pod's worker
         # starts knowing it has none, instead of asking the engine (see PodWorker._known).
         listed = await self.runtime.list_containers({LABEL_AGENT: self.ctx.agent_id})
@@ -215,6 +228,41 @@ class Agent:
             return None
         return network
 
+    async def _cluster_dns(self, network: PodNetwork | None) -> list[str]:
+        """Serve cluster DNS on the pod bridge's gateway, which every pod on the bridge reaches
+        without the service proxy; the nameservers for ClusterFirst pods (none when it cannot).
+        When another agent of this host (another cluster's, say) has the gateway's port, on an
+        address of the range of its own, put on the bridge (the same one again after a restart,
+        so that running pods keep their resolver)."""
+        if network is None:
+            log.warning("cluster DNS: no pod network of the agent's; ClusterFirst pods get the host's resolvers")
+            return []
+        server = ClusterDNS(self.client, domain=self.options.cluster_domain, factory=self.factory,
+                            upstreams=host_nameservers(Path(self.options.resolv_conf)))
+        address = network.gateway
+        try:
+            try:
+                await server.start(address, 53)
+            except OSError as error:
+                if error.errno != errno.EADDRINUSE:
+                    raise
+                remembered = self.root_dir / "dns-address"
+                previous = remembered.read_text().strip() if remembered.exists() else ""
+                address = await network.hold_on_bridge(self._dns_owner, previous)
+                self._dns_address = address
+                remembered.write_text(address)
+                await server.start(address, 53)
+        except (OSError, PodNetworkError) as error:
+            log.warning("cluster DNS on %s:53: %s; ClusterFirst pods get the host's resolvers", address, error)
+            return []
+        await network.accept_local(address, 53)
+        self.dns = server
+        return [address]
+
+    @property
+    def _dns_owner(self) -> str:
+        return f"dns:{self.options.node_name}@{self.root_dir}"
+
     async def stop(self, stop_containers: bool = False) -> None:
         """Stop the agent; containers keep running unless ``stop_containers`` (then gracefully)."""
         if self.simulated is not None:
@@ -231,6 +279,10 @@ class Agent:
                 states = await self.runtime.list_containers({LABEL_POD_UID: worker.uid})
                 await worker._stop_all(states, worker.grace_period())
             await asyncio.gather(*(stop_pod(w) for w in workers), return_exceptions=True)
+        if self.dns is not None:
+            await self.dns.stop()
+        if self._dns_address and self.ctx is not None and self.ctx.network is not None:
+            await self.ctx.network.drop_from_bridge(self._dns_address, self._dns_owner)
         await self.factory.stop()
         if self.streaming is not None:
             await self.streaming.stop()

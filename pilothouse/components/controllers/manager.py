@@ -50,6 +50,8 @@ CONTROLLERS: dict[str, str] = {
     "horizontal-pod-autoscaler": "pilothouse.components.controllers.hpa:HorizontalPodAutoscalerController",
     "csrapproving": "pilothouse.components.controllers.csrapproving:CSRApprovingController",
     "csrsigning": "pilothouse.components.controllers.csrsigning:CSRSigningController",
+    "bootstrapsigner": "pilothouse.components.controllers.bootstrapsigner:BootstrapSigner",
+    "tokencleaner": "pilothouse.components.controllers.tokencleaner:TokenCleaner",
 }
 
 

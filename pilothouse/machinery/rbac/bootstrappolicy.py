@@ -290,6 +290,12 @@ def _system_roles() -> list[Object]:
                       rule("list", "watch", groups=("*",), resources=("*",)),
                       rule("create", groups=(LEGACY,), resources=("serviceaccounts/token",))),
         _cluster_role("system:kube-dns", rule("list", "watch", groups=(LEGACY,), resources=("endpoints", "services"))),
+        # Not Kubernetes' bootstrap policy but kubeadm's CoreDNS addon role: pilothouse's node agent serves
+        # cluster DNS itself (components/dns) with the node's credentials, bound below to system:nodes.
+        _cluster_role("system:coredns",
+                      rule("list", "watch", groups=(LEGACY,), resources=("endpoints", "services", "pods",
+                                                                         "namespaces")),
+                      rule("list", "watch", groups=(DISCOVERY,), resources=("endpointslices",))),
         _cluster_role("system:persistent-volume-provisioner",
                       rule("get", "list", "watch", "create", "delete", groups=(LEGACY,),
                            resources=("persistentvolumes",)),
@@ -624,6 +630,7 @@ def cluster_role_bindings() -> list[Object]:
         _cluster_binding("system:node-proxier", _user("system:kube-proxy")),
         _cluster_binding("system:kube-controller-manager", _user("system:kube-controller-manager")),
         _cluster_binding("system:kube-dns", _sa("kube-dns")),
+        _cluster_binding("system:coredns", _group("system:nodes")),  # the agent's DNS (see system:coredns)
         _cluster_binding("system:kube-scheduler", _user("system:kube-scheduler")),
         _cluster_binding("system:volume-scheduler", _user("system:kube-scheduler")),
         # Kept with no subjects: nodes are authorized by the Node authorizer, the binding only exists
