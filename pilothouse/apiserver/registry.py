@@ -27,6 +27,7 @@ from pilothouse.apiserver.objects import (
     encode_for_store,
     stored_json,
 )
+from pilothouse.apiserver.watchjson import SharedEventJSON
 from pilothouse.machinery import meta
 from pilothouse.machinery.errors import StatusError, bad_request, conflict, expired, not_found
 from pilothouse.machinery.kinds import ResourceType, Strategy
@@ -141,6 +142,7 @@ class ResourceStorage:
         self.admission = admission_chain or AdmissionChain([])
         self._convert = converter_for(resource.group, resource.kind)
         self._own_version = b'{"apiVersion":"' + resource.api_version.encode() + b'"'
+        self._event_json = SharedEventJSON(stored_json)  # one copy of an event's bytes for all watchers
 
     # ----------------------------------------------------------------- reads
 
@@ -540,8 +542,8 @@ class ResourceStorage:
         kv = self._view(event.kv)
         if labels.empty() and fields.empty() and not self._needs_decorating(kv):
             if event.type is EventType.DELETE:
-                return WatchEvent("DELETED", json=stored_json(kv))
-            return WatchEvent("MODIFIED" if event.prev is not None else "ADDED", json=stored_json(kv))
+                return WatchEvent("DELETED", json=self._event_json(kv))
+            return WatchEvent("MODIFIED" if event.prev is not None else "ADDED", json=self._event_json(kv))
         obj = self._decode(event.kv)
         now_matches = self.matches(obj, labels, fields)
         was_matching = False
