@@ -126,6 +126,10 @@ class StorageHooks:
         """``obj`` was just stored (created or updated)."""
         return None
 
+    async def after_update(self, new: Object, old: Object) -> None:
+        """``old`` was just replaced by ``new`` (after :meth:`after_write`): free what only ``old`` held."""
+        return None
+
     async def after_delete(self, obj: Object) -> None:
         return None
 
@@ -402,6 +406,7 @@ class ResourceStorage:
             stored = await self._cas_update(key, new, kv.mod_revision, name, undo)
             if stored is None:
                 continue
+            await self.hooks.after_update(stored, current)
             return stored, False
         raise conflict(resource.plural, resource.group, name, writes.MODIFIED_MESSAGE)
 
