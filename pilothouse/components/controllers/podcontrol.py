@@ -285,7 +285,7 @@ class PodControl:
             created = await self.client.create(PODS, pod, namespace)
         except errors.APIError as error:
             # A namespace being terminated refuses creations: not worth a warning event.
-            if "being terminated" not in error.message:
+            if not errors.has_cause(error, errors.NAMESPACE_TERMINATING):
                 self.recorder.event(owner, "Warning", "FailedCreate", f"Error creating: {error.message}")
             raise
         name = created["metadata"]["name"]

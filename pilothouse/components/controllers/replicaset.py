@@ -276,7 +276,7 @@ class ReplicaSetController(Controller):
                 try:
                     await self.pod_control.create_from_template(namespace, template, rs, owner_ref)
                 except errors.APIError as error:
-                    if "being terminated" in error.message:
+                    if errors.has_cause(error, errors.NAMESPACE_TERMINATING):
                         return  # the namespace goes away: nothing to do
                     raise
 
