@@ -351,7 +351,7 @@ class PodWorker:
             await self.ctx.runtime.start_container(container_id)
             return await self.ctx.runtime.inspect_container(container_id)
         try:
-            address = network.allocate(sandbox_spec.name)
+            address = await network.allocate(sandbox_spec.name)
         except PodNetworkError as error:
             raise RuntimeError_(str(error)) from error
         labels[LABEL_POD_IP] = address
