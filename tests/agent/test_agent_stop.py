@@ -4,6 +4,7 @@ period too. It also says which pods it waits for. Real agent process (the CLI), 
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -18,20 +19,11 @@ NODE = "stopping-node"
 LOOP = "trap 'exit 0' TERM; while :; do sleep 1; done"
 
 
-def pod_yaml(name: str, image: str, command: str, grace: int) -> str:
-    return f"""
-apiVersion: v1
-kind: Pod
-metadata: {{name: {name}}}
-spec:
-  nodeName: {NODE}
-  terminationGracePeriodSeconds: {grace}
-  containers:
-  - name: main
-    image: {image}
-    imagePullPolicy: IfNotPresent
-    command: ["/bin/sh", "-c", "{command}"]
-"""
+def pod(name: str, image: str, command: str, grace: int) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {
+        "nodeName": NODE, "terminationGracePeriodSeconds": grace,
+        "containers": [{"name": "main", "image": image, "imagePullPolicy": "IfNotPresent",
+                        "command": ["/bin/sh", "-c", command]}]}})
 
 
 def test_stop_pods_on_exit_removes_every_container(server: ServerProcess, podman: PodmanFixture,
@@ -45,9 +37,9 @@ def test_stop_pods_on_exit_removes_every_container(server: ServerProcess, podman
             stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: node_ready(server, NODE), 60, "node Ready")
-        server.kubectl("apply", "-f", "-", input=pod_yaml("steady", busybox_image, LOOP, 5))
+        server.kubectl("apply", "-f", "-", input=pod("steady", busybox_image, LOOP, 5))
         # sh as PID 1 ignores SIGTERM: this one stays in its grace period until SIGKILL
-        server.kubectl("apply", "-f", "-", input=pod_yaml("leaving", busybox_image, "while :; do sleep 1; done", 8))
+        server.kubectl("apply", "-f", "-", input=pod("leaving", busybox_image, "while :; do sleep 1; done", 8))
 
         def running(name: str) -> bool:
             pod = get_pod(server, name)
