@@ -63,3 +63,26 @@ async def test_delete_with_a_malformed_delete_options_body_is_a_400(server: Serv
         assert answer["kind"] == "Status" and answer["reason"] == "BadRequest", answer
     status, _, still = await request(server, "GET", path)
     assert status == 200, still  # nothing deleted
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/api/v1/namespaces/default/pods/hostile/binding", {"target": 5}),
+    ("/api/v1/namespaces/default/bindings", {"metadata": {"name": "hostile"}, "target": []}),
+    ("/api/v1/namespaces/default/pods/hostile/eviction", {"apiVersion": "policy/v1", "kind": "Eviction",
+                                                          "metadata": {"name": "hostile"}, "deleteOptions": 5}),
+    ("/api/v1/namespaces/default/serviceaccounts/default/token", {"spec": {"audiences": 5}}),
+    ("/apis/authentication.k8s.io/v1/tokenreviews", {"spec": {"token": 5}}),
+    ("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", {"spec": {"resourceAttributes": 5}}),
+    ("/apis/authorization.k8s.io/v1/subjectaccessreviews", {"spec": {"user": ["a"]}}),
+    ("/apis/authorization.k8s.io/v1/selfsubjectrulesreviews", {"spec": {"namespace": 5}}),
+])
+async def test_bodies_of_answered_resources_are_decoded_like_objects(server: ServerProcess, path: str,
+                                                                      body: Any) -> None:
+    """Reviews, bindings, evictions and token requests are not stored, but their bodies are decoded
+    into their Go types by kube-apiserver all the same: a wrong type is a 400, never a 500."""
+    await request(server, "POST", "/api/v1/namespaces/default/pods", {
+        "metadata": {"name": "hostile"}, "spec": {"containers": [{"name": "c", "image": "i"}]}})
+    status, _, answer = await request(server, "POST", path, body)
+    assert status == 400, answer
+    assert answer["kind"] == "Status" and answer["reason"] == "BadRequest", answer
+    assert "cannot unmarshal" in answer["message"], answer
