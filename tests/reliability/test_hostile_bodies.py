@@ -86,3 +86,20 @@ async def test_bodies_of_answered_resources_are_decoded_like_objects(server: Ser
     assert status == 400, answer
     assert answer["kind"] == "Status" and answer["reason"] == "BadRequest", answer
     assert "cannot unmarshal" in answer["message"], answer
+
+
+@pytest.mark.parametrize("body", [
+    "a: &a [*a]",  # an alias cycle (a "billion laughs" that never ends)
+    "a: " + "[" * 5000,  # deeper than the parser's recursion
+    '{"a":' * 5000 + "1" + "}" * 5000,
+    "[" * 100_000,
+])
+@pytest.mark.parametrize("content_type", ["application/yaml", "application/apply-patch+yaml"])
+async def test_hostile_yaml_is_a_400(server: ServerProcess, body: str, content_type: str) -> None:
+    method, path = ("POST", CONFIGMAPS) if content_type == "application/yaml" else (
+        "PATCH", f"{CONFIGMAPS}/yaml-bomb?fieldManager=fuzz")
+    async with aiohttp.ClientSession() as session, session.request(
+            method, server.url + path, data=body, headers={"Content-Type": content_type}) as response:
+        answer = await response.json()
+    assert response.status == 400, answer
+    assert answer["kind"] == "Status" and answer["reason"] == "BadRequest", answer
