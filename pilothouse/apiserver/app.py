@@ -21,6 +21,7 @@ from pilothouse.apiserver.allocators import ServiceAllocator, ServiceHooks
 from pilothouse.apiserver.auth import REQUEST_INFO, AuthLayer
 from pilothouse.apiserver.crds import CRDController
 from pilothouse.apiserver.discovery import Discovery
+from pilothouse.apiserver.metrics import handle_metrics
 from pilothouse.apiserver.openapiv2 import serve_openapi_v2
 from pilothouse.apiserver.registry import ResourceStorage, StorageHooks, WriteContext
 from pilothouse.apiserver.requestinfo import parse_request_info
@@ -157,6 +158,7 @@ class APIServer:
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/livez", self._health)
         app.router.add_get("/readyz", self._ready)
+        app.router.add_get("/metrics", handle_metrics)
         # kube-apiserver serves these through go-restful, which ignores a trailing slash (and
         # /apis/ is registered as such); /healthz/ and the like are 404s there, as here.
         for slash in ("", "/"):

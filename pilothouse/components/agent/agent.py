@@ -4,8 +4,8 @@
 registers the Node, watches the pods bound to it (``spec.nodeName=<node>``) and runs one worker per
 pod, plus static pods from ``--manifests-dir``. ``Agent.stop()`` leaves containers running (a plain
 restart adopts them); ``Agent.stop(stop_containers=True)`` stops every pod's containers gracefully
-first (``pilothouse up`` on Ctrl-C). ``--runtime simulated`` / ``--simulate N`` runs simulated
-nodes instead (see :mod:`.simulation`).
+and then removes them, leaving nothing in the engine (``pilothouse up`` on Ctrl-C).
+``--runtime simulated`` / ``--simulate N`` runs simulated nodes instead (see :mod:`.simulation`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import contextlib
 import errno
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -274,11 +275,7 @@ class Agent:
         workers = list(self.workers.values())
         await asyncio.gather(*(w.cancel() for w in workers), return_exceptions=True)
         if stop_containers and self.runtime is not None:
-            async def stop_pod(worker: PodWorker) -> None:
-                assert self.runtime is not None
-                states = await self.runtime.list_containers({LABEL_POD_UID: worker.uid})
-                await worker._stop_all(states, worker.grace_period())
-            await asyncio.gather(*(stop_pod(w) for w in workers), return_exceptions=True)
+            await self._stop_pods(workers)
         if self.dns is not None:
             await self.dns.stop()
         if self._dns_address and self.ctx is not None and self.ctx.network is not None:
@@ -352,15 +349,41 @@ class Agent:
 
     async def collect_orphans(self) -> None:
         """Remove containers whose pod is gone (neither in the API for this node nor a static pod)."""
+        await self._remove_containers(lambda uid: uid not in self.workers and uid not in self.static_pods,
+                                      "vanished pod")
+
+    async def _stop_pods(self, workers: list[PodWorker]) -> None:
+        """``--stop-pods-on-exit`` (what ``pilothouse up`` runs): stop every pod in its grace period,
+        saying which pods are waited for, then remove every container this agent made, so that
+        nothing is left in the engine (a pod being deleted when the stop came included)."""
+        assert self.runtime is not None
+        if workers:
+            longest = max(w.grace_period() for w in workers)
+            # A warning so that it shows by default: the exit waits on these, up to the longest grace.
+            log.warning("stopping %d pods, waiting up to %.0fs for their grace periods: %s", len(workers), longest,
+                     ", ".join(f"{w.pod['metadata'].get('namespace', '')}/{w.pod['metadata']['name']}"
+                               for w in workers))
+
+        async def stop_pod(worker: PodWorker) -> None:
+            assert self.runtime is not None
+            states = await self.runtime.list_containers({LABEL_POD_UID: worker.uid})
+            await worker._stop_all(states, worker.grace_period())
+
+        await asyncio.gather(*(stop_pod(w) for w in workers), return_exceptions=True)
+        await self._remove_containers(lambda _uid: True, "stopped pod")
+
+    async def _remove_containers(self, doomed: Callable[[str], bool], why: str) -> None:
+        """Remove this agent's containers whose pod uid ``doomed`` names (sandboxes last: the
+        engine refuses a sandbox others joined), releasing their pod addresses."""
         assert self.runtime is not None
         assert self.ctx is not None
         mine = {LABEL_AGENT: self.ctx.agent_id}
         states = await self.runtime.list_containers({LABEL_ROLE: "sandbox", **mine})
         states += await self.runtime.list_containers({LABEL_ROLE: "container", **mine})
-        for state in sorted(states, key=lambda s: s.labels.get(LABEL_ROLE) == "sandbox"):  # sandboxes last
+        for state in sorted(states, key=lambda s: s.labels.get(LABEL_ROLE) == "sandbox"):
             uid = state.labels.get(LABEL_POD_UID, "")
-            if uid and uid not in self.workers and uid not in self.static_pods:
-                log.info("removing container %s of vanished pod %s", state.id[:12], uid)
+            if uid and doomed(uid):
+                log.info("removing container %s of %s %s", state.id[:12], why, uid)
                 with contextlib.suppress(RuntimeError_):
                     if state.state == "running":
                         await self.runtime.stop_container(state.id, 2)

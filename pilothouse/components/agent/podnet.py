@@ -128,8 +128,16 @@ class PodNetwork:
 
     # ----------------------------------------------------------------- IPAM
 
-    def allocate(self, owner: str) -> str:
-        """A free address for ``owner`` (a sandbox name), claimed atomically across agents."""
+    async def allocate(self, owner: str) -> str:
+        """A free address for ``owner`` (a sandbox name), claimed atomically across agents.
+
+        In a worker thread: with a nearly full range the search opens, reads and stats thousands
+        of files, which on the event loop stalled every probe, heartbeat and status write of the
+        node. Claims are atomic files (``O_EXCL``), so concurrent searches cannot hand out one
+        address twice; ``_next`` is only where the next search starts."""
+        return await asyncio.to_thread(self._allocate, owner)
+
+    def _allocate(self, owner: str) -> str:
         size = self.network.num_addresses
         for step in range(size - 3):
             offset = 2 + (self._next - 2 + step) % (size - 3)  # skip network, gateway, broadcast

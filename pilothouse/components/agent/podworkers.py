@@ -359,7 +359,7 @@ class PodWorker:
             await self.ctx.runtime.start_container(container_id)
             return await self.ctx.runtime.inspect_container(container_id)
         try:
-            address = network.allocate(sandbox_spec.name)
+            address = await network.allocate(sandbox_spec.name)
         except PodNetworkError as error:
             raise RuntimeError_(str(error)) from error
         labels[LABEL_POD_IP] = address
@@ -573,9 +573,18 @@ class PodWorker:
         deadline = time.monotonic() + grace
         hook = ((container or {}).get("lifecycle") or {}).get("preStop")
         if hook and state.state == "running":
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(run_handler(hook, runtime=self.ctx.runtime, container_id=state.id,
-                                                   container=container or {}, pod_ip="", timeout=grace), grace)
+            try:
+                result = await asyncio.wait_for(run_handler(hook, runtime=self.ctx.runtime, container_id=state.id,
+                                                            container=container or {}, pod_ip="", timeout=grace),
+                                                grace)
+            except TimeoutError:  # the grace period ran out first: the kubelet stops the container anyway
+                log.info("preStop hook of %s did not complete within the grace period", state.id)
+            else:
+                if not result.ok:
+                    # The kubelet's executePreStopHook: logged with the hook's output, the event without
+                    # it (the output may hold secrets), and the container is stopped all the same.
+                    log.warning("preStop hook of %s failed: %s", state.id, result.output)
+                    self.ctx.event(self.pod, "Warning", "FailedPreStopHook", "PreStopHook failed")
         remaining = max(MIN_GRACE if grace >= MIN_GRACE else 0, deadline - time.monotonic())
         probes = self.probes.pop(state.id, None)
         if probes is not None:
