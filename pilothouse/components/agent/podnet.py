@@ -190,7 +190,7 @@ class PodNetwork:
         """An address of the range put on the bridge itself for this process (while it lives), e.g.
         for a second agent's DNS when the gateway's is taken; ``preferred`` (the last one) if free."""
         owner = HOST_OWNER + owner
-        address = preferred if preferred and self._claim(preferred, owner) else self.allocate(owner)
+        address = preferred if preferred and self._claim(preferred, owner) else await self.allocate(owner)
         (self.ipam_dir / address).write_text(f"{owner}\n{os.getpid()}")
         with contextlib.suppress(PodNetworkError):  # "File exists": still there from the last run
             await _ip(["ip"], f"addr add {address}/32 dev {self.bridge}\n")
