@@ -28,6 +28,7 @@ from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.agent.backoff import Backoff, format_duration
 from pilothouse.components.agent.env import ConfigError, expand, make_environment
 from pilothouse.components.agent.images import ImageManager, ImagePullFailure
+from pilothouse.components.agent.metrics import POD_STARTS
 from pilothouse.components.agent.podnet import PodNetwork, PodNetworkError, hosts_file, resolv_conf
 from pilothouse.components.agent.probes import ContainerProbes, run_handler
 from pilothouse.components.agent.runtime.docker import PAUSE_COMMAND, PAUSE_IMAGE, oom_killed_ids
@@ -150,6 +151,8 @@ class PodWorker:
         self._started_now: list[str] = []
         self._other_change = False
         self.terminal_phase = ""
+        #: whether the pod's sandbox ran at the last report (kubelet_running_pods)
+        self.sandbox_running = False
         self._volumes: dict[str, Path] | None = None
         self._task: asyncio.Task[None] | None = None
         self._on_finished = on_finished
@@ -646,7 +649,13 @@ class PodWorker:
         status = compute_pod_status(self.pod, obs)
         if status["phase"] in ("Succeeded", "Failed"):
             self.terminal_phase = status["phase"]
+        self.sandbox_running = sandbox is not None and sandbox.state == "running"
         await self.write_status(status)
+        POD_STARTS.observe(self.pod)
+
+    def container_states(self) -> list[str]:
+        """The engine state of each container's latest attempt (kubelet_running_containers)."""
+        return [attempts[0].state for attempts in self._observed_attempts.values() if attempts]
 
     async def write_status(self, status: Object) -> None:
         old = self.pod.get("status") or {}

@@ -42,6 +42,7 @@ from pilothouse.components.agent.streaming.portforward import Connector, PortFor
 from pilothouse.components.agent.streaming.remotecommand import StreamOptions, serve_session
 from pilothouse.components.agent.streaming.spdy import SpdyError
 from pilothouse.components.agent.streaming.wsportforward import ChannelPortForward, parse_ports
+from pilothouse.components.componentserver import metrics_response
 from pilothouse.machinery.errors import bad_request
 from pilothouse.machinery.query import flag as query_flag
 
@@ -101,6 +102,7 @@ class StreamingServer:
     def build_app(self) -> web.Application:
         app = web.Application(middlewares=self.middlewares)
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)  # kubelet's; authorised as nodes/metrics over TLS
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
         for verb in ("exec", "attach"):
             app.router.add_route("*", f"/{verb}/{{namespace}}/{{pod}}/{{container}}", self._remote_command)
@@ -127,6 +129,9 @@ class StreamingServer:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok", content_type="text/plain")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return metrics_response(request)
 
     async def _container(self, namespace: str, pod: str, container: str, previous: bool = False) -> str | None:
         try:
