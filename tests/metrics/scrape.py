@@ -20,18 +20,18 @@ class Scrape:
     samples: dict[tuple[str, frozenset[tuple[str, str]]], float]
     types: dict[str, str]
 
-    def value(self, name: str, **labels: str) -> float:
-        """The sum over the samples named ``name`` whose labels include ``labels`` (0 if none)."""
+    def value(self, metric: str, /, **labels: str) -> float:
+        """The sum over the samples named ``metric`` whose labels include ``labels`` (0 if none)."""
         wanted = set(labels.items())
         return sum(v for (sample, sample_labels), v in self.samples.items()
-                   if sample == name and wanted <= sample_labels)
+                   if sample == metric and wanted <= sample_labels)
 
-    def has(self, name: str, **labels: str) -> bool:
+    def has(self, metric: str, /, **labels: str) -> bool:
         wanted = set(labels.items())
-        return any(sample == name and wanted <= sample_labels for sample, sample_labels in self.samples)
+        return any(sample == metric and wanted <= sample_labels for sample, sample_labels in self.samples)
 
-    def label_sets(self, name: str) -> list[dict[str, str]]:
-        return [dict(sample_labels) for sample, sample_labels in self.samples if sample == name]
+    def label_sets(self, metric: str) -> list[dict[str, str]]:
+        return [dict(sample_labels) for sample, sample_labels in self.samples if sample == metric]
 
 
 def parse(text: str) -> Scrape:
