@@ -29,12 +29,13 @@ from collections.abc import Awaitable, Callable, Container, Iterable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import REGISTRY, Gauge, disable_created_metrics
 from prometheus_client.exposition import choose_encoder
 
 from pilothouse.apiserver.auth import REQUEST_INFO
 from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.machinery.errors import StatusError
+from pilothouse.machinery.fastmetrics import CounterVec, HistogramVec
 from pilothouse.machinery.kinds import ResourceRegistry
 from pilothouse.store.metrics import REQUEST_BUCKETS
 
@@ -49,12 +50,13 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 COMPONENT = "apiserver"
 _LABELS = ("verb", "dry_run", "group", "version", "resource", "subresource", "scope", "component")
 
-REQUESTS = Counter("apiserver_request_total",
-                   "Counter of apiserver requests broken out for each verb, dry run value, group, version, "
-                   "resource, scope, component, and HTTP response code.", (*_LABELS, "code"))
-DURATION = Histogram("apiserver_request_duration_seconds",
-                     "Response latency distribution in seconds for each verb, dry run value, group, version, "
-                     "resource, subresource, scope and component.", _LABELS, buckets=REQUEST_BUCKETS)
+# Recorded on every request: the event loop's cheap metrics (machinery/fastmetrics.py).
+REQUESTS = CounterVec("apiserver_request_total",
+                      "Counter of apiserver requests broken out for each verb, dry run value, group, version, "
+                      "resource, scope, component, and HTTP response code.", (*_LABELS, "code"))
+DURATION = HistogramVec("apiserver_request_duration_seconds",
+                        "Response latency distribution in seconds for each verb, dry run value, group, version, "
+                        "resource, subresource, scope and component.", _LABELS, REQUEST_BUCKETS)
 LONGRUNNING = Gauge("apiserver_longrunning_requests",
                     "Gauge of all active long-running apiserver requests broken out by verb, group, version, "
                     "resource, scope and component. Not all requests are tracked this way.",
@@ -112,9 +114,10 @@ class RequestMetrics:
         self._counters: dict[tuple[tuple[str, ...], int], Any] = {}
 
     def _label_values(self, request: web.Request, info: RequestInfo) -> tuple[str, ...] | None:
-        content_type = request.content_type if request.method == "PATCH" else ""
+        # The key holds what the labels derive from, not the names in the path (unbounded).
+        content_type = request.content_type if info.verb == "patch" else ""
         dry_run = _dry_run(request)
-        key = (request.method, info.verb, bool(info.name), bool(info.namespace), info.group, info.version,
+        key = (request.method, info.verb, info.name == "", not info.namespace, info.group, info.version,
                info.resource, info.subresource, content_type, dry_run)
         labels = self._labels.get(key)
         if labels is None:

@@ -14,8 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
-from prometheus_client import Counter, Histogram
-
+from pilothouse.machinery.fastmetrics import CounterVec, HistogramVec
 from pilothouse.store.interface import KeyValue, ListResult, Store, WatchEvent
 
 __all__ = ["REQUEST_BUCKETS", "InstrumentedStore", "resource_type"]
@@ -26,13 +25,14 @@ _T = TypeVar("_T")
 REQUEST_BUCKETS = (0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30,
                    45, 60)
 
-_DURATION = Histogram("etcd_request_duration_seconds",
-                      "Etcd request latency in seconds for each operation and object type.",
-                      ("operation", "type"), buckets=REQUEST_BUCKETS)
-_TOTAL = Counter("etcd_requests_total", "Etcd request counts for each operation and object type.",
-                 ("operation", "type"))
-_ERRORS = Counter("etcd_request_errors_total", "Etcd failed request counts for each operation and object type.",
-                  ("operation", "type"))
+# Recorded on every store call: the event loop's cheap metrics (machinery/fastmetrics.py), the
+# request count read off the histogram.
+_DURATION = HistogramVec("etcd_request_duration_seconds",
+                         "Etcd request latency in seconds for each operation and object type.",
+                         ("operation", "type"), REQUEST_BUCKETS,
+                         count_as=("etcd_requests_total", "Etcd request counts for each operation and object type."))
+_ERRORS = CounterVec("etcd_request_errors_total", "Etcd failed request counts for each operation and object type.",
+                     ("operation", "type"))
 
 
 def resource_type(key: str) -> str:
@@ -46,19 +46,16 @@ def resource_type(key: str) -> str:
 
 
 class _Recorder:
-    """One (operation, type)'s children, looked up once: ``labels()`` takes a lock and builds a key
-    per call, which would be most of the cost of a record on the request path."""
+    """One (operation, type)'s children, looked up once per store key prefix."""
 
-    __slots__ = ("duration", "errors", "total")
+    __slots__ = ("duration", "errors")
 
     def __init__(self, operation: str, kind: str) -> None:
         self.duration = _DURATION.labels(operation, kind)
-        self.total = _TOTAL.labels(operation, kind)
         self.errors = _ERRORS.labels(operation, kind)
 
     def record(self, started: float, failed: bool) -> None:
         self.duration.observe(time.perf_counter() - started)
-        self.total.inc()
         if failed:
             self.errors.inc()
 
@@ -69,18 +66,17 @@ class InstrumentedStore:
 
     def __init__(self, inner: Store) -> None:
         self.inner = inner
+        #: by (operation, key up to its last "/"): namespace and name vary, the resource does not
         self._recorders: dict[tuple[str, str], _Recorder] = {}
-        self._types: dict[str, str] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     def _recorder(self, operation: str, key: str) -> _Recorder:
-        prefix = key.rsplit("/", 1)[0]  # namespace and name vary; the resource does not
-        kind = self._types.get(prefix) or self._types.setdefault(prefix, resource_type(key))
-        recorder = self._recorders.get((operation, kind))
+        cache_key = (operation, key[:key.rfind("/")])
+        recorder = self._recorders.get(cache_key)
         if recorder is None:
-            recorder = self._recorders[(operation, kind)] = _Recorder(operation, kind)
+            recorder = self._recorders[cache_key] = _Recorder(operation, resource_type(key))
         return recorder
 
     async def start(self) -> None:
