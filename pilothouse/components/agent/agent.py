@@ -29,6 +29,7 @@ from pilothouse.components.agent.metrics import watch_running
 from pilothouse.components.agent.node import NodeConfig, NodeStatusManager, detect_capacity, detect_node_ip
 from pilothouse.components.agent.podnet import PodNetwork, PodNetworkError
 from pilothouse.components.agent.podworkers import LABEL_AGENT, PODS, PodContext, PodWorker
+from pilothouse.components.agent.resourcemetrics import PodContainers, render
 from pilothouse.components.agent.runtime.docker import DockerRuntime
 from pilothouse.components.agent.runtime.interface import (
     LABEL_POD_IP,
@@ -156,7 +157,8 @@ class Agent:
         # logs/exec/attach/port-forward: the API server proxies kubectl to this server, found through
         # the Node's address and daemonEndpoints.kubeletEndpoint.Port.
         self.streaming = StreamingServer(self.runtime, RuntimeLabelLookup(self.runtime), address=options.address,
-                                         port=options.port, **self._serving_security(host_ip))
+                                         port=options.port, resource_metrics=self._resource_metrics,
+                                         **self._serving_security(host_ip))
         await self.streaming.start()
         watch_running(lambda: [(w.sandbox_running, w.container_states()) for w in list(self.workers.values())])
         self.node = NodeStatusManager(self.client, NodeConfig(
@@ -191,6 +193,13 @@ class Agent:
         await informer.wait_synced()
         self.pods_synced.set()
         self._tasks.append(asyncio.create_task(self._relist_loop(), name="agent-relist"))
+
+    async def _resource_metrics(self) -> bytes:
+        """The kubelet's /metrics/resource over this agent's pods."""
+        assert self.runtime is not None
+        pods = [PodContainers(w.pod["metadata"].get("namespace") or "default", w.pod["metadata"]["name"],
+                              tuple(w.running_containers())) for w in list(self.workers.values())]
+        return await render(pods, self.runtime.stats)
 
     async def _serve_simulated(self) -> None:
         """/healthz and /metrics of the simulated nodes on the agent's port. Nothing listened there

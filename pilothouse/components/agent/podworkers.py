@@ -55,6 +55,7 @@ from pilothouse.components.agent.volumes import (
     prepare_volumes,
     remove_pod_dir,
 )
+from pilothouse.machinery import meta
 from pilothouse.machinery.kinds.quantity import parse_quantity
 
 __all__ = ["PodContext", "PodWorker", "crash_message"]
@@ -653,6 +654,15 @@ class PodWorker:
         await self.write_status(status)
         POD_STARTS.observe(self.pod)
 
+    def running_containers(self) -> list[tuple[str, str, float]]:
+        """(name, engine id, start time in epoch seconds) of each running container (/metrics/resource)."""
+        out = []
+        for name, attempts in self._observed_attempts.items():
+            if attempts and attempts[0].state == "running":
+                started = meta.parse_time(attempts[0].started_at)
+                out.append((name, attempts[0].id, started.timestamp() if started else 0.0))
+        return out
+
     def container_states(self) -> list[str]:
         """The engine state of each container's latest attempt (kubelet_running_containers)."""
         return [attempts[0].state for attempts in self._observed_attempts.values() if attempts]
@@ -674,8 +684,6 @@ class PodWorker:
 
 def _monotonic_of(rfc3339: str) -> float:
     """An engine timestamp on the monotonic clock the back-off uses."""
-    from pilothouse.machinery import meta
-
     moment = meta.parse_time(rfc3339)
     if moment is None:
         return time.monotonic()

@@ -29,11 +29,12 @@ import datetime as dt
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from pilothouse.components.agent.runtime.interface import ContainerNotFound, ContainerRuntime, RuntimeError_
 from pilothouse.components.agent.streaming import channels
@@ -86,7 +87,8 @@ class StreamingServer:
 
     def __init__(self, runtime: ContainerRuntime, lookup: PodLookup, *, address: str = "0.0.0.0",
                  port: int = DEFAULT_PORT, connect: Callable[[str, int], Any] | None = None,
-                 ssl_context: ssl.SSLContext | None = None, middlewares: tuple[Any, ...] = ()) -> None:
+                 ssl_context: ssl.SSLContext | None = None, middlewares: tuple[Any, ...] = (),
+                 resource_metrics: Callable[[], Awaitable[bytes]] | None = None) -> None:
         self.runtime = runtime
         self.lookup = lookup
         self.address = address
@@ -96,6 +98,8 @@ class StreamingServer:
         self._runner: web.AppRunner | None = None
         self.ssl_context = ssl_context
         self.middlewares = middlewares
+        #: the kubelet's /metrics/resource page (agent/resourcemetrics.py), when the agent has pods to read
+        self.resource_metrics = resource_metrics
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -103,6 +107,7 @@ class StreamingServer:
         app = web.Application(middlewares=self.middlewares)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)  # kubelet's; authorised as nodes/metrics over TLS
+        app.router.add_get("/metrics/resource", self._resource_metrics)
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
         for verb in ("exec", "attach"):
             app.router.add_route("*", f"/{verb}/{{namespace}}/{{pod}}/{{container}}", self._remote_command)
@@ -132,6 +137,11 @@ class StreamingServer:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return metrics_response(request)
+
+    async def _resource_metrics(self, request: web.Request) -> web.Response:
+        if self.resource_metrics is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=await self.resource_metrics(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _container(self, namespace: str, pod: str, container: str, previous: bool = False) -> str | None:
         try:
