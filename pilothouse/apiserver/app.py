@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from pilothouse import __version__
-from pilothouse.apiserver import codec, metrics, nodeproxy, poststart, rbacbootstrap, subresources, virtual
+from pilothouse.apiserver import codec, metrics, metricsapi, nodeproxy, poststart, rbacbootstrap, subresources, virtual
 from pilothouse.apiserver.admission import NamespaceLifecycle
 from pilothouse.apiserver.admission_plugins import AdmissionChain
 from pilothouse.apiserver.admission_plugins.priority import bootstrap_priority_classes
@@ -74,12 +74,12 @@ class APIServer:
         # logs/exec/attach/port-forward are proxied to the pod's node agent.
         self.rest = RestHandler(self.registry, self.storages,
                                 {**subresources.SUBRESOURCE_HANDLERS, **nodeproxy.NODE_PROXY_HANDLERS,
-                                 **virtual.VIRTUAL_HANDLERS})
+                                 **virtual.VIRTUAL_HANDLERS, **metricsapi.METRICS_HANDLERS})
         self.discovery = Discovery(self.registry)
         self.crds = CRDController(store, self.registry, self.storage)
         self.request_metrics = metrics.RequestMetrics(lambda g, v, r: self.registry.by_plural(g, v, r) is not None)
         self.object_counts = metrics.StorageObjectCounter(
-            store.count, lambda: metrics.stored_resources(self.registry, virtual.VIRTUAL_HANDLERS))
+            store.count, lambda: metrics.stored_resources(self.registry, self.rest.subresources))
         self.ready = False
 
     def _follow_registry(self, resource: ResourceType, added: bool) -> None:

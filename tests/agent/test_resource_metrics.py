@@ -1,6 +1,7 @@
 """The agent's kubelet metrics with real containers under podman: ``/metrics/resource`` (what
-metrics-server reads for ``kubectl top``) shows a busy container using more CPU than an idle one, and
-``/metrics`` counts the pods' starts and running containers."""
+metrics-server reads for ``kubectl top``) shows a busy container using more CPU than an idle one, the
+real ``kubectl top`` shows it through the API server's metrics.k8s.io, and ``/metrics`` counts the
+pods' starts and running containers."""
 
 from __future__ import annotations
 
@@ -71,6 +72,21 @@ def test_busy_container_uses_more_cpu_than_idle(server: ServerProcess, agent: Ag
         assert second.value("node_memory_working_set_bytes") > 0
         assert second.value("resource_scrape_error") == 0
         assert second.types["container_cpu_usage_seconds"] == "counter"
+
+        # kubectl top through the API server's metrics.k8s.io (metrics-server's API, answered here).
+        def millicores(text: str, row: str) -> int:
+            line = next(line.split() for line in text.splitlines() if line.split()[:1] == [row])
+            return int(line[1].removesuffix("m"))
+
+        top = server.kubectl("top", "pods").stdout
+        assert millicores(top, "busy") > 5 * max(millicores(top, "idle"), 1) and millicores(top, "busy") >= 200, top
+        containers = server.kubectl("top", "pods", "--containers").stdout
+        assert any(line.split()[:2] == ["busy", "busy"] for line in containers.splitlines()), containers
+        nodes = server.kubectl("top", "nodes").stdout
+        assert nodes.splitlines()[0].split()[:3] == ["NAME", "CPU(cores)", "CPU(%)"], nodes
+        assert millicores(nodes, NODE) > 0, nodes
+        missing = server.kubectl("top", "pod", "no-such-pod", check=False)
+        assert missing.returncode != 0
 
         kubelet = _scrape(agent, "/metrics")
         assert kubelet.value("kubelet_pod_start_sli_duration_seconds_count") >= 2

@@ -90,6 +90,7 @@ def test_storage_metrics_follow_the_store(server: ServerProcess) -> None:
     assert not s.has("etcd_request_duration_seconds_created")  # kube's pages have no _created series
     # Answered, never stored: the review APIs have no object count.
     assert not s.has("apiserver_storage_objects", resource="tokenreviews.authentication.k8s.io")
+    assert not s.has("apiserver_storage_objects", resource="pods.metrics.k8s.io")
     assert s.value("apiserver_storage_objects", resource="deployments.apps") == 0
 
 
