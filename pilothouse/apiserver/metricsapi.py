@@ -25,6 +25,7 @@ from pilothouse.apiserver.nodeproxy import _agent_base_url, _agent_session
 from pilothouse.apiserver.registry import ListOptions, ResourceStorage
 from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.machinery.errors import StatusError, method_not_allowed, not_found
+from pilothouse.machinery.selectors import parse_label_selector
 
 __all__ = ["METRICS_HANDLERS"]
 
@@ -118,9 +119,12 @@ def _metadata(obj: Object, **extra: Any) -> Object:
             .strftime("%Y-%m-%dT%H:%M:%SZ"), "labels": metadata.get("labels") or {}}
 
 
-async def _listed(handler: Any, plural: str, namespace: str | None) -> list[Object]:
+async def _listed(handler: Any, request: web.Request, plural: str, namespace: str | None) -> list[Object]:
+    """The nodes or pods measured, with the request's label selector (``kubectl top -l``) applied to
+    them, as metrics-server selects from its informers."""
     storage: ResourceStorage = handler.storage_for("", "v1", plural)
-    items, _, _ = await storage.list(namespace, ListOptions())
+    selector = parse_label_selector(request.query.get("labelSelector"))
+    items, _, _ = await storage.list(namespace, ListOptions(label_selector=selector))
     return items
 
 
@@ -142,7 +146,7 @@ def _only_reads(info: RequestInfo) -> None:
 async def node_metrics(handler: Any, request: web.Request, info: RequestInfo,
                        storage: ResourceStorage) -> web.StreamResponse:
     _only_reads(info)
-    nodes = [n for n in await _listed(handler, "nodes", None) if _has_containers(n) and
+    nodes = [n for n in await _listed(handler, request, "nodes", None) if _has_containers(n) and
              (info.verb == "list" or n["metadata"]["name"] == info.name)]
     windows = await asyncio.gather(*(_window(handler, n["metadata"]["name"]) for n in nodes))
     items = []
@@ -158,7 +162,7 @@ async def node_metrics(handler: Any, request: web.Request, info: RequestInfo,
 async def pod_metrics(handler: Any, request: web.Request, info: RequestInfo,
                       storage: ResourceStorage) -> web.StreamResponse:
     _only_reads(info)
-    pods = [p for p in await _listed(handler, "pods", info.namespace)
+    pods = [p for p in await _listed(handler, request, "pods", info.namespace)
             if (p.get("spec") or {}).get("nodeName") and (p.get("status") or {}).get("phase") == "Running"
             and (info.verb == "list" or p["metadata"]["name"] == info.name)]
     nodes = sorted({p["spec"]["nodeName"] for p in pods})

@@ -63,7 +63,7 @@ def test_busy_container_uses_more_cpu_than_idle(server: ServerProcess, agent: Ag
         time.sleep(3)
         second = _scrape(agent, "/metrics/resource")
         busy, idle = cpu(second, "busy") - cpu(first, "busy"), cpu(second, "idle") - cpu(first, "idle")
-        assert busy > 0.3 and busy > 5 * idle, (busy, idle, agent.log())
+        assert busy > 0.15 and busy > 5 * idle, (busy, idle, agent.log())
         for pod in ("busy", "idle"):
             assert second.value("container_memory_working_set_bytes", pod=pod) > 0
             assert second.value("pod_memory_working_set_bytes", pod=pod, namespace="default") > 0
@@ -79,7 +79,9 @@ def test_busy_container_uses_more_cpu_than_idle(server: ServerProcess, agent: Ag
             return int(line[1].removesuffix("m"))
 
         top = server.kubectl("top", "pods").stdout
-        assert millicores(top, "busy") > 5 * max(millicores(top, "idle"), 1) and millicores(top, "busy") >= 200, top
+        assert millicores(top, "busy") > 5 * max(millicores(top, "idle"), 1) and millicores(top, "busy") >= 50, top
+        selected = server.kubectl("top", "pods", "-l", "run=idle").stdout
+        assert [line.split()[0] for line in selected.splitlines()[1:]] == ["idle"], selected
         containers = server.kubectl("top", "pods", "--containers").stdout
         assert any(line.split()[:2] == ["busy", "busy"] for line in containers.splitlines()), containers
         nodes = server.kubectl("top", "nodes").stdout
