@@ -139,7 +139,7 @@ async def _pump(events: AsyncIterator[WatchEvent], queue: asyncio.Queue[WatchEve
         except TimeoutError:
             log.warning("Forcing %s watcher close due to unresponsiveness: len(input) = %d",
                         f"{plural}.{group}" if group else plural, queue.qsize())
-            TERMINATED_WATCHERS.inc(group, plural)
+            TERMINATED_WATCHERS.labels(group, plural).inc()
             if request.transport is not None:
                 request.transport.abort()
             return False

@@ -27,6 +27,7 @@ from pilothouse.store.interface import StoreError
 if TYPE_CHECKING:  # the server's modules load only when a command needs them
     from pilothouse.apiserver.serve import ServerConfig
     from pilothouse.client.kubeconfig import ClientConfig
+    from pilothouse.components.componentserver import ServingOptions
 
 __all__ = ["main"]
 
@@ -178,6 +179,10 @@ def tls_options(function: click.decorators.FC) -> click.decorators.FC:
                      callback=_collect_tls),
         click.option("--tls-renewal-check-interval", type=float, default=3600.0, hidden=True,
                      expose_value=False, callback=_collect_tls),
+        click.option("--etcd-count-metric-poll-period", type=float, default=60.0, show_default=True,
+                     expose_value=False, callback=_collect_tls,
+                     help="Seconds between counts of each resource's stored objects (apiserver_storage_objects); "
+                          "0: never."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -205,11 +210,12 @@ def _tls_config() -> tuple[bool, Any]:
 
 
 def _insecure_port() -> dict[str, Any]:
-    """ServerConfig's insecure_port/insecure_bind_address from the flags of the same name."""
+    """ServerConfig's insecure port, advertise address and count_metric_poll_period from their flags."""
     flags = click.get_current_context().meta.get(_TLS_META, {})
     return {"insecure_port": flags.get("insecure_port") or 0,
             "insecure_bind_address": flags.get("insecure_bind_address") or "127.0.0.1",
-            "advertise_address": flags.get("advertise_address") or ""}
+            "advertise_address": flags.get("advertise_address") or "",
+            "count_metric_poll_period": flags.get("etcd_count_metric_poll_period", 60.0)}
 # --- end of TLS serving flags ---
 
 
@@ -328,13 +334,61 @@ def leader_election_child_args(lease_duration: float) -> list[str]:
             "--leader-elect-retry-period", f"{lease_duration * 2 / 15:g}"]
 
 
+def serving_options(secure_port: int) -> Callable[[click.decorators.FC], click.decorators.FC]:
+    """kube-scheduler's and kube-controller-manager's serving flags (their /healthz and /metrics)."""
+    def decorate(function: click.decorators.FC) -> click.decorators.FC:
+        options = [
+            click.option("--bind-address", default="127.0.0.1", show_default=True,
+                         help="Address of the HTTPS /healthz and /metrics endpoint (kubeadm's; kube's default "
+                              "is 0.0.0.0)."),
+            click.option("--secure-port", type=int, default=secure_port, show_default=True,
+                         help="Port of that endpoint (0: do not serve)."),
+            click.option("--tls-cert-file", default=None,
+                         help="Its serving certificate (default: a self-signed one made at start)."),
+            click.option("--tls-private-key-file", default=None, help="The key of --tls-cert-file."),
+        ]
+        for option in reversed(options):
+            function = option(function)
+        return function
+    return decorate
+
+
+def _serving(bind_address: str, secure_port: int, tls_cert_file: str | None,
+             tls_private_key_file: str | None) -> ServingOptions:
+    from pilothouse.components.componentserver import ServingOptions
+
+    if bool(tls_cert_file) != bool(tls_private_key_file):
+        raise click.BadParameter("give --tls-cert-file and --tls-private-key-file together")
+    return ServingOptions(secure_port, bind_address, tls_cert_file, tls_private_key_file)
+
+
+async def _with_component_server(name: str, serving: ServingOptions, target: ClientConfig,
+                                 work: Coroutine[Any, Any, None]) -> None:
+    """``work`` with the component's /healthz and /metrics served from before leader election (a
+    standby answers health checks too). A taken port is logged, not fatal: several embedded copies
+    on one host (tests, a second ``pilothouse server``) keep scheduling without their endpoint."""
+    from pilothouse.components.componentserver import ComponentServer
+
+    server = ComponentServer(name, serving, target)
+    try:
+        await server.start()
+    except OSError as error:
+        logging.getLogger("pilothouse.cli").error("%s: cannot serve on %s:%d: %s", name, serving.bind_address,
+                                                  serving.secure_port, error)
+    try:
+        await work
+    finally:
+        await server.stop()
+
+
 def _run_component(lease_name: str, target: ClientConfig, run: Callable[[], Coroutine[Any, Any, None]],
-                   leader_elect: bool, lease_duration: float, renew_deadline: float, retry_period: float) -> None:
+                   leader_elect: bool, lease_duration: float, renew_deadline: float, retry_period: float,
+                   serving: ServingOptions) -> None:
     from pilothouse.cli.supervisor import exit_with_supervisor
 
     exit_with_supervisor()
     if not leader_elect:
-        _run_until_signal(run())
+        _run_until_signal(_with_component_server(lease_name, serving, target, run()))
         return
 
     from pilothouse.client.leaderelection import LeaderElectionLost, LeaderElector
@@ -348,7 +402,7 @@ def _run_component(lease_name: str, target: ClientConfig, run: Callable[[], Coro
             await elector.run(run)
 
     try:
-        _run_until_signal(elected())
+        _run_until_signal(_with_component_server(lease_name, serving, target, elected()))
     except LeaderElectionLost:
         # klog.Fatalf("leaderelection lost"): what was built while leading cannot be trusted; the
         # supervisor (or systemd) starts a fresh process that campaigns again.
@@ -376,16 +430,19 @@ def _target(server_url: str | None, kubeconfig: str | None) -> ClientConfig:
 @main.command()
 @connection_options
 @leader_election_options
+@serving_options(10259)
 @click.option("-v", "--verbose", count=True)
 def scheduler(server_url: str | None, kubeconfig: str | None, leader_elect: bool, leader_elect_lease_duration: float,
-              leader_elect_renew_deadline: float, leader_elect_retry_period: float, verbose: int) -> None:
+              leader_elect_renew_deadline: float, leader_elect_retry_period: float, bind_address: str,
+              secure_port: int, tls_cert_file: str | None, tls_private_key_file: str | None, verbose: int) -> None:
     """Run the scheduler against an API server."""
     from pilothouse.components.scheduler import run_scheduler
 
     _setup_logging(verbose)
     target = _target(server_url, kubeconfig)
     _run_component("kube-scheduler", target, lambda: run_scheduler(target), leader_elect,
-                   leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period)
+                   leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period,
+                   _serving(bind_address, secure_port, tls_cert_file, tls_private_key_file))
 
 
 @main.command("controller-manager")
@@ -403,13 +460,15 @@ def scheduler(server_url: str | None, kubeconfig: str | None, leader_elect: bool
               show_default=True, help="Each controller acts as its own service account in kube-system (as kubeadm "
                                       "runs kube-controller-manager); false: all act as this component's identity.")
 @leader_election_options
+@serving_options(10257)
 @click.option("-v", "--verbose", count=True)
 def controller_manager(server_url: str | None, kubeconfig: str | None, controllers: str,
                        node_monitor_grace_period: float, pod_eviction_timeout: float, root_ca_file: str,
                        cluster_signing_cert_file: str, cluster_signing_key_file: str,
                        use_service_account_credentials: bool, leader_elect: bool,
                        leader_elect_lease_duration: float, leader_elect_renew_deadline: float,
-                       leader_elect_retry_period: float, verbose: int) -> None:
+                       leader_elect_retry_period: float, bind_address: str, secure_port: int,
+                       tls_cert_file: str | None, tls_private_key_file: str | None, verbose: int) -> None:
     """Run the controller manager against an API server."""
     from pilothouse.components.controllers.manager import ControllerManager
 
@@ -424,7 +483,8 @@ def controller_manager(server_url: str | None, kubeconfig: str | None, controlle
         "cluster_signing_key_file": cluster_signing_key_file,
     }, use_service_account_credentials=use_service_account_credentials)
     _run_component("kube-controller-manager", target, manager.run, leader_elect,
-                   leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period)
+                   leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period,
+                   _serving(bind_address, secure_port, tls_cert_file, tls_private_key_file))
 
 # --- end of leader election wiring ---
 

@@ -27,9 +27,11 @@ from pilothouse.client.kubeconfig import client_config
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.agent import servingtls
 from pilothouse.components.agent.images import ImageManager
+from pilothouse.components.agent.metrics import watch_running
 from pilothouse.components.agent.node import NodeConfig, NodeStatusManager, detect_capacity, detect_node_ip
 from pilothouse.components.agent.podnet import PodNetwork, PodNetworkError
 from pilothouse.components.agent.podworkers import LABEL_AGENT, PODS, PodContext, PodWorker
+from pilothouse.components.agent.resourcemetrics import PodContainers, render
 from pilothouse.components.agent.runtime.docker import DockerRuntime
 from pilothouse.components.agent.runtime.interface import (
     LABEL_POD_IP,
@@ -44,6 +46,7 @@ from pilothouse.components.agent.server import StreamingServer
 from pilothouse.components.agent.simulation import SimulatedNodes, simulated_node_names
 from pilothouse.components.agent.static import HASH_ANNOTATION, MIRROR_ANNOTATION, load_manifests, mirror_pod
 from pilothouse.components.agent.streaming.lookup import RuntimeLabelLookup
+from pilothouse.components.componentserver import ComponentServer, ServingOptions
 from pilothouse.components.dns import ClusterDNS
 from pilothouse.components.dns.forward import host_nameservers
 
@@ -116,6 +119,8 @@ class Agent:
         self.node: NodeStatusManager | None = None
         self.streaming: StreamingServer | None = None
         self.simulated: SimulatedNodes | None = None
+        #: simulated nodes' /healthz and /metrics (no containers, so no streaming server)
+        self.simulated_server: ComponentServer | None = None
         self.workers: dict[str, PodWorker] = {}
         self.static_pods: dict[str, Object] = {}
         #: mirrors of static pods whose manifest went while the API was out of reach: (namespace, name)
@@ -154,6 +159,7 @@ class Agent:
                 status_update_frequency=options.node_status_update_frequency, port=options.port,
                 register=options.register_node)
             await self.simulated.start()
+            await self._serve_simulated()
             return
         self.runtime = await self._start_runtime()
         info = await self.runtime.info()
@@ -163,8 +169,10 @@ class Agent:
         # logs/exec/attach/port-forward: the API server proxies kubectl to this server, found through
         # the Node's address and daemonEndpoints.kubeletEndpoint.Port.
         self.streaming = StreamingServer(self.runtime, RuntimeLabelLookup(self.runtime), address=options.address,
-                                         port=options.port, **self._serving_security(host_ip))
+                                         port=options.port, resource_metrics=self._resource_metrics,
+                                         **self._serving_security(host_ip))
         await self.streaming.start()
+        watch_running(lambda: [(w.sandbox_running, w.container_states()) for w in list(self.workers.values())])
         self.node = NodeStatusManager(self.client, NodeConfig(
             name=options.node_name, address=host_ip, port=self.streaming.port, labels=options.node_labels,
             register=options.register_node, capacity=capacity,
@@ -199,6 +207,25 @@ class Agent:
         await informer.wait_synced()
         self.pods_synced.set()
         self._tasks.append(asyncio.create_task(self._relist_loop(), name="agent-relist"))
+
+    async def _resource_metrics(self) -> bytes:
+        """The kubelet's /metrics/resource over this agent's pods."""
+        assert self.runtime is not None
+        pods = [PodContainers(w.pod["metadata"].get("namespace") or "default", w.pod["metadata"]["name"],
+                              tuple(w.running_containers())) for w in list(self.workers.values())]
+        return await render(pods, self.runtime.stats)
+
+    async def _serve_simulated(self) -> None:
+        """/healthz and /metrics of the simulated nodes on the agent's port. Nothing listened there
+        before, so a taken port (several simulating agents on a host) is only logged."""
+        server = ComponentServer("kubelet", ServingOptions(self.options.port, self.options.address), self.target)
+        try:
+            await server.start()
+        except OSError as error:
+            log.warning("simulated nodes: cannot serve /metrics on %s:%d: %s", self.options.address,
+                        self.options.port, error)
+            return
+        self.simulated_server = server
 
     async def _start_runtime(self) -> ContainerRuntime:
         endpoint = self.options.runtime_endpoint
@@ -268,6 +295,8 @@ class Agent:
         """Stop the agent; containers keep running unless ``stop_containers`` (then gracefully)."""
         if self.simulated is not None:
             await self.simulated.stop()
+        if self.simulated_server is not None:
+            await self.simulated_server.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
