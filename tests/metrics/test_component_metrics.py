@@ -150,7 +150,8 @@ def test_component_metrics_are_authorized_by_the_api_server(tmp_path: Path) -> N
         kubeconfig = tmp_path / "scheduler.conf"
         kubeconfig.write_text(
             "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-            f"clusters: [{{name: c, cluster: {{server: '{cluster.server.url}'}}}}]\n"
+            f"clusters: [{{name: c, cluster: {{server: '{cluster.server.url}', "
+            f"certificate-authority: '{cluster.ca}'}}}}]\n"
             "users: [{name: u, user: {token: admin-token}}]\n"
             "contexts: [{name: c, context: {cluster: c, user: u}}]\n")
         port = free_port()
