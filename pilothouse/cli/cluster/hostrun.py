@@ -31,9 +31,12 @@ __all__ = ["SERVER_AUTH_FLAGS", "run_host"]
 
 log = logging.getLogger("pilothouse.cluster")
 
-#: The server of a cluster built here authenticates everyone by certificate and authorizes as a
-#: kubeadm cluster does (kept explicit: it must hold whatever ``pilothouse server``'s defaults are).
-SERVER_AUTH_FLAGS = ("--secure", "--authorization-mode", "Node,RBAC")
+#: The server of a cluster built here serves HTTPS and authenticates by certificate (the agents get
+#: ``system:node:<host>`` ones); its authorization is ``pilothouse server``'s default, which issue 11
+#: makes Node,RBAC once the controllers act as their own service accounts (before that, the
+#: controller manager's own identity could not create a ReplicaSet under RBAC). A topology file can
+#: say ``components: {server: {args: [--authorization-mode, "Node,RBAC"]}}``.
+SERVER_AUTH_FLAGS = ("--secure",)
 
 
 class NetnsPodmanService(PodmanService):
@@ -63,8 +66,9 @@ def agent_command(layout: Layout, cluster: Cluster, host: Host) -> list[str]:
     args = ["agent", "--kubeconfig", str(layout.agent_kubeconfig(host)), "--node-name", host.name,
             "--address", host.address, "--node-ip", host.address, "--port", "10250",
             "--root-dir", str(layout.agent_dir(host)), "--pod-cidr", host.pod_cidr, "--stop-pods-on-exit"]
-    if host.labels:
-        args += ["--node-labels", ",".join(f"{k}={v}" for k, v in host.labels.items())]
+    own = {k: v for k, v in host.labels.items() if k not in restricted_labels(host)}
+    if own:
+        args += ["--node-labels", ",".join(f"{k}={v}" for k, v in own.items())]
     if host.taints:
         args += ["--register-with-taints", ",".join(t.flag() for t in host.taints)]
     if host.engine == "simulated":
@@ -72,6 +76,34 @@ def agent_command(layout: Layout, cluster: Cluster, host: Host) -> list[str]:
     else:
         args += ["--runtime-endpoint", f"unix://{layout.podman_socket(host)}"]
     return _pilothouse(layout.netns(host), *args, *cluster.component_args.get("agent", ()))
+
+
+def restricted_labels(host: Host) -> dict[str, str]:
+    """The host's labels that NodeRestriction forbids a kubelet to set on its own Node
+    (``node-role.kubernetes.io/control-plane``...): kubeadm sets those with admin credentials once
+    the Node exists (its mark-control-plane phase), and so does :func:`_label_node`."""
+    from pilothouse.apiserver.admission_plugins.noderestriction import forbidden_labels
+
+    names = set(forbidden_labels(host.labels, {}))
+    return {k: v for k, v in host.labels.items() if k in names}
+
+
+async def _label_node(layout: Layout, cluster: Cluster, host: Host, labels: dict[str, str]) -> None:
+    from pilothouse.client import errors
+    from pilothouse.client.kubeconfig import load_kubeconfig
+    from pilothouse.client.rest import APIClient, resource
+
+    nodes = resource("", "v1", "nodes")
+    async with APIClient(load_kubeconfig(layout.server_dir(cluster) / "kubeconfig.yaml"),
+                         user_agent="pilothouse-cluster") as client:
+        while True:
+            try:
+                await client.patch(nodes, host.name, {"metadata": {"labels": labels}})
+                log.info("node %s labelled %s", host.name, labels)
+                return
+            except (errors.APIError, errors.ConnectionFailed) as error:  # not registered yet
+                log.debug("labelling node %s: %s", host.name, error)
+            await asyncio.sleep(1.0)
 
 
 async def _wait_for_server(layout: Layout, cluster: Cluster) -> None:
@@ -121,6 +153,7 @@ async def run_host(layout: Layout, host_name: str) -> None:
     layout.pid_file(host).write_text(str(os.getpid()))
     podman: PodmanService | None = None
     server, agent = Supervisor(), Supervisor()
+    labelling: asyncio.Task[None] | None = None
     try:
         if host.runs_agent and host.engine == "podman":
             run_dir = layout.run_dir(host)
@@ -136,8 +169,12 @@ async def run_host(layout: Layout, host_name: str) -> None:
             await asyncio.to_thread(_write_agent_kubeconfig, layout, cluster, host)
             agent.children.append(Child("agent", agent_command(layout, cluster, host)))
             await agent.start()
+            if restricted_labels(host):
+                labelling = asyncio.create_task(_label_node(layout, cluster, host, restricted_labels(host)))
         await stop.wait()
     finally:
+        if labelling is not None:
+            labelling.cancel()
         # the agent before the server: it stops its pods while it can still report them
         await agent.stop(timeout=60.0)
         await server.stop(timeout=30.0)

@@ -24,7 +24,8 @@ from pilothouse.machinery.topology import Cluster, Host, load_cluster
 
 __all__ = ["RUN_ROOT", "Layout", "default_state_dir"]
 
-RUN_ROOT = Path("/run/pilothouse/clusters")
+#: short: podman refuses a runroot longer than 50 characters
+RUN_ROOT = Path("/run/pilothouse/c")
 
 
 def default_state_dir() -> Path:
@@ -69,7 +70,7 @@ class Layout:
         return self.directory / "hosts" / host.name
 
     def run_dir(self, host: Host) -> Path:
-        return RUN_ROOT / self.key / host.name
+        return RUN_ROOT / self.key / hashlib.sha1(host.name.encode()).hexdigest()[:6]
 
     def pid_file(self, host: Host) -> Path:
         return self.host_dir(host) / "supervisor.pid"

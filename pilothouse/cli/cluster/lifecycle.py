@@ -263,6 +263,7 @@ async def wait_ready(layout: Layout, cluster: Cluster, say: Say, timeout: float,
     since = time.time() - 2.0  # a Node left Ready by the agent's previous run does not count
     admin = layout.server_dir(cluster) / "kubeconfig.yaml"
     while not admin.exists():
+        _check_alive(layout, cluster, set())
         if time.monotonic() > deadline:
             raise ClusterError(f"the server did not start within {timeout:.0f}s; see {layout.log_file(cluster.server)}")
         await asyncio.sleep(0.5)
@@ -273,6 +274,7 @@ async def wait_ready(layout: Layout, cluster: Cluster, say: Say, timeout: float,
             if time.monotonic() > deadline:
                 logs = ", ".join(str(layout.log_file(cluster.host(n))) for n in sorted(pending))
                 raise ClusterError(f"not Ready within {timeout:.0f}s: {', '.join(sorted(pending))} (see {logs})")
+            _check_alive(layout, cluster, pending)
             try:
                 nodes = await client.list(resource("", "v1", "nodes"))
             except (errors.APIError, errors.ConnectionFailed):
@@ -288,6 +290,16 @@ async def wait_ready(layout: Layout, cluster: Cluster, say: Say, timeout: float,
                     pending.discard(name)
                     say(f"{name}: node Ready")
             await asyncio.sleep(0.5)
+
+
+def _check_alive(layout: Layout, cluster: Cluster, pending: set[str]) -> None:
+    """A host whose supervisor gave up (its engine would not start, say) will never be Ready: say so now."""
+    for name in sorted(pending | {cluster.server.name}):
+        host = cluster.host(name)
+        if layout.running_pid(host) is None:
+            tail = layout.log_file(host).read_text(errors="replace").strip().splitlines()[-5:]
+            raise ClusterError(f"{name}: its supervisor exited; the end of {layout.log_file(host)}:\n  "
+                               + "\n  ".join(tail))
 
 
 def _ready_since(condition: dict[str, Any], since: float) -> bool:

@@ -1,0 +1,78 @@
+"""The topology file (``kind: Cluster``): the seed example reads as the seed describes it, and bad files
+are refused with every problem named by its field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pilothouse.machinery.topology import TopologyError, load_cluster
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "seed-cluster.yaml"
+
+
+def _file(**changes: object) -> str:
+    document = yaml.safe_load(EXAMPLE.read_text())
+    document.update(changes)
+    return yaml.safe_dump(document)
+
+
+def test_seed_example_is_the_seeds_cluster() -> None:
+    cluster = load_cluster(EXAMPLE.read_text())
+    assert cluster.server.name == "azure-prd-01" and cluster.server.address == "10.1.0.1"
+    assert cluster.network.service_cidr == "10.100.0.0/16"
+    for name in ("azure-prd-02", "azure-prd-03", "azure-prd-04"):
+        host = cluster.host(name)
+        assert host.role == "agent"
+        assert host.labels == {"environment": "production", "host": "azure", "name": name}
+    ded = cluster.host("ded-prd-01")
+    assert ded.labels["name"] == "ded-prd-01" and [t.flag() for t in ded.taints] == ["workload=processing:NoSchedule"]
+    # one pod range slice per host, none overlapping
+    slices = [h.pod_cidr for h in cluster.hosts]
+    assert slices == [f"10.2.{i}.0/24" for i in range(5)]
+    assert '"quay.io"' in cluster.dockercfg()
+
+
+def test_every_problem_is_named_by_its_field() -> None:
+    text = _file(network={"hostSubnet": "10.1.0.0/24", "podCIDR": "10.2.0.0/30", "podSubnetPrefix": 30,
+                          "serviceRange": "10.1.0.0/16"},
+                 hosts=[{"name": "Azure_1", "role": "server", "address": "10.9.0.1"},
+                        {"name": "b", "role": "server", "address": "10.1.0.254",
+                         "taints": ["k=v:Sometimes"], "labels": {"bad key!": "x"}},
+                        {"name": "b", "role": "agent", "address": "10.1.0.3"}])
+    with pytest.raises(TopologyError) as caught:
+        load_cluster(text)
+    message = str(caught.value)
+    for expected in ("network.serviceRange: 10.1.0.0/16 overlaps network.hostSubnet",
+                     "hosts[0].name: 'Azure_1' must be a lowercase DNS label",
+                     "hosts[0].address: 10.9.0.1 must be a host address of network.hostSubnet",
+                     "hosts[1].address: 10.1.0.254 must be a host address",  # the bridge's
+                     "hosts[1].taints[0]: effect 'Sometimes'",
+                     "hosts[1].labels[bad key!]",
+                     "hosts[2].name: 'b' is listed twice",
+                     "hosts[2]: network.podCIDR 10.2.0.0/30 has no /30 left",
+                     "exactly one host must have role server (found 2"):
+        assert expected in message, message
+
+
+def test_shape_errors_come_from_the_schema() -> None:
+    with pytest.raises(TopologyError) as caught:
+        load_cluster(_file(apiVersion="v1", hosts=[{"name": "a", "role": "boss", "address": "10.1.0.1", "cpu": 2}]))
+    message = str(caught.value)
+    assert "apiVersion: 'pilothouse.io/v1alpha1' was expected" in message
+    assert "hosts[0].role: 'boss' is not one of ['server', 'agent']" in message
+    assert "'cpu' was unexpected" in message
+
+
+def test_cluster_create_refuses_a_bad_file_before_touching_the_machine(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(_file(hosts=[{"name": "a", "role": "agent", "address": "10.1.0.2"}]))
+    result = subprocess.run([sys.executable, "-m", "pilothouse", "cluster", "create", "-f", str(bad),
+                             "--state-dir", str(tmp_path / "state")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "exactly one host must have role server (found 0" in result.stderr
+    assert not (tmp_path / "state").exists()
