@@ -74,7 +74,8 @@ class SeedCluster:
 
     def running_pods(self, selector: str) -> list[dict[str, Any]]:
         pods = self.json("get", "pods", "-l", selector)["items"]
-        return [p for p in pods if p["status"].get("phase") == "Running"
+        # a pod evicted from a lost node stays Terminating until its node comes back (as in Kubernetes)
+        return [p for p in pods if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
                 and all(c.get("ready") for c in p["status"].get("containerStatuses") or [{}])]
 
 
@@ -259,6 +260,48 @@ def test_workloads_land_where_the_seed_wants_them(seed: SeedCluster) -> None:
     job_pod = seed.json("get", "pods", "-l", "app=crunch")["items"][0]
     assert job_pod["spec"]["nodeName"] == "ded-prd-01"
     assert "crunched 42" in seed.kubectl("logs", "job/crunch").stdout
+
+
+FAILOVER = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: failover}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: failover}}
+  template:
+    metadata: {labels: {app: failover}}
+    spec:
+      nodeSelector: {host: azure}
+      terminationGracePeriodSeconds: 1
+      tolerations:  # leave a lost node after 5 s instead of the default 300
+      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 5}
+      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 5}
+      affinity:
+        podAntiAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+          - {labelSelector: {matchLabels: {app: failover}}, topologyKey: kubernetes.io/hostname}
+      containers:
+      - {name: main, image: %s, command: [sleep, "3600"]}
+"""
+
+
+def test_a_stopped_host_goes_not_ready_and_its_pods_move(seed: SeedCluster) -> None:
+    seed.kubectl("apply", "-f", "-", input=FAILOVER % TEST_IMAGE)
+    pods = wait_for(lambda: len(seed.running_pods("app=failover")) == 2 and seed.running_pods("app=failover"), 120,
+                    "two failover replicas running")
+    lost = pods[0]["spec"]["nodeName"]
+    seed.cli("stop", "--host", lost)
+    try:
+        wait_for(lambda: not _ready(seed.nodes()[lost]), 120, f"{lost} NotReady", interval=2)
+        moved = wait_for(lambda: (lambda running: len(running) == 2 and lost not in
+                                  {p["spec"]["nodeName"] for p in running} and running)(
+                                      seed.running_pods("app=failover")), 120, "replaced on the other hosts",
+                         interval=2)
+        assert {p["spec"]["nodeName"] for p in moved} <= set(AZURE) - {lost}
+    finally:
+        seed.cli("start", "--host", lost)
+    assert _ready(seed.nodes()[lost])
 
 
 def test_stop_and_start_keep_the_state(seed: SeedCluster) -> None:
