@@ -74,7 +74,10 @@ def create(path: Path, name: str | None, state_dir: Path | None, wait: float) ->
     try:
         lifecycle.create(layout, topology, text, _say, wait=wait)
     except (lifecycle.ClusterError, NetnsError, OSError) as error:
-        raise _fail(error) from None
+        if not layout.topology_path.exists():
+            raise _fail(error) from None
+        raise click.ClickException(f"{error}\n(the cluster is left as it is, to look at; remove it with "
+                                   f"pilothouse cluster delete {topology.name})") from None
     click.echo(f"cluster {topology.name} is up: pilothouse cluster kubeconfig {topology.name} > "
                f"{topology.name}.kubeconfig", err=True)
 

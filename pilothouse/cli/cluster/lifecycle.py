@@ -44,6 +44,18 @@ class ClusterError(RuntimeError):
 # ------------------------------------------------------------------ checks
 
 
+def _check_machine(cluster: Cluster) -> None:
+    if os.geteuid() != 0:
+        raise ClusterError("hosts are network namespaces: run pilothouse cluster as root")
+    tools = ["ip", "nsenter", "sysctl"]
+    if any(h.runs_agent and h.engine == "podman" for h in cluster.hosts):
+        tools += ["podman", "runc"]
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        raise ClusterError(f"not installed here: {', '.join(missing)} (apt-get install -y iproute2 util-linux "
+                           "procps podman runc)")
+
+
 def _check_free(layout: Layout, cluster: Cluster) -> None:
     """Refuse what would collide with a cluster (or anything else) already on this machine."""
     if layout.directory.exists():
@@ -139,17 +151,21 @@ def _start_host(layout: Layout, host: Host) -> int:
     return process.pid
 
 
-def _stop_host(layout: Layout, host: Host, timeout: float = 90.0) -> None:
+def _signal_host(layout: Layout, host: Host) -> None:
     pid = layout.running_pid(host)
     if pid is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while layout.running_pid(host) is not None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if layout.running_pid(host) is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+
+
+def _finish_host(layout: Layout, host: Host, deadline: float) -> None:
+    """Once its supervisor has stopped (or been killed at ``deadline``), nothing of the host runs."""
+    while layout.running_pid(host) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    pid = layout.running_pid(host)
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     layout.pid_file(host).unlink(missing_ok=True)
     if host.runs_agent and host.engine == "podman" and layout.podman_root(host).exists():
         # pods the agent could not stop (it crashed, or was killed): the host is down, so are they
@@ -159,6 +175,7 @@ def _stop_host(layout: Layout, host: Host, timeout: float = 90.0) -> None:
 
 
 def create(layout: Layout, cluster: Cluster, source_text: str, say: Say, *, wait: float) -> None:
+    _check_machine(cluster)
     _check_free(layout, cluster)
     layout.directory.mkdir(parents=True)
     document = yaml.safe_load(source_text)
@@ -171,6 +188,7 @@ def create(layout: Layout, cluster: Cluster, source_text: str, say: Say, *, wait
 
 def start(layout: Layout, say: Say, *, wait: float, hosts: tuple[str, ...] = ()) -> None:
     cluster = layout.cluster()
+    _check_machine(cluster)
     _build_network(layout, cluster, say)  # idempotent; gone after a reboot
     for host in cluster.hosts:
         if hosts and host.name not in hosts:
@@ -182,13 +200,17 @@ def start(layout: Layout, say: Say, *, wait: float, hosts: tuple[str, ...] = ())
         asyncio.run(wait_ready(layout, cluster, say, wait, hosts))
 
 
-def stop(layout: Layout, say: Say, hosts: tuple[str, ...] = ()) -> None:
+def stop(layout: Layout, say: Say, hosts: tuple[str, ...] = (), timeout: float = 90.0) -> None:
     cluster = layout.cluster()
     selected = [h for h in cluster.hosts if not hosts or h.name in hosts]
-    # agents first: the server must still be there while they stop their pods
-    for host in sorted(selected, key=lambda h: h.role == "server"):
-        _stop_host(layout, host)
-        say(f"{host.name}: stopped")
+    # the agents together, then the server: it must still be there while they stop their pods
+    for group in ([h for h in selected if h.role != "server"], [h for h in selected if h.role == "server"]):
+        for host in group:
+            _signal_host(layout, host)
+        deadline = time.monotonic() + timeout
+        for host in group:
+            _finish_host(layout, host, deadline)
+            say(f"{host.name}: stopped")
 
 
 def delete(layout: Layout, say: Say) -> None:
