@@ -34,7 +34,7 @@ ROLES = ("server", "agent")
 #: podman: a podman service of the host's own (own storage, own netns); simulated: nodes without containers
 ENGINES = ("podman", "simulated")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-COMPONENTS = ("server", "agent", "podman")
+COMPONENTS = ("server", "agent")
 
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 _TAINT = {"oneOf": [
@@ -128,9 +128,6 @@ class Network:
     def prefix(self) -> int:
         return ipaddress.IPv4Network(self.host_subnet).prefixlen
 
-    def ranges(self) -> list[ipaddress.IPv4Network]:
-        return [ipaddress.IPv4Network(c) for c in (self.host_subnet, self.pod_cidr, self.service_cidr)]
-
 
 @dataclass(frozen=True)
 class Registry:
@@ -146,7 +143,7 @@ class Cluster:
     network: Network
     hosts: tuple[Host, ...]
     registries: tuple[Registry, ...] = ()
-    #: extra flags per component (``server``, ``agent``, ``podman``), appended to the ones pilothouse passes
+    #: extra flags per component (``server``, ``agent``), appended to the ones pilothouse passes
     component_args: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property

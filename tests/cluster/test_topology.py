@@ -76,3 +76,13 @@ def test_cluster_create_refuses_a_bad_file_before_touching_the_machine(tmp_path:
     assert result.returncode == 1
     assert "exactly one host must have role server (found 0" in result.stderr
     assert not (tmp_path / "state").exists()
+
+
+def test_agent_register_with_taints_takes_kubelets_spelling() -> None:
+    from pilothouse.components.agent.agent import parse_taints
+
+    assert parse_taints("workload=processing:NoSchedule, node-role.kubernetes.io/control-plane:NoExecute") == [
+        {"key": "workload", "value": "processing", "effect": "NoSchedule"},
+        {"key": "node-role.kubernetes.io/control-plane", "effect": "NoExecute"}]
+    with pytest.raises(ValueError, match="want key=value:Effect"):
+        parse_taints("workload=processing")

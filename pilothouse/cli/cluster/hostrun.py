@@ -20,6 +20,7 @@ import ssl
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from pilothouse.cli.cluster.layout import Layout
 from pilothouse.cli.cluster.netns import enter
@@ -42,8 +43,8 @@ SERVER_AUTH_FLAGS = ("--secure",)
 class NetnsPodmanService(PodmanService):
     """podman's service started inside a host's network namespace."""
 
-    def __init__(self, netns: str, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, netns: str, socket_path: Path, **options: Any) -> None:
+        super().__init__(socket_path, **options)
         self.netns = netns
 
     def command(self) -> list[str]:
