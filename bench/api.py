@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.leanhttp import LeanConnection, ResumingContext
 from pilothouse.store.sqlite import SQLiteStore
-from tests.conftest import create_default_service_account, free_port, wait_healthy
+from tests.conftest import OPEN_FLAGS, create_default_service_account, free_port, wait_healthy
 
 TIME_CAP = 60.0
 
@@ -304,7 +304,7 @@ def bench_server(tls: bool) -> Iterator[tuple[str, int]]:
     with tempfile.TemporaryDirectory() as data_dir:
         process = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
                                     "--port", str(port), "--disable", "scheduler,controller-manager",
-                                    *(["--secure"] if tls else [])],
+                                    *(["--secure"] if tls else OPEN_FLAGS)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         try:

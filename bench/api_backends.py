@@ -40,7 +40,7 @@ from api import pod, row, run_level  # noqa: E402  (bench/api.py: same pod, same
 
 from pilothouse.store._etcd_client import EtcdClient, b64, prefix_end  # noqa: E402
 from pilothouse.store.sqlite import SQLiteStore  # noqa: E402
-from tests.conftest import create_default_service_account, free_port, wait_healthy  # noqa: E402
+from tests.conftest import OPEN_FLAGS, create_default_service_account, free_port, wait_healthy  # noqa: E402
 from tests.store.etcd_server import EtcdCluster  # noqa: E402
 
 __all__ = ["main"]
@@ -147,7 +147,7 @@ def start_server(data_dir: str, *extra: str) -> tuple[subprocess.Popen[bytes], s
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir, "--port", str(port),
-         "--disable", "scheduler,controller-manager", *extra],
+         "--disable", "scheduler,controller-manager", *OPEN_FLAGS, *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, process)

@@ -29,7 +29,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import free_port, wait_healthy
+from tests.conftest import OPEN_FLAGS, free_port, wait_healthy
 
 DEPLOYMENTS = "/apis/apps/v1/namespaces/default/deployments"
 PODS = "/api/v1/namespaces/default/pods"
@@ -145,7 +145,8 @@ def main() -> None:
     port = free_port()
     with tempfile.TemporaryDirectory() as data_dir:
         server = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
-                                   "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   "--port", str(port), *OPEN_FLAGS], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         agent = None
         try:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.api import lean_level, percentile, row
 from bench.leanhttp import LeanConnection
-from tests.conftest import free_port, wait_healthy
+from tests.conftest import OPEN_FLAGS, free_port, wait_healthy
 
 CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -130,7 +130,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         process = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", tmp,
-                                    "--port", str(port), "--disable", "scheduler,controller-manager"],
+                                    "--port", str(port), "--disable", "scheduler,controller-manager",
+                                    *OPEN_FLAGS],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:

@@ -175,7 +175,9 @@ async def run_case(nodes: int, existing: int, measured: int, profile: str, event
     server_log = open(data_dir / "server.log", "wb")  # noqa: SIM115
     disable = "scheduler,controller-manager" if separate else "controller-manager"
     server = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", str(data_dir),
-                               "--port", str(port), "--disable", disable],
+                               "--port", str(port), "--disable", disable,
+                               # The explicit opt-outs (tests/conftest.py's OPEN_FLAGS): plain HTTP, allow all.
+                               "--secure=false", "--authorization-mode=AlwaysAllow"],
                               stdout=server_log, stderr=subprocess.STDOUT, cwd=ROOT)
     scheduler: subprocess.Popen[bytes] | None = None
     client = APIClient(url, user_agent="scheduler-perf")

@@ -91,15 +91,32 @@ def create_default_service_account(url: str, namespace: str = "default", *,
         response.read()
 
 
+#: The explicit opt-outs of the closed defaults (HTTPS, ``--authorization-mode=Node,RBAC``) for the
+#: generic API tests: they test API semantics, not authentication or authorization, over plain HTTP as
+#: ``system:admin``. The auth tests and the end-to-end ones (tests/test_secure_up.py) run on the defaults.
+OPEN_FLAGS = ("--secure=false", "--authorization-mode=AlwaysAllow")
+
+
+def server_flags(secure: bool, extra: tuple[str, ...]) -> list[str]:
+    """``pilothouse server``'s flags: the defaults when ``secure`` (unless ``extra`` names its own
+    ``--authorization-mode``); else plain HTTP, allowing all unless ``extra`` names a mode."""
+    if secure:
+        return list(extra)
+    if any(flag.startswith("--authorization-mode") for flag in extra):
+        return [OPEN_FLAGS[0], *extra]
+    return [*OPEN_FLAGS, *extra]
+
+
 def start_server_process(data_dir: Path, port: int | None = None, extra: tuple[str, ...] = (), *,
                          secure: bool = False, ca: Path | None = None) -> ServerProcess:
-    """``secure``: HTTPS (``--secure``), checked against ``ca`` (default: the cluster CA it creates)."""
+    """``secure``: HTTPS and Node,RBAC (the defaults), checked against ``ca`` (default: the cluster CA it
+    creates); else the API-semantics opt-outs (:data:`OPEN_FLAGS`)."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = open(data_dir / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen(
         [sys.executable, "-m", "pilothouse", "server", "--data-dir", str(data_dir), "--port", str(port),
-         *(["--secure"] if secure else []), *extra],
+         *server_flags(secure, extra)],
         stdout=log, stderr=subprocess.STDOUT)
     url = f"{'https' if secure else 'http'}://127.0.0.1:{port}"
     wait_healthy(url, process, ca=(ca or data_dir / "pki" / "ca.crt") if secure else None)

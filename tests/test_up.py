@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import KUBECTL, free_port
+from tests.conftest import KUBECTL, OPEN_FLAGS, free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("podman") is None or not Path(KUBECTL).exists(),
                                 reason="needs podman (installed by scripts/install-deps) and kubectl")
@@ -26,8 +26,9 @@ pytestmark = pytest.mark.skipif(shutil.which("podman") is None or not Path(KUBEC
 PAUSE_IMAGE = "localhost/pilothouse/pause"
 
 
-# --secure: HTTPS, the scheduler, controller manager and agent each with its own kubeconfig (issue 11).
-@pytest.mark.parametrize("flags", [(), ("--secure",)], ids=["http", "https"])
+# The defaults: HTTPS and Node,RBAC, the scheduler, controller manager and agent each with its own
+# kubeconfig (issue 11); and the opt-outs, plain HTTP where everyone is system:admin.
+@pytest.mark.parametrize("flags", [OPEN_FLAGS, ()], ids=["http", "https"])
 def test_up_runs_a_pod_and_ctrl_c_stops_everything(tmp_path: Path, flags: tuple[str, ...]) -> None:
     data_dir = tmp_path / "cluster"
     port = free_port()

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from pilothouse import __version__
-from pilothouse.apiserver import codec, nodeproxy, poststart, rbacbootstrap, subresources, virtual
+from pilothouse.apiserver import codec, masterendpoints, nodeproxy, poststart, rbacbootstrap, subresources, virtual
 from pilothouse.apiserver.admission import NamespaceLifecycle
 from pilothouse.apiserver.admission_plugins import AdmissionChain
 from pilothouse.apiserver.admission_plugins.priority import bootstrap_priority_classes
@@ -57,12 +57,14 @@ class APIServer:
     """Owns the registry of resources and their storages over one store."""
 
     def __init__(self, store: Store, auth: AuthLayer | None = None,
-                 service_cluster_ip_range: str = "10.96.0.0/12", advertise_port: int = 6443) -> None:
+                 service_cluster_ip_range: str = "10.96.0.0/12", advertise_port: int = 6443,
+                 advertise_address: str = "") -> None:
         self.store = store
         self.registry = ResourceRegistry(BUILTIN_RESOURCES)
         self.namespaces = NamespaceLifecycle(store)
         self.service_allocator = ServiceAllocator(store, service_cluster_ip_range)
         self.advertise_port = advertise_port
+        self.advertise_address = advertise_address
         self.auth = auth or AuthLayer()
         hooks: dict[tuple[str, str], StorageHooks] = {("", "services"): ServiceHooks(self.service_allocator),
                                                       ("", "namespaces"): _NamespaceWrites(self.namespaces),
@@ -102,6 +104,11 @@ class APIServer:
                 if error.reason != "AlreadyExists":
                     raise
         await self._bootstrap_kubernetes_service()
+        try:
+            await masterendpoints.reconcile_kubernetes_endpoints(self.storage, self.advertise_address,
+                                                                 self.advertise_port)
+        except StatusError as error:  # the API without its Service's endpoints beats no API at all
+            log.warning("could not write the kubernetes Service's endpoints: %s", error)
         await rbacbootstrap.ensure_bootstrap_policy(self.storage)
         await bootstrap_priority_classes(self.storage("scheduling.k8s.io", "v1", "priorityclasses"))
         await poststart.bootstrap(self.registry, self.storage)

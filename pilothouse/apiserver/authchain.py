@@ -1,12 +1,12 @@
 """The authentication and authorization chain, built from the server's flags.
 
-Today's default (no ``--token-auth-file``, no ``--authorization-mode``) stays the loopback model:
-every request is ``system:admin`` and everything is allowed. The service-account token issuer and
-the token authenticators exist in both modes, so TokenRequest (``kubectl create token``) and
-TokenReview work either way. With either flag the chain is kube-apiserver's: x509 (the tls work's
-authenticator, passed in), bearer tokens (the server's own loopback token, the token file,
+The CLI's defaults (HTTPS, ``--authorization-mode=Node,RBAC``) give kube-apiserver's chain: x509 (the
+tls work's authenticator, passed in), bearer tokens (the server's own loopback token, the token file,
 service-account JWTs, bootstrap tokens), anonymous when ``--anonymous-auth``, impersonation, then the
-``--authorization-mode`` authorizers in order.
+``--authorization-mode`` authorizers in order. The opt-out (``--secure=false
+--authorization-mode=AlwaysAllow``, no ``--token-auth-file``) is the loopback model: every request is
+``system:admin`` and everything is allowed. The service-account token issuer and the token
+authenticators exist in both, so TokenRequest (``kubectl create token``) and TokenReview work either way.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ LOOPBACK_USER = "system:apiserver"
 @dataclass
 class AuthOptions:
     token_auth_file: str | None = None
-    #: Comma list of AUTHORIZATION_MODES; "" keeps the loopback model (allow everything).
+    #: Comma list of AUTHORIZATION_MODES; "" is AlwaysAllow. The CLI's default is "Node,RBAC".
     authorization_mode: str = ""
     anonymous_auth: bool = True
     service_account_key_files: list[str] = field(default_factory=list)
@@ -66,7 +66,9 @@ class AuthOptions:
 
     @property
     def secure(self) -> bool:
-        return bool(self.token_auth_file or self.authorization_mode or self.tls)
+        """False: the loopback model (plain HTTP, AlwaysAllow alone, no token file, anonymous on), where
+        every caller is system:admin: ``--secure=false --authorization-mode=AlwaysAllow``, the opt-out."""
+        return bool(self.token_auth_file or self.tls or not self.anonymous_auth or self.modes() != ["AlwaysAllow"])
 
     def modes(self) -> list[str]:
         modes = [m.strip() for m in (self.authorization_mode or "AlwaysAllow").split(",") if m.strip()]

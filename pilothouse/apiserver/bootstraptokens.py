@@ -9,43 +9,14 @@ read from the store at each use, so deleting or expiring it ends the token at on
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
-import re
-from datetime import UTC, datetime
 
 from pilothouse.apiserver.auth import UserInfo
 from pilothouse.apiserver.objects import decode_stored
-from pilothouse.machinery.kinds.types import Object
+from pilothouse.machinery.bootstraptoken import BOOTSTRAP_GROUP, SECRET_TYPE, TOKEN_RE, expired, secret_data
 from pilothouse.store.interface import Store
 
 __all__ = ["BootstrapTokens"]
-
-_TOKEN = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
-SECRET_TYPE = "bootstrap.kubernetes.io/token"
-BOOTSTRAP_GROUP = "system:bootstrappers"
-
-
-def _data(secret: Object, key: str) -> str:
-    value = (secret.get("data") or {}).get(key)
-    if value is not None:
-        try:
-            return base64.b64decode(value).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return ""
-    return str((secret.get("stringData") or {}).get(key, ""))
-
-
-def _expired(secret: Object) -> bool:
-    expiration = _data(secret, "expiration")
-    if not expiration:
-        return False
-    try:
-        when = datetime.fromisoformat(expiration.replace("Z", "+00:00"))
-    except ValueError:
-        return True  # an unreadable expiration is treated as expired, as Kubernetes does
-    return when <= datetime.now(UTC)
 
 
 class BootstrapTokens:
@@ -53,7 +24,7 @@ class BootstrapTokens:
         self.store = store
 
     async def authenticate_token(self, token: str, audiences: tuple[str, ...] = ()) -> UserInfo | None:
-        match = _TOKEN.match(token)
+        match = TOKEN_RE.match(token)
         if match is None:
             return None
         token_id, token_secret = match.groups()
@@ -63,12 +34,12 @@ class BootstrapTokens:
         secret = decode_stored(kv)
         if secret.get("type") != SECRET_TYPE or secret["metadata"].get("deletionTimestamp"):
             return None
-        if _data(secret, "token-id") != token_id or not hmac.compare_digest(_data(secret, "token-secret"),
-                                                                           token_secret):
+        if secret_data(secret, "token-id") != token_id or not hmac.compare_digest(
+                secret_data(secret, "token-secret"), token_secret):
             return None
-        if _expired(secret) or _data(secret, "usage-bootstrap-authentication") != "true":
+        if expired(secret) or secret_data(secret, "usage-bootstrap-authentication") != "true":
             return None
-        extra = [g.strip() for g in _data(secret, "auth-extra-groups").split(",") if g.strip()]
+        extra = [g.strip() for g in secret_data(secret, "auth-extra-groups").split(",") if g.strip()]
         if any(not g.startswith(BOOTSTRAP_GROUP + ":") for g in extra):
             return None
         return UserInfo(f"system:bootstrap:{token_id}", (BOOTSTRAP_GROUP, *extra))

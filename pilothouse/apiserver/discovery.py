@@ -95,7 +95,7 @@ class Discovery:
     # ---------------------------------------------------------------- legacy
 
     def api_versions(self) -> dict[str, Any]:
-        return {"kind": "APIVersions", "versions": ["v1"],
+        return {"kind": "APIVersions", "versions": self.registry.group_versions().get("", ["v1"]),
                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]}
 
     def api_group_list(self) -> dict[str, Any]:

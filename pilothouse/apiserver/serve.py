@@ -19,6 +19,8 @@ from pilothouse.apiserver.app import APIServer
 from pilothouse.apiserver.authchain import AuthOptions, build_auth
 from pilothouse.apiserver.encryption import wrap_store
 from pilothouse.apiserver.insecure import start_insecure
+from pilothouse.apiserver.legacyapi import enable_runtime_config
+from pilothouse.apiserver.masterendpoints import advertise_address
 from pilothouse.apiserver.pkidir import ClusterPKI, TLSOptions
 from pilothouse.apiserver.x509auth import X509Authenticator
 from pilothouse.machinery.kubeconfig import build_kubeconfig
@@ -57,6 +59,11 @@ class ServerConfig:
     #: without authentication or authorization (apiserver/insecure.py).
     insecure_port: int = 0
     insecure_bind_address: str = "127.0.0.1"
+    #: kube-apiserver's --advertise-address: the endpoint of the ``kubernetes`` Service (default from
+    #: the bind address, see apiserver/masterendpoints.py)
+    advertise_address: str = ""
+    #: kube-apiserver's ``--runtime-config``; ``api/v1beta1=true`` serves the seed's legacy Minion.
+    runtime_config: str = ""
 
     def store_options(self) -> dict[str, object]:
         options: dict[str, object] = {"compact_interval": self.compaction_interval}
@@ -159,7 +166,9 @@ async def start_server(config: ServerConfig) -> RunningServer:
                        config.encryption_provider_config_automatic_reload)
     api = APIServer(store, build_auth(config.auth, store, config.data_dir),
                     service_cluster_ip_range=config.service_cluster_ip_range,
-                    advertise_port=config.port)
+                    advertise_port=config.port,
+                    advertise_address=advertise_address(config.bind_address, config.advertise_address))
+    enable_runtime_config(api, config.runtime_config)
     if cluster_pki is not None:
         api.rest.kubelet_tls = cluster_pki.kubelet_client_context()  # type: ignore[attr-defined]
     try:

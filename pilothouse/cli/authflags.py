@@ -18,8 +18,10 @@ __all__ = ["auth_options", "share_loopback_token"]
 _OPTIONS = [
     click.option("--token-auth-file", default=None,
                  help="Static bearer tokens, CSV: token,user,uid,\"group1,group2\"."),
-    click.option("--authorization-mode", default="",
-                 help="Comma list of AlwaysAllow, AlwaysDeny, RBAC (default: allow everything, as on loopback)."),
+    # kubeadm's and k3s's setting (issue 11: closed by default); AlwaysAllow opts out.
+    click.option("--authorization-mode", default="Node,RBAC", show_default=True,
+                 help="Comma list of Node, RBAC, AlwaysAllow, AlwaysDeny (AlwaysAllow with --secure=false: "
+                      "every caller is system:admin)."),
     click.option("--anonymous-auth/--no-anonymous-auth", default=True, show_default=True,
                  help="Requests without credentials are system:anonymous (else 401)."),
     click.option("--service-account-key-file", multiple=True,
@@ -57,7 +59,10 @@ def auth_options(function: Any) -> Any:
 def share_loopback_token(running: Any) -> None:
     """Components this process starts (and its own clients) authenticate with the server's loopback
     token (system:masters), as kube-apiserver's own loopback clients do: APIClient reads it from the
-    environment, which the supervisor's children inherit."""
+    environment, which the supervisor's children inherit. Not over HTTPS: there each component has a
+    kubeconfig with a certificate for its own user, and RBAC is to see that user, not system:masters."""
     from pilothouse.client.rest import LOOPBACK_TOKEN_ENV
 
+    if running.pki is not None:
+        return
     os.environ[LOOPBACK_TOKEN_ENV] = running.api.auth.loopback_token

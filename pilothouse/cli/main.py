@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING, Any
 import click
 import platformdirs
 
+from pilothouse.cli import hostsetup
 from pilothouse.cli.authflags import auth_options, share_loopback_token
+from pilothouse.cli.join import join_cluster, join_options
+from pilothouse.cli.token import token
 from pilothouse.machinery.errors import StatusError
 from pilothouse.store.interface import StoreError
 
@@ -73,6 +76,7 @@ def _server_config(data_dir: Path, bind_address: str, port: int, datastore_endpo
                         datastore_endpoint=datastore_endpoint, service_cluster_ip_range=service_cluster_ip_range,
                         compaction_interval=compaction_interval, etcd_cafile=etcd_cafile,
                         etcd_certfile=etcd_certfile, etcd_keyfile=etcd_keyfile, secure=secure, tls=tls,
+                        runtime_config=click.get_current_context().meta.get("pilothouse.runtime_config", ""),
                         **_insecure_port())
 
 
@@ -90,6 +94,19 @@ def _setup_logging(verbose: int) -> None:
 @click.version_option(package_name="pilothouse")
 def main() -> None:
     """pilothouse: a container orchestrator that speaks the Kubernetes API."""
+
+
+main.add_command(token)
+
+
+def _collect_runtime_config(ctx: click.Context, param: click.Parameter, value: str) -> None:
+    from pilothouse.apiserver.legacyapi import parse_runtime_config
+
+    try:
+        parse_runtime_config(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    ctx.meta["pilothouse.runtime_config"] = value
 
 
 def server_options(function: click.decorators.FC) -> click.decorators.FC:
@@ -110,6 +127,9 @@ def server_options(function: click.decorators.FC) -> click.decorators.FC:
                      help="CIDR that Service cluster IPs are allocated from."),
         click.option("--compaction-interval", type=float, default=300.0, show_default=True,
                      help="Seconds between compactions of the store's history."),
+        click.option("--runtime-config", default="", expose_value=False, callback=_collect_runtime_config,
+                     help="API versions to turn on: api/v1beta1=true serves the legacy v1beta1 Minion "
+                          "(the seed's register_node.sh)."),
         click.option("-v", "--verbose", count=True),
     ]
     function = tls_options(function)  # listed after these in --help
@@ -129,10 +149,14 @@ def _collect_tls(ctx: click.Context, param: click.Parameter, value: Any) -> None
 
 def tls_options(function: click.decorators.FC) -> click.decorators.FC:
     options = [
-        click.option("--secure", is_flag=True, expose_value=False, callback=_collect_tls,
+        # pflag's bool syntax (--secure, --secure=false), as kube-apiserver users spell booleans. On by
+        # default (issue 11: closed like kubeadm and k3s); --secure=false serves plain HTTP.
+        click.option("--secure", type=click.BOOL, default=True, is_flag=False, flag_value=True, show_default=True,
+                     expose_value=False, callback=_collect_tls,
                      help="Serve HTTPS with the cluster CA in <data-dir>/pki (created on first start) and "
                           "authenticate x509 client certificates; the written kubeconfig embeds an admin "
-                          "certificate."),
+                          "certificate. --secure=false: plain HTTP (with --authorization-mode=AlwaysAllow, "
+                          "every caller is system:admin, for a throwaway cluster on loopback)."),
         click.option("--tls-cert-file", default=None, expose_value=False, callback=_collect_tls,
                      help="Serving certificate (PEM, may hold its chain) instead of one signed by the cluster CA."),
         click.option("--tls-private-key-file", default=None, expose_value=False, callback=_collect_tls,
@@ -144,6 +168,9 @@ def tls_options(function: click.decorators.FC) -> click.decorators.FC:
                           "(kube-apiserver 1.x's insecure port; 0: off)."),
         click.option("--insecure-bind-address", default="127.0.0.1", expose_value=False, callback=_collect_tls,
                      help="Address of --insecure-port."),
+        click.option("--advertise-address", default="", expose_value=False, callback=_collect_tls,
+                     help="The address the kubernetes Service's endpoints name (default: --bind-address, or "
+                          "this host's address when that is 0.0.0.0)."),
         click.option("--tls-san", multiple=True, expose_value=False, callback=_collect_tls,
                      help="Another name or address for the serving certificate (repeatable)."),
         # Tests shorten the serving certificate's life to watch it renewed.
@@ -181,7 +208,8 @@ def _insecure_port() -> dict[str, Any]:
     """ServerConfig's insecure_port/insecure_bind_address from the flags of the same name."""
     flags = click.get_current_context().meta.get(_TLS_META, {})
     return {"insecure_port": flags.get("insecure_port") or 0,
-            "insecure_bind_address": flags.get("insecure_bind_address") or "127.0.0.1"}
+            "insecure_bind_address": flags.get("insecure_bind_address") or "127.0.0.1",
+            "advertise_address": flags.get("advertise_address") or ""}
 # --- end of TLS serving flags ---
 
 
@@ -371,11 +399,15 @@ def scheduler(server_url: str | None, kubeconfig: str | None, leader_elect: bool
               help="CA bundle published to every namespace as the kube-root-ca.crt ConfigMap.")
 @click.option("--cluster-signing-cert-file", default="", help="CA certificate the CSR signer signs with.")
 @click.option("--cluster-signing-key-file", default="", help="Its private key.")
+@click.option("--use-service-account-credentials", type=click.BOOL, default=True, is_flag=False, flag_value=True,
+              show_default=True, help="Each controller acts as its own service account in kube-system (as kubeadm "
+                                      "runs kube-controller-manager); false: all act as this component's identity.")
 @leader_election_options
 @click.option("-v", "--verbose", count=True)
 def controller_manager(server_url: str | None, kubeconfig: str | None, controllers: str,
                        node_monitor_grace_period: float, pod_eviction_timeout: float, root_ca_file: str,
-                       cluster_signing_cert_file: str, cluster_signing_key_file: str, leader_elect: bool,
+                       cluster_signing_cert_file: str, cluster_signing_key_file: str,
+                       use_service_account_credentials: bool, leader_elect: bool,
                        leader_elect_lease_duration: float, leader_elect_renew_deadline: float,
                        leader_elect_retry_period: float, verbose: int) -> None:
     """Run the controller manager against an API server."""
@@ -390,7 +422,7 @@ def controller_manager(server_url: str | None, kubeconfig: str | None, controlle
         "root_ca_file": root_ca_file,
         "cluster_signing_cert_file": cluster_signing_cert_file,
         "cluster_signing_key_file": cluster_signing_key_file,
-    })
+    }, use_service_account_credentials=use_service_account_credentials)
     _run_component("kube-controller-manager", target, manager.run, leader_elect,
                    leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period)
 
@@ -449,8 +481,8 @@ def kubeconfig_command(data_dir: Path, user: str, groups: tuple[str, ...], serve
         credentials = cluster_pki.issue_client(user, groups)
         ca_pem = cluster_pki.ca_cert_path.read_bytes()
     except (OSError, KeyError, IndexError, RuntimeError) as error:
-        raise click.ClickException(f"no secure cluster in {data_dir} (start `pilothouse server --secure` "
-                                   f"first): {error}") from None
+        raise click.ClickException(f"no secure cluster in {data_dir} (start `pilothouse server` there "
+                                   f"first, without --secure=false): {error}") from None
     document = build_kubeconfig(server_url, user=user, ca_pem=ca_pem, cert_pem=credentials.cert_pem,
                                 key_pem=credentials.key_pem)
     click.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
@@ -464,6 +496,59 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
+def proxy_options(function: click.decorators.FC) -> click.decorators.FC:
+    """The service proxy's flags, shared by ``pilothouse proxy`` and the agent that embeds it."""
+    function = click.option("--proxy-table", default="pilothouse", show_default=True, hidden=True,
+                            help="The nftables table (ip family) the proxy owns.")(function)
+    return click.option("--service-cluster-ip-range", default="10.96.0.0/12", show_default=True,
+                        help="The Services' range: traffic to an address no Service holds is rejected.")(function)
+
+
+def _proxy_config(node_name: str, cluster_cidr: str, service_range: str, table: str) -> Any:
+    from pilothouse.components.proxy import ProxyConfig
+
+    return ProxyConfig(node_name=node_name, cluster_cidr=cluster_cidr, table=table,
+                       service_cidrs=tuple(c.strip() for c in service_range.split(",") if c.strip()))
+
+
+@main.command()
+@connection_options
+@click.option("--node-name", default="", help="This node's name (default: the hostname): for Local traffic policies.")
+@click.option("--cluster-cidr", default="10.244.0.0/16", show_default=True,
+              help="The pods' range: ClusterIP traffic from elsewhere is masqueraded.")
+@proxy_options
+@click.option("--cleanup", is_flag=True, help="Remove the proxy's nftables table and exit.")
+@click.option("-v", "--verbose", count=True)
+def proxy(server_url: str | None, kubeconfig: str | None, node_name: str, cluster_cidr: str,
+          service_cluster_ip_range: str, proxy_table: str, cleanup: bool, verbose: int) -> None:
+    """Run the service proxy (kube-proxy's nftables mode) for this node."""
+    import socket
+
+    from pilothouse.components.netkernel.nft import Nft
+    from pilothouse.components.proxy import start_proxy
+    from pilothouse.components.proxy.rules import FAMILY
+
+    _setup_logging(verbose)
+    config = _proxy_config(node_name or socket.gethostname().lower(), cluster_cidr, service_cluster_ip_range,
+                           proxy_table)
+    if cleanup:
+        _run(Nft().delete_table(FAMILY, proxy_table))
+        return
+    target = _target(server_url, kubeconfig)
+
+    async def run() -> None:
+        proxier = await start_proxy(target, config)
+        if proxier is None:
+            raise SystemExit(1)
+        try:
+            await _wait_for_signal()
+        finally:
+            await proxier.stop()
+            await proxier.client.close()
+
+    _run(run())
+
+
 @main.command()
 @connection_options
 @click.option("--node-name", default="", help="Node name (default: the hostname).")
@@ -472,7 +557,8 @@ if __name__ == "__main__":  # pragma: no cover
               help="Taints to register the node with: k=v:NoSchedule,k2:NoExecute.")
 @click.option("--register-node", type=bool, default=True, show_default=True,
               help="false: wait for a Node registered by hand (the seed's manual registration) and adopt it.")
-@click.option("--manifests-dir", default=None, help="Static pod manifests (the seed: /etc/kubernetes/manifests).")
+@click.option("--pod-manifest-path", "--manifests-dir", "manifests_dir", default=None,
+              help="Static pod manifests (kubelet's staticPodPath; the seed: /etc/kubernetes/manifests).")
 @click.option("--address", default="127.0.0.1", show_default=True, help="Address the agent serves logs/exec on.")
 @click.option("--port", type=int, default=10250, show_default=True)
 @click.option("--node-ip", default=None, help="The node's InternalIP (default: --address).")
@@ -490,18 +576,33 @@ if __name__ == "__main__":  # pragma: no cover
 @click.option("--bootstrap-kubeconfig", default=None,
               help="kubeconfig with a bootstrap token: obtain a client certificate through a CSR and write "
                    "--kubeconfig (default <root-dir>/kubelet.conf) when it is missing or expired.")
+@proxy_options
+@click.option("--disable", default="", help="Embedded components not to run: proxy (bring your own service proxy).")
+@click.option("--proxy-kubeconfig", default=None,
+              help="The embedded proxy's credentials (default: the agent's). Under RBAC, a system:kube-proxy "
+                   "kubeconfig (pilothouse kubeconfig --user system:kube-proxy), as k3s gives its kube-proxy.")
+@click.option("--cluster-dns", default="",
+              help="Nameservers of ClusterFirst pods, IP[,IP] (default: the agent serves cluster DNS on its pod "
+                   "bridge's gateway).")
+@click.option("--cluster-domain", default="cluster.local", show_default=True, help="The cluster's DNS domain.")
+@click.option("--resolv-conf", default="/etc/resolv.conf", show_default=True,
+              help="Resolver configuration for dnsPolicy Default pods, and the cluster DNS's upstreams.")
+@join_options
 @click.option("-v", "--verbose", count=True)
 def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_labels: str, register_with_taints: str,
           register_node: bool,
           manifests_dir: str | None,
           address: str, port: int, node_ip: str | None, runtime: str, runtime_endpoint: str | None, simulate: int,
           root_dir: str | None, image_credentials_file: str | None, stop_pods_on_exit: bool, pod_network: str,
-          pod_cidr: str, bootstrap_kubeconfig: str | None, verbose: int) -> None:
+          pod_cidr: str, bootstrap_kubeconfig: str | None, service_cluster_ip_range: str, proxy_table: str,
+          disable: str, proxy_kubeconfig: str | None, cluster_dns: str, cluster_domain: str,
+          resolv_conf: str, token: str | None, discovery_timeout: float, verbose: int) -> None:
     """Run the node agent: register the node and run the pods bound to it."""
     import socket
 
+    from pilothouse.client.errors import APIError
     from pilothouse.components.agent.agent import Agent, AgentOptions, parse_labels, parse_taints
-    from pilothouse.components.agent.bootstrap import bootstrap_client_certificate
+    from pilothouse.components.agent.bootstrap import BootstrapError, bootstrap_client_certificate
 
     _setup_logging(verbose)
     try:
@@ -510,9 +611,14 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
         raise click.BadParameter(str(error), param_hint="--register-with-taints") from None
     root_dir = root_dir or str(default_data_dir() / "agent")
     node_name = node_name or socket.gethostname().lower()
+    if token:
+        kubeconfig, bootstrap_kubeconfig = join_cluster(server_url, kubeconfig, token, discovery_timeout, root_dir)
     if bootstrap_kubeconfig:
         kubeconfig = kubeconfig or str(Path(root_dir) / "kubelet.conf")
-        _run(bootstrap_client_certificate(bootstrap_kubeconfig, Path(kubeconfig), Path(root_dir), node_name))
+        try:
+            _run(bootstrap_client_certificate(bootstrap_kubeconfig, Path(kubeconfig), Path(root_dir), node_name))
+        except (BootstrapError, APIError) as error:  # the token refused, the CSR denied: one line, exit 1
+            raise click.ClickException(f"TLS bootstrap failed: {error}") from None
     _target(server_url, kubeconfig)  # refuse a missing or unreadable kubeconfig here, with the flag's name
     options = AgentOptions(
         server=server_url or "", kubeconfig=kubeconfig, node_name=node_name, node_labels=parse_labels(node_labels),
@@ -520,14 +626,31 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
         node_ip=node_ip,
         runtime="simulated" if simulate else runtime, runtime_endpoint=runtime_endpoint, simulate=simulate,
         root_dir=root_dir, image_credentials_file=image_credentials_file,
-        pod_network=pod_network, pod_cidr=pod_cidr)
+        pod_network=pod_network, pod_cidr=pod_cidr, cluster_dns=[ip for ip in cluster_dns.split(",") if ip],
+        cluster_domain=cluster_domain, resolv_conf=resolv_conf)
+
+    disabled = {name.strip() for name in disable.split(",") if name.strip()}
+    if disabled - {"proxy"}:
+        raise click.BadParameter(f"unknown components {sorted(disabled - {'proxy'})}", param_hint="--disable")
+    # the proxy runs inside the agent, as k3s embeds kube-proxy; not for simulated nodes (no kernel of theirs)
+    embed_proxy = "proxy" not in disabled and not simulate and runtime != "simulated"
 
     async def run() -> None:
+        from pilothouse.components.proxy import start_proxy
+
         node_agent = Agent(options)
         await node_agent.start()
+        proxy_target = _target(server_url, proxy_kubeconfig) if proxy_kubeconfig else node_agent.target
+        proxy = (await start_proxy(proxy_target, _proxy_config(node_name, pod_cidr, service_cluster_ip_range,
+                                                               proxy_table)) if embed_proxy else None)
         try:
             await _wait_for_signal()
         finally:
+            if proxy is not None:
+                await proxy.stop()
+                if stop_pods_on_exit:  # the node goes away whole (pilothouse up): so do its Service rules
+                    await proxy.cleanup()
+                await proxy.client.close()
             await node_agent.stop(stop_containers=stop_pods_on_exit)
 
     _run(run())
@@ -554,3 +677,12 @@ def up(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, et
     config.auth = auth
     _run(bring_up(config, node_name=node_name, node_labels=node_labels, agent_port=agent_port,
                          verbose=verbose, pod_cidr=pod_cidr))
+
+
+for _command in hostsetup.COMMANDS:  # cloud-config, install, uninstall
+    main.add_command(_command)
+
+
+from pilothouse.cli.dnscmd import dns_command  # noqa: E402  (it uses the helpers above)
+
+main.add_command(dns_command)

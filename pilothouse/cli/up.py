@@ -73,6 +73,11 @@ async def bring_up(config: ServerConfig, *, node_name: str, node_labels: str, ag
                              "--pod-cidr", pod_cidr, *extra]
     if node_labels:
         agent_args += ["--node-labels", node_labels]
+    # the agent's embedded service proxy: kube-proxy's identity (system:node-proxier under RBAC) over HTTPS
+    proxy_connection = component_connection(running, "kube-proxy", "system:kube-proxy")
+    if proxy_connection[0] == "--kubeconfig":
+        agent_args += ["--proxy-kubeconfig", proxy_connection[1]]
+    agent_args += ["--service-cluster-ip-range", config.service_cluster_ip_range]
     supervisor.add("agent", *agent_args)
     await supervisor.start()
     console.print("[green]✓[/] scheduler and controller manager started")

@@ -13,7 +13,7 @@ import builtins
 import contextlib
 import os
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -23,7 +23,7 @@ from pilothouse.client import errors
 from pilothouse.client.kubeconfig import ClientConfig
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry, ResourceType
 
-__all__ = ["LOOPBACK_TOKEN_ENV", "APIClient", "resource"]
+__all__ = ["LOOPBACK_TOKEN_ENV", "APIClient", "TokenSource", "resource"]
 
 #: The bearer token a component started by ``pilothouse server`` uses when given none (the server's
 #: loopback token, system:masters, as kube-apiserver's own clients have).
@@ -42,19 +42,29 @@ def resource(group: str, version: str, plural: str) -> ResourceType:
     return found
 
 
+class TokenSource(Protocol):
+    """Bearer tokens that change over time (a service account's, see ``client/satokensource.py``)."""
+
+    async def token(self) -> str: ...
+
+    def reset(self) -> None: ...
+
+
 class APIClient:
     """HTTP client bound to one API server: a URL, or a :class:`ClientConfig` read from a kubeconfig
-    (HTTPS with the cluster CA and a client certificate)."""
+    (HTTPS with the cluster CA and a client certificate). ``token_source``: a bearer token asked for
+    at every request (and reset when the server answers 401) instead of a fixed one."""
 
     def __init__(self, server: str | ClientConfig, *, user_agent: str = "pilothouse", token: str | None = None,
-                 connection_limit: int = 256, timeout: float = 30.0) -> None:
+                 connection_limit: int = 256, timeout: float = 30.0, token_source: TokenSource | None = None) -> None:
         config = server if isinstance(server, ClientConfig) else ClientConfig(server)
         self.config = config
         self.server = config.server.rstrip("/")
         token = token or config.token
         self.user_agent = user_agent
         self._headers = {"User-Agent": user_agent, "Accept": "application/json"}
-        token = token or os.environ.get(LOOPBACK_TOKEN_ENV)
+        self._token_source = token_source
+        token = token or (None if token_source else os.environ.get(LOOPBACK_TOKEN_ENV))
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         self._connection_limit = connection_limit
@@ -96,6 +106,15 @@ class APIClient:
 
     # -------------------------------------------------------------- requests
 
+    async def _with_credentials(self, headers: dict[str, str] | None) -> dict[str, str] | None:
+        if self._token_source is None:
+            return headers
+        return {**(headers or {}), "Authorization": f"Bearer {await self._token_source.token()}"}
+
+    def _refused(self, status: int) -> None:
+        if status == 401 and self._token_source is not None:
+            self._token_source.reset()
+
     async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
                       body: Any = None, content_type: str = "application/json",
                       timeout: float | None = None, accept: str | None = None) -> Any:
@@ -108,6 +127,7 @@ class APIClient:
             headers = {**(headers or {}), "Accept": accept}
         clean = {k: str(v).lower() if isinstance(v, bool) else str(v)
                  for k, v in (params or {}).items() if v is not None}
+        headers = await self._with_credentials(headers)
         try:
             async with self.session.request(
                 method, self.server + path, params=clean, data=data, headers=headers,
@@ -115,6 +135,7 @@ class APIClient:
             ) as response:
                 raw = await response.read()
                 if response.status >= 400:
+                    self._refused(response.status)
                     status = None
                     with contextlib.suppress(orjson.JSONDecodeError):
                         status = orjson.loads(raw)
@@ -211,11 +232,13 @@ class APIClient:
                   "fieldSelector": field_selector, "timeoutSeconds": timeout_seconds,
                   "allowWatchBookmarks": "true" if bookmarks else None}
         clean = {k: str(v) for k, v in params.items() if v is not None}
+        headers = await self._with_credentials(None)
         try:
-            async with self.session.get(self.server + self.path(r, namespace), params=clean,
+            async with self.session.get(self.server + self.path(r, namespace), params=clean, headers=headers,
                                         timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeout),
                                         ) as response:
                 if response.status >= 400:
+                    self._refused(response.status)
                     raw = await response.read()
                     status = None
                     with contextlib.suppress(orjson.JSONDecodeError):

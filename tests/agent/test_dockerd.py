@@ -105,6 +105,10 @@ def test_logs_exec_and_port_forward(server: ServerProcess, agent: AgentProcess) 
     assert "started" in server.kubectl("logs", "dhttpd").stdout
     result = server.kubectl("exec", "dhttpd", "--", "sh", "-c", "cat /www/index.html; exit 3", check=False)
     assert result.returncode == 3 and result.stdout == "hello-from-docker\n"
+    # the pod's name as hostname in its containers (dockerd: from the sandbox they join) and the
+    # agent's cluster DNS in resolv.conf
+    names = server.kubectl("exec", "dhttpd", "--", "sh", "-c", "hostname; cat /etc/resolv.conf").stdout
+    assert names.startswith("dhttpd\nsearch default.svc.cluster.local ") and "nameserver 10.244." in names
     local = free_port()
     process = subprocess.Popen([KUBECTL, "port-forward", "pod/dhttpd", f"{local}:80"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pilothouse.components.agent.podnet import PodNetwork, PodNetworkError, resolv_conf
+from pilothouse.components.agent.podnet import PodNetwork, PodNetworkError
 
 
 def _network(root: Path, cidr: str) -> PodNetwork:
@@ -61,8 +61,3 @@ def test_addresses_of_gone_sandboxes_are_reclaimed(tmp_path: Path) -> None:
     os.utime(tmp_path / "t0" / address, (old, old))
     assert network.allocate("newer") == address
 
-
-def test_resolv_conf_drops_loopback_resolvers(tmp_path: Path) -> None:
-    host = tmp_path / "resolv.conf"
-    host.write_text("nameserver 127.0.0.53\nnameserver 10.0.0.2\nsearch example.org\noptions edns0\n")
-    assert resolv_conf(host) == "nameserver 10.0.0.2\nsearch example.org\noptions edns0\n"

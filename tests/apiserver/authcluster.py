@@ -1,11 +1,12 @@
-"""A server started with ``--token-auth-file`` and ``--authorization-mode=RBAC`` (plain HTTP), reached
-by kubectl through a TLS front (kubectl sends credentials only over TLS) and by the official client
-with a bearer token."""
+"""A server on the defaults (HTTPS, ``--authorization-mode=Node,RBAC``) with a ``--token-auth-file``,
+reached by the real kubectl and the official client with bearer tokens over its own TLS, verified
+against the cluster CA it creates."""
 
 from __future__ import annotations
 
 import base64
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -21,7 +22,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kubernetes import client
 
-from tests.apiserver.tlsfront import tls_front
 from tests.conftest import KUBECTL, ServerProcess, free_port, start_server_process, terminate
 
 __all__ = ["TOKENS", "AuthCluster", "auth_cluster", "csr_request"]
@@ -37,14 +37,22 @@ TOKENS = {
 @dataclass
 class AuthCluster:
     server: ServerProcess
-    https_url: str
+
+    @property
+    def ca(self) -> Path:
+        return self.server.data_dir / "pki" / "ca.crt"
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        """For urllib: the cluster CA, no client certificate (a token or nobody is the caller)."""
+        return ssl.create_default_context(cafile=str(self.ca))
 
     def kubectl(self, token: str | None, *args: str, check: bool = True,
                 input: str | None = None) -> subprocess.CompletedProcess[str]:
-        """The real kubectl through the TLS front, with ``--token`` when given."""
+        """The real kubectl over HTTPS, with ``--token`` when given."""
         env = {**os.environ, "HOME": str(self.server.data_dir / "home"), "KUBECONFIG": "/dev/null"}
         credentials = ["--token", token] if token else []
-        result = subprocess.run([KUBECTL, "--server", self.https_url, "--insecure-skip-tls-verify",
+        result = subprocess.run([KUBECTL, "--server", self.server.url, "--certificate-authority", str(self.ca),
                                  *credentials, *args], capture_output=True, text=True, env=env, timeout=60,
                                 input=input if input is not None else "")
         if check and result.returncode != 0:
@@ -52,9 +60,10 @@ class AuthCluster:
         return result
 
     def api(self, token: str) -> client.ApiClient:
-        """The official client over plain HTTP with a bearer token."""
+        """The official client over HTTPS with a bearer token."""
         configuration = client.Configuration()
         configuration.host = self.server.url
+        configuration.ssl_ca_cert = str(self.ca)
         configuration.api_key = {"authorization": token}
         configuration.api_key_prefix = {"authorization": "Bearer"}
         return client.ApiClient(configuration)
@@ -67,15 +76,16 @@ def _start_closed(data_dir: Path, flags: tuple[str, ...]) -> ServerProcess:
     log = open(data_dir / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", str(data_dir),
                                 "--port", str(port), *flags], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    url = f"https://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process.poll() is None:
         try:
+            context = ssl.create_default_context(cafile=str(data_dir / "pki" / "ca.crt"))
             ready = urllib.request.Request(url + "/readyz", headers={"Authorization": "Bearer admin-token"})
-            with urllib.request.urlopen(ready, timeout=1) as response:
+            with urllib.request.urlopen(ready, timeout=1, context=context) as response:
                 if response.read() == b"ok":
                     return ServerProcess(url, data_dir, data_dir / "kubeconfig.yaml", process, port)
-        except OSError:
+        except OSError:  # the CA not written yet, the port not open yet
             time.sleep(0.05)
     terminate(process)
     raise RuntimeError("server did not become ready")
@@ -86,12 +96,11 @@ def auth_cluster(directory: Path, *extra: str) -> Iterator[AuthCluster]:
     token_file = directory / "tokens.csv"
     token_file.write_text("".join(f'{token},{user},{uid},"{groups}"\n'
                                   for token, (user, uid, groups) in TOKENS.items()))
-    flags = ("--token-auth-file", str(token_file), "--authorization-mode", "RBAC", *extra)
-    server = (start_server_process(directory / "data", extra=flags) if "--no-anonymous-auth" not in extra
-              else _start_closed(directory / "data", flags))
+    flags = ("--token-auth-file", str(token_file), *extra)
+    server = (start_server_process(directory / "data", extra=flags, secure=True)
+              if "--no-anonymous-auth" not in extra else _start_closed(directory / "data", flags))
     try:
-        with tls_front(server.port, directory) as url:
-            yield AuthCluster(server, url)
+        yield AuthCluster(server)
     finally:
         server.stop()
 

@@ -33,7 +33,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthCluster]:
 def _status(cluster: AuthCluster, path: str, headers: dict[str, str]) -> tuple[int, dict[str, object]]:
     request = urllib.request.Request(cluster.server.url + path, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=cluster.context) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())

@@ -30,7 +30,7 @@ from pilothouse.apiserver.encryption.config import EncryptionConfigError, GroupR
 from pilothouse.apiserver.encryption.store import EncryptingStore
 from pilothouse.store import open_store
 from pilothouse.store.sqlite import SQLiteStore
-from tests.conftest import ServerProcess, start_server_process
+from tests.conftest import OPEN_FLAGS, ServerProcess, start_server_process
 from tests.store.etcd_server import EtcdCluster, etcd_binary
 
 NO_COMPONENTS = ("--disable", "scheduler,controller-manager")
@@ -340,7 +340,7 @@ def test_etcd_holds_ciphertext_for_secrets_and_configmaps(tmp_path: Path, server
 
 def run_server_expecting_failure(tmp_path: Path, cfg: Path) -> str:
     result = subprocess.run([sys.executable, "-m", "pilothouse", "server", "--data-dir", str(tmp_path / "d"),
-                             "--port", "0", *NO_COMPONENTS, "--encryption-provider-config", str(cfg)],
+                             "--port", "0", *OPEN_FLAGS, *NO_COMPONENTS, "--encryption-provider-config", str(cfg)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     return result.stderr

@@ -1,5 +1,6 @@
-"""The Node authorizer and NodeRestriction admission (``--authorization-mode=Node,RBAC``), with
-kubelet credentials from ``--token-auth-file``: the official client and the real kubectl as nodes."""
+"""The Node authorizer and NodeRestriction admission (``--authorization-mode=Node,RBAC``, the default,
+over the default HTTPS), with kubelet credentials from ``--token-auth-file``: the official client and the
+real kubectl as nodes."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from tests.agent.conftest import AgentProcess, wait_for
-from tests.apiserver.tlsfront import tls_front
 from tests.conftest import KUBECTL, ServerProcess, free_port, start_server_process
 
 TOKENS = {
@@ -32,11 +32,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPr
     token_file = directory / "tokens.csv"
     token_file.write_text("".join(f'{token},{user},uid-{token},"{groups}"\n'
                                   for token, (user, groups) in TOKENS.items()))
-    server = start_server_process(directory / "data", extra=(
-        "--token-auth-file", str(token_file), "--authorization-mode", "Node,RBAC"))
+    server = start_server_process(directory / "data", extra=("--token-auth-file", str(token_file)), secure=True)
     try:
-        with tls_front(server.port, directory) as https_url:
-            yield server, https_url
+        yield server, server.url
     finally:
         server.stop()
 
@@ -44,6 +42,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerPr
 def api(server: ServerProcess, token: str) -> client.CoreV1Api:
     configuration = client.Configuration()
     configuration.host = server.url
+    configuration.ssl_ca_cert = str(server.data_dir / "pki" / "ca.crt")
     configuration.api_key = {"authorization": token}
     configuration.api_key_prefix = {"authorization": "Bearer"}
     return client.CoreV1Api(client.ApiClient(configuration))
@@ -61,6 +60,7 @@ def forbidden(call: Callable[[], Any]) -> str:
 
 
 def kubectl(https_url: str, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real kubectl over the server's own HTTPS (the CA is not checked here: test_tls.py does)."""
     env = {**os.environ, "KUBECONFIG": "/dev/null"}
     return subprocess.run([KUBECTL, "--server", https_url, "--insecure-skip-tls-verify", "--token", token, *args],
                           capture_output=True, text=True, env=env, timeout=60)
@@ -191,7 +191,8 @@ def test_agent_with_node_credentials_registers_and_heartbeats(cluster: tuple[Ser
     kubeconfig = tmp_path / "kubelet.kubeconfig"
     kubeconfig.write_text(json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "k",
-        "clusters": [{"name": "c", "cluster": {"server": server.url}}],
+        "clusters": [{"name": "c", "cluster": {"server": server.url, "certificate-authority":
+                                                str(server.data_dir / "pki" / "ca.crt")}}],
         "users": [{"name": "u", "user": {"token": "n1-token"}}],
         "contexts": [{"name": "k", "context": {"cluster": "c", "user": "u"}}]}))
     admin = api(server, "admin-token")

@@ -44,7 +44,7 @@ def _get(cluster: AuthCluster, path: str, token: str | None = None) -> tuple[int
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=cluster.context) as response:
             body = response.read().decode()
             status = response.status
     except urllib.error.HTTPError as error:

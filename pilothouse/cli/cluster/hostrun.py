@@ -32,12 +32,10 @@ __all__ = ["SERVER_AUTH_FLAGS", "run_host"]
 
 log = logging.getLogger("pilothouse.cluster")
 
-#: The server of a cluster built here serves HTTPS and authenticates by certificate (the agents get
-#: ``system:node:<host>`` ones); its authorization is ``pilothouse server``'s default, which issue 11
-#: makes Node,RBAC once the controllers act as their own service accounts (before that, the
-#: controller manager's own identity could not create a ReplicaSet under RBAC). A topology file can
-#: say ``components: {server: {args: [--authorization-mode, "Node,RBAC"]}}``.
-SERVER_AUTH_FLAGS = ("--secure",)
+#: The server of a cluster built here serves HTTPS, authenticates by certificate (the agents get
+#: ``system:node:<host>`` ones) and authorizes as a kubeadm cluster does; explicit, so that it holds
+#: whatever ``pilothouse server``'s defaults become.
+SERVER_AUTH_FLAGS = ("--secure", "--authorization-mode", "Node,RBAC")
 
 
 class NetnsPodmanService(PodmanService):
@@ -64,7 +62,8 @@ def server_command(layout: Layout, cluster: Cluster) -> list[str]:
 
 
 def agent_command(layout: Layout, cluster: Cluster, host: Host) -> list[str]:
-    args = ["agent", "--kubeconfig", str(layout.agent_kubeconfig(host)), "--node-name", host.name,
+    args = ["agent", "--kubeconfig", str(layout.agent_kubeconfig(host)),
+            "--proxy-kubeconfig", str(layout.proxy_kubeconfig(host)), "--node-name", host.name,
             "--address", host.address, "--node-ip", host.address, "--port", "10250",
             "--root-dir", str(layout.agent_dir(host)), "--pod-cidr", host.pod_cidr, "--stop-pods-on-exit"]
     own = {k: v for k, v in host.labels.items() if k not in restricted_labels(host)}
@@ -123,18 +122,17 @@ def _answers_ok(url: str, ca: Path) -> bool:
         return False
 
 
-def _write_agent_kubeconfig(layout: Layout, cluster: Cluster, host: Host) -> None:
+def _write_kubeconfig(layout: Layout, cluster: Cluster, path: Path, user: str, groups: list[str]) -> None:
+    """A kubeconfig for ``user`` with a certificate from the cluster CA, unless one is there."""
+    import yaml
+
     from pilothouse.apiserver.pkidir import ClusterPKI
     from pilothouse.machinery.kubeconfig import build_kubeconfig
 
-    path = layout.agent_kubeconfig(host)
     if path.exists():
         return
-    import yaml
-
     cluster_pki = ClusterPKI(layout.server_dir(cluster) / "pki")
-    user = f"system:node:{host.name}"
-    credentials = cluster_pki.issue_client(user, ["system:nodes"])
+    credentials = cluster_pki.issue_client(user, groups)
     document = build_kubeconfig(layout.server_url(cluster), user=user, ca_pem=cluster_pki.ca_cert_path.read_bytes(),
                                 cert_pem=credentials.cert_pem, key_pem=credentials.key_pem)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,6 +140,13 @@ def _write_agent_kubeconfig(layout: Layout, cluster: Cluster, host: Host) -> Non
     tmp.write_text(yaml.safe_dump(document, sort_keys=False))
     tmp.chmod(0o600)
     tmp.replace(path)
+
+
+def _write_agent_kubeconfigs(layout: Layout, cluster: Cluster, host: Host) -> None:
+    """kubeadm's kubelet.conf (the Node authorizer's ``system:node:<host>``), and k3s's kube-proxy
+    credentials (``system:kube-proxy``, bound to system:node-proxier) for the agent's embedded proxy."""
+    _write_kubeconfig(layout, cluster, layout.agent_kubeconfig(host), f"system:node:{host.name}", ["system:nodes"])
+    _write_kubeconfig(layout, cluster, layout.proxy_kubeconfig(host), "system:kube-proxy", [])
 
 
 async def run_host(layout: Layout, host_name: str) -> None:
@@ -167,7 +172,7 @@ async def run_host(layout: Layout, host_name: str) -> None:
             server.children.append(Child("server", server_command(layout, cluster)))
             await server.start()
         if host.runs_agent and await _until_server_or_stop(layout, cluster, stop):
-            await asyncio.to_thread(_write_agent_kubeconfig, layout, cluster, host)
+            await asyncio.to_thread(_write_agent_kubeconfigs, layout, cluster, host)
             agent.children.append(Child("agent", agent_command(layout, cluster, host)))
             await agent.start()
             if restricted_labels(host):

@@ -101,6 +101,9 @@ class Layout:
     def agent_kubeconfig(self, host: Host) -> Path:
         return self.agent_dir(host) / "kubelet.conf"
 
+    def proxy_kubeconfig(self, host: Host) -> Path:
+        return self.agent_dir(host) / "kube-proxy.conf"
+
     def server_url(self, cluster: Cluster) -> str:
         return f"https://{cluster.server.address}:6443"
 

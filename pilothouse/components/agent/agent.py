@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ from pilothouse.components.agent.server import StreamingServer
 from pilothouse.components.agent.simulation import SimulatedNodes, simulated_node_names
 from pilothouse.components.agent.static import HASH_ANNOTATION, MIRROR_ANNOTATION, load_manifests, mirror_pod
 from pilothouse.components.agent.streaming.lookup import RuntimeLabelLookup
+from pilothouse.components.dns import ClusterDNS
+from pilothouse.components.dns.forward import host_nameservers
 
 __all__ = ["Agent", "AgentOptions", "parse_labels", "run_agent"]
 
@@ -103,6 +106,12 @@ class AgentOptions:
     #: "agent": the agent wires pod sandboxes to its own bridge (see podnet); "engine": the engine's network
     pod_network: str = "agent"
     pod_cidr: str = "10.244.0.0/16"
+    #: kubelet's --cluster-dns: the nameservers of ClusterFirst pods. Empty: the agent serves cluster DNS
+    #: itself on its pod bridge's gateway address (see docs/decisions/cluster-dns.md) and uses that.
+    cluster_dns: list[str] = field(default_factory=list)
+    cluster_domain: str = "cluster.local"
+    #: kubelet's --resolv-conf: the host resolver configuration pods with dnsPolicy Default get
+    resolv_conf: str = "/etc/resolv.conf"
 
 
 class Agent:
@@ -123,8 +132,14 @@ class Agent:
         self.simulated: SimulatedNodes | None = None
         self.workers: dict[str, PodWorker] = {}
         self.static_pods: dict[str, Object] = {}
+        #: mirrors of static pods whose manifest went while the API was out of reach: (namespace, name)
+        self._stale_mirrors: list[tuple[str, str]] = []
+        #: the node is registered and this node's pods are listed: mirrors can be written
+        self.pods_synced = asyncio.Event()
         self.factory = InformerFactory(self.client)
         self.ctx: PodContext | None = None
+        self.dns: ClusterDNS | None = None
+        self._dns_address = ""  # an address of the bridge held for the DNS (not the gateway)
         self._tasks: list[asyncio.Task[None]] = []
         self.recorder = EventRecorder(self.client, "kubelet", host=options.node_name)
 
@@ -178,11 +193,17 @@ class Agent:
             images=ImageManager(self.runtime, lambda ns, name: self._fetch("secrets", ns, name), credentials),
             node_name=options.node_name, host_ip=host_ip, root_dir=self.root_dir, scheme=info["name"],
             allocatable=capacity, fetch=self._fetch, event=self.recorder.event,
-            network=await self._pod_network())
+            network=await self._pod_network(), cluster_domain=options.cluster_domain,
+            resolv_conf=options.resolv_conf)
+        self.ctx.cluster_dns = list(options.cluster_dns) or await self._cluster_dns(self.ctx.network)
         # Which pods already have containers (adoption after a restart): every other pod's worker
         # starts knowing it has none, instead of asking the engine (see PodWorker._known).
         listed = await self.runtime.list_containers({LABEL_AGENT: self.ctx.agent_id})
         self.ctx.engine_uids = {s.labels.get(LABEL_POD_UID, "") for s in listed}
+        if options.manifests_dir:
+            # kubelet's file source: static pods run before any API server answers (which is how a
+            # control plane can itself be static pods); their mirrors follow once the pods are synced
+            self._tasks.append(asyncio.create_task(self._static_loop(), name="agent-static"))
         await self.node.register()
         self.node.start()
         informer = self.factory.informer(PODS, field_selector=f"spec.nodeName={options.node_name}")
@@ -190,9 +211,8 @@ class Agent:
         self.factory.start()
         self._tasks.append(asyncio.create_task(self._events_loop(), name="agent-events"))
         await informer.wait_synced()
+        self.pods_synced.set()
         self._tasks.append(asyncio.create_task(self._relist_loop(), name="agent-relist"))
-        if options.manifests_dir:
-            self._tasks.append(asyncio.create_task(self._static_loop(), name="agent-static"))
 
     async def _start_runtime(self) -> ContainerRuntime:
         endpoint = self.options.runtime_endpoint
@@ -223,6 +243,41 @@ class Agent:
             return None
         return network
 
+    async def _cluster_dns(self, network: PodNetwork | None) -> list[str]:
+        """Serve cluster DNS on the pod bridge's gateway, which every pod on the bridge reaches
+        without the service proxy; the nameservers for ClusterFirst pods (none when it cannot).
+        When another agent of this host (another cluster's, say) has the gateway's port, on an
+        address of the range of its own, put on the bridge (the same one again after a restart,
+        so that running pods keep their resolver)."""
+        if network is None:
+            log.warning("cluster DNS: no pod network of the agent's; ClusterFirst pods get the host's resolvers")
+            return []
+        server = ClusterDNS(self.client, domain=self.options.cluster_domain, factory=self.factory,
+                            upstreams=host_nameservers(Path(self.options.resolv_conf)))
+        address = network.gateway
+        try:
+            try:
+                await server.start(address, 53)
+            except OSError as error:
+                if error.errno != errno.EADDRINUSE:
+                    raise
+                remembered = self.root_dir / "dns-address"
+                previous = remembered.read_text().strip() if remembered.exists() else ""
+                address = await network.hold_on_bridge(self._dns_owner, previous)
+                self._dns_address = address
+                remembered.write_text(address)
+                await server.start(address, 53)
+        except (OSError, PodNetworkError) as error:
+            log.warning("cluster DNS on %s:53: %s; ClusterFirst pods get the host's resolvers", address, error)
+            return []
+        await network.accept_local(address, 53)
+        self.dns = server
+        return [address]
+
+    @property
+    def _dns_owner(self) -> str:
+        return f"dns:{self.options.node_name}@{self.root_dir}"
+
     async def stop(self, stop_containers: bool = False) -> None:
         """Stop the agent; containers keep running unless ``stop_containers`` (then gracefully)."""
         if self.simulated is not None:
@@ -239,6 +294,10 @@ class Agent:
                 states = await self.runtime.list_containers({LABEL_POD_UID: worker.uid})
                 await worker._stop_all(states, worker.grace_period())
             await asyncio.gather(*(stop_pod(w) for w in workers), return_exceptions=True)
+        if self.dns is not None:
+            await self.dns.stop()
+        if self._dns_address and self.ctx is not None and self.ctx.network is not None:
+            await self.ctx.network.drop_from_bridge(self._dns_address, self._dns_owner)
         await self.factory.stop()
         if self.streaming is not None:
             await self.streaming.stop()
@@ -327,32 +386,48 @@ class Agent:
     # --------------------------------------------------------- static pods
 
     async def _static_loop(self) -> None:
-        assert self.options.manifests_dir is not None and self.ctx is not None and self.node is not None
+        assert self.options.manifests_dir is not None
         directory = Path(self.options.manifests_dir)
-        informer = self.factory.informer(PODS, field_selector=f"spec.nodeName={self.options.node_name}")
         while True:
             try:
                 current = await asyncio.to_thread(load_manifests, directory, self.options.node_name)
-                for uid in [u for u in self.static_pods if u not in current]:
-                    old = self.static_pods.pop(uid)
-                    worker = self.workers.get(uid)
-                    if worker is not None:
-                        worker.deleted = True
-                        worker.kick()
-                    if not any(p["metadata"]["name"] == old["metadata"]["name"] for p in current.values()):
-                        with contextlib.suppress(errors.NotFoundError):
-                            await self.client.delete(PODS, old["metadata"]["name"], old["metadata"]["namespace"],
-                                                     grace_period_seconds=0)
-                for uid, pod in current.items():
-                    if uid not in self.static_pods:
-                        self.static_pods[uid] = pod
-                        worker = PodWorker(self.ctx, pod, static=True, on_finished=self._finished)
-                        self.workers[uid] = worker
-                        worker.start()
-                    await self._sync_mirror(pod, informer.get(object_key(pod)))
+                self._run_static_pods(current)
+                if self.pods_synced.is_set():
+                    await self._sync_mirrors(current)
             except (errors.APIError, errors.ConnectionFailed, OSError) as error:
                 log.warning("static pods: %s", error)
             await asyncio.sleep(2.0)
+
+    def _run_static_pods(self, current: dict[str, Object]) -> None:
+        """Start a worker for each new manifest; stop those whose file changed or went (no API needed)."""
+        assert self.ctx is not None
+        for uid in [u for u in self.static_pods if u not in current]:
+            old = self.static_pods.pop(uid)
+            worker = self.workers.get(uid)
+            if worker is not None:
+                worker.deleted = True
+                worker.kick()
+            if not any(p["metadata"]["name"] == old["metadata"]["name"] for p in current.values()):
+                self._stale_mirrors.append((old["metadata"]["namespace"], old["metadata"]["name"]))
+        for uid, pod in current.items():
+            if uid not in self.static_pods:
+                self.static_pods[uid] = pod
+                worker = PodWorker(self.ctx, pod, static=True, on_finished=self._finished)
+                self.workers[uid] = worker
+                worker.start()
+
+    async def _sync_mirrors(self, current: dict[str, Object]) -> None:
+        informer = self.factory.informer(PODS, field_selector=f"spec.nodeName={self.options.node_name}")
+        live = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in current.values()}
+        # a manifest that came back under the same name keeps its mirror (updated below if it differs)
+        self._stale_mirrors = [key for key in self._stale_mirrors if key not in live]
+        while self._stale_mirrors:
+            namespace, name = self._stale_mirrors[0]
+            with contextlib.suppress(errors.NotFoundError):
+                await self.client.delete(PODS, name, namespace, grace_period_seconds=0)
+            self._stale_mirrors.pop(0)
+        for pod in current.values():
+            await self._sync_mirror(pod, informer.get(object_key(pod)))
 
     async def _sync_mirror(self, pod: Object, mirror: Object | None) -> None:
         assert self.node is not None

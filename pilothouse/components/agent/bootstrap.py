@@ -31,7 +31,7 @@ from pilothouse.client.kubeconfig import load_kubeconfig
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.machinery.kubeconfig import build_kubeconfig
 
-__all__ = ["BootstrapError", "bootstrap_client_certificate"]
+__all__ = ["BootstrapError", "bootstrap_client_certificate", "client_certificate_valid"]
 
 log = logging.getLogger("pilothouse.agent.bootstrap")
 
@@ -43,7 +43,7 @@ class BootstrapError(Exception):
     pass
 
 
-def _valid(kubeconfig: Path) -> bool:
+def client_certificate_valid(kubeconfig: Path) -> bool:
     """kubelet's isClientConfigStillValid: the kubeconfig exists and its certificate has not expired."""
     try:
         document: dict[str, Any] = yaml.safe_load(kubeconfig.read_text()) or {}
@@ -74,7 +74,7 @@ async def _await_certificate(client: APIClient, name: str, timeout: float) -> by
 
 async def bootstrap_client_certificate(bootstrap_kubeconfig: str, kubeconfig: Path, root_dir: Path,
                                        node_name: str, timeout: float = 900.0) -> None:
-    if _valid(kubeconfig):
+    if client_certificate_valid(kubeconfig):
         return
     target = load_kubeconfig(bootstrap_kubeconfig)
     key = ec.generate_private_key(ec.SECP256R1())

@@ -28,14 +28,17 @@ import logging
 import os
 import secrets
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["PodNetwork", "PodNetworkError", "hosts_file", "resolv_conf"]
+__all__ = ["PodNetwork", "PodNetworkError", "hosts_file"]
 
 log = logging.getLogger("pilothouse.agent.podnet")
 
 IPAM_ROOT = Path("/run/pilothouse/ipam")
+#: owners of addresses put on the bridge itself (``hold_on_bridge``), not given to a pod
+HOST_OWNER = "host:"
 #: an address allocated but not wired for this long belongs to an agent that died in between
 _UNWIRED_GRACE = 300.0
 
@@ -114,6 +117,16 @@ class PodNetwork:
             if not await _ensure_rule("filter", "FORWARD", [direction, self.bridge, "-j", "ACCEPT"], first=True):
                 log.warning("could not add a FORWARD rule for %s", self.bridge)
 
+    async def accept_local(self, address: str, port: int) -> None:
+        """Let the bridge's pods reach a service of the host on ``address:port`` (the agent's DNS) where
+        INPUT drops by default (a firewalld host), as NodeLocal DNSCache opens its address; idempotent."""
+        if not shutil.which("iptables"):
+            return
+        for protocol in ("udp", "tcp"):
+            rule = ["-i", self.bridge, "-d", address, "-p", protocol, "--dport", str(port), "-j", "ACCEPT"]
+            if not await _ensure_rule("filter", "INPUT", rule, first=True):
+                log.warning("could not open %s/%d on %s for the pods", protocol, port, address)
+
     # ----------------------------------------------------------------- IPAM
 
     def allocate(self, owner: str) -> str:
@@ -135,6 +148,10 @@ class PodNetwork:
             except FileExistsError:
                 if not self._stale(path):
                     return False
+                with contextlib.suppress(OSError):
+                    if path.read_text().startswith(HOST_OWNER):  # a dead agent's: off the bridge first
+                        subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", self.bridge],
+                                       capture_output=True, check=False)
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                 continue
@@ -162,6 +179,21 @@ class PodNetwork:
             if path.read_text().partition("\n")[0] == owner:
                 path.unlink()
 
+    async def hold_on_bridge(self, owner: str, preferred: str = "") -> str:
+        """An address of the range put on the bridge itself for this process (while it lives), e.g.
+        for a second agent's DNS when the gateway's is taken; ``preferred`` (the last one) if free."""
+        owner = HOST_OWNER + owner
+        address = preferred if preferred and self._claim(preferred, owner) else self.allocate(owner)
+        (self.ipam_dir / address).write_text(f"{owner}\n{os.getpid()}")
+        with contextlib.suppress(PodNetworkError):  # "File exists": still there from the last run
+            await _ip(["ip"], f"addr add {address}/32 dev {self.bridge}\n")
+        return address
+
+    async def drop_from_bridge(self, address: str, owner: str) -> None:
+        with contextlib.suppress(PodNetworkError):
+            await _ip(["ip"], f"addr del {address}/32 dev {self.bridge}\n")
+        self.release(address, HOST_OWNER + owner)
+
     # --------------------------------------------------------------- wiring
 
     async def attach(self, pid: int, address: str, owner: str) -> None:
@@ -171,8 +203,11 @@ class PodNetwork:
         # random, not derived from the pod: a static pod's sandbox has the same name on every host
         # (and agents of several clusters share this namespace); interface names stop at 15 chars
         host_end = "ph" + secrets.token_hex(6)
+        # hairpin on the bridge port (the CNI bridge plugin's hairpinMode): a pod reaching itself
+        # through a Service is DNATed back to its own port, which a bridge otherwise never sends to
         await _ip(["ip"], f"link add {host_end} type veth peer name eth0 netns {pid}\n"
-                          f"link set {host_end} master {self.bridge} up\n")
+                          f"link set {host_end} master {self.bridge} up\n"
+                          f"link set {host_end} type bridge_slave hairpin on\n")
         await _ip(["nsenter", f"--net=/proc/{pid}/ns/net", "ip"],
                   f"link set lo up\naddr add {address}/{self.prefix} dev eth0\nlink set eth0 up\n"
                   f"route add default via {self.gateway}\n")
@@ -180,22 +215,18 @@ class PodNetwork:
             (self.ipam_dir / address).write_text(f"{owner}\n{pid}")
 
 
-def hosts_file(hostname: str, pod_ip: str) -> str:
-    """The pod's /etc/hosts, as the kubelet writes it (the engine only knows 127.0.0.1 for a
-    sandbox without its networking)."""
-    return ("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+def hosts_file(hostname: str, pod_ip: str, domain: str = "", aliases: list[dict[str, object]] | None = None) -> str:
+    """The pod's /etc/hosts, as the kubelet writes it (managedHostsFileContent; the engine only knows
+    127.0.0.1 for a sandbox without its networking): with a ``domain`` (``spec.subdomain``) the
+    pod's FQDN comes first, then ``spec.hostAliases``."""
+    names = f"{hostname}.{domain}\t{hostname}" if domain else hostname
+    text = ("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
             "fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n"
-            f"{pod_ip}\t{hostname}\n")
-
-
-def resolv_conf(host_resolv: Path = Path("/etc/resolv.conf")) -> str:
-    """The host's resolver configuration (dnsPolicy Default; there is no cluster DNS yet), minus
-    loopback nameservers, which mean nothing inside the pod's namespace."""
-    try:
-        lines = host_resolv.read_text().splitlines()
-    except OSError:
-        return ""
-    kept = [line for line in lines
-            if not (line.split()[:1] == ["nameserver"] and len(line.split()) > 1
-                    and line.split()[1].startswith(("127.", "::1")))]
-    return "\n".join(kept) + "\n"
+            f"{pod_ip}\t{names}\n")
+    if aliases:
+        text += "\n# Entries added by HostAliases.\n"
+        for alias in aliases:
+            hostnames = alias.get("hostnames") or []
+            assert isinstance(hostnames, list)
+            text += f"{alias.get('ip')}\t{chr(9).join(str(h) for h in hostnames)}\n"
+    return text

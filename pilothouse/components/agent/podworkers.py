@@ -26,9 +26,10 @@ from typing import Any
 from pilothouse.client import errors
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.agent.backoff import Backoff, format_duration
+from pilothouse.components.agent.dnsconfig import host_resolv_conf, name_files, sandbox_hostname
 from pilothouse.components.agent.env import ConfigError, expand, make_environment
 from pilothouse.components.agent.images import ImageManager, ImagePullFailure
-from pilothouse.components.agent.podnet import PodNetwork, PodNetworkError, hosts_file, resolv_conf
+from pilothouse.components.agent.podnet import PodNetwork, PodNetworkError
 from pilothouse.components.agent.probes import ContainerProbes, run_handler
 from pilothouse.components.agent.runtime.docker import PAUSE_COMMAND, PAUSE_IMAGE, oom_killed_ids
 from pilothouse.components.agent.runtime.interface import (
@@ -99,6 +100,10 @@ class PodContext:
     engine_uids: set[str] | None = None
     #: service-account tokens for projected volumes (TokenRequest, refreshed at 80% of their life)
     tokens: TokenManager | None = None
+    #: kubelet's --cluster-dns (empty: ClusterFirst falls back to Default), --cluster-domain, --resolv-conf
+    cluster_dns: list[str] = field(default_factory=list)
+    cluster_domain: str = "cluster.local"
+    resolv_conf: str = "/etc/resolv.conf"
 
     @property
     def agent_id(self) -> str:
@@ -155,6 +160,7 @@ class PodWorker:
         self._on_finished = on_finished
         self._next_wake = 10.0
         self._reported: Object | None = None
+        self._dns_warned: set[tuple[str, str]] = set()
         #: ids of this pod's containers, as far as this worker knows them all (None: list them).
         #: The engine's label-filtered listing walks every container on the node (about 19 ms of
         #: podman's CPU with 100 containers, against 3 ms to inspect one): a pod's worker creates
@@ -341,7 +347,9 @@ class PodWorker:
         sandbox_spec = ContainerSpec(
             name=f"k8s_POD_{metadata['name']}_{metadata.get('namespace')}_{self.uid}_{attempt}",
             image=PAUSE_IMAGE, command=PAUSE_COMMAND[:1], args=PAUSE_COMMAND[1:], labels=labels,
-            hostname=spec.get("hostname") or metadata["name"][:63], host_network=bool(spec.get("hostNetwork")),
+            # a hostNetwork pod keeps the node's hostname, as the kubelet leaves it
+            hostname=None if spec.get("hostNetwork") else sandbox_hostname(self.pod, self.ctx.cluster_domain),
+            host_network=bool(spec.get("hostNetwork")),
             host_ports=host_ports)
         network = self.ctx.network
         if network is None or sandbox_spec.host_network or host_ports:
@@ -380,19 +388,25 @@ class PodWorker:
             self.ctx.network.release(sandbox.labels[LABEL_POD_IP], sandbox.name)
 
     def _name_files(self, sandbox: ContainerState) -> list[Mount]:
-        """/etc/hosts and /etc/resolv.conf for a pod on the agent's network, as the kubelet writes
-        them (the engine, which gave the sandbox no network, would name the pod 127.0.0.1 and give it
-        no resolver)."""
-        if not sandbox.labels.get(LABEL_POD_IP):
-            return []
-        directory = pod_dir(self.ctx.root_dir, self.uid)
-        hosts, resolv = directory / "etc-hosts", directory / "resolv.conf"
-        if not hosts.exists() or sandbox.ip not in hosts.read_text():
-            spec = self.pod.get("spec") or {}
-            directory.mkdir(parents=True, exist_ok=True)
-            hosts.write_text(hosts_file(spec.get("hostname") or self.pod["metadata"]["name"][:63], sandbox.ip))
-            resolv.write_text(resolv_conf())
-        return [Mount(str(hosts), "/etc/hosts"), Mount(str(resolv), "/etc/resolv.conf")]
+        """/etc/resolv.conf and /etc/hosts as the kubelet writes them (see ``dnsconfig.name_files``),
+        kept in the pod's directory and mounted into each container."""
+        ctx = self.ctx
+        on_bridge = bool(sandbox.labels.get(LABEL_POD_IP))
+        files, warnings = name_files(self.pod, sandbox.ip if on_bridge else "", host_resolv_conf(ctx.resolv_conf),
+                                     ctx.cluster_dns, ctx.cluster_domain)
+        for reason, message in warnings:
+            if (reason, message) not in self._dns_warned:  # once per pod, not per container start
+                self._dns_warned.add((reason, message))
+                ctx.event(self.pod, "Warning", reason, message)
+        directory = pod_dir(ctx.root_dir, self.uid)
+        directory.mkdir(parents=True, exist_ok=True)
+        mounts = []
+        for target, content in files.items():
+            path = directory / ("etc-hosts" if target == "/etc/hosts" else "resolv.conf")
+            if not path.exists() or path.read_text() != content:
+                path.write_text(content)
+            mounts.append(Mount(str(path), target))
+        return mounts
 
     def _labels(self, container: str, role: str, attempt: int) -> dict[str, str]:
         metadata = self.pod["metadata"]

@@ -1,4 +1,4 @@
-"""Static pods: pod manifests from ``--manifests-dir``, run by the agent and mirrored in the API.
+"""Static pods: pod manifests from ``--pod-manifest-path`` (kubelet's staticPodPath), run by the agent and mirrored.
 
 As the kubelet's file source: every ``*.yaml``/``*.yml``/``*.json`` in the directory is a pod; its
 name gets the ``-<node-name>`` suffix, its uid is a hash of the manifest (so a restarted agent adopts

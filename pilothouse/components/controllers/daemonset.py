@@ -199,8 +199,9 @@ class DaemonSetController(Controller):
                                                          kind="DaemonSet")
         except RevisionConflict:
             count = int((ds.get("status") or {}).get("collisionCount") or 0) + 1
-            await self.client.patch(DAEMONSETS, ds["metadata"]["name"], {"status": {"collisionCount": count}},
-                                    namespace, subresource="status")
+            # UpdateStatus: the daemon-set-controller role may update daemonsets/status, not patch it.
+            await self.client.update_status(DAEMONSETS, {**ds, "status": {**(ds.get("status") or {}),
+                                                                          "collisionCount": count}})
             self.enqueue_key(key)
             return
         by_node = self._daemon_pods(ds)

@@ -302,10 +302,9 @@ class DeploymentController(RolloutMixin, Controller):
         if not revision or annotations.get(du.REVISION_ANNOTATION) == revision:
             return
         annotations[du.REVISION_ANNOTATION] = revision
-        patched = await self.client.patch(DEPLOYMENTS, d["metadata"]["name"],
-                                          {"metadata": {"annotations": {du.REVISION_ANNOTATION: revision}}},
-                                          d["metadata"]["namespace"], subresource="status")
-        d["metadata"]["resourceVersion"] = patched["metadata"]["resourceVersion"]
+        # UpdateStatus, as upstream: the deployment-controller role may update deployments/status, not patch it.
+        updated = await self.client.update_status(DEPLOYMENTS, d)
+        d["metadata"]["resourceVersion"] = updated["metadata"]["resourceVersion"]
 
     async def scale_replicaset(self, rs: Object, new_scale: int, d: Object) -> tuple[bool, Object]:
         """``scaleReplicaSetAndRecordEvent``: replicas and the desired/max annotations."""

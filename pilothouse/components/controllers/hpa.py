@@ -113,8 +113,10 @@ class HorizontalPodAutoscalerController(Controller):
             conditions.append(_condition("ScalingActive", "False", *metrics_unavailable(hpa), previous))
         new_status: Object = {**status, "currentReplicas": current, "desiredReplicas": desired}
         if desired != current:
-            await self.client.patch(target, ref.get("name", ""), {"spec": {"replicas": desired}}, namespace,
-                                    subresource="scale")
+            # Get and update the scale, as upstream's scale client: the role grants get/update on */scale.
+            scale = await self.client.get(target, ref.get("name", ""), namespace, subresource="scale")
+            scale.setdefault("spec", {})["replicas"] = desired
+            await self.client.update(target, scale, subresource="scale")
             self.recorder.event(hpa, "Normal", "SuccessfulRescale", f"New size: {desired}; reason: {why}")
             conditions[0] = _condition("AbleToScale", "True", "SucceededRescale",
                                        f"the HPA controller was able to update the target scale to {desired}",

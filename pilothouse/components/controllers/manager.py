@@ -17,6 +17,7 @@ from pilothouse.client.informer import InformerFactory
 from pilothouse.client.kubeconfig import ClientConfig
 from pilothouse.client.rest import APIClient
 from pilothouse.components.controllers.base import Controller, ControllerContext
+from pilothouse.components.controllers.credentials import controller_context
 
 __all__ = ["CONTROLLERS", "ControllerManager"]
 
@@ -49,21 +50,27 @@ CONTROLLERS: dict[str, str] = {
     "horizontal-pod-autoscaler": "pilothouse.components.controllers.hpa:HorizontalPodAutoscalerController",
     "csrapproving": "pilothouse.components.controllers.csrapproving:CSRApprovingController",
     "csrsigning": "pilothouse.components.controllers.csrsigning:CSRSigningController",
+    "bootstrapsigner": "pilothouse.components.controllers.bootstrapsigner:BootstrapSigner",
+    "tokencleaner": "pilothouse.components.controllers.tokencleaner:TokenCleaner",
 }
 
 
 class ControllerManager:
     def __init__(self, server: str | ClientConfig, *, controllers: list[str] | None = None,
-                 options: dict[str, Any] | None = None) -> None:
+                 options: dict[str, Any] | None = None, use_service_account_credentials: bool = True) -> None:
         self.client = APIClient(server, user_agent="pilothouse-controller-manager")
         self.informers = InformerFactory(self.client)
         self.ctx = ControllerContext(self.client, self.informers, options=options or {})
         names = controllers or list(CONTROLLERS)
         self.controllers: list[Controller] = []
+        #: Each controller's own service-account client (``--use-service-account-credentials``).
+        self.account_clients: dict[str, APIClient] = {}
         for name in names:
             module_name, _, class_name = CONTROLLERS[name].partition(":")
             cls = getattr(importlib.import_module(module_name), class_name)
-            self.controllers.append(cls(self.ctx))
+            ctx = controller_context(self.ctx, name, self.account_clients) if use_service_account_credentials \
+                else self.ctx
+            self.controllers.append(cls(ctx))
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -80,6 +87,8 @@ class ControllerManager:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.informers.stop()
+        for client in self.account_clients.values():
+            await client.close()
         await self.client.close()
 
     async def run(self) -> None:

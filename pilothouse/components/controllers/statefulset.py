@@ -107,8 +107,9 @@ class StatefulSetController(Controller):
                                                 kind="StatefulSet")
         except RevisionConflict:
             count = int((sts.get("status") or {}).get("collisionCount") or 0) + 1
-            await self.client.patch(STATEFULSETS, sts["metadata"]["name"], {"status": {"collisionCount": count}},
-                                    sts["metadata"]["namespace"], subresource="status")
+            # UpdateStatus: the statefulset-controller role may update statefulsets/status, not patch it.
+            await self.client.update_status(STATEFULSETS, {**sts, "status": {**(sts.get("status") or {}),
+                                                                              "collisionCount": count}})
             self.enqueue(sts)
             return None
         return revision

@@ -290,6 +290,12 @@ def _system_roles() -> list[Object]:
                       rule("list", "watch", groups=("*",), resources=("*",)),
                       rule("create", groups=(LEGACY,), resources=("serviceaccounts/token",))),
         _cluster_role("system:kube-dns", rule("list", "watch", groups=(LEGACY,), resources=("endpoints", "services"))),
+        # Not Kubernetes' bootstrap policy but kubeadm's CoreDNS addon role: pilothouse's node agent serves
+        # cluster DNS itself (components/dns) with the node's credentials, bound below to system:nodes.
+        _cluster_role("system:coredns",
+                      rule("list", "watch", groups=(LEGACY,), resources=("endpoints", "services", "pods",
+                                                                         "namespaces")),
+                      rule("list", "watch", groups=(DISCOVERY,), resources=("endpointslices",))),
         _cluster_role("system:persistent-volume-provisioner",
                       rule("get", "list", "watch", "create", "delete", groups=(LEGACY,),
                            resources=("persistentvolumes",)),
@@ -581,8 +587,30 @@ def _controller_rules() -> dict[str, list[Object]]:
     }
 
 
+def _pilothouse_controller_rules() -> dict[str, list[Object]]:
+    """Not upstream's: two loops kube-apiserver runs on its own loopback identity (kube-aggregator's
+    APIService availability, the APF configuration controller's FlowSchema status) run in pilothouse's
+    controller manager, each as its own service account (components/controllers/credentials.py)."""
+    apiregistration, flowcontrol = "apiregistration.k8s.io", "flowcontrol.apiserver.k8s.io"
+    return {
+        "apiservice-availability-controller": [
+            rule(*READ, groups=(apiregistration,), resources=("apiservices",)),
+            rule("update", "patch", groups=(apiregistration,), resources=("apiservices/status",)),
+            rule(*READ, groups=(LEGACY,), resources=("services", "endpoints")),
+        ],
+        "flowschema-status-controller": [
+            rule(*READ, groups=(flowcontrol,), resources=("flowschemas", "prioritylevelconfigurations")),
+            rule("update", "patch", groups=(flowcontrol,), resources=("flowschemas/status",)),
+        ],
+    }
+
+
+def _all_controller_rules() -> dict[str, list[Object]]:
+    return {**_controller_rules(), **_pilothouse_controller_rules()}
+
+
 def _controller_roles() -> list[Object]:
-    return [_cluster_role(_CONTROLLER_PREFIX + name, *rules) for name, rules in _controller_rules().items()]
+    return [_cluster_role(_CONTROLLER_PREFIX + name, *rules) for name, rules in _all_controller_rules().items()]
 
 
 def cluster_roles() -> list[Object]:
@@ -602,6 +630,7 @@ def cluster_role_bindings() -> list[Object]:
         _cluster_binding("system:node-proxier", _user("system:kube-proxy")),
         _cluster_binding("system:kube-controller-manager", _user("system:kube-controller-manager")),
         _cluster_binding("system:kube-dns", _sa("kube-dns")),
+        _cluster_binding("system:coredns", _group("system:nodes")),  # the agent's DNS (see system:coredns)
         _cluster_binding("system:kube-scheduler", _user("system:kube-scheduler")),
         _cluster_binding("system:volume-scheduler", _user("system:kube-scheduler")),
         # Kept with no subjects: nodes are authorized by the Node authorizer, the binding only exists
@@ -609,7 +638,7 @@ def cluster_role_bindings() -> list[Object]:
         _cluster_binding("system:node"),
         _cluster_binding("system:service-account-issuer-discovery", _group("system:serviceaccounts")),
     ]
-    bindings += [_cluster_binding(_CONTROLLER_PREFIX + name, _sa(name)) for name in _controller_rules()]
+    bindings += [_cluster_binding(_CONTROLLER_PREFIX + name, _sa(name)) for name in _all_controller_rules()]
     return bindings
 
 

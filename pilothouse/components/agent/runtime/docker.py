@@ -197,6 +197,10 @@ class DockerRuntime:
             raise RuntimeError_("runtime not started")
         return self.docker
 
+    @property
+    def _podman(self) -> bool:
+        return any(c.get("Name") == "Podman Engine" for c in self._version.get("Components") or [])
+
     async def info(self) -> dict[str, str]:
         version = self._version or await self._d.version()
         components = {c.get("Name", ""): c.get("Version", "") for c in version.get("Components") or []}
@@ -265,6 +269,10 @@ class DockerRuntime:
         if spec.sandbox_id:
             host["NetworkMode"] = f"container:{spec.sandbox_id}"
             host["IpcMode"] = f"container:{spec.sandbox_id}"
+            if self._podman:
+                # the pod's hostname: dockerd gives a container joining another's network that one's
+                # hostname by itself (and refuses a UTSMode "container:"); podman needs to be told
+                host["UTSMode"] = f"container:{spec.sandbox_id}"
         elif spec.host_network:
             host["NetworkMode"] = "host"
         elif spec.no_network:
