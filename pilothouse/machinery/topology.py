@@ -1,5 +1,7 @@
 """The cluster topology file: ``kind: Cluster`` (``pilothouse.io/v1alpha1``), one file for a cluster's hosts.
 
+The one reader of the format: ``cluster create`` and ``cloud-config``/``install`` both use it.
+
 A user describes the hosts (name, role, address, labels, taints, engine), the network (the subnet the
 hosts share, the pod range, the service range), the private registries' credentials and extra flags
 per component; ``pilothouse cluster create`` builds it on this machine and ``cloud-config`` renders it
@@ -18,15 +20,22 @@ import base64
 import ipaddress
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-from pilothouse.machinery.validation.names import is_dns1123_label, is_qualified_name, is_valid_label_value
+from pilothouse.machinery.validation.names import (
+    is_dns1123_label,
+    is_dns1123_subdomain,
+    is_qualified_name,
+    is_valid_label_value,
+)
 
 __all__ = ["API_VERSION", "ENGINES", "KIND", "ROLES", "Cluster", "Host", "Network", "Registry", "Taint",
-           "TopologyError", "bridge_address", "load_cluster", "parse_cluster"]
+           "TopologyError", "bridge_address", "load_cluster", "load_cluster_file",
+           "parse_cluster"]
 
 API_VERSION = "pilothouse.io/v1alpha1"
 KIND = "Cluster"
@@ -77,16 +86,19 @@ SCHEMA: dict[str, Any] = {
 #: What a file may leave out.
 DEFAULT_HOST_SUBNET = "10.1.0.0/24"
 DEFAULT_POD_CIDR = "10.244.0.0/16"
-DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
+DEFAULT_SERVICE_RANGE = "10.96.0.0/12"
 DEFAULT_POD_SUBNET_PREFIX = 24
 
 
 class TopologyError(ValueError):
-    """The file is not a valid ``kind: Cluster``; the message lists every problem, one per line."""
+    """The file is not a valid ``kind: Cluster`` (the message lists every problem, one per line), or a
+    command cannot use it as it is (one message)."""
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("invalid cluster file:\n" + "\n".join(f"  {p}" for p in problems))
+    def __init__(self, problems: list[str] | str, source: str = "") -> None:
+        self.problems = [problems] if isinstance(problems, str) else problems
+        text = problems if isinstance(problems, str) else \
+            "invalid cluster file:\n" + "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{source}: {text}" if source else text)
 
 
 @dataclass(frozen=True)
@@ -95,7 +107,7 @@ class Taint:
     value: str
     effect: str
 
-    def flag(self) -> str:
+    def __str__(self) -> str:
         """kubelet's ``--register-with-taints`` spelling."""
         return f"{self.key}={self.value}:{self.effect}" if self.value else f"{self.key}:{self.effect}"
 
@@ -121,7 +133,7 @@ class Host:
 class Network:
     host_subnet: str
     pod_cidr: str
-    service_cidr: str
+    service_range: str
     pod_subnet_prefix: int
 
     @property
@@ -154,12 +166,23 @@ class Cluster:
         for host in self.hosts:
             if host.name == name:
                 return host
-        raise KeyError(f"cluster {self.name} has no host {name!r}")
+        names = ", ".join(h.name for h in self.hosts)
+        raise TopologyError(f"no host {name!r} in cluster {self.name!r} (hosts: {names})")
 
     def dockercfg(self) -> str:
         """The registries' credentials in the seed's legacy ``.dockercfg`` format."""
         return json.dumps({r.server: {"auth": r.auth, "email": r.email} for r in self.registries if r.auth},
                           indent=2)
+
+
+def load_cluster_file(path: Path, name: str | None = None) -> Cluster:
+    """:func:`load_cluster` of a file; an unreadable one is a TopologyError naming it."""
+    try:
+        return load_cluster(path.read_text(), name)
+    except OSError as error:
+        raise TopologyError(f"{path}: {error.strerror}") from None
+    except TopologyError as error:
+        raise TopologyError(error.problems, source=str(path)) from None
 
 
 def load_cluster(text: str, name: str | None = None) -> Cluster:
@@ -187,7 +210,7 @@ def parse_cluster(document: Any, name: str | None = None) -> Cluster:
     name = name or (document.get("metadata") or {}).get("name") or ""
     if not name:
         problems.append("metadata.name: required (or give --name)")
-    elif is_dns1123_label(name) or len(name) > 40:
+    elif is_dns1123_label(name) or len(name) > 40:  # it names network namespaces and files
         problems.append(f"metadata.name: {name!r} must be a lowercase DNS label of at most 40 characters")
     network = _network(document.get("network") or {}, problems)
     hosts = _hosts(document["hosts"], network, problems)
@@ -212,11 +235,11 @@ def _cidr(value: str, path: str, problems: list[str]) -> ipaddress.IPv4Network |
 def _network(spec: dict[str, Any], problems: list[str]) -> Network:
     network = Network(host_subnet=spec.get("hostSubnet", DEFAULT_HOST_SUBNET),
                       pod_cidr=spec.get("podCIDR", DEFAULT_POD_CIDR),
-                      service_cidr=spec.get("serviceRange", DEFAULT_SERVICE_CIDR),
+                      service_range=spec.get("serviceRange", DEFAULT_SERVICE_RANGE),
                       pod_subnet_prefix=spec.get("podSubnetPrefix", DEFAULT_POD_SUBNET_PREFIX))
     parsed = {key: _cidr(value, f"network.{key}", problems) for key, value in
               (("hostSubnet", network.host_subnet), ("podCIDR", network.pod_cidr),
-               ("serviceRange", network.service_cidr))}
+               ("serviceRange", network.service_range))}
     hosts, pods = parsed["hostSubnet"], parsed["podCIDR"]
     if hosts is not None and hosts.prefixlen > 29:
         problems.append(f"network.hostSubnet: {hosts} is too small for hosts and the bridge (at most a /29)")
@@ -258,8 +281,8 @@ def _hosts(specs: list[dict[str, Any]], network: Network, problems: list[str]) -
     for index, spec in enumerate(specs):
         path = f"hosts[{index}]"
         name, role = spec["name"], spec.get("role", "agent")
-        if is_dns1123_label(name):
-            problems.append(f"{path}.name: {name!r} must be a lowercase DNS label (it is the node's name)")
+        if is_dns1123_subdomain(name):
+            problems.append(f"{path}.name: {name!r} must be a lowercase DNS subdomain (it is the node's name)")
         if name in seen_names:
             problems.append(f"{path}.name: {name!r} is listed twice")
         seen_names.add(name)

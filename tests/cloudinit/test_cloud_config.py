@@ -139,11 +139,11 @@ def test_verify_catches_a_broken_unit(tmp_path: Path) -> None:
 def test_topology_errors_name_the_field(tmp_path: Path) -> None:
     document = yaml.safe_load(SEED.read_text())
     cases = [
-        (("hosts", 2, "address"), "10.1.0.x", 'hosts[2].address: \'10.1.0.x\' is not an IP address'),
-        (("hosts", 4, "taints", 0, "effect"), "Sometimes", "hosts[4].taints[0].effect: 'Sometimes' is not one of"),
-        (("hosts", 1, "role"), "worker", "hosts[1].role: 'worker' is not one of server, agent"),
-        (("network", "serviceRange"), "10.100.0.0/33", "network.serviceRange: '10.100.0.0/33' is not a CIDR"),
-        (("kind",), "Pod", "kind: must be Cluster, not 'Pod'"),
+        (("hosts", 2, "address"), "10.1.0.x", "hosts[2].address: '10.1.0.x' is not an IPv4 address"),
+        (("hosts", 4, "taints", 0, "effect"), "Sometimes", "hosts[4].taints[0]: effect 'Sometimes': must be one of"),
+        (("hosts", 1, "role"), "worker", "hosts[1].role: 'worker' is not one of ['server', 'agent']"),
+        (("network", "serviceRange"), "10.100.0.0/33", "network.serviceRange: '10.100.0.0/33' is not an IPv4 CIDR"),
+        (("kind",), "Pod", "kind: 'Cluster' was expected"),
     ]
     for path, value, message in cases:
         broken = yaml.safe_load(yaml.safe_dump(document))
@@ -155,7 +155,8 @@ def test_topology_errors_name_the_field(tmp_path: Path) -> None:
         topology.write_text(yaml.safe_dump(broken))
         result = pilothouse("cloud-config", "--role", "agent", "-f", str(topology), "--host", "azure-prd-02",
                             "--token", TOKEN, check=False)
-        assert result.returncode == 1 and f"Error: {topology}: {message}" in result.stderr, result.stderr
+        assert result.returncode == 1 and f"Error: {topology}: invalid cluster file:" in result.stderr
+        assert f"\n  {message}" in result.stderr, result.stderr
     result = pilothouse("cloud-config", "--role", "agent", "-f", str(SEED), "--host", "nowhere", "--token", TOKEN,
                         check=False)
     assert "no host 'nowhere' in cluster 'seed' (hosts: azure-prd-01, azure-prd-02" in result.stderr

@@ -63,13 +63,13 @@ def create(path: Path, name: str | None, state_dir: Path | None, wait: float) ->
     from pilothouse.cli.cluster import lifecycle
     from pilothouse.cli.cluster.layout import Layout
     from pilothouse.cli.cluster.netns import NetnsError
-    from pilothouse.machinery.topology import TopologyError, load_cluster
+    from pilothouse.machinery.topology import TopologyError, load_cluster_file
 
-    text = path.read_text()
     try:
-        topology = load_cluster(text, name)
+        topology = load_cluster_file(path, name)
     except TopologyError as error:
-        raise click.ClickException(f"{path}: {error}") from None
+        raise click.ClickException(str(error)) from None
+    text = path.read_text()
     layout = Layout(_state_dir(state_dir) / topology.name)
     try:
         lifecycle.create(layout, topology, text, _say, wait=wait)

@@ -57,7 +57,7 @@ def server_command(layout: Layout, cluster: Cluster) -> list[str]:
     host = cluster.server
     return _pilothouse(layout.netns(host), "server", "--data-dir", str(layout.server_dir(cluster)),
                        "--bind-address", host.address, "--port", "6443", *SERVER_AUTH_FLAGS,
-                       "--service-cluster-ip-range", cluster.network.service_cidr,
+                       "--service-cluster-ip-range", cluster.network.service_range,
                        *cluster.component_args.get("server", ()))
 
 
@@ -65,12 +65,13 @@ def agent_command(layout: Layout, cluster: Cluster, host: Host) -> list[str]:
     args = ["agent", "--kubeconfig", str(layout.agent_kubeconfig(host)),
             "--proxy-kubeconfig", str(layout.proxy_kubeconfig(host)), "--node-name", host.name,
             "--address", host.address, "--node-ip", host.address, "--port", "10250",
-            "--root-dir", str(layout.agent_dir(host)), "--pod-cidr", host.pod_cidr, "--stop-pods-on-exit"]
+            "--root-dir", str(layout.agent_dir(host)), "--pod-cidr", host.pod_cidr, "--stop-pods-on-exit",
+            "--service-cluster-ip-range", cluster.network.service_range]  # its embedded service proxy's
     own = {k: v for k, v in host.labels.items() if k not in restricted_labels(host)}
     if own:
         args += ["--node-labels", ",".join(f"{k}={v}" for k, v in own.items())]
     if host.taints:
-        args += ["--register-with-taints", ",".join(t.flag() for t in host.taints)]
+        args += ["--register-with-taints", ",".join(str(t) for t in host.taints)]
     if host.engine == "simulated":
         args += ["--runtime", "simulated"]
     else:

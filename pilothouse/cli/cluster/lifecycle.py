@@ -67,7 +67,7 @@ def _check_free(layout: Layout, cluster: Cluster) -> None:
             problems.append(f"network namespace {layout.netns(host)} already exists (another cluster named "
                             f"{cluster.name}? give --name)")
     for label, cidr in (("hostSubnet", cluster.network.host_subnet), ("podCIDR", cluster.network.pod_cidr),
-                        ("serviceRange", cluster.network.service_cidr)):
+                        ("serviceRange", cluster.network.service_range)):
         wanted = ipaddress.IPv4Network(cidr)
         for route in netns.root_routes():
             destination = route.get("dst", "")
@@ -93,13 +93,13 @@ def _host_routes(cluster: Cluster, host: Host) -> list[str]:
     routes = [f"route replace {other.pod_cidr} via {other.address}" for other in cluster.hosts
               if other is not host and other.runs_agent]
     return [*routes, f"route replace unreachable {cluster.network.pod_cidr}",
-            f"route replace {cluster.network.service_cidr} dev eth0"]
+            f"route replace {cluster.network.service_range} dev eth0"]
 
 
 def _root_routes(cluster: Cluster) -> list[str]:
     routes = [f"route replace {h.pod_cidr} via {h.address}" for h in cluster.hosts if h.runs_agent]
     return [*routes, f"route replace unreachable {cluster.network.pod_cidr}",
-            f"route replace unreachable {cluster.network.service_cidr}"]
+            f"route replace unreachable {cluster.network.service_range}"]
 
 
 def _build_network(layout: Layout, cluster: Cluster, say: Say) -> None:
@@ -112,7 +112,7 @@ def _build_network(layout: Layout, cluster: Cluster, say: Say) -> None:
         netns.ip(*_host_routes(cluster, host), netns=layout.netns(host))
     netns.ip(*_root_routes(cluster))
     say(f"network: bridge {layout.bridge} ({bridge_address(cluster.network)}/{prefix}), "
-        f"pods {cluster.network.pod_cidr}, services {cluster.network.service_cidr}")
+        f"pods {cluster.network.pod_cidr}, services {cluster.network.service_range}")
 
 
 def _prepare_host(layout: Layout, cluster: Cluster, host: Host) -> None:
@@ -225,7 +225,7 @@ def delete(layout: Layout, say: Say) -> None:
         _release_addresses(host)
         say(f"{host.name}: removed")
     netns.delete_link(layout.bridge)
-    for network in (cluster.network.pod_cidr, cluster.network.service_cidr):
+    for network in (cluster.network.pod_cidr, cluster.network.service_range):
         netns.ip(f"route del unreachable {network}", check=False)
     shutil.rmtree(layout.directory, ignore_errors=True)
     shutil.rmtree(layout.run_dir(cluster.server).parent, ignore_errors=True)
