@@ -17,6 +17,7 @@ from aiohttp import web
 
 from pilothouse.apiserver.app import APIServer
 from pilothouse.apiserver.authchain import AuthOptions, build_auth
+from pilothouse.apiserver.datadir import prepare_data_dir
 from pilothouse.apiserver.encryption import wrap_store
 from pilothouse.apiserver.insecure import start_insecure
 from pilothouse.apiserver.legacyapi import enable_runtime_config
@@ -155,7 +156,7 @@ def _secure_pki(config: ServerConfig) -> ClusterPKI:
 
 
 async def start_server(config: ServerConfig) -> RunningServer:
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(config.data_dir)  # refuses a newer format, migrates an older one
     cluster_pki = _secure_pki(config) if config.secure else None
     if cluster_pki is not None:
         # Over HTTPS nobody is trusted for being on loopback: a client certificate names the user, then

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import platformdirs
 
-from pilothouse.cli import hostsetup
+from pilothouse.cli import backup, hostsetup
 from pilothouse.cli.authflags import auth_options, share_loopback_token
 from pilothouse.cli.join import join_cluster, join_options
 from pilothouse.cli.token import token
@@ -679,7 +679,7 @@ def up(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, et
                          verbose=verbose, pod_cidr=pod_cidr))
 
 
-for _command in hostsetup.COMMANDS:  # cloud-config, install, uninstall
+for _command in (*hostsetup.COMMANDS, *backup.COMMANDS):  # cloud-config, install, uninstall; backup, restore
     main.add_command(_command)
 
 

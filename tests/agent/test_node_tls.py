@@ -180,11 +180,8 @@ def _node_csr(name: str, common_name: str) -> str:
 def secure_rbac(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     server = start_server_process(tmp_path_factory.mktemp("bootstrap"), extra=("--authorization-mode", "RBAC"),
                                   secure=True)
-    # The embedded controller manager runs as one user, not one service account per loop
-    # (kube-controller-manager's --use-service-account-credentials): grant it the certificate
-    # controller's role, as a cluster without that flag must.
-    server.kubectl("create", "clusterrolebinding", "kcm-certificate-controller",
-                   "--clusterrole=system:controller:certificate-controller", "--user=system:kube-controller-manager")
+    # No grant to the controller manager: its CSR controllers run as certificate-controller
+    # (--use-service-account-credentials), which the bootstrap policy binds.
     expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
     server.kubectl("create", "-f", "-", input=json.dumps({
         "apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",

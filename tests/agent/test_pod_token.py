@@ -92,11 +92,9 @@ def test_token_read_in_container_authenticates_and_is_authorized_by_rbac(
     status, body = _call(server, "/api/v1/namespaces/default/pods", token)
     assert status == 403, body
     assert "system:serviceaccount:default:default" in body["message"]
-    # A Role with `view`'s pod rule: `view` itself is an aggregated ClusterRole whose rules the
-    # clusterrole-aggregation controller fills, and the embedded controller manager is refused that
-    # patch under RBAC today (system:kube-controller-manager lacks the per-controller roles).
-    server.kubectl("create", "role", "pod-viewer", "--verb", "get,list,watch", "--resource", "pods")
-    server.kubectl("create", "rolebinding", "sa-view", "--role", "pod-viewer", "--serviceaccount", "default:default")
+    # `view` is an aggregated ClusterRole: its rules come from the clusterrole-aggregation controller,
+    # which runs under RBAC on its own service account's credentials.
+    server.kubectl("create", "rolebinding", "sa-view", "--clusterrole", "view", "--serviceaccount", "default:default")
     wait_for(lambda: _call(server, "/api/v1/namespaces/default/pods", token)[0] == 200, 15, "200 after the binding")
     status, body = _call(server, "/api/v1/namespaces/default/pods", token)
     assert "reader" in [item["metadata"]["name"] for item in body["items"]]

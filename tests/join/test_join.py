@@ -205,17 +205,10 @@ def test_an_expired_token_loses_its_signature_and_is_deleted(secure: ServerProce
 
 def test_joining_under_node_and_rbac_authorization(tmp_path: Path) -> None:
     """What ``token create`` grants (anonymous cluster-info, CSR creation and auto-approval for its group)
-    is enough for a join under ``--authorization-mode Node,RBAC``. The controller manager still runs as
-    one user (the known gap of docs/decisions/node-credentials.md): the test grants it the certificate
-    and bootstrap-signer controllers' roles, as the other bootstrap tests do."""
-    server = start_server_process(tmp_path / "rbac", extra=("--authorization-mode", "Node,RBAC"), secure=True)
+    is enough for a join under the default ``--authorization-mode Node,RBAC``, with every controller on
+    its own service account's credentials (the bootstrap signer and the CSR controllers included)."""
+    server = start_server_process(tmp_path / "rbac", secure=True)
     try:
-        kcm = "--user=system:kube-controller-manager"
-        server.kubectl("create", "clusterrolebinding", "kcm-certificate-controller",
-                       "--clusterrole=system:controller:certificate-controller", kcm)
-        for namespace in ("kube-system", "kube-public"):
-            server.kubectl("create", "rolebinding", "kcm-bootstrap-signer", "-n", namespace,
-                           "--role=system:controller:bootstrap-signer", kcm)
         token = token_create(server)
         # The anonymous read of cluster-info is all a stranger gets.
         assert anonymous_get(server, "/api/v1/namespaces/kube-public/configmaps/cluster-info") == 200

@@ -42,6 +42,8 @@ SERVICE_ACCOUNTS: dict[str, str] = {
     "horizontal-pod-autoscaler": "horizontal-pod-autoscaler",
     "csrapproving": "certificate-controller",
     "csrsigning": "certificate-controller",
+    "bootstrapsigner": "bootstrap-signer",
+    "tokencleaner": "token-cleaner",
     # Upstream these two loops run inside kube-apiserver (kube-aggregator's availability controller, the
     # APF configuration controller) on its loopback identity; here they run in the controller manager,
     # so the bootstrap policy gives each a role of its own (bootstrappolicy._pilothouse_controller_rules).
