@@ -548,6 +548,10 @@ def kubeconfig_command(data_dir: Path, user: str, groups: tuple[str, ...], serve
     click.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
 
 
+from pilothouse.cli.cluster.commands import cluster as _cluster_group  # noqa: E402 - after main is defined
+
+main.add_command(_cluster_group)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
@@ -609,6 +613,8 @@ def proxy(server_url: str | None, kubeconfig: str | None, node_name: str, cluste
 @connection_options
 @click.option("--node-name", default="", help="Node name (default: the hostname).")
 @click.option("--node-labels", default="", help="Labels to register the node with: k=v,k2=v2.")
+@click.option("--register-with-taints", default="",
+              help="Taints to register the node with: k=v:NoSchedule,k2:NoExecute.")
 @click.option("--register-node", type=bool, default=True, show_default=True,
               help="false: wait for a Node registered by hand (the seed's manual registration) and adopt it.")
 @click.option("--pod-manifest-path", "--manifests-dir", "manifests_dir", default=None,
@@ -643,7 +649,8 @@ def proxy(server_url: str | None, kubeconfig: str | None, node_name: str, cluste
               help="Resolver configuration for dnsPolicy Default pods, and the cluster DNS's upstreams.")
 @join_options
 @click.option("-v", "--verbose", count=True)
-def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_labels: str, register_node: bool,
+def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_labels: str, register_with_taints: str,
+          register_node: bool,
           manifests_dir: str | None,
           address: str, port: int, node_ip: str | None, runtime: str, runtime_endpoint: str | None, simulate: int,
           root_dir: str | None, image_credentials_file: str | None, stop_pods_on_exit: bool, pod_network: str,
@@ -654,10 +661,14 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
     import socket
 
     from pilothouse.client.errors import APIError
-    from pilothouse.components.agent.agent import Agent, AgentOptions, parse_labels
+    from pilothouse.components.agent.agent import Agent, AgentOptions, parse_labels, parse_taints
     from pilothouse.components.agent.bootstrap import BootstrapError, bootstrap_client_certificate
 
     _setup_logging(verbose)
+    try:
+        taints = parse_taints(register_with_taints)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--register-with-taints") from None
     root_dir = root_dir or str(default_data_dir() / "agent")
     node_name = node_name or socket.gethostname().lower()
     if token:
@@ -671,7 +682,8 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
     _target(server_url, kubeconfig)  # refuse a missing or unreadable kubeconfig here, with the flag's name
     options = AgentOptions(
         server=server_url or "", kubeconfig=kubeconfig, node_name=node_name, node_labels=parse_labels(node_labels),
-        register_node=register_node, manifests_dir=manifests_dir, port=port, address=address, node_ip=node_ip,
+        node_taints=taints, register_node=register_node, manifests_dir=manifests_dir, port=port, address=address,
+        node_ip=node_ip,
         runtime="simulated" if simulate else runtime, runtime_endpoint=runtime_endpoint, simulate=simulate,
         root_dir=root_dir, image_credentials_file=image_credentials_file,
         pod_network=pod_network, pod_cidr=pod_cidr, cluster_dns=[ip for ip in cluster_dns.split(",") if ip],

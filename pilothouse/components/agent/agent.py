@@ -67,6 +67,19 @@ def parse_labels(text: str) -> dict[str, str]:
     return labels
 
 
+def parse_taints(text: str) -> list[Object]:
+    """``key=value:Effect,key2:Effect`` as kubelet's ``--register-with-taints`` takes them."""
+    taints: list[Object] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        head, colon, effect = item.rpartition(":")
+        if not colon or effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+            raise ValueError(f"taint {item!r}: want key=value:Effect with Effect NoSchedule, PreferNoSchedule "
+                             "or NoExecute")
+        key, _, value = head.partition("=")
+        taints.append({"key": key, **({"value": value} if value else {}), "effect": effect})
+    return taints
+
+
 @dataclass
 class AgentOptions:
     server: str = "http://127.0.0.1:6443"
@@ -74,6 +87,8 @@ class AgentOptions:
     kubeconfig: str | None = None
     node_name: str = ""
     node_labels: dict[str, str] = field(default_factory=dict)
+    #: kubelet's --register-with-taints: the Node is created with them
+    node_taints: list[Object] = field(default_factory=list)
     register_node: bool = True
     manifests_dir: str | None = None
     port: int = 10250
@@ -175,7 +190,7 @@ class Agent:
         watch_running(lambda: [(w.sandbox_running, w.container_states()) for w in list(self.workers.values())])
         self.node = NodeStatusManager(self.client, NodeConfig(
             name=options.node_name, address=host_ip, port=self.streaming.port, labels=options.node_labels,
-            register=options.register_node, capacity=capacity,
+            register=options.register_node, capacity=capacity, taints=options.node_taints,
             runtime_version=f"{info['name']}://{info['version']}", os_image=info.get("osImage", ""),
             kernel_version=info.get("kernelVersion", ""), architecture=info.get("architecture", "amd64"),
             lease_duration=options.lease_duration, status_update_frequency=options.node_status_update_frequency,

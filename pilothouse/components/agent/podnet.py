@@ -96,9 +96,10 @@ class PodNetwork:
         """The bridge with the gateway address, and masquerading for traffic leaving the range
         (what netavark does for its own bridge); idempotent, several agents may race here."""
         self.ipam_dir.mkdir(parents=True, exist_ok=True)
-        if not Path(f"/sys/class/net/{self.bridge}").exists():
-            with contextlib.suppress(PodNetworkError):  # another agent created it meanwhile
-                await _ip(["ip"], f"link add {self.bridge} type bridge\n")
+        # not a look in /sys/class/net: /sys shows the network namespace of whoever mounted it, and
+        # an agent entered into a host's namespace with nsenter (pilothouse cluster) sees the root's
+        with contextlib.suppress(PodNetworkError):  # "File exists": there already, or another agent made it
+            await _ip(["ip"], f"link add {self.bridge} type bridge\n")
         with contextlib.suppress(PodNetworkError):  # "File exists": already there
             await _ip(["ip"], f"addr add {self.gateway}/{self.prefix} dev {self.bridge}\n")
         await _ip(["ip"], f"link set {self.bridge} up\n")
