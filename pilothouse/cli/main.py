@@ -402,12 +402,17 @@ def scheduler(server_url: str | None, kubeconfig: str | None, leader_elect: bool
 @click.option("--use-service-account-credentials", type=click.BOOL, default=True, is_flag=False, flag_value=True,
               show_default=True, help="Each controller acts as its own service account in kube-system (as kubeadm "
                                       "runs kube-controller-manager); false: all act as this component's identity.")
+@click.option("--allocate-node-cidrs", is_flag=True,
+              help="Give every Node a pod range (spec.podCIDR) of --cluster-cidr, as kube-controller-manager does.")
+@click.option("--cluster-cidr", default="10.244.0.0/16", show_default=True, help="The cluster's pod range.")
+@click.option("--node-cidr-mask-size", type=int, default=24, show_default=True, help="Prefix length of a Node's range.")
 @leader_election_options
 @click.option("-v", "--verbose", count=True)
 def controller_manager(server_url: str | None, kubeconfig: str | None, controllers: str,
                        node_monitor_grace_period: float, pod_eviction_timeout: float, root_ca_file: str,
                        cluster_signing_cert_file: str, cluster_signing_key_file: str,
-                       use_service_account_credentials: bool, leader_elect: bool,
+                       use_service_account_credentials: bool, allocate_node_cidrs: bool, cluster_cidr: str,
+                       node_cidr_mask_size: int, leader_elect: bool,
                        leader_elect_lease_duration: float, leader_elect_renew_deadline: float,
                        leader_elect_retry_period: float, verbose: int) -> None:
     """Run the controller manager against an API server."""
@@ -422,6 +427,8 @@ def controller_manager(server_url: str | None, kubeconfig: str | None, controlle
         "root_ca_file": root_ca_file,
         "cluster_signing_cert_file": cluster_signing_cert_file,
         "cluster_signing_key_file": cluster_signing_key_file,
+        "allocate_node_cidrs": allocate_node_cidrs, "cluster_cidr": cluster_cidr,
+        "node_cidr_mask_size": node_cidr_mask_size,
     }, use_service_account_credentials=use_service_account_credentials)
     _run_component("kube-controller-manager", target, manager.run, leader_elect,
                    leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period)
