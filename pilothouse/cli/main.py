@@ -681,3 +681,7 @@ for _command in hostsetup.COMMANDS:  # cloud-config, install, uninstall
 from pilothouse.cli.dnscmd import dns_command  # noqa: E402  (it uses the helpers above)
 
 main.add_command(dns_command)
+
+from pilothouse.cli.podroutescmd import pod_routes_command  # noqa: E402  (it uses the helpers above)
+
+main.add_command(pod_routes_command)
