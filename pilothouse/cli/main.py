@@ -507,6 +507,12 @@ def proxy_options(function: click.decorators.FC) -> click.decorators.FC:
                         help="The Services' range: traffic to an address no Service holds is rejected.")(function)
 
 
+def _cluster_range(pod_cidr: str) -> str:
+    from pilothouse.components.agent.podrange import AUTO, DEFAULT_CLUSTER_CIDR
+
+    return DEFAULT_CLUSTER_CIDR if pod_cidr == AUTO else pod_cidr
+
+
 def _proxy_config(node_name: str, cluster_cidr: str, service_range: str, table: str) -> Any:
     from pilothouse.components.proxy import ProxyConfig
 
@@ -573,7 +579,14 @@ def proxy(server_url: str | None, kubeconfig: str | None, node_name: str, cluste
 @click.option("--pod-network", type=click.Choice(["agent", "engine"]), default="agent", show_default=True,
               help="agent: pods get addresses on the agent's bridge (pilothouse0); engine: the engine's network.")
 @click.option("--pod-cidr", default="10.244.0.0/16", show_default=True,
-              help="Pod addresses on this host's bridge (shared by every agent on the host).")
+              help="Pod addresses on this host's bridge (shared by every agent on the host); auto: the range "
+                   "node IPAM gives the Node (controller-manager --allocate-node-cidrs), with routes to the "
+                   "other Nodes' ranges.")
+@click.option("--cluster-cidr", default="",
+              help="Every Node's pods: reached without masquerade (default: --pod-cidr; 10.244.0.0/16 with auto).")
+@click.option("--pod-routes", type=click.Choice(["auto", "vxlan", "direct", "none"]), default="auto",
+              show_default=True, help="With --pod-cidr auto: direct routes to Nodes on a shared subnet and VXLAN to "
+                                      "the others (auto), VXLAN to all, direct only, or none.")
 @click.option("--bootstrap-kubeconfig", default=None,
               help="kubeconfig with a bootstrap token: obtain a client certificate through a CSR and write "
                    "--kubeconfig (default <root-dir>/kubelet.conf) when it is missing or expired.")
@@ -594,7 +607,8 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
           manifests_dir: str | None,
           address: str, port: int, node_ip: str | None, runtime: str, runtime_endpoint: str | None, simulate: int,
           root_dir: str | None, image_credentials_file: str | None, stop_pods_on_exit: bool, pod_network: str,
-          pod_cidr: str, bootstrap_kubeconfig: str | None, service_cluster_ip_range: str, proxy_table: str,
+          pod_cidr: str, cluster_cidr: str, pod_routes: str, bootstrap_kubeconfig: str | None,
+          service_cluster_ip_range: str, proxy_table: str,
           disable: str, proxy_kubeconfig: str | None, cluster_dns: str, cluster_domain: str,
           resolv_conf: str, token: str | None, discovery_timeout: float, verbose: int) -> None:
     """Run the node agent: register the node and run the pods bound to it."""
@@ -621,7 +635,8 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
         register_node=register_node, manifests_dir=manifests_dir, port=port, address=address, node_ip=node_ip,
         runtime="simulated" if simulate else runtime, runtime_endpoint=runtime_endpoint, simulate=simulate,
         root_dir=root_dir, image_credentials_file=image_credentials_file,
-        pod_network=pod_network, pod_cidr=pod_cidr, cluster_dns=[ip for ip in cluster_dns.split(",") if ip],
+        pod_network=pod_network, pod_cidr=pod_cidr, cluster_cidr=cluster_cidr, pod_routes=pod_routes,
+        cluster_dns=[ip for ip in cluster_dns.split(",") if ip],
         cluster_domain=cluster_domain, resolv_conf=resolv_conf)
 
     disabled = {name.strip() for name in disable.split(",") if name.strip()}
@@ -636,7 +651,8 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
         node_agent = Agent(options)
         await node_agent.start()
         proxy_target = _target(server_url, proxy_kubeconfig) if proxy_kubeconfig else node_agent.target
-        proxy = (await start_proxy(proxy_target, _proxy_config(node_name, pod_cidr, service_cluster_ip_range,
+        proxy = (await start_proxy(proxy_target, _proxy_config(node_name, cluster_cidr or _cluster_range(pod_cidr),
+                                                               service_cluster_ip_range,
                                                                proxy_table)) if embed_proxy else None)
         try:
             await _wait_for_signal()

@@ -11,56 +11,17 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.conftest import ServerProcess, free_port, server_flags, terminate, wait_healthy
-from tests.podnetwork.hostlab import ROOT_ADDRESS, HostLab, enter, sh
+from tests.conftest import ServerProcess, terminate
+from tests.podnetwork.conftest import HOSTS
+from tests.podnetwork.hostlab import HostLab, enter, sh
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nsenter") or not shutil.which("bridge"),
                                 reason="needs root, nsenter and iproute2's bridge")
-
-HOSTS = {"ha": ("10.253.0.1", "10.254.1.0/24", False), "hb": ("10.253.0.2", "10.254.2.0/24", False),
-         "hc": ("10.253.3.2", "10.254.3.0/24", True)}
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[HostLab]:
-    lab = HostLab().create()
-    try:
-        for name, (address, cidr, far) in HOSTS.items():
-            lab.add_host(name, address, far=far)
-            lab.add_pod(name, f"p{name[1]}", cidr)
-        yield lab
-    finally:
-        lab.destroy()
-
-
-@pytest.fixture(scope="module")
-def api(lab: HostLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server the hosts reach on the lab's root address (and nobody outside the machine)."""
-    data_dir = tmp_path_factory.mktemp("podroutes")
-    port = free_port()
-    log = open(data_dir / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
-    process = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", str(data_dir),
-                                "--port", str(port), "--bind-address", ROOT_ADDRESS,
-                                "--disable", "scheduler,controller-manager", *server_flags(False, ())],
-                               stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://{ROOT_ADDRESS}:{port}"
-    wait_healthy(url, process)
-    server = ServerProcess(url, data_dir, data_dir / "kubeconfig.yaml", process, port)
-    for name, (address, cidr, _) in HOSTS.items():
-        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
-                "spec": {"podCIDR": cidr, "podCIDRs": [cidr]}}
-        server.kubectl("create", "-f", "-", input=json.dumps(node))
-        server.kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p",
-                       json.dumps({"status": {"addresses": [{"type": "InternalIP", "address": address}]}}))
-    yield server
-    server.stop()
-
-
 def _routes(lab: HostLab, host: str) -> list[dict[str, Any]]:
     out = sh(*enter(lab.host_netns(host)), "ip", "-j", "route", "show", "proto", "199").stdout.strip()
     return json.loads(out) if out else []

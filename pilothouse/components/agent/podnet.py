@@ -56,6 +56,12 @@ async def _ip(args: list[str], batch: str) -> None:
         raise PodNetworkError(err.decode(errors="replace").strip() or f"{args} failed")
 
 
+async def _ip_fails(args: list[str]) -> bool:
+    process = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.DEVNULL,
+                                                   stderr=asyncio.subprocess.DEVNULL)
+    return await process.wait() != 0
+
+
 async def _iptables(*args: str) -> bool:
     process = await asyncio.create_subprocess_exec("iptables", "-w", *args, stdout=asyncio.subprocess.DEVNULL,
                                                    stderr=asyncio.subprocess.DEVNULL)
@@ -77,8 +83,11 @@ class PodNetwork:
     """A bridge and an address range on this host; :meth:`attach` wires one sandbox to them."""
 
     def __init__(self, cidr: str = "10.244.0.0/16", bridge: str = "pilothouse0",
-                 ipam_root: Path = IPAM_ROOT) -> None:
+                 ipam_root: Path = IPAM_ROOT, cluster_cidr: str = "") -> None:
         self.network = ipaddress.IPv4Network(cidr)
+        #: every Node's pods (``--cluster-cidr``): traffic to them keeps its source address (no NAT
+        #: between pods, routed to other hosts by components/podnetwork); default: this host's range
+        self.cluster = ipaddress.IPv4Network(cluster_cidr) if cluster_cidr else self.network
         if self.network.num_addresses < 4:
             raise ValueError(f"pod range {cidr} is too small")
         self.bridge = bridge
@@ -96,7 +105,9 @@ class PodNetwork:
         """The bridge with the gateway address, and masquerading for traffic leaving the range
         (what netavark does for its own bridge); idempotent, several agents may race here."""
         self.ipam_dir.mkdir(parents=True, exist_ok=True)
-        if not Path(f"/sys/class/net/{self.bridge}").exists():
+        # not /sys/class/net: a host that is a network namespace entered with nsenter sees the root
+        # namespace's /sys, and with it the root's bridge
+        if await _ip_fails(["ip", "link", "show", "dev", self.bridge]):
             with contextlib.suppress(PodNetworkError):  # another agent created it meanwhile
                 await _ip(["ip"], f"link add {self.bridge} type bridge\n")
         with contextlib.suppress(PodNetworkError):  # "File exists": already there
@@ -105,9 +116,12 @@ class PodNetwork:
         if not shutil.which("iptables"):
             log.warning("iptables not found: pods reach only this host")
             return
-        # what netavark does for its bridge: masquerade traffic leaving the range...
-        if not await _ensure_rule("nat", "POSTROUTING", ["-s", str(self.network), "!", "-o", self.bridge,
-                                                         "-j", "MASQUERADE"], first=False):
+        # what netavark does for its bridge: masquerade traffic leaving the range, but not to another
+        # Node's pods (the cluster range), which see the pod's own address as a pod network must...
+        await _iptables("-t", "nat", "-D", "POSTROUTING", "-s", str(self.network), "!", "-o", self.bridge,
+                        "-j", "MASQUERADE")  # the rule of earlier versions, which had no cluster range
+        if not await _ensure_rule("nat", "POSTROUTING", ["-s", str(self.network), "!", "-d", str(self.cluster),
+                                                         "!", "-o", self.bridge, "-j", "MASQUERADE"], first=False):
             log.warning("could not add the masquerade rule for %s: pods reach only this host", self.network)
         # ...and, as the CNI bridge plugin does, accept forwarding to and from the bridge: where
         # bridged traffic passes iptables (br_netfilter) and FORWARD drops by default (dockerd sets
