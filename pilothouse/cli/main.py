@@ -228,11 +228,16 @@ EMBEDDED = ("scheduler", "controller-manager")
                    "rest, and how.")
 @click.option("--encryption-provider-config-automatic-reload", is_flag=True,
               help="Reload the encryption configuration when its file changes (checked once a minute).")
+@click.option("--cluster-cidr", default="",
+              help="Pod range of the cluster: the embedded controller manager gives every Node a part of it "
+                   "(node IPAM, --allocate-node-cidrs), which agents run with --pod-cidr auto use.")
+@click.option("--node-cidr-mask-size", type=int, default=24, show_default=True, help="Prefix length of a Node's range.")
 def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, etcd_servers: str,
            etcd_cafile: str | None, etcd_certfile: str | None, etcd_keyfile: str | None,
            service_cluster_ip_range: str, compaction_interval: float, verbose: int, disable: str,
            leader_elect_lease_duration: float, encryption_provider_config: str,
-           encryption_provider_config_automatic_reload: bool, auth: Any) -> None:
+           encryption_provider_config_automatic_reload: bool, cluster_cidr: str, node_cidr_mask_size: int,
+           auth: Any) -> None:
     """Run the API server, with the scheduler and the controller manager embedded."""
     _setup_logging(max(verbose, 1))
     disabled = {name.strip() for name in disable.split(",") if name.strip()}
@@ -253,8 +258,11 @@ def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str
     config.encryption_provider_config_automatic_reload = encryption_provider_config_automatic_reload
     _check_encryption_config(encryption_provider_config)
     try:
+        node_ipam = ["--allocate-node-cidrs", "--cluster-cidr", cluster_cidr, "--node-cidr-mask-size",
+                     str(node_cidr_mask_size)] if cluster_cidr else []
         _run(_serve_with_components(config, [c for c in EMBEDDED if c not in disabled], verbose,
-                                           leader_election_child_args(leader_elect_lease_duration)))
+                                    leader_election_child_args(leader_elect_lease_duration),
+                                    {"controller-manager": node_ipam}))
     except (StatusError, StoreError, OSError) as error:
         # The store unreachable, the port taken: one line, not a traceback.
         raise click.ClickException(f"cannot start the API server: {error}") from None
@@ -272,7 +280,8 @@ def _check_encryption_config(path: str) -> None:
 
 
 async def _serve_with_components(config: Any, components: list[str], verbose: int,
-                                 extra_args: list[str] | None = None) -> None:
+                                 extra_args: list[str] | None = None,
+                                 own_args: dict[str, list[str]] | None = None) -> None:
     from pilothouse.apiserver.serve import start_server
     from pilothouse.cli.supervisor import Supervisor, component_args, component_connection
 
@@ -281,7 +290,8 @@ async def _serve_with_components(config: Any, components: list[str], verbose: in
     supervisor = Supervisor()
     for component in components:
         supervisor.add(component, component, *component_connection(running, component),
-                       *(extra_args or []), *(["-v"] * verbose), *component_args(component, config))
+                       *(extra_args or []), *(["-v"] * verbose), *component_args(component, config),
+                       *(own_args or {}).get(component, []))
     await supervisor.start()
     try:
         await _wait_for_signal()

@@ -97,3 +97,14 @@ def test_allocate_restart_release_exhaust(secure: ServerProcess, tmp_path: Path)
         terminate(manager)
     log = (secure.data_dir / "controller-manager.log").read_text()
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_server_cluster_cidr_turns_on_the_embedded_allocator(tmp_path: Path) -> None:
+    server = start_server_process(tmp_path / "server", secure=True,
+                                  extra=("--disable", "scheduler", "--cluster-cidr", "10.252.8.0/24",
+                                         "--node-cidr-mask-size", "28"))
+    try:
+        _node(server, "embedded-a")
+        assert _wait_cidr(server, "embedded-a", timeout=60) == "10.252.8.0/28"
+    finally:
+        server.stop()
