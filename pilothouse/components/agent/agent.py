@@ -47,6 +47,7 @@ from pilothouse.components.agent.streaming.lookup import RuntimeLabelLookup
 from pilothouse.components.dns import ClusterDNS
 from pilothouse.components.dns.forward import host_nameservers
 from pilothouse.components.podnetwork import PodRoutes
+from pilothouse.components.podnetwork.kernel import overlay_mtu
 
 __all__ = ["Agent", "AgentOptions", "parse_labels", "run_agent"]
 
@@ -187,7 +188,7 @@ class Agent:
             images=ImageManager(self.runtime, lambda ns, name: self._fetch("secrets", ns, name), credentials),
             node_name=options.node_name, host_ip=host_ip, root_dir=self.root_dir, scheme=info["name"],
             allocatable=capacity, fetch=self._fetch, event=self.recorder.event,
-            network=await self._pod_network(await self._pod_cidr()), cluster_domain=options.cluster_domain,
+            network=await self._pod_network(await self._pod_cidr(), host_ip), cluster_domain=options.cluster_domain,
             resolv_conf=options.resolv_conf)
         self.ctx.cluster_dns = list(options.cluster_dns) or await self._cluster_dns(self.ctx.network)
         # Which pods already have containers (adoption after a restart): every other pod's worker
@@ -235,14 +236,15 @@ class Agent:
         assert self.node is not None
         return await wait_for_pod_cidr(self.client, await self.node.register())
 
-    async def _pod_network(self, cidr: str) -> PodNetwork | None:
+    async def _pod_network(self, cidr: str, host_ip: str) -> PodNetwork | None:
         if self.options.pod_network != "agent":
             return None
         if not PodNetwork.usable():
             log.warning("pod network: needs root, ip and nsenter; using the engine's networking")
             return None
         cluster = self.options.cluster_cidr or (DEFAULT_CLUSTER_CIDR if self.options.pod_cidr == AUTO else cidr)
-        network = PodNetwork(cidr, cluster_cidr=cluster)
+        overlay = self.options.pod_cidr == AUTO and self.options.pod_routes in ("auto", "vxlan")
+        network = PodNetwork(cidr, cluster_cidr=cluster, mtu=await overlay_mtu(host_ip) if overlay else 0)
         try:
             await network.setup()
         except (PodNetworkError, OSError) as error:

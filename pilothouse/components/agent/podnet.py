@@ -83,11 +83,13 @@ class PodNetwork:
     """A bridge and an address range on this host; :meth:`attach` wires one sandbox to them."""
 
     def __init__(self, cidr: str = "10.244.0.0/16", bridge: str = "pilothouse0",
-                 ipam_root: Path = IPAM_ROOT, cluster_cidr: str = "") -> None:
+                 ipam_root: Path = IPAM_ROOT, cluster_cidr: str = "", mtu: int = 0) -> None:
         self.network = ipaddress.IPv4Network(cidr)
         #: every Node's pods (``--cluster-cidr``): traffic to them keeps its source address (no NAT
         #: between pods, routed to other hosts by components/podnetwork); default: this host's range
         self.cluster = ipaddress.IPv4Network(cluster_cidr) if cluster_cidr else self.network
+        #: the pods' interface MTU (0: the kernel's default); less than the host's over a VXLAN overlay
+        self.mtu = mtu
         if self.network.num_addresses < 4:
             raise ValueError(f"pod range {cidr} is too small")
         self.bridge = bridge
@@ -218,7 +220,8 @@ class PodNetwork:
         host_end = "ph" + secrets.token_hex(6)
         # hairpin on the bridge port (the CNI bridge plugin's hairpinMode): a pod reaching itself
         # through a Service is DNATed back to its own port, which a bridge otherwise never sends to
-        await _ip(["ip"], f"link add {host_end} type veth peer name eth0 netns {pid}\n"
+        mtu = f" mtu {self.mtu}" if self.mtu else ""
+        await _ip(["ip"], f"link add {host_end}{mtu} type veth peer name eth0{mtu} netns {pid}\n"
                           f"link set {host_end} master {self.bridge} up\n"
                           f"link set {host_end} type bridge_slave hairpin on\n")
         await _ip(["nsenter", f"--net=/proc/{pid}/ns/net", "ip"],

@@ -14,7 +14,7 @@ from pathlib import Path
 from pilothouse.components.netkernel.iproute import IPRouteError, batch, show
 from pilothouse.components.podnetwork.plan import Plan, Route
 
-__all__ = ["PROTO", "VXLAN_PORT", "Kernel"]
+__all__ = ["PROTO", "VXLAN_PORT", "Kernel", "overlay_mtu"]
 
 log = logging.getLogger("pilothouse.podnetwork")
 
@@ -25,6 +25,15 @@ PROTO = "199"
 VXLAN_PORT = 8472
 #: a VXLAN header with outer Ethernet, IPv4 and UDP headers
 _OVERHEAD = 50
+
+
+async def overlay_mtu(local: str) -> int:
+    """The MTU inside the overlay: that of the device holding ``local`` (this host's InternalIP) less
+    the VXLAN encapsulation (flannel gives its pods the same, so no packet needs fragmenting)."""
+    for link in await show("ip", "addr", "show"):
+        if any(entry.get("local") == local for entry in link.get("addr_info") or ()):
+            return int(link.get("mtu", 1500)) - _OVERHEAD
+    return 1500 - _OVERHEAD
 
 
 class Kernel:
@@ -70,16 +79,11 @@ class Kernel:
                 await batch("ip", [f"link del {self.device}"])  # the host's address changed
                 exists = False
         lines = [] if exists else [
-            f"link add {self.device} address {plan.vxlan_mac} mtu {await self._mtu(local) - _OVERHEAD} "
+            f"link add {self.device} address {plan.vxlan_mac} mtu {await overlay_mtu(local)} "
             f"type vxlan id {self.vni} local {local} dstport {self.port} nolearning"]
         await batch("ip", [*lines, f"addr replace {plan.vxlan_address} dev {self.device}",
                            f"link set {self.device} up"])
 
-    async def _mtu(self, local: str) -> int:
-        for link in await show("ip", "addr", "show"):
-            if any(entry.get("local") == local for entry in link.get("addr_info") or ()):
-                return int(link.get("mtu", 1500))
-        return 1500
 
     async def _sync_fdb(self, plan: Plan) -> None:
         current = {(str(entry.get("mac")), str(entry.get("dst"))) for entry in
