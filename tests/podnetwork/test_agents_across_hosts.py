@@ -1,7 +1,7 @@
-"""Two real agents, each in its own network-namespace host with ``--pod-cidr auto`` (host A on the
-router's bridge, host C behind the router: VXLAN), node IPAM in a real controller manager, and real
-busybox pods: a pod on A reaches a pod on C by its address, and C's pod sees the A pod's own address
-(busybox httpd's CGI ``REMOTE_ADDR``): no NAT between pods across hosts."""
+"""Three real agents, each in its own network-namespace host with ``--pod-cidr auto`` (hosts A and B on
+the router's bridge: a direct route; host C behind the router: VXLAN), node IPAM in a real controller
+manager, and real busybox pods: a pod on A reaches pods on B and C by their addresses, and they see the
+A pod's own address (busybox httpd's CGI ``REMOTE_ADDR``): no NAT between pods across hosts."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pytest
 from tests.agent.conftest import PodmanFixture, busybox_image, podman  # noqa: F401 - fixtures
 from tests.conftest import ServerProcess, create_default_service_account, free_port, terminate
 from tests.podnetwork.conftest import HOSTS, lab_server
-from tests.podnetwork.hostlab import HostLab, enter
+from tests.podnetwork.hostlab import HostLab, enter, sh
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nsenter"), reason="needs root and nsenter")
 
@@ -43,7 +43,7 @@ def cluster(lab: HostLab, tmp_path_factory: pytest.TempPathFactory,
          "nodeipam", "--leader-elect=false", "--use-service-account-credentials=false", "--allocate-node-cidrs",
          "--cluster-cidr", CLUSTER], stdout=log, stderr=subprocess.STDOUT)
     agents = []
-    for host in ("ha", "hc"):
+    for host in ("ha", "hb", "hc"):
         address = HOSTS[host][0]
         root = server.data_dir / f"agent-{host}"
         root.mkdir()
@@ -86,23 +86,32 @@ def _running_ip(server: ServerProcess, name: str) -> str | None:
 
 def test_pods_on_two_agents_reach_each_other_without_nat(lab: HostLab, cluster: ServerProcess,
                                                          busybox_image: str, tmp_path: Path) -> None:  # noqa: F811
+    nodes = ("agent-ha", "agent-hb", "agent-hc")
     ranges = {node: _wait(lambda n=node: cluster.kubectl(  # type: ignore[misc]
         "get", "node", n, "-o", "jsonpath={.spec.podCIDR}", check=False).stdout.strip(), f"{node}'s range")
-        for node in ("agent-ha", "agent-hc")}
-    assert ranges["agent-ha"] != ranges["agent-hc"]
-    cluster.kubectl("create", "-f", "-", input=_pod("web", "agent-hc", busybox_image, SERVE))
+        for node in nodes}
+    assert len(set(ranges.values())) == 3, ranges
+    for node in ("agent-hb", "agent-hc"):
+        cluster.kubectl("create", "-f", "-", input=_pod(f"web-{node}", node, busybox_image, SERVE))
     cluster.kubectl("create", "-f", "-", input=_pod("client", "agent-ha", busybox_image, LOOP))
-    web = _wait(lambda: _running_ip(cluster, "web"), "web Running")
     client = _wait(lambda: _running_ip(cluster, "client"), "client Running")
-    assert web.startswith(ranges["agent-hc"].rsplit(".", 1)[0]), (web, ranges)
     assert client.startswith(ranges["agent-ha"].rsplit(".", 1)[0]), (client, ranges)
+    # A's routes: B's range directly via B's address, C's over the overlay
+    routes = _wait(lambda: (lambda out: out if out.count(" via ") == 2 else None)(sh(
+        *enter(lab.host_netns("ha")), "ip", "route", "show", "proto", "199").stdout), "A's routes")
+    assert f"{ranges['agent-hb']} via {HOSTS['hb'][0]} dev eth0" in routes, routes
+    assert f"{ranges['agent-hc']} via {ranges['agent-hc'].split('/')[0]} dev pilothouse.1 onlink" in routes, routes
+    for node in ("agent-hb", "agent-hc"):
+        web = _wait(lambda n=node: _running_ip(cluster, f"web-{n}"), f"web on {node} Running")  # type: ignore[misc]
+        assert web.startswith(ranges[node].rsplit(".", 1)[0]), (web, ranges)
 
-    def ask() -> str | None:
-        out = cluster.kubectl("exec", "client", "--", "sh", "-c",
-                              f"printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {web} 8080", check=False)
-        lines = out.stdout.strip().splitlines()
-        if out.returncode != 0 or not lines or not lines[0].startswith("HTTP/"):
-            return None
-        return lines[-1].strip().removeprefix("[::ffff:").removesuffix("]")  # httpd's IPv4-mapped form
+        def ask(address: str = web) -> str | None:
+            out = cluster.kubectl("exec", "client", "--", "sh", "-c",
+                                  f"printf 'GET /cgi-bin/ip HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {address} 8080",
+                                  check=False)
+            lines = out.stdout.strip().splitlines()
+            if out.returncode != 0 or not lines or not lines[0].startswith("HTTP/"):
+                return None
+            return lines[-1].strip().removeprefix("[::ffff:").removesuffix("]")  # httpd's IPv4-mapped form
 
-    assert _wait(ask, "the client pod reaches the web pod on the other host", timeout=60) == client
+        assert _wait(ask, f"the client pod reaches the web pod on {node}", timeout=60) == client
