@@ -234,11 +234,16 @@ EMBEDDED = ("scheduler", "controller-manager")
                    "rest, and how.")
 @click.option("--encryption-provider-config-automatic-reload", is_flag=True,
               help="Reload the encryption configuration when its file changes (checked once a minute).")
+@click.option("--cluster-cidr", default="",
+              help="Pod range of the cluster: the embedded controller manager gives every Node a part of it "
+                   "(node IPAM, --allocate-node-cidrs), which agents run with --pod-cidr auto use.")
+@click.option("--node-cidr-mask-size", type=int, default=24, show_default=True, help="Prefix length of a Node's range.")
 def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, etcd_servers: str,
            etcd_cafile: str | None, etcd_certfile: str | None, etcd_keyfile: str | None,
            service_cluster_ip_range: str, compaction_interval: float, verbose: int, disable: str,
            leader_elect_lease_duration: float, encryption_provider_config: str,
-           encryption_provider_config_automatic_reload: bool, auth: Any) -> None:
+           encryption_provider_config_automatic_reload: bool, cluster_cidr: str, node_cidr_mask_size: int,
+           auth: Any) -> None:
     """Run the API server, with the scheduler and the controller manager embedded."""
     _setup_logging(max(verbose, 1))
     disabled = {name.strip() for name in disable.split(",") if name.strip()}
@@ -259,8 +264,11 @@ def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str
     config.encryption_provider_config_automatic_reload = encryption_provider_config_automatic_reload
     _check_encryption_config(encryption_provider_config)
     try:
+        node_ipam = ["--allocate-node-cidrs", "--cluster-cidr", cluster_cidr, "--node-cidr-mask-size",
+                     str(node_cidr_mask_size)] if cluster_cidr else []
         _run(_serve_with_components(config, [c for c in EMBEDDED if c not in disabled], verbose,
-                                           leader_election_child_args(leader_elect_lease_duration)))
+                                    leader_election_child_args(leader_elect_lease_duration),
+                                    {"controller-manager": node_ipam}))
     except (StatusError, StoreError, OSError) as error:
         # The store unreachable, the port taken: one line, not a traceback.
         raise click.ClickException(f"cannot start the API server: {error}") from None
@@ -278,7 +286,8 @@ def _check_encryption_config(path: str) -> None:
 
 
 async def _serve_with_components(config: Any, components: list[str], verbose: int,
-                                 extra_args: list[str] | None = None) -> None:
+                                 extra_args: list[str] | None = None,
+                                 own_args: dict[str, list[str]] | None = None) -> None:
     from pilothouse.apiserver.serve import start_server
     from pilothouse.cli.supervisor import Supervisor, component_args, component_connection
 
@@ -287,7 +296,8 @@ async def _serve_with_components(config: Any, components: list[str], verbose: in
     supervisor = Supervisor()
     for component in components:
         supervisor.add(component, component, *component_connection(running, component),
-                       *(extra_args or []), *(["-v"] * verbose), *component_args(component, config))
+                       *(extra_args or []), *(["-v"] * verbose), *component_args(component, config),
+                       *(own_args or {}).get(component, []))
     await supervisor.start()
     try:
         await _wait_for_signal()
@@ -459,13 +469,18 @@ def scheduler(server_url: str | None, kubeconfig: str | None, leader_elect: bool
 @click.option("--use-service-account-credentials", type=click.BOOL, default=True, is_flag=False, flag_value=True,
               show_default=True, help="Each controller acts as its own service account in kube-system (as kubeadm "
                                       "runs kube-controller-manager); false: all act as this component's identity.")
+@click.option("--allocate-node-cidrs", is_flag=True,
+              help="Give every Node a pod range (spec.podCIDR) of --cluster-cidr, as kube-controller-manager does.")
+@click.option("--cluster-cidr", default="10.244.0.0/16", show_default=True, help="The cluster's pod range.")
+@click.option("--node-cidr-mask-size", type=int, default=24, show_default=True, help="Prefix length of a Node's range.")
 @leader_election_options
 @serving_options(10257)
 @click.option("-v", "--verbose", count=True)
 def controller_manager(server_url: str | None, kubeconfig: str | None, controllers: str,
                        node_monitor_grace_period: float, pod_eviction_timeout: float, root_ca_file: str,
                        cluster_signing_cert_file: str, cluster_signing_key_file: str,
-                       use_service_account_credentials: bool, leader_elect: bool,
+                       use_service_account_credentials: bool, allocate_node_cidrs: bool, cluster_cidr: str,
+                       node_cidr_mask_size: int, leader_elect: bool,
                        leader_elect_lease_duration: float, leader_elect_renew_deadline: float,
                        leader_elect_retry_period: float, bind_address: str, secure_port: int,
                        tls_cert_file: str | None, tls_private_key_file: str | None, verbose: int) -> None:
@@ -481,6 +496,8 @@ def controller_manager(server_url: str | None, kubeconfig: str | None, controlle
         "root_ca_file": root_ca_file,
         "cluster_signing_cert_file": cluster_signing_cert_file,
         "cluster_signing_key_file": cluster_signing_key_file,
+        "allocate_node_cidrs": allocate_node_cidrs, "cluster_cidr": cluster_cidr,
+        "node_cidr_mask_size": node_cidr_mask_size,
     }, use_service_account_credentials=use_service_account_credentials)
     _run_component("kube-controller-manager", target, manager.run, leader_elect,
                    leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period,
@@ -564,6 +581,12 @@ def proxy_options(function: click.decorators.FC) -> click.decorators.FC:
                         help="The Services' range: traffic to an address no Service holds is rejected.")(function)
 
 
+def _cluster_range(pod_cidr: str) -> str:
+    from pilothouse.components.agent.podrange import AUTO, DEFAULT_CLUSTER_CIDR
+
+    return DEFAULT_CLUSTER_CIDR if pod_cidr == AUTO else pod_cidr
+
+
 def _proxy_config(node_name: str, cluster_cidr: str, service_range: str, table: str) -> Any:
     from pilothouse.components.proxy import ProxyConfig
 
@@ -632,7 +655,14 @@ def proxy(server_url: str | None, kubeconfig: str | None, node_name: str, cluste
 @click.option("--pod-network", type=click.Choice(["agent", "engine"]), default="agent", show_default=True,
               help="agent: pods get addresses on the agent's bridge (pilothouse0); engine: the engine's network.")
 @click.option("--pod-cidr", default="10.244.0.0/16", show_default=True,
-              help="Pod addresses on this host's bridge (shared by every agent on the host).")
+              help="Pod addresses on this host's bridge (shared by every agent on the host); auto: the range "
+                   "node IPAM gives the Node (controller-manager --allocate-node-cidrs), with routes to the "
+                   "other Nodes' ranges.")
+@click.option("--cluster-cidr", default="",
+              help="Every Node's pods: reached without masquerade (default: --pod-cidr; 10.244.0.0/16 with auto).")
+@click.option("--pod-routes", type=click.Choice(["auto", "vxlan", "direct", "none"]), default="auto",
+              show_default=True, help="With --pod-cidr auto: direct routes to Nodes on a shared subnet and VXLAN to "
+                                      "the others (auto), VXLAN to all, direct only, or none.")
 @click.option("--bootstrap-kubeconfig", default=None,
               help="kubeconfig with a bootstrap token: obtain a client certificate through a CSR and write "
                    "--kubeconfig (default <root-dir>/kubelet.conf) when it is missing or expired.")
@@ -654,7 +684,8 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
           manifests_dir: str | None,
           address: str, port: int, node_ip: str | None, runtime: str, runtime_endpoint: str | None, simulate: int,
           root_dir: str | None, image_credentials_file: str | None, stop_pods_on_exit: bool, pod_network: str,
-          pod_cidr: str, bootstrap_kubeconfig: str | None, service_cluster_ip_range: str, proxy_table: str,
+          pod_cidr: str, cluster_cidr: str, pod_routes: str, bootstrap_kubeconfig: str | None,
+          service_cluster_ip_range: str, proxy_table: str,
           disable: str, proxy_kubeconfig: str | None, cluster_dns: str, cluster_domain: str,
           resolv_conf: str, token: str | None, discovery_timeout: float, verbose: int) -> None:
     """Run the node agent: register the node and run the pods bound to it."""
@@ -686,7 +717,8 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
         node_ip=node_ip,
         runtime="simulated" if simulate else runtime, runtime_endpoint=runtime_endpoint, simulate=simulate,
         root_dir=root_dir, image_credentials_file=image_credentials_file,
-        pod_network=pod_network, pod_cidr=pod_cidr, cluster_dns=[ip for ip in cluster_dns.split(",") if ip],
+        pod_network=pod_network, pod_cidr=pod_cidr, cluster_cidr=cluster_cidr, pod_routes=pod_routes,
+        cluster_dns=[ip for ip in cluster_dns.split(",") if ip],
         cluster_domain=cluster_domain, resolv_conf=resolv_conf)
 
     disabled = {name.strip() for name in disable.split(",") if name.strip()}
@@ -701,7 +733,8 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
         node_agent = Agent(options)
         await node_agent.start()
         proxy_target = _target(server_url, proxy_kubeconfig) if proxy_kubeconfig else node_agent.target
-        proxy = (await start_proxy(proxy_target, _proxy_config(node_name, pod_cidr, service_cluster_ip_range,
+        proxy = (await start_proxy(proxy_target, _proxy_config(node_name, cluster_cidr or _cluster_range(pod_cidr),
+                                                               service_cluster_ip_range,
                                                                proxy_table)) if embed_proxy else None)
         try:
             await _wait_for_signal()
@@ -746,3 +779,7 @@ for _command in (*hostsetup.COMMANDS, *backup.COMMANDS):  # cloud-config, instal
 from pilothouse.cli.dnscmd import dns_command  # noqa: E402  (it uses the helpers above)
 
 main.add_command(dns_command)
+
+from pilothouse.cli.podroutescmd import pod_routes_command  # noqa: E402  (it uses the helpers above)
+
+main.add_command(pod_routes_command)

@@ -30,6 +30,7 @@ from pilothouse.components.agent.images import ImageManager
 from pilothouse.components.agent.metrics import watch_running
 from pilothouse.components.agent.node import NodeConfig, NodeStatusManager, detect_capacity, detect_node_ip
 from pilothouse.components.agent.podnet import PodNetwork, PodNetworkError
+from pilothouse.components.agent.podrange import AUTO, DEFAULT_CLUSTER_CIDR, wait_for_pod_cidr
 from pilothouse.components.agent.podworkers import LABEL_AGENT, PODS, PodContext, PodWorker
 from pilothouse.components.agent.resourcemetrics import PodContainers, render
 from pilothouse.components.agent.runtime.docker import DockerRuntime
@@ -49,6 +50,8 @@ from pilothouse.components.agent.streaming.lookup import RuntimeLabelLookup
 from pilothouse.components.componentserver import ComponentServer, ServingOptions
 from pilothouse.components.dns import ClusterDNS
 from pilothouse.components.dns.forward import host_nameservers
+from pilothouse.components.podnetwork import PodRoutes
+from pilothouse.components.podnetwork.kernel import overlay_mtu
 
 __all__ = ["Agent", "AgentOptions", "parse_labels", "run_agent"]
 
@@ -109,7 +112,13 @@ class AgentOptions:
     client_ca_file: str | None = None
     #: "agent": the agent wires pod sandboxes to its own bridge (see podnet); "engine": the engine's network
     pod_network: str = "agent"
+    #: this host's pod range, or "auto": the Node's ``spec.podCIDR`` (node IPAM), waited for at start,
+    #: and routes to the other Nodes' ranges (components/podnetwork, ``pod_routes``)
     pod_cidr: str = "10.244.0.0/16"
+    #: every Node's pods: no masquerade towards it; default: ``pod_cidr`` (10.244.0.0/16 with "auto")
+    cluster_cidr: str = ""
+    #: with pod_cidr "auto": how to reach the other Nodes' pods (auto: direct or VXLAN; vxlan; direct; none)
+    pod_routes: str = "auto"
     #: kubelet's --cluster-dns: the nameservers of ClusterFirst pods. Empty: the agent serves cluster DNS
     #: itself on its pod bridge's gateway address (see docs/decisions/cluster-dns.md) and uses that.
     cluster_dns: list[str] = field(default_factory=list)
@@ -145,6 +154,7 @@ class Agent:
         self.factory = InformerFactory(self.client)
         self.ctx: PodContext | None = None
         self.dns: ClusterDNS | None = None
+        self.routes: PodRoutes | None = None
         self._dns_address = ""  # an address of the bridge held for the DNS (not the gateway)
         self._tasks: list[asyncio.Task[None]] = []
         self.recorder = EventRecorder(self.client, "kubelet", host=options.node_name)
@@ -202,7 +212,7 @@ class Agent:
             images=ImageManager(self.runtime, lambda ns, name: self._fetch("secrets", ns, name), credentials),
             node_name=options.node_name, host_ip=host_ip, root_dir=self.root_dir, scheme=info["name"],
             allocatable=capacity, fetch=self._fetch, event=self.recorder.event,
-            network=await self._pod_network(), cluster_domain=options.cluster_domain,
+            network=await self._pod_network(await self._pod_cidr(), host_ip), cluster_domain=options.cluster_domain,
             resolv_conf=options.resolv_conf)
         self.ctx.cluster_dns = list(options.cluster_dns) or await self._cluster_dns(self.ctx.network)
         # Which pods already have containers (adoption after a restart): every other pod's worker
@@ -215,10 +225,14 @@ class Agent:
             self._tasks.append(asyncio.create_task(self._static_loop(), name="agent-static"))
         await self.node.register()
         self.node.start()
+        if self.ctx.network is not None and options.pod_cidr == AUTO and options.pod_routes != "none":
+            self.routes = PodRoutes(self.client, options.node_name, backend=options.pod_routes, factory=self.factory)
         informer = self.factory.informer(PODS, field_selector=f"spec.nodeName={options.node_name}")
         informer.add_handler(EventHandler.on_object(self._on_pod, self._on_pod_deleted))
         self.factory.start()
         self._tasks.append(asyncio.create_task(self._events_loop(), name="agent-events"))
+        if self.routes is not None:
+            await self.routes.start()
         await informer.wait_synced()
         self.pods_synced.set()
         self._tasks.append(asyncio.create_task(self._relist_loop(), name="agent-relist"))
@@ -257,13 +271,23 @@ class Agent:
         await runtime.start()
         return runtime
 
-    async def _pod_network(self) -> PodNetwork | None:
+    async def _pod_cidr(self) -> str:
+        """``--pod-cidr``, or with "auto" the range node IPAM gave this Node (kubelet's behaviour
+        without --pod-cidr): registers the Node first and waits for it."""
+        if self.options.pod_cidr != AUTO or self.options.pod_network != "agent":
+            return self.options.pod_cidr
+        assert self.node is not None
+        return await wait_for_pod_cidr(self.client, await self.node.register())
+
+    async def _pod_network(self, cidr: str, host_ip: str) -> PodNetwork | None:
         if self.options.pod_network != "agent":
             return None
         if not PodNetwork.usable():
             log.warning("pod network: needs root, ip and nsenter; using the engine's networking")
             return None
-        network = PodNetwork(self.options.pod_cidr)
+        cluster = self.options.cluster_cidr or (DEFAULT_CLUSTER_CIDR if self.options.pod_cidr == AUTO else cidr)
+        overlay = self.options.pod_cidr == AUTO and self.options.pod_routes in ("auto", "vxlan")
+        network = PodNetwork(cidr, cluster_cidr=cluster, mtu=await overlay_mtu(host_ip) if overlay else 0)
         try:
             await network.setup()
         except (PodNetworkError, OSError) as error:
@@ -320,6 +344,8 @@ class Agent:
         await asyncio.gather(*(w.cancel() for w in workers), return_exceptions=True)
         if stop_containers and self.runtime is not None:
             await self._stop_pods(workers)
+        if self.routes is not None:
+            await self.routes.stop()
         if self.dns is not None:
             await self.dns.stop()
         if self._dns_address and self.ctx is not None and self.ctx.network is not None:
