@@ -10,6 +10,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -83,7 +84,7 @@ def test_nodes_and_pods_live_and_scale(cluster: DashboardCluster, page: Any) -> 
     page.wait_for_selector("#events li .reason:text('ScalingReplicaSet')", timeout=10_000)
 
 
-def test_keyboard_filter_and_yaml(cluster: DashboardCluster, page: Any) -> None:
+def test_keyboard_filter_and_yaml(cluster: DashboardCluster, page: Any, tmp_path: Path) -> None:
     cluster.kubectl("create", "deployment", "kbd", "--image=busybox", "--replicas=1")
     sign_in(page, cluster.ui, ADMIN_TOKEN)
     page.wait_for_function(f"({COUNT_PODS})('default/kbd-').length === 1", timeout=30_000)
@@ -100,6 +101,7 @@ def test_keyboard_filter_and_yaml(cluster: DashboardCluster, page: Any) -> None:
     served = json.loads(cluster.kubectl("get", "pod", name, "-o", "json").stdout)
     assert shown["metadata"]["name"] == name and shown["spec"] == served["spec"]
     assert shown["metadata"]["labels"] == served["metadata"]["labels"]
+    page.screenshot(path=str(tmp_path / "yaml.png"))
     page.click("#show-json")
     page.wait_for_function("document.querySelector('#detail-body').dataset.format === 'json'")
     assert json.loads(page.inner_text("#detail-body"))["metadata"]["name"] == name
