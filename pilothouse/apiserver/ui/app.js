@@ -10,6 +10,7 @@ const $ = (id) => document.getElementById(id);
 const UNSCHEDULED = "(unscheduled)";
 const MAX_EVENTS = 200;
 const POLL_MS = 3000;
+const FRAME_BUDGET_MS = 12;
 
 const state = {
   namespace: "",
@@ -25,6 +26,8 @@ const state = {
   detail: null,            // AbortController of the detail pane's stream (logs)
   metrics: false,          // metrics.k8s.io answers
   firstPaint: 0,
+  summarised: 0,
+  order: [],               // node names in order, for placing a new node box in O(log n)
 };
 window.pilothouseDashboard = state;  // for tests and bench/dashboard.py: first paint, counts
 
@@ -59,21 +62,26 @@ function schedule() {
   if (!state.frame) state.frame = requestAnimationFrame(flush);
 }
 
+// Applies queued changes for at most FRAME_BUDGET_MS, in arrival order; the rest waits for the next
+// frame, so a list of thousands of objects paints in slices and the page never stops answering.
 function flush() {
   state.frame = 0;
-  const pending = state.pending;
-  state.pending = new Map();
   const touched = new Set();
-  for (const [slot, [type, obj]] of pending) {
+  const deadline = performance.now() + FRAME_BUDGET_MS;
+  let done = 0;
+  for (const [slot, [type, obj]] of state.pending) {
+    state.pending.delete(slot);
     const kind = slot.slice(0, slot.indexOf(":"));
     if (kind === "node") applyNode(type, obj, touched);
     else if (kind === "node-head") touched.add(obj.metadata.name);
     else if (kind === "pod") applyPod(type, obj, touched);
     else applyWorkload(type, obj);
+    if (++done % 64 === 0 && performance.now() > deadline) break;
   }
   for (const name of touched) refreshNodeHead(name);
   if (state.pendingEvents.length) applyEvents();
-  updateSummary();
+  if (state.pending.size) schedule();
+  if (performance.now() - state.summarised > 500 || !state.pending.size) updateSummary();
   if (!state.firstPaint && state.pods.size + state.nodes.size > 0) state.firstPaint = performance.now();
 }
 
@@ -113,11 +121,23 @@ function ensureNode(name, known) {
 function placeNode(name, el) {
   const map = $("map");
   if (name === UNSCHEDULED) { map.prepend(el); return; }
-  let before = null;
-  for (const other of map.children) {
-    if (other.dataset.name !== UNSCHEDULED && other.dataset.name > name) { before = other; break; }
+  let low = 0;
+  let high = state.order.length;
+  while (low < high) {
+    const mid = (low + high) >> 1;
+    if (state.order[mid] < name) low = mid + 1; else high = mid;
   }
-  map.insertBefore(el, before);
+  state.order.splice(low, 0, name);
+  const next = state.order[low + 1];
+  map.insertBefore(el, next === undefined ? null : state.nodes.get(next).el);
+}
+
+function dropNode(name) {
+  const node = state.nodes.get(name);
+  node.el.remove();
+  state.nodes.delete(name);
+  const at = state.order.indexOf(name);
+  if (at >= 0) state.order.splice(at, 1);
 }
 
 function applyNode(type, obj, touched) {
@@ -126,7 +146,7 @@ function applyNode(type, obj, touched) {
     const node = state.nodes.get(name);
     if (!node) return;
     node.obj = null;
-    if (node.pods.size === 0) { node.el.remove(); state.nodes.delete(name); }
+    if (node.pods.size === 0) dropNode(name);
     else node.el.className = "node unknown";
     return;
   }
@@ -141,8 +161,7 @@ function refreshNodeHead(name) {
   const node = state.nodes.get(name);
   if (!node) return;
   if (!node.obj && node.pods.size === 0 && name !== UNSCHEDULED) {
-    node.el.remove();
-    state.nodes.delete(name);
+    dropNode(name);
     return;
   }
   node.countEl.textContent = `${node.pods.size} pods`;
@@ -412,6 +431,7 @@ async function loadNamespaces() {
 }
 
 function updateSummary() {
+  state.summarised = performance.now();
   let ready = 0;
   for (const pod of state.pods.values()) if (podReady(pod.obj)) ready++;
   const nodes = [...state.nodes.values()].filter((n) => n.obj).length;
