@@ -505,7 +505,11 @@ async function showLogs() {
     if (stick) body.scrollTop = body.scrollHeight;
   };
   try {
-    const path = `${objectPath("Pod", sel.namespace, sel.name)}/log?follow=true&tailLines=1000`;
+    // A pod of several containers needs one named: the first, as kubectl's default container.
+    const pod = state.pods.get(sel.key);
+    const first = pod && ((pod.obj.spec || {}).containers || [])[0];
+    const container = first ? `&container=${encodeURIComponent(first.name)}` : "";
+    const path = `${objectPath("Pod", sel.namespace, sel.name)}/log?follow=true&tailLines=1000${container}`;
     const response = await stream(path, signal, "*/*");
     for await (const line of lines(response)) {
       buffered.push(line + "\n");
