@@ -73,6 +73,24 @@ export async function stream(path, signal, accept = "application/json") {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// The list in pages of PAGE objects (the reflector's default 500): each page is parsed and painted on
+// its own instead of one long parse of thousands of objects. Pages of one list are one snapshot; its
+// resourceVersion is where the watch starts.
+const PAGE = 500;
+
+async function pagedList(path, sep, reset, change, signal) {
+  let next = "";
+  let first = true;
+  for (;;) {
+    const list = await get(`${path}${sep}limit=${PAGE}${next ? `&continue=${encodeURIComponent(next)}` : ""}`, signal);
+    if (first) reset(list.items || []);
+    else for (const item of list.items || []) change("ADDED", item);
+    first = false;
+    next = list.metadata.continue || "";
+    if (!next) return list.metadata.resourceVersion;
+  }
+}
+
 // List `path`, then watch it from the list's resourceVersion until `signal` aborts, as client-go's
 // reflector does: on a dropped stream resume from the last resourceVersion seen (bookmarks included),
 // on 410 Gone (history compacted) list again. reset(items) after each list; change(type, object) per event;
@@ -82,11 +100,7 @@ export async function listWatch(path, { reset, change, failed }, signal) {
   const sep = path.includes("?") ? "&" : "?";
   while (!signal.aborted) {
     try {
-      if (!version) {
-        const list = await get(path, signal);
-        version = list.metadata.resourceVersion;
-        reset(list.items || []);
-      }
+      if (!version) version = await pagedList(path, sep, reset, change, signal);
       const response = await stream(
         `${path}${sep}watch=1&allowWatchBookmarks=true&resourceVersion=${encodeURIComponent(version)}`, signal);
       for await (const line of lines(response)) {
