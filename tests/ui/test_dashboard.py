@@ -43,6 +43,14 @@ def test_static_files_public_api_refused_without_credentials(cluster: DashboardC
         raise AssertionError("listing pods without credentials succeeded")
     except urllib.error.HTTPError as error:
         assert error.code in (401, 403)
+    # Only the dashboard's own files skip the chain: any other path under /ui/ is an API request.
+    with urllib.request.urlopen(f"{cluster.server.url}/ui/app.js", context=context, timeout=10) as script:
+        assert script.headers["Content-Type"].startswith("text/javascript")
+    try:
+        urllib.request.urlopen(f"{cluster.server.url}/ui/secrets.json", context=context, timeout=10)
+        raise AssertionError("an unknown /ui/ path was served without credentials")
+    except urllib.error.HTTPError as error:
+        assert error.code in (401, 403)
     # A wrong token is refused too, and the page says so.
     page.fill("#token", "not-a-token")
     page.press("#token", "Enter")
