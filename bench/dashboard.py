@@ -81,6 +81,19 @@ async def watch_until(url: str, names: set[str]) -> float:
     raise RuntimeError("the watch ended early")
 
 
+async def plain_list(url: str) -> float:
+    """Seconds a plain client takes to list every pod in pages of 500 (the page's own pace)."""
+    start = time.perf_counter()
+    async with aiohttp.ClientSession() as session:
+        token = ""
+        while True:
+            params = {"limit": "500", **({"continue": token} if token else {})}
+            async with session.get(url + "/api/v1/pods", params=params) as response:
+                token = (await response.json())["metadata"].get("continue", "")
+            if not token:
+                return time.perf_counter() - start
+
+
 def create(url: str, names: list[str], nodes: int) -> None:
     """create_pods from a thread of its own: Playwright's sync API keeps an event loop on this one."""
     with ThreadPoolExecutor(1) as pool:
@@ -163,6 +176,7 @@ def main() -> None:
             start = time.perf_counter()
             asyncio.run(create_pods(url, [f"pod-{i}" for i in range(args.pods)], args.nodes))
             print(f"{args.nodes} simulated nodes Ready; {args.pods} pods created in {time.perf_counter() - start:.1f}s")
+            print(f"a plain client lists them in pages of 500 in {asyncio.run(plain_list(url)):.2f}s")
             run_browser(url, args)
         finally:
             for process in (agent, server):
