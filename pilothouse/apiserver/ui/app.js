@@ -27,6 +27,7 @@ const state = {
   metrics: false,          // metrics.k8s.io answers
   firstPaint: 0,
   summarised: 0,
+  summaryTimer: 0,
   order: [],               // node names in order, for placing a new node box in O(log n)
 };
 window.pilothouseDashboard = state;  // for tests and bench/dashboard.py: first paint, counts
@@ -81,7 +82,8 @@ function flush() {
   for (const name of touched) refreshNodeHead(name);
   if (state.pendingEvents.length) applyEvents();
   if (state.pending.size) schedule();
-  if (performance.now() - state.summarised > 500 || !state.pending.size) updateSummary();
+  if (performance.now() - state.summarised > 500) updateSummary();
+  else if (!state.summaryTimer) state.summaryTimer = setTimeout(() => { state.summaryTimer = 0; updateSummary(); }, 500);
   if (!state.firstPaint && state.pods.size + state.nodes.size > 0) state.firstPaint = performance.now();
 }
 
@@ -151,10 +153,17 @@ function applyNode(type, obj, touched) {
     return;
   }
   const node = ensureNode(name, true);
+  const first = !node.obj;
   node.obj = obj;
-  node.el.className = "node " + (nodeReady(obj) ? "ready" : "notready");
-  node.el.title = `${name}\n${nodeReady(obj) ? "Ready" : "NotReady"}`;
-  touched.add(name);
+  // Heartbeats rewrite every node's status every few seconds: touch the DOM only when what it shows
+  // changes, or thousands of unchanged boxes are restyled.
+  setIfChanged(node.el, "className", "node " + (nodeReady(obj) ? "ready" : "notready"));
+  setIfChanged(node.el, "title", `${name}\n${nodeReady(obj) ? "Ready" : "NotReady"}`);
+  if (first) touched.add(name);
+}
+
+function setIfChanged(el, property, value) {
+  if (el[property] !== value) el[property] = value;
 }
 
 function refreshNodeHead(name) {
@@ -211,9 +220,9 @@ function applyPod(type, obj, touched) {
     state.pods.set(key, pod);
   }
   pod.obj = obj;
-  pod.el.className = podClass(obj) + (matchesFilter(key) ? "" : " filtered") +
-    (state.selected && state.selected.kind === "Pod" && state.selected.key === key ? " selected" : "");
-  pod.el.title = podTitle(obj);
+  setIfChanged(pod.el, "className", podClass(obj) + (matchesFilter(key) ? "" : " filtered") +
+    (state.selected && state.selected.kind === "Pod" && state.selected.key === key ? " selected" : ""));
+  setIfChanged(pod.el, "title", podTitle(obj));
   if (pod.node !== nodeName) {
     const old = state.nodes.get(pod.node);
     if (old) { old.pods.delete(key); touched.add(pod.node); }
