@@ -130,3 +130,19 @@ def test_shows_only_what_rbac_allows(cluster: DashboardCluster, page: Any) -> No
     page.wait_for_function(f"({COUNT_PODS})('team-a/mine-').length === 1", timeout=30_000)
     assert page.eval_on_selector_all("#map .pod", "els => els.length") == 1
     page.wait_for_selector("#workloads tr[data-key='Deployment/team-a/mine']")
+
+
+def test_namespace_filter(cluster: DashboardCluster, page: Any) -> None:
+    cluster.kubectl("create", "namespace", "team-b")
+    cluster.kubectl("create", "deployment", "only-b", "--image=busybox", "-n", "team-b")
+    cluster.kubectl("create", "deployment", "other", "--image=busybox")
+    sign_in(page, cluster.ui, ADMIN_TOKEN)
+    page.wait_for_function(f"({COUNT_PODS})('team-b/only-b-').length === 1 && "
+                           f"({COUNT_PODS})('default/other-').length === 1", timeout=30_000)
+    page.keyboard.press("n")
+    page.select_option("#namespace", "team-b")
+    # The watches restart on team-b alone: the other namespaces' pods and workloads leave the page.
+    page.wait_for_function("[...document.querySelectorAll('#map .pod')].every(e => e.dataset.key.startsWith('team-b/'))"
+                           f" && ({COUNT_PODS})('team-b/only-b-').length === 1", timeout=10_000)
+    keys = page.eval_on_selector_all("#workloads tbody tr", "rows => rows.map(r => r.dataset.key)")
+    assert keys == ["Deployment/team-b/only-b"]
