@@ -29,6 +29,12 @@ if not Path(CHROMIUM).exists():
 class DashboardCluster:
     server: ServerProcess
     agent: AgentProcess
+    flags: tuple[str, ...]
+
+    def restart_server(self) -> None:
+        """Stop the API server and start it again on the same data dir and port."""
+        self.server.stop()
+        self.server = start_server_process(self.server.data_dir, self.server.port, self.flags, secure=True)
 
     @property
     def ui(self) -> str:
@@ -48,15 +54,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardClust
                           "simulate": SIMULATED_NODES, "runtime": "simulated", "root_dir": str(directory / "root"),
                           "port": free_port()}, directory / "agent.log")
     agent.start()
+    cluster = DashboardCluster(server, agent, ("--token-auth-file", str(tokens)))
     try:
         def ready() -> bool:
             out = server.kubectl("get", "nodes", "--no-headers", check=False).stdout
             return out.count(" Ready ") >= SIMULATED_NODES
         wait_for(ready, 60, "simulated nodes Ready")
-        yield DashboardCluster(server, agent)
+        yield cluster
     finally:
         agent.stop()
-        server.stop()
+        cluster.server.stop()  # the one running now (a test may have restarted it)
 
 
 @pytest.fixture(scope="module")
