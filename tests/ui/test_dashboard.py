@@ -130,6 +130,11 @@ def test_shows_only_what_rbac_allows(cluster: DashboardCluster, page: Any) -> No
     page.wait_for_function(f"({COUNT_PODS})('team-a/mine-').length === 1", timeout=30_000)
     assert page.eval_on_selector_all("#map .pod", "els => els.length") == 1
     page.wait_for_selector("#workloads tr[data-key='Deployment/team-a/mine']")
+    # Signing out leaves nothing of this user's view behind.
+    page.click("#signout")
+    page.wait_for_selector("#login:not([hidden])")
+    assert page.eval_on_selector_all("#map .pod, #workloads tbody tr", "els => els.length") == 0
+    assert page.evaluate("sessionStorage.length") == 0
 
 
 def test_namespace_filter(cluster: DashboardCluster, page: Any) -> None:
@@ -144,5 +149,5 @@ def test_namespace_filter(cluster: DashboardCluster, page: Any) -> None:
     # The watches restart on team-b alone: the other namespaces' pods and workloads leave the page.
     page.wait_for_function("[...document.querySelectorAll('#map .pod')].every(e => e.dataset.key.startsWith('team-b/'))"
                            f" && ({COUNT_PODS})('team-b/only-b-').length === 1", timeout=10_000)
-    keys = page.eval_on_selector_all("#workloads tbody tr", "rows => rows.map(r => r.dataset.key)")
-    assert keys == ["Deployment/team-b/only-b"]
+    page.wait_for_function("JSON.stringify([...document.querySelectorAll('#workloads tbody tr')]"
+                           ".map(r => r.dataset.key)) === '[\"Deployment/team-b/only-b\"]'", timeout=10_000)

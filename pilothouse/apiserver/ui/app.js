@@ -626,10 +626,9 @@ function init() {
     start();
   });
   $("signout").addEventListener("click", () => {
+    // A reload, so that nothing the last user could see stays on the page for the next one.
     setToken("");
-    if (state.watches) state.watches.abort();
-    closeDetail();
-    showLogin("Signed out.");
+    location.reload();
   });
   $("namespace").addEventListener("change", (event) => {
     let value = event.target.value;
