@@ -481,6 +481,7 @@ async function showObject(format) {
   const body = $("detail-body");
   try {
     const obj = await get(objectPath(sel.kind, sel.namespace, sel.name), signal);
+    delete obj.metadata.managedFields;  // as kubectl get -o yaml (--show-managed-fields=false)
     body.textContent = format === "json" ? JSON.stringify(obj, null, 2) : toYaml(obj);
     body.dataset.format = format;
   } catch (error) {
