@@ -30,6 +30,7 @@ from pilothouse.apiserver.admission_plugins.priority import bootstrap_priority_c
 from pilothouse.apiserver.allocators import ServiceAllocator, ServiceHooks
 from pilothouse.apiserver.auth import REQUEST_INFO, AuthLayer
 from pilothouse.apiserver.crds import CRDController
+from pilothouse.apiserver.dashboard import middleware as dashboard_middleware
 from pilothouse.apiserver.discovery import Discovery
 from pilothouse.apiserver.openapiv2 import serve_openapi_v2
 from pilothouse.apiserver.registry import ResourceStorage, StorageHooks, WriteContext
@@ -164,8 +165,8 @@ class APIServer:
 
     def build_app(self, auth: AuthLayer | None = None) -> web.Application:
         # ``auth``: another layer over the same routes (the insecure port's, apiserver/insecure.py).
-        app = web.Application(middlewares=[codec.pretty_middleware, self._middleware, (auth or self.auth).middleware,
-                                           self.request_metrics.middleware],
+        app = web.Application(middlewares=[codec.pretty_middleware, self._middleware, dashboard_middleware,
+                                           (auth or self.auth).middleware, self.request_metrics.middleware],
                               client_max_size=codec.MAX_BODY_BYTES + 1)
         app[_KEY_APP] = self
         app.on_response_prepare.append(add_standing_warnings)

@@ -1,0 +1,189 @@
+"""The web dashboard with many simulated nodes and pods: first paint and update latency in Chromium.
+
+Real processes: ``pilothouse server`` (plain HTTP, AlwaysAllow, so the numbers are the page's and the
+watch's, not TLS's) and ``pilothouse agent --simulate N``; pods are created bound to the nodes
+(``spec.nodeName``, round robin) so that the scheduler's pace does not enter the figures, and the
+simulated nodes mark them Running. Then Debian's chromium (Playwright, headless) opens ``/ui/`` and
+the benchmark reports:
+
+- first paint: navigation start → every pod's chip on the map (and the page's own first-paint mark);
+- update latency: a pod created through the API (its POST acknowledged) → its chip on the map, one at
+  a time; then a burst of pods created at once → the last chip shown;
+- the longest main-thread task (PerformanceObserver ``longtask``) during load and during the burst,
+  which says whether the browser froze.
+
+    .venv/bin/python bench/dashboard.py [--nodes 500] [--pods 2000] [--updates 20] [--burst 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.cluster_scale import wait_nodes
+from tests.conftest import OPEN_FLAGS, free_port, wait_healthy
+
+CHROMIUM = "/usr/bin/chromium"
+PODS = "/api/v1/namespaces/default/pods"
+CHIPS = "document.querySelectorAll('#map .pod').length"
+LONG_TASKS = """
+window.__longTasks = [];
+new PerformanceObserver((list) => { for (const e of list.getEntries()) window.__longTasks.push(e.duration); })
+  .observe({ entryTypes: ["longtask"] });
+"""
+
+
+def pod(name: str, node: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"bench": "dashboard"}},
+            "spec": {"nodeName": node, "containers": [{"name": "app", "image": "busybox"}]}}
+
+
+async def create_pods(url: str, names: list[str], nodes: int, concurrency: int = 32) -> None:
+    semaphore = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession() as session:
+        async def one(index: int, name: str) -> None:
+            async with semaphore:
+                for _ in range(50):  # the default ServiceAccount may not exist yet
+                    async with session.post(url + PODS, json=pod(name, f"sim-{index % nodes:04d}")) as response:
+                        if response.status in (201, 409):
+                            return
+                    await asyncio.sleep(0.2)
+                raise RuntimeError(f"could not create pod {name}")
+        await asyncio.gather(*(one(i, name) for i, name in enumerate(names)))
+
+
+async def watch_until(url: str, names: set[str]) -> float:
+    """perf_counter() when a pod watch has shown every pod of ``names``."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url + PODS) as response:
+            version = (await response.json())["metadata"]["resourceVersion"]
+        params = {"watch": "1", "resourceVersion": version}
+        async with session.get(url + PODS, params=params, timeout=aiohttp.ClientTimeout(total=None)) as response:
+            async for line in response.content:
+                event = json.loads(line)
+                names.discard(event["object"]["metadata"]["name"])
+                if not names:
+                    return time.perf_counter()
+    raise RuntimeError("the watch ended early")
+
+
+async def plain_list(url: str) -> float:
+    """Seconds a plain client takes to list every pod in pages of 500 (the page's own pace)."""
+    start = time.perf_counter()
+    async with aiohttp.ClientSession() as session:
+        token = ""
+        while True:
+            params = {"limit": "500", **({"continue": token} if token else {})}
+            async with session.get(url + "/api/v1/pods", params=params) as response:
+                token = (await response.json())["metadata"].get("continue", "")
+            if not token:
+                return time.perf_counter() - start
+
+
+def create(url: str, names: list[str], nodes: int) -> None:
+    """create_pods from a thread of its own: Playwright's sync API keeps an event loop on this one."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, create_pods(url, names, nodes)).result()
+
+
+def run_browser(url: str, args: argparse.Namespace) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox"] if os.geteuid() == 0 else [])
+        page = browser.new_context(bypass_csp=True, viewport={"width": 1600, "height": 1000}).new_page()
+        page.add_init_script(LONG_TASKS)
+        start = time.perf_counter()
+        page.goto(url + "/ui/")
+        page.wait_for_function(f"{CHIPS} >= {args.pods}", timeout=600_000, polling="raf")
+        loaded = time.perf_counter() - start
+        first_paint = page.evaluate("window.pilothouseDashboard.firstPaint")
+        long_load = page.evaluate("Math.max(0, ...window.__longTasks)")
+        print(f"first paint: {loaded:.2f}s from navigation to {args.pods} pods on {args.nodes} nodes "
+              f"(first chips at {first_paint / 1000:.2f}s); longest task while loading {long_load:.0f}ms")
+
+        latencies = []
+        for i in range(args.updates):
+            name = f"probe-{i}"
+            create(url, [name], args.nodes)
+            acked = time.perf_counter()
+            page.wait_for_function(f"!!document.querySelector(\"#map .pod[data-key='default/{name}']\")",
+                                   polling="raf", timeout=30_000)
+            latencies.append(time.perf_counter() - acked)
+        if latencies:
+            print(f"update latency (POST acknowledged → chip shown), {len(latencies)} pods: "
+                  f"median {statistics.median(latencies) * 1000:.0f}ms, max {max(latencies) * 1000:.0f}ms")
+
+        page.evaluate("window.__longTasks = []")
+        total = args.pods + args.updates + args.burst
+        names = [f"burst-{i}" for i in range(args.burst)]
+        # A plain watch beside the page: when the server delivered the last burst pod, to tell the
+        # server's share of the delay from the page's.
+        with ThreadPoolExecutor(1) as pool:
+            watched = pool.submit(asyncio.run, watch_until(url, set(names)))
+            time.sleep(0.5)  # the watch is open
+            start = time.perf_counter()
+            create(url, names, args.nodes)
+            created = time.perf_counter() - start
+            page.wait_for_function(f"{CHIPS} >= {total}", timeout=600_000, polling="raf")
+            shown = time.perf_counter() - start
+            delivered = watched.result() - start
+        long_burst = page.evaluate("Math.max(0, ...window.__longTasks)")
+        print(f"burst: {args.burst} pods created in {created:.2f}s; a plain watch had them all "
+              f"{delivered - created:+.2f}s after the last create, the page {shown - created:+.2f}s; "
+              f"longest task during the burst {long_burst:.0f}ms")
+        page.screenshot(path=args.screenshot, full_page=False)
+        browser.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nodes", type=int, default=500)
+    parser.add_argument("--pods", type=int, default=2000)
+    parser.add_argument("--updates", type=int, default=20)
+    parser.add_argument("--burst", type=int, default=500)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--screenshot", default="dashboard-bench.png")
+    args = parser.parse_args()
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data_dir:
+        server = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
+                                   "--port", str(port), *OPEN_FLAGS], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        agent = None
+        try:
+            wait_healthy(url, server)
+            agent = subprocess.Popen([sys.executable, "-m", "pilothouse", "agent", "--server", url, "--simulate",
+                                      str(args.nodes), "--node-name", "sim", "--root-dir", f"{data_dir}/agent"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            asyncio.run(wait_nodes(url, args.nodes, args.timeout))
+            start = time.perf_counter()
+            asyncio.run(create_pods(url, [f"pod-{i}" for i in range(args.pods)], args.nodes))
+            print(f"{args.nodes} simulated nodes Ready; {args.pods} pods created in {time.perf_counter() - start:.1f}s")
+            print(f"a plain client lists them in pages of 500 in {asyncio.run(plain_list(url)):.2f}s")
+            run_browser(url, args)
+        finally:
+            for process in (agent, server):
+                if process is not None:
+                    process.terminate()
+                    process.wait(30)
+
+
+if __name__ == "__main__":
+    main()
