@@ -9,7 +9,8 @@ Object = dict[str, Any]
 
 def pod(namespace: str, name: str, ip: str, labels: dict[str, str] | None = None, node: str = "node-a",
         ports: tuple[tuple[str, int, str], ...] = ()) -> Object:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": namespace, "name": name, "labels": labels or {}},
+    metadata = {"namespace": namespace, "name": name, "labels": labels or {}}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata,
             "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox", "ports": [
                 {"name": port_name, "containerPort": number, "protocol": protocol}
                 for port_name, number, protocol in ports]}]},

@@ -15,7 +15,8 @@ DROP = {"drop": None}
 def ruleset(policies: list[dict[str, Any]], pods: list[dict[str, Any]],
             namespaces: list[dict[str, Any]] | None = None, node: str = "node-a") -> Ruleset:
     parsed = [p for p in map(pod_from, pods) if p is not None]
-    spaces = namespaces if namespaces is not None else [namespace(n) for n in {p["metadata"]["namespace"] for p in pods}]
+    names = {p["metadata"]["namespace"] for p in pods}
+    spaces = namespaces if namespaces is not None else [namespace(n) for n in names]
     return compute(map(policy_from, policies), parsed, map(namespace_from, spaces), node)
 
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler, InformerFactory
@@ -46,7 +48,8 @@ async def enable_bridge_netfilter(netns: str | None = None) -> bool:
     talk without routing, and without it their traffic never meets a policy. False (with a warning)
     when it cannot be turned on."""
     prefix = ["ip", "netns", "exec", netns] if netns else []
-    await _run("modprobe", "br_netfilter")  # built in or already loaded on most hosts: failure is fine
+    if not Path(_BRIDGE_SYSCTL).exists() and shutil.which("modprobe"):
+        await _run("modprobe", "br_netfilter")
     if await _run(*prefix, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"):
         return True
     log.warning("could not set net.bridge.bridge-nf-call-iptables=1 (no br_netfilter?): policies do not "

@@ -14,8 +14,17 @@ from typing import Any
 
 from pilothouse.machinery.selectors import LabelSelector, selector_from_object
 
-__all__ = ["Namespace", "Peer", "Policy", "PolicyPort", "PolicyRule", "Pod", "namespace_from", "pod_from",
-           "policy_from"]
+__all__ = [
+    "Namespace",
+    "Peer",
+    "Pod",
+    "Policy",
+    "PolicyPort",
+    "PolicyRule",
+    "namespace_from",
+    "pod_from",
+    "policy_from",
+]
 
 Object = Mapping[str, Any]
 
