@@ -69,21 +69,32 @@ class _Cluster:
 
     def __init__(self, pods: Iterable[Pod], namespaces: Iterable[Namespace]) -> None:
         self.pods = sorted(pods, key=lambda pod: pod.key)
+        self.labels = {pod.key: pod.label_map() for pod in self.pods}
         self.namespace_labels = {ns.name: dict(ns.labels) for ns in namespaces}
         self.by_namespace: dict[str, list[Pod]] = {}
         for pod in self.pods:
             self.by_namespace.setdefault(pod.namespace, []).append(pod)
+        # a peer's pods do not depend on the pod the policy protects: found once per computation
+        self._peers: dict[tuple[str, Peer], list[Pod]] = {}
+        self.rules: dict[tuple[Any, ...], list[Rule]] = {}
 
     def peer_pods(self, policy: Policy, peer: Peer) -> list[Pod]:
+        key = (policy.namespace, peer)
+        found = self._peers.get(key)
+        if found is None:
+            found = self._peer_pods(policy, peer)
+            self._peers[key] = found
+        return found
+
+    def _peer_pods(self, policy: Policy, peer: Peer) -> list[Pod]:
         assert peer.pod_selector is not None
         if peer.namespace_selector is None:
             candidates = self.by_namespace.get(policy.namespace, [])
         else:
             selector = peer.namespace_selector
-            candidates = [pod for pod in self.pods
-                          if pod.namespace in self.namespace_labels
-                          and selector.matches(self.namespace_labels[pod.namespace])]
-        return [pod for pod in candidates if peer.pod_selector.matches(pod.label_map())]
+            candidates = [pod for name, labels in self.namespace_labels.items() if selector.matches(labels)
+                          for pod in self.by_namespace.get(name, ())]
+        return [pod for pod in candidates if peer.pod_selector.matches(self.labels[pod.key])]
 
 
 def _addresses(field_name: str, ips: Iterable[str]) -> Expr:
@@ -160,6 +171,18 @@ def _peer_rules(field_name: str, anyone: bool, pod_peers: list[Pod], blocks: lis
     return rules
 
 
+def _cached_rules(policy: Policy, rule: PolicyRule, direction: str, target: Pod, cluster: _Cluster) -> list[Rule]:
+    """:func:`_rule_rules` with ``return``, computed once for every target it is the same for: all
+    of them but for named ingress ports, which depend on the target's own container ports."""
+    named = direction == "ingress" and any(isinstance(port.port, str) for port in rule.ports)
+    key = (policy.namespace, rule, direction, target.named_ports if named else None)
+    found = cluster.rules.get(key)
+    if found is None:
+        found = [(*allowed, _RETURN) for allowed in _rule_rules(policy, rule, direction, target, cluster)]
+        cluster.rules[key] = found
+    return found
+
+
 def _unique(rules: list[Rule]) -> list[Rule]:
     """The same allowance from several policies once (rules are JSON data: compare their encoding)."""
     seen: set[bytes] = set()
@@ -184,7 +207,7 @@ def compute(policies: Iterable[Policy], pods: Iterable[Pod], namespaces: Iterabl
     for pod in cluster.pods:
         if pod.node != node_name:
             continue
-        labels = pod.label_map()
+        labels = cluster.labels[pod.key]
         selecting = [policy for policy in by_namespace.get(pod.namespace, ()) if policy.pod_selector.matches(labels)]
         for direction in ("ingress", "egress"):
             rules: list[Rule] = []
@@ -195,7 +218,7 @@ def compute(policies: Iterable[Policy], pods: Iterable[Pod], namespaces: Iterabl
                     continue
                 isolated = True
                 for rule in policy_rules:
-                    rules += [(*allowed, _RETURN) for allowed in _rule_rules(policy, rule, direction, pod, cluster)]
+                    rules += _cached_rules(policy, rule, direction, pod, cluster)
             if isolated:
                 name = _chain_name(direction, pod)
                 chains[name] = (*_unique(rules), (_DROP,))
