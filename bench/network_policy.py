@@ -84,12 +84,14 @@ async def pure_and_nft(netns: str, samples: int) -> None:
     ruleset = compute(parsed, parsed_pods, parsed_spaces, NODE)
     rules = sum(len(chain) for chain in ruleset.chains.values())
     print(f"{len(policies)} policies, {len(pods)} pods: {len(ruleset.chains)} chains, {rules} rules")
-    print(f"  compute (whole cluster)        {quantiles(timed(lambda: compute(parsed, parsed_pods, parsed_spaces, NODE), samples))}")
+    computing = timed(lambda: compute(parsed, parsed_pods, parsed_spaces, NODE), samples)
+    print(f"  compute (whole cluster)        {quantiles(computing)}")
     nft = Nft(netns)
     commands = full_commands(ruleset)
     started = time.perf_counter()
     await nft.apply(commands)
-    print(f"  first full write               {(time.perf_counter() - started) * 1000:7.1f} ms ({len(commands)} commands)")
+    seconds = time.perf_counter() - started
+    print(f"  first full write               {seconds * 1000:7.1f} ms ({len(commands)} commands)")
     changes: list[float] = []
     sizes: list[int] = []
     current = ruleset
@@ -138,12 +140,11 @@ async def end_to_end(url: str, netns: str, samples: int) -> None:
     for sample in range(samples):
         target = policies[sample % len(policies)]
         current = await client.get(NETWORKPOLICIES, target["metadata"]["name"], target["metadata"]["namespace"])
-        current["spec"]["ingress"][0]["ports"][1]["port"] = 9000 + sample % 50
+        current["spec"]["ingress"][0]["ports"][1]["port"] = 9001 + sample % 50  # 9000 is no change
         since = time.monotonic()
         started = time.perf_counter()
         await client.update(NETWORKPOLICIES, current)
-        while control.stats.last_applied <= since or control._dirty:
-            await asyncio.sleep(0.001)
+        await control.wait_applied(since, timeout=60)
         latencies.append(time.perf_counter() - started)
     print(f"  end to end: policy write → enforced    {quantiles(latencies)}  "
           f"(one sync {quantiles(control.stats.history[-samples:])})")
