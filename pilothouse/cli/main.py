@@ -667,7 +667,11 @@ def proxy(server_url: str | None, kubeconfig: str | None, node_name: str, cluste
               help="kubeconfig with a bootstrap token: obtain a client certificate through a CSR and write "
                    "--kubeconfig (default <root-dir>/kubelet.conf) when it is missing or expired.")
 @proxy_options
-@click.option("--disable", default="", help="Embedded components not to run: proxy (bring your own service proxy).")
+@click.option("--disable", default="", help="Embedded components not to run: proxy (bring your own service proxy), "
+                                          "network-policy (bring your own NetworkPolicy enforcement).")
+@click.option("--network-policy-kubeconfig", default=None,
+              help="The embedded NetworkPolicy controller's credentials (default: the agent's); under RBAC one "
+                   "that may list and watch pods, namespaces and networkpolicies.")
 @click.option("--proxy-kubeconfig", default=None,
               help="The embedded proxy's credentials (default: the agent's). Under RBAC, a system:kube-proxy "
                    "kubeconfig (pilothouse kubeconfig --user system:kube-proxy), as k3s gives its kube-proxy.")
@@ -686,8 +690,8 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
           root_dir: str | None, image_credentials_file: str | None, stop_pods_on_exit: bool, pod_network: str,
           pod_cidr: str, cluster_cidr: str, pod_routes: str, bootstrap_kubeconfig: str | None,
           service_cluster_ip_range: str, proxy_table: str,
-          disable: str, proxy_kubeconfig: str | None, cluster_dns: str, cluster_domain: str,
-          resolv_conf: str, token: str | None, discovery_timeout: float, verbose: int) -> None:
+          disable: str, network_policy_kubeconfig: str | None, proxy_kubeconfig: str | None, cluster_dns: str,
+          cluster_domain: str, resolv_conf: str, token: str | None, discovery_timeout: float, verbose: int) -> None:
     """Run the node agent: register the node and run the pods bound to it."""
     import socket
 
@@ -722,10 +726,12 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
         cluster_domain=cluster_domain, resolv_conf=resolv_conf)
 
     disabled = {name.strip() for name in disable.split(",") if name.strip()}
-    if disabled - {"proxy"}:
-        raise click.BadParameter(f"unknown components {sorted(disabled - {'proxy'})}", param_hint="--disable")
+    embeddable = {"proxy", "network-policy"}
+    if disabled - embeddable:
+        raise click.BadParameter(f"unknown components {sorted(disabled - embeddable)}", param_hint="--disable")
     # the proxy runs inside the agent, as k3s embeds kube-proxy; not for simulated nodes (no kernel of theirs)
     embed_proxy = "proxy" not in disabled and not simulate and runtime != "simulated"
+    embed_netpol = "network-policy" not in disabled and not simulate and runtime != "simulated"
 
     async def run() -> None:
         from pilothouse.components.proxy import start_proxy
@@ -736,9 +742,16 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
         proxy = (await start_proxy(proxy_target, _proxy_config(node_name, cluster_cidr or _cluster_range(pod_cidr),
                                                                service_cluster_ip_range,
                                                                proxy_table)) if embed_proxy else None)
+        netpol = await _start_network_policy(server_url, network_policy_kubeconfig, node_agent.target, node_name,
+                                             embed_netpol)
         try:
             await _wait_for_signal()
         finally:
+            if netpol is not None:
+                await netpol.stop()
+                if stop_pods_on_exit:
+                    await netpol.cleanup()
+                await netpol.client.close()
             if proxy is not None:
                 await proxy.stop()
                 if stop_pods_on_exit:  # the node goes away whole (pilothouse up): so do its Service rules
@@ -747,6 +760,16 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
             await node_agent.stop(stop_containers=stop_pods_on_exit)
 
     _run(run())
+
+
+async def _start_network_policy(server_url: str | None, kubeconfig: str | None, agent_target: Any, node_name: str,
+                                enabled: bool) -> Any:
+    """The agent's embedded NetworkPolicy controller (k3s embeds kube-router's), or None."""
+    if not enabled:
+        return None
+    from pilothouse.components.netpolicy import start_network_policy
+
+    return await start_network_policy(_target(server_url, kubeconfig) if kubeconfig else agent_target, node_name)
 
 
 @main.command()

@@ -77,6 +77,9 @@ async def bring_up(config: ServerConfig, *, node_name: str, node_labels: str, ag
     proxy_connection = component_connection(running, "kube-proxy", "system:kube-proxy")
     if proxy_connection[0] == "--kubeconfig":
         agent_args += ["--proxy-kubeconfig", proxy_connection[1]]
+    netpol_connection = component_connection(running, "network-policy", "system:pilothouse-network-policy")
+    if netpol_connection[0] == "--kubeconfig":  # its own role under RBAC (a node may not list namespaces)
+        agent_args += ["--network-policy-kubeconfig", netpol_connection[1]]
     agent_args += ["--service-cluster-ip-range", config.service_cluster_ip_range]
     supervisor.add("agent", *agent_args)
     await supervisor.start()

@@ -52,6 +52,8 @@ DISCOVERY = "discovery.k8s.io"
 EXTENSIONS = "extensions"
 POLICY = "policy"
 NETWORKING = "networking.k8s.io"
+#: the user (and its ClusterRole) of the agents' NetworkPolicy controller
+NETWORK_POLICY_USER = "system:pilothouse-network-policy"
 STORAGE = "storage.k8s.io"
 EVENTS = "events.k8s.io"
 ADMISSION = "admissionregistration.k8s.io"
@@ -324,6 +326,11 @@ def _system_roles() -> list[Object]:
                       rule("get", "list", "watch", groups=(LEGACY,), resources=("nodes",)),
                       _events(),
                       rule("list", "watch", groups=(DISCOVERY,), resources=("endpointslices",))),
+        # not Kubernetes' (NetworkPolicy enforcement is a network plugin's there): the agents' embedded
+        # policy controller, as k3s gives its netpol controller system:k3s-controller
+        _cluster_role(NETWORK_POLICY_USER,
+                      rule("list", "watch", groups=(LEGACY,), resources=("pods", "namespaces")),
+                      rule("list", "watch", groups=(NETWORKING,), resources=("networkpolicies",))),
         _cluster_role("system:kube-scheduler",
                       _events(),
                       rule("create", groups=(COORDINATION,), resources=("leases",)),
@@ -628,6 +635,7 @@ def cluster_role_bindings() -> list[Object]:
         _cluster_binding("system:public-info-viewer", _group("system:authenticated"),
                          _group("system:unauthenticated")),
         _cluster_binding("system:node-proxier", _user("system:kube-proxy")),
+        _cluster_binding(NETWORK_POLICY_USER, _user(NETWORK_POLICY_USER)),
         _cluster_binding("system:kube-controller-manager", _user("system:kube-controller-manager")),
         _cluster_binding("system:kube-dns", _sa("kube-dns")),
         _cluster_binding("system:coredns", _group("system:nodes")),  # the agent's DNS (see system:coredns)
