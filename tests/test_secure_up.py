@@ -229,5 +229,8 @@ def test_no_component_was_refused(cluster: Cluster) -> None:
     """Last in the module: every component's log (they share up's output) after all of the above."""
     time.sleep(2)
     text = cluster.log.read_text()
-    refused = [line for line in text.splitlines() if "403" in line or "Forbidden" in line or "forbidden" in line]
+    # A 403 from NamespaceLifecycle admission (a controller racing the namespace deletion test above) is
+    # Kubernetes' own answer, not an authorization refusal: kube-controller-manager logs the same.
+    refused = [line for line in text.splitlines() if ("403" in line or "Forbidden" in line or "forbidden" in line)
+               and "because it is being terminated" not in line]
     assert refused == [], "\n".join(refused[:20])
