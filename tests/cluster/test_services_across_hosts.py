@@ -9,6 +9,7 @@ A 3-host file written here, with ranges of its own so that it can run beside the
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -16,7 +17,9 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -99,24 +102,44 @@ def _fetch(cluster: SeedCluster, url: str) -> tuple[str, str] | None:
         len(words) == 2 else None
 
 
-def _answers_from_both(cluster: SeedCluster, url: str, backends: dict[str, str], client_ip: str) -> None:
-    """Ask ``url`` until each backend pod has answered; every answer saw the client pod's own address."""
+def _until_each_answers(ask: Callable[[], tuple[str, str] | None], backends: Iterable[str], what: str,
+                        source: str | None = None) -> None:
+    """``ask`` until each backend pod has answered; with ``source``, every answer saw that address."""
     seen: set[str] = set()
 
-    def both() -> bool:
-        answer = _fetch(cluster, url)
+    def each() -> bool:
+        answer = ask()
         if answer is not None:
-            assert answer[0] in backends and answer[1] == client_ip, (url, answer, backends, client_ip)
+            assert answer[0] in backends and source in (None, answer[1]), (what, answer, backends, source)
             seen.add(answer[0])
         return seen == set(backends)
 
-    wait_for(both, 90, f"both backends answering {url}", interval=0.5)
+    wait_for(each, 90, f"both backends answering {what}", interval=0.3)
+
+
+def _answers_from_both(cluster: SeedCluster, url: str, backends: dict[str, str], client_ip: str) -> None:
+    """The client pod asks ``url`` until both backends answered, each seeing the client's own address."""
+    _until_each_answers(lambda: _fetch(cluster, url), backends, url, source=client_ip)
+
+
+def _from_here(url: str) -> tuple[str, str] | None:
+    with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=3) as response:
+        name, address = response.read().decode().split()
+        return name, address
+    return None
+
+
+def _web(cluster: SeedCluster) -> list[dict[str, Any]]:
+    """The manifests applied (idempotent: each test can run alone), once both web replicas run."""
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(_manifests()))
+    pods: list[dict[str, Any]] = wait_for(
+        lambda: len(cluster.running_pods("app=web")) == 2 and cluster.running_pods("app=web"), 180,
+        "two web replicas running")
+    return pods
 
 
 def test_a_service_on_two_hosts_answers_a_pod_on_a_third(cluster: SeedCluster) -> None:
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(_manifests()))
-    pods = wait_for(lambda: len(cluster.running_pods("app=web")) == 2 and cluster.running_pods("app=web"), 180,
-                    "two web replicas running")
+    pods = _web(cluster)
     backends = {p["metadata"]["name"]: p["status"]["podIP"] for p in pods}
     assert sorted(p["spec"]["nodeName"] for p in pods) == list(BACKENDS)
     client = wait_for(lambda: cluster.running_pods("app=client"), 120, "client running")[0]
@@ -130,7 +153,7 @@ def test_a_service_on_two_hosts_answers_a_pod_on_a_third(cluster: SeedCluster) -
 
     # pod to pod across hosts (A -> B, A -> C): the backend sees the client pod's own address
     for name, address in backends.items():
-        answer = wait_for(lambda a=address: _fetch(cluster, f"http://{a}:8080/cgi-bin/who"), 60, f"pod {name}")
+        answer = wait_for(partial(_fetch, cluster, f"http://{address}:8080/cgi-bin/who"), 60, f"pod {name}")
         assert answer == (name, client_ip), answer
 
     # by the Service's cluster IP: A's embedded proxy sends to B's and C's pods, no masquerade in-cluster
@@ -144,3 +167,23 @@ def test_a_service_on_two_hosts_answers_a_pod_on_a_third(cluster: SeedCluster) -
     assert f"nameserver {gateway}" in resolv, resolv
     for name in ("web.default.svc.cluster.local", "web"):
         _answers_from_both(cluster, f"http://{name}/cgi-bin/who", backends, client_ip)
+
+
+def test_nodeport_on_every_host_and_the_api_from_a_pod(cluster: SeedCluster) -> None:
+    backends = {p["metadata"]["name"] for p in _web(cluster)}
+    cluster.kubectl("expose", "deployment", "web", "--name", "web-np", "--type", "NodePort", "--port", "80",
+                    "--target-port", "8080")
+    port = cluster.json("get", "service", "web-np")["spec"]["ports"][0]["nodePort"]
+    # from this machine (outside the cluster) to every host's address, host-a's too, which runs no backend
+    for host in cluster.layout.cluster().hosts:
+        url = f"http://{host.address}:{port}/cgi-bin/who"
+        _until_each_answers(partial(_from_here, url), backends, f"NodePort on {host.name}")
+
+    # a pod on host-b reaches the API server on host-a through the kubernetes Service, by its DNS name: a
+    # TCP connection (busybox's TLS client cannot handshake with the server; nc fails on a refused port)
+    pod = next(p["metadata"]["name"] for p in cluster.running_pods("app=web") if p["spec"]["nodeName"] == "host-b")
+    wait_for(lambda: cluster.kubectl("exec", pod, "--", "nc", "-w", "3", "kubernetes.default.svc", "443",
+                                     check=False, input="").returncode == 0, 60, "the API from a pod")
+    refused = cluster.kubectl("exec", pod, "--", "nc", "-w", "3", cluster.layout.cluster().server.address, "6444",
+                              check=False, input="")
+    assert refused.returncode != 0 and "refused" in refused.stderr, refused.stderr
