@@ -57,10 +57,12 @@ def _manifests() -> dict[str, Any]:
                             "ports": [{"containerPort": 8080}]}]}}}}
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {
         "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}
+    headless = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-pods"}, "spec": {
+        "clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 8080}]}}
     client = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "labels": {"app": "client"}},
               "spec": {"nodeSelector": {"kubernetes.io/hostname": "host-a"}, "terminationGracePeriodSeconds": 1,
                        "containers": [{"name": "client", "image": TEST_IMAGE, "command": ["sleep", "3600"]}]}}
-    return {"apiVersion": "v1", "kind": "List", "items": [web, service, client]}
+    return {"apiVersion": "v1", "kind": "List", "items": [web, service, headless, client]}
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +169,9 @@ def test_a_service_on_two_hosts_answers_a_pod_on_a_third(cluster: SeedCluster) -
     assert f"nameserver {gateway}" in resolv, resolv
     for name in ("web.default.svc.cluster.local", "web"):
         _answers_from_both(cluster, f"http://{name}/cgi-bin/who", backends, client_ip)
+    # a headless Service's name resolves, on host-a, to both pods on the other hosts
+    wait_for(lambda: all(a in cluster.kubectl("exec", "client", "--", "nslookup", "web-pods.default.svc.cluster.local",
+                                              check=False).stdout for a in backends.values()), 30, "headless lookup")
 
 
 def test_nodeport_on_every_host_and_the_api_from_a_pod(cluster: SeedCluster) -> None:
