@@ -66,6 +66,9 @@ def agent_command(layout: Layout, cluster: Cluster, host: Host) -> list[str]:
             "--proxy-kubeconfig", str(layout.proxy_kubeconfig(host)), "--node-name", host.name,
             "--address", host.address, "--node-ip", host.address, "--port", "10250",
             "--root-dir", str(layout.agent_dir(host)), "--pod-cidr", host.pod_cidr, "--stop-pods-on-exit",
+            # every host's pods, not only this one's: pod-to-pod across hosts keeps its source address (no
+            # masquerade off the bridge) and the proxy counts them as in-cluster (kube-proxy's --cluster-cidr)
+            "--cluster-cidr", cluster.network.pod_cidr,
             "--service-cluster-ip-range", cluster.network.service_range]  # its embedded service proxy's
     own = {k: v for k, v in host.labels.items() if k not in restricted_labels(host)}
     if own:
