@@ -14,6 +14,7 @@ import orjson
 import yaml
 from aiohttp import web
 
+from pilothouse.machinery import safeyaml
 from pilothouse.machinery.errors import (
     StatusError,
     bad_request,
@@ -67,7 +68,7 @@ async def read_body(request: web.Request) -> tuple[Any, str]:
         return decode_kubernetes_protobuf(bytes(raw)), media_type
     if media_type in ("application/yaml", "text/yaml", "application/x-yaml", "application/apply-patch+yaml"):
         try:
-            return yaml.safe_load(bytes(raw)), media_type
+            return safeyaml.load(bytes(raw)), media_type
         except yaml.YAMLError as error:
             raise bad_request(f"error converting YAML to JSON: {error}") from None
     try:

@@ -22,6 +22,8 @@ from pilothouse.apiserver.insecure import start_insecure
 from pilothouse.apiserver.legacyapi import enable_runtime_config
 from pilothouse.apiserver.masterendpoints import advertise_address
 from pilothouse.apiserver.pkidir import ClusterPKI, TLSOptions
+from pilothouse.apiserver.requestlimits import RequestLimitOptions
+from pilothouse.apiserver.requestlimits import install as install_request_limits
 from pilothouse.apiserver.x509auth import X509Authenticator
 from pilothouse.machinery.kubeconfig import build_kubeconfig
 from pilothouse.machinery.pki import CertKey
@@ -64,6 +66,8 @@ class ServerConfig:
     advertise_address: str = ""
     #: kube-apiserver's ``--runtime-config``; ``api/v1beta1=true`` serves the seed's legacy Minion.
     runtime_config: str = ""
+    #: --max-requests-inflight, --max-mutating-requests-inflight, --request-timeout, --min-request-timeout
+    limits: RequestLimitOptions = field(default_factory=RequestLimitOptions)
 
     def store_options(self) -> dict[str, object]:
         options: dict[str, object] = {"compact_interval": self.compaction_interval}
@@ -179,6 +183,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
         await store.close()
         raise
     app = api.build_app()
+    install_request_limits(app, config.limits)
     # Bootstrap loaded the kind schemas and built the routes: long-lived, so out of every later
     # cyclic collection (see pilothouse.cli.main._tune_gc).
     gc.collect()

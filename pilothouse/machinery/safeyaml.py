@@ -1,0 +1,64 @@
+"""YAML request bodies that cannot take the server down: bounded nesting, bounded alias expansion.
+
+PyYAML's composer and constructor recurse once per nesting level, so a deeply nested document ends in
+a ``RecursionError`` deep in the loader; and a "billion laughs" document (a few anchors, each aliased
+nine times by the next) loads as a small graph of shared lists that every later step (validation,
+pruning, encoding) walks as ~10⁹ nodes. go-yaml, which kube-apiserver decodes YAML with, refuses both
+("exceeded max depth", "document contains excessive aliasing"); so does :func:`load`, before and
+right after constructing: the events are scanned first (PyYAML's parser is a state machine, no
+recursion), and only a document that used aliases has its expanded size counted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+__all__ = ["MAX_DEPTH", "MAX_EXPANDED_NODES", "load"]
+
+#: Nesting levels a YAML body may have (far below what PyYAML's recursion survives; no Kubernetes
+#: object comes close).
+MAX_DEPTH = 100
+#: Values a document may expand to through its aliases (go-yaml allows bounded aliasing the same way).
+MAX_EXPANDED_NODES = 1_000_000
+
+_OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+
+
+def _scan(raw: bytes) -> bool:
+    """Refuse a document nested deeper than :data:`MAX_DEPTH`; whether it uses aliases."""
+    depth, aliases = 0, False
+    for event in yaml.parse(raw, Loader=yaml.SafeLoader):
+        if isinstance(event, _OPEN):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise yaml.YAMLError(f"yaml: exceeded max depth of {MAX_DEPTH}")
+        elif isinstance(event, _CLOSE):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent):
+            aliases = True
+    return aliases
+
+
+def _expanded_size(value: Any, sizes: dict[int, int]) -> int:
+    """Nodes of ``value`` with every shared subtree counted each time it appears (memoised by
+    identity, so this costs the size of the graph, not of its expansion)."""
+    if not isinstance(value, dict | list):
+        return 1
+    known = sizes.get(id(value))
+    if known is None:
+        children = value.values() if isinstance(value, dict) else value
+        known = 1 + sum(_expanded_size(child, sizes) for child in children)
+        sizes[id(value)] = known
+    return known
+
+
+def load(raw: bytes) -> Any:
+    """``yaml.safe_load`` with the limits above; every refusal is a ``yaml.YAMLError``."""
+    aliased = _scan(raw)
+    value = yaml.safe_load(raw)
+    if aliased and _expanded_size(value, {}) > MAX_EXPANDED_NODES:
+        raise yaml.YAMLError("yaml: document contains excessive aliasing")
+    return value
