@@ -139,6 +139,10 @@ class RequestLimits:
         if done:
             return task.result()
         task.add_done_callback(_log_late_failure)
+        if not request.content.is_eof():
+            # A body still arriving (a slow-loris writer): its reader fails now, as Go closes the
+            # body of a timed-out request, so that the handler ends and gives its seat back.
+            request.content.set_exception(ConnectionResetError("the request timed out while its body was read"))
         if request.get(_KEY_STARTED):
             # The answer has begun (a streamed list): no Status can follow it. kube-apiserver aborts
             # the connection then (http.ErrAbortHandler); so do we, and stop the read.
@@ -163,7 +167,7 @@ def _log_late_failure(task: asyncio.Future[Any]) -> None:
     """The timed-out handler's outcome is nobody's answer any more; a failure is still worth a line."""
     if not task.cancelled() and task.exception() is not None:
         error = task.exception()
-        if not isinstance(error, StatusError | web.HTTPException):
+        if not isinstance(error, StatusError | web.HTTPException | ConnectionResetError):
             log.warning("request finished after its 504 with %s: %s", type(error).__name__, error)
 
 
