@@ -27,7 +27,8 @@ REQUEST_TIMEOUT = 4.0
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     directory: Path = tmp_path_factory.mktemp("limits")
     token_file = directory / "tokens.csv"
-    token_file.write_text("".join(f'{token},{user},uid-{user},"{groups}"\n' for token, (user, groups) in TOKENS.items()))
+    token_file.write_text("".join(f'{token},{user},uid-{user},"{groups}"\n'
+                                  for token, (user, groups) in TOKENS.items()))
     server = start_server_process(directory / "data", extra=(
         "--token-auth-file", str(token_file), "--disable", "scheduler,controller-manager",
         "--max-requests-inflight", "4", "--max-mutating-requests-inflight", "2",
