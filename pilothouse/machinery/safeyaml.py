@@ -23,6 +23,21 @@ MAX_DEPTH = 100
 #: Values a document may expand to through its aliases (go-yaml allows bounded aliasing the same way).
 MAX_EXPANDED_NODES = 1_000_000
 
+_INT64 = range(-(2**63), 2**63)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose integers beyond int64 become floats, as a JSON body's do (orjson, and
+    kube-apiserver's unstructured decoding: Int64, else Float64); a Python int no JSON encoder here
+    can write would otherwise fail far from the request, as a 500."""
+
+    def construct_bounded_int(self, node: yaml.ScalarNode) -> int | float:
+        value = self.construct_yaml_int(node)
+        return value if value in _INT64 else float(value)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_bounded_int)
+
 _OPEN = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
 _CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 
@@ -30,7 +45,7 @@ _CLOSE = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 def _scan(raw: bytes) -> bool:
     """Refuse a document nested deeper than :data:`MAX_DEPTH`; whether it uses aliases."""
     depth, aliases = 0, False
-    for event in yaml.parse(raw, Loader=yaml.SafeLoader):
+    for event in yaml.parse(raw, Loader=_Loader):
         if isinstance(event, _OPEN):
             depth += 1
             if depth > MAX_DEPTH:
@@ -56,9 +71,10 @@ def _expanded_size(value: Any, sizes: dict[int, int]) -> int:
 
 
 def load(raw: bytes) -> Any:
-    """``yaml.safe_load`` with the limits above; every refusal is a ``yaml.YAMLError``."""
+    """``yaml.safe_load`` with the limits above and int64-bounded integers; every refusal is a
+    ``yaml.YAMLError``."""
     aliased = _scan(raw)
-    value = yaml.safe_load(raw)
+    value = yaml.load(raw, Loader=_Loader)  # a SafeLoader subclass
     if aliased and _expanded_size(value, {}) > MAX_EXPANDED_NODES:
         raise yaml.YAMLError("yaml: document contains excessive aliasing")
     return value
