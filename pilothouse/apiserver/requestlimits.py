@@ -77,6 +77,11 @@ class RequestLimitOptions:
     max_mutating_requests_inflight: int = 200
     request_timeout: float = 60.0
     min_request_timeout: int = 1800
+    #: Seconds a connection may sit without a whole request: before its first one (a client that
+    #: trickles its headers, slow-loris) and between two. kube-apiserver's http.Server has
+    #: IdleTimeout 90s (and ReadHeaderTimeout 32s); aiohttp's keep-alive timer covers both, as it is
+    #: armed when the connection opens and after each answer, not moved by partial headers.
+    idle_timeout: float = 90.0
 
 
 def is_long_running(info: RequestInfo) -> bool:

@@ -46,6 +46,9 @@ def limit_options(function: click.decorators.FC) -> click.decorators.FC:
         click.option("--min-request-timeout", type=click.IntRange(min=0), default=1800, show_default=True,
                      expose_value=False, callback=_collect,
                      help="Seconds a watch without timeoutSeconds lives at least (randomised up to twice)."),
+        # Tests shorten it to see a slow-loris client dropped.
+        click.option("--idle-connection-timeout", "idle_timeout", type=float, default=90.0, hidden=True,
+                     expose_value=False, callback=_collect),
     ]
     for option in reversed(options):
         function = option(function)

@@ -40,8 +40,9 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]
 def core(server: ServerProcess, token: str) -> client.CoreV1Api:
     configuration = client.Configuration()
     configuration.host = server.url
-    configuration.api_key = {"authorization": token}
-    configuration.api_key_prefix = {"authorization": "Bearer"}
+    if token:
+        configuration.api_key = {"authorization": token}
+        configuration.api_key_prefix = {"authorization": "Bearer"}
     return client.CoreV1Api(client.ApiClient(configuration))
 
 
@@ -138,3 +139,44 @@ def test_watch_without_timeout_ends_at_min_request_timeout(limited: ServerProces
         pass
     lasted = time.monotonic() - started
     assert 2.0 <= lasted < 4.0 + 1.0, lasted
+
+
+@pytest.fixture(scope="module")
+def impatient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = start_server_process(tmp_path_factory.mktemp("idle") / "data", extra=(
+        "--disable", "scheduler,controller-manager", "--idle-connection-timeout", "2"))
+    yield server
+    server.stop()
+
+
+def closed_after(sock: socket.socket, trickle: bytes) -> float:
+    """Seconds until the server closes ``sock`` while we send ``trickle`` a byte every 0.3 s."""
+    started = time.monotonic()
+    sock.settimeout(0.3)
+    for byte in trickle:
+        try:
+            sock.sendall(bytes([byte]))
+            if sock.recv(1024) == b"":
+                return time.monotonic() - started
+        except TimeoutError:
+            continue
+        except OSError:  # reset or broken pipe: closed
+            return time.monotonic() - started
+    return float("inf")
+
+
+def test_slow_loris_headers_are_cut_off(impatient: ServerProcess) -> None:
+    """A client that trickles its request headers, or sends nothing, loses its connection at the idle
+    timeout (kube-apiserver: ReadHeaderTimeout 32s, IdleTimeout 90s; 2s here)."""
+    url = urlsplit(impatient.url)
+    address = (url.hostname or "", url.port or 80)
+    trickle = b"GET /api/v1/namespaces HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200
+    with socket.create_connection(address) as sock:
+        assert closed_after(sock, trickle) < 6.0
+    with socket.create_connection(address) as sock:
+        sock.settimeout(10)
+        started = time.monotonic()
+        assert sock.recv(1024) == b""  # nothing sent: closed too
+        assert time.monotonic() - started < 6.0
+    # A well-behaved client is served as before.
+    assert core(impatient, "").list_namespace().items
