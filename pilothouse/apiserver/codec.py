@@ -14,6 +14,7 @@ import orjson
 import yaml
 from aiohttp import web
 
+from pilothouse.apiserver import strictbody
 from pilothouse.machinery import safeyaml
 from pilothouse.machinery.errors import (
     StatusError,
@@ -72,9 +73,11 @@ async def read_body(request: web.Request) -> tuple[Any, str]:
         except yaml.YAMLError as error:
             raise bad_request(f"error converting YAML to JSON: {error}") from None
     try:
-        return orjson.loads(raw), media_type or "application/json"
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise bad_request(f"couldn't get version/kind; json parse error: {error}") from None
+    strictbody.note_duplicates(request, bytes(raw), value)
+    return value, media_type or "application/json"
 
 
 def wants_table(request: web.Request) -> bool:

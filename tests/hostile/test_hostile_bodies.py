@@ -145,3 +145,42 @@ def test_an_integer_beyond_int64_in_yaml_is_not_a_500(server: ServerProcess) -> 
                            body, "application/apply-patch+yaml")
     assert status == 200, applied
     assert "x" not in applied  # an unknown field, dropped (with a warning) as kube-apiserver does
+
+
+def send_with_headers(server: ServerProcess, method: str, path: str,
+                      body: bytes) -> tuple[int, dict[str, Any], list[str]]:
+    url = urlsplit(server.url)
+    connection = http.client.HTTPConnection(url.hostname or "", url.port, timeout=60)
+    try:
+        connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read()), response.headers.get_all("Warning") or []
+    finally:
+        connection.close()
+
+
+DUPLICATED = (b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"NAME","name":"NAME"},'
+              b'"data":{"a":"first","b":"x:y","a":"second"}}')
+
+
+@pytest.mark.parametrize("validation", ["Strict", "Warn", "", "Ignore"])
+def test_duplicate_fields_follow_field_validation(server: ServerProcess, validation: str) -> None:
+    """kube-apiserver's strict decoding: Strict refuses, Warn (the default) warns, Ignore keeps the
+    last value; orjson alone kept the last value silently in every mode."""
+    name = f"dup-{validation.lower() or 'default'}"
+    body = DUPLICATED.replace(b"NAME", name.encode())
+    query = f"?fieldValidation={validation}" if validation else ""
+    status, answer, warnings = send_with_headers(server, "POST", CONFIGMAPS + query, body)
+    if validation == "Strict":
+        assert status == 400, answer
+        assert answer["message"] == ('ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding '
+                                     'error: duplicate field "metadata.name", duplicate field "data.a"')
+        return
+    assert status == 201, answer
+    assert answer["data"] == {"a": "second", "b": "x:y"}
+    expected = [] if validation == "Ignore" else ['299 - "duplicate field \\"metadata.name\\""',
+                                                  '299 - "duplicate field \\"data.a\\""']
+    assert warnings == expected
+    # An update (PUT) is checked the same way.
+    status, answer, warnings = send_with_headers(server, "PUT", f"{CONFIGMAPS}/{name}{query}", body)
+    assert status == 200 and len(warnings) == len(expected), (answer, warnings)
