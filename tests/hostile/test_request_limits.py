@@ -6,6 +6,7 @@ is a 429 ``TooManyRequests`` Status with ``Retry-After``, reads and watches stil
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -17,6 +18,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from pilothouse.client.rest import APIClient, resource
 from tests.conftest import ServerProcess, start_server_process
 
 TOKENS = {"admin-token": ("root", "system:masters"), "alice-token": ("alice", "devs")}
@@ -123,6 +125,26 @@ def test_kubectl_sees_too_many_requests(limited: ServerProcess) -> None:
         result = limited.kubectl("--token", "alice-token", "create", "configmap", "via-kubectl", check=False,
                                  timeout=120)
         assert result.returncode == 0, result.stderr
+        assert time.monotonic() - started >= REQUEST_TIMEOUT - 1.5  # it waited for the seats
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_pilothouse_client_waits_out_a_429(limited: ServerProcess) -> None:
+    """pilothouse's own client (the controllers', the agent's) retries a 429 after its Retry-After, as
+    client-go does, instead of failing the write."""
+    stalled = [stalled_write(limited, f"client-stalled-{i}") for i in range(2)]
+
+    async def create() -> None:
+        async with APIClient(limited.url, token="alice-token") as api:
+            await api.create(resource("", "v1", "configmaps"), {"apiVersion": "v1", "kind": "ConfigMap",
+                                                                "metadata": {"name": "via-client"}})
+
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        asyncio.run(create())
         assert time.monotonic() - started >= REQUEST_TIMEOUT - 1.5  # it waited for the seats
     finally:
         for sock in stalled:
