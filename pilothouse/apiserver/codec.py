@@ -76,7 +76,7 @@ async def read_body(request: web.Request) -> tuple[Any, str]:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise bad_request(f"couldn't get version/kind; json parse error: {error}") from None
-    strictbody.note_duplicates(request, bytes(raw), value)
+    strictbody.check_json_body(request, bytes(raw), value)
     return value, media_type or "application/json"
 
 

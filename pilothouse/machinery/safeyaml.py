@@ -15,11 +15,10 @@ from typing import Any
 
 import yaml
 
-__all__ = ["MAX_DEPTH", "MAX_EXPANDED_NODES", "load"]
+from pilothouse.machinery.bodyshape import MAX_DEPTH
 
-#: Nesting levels a YAML body may have (far below what PyYAML's recursion survives; no Kubernetes
-#: object comes close).
-MAX_DEPTH = 100
+__all__ = ["MAX_EXPANDED_NODES", "load"]
+
 #: Values a document may expand to through its aliases (go-yaml allows bounded aliasing the same way).
 MAX_EXPANDED_NODES = 1_000_000
 

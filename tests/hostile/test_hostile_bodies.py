@@ -29,7 +29,11 @@ def send(server: ServerProcess, method: str, path: str, body: bytes | None = Non
         else:
             connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()
-        return response.status, json.loads(response.read() or b"null")
+        raw = response.read()
+        try:
+            return response.status, json.loads(raw or b"null")
+        except ValueError:  # an unserved group's 404 is plain text, as kube-apiserver's
+            return response.status, {"text": raw.decode(errors="replace")}
     finally:
         connection.close()
 
@@ -184,3 +188,37 @@ def test_duplicate_fields_follow_field_validation(server: ServerProcess, validat
     # An update (PUT) is checked the same way.
     status, answer, warnings = send_with_headers(server, "PUT", f"{CONFIGMAPS}/{name}{query}", body)
     assert status == 200 and len(warnings) == len(expected), (answer, warnings)
+
+
+CRD = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+       "metadata": {"name": "blobs.hostile.example.com"},
+       "spec": {"group": "hostile.example.com", "scope": "Namespaced",
+                "names": {"plural": "blobs", "singular": "blob", "kind": "Blob"},
+                "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                    "type": "object", "properties": {
+                        "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]}}
+
+
+@pytest.mark.parametrize(("depth", "content_type", "expected"), [
+    (190, "application/json", 201), (190, "application/yaml", 201),
+    (300, "application/json", 400), (300, "application/yaml", 400),
+])
+def test_nesting_kept_by_a_custom_resource_is_bounded(server: ServerProcess, depth: int, content_type: str,
+                                                      expected: int) -> None:
+    """A custom resource that preserves unknown fields keeps whatever depth it is sent: 300 levels
+    were a 500 (orjson's encoder stops at 254, the recursive walks at Python's limit), now a 400
+    past 200 levels; just under the limit is stored and read back."""
+    blobs = "/apis/hostile.example.com/v1/namespaces/default/blobs"
+    if send(server, "GET", blobs)[0] == 404:
+        send(server, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json.dumps(CRD).encode())
+        server.kubectl("wait", "--for=condition=Established", "crd/blobs.hostile.example.com")
+    name = f"deep-{depth}-{content_type.rsplit('/', 1)[1]}"
+    body = ('{"apiVersion":"hostile.example.com/v1","kind":"Blob","metadata":{"name":"' + name + '"},'
+            '"spec":{"x":' + "[" * depth + "]" * depth + "}}").encode()
+    status, answer = send(server, "POST", blobs, body, content_type)
+    assert status == expected, answer
+    if expected == 400:
+        assert "exceeded max depth of 200" in answer["message"]
+    else:
+        assert send(server, "GET", f"{blobs}/{name}")[0] == 200
+    still_serving(server)
