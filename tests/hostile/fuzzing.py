@@ -94,10 +94,14 @@ def fuzz(base_url: str, selected: list[APIOperation], examples: int, random_seed
     for number, operation in enumerate(selected):
         mode = GenerationMode.NEGATIVE if number % 2 else GenerationMode.POSITIVE
 
+        # Half the operations in the "default" namespace, which exists: random namespace names end
+        # at the namespace lookup (a 404) before the body is looked at.
+        pinned = ({"namespace": "default"} if number % 4 < 2 and "{namespace}" in operation.path else None)
+
         @seed(random_seed + number)
         @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
                   suppress_health_check=list(HealthCheck), report_multiple_bugs=False)
-        @given(case=operation.as_strategy(generation_mode=mode))
+        @given(case=operation.as_strategy(generation_mode=mode, path_parameters=pinned))
         def send(case: Any) -> None:
             if isinstance(case.query, dict) and "watch" in case.query:
                 case.query["timeoutSeconds"] = 1  # a watch is long-running: bounded here
