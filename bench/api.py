@@ -2,10 +2,11 @@
 
 Usage::
 
-    .venv/bin/python bench/api.py [--requests 2000] [--pods 10000] [--tls | --tls-compare] [--uvloop]
+    .venv/bin/python bench/api.py [--requests 2000] [--pods 10000] [--tls | --tls-compare [--rounds 3]] [--uvloop]
 
-``--tls`` runs the server with ``--secure`` (HTTPS, x509 client certificates) and the clients with
-the admin certificate of the kubeconfig it writes, TLS sessions resumed across connections.
+``--tls`` runs the server with ``--secure`` (HTTPS, x509 client certificates) and
+``--authorization-mode=Node,RBAC``, and the clients with the certificate of a user bound to
+cluster-admin by a ClusterRoleBinding (so RBAC decides), TLS sessions resumed across connections.
 
 Starts a real ``pilothouse server`` subprocess (its own temp data dir), drives it from this process
 at 1, 10 and 100 concurrent clients (creates and gets over lean keep-alive connections, see
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,30 +102,56 @@ def cpu_seconds(pid: int) -> float:
 TLS: ResumingContext | None = None
 
 
-def tls_context(data_dir: Path) -> ResumingContext:
-    """The cluster CA and the admin kubeconfig's client certificate, in a context that resumes sessions."""
-    user = yaml.safe_load((data_dir / "kubeconfig.yaml").read_text())["users"][0]["user"]
-    for name, field in (("admin.crt", "client-certificate-data"), ("admin.key", "client-key-data")):
-        (data_dir / name).write_bytes(base64.b64decode(user[field]))
+#: The benchmark's user under --tls: its rights come from a ClusterRoleBinding of its group to
+#: cluster-admin, as kubeadm's admin.conf has since 1.29 (``kubeadm:cluster-admins``), so that RBAC
+#: decides every request (``system:masters``, the written kubeconfig's group, is allowed before RBAC).
+BENCH_USER, BENCH_GROUP = "bench", "bench:cluster-admins"
+
+
+def _client_context(data_dir: Path, kubeconfig: str, name: str) -> ResumingContext:
+    """The cluster CA and ``kubeconfig``'s client certificate, in a context that resumes sessions."""
+    user = yaml.safe_load(kubeconfig)["users"][0]["user"]
+    for suffix, field in ((".crt", "client-certificate-data"), (".key", "client-key-data")):
+        (data_dir / (name + suffix)).write_bytes(base64.b64decode(user[field]))
     context = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
     context.load_verify_locations(cafile=str(data_dir / "pki" / "ca.crt"))
-    context.load_cert_chain(data_dir / "admin.crt", data_dir / "admin.key")
+    context.load_cert_chain(data_dir / (name + ".crt"), data_dir / (name + ".key"))
     return context
 
 
+def tls_context(url: str, data_dir: Path) -> ResumingContext:
+    """The benchmark user's context: bound to cluster-admin with the written admin kubeconfig, then
+    given a certificate (``pilothouse kubeconfig --user``)."""
+    admin = _client_context(data_dir, (data_dir / "kubeconfig.yaml").read_text(), "admin")
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "bench-cluster-admins"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": BENCH_GROUP}]}
+    request = urllib.request.Request(f"{url}/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+                                     orjson.dumps(binding), {"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10, context=admin) as response:
+        response.read()
+    kubeconfig = subprocess.run([sys.executable, "-m", "pilothouse", "kubeconfig", "--data-dir", str(data_dir),
+                                 "--user", BENCH_USER, "--group", BENCH_GROUP],
+                                check=True, capture_output=True, text=True).stdout
+    return _client_context(data_dir, kubeconfig, BENCH_USER)
+
+
 async def lean_level(url: str, concurrency: int, total: int, server_pid: int,
-                     request: Any) -> tuple[float, list[float], float]:
-    """run_level over ``concurrency`` lean keep-alive connections; also the server's CPU µs per request."""
+                     request: Any, tls: ResumingContext | None = None) -> tuple[float, list[float], float]:
+    """run_level over ``concurrency`` lean keep-alive connections (over TLS with ``tls``, else with the
+    current server's ``TLS``); also the server's CPU µs per request."""
+    tls = tls or TLS
     host, port = url.split("://", 1)[1].rsplit(":", 1)
     pool: asyncio.Queue[LeanConnection] = asyncio.Queue()
-    connections = [LeanConnection(host, int(port), TLS) for _ in range(concurrency)]
+    connections = [LeanConnection(host, int(port), tls) for _ in range(concurrency)]
     # connected before the clock starts: the figures are for requests on open keep-alive
     # connections, as an informer's or kubectl's are, not for TCP (or TLS) handshakes. Over TLS one
     # connection answers first, so that the others resume its session.
     await connections[0].connect()
     await connections[0].request("GET", "/readyz")
     await asyncio.gather(*(connection.connect() for connection in connections[1:]))
-    if TLS is not None and concurrency > 1:
+    if tls is not None and concurrency > 1:
         resumed = sum(connection.resumed for connection in connections[1:])
         print(f"  (TLS: {resumed} of {concurrency - 1} further connections resumed the first one's session)")
     for connection in connections:
@@ -298,18 +326,19 @@ async def scale_suite(url: str, pods: int, server_pid: int) -> None:
 def bench_server(tls: bool) -> Iterator[tuple[str, int]]:
     """(url, pid) of a server of its own: the API alone, without the embedded scheduler (which would try,
     and fail with no nodes, to place every benchmark pod) and the controllers. Under ``tls`` it serves
-    HTTPS (``--secure``) and the clients use its admin certificate (``TLS``)."""
+    HTTPS (``--secure``) with ``--authorization-mode=Node,RBAC`` and the clients authenticate with
+    a certificate whose rights RBAC grants (``TLS``)."""
     global TLS
     port = free_port()
     with tempfile.TemporaryDirectory() as data_dir:
         process = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
                                     "--port", str(port), "--disable", "scheduler,controller-manager",
-                                    *(["--secure"] if tls else OPEN_FLAGS)],
+                                    *(["--secure", "--authorization-mode", "Node,RBAC"] if tls else OPEN_FLAGS)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         try:
             wait_healthy(url, process, ca=Path(data_dir) / "pki" / "ca.crt" if tls else None)
-            TLS = tls_context(Path(data_dir)) if tls else None
+            TLS = tls_context(url, Path(data_dir)) if tls else None
             # No controller manager runs: make the account ServiceAccount admission wants.
             create_default_service_account(url, context=TLS)
             yield url, process.pid
@@ -317,6 +346,47 @@ def bench_server(tls: bool) -> Iterator[tuple[str, int]]:
             TLS = None
             process.terminate()
             process.wait(10)
+
+
+async def compare_suite(servers: dict[bool, tuple[str, int, ResumingContext | None]], total: int,
+                        rounds: int) -> None:
+    """Issue 11's comparison: creates, gets and lists (limit 50) over lean keep-alive connections at
+    1, 10 and 100 clients against a plain-HTTP server and an HTTPS one with Node,RBAC, both running
+    at once. Each level runs ``rounds`` times, HTTP and HTTPS in turn, and keeps each side's best
+    round, so that a spell of load from other work on a shared machine does not land on one side
+    only (run one after the other, the two sides were measured minutes apart)."""
+    path = "/api/v1/namespaces/default/pods"
+    print(f"{'':<6}{HEADER}")
+    for concurrency in (1, 10, 100):
+        for op in ("create", "get", "list (limit 50)"):
+            best: dict[bool, tuple[float, list[float], float]] = {}
+            for round_ in range(rounds):
+                for tls, (url, pid, context) in servers.items():
+                    prefix, first = f"c{concurrency}-r{round_}", f"c{concurrency}-r0"
+
+                    async def create(c: LeanConnection, i: int, prefix: str = prefix) -> None:
+                        status, body = await c.request("POST", path, orjson.dumps(pod(f"{prefix}-{i}")))
+                        assert status == 201, body
+
+                    async def get(c: LeanConnection, i: int, first: str = first) -> None:
+                        status, body = await c.request("GET", f"{path}/{first}-{i % total}")
+                        assert status == 200, body
+
+                    async def list_page(c: LeanConnection, i: int) -> None:
+                        status, body = await c.request("GET", f"{path}?limit=50")
+                        assert status == 200, body
+
+                    call, count = {"create": (create, total), "get": (get, total),
+                                   "list (limit 50)": (list_page, max(total // 10, 50))}[op]
+                    measured = await lean_level(url, concurrency, count, pid, call, context)
+                    if tls not in best or measured[0] > best[tls][0]:
+                        best[tls] = measured
+            for tls, (rate, latencies, cpu) in best.items():
+                print(f"{'HTTPS' if tls else 'HTTP':<6}" + row(op, concurrency, rate, latencies, cpu))
+            (plain_rate, plain_lat, plain_cpu), (tls_rate, tls_lat, tls_cpu) = best[False], best[True]
+            print(f"{'':<6}  HTTPS/HTTP: throughput x{tls_rate / plain_rate:.2f}, "
+                  f"p99 x{percentile(tls_lat, 0.99) / percentile(plain_lat, 0.99):.2f}, "
+                  f"server CPU x{tls_cpu / plain_cpu:.2f}   (issue 11: throughput >= 0.85, p99 <= 1.15 at 100)")
 
 
 HEADER = f"{'operation':<22}{'conc':>5}{'ops/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'server µs':>12}"
@@ -333,6 +403,8 @@ def main() -> None:
     # The standard loop's TLS is Python (asyncio/sslproto.py) and, on a 2-core machine, takes the CPU
     # from the server it measures; uvloop's is C, as the server's own is.
     parser.add_argument("--uvloop", action="store_true", help="Run the load generator on uvloop too.")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="--tls-compare: rounds per level, HTTP and HTTPS in turn; the best is reported.")
     args = parser.parse_args()
     run: Any = asyncio.run
     if args.uvloop:
@@ -340,15 +412,11 @@ def main() -> None:
 
         run = uvloop.run
     if args.tls_compare:
-        results = {}
-        for tls in (False, True):
-            print(f"\n{'HTTPS' if tls else 'HTTP'}\n{HEADER}")
-            with bench_server(tls) as (url, pid):
-                results[tls] = run(http_suite(url, args.requests, pid))
-        print("\nHTTPS vs HTTP (throughput ratio https/http, 1.0 is as fast):")
-        for key, rate in results[False].items():
-            if rate and key in results[True]:
-                print(f"  {key[0]:<8} c={key[1]:<4} {results[True][key] / rate:6.2f}")
+        with bench_server(True) as (https_url, https_pid):
+            context = TLS
+            with bench_server(False) as (http_url, http_pid):
+                servers = {False: (http_url, http_pid, None), True: (https_url, https_pid, context)}
+                run(compare_suite(servers, args.requests, args.rounds))
         return
     with bench_server(args.tls) as (url, pid):
         print(HEADER)

@@ -3,21 +3,25 @@
 Each allocation is a key in the store (``/registry/ranges/serviceips/<ip>``,
 ``/registry/ranges/servicenodeports/<port>``), created atomically: two API servers over one etcd can
 never hand out the same address, which is how Kubernetes 1.31+ tracks IPs (IPAddress objects)
-instead of one contended bitmap. Allocations are released when the Service is deleted.
+instead of one contended bitmap. Allocations are released when the Service is deleted, and on an
+update, whatever the old Service held that the new one does not (a type or port change).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pilothouse.apiserver.registry import StorageHooks, WriteContext
 from pilothouse.machinery.errors import FieldError, invalid
-from pilothouse.store.interface import KeyExistsError, Store
+from pilothouse.store.interface import KeyExistsError, KeyNotFoundError, Store, StoreError
 
 __all__ = ["ServiceAllocator", "ServiceHooks"]
+
+log = logging.getLogger("pilothouse.apiserver.allocators")
 
 Object = dict[str, Any]
 
@@ -46,20 +50,29 @@ class ServiceAllocator:
             return False
         return True
 
-    async def release(self, service: Object) -> None:
+    @staticmethod
+    def held(service: Object) -> set[str]:
+        """The allocation keys ``service`` holds."""
         spec = service.get("spec") or {}
-        for ip in spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else []):
-            if ip and ip != "None":
-                await self._delete(_IP_PREFIX + ip)
-        for port in spec.get("ports") or []:
-            if port.get("nodePort"):
-                await self._delete(f"{_PORT_PREFIX}{port['nodePort']}")
+        ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
+        keys = {_IP_PREFIX + ip for ip in ips if ip and ip != "None"}
+        keys |= {f"{_PORT_PREFIX}{port['nodePort']}" for port in spec.get("ports") or () if port.get("nodePort")}
+        return keys
+
+    async def release(self, service: Object, keep: Object | None = None) -> None:
+        """Free what ``service`` holds, except what ``keep`` (its replacement) still holds."""
+        for key in sorted(self.held(service) - (self.held(keep) if keep is not None else set())):
+            await self._delete(key)
 
     async def _delete(self, key: str) -> None:
         try:
             await self.store.delete(key)
-        except Exception:
-            return
+        except KeyNotFoundError:
+            return  # already free
+        except StoreError:
+            # The Service write itself succeeded: failing it now would be wrong, but a leaked
+            # port must not go unnoticed (kube-apiserver logs it and its repair loop frees it).
+            log.exception("could not release service allocation %s", key)
 
     async def allocate(self, service: Object, old: Object | None, dry_run: bool) -> list[str]:
         """Fill clusterIP(s) and nodePorts the Service needs. Returns the keys reserved (to undo)."""
@@ -156,6 +169,9 @@ class ServiceHooks(StorageHooks):
             await self.allocator.undo(reserved)
 
         return undo
+
+    async def after_update(self, new: Object, old: Object) -> None:
+        await self.allocator.release(old, keep=new)
 
     async def after_delete(self, obj: Object) -> None:
         await self.allocator.release(obj)

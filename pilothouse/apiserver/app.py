@@ -13,7 +13,17 @@ from typing import Any
 from aiohttp import web
 
 from pilothouse import __version__
-from pilothouse.apiserver import codec, masterendpoints, nodeproxy, poststart, rbacbootstrap, subresources, virtual
+from pilothouse.apiserver import (
+    codec,
+    masterendpoints,
+    metrics,
+    metricsapi,
+    nodeproxy,
+    poststart,
+    rbacbootstrap,
+    subresources,
+    virtual,
+)
 from pilothouse.apiserver.admission import NamespaceLifecycle
 from pilothouse.apiserver.admission_plugins import AdmissionChain
 from pilothouse.apiserver.admission_plugins.priority import bootstrap_priority_classes
@@ -76,9 +86,12 @@ class APIServer:
         # logs/exec/attach/port-forward are proxied to the pod's node agent.
         self.rest = RestHandler(self.registry, self.storages,
                                 {**subresources.SUBRESOURCE_HANDLERS, **nodeproxy.NODE_PROXY_HANDLERS,
-                                 **virtual.VIRTUAL_HANDLERS})
+                                 **virtual.VIRTUAL_HANDLERS, **metricsapi.METRICS_HANDLERS})
         self.discovery = Discovery(self.registry)
         self.crds = CRDController(store, self.registry, self.storage)
+        self.request_metrics = metrics.RequestMetrics(lambda g, v, r: self.registry.by_plural(g, v, r) is not None)
+        self.object_counts = metrics.StorageObjectCounter(
+            store.count, lambda: metrics.stored_resources(self.registry, self.rest.subresources))
         self.ready = False
 
     def _follow_registry(self, resource: ResourceType, added: bool) -> None:
@@ -113,6 +126,7 @@ class APIServer:
         await bootstrap_priority_classes(self.storage("scheduling.k8s.io", "v1", "priorityclasses"))
         await poststart.bootstrap(self.registry, self.storage)
         await self.crds.start()  # serve the stored CRDs' resources before answering ready
+        self.object_counts.start()
         self.ready = True
 
     async def _bootstrap_kubernetes_service(self) -> None:
@@ -140,6 +154,7 @@ class APIServer:
                 raise
 
     async def close(self) -> None:
+        await self.object_counts.close()
         await self.crds.close()
         await self.namespaces.close()
         await self.admission.close()
@@ -149,7 +164,8 @@ class APIServer:
 
     def build_app(self, auth: AuthLayer | None = None) -> web.Application:
         # ``auth``: another layer over the same routes (the insecure port's, apiserver/insecure.py).
-        app = web.Application(middlewares=[codec.pretty_middleware, self._middleware, (auth or self.auth).middleware],
+        app = web.Application(middlewares=[codec.pretty_middleware, self._middleware, (auth or self.auth).middleware,
+                                           self.request_metrics.middleware],
                               client_max_size=codec.MAX_BODY_BYTES + 1)
         app[_KEY_APP] = self
         app.on_response_prepare.append(add_standing_warnings)
@@ -157,6 +173,7 @@ class APIServer:
         app.router.add_get("/healthz", self._health)
         app.router.add_get("/livez", self._health)
         app.router.add_get("/readyz", self._ready)
+        app.router.add_get("/metrics", self._metrics)
         # kube-apiserver serves these through go-restful, which ignores a trailing slash (and
         # /apis/ is registered as such); /healthz/ and the like are 404s there, as here.
         for slash in ("", "/"):
@@ -193,6 +210,9 @@ class APIServer:
             return web.Response(text="not ready", status=500, content_type="text/plain")
         return web.Response(text="ok", content_type="text/plain")
 
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return metrics.serve_metrics(request)
+
     async def _version(self, request: web.Request) -> web.Response:
         major, minor, _patch = KUBERNETES_VERSION.split(".")
         # kube-apiserver writes /version with WriteRawJSON: always indented, for every client.
@@ -206,7 +226,7 @@ class APIServer:
     async def _root_paths(self, request: web.Request) -> web.Response:
         """``GET /``: the paths this server serves (kube-apiserver's IndexLister, written with
         WriteRawJSON, so indented), for load balancers and people probing the root."""
-        paths = ["/api", "/api/v1", "/apis", "/apis/", "/healthz", "/livez", "/openapi/v3",
+        paths = ["/api", "/api/v1", "/apis", "/apis/", "/healthz", "/livez", "/metrics", "/openapi/v3",
                  "/readyz", "/version"]
         for group, versions in self.registry.group_versions().items():
             if group:

@@ -69,9 +69,17 @@ async def read_body(request: web.Request) -> tuple[Any, str]:
         return decode_kubernetes_protobuf(bytes(raw)), media_type
     if media_type in ("application/yaml", "text/yaml", "application/x-yaml", "application/apply-patch+yaml"):
         try:
-            return safeyaml.load(bytes(raw)), media_type
+            value = safeyaml.load(bytes(raw))  # bounded depth and alias expansion
+            # What follows expects a JSON document, as sigs.k8s.io/yaml hands kube-apiserver one:
+            # encoding it refuses an alias cycle (``a: &a [*a]``) and anything JSON cannot hold.
+            orjson.dumps(value)
         except yaml.YAMLError as error:
             raise bad_request(f"error converting YAML to JSON: {error}") from None
+        except RecursionError:  # nesting deeper than the parser recurses: a YAML bomb, not a 500
+            raise bad_request("error converting YAML to JSON: yaml: exceeded max depth") from None
+        except orjson.JSONEncodeError as error:
+            raise bad_request(f"error converting YAML to JSON: {error}") from None
+        return value, media_type
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as error:

@@ -7,16 +7,19 @@ from typing import Any
 from multidict import MultiMapping
 
 from pilothouse.apiserver.registry import DeleteOptions, ListOptions, WriteContext
+from pilothouse.machinery import validation
 from pilothouse.machinery.errors import FieldError, bad_request, invalid
 from pilothouse.machinery.kinds import ResourceType
 from pilothouse.machinery.kinds.types import check_field_labels
 from pilothouse.machinery.query import check_list_options, flag, integer
 from pilothouse.machinery.query import resource_version as parse_resource_version
+from pilothouse.machinery.schema import definitions, schema_for_kind
 from pilothouse.machinery.selectors import parse_field_selector, parse_label_selector
 
-__all__ = ["APPLY_PATCH", "delete_options", "get_options", "list_options", "write_context"]
+__all__ = ["APPLY_PATCH", "check_body", "delete_options", "get_options", "list_options", "write_context"]
 
 _FIELD_VALIDATION = {"Strict", "Warn", "Ignore", ""}
+_DELETE_OPTIONS = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"
 APPLY_PATCH = "application/apply-patch+yaml"
 _NON_APPLY_PATCHES = ("application/json-patch+json", "application/merge-patch+json",
                       "application/strategic-merge-patch+json")
@@ -85,7 +88,21 @@ def write_context(query: MultiMapping[str], headers: Any, *, default_validation:
     )
 
 
+def check_body(body: Any, group: str, version: str, kind: str) -> None:
+    """A request body that is not a stored object (DeleteOptions, a review, a Binding, an Eviction, a
+    TokenRequest) decoded as kube-apiserver decodes it into its Go type: a wrong JSON type is a 400
+    with the decoder's message before any field is read (a number where ``dryRun``'s list belongs
+    was a 500 ``TypeError``; so was a Binding's ``target: 5``)."""
+    schema = schema_for_kind(group, version, kind) if kind != "DeleteOptions" else definitions()[_DELETE_OPTIONS]
+    if body is None or schema is None:
+        return
+    report = validation.check_against_schema(body, schema)
+    if report.decode_errors:
+        raise bad_request(validation.decode_error_message(kind, version, report.decode_errors[0]))
+
+
 def delete_options(query: MultiMapping[str], body: Any) -> DeleteOptions:
+    check_body(body, "meta.k8s.io", "v1", "DeleteOptions")
     options = DeleteOptions()
     if isinstance(body, dict):
         if body.get("kind") not in (None, "DeleteOptions"):

@@ -230,6 +230,9 @@ class ClusterPKI:
         if self._context is None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.minimum_version = ssl.TLSVersion.TLSv1_2
+            # No renegotiation, as Go's TLS server: a connection's client certificate is then fixed
+            # at its handshake, which is what lets x509auth remember its user per connection.
+            context.options |= ssl.OP_NO_RENEGOTIATION
             # kubectl's SPDY/websocket upgrades need HTTP/1.1; aiohttp serves nothing else.
             context.set_alpn_protocols(["http/1.1"])
             context.verify_mode = ssl.CERT_OPTIONAL

@@ -126,7 +126,8 @@ class CachedAuthorizer:
 class RBACAuthorizer(CachedAuthorizer):
     def __init__(self, store: Store) -> None:
         self._decisions: dict[tuple[Any, ...], tuple[bool, str]] = {}
-        changed = self._decisions.clear
+        self._any_name: dict[tuple[Any, ...], tuple[bool, str]] = {}
+        changed = self._forget
         self.roles = NotifyingCache(store, _PREFIX + "roles/", changed)
         self.cluster_roles = NotifyingCache(store, _PREFIX + "clusterroles/", changed)
         self.role_bindings = NotifyingCache(store, _PREFIX + "rolebindings/", changed)
@@ -207,25 +208,43 @@ class RBACAuthorizer(CachedAuthorizer):
     async def authorize(self, user: UserInfo, info: RequestInfo) -> tuple[bool, str]:
         if SYSTEM_MASTERS in user.groups:
             return True, ""
-        key = (user.key(), info.is_resource_request, info.verb, info.group, info.resource, info.subresource,
-               info.namespace, info.name, "" if info.is_resource_request else info.path)
+        # A decision that no rule with resourceNames took part in holds for every name: kept under
+        # the key without one, so that GETs of a thousand objects decide once, not a thousand times.
+        any_name = (user.key(), info.is_resource_request, info.verb, info.group, info.resource, info.subresource,
+                    info.namespace, "" if info.is_resource_request else info.path)
+        decided = self._any_name.get(any_name)
+        if decided is not None:
+            return decided
+        key = (*any_name, info.name)
         decided = self._decisions.get(key)
         if decided is not None:
             return decided
         await self.ensure_loaded()
-        decision = self._decide(user, info)
-        if len(self._decisions) >= _MAX_DECISIONS:
-            self._decisions.clear()
-        self._decisions[key] = decision
+        decision, by_name = self._decide(user, info)
+        if len(self._decisions) + len(self._any_name) >= _MAX_DECISIONS:
+            self._forget()
+        if by_name:
+            self._decisions[key] = decision
+        else:
+            self._any_name[any_name] = decision
         return decision
 
-    def _decide(self, user: UserInfo, info: RequestInfo) -> tuple[bool, str]:
+    def _forget(self) -> None:
+        self._decisions.clear()
+        self._any_name.clear()
+
+    def _decide(self, user: UserInfo, info: RequestInfo) -> tuple[tuple[bool, str], bool]:
+        """(allowed, reason), and whether a rule naming resources (``resourceNames``) was among
+        those looked at, which another name could have decided otherwise."""
         errors = []
+        by_name = False
         for rule, said in self.visit_rules(user, info.namespace or ""):
             if rule is None:
                 errors.append(said)
-            elif rule_allows_request(rule, info):
-                return True, f"RBAC: allowed by {said}"
+                continue
+            by_name = by_name or bool(rule.get("resourceNames"))
+            if rule_allows_request(rule, info):
+                return (True, f"RBAC: allowed by {said}"), by_name
         if not errors:
-            return False, ""
-        return False, "RBAC: " + aggregate(errors)
+            return (False, ""), by_name
+        return (False, "RBAC: " + aggregate(errors)), by_name

@@ -27,6 +27,7 @@ from pilothouse.apiserver.objects import (
     encode_for_store,
     stored_json,
 )
+from pilothouse.apiserver.watchjson import SharedEventJSON
 from pilothouse.machinery import meta
 from pilothouse.machinery.errors import StatusError, bad_request, conflict, expired, not_found
 from pilothouse.machinery.kinds import ResourceType, Strategy
@@ -125,6 +126,10 @@ class StorageHooks:
         """``obj`` was just stored (created or updated)."""
         return None
 
+    async def after_update(self, new: Object, old: Object) -> None:
+        """``old`` was just replaced by ``new`` (after :meth:`after_write`): free what only ``old`` held."""
+        return None
+
     async def after_delete(self, obj: Object) -> None:
         return None
 
@@ -141,6 +146,7 @@ class ResourceStorage:
         self.admission = admission_chain or AdmissionChain([])
         self._convert = converter_for(resource.group, resource.kind)
         self._own_version = b'{"apiVersion":"' + resource.api_version.encode() + b'"'
+        self._event_json = SharedEventJSON(stored_json)  # one copy of an event's bytes for all watchers
 
     # ----------------------------------------------------------------- reads
 
@@ -400,6 +406,7 @@ class ResourceStorage:
             stored = await self._cas_update(key, new, kv.mod_revision, name, undo)
             if stored is None:
                 continue
+            await self.hooks.after_update(stored, current)
             return stored, False
         raise conflict(resource.plural, resource.group, name, writes.MODIFIED_MESSAGE)
 
@@ -540,8 +547,8 @@ class ResourceStorage:
         kv = self._view(event.kv)
         if labels.empty() and fields.empty() and not self._needs_decorating(kv):
             if event.type is EventType.DELETE:
-                return WatchEvent("DELETED", json=stored_json(kv))
-            return WatchEvent("MODIFIED" if event.prev is not None else "ADDED", json=stored_json(kv))
+                return WatchEvent("DELETED", json=self._event_json(kv))
+            return WatchEvent("MODIFIED" if event.prev is not None else "ADDED", json=self._event_json(kv))
         obj = self._decode(event.kv)
         now_matches = self.matches(obj, labels, fields)
         was_matching = False

@@ -7,6 +7,7 @@ kind's status strategy.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -233,9 +234,20 @@ class RestHandler:
 
 
 def _warning(text: str) -> str:
-    # One Warning header per message, in RFC 7234 form, as kube-apiserver sends them.
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    # One Warning header per message, in RFC 7234 form, as kube-apiserver sends them. Warnings carry
+    # user data (an unknown field's name): a control character is written as Go's strconv.Quote
+    # writes it (\n, \x1f), never raw, since aiohttp refuses it in a header and drops the connection.
+    escaped = _CONTROL.sub(_go_escape, text).replace("\\", "\\\\").replace('"', '\\"')
     return f'299 - "{escaped}"'
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
+def _go_escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _GO_ESCAPES.get(char) or (f"\\x{ord(char):02x}" if char < "\x80" else f"\\u{ord(char):04x}")
 
 
 def warning_headers(ctx: WriteContext | None) -> CIMultiDict[str] | None:

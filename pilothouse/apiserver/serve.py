@@ -17,6 +17,7 @@ from aiohttp import web
 
 from pilothouse.apiserver.app import APIServer
 from pilothouse.apiserver.authchain import AuthOptions, build_auth
+from pilothouse.apiserver.datadir import prepare_data_dir
 from pilothouse.apiserver.encryption import wrap_store
 from pilothouse.apiserver.insecure import start_insecure
 from pilothouse.apiserver.legacyapi import enable_runtime_config
@@ -29,6 +30,7 @@ from pilothouse.machinery.kubeconfig import build_kubeconfig
 from pilothouse.machinery.pki import CertKey
 from pilothouse.store import open_store
 from pilothouse.store.interface import Store
+from pilothouse.store.metrics import InstrumentedStore
 
 __all__ = ["RunningServer", "ServerConfig", "start_server", "write_kubeconfig"]
 
@@ -68,6 +70,9 @@ class ServerConfig:
     runtime_config: str = ""
     #: --max-requests-inflight, --max-mutating-requests-inflight, --request-timeout, --min-request-timeout
     limits: RequestLimitOptions = field(default_factory=RequestLimitOptions)
+    #: kube-apiserver's --etcd-count-metric-poll-period: seconds between counts of each resource's
+    #: objects for apiserver_storage_objects (0: never).
+    count_metric_poll_period: float = 60.0
 
     def store_options(self) -> dict[str, object]:
         options: dict[str, object] = {"compact_interval": self.compaction_interval}
@@ -159,20 +164,22 @@ def _secure_pki(config: ServerConfig) -> ClusterPKI:
 
 
 async def start_server(config: ServerConfig) -> RunningServer:
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(config.data_dir)  # refuses a newer format, migrates an older one
     cluster_pki = _secure_pki(config) if config.secure else None
     if cluster_pki is not None:
         # Over HTTPS nobody is trusted for being on loopback: a client certificate names the user, then
         # the bearer tokens; anything else is anonymous.
         config.auth.request_authenticators = [X509Authenticator(cluster_pki.client_cas())]
         config.auth.tls = True
-    store = wrap_store(open_store(config.endpoint(), **config.store_options()), config.encryption_provider_config,
-                       config.encryption_provider_config_automatic_reload)
+    # Timed below the encryption, as kube-apiserver times its etcd calls without the transformers.
+    store = wrap_store(InstrumentedStore(open_store(config.endpoint(), **config.store_options())),
+                       config.encryption_provider_config, config.encryption_provider_config_automatic_reload)
     api = APIServer(store, build_auth(config.auth, store, config.data_dir),
                     service_cluster_ip_range=config.service_cluster_ip_range,
                     advertise_port=config.port,
                     advertise_address=advertise_address(config.bind_address, config.advertise_address))
     enable_runtime_config(api, config.runtime_config)
+    api.object_counts.period = config.count_metric_poll_period
     if cluster_pki is not None:
         api.rest.kubelet_tls = cluster_pki.kubelet_client_context()  # type: ignore[attr-defined]
     try:

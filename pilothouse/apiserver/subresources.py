@@ -139,6 +139,7 @@ async def binding(handler: Any, request: web.Request, info: RequestInfo,
     if info.verb != "create":
         raise method_not_allowed()
     body, _ = await codec.read_body(request)
+    options.check_body(body, "", "v1", "Binding")
     await bind_pod(storage, info.namespace, info.name, body, options.write_context(request.query, request.headers))
     return codec.json_response(status_success(), status=201)
 
@@ -175,6 +176,7 @@ async def eviction(handler: Any, request: web.Request, info: RequestInfo,
     if info.verb != "create":
         raise method_not_allowed()
     body, _ = await codec.read_body(request)
+    options.check_body(body, "policy", "v1", "Eviction")
     if not isinstance(body, dict):
         raise bad_request("expected an Eviction object")
     pod = await storage.get(info.namespace, info.name)

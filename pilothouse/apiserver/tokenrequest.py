@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pilothouse.apiserver import codec
+from pilothouse.apiserver import codec, options
 from pilothouse.apiserver.auth import CALLER
 from pilothouse.apiserver.registry import ResourceStorage
 from pilothouse.apiserver.requestinfo import RequestInfo
@@ -75,6 +75,7 @@ async def create_token(handler: Any, request: web.Request, info: RequestInfo,
     if issuer is None:
         raise StatusError(404, "NotFound", "the server could not find the requested resource", {})
     body, _ = await codec.read_body(request)
+    options.check_body(body, "authentication.k8s.io", "v1", "TokenRequest")
     if not isinstance(body, dict):
         raise bad_request("expected a TokenRequest object")
     namespace = info.namespace or ""

@@ -68,8 +68,9 @@ def _user_json(user: UserInfo) -> Object:
     return out
 
 
-async def _read_review(request: web.Request, kind: str) -> Object:
+async def _read_review(request: web.Request, info: RequestInfo, kind: str) -> Object:
     body, _ = await codec.read_body(request)
+    options.check_body(body, info.group, info.version, kind)
     if not isinstance(body, dict):
         raise bad_request(f"expected a {kind} object")
     body.setdefault("metadata", {})
@@ -90,7 +91,7 @@ def _created(review: Object, api_version: str, kind: str, status: Object) -> web
 async def token_review(handler: Any, request: web.Request, info: RequestInfo,
                        storage: ResourceStorage) -> web.StreamResponse:
     _only(("create",), info)
-    review = await _read_review(request, "TokenReview")
+    review = await _read_review(request, info, "TokenReview")
     if not review["spec"].get("token"):
         raise bad_request("token is required for TokenReview in authentication")
     layer = request[CALLER].layer if CALLER in request else None
@@ -116,7 +117,7 @@ async def token_review(handler: Any, request: web.Request, info: RequestInfo,
 async def self_subject_review(handler: Any, request: web.Request, info: RequestInfo,
                               storage: ResourceStorage) -> web.StreamResponse:
     _only(("create",), info)
-    review = await _read_review(request, "SelfSubjectReview")
+    review = await _read_review(request, info, "SelfSubjectReview")
     review.pop("spec", None)
     user, _ = _caller_user(request)
     review["metadata"]["creationTimestamp"] = meta.format_time()
@@ -158,7 +159,7 @@ def _access_review(kind: str, self_review: bool, local: bool) -> Handler:
     async def create(handler: Any, request: web.Request, info: RequestInfo,
                      storage: ResourceStorage) -> web.StreamResponse:
         _only(("create",), info)
-        review = await _read_review(request, kind)
+        review = await _read_review(request, info, kind)
         spec = review["spec"]
         errors = _attributes_errors(spec)
         if not self_review and not spec.get("user") and not spec.get("groups"):
@@ -193,7 +194,7 @@ def _resource_rule(rule: Object) -> Object:
 async def self_subject_rules_review(handler: Any, request: web.Request, info: RequestInfo,
                                     storage: ResourceStorage) -> web.StreamResponse:
     _only(("create",), info)
-    review = await _read_review(request, "SelfSubjectRulesReview")
+    review = await _read_review(request, info, "SelfSubjectRulesReview")
     user, authorizer = _caller_user(request)
     resolve = getattr(authorizer, "rules_for", None)
     if resolve is None:
@@ -220,6 +221,7 @@ async def bindings(handler: Any, request: web.Request, info: RequestInfo,
     if info.name:
         raise method_not_allowed(f"POST is not supported on {info.path}")
     body, _ = await codec.read_body(request)
+    options.check_body(body, "", "v1", "Binding")
     name = ((body or {}).get("metadata") or {}).get("name", "")
     if not name:
         raise StatusError(422, "Invalid", 'Binding "" is invalid: metadata.name: Required value: name or '

@@ -12,23 +12,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from pilothouse.apiserver import codec, options, requestlimits
+from pilothouse.apiserver.metrics import TERMINATED_WATCHERS
 from pilothouse.apiserver.objects import bookmark_object
 from pilothouse.apiserver.registry import ResourceStorage, WatchEvent
 from pilothouse.machinery import tables
 from pilothouse.machinery.query import flag, send_initial_events
 from pilothouse.machinery.selectors import FieldSelector
 
-__all__ = ["serve"]
+__all__ = ["STALL_TIMEOUT", "WATCH_BUFFER", "serve"]
+
+log = logging.getLogger("pilothouse.apiserver.watch")
 
 #: How often an idle watch that asked for bookmarks gets one.
 BOOKMARK_INTERVAL = 30.0
+#: Events buffered per watcher between the store and the client's socket.
+WATCH_BUFFER = 64
+#: How long a watcher's buffer may stay full before the watch is closed as unresponsive.
+STALL_TIMEOUT = 5.0
 
 
 async def serve(request: web.Request, storage: ResourceStorage, namespace: str | None,
@@ -55,18 +64,10 @@ async def serve(request: web.Request, storage: ResourceStorage, namespace: str |
     await response.prepare(request)
 
     last_revision = list_options.resource_version or "0"
-    # Bounded: a client that reads slowly stalls this pump, so the store ends its watch (410, relist)
-    # instead of this process buffering without limit.
-    queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue(maxsize=64)
-
-    async def pump() -> None:
-        try:
-            async for event in events:
-                await queue.put(event)
-        finally:
-            await queue.put(None)
-
-    pump_task = asyncio.create_task(pump())
+    # Bounded: a client that stops reading fills the socket, then this queue; the pump then gives it
+    # STALL_TIMEOUT and closes the watch (see _pump), so no watcher holds more than this much here.
+    queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue(maxsize=WATCH_BUFFER)
+    pump_task = asyncio.create_task(_pump(events, queue, request, resource.group, resource.plural))
     sent_headers = False
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout if timeout else None
@@ -120,6 +121,37 @@ async def serve(request: web.Request, storage: ResourceStorage, namespace: str |
     with contextlib.suppress(ConnectionResetError, Exception):
         await response.write_eof()
     return response
+
+
+async def _pump(events: AsyncIterator[WatchEvent], queue: asyncio.Queue[WatchEvent | None],
+                request: web.Request, group: str, plural: str) -> None:
+    """Move events from the store to the sender. A client that stops reading is cut off, as
+    kube-apiserver's cacher does ("Forcing watcher close due to unresponsiveness"): waiting for it
+    would keep every event since in memory, per watcher (1,000 such watchers grew the server by
+    1.5 GB). The connection is aborted, which also drops what the socket buffers hold; the client
+    sees the stream end and re-watches from its last resourceVersion, or relists."""
+    async def offer(item: WatchEvent | None) -> bool:
+        if not queue.full():
+            queue.put_nowait(item)
+            return True
+        try:
+            await asyncio.wait_for(queue.put(item), STALL_TIMEOUT)
+            return True
+        except TimeoutError:
+            log.warning("Forcing %s watcher close due to unresponsiveness: len(input) = %d",
+                        f"{plural}.{group}" if group else plural, queue.qsize())
+            TERMINATED_WATCHERS.labels(group, plural).inc()
+            if request.transport is not None:
+                request.transport.abort()
+            return False
+
+    try:
+        async for event in events:
+            if not await offer(event):
+                return
+    except Exception:  # a bug below: end this stream (the client re-watches), keep serving the rest
+        log.exception("watch of %s failed", plural)
+    await offer(None)  # the end of the stream (the store closed it): the sender finishes and returns
 
 
 def _revision_of(json: bytes, default: str) -> str:

@@ -6,12 +6,18 @@ then reads the verified peer certificate: CN is the user name, each O a group, p
 ``system:authenticated``. It checks issuer, validity and key usage once more itself, so that it holds
 whatever the listener's settings, and remembers the answer per certificate: a keep-alive connection
 presents the same bytes on every request, and an ECDSA verification per request would be waste.
+
+It also remembers the answer per TLS connection (until the certificate expires): a connection's
+peer certificate is fixed once its handshake is done (the listener refuses renegotiation, as Go's
+TLS server, kube-apiserver's, does), so later requests on it skip re-encoding the certificate,
+hashing it and looking it up.
 """
 
 from __future__ import annotations
 
 import datetime
 import ssl
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -25,6 +31,8 @@ from pilothouse.machinery.errors import StatusError
 __all__ = ["X509Authenticator"]
 
 _CACHE_SIZE = 1024
+#: (user, until when the answer holds), (None, None) for a connection whose certificate names nobody.
+_Answer = tuple[UserInfo | None, datetime.datetime | None]
 
 
 def _utcnow() -> datetime.datetime:
@@ -38,29 +46,40 @@ class X509Authenticator:
         self.clock = clock
         #: DER → (user, notAfter); a bounded LRU.
         self._verified: OrderedDict[bytes, tuple[UserInfo, datetime.datetime]] = OrderedDict()
+        #: TLS connection → (user, notAfter), or (None, None) for one without a certificate; an entry
+        #: goes with its connection.
+        self._connections: weakref.WeakKeyDictionary[ssl.SSLObject | ssl.SSLSocket, _Answer] = (
+            weakref.WeakKeyDictionary())
 
     async def authenticate(self, request: web.Request) -> UserInfo | None:
         transport = request.transport
         ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
         if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
             return None
+        known = self._connections.get(ssl_object)
+        if known is not None and (known[1] is None or self.clock() <= known[1]):
+            return known[0]
+        answer = self._connections[ssl_object] = self._authenticate(ssl_object)
+        return answer[0]
+
+    def _authenticate(self, ssl_object: ssl.SSLObject | ssl.SSLSocket) -> _Answer:
+        """(user, until when the answer holds): (None, None) when the certificate names nobody."""
         der = ssl_object.getpeercert(binary_form=True)
         if not der:
-            return None
+            return None, None
         now = self.clock()
         known = self._verified.get(der)
         if known is not None and now <= known[1]:
             self._verified.move_to_end(der)
-            return known[0]
+            return known
         cert = x509.load_der_x509_certificate(der)
         if pki.verify_client(cert, self.cas, now) is not None:
             # kube-apiserver answers 401 for a certificate it cannot verify, whatever else was sent.
             raise StatusError(401, "Unauthorized", "Unauthorized")
         name, groups = pki.client_identity(cert)
         if not name:
-            return None
-        user = UserInfo(name, (*groups, "system:authenticated"))
-        self._verified[der] = (user, cert.not_valid_after_utc)
+            return None, None
+        answer = self._verified[der] = (UserInfo(name, (*groups, "system:authenticated")), cert.not_valid_after_utc)
         if len(self._verified) > _CACHE_SIZE:
             self._verified.popitem(last=False)
-        return user
+        return answer

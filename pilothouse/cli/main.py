@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import platformdirs
 
-from pilothouse.cli import hostsetup
+from pilothouse.cli import backup, hostsetup
 from pilothouse.cli.authflags import auth_options, share_loopback_token
 from pilothouse.cli.join import join_cluster, join_options
 from pilothouse.cli.limitflags import limit_config, limit_options
@@ -28,6 +28,7 @@ from pilothouse.store.interface import StoreError
 if TYPE_CHECKING:  # the server's modules load only when a command needs them
     from pilothouse.apiserver.serve import ServerConfig
     from pilothouse.client.kubeconfig import ClientConfig
+    from pilothouse.components.componentserver import ServingOptions
 
 __all__ = ["main"]
 
@@ -179,6 +180,10 @@ def tls_options(function: click.decorators.FC) -> click.decorators.FC:
                      callback=_collect_tls),
         click.option("--tls-renewal-check-interval", type=float, default=3600.0, hidden=True,
                      expose_value=False, callback=_collect_tls),
+        click.option("--etcd-count-metric-poll-period", type=float, default=60.0, show_default=True,
+                     expose_value=False, callback=_collect_tls,
+                     help="Seconds between counts of each resource's stored objects (apiserver_storage_objects); "
+                          "0: never."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -206,11 +211,12 @@ def _tls_config() -> tuple[bool, Any]:
 
 
 def _insecure_port() -> dict[str, Any]:
-    """ServerConfig's insecure_port/insecure_bind_address from the flags of the same name."""
+    """ServerConfig's insecure port, advertise address and count_metric_poll_period from their flags."""
     flags = click.get_current_context().meta.get(_TLS_META, {})
     return {"insecure_port": flags.get("insecure_port") or 0,
             "insecure_bind_address": flags.get("insecure_bind_address") or "127.0.0.1",
-            "advertise_address": flags.get("advertise_address") or ""}
+            "advertise_address": flags.get("advertise_address") or "",
+            "count_metric_poll_period": flags.get("etcd_count_metric_poll_period", 60.0)}
 # --- end of TLS serving flags ---
 
 
@@ -229,11 +235,16 @@ EMBEDDED = ("scheduler", "controller-manager")
                    "rest, and how.")
 @click.option("--encryption-provider-config-automatic-reload", is_flag=True,
               help="Reload the encryption configuration when its file changes (checked once a minute).")
+@click.option("--cluster-cidr", default="",
+              help="Pod range of the cluster: the embedded controller manager gives every Node a part of it "
+                   "(node IPAM, --allocate-node-cidrs), which agents run with --pod-cidr auto use.")
+@click.option("--node-cidr-mask-size", type=int, default=24, show_default=True, help="Prefix length of a Node's range.")
 def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, etcd_servers: str,
            etcd_cafile: str | None, etcd_certfile: str | None, etcd_keyfile: str | None,
            service_cluster_ip_range: str, compaction_interval: float, verbose: int, disable: str,
            leader_elect_lease_duration: float, encryption_provider_config: str,
-           encryption_provider_config_automatic_reload: bool, auth: Any) -> None:
+           encryption_provider_config_automatic_reload: bool, cluster_cidr: str, node_cidr_mask_size: int,
+           auth: Any) -> None:
     """Run the API server, with the scheduler and the controller manager embedded."""
     _setup_logging(max(verbose, 1))
     disabled = {name.strip() for name in disable.split(",") if name.strip()}
@@ -254,8 +265,11 @@ def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str
     config.encryption_provider_config_automatic_reload = encryption_provider_config_automatic_reload
     _check_encryption_config(encryption_provider_config)
     try:
+        node_ipam = ["--allocate-node-cidrs", "--cluster-cidr", cluster_cidr, "--node-cidr-mask-size",
+                     str(node_cidr_mask_size)] if cluster_cidr else []
         _run(_serve_with_components(config, [c for c in EMBEDDED if c not in disabled], verbose,
-                                           leader_election_child_args(leader_elect_lease_duration)))
+                                    leader_election_child_args(leader_elect_lease_duration),
+                                    {"controller-manager": node_ipam}))
     except (StatusError, StoreError, OSError) as error:
         # The store unreachable, the port taken: one line, not a traceback.
         raise click.ClickException(f"cannot start the API server: {error}") from None
@@ -273,7 +287,8 @@ def _check_encryption_config(path: str) -> None:
 
 
 async def _serve_with_components(config: Any, components: list[str], verbose: int,
-                                 extra_args: list[str] | None = None) -> None:
+                                 extra_args: list[str] | None = None,
+                                 own_args: dict[str, list[str]] | None = None) -> None:
     from pilothouse.apiserver.serve import start_server
     from pilothouse.cli.supervisor import Supervisor, component_args, component_connection
 
@@ -282,7 +297,8 @@ async def _serve_with_components(config: Any, components: list[str], verbose: in
     supervisor = Supervisor()
     for component in components:
         supervisor.add(component, component, *component_connection(running, component),
-                       *(extra_args or []), *(["-v"] * verbose), *component_args(component, config))
+                       *(extra_args or []), *(["-v"] * verbose), *component_args(component, config),
+                       *(own_args or {}).get(component, []))
     await supervisor.start()
     try:
         await _wait_for_signal()
@@ -329,13 +345,61 @@ def leader_election_child_args(lease_duration: float) -> list[str]:
             "--leader-elect-retry-period", f"{lease_duration * 2 / 15:g}"]
 
 
+def serving_options(secure_port: int) -> Callable[[click.decorators.FC], click.decorators.FC]:
+    """kube-scheduler's and kube-controller-manager's serving flags (their /healthz and /metrics)."""
+    def decorate(function: click.decorators.FC) -> click.decorators.FC:
+        options = [
+            click.option("--bind-address", default="127.0.0.1", show_default=True,
+                         help="Address of the HTTPS /healthz and /metrics endpoint (kubeadm's; kube's default "
+                              "is 0.0.0.0)."),
+            click.option("--secure-port", type=int, default=secure_port, show_default=True,
+                         help="Port of that endpoint (0: do not serve)."),
+            click.option("--tls-cert-file", default=None,
+                         help="Its serving certificate (default: a self-signed one made at start)."),
+            click.option("--tls-private-key-file", default=None, help="The key of --tls-cert-file."),
+        ]
+        for option in reversed(options):
+            function = option(function)
+        return function
+    return decorate
+
+
+def _serving(bind_address: str, secure_port: int, tls_cert_file: str | None,
+             tls_private_key_file: str | None) -> ServingOptions:
+    from pilothouse.components.componentserver import ServingOptions
+
+    if bool(tls_cert_file) != bool(tls_private_key_file):
+        raise click.BadParameter("give --tls-cert-file and --tls-private-key-file together")
+    return ServingOptions(secure_port, bind_address, tls_cert_file, tls_private_key_file)
+
+
+async def _with_component_server(name: str, serving: ServingOptions, target: ClientConfig,
+                                 work: Coroutine[Any, Any, None]) -> None:
+    """``work`` with the component's /healthz and /metrics served from before leader election (a
+    standby answers health checks too). A taken port is logged, not fatal: several embedded copies
+    on one host (tests, a second ``pilothouse server``) keep scheduling without their endpoint."""
+    from pilothouse.components.componentserver import ComponentServer
+
+    server = ComponentServer(name, serving, target)
+    try:
+        await server.start()
+    except OSError as error:
+        logging.getLogger("pilothouse.cli").error("%s: cannot serve on %s:%d: %s", name, serving.bind_address,
+                                                  serving.secure_port, error)
+    try:
+        await work
+    finally:
+        await server.stop()
+
+
 def _run_component(lease_name: str, target: ClientConfig, run: Callable[[], Coroutine[Any, Any, None]],
-                   leader_elect: bool, lease_duration: float, renew_deadline: float, retry_period: float) -> None:
+                   leader_elect: bool, lease_duration: float, renew_deadline: float, retry_period: float,
+                   serving: ServingOptions) -> None:
     from pilothouse.cli.supervisor import exit_with_supervisor
 
     exit_with_supervisor()
     if not leader_elect:
-        _run_until_signal(run())
+        _run_until_signal(_with_component_server(lease_name, serving, target, run()))
         return
 
     from pilothouse.client.leaderelection import LeaderElectionLost, LeaderElector
@@ -349,7 +413,7 @@ def _run_component(lease_name: str, target: ClientConfig, run: Callable[[], Coro
             await elector.run(run)
 
     try:
-        _run_until_signal(elected())
+        _run_until_signal(_with_component_server(lease_name, serving, target, elected()))
     except LeaderElectionLost:
         # klog.Fatalf("leaderelection lost"): what was built while leading cannot be trusted; the
         # supervisor (or systemd) starts a fresh process that campaigns again.
@@ -377,16 +441,19 @@ def _target(server_url: str | None, kubeconfig: str | None) -> ClientConfig:
 @main.command()
 @connection_options
 @leader_election_options
+@serving_options(10259)
 @click.option("-v", "--verbose", count=True)
 def scheduler(server_url: str | None, kubeconfig: str | None, leader_elect: bool, leader_elect_lease_duration: float,
-              leader_elect_renew_deadline: float, leader_elect_retry_period: float, verbose: int) -> None:
+              leader_elect_renew_deadline: float, leader_elect_retry_period: float, bind_address: str,
+              secure_port: int, tls_cert_file: str | None, tls_private_key_file: str | None, verbose: int) -> None:
     """Run the scheduler against an API server."""
     from pilothouse.components.scheduler import run_scheduler
 
     _setup_logging(verbose)
     target = _target(server_url, kubeconfig)
     _run_component("kube-scheduler", target, lambda: run_scheduler(target), leader_elect,
-                   leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period)
+                   leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period,
+                   _serving(bind_address, secure_port, tls_cert_file, tls_private_key_file))
 
 
 @main.command("controller-manager")
@@ -403,14 +470,21 @@ def scheduler(server_url: str | None, kubeconfig: str | None, leader_elect: bool
 @click.option("--use-service-account-credentials", type=click.BOOL, default=True, is_flag=False, flag_value=True,
               show_default=True, help="Each controller acts as its own service account in kube-system (as kubeadm "
                                       "runs kube-controller-manager); false: all act as this component's identity.")
+@click.option("--allocate-node-cidrs", is_flag=True,
+              help="Give every Node a pod range (spec.podCIDR) of --cluster-cidr, as kube-controller-manager does.")
+@click.option("--cluster-cidr", default="10.244.0.0/16", show_default=True, help="The cluster's pod range.")
+@click.option("--node-cidr-mask-size", type=int, default=24, show_default=True, help="Prefix length of a Node's range.")
 @leader_election_options
+@serving_options(10257)
 @click.option("-v", "--verbose", count=True)
 def controller_manager(server_url: str | None, kubeconfig: str | None, controllers: str,
                        node_monitor_grace_period: float, pod_eviction_timeout: float, root_ca_file: str,
                        cluster_signing_cert_file: str, cluster_signing_key_file: str,
-                       use_service_account_credentials: bool, leader_elect: bool,
+                       use_service_account_credentials: bool, allocate_node_cidrs: bool, cluster_cidr: str,
+                       node_cidr_mask_size: int, leader_elect: bool,
                        leader_elect_lease_duration: float, leader_elect_renew_deadline: float,
-                       leader_elect_retry_period: float, verbose: int) -> None:
+                       leader_elect_retry_period: float, bind_address: str, secure_port: int,
+                       tls_cert_file: str | None, tls_private_key_file: str | None, verbose: int) -> None:
     """Run the controller manager against an API server."""
     from pilothouse.components.controllers.manager import ControllerManager
 
@@ -423,9 +497,12 @@ def controller_manager(server_url: str | None, kubeconfig: str | None, controlle
         "root_ca_file": root_ca_file,
         "cluster_signing_cert_file": cluster_signing_cert_file,
         "cluster_signing_key_file": cluster_signing_key_file,
+        "allocate_node_cidrs": allocate_node_cidrs, "cluster_cidr": cluster_cidr,
+        "node_cidr_mask_size": node_cidr_mask_size,
     }, use_service_account_credentials=use_service_account_credentials)
     _run_component("kube-controller-manager", target, manager.run, leader_elect,
-                   leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period)
+                   leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period,
+                   _serving(bind_address, secure_port, tls_cert_file, tls_private_key_file))
 
 # --- end of leader election wiring ---
 
@@ -489,6 +566,10 @@ def kubeconfig_command(data_dir: Path, user: str, groups: tuple[str, ...], serve
     click.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
 
 
+from pilothouse.cli.cluster.commands import cluster as _cluster_group  # noqa: E402 - after main is defined
+
+main.add_command(_cluster_group)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
@@ -499,6 +580,12 @@ def proxy_options(function: click.decorators.FC) -> click.decorators.FC:
                             help="The nftables table (ip family) the proxy owns.")(function)
     return click.option("--service-cluster-ip-range", default="10.96.0.0/12", show_default=True,
                         help="The Services' range: traffic to an address no Service holds is rejected.")(function)
+
+
+def _cluster_range(pod_cidr: str) -> str:
+    from pilothouse.components.agent.podrange import AUTO, DEFAULT_CLUSTER_CIDR
+
+    return DEFAULT_CLUSTER_CIDR if pod_cidr == AUTO else pod_cidr
 
 
 def _proxy_config(node_name: str, cluster_cidr: str, service_range: str, table: str) -> Any:
@@ -550,6 +637,8 @@ def proxy(server_url: str | None, kubeconfig: str | None, node_name: str, cluste
 @connection_options
 @click.option("--node-name", default="", help="Node name (default: the hostname).")
 @click.option("--node-labels", default="", help="Labels to register the node with: k=v,k2=v2.")
+@click.option("--register-with-taints", default="",
+              help="Taints to register the node with: k=v:NoSchedule,k2:NoExecute.")
 @click.option("--register-node", type=bool, default=True, show_default=True,
               help="false: wait for a Node registered by hand (the seed's manual registration) and adopt it.")
 @click.option("--pod-manifest-path", "--manifests-dir", "manifests_dir", default=None,
@@ -567,7 +656,14 @@ def proxy(server_url: str | None, kubeconfig: str | None, node_name: str, cluste
 @click.option("--pod-network", type=click.Choice(["agent", "engine"]), default="agent", show_default=True,
               help="agent: pods get addresses on the agent's bridge (pilothouse0); engine: the engine's network.")
 @click.option("--pod-cidr", default="10.244.0.0/16", show_default=True,
-              help="Pod addresses on this host's bridge (shared by every agent on the host).")
+              help="Pod addresses on this host's bridge (shared by every agent on the host); auto: the range "
+                   "node IPAM gives the Node (controller-manager --allocate-node-cidrs), with routes to the "
+                   "other Nodes' ranges.")
+@click.option("--cluster-cidr", default="",
+              help="Every Node's pods: reached without masquerade (default: --pod-cidr; 10.244.0.0/16 with auto).")
+@click.option("--pod-routes", type=click.Choice(["auto", "vxlan", "direct", "none"]), default="auto",
+              show_default=True, help="With --pod-cidr auto: direct routes to Nodes on a shared subnet and VXLAN to "
+                                      "the others (auto), VXLAN to all, direct only, or none.")
 @click.option("--bootstrap-kubeconfig", default=None,
               help="kubeconfig with a bootstrap token: obtain a client certificate through a CSR and write "
                    "--kubeconfig (default <root-dir>/kubelet.conf) when it is missing or expired.")
@@ -584,21 +680,27 @@ def proxy(server_url: str | None, kubeconfig: str | None, node_name: str, cluste
               help="Resolver configuration for dnsPolicy Default pods, and the cluster DNS's upstreams.")
 @join_options
 @click.option("-v", "--verbose", count=True)
-def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_labels: str, register_node: bool,
+def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_labels: str, register_with_taints: str,
+          register_node: bool,
           manifests_dir: str | None,
           address: str, port: int, node_ip: str | None, runtime: str, runtime_endpoint: str | None, simulate: int,
           root_dir: str | None, image_credentials_file: str | None, stop_pods_on_exit: bool, pod_network: str,
-          pod_cidr: str, bootstrap_kubeconfig: str | None, service_cluster_ip_range: str, proxy_table: str,
+          pod_cidr: str, cluster_cidr: str, pod_routes: str, bootstrap_kubeconfig: str | None,
+          service_cluster_ip_range: str, proxy_table: str,
           disable: str, proxy_kubeconfig: str | None, cluster_dns: str, cluster_domain: str,
           resolv_conf: str, token: str | None, discovery_timeout: float, verbose: int) -> None:
     """Run the node agent: register the node and run the pods bound to it."""
     import socket
 
     from pilothouse.client.errors import APIError
-    from pilothouse.components.agent.agent import Agent, AgentOptions, parse_labels
+    from pilothouse.components.agent.agent import Agent, AgentOptions, parse_labels, parse_taints
     from pilothouse.components.agent.bootstrap import BootstrapError, bootstrap_client_certificate
 
     _setup_logging(verbose)
+    try:
+        taints = parse_taints(register_with_taints)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--register-with-taints") from None
     root_dir = root_dir or str(default_data_dir() / "agent")
     node_name = node_name or socket.gethostname().lower()
     if token:
@@ -612,10 +714,12 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
     _target(server_url, kubeconfig)  # refuse a missing or unreadable kubeconfig here, with the flag's name
     options = AgentOptions(
         server=server_url or "", kubeconfig=kubeconfig, node_name=node_name, node_labels=parse_labels(node_labels),
-        register_node=register_node, manifests_dir=manifests_dir, port=port, address=address, node_ip=node_ip,
+        node_taints=taints, register_node=register_node, manifests_dir=manifests_dir, port=port, address=address,
+        node_ip=node_ip,
         runtime="simulated" if simulate else runtime, runtime_endpoint=runtime_endpoint, simulate=simulate,
         root_dir=root_dir, image_credentials_file=image_credentials_file,
-        pod_network=pod_network, pod_cidr=pod_cidr, cluster_dns=[ip for ip in cluster_dns.split(",") if ip],
+        pod_network=pod_network, pod_cidr=pod_cidr, cluster_cidr=cluster_cidr, pod_routes=pod_routes,
+        cluster_dns=[ip for ip in cluster_dns.split(",") if ip],
         cluster_domain=cluster_domain, resolv_conf=resolv_conf)
 
     disabled = {name.strip() for name in disable.split(",") if name.strip()}
@@ -630,7 +734,8 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
         node_agent = Agent(options)
         await node_agent.start()
         proxy_target = _target(server_url, proxy_kubeconfig) if proxy_kubeconfig else node_agent.target
-        proxy = (await start_proxy(proxy_target, _proxy_config(node_name, pod_cidr, service_cluster_ip_range,
+        proxy = (await start_proxy(proxy_target, _proxy_config(node_name, cluster_cidr or _cluster_range(pod_cidr),
+                                                               service_cluster_ip_range,
                                                                proxy_table)) if embed_proxy else None)
         try:
             await _wait_for_signal()
@@ -668,10 +773,14 @@ def up(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, et
                          verbose=verbose, pod_cidr=pod_cidr))
 
 
-for _command in hostsetup.COMMANDS:  # cloud-config, install, uninstall
+for _command in (*hostsetup.COMMANDS, *backup.COMMANDS):  # cloud-config, install, uninstall; backup, restore
     main.add_command(_command)
 
 
 from pilothouse.cli.dnscmd import dns_command  # noqa: E402  (it uses the helpers above)
 
 main.add_command(dns_command)
+
+from pilothouse.cli.podroutescmd import pod_routes_command  # noqa: E402  (it uses the helpers above)
+
+main.add_command(pod_routes_command)

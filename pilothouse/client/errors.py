@@ -14,7 +14,9 @@ Tree::
       ServerError             5xx
     ConnectionFailed          the server could not be reached (aiohttp's error is the cause)
 
-aiohttp stays an implementation detail: callers catch these, never aiohttp's.
+aiohttp stays an implementation detail: callers catch these, never aiohttp's. Beyond the class,
+callers look at the Status's ``reason`` and ``details`` (:func:`has_cause`, :func:`names`), never at
+its message, which is for people and may be reworded.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "NAMESPACE_TERMINATING",
     "APIError",
     "AlreadyExistsError",
     "BadRequestError",
@@ -34,7 +37,12 @@ __all__ = [
     "ServerError",
     "TooManyRequestsError",
     "from_status",
+    "has_cause",
+    "names",
 ]
+
+#: The cause of a create refused in a namespace being deleted (``v1.NamespaceTerminatingCause``).
+NAMESPACE_TERMINATING = "NamespaceTerminating"
 
 
 class APIError(Exception):
@@ -99,3 +107,16 @@ def from_status(code: int, status: dict[str, Any] | None) -> APIError:
         cls = {400: BadRequestError, 404: NotFoundError, 410: GoneError, 422: InvalidError,
                429: TooManyRequestsError}.get(code, ServerError if code >= 500 else ClientError)
     return cls(code, reason, message, status)
+
+
+def has_cause(error: APIError, cause: str) -> bool:
+    """client-go's ``apierrors.HasStatusCause``: the Status's details list a cause of this type."""
+    details = error.status.get("details") or {}
+    return any(isinstance(c, dict) and c.get("reason") == cause for c in details.get("causes") or ())
+
+
+def names(error: APIError, kind: str, name: str) -> bool:
+    """The Status is about this object (``details.kind``/``details.name``), e.g. a 404 for the
+    namespace itself rather than for a path the server does not serve."""
+    details = error.status.get("details") or {}
+    return details.get("kind") == kind and details.get("name") == name

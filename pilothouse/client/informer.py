@@ -67,6 +67,8 @@ class Informer:
         self._indexers: dict[str, IndexFunc] = {}
         self._indices: dict[str, dict[str, set[str]]] = {}
         self._task: asyncio.Task[None] | None = None
+        #: Exceptions raised by handlers (each logged; client-go's HandleError).
+        self.handler_errors = 0
 
     # ------------------------------------------------------------ cache API
 
@@ -74,7 +76,7 @@ class Informer:
         self._handlers.append(handler)
         if self.synced.is_set() and handler.on_add:
             for obj in list(self.cache.values()):
-                handler.on_add(obj)
+                self._call(handler.on_add, obj)
 
     def add_indexer(self, name: str, func: IndexFunc) -> None:
         self._indexers[name] = func
@@ -128,7 +130,7 @@ class Informer:
                 backoff = min(backoff * 2, 10.0)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a handler bug must not kill the informer
+            except Exception:  # a bug here (handlers are isolated in _call) must not kill the informer
                 log.exception("informer %s failed; relisting", self.resource.plural)
                 need_list = True
                 await asyncio.sleep(backoff)
@@ -195,16 +197,27 @@ class Informer:
         for handler in self._handlers:
             if old is None:
                 if handler.on_add:
-                    handler.on_add(obj)
+                    self._call(handler.on_add, obj)
             elif handler.on_update:
-                handler.on_update(old, obj)
+                self._call(handler.on_update, old, obj)
 
     def _delete(self, key: str, obj: Object) -> None:
         old = self.cache.pop(key, None)
         self._index(key, old, None)
         for handler in self._handlers:
             if handler.on_delete:
-                handler.on_delete(old or obj)
+                self._call(handler.on_delete, old or obj)
+
+    def _call(self, function: Callable[..., None], *objects: Object) -> None:
+        """Run one handler, isolated: its bug is logged and counted, and neither starves the
+        handlers after it nor ends the watch (a relist would not deliver the event again anyway,
+        the cache already holding it), as client-go's processorListener isolates its handlers."""
+        try:
+            function(*objects)
+        except Exception:
+            self.handler_errors += 1
+            log.exception("informer %s: event handler %s failed on %s", self.resource.plural,
+                          getattr(function, "__qualname__", function), object_key(objects[-1]))
 
 
 class InformerFactory:

@@ -53,6 +53,15 @@ LEASES = resource("coordination.k8s.io", "v1", "leases")
 JITTER_FACTOR = 1.2
 
 
+async def _stop(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended. Not ``await task`` under a suppressed
+    CancelledError: that would also swallow a cancellation of the caller arriving meanwhile."""
+    task.cancel()
+    await asyncio.wait({task})
+    if not task.cancelled():
+        task.exception()  # retrieved: it ended on its own, its outcome no longer matters
+
+
 class LeaderElectionLost(Exception):
     """The leader could not renew its lease within the renew deadline."""
 
@@ -168,14 +177,10 @@ class LeaderElector:
                     await renewing
                 renewing.result()  # raises LeaderElectionLost
             finally:
-                renewing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewing
+                await _stop(renewing)
         finally:
             if leading is not None and not leading.done():
-                leading.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await leading
+                await _stop(leading)
             if leading is not None:
                 self.recorder.event(self._lease or {}, "Normal", "LeaderElection",
                                     f"{self.identity} stopped leading")
@@ -208,11 +213,10 @@ class LeaderElector:
                 changed.clear()
                 with contextlib.suppress(TimeoutError):
                     # a released lease (holder cleared) is worth an attempt at once
-                    await asyncio.wait_for(changed.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await changed.wait()
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watcher
+            await _stop(watcher)
 
     async def _watch_lease(self, changed: asyncio.Event) -> None:
         """Record every change of the Lease as an observation (client-go's observedTime), and
@@ -251,7 +255,11 @@ class LeaderElector:
 
     async def _attempt(self, timeout: float) -> bool:
         try:
-            return await asyncio.wait_for(self._try_acquire_or_renew(), timeout)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the inner result when the
+            # caller is cancelled as the inner call completes, which lost the cancellation of an
+            # elector acquiring the lease at that moment (it then led on, and never returned).
+            async with asyncio.timeout(timeout):
+                return await self._try_acquire_or_renew()
         except (TimeoutError, errors.APIError, errors.ConnectionFailed) as error:
             log.warning("error retrieving or updating lease %s/%s: %s", self.namespace, self.name, error)
             return False

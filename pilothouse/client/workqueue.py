@@ -11,6 +11,8 @@ import asyncio
 from collections import deque
 from collections.abc import Hashable
 
+from pilothouse.client.workqueue_metrics import QueueMetrics
+
 __all__ = ["ShutDown", "WorkQueue"]
 
 
@@ -19,7 +21,7 @@ class ShutDown(Exception):
 
 
 class WorkQueue:
-    def __init__(self, *, base_delay: float = 0.005, max_delay: float = 300.0) -> None:
+    def __init__(self, *, base_delay: float = 0.005, max_delay: float = 300.0, name: str = "") -> None:
         self._queue: deque[Hashable] = deque()
         self._dirty: set[Hashable] = set()
         self._processing: set[Hashable] = set()
@@ -29,6 +31,8 @@ class WorkQueue:
         self._shutdown = False
         self.base_delay = base_delay
         self.max_delay = max_delay
+        #: client-go's workqueue_* series for a named queue (a controller's); none for an anonymous one.
+        self.metrics = QueueMetrics(name) if name else None
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -37,6 +41,8 @@ class WorkQueue:
         if self._shutdown or key in self._dirty:
             return
         self._dirty.add(key)
+        if self.metrics is not None:
+            self.metrics.add(key)
         if key not in self._processing:
             self._queue.append(key)
             self._wakeup.set()
@@ -63,6 +69,8 @@ class WorkQueue:
     def add_rate_limited(self, key: Hashable) -> None:
         failures = self._failures.get(key, 0)
         self._failures[key] = failures + 1
+        if self.metrics is not None:
+            self.metrics.retry()
         self.add_after(key, min(self.base_delay * (2 ** failures), self.max_delay))
 
     def forget(self, key: Hashable) -> None:
@@ -80,10 +88,14 @@ class WorkQueue:
         key = self._queue.popleft()
         self._processing.add(key)
         self._dirty.discard(key)
+        if self.metrics is not None:
+            self.metrics.get(key)
         return key
 
     def done(self, key: Hashable) -> None:
         self._processing.discard(key)
+        if self.metrics is not None:
+            self.metrics.done(key)
         if key in self._dirty:
             self._queue.append(key)
             self._wakeup.set()

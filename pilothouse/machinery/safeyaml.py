@@ -56,13 +56,19 @@ def _scan(raw: bytes) -> bool:
     return aliases
 
 
+_IN_PROGRESS = -1
+
+
 def _expanded_size(value: Any, sizes: dict[int, int]) -> int:
     """Nodes of ``value`` with every shared subtree counted each time it appears (memoised by
     identity, so this costs the size of the graph, not of its expansion)."""
     if not isinstance(value, dict | list):
         return 1
     known = sizes.get(id(value))
+    if known == _IN_PROGRESS:  # an alias inside its own anchor (``a: &a [*a]``): endless
+        raise yaml.YAMLError("yaml: document contains an alias cycle")
     if known is None:
+        sizes[id(value)] = _IN_PROGRESS
         children = value.values() if isinstance(value, dict) else value
         known = 1 + sum(_expanded_size(child, sizes) for child in children)
         sizes[id(value)] = known

@@ -27,6 +27,7 @@ from pilothouse.store.interface import (
     CompactedError,
     FutureRevisionError,
     KeyValue,
+    NoSpaceError,
     StoreError,
     UnavailableError,
 )
@@ -44,6 +45,7 @@ __all__ = [
 
 ERR_COMPACTED = "required revision has been compacted"
 ERR_FUTURE_REV = "required revision is a future revision"
+ERR_NO_SPACE = "database space exceeded"  # etcd's ErrNoSpace (its quota alarm is raised)
 # etcd answers these before a proposal enters raft, so re-sending elsewhere cannot apply twice.
 _NOT_APPLIED = ("no leader", "not capable", "too many requests")
 
@@ -177,11 +179,15 @@ class EtcdClient:
         Raises UnavailableError if no member accepts the stream; the iterator ends (or raises an
         aiohttp/OS error) when the stream breaks, and the caller resumes from its last revision.
         """
+        return await self.stream("/v3/watch", body)
+
+    async def stream(self, path: str, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        """A server-streaming gateway call (``/v3/watch``, ``/v3/maintenance/snapshot``) on some member."""
         last: BaseException | None = None
         for i in self._order():
             try:
                 resp = await self.session.post(
-                    self.urls[i] + "/v3/watch", data=orjson.dumps(body),
+                    self.urls[i] + path, data=orjson.dumps(body),
                     timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout,
                                                   sock_read=None),
                     headers={"Content-Type": "application/json"})
@@ -191,11 +197,11 @@ class EtcdClient:
             if resp.status != 200:
                 raw = await resp.read()
                 resp.release()
-                last = UnavailableError(f"watch on {self.urls[i]}: HTTP {resp.status} {raw[:200]!r}")
+                last = UnavailableError(f"{path} on {self.urls[i]}: HTTP {resp.status} {raw[:200]!r}")
                 continue
             self._current = i
             return _lines(resp)
-        raise UnavailableError(f"no etcd member accepted a watch: {last}")
+        raise UnavailableError(f"no etcd member accepted {path}: {last}")
 
 
 async def _lines(resp: aiohttp.ClientResponse) -> AsyncGenerator[dict[str, Any], None]:
@@ -248,6 +254,8 @@ def error_from_message(message: str, status: int, where: str) -> StoreError:
         return CompactedError(message)  # the caller fills in the compaction point
     if ERR_FUTURE_REV in message:
         return FutureRevisionError(message)
+    if ERR_NO_SPACE in message:
+        return NoSpaceError(f"etcd {where}: {message}")
     if status in (0, 408, 429, 500, 502, 503, 504) or any(
             s in message for s in ("timed out", "leader changed", "unavailable", "Unavailable",
                                    "stopped", "deadline")):

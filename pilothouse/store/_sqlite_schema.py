@@ -21,6 +21,7 @@ import sqlite3
 from pilothouse.store.interface import (
     EventType,
     KeyValue,
+    NoSpaceError,
     StoreError,
     UnavailableError,
     WatchEvent,
@@ -94,6 +95,9 @@ def map_error(exc: BaseException, what: str) -> StoreError:
     """sqlite3 errors never leave the store: I/O, lock, disk-full and corruption mean unavailable."""
     if isinstance(exc, StoreError):
         return exc
+    if isinstance(exc, sqlite3.Error) and exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+        # SQLite reports ENOSPC (data file, WAL or journal) as SQLITE_FULL; the transaction is rolled back.
+        return NoSpaceError(f"database space exceeded: sqlite {what} failed: {exc}")
     if isinstance(exc, (sqlite3.OperationalError, sqlite3.DatabaseError, sqlite3.ProgrammingError)):
         return UnavailableError(f"sqlite {what} failed: {exc}")
     return StoreError(f"sqlite {what} failed: {exc}")

@@ -61,6 +61,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import os
 import ssl
 import weakref
 from typing import Any
@@ -70,6 +71,7 @@ from pilothouse.store._etcd_client import (
     b64,
     kv_from_json,
     prefix_end,
+    unb64,
 )
 from pilothouse.store._etcd_watch import EtcdWatch
 from pilothouse.store.interface import (
@@ -174,6 +176,18 @@ class EtcdStore:
         if self._closed or not self._started:
             raise UnavailableError("store is closed" if self._closed else "store not started")
         return await self._client.call(path, body, write=write)
+
+    async def snapshot(self, destination: str) -> int:
+        """etcd's Maintenance.Snapshot (what ``etcdctl snapshot save`` writes: the backend database
+        with its sha256 appended) streamed into ``destination``; returns the revision it holds at least
+        (read just before the snapshot began, so every write acknowledged before that is in it)."""
+        revision = _public(await self._raw_revision())
+        with open(destination, "wb") as out:
+            async for message in await self._client.stream("/v3/maintenance/snapshot", {}):
+                out.write(unb64(message.get("blob")))
+            out.flush()
+            os.fsync(out.fileno())
+        return revision
 
     # --- reads --------------------------------------------------------------------------------
 

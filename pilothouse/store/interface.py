@@ -38,6 +38,7 @@ __all__ = [
     "KeyNotFoundError",
     "KeyValue",
     "ListResult",
+    "NoSpaceError",
     "Store",
     "StoreError",
     "UnavailableError",
@@ -72,6 +73,12 @@ class CompactedError(StoreError):
 
 class UnavailableError(StoreError):
     pass
+
+
+class NoSpaceError(StoreError):
+    """The store's disk (etcd: its space quota) is full: writes fail until space returns, reads go on.
+    etcd's ErrNoSpace ("mvcc: database space exceeded"), SQLite's SQLITE_FULL. Not an UnavailableError:
+    kube-apiserver answers it with a 500 and its message, not a 503 that invites a retry at once."""
 
 
 class FutureRevisionError(StoreError):

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pilothouse.client.rest import APIClient, resource
-from pilothouse.components.controllers.cron import parse_schedule
 from pilothouse.components.controllers.cronjob import CronJobController, most_recent_schedule_time
 from pilothouse.machinery import meta
+from pilothouse.machinery.kinds.cron import parse_schedule
 from tests.conftest import ServerProcess
 from tests.controllers._fixtures_b import create_namespace, pod_template, run_controllers, wait_for
 

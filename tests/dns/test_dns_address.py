@@ -20,11 +20,11 @@ async def test_held_address_is_kept_from_pods_until_its_process_is_gone(tmp_path
     address = await network.hold_on_bridge("dns:node@/root")
     assert (network.ipam_dir / address).read_text() == f"{HOST_OWNER}dns:node@/root\n{os.getpid()}"
     with pytest.raises(PodNetworkError):
-        network.allocate("a-pod")  # this process lives: the address is the DNS's
+        await network.allocate("a-pod")  # this process lives: the address is the DNS's
     gone = subprocess.Popen(["true"])
     gone.wait()
     (network.ipam_dir / address).write_text(f"{HOST_OWNER}dns:node@/root\n{gone.pid}")
-    assert network.allocate("a-pod") == address
+    assert await network.allocate("a-pod") == address
 
 
 async def test_the_same_address_again_after_a_restart(tmp_path: Path) -> None:
@@ -33,5 +33,5 @@ async def test_the_same_address_again_after_a_restart(tmp_path: Path) -> None:
     first = await network.hold_on_bridge("dns:n")
     await network.drop_from_bridge(first, "dns:n")
     assert not (network.ipam_dir / first).exists()
-    network.allocate("pod-elsewhere")
+    await network.allocate("pod-elsewhere")
     assert await network.hold_on_bridge("dns:n", preferred=first) == first

@@ -72,12 +72,6 @@ async def get_spec(client: APIClient, name: str) -> dict[str, Any]:
     return spec
 
 
-# Known defect, found at the end of the 2026-12-03 session: in the whole suite's order (never alone, nor
-# with tests/ha or tests/clients before it) this test hangs until the timeout since the authentication
-# chain landed. Marked non-strict xfail with a short timeout so CI shows it (XFAIL) while the cause is
-# found; see the session note on issue 15. Remove the mark with the fix.
-@pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=False, reason="hangs in full-suite order since the authn merge; under investigation")
 async def test_one_of_two_leads_and_the_lease_records_it(server: ServerProcess, client: APIClient) -> None:
     name = lease_name()
     a = Candidate(server.url, name, "host_a")

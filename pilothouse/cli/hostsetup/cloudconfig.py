@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from pilothouse.cli.hostsetup.plan import CLOUD_LAYOUT, TARGET, Layout, Settings, plan_host
-from pilothouse.cli.hostsetup.topology import Cluster, TopologyError
+from pilothouse.machinery.topology import Cluster, TopologyError
 
 __all__ = ["render_cloud_config", "settings_for_host"]
 
@@ -53,8 +53,8 @@ def settings_for_host(cluster: Cluster, host_name: str, role: str, *, token: str
         raise TopologyError("an agent joins with a token: pass --token (from `pilothouse token create` on the "
                             "server)")
     return Settings(role=role, node_name=host.name, server_url=server_url, address=host.address, token=token,
-                    labels=host.labels, taints=host.taints, pod_cidr=cluster.host_pod_cidr(host),
-                    service_range=cluster.network.service_range, registry=cluster.registry,
+                    labels=host.labels, taints=host.taints, pod_cidr=host.pod_cidr,
+                    service_range=cluster.network.service_range, registries=cluster.registries,
                     extra_args=cluster.component_args.get("server" if role == "server" else "agent", ()),
                     register_url=register_url, pip_spec=pip_spec)
 

@@ -30,10 +30,10 @@ def cloud_config(role: str, topology: Path, host_name: str, token: str, pip_spec
     """Print cloud-init user-data (#cloud-config) that sets a fresh host up as HOST of the topology."""
     from pilothouse import __version__
     from pilothouse.cli.hostsetup.cloudconfig import render_cloud_config, settings_for_host
-    from pilothouse.cli.hostsetup.topology import TopologyError, load_topology
+    from pilothouse.machinery.topology import TopologyError, load_cluster_file
 
     try:
-        cluster = load_topology(topology)
+        cluster = load_cluster_file(topology)
         settings = settings_for_host(cluster, host_name, role, token=token,
                                      pip_spec=pip_spec or f"pilothouse=={__version__}")
     except TopologyError as error:

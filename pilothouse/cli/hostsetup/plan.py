@@ -9,14 +9,13 @@ step), ``ExecStartPre`` checks that wait for the server's port and for ``/health
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pilothouse.cli.hostsetup.scripts import REGISTER_NODE, WAIT_HEALTHZ, WUPIAO
-from pilothouse.cli.hostsetup.topology import Registry, Taint
 from pilothouse.cli.hostsetup.units import EnvVar, Unit, command_line
+from pilothouse.machinery.topology import Registry, Taint
 
 __all__ = ["CLOUD_LAYOUT", "ROLES", "TARGET", "File", "HostPlan", "Layout", "Settings", "plan_host"]
 
@@ -64,7 +63,7 @@ class Settings:
     taints: Sequence[Taint] = ()
     pod_cidr: str = ""
     service_range: str = ""
-    registry: Registry | None = None
+    registries: Sequence[Registry] = ()
     extra_args: Sequence[str] = ()
     #: the plain-HTTP URL the seed's register script posts the node to (the server's insecure port)
     register_url: str = ""
@@ -96,16 +95,14 @@ class HostPlan:
         return tuple(u.name for u in self.units)
 
 
-def _dockercfg(registry: Registry) -> str:
+def _dockercfg(registries: Sequence[Registry]) -> str:
     """The seed's ``.dockercfg`` (registry -> auth, email), which the agent reads from its root dir."""
-    auth = base64.b64encode(f"{registry.username}:{registry.password}".encode()).decode()
-    return json.dumps({registry.server: {"auth": auth, "email": registry.email}}, indent=2) + "\n"
+    return json.dumps({r.server: {"auth": r.auth, "email": r.email} for r in registries}, indent=2) + "\n"
 
 
-def _docker_config(registry: Registry) -> str:
+def _docker_config(registries: Sequence[Registry]) -> str:
     """The same credentials as ``config.json`` for podman/docker run by hand on the host."""
-    auth = base64.b64encode(f"{registry.username}:{registry.password}".encode()).decode()
-    return json.dumps({"auths": {registry.server: {"auth": auth}}}, indent=2) + "\n"
+    return json.dumps({"auths": {r.server: {"auth": r.auth} for r in registries}}, indent=2) + "\n"
 
 
 def _unit_section(description: str, *, after: Sequence[str], requires: Sequence[str] = (),
@@ -216,9 +213,9 @@ def plan_host(settings: Settings, layout: Layout) -> HostPlan:
         packages += ["podman", "runc", "busybox-static", "iproute2", "iptables"]
         if settings.token:
             files.append(File(f"{layout.config_dir}/agent.env", f"PILOTHOUSE_TOKEN={settings.token}\n", 0o600))
-        if settings.registry is not None:
-            files += [File(f"{layout.data_dir}/agent/.dockercfg", _dockercfg(settings.registry), 0o600),
-                      File("/root/.docker/config.json", _docker_config(settings.registry), 0o600)]
+        if settings.registries:
+            files += [File(f"{layout.data_dir}/agent/.dockercfg", _dockercfg(settings.registries), 0o600),
+                      File("/root/.docker/config.json", _docker_config(settings.registries), 0o600)]
         if settings.role == "register":
             files.append(File(f"{layout.bin_dir}/register_node.sh",
                               REGISTER_NODE.replace("{kubectl}", f"{layout.bin_dir}/kubectl"), 0o755))

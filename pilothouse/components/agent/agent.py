@@ -4,8 +4,8 @@
 registers the Node, watches the pods bound to it (``spec.nodeName=<node>``) and runs one worker per
 pod, plus static pods from ``--manifests-dir``. ``Agent.stop()`` leaves containers running (a plain
 restart adopts them); ``Agent.stop(stop_containers=True)`` stops every pod's containers gracefully
-first (``pilothouse up`` on Ctrl-C). ``--runtime simulated`` / ``--simulate N`` runs simulated
-nodes instead (see :mod:`.simulation`).
+and then removes them, leaving nothing in the engine (``pilothouse up`` on Ctrl-C).
+``--runtime simulated`` / ``--simulate N`` runs simulated nodes instead (see :mod:`.simulation`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import contextlib
 import errno
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,12 @@ from pilothouse.client.kubeconfig import client_config
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.agent import servingtls
 from pilothouse.components.agent.images import ImageManager
+from pilothouse.components.agent.metrics import watch_running
 from pilothouse.components.agent.node import NodeConfig, NodeStatusManager, detect_capacity, detect_node_ip
 from pilothouse.components.agent.podnet import PodNetwork, PodNetworkError
+from pilothouse.components.agent.podrange import AUTO, DEFAULT_CLUSTER_CIDR, wait_for_pod_cidr
 from pilothouse.components.agent.podworkers import LABEL_AGENT, PODS, PodContext, PodWorker
+from pilothouse.components.agent.resourcemetrics import PodContainers, render
 from pilothouse.components.agent.runtime.docker import DockerRuntime
 from pilothouse.components.agent.runtime.interface import (
     LABEL_POD_IP,
@@ -43,8 +47,11 @@ from pilothouse.components.agent.server import StreamingServer
 from pilothouse.components.agent.simulation import SimulatedNodes, simulated_node_names
 from pilothouse.components.agent.static import HASH_ANNOTATION, MIRROR_ANNOTATION, load_manifests, mirror_pod
 from pilothouse.components.agent.streaming.lookup import RuntimeLabelLookup
+from pilothouse.components.componentserver import ComponentServer, ServingOptions
 from pilothouse.components.dns import ClusterDNS
 from pilothouse.components.dns.forward import host_nameservers
+from pilothouse.components.podnetwork import PodRoutes
+from pilothouse.components.podnetwork.kernel import overlay_mtu
 
 __all__ = ["Agent", "AgentOptions", "parse_labels", "run_agent"]
 
@@ -63,6 +70,19 @@ def parse_labels(text: str) -> dict[str, str]:
     return labels
 
 
+def parse_taints(text: str) -> list[Object]:
+    """``key=value:Effect,key2:Effect`` as kubelet's ``--register-with-taints`` takes them."""
+    taints: list[Object] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        head, colon, effect = item.rpartition(":")
+        if not colon or effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
+            raise ValueError(f"taint {item!r}: want key=value:Effect with Effect NoSchedule, PreferNoSchedule "
+                             "or NoExecute")
+        key, _, value = head.partition("=")
+        taints.append({"key": key, **({"value": value} if value else {}), "effect": effect})
+    return taints
+
+
 @dataclass
 class AgentOptions:
     server: str = "http://127.0.0.1:6443"
@@ -70,6 +90,8 @@ class AgentOptions:
     kubeconfig: str | None = None
     node_name: str = ""
     node_labels: dict[str, str] = field(default_factory=dict)
+    #: kubelet's --register-with-taints: the Node is created with them
+    node_taints: list[Object] = field(default_factory=list)
     register_node: bool = True
     manifests_dir: str | None = None
     port: int = 10250
@@ -90,7 +112,13 @@ class AgentOptions:
     client_ca_file: str | None = None
     #: "agent": the agent wires pod sandboxes to its own bridge (see podnet); "engine": the engine's network
     pod_network: str = "agent"
+    #: this host's pod range, or "auto": the Node's ``spec.podCIDR`` (node IPAM), waited for at start,
+    #: and routes to the other Nodes' ranges (components/podnetwork, ``pod_routes``)
     pod_cidr: str = "10.244.0.0/16"
+    #: every Node's pods: no masquerade towards it; default: ``pod_cidr`` (10.244.0.0/16 with "auto")
+    cluster_cidr: str = ""
+    #: with pod_cidr "auto": how to reach the other Nodes' pods (auto: direct or VXLAN; vxlan; direct; none)
+    pod_routes: str = "auto"
     #: kubelet's --cluster-dns: the nameservers of ClusterFirst pods. Empty: the agent serves cluster DNS
     #: itself on its pod bridge's gateway address (see docs/decisions/cluster-dns.md) and uses that.
     cluster_dns: list[str] = field(default_factory=list)
@@ -115,6 +143,8 @@ class Agent:
         self.node: NodeStatusManager | None = None
         self.streaming: StreamingServer | None = None
         self.simulated: SimulatedNodes | None = None
+        #: simulated nodes' /healthz and /metrics (no containers, so no streaming server)
+        self.simulated_server: ComponentServer | None = None
         self.workers: dict[str, PodWorker] = {}
         self.static_pods: dict[str, Object] = {}
         #: mirrors of static pods whose manifest went while the API was out of reach: (namespace, name)
@@ -124,6 +154,7 @@ class Agent:
         self.factory = InformerFactory(self.client)
         self.ctx: PodContext | None = None
         self.dns: ClusterDNS | None = None
+        self.routes: PodRoutes | None = None
         self._dns_address = ""  # an address of the bridge held for the DNS (not the gateway)
         self._tasks: list[asyncio.Task[None]] = []
         self.recorder = EventRecorder(self.client, "kubelet", host=options.node_name)
@@ -153,6 +184,7 @@ class Agent:
                 status_update_frequency=options.node_status_update_frequency, port=options.port,
                 register=options.register_node)
             await self.simulated.start()
+            await self._serve_simulated()
             return
         self.runtime = await self._start_runtime()
         info = await self.runtime.info()
@@ -162,11 +194,13 @@ class Agent:
         # logs/exec/attach/port-forward: the API server proxies kubectl to this server, found through
         # the Node's address and daemonEndpoints.kubeletEndpoint.Port.
         self.streaming = StreamingServer(self.runtime, RuntimeLabelLookup(self.runtime), address=options.address,
-                                         port=options.port, **self._serving_security(host_ip))
+                                         port=options.port, resource_metrics=self._resource_metrics,
+                                         **self._serving_security(host_ip))
         await self.streaming.start()
+        watch_running(lambda: [(w.sandbox_running, w.container_states()) for w in list(self.workers.values())])
         self.node = NodeStatusManager(self.client, NodeConfig(
             name=options.node_name, address=host_ip, port=self.streaming.port, labels=options.node_labels,
-            register=options.register_node, capacity=capacity,
+            register=options.register_node, capacity=capacity, taints=options.node_taints,
             runtime_version=f"{info['name']}://{info['version']}", os_image=info.get("osImage", ""),
             kernel_version=info.get("kernelVersion", ""), architecture=info.get("architecture", "amd64"),
             lease_duration=options.lease_duration, status_update_frequency=options.node_status_update_frequency,
@@ -178,7 +212,7 @@ class Agent:
             images=ImageManager(self.runtime, lambda ns, name: self._fetch("secrets", ns, name), credentials),
             node_name=options.node_name, host_ip=host_ip, root_dir=self.root_dir, scheme=info["name"],
             allocatable=capacity, fetch=self._fetch, event=self.recorder.event,
-            network=await self._pod_network(), cluster_domain=options.cluster_domain,
+            network=await self._pod_network(await self._pod_cidr(), host_ip), cluster_domain=options.cluster_domain,
             resolv_conf=options.resolv_conf)
         self.ctx.cluster_dns = list(options.cluster_dns) or await self._cluster_dns(self.ctx.network)
         # Which pods already have containers (adoption after a restart): every other pod's worker
@@ -191,13 +225,36 @@ class Agent:
             self._tasks.append(asyncio.create_task(self._static_loop(), name="agent-static"))
         await self.node.register()
         self.node.start()
+        if self.ctx.network is not None and options.pod_cidr == AUTO and options.pod_routes != "none":
+            self.routes = PodRoutes(self.client, options.node_name, backend=options.pod_routes, factory=self.factory)
         informer = self.factory.informer(PODS, field_selector=f"spec.nodeName={options.node_name}")
         informer.add_handler(EventHandler.on_object(self._on_pod, self._on_pod_deleted))
         self.factory.start()
         self._tasks.append(asyncio.create_task(self._events_loop(), name="agent-events"))
+        if self.routes is not None:
+            await self.routes.start()
         await informer.wait_synced()
         self.pods_synced.set()
         self._tasks.append(asyncio.create_task(self._relist_loop(), name="agent-relist"))
+
+    async def _resource_metrics(self) -> bytes:
+        """The kubelet's /metrics/resource over this agent's pods."""
+        assert self.runtime is not None
+        pods = [PodContainers(w.pod["metadata"].get("namespace") or "default", w.pod["metadata"]["name"],
+                              tuple(w.running_containers())) for w in list(self.workers.values())]
+        return await render(pods, self.runtime.stats)
+
+    async def _serve_simulated(self) -> None:
+        """/healthz and /metrics of the simulated nodes on the agent's port. Nothing listened there
+        before, so a taken port (several simulating agents on a host) is only logged."""
+        server = ComponentServer("kubelet", ServingOptions(self.options.port, self.options.address), self.target)
+        try:
+            await server.start()
+        except OSError as error:
+            log.warning("simulated nodes: cannot serve /metrics on %s:%d: %s", self.options.address,
+                        self.options.port, error)
+            return
+        self.simulated_server = server
 
     async def _start_runtime(self) -> ContainerRuntime:
         endpoint = self.options.runtime_endpoint
@@ -214,13 +271,23 @@ class Agent:
         await runtime.start()
         return runtime
 
-    async def _pod_network(self) -> PodNetwork | None:
+    async def _pod_cidr(self) -> str:
+        """``--pod-cidr``, or with "auto" the range node IPAM gave this Node (kubelet's behaviour
+        without --pod-cidr): registers the Node first and waits for it."""
+        if self.options.pod_cidr != AUTO or self.options.pod_network != "agent":
+            return self.options.pod_cidr
+        assert self.node is not None
+        return await wait_for_pod_cidr(self.client, await self.node.register())
+
+    async def _pod_network(self, cidr: str, host_ip: str) -> PodNetwork | None:
         if self.options.pod_network != "agent":
             return None
         if not PodNetwork.usable():
             log.warning("pod network: needs root, ip and nsenter; using the engine's networking")
             return None
-        network = PodNetwork(self.options.pod_cidr)
+        cluster = self.options.cluster_cidr or (DEFAULT_CLUSTER_CIDR if self.options.pod_cidr == AUTO else cidr)
+        overlay = self.options.pod_cidr == AUTO and self.options.pod_routes in ("auto", "vxlan")
+        network = PodNetwork(cidr, cluster_cidr=cluster, mtu=await overlay_mtu(host_ip) if overlay else 0)
         try:
             await network.setup()
         except (PodNetworkError, OSError) as error:
@@ -267,6 +334,8 @@ class Agent:
         """Stop the agent; containers keep running unless ``stop_containers`` (then gracefully)."""
         if self.simulated is not None:
             await self.simulated.stop()
+        if self.simulated_server is not None:
+            await self.simulated_server.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -274,11 +343,9 @@ class Agent:
         workers = list(self.workers.values())
         await asyncio.gather(*(w.cancel() for w in workers), return_exceptions=True)
         if stop_containers and self.runtime is not None:
-            async def stop_pod(worker: PodWorker) -> None:
-                assert self.runtime is not None
-                states = await self.runtime.list_containers({LABEL_POD_UID: worker.uid})
-                await worker._stop_all(states, worker.grace_period())
-            await asyncio.gather(*(stop_pod(w) for w in workers), return_exceptions=True)
+            await self._stop_pods(workers)
+        if self.routes is not None:
+            await self.routes.stop()
         if self.dns is not None:
             await self.dns.stop()
         if self._dns_address and self.ctx is not None and self.ctx.network is not None:
@@ -352,15 +419,41 @@ class Agent:
 
     async def collect_orphans(self) -> None:
         """Remove containers whose pod is gone (neither in the API for this node nor a static pod)."""
+        await self._remove_containers(lambda uid: uid not in self.workers and uid not in self.static_pods,
+                                      "vanished pod")
+
+    async def _stop_pods(self, workers: list[PodWorker]) -> None:
+        """``--stop-pods-on-exit`` (what ``pilothouse up`` runs): stop every pod in its grace period,
+        saying which pods are waited for, then remove every container this agent made, so that
+        nothing is left in the engine (a pod being deleted when the stop came included)."""
+        assert self.runtime is not None
+        if workers:
+            longest = max(w.grace_period() for w in workers)
+            # A warning so that it shows by default: the exit waits on these, up to the longest grace.
+            log.warning("stopping %d pods, waiting up to %.0fs for their grace periods: %s", len(workers), longest,
+                     ", ".join(f"{w.pod['metadata'].get('namespace', '')}/{w.pod['metadata']['name']}"
+                               for w in workers))
+
+        async def stop_pod(worker: PodWorker) -> None:
+            assert self.runtime is not None
+            states = await self.runtime.list_containers({LABEL_POD_UID: worker.uid})
+            await worker._stop_all(states, worker.grace_period())
+
+        await asyncio.gather(*(stop_pod(w) for w in workers), return_exceptions=True)
+        await self._remove_containers(lambda _uid: True, "stopped pod")
+
+    async def _remove_containers(self, doomed: Callable[[str], bool], why: str) -> None:
+        """Remove this agent's containers whose pod uid ``doomed`` names (sandboxes last: the
+        engine refuses a sandbox others joined), releasing their pod addresses."""
         assert self.runtime is not None
         assert self.ctx is not None
         mine = {LABEL_AGENT: self.ctx.agent_id}
         states = await self.runtime.list_containers({LABEL_ROLE: "sandbox", **mine})
         states += await self.runtime.list_containers({LABEL_ROLE: "container", **mine})
-        for state in sorted(states, key=lambda s: s.labels.get(LABEL_ROLE) == "sandbox"):  # sandboxes last
+        for state in sorted(states, key=lambda s: s.labels.get(LABEL_ROLE) == "sandbox"):
             uid = state.labels.get(LABEL_POD_UID, "")
-            if uid and uid not in self.workers and uid not in self.static_pods:
-                log.info("removing container %s of vanished pod %s", state.id[:12], uid)
+            if uid and doomed(uid):
+                log.info("removing container %s of %s %s", state.id[:12], why, uid)
                 with contextlib.suppress(RuntimeError_):
                     if state.state == "running":
                         await self.runtime.stop_container(state.id, 2)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pilothouse.components.agent.backoff import Backoff
+from pilothouse.components.agent.metrics import POD_STARTS
 from pilothouse.components.agent.runtime.interface import ContainerRuntime, ImagePullError
 
 __all__ = ["ImageManager", "ImagePullFailure", "image_registry", "parse_docker_config", "pull_policy"]
@@ -143,15 +144,18 @@ class ImageManager:
         attempts: list[dict[str, str] | None] = [
             {"username": u, "password": p, "serveraddress": registry} for u, p in credentials] or [None]
         error_message = ""
-        for auth in attempts:
-            try:
-                image_id = await self.runtime.pull_image(image, auth)
-            except ImagePullError as error:
-                error_message = str(error)
-                continue
-            self._errors.pop(key, None)
-            self.backoff.reset(backoff_key)
-            return image_id
+        try:
+            for auth in attempts:
+                try:
+                    image_id = await self.runtime.pull_image(image, auth)
+                except ImagePullError as error:
+                    error_message = str(error)
+                    continue
+                self._errors.pop(key, None)
+                self.backoff.reset(backoff_key)
+                return image_id
+        finally:  # pulls do not count against the pod start SLI
+            POD_STARTS.pulled(key[0], now, time.monotonic())
         self._errors[key] = error_message
         self.backoff.next(backoff_key, now)
         log.info("pull of %s failed: %s", image, error_message)

@@ -56,6 +56,12 @@ async def _ip(args: list[str], batch: str) -> None:
         raise PodNetworkError(err.decode(errors="replace").strip() or f"{args} failed")
 
 
+async def _ip_fails(args: list[str]) -> bool:
+    process = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.DEVNULL,
+                                                   stderr=asyncio.subprocess.DEVNULL)
+    return await process.wait() != 0
+
+
 async def _iptables(*args: str) -> bool:
     process = await asyncio.create_subprocess_exec("iptables", "-w", *args, stdout=asyncio.subprocess.DEVNULL,
                                                    stderr=asyncio.subprocess.DEVNULL)
@@ -77,8 +83,13 @@ class PodNetwork:
     """A bridge and an address range on this host; :meth:`attach` wires one sandbox to them."""
 
     def __init__(self, cidr: str = "10.244.0.0/16", bridge: str = "pilothouse0",
-                 ipam_root: Path = IPAM_ROOT) -> None:
+                 ipam_root: Path = IPAM_ROOT, cluster_cidr: str = "", mtu: int = 0) -> None:
         self.network = ipaddress.IPv4Network(cidr)
+        #: every Node's pods (``--cluster-cidr``): traffic to them keeps its source address (no NAT
+        #: between pods, routed to other hosts by components/podnetwork); default: this host's range
+        self.cluster = ipaddress.IPv4Network(cluster_cidr) if cluster_cidr else self.network
+        #: the pods' interface MTU (0: the kernel's default); less than the host's over a VXLAN overlay
+        self.mtu = mtu
         if self.network.num_addresses < 4:
             raise ValueError(f"pod range {cidr} is too small")
         self.bridge = bridge
@@ -96,7 +107,9 @@ class PodNetwork:
         """The bridge with the gateway address, and masquerading for traffic leaving the range
         (what netavark does for its own bridge); idempotent, several agents may race here."""
         self.ipam_dir.mkdir(parents=True, exist_ok=True)
-        if not Path(f"/sys/class/net/{self.bridge}").exists():
+        # not /sys/class/net: a host that is a network namespace entered with nsenter sees the root
+        # namespace's /sys, and with it the root's bridge
+        if await _ip_fails(["ip", "link", "show", "dev", self.bridge]):
             with contextlib.suppress(PodNetworkError):  # another agent created it meanwhile
                 await _ip(["ip"], f"link add {self.bridge} type bridge\n")
         with contextlib.suppress(PodNetworkError):  # "File exists": already there
@@ -105,9 +118,12 @@ class PodNetwork:
         if not shutil.which("iptables"):
             log.warning("iptables not found: pods reach only this host")
             return
-        # what netavark does for its bridge: masquerade traffic leaving the range...
-        if not await _ensure_rule("nat", "POSTROUTING", ["-s", str(self.network), "!", "-o", self.bridge,
-                                                         "-j", "MASQUERADE"], first=False):
+        # what netavark does for its bridge: masquerade traffic leaving the range, but not to another
+        # Node's pods (the cluster range), which see the pod's own address as a pod network must...
+        await _iptables("-t", "nat", "-D", "POSTROUTING", "-s", str(self.network), "!", "-o", self.bridge,
+                        "-j", "MASQUERADE")  # the rule of earlier versions, which had no cluster range
+        if not await _ensure_rule("nat", "POSTROUTING", ["-s", str(self.network), "!", "-d", str(self.cluster),
+                                                         "!", "-o", self.bridge, "-j", "MASQUERADE"], first=False):
             log.warning("could not add the masquerade rule for %s: pods reach only this host", self.network)
         # ...and, as the CNI bridge plugin does, accept forwarding to and from the bridge: where
         # bridged traffic passes iptables (br_netfilter) and FORWARD drops by default (dockerd sets
@@ -128,8 +144,16 @@ class PodNetwork:
 
     # ----------------------------------------------------------------- IPAM
 
-    def allocate(self, owner: str) -> str:
-        """A free address for ``owner`` (a sandbox name), claimed atomically across agents."""
+    async def allocate(self, owner: str) -> str:
+        """A free address for ``owner`` (a sandbox name), claimed atomically across agents.
+
+        In a worker thread: with a nearly full range the search opens, reads and stats thousands
+        of files, which on the event loop stalled every probe, heartbeat and status write of the
+        node. Claims are atomic files (``O_EXCL``), so concurrent searches cannot hand out one
+        address twice; ``_next`` is only where the next search starts."""
+        return await asyncio.to_thread(self._allocate, owner)
+
+    def _allocate(self, owner: str) -> str:
         size = self.network.num_addresses
         for step in range(size - 3):
             offset = 2 + (self._next - 2 + step) % (size - 3)  # skip network, gateway, broadcast
@@ -182,7 +206,7 @@ class PodNetwork:
         """An address of the range put on the bridge itself for this process (while it lives), e.g.
         for a second agent's DNS when the gateway's is taken; ``preferred`` (the last one) if free."""
         owner = HOST_OWNER + owner
-        address = preferred if preferred and self._claim(preferred, owner) else self.allocate(owner)
+        address = preferred if preferred and self._claim(preferred, owner) else await self.allocate(owner)
         (self.ipam_dir / address).write_text(f"{owner}\n{os.getpid()}")
         with contextlib.suppress(PodNetworkError):  # "File exists": still there from the last run
             await _ip(["ip"], f"addr add {address}/32 dev {self.bridge}\n")
@@ -204,7 +228,8 @@ class PodNetwork:
         host_end = "ph" + secrets.token_hex(6)
         # hairpin on the bridge port (the CNI bridge plugin's hairpinMode): a pod reaching itself
         # through a Service is DNATed back to its own port, which a bridge otherwise never sends to
-        await _ip(["ip"], f"link add {host_end} type veth peer name eth0 netns {pid}\n"
+        mtu = f" mtu {self.mtu}" if self.mtu else ""
+        await _ip(["ip"], f"link add {host_end}{mtu} type veth peer name eth0{mtu} netns {pid}\n"
                           f"link set {host_end} master {self.bridge} up\n"
                           f"link set {host_end} type bridge_slave hairpin on\n")
         await _ip(["nsenter", f"--net=/proc/{pid}/ns/net", "ip"],

@@ -29,6 +29,7 @@ from pilothouse.components.agent.backoff import Backoff, format_duration
 from pilothouse.components.agent.dnsconfig import host_resolv_conf, name_files, sandbox_hostname
 from pilothouse.components.agent.env import ConfigError, expand, make_environment
 from pilothouse.components.agent.images import ImageManager, ImagePullFailure
+from pilothouse.components.agent.metrics import POD_STARTS
 from pilothouse.components.agent.podnet import PodNetwork, PodNetworkError
 from pilothouse.components.agent.probes import ContainerProbes, run_handler
 from pilothouse.components.agent.runtime.docker import PAUSE_COMMAND, PAUSE_IMAGE, oom_killed_ids
@@ -55,6 +56,7 @@ from pilothouse.components.agent.volumes import (
     prepare_volumes,
     remove_pod_dir,
 )
+from pilothouse.machinery import meta
 from pilothouse.machinery.kinds.quantity import parse_quantity
 
 __all__ = ["PodContext", "PodWorker", "crash_message"]
@@ -155,6 +157,8 @@ class PodWorker:
         self._started_now: list[str] = []
         self._other_change = False
         self.terminal_phase = ""
+        #: whether the pod's sandbox ran at the last report (kubelet_running_pods)
+        self.sandbox_running = False
         self._volumes: dict[str, Path] | None = None
         self._task: asyncio.Task[None] | None = None
         self._on_finished = on_finished
@@ -359,7 +363,7 @@ class PodWorker:
             await self.ctx.runtime.start_container(container_id)
             return await self.ctx.runtime.inspect_container(container_id)
         try:
-            address = network.allocate(sandbox_spec.name)
+            address = await network.allocate(sandbox_spec.name)
         except PodNetworkError as error:
             raise RuntimeError_(str(error)) from error
         labels[LABEL_POD_IP] = address
@@ -573,9 +577,18 @@ class PodWorker:
         deadline = time.monotonic() + grace
         hook = ((container or {}).get("lifecycle") or {}).get("preStop")
         if hook and state.state == "running":
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(run_handler(hook, runtime=self.ctx.runtime, container_id=state.id,
-                                                   container=container or {}, pod_ip="", timeout=grace), grace)
+            try:
+                result = await asyncio.wait_for(run_handler(hook, runtime=self.ctx.runtime, container_id=state.id,
+                                                            container=container or {}, pod_ip="", timeout=grace),
+                                                grace)
+            except TimeoutError:  # the grace period ran out first: the kubelet stops the container anyway
+                log.info("preStop hook of %s did not complete within the grace period", state.id)
+            else:
+                if not result.ok:
+                    # The kubelet's executePreStopHook: logged with the hook's output, the event without
+                    # it (the output may hold secrets), and the container is stopped all the same.
+                    log.warning("preStop hook of %s failed: %s", state.id, result.output)
+                    self.ctx.event(self.pod, "Warning", "FailedPreStopHook", "PreStopHook failed")
         remaining = max(MIN_GRACE if grace >= MIN_GRACE else 0, deadline - time.monotonic())
         probes = self.probes.pop(state.id, None)
         if probes is not None:
@@ -660,7 +673,22 @@ class PodWorker:
         status = compute_pod_status(self.pod, obs)
         if status["phase"] in ("Succeeded", "Failed"):
             self.terminal_phase = status["phase"]
+        self.sandbox_running = sandbox is not None and sandbox.state == "running"
         await self.write_status(status)
+        POD_STARTS.observe(self.pod)
+
+    def running_containers(self) -> list[tuple[str, str, float]]:
+        """(name, engine id, start time in epoch seconds) of each running container (/metrics/resource)."""
+        out = []
+        for name, attempts in self._observed_attempts.items():
+            if attempts and attempts[0].state == "running":
+                started = meta.parse_time(attempts[0].started_at)
+                out.append((name, attempts[0].id, started.timestamp() if started else 0.0))
+        return out
+
+    def container_states(self) -> list[str]:
+        """The engine state of each container's latest attempt (kubelet_running_containers)."""
+        return [attempts[0].state for attempts in self._observed_attempts.values() if attempts]
 
     async def write_status(self, status: Object) -> None:
         old = self.pod.get("status") or {}
@@ -679,8 +707,6 @@ class PodWorker:
 
 def _monotonic_of(rfc3339: str) -> float:
     """An engine timestamp on the monotonic clock the back-off uses."""
-    from pilothouse.machinery import meta
-
     moment = meta.parse_time(rfc3339)
     if moment is None:
         return time.monotonic()

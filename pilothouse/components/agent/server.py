@@ -29,11 +29,12 @@ import datetime as dt
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from pilothouse.components.agent.runtime.interface import ContainerNotFound, ContainerRuntime, RuntimeError_
 from pilothouse.components.agent.streaming import channels
@@ -42,6 +43,7 @@ from pilothouse.components.agent.streaming.portforward import Connector, PortFor
 from pilothouse.components.agent.streaming.remotecommand import StreamOptions, serve_session
 from pilothouse.components.agent.streaming.spdy import SpdyError
 from pilothouse.components.agent.streaming.wsportforward import ChannelPortForward, parse_ports
+from pilothouse.components.componentserver import metrics_response
 from pilothouse.machinery.errors import bad_request
 from pilothouse.machinery.query import flag as query_flag
 
@@ -85,7 +87,8 @@ class StreamingServer:
 
     def __init__(self, runtime: ContainerRuntime, lookup: PodLookup, *, address: str = "0.0.0.0",
                  port: int = DEFAULT_PORT, connect: Callable[[str, int], Any] | None = None,
-                 ssl_context: ssl.SSLContext | None = None, middlewares: tuple[Any, ...] = ()) -> None:
+                 ssl_context: ssl.SSLContext | None = None, middlewares: tuple[Any, ...] = (),
+                 resource_metrics: Callable[[], Awaitable[bytes]] | None = None) -> None:
         self.runtime = runtime
         self.lookup = lookup
         self.address = address
@@ -95,12 +98,16 @@ class StreamingServer:
         self._runner: web.AppRunner | None = None
         self.ssl_context = ssl_context
         self.middlewares = middlewares
+        #: the kubelet's /metrics/resource page (agent/resourcemetrics.py), when the agent has pods to read
+        self.resource_metrics = resource_metrics
 
     # ------------------------------------------------------------------ lifecycle
 
     def build_app(self) -> web.Application:
         app = web.Application(middlewares=self.middlewares)
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)  # kubelet's; authorised as nodes/metrics over TLS
+        app.router.add_get("/metrics/resource", self._resource_metrics)
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
         for verb in ("exec", "attach"):
             app.router.add_route("*", f"/{verb}/{{namespace}}/{{pod}}/{{container}}", self._remote_command)
@@ -127,6 +134,14 @@ class StreamingServer:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok", content_type="text/plain")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return metrics_response(request)
+
+    async def _resource_metrics(self, request: web.Request) -> web.Response:
+        if self.resource_metrics is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=await self.resource_metrics(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _container(self, namespace: str, pod: str, container: str, previous: bool = False) -> str | None:
         try:

@@ -18,6 +18,7 @@ from typing import Any
 from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler, InformerFactory
 from pilothouse.client.rest import APIClient, resource
+from pilothouse.components.agent.metrics import POD_STARTS, watch_running
 from pilothouse.components.agent.node import NodeConfig, NodeStatusManager
 from pilothouse.components.agent.status import qos_class
 from pilothouse.machinery import meta
@@ -68,6 +69,7 @@ class SimulatedNodes:
             manager.start()
         await asyncio.gather(*(register(m) for m in self.managers))
         self.informer.add_handler(EventHandler.on_object(self._on_pod))
+        watch_running(self._running)
         self.factory.start()
         self._tasks = [asyncio.create_task(self._writer()) for _ in range(self._writers)]
 
@@ -87,6 +89,13 @@ class SimulatedNodes:
                 and key not in self._queued:
             self._queued.add(key)
             self.queue.put_nowait(key)
+
+    def _running(self) -> list[tuple[bool, list[str]]]:
+        """Every simulated pod that runs: a sandbox and its containers, all running."""
+        return [(True, ["running"] * len((pod.get("spec") or {}).get("containers") or []))
+                for pod in self.informer.list()
+                if (pod.get("spec") or {}).get("nodeName") in self.name_set
+                and (pod.get("status") or {}).get("phase") == "Running"]
 
     def running_status(self, pod: Object) -> Object:
         uid = pod["metadata"].get("uid", "")
@@ -122,9 +131,10 @@ class SimulatedNodes:
                         await self.client.delete(PODS, name, namespace, grace_period_seconds=0,
                                                  preconditions={"uid": pod["metadata"]["uid"]})
                 elif (pod.get("status") or {}).get("phase") not in ("Running", "Succeeded", "Failed"):
+                    status = self.running_status(pod)
                     with contextlib.suppress(errors.NotFoundError):
-                        await self.client.patch(PODS, name, {"status": self.running_status(pod)}, namespace,
-                                                subresource="status")
+                        await self.client.patch(PODS, name, {"status": status}, namespace, subresource="status")
+                        POD_STARTS.observe({**pod, "status": status})
             except (errors.APIError, errors.ConnectionFailed) as error:
                 log.debug("simulated pod %s: %s; retrying", key, error)
                 await asyncio.sleep(0.5)

@@ -99,7 +99,7 @@ class Controller:
     def __init__(self, ctx: ControllerContext) -> None:
         self.ctx = ctx
         self.client = ctx.client
-        self.queue = WorkQueue()
+        self.queue = WorkQueue(name=self.name)
         self.recorder = ctx.recorder()
         self.log = logging.getLogger(f"pilothouse.controllers.{self.name}")
         self._tasks: list[asyncio.Task[None]] = []

@@ -44,6 +44,7 @@ SERVICE_ACCOUNTS: dict[str, str] = {
     "csrsigning": "certificate-controller",
     "bootstrapsigner": "bootstrap-signer",
     "tokencleaner": "token-cleaner",
+    "nodeipam": "node-controller",  # upstream's startNodeIpamController uses the node-controller client
     # Upstream these two loops run inside kube-apiserver (kube-aggregator's availability controller, the
     # APF configuration controller) on its loopback identity; here they run in the controller manager,
     # so the bootstrap policy gives each a role of its own (bootstrappolicy._pilothouse_controller_rules).

@@ -23,9 +23,9 @@ from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler
 from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext, split_key
-from pilothouse.components.controllers.cron import CronError, CronSchedule, parse_schedule
 from pilothouse.components.controllers.podcontrol import controller_ref, new_controller_ref, owner_uid_refs
 from pilothouse.machinery import meta
+from pilothouse.machinery.kinds.cron import CronError, CronSchedule, parse_schedule
 
 __all__ = ["SCHEDULED_TIMESTAMP_ANNOTATION", "CronJobController", "job_name_for", "most_recent_schedule_time"]
 
@@ -223,7 +223,7 @@ class CronJobController(Controller):
         template = copy.deepcopy(spec.get("jobTemplate") or {})
         template_meta = template.get("metadata") or {}
         annotations = dict(template_meta.get("annotations") or {})
-        annotations[SCHEDULED_TIMESTAMP_ANNOTATION] = scheduled.astimezone(schedule.timezone).isoformat()
+        annotations[SCHEDULED_TIMESTAMP_ANNOTATION] = scheduled.astimezone(schedule.zone).isoformat()
         job = {"apiVersion": "batch/v1", "kind": "Job",
                "metadata": {"name": name, "namespace": namespace, "labels": dict(template_meta.get("labels") or {}),
                             "annotations": annotations,

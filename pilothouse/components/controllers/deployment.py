@@ -24,6 +24,7 @@ from pilothouse.components.controllers.podcontrol import (
     compute_hash,
     controller_ref,
     new_controller_ref,
+    owner_refs_patch,
     with_kind,
 )
 from pilothouse.components.controllers.replicaset import REPLICASETS, by_controller_uid, by_namespace
@@ -155,9 +156,7 @@ class DeploymentController(RolloutMixin, Controller):
 
         async def patch_refs(rs: Object, refs: list[Object]) -> Object:
             metadata = rs["metadata"]
-            ops: list[Object] = [{"op": "test", "path": "/metadata/uid", "value": metadata["uid"]}]
-            ops.append({"op": "add", "path": "/metadata/ownerReferences", "value": refs} if refs
-                       else {"op": "remove", "path": "/metadata/ownerReferences"})
+            ops = owner_refs_patch(rs, refs)
             try:
                 return await self.client.patch(REPLICASETS, metadata["name"], ops, metadata["namespace"],
                                                patch_type="json")

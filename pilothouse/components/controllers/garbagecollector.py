@@ -28,6 +28,7 @@ from pilothouse.client import errors
 from pilothouse.client.discovery import ServerResources
 from pilothouse.client.informer import EventHandler, Informer, object_key
 from pilothouse.components.controllers.base import Controller, ControllerContext
+from pilothouse.components.controllers.podcontrol import owner_refs_patch
 from pilothouse.machinery.kinds import ResourceType
 
 __all__ = ["IGNORED", "RESYNC_SECONDS", "GarbageCollector"]
@@ -281,9 +282,7 @@ class GarbageCollector(Controller):
 
     async def _patch_refs(self, r: ResourceType, obj: Object, refs: list[Object]) -> None:
         metadata = obj["metadata"]
-        ops: list[Object] = [{"op": "test", "path": "/metadata/uid", "value": metadata["uid"]}]
-        ops.append({"op": "add", "path": "/metadata/ownerReferences", "value": refs} if refs
-                   else {"op": "remove", "path": "/metadata/ownerReferences"})
+        ops = owner_refs_patch(obj, refs)
         try:
             await self.client.patch(r, metadata["name"], ops, metadata.get("namespace"), patch_type="json")
         except errors.InvalidError:

@@ -52,6 +52,7 @@ CONTROLLERS: dict[str, str] = {
     "csrsigning": "pilothouse.components.controllers.csrsigning:CSRSigningController",
     "bootstrapsigner": "pilothouse.components.controllers.bootstrapsigner:BootstrapSigner",
     "tokencleaner": "pilothouse.components.controllers.tokencleaner:TokenCleaner",
+    "nodeipam": "pilothouse.components.controllers.nodeipam:NodeIPAMController",
 }
 
 

@@ -156,8 +156,8 @@ class NamespaceController(Controller):
             await self.client.update(NAMESPACES, body, subresource="finalize")
             return
         except errors.NotFoundError as error:
-            if "could not find the requested resource" not in error.message:
-                return  # the Namespace itself is gone
+            if errors.names(error, "namespaces", name):
+                return  # the Namespace itself is gone (not the /finalize path)
         # No /finalize on this server: an ordinary update of spec.finalizers.
         try:
             await self.client.update(NAMESPACES, body)

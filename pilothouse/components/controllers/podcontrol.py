@@ -53,6 +53,7 @@ __all__ = [
     "is_pod_available",
     "is_pod_ready",
     "new_controller_ref",
+    "owner_refs_patch",
     "owner_uid_refs",
     "pod_from_template",
     "pod_ready_condition",
@@ -285,7 +286,7 @@ class PodControl:
             created = await self.client.create(PODS, pod, namespace)
         except errors.APIError as error:
             # A namespace being terminated refuses creations: not worth a warning event.
-            if "being terminated" not in error.message:
+            if not errors.has_cause(error, errors.NAMESPACE_TERMINATING):
                 self.recorder.event(owner, "Warning", "FailedCreate", f"Error creating: {error.message}")
             raise
         name = created["metadata"]["name"]
@@ -342,6 +343,15 @@ async def slow_start_batch(count: int, fn: Callable[[], Awaitable[Any]],
 
 
 # -------------------------------------------------------------------------------------------- claiming
+
+
+def owner_refs_patch(obj: Object, refs: list[Object]) -> list[Object]:
+    """The JSON patch that adoption, release and orphaning write: ``obj``'s ownerReferences become
+    ``refs``, guarded by its uid (a test op), so an object deleted and re-created under the same
+    name is never changed by mistake (the server answers 422; callers treat it as gone)."""
+    return [{"op": "test", "path": "/metadata/uid", "value": obj["metadata"]["uid"]},
+            {"op": "add", "path": "/metadata/ownerReferences", "value": refs} if refs
+            else {"op": "remove", "path": "/metadata/ownerReferences"}]
 
 
 async def claim_objects(owner: Object, owner_ref: Object, selector: LabelSelector,

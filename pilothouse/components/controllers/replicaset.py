@@ -32,6 +32,7 @@ from pilothouse.components.controllers.podcontrol import (
     is_pod_available,
     is_pod_ready,
     new_controller_ref,
+    owner_refs_patch,
     rank_pods_for_deletion,
     slow_start_batch,
     with_kind,
@@ -252,11 +253,7 @@ class ReplicaSetController(Controller):
 
     async def _patch_owner_refs(self, pod: Object, refs: list[Object]) -> Object:
         metadata = pod["metadata"]
-        patch: list[Object] = [{"op": "test", "path": "/metadata/uid", "value": metadata["uid"]}]
-        if refs:
-            patch.append({"op": "add", "path": "/metadata/ownerReferences", "value": refs})
-        else:
-            patch.append({"op": "remove", "path": "/metadata/ownerReferences"})
+        patch = owner_refs_patch(pod, refs)
         try:
             return await self.client.patch(PODS, metadata["name"], patch, metadata["namespace"], patch_type="json")
         except errors.InvalidError:
@@ -276,7 +273,7 @@ class ReplicaSetController(Controller):
                 try:
                     await self.pod_control.create_from_template(namespace, template, rs, owner_ref)
                 except errors.APIError as error:
-                    if "being terminated" in error.message:
+                    if errors.has_cause(error, errors.NAMESPACE_TERMINATING):
                         return  # the namespace goes away: nothing to do
                     raise
 

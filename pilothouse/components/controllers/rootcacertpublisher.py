@@ -86,7 +86,7 @@ class RootCACertPublisher(Controller):
                 pass  # the cache was late; its event brings the key back
             except errors.APIError as error:
                 # A namespace gone or terminating is not retried.
-                if error.code == 404 or "being terminated" in error.message:
+                if error.code == 404 or errors.has_cause(error, errors.NAMESPACE_TERMINATING):
                     return
                 raise
             return

@@ -54,6 +54,6 @@ class ServiceAccountController(Controller):
         except errors.AlreadyExistsError:
             pass
         except errors.APIError as error:
-            if "being terminated" in error.message or error.code == 404:
+            if errors.has_cause(error, errors.NAMESPACE_TERMINATING) or error.code == 404:
                 return
             raise

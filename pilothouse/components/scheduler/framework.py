@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from pilothouse.components.scheduler.nodeinfo import NodeInfo, PodInfo
@@ -32,6 +32,7 @@ __all__ = [
     "EventResource",
     "FilterPlugin",
     "Handle",
+    "NormalizeScorePlugin",
     "Plugin",
     "PreFilterPlugin",
     "PreScorePlugin",
@@ -167,18 +168,21 @@ class Plugin:
         return ()
 
 
+@runtime_checkable
 class PreFilterPlugin(Protocol):
     name: str
 
     def pre_filter(self, state: CycleState, pod: PodInfo) -> Status | None: ...
 
 
+@runtime_checkable
 class FilterPlugin(Protocol):
     name: str
 
     def filter(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> Status | None: ...
 
 
+@runtime_checkable
 class BatchFilterPlugin(Protocol):
     """Optional fast path of a Filter plugin: prune a list of nodes in one call.
 
@@ -192,24 +196,36 @@ class BatchFilterPlugin(Protocol):
                      statuses: dict[str, Status]) -> list[NodeInfo]: ...
 
 
+@runtime_checkable
 class PreScorePlugin(Protocol):
     name: str
 
     def pre_score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> Status | None: ...
 
 
+@runtime_checkable
 class ScorePlugin(Protocol):
     name: str
 
     def score(self, state: CycleState, pod: PodInfo, node: NodeInfo) -> int: ...
 
 
+@runtime_checkable
 class BatchScorePlugin(Protocol):
     """Optional fast path of a Score plugin: the scores of many nodes in one call."""
 
     name: str
 
     def score_nodes(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]: ...
+
+
+@runtime_checkable
+class NormalizeScorePlugin(Protocol):
+    """Optional step of a Score plugin (kube-scheduler's ScoreExtensions.NormalizeScore)."""
+
+    name: str
+
+    def normalize(self, state: CycleState, pod: PodInfo, scores: list[int]) -> None: ...
 
 
 def default_normalize(scores: list[int], reverse: bool = False) -> None:

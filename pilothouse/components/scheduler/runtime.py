@@ -15,12 +15,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from pilothouse.components.scheduler.framework import (
+    BatchFilterPlugin,
+    BatchScorePlugin,
     ClusterEvent,
     Code,
     CycleState,
     Diagnosis,
+    FilterPlugin,
     Handle,
+    NormalizeScorePlugin,
     Plugin,
+    PreFilterPlugin,
+    PreScorePlugin,
+    ScorePlugin,
     Status,
 )
 from pilothouse.components.scheduler.nodeinfo import NodeInfo, PodInfo
@@ -95,12 +102,11 @@ def fit_error_message(num_nodes: int, diagnosis: Diagnosis) -> str:
 BatchFilter = Callable[[CycleState, PodInfo, list[NodeInfo], dict[str, Status]], list[NodeInfo]]
 
 
-def _batch_filter(plugin: Plugin) -> BatchFilter:
+def _batch_filter(plugin: FilterPlugin) -> BatchFilter:
     """A plugin's ``filter_nodes`` if it has one, else its per-node ``filter`` in a loop."""
-    batch: BatchFilter | None = getattr(plugin, "filter_nodes", None)
-    if batch is not None:
-        return batch
-    check = plugin.filter  # type: ignore[attr-defined]
+    if isinstance(plugin, BatchFilterPlugin):
+        return plugin.filter_nodes
+    check = plugin.filter
     name = plugin.name
 
     def run(state: CycleState, pod: PodInfo, nodes: list[NodeInfo], statuses: dict[str, Status]) -> list[NodeInfo]:
@@ -126,6 +132,24 @@ class ScheduleResult:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class _ScoreSteps:
+    """One Score plugin's optional steps, looked up once instead of per scheduling cycle."""
+
+    plugin: ScorePlugin
+    weight: int
+    pre_score: Callable[[CycleState, PodInfo, list[NodeInfo]], Status | None] | None
+    batch: Callable[[CycleState, PodInfo, list[NodeInfo]], list[int]] | None
+    normalize: Callable[[CycleState, PodInfo, list[int]], None] | None
+
+    @classmethod
+    def of(cls, plugin: ScorePlugin, weight: int) -> _ScoreSteps:
+        return cls(plugin, weight,
+                   plugin.pre_score if isinstance(plugin, PreScorePlugin) else None,
+                   plugin.score_nodes if isinstance(plugin, BatchScorePlugin) else None,
+                   plugin.normalize if isinstance(plugin, NormalizeScorePlugin) else None)
+
+
 class Framework:
     def __init__(self, handle: Handle, *, filters: list[str] | None = None,
                  scores: Mapping[str, int] | None = None,
@@ -138,9 +162,11 @@ class Framework:
         for name in [*filters, *scores]:
             if name not in self.plugins:
                 self.plugins[name] = REGISTRY[name](handle, (plugin_args or {}).get(name, {}))
-        self.pre_filters = [self.plugins[n] for n in filters if hasattr(self.plugins[n], "pre_filter")]
-        self.filters = [self.plugins[n] for n in filters if hasattr(self.plugins[n], "filter")]
-        self.scores = [(self.plugins[n], w) for n, w in scores.items() if hasattr(self.plugins[n], "score")]
+        # Extension points by the plugin Protocols they implement (runtime-checkable), decided once.
+        self.pre_filters = [p for n in filters if isinstance(p := self.plugins[n], PreFilterPlugin)]
+        self.filters = [p for n in filters if isinstance(p := self.plugins[n], FilterPlugin)]
+        self.scores = [(p, w) for n, w in scores.items() if isinstance(p := self.plugins[n], ScorePlugin)]
+        self._score_steps = [_ScoreSteps.of(p, w) for p, w in self.scores]
         self._batch_filters = {p.name: _batch_filter(p) for p in self.filters}
         self.percentage = percentage_of_nodes_to_score
         self.next_start_index = 0
@@ -159,7 +185,7 @@ class Framework:
         state = CycleState()
         skip = state.skip_filter
         for plugin in self.pre_filters:
-            status = plugin.pre_filter(state, pod)  # type: ignore[attr-defined]
+            status = plugin.pre_filter(state, pod)
             if status is None:
                 continue
             if status.code == Code.SKIP:
@@ -210,21 +236,19 @@ class Framework:
 
     def _score(self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> list[int]:
         totals = [0] * len(nodes)
-        for plugin, weight in self.scores:
-            pre_score = getattr(plugin, "pre_score", None)
-            if pre_score is not None:
-                status = pre_score(state, pod, nodes)
+        for steps in self._score_steps:
+            weight = steps.weight
+            if steps.pre_score is not None:
+                status = steps.pre_score(state, pod, nodes)
                 if status is not None and status.code == Code.SKIP:
                     continue
-            batch = getattr(plugin, "score_nodes", None)
-            if batch is not None:
-                scores = batch(state, pod, nodes)
+            if steps.batch is not None:
+                scores = steps.batch(state, pod, nodes)
             else:
-                score = plugin.score  # type: ignore[attr-defined]
+                score = steps.plugin.score
                 scores = [score(state, pod, node) for node in nodes]
-            normalize = getattr(plugin, "normalize", None)
-            if normalize is not None:
-                normalize(state, pod, scores)
+            if steps.normalize is not None:
+                steps.normalize(state, pod, scores)
             if weight == 1:
                 totals = [a + b for a, b in zip(totals, scores, strict=True)]
             else:

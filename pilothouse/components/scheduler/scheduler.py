@@ -25,6 +25,13 @@ from pilothouse.client.kubeconfig import ClientConfig
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.scheduler.cache import Cache
 from pilothouse.components.scheduler.framework import ActionType, ClusterEvent, EventResource
+from pilothouse.components.scheduler.metrics import (
+    SCHEDULE_ERROR,
+    SCHEDULED,
+    UNSCHEDULABLE,
+    AttemptRecorder,
+    watch_pending_pods,
+)
 from pilothouse.components.scheduler.nodeinfo import PodInfo
 from pilothouse.components.scheduler.queue import QueuedPodInfo, SchedulingQueue
 from pilothouse.components.scheduler.runtime import Framework, ScheduleResult
@@ -119,6 +126,8 @@ class Scheduler:
         #: Cumulative seconds, for diagnosis (like kube-scheduler's metrics): time in scheduling
         #: cycles, pods waiting in the queue before their successful attempt, binds in flight.
         self.stats = {"cycles": 0.0, "cycle_seconds": 0.0, "queue_wait_seconds": 0.0, "bind_seconds": 0.0}
+        self.attempts = AttemptRecorder(scheduler_name)  # the profile label is the scheduler's name
+        watch_pending_pods(self.queue.counts)
 
     # ------------------------------------------------------------ running
 
@@ -198,6 +207,7 @@ class Scheduler:
                 self.schedule_one(info)
             except Exception:  # a bug for one pod must not stop scheduling
                 log.exception("scheduling %s failed", info.pod.key)
+                self.attempts.record(SCHEDULE_ERROR, started)
                 self.queue.add_unschedulable(info)
             self.stats["cycles"] += 1
             self.stats["cycle_seconds"] += time.monotonic() - started
@@ -208,6 +218,7 @@ class Scheduler:
 
     def schedule_one(self, info: QueuedPodInfo) -> ScheduleResult | None:
         pod = info.pod
+        started = time.monotonic()
         current = self._pods.get(pod.key) if self._pods is not None else None
         if (current is None or (current.get("spec") or {}).get("nodeName")
                 or (current.get("metadata") or {}).get("deletionTimestamp") or self.cache.is_assumed(pod.key)):
@@ -216,9 +227,10 @@ class Scheduler:
         result = self.framework.schedule(pod)
         if result.node is None:
             self._unschedulable(info, result)
+            self.attempts.record(UNSCHEDULABLE, started)
             return result
         self.cache.assume(pod, result.node)
-        self._spawn(self._bind(info, result.node))
+        self._spawn(self._bind(info, result.node, started))
         return result
 
     def _spawn(self, coroutine: Any) -> None:
@@ -226,7 +238,7 @@ class Scheduler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _bind(self, info: QueuedPodInfo, node: str) -> None:
+    async def _bind(self, info: QueuedPodInfo, node: str, attempt_started: float) -> None:
         pod = info.pod
         binding = {"apiVersion": "v1", "kind": "Binding",
                    "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
@@ -238,6 +250,7 @@ class Scheduler:
                 await self.client.create(_PODS, binding, pod.namespace, subresource="binding", name=pod.name)
         except (errors.APIError, errors.ConnectionFailed) as error:
             self.cache.forget(pod.key)
+            self.attempts.record(SCHEDULE_ERROR, attempt_started)
             if isinstance(error, errors.NotFoundError):
                 self.queue.delete(pod.key)
                 return
@@ -247,6 +260,7 @@ class Scheduler:
             return
         self.queue.done(pod.key)
         self.scheduled += 1
+        self.attempts.record(SCHEDULED, attempt_started)
         self.stats["bind_seconds"] += time.monotonic() - started
         if self.record_scheduled_events:
             self._event(pod, "Normal", "Scheduled", f"Successfully assigned {pod.namespace}/{pod.name} to {node}")

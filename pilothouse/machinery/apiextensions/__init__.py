@@ -10,6 +10,9 @@ it describes, one module per step:
 - :func:`apply_defaults` (``defaulting``) and :func:`prune` (``pruning``): structural defaulting
   and the dropping of unknown fields (whose paths ``fieldValidation`` reports);
 - :func:`validate_rules` (``rules``): ``x-kubernetes-validations`` CEL rules;
+- :func:`compile_schema` (``compiled``): a CRD version's schema compiled once into closures for
+  validity, pruning and defaulting, which the custom resource rows use per request (the
+  functions above stay the reference, and word every error);
 - :func:`validate_custom_resource` (``customresource``): both, in the strategy's order, rules
   skipped after blocking errors, ratcheting on update;
 - :func:`printer_columns` (``columns``): server-side Table columns and cells, and
@@ -23,6 +26,7 @@ it describes, one module per step:
 from __future__ import annotations
 
 from pilothouse.machinery.apiextensions.columns import InvalidColumnPath, printer_columns, validate_printer_columns
+from pilothouse.machinery.apiextensions.compiled import CompiledSchema, compile_schema
 from pilothouse.machinery.apiextensions.crdschema import validate_crd_schema
 from pilothouse.machinery.apiextensions.customresource import validate_custom_resource
 from pilothouse.machinery.apiextensions.defaulting import apply_defaults
@@ -40,8 +44,10 @@ from pilothouse.machinery.apiextensions.rules import validate_rules
 from pilothouse.machinery.apiextensions.selectable import validate_selectable_fields
 
 __all__ = [
+    "CompiledSchema",
     "InvalidColumnPath",
     "apply_defaults",
+    "compile_schema",
     "definition_name",
     "list_definition_name",
     "openapi_list_schema",

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pilothouse.machinery.apiextensions.nodes import Schema, node, properties
 
-__all__ = ["to_cel"]
+__all__ = ["cel_names", "to_cel", "to_cel_fields"]
 
 _RESERVED = frozenset({"true", "false", "null", "in", "as", "break", "const", "continue", "else", "for",
                        "function", "if", "import", "let", "loop", "package", "namespace", "return", "var",
@@ -27,7 +28,8 @@ _IDENT = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _LITERALS = frozenset({"true", "false", "null", "in"})
 
 
-def _names(name: str) -> tuple[str, ...]:
+@functools.lru_cache(maxsize=4096)
+def cel_names(name: str) -> tuple[str, ...]:
     """The field names CEL knows a property by: escaped where it is no identifier (``foo-bar`` is
     ``foo__dash__bar``); a keyword both as is and escaped (``__if__``, since 1.30), except the
     literals ``true``, ``false``, ``null`` and ``in``, which only work escaped."""
@@ -92,7 +94,7 @@ def to_cel(value: Any, s: Schema | None) -> Any:
                 continue  # a null field is an absent one for CEL (has() is false)
             if name in declared:
                 converted = to_cel(item, declared[name])
-                for alias in _names(name):
+                for alias in cel_names(name):
                     out[alias] = converted
             else:
                 out[name] = to_cel(item, additional)
@@ -106,3 +108,25 @@ def to_cel(value: Any, s: Schema | None) -> Any:
         if s.get("type") == "number" and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
     return value
+
+
+def to_cel_fields(value: dict[str, Any], s: Schema | None, wanted: frozenset[str]) -> dict[str, Any]:
+    """``to_cel(value, s)`` with only the fields whose CEL names are in ``wanted`` (the rest are
+    left out, not converted): what a rule that reads ``self.<name>`` and nothing else of ``self``
+    can see. Same order and aliasing as :func:`to_cel`, so colliding names resolve alike."""
+    declared = properties(s)
+    additional = node(s.get("additionalProperties")) if s is not None else None
+    out: dict[str, Any] = {}
+    for name, item in value.items():
+        if name in declared:
+            if item is None:
+                continue
+            aliases = cel_names(name)
+            if wanted.isdisjoint(aliases):
+                continue
+            converted = to_cel(item, declared[name])
+            for alias in aliases:
+                out[alias] = converted
+        elif name in wanted:
+            out[name] = to_cel(item, additional)
+    return out

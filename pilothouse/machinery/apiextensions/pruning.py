@@ -17,10 +17,10 @@ from typing import Any
 from pilothouse.machinery.apiextensions.nodes import Schema, node, properties
 from pilothouse.machinery.schema import definitions, resolve
 
-__all__ = ["prune"]
+__all__ = ["META_FIELDS", "OBJECT_META", "prune"]
 
-_META = frozenset({"apiVersion", "kind", "metadata"})
-_OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+META_FIELDS = frozenset({"apiVersion", "kind", "metadata"})
+OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
 
 def prune(schema: Schema | None, obj: Any, is_resource_root: bool = True) -> list[str]:
@@ -52,16 +52,16 @@ def _prune(x: Any, s: Schema | None, path: str, pruned: list[str], preserving: b
         declared = properties(s)
         has_additional = s.get("additionalProperties") is not None
         for name in list(x):
-            if s.get("x-kubernetes-embedded-resource") and name in _META:
+            if s.get("x-kubernetes-embedded-resource") and name in META_FIELDS:
                 if name == "metadata":
-                    _prune_official(x[name], definitions()[_OBJECT_META], _key(path, name), pruned)
+                    _prune_official(x[name], definitions()[OBJECT_META], _key(path, name), pruned)
                 continue
             if name in declared:
                 _prune(x[name], declared[name], _key(path, name), pruned)
             elif has_additional:
                 _prune(x[name], node(s.get("additionalProperties")), _key(path, name), pruned)
             elif not preserving:
-                if name not in _META or path:
+                if name not in META_FIELDS or path:
                     pruned.append(_key(path, name))
                 del x[name]
     elif isinstance(x, list):

@@ -28,7 +28,7 @@ import cel
 from pilothouse.machinery.apiextensions.celcheck import undefined_field
 from pilothouse.machinery.apiextensions.cellib import LIBRARY
 from pilothouse.machinery.apiextensions.celsyntax import desugar
-from pilothouse.machinery.apiextensions.celvalues import to_cel
+from pilothouse.machinery.apiextensions.celvalues import to_cel, to_cel_fields
 from pilothouse.machinery.apiextensions.correlation import ABSENT, entry, items, same
 from pilothouse.machinery.apiextensions.fieldpath import normalize_field_path
 from pilothouse.machinery.apiextensions.nodes import Schema, carries, node, properties
@@ -134,41 +134,100 @@ def validate_rules(schema: Schema, new: Any, old: Any = None, *, path: str = NIL
     return _validate(schema, path, new, ABSENT if old is None else old, activation)
 
 
-#: One library-loaded ``cel.Context`` per thread, reused by every validation: registering the
-#: library's functions costs more than evaluating a simple rule. Evaluation is synchronous (no
-#: await between binding and executing), so a thread's context is never shared mid-rule. A
-#: context that got an ``oldSelf`` is not handed out again: a later validation without an old
-#: value must find ``oldSelf`` unbound (a messageExpression reading it then falls back), as on a
-#: fresh context.
+#: One library-loaded ``cel.Context`` per thread, reused by every validation, with the variables
+#: of the rule being run handed to it through a resolver (a dict the thread rebinds) rather than
+#: ``add_variable``: the ``cel`` library rebuilds its whole environment, the library's functions
+#: included, after every ``add_variable`` (~7 µs), and keeps it while only the resolver's answers
+#: change. Evaluation is synchronous (no await between binding and executing), so a thread's
+#: context is never shared mid-rule; a validation without an old value clears ``oldSelf``, which
+#: then is unbound (a messageExpression reading it falls back), as on a fresh context.
 _CONTEXTS = threading.local()
 
 
-def _shared_context() -> cel.Context:
-    context: cel.Context | None = getattr(_CONTEXTS, "context", None)
-    if context is None:
-        context = cel.Context()
-        for name, function in LIBRARY.items():
-            context.add_function(name, function)
-        _CONTEXTS.context = context
+def _library_context() -> cel.Context:
+    context = cel.Context()
+    for name, function in LIBRARY.items():
+        context.add_function(name, function)
     return context
+
+
+def _shared_context() -> tuple[cel.Context, dict[str, Any]]:
+    found: tuple[cel.Context, dict[str, Any]] | None = getattr(_CONTEXTS, "context", None)
+    if found is None:
+        context, bindings = _library_context(), dict[str, Any]()
+        context.set_variable_resolver(bindings.get)
+        found = _CONTEXTS.context = (context, bindings)
+    return found
 
 
 class _Activation:
     """The thread's ``cel.Context``, rebound at each node that carries rules."""
 
     def __init__(self, warnings: list[str] | None) -> None:
-        self._context: cel.Context | None = None
         self.warnings = warnings
 
     def bind(self, s: Schema, value: Any, old: Any) -> cel.Context:
-        if self._context is None:
-            self._context = _shared_context()
-        self._context.add_variable("self", to_cel(value, s))
+        self_fields, old_fields = _fields_read(s)
+        converted = _converted(value, s, self_fields)
         # A stale oldSelf is never read: transition rules are skipped without an old value.
-        if old is not ABSENT:
-            _CONTEXTS.context = None  # this one now holds an oldSelf: the next validation gets a new one
-            self._context.add_variable("oldSelf", to_cel(old, s))
-        return self._context
+        old_converted = ABSENT if old is ABSENT else _converted(old, s, old_fields)
+        if old_converted is None:
+            # A null oldSelf, which the resolver cannot answer (None is its "not mine"): bound as a
+            # variable, on a context of its own.
+            context = _library_context()
+            context.add_variable("self", converted)
+            context.add_variable("oldSelf", None)
+            return context
+        context, bindings = _shared_context()
+        bindings.clear()
+        bindings["self"] = converted
+        if old_converted is not ABSENT:
+            bindings["oldSelf"] = old_converted
+        return context
+
+
+def _converted(value: Any, s: Schema, fields: frozenset[str] | None) -> Any:
+    if fields is not None and isinstance(value, dict):
+        return to_cel_fields(value, s, fields)
+    return to_cel(value, s)
+
+
+# Handing a value to the ``cel`` library costs about a microsecond per string or list item (it is
+# converted to Rust values whether or not a rule reads it): most of a rule's cost. So a node
+# whose rules read ``self`` only as ``self.<field>`` binds those fields alone. An identifier is
+# found in the rule's text without parsing it: any other use of ``self`` (``size(self)``,
+# ``self.all(...)``, ``self[k]``, ``self == ...``), even one inside a string literal, binds
+# the whole value, so the guess can only err towards converting too much.
+_USES = {name: re.compile(rf"(?<!\w){name}(?!\w)(?:\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)(?!\w)(?!\s*\())?")
+         for name in ("self", "oldSelf")}
+_FIELDS_READ: dict[int, tuple[Schema, frozenset[str] | None, frozenset[str] | None]] = {}
+
+
+def _fields_read(s: Schema) -> tuple[frozenset[str] | None, frozenset[str] | None]:
+    """The fields of ``self`` and of ``oldSelf`` the rules at ``s`` (messages included) can read;
+    None for a variable they may read whole. Memoised by node identity, as ``carries`` is."""
+    memo = _FIELDS_READ.get(id(s))
+    if memo is not None and memo[0] is s:
+        return memo[1], memo[2]
+    texts = [desugar(str(rule.get(key) or "")) for rule in s.get("x-kubernetes-validations") or ()
+             if isinstance(rule, dict) for key in ("rule", "messageExpression")]
+    found: list[frozenset[str] | None] = []
+    for variable in ("self", "oldSelf"):
+        fields: set[str] | None = set()
+        for text in texts:
+            for match in _USES[variable].finditer(text):
+                if match.group(1) is None:
+                    fields = None
+                    break
+                assert fields is not None
+                fields.add(match.group(1))
+            if fields is None:
+                break
+        found.append(None if fields is None else frozenset(fields))
+    if len(_FIELDS_READ) >= 65536:
+        _FIELDS_READ.clear()
+    _FIELDS_READ[id(s)] = (s, found[0], found[1])
+    return found[0], found[1]
 
 
 def _validate(s: Schema, path: str, value: Any, old: Any, activation: _Activation) -> list[FieldError]:

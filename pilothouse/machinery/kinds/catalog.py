@@ -7,7 +7,18 @@ all generated from this table. Adding a built-in kind is one entry here (or in t
 
 from __future__ import annotations
 
-from pilothouse.machinery.kinds import apiextensions, apps, batch, core, other, policy_kinds, rbac, replication, surface
+from pilothouse.machinery.kinds import (
+    apiextensions,
+    apps,
+    batch,
+    core,
+    metrics_api,
+    other,
+    policy_kinds,
+    rbac,
+    replication,
+    surface,
+)
 from pilothouse.machinery.kinds.types import ResourceType, ScaleSpec
 
 __all__ = ["BUILTIN_RESOURCES"]
@@ -67,5 +78,6 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
     + rbac.RESOURCES
     + policy_kinds.RESOURCES
     + surface.RESOURCES
+    + metrics_api.RESOURCES
     + apiextensions.RESOURCES
 )

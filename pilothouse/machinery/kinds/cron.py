@@ -1,7 +1,8 @@
 """Cron schedules as Kubernetes reads them (github.com/robfig/cron/v3, ``cron.ParseStandard``).
 
 CronJob validation reports the parser's own error text (``expected exactly 5 fields, found 1:
-[foo]``), and the CronJob controller needs the next run time; both come from this one parser.
+[foo]``), and the CronJob controller needs the next run time; both come from this one parser, so a
+schedule the API accepts is one the controller runs (``@every 1h`` once was not).
 """
 
 from __future__ import annotations
@@ -56,6 +57,19 @@ class CronSchedule:
         dow = (moment.isoweekday() % 7) in self.weekdays
         return (dom and dow) if self.day_star else (dom or dow)
 
+    @property
+    def zone(self) -> tzinfo:
+        """The zone the fields are read in (the ``TZ=`` prefix or ``spec.timeZone``; UTC without)."""
+        return self.location or UTC
+
+    def next(self, after: datetime) -> datetime:
+        """:meth:`next_after` for the CronJob controller: a naive ``after`` is UTC, and a schedule
+        that never fires (``0 0 30 2 *``) is a :class:`CronError` (robfig returns the zero time)."""
+        found = self.next_after(after if after.tzinfo is not None else after.replace(tzinfo=UTC))
+        if found is None:
+            raise CronError("no activation within five years")
+        return found
+
     def next_after(self, moment: datetime) -> datetime | None:
         """The first activation strictly after ``moment`` (aware datetimes), None within 5 years."""
         if self.every is not None:
@@ -78,7 +92,11 @@ class CronSchedule:
             if local.minute not in self.minutes:
                 local += timedelta(minutes=1)
                 continue
-            return local.replace(tzinfo=zone).astimezone(moment.tzinfo or UTC)
+            found = local.replace(tzinfo=zone).astimezone(moment.tzinfo or UTC)
+            if found <= moment:  # a wall time a DST jump skipped maps back before ``moment``
+                local += timedelta(minutes=1)
+                continue
+            return found
         return None
 
 
@@ -158,10 +176,15 @@ def _duration(text: str) -> timedelta:
     return timedelta(seconds=total)
 
 
-def parse_schedule(spec: str) -> CronSchedule:
-    """cron.ParseStandard: five fields, descriptors, ``@every``, optional ``TZ=``/``CRON_TZ=`` prefix."""
+def parse_schedule(spec: str, time_zone: str | None = None) -> CronSchedule:
+    """cron.ParseStandard: five fields, descriptors, ``@every``, optional ``TZ=``/``CRON_TZ=`` prefix.
+
+    ``time_zone``: a CronJob's ``spec.timeZone``, which the controller prefixes as ``TZ=`` (its
+    ``formatSchedule``); validation refuses a schedule that has both."""
     if not spec:
         raise CronError("empty spec string")
+    if time_zone:
+        spec = f"TZ={time_zone} {spec}"
     location: tzinfo | None = None
     if spec.startswith(("TZ=", "CRON_TZ=")):
         space = spec.find(" ")

@@ -11,7 +11,6 @@ columns, OpenAPI component schemas, the typed schema that patches and server-sid
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -27,7 +26,6 @@ from pilothouse.machinery.kinds.types import (
     Strategy,
     selectable_metadata,
 )
-from pilothouse.machinery.schema import Schema
 from pilothouse.machinery.tables.columns import NAME, Column, Printer
 
 __all__ = ["custom_resource_types", "json_path", "version_priority"]
@@ -63,28 +61,32 @@ def _bump_generation(new: Object, old: Object, ignored: tuple[str, ...]) -> None
     new["metadata"]["generation"] = generation + 1 if changed else generation
 
 
-def _strategy(group: str, version: str, schema: Schema, crd_version: Object, status_enabled: bool,
+def _strategy(group: str, version: str, compiled: schemas.CompiledSchema, crd_version: Object, status_enabled: bool,
               through: int) -> Strategy:
-    """customresource/strategy.go over ``schema``, the version's ``openAPIV3Schema``; objects
-    stored after resourceVersion ``through`` (the CRD's) were defaulted by it already."""
+    """customresource/strategy.go over ``compiled``, the version's ``openAPIV3Schema`` compiled once
+    here rather than walked per request; objects stored after resourceVersion ``through`` (the
+    CRD's) were defaulted by it already."""
+    schema = compiled.schema
     api_version = f"{group}/{version}"
     selectable = [(f["jsonPath"], json_path(f["jsonPath"])) for f in crd_version.get("selectableFields") or ()
                   if isinstance(f, dict) and f.get("jsonPath")]
 
     def default(obj: Object) -> None:
-        schemas.apply_defaults(schema, obj)
+        compiled.default(obj)
 
     def decorate(obj: Object) -> None:
         # Read from storage: "None" conversion only rewrites apiVersion; defaults apply on read too.
         obj["apiVersion"] = api_version
-        schemas.apply_defaults(schema, obj)
+        compiled.default(obj)
 
     def validate(obj: Object) -> list[FieldError]:
-        return schemas.validate_instance(schema, obj) + schemas.validate_rules(schema, obj, None)
+        return (schemas.validate_instance(schema, obj, valid=compiled.valid)
+                + schemas.validate_rules(schema, obj, None))
 
     def validate_update(new: Object, old: Object) -> list[FieldError]:
         # The rules see the old object: transition rules (oldSelf), and ratcheting of unchanged values.
-        return schemas.validate_instance(schema, new) + schemas.validate_rules(schema, new, old)
+        return (schemas.validate_instance(schema, new, valid=compiled.valid)
+                + schemas.validate_rules(schema, new, old))
 
     def prepare_for_create(obj: Object) -> None:
         if status_enabled:
@@ -136,13 +138,6 @@ def _status_strategy(main: Strategy) -> Strategy:
 
 
 # ---------------------------------------------------------------------------- printer and OpenAPI
-
-def _pruner(schema: Schema) -> Callable[[Object], list[str]]:
-    def prune(obj: Object) -> list[str]:
-        return schemas.prune(schema, obj)  # ObjectMeta's unknown fields included
-
-    return prune
-
 
 def _printer(columns: list[Object]) -> Printer:
     definitions, cells = schemas.printer_columns(columns)
@@ -200,7 +195,8 @@ def custom_resource_types(crd: Object) -> list[ResourceType]:
         subresources = crd_version.get("subresources") or {}
         status_enabled = "status" in subresources
         schema = (crd_version.get("schema") or {}).get("openAPIV3Schema") or {"type": "object"}
-        strategy = _strategy(group, version, schema, crd_version, status_enabled, through)
+        compiled = schemas.compile_schema(schema)
+        strategy = _strategy(group, version, compiled, crd_version, status_enabled, through)
         scale = None
         if isinstance(subresources.get("scale"), dict):
             spec_scale = subresources["scale"]
@@ -211,7 +207,7 @@ def custom_resource_types(crd: Object) -> list[ResourceType]:
             group, version, kind, plural, spec.get("scope") == "Namespaced", strategy,
             tuple(names.get("shortNames") or ()), tuple(names.get("categories") or ()),
             status_strategy=_status_strategy(strategy) if status_enabled else None, scale=scale,
-            schema=schemas.typed_schema(crd, version), prune=_pruner(schema),
+            schema=schemas.typed_schema(crd, version), prune=compiled.prune,  # ObjectMeta's unknown fields included
             printer=_printer(crd_version.get("additionalPrinterColumns") or []),
             openapi=_openapi(crd, group, version, kind), strategic_merge_patch=False,
             singular_name=names.get("singular", ""), list_kind_name=names.get("listKind", ""),

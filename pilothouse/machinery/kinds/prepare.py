@@ -274,14 +274,56 @@ def _needs_node_port(spec: dict[str, Any]) -> bool:
         spec.get("type") == "NodePort" or spec.get("allocateLoadBalancerNodePorts", True))
 
 
+def _externally_accessible(spec: dict[str, Any]) -> bool:
+    return spec.get("type") in ("NodePort", "LoadBalancer") or (
+        spec.get("type", "ClusterIP") == "ClusterIP" and bool(spec.get("externalIPs")))
+
+
+def _node_ports(spec: dict[str, Any]) -> set[int]:
+    return {p["nodePort"] for p in spec.get("ports") or () if p.get("nodePort")}
+
+
+def _drop_type_dependent_fields(new: Object, spec: dict[str, Any], old_spec: dict[str, Any]) -> None:
+    """kube-apiserver's ``dropTypeDependentFields``: when the type changes, values the new type
+    cannot have are wiped if the user left them as they were (changed ones fail validation). Node
+    ports and cluster IPs are among them, so ``type: ClusterIP`` on a NodePort Service works, and
+    the allocator frees what the Service no longer holds."""
+    if _needs_cluster_ip(old_spec) and not _needs_cluster_ip(spec):
+        if spec.get("clusterIP") == old_spec.get("clusterIP") and spec.get("clusterIPs") == old_spec.get("clusterIPs"):
+            spec.pop("clusterIP", None)
+            spec.pop("clusterIPs", None)
+        for key in ("ipFamilies", "ipFamilyPolicy"):
+            if spec.get(key) == old_spec.get(key):
+                spec.pop(key, None)
+    if _needs_node_port(old_spec) and not _needs_node_port(spec) and _node_ports(spec) <= _node_ports(old_spec):
+        for port in spec.get("ports") or ():
+            port.pop("nodePort", None)
+    was_lb, is_lb = old_spec.get("type") == "LoadBalancer", spec.get("type") == "LoadBalancer"
+    if was_lb and old_spec.get("externalTrafficPolicy") == "Local" and not (
+            is_lb and spec.get("externalTrafficPolicy") == "Local") and \
+            spec.get("healthCheckNodePort") == old_spec.get("healthCheckNodePort"):
+        spec.pop("healthCheckNodePort", None)
+    if was_lb and not is_lb:
+        for key in ("allocateLoadBalancerNodePorts", "loadBalancerClass"):
+            if spec.get(key) == old_spec.get(key):
+                spec.pop(key, None)
+    if _externally_accessible(old_spec) and not _externally_accessible(spec) and \
+            spec.get("externalTrafficPolicy") == old_spec.get("externalTrafficPolicy"):
+        spec.pop("externalTrafficPolicy", None)
+    if not is_lb:
+        new.setdefault("status", {})["loadBalancer"] = {}
+
+
 def prepare_service_update(new: Object, old: Object) -> None:
-    """Status kept; patchAllocatedValues: an update that omits allocated values keeps them."""
+    """Status kept; patchAllocatedValues: an update that omits allocated values keeps them;
+    dropTypeDependentFields: a type change drops what the new type cannot have."""
     if "status" in old:
         new["status"] = _clone(old["status"])
     spec = new.get("spec")
     old_spec = old.get("spec") or {}
     if spec is None:
         return
+    _drop_type_dependent_fields(new, spec, old_spec)
     if _needs_cluster_ip(old_spec) and _needs_cluster_ip(spec):
         if not spec.get("clusterIP") and old_spec.get("clusterIP"):
             spec["clusterIP"] = old_spec["clusterIP"]

@@ -39,7 +39,7 @@ _ROOT_SPEC: _Spec = {"apiVersion": (True, None), "kind": (True, None),
 #: the FieldsV1 their walk produced (serialized, so every hit hands out a fresh copy). Objects are
 #: mostly created by controllers from one template, so the same spec comes again and again and the
 #: walk -- the bulk of a create's field-manager cost -- is done once per distinct spec.
-_SUBTREE_MEMO: Recent[tuple[int, bytes], tuple[Any, bytes | None]] = Recent(512)
+_SUBTREE_MEMO: Recent[tuple[int, bytes, bytes], tuple[Any, bytes | None]] = Recent(512)
 #: Larger subtrees are walked every time (their key alone would cost what the memo saves).
 _SUBTREE_MEMO_MAX_BYTES = 16_384
 
@@ -106,8 +106,11 @@ def _node(lhs: Any, rhs: Any, meta: FieldMeta, strip_self: bool, spec: _Spec | N
 def _memoized_node(lhs: Any, rhs: dict[str, Any], meta: FieldMeta) -> dict[str, Any] | None:
     """:func:`_node` of a top-level map without strip rules, through :data:`_SUBTREE_MEMO`.
 
-    The key is the schema's identity and the value's JSON: ``lhs`` (the creation skeleton) is a
-    function of those two, and equal JSON means an equal value, so the same FieldsV1.
+    The key is the schema's identity, the value's JSON and the skeleton's: the skeleton is not a
+    function of the schema and value alone (a field the parent requires gets an empty map in it,
+    the same field elsewhere is missing: an ObjectReference ``{}`` as a core Event's
+    ``involvedObject`` or an events.k8s.io Event's ``regarding``), and equal JSON means an equal
+    value, so the same FieldsV1.
     """
     try:
         text = orjson.dumps(rhs)
@@ -115,7 +118,7 @@ def _memoized_node(lhs: Any, rhs: dict[str, Any], meta: FieldMeta) -> dict[str, 
         return _node(lhs, rhs, meta, False, None)
     if len(text) > _SUBTREE_MEMO_MAX_BYTES:
         return _node(lhs, rhs, meta, False, None)
-    key = (id(meta.schema), text)
+    key = (id(meta.schema), text, b"" if lhs is MISSING else orjson.dumps(lhs))
     remembered = _SUBTREE_MEMO.get(key)
     if remembered is not None and remembered[0] is meta.schema:
         hit = remembered[1]

@@ -18,6 +18,7 @@ import os
 import re
 import struct
 import tarfile
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,6 +33,7 @@ from pilothouse.components.agent.runtime.interface import (
     ContainerNotFound,
     ContainerSpec,
     ContainerState,
+    ContainerStats,
     ImagePullError,
     RuntimeError_,
 )
@@ -401,6 +403,26 @@ class DockerRuntime:
         state = _state_from_inspect(info)
         self._inspected[container_id] = state
         return state
+
+    async def stats(self, container_id: str) -> ContainerStats:
+        """``GET /containers/{id}/stats?stream=0``: one reading (podman's service answered an empty
+        body to ``one-shot=true``, so the engine's single non-streamed sample it is)."""
+        try:
+            readings = await self._d.containers.container(container_id).stats(stream=False)
+        except DockerError as error:
+            if error.status == 404 or "no such container" in str(error.message):
+                raise ContainerNotFound(container_id) from error
+            raise RuntimeError_(str(error.message)) from error
+        raw: dict[str, Any] = (readings[0] if readings else {}) if isinstance(readings, list) else readings
+        cpu = ((raw.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0
+        memory = raw.get("memory_stats") or {}
+        details = memory.get("stats") or {}
+        # cgroup v2 calls it inactive_file, v1 total_inactive_file: the kubelet's working set subtracts it.
+        inactive = details.get("inactive_file", details.get("total_inactive_file", 0)) or 0
+        usage = memory.get("usage") or 0
+        # "read" has nanoseconds, which datetime cannot parse; the reading is from this moment anyway.
+        return ContainerStats(cpu_seconds=cpu / 1e9, memory_working_set=max(usage - inactive, 0),
+                              timestamp=time.time())
 
     # -------------------------------------------------------------- streams
 

@@ -32,6 +32,7 @@ __all__ = [
     "ContainerRuntime",
     "ContainerSpec",
     "ContainerState",
+    "ContainerStats",
     "ExecSession",
     "ImagePullError",
     "Mount",
@@ -112,6 +113,15 @@ class ContainerState:
 
 
 @dataclass(frozen=True)
+class ContainerStats:
+    """A container's cgroup figures, as the kubelet's resource metrics take them."""
+
+    cpu_seconds: float  # cumulative CPU time
+    memory_working_set: int  # bytes: usage less inactive file pages
+    timestamp: float  # when the engine read them (epoch seconds)
+
+
+@dataclass(frozen=True)
 class ContainerEvent:
     id: str
     action: str  # start | die | oom | destroy ...
@@ -160,6 +170,10 @@ class ContainerRuntime(Protocol):
         ...
 
     async def inspect_container(self, container_id: str) -> ContainerState: ...
+    async def stats(self, container_id: str) -> ContainerStats:
+        """One reading of a running container's CPU and memory; ContainerNotFound if gone."""
+        ...
+
     def logs(self, container_id: str, *, follow: bool = False, tail: int | None = None,
              since: float | None = None, timestamps: bool = False) -> AsyncIterator[bytes]: ...
     async def exec(self, container_id: str, command: list[str], *, tty: bool, stdin: bool,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -17,6 +18,7 @@ from pilothouse.components.agent.runtime.interface import (
     ContainerNotFound,
     ContainerSpec,
     ContainerState,
+    ContainerStats,
     ExecSession,
 )
 
@@ -109,6 +111,11 @@ class SimulatedRuntime:
 
     async def inspect_container(self, container_id: str) -> ContainerState:
         return self._get(container_id)[1]
+
+    async def stats(self, container_id: str) -> ContainerStats:
+        """Nothing runs: no CPU, no memory."""
+        self._get(container_id)
+        return ContainerStats(cpu_seconds=0.0, memory_working_set=0, timestamp=time.time())
 
     async def logs(self, container_id: str, *, follow: bool = False, tail: int | None = None,
                    since: float | None = None, timestamps: bool = False) -> AsyncIterator[bytes]:

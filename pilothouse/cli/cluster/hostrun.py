@@ -1,0 +1,201 @@
+"""One host's supervisor: the detached process that keeps a network-namespace host's services running.
+
+``cluster create``/``start`` start one per host (``pilothouse cluster run-host``, pid file in the
+host's directory) and return; ``stop``/``delete`` send it SIGTERM. It plays what systemd plays on the
+seed's hosts: it starts the host's podman service inside the namespace, waits for the API server as the
+seed's ``wupiao`` does (``ExecStartPre``), and keeps ``pilothouse server`` and ``pilothouse agent``
+running (``Restart=always``, :class:`pilothouse.cli.supervisor.Supervisor`), each entered into the
+host's namespace with nsenter. The agent's credentials (``system:node:<host>`` in ``system:nodes``, the
+Node authorizer's users) are issued from the cluster CA the first time, as kubeadm writes kubelet.conf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import ssl
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from pilothouse.cli.cluster.layout import Layout
+from pilothouse.cli.cluster.netns import enter
+from pilothouse.cli.supervisor import Child, Supervisor
+from pilothouse.components.agent.runtime.podman_service import PodmanService
+from pilothouse.machinery.topology import Cluster, Host
+
+__all__ = ["SERVER_AUTH_FLAGS", "run_host"]
+
+log = logging.getLogger("pilothouse.cluster")
+
+#: The server of a cluster built here serves HTTPS, authenticates by certificate (the agents get
+#: ``system:node:<host>`` ones) and authorizes as a kubeadm cluster does; explicit, so that it holds
+#: whatever ``pilothouse server``'s defaults become.
+SERVER_AUTH_FLAGS = ("--secure", "--authorization-mode", "Node,RBAC")
+
+
+class NetnsPodmanService(PodmanService):
+    """podman's service started inside a host's network namespace."""
+
+    def __init__(self, netns: str, socket_path: Path, **options: Any) -> None:
+        super().__init__(socket_path, **options)
+        self.netns = netns
+
+    def command(self) -> list[str]:
+        return [*enter(self.netns), *super().command()]
+
+
+def _pilothouse(netns: str, *args: str) -> list[str]:
+    return [*enter(netns), sys.executable, "-m", "pilothouse", *args]
+
+
+def server_command(layout: Layout, cluster: Cluster) -> list[str]:
+    host = cluster.server
+    return _pilothouse(layout.netns(host), "server", "--data-dir", str(layout.server_dir(cluster)),
+                       "--bind-address", host.address, "--port", "6443", *SERVER_AUTH_FLAGS,
+                       "--service-cluster-ip-range", cluster.network.service_range,
+                       *cluster.component_args.get("server", ()))
+
+
+def agent_command(layout: Layout, cluster: Cluster, host: Host) -> list[str]:
+    args = ["agent", "--kubeconfig", str(layout.agent_kubeconfig(host)),
+            "--proxy-kubeconfig", str(layout.proxy_kubeconfig(host)), "--node-name", host.name,
+            "--address", host.address, "--node-ip", host.address, "--port", "10250",
+            "--root-dir", str(layout.agent_dir(host)), "--pod-cidr", host.pod_cidr, "--stop-pods-on-exit",
+            "--service-cluster-ip-range", cluster.network.service_range]  # its embedded service proxy's
+    own = {k: v for k, v in host.labels.items() if k not in restricted_labels(host)}
+    if own:
+        args += ["--node-labels", ",".join(f"{k}={v}" for k, v in own.items())]
+    if host.taints:
+        args += ["--register-with-taints", ",".join(str(t) for t in host.taints)]
+    if host.engine == "simulated":
+        args += ["--runtime", "simulated"]
+    else:
+        args += ["--runtime-endpoint", f"unix://{layout.podman_socket(host)}"]
+    return _pilothouse(layout.netns(host), *args, *cluster.component_args.get("agent", ()))
+
+
+def restricted_labels(host: Host) -> dict[str, str]:
+    """The host's labels that NodeRestriction forbids a kubelet to set on its own Node
+    (``node-role.kubernetes.io/control-plane``...): kubeadm sets those with admin credentials once
+    the Node exists (its mark-control-plane phase), and so does :func:`_label_node`."""
+    from pilothouse.apiserver.admission_plugins.noderestriction import forbidden_labels
+
+    names = set(forbidden_labels(host.labels, {}))
+    return {k: v for k, v in host.labels.items() if k in names}
+
+
+async def _label_node(layout: Layout, cluster: Cluster, host: Host, labels: dict[str, str]) -> None:
+    from pilothouse.client import errors
+    from pilothouse.client.kubeconfig import load_kubeconfig
+    from pilothouse.client.rest import APIClient, resource
+
+    nodes = resource("", "v1", "nodes")
+    async with APIClient(load_kubeconfig(layout.server_dir(cluster) / "kubeconfig.yaml"),
+                         user_agent="pilothouse-cluster") as client:
+        while True:
+            try:
+                await client.patch(nodes, host.name, {"metadata": {"labels": labels}})
+                log.info("node %s labelled %s", host.name, labels)
+                return
+            except (errors.APIError, errors.ConnectionFailed) as error:  # not registered yet
+                log.debug("labelling node %s: %s", host.name, error)
+            await asyncio.sleep(1.0)
+
+
+async def _wait_for_server(layout: Layout, cluster: Cluster) -> None:
+    """Until the CA exists and ``/readyz`` says ok (the seed's ``wupiao``), then kubelet.conf."""
+    ca = layout.server_dir(cluster) / "pki" / "ca.crt"
+    url = layout.server_url(cluster) + "/readyz"
+    while not (ca.exists() and await asyncio.to_thread(_answers_ok, url, ca)):
+        await asyncio.sleep(0.5)
+
+
+def _answers_ok(url: str, ca: Path) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=ssl.create_default_context(cafile=str(ca))) as response:
+            return bool(response.read() == b"ok")
+    except OSError:  # ssl.SSLError too
+        return False
+
+
+def _write_kubeconfig(layout: Layout, cluster: Cluster, path: Path, user: str, groups: list[str]) -> None:
+    """A kubeconfig for ``user`` with a certificate from the cluster CA, unless one is there."""
+    import yaml
+
+    from pilothouse.apiserver.pkidir import ClusterPKI
+    from pilothouse.machinery.kubeconfig import build_kubeconfig
+
+    if path.exists():
+        return
+    cluster_pki = ClusterPKI(layout.server_dir(cluster) / "pki")
+    credentials = cluster_pki.issue_client(user, groups)
+    document = build_kubeconfig(layout.server_url(cluster), user=user, ca_pem=cluster_pki.ca_cert_path.read_bytes(),
+                                cert_pem=credentials.cert_pem, key_pem=credentials.key_pem)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(document, sort_keys=False))
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
+def _write_agent_kubeconfigs(layout: Layout, cluster: Cluster, host: Host) -> None:
+    """kubeadm's kubelet.conf (the Node authorizer's ``system:node:<host>``), and k3s's kube-proxy
+    credentials (``system:kube-proxy``, bound to system:node-proxier) for the agent's embedded proxy."""
+    _write_kubeconfig(layout, cluster, layout.agent_kubeconfig(host), f"system:node:{host.name}", ["system:nodes"])
+    _write_kubeconfig(layout, cluster, layout.proxy_kubeconfig(host), "system:kube-proxy", [])
+
+
+async def run_host(layout: Layout, host_name: str) -> None:
+    cluster = layout.cluster()
+    host = cluster.host(host_name)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    layout.pid_file(host).write_text(str(os.getpid()))
+    podman: PodmanService | None = None
+    server, agent = Supervisor(), Supervisor()
+    labelling: asyncio.Task[None] | None = None
+    try:
+        if host.runs_agent and host.engine == "podman":
+            run_dir = layout.run_dir(host)
+            podman = NetnsPodmanService(layout.netns(host), layout.podman_socket(host),
+                                        storage_root=layout.podman_root(host), run_root=run_dir / "runroot",
+                                        log_path=layout.host_dir(host) / "podman.log",
+                                        extra_env={"CONTAINERS_REGISTRIES_CONF": str(layout.registries_conf(host))})
+            await podman.start(timeout=60)
+        if host.role == "server":
+            server.children.append(Child("server", server_command(layout, cluster)))
+            await server.start()
+        if host.runs_agent and await _until_server_or_stop(layout, cluster, stop):
+            await asyncio.to_thread(_write_agent_kubeconfigs, layout, cluster, host)
+            agent.children.append(Child("agent", agent_command(layout, cluster, host)))
+            await agent.start()
+            if restricted_labels(host):
+                labelling = asyncio.create_task(_label_node(layout, cluster, host, restricted_labels(host)))
+        await stop.wait()
+    finally:
+        if labelling is not None:
+            labelling.cancel()
+        # the agent before the server: it stops its pods while it can still report them
+        await agent.stop(timeout=60.0)
+        await server.stop(timeout=30.0)
+        if podman is not None:
+            await podman.stop()
+        with contextlib.suppress(OSError):
+            Path(layout.pid_file(host)).unlink()
+
+
+async def _until_server_or_stop(layout: Layout, cluster: Cluster, stop: asyncio.Event) -> bool:
+    """Whether the server answered before we were told to stop."""
+    waiting = asyncio.create_task(_wait_for_server(layout, cluster))
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    stopping.cancel()
+    return not stop.is_set()
