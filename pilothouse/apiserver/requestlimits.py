@@ -30,13 +30,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import Gauge
 
 from pilothouse.apiserver.auth import CALLER, REQUEST_INFO, SYSTEM_MASTERS
 from pilothouse.apiserver.requestinfo import RequestInfo, parse_request_info
 from pilothouse.machinery.errors import StatusError, bad_request, too_many_requests
 from pilothouse.machinery.query import integer
 
-__all__ = ["RequestLimitOptions", "RequestLimits", "install", "is_long_running", "parse_go_duration",
+__all__ = ["INFLIGHT", "RequestLimitOptions", "RequestLimits", "install", "is_long_running", "parse_go_duration",
            "watch_timeout"]
 
 log = logging.getLogger("pilothouse.apiserver.limits")
@@ -88,6 +89,11 @@ def is_long_running(info: RequestInfo) -> bool:
     return info.is_resource_request and (info.verb in _LONG_RUNNING_VERBS
                                          or info.subresource in _LONG_RUNNING_SUBRESOURCES)
 
+
+#: kube-apiserver's gauge of the seats taken, by kind (``readOnly``, ``mutating``).
+INFLIGHT = Gauge("apiserver_current_inflight_requests",
+                 "Maximal number of currently used inflight request limit of this apiserver per request kind "
+                 "in last second.", ["request_kind"])
 
 _KEY_OPTIONS = web.AppKey("pilothouse.requestlimits", RequestLimitOptions)
 _KEY_STARTED = web.RequestKey("pilothouse.response-started", bool)
@@ -193,7 +199,10 @@ def _log_late_failure(task: asyncio.Future[Any]) -> None:
 def install(app: web.Application, options: RequestLimitOptions) -> None:
     """Innermost middleware of ``app`` (after authentication and authorization)."""
     app[_KEY_OPTIONS] = options
-    app.middlewares.append(RequestLimits(options).middleware)
+    limits = RequestLimits(options)
+    app.middlewares.append(limits.middleware)
+    INFLIGHT.labels("readOnly").set_function(lambda: limits.in_flight[False])
+    INFLIGHT.labels("mutating").set_function(lambda: limits.in_flight[True])
     app.on_response_prepare.append(_mark_started)
 
 

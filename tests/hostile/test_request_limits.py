@@ -10,6 +10,7 @@ import asyncio
 import json
 import socket
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -89,6 +90,11 @@ def test_mutating_flood_is_answered_429_with_retry_after(limited: ServerProcess)
         status = json.loads(refused.value.body)
         assert (status["kind"], status["reason"], status["details"]["retryAfterSeconds"]) == \
             ("Status", "TooManyRequests", 1)
+        # The seats taken, as kube-apiserver's gauge shows them.
+        request = urllib.request.Request(limited.url + "/metrics", headers={"Authorization": "Bearer admin-token"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            scraped = response.read().decode()
+        assert 'apiserver_current_inflight_requests{request_kind="mutating"} 2.0' in scraped, scraped[:2000]
         # Reads have seats of their own; a watch holds none; system:masters is never refused.
         assert alice.read_namespaced_config_map("before", "default").data == {"k": "v"}
         watch = alice.list_namespaced_config_map("default", watch=True, timeout_seconds=1, _preload_content=False)
