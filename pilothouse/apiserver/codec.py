@@ -14,6 +14,8 @@ import orjson
 import yaml
 from aiohttp import web
 
+from pilothouse.apiserver import strictbody
+from pilothouse.machinery import safeyaml
 from pilothouse.machinery.errors import (
     StatusError,
     bad_request,
@@ -67,7 +69,7 @@ async def read_body(request: web.Request) -> tuple[Any, str]:
         return decode_kubernetes_protobuf(bytes(raw)), media_type
     if media_type in ("application/yaml", "text/yaml", "application/x-yaml", "application/apply-patch+yaml"):
         try:
-            value = yaml.safe_load(bytes(raw))
+            value = safeyaml.load(bytes(raw))  # bounded depth and alias expansion
             # What follows expects a JSON document, as sigs.k8s.io/yaml hands kube-apiserver one:
             # encoding it refuses an alias cycle (``a: &a [*a]``) and anything JSON cannot hold.
             orjson.dumps(value)
@@ -79,9 +81,11 @@ async def read_body(request: web.Request) -> tuple[Any, str]:
             raise bad_request(f"error converting YAML to JSON: {error}") from None
         return value, media_type
     try:
-        return orjson.loads(raw), media_type or "application/json"
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise bad_request(f"couldn't get version/kind; json parse error: {error}") from None
+    strictbody.check_json_body(request, bytes(raw), value)
+    return value, media_type or "application/json"
 
 
 def wants_table(request: web.Request) -> bool:

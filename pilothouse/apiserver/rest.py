@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from pilothouse.apiserver import codec, options, watchstream
+from pilothouse.apiserver import codec, options, strictbody, watchstream
 from pilothouse.apiserver.objects import decode_stored, stored_json
 from pilothouse.apiserver.registry import ResourceStorage, WriteContext
 from pilothouse.apiserver.requestinfo import RequestInfo
@@ -170,6 +170,7 @@ class RestHandler:
     async def _create(self, request: web.Request, storage: ResourceStorage, namespace: str | None) -> web.Response:
         body, _ = await codec.read_body(request)
         ctx = options.write_context(request.query, request.headers)
+        strictbody.report_duplicates(request, ctx, storage.resource)
         created = await storage.create(namespace, body, ctx)
         return await self._respond(request, storage, created, 201, ctx)
 
@@ -177,6 +178,7 @@ class RestHandler:
                       info: RequestInfo) -> web.Response:
         body, _ = await codec.read_body(request)
         ctx = options.write_context(request.query, request.headers)
+        strictbody.report_duplicates(request, ctx, storage.resource)
         obj, created = await storage.update(namespace, info.name, body, ctx, info.subresource)
         return await self._respond(request, storage, obj, 201 if created else 200, ctx)
 

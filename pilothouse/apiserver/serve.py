@@ -23,6 +23,8 @@ from pilothouse.apiserver.insecure import start_insecure
 from pilothouse.apiserver.legacyapi import enable_runtime_config
 from pilothouse.apiserver.masterendpoints import advertise_address
 from pilothouse.apiserver.pkidir import ClusterPKI, TLSOptions
+from pilothouse.apiserver.requestlimits import RequestLimitOptions
+from pilothouse.apiserver.requestlimits import install as install_request_limits
 from pilothouse.apiserver.x509auth import X509Authenticator
 from pilothouse.machinery.kubeconfig import build_kubeconfig
 from pilothouse.machinery.pki import CertKey
@@ -66,6 +68,8 @@ class ServerConfig:
     advertise_address: str = ""
     #: kube-apiserver's ``--runtime-config``; ``api/v1beta1=true`` serves the seed's legacy Minion.
     runtime_config: str = ""
+    #: --max-requests-inflight, --max-mutating-requests-inflight, --request-timeout, --min-request-timeout
+    limits: RequestLimitOptions = field(default_factory=RequestLimitOptions)
     #: kube-apiserver's --etcd-count-metric-poll-period: seconds between counts of each resource's
     #: objects for apiserver_storage_objects (0: never).
     count_metric_poll_period: float = 60.0
@@ -186,13 +190,16 @@ async def start_server(config: ServerConfig) -> RunningServer:
         await store.close()
         raise
     app = api.build_app()
+    install_request_limits(app, config.limits)
     # Bootstrap loaded the kind schemas and built the routes: long-lived, so out of every later
     # cyclic collection (see pilothouse.cli.main._tune_gc).
     gc.collect()
     gc.freeze()
-    # Keep-alive long enough for informers' connection reuse; access logs off (they cost ~10% per
+    # Idle connections (and ones trickling their headers) closed after kube-apiserver's IdleTimeout,
+    # 90s, longer than clients keep theirs (client-go 90s, aiohttp 15s); access logs off (they cost ~10% per
     # request and the seed's systemd units run the server with logs to stderr anyway).
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0,
+                           keepalive_timeout=config.limits.idle_timeout)
     await runner.setup()
     site = web.TCPSite(runner, config.bind_address, config.port, reuse_address=True, backlog=1024,
                        ssl_context=cluster_pki.ssl_context() if cluster_pki else None)

@@ -20,12 +20,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from pilothouse.apiserver import codec, options
+from pilothouse.apiserver import codec, options, requestlimits
 from pilothouse.apiserver.metrics import TERMINATED_WATCHERS
 from pilothouse.apiserver.objects import bookmark_object
 from pilothouse.apiserver.registry import ResourceStorage, WatchEvent
 from pilothouse.machinery import tables
-from pilothouse.machinery.query import flag, integer, send_initial_events
+from pilothouse.machinery.query import flag, send_initial_events
 from pilothouse.machinery.selectors import FieldSelector
 
 __all__ = ["STALL_TIMEOUT", "WATCH_BUFFER", "serve"]
@@ -42,7 +42,8 @@ STALL_TIMEOUT = 5.0
 
 async def serve(request: web.Request, storage: ResourceStorage, namespace: str | None,
                 name: str = "") -> web.StreamResponse:
-    timeout = integer(request.query, "timeoutSeconds") or None
+    # timeoutSeconds, else a randomised --min-request-timeout: no watch lives forever.
+    timeout = requestlimits.watch_timeout(request) or None
     list_options = options.list_options(request.query, storage.resource)
     if name:
         # GET .../watch/.../pods/x (the deprecated watch paths) is a watch of that one name.

@@ -9,6 +9,7 @@ ordinary requests).
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import os
@@ -41,6 +42,22 @@ def resource(group: str, version: str, plural: str) -> ResourceType:
         raise KeyError(f"unknown resource {plural}.{group}/{version}")
     return found
 
+
+
+#: client-go's default: a request refused with ``Retry-After`` is sent again up to ten times.
+_MAX_RETRIES = 10
+
+
+def _retry_after(response: aiohttp.ClientResponse) -> float | None:
+    """Seconds to wait before sending the request again, or None: as client-go's ``checkWait``, a 429
+    (the API server's max-in-flight refusal) or a 5xx that carries a positive ``Retry-After``."""
+    if response.status != 429 and not 500 <= response.status <= 599:
+        return None
+    try:
+        seconds = int(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+    return float(seconds) if seconds > 0 else None
 
 class TokenSource(Protocol):
     """Bearer tokens that change over time (a service account's, see ``client/satokensource.py``)."""
@@ -129,24 +146,29 @@ class APIClient:
                  for k, v in (params or {}).items() if v is not None}
         headers = await self._with_credentials(headers)
         try:
-            async with self.session.request(
-                method, self.server + path, params=clean, data=data, headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout or self._timeout),
-            ) as response:
-                raw = await response.read()
-                if response.status >= 400:
-                    self._refused(response.status)
-                    status = None
-                    with contextlib.suppress(orjson.JSONDecodeError):
-                        status = orjson.loads(raw)
-                    if not isinstance(status, dict):
-                        status = {"message": raw.decode(errors="replace"), "reason": response.reason}
-                    raise errors.from_status(response.status, status)
-                if not raw:
-                    return None
-                if response.content_type == "application/json":
-                    return orjson.loads(raw)
-                return raw.decode(errors="replace")
+            for attempt in range(_MAX_RETRIES + 1):
+                async with self.session.request(
+                    method, self.server + path, params=clean, data=data, headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=timeout or self._timeout),
+                ) as response:
+                    raw = await response.read()
+                    wait = _retry_after(response) if attempt < _MAX_RETRIES else None
+                    if wait is None:
+                        break
+                await asyncio.sleep(wait)
+            if response.status >= 400:
+                self._refused(response.status)
+                status = None
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    status = orjson.loads(raw)
+                if not isinstance(status, dict):
+                    status = {"message": raw.decode(errors="replace"), "reason": response.reason}
+                raise errors.from_status(response.status, status)
+            if not raw:
+                return None
+            if response.content_type == "application/json":
+                return orjson.loads(raw)
+            return raw.decode(errors="replace")
         except (TimeoutError, aiohttp.ClientConnectionError) as error:
             raise errors.ConnectionFailed(f"{method} {path}: {error}") from error
 
