@@ -1,48 +1,72 @@
-"""The horizontal pod autoscaler, as far as it can go without a metrics API.
-
-kube-controller-manager's HPA (pkg/controller/podautoscaler/horizontal.go, ``reconcileAutoscaler``)
-first reads the target's scale, then keeps the replica count within ``minReplicas``..``maxReplicas``
-(that needs no metrics), and only then asks the metrics APIs for a recommendation. pilothouse serves
-no metrics API (no metrics-server), so this controller does the first two steps and reports the third
-as a stock cluster without metrics-server does: ``ScalingActive=False``, reason
-``FailedGetResourceMetric``. Every HPA is looked at again every 15 seconds (the
-``--horizontal-pod-autoscaler-sync-period`` default).
+"""The horizontal pod autoscaler (autoscaling/v2), as kube-controller-manager's
+(pkg/controller/podautoscaler/horizontal.go, ``reconcileAutoscaler``): read the target's scale, keep
+it within ``minReplicas``..``maxReplicas``, and otherwise recommend a replica count from each metric
+(Resource and ContainerResource metrics from ``metrics.k8s.io`` PodMetrics, hpa_replicas.py), take the
+largest, stabilise and rate-limit it (hpa_behavior.py) and write it through the target's scale
+subresource, with upstream's status, conditions and events. Custom, object and external metrics need
+APIs pilothouse does not serve and are reported as upstream reports an unreachable metrics API. Every
+HPA is looked at again every ``--horizontal-pod-autoscaler-sync-period`` (15 s by default).
 """
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from typing import Any
 
 from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler
 from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext, split_key
+from pilothouse.components.controllers.hpa_behavior import DOWNSCALE_STABILIZATION, History, normalize
+from pilothouse.components.controllers.hpa_replicas import (
+    TOLERANCE,
+    MetricsError,
+    PodSample,
+    Recommendation,
+    milli,
+    raw_replicas,
+    utilization_replicas,
+)
 from pilothouse.machinery import meta
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry, ResourceType
+from pilothouse.machinery.kinds.quantity import format_quantity
 
 __all__ = ["HorizontalPodAutoscalerController", "metrics_unavailable"]
 
 Object = dict[str, Any]
 
 HPAS = resource("autoscaling", "v2", "horizontalpodautoscalers")
+PODS = resource("", "v1", "pods")
+POD_METRICS = resource("metrics.k8s.io", "v1beta1", "pods")
 SYNC_PERIOD = 15.0
 _CATALOG = ResourceRegistry(BUILTIN_RESOURCES)
+_NO_METRICS = "no metrics returned from resource metrics API"
+
+
+def _source(metric: Object) -> Object | None:
+    return metric.get("resource") or metric.get("containerResource")
+
+
+def _failure(metric: Object, detail: str) -> tuple[str, str]:
+    """(reason, message) of ScalingActive=False for a metric that gave no recommendation."""
+    source = _source(metric)
+    if source is not None:
+        name = source.get("name", "")
+        how = "utilization" if (source.get("target") or {}).get("type") == "Utilization" else "usage"
+        return "FailedGetResourceMetric", f"failed to get {name} {how}: {detail}"
+    kind = metric.get("type", "")
+    return f"FailedGet{kind}Metric", \
+        f"unable to get {kind.lower()} metrics: no custom or external metrics API is served"
 
 
 def metrics_unavailable(hpa: Object) -> tuple[str, str]:
     """(reason, message) of ScalingActive=False when the first metric cannot be read."""
     metric = ((hpa.get("spec") or {}).get("metrics") or [{}])[0]
-    source = metric.get("resource") or metric.get("containerResource")
-    if source is not None:
-        name = source.get("name", "")
-        how = "utilization" if (source.get("target") or {}).get("type") == "Utilization" else "usage"
-        return ("FailedGetResourceMetric",
-                f"the HPA was unable to compute the replica count: failed to get {name} {how}: unable to get "
-                f"metrics for resource {name}: no metrics returned from resource metrics API")
-    kind = metric.get("type", "")
-    return (f"FailedGet{kind}Metric",
-            f"the HPA was unable to compute the replica count: unable to get {kind.lower()} metrics: "
-            "no custom or external metrics API is served")
+    name = (_source(metric) or {}).get("name", "")
+    reason, message = _failure(metric, f"unable to get metrics for resource {name}: {_NO_METRICS}")
+    return reason, f"the HPA was unable to compute the replica count: {message}"
 
 
 def _condition(kind: str, status: str, reason: str, message: str, previous: list[Object]) -> Object:
@@ -59,6 +83,32 @@ def _merged(previous: list[Object], updates: list[Object]) -> list[Object]:
     return merged + [c for c in updates if c["type"] in by_type]
 
 
+def _seconds(window: Any) -> float:
+    try:
+        return float(str(window).removesuffix("s"))
+    except ValueError:
+        return 0.0
+
+
+def pod_samples(items: list[Object], resource_name: str, container: str | None = None) -> dict[str, PodSample]:
+    """PodMetrics items as the metrics client reads them: the pod's usage summed over its containers
+    (one container for a ContainerResource metric), milli-units."""
+    samples: dict[str, PodSample] = {}
+    for item in items:
+        containers = [c for c in item.get("containers") or [] if container is None or c.get("name") == container]
+        if not containers or any(resource_name not in (c.get("usage") or {}) for c in containers):
+            continue  # upstream drops a pod missing the resource in any container
+        stamp = datetime.fromisoformat(str(item.get("timestamp")).replace("Z", "+00:00"))
+        samples[item["metadata"]["name"]] = PodSample(
+            sum(milli(c["usage"][resource_name]) for c in containers), stamp,
+            timedelta(seconds=_seconds(item.get("window"))))
+    return samples
+
+
+def _milli_quantity(value: int) -> str:
+    return format_quantity(Fraction(value, 1000))
+
+
 class HorizontalPodAutoscalerController(Controller):
     name = "horizontal-pod-autoscaler"
 
@@ -66,6 +116,13 @@ class HorizontalPodAutoscalerController(Controller):
         super().__init__(ctx)
         self.hpas = ctx.informers.informer(HPAS)
         self.hpas.add_handler(EventHandler.on_object(self.enqueue))
+        options = ctx.options
+        self.period = float(options.get("horizontal_pod_autoscaler_sync_period") or SYNC_PERIOD)
+        self.tolerance = float(options.get("horizontal_pod_autoscaler_tolerance") or TOLERANCE)
+        self.downscale_stabilization = float(options.get("horizontal_pod_autoscaler_downscale_stabilization")
+                                             or DOWNSCALE_STABILIZATION)
+        #: Recent recommendations and rescales per HPA key, for stabilisation and scaling policies.
+        self.history: dict[str, History] = {}
 
     def _target(self, hpa: Object) -> ResourceType | None:
         ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
@@ -76,8 +133,9 @@ class HorizontalPodAutoscalerController(Controller):
     async def sync(self, key: str) -> None:
         hpa = self.hpas.get(key)
         if hpa is None:
+            self.history.pop(key, None)
             return
-        self.queue.add_after(key, SYNC_PERIOD)
+        self.queue.add_after(key, self.period)
         namespace, _ = split_key(key)
         spec = hpa.get("spec") or {}
         status = hpa.get("status") or {}
@@ -93,6 +151,7 @@ class HorizontalPodAutoscalerController(Controller):
         if target is None or scale is None:
             message = f"the HPA controller was unable to get the target's current scale: {ref.get('kind', '')}" \
                       f" {ref.get('name', '')} not found or not scalable"
+            self.recorder.event(hpa, "Warning", "FailedGetScale", message)
             await self._write(hpa, {**status, "conditions": _merged(previous, [
                 _condition("AbleToScale", "False", "FailedGetScale", message, previous)])})
             return
@@ -100,8 +159,11 @@ class HorizontalPodAutoscalerController(Controller):
         minimum, maximum = int(spec.get("minReplicas", 1)), int(spec.get("maxReplicas", 1))
         conditions = [_condition("AbleToScale", "True", "SucceededGetScale",
                                  "the HPA controller was able to get the target's current scale", previous)]
+        new_status: Object = {**status, "currentReplicas": current, "observedGeneration":
+                              hpa["metadata"].get("generation")}
         desired, why = current, ""
         if current == 0 and minimum != 0:
+            desired = 0
             conditions.append(_condition("ScalingActive", "False", "ScalingDisabled",
                                          "scaling is disabled since the replica count of the target is zero",
                                          previous))
@@ -110,13 +172,35 @@ class HorizontalPodAutoscalerController(Controller):
         elif current < minimum:
             desired, why = minimum, "Current number of replicas below Spec.MinReplicas"
         else:
-            conditions.append(_condition("ScalingActive", "False", *metrics_unavailable(hpa), previous))
-        new_status: Object = {**status, "currentReplicas": current, "desiredReplicas": desired}
+            try:
+                proposal, metric_name, statuses = await self._from_metrics(hpa, scale, namespace, current)
+            except MetricsError as error:
+                reason, message = error.args
+                self.recorder.event(hpa, "Warning", reason, message)
+                conditions.append(_condition("ScalingActive", "False", reason,
+                                             f"the HPA was unable to compute the replica count: {message}", previous))
+                new_status.update(desiredReplicas=current, currentMetrics=None)
+                new_status["conditions"] = _merged(previous, conditions)
+                await self._write(hpa, new_status)
+                return
+            new_status["currentMetrics"] = statuses
+            conditions.append(_condition(
+                "ScalingActive", "True", "ValidMetricFound",
+                f"the HPA was able to successfully calculate a replica count from {metric_name}", previous))
+            limited = normalize(spec, current, proposal, self.history.setdefault(key, History()), time.monotonic(),
+                                self.downscale_stabilization)
+            conditions[0] = _condition("AbleToScale", "True", limited.able_reason, limited.able_message, previous)
+            conditions.append(_condition("ScalingLimited", "True" if limited.limited else "False",
+                                         limited.limited_reason, limited.limited_message, previous))
+            desired = limited.replicas
+            why = f"{metric_name} above target" if desired > current else "All metrics below target"
+        new_status["desiredReplicas"] = desired
         if desired != current:
             # Get and update the scale, as upstream's scale client: the role grants get/update on */scale.
             scale = await self.client.get(target, ref.get("name", ""), namespace, subresource="scale")
             scale.setdefault("spec", {})["replicas"] = desired
             await self.client.update(target, scale, subresource="scale")
+            self.history.setdefault(key, History()).record_rescale(time.monotonic(), current, desired)
             self.recorder.event(hpa, "Normal", "SuccessfulRescale", f"New size: {desired}; reason: {why}")
             conditions[0] = _condition("AbleToScale", "True", "SucceededRescale",
                                        f"the HPA controller was able to update the target scale to {desired}",
@@ -125,7 +209,75 @@ class HorizontalPodAutoscalerController(Controller):
         new_status["conditions"] = _merged(previous, conditions)
         await self._write(hpa, new_status)
 
+    async def _from_metrics(self, hpa: Object, scale: Object, namespace: str | None,
+                            current: int) -> tuple[int, str, list[Object]]:
+        """``computeReplicasForMetrics``: the largest recommendation of the metrics, its metric's name
+        and the status of each metric. Raises MetricsError(reason, message) when no metric gives one,
+        or when one fails and the others would scale down (upstream's caution)."""
+        selector = (scale.get("status") or {}).get("selector")
+        if not selector:
+            raise MetricsError("InvalidSelector", "selector is required")
+        pods = (await self.client.list(PODS, namespace, label_selector=selector)).get("items") or []
+        try:
+            listed = (await self.client.list(POD_METRICS, namespace, label_selector=selector)).get("items") or []
+        except errors.APIError as error:
+            listed, fetch_error = [], str(error)
+        else:
+            fetch_error = _NO_METRICS
+        best: tuple[int, str] | None = None
+        statuses: list[Object] = []
+        failures: list[tuple[str, str]] = []
+        for metric in (hpa.get("spec") or {}).get("metrics") or []:
+            try:
+                replicas, name, metric_status = self._one(metric, current, pods, listed, fetch_error)
+            except MetricsError as error:
+                failures.append(_failure(metric, str(error)))
+                statuses.append({"type": ""})
+                continue
+            statuses.append(metric_status)
+            if best is None or replicas > best[0]:
+                best = (replicas, name)
+        if best is None or (failures and best[0] < current):
+            reason, message = failures[0] if failures else ("FailedComputeMetricsReplicas", "no metrics to compute")
+            raise MetricsError(reason, message)
+        return best[0], best[1], statuses
+
+    def _one(self, metric: Object, current: int, pods: list[Object], listed: list[Object],
+             fetch_error: str) -> tuple[int, str, Object]:
+        source = _source(metric)
+        if source is None:
+            raise MetricsError("not served")
+        kind = "resource" if metric.get("resource") else "containerResource"
+        name = str(source.get("name", ""))
+        container = source.get("container") if kind == "containerResource" else None
+        samples = pod_samples(listed, name, container)
+        if not samples:
+            raise MetricsError(f"unable to get metrics for resource {name}: {fetch_error}")
+        target = source.get("target") or {}
+        now = datetime.now(UTC)
+        current_status: Object
+        if target.get("type") == "Utilization" or target.get("averageValue") is None:
+            goal = int(target.get("averageUtilization") or 0)
+            if goal <= 0:
+                raise MetricsError("invalid resource target: no averageUtilization")
+            rec: Recommendation = utilization_replicas(current, goal, pods, samples, name, now, self.tolerance,
+                                                       container)
+            label = f"{name} resource utilization (percentage of request)"
+            current_status = {"averageUtilization": rec.utilization, "averageValue": _milli_quantity(rec.average)}
+        else:
+            rec = raw_replicas(current, milli(target["averageValue"]), pods, samples, name, now, self.tolerance)
+            label = f"{name} resource"
+            current_status = {"averageValue": _milli_quantity(rec.average)}
+        if container is not None:
+            label = f"{name} container resource" + (" utilization (percentage of request)"
+                                                    if rec.utilization is not None else "")
+        body: Object = {"name": name, "current": current_status}
+        if container is not None:
+            body["container"] = container
+        return rec.replicas, label, {"type": metric.get("type"), kind: body}
+
     async def _write(self, hpa: Object, status: Object) -> None:
+        status = {k: v for k, v in status.items() if v is not None}
         if status == (hpa.get("status") or {}):
             return
         updated = meta.clone(hpa)
