@@ -120,6 +120,6 @@ def test_rate_limits_and_bounds() -> None:
     assert normalize(spec, 3, 5, history, 10.0).replicas == 3
     assert normalize(spec, 3, 5, history, 61.0).replicas == 4
     # Default scale-down policy 100% per 15 s, never below minReplicas.
-    down = normalize({"minReplicas": 2, "maxReplicas": 10, "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}},
-                     6, 1, History(), 0.0)
+    immediate = {"scaleDown": {"stabilizationWindowSeconds": 0}}
+    down = normalize({"minReplicas": 2, "maxReplicas": 10, "behavior": immediate}, 6, 1, History(), 0.0)
     assert (down.replicas, down.limited_reason) == (2, "TooFewReplicas")
