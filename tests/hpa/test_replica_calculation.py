@@ -123,3 +123,12 @@ def test_rate_limits_and_bounds() -> None:
     immediate = {"scaleDown": {"stabilizationWindowSeconds": 0}}
     down = normalize({"minReplicas": 2, "maxReplicas": 10, "behavior": immediate}, 6, 1, History(), 0.0)
     assert (down.replicas, down.limited_reason) == (2, "TooFewReplicas")
+
+
+def test_a_new_hpa_without_behavior_waits_the_default_window_before_scaling_down() -> None:
+    history = History()
+    history.record_initial(0.0, 5)
+    spec = {"minReplicas": 1, "maxReplicas": 10}
+    held = normalize(spec, 5, 2, history, 100.0)
+    assert (held.replicas, held.able_reason, held.limited) == (5, "ScaleDownStabilized", False)
+    assert normalize(spec, 5, 2, history, 301.0).replicas == 2

@@ -33,7 +33,7 @@ from pilothouse.machinery import meta
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry, ResourceType
 from pilothouse.machinery.kinds.quantity import format_quantity
 
-__all__ = ["HorizontalPodAutoscalerController", "metrics_unavailable"]
+__all__ = ["HorizontalPodAutoscalerController", "pod_samples"]
 
 Object = dict[str, Any]
 
@@ -49,24 +49,15 @@ def _source(metric: Object) -> Object | None:
     return metric.get("resource") or metric.get("containerResource")
 
 
-def _failure(metric: Object, detail: str) -> tuple[str, str]:
-    """(reason, message) of ScalingActive=False for a metric that gave no recommendation."""
+def _failure(metric: Object, detail: str) -> tuple[str, str, str]:
+    """A metric that gave no recommendation: (reason, the error as the condition and the event say
+    it, the error as FailedComputeMetricsReplicas wraps it), as upstream's computeStatusFor*Metric."""
     source = _source(metric)
     if source is not None:
-        name = source.get("name", "")
-        how = "utilization" if (source.get("target") or {}).get("type") == "Utilization" else "usage"
-        return "FailedGetResourceMetric", f"failed to get {name} {how}: {detail}"
-    kind = metric.get("type", "")
-    return f"FailedGet{kind}Metric", \
-        f"unable to get {kind.lower()} metrics: no custom or external metrics API is served"
-
-
-def metrics_unavailable(hpa: Object) -> tuple[str, str]:
-    """(reason, message) of ScalingActive=False when the first metric cannot be read."""
-    metric = ((hpa.get("spec") or {}).get("metrics") or [{}])[0]
-    name = (_source(metric) or {}).get("name", "")
-    reason, message = _failure(metric, f"unable to get metrics for resource {name}: {_NO_METRICS}")
-    return reason, f"the HPA was unable to compute the replica count: {message}"
+        return "FailedGetResourceMetric", detail, f"failed to get {source.get('name', '')} utilization: {detail}"
+    kind = str(metric.get("type", ""))
+    detail = f"unable to get {kind.lower()} metric: no custom or external metrics API is served"
+    return f"FailedGet{kind}Metric", detail, f"failed to get {kind.lower()} metric value: {detail}"
 
 
 def _condition(kind: str, status: str, reason: str, message: str, previous: list[Object]) -> Object:
@@ -81,6 +72,15 @@ def _merged(previous: list[Object], updates: list[Object]) -> list[Object]:
     by_type = {c["type"]: c for c in updates}
     merged = [by_type.pop(c.get("type"), c) for c in previous]
     return merged + [c for c in updates if c["type"] in by_type]
+
+
+class _Invalid(Exception):
+    """No metric gave a recommendation: the FailedComputeMetricsReplicas message and the
+    ScalingActive=False (reason, message)."""
+
+    def __init__(self, message: str, condition: tuple[str, str]) -> None:
+        super().__init__(message)
+        self.message, self.condition = message, condition
 
 
 def _seconds(window: Any) -> float:
@@ -156,11 +156,12 @@ class HorizontalPodAutoscalerController(Controller):
                 _condition("AbleToScale", "False", "FailedGetScale", message, previous)])})
             return
         current = int((scale.get("spec") or {}).get("replicas", 0))
+        history = self.history.setdefault(key, History())
+        history.record_initial(time.monotonic(), current)
         minimum, maximum = int(spec.get("minReplicas", 1)), int(spec.get("maxReplicas", 1))
         conditions = [_condition("AbleToScale", "True", "SucceededGetScale",
                                  "the HPA controller was able to get the target's current scale", previous)]
-        new_status: Object = {**status, "currentReplicas": current, "observedGeneration":
-                              hpa["metadata"].get("generation")}
+        new_status: Object = {**status, "currentReplicas": current}
         desired, why = current, ""
         if current == 0 and minimum != 0:
             desired = 0
@@ -174,12 +175,10 @@ class HorizontalPodAutoscalerController(Controller):
         else:
             try:
                 proposal, metric_name, statuses = await self._from_metrics(hpa, scale, namespace, current)
-            except MetricsError as error:
-                reason, message = error.args
-                self.recorder.event(hpa, "Warning", reason, message)
-                conditions.append(_condition("ScalingActive", "False", reason,
-                                             f"the HPA was unable to compute the replica count: {message}", previous))
-                new_status.update(desiredReplicas=current, currentMetrics=None)
+            except _Invalid as invalid:
+                # Upstream keeps the last desired count and metric statuses, and says why.
+                self.recorder.event(hpa, "Warning", "FailedComputeMetricsReplicas", invalid.message)
+                conditions.append(_condition("ScalingActive", "False", *invalid.condition, previous))
                 new_status["conditions"] = _merged(previous, conditions)
                 await self._write(hpa, new_status)
                 return
@@ -187,20 +186,19 @@ class HorizontalPodAutoscalerController(Controller):
             conditions.append(_condition(
                 "ScalingActive", "True", "ValidMetricFound",
                 f"the HPA was able to successfully calculate a replica count from {metric_name}", previous))
-            limited = normalize(spec, current, proposal, self.history.setdefault(key, History()), time.monotonic(),
-                                self.downscale_stabilization)
+            limited = normalize(spec, current, proposal, history, time.monotonic(), self.downscale_stabilization)
             conditions[0] = _condition("AbleToScale", "True", limited.able_reason, limited.able_message, previous)
             conditions.append(_condition("ScalingLimited", "True" if limited.limited else "False",
                                          limited.limited_reason, limited.limited_message, previous))
             desired = limited.replicas
-            why = f"{metric_name} above target" if desired > current else "All metrics below target"
+            why = f"{metric_name} above target" if proposal > current else "All metrics below target"
         new_status["desiredReplicas"] = desired
         if desired != current:
             # Get and update the scale, as upstream's scale client: the role grants get/update on */scale.
             scale = await self.client.get(target, ref.get("name", ""), namespace, subresource="scale")
             scale.setdefault("spec", {})["replicas"] = desired
             await self.client.update(target, scale, subresource="scale")
-            self.history.setdefault(key, History()).record_rescale(time.monotonic(), current, desired)
+            history.record_rescale(time.monotonic(), current, desired)
             self.recorder.event(hpa, "Normal", "SuccessfulRescale", f"New size: {desired}; reason: {why}")
             conditions[0] = _condition("AbleToScale", "True", "SucceededRescale",
                                        f"the HPA controller was able to update the target scale to {desired}",
@@ -211,12 +209,12 @@ class HorizontalPodAutoscalerController(Controller):
 
     async def _from_metrics(self, hpa: Object, scale: Object, namespace: str | None,
                             current: int) -> tuple[int, str, list[Object]]:
-        """``computeReplicasForMetrics``: the largest recommendation of the metrics, its metric's name
-        and the status of each metric. Raises MetricsError(reason, message) when no metric gives one,
-        or when one fails and the others would scale down (upstream's caution)."""
+        """``computeReplicasForMetrics``: the largest recommendation of the metrics that gave one, its
+        metric's name and every metric's status; :class:`_Invalid` when none did."""
         selector = (scale.get("status") or {}).get("selector")
         if not selector:
-            raise MetricsError("InvalidSelector", "selector is required")
+            self.recorder.event(hpa, "Warning", "SelectorRequired", "selector is required")
+            raise _Invalid("selector is required", ("InvalidSelector", "the HPA target's scale is missing a selector"))
         pods = (await self.client.list(PODS, namespace, label_selector=selector)).get("items") or []
         try:
             listed = (await self.client.list(POD_METRICS, namespace, label_selector=selector)).get("items") or []
@@ -224,22 +222,27 @@ class HorizontalPodAutoscalerController(Controller):
             listed, fetch_error = [], str(error)
         else:
             fetch_error = _NO_METRICS
+        specs = (hpa.get("spec") or {}).get("metrics") or []
         best: tuple[int, str] | None = None
         statuses: list[Object] = []
-        failures: list[tuple[str, str]] = []
-        for metric in (hpa.get("spec") or {}).get("metrics") or []:
+        first: tuple[str, str, str] | None = None
+        for metric in specs:
             try:
                 replicas, name, metric_status = self._one(metric, current, pods, listed, fetch_error)
             except MetricsError as error:
-                failures.append(_failure(metric, str(error)))
+                reason, detail, wrapped = _failure(metric, str(error))
+                self.recorder.event(hpa, "Warning", reason, detail)
+                first = first or (reason, detail, wrapped)
                 statuses.append({"type": ""})
                 continue
             statuses.append(metric_status)
             if best is None or replicas > best[0]:
                 best = (replicas, name)
-        if best is None or (failures and best[0] < current):
-            reason, message = failures[0] if failures else ("FailedComputeMetricsReplicas", "no metrics to compute")
-            raise MetricsError(reason, message)
+        if best is None:
+            reason, detail, wrapped = first or ("FailedComputeMetricsReplicas", "no metrics", "no metrics")
+            invalid = len(specs) - sum(1 for s in statuses if s.get("type"))
+            raise _Invalid(f"invalid metrics ({invalid} invalid out of {len(specs)}), first error is: {wrapped}",
+                           (reason, f"the HPA was unable to compute the replica count: {detail}"))
         return best[0], best[1], statuses
 
     def _one(self, metric: Object, current: int, pods: list[Object], listed: list[Object],
@@ -250,27 +253,25 @@ class HorizontalPodAutoscalerController(Controller):
         kind = "resource" if metric.get("resource") else "containerResource"
         name = str(source.get("name", ""))
         container = source.get("container") if kind == "containerResource" else None
+        target = source.get("target") or {}
+        if target.get("averageValue") is None and target.get("averageUtilization") is None:
+            raise MetricsError("invalid resource metric source: neither a utilization target nor a value target "
+                               "was set")
         samples = pod_samples(listed, name, container)
         if not samples:
             raise MetricsError(f"unable to get metrics for resource {name}: {fetch_error}")
-        target = source.get("target") or {}
         now = datetime.now(UTC)
         current_status: Object
-        if target.get("type") == "Utilization" or target.get("averageValue") is None:
-            goal = int(target.get("averageUtilization") or 0)
-            if goal <= 0:
-                raise MetricsError("invalid resource target: no averageUtilization")
-            rec: Recommendation = utilization_replicas(current, goal, pods, samples, name, now, self.tolerance,
-                                                       container)
-            label = f"{name} resource utilization (percentage of request)"
-            current_status = {"averageUtilization": rec.utilization, "averageValue": _milli_quantity(rec.average)}
-        else:
-            rec = raw_replicas(current, milli(target["averageValue"]), pods, samples, name, now, self.tolerance)
-            label = f"{name} resource"
+        if target.get("averageValue") is not None:
+            rec: Recommendation = raw_replicas(current, milli(target["averageValue"]), pods, samples, name, now,
+                                               self.tolerance)
             current_status = {"averageValue": _milli_quantity(rec.average)}
-        if container is not None:
-            label = f"{name} container resource" + (" utilization (percentage of request)"
-                                                    if rec.utilization is not None else "")
+        else:
+            rec = utilization_replicas(current, int(target["averageUtilization"]), pods, samples, name, now,
+                                       self.tolerance, container)
+            current_status = {"averageUtilization": rec.utilization, "averageValue": _milli_quantity(rec.average)}
+        label = f"{name} {'container ' if container is not None else ''}resource" + (
+            " utilization (percentage of request)" if rec.utilization is not None else "")
         body: Object = {"name": name, "current": current_status}
         if container is not None:
             body["container"] = container

@@ -22,6 +22,9 @@ _SCALE_UP: Object = {"stabilizationWindowSeconds": 0, "selectPolicy": "Max",
                                   {"type": "Percent", "value": 100, "periodSeconds": 15}]}
 _SCALE_DOWN: Object = {"selectPolicy": "Max", "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]}
 
+_TOO_MANY = ("TooManyReplicas", "the desired replica count is more than the maximum replica count")
+_TOO_FEW = ("TooFewReplicas", "the desired replica count is less than the minimum replica count")
+
 
 @dataclass
 class History:
@@ -30,6 +33,12 @@ class History:
     recommendations: list[tuple[float, int]] = field(default_factory=list)
     scale_up_events: list[tuple[float, int]] = field(default_factory=list)
     scale_down_events: list[tuple[float, int]] = field(default_factory=list)
+
+    def record_initial(self, now: float, current: int) -> None:
+        """``recordInitialRecommendation``: a new HPA starts as if it had just recommended the current
+        size, so it does not scale down before one stabilisation window has passed."""
+        if not self.recommendations:
+            self.recommendations.append((now, current))
 
     def record_rescale(self, now: float, before: int, after: int) -> None:
         events = self.scale_up_events if after > before else self.scale_down_events
@@ -62,18 +71,26 @@ def _rules(behavior: Object | None, direction: str) -> Object:
 
 
 def _stabilize(history: History, now: float, current: int, recommended: int, up_window: float,
-               down_window: float) -> int:
-    """The lowest recommendation of the scale-up window bounds a rise, the highest of the scale-down
-    window bounds a fall: a single busy (or idle) reading does not move the target."""
-    up = down = recommended
+               down_window: float, behavior: bool) -> tuple[int, str, str]:
+    """``stabilizeRecommendation[WithBehaviors]``: on the way down the highest recommendation of the
+    scale-down window wins, on the way up (with spec.behavior) the lowest of the scale-up window, so a
+    single busy or idle reading does not move the target. Without spec.behavior upstream takes the
+    highest of the window whatever the direction."""
+    if behavior and recommended >= current:
+        window, pick = up_window, min
+        reason = ("ScaleUpStabilized",
+                  "recent recommendations were lower than current one, applying the lowest recent recommendation")
+    else:
+        window, pick = down_window, max
+        reason = ("ScaleDownStabilized",
+                  "recent recommendations were higher than current one, applying the highest recent recommendation")
+    stabilized = recommended
     for at, replicas in history.recommendations:
-        if at > now - up_window:
-            up = min(up, replicas)
-        if at > now - down_window:
-            down = max(down, replicas)
+        if at > now - window:
+            stabilized = pick(stabilized, replicas)
     history.recommendations = [r for r in history.recommendations if r[0] > now - max(up_window, down_window)]
     history.recommendations.append((now, recommended))
-    return min(max(current, up), down)
+    return stabilized, *reason
 
 
 def _changed(period: float, events: list[tuple[float, int]], now: float) -> int:
@@ -87,8 +104,8 @@ def _limit(rules: Object, current: int, history: History, now: float, up: bool) 
     result: int | None = None
     for policy in rules.get("policies") or []:
         period = float(policy.get("periodSeconds", 15))
-        start = current - _changed(period, history.scale_up_events, now) \
-            + _changed(period, history.scale_down_events, now)
+        start = current - _changed(period, history.scale_up_events, now) if up \
+            else current + _changed(period, history.scale_down_events, now)
         value = int(policy.get("value", 0))
         if policy.get("type") == "Pods":
             proposed = start + value if up else start - value
@@ -109,40 +126,30 @@ def normalize(spec: Object, current: int, recommended: int, history: History, no
     up_window = float(up_rules.get("stabilizationWindowSeconds", 0))
     down_window = float(down_rules["stabilizationWindowSeconds"]) \
         if down_rules.get("stabilizationWindowSeconds") is not None else downscale_stabilization
-    stabilized = _stabilize(history, now, current, recommended, up_window, down_window)
-    if stabilized == recommended:
-        able = ("ReadyForNewScale", "recommended size matches current size")
-    elif stabilized < recommended:
-        able = ("ScaleUpStabilized",
-                "recent recommendations were lower than current one, applying the lowest recent recommendation")
-    else:
-        able = ("ScaleDownStabilized",
-                "recent recommendations were higher than current one, applying the highest recent recommendation")
+    stabilized, *reason = _stabilize(history, now, current, recommended, up_window, down_window, behavior is not None)
+    able = ("ReadyForNewScale", "recommended size matches current size") if stabilized == recommended \
+        else (reason[0], reason[1])
     replicas, limited = stabilized, ("DesiredWithinRange", "the desired count is within the acceptable range")
     if stabilized > current:
         # Without spec.behavior the rate is upstream's fixed max(2*current, 4).
         limit = _limit(up_rules, current, history, now, True) if behavior is not None else max(2 * current, 4)
-        allowed = maximum
+        allowed, possible = maximum, _TOO_MANY
         if allowed > max(limit, current):
             allowed = max(limit, current)
-            limited = ("ScaleUpLimit", "the desired replica count is increasing faster than the maximum scale rate")
-        else:
-            limited = ("TooManyReplicas", "the desired replica count is more than the maximum replica count")
-        replicas = min(stabilized, allowed)
+            possible = ("ScaleUpLimit", "the desired replica count is increasing faster than the maximum scale rate")
+        if stabilized > allowed:
+            replicas, limited = allowed, possible
     elif stabilized < current:
         limit = _limit(down_rules, current, history, now, False) if behavior is not None else minimum
-        allowed = minimum
+        allowed, possible = minimum, _TOO_FEW
         if allowed < min(limit, current):
             allowed = min(limit, current)
-            limited = ("ScaleDownLimit", "the desired replica count is decreasing faster than the maximum scale rate")
-        else:
-            limited = ("TooFewReplicas", "the desired replica count is less than the minimum replica count")
-        replicas = max(stabilized, allowed)
+            possible = ("ScaleDownLimit", "the desired replica count is decreasing faster than the maximum scale rate")
+        if stabilized < allowed:
+            replicas, limited = allowed, possible
     # The replica count is kept within minReplicas..maxReplicas whatever the rate says.
     if replicas > maximum:
-        replicas, limited = maximum, ("TooManyReplicas",
-                                      "the desired replica count is more than the maximum replica count")
+        replicas, limited = maximum, _TOO_MANY
     elif replicas < minimum:
-        replicas, limited = minimum, ("TooFewReplicas",
-                                      "the desired replica count is less than the minimum replica count")
+        replicas, limited = minimum, _TOO_FEW
     return Limited(replicas, stabilized, *able, *limited)
