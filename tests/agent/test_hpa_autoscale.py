@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
+from kubernetes import config
 
 from tests.agent.conftest import AgentProcess, PodmanFixture, module_agent, wait_for
 from tests.conftest import ServerProcess, start_server_process
@@ -95,6 +97,15 @@ def test_hpa_scales_up_under_cpu_load_and_back_down(server: ServerProcess, agent
                     "HorizontalPodAutoscaler"]
         assert "New size: 2; reason: cpu resource utilization (percentage of request) above target" in messages, \
             messages
+
+        # The official client reads the status as typed objects.
+        api = k8s.AutoscalingV2Api(config.new_client_from_config(config_file=str(server.kubeconfig)))
+        typed = api.read_namespaced_horizontal_pod_autoscaler("busy", "default")
+        assert typed.status.current_metrics[0].resource.name == "cpu"
+        assert typed.status.current_metrics[0].resource.current.average_utilization == utilization
+        assert {c.type for c in typed.status.conditions} == {"AbleToScale", "ScalingActive", "ScalingLimited"}
+        described = server.kubectl("describe", "hpa", "busy").stdout
+        assert f"resource cpu on pods  (as a percentage of request):  {utilization}% (" in described, described
 
         # kubectl's TARGETS column: "cpu: <current>%/50%".
         row = server.kubectl("get", "hpa", "busy").stdout.splitlines()
