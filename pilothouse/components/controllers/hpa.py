@@ -29,9 +29,12 @@ from pilothouse.components.controllers.hpa_replicas import (
     raw_replicas,
     utilization_replicas,
 )
+from pilothouse.components.controllers.replicaset import by_namespace
 from pilothouse.machinery import meta
+from pilothouse.machinery.errors import StatusError
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry, ResourceType
 from pilothouse.machinery.kinds.quantity import format_quantity
+from pilothouse.machinery.selectors import parse_label_selector
 
 __all__ = ["HorizontalPodAutoscalerController", "pod_samples"]
 
@@ -116,6 +119,9 @@ class HorizontalPodAutoscalerController(Controller):
         super().__init__(ctx)
         self.hpas = ctx.informers.informer(HPAS)
         self.hpas.add_handler(EventHandler.on_object(self.enqueue))
+        # The pods from the shared cache, as upstream's pod lister: no list request per HPA and sync.
+        self.pods = ctx.informers.informer(PODS)
+        self.pods.add_indexer("namespace", by_namespace)
         options = ctx.options
         self.period = float(options.get("horizontal_pod_autoscaler_sync_period") or SYNC_PERIOD)
         self.tolerance = float(options.get("horizontal_pod_autoscaler_tolerance") or TOLERANCE)
@@ -215,7 +221,14 @@ class HorizontalPodAutoscalerController(Controller):
         if not selector:
             self.recorder.event(hpa, "Warning", "SelectorRequired", "selector is required")
             raise _Invalid("selector is required", ("InvalidSelector", "the HPA target's scale is missing a selector"))
-        pods = (await self.client.list(PODS, namespace, label_selector=selector)).get("items") or []
+        try:
+            matching = parse_label_selector(selector)
+        except StatusError as error:
+            message = f"couldn't convert selector into a corresponding internal selector object: {error.message}"
+            self.recorder.event(hpa, "Warning", "InvalidSelector", message)
+            raise _Invalid(message, ("InvalidSelector", message)) from None
+        pods = [p for p in self.pods.by_index("namespace", namespace or "")
+                if matching.matches(p["metadata"].get("labels"))]
         try:
             listed = (await self.client.list(POD_METRICS, namespace, label_selector=selector)).get("items") or []
         except errors.APIError as error:
