@@ -6,7 +6,6 @@ reason, the replica count left alone; ``kubectl get hpa`` shows both targets as 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config
 
+from tests.agent.conftest import wait_for
 from tests.conftest import ServerProcess, start_server_process
 
 
@@ -23,17 +23,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
                                 extra=("--horizontal-pod-autoscaler-sync-period", "1"))
     yield proc
     proc.stop()
-
-
-def _eventually(read: Any, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = read()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"never true; last {last!r}")
 
 
 def test_every_metric_failing_is_reported_as_upstream_does(server: ServerProcess) -> None:
@@ -54,7 +43,7 @@ def test_every_metric_failing_is_reported_as_upstream_does(server: ServerProcess
         found = [c for c in (hpa.status.conditions or []) if c.type == "ScalingActive"]
         return (hpa, found[0]) if found else None
 
-    hpa, condition = _eventually(active)
+    hpa, condition = wait_for(active, 30, "ScalingActive")
     assert (condition.status, condition.reason) == ("False", "FailedGetResourceMetric")
     assert condition.message == ("the HPA was unable to compute the replica count: unable to get metrics for "
                                  "resource cpu: no metrics returned from resource metrics API")
@@ -67,7 +56,7 @@ def test_every_metric_failing_is_reported_as_upstream_does(server: ServerProcess
         return got if {"FailedGetResourceMetric", "FailedGetPodsMetric", "FailedComputeMetricsReplicas"} <= set(got) \
             else None
 
-    events = _eventually(reasons)
+    events = wait_for(reasons, 30, "the events")
     assert events["FailedComputeMetricsReplicas"] == (
         "invalid metrics (2 invalid out of 2), first error is: failed to get cpu utilization: unable to get "
         "metrics for resource cpu: no metrics returned from resource metrics API")
