@@ -64,3 +64,37 @@ def test_every_metric_failing_is_reported_as_upstream_does(server: ServerProcess
     assert "cpu: <unknown>/60%, <unknown>/10" in row, row
     deployment = json.loads(server.kubectl("get", "deployment", "web", "-o", "json").stdout)
     assert deployment["spec"]["replicas"] == 2
+
+
+POOLS_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "pools.hpa.example.com"},
+    "spec": {"group": "hpa.example.com", "scope": "Namespaced",
+             "names": {"plural": "pools", "singular": "pool", "kind": "Pool"},
+             "versions": [{"name": "v1", "served": True, "storage": True,
+                           "subresources": {"status": {}, "scale": {
+                               "specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
+                               "labelSelectorPath": ".status.selector"}},
+                           "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                               "spec": {"type": "object", "properties": {"replicas": {"type": "integer"}}},
+                               "status": {"type": "object", "properties": {
+                                   "replicas": {"type": "integer"}, "selector": {"type": "string"}}}}}}}]},
+}
+
+
+def test_a_custom_resource_with_a_scale_subresource_is_scaled(server: ServerProcess) -> None:
+    server.kubectl("apply", "-f", "-", input=json.dumps(POOLS_CRD))
+    server.kubectl("wait", "--for=condition=Established", "crd/pools.hpa.example.com", "--timeout=30s")
+    wait_for(lambda: server.kubectl("apply", "-f", "-", check=False, input=json.dumps({
+        "apiVersion": "hpa.example.com/v1", "kind": "Pool", "metadata": {"name": "p"},
+        "spec": {"replicas": 1}})).returncode == 0, 30, "Pool created")
+    server.kubectl("autoscale", "pool.hpa.example.com", "p", "--min=3", "--max=5", "--cpu-percent=50")
+
+    def replicas() -> Any:
+        pool = json.loads(server.kubectl("get", "pool", "p", "-o", "json").stdout)
+        return pool["spec"]["replicas"] == 3
+
+    wait_for(replicas, 30, "the Pool scaled to minReplicas")
+    events = server.kubectl("get", "events", "--field-selector",
+                            "involvedObject.name=p,reason=SuccessfulRescale").stdout
+    assert "New size: 3; reason: Current number of replicas below Spec.MinReplicas" in events, events

@@ -16,6 +16,7 @@ from fractions import Fraction
 from typing import Any
 
 from pilothouse.client import errors
+from pilothouse.client.discovery import ServerResources
 from pilothouse.client.informer import EventHandler
 from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext, split_key
@@ -127,14 +128,23 @@ class HorizontalPodAutoscalerController(Controller):
         self.tolerance = float(options.get("horizontal_pod_autoscaler_tolerance") or TOLERANCE)
         self.downscale_stabilization = float(options.get("horizontal_pod_autoscaler_downscale_stabilization")
                                              or DOWNSCALE_STABILIZATION)
+        self.discovery = ServerResources(self.client)
         #: Recent recommendations and rescales per HPA key, for stabilisation and scaling policies.
         self.history: dict[str, History] = {}
 
-    def _target(self, hpa: Object) -> ResourceType | None:
+    async def _target(self, hpa: Object) -> ResourceType | None:
+        """The resource of ``scaleTargetRef``: a built-in one with a scale subresource, or any other
+        the server serves (a custom resource's scale subresource answers 404 if it has none), found
+        through discovery as upstream's RESTMapper finds it."""
         ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
         group, _, version = str(ref.get("apiVersion", "")).rpartition("/")
         found = _CATALOG.by_kind(group, version, ref.get("kind", ""))
-        return found if found is not None and found.scale is not None else None
+        if found is not None:
+            return found if found.scale is not None else None
+        await self.discovery.all()
+        if self.discovery.by_kind(group, version, ref.get("kind", "")) is None:
+            await self.discovery.all(max_age=5.0)  # a kind defined since the last look
+        return self.discovery.by_kind(group, version, ref.get("kind", ""))
 
     async def sync(self, key: str) -> None:
         hpa = self.hpas.get(key)
@@ -147,7 +157,7 @@ class HorizontalPodAutoscalerController(Controller):
         status = hpa.get("status") or {}
         previous = status.get("conditions") or []
         ref = spec.get("scaleTargetRef") or {}
-        target = self._target(hpa)
+        target = await self._target(hpa)
         scale = None
         try:
             if target is not None:
