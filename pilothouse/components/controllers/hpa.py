@@ -119,7 +119,9 @@ class HorizontalPodAutoscalerController(Controller):
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
         self.hpas = ctx.informers.informer(HPAS)
-        self.hpas.add_handler(EventHandler.on_object(self.enqueue))
+        # Status writes (ours) do not wake an HPA: it is looked at once per sync period, as upstream's
+        # queue rate-limits every HPA to the period; a new HPA or a changed spec is looked at at once.
+        self.hpas.add_handler(EventHandler(self.enqueue, self._updated))
         # The pods from the shared cache, as upstream's pod lister: no list request per HPA and sync.
         self.pods = ctx.informers.informer(PODS)
         self.pods.add_indexer("namespace", by_namespace)
@@ -131,6 +133,10 @@ class HorizontalPodAutoscalerController(Controller):
         self.discovery = ServerResources(self.client)
         #: Recent recommendations and rescales per HPA key, for stabilisation and scaling policies.
         self.history: dict[str, History] = {}
+
+    def _updated(self, old: Object, new: Object) -> None:
+        if old["metadata"].get("generation") != new["metadata"].get("generation"):
+            self.enqueue(new)
 
     async def _target(self, hpa: Object) -> ResourceType | None:
         """The resource of ``scaleTargetRef``: a built-in one with a scale subresource, or any other
