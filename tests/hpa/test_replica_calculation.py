@@ -13,6 +13,7 @@ from pilothouse.components.controllers.hpa_behavior import History, normalize
 from pilothouse.components.controllers.hpa_replicas import (
     MetricsError,
     PodSample,
+    group_pods,
     raw_replicas,
     utilization_replicas,
 )
@@ -132,3 +133,22 @@ def test_a_new_hpa_without_behavior_waits_the_default_window_before_scaling_down
     held = normalize(spec, 5, 2, history, 100.0)
     assert (held.replicas, held.able_reason, held.limited) == (5, "ScaleDownStabilized", False)
     assert normalize(spec, 5, 2, history, 301.0).replicas == 2
+
+
+def test_cpu_sample_taken_before_one_window_after_readiness_is_unready() -> None:
+    started = NOW - timedelta(seconds=60)
+    pod = _pod("a", started=started)
+    pod["status"]["conditions"][0]["lastTransitionTime"] = (NOW - timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    early = {"a": PodSample(900, NOW - timedelta(seconds=1), timedelta(seconds=15))}
+    assert group_pods([pod], early, "cpu", NOW).unready == {"a"}
+    # Memory has no start-up burst: the same pod counts.
+    assert group_pods([pod], early, "memory", NOW).ready == 1
+    later = {"a": PodSample(900, NOW, timedelta(seconds=1))}
+    assert group_pods([pod], later, "cpu", NOW).ready == 1
+    # Long started, unready and never been ready since: unready; ready once and now not: still counted.
+    old = _pod("b", ready="False")
+    assert group_pods([old], {"b": later["a"]}, "cpu", NOW).unready == {"b"}
+    flapped = _pod("c", ready="False")
+    flapped["status"]["conditions"][0]["lastTransitionTime"] = (NOW - timedelta(seconds=5)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+    assert group_pods([flapped], {"c": later["a"]}, "cpu", NOW).ready == 1
