@@ -152,3 +152,16 @@ def test_cpu_sample_taken_before_one_window_after_readiness_is_unready() -> None
     flapped["status"]["conditions"][0]["lastTransitionTime"] = (NOW - timedelta(seconds=5)).strftime(
         "%Y-%m-%dT%H:%M:%SZ")
     assert group_pods([flapped], {"c": later["a"]}, "cpu", NOW).ready == 1
+
+
+def test_server_hands_the_hpa_flags_given_to_its_controller_manager() -> None:
+    from click.testing import CliRunner
+
+    from pilothouse.cli.main import HPA_FLAGS, hpa_args, main
+
+    given = {**HPA_FLAGS, "horizontal_pod_autoscaler_sync_period": 2.0}
+    assert hpa_args(given) == ["--horizontal-pod-autoscaler-sync-period", "2.0"]
+    assert hpa_args(dict(HPA_FLAGS)) == []
+    for command in ("server", "controller-manager"):
+        shown = CliRunner().invoke(main, [command, "--help"]).output
+        assert "--horizontal-pod-autoscaler-sync-period" in shown and "--horizontal-pod-autoscaler-tolerance" in shown
