@@ -126,10 +126,10 @@ class HorizontalPodAutoscalerController(Controller):
         self.pods = ctx.informers.informer(PODS)
         self.pods.add_indexer("namespace", by_namespace)
         options = ctx.options
-        self.period = float(options.get("horizontal_pod_autoscaler_sync_period") or SYNC_PERIOD)
-        self.tolerance = float(options.get("horizontal_pod_autoscaler_tolerance") or TOLERANCE)
-        self.downscale_stabilization = float(options.get("horizontal_pod_autoscaler_downscale_stabilization")
-                                             or DOWNSCALE_STABILIZATION)
+        self.period = float(options.get("horizontal_pod_autoscaler_sync_period", SYNC_PERIOD))
+        self.tolerance = float(options.get("horizontal_pod_autoscaler_tolerance", TOLERANCE))
+        self.downscale_stabilization = float(options.get("horizontal_pod_autoscaler_downscale_stabilization",
+                                                         DOWNSCALE_STABILIZATION))
         self.discovery = ServerResources(self.client)
         #: Recent recommendations and rescales per HPA key, for stabilisation and scaling policies.
         self.history: dict[str, History] = {}
