@@ -221,6 +221,32 @@ def _insecure_port() -> dict[str, Any]:
 
 
 EMBEDDED = ("scheduler", "controller-manager")
+HPA_FLAGS = {"horizontal_pod_autoscaler_sync_period": 15.0, "horizontal_pod_autoscaler_tolerance": 0.1,
+             "horizontal_pod_autoscaler_downscale_stabilization": 300.0}
+
+
+def hpa_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """kube-controller-manager's HPA flags (seconds where kube takes a duration), gathered in ``hpa``;
+    ``pilothouse server`` hands them to its embedded controller manager."""
+    helps = {"horizontal_pod_autoscaler_sync_period": "How often every HPA is reconciled, seconds.",
+             "horizontal_pod_autoscaler_tolerance": "The usage/target ratio change below which an HPA does not scale.",
+             "horizontal_pod_autoscaler_downscale_stabilization":
+                 "Seconds of recommendations an HPA without spec.behavior looks back over before scaling down."}
+
+    def gather(ctx: click.Context, param: click.Parameter, value: float) -> float:
+        ctx.params.setdefault("hpa", {})[str(param.name)] = value
+        return value
+
+    for name, default in reversed(HPA_FLAGS.items()):
+        command = click.option(f"--{name.replace('_', '-')}", name, type=float, default=default, show_default=True,
+                               expose_value=False, callback=gather, help=helps[name])(command)
+    return command
+
+
+def hpa_args(hpa: dict[str, float]) -> list[str]:
+    """The HPA flags given other than by default, as controller-manager arguments."""
+    return [arg for name, value in hpa.items() if value != HPA_FLAGS[name]
+            for arg in (f"--{name.replace('_', '-')}", str(value))]
 
 
 @main.command()
@@ -239,12 +265,13 @@ EMBEDDED = ("scheduler", "controller-manager")
               help="Pod range of the cluster: the embedded controller manager gives every Node a part of it "
                    "(node IPAM, --allocate-node-cidrs), which agents run with --pod-cidr auto use.")
 @click.option("--node-cidr-mask-size", type=int, default=24, show_default=True, help="Prefix length of a Node's range.")
+@hpa_options
 def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, etcd_servers: str,
            etcd_cafile: str | None, etcd_certfile: str | None, etcd_keyfile: str | None,
            service_cluster_ip_range: str, compaction_interval: float, verbose: int, disable: str,
            leader_elect_lease_duration: float, encryption_provider_config: str,
            encryption_provider_config_automatic_reload: bool, cluster_cidr: str, node_cidr_mask_size: int,
-           auth: Any) -> None:
+           hpa: dict[str, float], auth: Any) -> None:
     """Run the API server, with the scheduler and the controller manager embedded."""
     _setup_logging(max(verbose, 1))
     disabled = {name.strip() for name in disable.split(",") if name.strip()}
@@ -269,7 +296,7 @@ def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str
                      str(node_cidr_mask_size)] if cluster_cidr else []
         _run(_serve_with_components(config, [c for c in EMBEDDED if c not in disabled], verbose,
                                     leader_election_child_args(leader_elect_lease_duration),
-                                    {"controller-manager": node_ipam}))
+                                    {"controller-manager": node_ipam + hpa_args(hpa)}))
     except (StatusError, StoreError, OSError) as error:
         # The store unreachable, the port taken: one line, not a traceback.
         raise click.ClickException(f"cannot start the API server: {error}") from None
@@ -474,6 +501,7 @@ def scheduler(server_url: str | None, kubeconfig: str | None, leader_elect: bool
               help="Give every Node a pod range (spec.podCIDR) of --cluster-cidr, as kube-controller-manager does.")
 @click.option("--cluster-cidr", default="10.244.0.0/16", show_default=True, help="The cluster's pod range.")
 @click.option("--node-cidr-mask-size", type=int, default=24, show_default=True, help="Prefix length of a Node's range.")
+@hpa_options
 @leader_election_options
 @serving_options(10257)
 @click.option("-v", "--verbose", count=True)
@@ -481,7 +509,7 @@ def controller_manager(server_url: str | None, kubeconfig: str | None, controlle
                        node_monitor_grace_period: float, pod_eviction_timeout: float, root_ca_file: str,
                        cluster_signing_cert_file: str, cluster_signing_key_file: str,
                        use_service_account_credentials: bool, allocate_node_cidrs: bool, cluster_cidr: str,
-                       node_cidr_mask_size: int, leader_elect: bool,
+                       node_cidr_mask_size: int, hpa: dict[str, float], leader_elect: bool,
                        leader_elect_lease_duration: float, leader_elect_renew_deadline: float,
                        leader_elect_retry_period: float, bind_address: str, secure_port: int,
                        tls_cert_file: str | None, tls_private_key_file: str | None, verbose: int) -> None:
@@ -498,7 +526,7 @@ def controller_manager(server_url: str | None, kubeconfig: str | None, controlle
         "cluster_signing_cert_file": cluster_signing_cert_file,
         "cluster_signing_key_file": cluster_signing_key_file,
         "allocate_node_cidrs": allocate_node_cidrs, "cluster_cidr": cluster_cidr,
-        "node_cidr_mask_size": node_cidr_mask_size,
+        "node_cidr_mask_size": node_cidr_mask_size, **hpa,
     }, use_service_account_credentials=use_service_account_credentials)
     _run_component("kube-controller-manager", target, manager.run, leader_elect,
                    leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period,

@@ -362,6 +362,14 @@ def start_ready_agent(server: ServerProcess, engine: Engine, directory: Path, no
     return proc
 
 
+def module_agent(server: ServerProcess, engine: Engine, factory: pytest.TempPathFactory,
+                 node_name: str) -> Iterator[AgentProcess]:
+    """The body of a module's ``agent`` fixture: a ready agent for ``node_name``, stopped after."""
+    proc = start_ready_agent(server, engine, factory.mktemp("agent"), node_name)
+    yield proc
+    proc.stop()
+
+
 def node_ready(server: ServerProcess, node_name: str) -> bool:
     result = server.kubectl("get", "node", node_name, "-o", "json", check=False)
     if result.returncode != 0:

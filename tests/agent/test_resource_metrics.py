@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.agent.conftest import AgentProcess, PodmanFixture, get_pod, start_ready_agent, wait_for
+from tests.agent.conftest import AgentProcess, PodmanFixture, get_pod, module_agent, wait_for
 from tests.conftest import ServerProcess
 from tests.metrics.scrape import Scrape, parse
 
@@ -22,9 +22,7 @@ NODE = "resource-node"
 @pytest.fixture(scope="module")
 def agent(server: ServerProcess, podman: PodmanFixture, busybox_image: str,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
-    proc = start_ready_agent(server, podman, tmp_path_factory.mktemp("agent"), NODE)
-    yield proc
-    proc.stop()
+    yield from module_agent(server, podman, tmp_path_factory, NODE)
 
 
 def _run(server: ServerProcess, name: str, image: str, command: str) -> None:
