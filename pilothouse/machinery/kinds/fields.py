@@ -74,6 +74,9 @@ NAME_RULES: dict[tuple[str, str], str] = {
         ("flowcontrol.apiserver.k8s.io", "FlowSchema"), ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"),
     )},
     ("apiregistration.k8s.io", "APIService"): "path-segment",
+    # metrics-server's read-only kinds carry the name of their Node or Pod.
+    ("metrics.k8s.io", "NodeMetrics"): "subdomain",
+    ("metrics.k8s.io", "PodMetrics"): "subdomain",
     # DNS subdomain, and also plural.group (checked by the CRD strategy).
     ("apiextensions.k8s.io", "CustomResourceDefinition"): "subdomain",
 }
