@@ -167,7 +167,9 @@ def test_ten_thousand_pods_are_fast() -> None:
         pods.append(item)
     to_table("", "Pod", pods[:1], now=NOW)  # one-off: schema descriptions load on first use
     best = min(_timed(lambda: to_table("", "Pod", pods, now=NOW)) for _ in range(3))
-    assert best < 0.2
+    # A guard against an accidental quadratic, not a speed figure (those are bench/'s): about 0.1 s
+    # here when quiet, and a loaded CI machine must not fail it.
+    assert best < 1.0
     assert to_table("", "Pod", pods[:1], now=NOW)["rows"][0]["cells"][:5] == [
         "p-0",
         "2/2",
