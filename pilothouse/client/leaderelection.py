@@ -327,8 +327,6 @@ class LeaderElector:
 
     async def _release(self) -> None:
         """Give the lease up at once: empty holder, 1 s duration (client-go's ``release``)."""
-        if self._lease is None:
-            return
         try:
             # Bounded: a cancelled process must exit promptly even when the API server is gone.
             await asyncio.wait_for(self._write_release(), min(self.renew_deadline, 5.0))
@@ -336,7 +334,17 @@ class LeaderElector:
             log.warning("failed to release lease %s/%s: %s", self.namespace, self.name, error)
 
     async def _write_release(self) -> None:
-        lease = self._lease or {}
+        lease = self._lease
+        if lease is None:
+            # Leadership was observed through the Lease watch while our own acquiring write was still
+            # in flight (and then cancelled): we hold the lease without its copy. Read it, and
+            # release it only if it is still ours.
+            try:
+                lease = await self.client.get(LEASES, self.name, self.namespace)
+            except errors.NotFoundError:
+                return
+            if LeaderElectionRecord.from_lease(lease).holder_identity != self.identity:
+                return
         for _ in range(3):
             stamp = meta.format_time_micro(self._clock())
             record = LeaderElectionRecord("", 1, stamp, stamp, self._observed.lease_transitions)
