@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pilothouse.apiserver.serve import RunningServer, ServerConfig
 
-__all__ = ["COMPONENT_USERS", "SUPERVISOR_PID_ENV", "Child", "Supervisor", "component_args",
+__all__ = ["COMPONENT_USERS", "SUPERVISOR_PID_ENV", "Backoff", "Child", "Supervisor", "component_args",
            "component_connection", "exit_with_supervisor"]
 
 log = logging.getLogger("pilothouse.supervisor")
@@ -53,6 +53,26 @@ def exit_with_supervisor() -> None:
 # --- end ---
 
 
+class Backoff:
+    """The delay before restarting something that exited (systemd's ``Restart=always`` with a
+    growing ``RestartSec``): 1 s, doubling to 30 s; afresh once it ran for a minute before failing."""
+
+    def __init__(self, first: float = 1.0, limit: float = 30.0, healthy_after: float = 60.0) -> None:
+        self.first, self.limit, self.healthy_after = first, limit, healthy_after
+        self.delay = first
+        self.started_at = 0.0
+
+    def started(self) -> None:
+        self.started_at = time.monotonic()
+
+    def exited(self) -> float:
+        """How long to wait before the next start."""
+        if time.monotonic() - self.started_at > self.healthy_after:
+            self.delay = self.first
+        delay, self.delay = self.delay, min(self.delay * 2, self.limit)
+        return delay
+
+
 @dataclass
 class Child:
     name: str
@@ -76,20 +96,20 @@ class Supervisor:
             self._tasks.append(asyncio.create_task(self._keep_running(child), name=f"supervise-{child.name}"))
 
     async def _keep_running(self, child: Child) -> None:
-        backoff = 1.0
+        backoff = Backoff()
         while not self._stopping:
-            child.started_at = time.monotonic()
+            backoff.started()
+            child.started_at = backoff.started_at
             child.process = await asyncio.create_subprocess_exec(
                 *child.args, env={**os.environ, SUPERVISOR_PID_ENV: str(os.getpid())})
             log.info("started %s (pid %d)", child.name, child.process.pid)
             code = await child.process.wait()
             if self._stopping:
                 return
-            log.warning("%s exited with %s; restarting in %.0fs", child.name, code, backoff)
+            delay = backoff.exited()
+            log.warning("%s exited with %s; restarting in %.0fs", child.name, code, delay)
             child.restarts += 1
-            await asyncio.sleep(backoff)
-            # A child that ran for a while before failing starts its backoff afresh.
-            backoff = 1.0 if time.monotonic() - child.started_at > 60 else min(backoff * 2, 30.0)
+            await asyncio.sleep(delay)
 
     async def stop(self, timeout: float = 10.0) -> None:
         self._stopping = True

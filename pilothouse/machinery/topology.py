@@ -10,8 +10,11 @@ schema (jsonschema, already installed with kubernetes-validate, gives the path o
 what a schema cannot say (addresses inside the subnet, one server, no duplicates, ranges that do not
 overlap), every message naming the field as ``hosts[2].address``.
 
-Until node IPAM lands, each host gets its own slice of the pod range (``network.podSubnetPrefix``, a
-/24 by default, as kube-controller-manager's ``--node-cidr-mask-size``), in the order the hosts are listed.
+Each host has its own slice of the pod range (``network.podSubnetPrefix``, a /24 by default, as
+kube-controller-manager's ``--node-cidr-mask-size``), in the order the hosts are listed: ``cloud-config``
+gives it to the agent (``--pod-cidr``); ``cluster create`` leaves it to node IPAM instead (the
+controller manager's ``--allocate-node-cidrs`` with the same range and prefix), which hands slices out
+in the order Nodes register.
 """
 
 from __future__ import annotations
@@ -123,7 +126,7 @@ class Host:
     labels: dict[str, str]
     taints: tuple[Taint, ...]
     engine: str
-    #: this host's slice of the cluster's pod range
+    #: this host's slice of the cluster's pod range (cloud-config's; cluster create uses node IPAM)
     pod_cidr: str
     #: whether a node agent runs here (a server host runs one unless ``agent: false``)
     runs_agent: bool

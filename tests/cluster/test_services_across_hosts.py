@@ -12,23 +12,15 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-import os
-import secrets
-import shutil
-import tempfile
-import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from pilothouse.cli.cluster.layout import Layout
 from tests.agent.conftest import TEST_IMAGE, wait_for
-from tests.cluster.test_seed_cluster import SeedCluster, _cli, _load_busybox, _logs
+from tests.cluster.test_seed_cluster import SeedCluster, _load_busybox, created_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -67,32 +59,10 @@ def _manifests() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[SeedCluster]:
-    for tool in ("podman", "runc", "nsenter", "nft"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed")
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    # not under pytest's basetemp (other sessions prune it): the state must outlive the test until delete
-    directory = Path(tempfile.mkdtemp(prefix="pilothouse-xhost-"))
-    name = f"xhost-{secrets.token_hex(2)}"
-    state_dir = directory / "state"
-    topology = directory / "cluster.yaml"
-    topology.write_text(yaml.safe_dump(TOPOLOGY, sort_keys=False))
-    started = time.monotonic()
-    result = _cli("create", "-f", str(topology), "--name", name, "--state-dir", str(state_dir), "--wait", "300")
-    layout = Layout(state_dir / name)
-    handle = SeedCluster(name, state_dir, directory / "kubeconfig", layout)
-    try:
-        assert result.returncode == 0, result.stderr + _logs(layout)
-        print(f"cluster create: {time.monotonic() - started:.1f}s")
-        handle.kubeconfig.write_text(handle.cli("kubeconfig").stdout)
-        for host in layout.cluster().hosts:
-            _load_busybox(layout.podman_socket(host))
+    with created_cluster(TOPOLOGY, "xhost") as handle:
+        for host in handle.layout.cluster().hosts:
+            _load_busybox(handle.layout.podman_socket(host))
         yield handle
-    finally:
-        if layout.topology_path.exists():
-            _cli("delete", name, "--state-dir", str(state_dir))
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _fetch(cluster: SeedCluster, url: str) -> tuple[str, str] | None:
@@ -147,10 +117,9 @@ def test_a_service_on_two_hosts_answers_a_pod_on_a_third(cluster: SeedCluster) -
     client = wait_for(lambda: cluster.running_pods("app=client"), 120, "client running")[0]
     assert client["spec"]["nodeName"] == "host-a"
     client_ip = client["status"]["podIP"]
-    # each on its own host's slice of the pod range
-    topology = cluster.layout.cluster()
+    # each on its own Node's slice of the pod range (node IPAM's)
     for pod in [*pods, client]:
-        host_range = ipaddress.IPv4Network(topology.host(pod["spec"]["nodeName"]).pod_cidr)
+        host_range = cluster.pod_range(pod["spec"]["nodeName"])
         assert ipaddress.IPv4Address(pod["status"]["podIP"]) in host_range, (pod["status"]["podIP"], host_range)
 
     # pod to pod across hosts (A -> B, A -> C): the backend sees the client pod's own address
@@ -165,7 +134,7 @@ def test_a_service_on_two_hosts_answers_a_pod_on_a_third(cluster: SeedCluster) -
 
     # by its DNS name, from A's agent's cluster DNS (the pod's resolv.conf), short and full
     resolv = cluster.kubectl("exec", "client", "--", "cat", "/etc/resolv.conf").stdout
-    gateway = ipaddress.IPv4Network(topology.host("host-a").pod_cidr).network_address + 1
+    gateway = cluster.pod_range("host-a").network_address + 1
     assert f"nameserver {gateway}" in resolv, resolv
     for name in ("web.default.svc.cluster.local", "web"):
         _answers_from_both(cluster, f"http://{name}/cgi-bin/who", backends, client_ip)

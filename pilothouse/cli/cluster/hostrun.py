@@ -24,11 +24,11 @@ from typing import Any
 
 from pilothouse.cli.cluster.layout import Layout
 from pilothouse.cli.cluster.netns import enter
-from pilothouse.cli.supervisor import Child, Supervisor
+from pilothouse.cli.supervisor import Backoff, Child, Supervisor
 from pilothouse.components.agent.runtime.podman_service import PodmanService
 from pilothouse.machinery.topology import Cluster, Host
 
-__all__ = ["SERVER_AUTH_FLAGS", "run_host"]
+__all__ = ["SERVER_AUTH_FLAGS", "keep_podman", "run_host"]
 
 log = logging.getLogger("pilothouse.cluster")
 
@@ -58,6 +58,10 @@ def server_command(layout: Layout, cluster: Cluster) -> list[str]:
     return _pilothouse(layout.netns(host), "server", "--data-dir", str(layout.server_dir(cluster)),
                        "--bind-address", host.address, "--port", "6443", *SERVER_AUTH_FLAGS,
                        "--service-cluster-ip-range", cluster.network.service_range,
+                       # node IPAM: the controller manager gives each Node its slice of the pod range
+                       # (--allocate-node-cidrs), as a kubeadm cluster with a podSubnet does
+                       "--cluster-cidr", cluster.network.pod_cidr,
+                       "--node-cidr-mask-size", str(cluster.network.pod_subnet_prefix),
                        *cluster.component_args.get("server", ()))
 
 
@@ -65,7 +69,10 @@ def agent_command(layout: Layout, cluster: Cluster, host: Host) -> list[str]:
     args = ["agent", "--kubeconfig", str(layout.agent_kubeconfig(host)),
             "--proxy-kubeconfig", str(layout.proxy_kubeconfig(host)), "--node-name", host.name,
             "--address", host.address, "--node-ip", host.address, "--port", "10250",
-            "--root-dir", str(layout.agent_dir(host)), "--pod-cidr", host.pod_cidr, "--stop-pods-on-exit",
+            "--root-dir", str(layout.agent_dir(host)), "--stop-pods-on-exit",
+            # the range node IPAM gives the Node, and routes to the other Nodes' ranges from their Node
+            # objects: direct, every host being on the cluster's bridge subnet (components/podnetwork)
+            "--pod-cidr", "auto", "--pod-routes", "direct",
             # every host's pods, not only this one's: pod-to-pod across hosts keeps its source address (no
             # masquerade off the bridge) and the proxy counts them as in-cluster (kube-proxy's --cluster-cidr)
             "--cluster-cidr", cluster.network.pod_cidr,
@@ -160,10 +167,11 @@ async def run_host(layout: Layout, host_name: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    layout.pid_file(host).write_text(str(os.getpid()))
+    layout.write_pid(host, os.getpid())
     podman: PodmanService | None = None
     server, agent = Supervisor(), Supervisor()
     labelling: asyncio.Task[None] | None = None
+    keeping: asyncio.Task[None] | None = None
     try:
         if host.runs_agent and host.engine == "podman":
             run_dir = layout.run_dir(host)
@@ -172,6 +180,7 @@ async def run_host(layout: Layout, host_name: str) -> None:
                                         log_path=layout.host_dir(host) / "podman.log",
                                         extra_env={"CONTAINERS_REGISTRIES_CONF": str(layout.registries_conf(host))})
             await podman.start(timeout=60)
+            keeping = asyncio.create_task(keep_podman(podman, stop), name="keep-podman")
         if host.role == "server":
             server.children.append(Child("server", server_command(layout, cluster)))
             await server.start()
@@ -183,8 +192,9 @@ async def run_host(layout: Layout, host_name: str) -> None:
                 labelling = asyncio.create_task(_label_node(layout, cluster, host, restricted_labels(host)))
         await stop.wait()
     finally:
-        if labelling is not None:
-            labelling.cancel()
+        for task in (labelling, keeping):
+            if task is not None:
+                task.cancel()
         # the agent before the server: it stops its pods while it can still report them
         await agent.stop(timeout=60.0)
         await server.stop(timeout=30.0)
@@ -192,6 +202,28 @@ async def run_host(layout: Layout, host_name: str) -> None:
             await podman.stop()
         with contextlib.suppress(OSError):
             Path(layout.pid_file(host)).unlink()
+
+
+async def keep_podman(podman: PodmanService, stop: asyncio.Event) -> None:
+    """Start the host's podman service again whenever it exits, with backoff, as the seed's units do
+    for their engine (``Restart=always``): the agent's runtime calls fail meanwhile and succeed again
+    once the socket answers; the containers ran on under conmon and are still there."""
+    backoff = Backoff()
+    backoff.started()
+    while podman.process is not None:
+        code = await podman.process.wait()
+        if stop.is_set():
+            return
+        delay = backoff.exited()
+        log.warning("podman service exited with %s; restarting in %.0fs", code, delay)
+        await asyncio.sleep(delay)
+        if stop.is_set():
+            return
+        backoff.started()
+        try:
+            await podman.start(timeout=60)
+        except (RuntimeError, OSError) as error:  # it exited again, or did not answer: the next round
+            log.warning("podman service: %s", error)
 
 
 async def _until_server_or_stop(layout: Layout, cluster: Cluster, stop: asyncio.Event) -> bool:

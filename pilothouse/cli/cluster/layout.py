@@ -107,6 +107,13 @@ class Layout:
     def server_url(self, cluster: Cluster) -> str:
         return f"https://{cluster.server.address}:6443"
 
+    def write_pid(self, host: Host, pid: int) -> None:
+        """Atomically: ``create`` checks the file while the supervisor it started writes it, and a
+        truncated file read in between looked like a supervisor that had exited (with an empty log)."""
+        tmp = self.pid_file(host).with_suffix(f".{pid}.tmp")
+        tmp.write_text(str(pid))
+        tmp.replace(self.pid_file(host))
+
     def running_pid(self, host: Host) -> int | None:
         """The host supervisor's pid when it is alive."""
         try:

@@ -3,10 +3,15 @@
 ``create`` checks the file and the machine (no range already routed here, no namespace already
 taken), then builds the network: one bridge in the root namespace holding the machine's address on
 the hosts' subnet (so kubectl here reaches the server), one namespace per host with a veth on the
-bridge, routes between the hosts' pod ranges (host-gw style: each /24 via its host), and
-``unreachable`` routes for the pod and service ranges nothing else serves, so that nothing for them
-leaves the machine. Then it starts each host's supervisor (:mod:`hostrun`), detached, and waits for the
-nodes, printing each host as it comes up. ``stop`` ends the supervisors (data kept), ``start`` brings
+bridge, and ``unreachable`` routes for the pod and service ranges nothing else serves, so that nothing
+for them leaves the machine. The hosts' pod ranges and the routes between them are the cluster's own
+business, as on real hosts: the controller manager's node IPAM gives each Node its slice of the pod
+range and each agent (``--pod-cidr auto``) routes to the other Nodes' slices from the Node objects
+(components/podnetwork), directly over the shared bridge. This machine routes to no pod, as kind's host
+does not; an agent-less server host neither (as k3s's ``--disable-agent`` server).
+
+Then it starts each host's supervisor (:mod:`hostrun`), detached, and waits for the nodes, printing
+each host as it comes up. ``stop`` ends the supervisors (data kept), ``start`` brings
 them back, ``delete`` removes every process, container, mount, namespace, link, route and file.
 """
 
@@ -86,19 +91,16 @@ def _check_free(layout: Layout, cluster: Cluster) -> None:
 # ----------------------------------------------------------------- network
 
 
-def _host_routes(cluster: Cluster, host: Host) -> list[str]:
-    """Inside a host: the other hosts' pod ranges through them; the service range on the hosts'
-    link (a service proxy rewrites it before it leaves; routed, the host's own connections to a
-    service address reach the proxy's rules); nothing else of the pod range."""
-    routes = [f"route replace {other.pod_cidr} via {other.address}" for other in cluster.hosts
-              if other is not host and other.runs_agent]
-    return [*routes, f"route replace unreachable {cluster.network.pod_cidr}",
+def _host_routes(cluster: Cluster) -> list[str]:
+    """Inside a host: the service range on the hosts' link (a service proxy rewrites it before it
+    leaves; routed, the host's own connections to a service address reach the proxy's rules); none of
+    the pod range but what the agent adds (its own slice on its bridge, the other Nodes' through them)."""
+    return [f"route replace unreachable {cluster.network.pod_cidr}",
             f"route replace {cluster.network.service_range} dev eth0"]
 
 
 def _root_routes(cluster: Cluster) -> list[str]:
-    routes = [f"route replace {h.pod_cidr} via {h.address}" for h in cluster.hosts if h.runs_agent]
-    return [*routes, f"route replace unreachable {cluster.network.pod_cidr}",
+    return [f"route replace unreachable {cluster.network.pod_cidr}",
             f"route replace unreachable {cluster.network.service_range}"]
 
 
@@ -109,7 +111,7 @@ def _build_network(layout: Layout, cluster: Cluster, say: Say) -> None:
         netns.add_host_link(layout.netns(host), layout.bridge, layout.veth(index), f"{host.address}/{prefix}")
         netns.set_forwarding(layout.netns(host))
     for host in cluster.hosts:
-        netns.ip(*_host_routes(cluster, host), netns=layout.netns(host))
+        netns.ip(*_host_routes(cluster), netns=layout.netns(host))
     netns.ip(*_root_routes(cluster))
     say(f"network: bridge {layout.bridge} ({bridge_address(cluster.network)}/{prefix}), "
         f"pods {cluster.network.pod_cidr}, services {cluster.network.service_range}")
@@ -147,7 +149,7 @@ def _start_host(layout: Layout, host: Host) -> int:
                                     "--state-dir", str(layout.directory.parent), layout.name, host.name],
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)  # detached: it outlives this command
-    layout.pid_file(host).write_text(str(process.pid))
+    layout.write_pid(host, process.pid)
     return process.pid
 
 
@@ -222,8 +224,8 @@ def delete(layout: Layout, say: Say) -> None:
         _unmount_under(layout.host_dir(host), layout.run_dir(host))
         netns.delete_netns(layout.netns(host))
         netns.delete_link(layout.veth(index))
-        _release_addresses(host)
         say(f"{host.name}: removed")
+    _release_addresses(cluster)
     netns.delete_link(layout.bridge)
     for network in (cluster.network.pod_cidr, cluster.network.service_range):
         netns.ip(f"route del unreachable {network}", check=False)
@@ -261,11 +263,13 @@ def _unmount_under(*directories: Path) -> None:
         subprocess.run(["umount", "-l", target], capture_output=True, check=False)
 
 
-def _release_addresses(host: Host) -> None:
-    """The agent's pod address files (podnet's IPAM, shared by the machine's agents) of this host's range."""
+def _release_addresses(cluster: Cluster) -> None:
+    """The agents' pod address files (podnet's IPAM, shared by the machine's agents) of the cluster's
+    pod range (each host's slice is its Node's, gone now; the range is the cluster's alone: create
+    refuses one routed already)."""
     from pilothouse.components.agent.podnet import IPAM_ROOT
 
-    network = ipaddress.IPv4Network(host.pod_cidr)
+    network = ipaddress.IPv4Network(cluster.network.pod_cidr)
     for path in IPAM_ROOT.glob("*/*"):
         with contextlib.suppress(ValueError, OSError):
             if ipaddress.IPv4Address(path.name) in network:
@@ -319,9 +323,29 @@ def _check_alive(layout: Layout, cluster: Cluster, pending: set[str]) -> None:
     for name in sorted(pending | {cluster.server.name}):
         host = cluster.host(name)
         if layout.running_pid(host) is None:
-            tail = layout.log_file(host).read_text(errors="replace").strip().splitlines()[-5:]
-            raise ClusterError(f"{name}: its supervisor exited; the end of {layout.log_file(host)}:\n  "
-                               + "\n  ".join(tail))
+            tail: list[str] = []
+            with contextlib.suppress(OSError):
+                tail = layout.log_file(host).read_text(errors="replace").strip().splitlines()[-5:]
+            detail = (f"the end of {layout.log_file(host)}:\n  " + "\n  ".join(tail) if tail
+                      else f"{layout.log_file(host)} is empty")
+            raise ClusterError(f"{name}: its supervisor {_exit_status(layout, host)}; {detail}")
+
+
+def _exit_status(layout: Layout, host: Host) -> str:
+    """How the host's supervisor ended, when this process started it (it is our child, unreaped)."""
+    try:
+        pid = int(layout.pid_file(host).read_text().strip())
+    except (OSError, ValueError) as error:
+        return f"is not running (its pid file: {error})"
+    try:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # started by an earlier command: its status is not ours to read
+        return f"(pid {pid}) is not running"
+    if reaped == 0:
+        return f"(pid {pid}) is not running (it no longer looks like this cluster's supervisor)"
+    if os.WIFSIGNALED(status):
+        return f"(pid {pid}) was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"(pid {pid}) exited with code {os.waitstatus_to_exitcode(status)}"
 
 
 def _ready_since(condition: dict[str, Any], since: float) -> bool:

@@ -182,7 +182,7 @@ class Agent:
             self.simulated = SimulatedNodes(
                 self.client, names, labels=options.node_labels, lease_duration=options.lease_duration,
                 status_update_frequency=options.node_status_update_frequency, port=options.port,
-                register=options.register_node)
+                register=options.register_node, taints=options.node_taints)
             await self.simulated.start()
             await self._serve_simulated()
             return

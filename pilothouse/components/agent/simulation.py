@@ -40,13 +40,13 @@ def simulated_node_names(prefix: str, count: int) -> list[str]:
 class SimulatedNodes:
     def __init__(self, client: APIClient, names: list[str], *, labels: dict[str, str] | None = None,
                  lease_duration: int = 40, status_update_frequency: float = 10.0, port: int = 10250,
-                 register: bool = True, writers: int = 48) -> None:
+                 register: bool = True, writers: int = 48, taints: list[Object] | None = None) -> None:
         self.client = client
         self.names = names
         self.name_set = set(names)
         self.managers = [NodeStatusManager(client, NodeConfig(
             name=name, address=f"10.{200 + i // 65536 % 50}.{i // 256 % 256}.{i % 256}", port=port,
-            labels=dict(labels or {}), register=register, capacity=dict(SIM_CAPACITY),
+            labels=dict(labels or {}), taints=list(taints or []), register=register, capacity=dict(SIM_CAPACITY),
             runtime_version="simulated://0.1.0", os_image="pilothouse simulated node", kernel_version="simulated",
             lease_duration=lease_duration, status_update_frequency=status_update_frequency,
             jitter=max(1.0, lease_duration / 4))) for i, name in enumerate(names)]
