@@ -14,8 +14,11 @@ __all__ = ["pod_routes_command"]
 @click.option("--node-name", required=True, help="This host's Node: routes go from its range to the others'.")
 @click.option("--backend", type=click.Choice(["auto", "vxlan", "direct"]), default="auto", show_default=True,
               help="auto: direct routes to Nodes on a shared subnet, VXLAN to the others.")
+@click.option("--address", default="",
+              help="This host's address, when it is no Node (a server host without an agent): route from it.")
 @click.option("-v", "--verbose", count=True)
-def _pod_routes(server_url: str | None, kubeconfig: str | None, node_name: str, backend: str, verbose: int) -> None:
+def _pod_routes(server_url: str | None, kubeconfig: str | None, node_name: str, backend: str, address: str,
+                verbose: int) -> None:
     """Route this host's pods to every other Node's pod range (direct or VXLAN), as flannel does."""
     from pilothouse.client.rest import APIClient
     from pilothouse.components.podnetwork import PodRoutes
@@ -25,7 +28,7 @@ def _pod_routes(server_url: str | None, kubeconfig: str | None, node_name: str, 
 
     async def run() -> None:
         client = APIClient(target, user_agent=f"pilothouse-pod-routes/{node_name}")
-        routes = PodRoutes(client, node_name, backend=backend)
+        routes = PodRoutes(client, node_name, backend=backend, address=address)
         try:
             await routes.start()
             await _wait_for_signal()

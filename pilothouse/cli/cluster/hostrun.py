@@ -89,6 +89,14 @@ def agent_command(layout: Layout, cluster: Cluster, host: Host) -> list[str]:
     return _pilothouse(layout.netns(host), *args, *cluster.component_args.get("agent", ()))
 
 
+def pod_routes_command(layout: Layout, cluster: Cluster, host: Host) -> list[str]:
+    """A host without an agent (the server's, ``agent: false``) has no Node to route from: it routes
+    from its address to every Node's pod range (so the API server reaches pods: webhooks,
+    ``services/proxy``), on kube-proxy's credentials, which may list and watch Nodes."""
+    return _pilothouse(layout.netns(host), "pod-routes", "--kubeconfig", str(layout.proxy_kubeconfig(host)),
+                       "--node-name", host.name, "--address", host.address, "--backend", "direct")
+
+
 def restricted_labels(host: Host) -> dict[str, str]:
     """The host's labels that NodeRestriction forbids a kubelet to set on its own Node
     (``node-role.kubernetes.io/control-plane``...): kubeadm sets those with admin credentials once
@@ -190,6 +198,11 @@ async def run_host(layout: Layout, host_name: str) -> None:
             await agent.start()
             if restricted_labels(host):
                 labelling = asyncio.create_task(_label_node(layout, cluster, host, restricted_labels(host)))
+        elif not host.runs_agent and await _until_server_or_stop(layout, cluster, stop):
+            await asyncio.to_thread(_write_kubeconfig, layout, cluster, layout.proxy_kubeconfig(host),
+                                    "system:kube-proxy", [])
+            agent.children.append(Child("pod-routes", pod_routes_command(layout, cluster, host)))
+            await agent.start()
         await stop.wait()
     finally:
         for task in (labelling, keeping):

@@ -7,8 +7,8 @@ bridge, and ``unreachable`` routes for the pod and service ranges nothing else s
 for them leaves the machine. The hosts' pod ranges and the routes between them are the cluster's own
 business, as on real hosts: the controller manager's node IPAM gives each Node its slice of the pod
 range and each agent (``--pod-cidr auto``) routes to the other Nodes' slices from the Node objects
-(components/podnetwork), directly over the shared bridge. This machine routes to no pod, as kind's host
-does not; an agent-less server host neither (as k3s's ``--disable-agent`` server).
+(components/podnetwork), directly over the shared bridge; a server host without an agent runs
+``pod-routes`` from its address (:mod:`hostrun`). This machine routes to no pod, as kind's host does not.
 
 Then it starts each host's supervisor (:mod:`hostrun`), detached, and waits for the nodes, printing
 each host as it comes up. ``stop`` ends the supervisors (data kept), ``start`` brings

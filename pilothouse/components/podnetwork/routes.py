@@ -26,8 +26,11 @@ NODES = resource("", "v1", "nodes")
 
 class PodRoutes:
     def __init__(self, client: APIClient, node_name: str, *, backend: str = "auto", kernel: Kernel | None = None,
-                 factory: InformerFactory | None = None, resync: float = 30.0) -> None:
+                 factory: InformerFactory | None = None, resync: float = 30.0, address: str = "") -> None:
         self.node_name = node_name
+        #: this host's address when it is no Node (an API server's host without an agent): routes from
+        #: there to every Node's range, as flannel on a host with no pods of its own
+        self.outside = Peer(node_name, f"{address}/32", address) if address else None
         self.backend = backend
         self.kernel = kernel or Kernel()
         self.resync = resync
@@ -85,7 +88,7 @@ class PodRoutes:
 
     async def sync(self) -> None:
         peers = peers_of(self.nodes.list())
-        own = next((peer for peer in peers if peer.name == self.node_name), None)
+        own = next((peer for peer in peers if peer.name == self.node_name), None) or self.outside
         if own is None:
             return  # no range or no address yet: nothing to route from
         for peer in peers:
