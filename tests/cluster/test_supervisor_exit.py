@@ -19,6 +19,7 @@ import yaml
 
 from pilothouse.cli.cluster.layout import Layout
 from pilothouse.cli.cluster.lifecycle import ClusterError, wait_ready
+from pilothouse.cli.supervisor import Backoff
 
 TOPOLOGY = {"apiVersion": "pilothouse.io/v1alpha1", "kind": "Cluster",
             "network": {"hostSubnet": "10.51.0.0/24"},
@@ -93,3 +94,18 @@ def test_a_pid_file_rewritten_while_read_never_reads_as_gone(tmp_path: Path) -> 
         stop.set()
         writer.join()
     assert reads == {"4242"}  # never empty, as a truncate-then-write left it between the two
+
+
+def test_restart_backoff_grows_and_starts_afresh_after_a_healthy_run() -> None:
+    """systemd's Restart=always with a growing delay, for the host's podman and the server's children."""
+    backoff = Backoff(first=1.0, limit=8.0, healthy_after=60.0)
+    delays = []
+    for _ in range(6):  # each run fails at once
+        backoff.started()
+        delays.append(backoff.exited())
+    assert delays == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    backoff.started()
+    backoff.started_at -= 61  # it ran for a minute before failing
+    assert backoff.exited() == 1.0
+    backoff.started()  # and the next start fails at once again
+    assert backoff.exited() == 2.0
