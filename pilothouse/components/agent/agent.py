@@ -26,6 +26,7 @@ from pilothouse.client.informer import EventHandler, InformerFactory, object_key
 from pilothouse.client.kubeconfig import client_config
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.agent import servingtls
+from pilothouse.components.agent.certrotation import ClientCertificateRotation, rotated_file
 from pilothouse.components.agent.images import ImageManager
 from pilothouse.components.agent.metrics import watch_running
 from pilothouse.components.agent.node import NodeConfig, NodeStatusManager, detect_capacity, detect_node_ip
@@ -158,6 +159,7 @@ class Agent:
         self._dns_address = ""  # an address of the bridge held for the DNS (not the gateway)
         self._tasks: list[asyncio.Task[None]] = []
         self.recorder = EventRecorder(self.client, "kubelet", host=options.node_name)
+        self.rotation: ClientCertificateRotation | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -176,6 +178,7 @@ class Agent:
     async def start(self) -> None:
         options = self.options
         self.root_dir.mkdir(parents=True, exist_ok=True)
+        self._start_certificate_rotation()
         if options.runtime == "simulated" or options.simulate:
             names = (simulated_node_names(options.node_name, options.simulate) if options.simulate
                      else [options.node_name])
@@ -236,6 +239,14 @@ class Agent:
         await informer.wait_synced()
         self.pods_synced.set()
         self._tasks.append(asyncio.create_task(self._relist_loop(), name="agent-relist"))
+
+    def _start_certificate_rotation(self) -> None:
+        """kubelet's --rotate-certificates (on by default) for a certificate in kubelet's file layout."""
+        current = rotated_file(Path(self.options.kubeconfig)) if self.options.kubeconfig else None
+        if current is None or self.options.simulate or self.target.ssl_context is None:
+            return
+        self.rotation = ClientCertificateRotation(self.client, current, self.options.node_name)
+        self._tasks.append(asyncio.create_task(self.rotation.run(), name="agent-cert-rotation"))
 
     async def _resource_metrics(self) -> bytes:
         """The kubelet's /metrics/resource over this agent's pods."""
