@@ -7,9 +7,10 @@ is fed by informers. Anything else is checked against the ``system:node`` Cluste
 (``NodeRules()``): the 1.32 bootstrap binding of that role has no subjects, this authorizer grants
 it. What it does not allow it has no opinion on, so RBAC decides next.
 
-Not yet: the 1.32 ``AuthorizeNodeWithSelectors`` narrowing of nodes and pods reads (its own Node
-only, pods by a ``spec.nodeName`` field selector) needs the field selector in ``RequestInfo``; until
-then nodes and pods follow the static rules, as with that feature gate off.
+Nodes and pods are narrowed as 1.32 does by default (``AuthorizeNodeWithSelectors``, beta and on):
+a node reads only its own Node (by name, or listed with ``metadata.name=<node>``), gets only pods
+bound to it and lists or watches pods only with ``spec.nodeName=<node>``; its writes of nodes and
+pods are left to NodeRestriction admission.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from typing import Any
 from pilothouse.apiserver.auth import UserInfo
 from pilothouse.apiserver.rbacauthz import CachedAuthorizer, NotifyingCache, rule_allows_request
 from pilothouse.apiserver.requestinfo import RequestInfo
+from pilothouse.machinery.errors import StatusError
 from pilothouse.machinery.kinds.types import Object
 from pilothouse.machinery.rbac import bootstrappolicy
+from pilothouse.machinery.selectors import parse_field_selector
 from pilothouse.store.interface import Store
 
 __all__ = ["NODES_GROUP", "NodeAuthorizer", "node_identity", "pod_references"]
@@ -206,6 +209,10 @@ class NodeAuthorizer(CachedAuthorizer):
                 return await self._create_token(node, info)
             if target == ("coordination.k8s.io", "leases"):
                 return self._lease(node, info)
+            if target == ("", "nodes"):
+                return _node_object(node, info)
+            if target == ("", "pods"):
+                return await self._pod(node, info)
         if any(rule_allows_request(rule, info) for rule in self.rules):
             return True, ""
         return False, ""
@@ -250,15 +257,31 @@ class NodeAuthorizer(CachedAuthorizer):
             return False, "can only access node lease with the same name as the requesting node"
         return True, ""
 
+    async def _pod(self, node: str, info: RequestInfo) -> tuple[bool, str]:
+        """``authorizePod``: reads of its own pods; writes are NodeRestriction's to limit."""
+        allowed = {"": ("create", "delete"), "status": ("update", "patch"), "eviction": ("create",)}
+        if info.subresource == "" and info.verb == "get":
+            return await self._get(node, info)
+        if info.subresource == "" and info.verb in ("list", "watch"):
+            if _field_value(info, "spec.nodeName") == node:
+                return True, ""
+            if _request_name(info):  # one pod, known to be bound to the node
+                return await self._related(node, info)
+            return False, "can only list/watch pods with spec.nodeName field selector"
+        return (True, "") if info.verb in allowed.get(info.subresource, ()) else (False, "")
+
     async def _related(self, node: str, info: RequestInfo) -> tuple[bool, str]:
-        if not info.name:
+        name = _request_name(info)
+        if not name:
             return False, "No Object name found"
         await self._ensure_loaded()
-        if self._has_path(node, info.resource, info.namespace or "", info.name):
+        if self._has_path(node, info.resource, info.namespace or "", name):
             return True, ""
         return False, f"no relationship found between node '{node}' and this object"
 
     def _has_path(self, node: str, resource: str, namespace: str, name: str) -> bool:
+        if resource == "pods":
+            return self.pods.node_of(namespace, name) == node
         if resource != "persistentvolumes" and self.pods.uses(node, (resource, namespace, name)):
             return True
         # Through a PVC bound to a PV: the PV itself and the secrets the PV references.
@@ -276,6 +299,42 @@ class NodeAuthorizer(CachedAuthorizer):
     async def _ensure_loaded(self) -> None:
         for cache in self._caches:
             await cache.ensure_loaded()
+
+
+def _field_value(info: RequestInfo, field: str) -> str | None:
+    """The value the request's field selector pins ``field`` to (``=`` or ``==``); a selector that
+    does not parse pins nothing, as the authorizer ignores its parse error."""
+    if not info.field_selector:
+        return None
+    try:
+        return parse_field_selector(info.field_selector).required_value(field)
+    except StatusError:
+        return None
+
+
+def _request_name(info: RequestInfo) -> str:
+    """The request's object name as RequestInfoFactory gives it: a list or watch pinned to one
+    ``metadata.name`` names that object."""
+    if info.name or info.verb not in ("list", "watch"):
+        return info.name
+    return _field_value(info, "metadata.name") or ""
+
+
+def _node_object(node: str, info: RequestInfo) -> tuple[bool, str]:
+    """``authorizeNode``: a node reads only its own Node, compared by name (not through the graph)
+    so that it can look for its Node before creating it; writes are NodeRestriction's to limit."""
+    if info.subresource == "" and info.verb in ("create", "update", "patch"):
+        return True, ""
+    if info.subresource == "" and info.verb in ("get", "list", "watch"):
+        name = _request_name(info)
+        if name == node:
+            return True, ""
+        if not name:
+            return False, f"node '{node}' cannot read all nodes, only its own Node object"
+        return False, f"node '{node}' cannot read '{name}', only its own Node object"
+    if info.subresource == "status" and info.verb in ("update", "patch"):
+        return True, ""
+    return False, ""
 
 
 def _volume_secrets(volume: Object | None) -> set[tuple[str, str]]:

@@ -773,6 +773,7 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
         runtime="simulated" if simulate else runtime, runtime_endpoint=runtime_endpoint, simulate=simulate,
         root_dir=root_dir, image_credentials_file=image_credentials_file,
         pod_network=pod_network, pod_cidr=pod_cidr, cluster_cidr=cluster_cidr, pod_routes=pod_routes,
+        routes_kubeconfig=proxy_kubeconfig,
         cluster_dns=[ip for ip in cluster_dns.split(",") if ip],
         cluster_domain=cluster_domain, resolv_conf=resolv_conf)
 

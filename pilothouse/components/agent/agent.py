@@ -120,6 +120,10 @@ class AgentOptions:
     cluster_cidr: str = ""
     #: with pod_cidr "auto": how to reach the other Nodes' pods (auto: direct or VXLAN; vxlan; direct; none)
     pod_routes: str = "auto"
+    #: Credentials to list every Node with for the pod routes (the embedded proxy's, system:kube-proxy):
+    #: 1.32's Node authorizer lets a node read only its own Node, as k3s gives its flannel an identity
+    #: of its own. Default: the agent's.
+    routes_kubeconfig: str | None = None
     #: kubelet's --cluster-dns: the nameservers of ClusterFirst pods. Empty: the agent serves cluster DNS
     #: itself on its pod bridge's gateway address (see docs/decisions/cluster-dns.md) and uses that.
     cluster_dns: list[str] = field(default_factory=list)
@@ -229,7 +233,12 @@ class Agent:
         await self.node.register()
         self.node.start()
         if self.ctx.network is not None and options.pod_cidr == AUTO and options.pod_routes != "none":
-            self.routes = PodRoutes(self.client, options.node_name, backend=options.pod_routes, factory=self.factory)
+            routes_client = self.client
+            if options.routes_kubeconfig:
+                routes_client = APIClient(client_config(options.server or None, options.routes_kubeconfig),
+                                          user_agent=f"pilothouse-pod-routes/{options.node_name}")
+            self.routes = PodRoutes(routes_client, options.node_name, backend=options.pod_routes,
+                                    factory=self.factory if routes_client is self.client else None)
         informer = self.factory.informer(PODS, field_selector=f"spec.nodeName={options.node_name}")
         informer.add_handler(EventHandler.on_object(self._on_pod, self._on_pod_deleted))
         self.factory.start()
@@ -357,6 +366,8 @@ class Agent:
             await self._stop_pods(workers)
         if self.routes is not None:
             await self.routes.stop()
+            if self.routes.factory.client is not self.client:
+                await self.routes.factory.client.close()
         if self.dns is not None:
             await self.dns.stop()
         if self._dns_address and self.ctx is not None and self.ctx.network is not None:
