@@ -21,11 +21,9 @@ from typing import Any
 
 from pilothouse.apiserver.auth import UserInfo
 from pilothouse.apiserver.rbacauthz import CachedAuthorizer, NotifyingCache, rule_allows_request
-from pilothouse.apiserver.requestinfo import RequestInfo
-from pilothouse.machinery.errors import StatusError
+from pilothouse.apiserver.requestinfo import RequestInfo, field_value, object_name
 from pilothouse.machinery.kinds.types import Object
 from pilothouse.machinery.rbac import bootstrappolicy
-from pilothouse.machinery.selectors import parse_field_selector
 from pilothouse.store.interface import Store
 
 __all__ = ["NODES_GROUP", "NodeAuthorizer", "node_identity", "pod_references"]
@@ -263,15 +261,15 @@ class NodeAuthorizer(CachedAuthorizer):
         if info.subresource == "" and info.verb == "get":
             return await self._get(node, info)
         if info.subresource == "" and info.verb in ("list", "watch"):
-            if _field_value(info, "spec.nodeName") == node:
+            if field_value(info, "spec.nodeName") == node:
                 return True, ""
-            if _request_name(info):  # one pod, known to be bound to the node
+            if object_name(info):  # one pod, known to be bound to the node
                 return await self._related(node, info)
             return False, "can only list/watch pods with spec.nodeName field selector"
         return (True, "") if info.verb in allowed.get(info.subresource, ()) else (False, "")
 
     async def _related(self, node: str, info: RequestInfo) -> tuple[bool, str]:
-        name = _request_name(info)
+        name = object_name(info)
         if not name:
             return False, "No Object name found"
         await self._ensure_loaded()
@@ -301,32 +299,13 @@ class NodeAuthorizer(CachedAuthorizer):
             await cache.ensure_loaded()
 
 
-def _field_value(info: RequestInfo, field: str) -> str | None:
-    """The value the request's field selector pins ``field`` to (``=`` or ``==``); a selector that
-    does not parse pins nothing, as the authorizer ignores its parse error."""
-    if not info.field_selector:
-        return None
-    try:
-        return parse_field_selector(info.field_selector).required_value(field)
-    except StatusError:
-        return None
-
-
-def _request_name(info: RequestInfo) -> str:
-    """The request's object name as RequestInfoFactory gives it: a list or watch pinned to one
-    ``metadata.name`` names that object."""
-    if info.name or info.verb not in ("list", "watch"):
-        return info.name
-    return _field_value(info, "metadata.name") or ""
-
-
 def _node_object(node: str, info: RequestInfo) -> tuple[bool, str]:
     """``authorizeNode``: a node reads only its own Node, compared by name (not through the graph)
     so that it can look for its Node before creating it; writes are NodeRestriction's to limit."""
     if info.subresource == "" and info.verb in ("create", "update", "patch"):
         return True, ""
     if info.subresource == "" and info.verb in ("get", "list", "watch"):
-        name = _request_name(info)
+        name = object_name(info)
         if name == node:
             return True, ""
         if not name:

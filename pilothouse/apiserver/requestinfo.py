@@ -15,9 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from pilothouse.machinery.errors import StatusError
 from pilothouse.machinery.query import flag
+from pilothouse.machinery.selectors import parse_field_selector
 
-__all__ = ["RequestInfo", "parse_request_info"]
+__all__ = ["RequestInfo", "field_value", "object_name", "parse_request_info"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +86,22 @@ def parse_request_info(method: str, path: str, query: Mapping[str, str] | None =
         return RequestInfo(True, path, verb, group, version, namespace, resource, name, subresource,
                            query.get("fieldSelector", ""))
     return RequestInfo(True, path, verb, group, version, namespace, resource, name, subresource)
+
+
+def field_value(info: RequestInfo, field: str) -> str | None:
+    """The value the request's field selector pins ``field`` to (``=`` or ``==``); a selector that
+    does not parse pins nothing, as the authorizer ignores its parse error."""
+    if not info.field_selector:
+        return None
+    try:
+        return parse_field_selector(info.field_selector).required_value(field)
+    except StatusError:
+        return None
+
+
+def object_name(info: RequestInfo) -> str:
+    """The request's object name as RequestInfoFactory gives it: a list or watch pinned to one
+    ``metadata.name`` names that object."""
+    if info.name or info.verb not in ("list", "watch"):
+        return info.name
+    return field_value(info, "metadata.name") or ""

@@ -22,7 +22,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     directory = tmp_path_factory.mktemp("narrowing")
     token_file = directory / "tokens.csv"
     token_file.write_text("".join(f'{token},{user},uid-{token},"{groups}"\n'
-                                  for token, (user, groups) in TOKENS.items()))
+                                  for token, (user, groups) in {**TOKENS, "reader-token": ("reader", "")}.items()))
     server = start_server_process(directory / "data", extra=("--token-auth-file", str(token_file),
                                                             "--disable", "scheduler,controller-manager"), secure=True)
     admin = api(server, "admin-token")
@@ -99,3 +99,21 @@ def _gets(api_: client.CoreV1Api, name: str) -> bool:
     except client.ApiException as error:
         assert error.status == 403
         return False
+
+
+def test_a_list_pinned_by_metadata_name_is_checked_against_resource_names(nodes: ServerProcess) -> None:
+    """RequestInfoFactory names the object a list or watch pins with ``metadata.name``, so RBAC's
+    resourceNames apply to it (as kubelets watch single Secrets): RBAC, not only the Node authorizer."""
+    nodes.kubectl("create", "configmap", "cm1", "-n", "apps")
+    nodes.kubectl("create", "configmap", "cm2", "-n", "apps")
+    nodes.kubectl("create", "role", "one-map", "-n", "apps", "--verb=get,list,watch", "--resource=configmaps",
+                  "--resource-name=cm1")
+    nodes.kubectl("create", "rolebinding", "one-map", "-n", "apps", "--role=one-map", "--user=reader")
+    pinned = kubectl(nodes.url, "reader-token", "get", "configmaps", "-n", "apps", "--field-selector",
+                     "metadata.name=cm1", "-o", "name")
+    assert pinned.returncode == 0 and pinned.stdout.split() == ["configmap/cm1"], pinned.stderr
+    other = kubectl(nodes.url, "reader-token", "get", "configmaps", "-n", "apps", "--field-selector",
+                    "metadata.name=cm2")
+    assert 'User "reader" cannot list resource "configmaps"' in other.stderr, other.stderr
+    everything = kubectl(nodes.url, "reader-token", "get", "configmaps", "-n", "apps")
+    assert 'User "reader" cannot list resource "configmaps"' in everything.stderr, everything.stderr
