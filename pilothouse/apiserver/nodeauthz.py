@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from pilothouse.apiserver.auth import UserInfo
@@ -147,13 +148,6 @@ class _PodGraph(NotifyingCache):
             self._edges[key] = (node, refs, revision)
             self.references.setdefault(node, Counter()).update(refs)
 
-    async def ensure_loaded(self) -> None:
-        if not self._synced:
-            listed = await self.list()
-            if not self._synced:  # the follower's own list landed meanwhile: it is newer
-                for obj in listed:
-                    self.observe(obj)
-
     def node_of(self, namespace: str, name: str) -> str | None:
         """The node a pod is bound to (the graph's pod vertex), None for a pending or unknown pod."""
         edge = self._edges.get(f"{self.prefix}{namespace}/{name}")
@@ -175,8 +169,10 @@ def _interned(ref: Ref) -> Ref:
 class NodeAuthorizer(CachedAuthorizer):
     def __init__(self, store: Store) -> None:
         self.pods = _PodGraph(store)
-        self.claims = NotifyingCache(store, "/registry/core/persistentvolumeclaims/", lambda: None)
-        self.volumes = NotifyingCache(store, "/registry/core/persistentvolumes/", lambda: None)
+        # The PVC → PV and PV → secret edges only, not the objects (the graph's other vertices).
+        self.claims = _EdgeCache(store, "/registry/core/persistentvolumeclaims/",
+                                 lambda claim: (claim.get("spec") or {}).get("volumeName") or None)
+        self.volumes = _EdgeCache(store, "/registry/core/persistentvolumes/", _volume_secrets)
         self._caches = (self.pods, self.claims, self.volumes)
         self.rules = bootstrappolicy._node_rules()  # the system:node role's rules, one source
 
@@ -284,13 +280,12 @@ class NodeAuthorizer(CachedAuthorizer):
             return True
         # Through a PVC bound to a PV: the PV itself and the secrets the PV references.
         for _, claim_namespace, claim_name in self.pods.claims(node):
-            claim = self.claims.cached(claim_namespace, claim_name)
-            volume_name = ((claim or {}).get("spec") or {}).get("volumeName")
+            volume_name = self.claims.edge(claim_namespace, claim_name)
             if not volume_name:
                 continue
             if resource == "persistentvolumes" and volume_name == name:
                 return True
-            if resource == "secrets" and (namespace, name) in _volume_secrets(self.volumes.cached("", volume_name)):
+            if resource == "secrets" and (namespace, name) in (self.volumes.edge("", volume_name) or ()):
                 return True
         return False
 
@@ -316,9 +311,36 @@ def _node_object(node: str, info: RequestInfo) -> tuple[bool, str]:
     return False, ""
 
 
-def _volume_secrets(volume: Object | None) -> set[tuple[str, str]]:
+class _EdgeCache(NotifyingCache):
+    """Per object, only what ``edge`` takes from it (None: nothing to keep), by store key."""
+
+    def __init__(self, store: Store, prefix: str, edge: Callable[[Object], Any]) -> None:
+        super().__init__(store, prefix, lambda: None)
+        self._edge = edge
+        self._edges: dict[str, tuple[Any, int]] = {}
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._edges = {}
+
+    def _record(self, key: str, revision: int, obj: Object | None) -> None:
+        old = self._edges.get(key)
+        if old is not None and old[1] > revision:
+            return
+        value = None if obj is None else self._edge(obj)
+        if value:
+            self._edges[key] = (value, revision)
+        else:
+            self._edges.pop(key, None)
+
+    def edge(self, namespace: str, name: str) -> Any:
+        found = self._edges.get(f"{self.prefix}{namespace}/{name}" if namespace else f"{self.prefix}{name}")
+        return None if found is None else found[0]
+
+
+def _volume_secrets(volume: Object) -> frozenset[tuple[str, str]]:
     found = set()
-    for source in ((volume or {}).get("spec") or {}).values():
+    for source in (volume.get("spec") or {}).values():
         if not isinstance(source, dict):
             continue
         for key in ("secretRef", "nodePublishSecretRef", "nodeStageSecretRef", "nodeExpandSecretRef",
@@ -326,4 +348,4 @@ def _volume_secrets(volume: Object | None) -> set[tuple[str, str]]:
             ref = source.get(key)
             if isinstance(ref, dict) and ref.get("name"):
                 found.add((ref.get("namespace", ""), ref["name"]))
-    return found
+    return frozenset(found)

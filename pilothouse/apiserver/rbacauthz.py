@@ -62,8 +62,10 @@ class NotifyingCache(WatchCache):
     async def ensure_loaded(self) -> None:
         """Before the first list has landed, load what the store holds (read once, not per request)."""
         if not self._synced:
-            for obj in await self.list():
-                self.observe(obj)
+            listed = await self.list()
+            if not self._synced:  # the follower's own list landed meanwhile: it is newer
+                for obj in listed:
+                    self.observe(obj)
 
 
 def _matches(items: list[str], wanted: str) -> bool:

@@ -78,3 +78,21 @@ def test_resource_claims_are_references() -> None:
     obj["status"] = {"resourceClaimStatuses": [{"name": "tmpl", "resourceClaimName": "p-tmpl-x7k2"}]}
     refs = pod_references(obj)
     assert ("resourceclaims", "ns", "shared-gpu") in refs and ("resourceclaims", "ns", "p-tmpl-x7k2") in refs
+
+
+def test_claims_and_volumes_keep_their_edges_only() -> None:
+    from pilothouse.apiserver.nodeauthz import NodeAuthorizer
+
+    authorizer = NodeAuthorizer(cast(Store, None))
+    claims, volumes = authorizer.claims, authorizer.volumes
+    claims._record(claims.prefix + "ns/data", 1, {"metadata": {"name": "data", "namespace": "ns"},
+                                                  "spec": {"volumeName": "pv-a"}})
+    claims._record(claims.prefix + "ns/pending", 2, {"metadata": {"name": "pending", "namespace": "ns"},
+                                                     "spec": {}})
+    volumes._record(volumes.prefix + "pv-a", 3, {"metadata": {"name": "pv-a"}, "spec": {
+        "csi": {"driver": "d", "nodePublishSecretRef": {"namespace": "ns", "name": "creds"}}}})
+    assert not any(claims._buckets.values()) and not any(volumes._buckets.values())
+    assert claims.edge("ns", "data") == "pv-a" and claims.edge("ns", "pending") is None
+    assert volumes.edge("", "pv-a") == {("ns", "creds")}
+    claims._record(claims.prefix + "ns/data", 4, None)
+    assert claims.edge("ns", "data") is None

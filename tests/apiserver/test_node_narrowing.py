@@ -117,3 +117,38 @@ def test_a_list_pinned_by_metadata_name_is_checked_against_resource_names(nodes:
     assert 'User "reader" cannot list resource "configmaps"' in other.stderr, other.stderr
     everything = kubectl(nodes.url, "reader-token", "get", "configmaps", "-n", "apps")
     assert 'User "reader" cannot list resource "configmaps"' in everything.stderr, everything.stderr
+
+
+def test_a_node_reads_the_claim_volume_and_volume_secret_of_its_pods(nodes: ServerProcess) -> None:
+    """The graph's pod → PVC → PV → secret path, kept as edges (volumeName, the PV's secret refs)."""
+    admin, n1, n2 = (api(nodes, token) for token in ("admin-token", "n1-token", "n2-token"))
+    admin.create_namespaced_secret("apps", {"metadata": {"name": "csi-creds"}, "data": {"k": "eA=="}})
+    admin.create_persistent_volume({"metadata": {"name": "pv-a"}, "spec": {
+        "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "claimRef": {"namespace": "apps",
+                                                                                        "name": "data"},
+        "csi": {"driver": "example.com/csi", "volumeHandle": "h1",
+                "nodePublishSecretRef": {"namespace": "apps", "name": "csi-creds"}}}})
+    admin.create_namespaced_persistent_volume_claim("apps", {"metadata": {"name": "data"}, "spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "volumeName": "pv-a",
+        "storageClassName": ""}})
+    admin.create_namespaced_pod("apps", {"metadata": {"name": "with-claim"}, "spec": {
+        "nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}],
+        "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}})
+
+    def reads_all(api_: client.CoreV1Api) -> bool:
+        try:
+            api_.read_namespaced_persistent_volume_claim("data", "apps")
+            api_.read_persistent_volume("pv-a")
+            api_.read_namespaced_secret("csi-creds", "apps")
+            return True
+        except client.ApiException as error:
+            assert error.status == 403
+            return False
+
+    wait_until(lambda: reads_all(n1))
+    assert not reads_all(n2)
+    assert "no relationship found between node 'n2' and this object" in forbidden(
+        lambda: n2.read_persistent_volume("pv-a"))
+    # The pod gone, the path from n1 to the claim, its volume and the secret is gone with it.
+    admin.delete_namespaced_pod("with-claim", "apps", grace_period_seconds=0)
+    wait_until(lambda: not reads_all(n1), 20)
