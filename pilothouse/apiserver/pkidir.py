@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 
 from pilothouse.machinery import pki
 
-__all__ = ["ClusterPKI", "TLSOptions", "host_names_and_addresses", "utcnow"]
+__all__ = ["SHARED_FILES", "ClusterPKI", "TLSOptions", "adopt_shared", "host_names_and_addresses", "utcnow"]
 
 log = logging.getLogger("pilothouse.apiserver.pki")
 
@@ -56,6 +56,9 @@ class TLSOptions:
     serving_validity: datetime.timedelta = pki.LEAF_VALIDITY
     #: Seconds between checks of the serving certificate's remaining life.
     check_interval: float = 3600.0
+    #: Another server's PKI directory (``--cluster-pki-from``): its CA and service-account key are
+    #: this server's too, as ``kubeadm join --control-plane`` copies them to every control-plane node.
+    cluster_pki_from: str | None = None
 
 
 def host_names_and_addresses(bind_address: str) -> tuple[list[str], list[str]]:
@@ -93,6 +96,31 @@ def _write(path: Path, data: bytes, private: bool) -> None:
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
     tmp.replace(path)
+
+
+#: What every API server of one cluster holds alike (kubeadm's ``--upload-certs`` set, less the
+#: front-proxy and etcd CAs pilothouse does not make): the CA that signs serving and client
+#: certificates, and the key that signs service-account tokens. Each server keeps its own serving
+#: certificate (its own names) and its own client certificate towards agents, issued from that CA.
+SHARED_FILES = {"ca.crt": False, "ca.key": True, "sa.key": True}
+
+
+def adopt_shared(source: Path, directory: Path) -> None:
+    """Copy the cluster-wide files from ``source`` where ``directory`` lacks them; a data dir that
+    already holds different ones belongs to another cluster and is refused (FileExistsError), as
+    kubeadm refuses to overwrite a CA it did not write."""
+    for name, private in SHARED_FILES.items():
+        try:
+            wanted = (source / name).read_bytes()
+        except OSError as error:
+            raise FileNotFoundError(f"--cluster-pki-from {source}: cannot read {name}: {error.strerror}") from None
+        target = directory / name
+        if not target.exists():
+            _write(target, wanted, private)
+            log.info("copied the cluster's %s from %s", name, source)
+        elif target.read_bytes() != wanted:
+            raise FileExistsError(f"{target} differs from {source / name}: this data dir belongs to another "
+                                  f"cluster (remove its pki directory to join this one)")
 
 
 class ClusterPKI:
@@ -146,6 +174,8 @@ class ClusterPKI:
         brought), the API server's client certificate towards agents."""
         self.directory.mkdir(parents=True, exist_ok=True)
         os.chmod(self.directory, 0o700)
+        if self.options.cluster_pki_from:
+            adopt_shared(Path(self.options.cluster_pki_from), self.directory)
         now = self.clock()
         self.ca = self._load("ca")
         if self.ca is None:

@@ -14,13 +14,14 @@ reason of a denial, as Kubernetes does.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
 from pilothouse.apiserver.admission_plugins.cache import WatchCache
 from pilothouse.apiserver.auth import SYSTEM_MASTERS, Authorizer, UserInfo, aggregate
 from pilothouse.apiserver.rbacescalation import EscalationHooks
-from pilothouse.apiserver.requestinfo import RequestInfo
+from pilothouse.apiserver.requestinfo import RequestInfo, object_name
 from pilothouse.machinery.kinds.types import Object
 from pilothouse.store.interface import Store
 
@@ -61,8 +62,10 @@ class NotifyingCache(WatchCache):
     async def ensure_loaded(self) -> None:
         """Before the first list has landed, load what the store holds (read once, not per request)."""
         if not self._synced:
-            for obj in await self.list():
-                self.observe(obj)
+            listed = await self.list()
+            if not self._synced:  # the follower's own list landed meanwhile: it is newer
+                for obj in listed:
+                    self.observe(obj)
 
 
 def _matches(items: list[str], wanted: str) -> bool:
@@ -208,6 +211,9 @@ class RBACAuthorizer(CachedAuthorizer):
     async def authorize(self, user: UserInfo, info: RequestInfo) -> tuple[bool, str]:
         if SYSTEM_MASTERS in user.groups:
             return True, ""
+        name = object_name(info)
+        if name != info.name:  # a list or watch of one object by metadata.name: resourceNames apply
+            info = dataclasses.replace(info, name=name)
         # A decision that no rule with resourceNames took part in holds for every name: kept under
         # the key without one, so that GETs of a thousand objects decide once, not a thousand times.
         any_name = (user.key(), info.is_resource_request, info.verb, info.group, info.resource, info.subresource,

@@ -175,6 +175,10 @@ def tls_options(function: click.decorators.FC) -> click.decorators.FC:
                           "this host's address when that is 0.0.0.0)."),
         click.option("--tls-san", multiple=True, expose_value=False, callback=_collect_tls,
                      help="Another name or address for the serving certificate (repeatable)."),
+        click.option("--cluster-pki-from", default=None, expose_value=False, callback=_collect_tls,
+                     help="Another API server's pki directory (or a copy of its ca.crt, ca.key and sa.key): share "
+                          "its CA and service-account key, as kubeadm join --control-plane does, so kubeconfigs "
+                          "and tokens work against every server over one datastore."),
         # Tests shorten the serving certificate's life to watch it renewed.
         click.option("--tls-serving-cert-validity", type=float, default=None, hidden=True, expose_value=False,
                      callback=_collect_tls),
@@ -200,7 +204,8 @@ def _tls_config() -> tuple[bool, Any]:
     options = TLSOptions(tls_cert_file=flags.get("tls_cert_file"),
                          tls_private_key_file=flags.get("tls_private_key_file"),
                          client_ca_file=flags.get("client_ca_file"), tls_sans=tuple(flags.get("tls_san") or ()),
-                         check_interval=flags.get("tls_renewal_check_interval") or 3600.0)
+                         check_interval=flags.get("tls_renewal_check_interval") or 3600.0,
+                         cluster_pki_from=flags.get("cluster_pki_from"))
     if flags.get("tls_serving_cert_validity"):
         options.serving_validity = datetime.timedelta(seconds=flags["tls_serving_cert_validity"])
     if bool(options.tls_cert_file) != bool(options.tls_private_key_file):
@@ -265,13 +270,16 @@ def hpa_args(hpa: dict[str, float]) -> list[str]:
               help="Pod range of the cluster: the embedded controller manager gives every Node a part of it "
                    "(node IPAM, --allocate-node-cidrs), which agents run with --pod-cidr auto use.")
 @click.option("--node-cidr-mask-size", type=int, default=24, show_default=True, help="Prefix length of a Node's range.")
+@click.option("--cluster-signing-duration", default="",
+              help="The embedded controller manager's: the longest life of a certificate the CSR signer issues "
+                   "(a Go duration; default a year).")
 @hpa_options
 def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, etcd_servers: str,
            etcd_cafile: str | None, etcd_certfile: str | None, etcd_keyfile: str | None,
            service_cluster_ip_range: str, compaction_interval: float, verbose: int, disable: str,
            leader_elect_lease_duration: float, encryption_provider_config: str,
            encryption_provider_config_automatic_reload: bool, cluster_cidr: str, node_cidr_mask_size: int,
-           hpa: dict[str, float], auth: Any) -> None:
+           cluster_signing_duration: str, hpa: dict[str, float], auth: Any) -> None:
     """Run the API server, with the scheduler and the controller manager embedded."""
     _setup_logging(max(verbose, 1))
     disabled = {name.strip() for name in disable.split(",") if name.strip()}
@@ -294,9 +302,10 @@ def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str
     try:
         node_ipam = ["--allocate-node-cidrs", "--cluster-cidr", cluster_cidr, "--node-cidr-mask-size",
                      str(node_cidr_mask_size)] if cluster_cidr else []
+        signing = ["--cluster-signing-duration", cluster_signing_duration] if cluster_signing_duration else []
         _run(_serve_with_components(config, [c for c in EMBEDDED if c not in disabled], verbose,
                                     leader_election_child_args(leader_elect_lease_duration),
-                                    {"controller-manager": node_ipam + hpa_args(hpa)}))
+                                    {"controller-manager": node_ipam + hpa_args(hpa) + signing}))
     except (StatusError, StoreError, OSError) as error:
         # The store unreachable, the port taken: one line, not a traceback.
         raise click.ClickException(f"cannot start the API server: {error}") from None
@@ -456,6 +465,16 @@ def connection_options(function: click.decorators.FC) -> click.decorators.FC:
                         help="API server URL, e.g. https://127.0.0.1:6443 (overrides the kubeconfig's).")(function)
 
 
+def _go_duration(text: str, flag: str) -> float:
+    """A Go duration flag (``8760h0m0s``, ``90s``) in seconds, or a usage error naming the flag."""
+    from pilothouse.apiserver.requestlimits import parse_go_duration
+
+    try:
+        return parse_go_duration(text)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint=flag) from None
+
+
 def _target(server_url: str | None, kubeconfig: str | None) -> ClientConfig:
     from pilothouse.client.kubeconfig import client_config
 
@@ -494,6 +513,8 @@ def scheduler(server_url: str | None, kubeconfig: str | None, leader_elect: bool
               help="CA bundle published to every namespace as the kube-root-ca.crt ConfigMap.")
 @click.option("--cluster-signing-cert-file", default="", help="CA certificate the CSR signer signs with.")
 @click.option("--cluster-signing-key-file", default="", help="Its private key.")
+@click.option("--cluster-signing-duration", default="8760h0m0s", show_default=True,
+              help="The longest life of a certificate the CSR signer issues (a Go duration).")
 @click.option("--use-service-account-credentials", type=click.BOOL, default=True, is_flag=False, flag_value=True,
               show_default=True, help="Each controller acts as its own service account in kube-system (as kubeadm "
                                       "runs kube-controller-manager); false: all act as this component's identity.")
@@ -507,7 +528,7 @@ def scheduler(server_url: str | None, kubeconfig: str | None, leader_elect: bool
 @click.option("-v", "--verbose", count=True)
 def controller_manager(server_url: str | None, kubeconfig: str | None, controllers: str,
                        node_monitor_grace_period: float, pod_eviction_timeout: float, root_ca_file: str,
-                       cluster_signing_cert_file: str, cluster_signing_key_file: str,
+                       cluster_signing_cert_file: str, cluster_signing_key_file: str, cluster_signing_duration: str,
                        use_service_account_credentials: bool, allocate_node_cidrs: bool, cluster_cidr: str,
                        node_cidr_mask_size: int, hpa: dict[str, float], leader_elect: bool,
                        leader_elect_lease_duration: float, leader_elect_renew_deadline: float,
@@ -525,6 +546,7 @@ def controller_manager(server_url: str | None, kubeconfig: str | None, controlle
         "root_ca_file": root_ca_file,
         "cluster_signing_cert_file": cluster_signing_cert_file,
         "cluster_signing_key_file": cluster_signing_key_file,
+        "cluster_signing_duration": _go_duration(cluster_signing_duration, "--cluster-signing-duration"),
         "allocate_node_cidrs": allocate_node_cidrs, "cluster_cidr": cluster_cidr,
         "node_cidr_mask_size": node_cidr_mask_size, **hpa,
     }, use_service_account_credentials=use_service_account_credentials)
@@ -751,6 +773,7 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
         runtime="simulated" if simulate else runtime, runtime_endpoint=runtime_endpoint, simulate=simulate,
         root_dir=root_dir, image_credentials_file=image_credentials_file,
         pod_network=pod_network, pod_cidr=pod_cidr, cluster_cidr=cluster_cidr, pod_routes=pod_routes,
+        routes_kubeconfig=proxy_kubeconfig,
         cluster_dns=[ip for ip in cluster_dns.split(",") if ip],
         cluster_domain=cluster_domain, resolv_conf=resolv_conf)
 

@@ -51,6 +51,10 @@ class WatchCache:
         key = f"{self.prefix}{namespace}/{metadata['name']}" if namespace else f"{self.prefix}{metadata['name']}"
         self._record(key, int(metadata["resourceVersion"]), obj)
 
+    def _reset(self) -> None:
+        """Forget everything before a relist (the list replaces what the watch had delivered)."""
+        self._revisions, self._buckets = {}, {}
+
     def _record(self, key: str, revision: int, obj: Object | None) -> None:
         if self._revisions.get(key, 0) > revision:
             return
@@ -66,7 +70,7 @@ class WatchCache:
         while True:
             try:
                 listed = await self.store.list(self.prefix)
-                self._revisions, self._buckets = {}, {}
+                self._reset()
                 for kv in listed.items:
                     self._record(kv.key, kv.mod_revision, decode_stored(kv))
                 self._synced = True

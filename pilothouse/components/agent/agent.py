@@ -26,6 +26,7 @@ from pilothouse.client.informer import EventHandler, InformerFactory, object_key
 from pilothouse.client.kubeconfig import client_config
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.agent import servingtls
+from pilothouse.components.agent.certrotation import ClientCertificateRotation, rotated_file
 from pilothouse.components.agent.images import ImageManager
 from pilothouse.components.agent.metrics import watch_running
 from pilothouse.components.agent.node import NodeConfig, NodeStatusManager, detect_capacity, detect_node_ip
@@ -119,6 +120,10 @@ class AgentOptions:
     cluster_cidr: str = ""
     #: with pod_cidr "auto": how to reach the other Nodes' pods (auto: direct or VXLAN; vxlan; direct; none)
     pod_routes: str = "auto"
+    #: Credentials to list every Node with for the pod routes (the embedded proxy's, system:kube-proxy):
+    #: 1.32's Node authorizer lets a node read only its own Node, as k3s gives its flannel an identity
+    #: of its own. Default: the agent's.
+    routes_kubeconfig: str | None = None
     #: kubelet's --cluster-dns: the nameservers of ClusterFirst pods. Empty: the agent serves cluster DNS
     #: itself on its pod bridge's gateway address (see docs/decisions/cluster-dns.md) and uses that.
     cluster_dns: list[str] = field(default_factory=list)
@@ -158,6 +163,7 @@ class Agent:
         self._dns_address = ""  # an address of the bridge held for the DNS (not the gateway)
         self._tasks: list[asyncio.Task[None]] = []
         self.recorder = EventRecorder(self.client, "kubelet", host=options.node_name)
+        self.rotation: ClientCertificateRotation | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -176,6 +182,7 @@ class Agent:
     async def start(self) -> None:
         options = self.options
         self.root_dir.mkdir(parents=True, exist_ok=True)
+        self._start_certificate_rotation()
         if options.runtime == "simulated" or options.simulate:
             names = (simulated_node_names(options.node_name, options.simulate) if options.simulate
                      else [options.node_name])
@@ -226,7 +233,12 @@ class Agent:
         await self.node.register()
         self.node.start()
         if self.ctx.network is not None and options.pod_cidr == AUTO and options.pod_routes != "none":
-            self.routes = PodRoutes(self.client, options.node_name, backend=options.pod_routes, factory=self.factory)
+            routes_client = self.client
+            if options.routes_kubeconfig:
+                routes_client = APIClient(client_config(options.server or None, options.routes_kubeconfig),
+                                          user_agent=f"pilothouse-pod-routes/{options.node_name}")
+            self.routes = PodRoutes(routes_client, options.node_name, backend=options.pod_routes,
+                                    factory=self.factory if routes_client is self.client else None)
         informer = self.factory.informer(PODS, field_selector=f"spec.nodeName={options.node_name}")
         informer.add_handler(EventHandler.on_object(self._on_pod, self._on_pod_deleted))
         self.factory.start()
@@ -236,6 +248,14 @@ class Agent:
         await informer.wait_synced()
         self.pods_synced.set()
         self._tasks.append(asyncio.create_task(self._relist_loop(), name="agent-relist"))
+
+    def _start_certificate_rotation(self) -> None:
+        """kubelet's --rotate-certificates (on by default) for a certificate in kubelet's file layout."""
+        current = rotated_file(Path(self.options.kubeconfig)) if self.options.kubeconfig else None
+        if current is None or self.options.simulate or self.target.ssl_context is None:
+            return
+        self.rotation = ClientCertificateRotation(self.client, current, self.options.node_name)
+        self._tasks.append(asyncio.create_task(self.rotation.run(), name="agent-cert-rotation"))
 
     async def _resource_metrics(self) -> bytes:
         """The kubelet's /metrics/resource over this agent's pods."""
@@ -346,6 +366,8 @@ class Agent:
             await self._stop_pods(workers)
         if self.routes is not None:
             await self.routes.stop()
+            if self.routes.factory.client is not self.client:
+                await self.routes.factory.client.close()
         if self.dns is not None:
             await self.dns.stop()
         if self._dns_address and self.ctx is not None and self.ctx.network is not None:

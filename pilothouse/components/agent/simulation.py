@@ -52,7 +52,9 @@ class SimulatedNodes:
             jitter=max(1.0, lease_duration / 4))) for i, name in enumerate(names)]
         self.node_ips = {m.config.name: m.config.address for m in self.managers}
         self.factory = InformerFactory(client)
-        self.informer = self.factory.informer(PODS)
+        # One node under its own identity may list only its pods (the Node authorizer's narrowing).
+        self.informer = self.factory.informer(PODS, field_selector=f"spec.nodeName={names[0]}" if len(names) == 1
+                                              else None)
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
         self._writers = writers

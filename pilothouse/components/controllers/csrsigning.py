@@ -39,6 +39,7 @@ SIGNERS = ("kubernetes.io/kube-apiserver-client", "kubernetes.io/kube-apiserver-
            "kubernetes.io/kubelet-serving")
 DEFAULT_DURATION = datetime.timedelta(days=365)
 MIN_DURATION = datetime.timedelta(minutes=10)
+BACKDATE = datetime.timedelta(minutes=5)
 _EXTENDED = {"client auth": ExtendedKeyUsageOID.CLIENT_AUTH, "server auth": ExtendedKeyUsageOID.SERVER_AUTH}
 
 
@@ -56,8 +57,10 @@ def sign(ca: pki.CertKey, request_pem: bytes, usages: list[str], now: datetime.d
     usage_set = set(usages)
     builder = (x509.CertificateBuilder().subject_name(request.subject).issuer_name(ca.cert.subject)
                .public_key(request.public_key()).serial_number(x509.random_serial_number())
-               # Backdated by 5 minutes for clock skew, as the Kubernetes signer does.
-               .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(not_after)
+               # Backdated by 5 minutes for clock skew, as the Kubernetes signer does; by a tenth of a
+               # shorter life (a test's --cluster-signing-duration of seconds), so that the 70-90%
+               # point a client rotates at still lies ahead of it, as machinery/pki.py backdates.
+               .not_valid_before(now - min(BACKDATE, duration / 10)).not_valid_after(not_after)
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                .add_extension(x509.KeyUsage(
                    digital_signature="digital signature" in usage_set, key_encipherment="key encipherment" in usage_set,
@@ -84,6 +87,8 @@ class CSRSigningController(Controller):
         cert_file = str(ctx.options.get("cluster_signing_cert_file") or "")
         key_file = str(ctx.options.get("cluster_signing_key_file") or "")
         self.ca: pki.CertKey | None = None
+        seconds = ctx.options.get("cluster_signing_duration")
+        self.duration = datetime.timedelta(seconds=float(seconds)) if seconds else DEFAULT_DURATION
         try:
             if cert_file and key_file:
                 self.ca = pki.load_cert_key(Path(cert_file).read_bytes(), Path(key_file).read_bytes())
@@ -104,10 +109,11 @@ class CSRSigningController(Controller):
         if (spec.get("signerName") not in SIGNERS or status.get("certificate") or "Approved" not in conditions
                 or conditions & {"Denied", "Failed"}):
             return
-        duration = DEFAULT_DURATION
+        duration = self.duration
         if spec.get("expirationSeconds"):
+            # signer.go's duration(): the requested one, at most the signer's, at least 10 minutes
             requested = datetime.timedelta(seconds=int(spec["expirationSeconds"]))
-            duration = max(MIN_DURATION, min(DEFAULT_DURATION, requested))
+            duration = self.duration if requested > self.duration else max(MIN_DURATION, requested)
         now = datetime.datetime.now(datetime.UTC)
         try:
             certificate = sign(self.ca, base64.b64decode(spec.get("request") or ""), list(spec.get("usages") or []),

@@ -294,9 +294,10 @@ def _system_roles() -> list[Object]:
         _cluster_role("system:kube-dns", rule("list", "watch", groups=(LEGACY,), resources=("endpoints", "services"))),
         # Not Kubernetes' bootstrap policy but kubeadm's CoreDNS addon role: pilothouse's node agent serves
         # cluster DNS itself (components/dns) with the node's credentials, bound below to system:nodes.
+        # Less kubeadm's "pods" (for CoreDNS's `pods verified`, which this DNS does not do): bound to
+        # every node, it would undo 1.32's Node authorizer rule that a node lists only its own pods.
         _cluster_role("system:coredns",
-                      rule("list", "watch", groups=(LEGACY,), resources=("endpoints", "services", "pods",
-                                                                         "namespaces")),
+                      rule("list", "watch", groups=(LEGACY,), resources=("endpoints", "services", "namespaces")),
                       rule("list", "watch", groups=(DISCOVERY,), resources=("endpointslices",))),
         _cluster_role("system:persistent-volume-provisioner",
                       rule("get", "list", "watch", "create", "delete", groups=(LEGACY,),
