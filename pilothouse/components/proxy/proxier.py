@@ -9,21 +9,19 @@ the next sync replace the whole table.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pilothouse.client import errors
-from pilothouse.client.informer import EventHandler, InformerFactory
+from pilothouse.client.informer import EventHandler, Informer
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.netkernel.conntrack import delete_entries
 from pilothouse.components.netkernel.nft import Nft, NftError
 from pilothouse.components.proxy.model import SERVICE_NAME_LABEL, endpoints_for, service_ports
 from pilothouse.components.proxy.rules import FAMILY, ProxyConfig, ServiceRules, service_rules
 from pilothouse.components.proxy.sync import plan
+from pilothouse.components.syncloop import DEFAULT_FULL_SYNC_PERIOD, LoopStats, SyncLoop
 
 __all__ = ["ENDPOINTSLICES", "SERVICES", "Proxier", "SyncStats"]
 
@@ -44,114 +42,72 @@ def _slice_service(endpoint_slice: Object) -> list[str]:
 
 
 @dataclass
-class SyncStats:
-    syncs: int = 0
-    failures: int = 0
-    last_seconds: float = 0.0
+class SyncStats(LoopStats):
     last_changed: int = 0  # Service ports rewritten by the last sync
-    last_commands: int = 0
-    #: monotonic time of the last successful sync, for waiters (tests, the benchmark)
-    last_applied: float = 0.0
-    history: list[float] = field(default_factory=list)
     #: Service (namespace/name) → monotonic time of the sync that applied its latest change
     applied: dict[str, float] = field(default_factory=dict)
 
 
-class Proxier:
+class Proxier(SyncLoop):
+    what = "proxy"
+    credentials_hint = "system:kube-proxy's, --proxy-kubeconfig"
+
     def __init__(self, client: APIClient, config: ProxyConfig, *, nft: Nft | None = None,
-                 netns: str | None = None, sync_warning_after: float = 10.0) -> None:
-        self.client = client
-        #: informers not synced after this long: find out why and say so
-        self.sync_warning_after = sync_warning_after
+                 netns: str | None = None, sync_warning_after: float = 10.0,
+                 full_sync_period: float | None = DEFAULT_FULL_SYNC_PERIOD, min_sync_period: float = 0.0) -> None:
+        super().__init__(client, log, sync_warning_after=sync_warning_after, full_sync_period=full_sync_period,
+                         min_sync_period=min_sync_period)
         self.config = config
         self.netns = netns
         self.nft = nft or Nft(netns)
-        self.factory = InformerFactory(client)
         self.services = self.factory.informer(SERVICES)
         self.slices = self.factory.informer(ENDPOINTSLICES)
         self.slices.add_indexer(_BY_SERVICE, _slice_service)
-        self.stats = SyncStats()
+        self._stats = SyncStats()
         self._per_service: dict[str, dict[str, ServiceRules]] = {}
         self._dirty: set[str] = set()
-        self._wake = asyncio.Event()
         self._applied: dict[str, ServiceRules] | None = None
         self._stale: dict[tuple[str, str], float] = {}  # (kind, name) → when it was flushed
-        self._task: asyncio.Task[None] | None = None
-        self.synced = asyncio.Event()
 
-    # ------------------------------------------------------------ running
-
-    async def start(self) -> None:
         def service_key(obj: Object) -> str:
             return f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
 
         def mark(keys: list[str]) -> None:
             self._dirty.update(keys)
-            self._wake.set()
+            self.wake()
 
         self.services.add_handler(EventHandler.on_object(lambda o: mark([service_key(o)]),
                                                          lambda o: mark([service_key(o)])))
         self.slices.add_handler(EventHandler(lambda o: mark(_slice_service(o)),
                                              lambda old, new: mark(_slice_service(old) + _slice_service(new)),
                                              lambda o: mark(_slice_service(o))))
-        self.factory.start()
-        self._task = asyncio.create_task(self._loop(), name="proxy-sync")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.factory.stop()
+    # ------------------------------------------------------------ the loop's parts
+
+    @property
+    def stats(self) -> SyncStats:
+        return self._stats
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._dirty)
+
+    def informers(self) -> list[Informer]:
+        return [self.services, self.slices]
+
+    def mark_all(self) -> None:
+        self._dirty.update(self._all_service_keys())
+
+    def forget_applied(self) -> None:
+        self._applied = None
+
+    def next_timer(self) -> float | None:
+        # flushed chains wait a second before they are deleted (see sync.py)
+        return _STALE_DELAY if self._stale else None
 
     async def cleanup(self) -> None:
         """Remove this proxy's table (``pilothouse proxy --cleanup``, and tests)."""
         await self.nft.delete_table(FAMILY, self.config.table)
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.factory.wait_synced(self.sync_warning_after)
-                break
-            except TimeoutError:
-                await self._explain_unsynced()
-        self._dirty.update(self._all_service_keys())
-        backoff = 0.5
-        while True:
-            try:
-                await self.sync()
-                backoff = 0.5
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # nft refused, or a bug: never leave the node unsynced for good
-                self.stats.failures += 1
-                log.error("proxy sync failed (%s); replacing the whole table in %.1fs", error, backoff,
-                          exc_info=not isinstance(error, (NftError, OSError)))
-                self._applied = None
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-                continue
-            self._wake.clear()
-            if self._dirty:
-                continue
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), _STALE_DELAY if self._stale else None)
-
-    async def _explain_unsynced(self) -> None:
-        """The informers retry quietly; say why nothing is proxied yet when the server refuses (a
-        node's identity may not list EndpointSlices under RBAC: kube-proxy has its own)."""
-        for informer in (self.services, self.slices):
-            if informer.synced.is_set():
-                continue
-            try:
-                await self.client.list(informer.resource, limit=1)
-            except errors.APIError as error:
-                log.warning("the proxy cannot list %s yet (%s): no Service is proxied on this node; under RBAC "
-                            "give it system:kube-proxy's credentials (--proxy-kubeconfig)", informer.resource.plural,
-                            error)
-            except errors.ConnectionFailed as error:
-                log.warning("the proxy cannot reach the API server yet: %s", error)
 
     def _all_service_keys(self) -> set[str]:
         keys = {f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}" for o in self.services.list()}
@@ -190,21 +146,16 @@ class Proxier:
         except NftError:
             self._dirty |= dirty
             raise
-        now = time.monotonic()
         if self._applied is None:
             self._stale.clear()
         self._applied = desired
+        stats = self.stats
+        now = stats.record(started, len(result.commands))
+        stats.last_changed = result.changed
         for name in result.stale_chains:
             self._stale[("chain", name)] = now
         for name in result.stale_sets:
             self._stale[("set", name)] = now
-        stats = self.stats
-        stats.syncs += 1
-        stats.last_seconds = time.perf_counter() - started
-        stats.last_changed = result.changed
-        stats.last_commands = len(result.commands)
-        stats.last_applied = now
-        stats.history = [*stats.history[-999:], stats.last_seconds]
         for key in dirty:
             if key in self._per_service:
                 stats.applied[key] = now
@@ -237,16 +188,3 @@ class Proxier:
             return
         for item in due:
             del self._stale[item]
-
-    @property
-    def pending(self) -> bool:
-        """Changes seen that no sync has applied yet."""
-        return bool(self._dirty)
-
-    async def wait_applied(self, since: float, timeout: float = 10.0) -> None:
-        """Wait for a sync that finished after monotonic time ``since`` (tests, the benchmark)."""
-        deadline = time.monotonic() + timeout
-        while self.stats.last_applied <= since or self._dirty:
-            if time.monotonic() > deadline:
-                raise TimeoutError("no proxy sync")
-            await asyncio.sleep(0.005)
