@@ -12,6 +12,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from tests.netlab import BUSYBOX, NetnsLab, enter, http_get, sh, usable
@@ -51,6 +53,17 @@ class Lab(NetnsLab):
             lab.destroy()
             raise
         return lab
+
+    @classmethod
+    @contextmanager
+    def serving(cls, count: int) -> Iterator[Lab]:
+        """A lab of ``count`` endpoints that all answer, destroyed on exit (the kernel tests' fixture)."""
+        lab = cls.create(count)
+        try:
+            lab.wait_serving()
+            yield lab
+        finally:
+            lab.destroy()
 
     def add_endpoint(self, index: int, tag: str) -> None:
         name = self.netns(f"phe{index}-{tag}")

@@ -18,10 +18,11 @@ from pilothouse.client.informer import EventHandler, Informer
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.netkernel.conntrack import delete_entries
 from pilothouse.components.netkernel.nft import Nft, NftError
+from pilothouse.components.proxy.healthcheck import HealthCheck, HealthCheckServer, health_check
 from pilothouse.components.proxy.model import SERVICE_NAME_LABEL, endpoints_for, service_ports
 from pilothouse.components.proxy.rules import FAMILY, ProxyConfig, ServiceRules, service_rules
 from pilothouse.components.proxy.sync import plan
-from pilothouse.components.syncloop import DEFAULT_FULL_SYNC_PERIOD, LoopStats, SyncLoop
+from pilothouse.components.syncloop import LoopStats, SyncLoop
 
 __all__ = ["ENDPOINTSLICES", "SERVICES", "Proxier", "SyncStats"]
 
@@ -53,10 +54,9 @@ class Proxier(SyncLoop):
     credentials_hint = "system:kube-proxy's, --proxy-kubeconfig"
 
     def __init__(self, client: APIClient, config: ProxyConfig, *, nft: Nft | None = None,
-                 netns: str | None = None, sync_warning_after: float = 10.0,
-                 full_sync_period: float | None = DEFAULT_FULL_SYNC_PERIOD, min_sync_period: float = 0.0) -> None:
-        super().__init__(client, log, sync_warning_after=sync_warning_after, full_sync_period=full_sync_period,
-                         min_sync_period=min_sync_period)
+                 netns: str | None = None, sync_warning_after: float = 10.0) -> None:
+        super().__init__(client, log, sync_warning_after=sync_warning_after, full_sync_period=config.sync_period,
+                         min_sync_period=config.min_sync_period)
         self.config = config
         self.netns = netns
         self.nft = nft or Nft(netns)
@@ -68,6 +68,9 @@ class Proxier(SyncLoop):
         self._dirty: set[str] = set()
         self._applied: dict[str, ServiceRules] | None = None
         self._stale: dict[tuple[str, str], float] = {}  # (kind, name) → when it was flushed
+        #: Service key → its health-check node port, for LoadBalancer Services with a Local policy
+        self._health: dict[str, HealthCheck] = {}
+        self.health = HealthCheckServer(netns)
 
         def service_key(obj: Object) -> str:
             return f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
@@ -105,6 +108,10 @@ class Proxier(SyncLoop):
         # flushed chains wait a second before they are deleted (see sync.py)
         return _STALE_DELAY if self._stale else None
 
+    async def stop(self) -> None:
+        await super().stop()
+        await self.health.close()
+
     async def cleanup(self) -> None:
         """Remove this proxy's table (``pilothouse proxy --cleanup``, and tests)."""
         await self.nft.delete_table(FAMILY, self.config.table)
@@ -119,10 +126,17 @@ class Proxier(SyncLoop):
         service = self.services.get(key)
         if service is None:
             self._per_service.pop(key, None)
+            self._health.pop(key, None)
             return
         slices = self.slices.by_index(_BY_SERVICE, key)
-        self._per_service[key] = {port.key: service_rules(port, endpoints_for(port, slices), self.config)
-                                  for port in service_ports(service)}
+        ports = {port: endpoints_for(port, slices) for port in service_ports(service)}
+        self._per_service[key] = {port.key: service_rules(port, endpoints, self.config)
+                                  for port, endpoints in ports.items()}
+        check = health_check(service, (e for endpoints in ports.values() for e in endpoints), self.config.node_name)
+        if check is None:
+            self._health.pop(key, None)
+        else:
+            self._health[key] = check
 
     async def sync(self) -> None:
         started = time.perf_counter()
@@ -166,6 +180,7 @@ class Proxier(SyncLoop):
                   stats.last_seconds * 1000)
         if result.conntrack:
             await delete_entries(result.conntrack, self.netns)
+        await self.health.update(self._health.values())
 
     async def _delete_stale(self, desired: dict[str, ServiceRules]) -> None:
         """Delete chains and sets flushed at least a second ago that nothing uses again; in a
