@@ -56,7 +56,8 @@ def _get(url: str, ca: bytes) -> int:
 
 
 async def test_served_and_advertised_on_the_extra_address(tmp_path: Path) -> None:
-    config = ServerConfig(tmp_path / "server", port=free_port(), secure=True, auth=AuthOptions(authorization_mode="Node,RBAC"))
+    config = ServerConfig(tmp_path / "server", port=free_port(), secure=True,
+                          auth=AuthOptions(authorization_mode="Node,RBAC"))
     address = pod_facing_address(config.bind_address, "127.0.0.0/24", secure=True,
                                  authorization_modes=config.auth.authorization_mode)
     # 127.0.0.1 plays the gateway here (the loopback range stands in for the bridge that is not there)
