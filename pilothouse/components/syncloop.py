@@ -75,6 +75,8 @@ class SyncLoop(ABC):
         self._task: asyncio.Task[None] | None = None
         self._last_full = 0.0
         self._last_sync = 0.0
+        #: the last sync succeeded (kube-proxy's healthz; the health-check node ports report it)
+        self.healthy = True
 
     # ------------------------------------------------------------ for subclasses
 
@@ -149,10 +151,12 @@ class SyncLoop(ABC):
                 self._last_sync = time.monotonic()
                 await self.sync()
                 backoff = _BACKOFF_FIRST
+                self.healthy = True
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # nft refused, or a bug: never leave the node unsynced for good
                 self.stats.failures += 1
+                self.healthy = False
                 self.forget_applied()
                 self.log.error("%s sync failed (%s); replacing the whole table in %.1fs", self.what, error, backoff,
                                exc_info=not isinstance(error, (NftError, OSError)))

@@ -96,6 +96,10 @@ async def test_health_check_node_port(server: ServerProcess, lab: netlab.Lab) ->
         ok, body, _ = await asyncio.to_thread(lab.get, f"http://10.251.0.1:{port}/", lab.outside)
         assert ok and json.loads(body) == {"service": {"namespace": "default", "name": "hc"}, "localEndpoints": 2,
                                            "serviceProxyHealthy": True}, body
+        proxy.healthy = False  # as after a failed sync: kube-proxy's healthz fails every health check
+        ok, error, _ = await asyncio.to_thread(lab.get, f"http://10.251.0.1:{port}/", lab.outside)
+        assert not ok and "Service Unavailable" in error, error
+        proxy.healthy = True
         apply(server, slice_of(lab, "hc", (3, True, "node-b")))  # no endpoint left on this node
         await settle(proxy)
         ok, error, _ = await asyncio.to_thread(lab.get, f"http://10.251.0.1:{port}/", lab.outside)

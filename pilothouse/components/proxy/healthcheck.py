@@ -18,7 +18,7 @@ import ctypes.util
 import logging
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -88,10 +88,11 @@ def _bound_socket(port: int, netns: str | None) -> socket.socket:
 class HealthCheckServer:
     """The listeners for the node's health checks, kept equal to the Services' by :meth:`update`."""
 
-    def __init__(self, netns: str | None = None) -> None:
+    def __init__(self, netns: str | None = None, healthy: Callable[[], bool] = lambda: True) -> None:
         self.netns = netns
         self.checks: dict[int, HealthCheck] = {}
-        self.healthy = True
+        #: whether the proxy's last sync succeeded, asked at each request (kube-proxy's healthz)
+        self.healthy = healthy
         self._runners: dict[int, web.AppRunner] = {}
 
     def _handler(self, port: int) -> web.RouteTableDef:
@@ -102,17 +103,18 @@ class HealthCheckServer:
             check = self.checks.get(port)
             if check is None:
                 raise web.HTTPNotFound()
-            ok = check.local_endpoints > 0 and self.healthy
-            return web.Response(status=200 if ok else 503, text=response_body(check, self.healthy),
+            healthy = self.healthy()
+            ok = check.local_endpoints > 0 and healthy
+            return web.Response(status=200 if ok else 503, text=response_body(check, healthy),
                                 content_type="application/json", headers={"X-Content-Type-Options": "nosniff"})
 
         return routes
 
-    async def update(self, checks: Iterable[HealthCheck], healthy: bool = True) -> None:
+    async def update(self, checks: Iterable[HealthCheck]) -> None:
         """Serve exactly ``checks``: open new ports, close gone ones, refresh the counts. A port that
         cannot be bound is logged and retried on the next update, as kube-proxy does."""
         wanted = {check.port: check for check in checks}
-        self.checks, self.healthy = wanted, healthy
+        self.checks = wanted
         for port in set(self._runners) - set(wanted):
             await self._runners.pop(port).cleanup()
         for port in set(wanted) - set(self._runners):

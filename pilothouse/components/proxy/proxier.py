@@ -70,7 +70,7 @@ class Proxier(SyncLoop):
         self._stale: dict[tuple[str, str], float] = {}  # (kind, name) → when it was flushed
         #: Service key → its health-check node port, for LoadBalancer Services with a Local policy
         self._health: dict[str, HealthCheck] = {}
-        self.health = HealthCheckServer(netns)
+        self.health = HealthCheckServer(netns, lambda: self.healthy)
 
         def service_key(obj: Object) -> str:
             return f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
