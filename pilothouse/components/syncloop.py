@@ -100,6 +100,11 @@ class SyncLoop(ABC):
     @abstractmethod
     async def sync(self) -> None: ...
 
+    def begin_full_sync(self) -> None:
+        """Make the next sync the periodic full one: everything recomputed, the kernel state replaced."""
+        self.forget_applied()
+        self.mark_all()
+
     def informers(self) -> list[Informer]:
         """The informers to wait for, and to explain when they do not list."""
         return []
@@ -144,8 +149,7 @@ class SyncLoop(ABC):
             if self._full_sync_due():
                 self.stats.full_syncs += 1
                 self._last_full = time.monotonic()
-                self.forget_applied()
-                self.mark_all()
+                self.begin_full_sync()
             try:
                 await self._space_out()
                 self._last_sync = time.monotonic()

@@ -68,6 +68,7 @@ class Proxier(SyncLoop):
         self._dirty: set[str] = set()
         self._applied: dict[str, ServiceRules] | None = None
         self._stale: dict[tuple[str, str], float] = {}  # (kind, name) → when it was flushed
+        self._replace = False  # the next sync replaces the table though _applied is known (full resync)
         #: Service key → its health-check node port, for LoadBalancer Services with a Local policy
         self._health: dict[str, HealthCheck] = {}
         self.health = HealthCheckServer(netns, lambda: self.healthy)
@@ -103,6 +104,12 @@ class Proxier(SyncLoop):
 
     def forget_applied(self) -> None:
         self._applied = None
+
+    def begin_full_sync(self) -> None:
+        # the table is replaced whole, but what was applied is still known: the conntrack cleanup
+        # compares with it, so a periodic resync cuts no UDP flow that nothing changed
+        self._replace = True
+        self.mark_all()
 
     def next_timer(self) -> float | None:
         # flushed chains wait a second before they are deleted (see sync.py)
@@ -148,20 +155,24 @@ class Proxier(SyncLoop):
             self._dirty |= dirty
             raise
         desired = {port: rules for ports in self._per_service.values() for port, rules in ports.items()}
-        if self._applied is None:
-            # unknown kernel state (first sync, or after a failure): recompute everything once
+        replace = self._applied is None or self._replace
+        if replace:
+            # unknown kernel state (first sync, after a failure) or a full resync: recompute everything
             for key in self._all_service_keys():
                 self._recompute(key)
             desired = {port: rules for ports in self._per_service.values() for port, rules in ports.items()}
         await self._delete_stale(desired)
-        result = plan(self.config, self._applied, desired)
+        result = plan(self.config, None if replace else self._applied, desired)
+        if replace and self._applied is not None:
+            result.conntrack = plan(self.config, self._applied, desired).conntrack
         try:
             await self.nft.apply(result.commands)
         except NftError:
             self._dirty |= dirty
             raise
-        if self._applied is None:
+        if replace:
             self._stale.clear()
+            self._replace = False
         self._applied = desired
         stats = self.stats
         now = stats.record(started, len(result.commands))
