@@ -25,8 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.netlab import enter, sh
 from tests.podnetwork.conftest import HOSTS, lab_server
-from tests.podnetwork.hostlab import HostLab, enter, sh
+from tests.podnetwork.hostlab import HostLab
 
 SINK = """
 import socket, sys

@@ -57,6 +57,8 @@ class ServiceAllocator:
         ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
         keys = {_IP_PREFIX + ip for ip in ips if ip and ip != "None"}
         keys |= {f"{_PORT_PREFIX}{port['nodePort']}" for port in spec.get("ports") or () if port.get("nodePort")}
+        if spec.get("healthCheckNodePort"):
+            keys.add(f"{_PORT_PREFIX}{spec['healthCheckNodePort']}")
         return keys
 
     async def release(self, service: Object, keep: Object | None = None) -> None:
@@ -125,7 +127,26 @@ class ServiceAllocator:
                     continue
                 previous = old_ports.get((port.get("port"), port.get("protocol", "TCP")))
                 port["nodePort"] = previous or await self._allocate_port(owner, dry_run, reserved)
+        await self._health_check_port(spec, old_spec, name, owner, dry_run, reserved)
         return reserved
+
+    async def _health_check_port(self, spec: dict[str, Any], old_spec: dict[str, Any], name: str, owner: str,
+                                 dry_run: bool, reserved: list[str]) -> None:
+        """kube-apiserver's healthCheckNodePort: a LoadBalancer Service with externalTrafficPolicy
+        Local gets a node port of its own, where each node's proxy says whether it has endpoints."""
+        if spec.get("type") != "LoadBalancer" or spec.get("externalTrafficPolicy") != "Local":
+            return
+        wanted = spec.get("healthCheckNodePort")
+        if wanted and wanted == old_spec.get("healthCheckNodePort"):
+            return
+        if not wanted:
+            spec["healthCheckNodePort"] = await self._allocate_port(owner, dry_run, reserved)
+            return
+        if not dry_run:
+            if not await self._reserve(f"{_PORT_PREFIX}{wanted}", owner):
+                raise invalid("Service", "", name, [FieldError(
+                    "FieldValueInvalid", "spec.healthCheckNodePort", "provided port is already allocated", wanted)])
+            reserved.append(f"{_PORT_PREFIX}{wanted}")
 
     async def _allocate_ip(self, name: str, owner: str, dry_run: bool, reserved: list[str]) -> str:
         for _ in range(256):

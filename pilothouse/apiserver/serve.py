@@ -8,6 +8,7 @@ import gc
 import ipaddress
 import logging
 import os
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +33,11 @@ from pilothouse.store import open_store
 from pilothouse.store.interface import Store
 from pilothouse.store.metrics import InstrumentedStore
 
-__all__ = ["RunningServer", "ServerConfig", "start_server", "write_kubeconfig"]
+__all__ = ["RunningServer", "ServerConfig", "freebind_socket", "start_server", "write_kubeconfig"]
 
 log = logging.getLogger("pilothouse.apiserver")
+#: linux/in.h; the socket module names it only from Python 3.12
+_IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
 
 
 @dataclass
@@ -66,6 +69,9 @@ class ServerConfig:
     #: kube-apiserver's --advertise-address: the endpoint of the ``kubernetes`` Service (default from
     #: the bind address, see apiserver/masterendpoints.py)
     advertise_address: str = ""
+    #: more addresses to serve on, bound even before they exist on the host (``IP_FREEBIND``): ``up``
+    #: adds its pod bridge's gateway, which the agent creates later (see cli/podfacing.py)
+    extra_bind_addresses: tuple[str, ...] = ()
     #: kube-apiserver's ``--runtime-config``; ``api/v1beta1=true`` serves the seed's legacy Minion.
     runtime_config: str = ""
     #: --max-requests-inflight, --max-mutating-requests-inflight, --request-timeout, --min-request-timeout
@@ -163,6 +169,21 @@ def _secure_pki(config: ServerConfig) -> ClusterPKI:
     return cluster_pki
 
 
+def freebind_socket(address: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``address:port`` that may be bound before the address is configured
+    (Linux's ``IP_FREEBIND``): the pod bridge's gateway appears when the agent creates the bridge."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_IP, _IP_FREEBIND, 1)
+        sock.bind((address, port))
+        sock.listen(1024)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 async def start_server(config: ServerConfig) -> RunningServer:
     prepare_data_dir(config.data_dir)  # refuses a newer format, migrates an older one
     cluster_pki = _secure_pki(config) if config.secure else None
@@ -210,6 +231,9 @@ async def start_server(config: ServerConfig) -> RunningServer:
         sockets = getattr(server, "sockets", None) or []
         if sockets:
             port = sockets[0].getsockname()[1]
+    for address in config.extra_bind_addresses:
+        await web.SockSite(runner, freebind_socket(address, port), backlog=1024,
+                           ssl_context=cluster_pki.ssl_context() if cluster_pki else None).start()
     running = RunningServer(config, store, api, runner, port, cluster_pki)
     if config.insecure_port:
         running.insecure = await start_insecure(api, config.insecure_bind_address, config.insecure_port)

@@ -626,6 +626,9 @@ if __name__ == "__main__":  # pragma: no cover
 
 def proxy_options(function: click.decorators.FC) -> click.decorators.FC:
     """The service proxy's flags, shared by ``pilothouse proxy`` and the agent that embeds it."""
+    from pilothouse.cli.proxyflags import proxy_tuning_options
+
+    function = proxy_tuning_options(function)
     function = click.option("--proxy-table", default="pilothouse", show_default=True, hidden=True,
                             help="The nftables table (ip family) the proxy owns.")(function)
     return click.option("--service-cluster-ip-range", default="10.96.0.0/12", show_default=True,
@@ -639,10 +642,12 @@ def _cluster_range(pod_cidr: str) -> str:
 
 
 def _proxy_config(node_name: str, cluster_cidr: str, service_range: str, table: str) -> Any:
+    from pilothouse.cli.proxyflags import proxy_tuning
     from pilothouse.components.proxy import ProxyConfig
 
     return ProxyConfig(node_name=node_name, cluster_cidr=cluster_cidr, table=table,
-                       service_cidrs=tuple(c.strip() for c in service_range.split(",") if c.strip()))
+                       service_cidrs=tuple(c.strip() for c in service_range.split(",") if c.strip()),
+                       **proxy_tuning())
 
 
 @main.command()

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from pilothouse.apiserver.serve import ServerConfig, start_server
 from pilothouse.cli.authflags import share_loopback_token
+from pilothouse.cli.podfacing import pod_facing_address
 from pilothouse.cli.supervisor import Supervisor, component_args, component_connection
 from pilothouse.client import errors
 from pilothouse.client.kubeconfig import load_kubeconfig
@@ -56,6 +57,12 @@ async def bring_up(config: ServerConfig, *, node_name: str, node_labels: str, ag
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
+    pod_facing = pod_facing_address(config.bind_address, pod_cidr, secure=config.secure,
+                                    authorization_modes=config.auth.authorization_mode,
+                                    advertise_address=config.advertise_address)
+    if pod_facing:  # the kubernetes Service's endpoint for pods (see cli/podfacing.py)
+        config.advertise_address = pod_facing
+        config.extra_bind_addresses = (*config.extra_bind_addresses, pod_facing)
     with console.status("starting the API server…"):
         running = await start_server(config)
     share_loopback_token(running)

@@ -2,7 +2,9 @@
 pod on host A reaches a Service whose pods run on hosts B and C, by its cluster IP (the service proxy
 embedded in A's agent, on ``system:kube-proxy`` credentials under RBAC) and by its DNS name (A's agent's
 cluster DNS), both backends answer, and pods reach each other across hosts with their own source address
-(busybox httpd's CGI ``REMOTE_ADDR``: no masquerade between pods of the cluster's range).
+(busybox httpd's CGI ``REMOTE_ADDR``: no masquerade between pods of the cluster's range). A
+NetworkPolicy default-deny on the backends blocks a pod on another host, and an allow rule opens
+exactly what it names, enforced by the backends' hosts.
 
 A 3-host file written here, with ranges of its own so that it can run beside the seed's cluster test.
 """
@@ -65,10 +67,10 @@ def cluster() -> Iterator[SeedCluster]:
         yield handle
 
 
-def _fetch(cluster: SeedCluster, url: str) -> tuple[str, str] | None:
-    """(backend pod name, the address it saw) for a GET from the client pod, None when it failed."""
+def _fetch(cluster: SeedCluster, url: str, pod: str = "client", seconds: int = 5) -> tuple[str, str] | None:
+    """(backend pod name, the address it saw) for a GET from ``pod``, None when it failed."""
     # busybox's own -T crashes this static build: coreutils-style timeout instead
-    reply = cluster.kubectl("exec", "client", "--", "timeout", "5", "wget", "-qO-", url, check=False)
+    reply = cluster.kubectl("exec", pod, "--", "timeout", str(seconds), "wget", "-qO-", url, check=False)
     words = reply.stdout.split()
     return (words[0], words[1].removeprefix("[::ffff:").removesuffix("]")) if reply.returncode == 0 and \
         len(words) == 2 else None
@@ -161,3 +163,58 @@ def test_nodeport_on_every_host_and_the_api_from_a_pod(cluster: SeedCluster) -> 
     refused = cluster.kubectl("exec", pod, "--", "nc", "-w", "3", cluster.layout.cluster().server.address, "6444",
                               check=False, input="")
     assert refused.returncode != 0 and "refused" in refused.stderr, refused.stderr
+
+
+def _policy(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": name},
+            "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"], **spec}}
+
+
+def _blocked(cluster: SeedCluster, url: str, pod: str) -> bool:
+    return _fetch(cluster, url, pod, 2) is None
+
+
+def test_network_policy_between_hosts(cluster: SeedCluster) -> None:
+    pods = _web(cluster)
+    backends = {p["metadata"]["name"]: p["status"]["podIP"] for p in pods}
+    # a second pod on host-a that no allow rule names
+    other = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "other", "labels": {"app": "other"}},
+             "spec": {"nodeSelector": {"kubernetes.io/hostname": "host-a"}, "terminationGracePeriodSeconds": 1,
+                      "containers": [{"name": "other", "image": TEST_IMAGE, "command": ["sleep", "3600"]}]}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(other))
+    client_ip = wait_for(lambda: cluster.running_pods("app=client"), 120, "client running")[0]["status"]["podIP"]
+    other_pod = wait_for(lambda: cluster.running_pods("app=other"), 120, "other running")[0]
+    assert other_pod["spec"]["nodeName"] == "host-a" and {p["spec"]["nodeName"] for p in pods} == set(BACKENDS)
+    urls = {name: f"http://{address}:8080/cgi-bin/who" for name, address in backends.items()}
+    cluster_ip = cluster.json("get", "service", "web")["spec"]["clusterIP"]
+    try:
+        for name, url in urls.items():  # open before any policy, from both pods on host-a
+            for pod in ("client", "other"):
+                assert wait_for(partial(_fetch, cluster, url, pod), 60, f"{pod} -> {name}")[0] == name
+
+        # default deny for the backends' ingress: nothing from host-a reaches host-b's or host-c's pods
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(_policy("web-deny")))
+        for name, url in urls.items():
+            for pod in ("client", "other"):
+                wait_for(partial(_blocked, cluster, url, pod), 60, f"{pod} -> {name} blocked")
+
+        # allow the client pods, on the port the backends serve: the client again, by pod IP and through
+        # the Service (its source address kept across hosts is what the backends' hosts match); not other
+        allow = _policy("web-allow-clients", ingress=[{
+            "from": [{"podSelector": {"matchLabels": {"app": "client"}}}], "ports": [{"port": 8080}]}])
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(allow))
+        for name, url in urls.items():
+            assert wait_for(partial(_fetch, cluster, url), 60, f"client -> {name} allowed") == (name, client_ip)
+        _answers_from_both(cluster, f"http://{cluster_ip}/cgi-bin/who", backends, client_ip)
+        for url in [*urls.values(), f"http://{cluster_ip}/cgi-bin/who"]:
+            assert _blocked(cluster, url, "other"), url
+
+        # an allow rule for another port opens nothing on 8080
+        cluster.kubectl("delete", "networkpolicy", "web-allow-clients")
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(_policy("web-allow-9090", ingress=[{
+            "from": [{"podSelector": {"matchLabels": {"app": "client"}}}], "ports": [{"port": 9090}]}])))
+        for name, url in urls.items():
+            wait_for(partial(_blocked, cluster, url, "client"), 60, f"client -> {name} blocked again")
+    finally:
+        cluster.kubectl("delete", "networkpolicy", "--all", check=False)
+        cluster.kubectl("delete", "pod", "other", "--wait=false", check=False)

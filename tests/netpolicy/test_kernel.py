@@ -45,6 +45,13 @@ def lab() -> Iterator[netlab.Lab]:
 @pytest.fixture
 async def controller(server: ServerProcess, lab: netlab.Lab) -> AsyncIterator[PolicyController]:
     apply(server, namespace("np-a"), namespace("np-b", {"team": "x"}))
+    # ServiceAccount admission wants each namespace's "default" account, which the controller
+    # manager creates a moment after the namespace
+    deadline = time.monotonic() + 15
+    while any(server.kubectl("get", "serviceaccount", "default", "-n", ns, check=False).returncode
+              for ns in ("np-a", "np-b")):
+        assert time.monotonic() < deadline, "no default ServiceAccount"
+        await asyncio.sleep(0.1)
     for index, (ns, name, labels) in enumerate(PODS, start=1):
         body = pod(ns, name, lab.address(index), labels, node=NODE)
         status = body.pop("status")

@@ -35,12 +35,8 @@ PORT = netlab.ENDPOINT_PORT
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[netlab.Lab]:
-    lab = netlab.Lab.create(3)
-    try:
-        lab.wait_serving()
+    with netlab.Lab.serving(3) as lab:
         yield lab
-    finally:
-        lab.destroy()
 
 
 @pytest.fixture

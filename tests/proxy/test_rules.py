@@ -235,3 +235,95 @@ def test_a_changed_affinity_timeout_redefines_the_sets() -> None:
                                 sessionAffinityConfig={"clientIP": {"timeoutSeconds": seconds}})], [eps], CONFIG)
     step = plan(CONFIG, sticky(60), sticky(600))
     assert [c["add"]["set"]["timeout"] for c in step.commands if "set" in c.get("add", {})] == [600]
+
+
+# --------------------------------------------------------------- --nodeport-addresses
+
+
+def _node_port_lookups(config: ProxyConfig) -> list[list[Any]]:
+    """The base rules that look a NodePort up (in ``services`` and ``endpoints-check``)."""
+    return [command["add"]["rule"]["expr"] for command in base_commands(config)
+            if "rule" in command["add"] and "nodeports" in json.dumps(command["add"]["rule"]["expr"])]
+
+
+def test_node_ports_answer_on_every_node_address_but_loopback_by_default() -> None:
+    lookups = _node_port_lookups(CONFIG)
+    assert len(lookups) == 2
+    for expr in lookups:
+        fib = {"fib": {"result": "type", "flags": ["daddr"]}}
+        assert {"match": {"op": "==", "left": fib, "right": "local"}} in expr
+        daddr = [e["match"] for e in expr if "match" in e and e["match"]["left"] == {"payload": {
+            "protocol": "ip", "field": "daddr"}}]
+        assert daddr == [{"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                          "right": {"prefix": {"addr": "127.0.0.0", "len": 8}}}]
+
+
+def test_nodeport_addresses_narrow_the_node_addresses() -> None:
+    daddr = {"payload": {"protocol": "ip", "field": "daddr"}}
+    one = ProxyConfig(node_name="n1", table="t", nodeport_addresses=("10.250.1.0/24",))
+    for expr in _node_port_lookups(one):
+        assert {"match": {"op": "==", "left": daddr, "right": {"prefix": {"addr": "10.250.1.0", "len": 24}}}} in expr
+    two = ProxyConfig(node_name="n1", table="t", nodeport_addresses=("10.250.1.0/24", "192.0.2.7/32"))
+    for expr in _node_port_lookups(two):
+        assert {"match": {"op": "==", "left": daddr, "right": {"set": [
+            {"prefix": {"addr": "10.250.1.0", "len": 24}}, "192.0.2.7"]}}} in expr
+
+
+# ---------------------------------------------------------- loadBalancerSourceRanges
+
+
+def _balancer(ranges: list[str] | None, ingress: str | None = "203.0.113.10") -> dict[str, Any]:
+    svc = service("lb", "10.96.0.30", HTTP, type="LoadBalancer", node_ports=(30080,),
+                  **({"loadBalancerSourceRanges": ranges} if ranges is not None else {}))
+    svc["status"] = {"loadBalancer": {"ingress": [{"ip": ingress}] if ingress else []}}
+    return svc
+
+
+LB_SLICE = endpoint_slice("lb", [endpoint("10.244.0.5")], ("http", 8080, "TCP"))
+
+
+def test_load_balancer_source_ranges_drop_other_sources_to_the_balancer_address() -> None:
+    rules = only(compute([_balancer(["10.1.0.0/16", "192.0.2.0/24"])], [LB_SLICE], CONFIG))
+    name, body = chain(rules, "firewall-")
+    assert rules.firewall_ips == {("203.0.113.10", "tcp", 80): {"goto": {"target": name}}}
+    assert body == [[{"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {
+        "set": [{"prefix": {"addr": "10.1.0.0", "len": 16}}, {"prefix": {"addr": "192.0.2.0", "len": 24}}]}}},
+        {"drop": None}]]
+    # the balancer's address is still served, the node port and the cluster IP are not filtered
+    assert ("203.0.113.10", "tcp", 80) in rules.service_ips and ("tcp", 30080) in rules.nodeports
+    # no firewall without ranges, or without a balancer address to guard
+    for unguarded in (_balancer(None), _balancer([]), _balancer(["10.1.0.0/16"], ingress=None)):
+        plain = only(compute([unguarded], [LB_SLICE], CONFIG))
+        assert not plain.firewall_ips and not [n for n in plain.chains if n.startswith("firewall-")]
+
+
+def test_dropping_source_ranges_removes_the_firewall_element() -> None:
+    guarded = compute([_balancer(["10.1.0.0/16"])], [LB_SLICE], CONFIG)
+    open_ = compute([_balancer(None)], [LB_SLICE], CONFIG)
+    commands = plan(CONFIG, guarded, open_).commands
+    deleted = [c["delete"]["element"] for c in commands if "element" in c.get("delete", {})]
+    assert [e["name"] for e in deleted] == ["firewall-ips"]
+    assert plan(CONFIG, guarded, open_).stale_chains == {n for n in only(guarded).chains if n.startswith("firewall-")}
+
+
+# ------------------------------------------------------------- health-check node ports
+
+
+def test_health_check_counts_this_nodes_ready_endpoints() -> None:
+    from pilothouse.components.proxy.healthcheck import HealthCheck, health_check, response_body
+    from pilothouse.components.proxy.model import endpoints_for, service_ports
+
+    svc = service("lb", "10.96.0.30", HTTP, ("https", 443, "TCP"), type="LoadBalancer", node_ports=(30080, 30443),
+                  externalTrafficPolicy="Local", healthCheckNodePort=32000)
+    eps = endpoint_slice("lb", [endpoint("10.244.0.5"), endpoint("10.244.0.6"), endpoint("10.244.0.7", ready=False),
+                                endpoint("10.244.1.5", node="n2")], ("http", 8080, "TCP"), ("https", 8443, "TCP"))
+    endpoints = [e for port in service_ports(svc) for e in endpoints_for(port, [eps])]
+    check = health_check(svc, endpoints, "n1")
+    assert check == HealthCheck("default", "lb", 32000, 2)  # distinct ready addresses on n1, over both ports
+    assert health_check(svc, endpoints, "n3") == HealthCheck("default", "lb", 32000, 0)
+    assert health_check({**svc, "spec": {**svc["spec"], "externalTrafficPolicy": "Cluster"}}, endpoints, "n1") is None
+    # kube-proxy's body: its Go template dedented, with tabs
+    assert response_body(check, True) == ('{\n\t"service": {\n\t\t"namespace": "default",\n\t\t"name": "lb"\n\t},\n'
+                                          '\t"localEndpoints": 2,\n\t"serviceProxyHealthy": true\n}')
+    assert json.loads(response_body(check, False)) == {"service": {"namespace": "default", "name": "lb"},
+                                                       "localEndpoints": 2, "serviceProxyHealthy": False}

@@ -26,6 +26,7 @@ from pilothouse.cli.cluster.layout import Layout
 from pilothouse.cli.cluster.netns import enter
 from pilothouse.cli.supervisor import Backoff, Child, Supervisor
 from pilothouse.components.agent.runtime.podman_service import PodmanService
+from pilothouse.machinery.rbac.bootstrappolicy import NETWORK_POLICY_USER
 from pilothouse.machinery.topology import Cluster, Host
 
 __all__ = ["SERVER_AUTH_FLAGS", "keep_podman", "run_host"]
@@ -68,6 +69,8 @@ def server_command(layout: Layout, cluster: Cluster) -> list[str]:
 def agent_command(layout: Layout, cluster: Cluster, host: Host) -> list[str]:
     args = ["agent", "--kubeconfig", str(layout.agent_kubeconfig(host)),
             "--proxy-kubeconfig", str(layout.proxy_kubeconfig(host)), "--node-name", host.name,
+            # a node may not list Namespaces or NetworkPolicies: the policy controller has its own user
+            "--network-policy-kubeconfig", str(layout.network_policy_kubeconfig(host)),
             "--address", host.address, "--node-ip", host.address, "--port", "10250",
             "--root-dir", str(layout.agent_dir(host)), "--stop-pods-on-exit",
             # the range node IPAM gives the Node, and routes to the other Nodes' ranges from their Node
@@ -163,9 +166,11 @@ def _write_kubeconfig(layout: Layout, cluster: Cluster, path: Path, user: str, g
 
 def _write_agent_kubeconfigs(layout: Layout, cluster: Cluster, host: Host) -> None:
     """kubeadm's kubelet.conf (the Node authorizer's ``system:node:<host>``), and k3s's kube-proxy
-    credentials (``system:kube-proxy``, bound to system:node-proxier) for the agent's embedded proxy."""
+    credentials (``system:kube-proxy``, bound to system:node-proxier) for the agent's embedded proxy, and
+    the embedded NetworkPolicy controller's (as ``pilothouse up`` gives it, see up.py)."""
     _write_kubeconfig(layout, cluster, layout.agent_kubeconfig(host), f"system:node:{host.name}", ["system:nodes"])
     _write_kubeconfig(layout, cluster, layout.proxy_kubeconfig(host), "system:kube-proxy", [])
+    _write_kubeconfig(layout, cluster, layout.network_policy_kubeconfig(host), NETWORK_POLICY_USER, [])
 
 
 async def run_host(layout: Layout, host_name: str) -> None:

@@ -104,6 +104,9 @@ class Layout:
     def proxy_kubeconfig(self, host: Host) -> Path:
         return self.agent_dir(host) / "kube-proxy.conf"
 
+    def network_policy_kubeconfig(self, host: Host) -> Path:
+        return self.agent_dir(host) / "network-policy.conf"
+
     def server_url(self, cluster: Cluster) -> str:
         return f"https://{cluster.server.address}:6443"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-__all__ = ["Expr", "concat", "ct_state_new", "fib_local", "goto", "jump", "match", "meta", "payload", "prefix",
+__all__ = ["Expr", "cidrs", "concat", "ct_state_new", "fib_local", "goto", "jump", "match", "meta", "payload", "prefix",
            "verdict_set"]
 
 Expr = dict[str, Any]
@@ -30,6 +30,14 @@ def prefix(cidr: str) -> Any:
     if network.prefixlen == network.max_prefixlen:
         return str(network.network_address)
     return {"prefix": {"addr": str(network.network_address), "len": network.prefixlen}}
+
+
+def cidrs(ranges: tuple[str, ...] | list[str]) -> Any:
+    """Several CIDRs as a right-hand side: an anonymous interval set ``{ a/n, b/m }`` (one alone as
+    :func:`prefix`)."""
+    if len(ranges) == 1:
+        return prefix(ranges[0])
+    return {"set": [prefix(cidr) for cidr in ranges]}
 
 
 def match(left: Any, right: Any, op: str = "==") -> Expr:

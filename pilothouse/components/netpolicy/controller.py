@@ -12,19 +12,18 @@ transaction makes the next sync replace the whole table.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from pilothouse.client import errors
-from pilothouse.client.informer import EventHandler, InformerFactory
+from pilothouse.client.informer import EventHandler, Informer
 from pilothouse.client.rest import APIClient, resource
-from pilothouse.components.netkernel.nft import Nft, NftError
+from pilothouse.components.netkernel.nft import Nft
 from pilothouse.components.netpolicy.model import namespace_from, pod_from, policy_from
 from pilothouse.components.netpolicy.rules import FAMILY, TABLE, Ruleset, compute, full_commands, plan
+from pilothouse.components.syncloop import DEFAULT_FULL_SYNC_PERIOD, LoopStats, SyncLoop
 
 __all__ = ["NAMESPACES", "NETWORKPOLICIES", "PODS", "PolicyController", "PolicyStats", "enable_bridge_netfilter"]
 
@@ -58,55 +57,58 @@ async def enable_bridge_netfilter(netns: str | None = None) -> bool:
 
 
 @dataclass
-class PolicyStats:
-    syncs: int = 0
-    failures: int = 0
-    last_seconds: float = 0.0
+class PolicyStats(LoopStats):
     last_compute_seconds: float = 0.0
-    last_commands: int = 0
-    #: monotonic time of the last successful sync (tests and the benchmark wait on it)
-    last_applied: float = 0.0
-    history: list[float] = field(default_factory=list)
 
 
-class PolicyController:
+class PolicyController(SyncLoop):
+    what = "network policy"
+    credentials_hint = "--network-policy-kubeconfig"
+
     def __init__(self, client: APIClient, node_name: str, *, table: str = TABLE, netns: str | None = None,
-                 nft: Nft | None = None, sync_warning_after: float = 10.0) -> None:
-        self.client = client
+                 nft: Nft | None = None, sync_warning_after: float = 10.0,
+                 full_sync_period: float | None = DEFAULT_FULL_SYNC_PERIOD, min_sync_period: float = 0.0) -> None:
+        super().__init__(client, log, sync_warning_after=sync_warning_after, full_sync_period=full_sync_period,
+                         min_sync_period=min_sync_period)
         self.node_name = node_name
         self.table = table
         self.netns = netns
         self.nft = nft or Nft(netns)
-        self.sync_warning_after = sync_warning_after
-        self.factory = InformerFactory(client)
         self.pods = self.factory.informer(PODS)
         self.namespaces = self.factory.informer(NAMESPACES)
         self.policies = self.factory.informer(NETWORKPOLICIES)
-        self.stats = PolicyStats()
+        self._stats = PolicyStats()
         self._applied: Ruleset | None = None
         self._dirty = True
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.synced = asyncio.Event()
 
-    async def start(self) -> None:
         def mark(*_: object) -> None:
             self._dirty = True
-            self._wake.set()
+            self.wake()
 
-        for informer in (self.pods, self.namespaces, self.policies):
+        for informer in self.informers():
             informer.add_handler(EventHandler(mark, mark, mark))
-        await enable_bridge_netfilter(self.netns)
-        self.factory.start()
-        self._task = asyncio.create_task(self._loop(), name="netpolicy-sync")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.factory.stop()
+    # ------------------------------------------------------------ the loop's parts
+
+    @property
+    def stats(self) -> PolicyStats:
+        return self._stats
+
+    @property
+    def pending(self) -> bool:
+        return self._dirty
+
+    def informers(self) -> list[Informer]:
+        return [self.pods, self.namespaces, self.policies]
+
+    def mark_all(self) -> None:
+        self._dirty = True
+
+    def forget_applied(self) -> None:
+        self._applied = None
+
+    async def before_start(self) -> None:
+        await enable_bridge_netfilter(self.netns)
 
     async def cleanup(self) -> None:
         """Remove the table: every pod of the node unisolated."""
@@ -117,71 +119,21 @@ class PolicyController:
         return compute(map(policy_from, self.policies.list()), pods, map(namespace_from, self.namespaces.list()),
                        self.node_name)
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.factory.wait_synced(self.sync_warning_after)
-                break
-            except TimeoutError:
-                await self._explain_unsynced()
-        backoff = 0.5
-        while True:
-            self._wake.clear()
-            if self._dirty:
-                try:
-                    await self.sync()
-                    backoff = 0.5
-                except asyncio.CancelledError:
-                    raise
-                except Exception as error:  # nft refused, or a bug: never leave the node unsynced for good
-                    self.stats.failures += 1
-                    self._dirty = True
-                    self._applied = None
-                    log.error("network policy sync failed (%s); replacing the whole table in %.1fs", error, backoff,
-                              exc_info=not isinstance(error, (NftError, OSError)))
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 30.0)
-                    continue
-            if not self._dirty:
-                await self._wake.wait()
-
-    async def _explain_unsynced(self) -> None:
-        for informer in (self.pods, self.namespaces, self.policies):
-            if informer.synced.is_set():
-                continue
-            try:
-                await self.client.list(informer.resource, limit=1)
-            except errors.APIError as error:
-                log.warning("network policy cannot list %s yet (%s): no policy is enforced on this node; under "
-                            "RBAC give it credentials that may (--network-policy-kubeconfig)",
-                            informer.resource.plural, error)
-            except errors.ConnectionFailed as error:
-                log.warning("network policy cannot reach the API server yet: %s", error)
-
     async def sync(self) -> None:
         started = time.perf_counter()
         self._dirty = False
-        desired = self.desired()
-        computed = time.perf_counter()
-        commands = full_commands(desired, self.table) if self._applied is None else plan(self._applied, desired,
-                                                                                         self.table)
-        await self.nft.apply(commands)
+        try:
+            desired = self.desired()
+            computed = time.perf_counter()
+            commands = full_commands(desired, self.table) if self._applied is None else plan(self._applied, desired,
+                                                                                             self.table)
+            await self.nft.apply(commands)
+        except Exception:
+            self._dirty = True
+            raise
         self._applied = desired
-        stats = self.stats
-        stats.syncs += 1
-        stats.last_seconds = time.perf_counter() - started
-        stats.last_compute_seconds = computed - started
-        stats.last_commands = len(commands)
-        stats.last_applied = time.monotonic()
-        stats.history = [*stats.history[-999:], stats.last_seconds]
+        self.stats.record(started, len(commands))
+        self.stats.last_compute_seconds = computed - started
         self.synced.set()
         log.debug("network policy: %d chains, %d commands in %.1f ms", len(desired.chains), len(commands),
-                  stats.last_seconds * 1000)
-
-    async def wait_applied(self, since: float, timeout: float = 10.0) -> None:
-        """Wait for a sync that finished after monotonic time ``since`` with nothing pending."""
-        deadline = time.monotonic() + timeout
-        while self.stats.last_applied <= since or self._dirty:
-            if time.monotonic() > deadline:
-                raise TimeoutError("no network policy sync")
-            await asyncio.sleep(0.005)
+                  self.stats.last_seconds * 1000)

@@ -31,6 +31,9 @@ class ServicePort:
     affinity_seconds: int = 0  # sessionAffinity ClientIP's timeout; 0 = no affinity
     external_local: bool = False  # externalTrafficPolicy: Local
     internal_local: bool = False  # internalTrafficPolicy: Local
+    #: status.loadBalancer.ingress IPs (also in external_ips), which spec.loadBalancerSourceRanges guards
+    load_balancer_ips: tuple[str, ...] = ()
+    source_ranges: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -67,10 +70,12 @@ def service_ports(service: Object) -> list[ServicePort]:
     if spec.get("sessionAffinity") == "ClientIP":
         config = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {})
         affinity = int(config.get("timeoutSeconds") or DEFAULT_AFFINITY_SECONDS)
-    externals = list(spec.get("externalIPs") or [])
+    balancers: list[str] = []
     if spec.get("type") == "LoadBalancer":
-        externals += [ingress["ip"] for ingress in ((service.get("status") or {}).get("loadBalancer") or {})
-                      .get("ingress") or [] if ingress.get("ip")]
+        balancers = [ingress["ip"] for ingress in ((service.get("status") or {}).get("loadBalancer") or {})
+                     .get("ingress") or [] if ingress.get("ip") and ":" not in ingress["ip"]]
+    externals = list(spec.get("externalIPs") or []) + balancers
+    ranges = tuple(r.strip() for r in spec.get("loadBalancerSourceRanges") or [] if ":" not in r and r.strip())
     node_ports = spec.get("type") in ("NodePort", "LoadBalancer")
     return [ServicePort(
         namespace=metadata.get("namespace", "default"), name=metadata["name"], port_name=port.get("name") or "",
@@ -79,6 +84,7 @@ def service_ports(service: Object) -> list[ServicePort]:
         external_ips=tuple(ip for ip in externals if ":" not in ip), affinity_seconds=affinity,
         external_local=spec.get("externalTrafficPolicy") == "Local" and bool(node_ports or externals),
         internal_local=spec.get("internalTrafficPolicy") == "Local",
+        load_balancer_ips=tuple(balancers), source_ranges=ranges,
     ) for port in spec.get("ports") or []]
 
 

@@ -9,21 +9,20 @@ the next sync replace the whole table.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pilothouse.client import errors
-from pilothouse.client.informer import EventHandler, InformerFactory
+from pilothouse.client.informer import EventHandler, Informer
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.netkernel.conntrack import delete_entries
 from pilothouse.components.netkernel.nft import Nft, NftError
+from pilothouse.components.proxy.healthcheck import HealthCheck, HealthCheckServer, health_check
 from pilothouse.components.proxy.model import SERVICE_NAME_LABEL, endpoints_for, service_ports
 from pilothouse.components.proxy.rules import FAMILY, ProxyConfig, ServiceRules, service_rules
 from pilothouse.components.proxy.sync import plan
+from pilothouse.components.syncloop import LoopStats, SyncLoop
 
 __all__ = ["ENDPOINTSLICES", "SERVICES", "Proxier", "SyncStats"]
 
@@ -44,114 +43,85 @@ def _slice_service(endpoint_slice: Object) -> list[str]:
 
 
 @dataclass
-class SyncStats:
-    syncs: int = 0
-    failures: int = 0
-    last_seconds: float = 0.0
+class SyncStats(LoopStats):
     last_changed: int = 0  # Service ports rewritten by the last sync
-    last_commands: int = 0
-    #: monotonic time of the last successful sync, for waiters (tests, the benchmark)
-    last_applied: float = 0.0
-    history: list[float] = field(default_factory=list)
     #: Service (namespace/name) → monotonic time of the sync that applied its latest change
     applied: dict[str, float] = field(default_factory=dict)
 
 
-class Proxier:
+class Proxier(SyncLoop):
+    what = "proxy"
+    credentials_hint = "system:kube-proxy's, --proxy-kubeconfig"
+
     def __init__(self, client: APIClient, config: ProxyConfig, *, nft: Nft | None = None,
                  netns: str | None = None, sync_warning_after: float = 10.0) -> None:
-        self.client = client
-        #: informers not synced after this long: find out why and say so
-        self.sync_warning_after = sync_warning_after
+        super().__init__(client, log, sync_warning_after=sync_warning_after, full_sync_period=config.sync_period,
+                         min_sync_period=config.min_sync_period)
         self.config = config
         self.netns = netns
         self.nft = nft or Nft(netns)
-        self.factory = InformerFactory(client)
         self.services = self.factory.informer(SERVICES)
         self.slices = self.factory.informer(ENDPOINTSLICES)
         self.slices.add_indexer(_BY_SERVICE, _slice_service)
-        self.stats = SyncStats()
+        self._stats = SyncStats()
         self._per_service: dict[str, dict[str, ServiceRules]] = {}
         self._dirty: set[str] = set()
-        self._wake = asyncio.Event()
         self._applied: dict[str, ServiceRules] | None = None
         self._stale: dict[tuple[str, str], float] = {}  # (kind, name) → when it was flushed
-        self._task: asyncio.Task[None] | None = None
-        self.synced = asyncio.Event()
+        self._replace = False  # the next sync replaces the table though _applied is known (full resync)
+        #: Service key → its health-check node port, for LoadBalancer Services with a Local policy
+        self._health: dict[str, HealthCheck] = {}
+        self.health = HealthCheckServer(netns, lambda: self.healthy)
 
-    # ------------------------------------------------------------ running
-
-    async def start(self) -> None:
         def service_key(obj: Object) -> str:
             return f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
 
         def mark(keys: list[str]) -> None:
             self._dirty.update(keys)
-            self._wake.set()
+            self.wake()
 
         self.services.add_handler(EventHandler.on_object(lambda o: mark([service_key(o)]),
                                                          lambda o: mark([service_key(o)])))
         self.slices.add_handler(EventHandler(lambda o: mark(_slice_service(o)),
                                              lambda old, new: mark(_slice_service(old) + _slice_service(new)),
                                              lambda o: mark(_slice_service(o))))
-        self.factory.start()
-        self._task = asyncio.create_task(self._loop(), name="proxy-sync")
+
+    # ------------------------------------------------------------ the loop's parts
+
+    @property
+    def stats(self) -> SyncStats:
+        return self._stats
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._dirty)
+
+    def informers(self) -> list[Informer]:
+        return [self.services, self.slices]
+
+    def mark_all(self) -> None:
+        self._dirty.update(self._all_service_keys())
+
+    def forget_applied(self) -> None:
+        self._applied = None
+
+    def begin_full_sync(self) -> None:
+        # the table is replaced whole, but what was applied is still known: the conntrack cleanup
+        # compares with it, so a periodic resync cuts no UDP flow that nothing changed
+        self._replace = True
+        self.mark_all()
+
+    def next_timer(self) -> float | None:
+        # flushed chains wait a second before they are deleted (see sync.py)
+        return _STALE_DELAY if self._stale else None
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.factory.stop()
+        await super().stop()
+        await self.health.close()
 
     async def cleanup(self) -> None:
         """Remove this proxy's table (``pilothouse proxy --cleanup``, and tests)."""
         await self.nft.delete_table(FAMILY, self.config.table)
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.factory.wait_synced(self.sync_warning_after)
-                break
-            except TimeoutError:
-                await self._explain_unsynced()
-        self._dirty.update(self._all_service_keys())
-        backoff = 0.5
-        while True:
-            try:
-                await self.sync()
-                backoff = 0.5
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # nft refused, or a bug: never leave the node unsynced for good
-                self.stats.failures += 1
-                log.error("proxy sync failed (%s); replacing the whole table in %.1fs", error, backoff,
-                          exc_info=not isinstance(error, (NftError, OSError)))
-                self._applied = None
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-                continue
-            self._wake.clear()
-            if self._dirty:
-                continue
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), _STALE_DELAY if self._stale else None)
-
-    async def _explain_unsynced(self) -> None:
-        """The informers retry quietly; say why nothing is proxied yet when the server refuses (a
-        node's identity may not list EndpointSlices under RBAC: kube-proxy has its own)."""
-        for informer in (self.services, self.slices):
-            if informer.synced.is_set():
-                continue
-            try:
-                await self.client.list(informer.resource, limit=1)
-            except errors.APIError as error:
-                log.warning("the proxy cannot list %s yet (%s): no Service is proxied on this node; under RBAC "
-                            "give it system:kube-proxy's credentials (--proxy-kubeconfig)", informer.resource.plural,
-                            error)
-            except errors.ConnectionFailed as error:
-                log.warning("the proxy cannot reach the API server yet: %s", error)
 
     def _all_service_keys(self) -> set[str]:
         keys = {f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}" for o in self.services.list()}
@@ -163,10 +133,17 @@ class Proxier:
         service = self.services.get(key)
         if service is None:
             self._per_service.pop(key, None)
+            self._health.pop(key, None)
             return
         slices = self.slices.by_index(_BY_SERVICE, key)
-        self._per_service[key] = {port.key: service_rules(port, endpoints_for(port, slices), self.config)
-                                  for port in service_ports(service)}
+        ports = {port: endpoints_for(port, slices) for port in service_ports(service)}
+        self._per_service[key] = {port.key: service_rules(port, endpoints, self.config)
+                                  for port, endpoints in ports.items()}
+        check = health_check(service, (e for endpoints in ports.values() for e in endpoints), self.config.node_name)
+        if check is None:
+            self._health.pop(key, None)
+        else:
+            self._health[key] = check
 
     async def sync(self) -> None:
         started = time.perf_counter()
@@ -178,33 +155,32 @@ class Proxier:
             self._dirty |= dirty
             raise
         desired = {port: rules for ports in self._per_service.values() for port, rules in ports.items()}
-        if self._applied is None:
-            # unknown kernel state (first sync, or after a failure): recompute everything once
+        replace = self._applied is None or self._replace
+        if replace:
+            # unknown kernel state (first sync, after a failure) or a full resync: recompute everything
             for key in self._all_service_keys():
                 self._recompute(key)
             desired = {port: rules for ports in self._per_service.values() for port, rules in ports.items()}
         await self._delete_stale(desired)
-        result = plan(self.config, self._applied, desired)
+        result = plan(self.config, None if replace else self._applied, desired)
+        if replace and self._applied is not None:
+            result.conntrack = plan(self.config, self._applied, desired).conntrack
         try:
             await self.nft.apply(result.commands)
         except NftError:
             self._dirty |= dirty
             raise
-        now = time.monotonic()
-        if self._applied is None:
+        if replace:
             self._stale.clear()
+            self._replace = False
         self._applied = desired
+        stats = self.stats
+        now = stats.record(started, len(result.commands))
+        stats.last_changed = result.changed
         for name in result.stale_chains:
             self._stale[("chain", name)] = now
         for name in result.stale_sets:
             self._stale[("set", name)] = now
-        stats = self.stats
-        stats.syncs += 1
-        stats.last_seconds = time.perf_counter() - started
-        stats.last_changed = result.changed
-        stats.last_commands = len(result.commands)
-        stats.last_applied = now
-        stats.history = [*stats.history[-999:], stats.last_seconds]
         for key in dirty:
             if key in self._per_service:
                 stats.applied[key] = now
@@ -215,6 +191,7 @@ class Proxier:
                   stats.last_seconds * 1000)
         if result.conntrack:
             await delete_entries(result.conntrack, self.netns)
+        await self.health.update(self._health.values())
 
     async def _delete_stale(self, desired: dict[str, ServiceRules]) -> None:
         """Delete chains and sets flushed at least a second ago that nothing uses again; in a
@@ -237,16 +214,3 @@ class Proxier:
             return
         for item in due:
             del self._stale[item]
-
-    @property
-    def pending(self) -> bool:
-        """Changes seen that no sync has applied yet."""
-        return bool(self._dirty)
-
-    async def wait_applied(self, since: float, timeout: float = 10.0) -> None:
-        """Wait for a sync that finished after monotonic time ``since`` (tests, the benchmark)."""
-        deadline = time.monotonic() + timeout
-        while self.stats.last_applied <= since or self._dirty:
-            if time.monotonic() > deadline:
-                raise TimeoutError("no proxy sync")
-            await asyncio.sleep(0.005)

@@ -15,6 +15,10 @@ The layout is kube-proxy's nftables mode (pkg/proxy/nftables/proxier.go), in one
   port that a ClusterIP does not serve or an address of the service range that no Service holds
   (kube-proxy 1.32 drops the latter; the issue we implement asks for a reject, which fails a client
   at once instead of after its timeout);
+- ``firewall-check`` (filter, before DNAT) looks new connections to a load balancer's address up in
+  ``firewall-ips``: a Service with ``loadBalancerSourceRanges`` drops sources outside them in its
+  ``firewall-...`` chain (kube-proxy's firewall chains; VIP-like balancers that keep the client's
+  address);
 - ``masquerading`` (nat postrouting) masquerades packets carrying the ``mark-for-masquerade`` bit.
 
 Each Service port's share (:class:`ServiceRules`) is computed on its own, so a sync recomputes and
@@ -31,6 +35,7 @@ from typing import Any
 
 from pilothouse.components.netkernel.nftjson import (
     Expr,
+    cidrs,
     concat,
     ct_state_new,
     fib_local,
@@ -43,6 +48,7 @@ from pilothouse.components.netkernel.nftjson import (
     verdict_set,
 )
 from pilothouse.components.proxy.model import SERVICE_NAME_LABEL, Endpoint, ServicePort, endpoints_for, service_ports
+from pilothouse.components.syncloop import DEFAULT_FULL_SYNC_PERIOD
 
 __all__ = ["FAMILY", "ProxyConfig", "Rule", "ServiceRules", "base_commands", "compute", "service_rules"]
 
@@ -59,6 +65,8 @@ ENDPOINTS_CHECK = "endpoints-check"
 NO_ENDPOINT_SERVICES = "no-endpoint-services"
 NO_ENDPOINT_NODEPORTS = "no-endpoint-nodeports"
 CLUSTER_IPS_CHECK = "cluster-ips-check"
+FIREWALL_CHECK = "firewall-check"
+FIREWALL_IPS = "firewall-ips"
 REJECT_CHAIN = "reject-chain"
 MARK_MASQ = "mark-for-masquerade"
 MASQUERADING = "masquerading"
@@ -66,6 +74,7 @@ MASQUERADING = "masquerading"
 #: (dstnat - 10) so they see the Service's address; ``filter-output-post-dnat`` runs after it, where a
 #: packet still bound for the service range was captured by no Service.
 BASE_CHAINS = (
+    ("filter-prerouting-pre-dnat", "filter", "prerouting", -110),
     ("filter-input", "filter", "input", -110),
     ("filter-forward", "filter", "forward", -110),
     ("filter-output", "filter", "output", -110),
@@ -79,6 +88,8 @@ JUMPS = (
     (ENDPOINTS_CHECK, "filter-input", True),
     (ENDPOINTS_CHECK, "filter-forward", True),
     (ENDPOINTS_CHECK, "filter-output", True),
+    (FIREWALL_CHECK, "filter-prerouting-pre-dnat", True),
+    (FIREWALL_CHECK, "filter-output", True),
     (CLUSTER_IPS_CHECK, "filter-forward", True),
     (CLUSTER_IPS_CHECK, "filter-output-post-dnat", True),
     (SERVICES, "nat-output", False),
@@ -98,6 +109,13 @@ class ProxyConfig:
     service_cidrs: tuple[str, ...] = ("10.96.0.0/12",)
     table: str = "pilothouse"
     masquerade_mark: int = 0x4000
+    #: kube-proxy's --nodeport-addresses: NodePorts answer only on the node's addresses in these
+    #: ranges (empty: on every address of the node but loopback)
+    nodeport_addresses: tuple[str, ...] = ()
+    #: the sync loop's timing (see components/syncloop.py): a full resync this often (--sync-period),
+    #: and syncs no closer together than --min-sync-period
+    sync_period: float = DEFAULT_FULL_SYNC_PERIOD
+    min_sync_period: float = 0.0
 
 
 @dataclass(frozen=True, eq=True)
@@ -109,6 +127,7 @@ class ServiceRules:
     nodeports: dict[tuple[str, int], Expr] = field(default_factory=dict)
     no_endpoint_services: dict[tuple[str, str, int], Expr] = field(default_factory=dict)
     no_endpoint_nodeports: dict[tuple[str, int], Expr] = field(default_factory=dict)
+    firewall_ips: dict[tuple[str, str, int], Expr] = field(default_factory=dict)
     cluster_ips: frozenset[str] = frozenset()
     affinity_sets: dict[str, int] = field(default_factory=dict)
     #: UDP only: (destination address or "" for a NodePort, port) → the endpoint addresses it reaches;
@@ -189,6 +208,13 @@ def service_rules(port: ServicePort, endpoints: list[Endpoint], config: ProxyCon
         if not has_external:
             out.no_endpoint_nodeports[(proto, port.node_port)] = unserved
 
+    if port.source_ranges and port.load_balancer_ips:
+        # kube-proxy drops sources outside the ranges whatever the endpoints (its firewall chain)
+        firewall_chain = f"firewall-{base}"
+        out.chains[firewall_chain] = [[match(payload(ip, "saddr"), cidrs(port.source_ranges), op="!="), {"drop": None}]]
+        for address in port.load_balancer_ips:
+            out.firewall_ips[(address, proto, port.port)] = goto(firewall_chain)
+
     if uses_cluster:
         out.chains[cluster_chain] = _dispatch(port, cluster, ip)
     if uses_local:
@@ -265,10 +291,10 @@ def base_commands(config: ProxyConfig) -> list[Command]:
     for name, kind, hook, priority in BASE_CHAINS:
         commands.append({"add": _obj("chain", config, name=name, type=kind, hook=hook, prio=priority,
                                      policy="accept")})
-    for name in (SERVICES, ENDPOINTS_CHECK, CLUSTER_IPS_CHECK, REJECT_CHAIN, MARK_MASQ, MASQUERADING):
+    for name in (SERVICES, ENDPOINTS_CHECK, CLUSTER_IPS_CHECK, FIREWALL_CHECK, REJECT_CHAIN, MARK_MASQ, MASQUERADING):
         commands.append({"add": _obj("chain", config, name=name)})
     for name, key in ((SERVICE_IPS, key3), (NO_ENDPOINT_SERVICES, key3), (SERVICE_NODEPORTS, key2),
-                      (NO_ENDPOINT_NODEPORTS, key2)):
+                      (NO_ENDPOINT_NODEPORTS, key2), (FIREWALL_IPS, key3)):
         commands.append({"add": _obj("map", config, name=name, type=key, map="verdict")})
     commands.append({"add": _obj("set", config, name=CLUSTER_IPS, type="ipv4_addr")})
 
@@ -278,7 +304,11 @@ def base_commands(config: ProxyConfig) -> list[Command]:
     for target, source, new_only in JUMPS:
         commands.append(rule(source, *([ct_state_new()] if new_only else []), jump(target)))
     mark = config.masquerade_mark
-    not_loopback = match(payload(ip, "daddr"), prefix("127.0.0.0/8"), op="!=")
+    # a NodePort's destination: an address of this node, never loopback (kube-proxy's nftables mode
+    # does not serve localhost NodePorts), and within --nodeport-addresses when given
+    node_address = [fib_local("daddr"), match(payload(ip, "daddr"), prefix("127.0.0.0/8"), op="!=")]
+    if config.nodeport_addresses:
+        node_address.append(match(payload(ip, "daddr"), cidrs(config.nodeport_addresses)))
     l4 = concat(meta("l4proto"), payload("th", "dport"))
     commands += [
         rule(MARK_MASQ, {"mangle": {"key": meta("mark"), "value": {"|": [meta("mark"), mark]}}}),
@@ -288,11 +318,12 @@ def base_commands(config: ProxyConfig) -> list[Command]:
         rule(REJECT_CHAIN, {"reject": None}),
         rule(SERVICES, {"vmap": {"key": concat(payload(ip, "daddr"), meta("l4proto"), payload("th", "dport")),
                                  "data": "@" + SERVICE_IPS}}),
-        rule(SERVICES, fib_local("daddr"), not_loopback, {"vmap": {"key": l4, "data": "@" + SERVICE_NODEPORTS}}),
+        rule(SERVICES, *node_address, {"vmap": {"key": l4, "data": "@" + SERVICE_NODEPORTS}}),
         rule(ENDPOINTS_CHECK, {"vmap": {"key": concat(payload(ip, "daddr"), meta("l4proto"),
                                                       payload("th", "dport")), "data": "@" + NO_ENDPOINT_SERVICES}}),
-        rule(ENDPOINTS_CHECK, fib_local("daddr"), not_loopback,
-             {"vmap": {"key": l4, "data": "@" + NO_ENDPOINT_NODEPORTS}}),
+        rule(ENDPOINTS_CHECK, *node_address, {"vmap": {"key": l4, "data": "@" + NO_ENDPOINT_NODEPORTS}}),
+        rule(FIREWALL_CHECK, {"vmap": {"key": concat(payload(ip, "daddr"), meta("l4proto"), payload("th", "dport")),
+                                       "data": "@" + FIREWALL_IPS}}),
         # after DNAT: a packet still bound for a ClusterIP hit a port the Service does not have
         rule(CLUSTER_IPS_CHECK, match(payload(ip, "daddr"), "@" + CLUSTER_IPS), {"reject": None}),
     ]

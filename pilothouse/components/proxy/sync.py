@@ -20,6 +20,7 @@ from pilothouse.components.netkernel.nftjson import concat
 from pilothouse.components.proxy.rules import (
     CLUSTER_IPS,
     FAMILY,
+    FIREWALL_IPS,
     NO_ENDPOINT_NODEPORTS,
     NO_ENDPOINT_SERVICES,
     SERVICE_IPS,
@@ -35,7 +36,8 @@ Command = dict[str, Any]
 Rules = Mapping[str, ServiceRules]
 
 _MAPS = (("service_ips", SERVICE_IPS), ("nodeports", SERVICE_NODEPORTS),
-         ("no_endpoint_services", NO_ENDPOINT_SERVICES), ("no_endpoint_nodeports", NO_ENDPOINT_NODEPORTS))
+         ("no_endpoint_services", NO_ENDPOINT_SERVICES), ("no_endpoint_nodeports", NO_ENDPOINT_NODEPORTS),
+         ("firewall_ips", FIREWALL_IPS))
 
 
 @dataclass
