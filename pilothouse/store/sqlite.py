@@ -49,6 +49,7 @@ from pilothouse.store.interface import (
     StoreError,
     UnavailableError,
     WatchEvent,
+    WatchTrigger,
 )
 from pilothouse.store.watchhub import Watch, WatchHub, compacted_error
 
@@ -260,9 +261,10 @@ class SQLiteStore:
 
     # --- watch & compaction -------------------------------------------------------------------
 
-    def watch(self, prefix: str, start_revision: int) -> Watch:
-        """See the Store protocol; ``start_revision`` 0 emits the current state first (watchhub)."""
-        return self._hub.watch(prefix, start_revision)
+    def watch(self, prefix: str, start_revision: int, trigger: WatchTrigger | None = None) -> Watch:
+        """See the Store protocol; ``start_revision`` 0 emits the current state first, ``trigger``
+        narrows the live fan-out (watchhub)."""
+        return self._hub.watch(prefix, start_revision, trigger)
 
     async def _load_history(self, prefix: str, after: int, upto: int,
                             limit: int) -> builtins.list[WatchEvent]:
@@ -314,25 +316,42 @@ def _list(conn: sqlite3.Connection, prefix: str, limit: int, start_after: str,
             ).fetchall()
             revision = current
         else:
-            # State at R = rows unchanged since R, plus the value before the first change after R of
-            # each key changed since (absent if that change was its creation).
-            rows = conn.execute(
-                f"""
-                SELECT key, value, create_rev, mod_rev FROM kv WHERE {where} AND mod_rev <= ?
-                UNION ALL
-                SELECT l.key, l.prev_value, l.prev_create_rev, l.prev_mod_rev
-                  FROM (SELECT key, min(rev) AS first FROM log WHERE {where} AND rev > ? GROUP BY key) c
-                  JOIN log l ON l.rev = c.first
-                 WHERE l.prev_mod_rev IS NOT NULL
-                ORDER BY 1 LIMIT ?""",
-                [*args, revision, *args, revision, n],
-            ).fetchall()
+            rows = _rows_at(conn, where, args, revision, n)
     finally:
         conn.execute("COMMIT")
     more = bool(limit) and len(rows) > limit
     if more:
         rows = rows[:limit]
     return ListResult([KeyValue(r[0], r[1], r[2], r[3]) for r in rows], revision, more)
+
+
+def _rows_at(conn: sqlite3.Connection, where: str, args: list[object], revision: int,
+             n: int) -> list[tuple[str, bytes, int, int]]:
+    """The first ``n`` (-1: all) rows of the range as of past ``revision`` R, in key order.
+
+    State at R = the current rows of keys unchanged since R, plus the value before the first change
+    after R of each key changed since (absent if that change created it). The changed keys are found
+    from the log's revisions after R (the rowid range: the writes since the list began, a few
+    thousand at most) rather than from every log row of the range, which made each page of a
+    150,000-pod list paged under writes scan the whole history of the rest of the list. Of the
+    first n + |changed| current rows, at most |changed| are replaced, so the first n of the state
+    at R are among them and the changed keys' old values."""
+    firsts = conn.execute(
+        f"SELECT l.key, l.prev_value, l.prev_create_rev, l.prev_mod_rev FROM log l JOIN"
+        f" (SELECT min(rev) AS first FROM log NOT INDEXED WHERE rev > ? AND {where} GROUP BY key) c"
+        f" ON l.rev = c.first",
+        [revision, *args],
+    ).fetchall()
+    changed = {row[0] for row in firsts}
+    current = conn.execute(
+        f"SELECT key, value, create_rev, mod_rev FROM kv WHERE {where} ORDER BY key LIMIT ?",
+        [*args, n + len(changed) if n >= 0 else -1],
+    ).fetchall()
+    rows = [row for row in current if row[0] not in changed]
+    if changed:
+        rows += [row for row in firsts if row[3] is not None]
+        rows.sort(key=lambda row: row[0])
+    return rows[:n] if n >= 0 else rows
 
 
 def _history(conn: sqlite3.Connection, prefix: str, after: int, upto: int,
