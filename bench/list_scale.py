@@ -80,6 +80,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def decode_cost_us() -> float:
+    """µs of CPU for one orjson.loads of the benchmark's pod, here and now: 12 µs on this machine
+    when quiet, several times that while other work shares its cores (which stretches CPU figures
+    too, through caches and frequency)."""
+    value = encode_for_store(running_pod("default", "x", "n", 0))
+    started = time.process_time()
+    for _ in range(2000):
+        orjson.loads(value)
+    return (time.process_time() - started) / 2000 * 1e6
+
+
 def file_mb(path: Path) -> float:
     return path.stat().st_size / 1e6 if path.exists() else 0.0
 
@@ -202,6 +213,8 @@ def main() -> None:
             marker.write_text(str(args.pods))
             print(f"loaded {args.pods} pods in {time.perf_counter() - started:.1f} s "
                   f"({len(encode_for_store(running_pod('default', 'x', 'n', 0)))} bytes each)", flush=True)
+        print(f"machine now: one pod decode costs {decode_cost_us():.1f} µs of CPU (quiet: 12 µs); "
+              f"load average {os.getloadavg()[0]:.1f}", flush=True)
         process = start(data_dir, port, args.profile)
         time.sleep(2)
         print("server RSS idle with {} pods: {:.0f} MB (peak {:.0f} MB)".format(args.pods, *memory(process.pid)),

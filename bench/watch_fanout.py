@@ -62,8 +62,16 @@ async def _no_snapshot(prefix: str) -> ListResult:
     return ListResult([], 0, False)
 
 
-async def run(watchers: int, events: int) -> float:
-    """Seconds of event-loop time per event with ``watchers`` node watches (and one unfiltered)."""
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def run(watchers: int, events: int) -> tuple[float, float]:
+    """(seconds of event-loop time per event, KB of memory per watcher) with ``watchers`` node
+    watches (and one unfiltered)."""
     hub = WatchHub(load_history=_no_history, load_snapshot=_no_snapshot)
     store = HubStore(hub)
     pods = next(r for r in BUILTIN_RESOURCES if r.plural == "pods" and not r.group)
@@ -79,9 +87,11 @@ async def run(watchers: int, events: int) -> float:
             if received[0] >= expected[0]:
                 done.set()
 
+    before = rss_mb()
     tasks = [asyncio.create_task(consume(f"spec.nodeName=node-{i:04d}")) for i in range(watchers)]
     tasks.append(asyncio.create_task(consume("")))
     await asyncio.sleep(0.5)  # every watcher registered and waiting
+    per_watcher = (rss_mb() - before) * 1024 / (watchers + 1)
     nodes = max(watchers, 1)
     previous: dict[str, KeyValue] = {}
     batch: list[WatchEvent] = []
@@ -109,7 +119,7 @@ async def run(watchers: int, events: int) -> float:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     hub.close()
-    return elapsed / events
+    return elapsed / events, per_watcher
 
 
 def main() -> None:
@@ -129,9 +139,10 @@ def main() -> None:
     results = {}
     with runner:
         for count in counts:
-            results[count] = runner.run(run(count, args.events))
+            results[count], per_watcher = runner.run(run(count, args.events))
             print(f"{count:>6} node watchers (+1 unfiltered), index {'off' if args.no_index else 'on'}: "
-                  f"{results[count] * 1e6:9.1f} µs per event", flush=True)
+                  f"{results[count] * 1e6:9.1f} µs per event; {per_watcher:.1f} KB per watcher (store and "
+                  f"registry only)", flush=True)
     if len(counts) > 1:
         low, high = min(counts), max(counts)
         print(f"ratio {high} vs {low} watchers: {results[high] / results[low]:.2f}x")

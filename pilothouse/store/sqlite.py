@@ -333,24 +333,32 @@ def _rows_at(conn: sqlite3.Connection, where: str, args: list[object], revision:
     after R of each key changed since (absent if that change created it). The changed keys are found
     from the log's revisions after R (the rowid range: the writes since the list began, a few
     thousand at most) rather than from every log row of the range, which made each page of a
-    150,000-pod list paged under writes scan the whole history of the rest of the list. Of the
-    first n + |changed| current rows, at most |changed| are replaced, so the first n of the state
-    at R are among them and the changed keys' old values."""
-    firsts = conn.execute(
-        f"SELECT l.key, l.prev_value, l.prev_create_rev, l.prev_mod_rev FROM log l JOIN"
-        f" (SELECT min(rev) AS first FROM log NOT INDEXED WHERE rev > ? AND {where} GROUP BY key) c"
-        f" ON l.rev = c.first",
+    150,000-pod list paged under writes scan the history of the whole rest of the list. The current
+    rows are read until n unchanged ones are in hand; only the changed keys below the last of those
+    can be among the first n, so only their old values are read."""
+    changed = dict(conn.execute(
+        f"SELECT key, min(rev) FROM log NOT INDEXED WHERE rev > ? AND {where} GROUP BY key",
         [revision, *args],
-    ).fetchall()
-    changed = {row[0] for row in firsts}
-    current = conn.execute(
-        f"SELECT key, value, create_rev, mod_rev FROM kv WHERE {where} ORDER BY key LIMIT ?",
-        [*args, n + len(changed) if n >= 0 else -1],
-    ).fetchall()
-    rows = [row for row in current if row[0] not in changed]
-    if changed:
-        rows += [row for row in firsts if row[3] is not None]
-        rows.sort(key=lambda row: row[0])
+    ).fetchall())
+    rows: list[tuple[str, bytes, int, int]] = []
+    bound: str | None = None
+    cursor = conn.execute(f"SELECT key, value, create_rev, mod_rev FROM kv WHERE {where} ORDER BY key", args)
+    for row in cursor:
+        if row[0] in changed:
+            continue
+        rows.append(row)
+        if len(rows) == n:
+            bound = row[0]
+            break
+    cursor.close()
+    firsts = [rev for key, rev in changed.items() if bound is None or key < bound]
+    for start in range(0, len(firsts), 500):
+        chunk = firsts[start:start + 500]
+        rows += conn.execute(
+            f"SELECT key, prev_value, prev_create_rev, prev_mod_rev FROM log"
+            f" WHERE rev IN ({','.join('?' * len(chunk))}) AND prev_mod_rev IS NOT NULL", chunk,
+        ).fetchall()
+    rows.sort(key=lambda row: row[0])
     return rows[:n] if n >= 0 else rows
 
 

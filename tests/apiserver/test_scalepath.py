@@ -235,3 +235,19 @@ def test_kubectl_chunked_get_lists_every_pod_once(bare_server: ServerProcess, co
     table = bare_server.kubectl("get", "pods", "-l", "set=chunk", "--chunk-size=5").stdout.splitlines()
     assert table[0].split()[:2] == ["NAME", "READY"]
     assert [line.split()[0] for line in table[1:]] == [f"chunk-{i:02d}" for i in range(12)]
+
+
+def test_field_selected_lists_narrowed_before_decoding_stay_exact(core: client.CoreV1Api) -> None:
+    """Lists by metadata.name and spec.nodeName skip objects by their key or bytes first; what they
+    return is still exactly the selector's: no suffix match, no match inside another field."""
+    core.create_namespaced_pod(NAMESPACE, pod("exact-a1", node="exact-node"))
+    core.create_namespaced_pod(NAMESPACE, pod("a1", node="exact-node-2"))
+    decoy = pod("exact-decoy")
+    decoy["metadata"]["annotations"] = {"nodeName": "exact-node"}  # the bytes, not the field
+    core.create_namespaced_pod(NAMESPACE, decoy)
+    by_name = core.list_pod_for_all_namespaces(field_selector="metadata.name=a1")
+    assert [p.metadata.name for p in by_name.items] == ["a1"]
+    on_node = core.list_namespaced_pod(NAMESPACE, field_selector="spec.nodeName=exact-node")
+    assert [p.metadata.name for p in on_node.items] == ["exact-a1"]
+    not_on = core.list_namespaced_pod(NAMESPACE, field_selector="spec.nodeName!=exact-node,metadata.name=exact-decoy")
+    assert [p.metadata.name for p in not_on.items] == ["exact-decoy"]
