@@ -14,7 +14,9 @@ from request to the last byte read:
   mean, p99 and worst page; then again with 20 pod updates between pages, so that every page after the
   first reads the state at the first page's revision from the history;
 * ``fieldSelector=spec.nodeName=<node>``: whole, and paged;
-* the server's RSS (VmRSS) idle and after the lists, its peak (VmHWM), and the SQLite file and WAL.
+* the server's RSS (VmRSS) idle and after the lists, its peak (VmHWM), and the SQLite file and WAL;
+* with ``--churn SECONDS``: pod writes with compaction every 15 s, the file, WAL and history rows
+  every 10 s (``--churn-only`` skips the lists).
 
 ``--profile FILE`` runs the server under cProfile (its event-loop thread) and prints what dominated.
 Targets (issue 16): a full list under 5 s, a page of 500 under 50 ms, RSS under 1.5 GB.
@@ -27,6 +29,7 @@ import asyncio
 import os
 import pstats
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -53,12 +56,13 @@ TABLE = ("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table
 PAGE = 500
 
 
-def start(data_dir: Path, port: int, profile: str = "") -> subprocess.Popen[bytes]:
+def start(data_dir: Path, port: int, profile: str = "", compaction: float = 300.0) -> subprocess.Popen[bytes]:
     prefix = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
     log = open(data_dir / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
     process = subprocess.Popen(
         [*prefix, "-m", "pilothouse", "server", "--data-dir", str(data_dir), "--port", str(port), *OPEN_FLAGS,
-         "--disable", "scheduler,controller-manager", "--request-timeout", "10m"],
+         "--disable", "scheduler,controller-manager", "--request-timeout", "10m",
+         "--compaction-interval", str(compaction)],
         stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     wait_healthy(f"http://127.0.0.1:{port}", process, timeout=120)
     return process
@@ -153,6 +157,37 @@ def summary(label: str, times: list[float], items: int, cpu: float) -> str:
             f"server CPU {1000 * cpu / len(times):5.1f} ms per page")
 
 
+async def churn(base: str, db: Path, seconds: float, pods: int) -> None:
+    """Pod status writes for ``seconds`` (20 writers), printing the SQLite file, its WAL and the
+    history rows every 10 s: with compaction keeping up they level off instead of growing."""
+    deadline = time.monotonic() + seconds
+    written = 0
+
+    async def writer(session: aiohttp.ClientSession, offset: int) -> None:
+        nonlocal written
+        index = offset
+        while time.monotonic() < deadline:
+            name = f"density-5d4f8c7b9-{index % pods:06d}"
+            patch = {"metadata": {"annotations": {"churn": str(written)}}}
+            async with session.patch(f"{base}/api/v1/namespaces/default/pods/{name}", data=orjson.dumps(patch),
+                                     headers={"Content-Type": "application/merge-patch+json"}) as response:
+                await response.read()
+            written += 1
+            index += 20
+
+    async def report() -> None:
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            await asyncio.sleep(10)
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                history = conn.execute("SELECT count(*) FROM log").fetchone()[0]
+            print(f"  churn {time.monotonic() - started:4.0f} s: {written} writes, file {file_mb(db):.0f} MB, "
+                  f"WAL {file_mb(db.with_name(db.name + '-wal')):.0f} MB, history rows {history}", flush=True)
+
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(report(), *(writer(session, i) for i in range(20)))
+
+
 async def measure(base: str, pid: int, nodes: int) -> None:
     node = f"node-{nodes // 2:04d}"
     timeout = aiohttp.ClientTimeout(total=600)
@@ -199,6 +234,9 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=5_000)
     parser.add_argument("--profile", default="", help="write the server's cProfile here and print its top")
     parser.add_argument("--data-dir", default="", help="reuse (or keep) this data dir; loaded once")
+    parser.add_argument("--churn", type=float, default=0.0,
+                        help="then this many seconds of pod writes with compaction every 15 s (file and WAL)")
+    parser.add_argument("--churn-only", action="store_true", help="skip the list measurements")
     args = parser.parse_args()
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="list-scale-"))
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -215,11 +253,14 @@ def main() -> None:
                   f"({len(encode_for_store(running_pod('default', 'x', 'n', 0)))} bytes each)", flush=True)
         print(f"machine now: one pod decode costs {decode_cost_us():.1f} µs of CPU (quiet: 12 µs); "
               f"load average {os.getloadavg()[0]:.1f}", flush=True)
-        process = start(data_dir, port, args.profile)
+        process = start(data_dir, port, args.profile, compaction=15.0 if args.churn else 300.0)
         time.sleep(2)
         print("server RSS idle with {} pods: {:.0f} MB (peak {:.0f} MB)".format(args.pods, *memory(process.pid)),
               flush=True)
-        asyncio.run(measure(f"http://127.0.0.1:{port}", process.pid, args.nodes))
+        if not args.churn_only:
+            asyncio.run(measure(f"http://127.0.0.1:{port}", process.pid, args.nodes))
+        if args.churn:
+            asyncio.run(churn(f"http://127.0.0.1:{port}", data_dir / "state.db", args.churn, args.pods))
         print("server RSS after the lists: {:.0f} MB (peak {:.0f} MB)".format(*memory(process.pid)), flush=True)
         print(f"SQLite file {file_mb(data_dir / 'state.db'):.0f} MB, WAL {file_mb(data_dir / 'state.db-wal'):.0f} MB")
     finally:
