@@ -119,6 +119,15 @@ async def timed_get(session: aiohttp.ClientSession, url: str, accept: str = "app
     return time.perf_counter() - started, body
 
 
+async def touch_pod(session: aiohttp.ClientSession, base: str, index: int, mark: int) -> None:
+    """One write to the ``index``-th loaded pod (a label)."""
+    name = f"density-5d4f8c7b9-{index:06d}"
+    patch = {"metadata": {"labels": {"churn": str(mark)}}}
+    async with session.patch(f"{base}/api/v1/namespaces/default/pods/{name}", data=orjson.dumps(patch),
+                             headers={"Content-Type": "application/merge-patch+json"}) as response:
+        await response.read()
+
+
 async def paged(session: aiohttp.ClientSession, url: str, pid: int, churn: int = 0,
                 base: str = "") -> tuple[list[float], int, float]:
     """Every page of ``url`` (limit 500); ``churn`` pod updates between pages. (page times, items,
@@ -141,11 +150,7 @@ async def paged(session: aiohttp.ClientSession, url: str, pid: int, churn: int =
         if not token:
             return times, items, cpu
         for _ in range(churn):
-            name = f"density-5d4f8c7b9-{written:06d}"
-            patch = {"metadata": {"labels": {"churn": str(written)}}}
-            async with session.patch(f"{base}/api/v1/namespaces/default/pods/{name}", data=orjson.dumps(patch),
-                                     headers={"Content-Type": "application/merge-patch+json"}) as response:
-                await response.read()
+            await touch_pod(session, base, written, written)
             written += 1
 
 
@@ -158,7 +163,7 @@ def summary(label: str, times: list[float], items: int, cpu: float) -> str:
 
 
 async def churn(base: str, db: Path, seconds: float, pods: int) -> None:
-    """Pod status writes for ``seconds`` (20 writers), printing the SQLite file, its WAL and the
+    """Pod writes (a label) for ``seconds`` (20 writers), printing the SQLite file, its WAL and the
     history rows every 10 s: with compaction keeping up they level off instead of growing."""
     deadline = time.monotonic() + seconds
     written = 0
@@ -167,11 +172,7 @@ async def churn(base: str, db: Path, seconds: float, pods: int) -> None:
         nonlocal written
         index = offset
         while time.monotonic() < deadline:
-            name = f"density-5d4f8c7b9-{index % pods:06d}"
-            patch = {"metadata": {"annotations": {"churn": str(written)}}}
-            async with session.patch(f"{base}/api/v1/namespaces/default/pods/{name}", data=orjson.dumps(patch),
-                                     headers={"Content-Type": "application/merge-patch+json"}) as response:
-                await response.read()
+            await touch_pod(session, base, index % pods, written)
             written += 1
             index += 20
 
