@@ -16,7 +16,8 @@ from pilothouse.machinery.errors import bad_request
 from pilothouse.machinery.query import INITIAL_EVENTS_END
 from pilothouse.store.interface import KeyValue
 
-__all__ = ["bookmark_object", "decode_continue", "decode_stored", "encode_continue", "encode_for_store", "stored_json"]
+__all__ = ["bookmark_object", "decode_continue", "decode_stored", "encode_continue", "encode_for_store", "stored_json",
+           "stored_json_list"]
 
 
 _METADATA = b'"metadata":{'
@@ -51,6 +52,30 @@ def stored_json(kv: KeyValue) -> bytes:
     separator = b"" if value[cut:cut + 1] == b"}" else b","
     return b"".join((value[:cut], b'"resourceVersion":"', str(kv.mod_revision).encode(), b'"', separator,
                      value[cut:]))
+
+
+def stored_json_list(entries: list[tuple[KeyValue, dict[str, Any] | None]]) -> bytes:
+    """A list page's items, comma-separated: each entry's object when given (it was decoded and
+    decorated), else :func:`stored_json` of its stored bytes. One copy of the bytes instead of
+    three (slices are views, joined once): a page of a 150,000-pod list costs mostly copying."""
+    parts: list[bytes | memoryview] = []
+    add = parts.append
+    for kv, obj in entries:
+        value = kv.value
+        index = value.find(_METADATA, 0, 200) if obj is None else -1
+        if index < 0:
+            add(stored_json(kv) if obj is None else orjson.dumps(obj))
+        else:
+            cut = index + len(_METADATA)
+            view = memoryview(value)
+            add(view[:cut])
+            add(b'"resourceVersion":"' + str(kv.mod_revision).encode()
+                + (b'"' if value[cut:cut + 1] == b"}" else b'",'))
+            add(view[cut:])
+        add(b",")
+    if parts:
+        parts.pop()
+    return b"".join(parts)
 
 
 def encode_continue(revision: int, last_key: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from pilothouse.apiserver import admission, errors_translate, writes
+from pilothouse.apiserver import admission, errors_translate, fieldindex, writes
 from pilothouse.apiserver.admission_plugins import AdmissionChain, Attributes
 from pilothouse.apiserver.encryption import is_stale
 from pilothouse.apiserver.objects import (
@@ -222,6 +222,7 @@ class ResourceStorage:
         if options.continue_token:
             revision, start_after = decode_continue(options.continue_token, prefix)
         filtered = not (options.label_selector.empty() and options.field_selector.empty())
+        may_match = fieldindex.list_prefilter(self.resource, options.field_selector)
         limit = options.limit
         returned = 0
         try:
@@ -236,6 +237,8 @@ class ResourceStorage:
                 for index, stored in enumerate(batch.items):
                     kv = self._view(stored)
                     start_after = kv.key
+                    if may_match is not None and not may_match(kv):
+                        continue
                     obj = None
                     if filtered or self._needs_decorating(kv):
                         obj = self._decode(kv)
@@ -524,7 +527,7 @@ class ResourceStorage:
             except ValueError:
                 raise bad_request(f'invalid resource version "{options.resource_version}"') from None
         try:
-            changes = self.store.watch(prefix, revision)
+            changes = self.store.watch(prefix, revision, fieldindex.trigger_for(self.resource, fields))
             try:
                 async for event in changes:
                     translated = self._translate(event, labels, fields)

@@ -16,7 +16,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from pilothouse.apiserver import codec, options, strictbody, watchstream
-from pilothouse.apiserver.objects import decode_stored, stored_json
+from pilothouse.apiserver.objects import decode_stored, stored_json_list
 from pilothouse.apiserver.registry import ResourceStorage, WriteContext
 from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.apiserver.writes import check_schema
@@ -156,7 +156,7 @@ class RestHandler:
                                            include_object=include_object, printer=resource.printer)["rows"]
                     chunk = orjson.dumps(rows)[1:-1]
                 else:
-                    chunk = b",".join(stored_json(kv) if obj is None else orjson.dumps(obj) for kv, obj in entries)
+                    chunk = stored_json_list(entries)
                 await response.write(separator + chunk)
                 separator = b","
             page = await anext(pages, None)

@@ -21,6 +21,7 @@ from pilothouse.store.interface import (
     StoreError,
     UnavailableError,
     WatchEvent,
+    WatchTrigger,
 )
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "StoreError",
     "UnavailableError",
     "WatchEvent",
+    "WatchTrigger",
     "etcd_endpoint_from_servers",
     "open_store",
     "sqlite_path",

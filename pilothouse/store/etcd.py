@@ -84,6 +84,7 @@ from pilothouse.store.interface import (
     ListResult,
     StoreError,
     UnavailableError,
+    WatchTrigger,
 )
 
 __all__ = ["EtcdStore", "parse_etcd_endpoint"]
@@ -296,8 +297,9 @@ class EtcdStore:
 
     # --- watch --------------------------------------------------------------------------------
 
-    def watch(self, prefix: str, start_revision: int) -> EtcdWatch:
-        """See the Store protocol; one etcd watch stream per call (:mod:`._etcd_watch`)."""
+    def watch(self, prefix: str, start_revision: int, trigger: WatchTrigger | None = None) -> EtcdWatch:
+        """See the Store protocol; one etcd watch stream per call (:mod:`._etcd_watch`). ``trigger``
+        is not used: etcd filters by key only, and the caller filters the rest."""
         w = EtcdWatch(self._client, prefix, start_revision, snapshot=self._watch_snapshot,
                       on_compacted=self._saw_compacted, queue_size=self.watch_queue_size,
                       unavailable_after=max(2 * self._client.request_timeout, 1.0), on_end=self._watches.discard)

@@ -24,7 +24,7 @@ Errors (never let ``sqlite3`` or etcd client exceptions out of a backend)::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -33,6 +33,7 @@ __all__ = [
     "CompactedError",
     "ConflictError",
     "EventType",
+    "FieldExtractor",
     "FutureRevisionError",
     "KeyExistsError",
     "KeyNotFoundError",
@@ -43,6 +44,7 @@ __all__ = [
     "StoreError",
     "UnavailableError",
     "WatchEvent",
+    "WatchTrigger",
 ]
 
 
@@ -125,6 +127,26 @@ class WatchEvent:
         return self.type is EventType.PUT and self.prev is None
 
 
+#: Reads one field of a stored entry (a pod's ``spec.nodeName``); None when it cannot tell (a value it
+#: cannot decode), which makes the event go to every watcher of that field.
+FieldExtractor = Callable[[KeyValue], "str | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchTrigger:
+    """What a watcher filters on, for a backend to skip events it cannot want (kube-apiserver's watch
+    cache triggers: a kubelet's pod watch is handed only the events of pods on its node).
+
+    The watcher is interested in an event when ``extract`` gives ``value`` for the new entry or for
+    the previous one (a pod bound to the node is an ADDED for that node's watcher, one deleted from
+    it a DELETED). It is a hint: a backend may deliver more (etcd delivers everything), never fewer,
+    so the caller still filters exactly. Watchers that pass the same ``extract`` object share one
+    index and one extraction per event."""
+
+    extract: FieldExtractor
+    value: str
+
+
 @runtime_checkable
 class Store(Protocol):
     """A revisioned key-value store with watch. All methods are coroutines unless noted."""
@@ -161,9 +183,11 @@ class Store(Protocol):
         """Delete ``key`` (conditionally as in update). Returns the deleted value, its mod_revision
         set to the revision of the delete."""
 
-    def watch(self, prefix: str, start_revision: int) -> AsyncIterator[WatchEvent]:
-        """``start_revision`` 0: the current state as creates (prev None), then changes after that
-        snapshot. Otherwise every change under ``prefix`` with revision > ``start_revision``, in order, then live
+    def watch(self, prefix: str, start_revision: int,
+              trigger: WatchTrigger | None = None) -> AsyncIterator[WatchEvent]:
+        """``trigger``: see :class:`WatchTrigger` (a backend may ignore it). ``start_revision`` 0:
+        the current state as creates (prev None), then changes after that snapshot. Otherwise
+        every change under ``prefix`` with revision > ``start_revision``, in order, then live
         changes until the iterator is closed or the store shuts down. Raises CompactedError (when
         iterated) if ``start_revision`` is older than the compaction point. A slow consumer must
         never block writers or other watchers: a watcher that falls too far behind is ended with

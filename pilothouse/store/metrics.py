@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from pilothouse.machinery.fastmetrics import CounterVec, HistogramVec
-from pilothouse.store.interface import KeyValue, ListResult, Store, WatchEvent
+from pilothouse.store.interface import KeyValue, ListResult, Store, WatchEvent, WatchTrigger
 
 __all__ = ["REQUEST_BUCKETS", "InstrumentedStore", "resource_type"]
 
@@ -118,8 +118,9 @@ class InstrumentedStore:
     async def delete(self, key: str, *, expected_mod_revision: int = 0) -> KeyValue:
         return await self._timed("delete", key, self.inner.delete(key, expected_mod_revision=expected_mod_revision))
 
-    def watch(self, prefix: str, start_revision: int) -> AsyncIterator[WatchEvent]:
-        return self.inner.watch(prefix, start_revision)
+    def watch(self, prefix: str, start_revision: int,
+              trigger: WatchTrigger | None = None) -> AsyncIterator[WatchEvent]:
+        return self.inner.watch(prefix, start_revision, trigger)
 
     async def compact(self, revision: int) -> None:
         await self.inner.compact(revision)

@@ -49,6 +49,7 @@ from pilothouse.store.interface import (
     StoreError,
     UnavailableError,
     WatchEvent,
+    WatchTrigger,
 )
 from pilothouse.store.watchhub import Watch, WatchHub, compacted_error
 
@@ -260,9 +261,10 @@ class SQLiteStore:
 
     # --- watch & compaction -------------------------------------------------------------------
 
-    def watch(self, prefix: str, start_revision: int) -> Watch:
-        """See the Store protocol; ``start_revision`` 0 emits the current state first (watchhub)."""
-        return self._hub.watch(prefix, start_revision)
+    def watch(self, prefix: str, start_revision: int, trigger: WatchTrigger | None = None) -> Watch:
+        """See the Store protocol; ``start_revision`` 0 emits the current state first, ``trigger``
+        narrows the live fan-out (watchhub)."""
+        return self._hub.watch(prefix, start_revision, trigger)
 
     async def _load_history(self, prefix: str, after: int, upto: int,
                             limit: int) -> builtins.list[WatchEvent]:
@@ -314,25 +316,50 @@ def _list(conn: sqlite3.Connection, prefix: str, limit: int, start_after: str,
             ).fetchall()
             revision = current
         else:
-            # State at R = rows unchanged since R, plus the value before the first change after R of
-            # each key changed since (absent if that change was its creation).
-            rows = conn.execute(
-                f"""
-                SELECT key, value, create_rev, mod_rev FROM kv WHERE {where} AND mod_rev <= ?
-                UNION ALL
-                SELECT l.key, l.prev_value, l.prev_create_rev, l.prev_mod_rev
-                  FROM (SELECT key, min(rev) AS first FROM log WHERE {where} AND rev > ? GROUP BY key) c
-                  JOIN log l ON l.rev = c.first
-                 WHERE l.prev_mod_rev IS NOT NULL
-                ORDER BY 1 LIMIT ?""",
-                [*args, revision, *args, revision, n],
-            ).fetchall()
+            rows = _rows_at(conn, where, args, revision, n)
     finally:
         conn.execute("COMMIT")
     more = bool(limit) and len(rows) > limit
     if more:
         rows = rows[:limit]
     return ListResult([KeyValue(r[0], r[1], r[2], r[3]) for r in rows], revision, more)
+
+
+def _rows_at(conn: sqlite3.Connection, where: str, args: list[object], revision: int,
+             n: int) -> list[tuple[str, bytes, int, int]]:
+    """The first ``n`` (-1: all) rows of the range as of past ``revision`` R, in key order.
+
+    State at R = the current rows of keys unchanged since R, plus the value before the first change
+    after R of each key changed since (absent if that change created it). The changed keys are found
+    from the log's revisions after R (the rowid range: the writes since the list began, a few
+    thousand at most) rather than from every log row of the range, which made each page of a
+    150,000-pod list paged under writes scan the history of the whole rest of the list. The current
+    rows are read until n unchanged ones are in hand; only the changed keys below the last of those
+    can be among the first n, so only their old values are read."""
+    changed = dict(conn.execute(
+        f"SELECT key, min(rev) FROM log NOT INDEXED WHERE rev > ? AND {where} GROUP BY key",
+        [revision, *args],
+    ).fetchall())
+    rows: list[tuple[str, bytes, int, int]] = []
+    bound: str | None = None
+    cursor = conn.execute(f"SELECT key, value, create_rev, mod_rev FROM kv WHERE {where} ORDER BY key", args)
+    for row in cursor:
+        if row[0] in changed:
+            continue
+        rows.append(row)
+        if len(rows) == n:
+            bound = row[0]
+            break
+    cursor.close()
+    firsts = [rev for key, rev in changed.items() if bound is None or key < bound]
+    for start in range(0, len(firsts), 500):
+        chunk = firsts[start:start + 500]
+        rows += conn.execute(
+            f"SELECT key, prev_value, prev_create_rev, prev_mod_rev FROM log"
+            f" WHERE rev IN ({','.join('?' * len(chunk))}) AND prev_mod_rev IS NOT NULL", chunk,
+        ).fetchall()
+    rows.sort(key=lambda row: row[0])
+    return rows[:n] if n >= 0 else rows
 
 
 def _history(conn: sqlite3.Connection, prefix: str, after: int, upto: int,

@@ -28,7 +28,7 @@ from pilothouse.apiserver.encryption.transformers import (
     TransformError,
     provider_transformers,
 )
-from pilothouse.store.interface import KeyValue, ListResult, Store, WatchEvent
+from pilothouse.store.interface import KeyValue, ListResult, Store, WatchEvent, WatchTrigger
 
 __all__ = ["EncryptingStore", "Transformers"]
 
@@ -144,8 +144,11 @@ class EncryptingStore:
     async def delete(self, key: str, *, expected_mod_revision: int = 0) -> KeyValue:
         return self._read(await self.inner.delete(key, expected_mod_revision=expected_mod_revision))
 
-    def watch(self, prefix: str, start_revision: int) -> AsyncIterator[WatchEvent]:
-        return _DecryptingWatch(self, self.inner.watch(prefix, start_revision))
+    def watch(self, prefix: str, start_revision: int,
+              trigger: WatchTrigger | None = None) -> AsyncIterator[WatchEvent]:
+        # The backend's extractor sees ciphertext for encrypted resources, cannot read it, and so
+        # hands those events to every watcher of the field: correct, only not narrowed.
+        return _DecryptingWatch(self, self.inner.watch(prefix, start_revision, trigger))
 
     async def compact(self, revision: int) -> None:
         await self.inner.compact(revision)

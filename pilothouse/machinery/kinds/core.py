@@ -50,6 +50,7 @@ POD = Strategy(
     prepare_for_create=p.prepare_pod_create,
     prepare_for_update=p.prepare_pod_update,
     selectable_fields=f.pod_fields,
+    watch_index=("spec.nodeName",),
     field_label_error=FIELD_LABEL_NOT_SUPPORTED,
     grace_period=p.pod_grace_period,
 )

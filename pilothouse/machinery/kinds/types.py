@@ -134,6 +134,10 @@ class Strategy:
     #: Field selector values for this kind: ``{"spec.nodeName": "n1", ...}``. Its keys are also the
     #: labels a selector may name (see :func:`check_field_labels`), so it must accept ``{}``.
     selectable_fields: Callable[[Object], dict[str, str]] = selectable_metadata
+    #: Selectable fields whose exact-match watches the store indexes (kube-apiserver's watch cache
+    #: triggers: pods by spec.nodeName, one watch per kubelet), and that a list searches the stored
+    #: bytes for before decoding; each a plain string at its JSON path. metadata.name always is.
+    watch_index: tuple[str, ...] = ()
     #: The message for a field selector on a label this kind does not support.
     field_label_error: str = UNKNOWN_FIELD_LABEL
     #: Graceful deletion: the grace period (seconds) a delete waits for, given the object and the
