@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.apiserver.test_serviceaccount_admission import wait_for_default_account
 from tests.conftest import ServerProcess
 
 CM = "/api/v1/namespaces/default/configmaps"
@@ -129,6 +130,8 @@ def test_graceful_pod_deletion(server: ServerProcess) -> None:
     pods = "/api/v1/namespaces/default/pods"
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "graceful"},
            "spec": {"nodeName": "some-node", "containers": [{"name": "c", "image": "busybox"}]}}
+    # ServiceAccount admission wants the account the controller manager makes a few seconds after start.
+    wait_for_default_account(server, "default")
     assert call(server, "POST", pods, pod)[0] == 201
     status, body, _ = call(server, "DELETE", pods + "/graceful", {"gracePeriodSeconds": 30})
     assert status == 200 and body["metadata"]["deletionGracePeriodSeconds"] == 30
