@@ -192,4 +192,15 @@ async def test_the_series_recorder_writes_a_series(server: Any) -> None:
         recorder.finish_series()
         await recorder.flush()
         assert (await client.get(EVENTS_V1, single["metadata"]["name"], "default"))["series"]["count"] == 5
+        # one storage for both APIs: core/v1 serves the same Event in its own shape
+        (core,) = [e for e in await _events_for(client, pod["metadata"]["uid"])
+                   if e.get("reportingComponent") == "test-scheduler"]
+        assert core["apiVersion"] == "v1" and core["message"] == message
+        assert core["metadata"]["name"] == single["metadata"]["name"] and core["series"]["count"] == 5
+        assert core["involvedObject"]["uid"] == pod["metadata"]["uid"] and "note" not in core
         await recorder.close()
+
+    described = server.kubectl("describe", "pod", "pending").stdout
+    events_part = described[described.index("Events:"):]
+    assert re.search(r"Warning\s+FailedScheduling\s+\S+ \(x5 over \S+\)\s+test-scheduler\s+0/3 nodes are available",
+                     events_part), events_part
