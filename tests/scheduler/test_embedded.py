@@ -30,7 +30,7 @@ async def test_embedded_scheduler_binds(server: Any) -> None:
             mine = [e for e in events if (e.get("involvedObject") or {}).get("uid") == created["metadata"]["uid"]]
             if mine:
                 assert mine[0]["reason"] == "Scheduled" and mine[0]["message"] == message
-                assert mine[0]["source"]["component"] == "default-scheduler"
+                assert mine[0]["reportingComponent"] == "default-scheduler"  # events.k8s.io, as kube-scheduler
                 return
             await asyncio.sleep(0.1)
         raise AssertionError("no Scheduled event")
