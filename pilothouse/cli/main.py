@@ -630,14 +630,18 @@ def _proxy_config(node_name: str, cluster_cidr: str, service_range: str, table: 
               help="The pods' range: ClusterIP traffic from elsewhere is masqueraded.")
 @proxy_options
 @click.option("--cleanup", is_flag=True, help="Remove the proxy's nftables table and exit.")
+@click.option("--metrics-bind-address", default="127.0.0.1:10249", show_default=True,
+              help="Where kube-proxy's metrics (/metrics, /healthz, /proxyMode) are served; 0 turns it off.")
 @click.option("-v", "--verbose", count=True)
 def proxy(server_url: str | None, kubeconfig: str | None, node_name: str, cluster_cidr: str,
-          service_cluster_ip_range: str, proxy_table: str, cleanup: bool, verbose: int) -> None:
+          service_cluster_ip_range: str, proxy_table: str, cleanup: bool, metrics_bind_address: str,
+          verbose: int) -> None:
     """Run the service proxy (kube-proxy's nftables mode) for this node."""
     import socket
 
     from pilothouse.components.netkernel.nft import Nft
     from pilothouse.components.proxy import start_proxy
+    from pilothouse.components.proxy.metrics import start_metrics_server
     from pilothouse.components.proxy.rules import FAMILY
 
     _setup_logging(verbose)
@@ -652,9 +656,12 @@ def proxy(server_url: str | None, kubeconfig: str | None, node_name: str, cluste
         proxier = await start_proxy(target, config)
         if proxier is None:
             raise SystemExit(1)
+        metrics = await start_metrics_server(metrics_bind_address)
         try:
             await _wait_for_signal()
         finally:
+            if metrics is not None:
+                await metrics.cleanup()
             await proxier.stop()
             await proxier.client.close()
 

@@ -21,6 +21,7 @@ from pilothouse.client.informer import EventHandler, InformerFactory
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.netkernel.conntrack import delete_entries
 from pilothouse.components.netkernel.nft import Nft, NftError
+from pilothouse.components.proxy.metrics import ProxyMetrics
 from pilothouse.components.proxy.model import SERVICE_NAME_LABEL, endpoints_for, service_ports
 from pilothouse.components.proxy.rules import FAMILY, ProxyConfig, ServiceRules, service_rules
 from pilothouse.components.proxy.sync import plan
@@ -70,6 +71,8 @@ class Proxier:
         self.services = self.factory.informer(SERVICES)
         self.slices = self.factory.informer(ENDPOINTSLICES)
         self.slices.add_indexer(_BY_SERVICE, _slice_service)
+        self.metrics = ProxyMetrics()
+        self.metrics.watch(self.services, self.slices)
         self.stats = SyncStats()
         self._per_service: dict[str, dict[str, ServiceRules]] = {}
         self._dirty: set[str] = set()
@@ -170,6 +173,7 @@ class Proxier:
 
     async def sync(self) -> None:
         started = time.perf_counter()
+        full = self._applied is None
         dirty, self._dirty = self._dirty, set()
         try:
             for key in dirty:
@@ -189,6 +193,7 @@ class Proxier:
             await self.nft.apply(result.commands)
         except NftError:
             self._dirty |= dirty
+            self.metrics.sync_failed()
             raise
         now = time.monotonic()
         if self._applied is None:
@@ -211,6 +216,7 @@ class Proxier:
             else:
                 stats.applied.pop(key, None)
         self.synced.set()
+        self.metrics.synced(time.perf_counter() - started, full)
         log.debug("synced %d Service ports (%d commands) in %.1f ms", result.changed, len(result.commands),
                   stats.last_seconds * 1000)
         if result.conntrack:
@@ -233,6 +239,7 @@ class Proxier:
         try:
             await self.nft.apply(commands)
         except NftError as error:
+            self.metrics.cleanup_failed()
             log.warning("could not delete %d stale chains and sets yet: %s", len(due), error)
             return
         for item in due:
