@@ -384,6 +384,9 @@ def serving_options(secure_port: int) -> Callable[[click.decorators.FC], click.d
             click.option("--tls-cert-file", default=None,
                          help="Its serving certificate (default: a self-signed one made at start)."),
             click.option("--tls-private-key-file", default=None, help="The key of --tls-cert-file."),
+            click.option("--client-ca-file", default=None,
+                         help="Client certificates signed by this CA authenticate (CN: user, O: groups); "
+                              "default: the kubeconfig's cluster CA."),
         ]
         for option in reversed(options):
             function = option(function)
@@ -392,12 +395,12 @@ def serving_options(secure_port: int) -> Callable[[click.decorators.FC], click.d
 
 
 def _serving(bind_address: str, secure_port: int, tls_cert_file: str | None,
-             tls_private_key_file: str | None) -> ServingOptions:
+             tls_private_key_file: str | None, client_ca_file: str | None = None) -> ServingOptions:
     from pilothouse.components.componentserver import ServingOptions
 
     if bool(tls_cert_file) != bool(tls_private_key_file):
         raise click.BadParameter("give --tls-cert-file and --tls-private-key-file together")
-    return ServingOptions(secure_port, bind_address, tls_cert_file, tls_private_key_file)
+    return ServingOptions(secure_port, bind_address, tls_cert_file, tls_private_key_file, client_ca_file)
 
 
 async def _with_component_server(name: str, serving: ServingOptions, target: ClientConfig,
@@ -472,7 +475,8 @@ def _target(server_url: str | None, kubeconfig: str | None) -> ClientConfig:
 @click.option("-v", "--verbose", count=True)
 def scheduler(server_url: str | None, kubeconfig: str | None, leader_elect: bool, leader_elect_lease_duration: float,
               leader_elect_renew_deadline: float, leader_elect_retry_period: float, bind_address: str,
-              secure_port: int, tls_cert_file: str | None, tls_private_key_file: str | None, verbose: int) -> None:
+              secure_port: int, tls_cert_file: str | None, tls_private_key_file: str | None,
+              client_ca_file: str | None, verbose: int) -> None:
     """Run the scheduler against an API server."""
     from pilothouse.components.scheduler import run_scheduler
 
@@ -480,7 +484,7 @@ def scheduler(server_url: str | None, kubeconfig: str | None, leader_elect: bool
     target = _target(server_url, kubeconfig)
     _run_component("kube-scheduler", target, lambda: run_scheduler(target), leader_elect,
                    leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period,
-                   _serving(bind_address, secure_port, tls_cert_file, tls_private_key_file))
+                   _serving(bind_address, secure_port, tls_cert_file, tls_private_key_file, client_ca_file))
 
 
 @main.command("controller-manager")
@@ -512,7 +516,8 @@ def controller_manager(server_url: str | None, kubeconfig: str | None, controlle
                        node_cidr_mask_size: int, hpa: dict[str, float], leader_elect: bool,
                        leader_elect_lease_duration: float, leader_elect_renew_deadline: float,
                        leader_elect_retry_period: float, bind_address: str, secure_port: int,
-                       tls_cert_file: str | None, tls_private_key_file: str | None, verbose: int) -> None:
+                       tls_cert_file: str | None, tls_private_key_file: str | None, client_ca_file: str | None,
+                       verbose: int) -> None:
     """Run the controller manager against an API server."""
     from pilothouse.components.controllers.manager import ControllerManager
 
@@ -530,7 +535,7 @@ def controller_manager(server_url: str | None, kubeconfig: str | None, controlle
     }, use_service_account_credentials=use_service_account_credentials)
     _run_component("kube-controller-manager", target, manager.run, leader_elect,
                    leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period,
-                   _serving(bind_address, secure_port, tls_cert_file, tls_private_key_file))
+                   _serving(bind_address, secure_port, tls_cert_file, tls_private_key_file, client_ca_file))
 
 # --- end of leader election wiring ---
 
