@@ -204,3 +204,16 @@ async def test_the_series_recorder_writes_a_series(server: Any) -> None:
     events_part = described[described.index("Events:"):]
     assert re.search(r"Warning\s+FailedScheduling\s+\S+ \(x5 over \S+\)\s+test-scheduler\s+0/3 nodes are available",
                      events_part), events_part
+
+
+async def test_the_proxy_says_it_started_as_kube_proxy_does(server: Any) -> None:
+    from pilothouse.components.proxy import _record_start
+
+    async with APIClient(server.url) as client:
+        await _record_start(client, "proxy-node")
+        items = (await client.list(EVENTS, "default", field_selector="involvedObject.name=proxy-node"))["items"]
+    (started,) = items
+    assert (started["reason"], started["action"], started["reportingComponent"]) == \
+        ("Starting", "StartKubeProxy", "kube-proxy")
+    assert started["involvedObject"] == {"kind": "Node", "name": "proxy-node", "uid": "proxy-node"}
+    assert started["type"] == "Normal" and not started.get("message")
