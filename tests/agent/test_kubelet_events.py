@@ -80,14 +80,27 @@ def test_a_crash_looping_pod_reads_as_on_kubernetes(server: ServerProcess, agent
 
 
 
-def test_deleting_a_running_pod_records_killing(server: ServerProcess, agent: AgentProcess,
-                                                busybox_image: str) -> None:
+def test_a_running_pod_loses_its_sandbox_then_is_deleted(server: ServerProcess, agent: AgentProcess,
+                                                          podman: PodmanFixture, busybox_image: str) -> None:
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sleeper"}, "spec": {
         "terminationGracePeriodSeconds": 1,
         "containers": [{"name": "app", "image": busybox_image, "imagePullPolicy": "IfNotPresent",
                         "command": ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]}]}}
     server.kubectl("create", "-f", "-", input=json.dumps(pod))
     wait_for(lambda: any(e["reason"] == "Started" for e in events_of(server, "Pod", "sleeper")), 60, "Started")
+    # the pod's sandbox dies under the agent: it says so, and makes a new one
+    uid = json.loads(server.kubectl("get", "pod", "sleeper", "-o", "json").stdout)["metadata"]["uid"]
+    (sandbox,) = [c for c in podman.containers(f"io.kubernetes.pod.uid={uid}")
+                  if c["Labels"].get("io.pilothouse.role") == "sandbox"]
+    podman.cli("kill", sandbox["Id"])
+    wait_for(lambda: any(e["reason"] == "SandboxChanged" for e in events_of(server, "Pod", "sleeper")), 60,
+             "SandboxChanged")
+    changed = next(e for e in events_of(server, "Pod", "sleeper") if e["reason"] == "SandboxChanged")
+    assert changed["message"] == "Pod sandbox changed, it will be killed and re-created."
+    assert "fieldPath" not in changed["involvedObject"]  # about the pod, not a container
+    wait_for(lambda: json.loads(server.kubectl("get", "pod", "sleeper", "-o", "json").stdout)["status"].get(
+        "containerStatuses", [{}])[0].get("ready"), 60, "running again")
+
     server.kubectl("delete", "pod", "sleeper", "--wait=false")
     wait_for(lambda: any(e["reason"] == "Killing" for e in events_of(server, "Pod", "sleeper")), 30, "Killing")
     killing = next(e for e in events_of(server, "Pod", "sleeper") if e["reason"] == "Killing")

@@ -291,7 +291,12 @@ class PodWorker:
         else:
             self._started_now, self._other_change = [], False
             previous_sandbox = sandbox.id if sandbox is not None else None
-            sandbox = await self._ensure_sandbox(sandbox, attempts, states, policy)
+            try:
+                sandbox = await self._ensure_sandbox(sandbox, attempts, states, policy)
+            except RuntimeError_ as error:
+                self.ctx.event(pod_reference(pod), "Warning", "FailedCreatePodSandBox",
+                               f"Failed to create pod sandbox: {error}")
+                raise
             if sandbox is not None and sandbox.id != previous_sandbox and states:
                 self._other_change = True  # a replaced sandbox took the old containers with it
             if sandbox is not None and sandbox.state == "running":
@@ -339,6 +344,9 @@ class PodWorker:
             return sandbox
         if sandbox is not None and policy != "Always" and self._all_finished(attempts, policy):
             return sandbox  # nothing will run again: no new sandbox
+        if sandbox is not None:  # the kubelet's words when a pod's sandbox died under it
+            self.ctx.event(pod_reference(self.pod), "Normal", "SandboxChanged",
+                           "Pod sandbox changed, it will be killed and re-created.")
         # a new sandbox: whatever ran in the old network namespace is gone with it
         await self._stop_all([s for s in states if s.state == "running"], grace=MIN_GRACE)
         for state in states:
