@@ -108,6 +108,30 @@ def test_a_running_pod_loses_its_sandbox_then_is_deleted(server: ServerProcess, 
     assert killing["involvedObject"]["fieldPath"] == "spec.containers{app}"
 
 
+def test_every_failed_probe_is_counted_on_one_unhealthy_event(server: ServerProcess, agent: AgentProcess,
+                                                              busybox_image: str) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unready"}, "spec": {
+        "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "app", "image": busybox_image, "imagePullPolicy": "IfNotPresent",
+                        "command": ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
+                        "readinessProbe": {"exec": {"command": ["/bin/sh", "-c", "echo not yet; exit 1"]},
+                                           "periodSeconds": 1}}]}}
+    server.kubectl("create", "-f", "-", input=json.dumps(pod))
+    try:
+        wait_for(lambda: any(e["reason"] == "Unhealthy" and e.get("count", 1) >= 3
+                             for e in events_of(server, "Pod", "unready")), 60, "Unhealthy x3")
+    except AssertionError:
+        pytest.fail(agent.log())
+    unhealthy = [e for e in events_of(server, "Pod", "unready") if e["reason"] == "Unhealthy"]
+    assert len(unhealthy) == 1 and unhealthy[0]["type"] == "Warning"
+    assert unhealthy[0]["message"] == "Readiness probe failed: not yet\n"
+    assert unhealthy[0]["involvedObject"]["fieldPath"] == "spec.containers{app}"
+    text = "\n".join(events_section(server.kubectl("describe", "pod", "unready").stdout))
+    assert re.search(r"Warning\s+Unhealthy\s+\S+ \(x\d+ over \S+\)\s+kubelet\s+Readiness probe failed: not yet",
+                     text), text
+    server.kubectl("delete", "pod", "unready", "--wait=false")
+
+
 def test_the_node_events(server: ServerProcess, agent: AgentProcess) -> None:
     wait_for(lambda: {"Starting", "NodeReady", "RegisteredNode"} <= {e["reason"] for e in events_of(server, "Node",
                                                                                                      NODE)},

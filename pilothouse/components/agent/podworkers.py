@@ -475,16 +475,19 @@ class PodWorker:
     async def _check_running(self, container: Object, state: ContainerState, sandbox: ContainerState) -> None:
         probes = self.probes.get(state.id)
         if probes is None and any(k in container for k in ("livenessProbe", "readinessProbe", "startupProbe")):
-            probes = ContainerProbes(self.ctx.runtime, state.id, container, sandbox.ip or self.ctx.host_ip, self.kick)
+            probes = ContainerProbes(self.ctx.runtime, state.id, container, sandbox.ip or self.ctx.host_ip, self.kick,
+                                     lambda kind, reason, message: self._container_event(container, kind, reason,
+                                                                                         message))
             self.probes[state.id] = probes
             probes.start()
         if probes is not None and probes.failed:
             # the kubelet kills the container with the pod's grace period; it then restarts per policy
-            self._container_event(container, "Warning", "Unhealthy", probes.failed)
+            # (each failed probe was already an Unhealthy event)
             probes.stop()
             grace = float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+            probe = "startup" if probes.failed.startswith("Startup") else "liveness"
             self._container_event(container, "Normal", "Killing",
-                                  f"Container {container.get('name')} failed liveness probe, will be restarted")
+                                  f"Container {container.get('name')} failed {probe} probe, will be restarted")
             await self._stop_container(container, state, grace)
             self.kick()
         elif container.get("image") and state.image and \
