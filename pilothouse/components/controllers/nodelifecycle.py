@@ -249,6 +249,9 @@ class NodeLifecycleController(Controller):
                 await self.client.update_status(PODS, {**pod, "status": status})
             except (errors.NotFoundError, errors.ConflictError):
                 continue
+            # after the update, so the pod still exists (upstream's order and words)
+            self.recorder.event({**pod, "apiVersion": "v1", "kind": "Pod"}, "Warning", "NodeNotReady",
+                                "Node is not ready")
 
     async def _evict(self, node: Object, now: datetime) -> None:
         taints = (node.get("spec") or {}).get("taints") or []
