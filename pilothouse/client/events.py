@@ -62,6 +62,7 @@ RETRY_SLEEP = 10.0
 # tools/events/event_broadcaster.go
 SERIES_FINISH = 6 * 60.0
 SERIES_REFRESH = 30 * 60.0
+SERIES_CACHE_ENTRIES = 16384
 
 _REFERENCE_FIELDS = ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")
 
@@ -382,7 +383,10 @@ class SeriesRecorder:
         # NewRecorder: "<controller>-<hostname>"
         self.instance = instance or f"{controller}-{_hostname()}"
         self.clock = clock
-        self._cache: dict[tuple[Any, ...], _Cached] = {}
+        # client-go's map is pruned only by the 6-minute sweep; a scheduler placing thousands of pods a
+        # minute would hold every one of them, so the cache is also an LRU (a series pushed out early
+        # loses its uncounted repeats, never an Event)
+        self._cache: cachetools.LRUCache[tuple[Any, ...], _Cached] = cachetools.LRUCache(SERIES_CACHE_ENTRIES)
         self._sink = _Sink(self._write, retry_sleep)
         self._housekeeping: asyncio.Task[None] | None = None
 

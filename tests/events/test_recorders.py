@@ -136,7 +136,8 @@ async def test_a_repeated_event_is_one_event_with_a_count(server: Any) -> None:
             await asyncio.sleep(1.1)  # lastTimestamp has second precision
         recorder.event(pod, "Normal", "Pulling", 'Pulling image "busybox"')
         await recorder.flush()
-        events = [e for e in await _events_for(client, pod["metadata"]["uid"]) if e["source"].get("host") == "node-1"]
+        events = [e for e in await _events_for(client, pod["metadata"]["uid"])
+                  if (e.get("source") or {}).get("host") == "node-1"]
         by_reason = {e["reason"]: e for e in events}
         assert sorted(by_reason) == ["BackOff", "Pulling"] and len(events) == 2
         backoff = by_reason["BackOff"]
@@ -149,7 +150,7 @@ async def test_a_repeated_event_is_one_event_with_a_count(server: Any) -> None:
                        "Back-off restarting failed container c in pod counted_default(x)")
         await recorder.flush()
         again = [e for e in await _events_for(client, pod["metadata"]["uid"])
-                 if e["reason"] == "BackOff" and e["source"].get("host") == "node-1"]
+                 if e["reason"] == "BackOff" and (e.get("source") or {}).get("host") == "node-1"]
         assert len(again) == 1 and again[0]["count"] == 4
         await recorder.close()
 
