@@ -59,6 +59,8 @@ SPAM_QPS = 1.0 / 300.0
 MAX_QUEUED_EVENTS = 1000
 MAX_TRIES = 12
 RETRY_SLEEP = 10.0
+#: how long a flush (shutdown, tests) waits for the queued writes
+FLUSH_TIMEOUT = 10.0
 # tools/events/event_broadcaster.go
 SERIES_FINISH = 6 * 60.0
 SERIES_REFRESH = 30 * 60.0
@@ -265,9 +267,12 @@ class _Sink:
         except asyncio.QueueFull:
             log.debug("event queue full; dropping an event")
 
-    async def flush(self) -> None:
+    async def flush(self, timeout: float) -> None:
+        """Wait for the queue to drain, at most ``timeout`` seconds: a server that cannot be reached
+        (its writes retried for minutes) must not hold up a component's shutdown."""
         if self._queue is not None and self._task is not None and not self._task.done():
-            await self._queue.join()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), timeout)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -339,9 +344,9 @@ class EventRecorder:
             "reportingComponent": self.component, "reportingInstance": self.host,
         }
 
-    async def flush(self) -> None:
-        """Wait until every event recorded so far is written (tests, shutdown)."""
-        await self._sink.flush()
+    async def flush(self, timeout: float = FLUSH_TIMEOUT) -> None:
+        """Wait until every event recorded so far is written (tests, shutdown), at most ``timeout``."""
+        await self._sink.flush(timeout)
 
     async def close(self) -> None:
         await self._sink.close()
@@ -426,8 +431,8 @@ class SeriesRecorder:
         if self._housekeeping is None or self._housekeeping.done():
             self._housekeeping = asyncio.create_task(self._keep_house(), name="event-series")
 
-    async def flush(self) -> None:
-        await self._sink.flush()
+    async def flush(self, timeout: float = FLUSH_TIMEOUT) -> None:
+        await self._sink.flush(timeout)
 
     async def close(self) -> None:
         if self._housekeeping is not None:

@@ -218,3 +218,15 @@ async def test_the_proxy_says_it_started_as_kube_proxy_does(server: Any) -> None
         ("Starting", "StartKubeProxy", "kube-proxy")
     assert started["involvedObject"] == {"kind": "Node", "name": "proxy-node", "uid": "proxy-node"}
     assert started["type"] == "Normal" and not started.get("message")
+
+
+async def test_an_unreachable_server_does_not_hold_up_a_flush() -> None:
+    from tests.conftest import free_port
+
+    async with APIClient(f"http://127.0.0.1:{free_port()}") as client:
+        recorder = EventRecorder(client, "kubelet", "node-1")
+        recorder.event(_pod("web"), "Normal", "Pulling", 'Pulling image "busybox"')
+        started = asyncio.get_running_loop().time()
+        await recorder.flush(timeout=0.5)  # the write is being retried, 10 s apart, as client-go does
+        assert asyncio.get_running_loop().time() - started < 2
+        await recorder.close()
