@@ -132,6 +132,21 @@ def test_every_failed_probe_is_counted_on_one_unhealthy_event(server: ServerProc
     server.kubectl("delete", "pod", "unready", "--wait=false")
 
 
+def test_a_missing_config_map_is_a_failed_mount(server: ServerProcess, agent: AgentProcess,
+                                                busybox_image: str) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unmounted"}, "spec": {
+        "terminationGracePeriodSeconds": 1, "volumes": [{"name": "cfg", "configMap": {"name": "missing"}}],
+        "containers": [{"name": "app", "image": busybox_image, "imagePullPolicy": "IfNotPresent",
+                        "command": ["sleep", "3600"], "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]}]}}
+    server.kubectl("create", "-f", "-", input=json.dumps(pod))
+    wait_for(lambda: any(e["reason"] == "FailedMount" for e in events_of(server, "Pod", "unmounted")), 60,
+             "FailedMount")
+    mount = next(e for e in events_of(server, "Pod", "unmounted") if e["reason"] == "FailedMount")
+    assert mount["type"] == "Warning"
+    assert mount["message"] == 'MountVolume.SetUp failed for volume "cfg" : configmap "missing" not found'
+    server.kubectl("delete", "pod", "unmounted", "--wait=false")
+
+
 def test_the_node_events(server: ServerProcess, agent: AgentProcess) -> None:
     wait_for(lambda: {"Starting", "NodeReady", "RegisteredNode"} <= {e["reason"] for e in events_of(server, "Node",
                                                                                                      NODE)},
