@@ -256,6 +256,9 @@ class _Sink:
         self.retry_sleep = retry_sleep
         self._queue: asyncio.Queue[Any] | None = None
         self._task: asyncio.Task[None] | None = None
+        #: set while someone waits in flush(): a write that cannot reach the server is dropped then
+        #: instead of retried (the caller is shutting down; upstream's Shutdown does not wait at all)
+        self._flushing = asyncio.Event()
 
     def put(self, item: Any) -> None:
         if self._queue is None:
@@ -271,8 +274,12 @@ class _Sink:
         """Wait for the queue to drain, at most ``timeout`` seconds: a server that cannot be reached
         (its writes retried for minutes) must not hold up a component's shutdown."""
         if self._queue is not None and self._task is not None and not self._task.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queue.join(), timeout)
+            self._flushing.set()
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._queue.join(), timeout)
+            finally:
+                self._flushing.clear()
 
     async def close(self) -> None:
         if self._task is not None:
@@ -290,11 +297,14 @@ class _Sink:
                         await self._write(item)
                         break
                     except errors.ConnectionFailed as error:
-                        if attempt + 1 == MAX_TRIES:
-                            log.warning("unable to write event (retry limit exceeded): %s", error)
+                        if attempt + 1 == MAX_TRIES or self._flushing.is_set():
+                            log.warning("unable to write event (will not retry): %s", error)
                             break
-                        # randomised, so clients do not all come back at once after an outage
-                        await asyncio.sleep(self.retry_sleep * random.uniform(1.0, 1.25))
+                        # randomised, so clients do not all come back at once after an outage; a
+                        # flush cuts the wait short
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._flushing.wait(),
+                                                   self.retry_sleep * random.uniform(1.0, 1.25))
                     except errors.APIError as error:
                         log.debug("server rejected event (will not retry): %s", error)
                         break
