@@ -306,7 +306,8 @@ class _Sink:
                             await asyncio.wait_for(self._flushing.wait(),
                                                    self.retry_sleep * random.uniform(1.0, 1.25))
                     except errors.APIError as error:
-                        log.debug("server rejected event (will not retry): %s", error)
+                        # client-go logs these as errors: a refusal (RBAC, validation) is worth seeing
+                        log.warning("server rejected event (will not retry): %s", error)
                         break
                     except Exception:  # recording must never take the component down
                         log.exception("unexpected error writing an event")
