@@ -393,6 +393,9 @@ def serving_options(secure_port: int) -> Callable[[click.decorators.FC], click.d
             click.option("--tls-cert-file", default=None,
                          help="Its serving certificate (default: a self-signed one made at start)."),
             click.option("--tls-private-key-file", default=None, help="The key of --tls-cert-file."),
+            click.option("--client-ca-file", default=None,
+                         help="Client certificates signed by this CA authenticate (CN: user, O: groups); "
+                              "default: the kubeconfig's cluster CA."),
         ]
         for option in reversed(options):
             function = option(function)
@@ -401,12 +404,12 @@ def serving_options(secure_port: int) -> Callable[[click.decorators.FC], click.d
 
 
 def _serving(bind_address: str, secure_port: int, tls_cert_file: str | None,
-             tls_private_key_file: str | None) -> ServingOptions:
+             tls_private_key_file: str | None, client_ca_file: str | None = None) -> ServingOptions:
     from pilothouse.components.componentserver import ServingOptions
 
     if bool(tls_cert_file) != bool(tls_private_key_file):
         raise click.BadParameter("give --tls-cert-file and --tls-private-key-file together")
-    return ServingOptions(secure_port, bind_address, tls_cert_file, tls_private_key_file)
+    return ServingOptions(secure_port, bind_address, tls_cert_file, tls_private_key_file, client_ca_file)
 
 
 async def _with_component_server(name: str, serving: ServingOptions, target: ClientConfig,
@@ -491,7 +494,8 @@ def _target(server_url: str | None, kubeconfig: str | None) -> ClientConfig:
 @click.option("-v", "--verbose", count=True)
 def scheduler(server_url: str | None, kubeconfig: str | None, leader_elect: bool, leader_elect_lease_duration: float,
               leader_elect_renew_deadline: float, leader_elect_retry_period: float, bind_address: str,
-              secure_port: int, tls_cert_file: str | None, tls_private_key_file: str | None, verbose: int) -> None:
+              secure_port: int, tls_cert_file: str | None, tls_private_key_file: str | None,
+              client_ca_file: str | None, verbose: int) -> None:
     """Run the scheduler against an API server."""
     from pilothouse.components.scheduler import run_scheduler
 
@@ -499,7 +503,7 @@ def scheduler(server_url: str | None, kubeconfig: str | None, leader_elect: bool
     target = _target(server_url, kubeconfig)
     _run_component("kube-scheduler", target, lambda: run_scheduler(target), leader_elect,
                    leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period,
-                   _serving(bind_address, secure_port, tls_cert_file, tls_private_key_file))
+                   _serving(bind_address, secure_port, tls_cert_file, tls_private_key_file, client_ca_file))
 
 
 @main.command("controller-manager")
@@ -533,7 +537,8 @@ def controller_manager(server_url: str | None, kubeconfig: str | None, controlle
                        node_cidr_mask_size: int, hpa: dict[str, float], leader_elect: bool,
                        leader_elect_lease_duration: float, leader_elect_renew_deadline: float,
                        leader_elect_retry_period: float, bind_address: str, secure_port: int,
-                       tls_cert_file: str | None, tls_private_key_file: str | None, verbose: int) -> None:
+                       tls_cert_file: str | None, tls_private_key_file: str | None, client_ca_file: str | None,
+                       verbose: int) -> None:
     """Run the controller manager against an API server."""
     from pilothouse.components.controllers.manager import ControllerManager
 
@@ -552,7 +557,7 @@ def controller_manager(server_url: str | None, kubeconfig: str | None, controlle
     }, use_service_account_credentials=use_service_account_credentials)
     _run_component("kube-controller-manager", target, manager.run, leader_elect,
                    leader_elect_lease_duration, leader_elect_renew_deadline, leader_elect_retry_period,
-                   _serving(bind_address, secure_port, tls_cert_file, tls_private_key_file))
+                   _serving(bind_address, secure_port, tls_cert_file, tls_private_key_file, client_ca_file))
 
 # --- end of leader election wiring ---
 
@@ -657,14 +662,18 @@ def _proxy_config(node_name: str, cluster_cidr: str, service_range: str, table: 
               help="The pods' range: ClusterIP traffic from elsewhere is masqueraded.")
 @proxy_options
 @click.option("--cleanup", is_flag=True, help="Remove the proxy's nftables table and exit.")
+@click.option("--metrics-bind-address", default="127.0.0.1:10249", show_default=True,
+              help="Where kube-proxy's metrics (/metrics, /healthz, /proxyMode) are served; 0 turns it off.")
 @click.option("-v", "--verbose", count=True)
 def proxy(server_url: str | None, kubeconfig: str | None, node_name: str, cluster_cidr: str,
-          service_cluster_ip_range: str, proxy_table: str, cleanup: bool, verbose: int) -> None:
+          service_cluster_ip_range: str, proxy_table: str, cleanup: bool, metrics_bind_address: str,
+          verbose: int) -> None:
     """Run the service proxy (kube-proxy's nftables mode) for this node."""
     import socket
 
     from pilothouse.components.netkernel.nft import Nft
     from pilothouse.components.proxy import start_proxy
+    from pilothouse.components.proxy.metrics import start_metrics_server
     from pilothouse.components.proxy.rules import FAMILY
 
     _setup_logging(verbose)
@@ -679,9 +688,12 @@ def proxy(server_url: str | None, kubeconfig: str | None, node_name: str, cluste
         proxier = await start_proxy(target, config)
         if proxier is None:
             raise SystemExit(1)
+        metrics = await start_metrics_server(metrics_bind_address)
         try:
             await _wait_for_signal()
         finally:
+            if metrics is not None:
+                await metrics.cleanup()
             await proxier.stop()
             await proxier.client.close()
 

@@ -4,7 +4,8 @@ the controller manager, served as kube-scheduler (``:10259``) and kube-controlle
 
 Like theirs it speaks HTTPS only, with ``--tls-cert-file``/``--tls-private-key-file`` or else a
 self-signed certificate made in memory at start, and it delegates security to the API server: a
-bearer token is checked with a TokenReview (no token: ``system:anonymous``), and every path but the
+client certificate signed by ``--client-ca-file`` (default: the kubeconfig's cluster CA) is its CN and
+O, a bearer token is checked with a TokenReview (neither: ``system:anonymous``), and every path but the
 health checks (``--authorization-always-allow-paths``) with a SubjectAccessReview of the
 non-resource URL, so RBAC's ``system:monitoring`` role (``get`` on ``/metrics``) is what a scraper
 needs. Decisions are cached for ten seconds, as the delegating authenticator and authorizer do by
@@ -30,6 +31,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from cryptography import x509
 from prometheus_client import REGISTRY, disable_created_metrics
 from prometheus_client.exposition import choose_encoder
 
@@ -38,7 +40,8 @@ from pilothouse.client.rest import APIClient
 from pilothouse.machinery import pki
 from pilothouse.machinery.errors import StatusError
 
-__all__ = ["ALWAYS_ALLOW_PATHS", "ComponentServer", "DelegatedAuth", "ServingOptions", "metrics_response"]
+__all__ = ["ALWAYS_ALLOW_PATHS", "ComponentServer", "DelegatedAuth", "ServingOptions", "metrics_response",
+           "peer_identity"]
 
 log = logging.getLogger("pilothouse.componentserver")
 
@@ -62,6 +65,9 @@ class ServingOptions:
     bind_address: str = "127.0.0.1"
     tls_cert_file: str | None = None
     tls_private_key_file: str | None = None
+    #: ``--client-ca-file``: client certificates signed by it authenticate as CN (user) and O (groups);
+    #: default: the CA of the component's kubeconfig (the cluster CA, which signs clients in kubeadm)
+    client_ca_file: str | None = None
 
 
 def metrics_response(request: web.Request) -> web.Response:
@@ -102,6 +108,11 @@ class DelegatedAuth:
         self._decisions = _TTLCache()
 
     async def authenticate(self, request: web.Request) -> Identity | None:
+        """A verified client certificate first (the TLS handshake checked it against the client CA),
+        then a bearer token through a TokenReview; neither is ``system:anonymous``."""
+        identity = peer_identity(request)
+        if identity is not None:
+            return identity
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -115,7 +126,7 @@ class DelegatedAuth:
             identity = (str(user.get("username", "")), tuple(user.get("groups") or ())) \
                 if status.get("authenticated") else None
             self._tokens.put(token, identity)
-        return identity  # type: ignore[no-any-return]
+        return identity
 
     async def authorize(self, identity: Identity, method: str, path: str) -> bool:
         verb = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch",
@@ -132,6 +143,16 @@ class DelegatedAuth:
             allowed = bool(((answer or {}).get("status") or {}).get("allowed"))
             self._decisions.put(key, allowed)
         return bool(allowed)
+
+
+def peer_identity(request: web.Request) -> Identity | None:
+    """The (user, groups) of the request's verified client certificate (CN and O), if it sent one."""
+    transport = request.transport
+    ssl_object: Any = transport.get_extra_info("ssl_object") if transport is not None else None
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        return None
+    return pki.client_identity(x509.load_der_x509_certificate(der))
 
 
 def _self_signed_context(bind_address: str, name: str) -> ssl.SSLContext:
@@ -179,8 +200,21 @@ class ComponentServer:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.minimum_version = ssl.TLSVersion.TLSv1_2
             context.load_cert_chain(self.options.tls_cert_file, self.options.tls_private_key_file)
-            return context
-        return _self_signed_context(self.options.bind_address, self.name)
+        else:
+            context = _self_signed_context(self.options.bind_address, self.name)
+        client_ca = self._client_ca()
+        if client_ca:
+            context.load_verify_locations(cadata=client_ca.decode())
+            # kube's VerifyClientCertIfGiven: a certificate from another CA fails the handshake; none
+            # at all goes on to the bearer token, then anonymous
+            context.verify_mode = ssl.CERT_OPTIONAL
+        return context
+
+    def _client_ca(self) -> bytes | None:
+        if self.options.client_ca_file:
+            return Path(self.options.client_ca_file).read_bytes()
+        # only with delegated authorization: without it, nothing is checked anyway
+        return self._target.ca_pem if self._target is not None else None
 
     async def start(self) -> None:
         """Listen (raises OSError when the port is taken); nothing with ``--secure-port 0``."""

@@ -122,7 +122,7 @@ async def test_seed_topology(client: APIClient, scheduler: Scheduler) -> None:
     events = await wait_for(lambda: events_for(client, created["metadata"]["uid"]), lambda e: bool(e))
     assert events[0]["reason"] == "FailedScheduling" and events[0]["type"] == "Warning"
     assert events[0]["message"] == expected
-    assert events[0]["source"]["component"] == "default-scheduler"
+    assert events[0]["reportingComponent"] == "default-scheduler"  # events.k8s.io, as kube-scheduler
 
     await client.create(PODS, pod("proc", node_selector={"dedicated": "processing"},
                                   tolerations=PROCESSING_TOLERATION), "default")

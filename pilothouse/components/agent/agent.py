@@ -29,7 +29,13 @@ from pilothouse.components.agent import servingtls
 from pilothouse.components.agent.certrotation import ClientCertificateRotation, rotated_file
 from pilothouse.components.agent.images import ImageManager
 from pilothouse.components.agent.metrics import watch_running
-from pilothouse.components.agent.node import NodeConfig, NodeStatusManager, detect_capacity, detect_node_ip
+from pilothouse.components.agent.node import (
+    NodeConfig,
+    NodeStatusManager,
+    detect_capacity,
+    detect_node_ip,
+    node_reference,
+)
 from pilothouse.components.agent.podnet import PodNetwork, PodNetworkError
 from pilothouse.components.agent.podrange import AUTO, DEFAULT_CLUSTER_CIDR, wait_for_pod_cidr
 from pilothouse.components.agent.podworkers import LABEL_AGENT, PODS, PodContext, PodWorker
@@ -179,6 +185,11 @@ class Agent:
         return {"ssl_context": servingtls.server_context(cert, key, client_ca),
                 "middlewares": (servingtls.auth_middleware(reviews.authenticate, reviews.authorize),)}
 
+    def _node_events(self, node: NodeStatusManager) -> None:
+        """The kubelet's first event about its node, then its condition events as they change."""
+        self.recorder.event(node_reference(self.options.node_name), "Normal", "Starting", "Starting kubelet.")
+        node.event = self.recorder.event
+
     async def start(self) -> None:
         options = self.options
         self.root_dir.mkdir(parents=True, exist_ok=True)
@@ -230,7 +241,10 @@ class Agent:
             # kubelet's file source: static pods run before any API server answers (which is how a
             # control plane can itself be static pods); their mirrors follow once the pods are synced
             self._tasks.append(asyncio.create_task(self._static_loop(), name="agent-static"))
+        self._node_events(self.node)
         await self.node.register()
+        self.recorder.event(node_reference(options.node_name), "Normal", "NodeAllocatableEnforced",
+                            "Updated Node Allocatable limit across pods")
         self.node.start()
         if self.ctx.network is not None and options.pod_cidr == AUTO and options.pod_routes != "none":
             routes_client = self.client

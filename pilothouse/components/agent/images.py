@@ -22,13 +22,30 @@ from typing import Any
 from pilothouse.components.agent.backoff import Backoff
 from pilothouse.components.agent.metrics import POD_STARTS
 from pilothouse.components.agent.runtime.interface import ContainerRuntime, ImagePullError
+from pilothouse.machinery.protobuf.decode import go_duration
 
-__all__ = ["ImageManager", "ImagePullFailure", "image_registry", "parse_docker_config", "pull_policy"]
+__all__ = ["ImageManager", "ImagePullFailure", "Report", "image_registry", "parse_docker_config", "pull_policy",
+           "pulled_message"]
 
 log = logging.getLogger("pilothouse.agent.images")
 
 Object = dict[str, Any]
 FetchSecret = Callable[[str, str], Awaitable[Object | None]]
+#: report(type, reason, message): the kubelet's image events about one container
+Report = Callable[[str, str, str], None]
+
+
+def _no_report(event_type: str, reason: str, message: str) -> None:
+    return None
+
+
+def pulled_message(image: str, pull_seconds: float, total_seconds: float, size: int) -> str:
+    """The kubelet's Pulled message (pkg/kubelet/images/image_manager.go), durations as Go prints
+    them truncated to the millisecond."""
+    def millis(seconds: float) -> str:
+        return go_duration(int(seconds * 1000) * 1_000_000)
+    return (f'Successfully pulled image "{image}" in {millis(pull_seconds)} ({millis(total_seconds)} including '
+            f"waiting). Image size: {size} bytes.")
 
 
 @dataclass
@@ -118,8 +135,9 @@ class ImageManager:
                     found.append((user, password))
         return found
 
-    async def ensure(self, pod: Object, container: Object) -> str:
-        """The image id to run, pulling per the policy; raises :class:`ImagePullFailure`."""
+    async def ensure(self, pod: Object, container: Object, report: Report = _no_report) -> str:
+        """The image id to run, pulling per the policy; raises :class:`ImagePullFailure`. ``report``
+        receives the kubelet's events: Pulled (present or pulled), Pulling, BackOff, Failed."""
         image = str(container.get("image") or "")
         if not image:
             raise ImagePullFailure("InvalidImageName", "container image is empty")
@@ -127,18 +145,23 @@ class ImageManager:
         present = await self.runtime.image_id(image)
         if policy == "Never":
             if present:
+                report("Normal", "Pulled", f'Container image "{image}" already present on machine')
                 return present
-            raise ImagePullFailure("ErrImageNeverPull",
-                                   f'Container image "{image}" is not present with pull policy of Never')
+            message = f'Container image "{image}" is not present with pull policy of Never'
+            report("Warning", "ErrImageNeverPull", message)
+            raise ImagePullFailure("ErrImageNeverPull", message)
         if present and policy == "IfNotPresent":
+            report("Normal", "Pulled", f'Container image "{image}" already present on machine')
             return present
         key = (pod["metadata"].get("uid", ""), image)
         backoff_key = f"{key[0]}/{image}"
         now = time.monotonic()
         if self.backoff.in_backoff_since(backoff_key, self.backoff.last_update(backoff_key), now) \
                 and key in self._errors:
+            report("Normal", "BackOff", f'Back-off pulling image "{image}"')
             raise ImagePullFailure("ImagePullBackOff",
                                    f'Back-off pulling image "{image}": ErrImagePull: {self._errors[key]}')
+        report("Normal", "Pulling", f'Pulling image "{image}"')
         registry = image_registry(image)
         credentials = await self._credentials(pod, registry)
         attempts: list[dict[str, str] | None] = [
@@ -146,6 +169,7 @@ class ImageManager:
         error_message = ""
         try:
             for auth in attempts:
+                pull_started = time.monotonic()
                 try:
                     image_id = await self.runtime.pull_image(image, auth)
                 except ImagePullError as error:
@@ -153,12 +177,16 @@ class ImageManager:
                     continue
                 self._errors.pop(key, None)
                 self.backoff.reset(backoff_key)
+                done = time.monotonic()
+                report("Normal", "Pulled", pulled_message(image, done - pull_started, done - now,
+                                                          await self.runtime.image_size(image)))
                 return image_id
         finally:  # pulls do not count against the pod start SLI
             POD_STARTS.pulled(key[0], now, time.monotonic())
         self._errors[key] = error_message
         self.backoff.next(backoff_key, now)
         log.info("pull of %s failed: %s", image, error_message)
+        report("Warning", "Failed", f'Failed to pull image "{image}": {error_message}')
         raise ImagePullFailure("ErrImagePull", error_message)
 
     def backoff_remaining(self, pod_uid: str, image: str) -> float:

@@ -16,6 +16,7 @@ import os
 import platform
 import random
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,9 +29,12 @@ __all__ = [
     "KUBELET_VERSION",
     "NodeConfig",
     "NodeStatusManager",
+    "RecordEvent",
+    "condition_events",
     "detect_capacity",
     "detect_node_ip",
     "node_conditions",
+    "node_reference",
 ]
 
 log = logging.getLogger("pilothouse.agent.node")
@@ -49,6 +53,39 @@ _CONDITIONS = [
     ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
     ("Ready", "KubeletReady", "kubelet is posting ready status"),
 ]
+
+
+# The kubelet's node status events (pkg/kubelet/nodestatus/setters.go): the reason recorded when a
+# condition turns to each status, as "Node <name> status is now: <reason>".
+_CONDITION_EVENTS = {
+    ("MemoryPressure", "False"): "NodeHasSufficientMemory", ("MemoryPressure", "True"): "NodeHasInsufficientMemory",
+    ("DiskPressure", "False"): "NodeHasNoDiskPressure", ("DiskPressure", "True"): "NodeHasDiskPressure",
+    ("PIDPressure", "False"): "NodeHasSufficientPID", ("PIDPressure", "True"): "NodeHasInsufficientPID",
+    ("Ready", "True"): "NodeReady", ("Ready", "False"): "NodeNotReady",
+}
+
+#: record(object or reference, type, reason, message), an EventRecorder's ``event``
+RecordEvent = Callable[[Object, str, str, str], None]
+
+
+def node_reference(name: str) -> Object:
+    """The kubelet's ``nodeRef``: the Node's name stands in for its uid (kubectl describe node
+    looks events up both ways)."""
+    return {"kind": "Node", "name": name, "uid": name}
+
+
+def condition_events(announced: dict[str, str], conditions: list[Object]) -> list[str]:
+    """The reasons to record for conditions whose status differs from what was last announced
+    (every one, the first time); ``announced`` is updated."""
+    reasons = []
+    for condition in conditions:
+        kind, status = condition.get("type", ""), condition.get("status", "")
+        if announced.get(kind) != status:
+            announced[kind] = status
+            reason = _CONDITION_EVENTS.get((kind, status))
+            if reason:
+                reasons.append(reason)
+    return reasons
 
 
 def detect_capacity(root_dir: str) -> dict[str, str]:
@@ -136,6 +173,9 @@ class NodeStatusManager:
         self._tasks: list[asyncio.Task[None]] = []
         self.registered = asyncio.Event()
         self._changed = asyncio.Event()
+        #: where the kubelet's node events go (the agent's recorder); none for simulated nodes
+        self.event: RecordEvent | None = None
+        self._announced: dict[str, str] = {}
 
     # ------------------------------------------------------------ objects
 
@@ -148,6 +188,9 @@ class NodeStatusManager:
         cfg = self.config
         capacity = cfg.capacity or detect_capacity("/")
         self._last_conditions = node_conditions(self._last_conditions, self.ready, ready_message=self.ready_message)
+        if self.event is not None:
+            for reason in condition_events(self._announced, self._last_conditions):
+                self.event(node_reference(cfg.name), "Normal", reason, f"Node {cfg.name} status is now: {reason}")
         return {
             "capacity": capacity, "allocatable": dict(capacity),
             "conditions": self._last_conditions,

@@ -30,6 +30,7 @@ from pilothouse.components.agent.dnsconfig import host_resolv_conf, name_files, 
 from pilothouse.components.agent.env import ConfigError, expand, make_environment
 from pilothouse.components.agent.images import ImageManager, ImagePullFailure
 from pilothouse.components.agent.metrics import POD_STARTS
+from pilothouse.components.agent.podevents import container_reference, format_pod, pod_reference
 from pilothouse.components.agent.podnet import PodNetwork, PodNetworkError
 from pilothouse.components.agent.probes import ContainerProbes, run_handler
 from pilothouse.components.agent.runtime.docker import PAUSE_COMMAND, PAUSE_IMAGE, oom_killed_ids
@@ -225,6 +226,9 @@ class PodWorker:
         metadata = self.pod["metadata"]
         return f"{metadata.get('namespace')}/{metadata.get('name')}"
 
+    def _container_event(self, container: Object, event_type: str, reason: str, message: str) -> None:
+        self.ctx.event(container_reference(self.pod, str(container.get("name", ""))), event_type, reason, message)
+
     def _wake_in(self, seconds: float) -> None:
         self._next_wake = max(0.05, min(self._next_wake, seconds))
 
@@ -287,7 +291,12 @@ class PodWorker:
         else:
             self._started_now, self._other_change = [], False
             previous_sandbox = sandbox.id if sandbox is not None else None
-            sandbox = await self._ensure_sandbox(sandbox, attempts, states, policy)
+            try:
+                sandbox = await self._ensure_sandbox(sandbox, attempts, states, policy)
+            except RuntimeError_ as error:
+                self.ctx.event(pod_reference(pod), "Warning", "FailedCreatePodSandBox",
+                               f"Failed to create pod sandbox: {error}")
+                raise
             if sandbox is not None and sandbox.id != previous_sandbox and states:
                 self._other_change = True  # a replaced sandbox took the old containers with it
             if sandbox is not None and sandbox.state == "running":
@@ -323,7 +332,7 @@ class PodWorker:
                                       pod_ip=(sandbox.ip if sandbox else None) or self.ctx.host_ip,
                                       host_ip=self.ctx.host_ip, allocatable=self.ctx.allocatable, tokens=tokens)
             except VolumeError as error:
-                self.ctx.event(self.pod, "Warning", "FailedMount", str(error))
+                self.ctx.event(pod_reference(self.pod), "Warning", "FailedMount", str(error))
                 self._wake_in(5.0)
                 return
             due = tokens.next_refresh(self.uid) or due
@@ -335,6 +344,9 @@ class PodWorker:
             return sandbox
         if sandbox is not None and policy != "Always" and self._all_finished(attempts, policy):
             return sandbox  # nothing will run again: no new sandbox
+        if sandbox is not None:  # the kubelet's words when a pod's sandbox died under it
+            self.ctx.event(pod_reference(self.pod), "Normal", "SandboxChanged",
+                           "Pod sandbox changed, it will be killed and re-created.")
         # a new sandbox: whatever ran in the old network namespace is gone with it
         await self._stop_all([s for s in states if s.state == "running"], grace=MIN_GRACE)
         for state in states:
@@ -401,7 +413,7 @@ class PodWorker:
         for reason, message in warnings:
             if (reason, message) not in self._dns_warned:  # once per pod, not per container start
                 self._dns_warned.add((reason, message))
-                ctx.event(self.pod, "Warning", reason, message)
+                ctx.event(pod_reference(self.pod), "Warning", reason, message)
         directory = pod_dir(ctx.root_dir, self.uid)
         directory.mkdir(parents=True, exist_ok=True)
         mounts = []
@@ -463,16 +475,19 @@ class PodWorker:
     async def _check_running(self, container: Object, state: ContainerState, sandbox: ContainerState) -> None:
         probes = self.probes.get(state.id)
         if probes is None and any(k in container for k in ("livenessProbe", "readinessProbe", "startupProbe")):
-            probes = ContainerProbes(self.ctx.runtime, state.id, container, sandbox.ip or self.ctx.host_ip, self.kick)
+            probes = ContainerProbes(self.ctx.runtime, state.id, container, sandbox.ip or self.ctx.host_ip, self.kick,
+                                     lambda kind, reason, message: self._container_event(container, kind, reason,
+                                                                                         message))
             self.probes[state.id] = probes
             probes.start()
         if probes is not None and probes.failed:
             # the kubelet kills the container with the pod's grace period; it then restarts per policy
-            self.ctx.event(self.pod, "Warning", "Unhealthy", probes.failed)
+            # (each failed probe was already an Unhealthy event)
             probes.stop()
             grace = float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
-            self.ctx.event(self.pod, "Normal", "Killing",
-                           f"Container {container.get('name')} failed liveness probe, will be restarted")
+            probe = "startup" if probes.failed.startswith("Startup") else "liveness"
+            self._container_event(container, "Normal", "Killing",
+                                  f"Container {container.get('name')} failed {probe} probe, will be restarted")
             await self._stop_container(container, state, grace)
             self.kick()
         elif container.get("image") and state.image and \
@@ -490,6 +505,8 @@ class PodWorker:
             if backoff.in_backoff_since(key, finished):
                 delay = backoff.get(key)
                 self.waiting[name] = ("CrashLoopBackOff", crash_message(delay, name, self.pod))
+                self._container_event(container, "Warning", "BackOff",
+                                      f"Back-off restarting failed container {name} in pod {format_pod(self.pod)}")
                 self._wake_in(delay - (time.monotonic() - finished) + 0.05)
                 return
             backoff.next(key, finished)
@@ -498,8 +515,8 @@ class PodWorker:
             await self._start(container, sandbox, attempt, latest)
         except ImagePullFailure as failure:
             self.waiting[name] = (failure.reason, failure.message)
-            self.ctx.event(self.pod, "Warning", "Failed", f"Failed to pull image \"{container.get('image')}\": "
-                                                          f"{failure.message}")
+            # the image manager recorded what happened; the kubelet adds the container's error
+            self._container_event(container, "Warning", "Failed", f"Error: {failure.reason}")
             if failure.reason == "ErrImagePull":
                 # as the kubelet: the next sync (soon) reports ImagePullBackOff while the back-off runs
                 self._wake_in(1.0)
@@ -507,13 +524,15 @@ class PodWorker:
                 self._wake_in(max(1.0, self.ctx.images.backoff_remaining(self.uid, str(container.get("image")))))
         except ConfigError as error:
             self.waiting[name] = ("CreateContainerConfigError", str(error))
+            self._container_event(container, "Warning", "Failed", f"Error: {error}")
             self._wake_in(5.0)
         except VolumeError as error:
             self.waiting[name] = ("ContainerCreating", "")
-            self.ctx.event(self.pod, "Warning", "FailedMount", str(error))
+            self.ctx.event(pod_reference(self.pod), "Warning", "FailedMount", str(error))
             self._wake_in(2.0)
         except RuntimeError_ as error:
             self.waiting[name] = ("CreateContainerError", str(error))
+            self._container_event(container, "Warning", "Failed", f"Error: {error}")
             self._wake_in(5.0)
 
     async def _start(self, container: Object, sandbox: ContainerState, attempt: int,
@@ -523,7 +542,8 @@ class PodWorker:
         ctx = self.ctx
         pod_ip = sandbox.ip or ctx.host_ip
         fetch = ctx.fetch or _no_fetch
-        await ctx.images.ensure(pod, container)
+        await ctx.images.ensure(pod, container, lambda kind, reason, message:
+                                self._container_event(container, kind, reason, message))
         env = await make_environment(pod, container, fetch, pod_ip=pod_ip, host_ip=ctx.host_ip,
                                      allocatable=ctx.allocatable)
         if self._volumes is None:
@@ -558,16 +578,17 @@ class PodWorker:
                 self._other_change = True
         container_id = await ctx.runtime.create_container(spec)
         self._created(container_id)
+        self._container_event(container, "Normal", "Created", f"Created container: {name}")
         await ctx.runtime.start_container(container_id)
         self._started_now.append(container_id)
         self.waiting.pop(name, None)
-        ctx.event(pod, "Normal", "Started", f"Started container {name}")
+        self._container_event(container, "Normal", "Started", f"Started container {name}")
         hook = ((container.get("lifecycle") or {}).get("postStart"))
         if hook:
             result = await run_handler(hook, runtime=ctx.runtime, container_id=container_id, container=container,
                                        pod_ip=pod_ip, timeout=30)
             if not result.ok:
-                ctx.event(pod, "Warning", "FailedPostStartHook", result.output)
+                self._container_event(container, "Warning", "FailedPostStartHook", result.output)
                 await ctx.runtime.stop_container(container_id, MIN_GRACE)
 
     # -------------------------------------------------------- termination
@@ -588,7 +609,7 @@ class PodWorker:
                     # The kubelet's executePreStopHook: logged with the hook's output, the event without
                     # it (the output may hold secrets), and the container is stopped all the same.
                     log.warning("preStop hook of %s failed: %s", state.id, result.output)
-                    self.ctx.event(self.pod, "Warning", "FailedPreStopHook", "PreStopHook failed")
+                    self._container_event(container or {}, "Warning", "FailedPreStopHook", "PreStopHook failed")
         remaining = max(MIN_GRACE if grace >= MIN_GRACE else 0, deadline - time.monotonic())
         probes = self.probes.pop(state.id, None)
         if probes is not None:
@@ -601,6 +622,10 @@ class PodWorker:
                       + ((self.pod.get("spec") or {}).get("initContainers") or [])}
         running = [s for s in states if s.state == "running"]
         apps = [s for s in running if s.labels.get(LABEL_ROLE) != "sandbox"]
+        for state in apps:  # the kubelet's killContainer
+            name = state.labels.get(LABEL_CONTAINER_NAME, "")
+            self._container_event(containers.get(name) or {"name": name}, "Normal", "Killing",
+                                  f"Stopping container {name}")
         await asyncio.gather(*(self._stop_container(containers.get(s.labels.get(LABEL_CONTAINER_NAME)), s, grace)
                                for s in apps))
         for state in running:

@@ -112,6 +112,8 @@ class ContainerProbes:
     container: Object
     pod_ip: str
     on_change: Callable[[], None]
+    #: report(type, reason, message): the prober's events, one per failed probe as the kubelet records
+    report: Callable[[str, str, str], None] = lambda _type, _reason, _message: None
     started: bool = False
     ready: bool = False
     #: set when liveness or startup failed: the worker kills and restarts the container
@@ -150,6 +152,10 @@ class ContainerProbes:
                 successes, failures = successes + 1, 0
             else:
                 successes, failures = 0, failures + 1
+                # prober.go: every failed probe is an Unhealthy event ("Liveness probe failed: ..."),
+                # which the recorder counts up as one Event
+                self.report("Warning", "Unhealthy",
+                            f"{kind[:-len('Probe')].capitalize()} probe failed: {result.output}")
             if kind == "readinessProbe":
                 if result.ok and successes >= success_threshold and not self.ready:
                     self.ready = True

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 from cryptography import x509
 
+from pilothouse.components.componentserver import peer_identity
 from pilothouse.machinery import pki
 
 __all__ = ["Authenticator", "Authorizer", "Reviews", "auth_middleware", "self_signed_serving", "server_context"]
@@ -71,15 +72,6 @@ def server_context(cert_path: Path, key_path: Path, client_ca_pem: bytes) -> ssl
     return context
 
 
-def _peer_identity(request: web.Request) -> tuple[str, tuple[str, ...]] | None:
-    transport = request.transport
-    ssl_object: Any = transport.get_extra_info("ssl_object") if transport is not None else None
-    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    if not der:
-        return None
-    return pki.client_identity(x509.load_der_x509_certificate(der))
-
-
 def _subresource(path: str) -> str:
     # kubelet: /stats → stats, /metrics → metrics, /logs → log; everything else (containerLogs, exec,
     # attach, portForward, run) is nodes/proxy.
@@ -95,7 +87,7 @@ def auth_middleware(authenticate_token: Authenticator, authorize: Authorizer) ->
                          ) -> web.StreamResponse:
         if request.path == "/healthz":
             return await handler(request)
-        identity = _peer_identity(request)
+        identity = peer_identity(request)
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if identity is None and scheme.lower() == "bearer" and token.strip():
             identity = await authenticate_token(token.strip())

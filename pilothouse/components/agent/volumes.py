@@ -140,63 +140,67 @@ async def prepare_volumes(pod: Object, root_dir: Path, fetch: Fetch, *, pod_ip: 
     paths: dict[str, Path] = {}
     for volume in (pod.get("spec") or {}).get("volumes") or []:
         name = volume.get("name", "")
-        if "hostPath" in volume:
-            source = volume["hostPath"]
-            path = Path(source.get("path", "/"))
-            kind = source.get("type") or ""
-            if kind == "DirectoryOrCreate":
-                path.mkdir(parents=True, exist_ok=True)
-            elif kind == "FileOrCreate" and not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.touch()
-            elif kind in ("Directory", "File", "Socket") and not path.exists():
-                raise VolumeError(f"hostPath type check failed: {path} is not a {kind.lower()}")
-            paths[name] = path
-        elif "configMap" in volume:
-            source = volume["configMap"]
-            target = base / "kubernetes.io~configmap" / name
-            _write_files(target, await _object_files(fetch, "configmaps", namespace, source, 0o644))
-            paths[name] = target
-        elif "secret" in volume:
-            source = volume["secret"]
-            target = base / "kubernetes.io~secret" / name
-            _write_files(target, await _object_files(fetch, "secrets", namespace, source, 0o644))
-            paths[name] = target
-        elif "downwardAPI" in volume:
-            source = volume["downwardAPI"]
-            target = base / "kubernetes.io~downward-api" / name
-            _write_files(target, _downward_files(pod, source.get("items") or [],
-                                                 int(source.get("defaultMode") or 0o644), pod_ip, host_ip,
-                                                 allocatable))
-            paths[name] = target
-        elif "projected" in volume:
-            source = volume["projected"]
-            mode = int(source.get("defaultMode") or 0o644)
-            files: dict[str, tuple[bytes, int]] = {}
-            for projection in source.get("sources") or []:
-                if "configMap" in projection:
-                    files.update(await _object_files(fetch, "configmaps", namespace, projection["configMap"], mode))
-                elif "secret" in projection:
-                    files.update(await _object_files(fetch, "secrets", namespace, projection["secret"], mode))
-                elif "downwardAPI" in projection:
-                    files.update(_downward_files(pod, projection["downwardAPI"].get("items") or [], mode,
-                                                 pod_ip, host_ip, allocatable))
-                elif "serviceAccountToken" in projection:
-                    # ServiceAccount admission's kube-api-access-* volume, or the user's own audience
-                    token_source = projection["serviceAccountToken"]
-                    try:
-                        token = await tokens.token(pod, token_source)
-                    except Exception as error:  # the kubelet: FailedMount, retried
-                        raise VolumeError(f"failed to fetch token: {error}") from error
-                    files[token_source.get("path", "token")] = (token.encode(), mode)
-            target = base / "kubernetes.io~projected" / name
-            _write_files(target, files)
-            paths[name] = target
-        else:  # emptyDir and anything we do not know: a directory on the node's disk
-            target = base / "kubernetes.io~empty-dir" / name
-            target.mkdir(parents=True, exist_ok=True)
-            os.chmod(target, 0o777)
-            paths[name] = target
+        try:
+            if "hostPath" in volume:
+                source = volume["hostPath"]
+                path = Path(source.get("path", "/"))
+                kind = source.get("type") or ""
+                if kind == "DirectoryOrCreate":
+                    path.mkdir(parents=True, exist_ok=True)
+                elif kind == "FileOrCreate" and not path.exists():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.touch()
+                elif kind in ("Directory", "File", "Socket") and not path.exists():
+                    raise VolumeError(f"hostPath type check failed: {path} is not a {kind.lower()}")
+                paths[name] = path
+            elif "configMap" in volume:
+                source = volume["configMap"]
+                target = base / "kubernetes.io~configmap" / name
+                _write_files(target, await _object_files(fetch, "configmaps", namespace, source, 0o644))
+                paths[name] = target
+            elif "secret" in volume:
+                source = volume["secret"]
+                target = base / "kubernetes.io~secret" / name
+                _write_files(target, await _object_files(fetch, "secrets", namespace, source, 0o644))
+                paths[name] = target
+            elif "downwardAPI" in volume:
+                source = volume["downwardAPI"]
+                target = base / "kubernetes.io~downward-api" / name
+                _write_files(target, _downward_files(pod, source.get("items") or [],
+                                                     int(source.get("defaultMode") or 0o644), pod_ip, host_ip,
+                                                     allocatable))
+                paths[name] = target
+            elif "projected" in volume:
+                source = volume["projected"]
+                mode = int(source.get("defaultMode") or 0o644)
+                files: dict[str, tuple[bytes, int]] = {}
+                for projection in source.get("sources") or []:
+                    if "configMap" in projection:
+                        files.update(await _object_files(fetch, "configmaps", namespace, projection["configMap"], mode))
+                    elif "secret" in projection:
+                        files.update(await _object_files(fetch, "secrets", namespace, projection["secret"], mode))
+                    elif "downwardAPI" in projection:
+                        files.update(_downward_files(pod, projection["downwardAPI"].get("items") or [], mode,
+                                                     pod_ip, host_ip, allocatable))
+                    elif "serviceAccountToken" in projection:
+                        # ServiceAccount admission's kube-api-access-* volume, or the user's own audience
+                        token_source = projection["serviceAccountToken"]
+                        try:
+                            token = await tokens.token(pod, token_source)
+                        except Exception as error:  # the kubelet: FailedMount, retried
+                            raise VolumeError(f"failed to fetch token: {error}") from error
+                        files[token_source.get("path", "token")] = (token.encode(), mode)
+                target = base / "kubernetes.io~projected" / name
+                _write_files(target, files)
+                paths[name] = target
+            else:  # emptyDir and anything we do not know: a directory on the node's disk
+                target = base / "kubernetes.io~empty-dir" / name
+                target.mkdir(parents=True, exist_ok=True)
+                os.chmod(target, 0o777)
+                paths[name] = target
+        except VolumeError as error:
+            # the kubelet's FailedMount words: which volume, then why
+            raise VolumeError(f'MountVolume.SetUp failed for volume "{name}" : {error}') from error
     return paths
 
 

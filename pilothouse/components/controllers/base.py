@@ -20,6 +20,7 @@ from pilothouse.client.events import EventRecorder
 from pilothouse.client.informer import InformerFactory, object_key
 from pilothouse.client.rest import APIClient
 from pilothouse.client.workqueue import ShutDown, WorkQueue
+from pilothouse.components.controllers.eventsources import EVENT_SOURCES
 
 __all__ = ["Controller", "ControllerContext", "Expectations", "split_key"]
 
@@ -100,7 +101,7 @@ class Controller:
         self.ctx = ctx
         self.client = ctx.client
         self.queue = WorkQueue(name=self.name)
-        self.recorder = ctx.recorder()
+        self.recorder = ctx.recorder(EVENT_SOURCES.get(self.name))
         self.log = logging.getLogger(f"pilothouse.controllers.{self.name}")
         self._tasks: list[asyncio.Task[None]] = []
 

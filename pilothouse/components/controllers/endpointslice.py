@@ -18,10 +18,17 @@ from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler
 from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext, split_key
-from pilothouse.components.controllers.endpoints import SERVICES, ServiceIndex, resolve_port, service_pods
+from pilothouse.components.controllers.endpoints import (
+    LAST_CHANGE_ANNOTATION,
+    SERVICES,
+    ServiceIndex,
+    resolve_port,
+    service_pods,
+)
 from pilothouse.components.controllers.podcontrol import PODS, is_pod_ready, new_controller_ref
 
-__all__ = ["MANAGED_BY", "SERVICE_NAME_LABEL", "EndpointSliceController", "desired_slices"]
+__all__ = ["MANAGED_BY", "SERVICE_NAME_LABEL", "EndpointSliceController", "desired_slices",
+           "last_change_trigger_time"]
 
 Object = dict[str, Any]
 
@@ -37,6 +44,16 @@ def _ipv4(pod: Object) -> str | None:
     status = pod.get("status") or {}
     candidates = [status.get("podIP"), *[e.get("ip") for e in status.get("podIPs") or ()]]
     return next((ip for ip in candidates if ip and ":" not in ip), None)
+
+
+def last_change_trigger_time(service: Object, pods: list[Object]) -> dict[str, str]:
+    """``endpoints.kubernetes.io/last-change-trigger-time`` for a slice being written: when the
+    change it carries happened (the trigger time tracker's: the newest pod readiness change, else
+    the Service's creation), which kube-proxy's network programming latency is measured from."""
+    times = [c.get("lastTransitionTime") or "" for pod in pods
+             for c in (pod.get("status") or {}).get("conditions") or () if c.get("type") == "Ready"]
+    latest = max((t for t in times if t), default="") or service["metadata"].get("creationTimestamp") or ""
+    return {LAST_CHANGE_ANNOTATION: latest} if latest else {}
 
 
 def desired_slices(service: Object, pods: list[Object]) -> list[tuple[list[Object], list[Object]]]:
@@ -137,7 +154,9 @@ class EndpointSliceController(Controller):
         if (service.get("spec") or {}).get("clusterIP") == "None":
             labels[HEADLESS_LABEL] = ""
         owner = new_controller_ref(service, "v1", "Service")
-        wanted = desired_slices(service, service_pods(service, self.pods.list()))
+        pods = service_pods(service, self.pods.list())
+        wanted = desired_slices(service, pods)
+        trigger = last_change_trigger_time(service, pods)
         unmatched = list(existing)
         pending: list[tuple[list[Object], list[Object]]] = []
         # keep slices that already hold exactly a wanted content
@@ -153,12 +172,13 @@ class EndpointSliceController(Controller):
             if unmatched:
                 current = unmatched.pop(0)
                 body = {**current, "addressType": "IPv4", "ports": ports, "endpoints": endpoints,
-                        "metadata": {**current["metadata"], "labels": labels}}
+                        "metadata": {**current["metadata"], "labels": labels,
+                                     "annotations": {**(current["metadata"].get("annotations") or {}), **trigger}}}
                 await self.client.update(ENDPOINTSLICES, body)
                 continue
             body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                     "metadata": {"generateName": f"{name[:57]}-", "namespace": namespace, "labels": labels,
-                                 "ownerReferences": [owner]},
+                                 "ownerReferences": [owner], **({"annotations": trigger} if trigger else {})},
                     "addressType": "IPv4", "ports": ports, "endpoints": endpoints}
             await self.client.create(ENDPOINTSLICES, body, namespace)
         for stale in unmatched:

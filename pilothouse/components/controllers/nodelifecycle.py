@@ -122,7 +122,14 @@ class NodeLifecycleController(Controller):
         self._monitor: asyncio.Task[None] | None = None
 
     def _node_deleted(self, node: Object) -> None:
-        self._probes.pop(node["metadata"]["name"], None)
+        if self._probes.pop(node["metadata"]["name"], None) is not None:
+            self._node_event(node, "RemovingNode", "Removing Node {} from Controller")
+
+    def _node_event(self, node: Object, reason: str, event: str) -> None:
+        """``recordNodeEvent``: "Node <name> event: <what>" (NodeLifecycleController's words)."""
+        name = node["metadata"]["name"]
+        ref = {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node["metadata"].get("uid", "")}
+        self.recorder.event(ref, "Normal", reason, f"Node {name} event: {event.format(name)}")
 
     def _lease_changed(self, lease: Object) -> None:
         self.enqueue_key(lease["metadata"]["name"])
@@ -158,7 +165,8 @@ class NodeLifecycleController(Controller):
         lease = self.leases.get(f"{LEASE_NAMESPACE}/{name}") or {}
         signature = (str(ready.get("lastHeartbeatTime") or ""), str((lease.get("spec") or {}).get("renewTime") or ""))
         seen = self._probes.get(name)
-        if seen is None:
+        if seen is None:  # a node this controller has not known: upstream's "added" nodes
+            self._node_event(node, "RegisteredNode", "Registered Node {} in Controller")
             created = meta.parse_time(node["metadata"].get("creationTimestamp")) or now
             self._probes[name] = (signature, created)
             return created
@@ -241,6 +249,9 @@ class NodeLifecycleController(Controller):
                 await self.client.update_status(PODS, {**pod, "status": status})
             except (errors.NotFoundError, errors.ConflictError):
                 continue
+            # after the update, so the pod still exists (upstream's order and words)
+            self.recorder.event({**pod, "apiVersion": "v1", "kind": "Pod"}, "Warning", "NodeNotReady",
+                                "Node is not ready")
 
     async def _evict(self, node: Object, now: datetime) -> None:
         taints = (node.get("spec") or {}).get("taints") or []

@@ -287,11 +287,18 @@ class PodControl:
         except errors.APIError as error:
             # A namespace being terminated refuses creations: not worth a warning event.
             if not errors.has_cause(error, errors.NAMESPACE_TERMINATING):
-                self.recorder.event(owner, "Warning", "FailedCreate", f"Error creating: {error.message}")
+                self.recorder.event(owner, "Warning", "FailedCreate",
+                                    self.message("create", pod["metadata"].get("name", ""), owner, error.message))
             raise
         name = created["metadata"]["name"]
-        self.recorder.event(owner, "Normal", "SuccessfulCreate", f"Created pod: {name}")
+        self.recorder.event(owner, "Normal", "SuccessfulCreate", self.message("create", name, owner))
         return created
+
+    def message(self, verb: str, name: str, owner: Object, error: str | None = None) -> str:
+        """The event's words (controller.RealPodControl's); a StatefulSet's pod control has its own."""
+        if error is not None:
+            return f"Error {verb.rstrip('e')}ing: {error}"
+        return f"{verb.capitalize()}d pod: {name}"
 
     async def create_from_template(self, namespace: str, template: Object, owner: Object,
                                    owner_ref: Object, *, generate_name: str | None = None) -> Object:
@@ -309,9 +316,9 @@ class PodControl:
         except errors.NotFoundError:
             raise
         except errors.APIError as error:
-            self.recorder.event(owner, "Warning", "FailedDelete", f"Error deleting: {error.message}")
+            self.recorder.event(owner, "Warning", "FailedDelete", self.message("delete", name, owner, error.message))
             raise
-        self.recorder.event(owner, "Normal", "SuccessfulDelete", f"Deleted pod: {name}")
+        self.recorder.event(owner, "Normal", "SuccessfulDelete", self.message("delete", name, owner))
 
     async def patch_pod(self, namespace: str, name: str, patch: Object) -> Object:
         return await self.client.patch(PODS, name, patch, namespace, patch_type="merge")

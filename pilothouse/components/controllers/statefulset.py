@@ -74,12 +74,20 @@ def _revision_of(pod: Object) -> str:
     return str((pod["metadata"].get("labels") or {}).get(REVISION_HASH_LABEL) or "")
 
 
+class StatefulPodControl(PodControl):
+    """StatefulPodControl's ``recordPodEvent`` words: "create Pod web-0 in StatefulSet web successful"."""
+
+    def message(self, verb: str, name: str, owner: Object, error: str | None = None) -> str:
+        outcome = "successful" if error is None else f"failed error: {error}"
+        return f"{verb} Pod {name} in StatefulSet {owner['metadata']['name']} {outcome}"
+
+
 class StatefulSetController(Controller):
     name = "statefulset"
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
-        self.pod_control = PodControl(self.client, self.recorder)
+        self.pod_control = StatefulPodControl(self.client, self.recorder)
         self.sets = ctx.informers.informer(STATEFULSETS)
         self.pods = ctx.informers.informer(PODS)
         self.revisions = ctx.informers.informer(CONTROLLER_REVISIONS)

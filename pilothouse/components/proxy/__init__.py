@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 
+from pilothouse.client.events import SeriesRecorder
 from pilothouse.client.kubeconfig import ClientConfig
 from pilothouse.client.rest import APIClient
 from pilothouse.components.netkernel.nft import Nft
@@ -33,4 +34,15 @@ async def start_proxy(target: ClientConfig, config: ProxyConfig, *, token: str |
     client = APIClient(target, user_agent=f"pilothouse-proxy/{config.node_name}", token=token)
     proxier = Proxier(client, config)
     await proxier.start()
+    await _record_start(client, config.node_name)
     return proxier
+
+
+async def _record_start(client: APIClient, node_name: str) -> None:
+    """kube-proxy's one event: ``Starting`` on its node (events.k8s.io, action ``StartKubeProxy``,
+    no note), through the kubelet-style node reference whose uid is the node's name."""
+    recorder = SeriesRecorder(client, "kube-proxy")
+    recorder.event({"kind": "Node", "name": node_name, "uid": node_name}, "Normal", "Starting", "",
+                   action="StartKubeProxy")
+    await recorder.flush()
+    await recorder.close()

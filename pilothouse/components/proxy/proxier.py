@@ -19,6 +19,7 @@ from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.netkernel.conntrack import delete_entries
 from pilothouse.components.netkernel.nft import Nft, NftError
 from pilothouse.components.proxy.healthcheck import HealthCheck, HealthCheckServer, health_check
+from pilothouse.components.proxy.metrics import ProxyMetrics
 from pilothouse.components.proxy.model import SERVICE_NAME_LABEL, endpoints_for, service_ports
 from pilothouse.components.proxy.rules import FAMILY, ProxyConfig, ServiceRules, service_rules
 from pilothouse.components.proxy.sync import plan
@@ -63,6 +64,8 @@ class Proxier(SyncLoop):
         self.services = self.factory.informer(SERVICES)
         self.slices = self.factory.informer(ENDPOINTSLICES)
         self.slices.add_indexer(_BY_SERVICE, _slice_service)
+        self.metrics = ProxyMetrics()
+        self.metrics.watch(self.services, self.slices)
         self._stats = SyncStats()
         self._per_service: dict[str, dict[str, ServiceRules]] = {}
         self._dirty: set[str] = set()
@@ -169,6 +172,7 @@ class Proxier(SyncLoop):
             await self.nft.apply(result.commands)
         except NftError:
             self._dirty |= dirty
+            self.metrics.sync_failed()
             raise
         if replace:
             self._stale.clear()
@@ -187,6 +191,7 @@ class Proxier(SyncLoop):
             else:
                 stats.applied.pop(key, None)
         self.synced.set()
+        self.metrics.synced(time.perf_counter() - started, replace)
         log.debug("synced %d Service ports (%d commands) in %.1f ms", result.changed, len(result.commands),
                   stats.last_seconds * 1000)
         if result.conntrack:
@@ -210,6 +215,7 @@ class Proxier(SyncLoop):
         try:
             await self.nft.apply(commands)
         except NftError as error:
+            self.metrics.cleanup_failed()
             log.warning("could not delete %d stale chains and sets yet: %s", len(due), error)
             return
         for item in due:

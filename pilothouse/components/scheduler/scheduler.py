@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pilothouse.client import errors
-from pilothouse.client.events import EventRecorder
+from pilothouse.client.events import SeriesRecorder
 from pilothouse.client.informer import EventHandler, Informer, InformerFactory
 from pilothouse.client.kubeconfig import ClientConfig
 from pilothouse.client.rest import APIClient, resource
@@ -111,7 +111,8 @@ class Scheduler:
         self.framework = Framework(self.cache, plugin_args=plugin_args,
                                    percentage_of_nodes_to_score=percentage_of_nodes_to_score, seed=seed)
         self.queue.plugin_events = self.framework.events_by_plugin()
-        self.recorder = EventRecorder(self.client, scheduler_name)
+        # kube-scheduler records through events.k8s.io/v1 (repeats become a series), named by profile
+        self.recorder = SeriesRecorder(self.client, scheduler_name)
         # Like client-go's event broadcaster: a bounded buffer written by one worker, so events
         # (best effort) trail behind binds under load instead of competing with them.
         self._events: asyncio.Queue[tuple[Object, str, str, str]] = asyncio.Queue(maxsize=max_queued_events)
@@ -162,6 +163,7 @@ class Scheduler:
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self.recorder.flush()
+        await self.recorder.close()
         await self.informers.stop()
         if self._owns_client:
             await self.client.close()
@@ -188,7 +190,9 @@ class Scheduler:
     async def _event_loop(self) -> None:
         while True:
             obj, event_type, reason, message = await self._events.get()
-            self.recorder.event(obj, event_type, reason, message)
+            # upstream's actions: "Binding" for Scheduled, "Scheduling" for FailedScheduling
+            self.recorder.event(obj, event_type, reason, message, action="Binding" if reason == "Scheduled" else
+                                "Scheduling")
             await self.recorder.flush()
 
     async def flush_events(self) -> None:

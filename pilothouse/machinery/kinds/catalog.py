@@ -64,7 +64,7 @@ _WORKLOADS: tuple[ResourceType, ...] = (
     # coordination.k8s.io/v1
     ResourceType("coordination.k8s.io", "v1", "Lease", "leases", True, other.LEASE),
     # events.k8s.io/v1
-    ResourceType("events.k8s.io", "v1", "Event", "events", True, other.EVENT_V1, ("ev",)),
+    ResourceType("events.k8s.io", "v1", "Event", "events", True, other.EVENT_V1, ("ev",), storage_group=""),
     # discovery.k8s.io/v1
     ResourceType("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True, other.ENDPOINTSLICE),
     # policy/v1

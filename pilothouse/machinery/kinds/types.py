@@ -240,6 +240,9 @@ class ResourceType:
     list_kind_name: str = ""
     #: Warnings sent with every answer about this resource (a deprecated custom resource version).
     warnings: tuple[str, ...] = ()
+    #: The group whose storage this resource shares, when not its own: events.k8s.io Events are core
+    #: Events in the store, as in kube-apiserver (``conversion.py`` converts between the shapes).
+    storage_group: str | None = None
 
     @property
     def singular(self) -> str:
@@ -292,7 +295,8 @@ class ResourceType:
 
     def key_prefix(self, namespace: str | None = None) -> str:
         """Store key prefix, as Kubernetes lays out etcd: /registry/<group>/<plural>/[<ns>/]."""
-        base = f"/registry/{self.group or 'core'}/{self.plural}/"
+        group = self.group if self.storage_group is None else self.storage_group
+        base = f"/registry/{group or 'core'}/{self.plural}/"
         if self.namespaced and namespace:
             return f"{base}{namespace}/"
         return base

@@ -242,6 +242,13 @@ class DockerRuntime:
             raise RuntimeError_(str(error.message)) from error
         return str(info["Id"])
 
+    async def image_size(self, image: str) -> int:
+        try:
+            info = await self._d.images.inspect(image)
+        except DockerError:
+            return 0
+        return int(info.get("Size") or 0)
+
     async def pull_image(self, image: str, auth: dict[str, str] | None) -> str:
         try:
             kwargs: dict[str, Any] = {}

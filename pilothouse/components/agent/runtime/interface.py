@@ -153,6 +153,10 @@ class ContainerRuntime(Protocol):
         """The local image's id, or None if absent."""
         ...
 
+    async def image_size(self, image: str) -> int:
+        """The local image's size in bytes (0 if unknown): the kubelet's Pulled event names it."""
+        ...
+
     async def pull_image(self, image: str, auth: dict[str, str] | None) -> str:
         """Pull (with registry credentials ``{"username","password","serveraddress"}``); the image id."""
         ...

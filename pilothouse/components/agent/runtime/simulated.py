@@ -53,6 +53,9 @@ class SimulatedRuntime:
     async def image_id(self, image: str) -> str | None:
         return f"sha256:{abs(hash(image)):064x}"[:71]
 
+    async def image_size(self, image: str) -> int:
+        return 0
+
     async def pull_image(self, image: str, auth: dict[str, str] | None) -> str:
         return f"sha256:{abs(hash(image)):064x}"[:71]
 
