@@ -98,6 +98,19 @@ def test_killing_the_server_container_makes_the_agent_restart_it(cluster: SeedCl
     wait_for(lambda: len(cluster.running_pods("app=hello")) == 2, 120, "the Deployment after the restart")
 
 
+def test_stop_and_start_bring_the_static_server_back(cluster: SeedCluster) -> None:
+    """``stop`` stops the agent and with it the server's pod; ``start`` has the agent start it again
+    from the same manifest (the image is not built again) over the same data."""
+    cluster.cli("stop")
+    assert not _server_containers(cluster)
+    started = cluster.cli("start")
+    assert "cp-a: node Ready" in started.stderr, started.stderr
+    log = cluster.layout.log_file(cluster.layout.cluster().server).read_text()  # appended to by each run
+    assert log.count("building the pilothouse image") == 1
+    wait_for(lambda: len(_server_containers(cluster)) == 1, 60, "the server's container again")
+    wait_for(lambda: len(cluster.running_pods("app=hello")) == 2, 180, "the Deployment kept and running again")
+
+
 @pytest.mark.parametrize("server", [{"agent": False}, {"engine": "simulated"}])
 def test_static_pods_need_a_podman_agent_on_the_server_host(server: dict[str, Any]) -> None:
     document = {**TOPOLOGY, "hosts": [{**SERVER, **server}, AGENT]}
