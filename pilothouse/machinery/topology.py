@@ -15,6 +15,11 @@ kube-controller-manager's ``--node-cidr-mask-size``), in the order the hosts are
 gives it to the agent (``--pod-cidr``); ``cluster create`` leaves it to node IPAM instead (the
 controller manager's ``--allocate-node-cidrs`` with the same range and prefix), which hands slices out
 in the order Nodes register.
+
+``controlPlane`` says how the server host runs the API server (with its scheduler and controller
+manager): ``processes`` (the default; the host's supervisor keeps ``pilothouse server`` running, as
+systemd does on the seed's hosts) or ``static-pods`` (kubeadm's way: a static pod of the server host's
+agent, which needs the agent and a real engine there).
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from pilothouse.machinery.validation.names import (
     is_valid_label_value,
 )
 
-__all__ = ["API_VERSION", "ENGINES", "KIND", "ROLES", "Cluster", "Host", "Network", "Registry", "Taint",
+__all__ = ["API_VERSION", "CONTROL_PLANES", "ENGINES", "KIND", "ROLES", "STATIC_PODS", "Cluster", "Host",
+           "Network", "Registry", "Taint",
            "TopologyError", "bridge_address", "load_cluster", "load_cluster_file",
            "parse_cluster"]
 
@@ -47,6 +53,8 @@ ROLES = ("server", "agent")
 ENGINES = ("podman", "simulated")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 COMPONENTS = ("server", "agent")
+STATIC_PODS = "static-pods"
+CONTROL_PLANES = ("processes", STATIC_PODS)
 
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 _TAINT = {"oneOf": [
@@ -66,6 +74,7 @@ SCHEMA: dict[str, Any] = {
         "apiVersion": {"const": API_VERSION},
         "kind": {"const": KIND},
         "metadata": {"type": "object", "properties": {"name": {"type": "string"}}},
+        "controlPlane": {"enum": list(CONTROL_PLANES)},
         "network": {"type": "object", "additionalProperties": False, "properties": {
             "hostSubnet": {"type": "string"}, "podCIDR": {"type": "string"},
             "podSubnetPrefix": {"type": "integer", "minimum": 8, "maximum": 30},
@@ -160,6 +169,8 @@ class Cluster:
     registries: tuple[Registry, ...] = ()
     #: extra flags per component (``server``, ``agent``), appended to the ones pilothouse passes
     component_args: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: "processes" or "static-pods" (see the module's docstring)
+    control_plane: str = "processes"
 
     @property
     def server(self) -> Host:
@@ -217,6 +228,11 @@ def parse_cluster(document: Any, name: str | None = None) -> Cluster:
         problems.append(f"metadata.name: {name!r} must be a lowercase DNS label of at most 40 characters")
     network = _network(document.get("network") or {}, problems)
     hosts = _hosts(document["hosts"], network, problems)
+    control_plane = document.get("controlPlane", "processes")
+    if control_plane == STATIC_PODS:
+        problems.extend(f"controlPlane: static-pods needs an agent on the server host {h.name!r} with engine "
+                        f"podman (its static pods run the control plane)"
+                        for h in hosts if h.role == "server" and not (h.runs_agent and h.engine == "podman"))
     registries = tuple(_registry(spec, f"registries[{index}]", problems)
                        for index, spec in enumerate(document.get("registries") or []))
     if "registry" in document:
@@ -224,7 +240,8 @@ def parse_cluster(document: Any, name: str | None = None) -> Cluster:
     if problems:
         raise TopologyError(problems)
     components = {key: tuple(value.get("args") or ()) for key, value in (document.get("components") or {}).items()}
-    return Cluster(name=name, network=network, hosts=hosts, registries=registries, component_args=components)
+    return Cluster(name=name, network=network, hosts=hosts, registries=registries, component_args=components,
+                   control_plane=control_plane)
 
 
 def _cidr(value: str, path: str, problems: list[str]) -> ipaddress.IPv4Network | None:

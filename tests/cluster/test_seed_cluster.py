@@ -116,6 +116,15 @@ def created_cluster(document: dict[str, Any], prefix: str) -> Iterator[SeedClust
         shutil.rmtree(directory, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def busybox_cluster(document: dict[str, Any], prefix: str) -> Iterator[SeedCluster]:
+    """:func:`created_cluster` with the test busybox image in every host's podman storage."""
+    with created_cluster(document, prefix) as handle:
+        for host in handle.layout.cluster().hosts:
+            _load_busybox(handle.layout.podman_socket(host))
+        yield handle
+
+
 def _ready(node: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions") or [])
 

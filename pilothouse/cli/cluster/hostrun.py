@@ -7,6 +7,8 @@ seed's ``wupiao`` does (``ExecStartPre``), and keeps ``pilothouse server`` and `
 running (``Restart=always``, :class:`pilothouse.cli.supervisor.Supervisor`), each entered into the
 host's namespace with nsenter. The agent's credentials (``system:node:<host>`` in ``system:nodes``, the
 Node authorizer's users) are issued from the cluster CA the first time, as kubeadm writes kubelet.conf.
+With ``controlPlane: static-pods`` the server host's agent runs the server instead, as a static pod
+(:mod:`pilothouse.cli.cluster.staticcp`), and starts without waiting for it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from pilothouse.cli.cluster.layout import Layout
 from pilothouse.cli.cluster.netns import enter
+from pilothouse.cli.cluster.staticcp import is_static_server, prepare
 from pilothouse.cli.supervisor import Backoff, Child, Supervisor
 from pilothouse.components.agent.runtime.podman_service import PodmanService
 from pilothouse.machinery.rbac.bootstrappolicy import NETWORK_POLICY_USER
@@ -54,16 +57,20 @@ def _pilothouse(netns: str, *args: str) -> list[str]:
     return [*enter(netns), sys.executable, "-m", "pilothouse", *args]
 
 
+def server_args(layout: Layout, cluster: Cluster) -> list[str]:
+    """``pilothouse server``'s arguments, as a process of the supervisor's or in a static pod."""
+    return ["server", "--data-dir", str(layout.server_dir(cluster)),
+            "--bind-address", cluster.server.address, "--port", "6443", *SERVER_AUTH_FLAGS,
+            "--service-cluster-ip-range", cluster.network.service_range,
+            # node IPAM: the controller manager gives each Node its slice of the pod range
+            # (--allocate-node-cidrs), as a kubeadm cluster with a podSubnet does
+            "--cluster-cidr", cluster.network.pod_cidr,
+            "--node-cidr-mask-size", str(cluster.network.pod_subnet_prefix),
+            *cluster.component_args.get("server", ())]
+
+
 def server_command(layout: Layout, cluster: Cluster) -> list[str]:
-    host = cluster.server
-    return _pilothouse(layout.netns(host), "server", "--data-dir", str(layout.server_dir(cluster)),
-                       "--bind-address", host.address, "--port", "6443", *SERVER_AUTH_FLAGS,
-                       "--service-cluster-ip-range", cluster.network.service_range,
-                       # node IPAM: the controller manager gives each Node its slice of the pod range
-                       # (--allocate-node-cidrs), as a kubeadm cluster with a podSubnet does
-                       "--cluster-cidr", cluster.network.pod_cidr,
-                       "--node-cidr-mask-size", str(cluster.network.pod_subnet_prefix),
-                       *cluster.component_args.get("server", ()))
+    return _pilothouse(layout.netns(cluster.server), *server_args(layout, cluster))
 
 
 def agent_command(layout: Layout, cluster: Cluster, host: Host) -> list[str]:
@@ -85,6 +92,8 @@ def agent_command(layout: Layout, cluster: Cluster, host: Host) -> list[str]:
         args += ["--node-labels", ",".join(f"{k}={v}" for k, v in own.items())]
     if host.taints:
         args += ["--register-with-taints", ",".join(str(t) for t in host.taints)]
+    if is_static_server(cluster, host):  # the control plane's manifest (staticcp.prepare)
+        args += ["--pod-manifest-path", str(layout.manifests_dir(host))]
     if host.engine == "simulated":
         args += ["--runtime", "simulated"]
     else:
@@ -116,6 +125,7 @@ async def _label_node(layout: Layout, cluster: Cluster, host: Host, labels: dict
     from pilothouse.client.rest import APIClient, resource
 
     nodes = resource("", "v1", "nodes")
+    await _wait_for_server(layout, cluster)  # a static-pod server writes the admin kubeconfig as it starts
     async with APIClient(load_kubeconfig(layout.server_dir(cluster) / "kubeconfig.yaml"),
                          user_agent="pilothouse-cluster") as client:
         while True:
@@ -194,10 +204,13 @@ async def run_host(layout: Layout, host_name: str) -> None:
                                         extra_env={"CONTAINERS_REGISTRIES_CONF": str(layout.registries_conf(host))})
             await podman.start(timeout=60)
             keeping = asyncio.create_task(keep_podman(podman, stop), name="keep-podman")
-        if host.role == "server":
+        static = is_static_server(cluster, host)
+        if static:  # kubeadm's certs and control-plane phases; the agent runs the server
+            await asyncio.to_thread(prepare, layout, cluster, server_args(layout, cluster))
+        elif host.role == "server":
             server.children.append(Child("server", server_command(layout, cluster)))
             await server.start()
-        if host.runs_agent and await _until_server_or_stop(layout, cluster, stop):
+        if host.runs_agent and (static or await _until_server_or_stop(layout, cluster, stop)):
             await asyncio.to_thread(_write_agent_kubeconfigs, layout, cluster, host)
             agent.children.append(Child("agent", agent_command(layout, cluster, host)))
             await agent.start()

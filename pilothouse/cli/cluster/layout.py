@@ -98,6 +98,10 @@ class Layout:
     def agent_dir(self, host: Host) -> Path:
         return self.host_dir(host) / "agent"
 
+    def manifests_dir(self, host: Host) -> Path:
+        """The agent's ``--pod-manifest-path`` (kubelet's /etc/kubernetes/manifests)."""
+        return self.agent_dir(host) / "manifests"
+
     def agent_kubeconfig(self, host: Host) -> Path:
         return self.agent_dir(host) / "kubelet.conf"
 

@@ -162,6 +162,8 @@ class Agent:
         self._stale_mirrors: list[tuple[str, str]] = []
         #: the node is registered and this node's pods are listed: mirrors can be written
         self.pods_synced = asyncio.Event()
+        #: the pod network (and cluster DNS) is set up: pods other than host-network ones can start
+        self.pod_network_ready = asyncio.Event()
         self.factory = InformerFactory(self.client)
         self.ctx: PodContext | None = None
         self.dns: ClusterDNS | None = None
@@ -230,18 +232,21 @@ class Agent:
             images=ImageManager(self.runtime, lambda ns, name: self._fetch("secrets", ns, name), credentials),
             node_name=options.node_name, host_ip=host_ip, root_dir=self.root_dir, scheme=info["name"],
             allocatable=capacity, fetch=self._fetch, event=self.recorder.event,
-            network=await self._pod_network(await self._pod_cidr(), host_ip), cluster_domain=options.cluster_domain,
-            resolv_conf=options.resolv_conf)
-        self.ctx.cluster_dns = list(options.cluster_dns) or await self._cluster_dns(self.ctx.network)
+            cluster_domain=options.cluster_domain, resolv_conf=options.resolv_conf)
         # Which pods already have containers (adoption after a restart): every other pod's worker
         # starts knowing it has none, instead of asking the engine (see PodWorker._known).
         listed = await self.runtime.list_containers({LABEL_AGENT: self.ctx.agent_id})
         self.ctx.engine_uids = {s.labels.get(LABEL_POD_UID, "") for s in listed}
         if options.manifests_dir:
             # kubelet's file source: static pods run before any API server answers (which is how a
-            # control plane can itself be static pods); their mirrors follow once the pods are synced
+            # control plane can itself be static pods); their mirrors follow once the pods are synced.
+            # Host-network ones start at once, the rest once the pod network exists (below): with
+            # --pod-cidr auto its range comes from node IPAM, which a static controller manager runs.
             self._tasks.append(asyncio.create_task(self._static_loop(), name="agent-static"))
         self._node_events(self.node)
+        self.ctx.network = await self._pod_network(await self._pod_cidr(), host_ip)
+        self.ctx.cluster_dns = list(options.cluster_dns) or await self._cluster_dns(self.ctx.network)
+        self.pod_network_ready.set()
         await self.node.register()
         self.recorder.event(node_reference(options.node_name), "Normal", "NodeAllocatableEnforced",
                             "Updated Node Allocatable limit across pods")
@@ -505,12 +510,19 @@ class Agent:
         while True:
             try:
                 current = await asyncio.to_thread(load_manifests, directory, self.options.node_name)
+                if not self.pod_network_ready.is_set():
+                    # as kubelet: only CNI needs the pod range, so host-network pods need not wait for it
+                    current = {uid: pod for uid, pod in current.items() if pod["spec"].get("hostNetwork")}
                 self._run_static_pods(current)
                 if self.pods_synced.is_set():
                     await self._sync_mirrors(current)
             except (errors.APIError, errors.ConnectionFailed, OSError) as error:
                 log.warning("static pods: %s", error)
-            await asyncio.sleep(2.0)
+            if self.pod_network_ready.is_set():
+                await asyncio.sleep(2.0)
+            else:  # the other pods start as soon as the network is there
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.pod_network_ready.wait(), 2.0)
 
     def _run_static_pods(self, current: dict[str, Object]) -> None:
         """Start a worker for each new manifest; stop those whose file changed or went (no API needed)."""
