@@ -37,6 +37,7 @@ from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.machinery.errors import StatusError
 from pilothouse.machinery.fastmetrics import CounterVec, HistogramVec
 from pilothouse.machinery.kinds import ResourceRegistry
+from pilothouse.machinery.loopmetrics import register as register_asyncio_tasks
 from pilothouse.store.metrics import REQUEST_BUCKETS
 
 __all__ = ["TERMINATED_WATCHERS", "RequestMetrics", "StorageObjectCounter", "reported_scope", "reported_verb",
@@ -46,6 +47,7 @@ log = logging.getLogger("pilothouse.apiserver.metrics")
 
 # Kubernetes' pages carry no ``*_created`` series next to every counter and histogram.
 disable_created_metrics()  # type: ignore[no-untyped-call]
+register_asyncio_tasks()  # python_asyncio_tasks, the go_goroutines of this process (bench/soak.py)
 
 COMPONENT = "apiserver"
 _LABELS = ("verb", "dry_run", "group", "version", "resource", "subresource", "scope", "component")

@@ -31,7 +31,13 @@ from pilothouse.machinery.errors import (
     unsupported_media_type,
 )
 from pilothouse.machinery.kinds import ResourceRegistry, ResourceType
-from pilothouse.machinery.patch import json_patch, merge_patch, server_side_apply, strategic_merge_patch
+from pilothouse.machinery.patch import (
+    check_patched_depth,
+    json_patch,
+    merge_patch,
+    server_side_apply,
+    strategic_merge_patch,
+)
 from pilothouse.machinery.protobuf import decode_kubernetes_protobuf
 
 __all__ = ["RestHandler", "SubresourceHandler", "add_standing_warnings"]
@@ -284,7 +290,9 @@ async def apply_patch(storage: ResourceStorage, namespace: str | None, name: str
             check_schema(applied, resource, ctx)
             patched = server_side_apply(current, applied, ctx.field_manager or "", ctx.force,
                                         resource.api_version, meta.format_time(), schema, subresource)
+            check_patched_depth(patched)
             return patched
+        check_patched_depth(patched)  # a patch can build deeper than any body checked at the door
         if isinstance(patched, dict):
             check_schema(patched, resource, ctx)
         return patched

@@ -169,7 +169,9 @@ class APIClient:
             if response.content_type == "application/json":
                 return orjson.loads(raw)
             return raw.decode(errors="replace")
-        except (TimeoutError, aiohttp.ClientConnectionError) as error:
+        except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as error:
+            # A body cut short (the server died while writing it) is a lost connection too, not a
+            # ClientConnectionError to aiohttp: callers' retry loops know only ConnectionFailed.
             raise errors.ConnectionFailed(f"{method} {path}: {error}") from error
 
     async def get(self, r: ResourceType, name: str, namespace: str | None = None,

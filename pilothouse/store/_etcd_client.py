@@ -171,7 +171,13 @@ class EtcdClient:
         message = str(doc.get("message") or doc.get("error") or raw[:200].decode(errors="replace"))
         if any(s in message for s in _NOT_APPLIED):
             raise _NotSent(message)
-        raise error_from_message(message, status, url + path)
+        error = error_from_message(message, status, url + path)
+        if not write and isinstance(error, UnavailableError):
+            # A read that a member could not serve ("leader changed" while its leader was killed, a
+            # timeout) changed nothing: ask the next member, as clientv3 retries reads (a 503 for one
+            # member of three down, found by the chaos harness).
+            raise _NotSent(message)
+        raise error
 
     async def watch_stream(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """One ``/v3/watch`` stream on some member: yields each decoded ``result`` message.

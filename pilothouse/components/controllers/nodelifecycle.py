@@ -167,9 +167,15 @@ class NodeLifecycleController(Controller):
         seen = self._probes.get(name)
         if seen is None:  # a node this controller has not known: upstream's "added" nodes
             self._node_event(node, "RegisteredNode", "Registered Node {} in Controller")
-            created = meta.parse_time(node["metadata"].get("creationTimestamp")) or now
-            self._probes[name] = (signature, created)
-            return created
+            # A node first seen with a Ready condition is one a restarted controller finds already
+            # running: it is given a full grace period from now, as upstream's tryUpdateNodeHealth
+            # does ("Creating timestamp entry for newly observed Node"). Only a node that never
+            # posted a status counts from its creation. (Counting every node from its creation made
+            # each restart of the controller manager mark every node older than the grace period
+            # NotReady at once, and taint and evict from it; found by the chaos harness.)
+            first = now if ready else (meta.parse_time(node["metadata"].get("creationTimestamp")) or now)
+            self._probes[name] = (signature, first)
+            return first
         if seen[0] != signature:
             self._probes[name] = (signature, now)
             return now

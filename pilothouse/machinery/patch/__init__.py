@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from pilothouse.machinery.patch.apply import conflict_error, server_side_apply
+from pilothouse.machinery.patch.depth import check_patched_depth
 from pilothouse.machinery.patch.fieldset import decode_fields_v1, encode_fields_v1, path_string
 from pilothouse.machinery.patch.json_patch import json_patch
 from pilothouse.machinery.patch.managed import manager_from_user_agent, track_update
@@ -18,6 +19,7 @@ from pilothouse.machinery.patch.merge import merge_patch
 from pilothouse.machinery.patch.strategic import strategic_merge_patch, unsupported_strategic_merge_patch
 
 __all__ = [
+    "check_patched_depth",
     "conflict_error",
     "decode_fields_v1",
     "encode_fields_v1",

@@ -18,6 +18,7 @@ import jsonpointer
 
 from pilothouse.machinery.errors import StatusError, bad_request, request_entity_too_large
 from pilothouse.machinery.kinds.types import Object
+from pilothouse.machinery.patch.depth import patched_too_deep
 
 __all__ = ["MAX_JSON_PATCH_OPERATIONS", "json_patch"]
 
@@ -52,6 +53,8 @@ def json_patch(original: Object, operations: Any) -> Object:
     except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, KeyError, IndexError,
             TypeError, ValueError) as exc:
         raise _unprocessable() from exc
+    except RecursionError:  # ``copy`` of a subtree into itself, a few times over: past any depth limit
+        raise patched_too_deep() from None
     if not isinstance(result, dict):
         raise _unprocessable()
     return result
