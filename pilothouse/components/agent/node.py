@@ -133,6 +133,9 @@ class NodeStatusManager:
         self._last_conditions: list[Object] = []
         self._last_reported: Object | None = None
         self._last_report_time = 0.0
+        #: the Lease as our last write returned it: renewals update it without a GET first, as the
+        #: kubelet's lease controller does (``latestLease``); a conflict or error drops it
+        self._lease: Object | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.registered = asyncio.Event()
         self._changed = asyncio.Event()
@@ -246,6 +249,11 @@ class NodeStatusManager:
                          "renewTime": moment}}
 
     async def renew_lease(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            with contextlib.suppress(errors.ConflictError, errors.NotFoundError):
+                self._lease = await self.client.update(LEASES, self._renewed(lease))
+                return
         try:
             lease = await self.client.get(LEASES, self.config.name, LEASE_NAMESPACE)
         except errors.NotFoundError:
@@ -257,11 +265,14 @@ class NodeStatusManager:
                         "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": LEASE_NAMESPACE}})
                 await self.client.create(LEASES, self.lease_object(), LEASE_NAMESPACE)
             return
+        self._lease = await self.client.update(LEASES, self._renewed(lease))
+
+    def _renewed(self, lease: Object) -> Object:
         fresh = self.lease_object()
         lease["spec"] = {**(lease.get("spec") or {}), **fresh["spec"]}
         if "ownerReferences" in fresh["metadata"] and not lease["metadata"].get("ownerReferences"):
             lease["metadata"]["ownerReferences"] = fresh["metadata"]["ownerReferences"]
-        await self.client.update(LEASES, lease)
+        return lease
 
     async def _lease_loop(self) -> None:
         interval = max(1.0, self.config.lease_duration / 4)
