@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from pilothouse.client import errors
+from pilothouse.client.eventspam import SpamFilter
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.machinery import meta
 
@@ -32,9 +33,14 @@ class EventRecorder:
         # (namespace, involved uid, reason, message) -> event name, for aggregation
         self._seen: dict[tuple[str, str, str, str], tuple[str, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._spam = SpamFilter()
 
     def event(self, obj: Object, event_type: str, reason: str, message: str) -> None:
         """Fire and forget: schedule the write and return at once."""
+        metadata = obj.get("metadata") or {}
+        if not self._spam.allow(self.component, self.host, {**metadata, "kind": obj.get("kind"),
+                                                            "apiVersion": obj.get("apiVersion")}):
+            return
         task = asyncio.create_task(self._record(obj, event_type, reason, message))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -290,6 +290,17 @@ class NodeStatusManager:
             first = False
             await asyncio.sleep(interval)
 
+    async def _overwritten(self) -> bool:
+        """Whether the Node's Ready condition on the server is not ours: the node lifecycle controller
+        set it Unknown while our heartbeats were late. The kubelet GETs its Node at every status
+        update and compares the server's status with its own (``tryUpdateNodeStatus``), so it puts
+        Ready back within one update period, not at the next 5-minute report."""
+        try:
+            node = await self.client.get(NODES, self.config.name)
+        except errors.NotFoundError:
+            return True  # the post that follows finds it gone and registers again
+        return _ready_status(node.get("status") or {}) != _ready_status(self._last_reported or {})
+
     async def _status_loop(self) -> None:
         loop = asyncio.get_running_loop()
         if self.config.jitter:
@@ -300,7 +311,12 @@ class NodeStatusManager:
             self._changed.clear()
             status = self.status()
             due = loop.time() - self._last_report_time >= self.config.status_report_frequency
-            if due or _comparable(status) != self._last_reported:
+            try:
+                changed = due or _comparable(status) != self._last_reported or await self._overwritten()
+            except (errors.APIError, errors.ConnectionFailed) as error:
+                log.warning("node %s: cannot read the Node: %s", self.config.name, error)
+                continue
+            if changed:
                 try:
                     await self._post_status()
                 except errors.NotFoundError:
@@ -309,6 +325,10 @@ class NodeStatusManager:
                         await self.register()
                 except (errors.APIError, errors.ConnectionFailed) as error:
                     log.warning("node %s: status update failed: %s", self.config.name, error)
+
+
+def _ready_status(status: Object) -> str:
+    return next((str(c.get("status")) for c in status.get("conditions") or [] if c.get("type") == "Ready"), "")
 
 
 def _comparable(status: Object) -> Object:
