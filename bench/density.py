@@ -150,36 +150,63 @@ class Stages:
     nodes: dict[str, str] = field(default_factory=dict)
     uids: dict[str, str] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    watch_restarts: int = 0
+
+
+def observe(stages: Stages, pod: dict[str, Any], now: float) -> None:
+    name = pod["metadata"]["name"]
+    stages.created.setdefault(name, now)
+    stages.uids[name] = pod["metadata"]["uid"]
+    node = (pod.get("spec") or {}).get("nodeName")
+    if node:
+        stages.scheduled.setdefault(name, now)
+        stages.nodes[name] = node
+    if (pod.get("status") or {}).get("phase") == "Running":
+        stages.running.setdefault(name, now)
+
+
+async def relist(session: aiohttp.ClientSession, url: str, stages: Stages) -> str:
+    """The state after a watch was cut (the server closes a watcher that falls behind): a paged LIST."""
+    token, revision = "", ""
+    for _ in range(10_000):
+        params = {"limit": "1000", **({"continue": token} if token else {})}
+        async with session.get(url + PODS, params=params) as response:
+            body = orjson.loads(await response.read())
+        now = time.perf_counter()
+        for pod in body["items"]:
+            observe(stages, pod, now)
+        revision = revision or body["metadata"]["resourceVersion"]
+        token = body["metadata"].get("continue", "")
+        if not token:
+            break
+    stages.changed.set()
+    return revision
 
 
 async def follow(session: aiohttp.ClientSession, url: str, stages: Stages, revision: str) -> None:
     params = {"watch": "true", "resourceVersion": revision, "allowWatchBookmarks": "false"}
     while True:
-        async with session.get(url + PODS, params=params, timeout=aiohttp.ClientTimeout(total=None)) as response:
-            buffer = b""
-            async for chunk in response.content.iter_any():
-                buffer += chunk
-                lines = buffer.split(b"\n")
-                buffer = lines.pop()
-                now = time.perf_counter()
-                for line in lines:
-                    event = orjson.loads(line)
-                    pod = event["object"]
-                    if event["type"] == "ERROR":
-                        raise RuntimeError(f"pod watch ended: {pod}")
-                    name = pod["metadata"]["name"]
-                    params["resourceVersion"] = pod["metadata"]["resourceVersion"]
-                    if event["type"] == "DELETED":
-                        continue
-                    stages.created.setdefault(name, now)
-                    stages.uids[name] = pod["metadata"]["uid"]
-                    node = (pod.get("spec") or {}).get("nodeName")
-                    if node:
-                        stages.scheduled.setdefault(name, now)
-                        stages.nodes[name] = node
-                    if (pod.get("status") or {}).get("phase") == "Running":
-                        stages.running.setdefault(name, now)
-                stages.changed.set()
+        try:
+            async with session.get(url + PODS, params=params,
+                                   timeout=aiohttp.ClientTimeout(total=None)) as response:
+                buffer = b""
+                async for chunk in response.content.iter_any():
+                    buffer += chunk
+                    lines = buffer.split(b"\n")
+                    buffer = lines.pop()
+                    now = time.perf_counter()
+                    for line in lines:
+                        event = orjson.loads(line)
+                        pod = event["object"]
+                        if event["type"] == "ERROR":
+                            raise aiohttp.ClientPayloadError(f"pod watch ended: {pod.get('message')}")
+                        params["resourceVersion"] = pod["metadata"]["resourceVersion"]
+                        if event["type"] != "DELETED":
+                            observe(stages, pod, now)
+                    stages.changed.set()
+        except (aiohttp.ClientError, TimeoutError):
+            stages.watch_restarts += 1
+            params["resourceVersion"] = await relist(session, url, stages)
 
 
 async def until(stages: Stages, done: Any, deadline: float) -> bool:
@@ -414,6 +441,7 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
         bound_nodes = set(stages.nodes.values())
         table.add("pods created / unique uids / nodes used",
                   f"{names_seen} / {len(set(stages.uids.values()))} / {len(bound_nodes)}")
+        table.add("benchmark's pod watch cut and relisted", f"{stages.watch_restarts} times")
         watcher.cancel()
     table.print()
 
@@ -426,15 +454,15 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=1, help="agent processes the nodes are split over")
     parser.add_argument("--watch", choices=["per-node", "shared"], default="per-node",
                         help="simulated nodes' pod watches: one per node (as kubelets) or one per agent")
+    parser.add_argument("--log", default=os.devnull, help="where the server's and agents' output goes")
     parser.add_argument("--timeout", type=float, default=900.0, help="bound on the whole run, in seconds")
     args = parser.parse_args()
     port = free_port()
     print(f"density: {args.nodes} nodes x {args.pods_per_node} pods = {args.nodes * args.pods_per_node} pods, "
           f"{args.agents} agent process(es), watch {args.watch}; load {os.getloadavg()[0]:.1f}", flush=True)
-    with tempfile.TemporaryDirectory() as data_dir:
+    with tempfile.TemporaryDirectory() as data_dir, open(args.log, "ab") as log:
         server = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
-                                   "--port", str(port), *OPEN_FLAGS], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+                                   "--port", str(port), *OPEN_FLAGS], stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         agents: list[subprocess.Popen[bytes]] = []
         try:
@@ -445,7 +473,7 @@ def main() -> None:
                 agents.append(subprocess.Popen(
                     [sys.executable, "-m", "pilothouse", "agent", "--server", url, "--simulate", str(count),
                      "--simulate-watch", args.watch, "--node-name", f"sim{i}", "--port", str(free_port()),
-                     "--root-dir", f"{data_dir}/agent{i}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                     "--root-dir", f"{data_dir}/agent{i}"], stdout=log, stderr=subprocess.STDOUT))
             asyncio.run(scenario(args, url, server, agents, Path(data_dir) / "state.db"))
         finally:
             for process in (*agents, server):
