@@ -96,10 +96,37 @@ def component_pids(server: int, agents: list[int]) -> dict[str, list[int]]:
     return groups
 
 
-def cpu_by_component(groups: dict[str, list[int]]) -> dict[str, float]:
-    spent = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
-    spent["benchmark"] = time.process_time()
-    return spent
+class CPUMeter:
+    """CPU seconds per component over the run, processes restarted meanwhile included (the server's
+    supervisor restarts a scheduler that lost its leader lease): every pid seen is charged from the
+    figure it had when first seen (0 if born during the run) to the last one read."""
+
+    def __init__(self, server: int, agents: list[int]) -> None:
+        self.server, self.agents = server, agents
+        self.first: dict[int, float] = {}
+        self.last: dict[int, tuple[str, float]] = {}
+        self.benchmark = time.process_time()
+
+    def read(self, starting: bool = False) -> None:
+        for name, pids in component_pids(self.server, self.agents).items():
+            for pid in pids:
+                spent = cpu_seconds(pid)
+                self.first.setdefault(pid, spent if starting else 0.0)
+                self.last[pid] = (name, spent)
+
+    def spent(self) -> dict[str, float]:
+        totals: dict[str, float] = {"benchmark": time.process_time() - self.benchmark}
+        for pid, (name, spent) in self.last.items():
+            totals[name] = totals.get(name, 0.0) + spent - self.first[pid]
+        return totals
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores, from /proc/stat."""
+    with open("/proc/stat") as handle:
+        values = [float(v) for v in handle.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
 
 
 def rss_bytes(pid: int) -> int:
@@ -127,8 +154,9 @@ class Samples:
     db_peak: int = 0
 
 
-async def sample(server_pid: int, db: Path, samples: Samples, stop: asyncio.Event) -> None:
+async def sample(server_pid: int, db: Path, samples: Samples, meter: CPUMeter, stop: asyncio.Event) -> None:
     while not stop.is_set():
+        meter.read()
         samples.rss_peak = max(samples.rss_peak, rss_bytes(server_pid))
         samples.db_peak = max(samples.db_peak, file_size(db))
         samples.wal_peak = max(samples.wal_peak, file_size(db.with_name(db.name + "-wal")))
@@ -362,12 +390,13 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
         stages = Stages()
         watcher = asyncio.create_task(follow(session, url, stages, revision))
         samples, stop = Samples(), asyncio.Event()
-        sampler = asyncio.create_task(sample(server.pid, db, samples, stop))
+        meter = CPUMeter(server.pid, [a.pid for a in agents])
+        meter.read(starting=True)
+        busy_before = machine_busy()
+        sampler = asyncio.create_task(sample(server.pid, db, samples, meter, stop))
         probes = Probe()
         prober = asyncio.create_task(probe(session, url, probes, stop))
         counts_before = await request_counts(session, url)
-        groups = component_pids(server.pid, [a.pid for a in agents])
-        cpu_before = cpu_by_component(groups)
 
         start = time.perf_counter()
         for name, size in zip(names, sizes, strict=True):
@@ -376,7 +405,9 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
                 assert response.status == 200, await response.text()
         finished = await until(stages, lambda: len(stages.running) >= total, deadline)
         elapsed = time.perf_counter() - start
-        cpu_after = cpu_by_component(groups)
+        meter.read()
+        cpu = meter.spent()
+        busy_after = machine_busy()
         running = len(stages.running)
         if not finished:
             print(f"TIMEOUT after {elapsed:.0f} s: {running}/{total} pods Running; partial figures follow")
@@ -407,8 +438,7 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
                   f"(peak {mb(samples.wal_peak)})", "WAL peak < 512 MB", samples.wal_peak < 512 * 2**20)
 
         # where the time goes
-        for process in cpu_after:
-            spent = cpu_after[process] - cpu_before[process]
+        for process, spent in cpu.items():
             table.add(f"CPU s, {process}", f"{spent:.1f} s ({spent / elapsed:.2f} of a core over {elapsed:.0f} s)")
         diff = counts_after - counts_before
         writes = {key: n for key, n in diff.items() if key[0] in WRITE_VERBS}
@@ -433,9 +463,11 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
                 table.add(f"stage {stage}", f"mean {statistics.fmean(values):.1f} s, "
                           f"p99 {quantile(values, 0.99):.1f} s, max {max(values):.1f} s"
                           + ("  <- slowest" if stage == slowest else ""))
-        server_cpu = cpu_after["server"] - cpu_before["server"]
-        table.add("server CPU-bound?", f"{server_cpu / elapsed:.2f} cores busy of the run's wall time",
-                  "bottleneck when ~1.0 (one Python process)")
+        server_cpu = cpu["server"]
+        machine = (busy_after[0] - busy_before[0]) / max(1.0, busy_after[1] - busy_before[1])
+        table.add("server CPU-bound?", f"server {server_cpu / elapsed:.2f} of a core over the run; all "
+                  f"{os.cpu_count()} cores {machine:.0%} busy; load {os.getloadavg()[1]:.1f}",
+                  "bound when ~1.0 of a core with cores to spare")
         # none lost or doubled
         names_seen = len(stages.created)
         bound_nodes = set(stages.nodes.values())
