@@ -32,6 +32,9 @@ from kubernetes import config
 from tests.conftest import ServerProcess, free_port, start_server_process, terminate
 from tests.scale.workload import deployment
 
+#: a bound on the run for pytest-timeout: minutes on a quiet CI machine, more on a loaded one
+pytestmark = pytest.mark.timeout(1800)
+
 NODES = 500
 PODS_PER_NODE = 30
 DEPLOYMENTS = 3
@@ -40,7 +43,7 @@ NAMESPACE = "density"
 #: generous: the full 150,000-pod target is 1.5 GB; at 10% the server peaks at a few hundred MB
 RSS_BOUND = 1536 * 2**20
 #: a bound on the wait, not a timing figure: a loaded 2-core CI machine takes a few minutes
-DEADLINE = 1200.0
+DEADLINE = 1500.0
 
 
 @pytest.fixture(scope="module")
