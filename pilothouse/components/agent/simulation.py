@@ -103,11 +103,21 @@ class SimulatedNodes:
         if node not in self.name_set:
             return
         key = f"{pod['metadata'].get('namespace')}/{pod['metadata']['name']}"
-        phase = (pod.get("status") or {}).get("phase")
-        pending = phase not in ("Running", "Succeeded", "Failed") and pod["metadata"].get("uid") not in self._started
-        if (pod["metadata"].get("deletionTimestamp") or pending) and key not in self._queued:
+        if (pod["metadata"].get("deletionTimestamp") or self._needs_status(pod)) and key not in self._queued:
             self._queued.add(key)
             self.queue.put_nowait((node, key))
+
+    def _needs_status(self, pod: Object) -> bool:
+        """Not yet written Running; or Running but not Ready, which another writer made it (the node
+        lifecycle controller marks a late node's pods NotReady): the kubelet's status manager
+        writes again whenever the server's status differs from its own, and only then."""
+        status = pod.get("status") or {}
+        phase = status.get("phase")
+        if phase in ("Succeeded", "Failed"):
+            return False
+        if phase != "Running":
+            return pod["metadata"].get("uid") not in self._started
+        return any(c.get("type") == "Ready" and c.get("status") != "True" for c in status.get("conditions") or [])
 
     def _on_pod_deleted(self, pod: Object) -> None:
         uid = pod["metadata"].get("uid", "")
@@ -140,7 +150,8 @@ class SimulatedNodes:
                      "state": {"running": {"startedAt": now}}, "lastState": {}}
                     for c in pod["spec"].get("containers") or []]
         return {"phase": "Running", "conditions": conditions, "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
-                "podIP": ip, "podIPs": [{"ip": ip}], "startTime": now, "containerStatuses": statuses,
+                "podIP": ip, "podIPs": [{"ip": ip}],
+                "startTime": (pod.get("status") or {}).get("startTime") or now, "containerStatuses": statuses,
                 "qosClass": (pod.get("status") or {}).get("qosClass") or qos_class(pod)}
 
     async def _writer(self) -> None:
@@ -157,8 +168,7 @@ class SimulatedNodes:
                     with contextlib.suppress(errors.NotFoundError, errors.ConflictError):
                         await self.client.delete(PODS, name, namespace, grace_period_seconds=0,
                                                  preconditions={"uid": pod["metadata"]["uid"]})
-                elif (pod.get("status") or {}).get("phase") not in ("Running", "Succeeded", "Failed") \
-                        and pod["metadata"].get("uid") not in self._started:
+                elif self._needs_status(pod):
                     status = self.running_status(pod)
                     with contextlib.suppress(errors.NotFoundError):
                         await self.client.patch(PODS, name, {"status": status}, namespace, subresource="status")
