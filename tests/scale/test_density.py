@@ -90,7 +90,8 @@ def all_pods(core: k8s.CoreV1Api) -> list[k8s.V1Pod]:
 
 
 def test_density_500_nodes_15000_pods(cluster: ServerProcess) -> None:
-    deadline = time.monotonic() + DEADLINE
+    started = time.monotonic()
+    deadline = started + DEADLINE
     api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
     core, apps = k8s.CoreV1Api(api), k8s.AppsV1Api(api)
 
@@ -133,10 +134,12 @@ def test_density_500_nodes_15000_pods(cluster: ServerProcess) -> None:
     listed = json.loads(cluster.kubectl("get", "deployments", "-n", NAMESPACE, "-o", "json").stdout)["items"]
     assert {d["metadata"]["name"]: d["status"].get("readyReplicas") for d in listed} == dict.fromkeys(names, REPLICAS)
 
-    # events aggregated as client-go's spam filter does: 25 SuccessfulCreate per ReplicaSet, not 5,000
+    # events aggregated as client-go's spam filter does: 25 SuccessfulCreate per ReplicaSet, then one
+    # per 5 minutes (a loaded machine takes more than 5), not 5,000
     per_replicaset = Counter(e.involved_object.uid for e in core.list_namespaced_event(NAMESPACE).items
                              if e.involved_object.kind == "ReplicaSet")
-    assert set(per_replicaset) == set(replicasets) and max(per_replicaset.values()) <= 25, per_replicaset
+    allowed = 25 + int((time.monotonic() - started) / 300) + 1
+    assert set(per_replicaset) == set(replicasets) and max(per_replicaset.values()) <= allowed, per_replicaset
 
     rss = peak_rss(cluster.process.pid)
     assert rss < RSS_BOUND, f"server peak RSS {rss / 2**20:.0f} MB"
