@@ -261,8 +261,12 @@ class Probe:
 async def probe(session: aiohttp.ClientSession, url: str, result: Probe, stop: asyncio.Event,
                 limit: int = 100_000) -> None:
     """GET then PUT one ConfigMap, about 10 pairs a second, until stopped (at most ``limit`` calls)."""
-    async with session.post(url + PROBE, json={"metadata": {"name": "probe"}, "data": {"n": "0"}}) as response:
-        configmap = await response.json()
+    configmap: dict[str, Any] = {"metadata": {"name": "probe"}, "data": {"n": "0"}}
+    try:
+        async with session.post(url + PROBE, json=configmap) as response:
+            configmap = await response.json()
+    except (aiohttp.ClientError, TimeoutError):
+        result.errors += 1  # the server did not answer in 2 minutes; the loop below counts each call
     n = 0
     while not stop.is_set() and len(result.latencies) < limit:
         n += 1
@@ -277,7 +281,7 @@ async def probe(session: aiohttp.ClientSession, url: str, result: Probe, stop: a
                     async with session.put(f"{url}{PROBE}/probe", json=configmap) as response:
                         configmap = await response.json()
                 ok = response.status == 200
-            except aiohttp.ClientError:
+            except (aiohttp.ClientError, TimeoutError):
                 ok = False
             result.latencies.append(time.perf_counter() - start)
             result.errors += not ok
@@ -423,7 +427,7 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
         await asyncio.sleep(min(5.0, max(0.0, deadline - time.perf_counter())))
         counts_after = await request_counts(session, url)
         stop.set()
-        await asyncio.gather(prober, sampler)
+        await asyncio.gather(prober, sampler, return_exceptions=True)
 
         table.add("pods Running", f"{running}/{total} in {elapsed:.1f} s", "all within 300 s",
                   finished and elapsed <= 300)
