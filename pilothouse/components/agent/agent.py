@@ -107,6 +107,7 @@ class AgentOptions:
     runtime: str = "docker"  # docker | simulated
     runtime_endpoint: str | None = None  # unix:///run/podman/podman.sock, unix:///var/run/docker.sock
     simulate: int = 0
+    simulate_watch: str = "per-node"  # per-node | shared: see simulation.WATCH_MODES
     root_dir: str = "/var/lib/pilothouse/agent"
     image_credentials_file: str | None = None  # default <root-dir>/.dockercfg when present
     node_status_update_frequency: float = 10.0
@@ -146,7 +147,8 @@ class Agent:
         if not options.node_name:
             options.node_name = socket.gethostname().lower()
         self.target = client_config(options.server, options.kubeconfig)
-        self.client = APIClient(self.target,
+        # simulated nodes hold one pod watch each, on top of the writers' connections
+        self.client = APIClient(self.target, connection_limit=256 + options.simulate,
                                 user_agent=f"pilothouse-agent/{options.node_name}", token=options.token)
         self.root_dir = Path(options.root_dir)
         self.runtime: ContainerRuntime | None = None
@@ -202,7 +204,7 @@ class Agent:
             self.simulated = SimulatedNodes(
                 self.client, names, labels=options.node_labels, lease_duration=options.lease_duration,
                 status_update_frequency=options.node_status_update_frequency, port=options.port,
-                register=options.register_node, taints=options.node_taints)
+                register=options.register_node, taints=options.node_taints, watch=options.simulate_watch)
             await self.simulated.start()
             await self._serve_simulated()
             return

@@ -170,6 +170,9 @@ class NodeStatusManager:
         self._last_conditions: list[Object] = []
         self._last_reported: Object | None = None
         self._last_report_time = 0.0
+        #: the Lease as our last write returned it: renewals update it without a GET first, as the
+        #: kubelet's lease controller does (``latestLease``); a conflict or error drops it
+        self._lease: Object | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.registered = asyncio.Event()
         self._changed = asyncio.Event()
@@ -289,6 +292,11 @@ class NodeStatusManager:
                          "renewTime": moment}}
 
     async def renew_lease(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            with contextlib.suppress(errors.ConflictError, errors.NotFoundError):
+                self._lease = await self.client.update(LEASES, self._renewed(lease))
+                return
         try:
             lease = await self.client.get(LEASES, self.config.name, LEASE_NAMESPACE)
         except errors.NotFoundError:
@@ -300,11 +308,14 @@ class NodeStatusManager:
                         "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": LEASE_NAMESPACE}})
                 await self.client.create(LEASES, self.lease_object(), LEASE_NAMESPACE)
             return
+        self._lease = await self.client.update(LEASES, self._renewed(lease))
+
+    def _renewed(self, lease: Object) -> Object:
         fresh = self.lease_object()
         lease["spec"] = {**(lease.get("spec") or {}), **fresh["spec"]}
         if "ownerReferences" in fresh["metadata"] and not lease["metadata"].get("ownerReferences"):
             lease["metadata"]["ownerReferences"] = fresh["metadata"]["ownerReferences"]
-        await self.client.update(LEASES, lease)
+        return lease
 
     async def _lease_loop(self) -> None:
         interval = max(1.0, self.config.lease_duration / 4)
@@ -322,6 +333,17 @@ class NodeStatusManager:
             first = False
             await asyncio.sleep(interval)
 
+    async def _overwritten(self) -> bool:
+        """Whether the Node's Ready condition on the server is not ours: the node lifecycle controller
+        set it Unknown while our heartbeats were late. The kubelet GETs its Node at every status
+        update and compares the server's status with its own (``tryUpdateNodeStatus``), so it puts
+        Ready back within one update period, not at the next 5-minute report."""
+        try:
+            node = await self.client.get(NODES, self.config.name)
+        except errors.NotFoundError:
+            return True  # the post that follows finds it gone and registers again
+        return _ready_status(node.get("status") or {}) != _ready_status(self._last_reported or {})
+
     async def _status_loop(self) -> None:
         loop = asyncio.get_running_loop()
         if self.config.jitter:
@@ -332,7 +354,12 @@ class NodeStatusManager:
             self._changed.clear()
             status = self.status()
             due = loop.time() - self._last_report_time >= self.config.status_report_frequency
-            if due or _comparable(status) != self._last_reported:
+            try:
+                changed = due or _comparable(status) != self._last_reported or await self._overwritten()
+            except (errors.APIError, errors.ConnectionFailed) as error:
+                log.warning("node %s: cannot read the Node: %s", self.config.name, error)
+                continue
+            if changed:
                 try:
                     await self._post_status()
                 except errors.NotFoundError:
@@ -341,6 +368,10 @@ class NodeStatusManager:
                         await self.register()
                 except (errors.APIError, errors.ConnectionFailed) as error:
                     log.warning("node %s: status update failed: %s", self.config.name, error)
+
+
+def _ready_status(status: Object) -> str:
+    return next((str(c.get("status")) for c in status.get("conditions") or [] if c.get("type") == "Ready"), "")
 
 
 def _comparable(status: Object) -> Object:

@@ -2,9 +2,16 @@
 
 For scale tests of the control plane (the seed's clusters, and beyond) on one machine: ``--simulate
 N`` registers ``<prefix>-0000`` ... each with its own Lease heartbeat (first renewals spread over the
-renew interval so N nodes do not renew in lockstep), and ONE pod informer for all of them (not N
-watches) marks every pod bound to one of them Running at once, with a fake IP, and deletes
-terminating pods with grace 0. Status writes go through a small pool of concurrent writers.
+renew interval so N nodes do not renew in lockstep). Pods bound to them are marked Running at once,
+with a fake IP, and terminating pods are deleted with grace 0. Status writes go through a small pool
+of concurrent writers, and each pod's status is written once (the Running one), as a kubelet whose
+containers start instantly would.
+
+Pods are seen as kubelets see them (``watch="per-node"``, the default): one pod watch per node,
+filtered by ``fieldSelector=spec.nodeName=<node>``, so the API server carries the fan-out of N
+watchers that a real cluster gives it. ``watch="shared"`` keeps the older single informer over all
+pods (one watch for the whole process): far cheaper for the server while it fans every event out to
+every watcher, and useful to tell the cost of the watches from the rest.
 """
 
 from __future__ import annotations
@@ -16,14 +23,14 @@ import logging
 from typing import Any
 
 from pilothouse.client import errors
-from pilothouse.client.informer import EventHandler, InformerFactory
+from pilothouse.client.informer import EventHandler, Informer, InformerFactory
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.agent.metrics import POD_STARTS, watch_running
 from pilothouse.components.agent.node import NodeConfig, NodeStatusManager
 from pilothouse.components.agent.status import qos_class
 from pilothouse.machinery import meta
 
-__all__ = ["SimulatedNodes", "simulated_node_names"]
+__all__ = ["WATCH_MODES", "SimulatedNodes", "simulated_node_names"]
 
 log = logging.getLogger("pilothouse.agent.simulated")
 
@@ -31,6 +38,8 @@ Object = dict[str, Any]
 PODS = resource("", "v1", "pods")
 SIM_CAPACITY = {"cpu": "32", "memory": "131914816Ki", "ephemeral-storage": "514937088Ki", "pods": "110",
                 "hugepages-1Gi": "0", "hugepages-2Mi": "0"}
+#: per-node: a kubelet's own filtered pod watch per node; shared: one informer over all pods
+WATCH_MODES = ("per-node", "shared")
 
 
 def simulated_node_names(prefix: str, count: int) -> list[str]:
@@ -40,7 +49,10 @@ def simulated_node_names(prefix: str, count: int) -> list[str]:
 class SimulatedNodes:
     def __init__(self, client: APIClient, names: list[str], *, labels: dict[str, str] | None = None,
                  lease_duration: int = 40, status_update_frequency: float = 10.0, port: int = 10250,
-                 register: bool = True, writers: int = 48, taints: list[Object] | None = None) -> None:
+                 register: bool = True, writers: int = 48, taints: list[Object] | None = None,
+                 watch: str = "per-node") -> None:
+        if watch not in WATCH_MODES:
+            raise ValueError(f"watch mode must be one of {WATCH_MODES}, not {watch!r}")
         self.client = client
         self.names = names
         self.name_set = set(names)
@@ -52,11 +64,18 @@ class SimulatedNodes:
             jitter=max(1.0, lease_duration / 4))) for i, name in enumerate(names)]
         self.node_ips = {m.config.name: m.config.address for m in self.managers}
         self.factory = InformerFactory(client)
-        # One node under its own identity may list only its pods (the Node authorizer's narrowing).
-        self.informer = self.factory.informer(PODS, field_selector=f"spec.nodeName={names[0]}" if len(names) == 1
-                                              else None)
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        # The kubelet's pod source: spec.nodeName=<node> (pkg/kubelet/config/apiserver.go). The shared
+        # mode's one watch is unfiltered, except for a single node under its own identity, which may
+        # list only its pods (the Node authorizer's narrowing).
+        shared = None if watch == "per-node" else self.factory.informer(
+            PODS, field_selector=f"spec.nodeName={names[0]}" if len(names) == 1 else None)
+        self.informers = ({name: self.factory.informer(PODS, field_selector=f"spec.nodeName={name}")
+                           for name in names} if shared is None else dict.fromkeys(names, shared))
+        self.queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._queued: set[str] = set()
+        #: uids whose Running status was written: written once, even if an older event of the pod
+        #: (its binding, say) arrives after the write and before the watch shows Running
+        self._started: set[str] = set()
         self._writers = writers
         self._tasks: list[asyncio.Task[None]] = []
         self._ips = itertools.count(1)
@@ -70,7 +89,8 @@ class SimulatedNodes:
                 await manager.register()
             manager.start()
         await asyncio.gather(*(register(m) for m in self.managers))
-        self.informer.add_handler(EventHandler.on_object(self._on_pod))
+        for informer in self._distinct_informers():
+            informer.add_handler(EventHandler.on_object(self._on_pod, self._on_pod_deleted))
         watch_running(self._running)
         self.factory.start()
         self._tasks = [asyncio.create_task(self._writer()) for _ in range(self._writers)]
@@ -83,19 +103,38 @@ class SimulatedNodes:
         await self.factory.stop()
 
     def _on_pod(self, pod: Object) -> None:
-        if (pod.get("spec") or {}).get("nodeName") not in self.name_set:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node not in self.name_set:
             return
         key = f"{pod['metadata'].get('namespace')}/{pod['metadata']['name']}"
-        phase = (pod.get("status") or {}).get("phase")
-        if (pod["metadata"].get("deletionTimestamp") or phase not in ("Running", "Succeeded", "Failed")) \
-                and key not in self._queued:
+        if (pod["metadata"].get("deletionTimestamp") or self._needs_status(pod)) and key not in self._queued:
             self._queued.add(key)
-            self.queue.put_nowait(key)
+            self.queue.put_nowait((node, key))
+
+    def _needs_status(self, pod: Object) -> bool:
+        """Not yet written Running; or Running but not Ready, which another writer made it (the node
+        lifecycle controller marks a late node's pods NotReady): the kubelet's status manager
+        writes again whenever the server's status differs from its own, and only then."""
+        status = pod.get("status") or {}
+        phase = status.get("phase")
+        if phase in ("Succeeded", "Failed"):
+            return False
+        if phase != "Running":
+            return pod["metadata"].get("uid") not in self._started
+        return any(c.get("type") == "Ready" and c.get("status") != "True" for c in status.get("conditions") or [])
+
+    def _on_pod_deleted(self, pod: Object) -> None:
+        uid = pod["metadata"].get("uid", "")
+        self._started.discard(uid)
+        self.pod_ips.pop(uid, None)
+
+    def _distinct_informers(self) -> list[Informer]:
+        return list({id(i): i for i in self.informers.values()}.values())
 
     def _running(self) -> list[tuple[bool, list[str]]]:
         """Every simulated pod that runs: a sandbox and its containers, all running."""
         return [(True, ["running"] * len((pod.get("spec") or {}).get("containers") or []))
-                for pod in self.informer.list()
+                for informer in self._distinct_informers() for pod in informer.list()
                 if (pod.get("spec") or {}).get("nodeName") in self.name_set
                 and (pod.get("status") or {}).get("phase") == "Running"]
 
@@ -115,14 +154,15 @@ class SimulatedNodes:
                      "state": {"running": {"startedAt": now}}, "lastState": {}}
                     for c in pod["spec"].get("containers") or []]
         return {"phase": "Running", "conditions": conditions, "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
-                "podIP": ip, "podIPs": [{"ip": ip}], "startTime": now, "containerStatuses": statuses,
+                "podIP": ip, "podIPs": [{"ip": ip}],
+                "startTime": (pod.get("status") or {}).get("startTime") or now, "containerStatuses": statuses,
                 "qosClass": (pod.get("status") or {}).get("qosClass") or qos_class(pod)}
 
     async def _writer(self) -> None:
         while True:
-            key = await self.queue.get()
+            node, key = await self.queue.get()
             self._queued.discard(key)
-            pod = self.informer.get(key)
+            pod = self.informers[node].get(key)
             if pod is None:
                 continue
             namespace, name = key.split("/", 1)
@@ -132,14 +172,15 @@ class SimulatedNodes:
                     with contextlib.suppress(errors.NotFoundError, errors.ConflictError):
                         await self.client.delete(PODS, name, namespace, grace_period_seconds=0,
                                                  preconditions={"uid": pod["metadata"]["uid"]})
-                elif (pod.get("status") or {}).get("phase") not in ("Running", "Succeeded", "Failed"):
+                elif self._needs_status(pod):
                     status = self.running_status(pod)
                     with contextlib.suppress(errors.NotFoundError):
                         await self.client.patch(PODS, name, {"status": status}, namespace, subresource="status")
+                        self._started.add(pod["metadata"].get("uid", ""))
                         POD_STARTS.observe({**pod, "status": status})
             except (errors.APIError, errors.ConnectionFailed) as error:
                 log.debug("simulated pod %s: %s; retrying", key, error)
                 await asyncio.sleep(0.5)
                 if key not in self._queued:
                     self._queued.add(key)
-                    self.queue.put_nowait(key)
+                    self.queue.put_nowait((node, key))

@@ -1,0 +1,535 @@
+"""The density run of issue 16: N simulated nodes, P pods per node, every target with PASS/FAIL.
+
+Real processes talking through the API, as in production: ``pilothouse server`` (embedded store,
+scheduler and controller manager with the node lifecycle controller) and ``pilothouse agent
+--simulate`` processes whose nodes renew their Leases every 10 s and watch their pods as kubelets do
+(``fieldSelector=spec.nodeName=<node>``, one watch per node). The benchmark creates Deployments at 0
+replicas, scales them through ``/scale`` (what ``kubectl scale`` does) and follows every pod through
+one watch, timing create → scheduled → Running. Meanwhile a bounded probe loop GETs and PUTs one
+ConfigMap (the single-object API latency the SLO speaks of) and a sampler reads the server's RSS,
+CPU and SQLite file sizes. Once every pod runs it LISTs all pods, whole and in pages of 500, and
+diffs the server's ``apiserver_request_total`` to count writes per pod by resource.
+
+    .venv/bin/python bench/density.py --nodes 500 --pods-per-node 30 --timeout 900     # 10%
+    .venv/bin/python bench/density.py --nodes 5000 --pods-per-node 30 --timeout 1800   # the issue's
+
+Every loop is bounded by ``--timeout``; on timeout the figures reached so far are printed, marked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.conftest import OPEN_FLAGS, free_port, wait_healthy
+from tests.scale.workload import deployment
+
+NAMESPACE = "density"
+PODS = f"/api/v1/namespaces/{NAMESPACE}/pods"
+DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments"
+PROBE = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
+MERGE = {"Content-Type": "application/merge-patch+json"}
+TICKS = os.sysconf("SC_CLK_TCK")
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY", "DELETECOLLECTION")
+
+
+# ------------------------------------------------------------------ process figures (from /proc)
+
+def process_tree(pid: int) -> list[int]:
+    """pid and its descendants (the server may run helpers in child processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def component_pids(server: int, agents: list[int]) -> dict[str, list[int]]:
+    """The processes to charge CPU to: the server, the scheduler and controller manager it starts
+    as children, the agents, and anything else the server started."""
+    groups: dict[str, list[int]] = {"server": [server], "agents": []}
+    for pid in process_tree(server)[1:]:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        name = next((a.decode() for a in argv if a in (b"scheduler", b"controller-manager")), "server children")
+        groups.setdefault(name, []).append(pid)
+    for agent in agents:
+        groups["agents"].extend(process_tree(agent))
+    return groups
+
+
+class CPUMeter:
+    """CPU seconds per component over the run, processes restarted meanwhile included (the server's
+    supervisor restarts a scheduler that lost its leader lease): every pid seen is charged from the
+    figure it had when first seen (0 if born during the run) to the last one read."""
+
+    def __init__(self, server: int, agents: list[int]) -> None:
+        self.server, self.agents = server, agents
+        self.first: dict[int, float] = {}
+        self.last: dict[int, tuple[str, float]] = {}
+        self.benchmark = time.process_time()
+
+    def read(self, starting: bool = False) -> None:
+        for name, pids in component_pids(self.server, self.agents).items():
+            for pid in pids:
+                spent = cpu_seconds(pid)
+                self.first.setdefault(pid, spent if starting else 0.0)
+                self.last[pid] = (name, spent)
+
+    def spent(self) -> dict[str, float]:
+        totals: dict[str, float] = {"benchmark": time.process_time() - self.benchmark}
+        for pid, (name, spent) in self.last.items():
+            totals[name] = totals.get(name, 0.0) + spent - self.first[pid]
+        return totals
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores, from /proc/stat."""
+    with open("/proc/stat") as handle:
+        values = [float(v) for v in handle.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+@dataclass
+class Samples:
+    rss_peak: int = 0
+    wal_peak: int = 0
+    db_peak: int = 0
+
+
+async def sample(server_pid: int, db: Path, samples: Samples, meter: CPUMeter, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        meter.read()
+        samples.rss_peak = max(samples.rss_peak, rss_bytes(server_pid))
+        samples.db_peak = max(samples.db_peak, file_size(db))
+        samples.wal_peak = max(samples.wal_peak, file_size(db.with_name(db.name + "-wal")))
+        try:
+            await asyncio.wait_for(stop.wait(), 1.0)
+        except TimeoutError:
+            pass
+
+
+# ------------------------------------------------------------------ the pods, as one watch shows them
+
+@dataclass
+class Stages:
+    """Per pod: when the watch first showed it created, scheduled (nodeName set) and Running."""
+
+    created: dict[str, float] = field(default_factory=dict)
+    scheduled: dict[str, float] = field(default_factory=dict)
+    running: dict[str, float] = field(default_factory=dict)
+    nodes: dict[str, str] = field(default_factory=dict)
+    uids: dict[str, str] = field(default_factory=dict)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    watch_restarts: int = 0
+
+
+def observe(stages: Stages, pod: dict[str, Any], now: float) -> None:
+    name = pod["metadata"]["name"]
+    stages.created.setdefault(name, now)
+    stages.uids[name] = pod["metadata"]["uid"]
+    node = (pod.get("spec") or {}).get("nodeName")
+    if node:
+        stages.scheduled.setdefault(name, now)
+        stages.nodes[name] = node
+    if (pod.get("status") or {}).get("phase") == "Running":
+        stages.running.setdefault(name, now)
+
+
+async def relist(session: aiohttp.ClientSession, url: str, stages: Stages) -> str:
+    """The state after a watch was cut (the server closes a watcher that falls behind): a paged LIST."""
+    token, revision = "", ""
+    for _ in range(10_000):
+        params = {"limit": "1000", **({"continue": token} if token else {})}
+        async with session.get(url + PODS, params=params) as response:
+            body = orjson.loads(await response.read())
+        now = time.perf_counter()
+        for pod in body["items"]:
+            observe(stages, pod, now)
+        revision = revision or body["metadata"]["resourceVersion"]
+        token = body["metadata"].get("continue", "")
+        if not token:
+            break
+    stages.changed.set()
+    return revision
+
+
+async def follow(session: aiohttp.ClientSession, url: str, stages: Stages, revision: str) -> None:
+    params = {"watch": "true", "resourceVersion": revision, "allowWatchBookmarks": "false"}
+    while True:
+        try:
+            async with session.get(url + PODS, params=params,
+                                   timeout=aiohttp.ClientTimeout(total=None)) as response:
+                buffer = b""
+                async for chunk in response.content.iter_any():
+                    buffer += chunk
+                    lines = buffer.split(b"\n")
+                    buffer = lines.pop()
+                    now = time.perf_counter()
+                    for line in lines:
+                        event = orjson.loads(line)
+                        pod = event["object"]
+                        if event["type"] == "ERROR":
+                            raise aiohttp.ClientPayloadError(f"pod watch ended: {pod.get('message')}")
+                        params["resourceVersion"] = pod["metadata"]["resourceVersion"]
+                        if event["type"] != "DELETED":
+                            observe(stages, pod, now)
+                    stages.changed.set()
+        except (aiohttp.ClientError, TimeoutError):
+            stages.watch_restarts += 1
+            params["resourceVersion"] = await relist(session, url, stages)
+
+
+async def until(stages: Stages, done: Any, deadline: float) -> bool:
+    while not done():
+        stages.changed.clear()
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            return False
+        try:
+            await asyncio.wait_for(stages.changed.wait(), min(remaining, 5.0))
+        except TimeoutError:
+            pass
+    return True
+
+
+# ------------------------------------------------------------------ the single-object probe
+
+@dataclass
+class Probe:
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+
+
+async def probe(session: aiohttp.ClientSession, url: str, result: Probe, stop: asyncio.Event,
+                limit: int = 100_000) -> None:
+    """GET then PUT one ConfigMap, about 10 pairs a second, until stopped (at most ``limit`` calls)."""
+    configmap: dict[str, Any] = {"metadata": {"name": "probe"}, "data": {"n": "0"}}
+    try:
+        async with session.post(url + PROBE, json=configmap) as response:
+            configmap = await response.json()
+    except (aiohttp.ClientError, TimeoutError):
+        result.errors += 1  # the server did not answer in 2 minutes; the loop below counts each call
+    n = 0
+    while not stop.is_set() and len(result.latencies) < limit:
+        n += 1
+        for method in ("GET", "PUT"):
+            start = time.perf_counter()
+            try:
+                if method == "GET":
+                    async with session.get(f"{url}{PROBE}/probe") as response:
+                        configmap = await response.json()
+                else:
+                    configmap["data"] = {"n": str(n)}
+                    async with session.put(f"{url}{PROBE}/probe", json=configmap) as response:
+                        configmap = await response.json()
+                ok = response.status == 200
+            except (aiohttp.ClientError, TimeoutError):
+                ok = False
+            result.latencies.append(time.perf_counter() - start)
+            result.errors += not ok
+        try:
+            await asyncio.wait_for(stop.wait(), 0.1)
+        except TimeoutError:
+            pass
+
+
+# ------------------------------------------------------------------ server metrics
+
+async def request_counts(session: aiohttp.ClientSession, url: str) -> Counter[tuple[str, str]]:
+    """apiserver_request_total summed by (verb, resource[/subresource])."""
+    async with session.get(url + "/metrics", timeout=aiohttp.ClientTimeout(total=600)) as response:
+        text = await response.text()
+    counts: Counter[tuple[str, str]] = Counter()
+    for family in text_string_to_metric_families(text):
+        for metric in family.samples:
+            if metric.name != "apiserver_request_total":
+                continue
+            labels = metric.labels
+            resource = labels.get("resource", "") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+            counts[labels.get("verb", ""), resource] += int(metric.value)
+    return counts
+
+
+async def list_figures(session: aiohttp.ClientSession, url: str, deadline: float) -> tuple[float, int, list[float]]:
+    """A LIST of every pod (whole body read and decoded), then the same in pages of 500."""
+    start = time.perf_counter()
+    async with session.get(url + "/api/v1/pods", timeout=aiohttp.ClientTimeout(total=600)) as response:
+        items = len(orjson.loads(await response.read())["items"])
+    whole = time.perf_counter() - start
+    pages: list[float] = []
+    token = ""
+    for _ in range(items // 500 + 2):
+        if time.perf_counter() > deadline:
+            break
+        start = time.perf_counter()
+        params = {"limit": "500", **({"continue": token} if token else {})}
+        async with session.get(url + "/api/v1/pods", params=params) as response:
+            body = orjson.loads(await response.read())
+        pages.append(time.perf_counter() - start)
+        token = body["metadata"].get("continue", "")
+        if not token:
+            break
+    return whole, items, pages
+
+
+# ------------------------------------------------------------------ the run
+
+def quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def mb(size: float) -> str:
+    return f"{size / 2**20:.0f} MB"
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, str]] = []
+
+    def add(self, name: str, value: str, target: str = "", ok: bool | None = None) -> None:
+        self.rows.append((name, value, target, "" if ok is None else ("PASS" if ok else "FAIL")))
+
+    def print(self) -> None:
+        widths = [max(len(row[i]) for row in self.rows) for i in range(4)]
+        for row in self.rows:
+            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+async def wait_nodes(session: aiohttp.ClientSession, url: str, count: int, deadline: float) -> int:
+    """How many nodes are Ready, once all are or at the deadline."""
+    ready = 0
+    while time.perf_counter() < deadline:
+        try:
+            async with session.get(url + "/api/v1/nodes") as response:
+                nodes = (await response.json())["items"]
+        except (aiohttp.ClientError, TimeoutError):
+            continue
+        ready = sum(1 for n in nodes for c in (n.get("status") or {}).get("conditions") or []
+                    if c["type"] == "Ready" and c["status"] == "True")
+        if ready >= count:
+            break
+        await asyncio.sleep(2.0)
+    return ready
+
+
+async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[bytes],
+                   agents: list[subprocess.Popen[bytes]], db: Path) -> None:
+    table = Table()
+    total = args.nodes * args.pods_per_node
+    deadline = time.perf_counter() + args.timeout
+    connector = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
+        start = time.perf_counter()
+        # a third of the run at most: then go on with the nodes that are Ready, and say so
+        ready = await wait_nodes(session, url, args.nodes, start + args.timeout / 3)
+        table.add("nodes Ready", f"{ready}/{args.nodes} in {time.perf_counter() - start:.1f} s", "all",
+                  ready >= args.nodes)
+        if not ready:
+            table.print()
+            return
+        async with session.post(url + "/api/v1/namespaces", json={"metadata": {"name": NAMESPACE}}) as response:
+            assert response.status == 201, await response.text()
+        sizes = [args.pods_per_deployment] * (total // args.pods_per_deployment)
+        if total % args.pods_per_deployment:
+            sizes.append(total % args.pods_per_deployment)
+        names = [f"density-{i}" for i in range(len(sizes))]
+        for name in names:
+            async with session.post(url + DEPLOYMENTS, json=deployment(name)) as response:
+                assert response.status == 201, await response.text()
+        async with session.get(url + PODS, params={"limit": "1"}) as response:
+            revision = (await response.json())["metadata"]["resourceVersion"]
+        stages = Stages()
+        watcher = asyncio.create_task(follow(session, url, stages, revision))
+        samples, stop = Samples(), asyncio.Event()
+        meter = CPUMeter(server.pid, [a.pid for a in agents])
+        meter.read(starting=True)
+        busy_before = machine_busy()
+        sampler = asyncio.create_task(sample(server.pid, db, samples, meter, stop))
+        probes = Probe()
+        prober = asyncio.create_task(probe(session, url, probes, stop))
+        counts_before = await request_counts(session, url)
+
+        start = time.perf_counter()
+        for name, size in zip(names, sizes, strict=True):
+            async with session.patch(f"{url}{DEPLOYMENTS}/{name}/scale", data=orjson.dumps(
+                    {"spec": {"replicas": size}}), headers=MERGE) as response:
+                assert response.status == 200, await response.text()
+        finished = await until(stages, lambda: len(stages.running) >= total, deadline)
+        elapsed = time.perf_counter() - start
+        meter.read()
+        cpu = meter.spent()
+        busy_after = machine_busy()
+        running = len(stages.running)
+        if not finished:
+            print(f"TIMEOUT after {elapsed:.0f} s: {running}/{total} pods Running; partial figures follow")
+        # settle: writes that follow Running (none expected) land before the counters are read
+        await asyncio.sleep(min(5.0, max(0.0, deadline - time.perf_counter())))
+        counts_after = await request_counts(session, url)
+        stop.set()
+        await asyncio.gather(prober, sampler, return_exceptions=True)
+
+        table.add("pods Running", f"{running}/{total} in {elapsed:.1f} s", "all within 300 s",
+                  finished and elapsed <= 300)
+        table.add("end-to-end rate", f"{running / elapsed:.0f} pods/s", ">= 500 pods/s", running / elapsed >= 500)
+        p99, worst = quantile(probes.latencies, 0.99), max(probes.latencies, default=float("nan"))
+        table.add("API single-object p99 (GET/PUT ConfigMap)",
+                  f"{p99 * 1000:.1f} ms over {len(probes.latencies)} calls, {probes.errors} errors", "< 100 ms",
+                  p99 < 0.1 and not probes.errors)
+        table.add("API single-object max", f"{worst * 1000:.0f} ms", "< 1 s (SLO)", worst < 1.0)
+        try:
+            whole, items, pages = await list_figures(session, url, time.perf_counter() + 300)
+            table.add("LIST all pods", f"{whole:.2f} s ({items} pods)", "< 5 s", whole < 5.0)
+            page_p99 = quantile(pages, 0.99)
+            table.add("paged LIST limit=500, per page", f"mean {statistics.fmean(pages) * 1000:.1f} ms, "
+                      f"p99 {page_p99 * 1000:.1f} ms ({len(pages)} pages)", "< 50 ms", page_p99 < 0.05)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            table.add("LIST all pods", f"failed: {error!r}", "< 5 s", False)
+        samples.rss_peak = max(samples.rss_peak, rss_bytes(server.pid))
+        table.add("server RSS peak", mb(samples.rss_peak), "< 1.5 GB", samples.rss_peak < 1.5 * 2**30)
+        wal_now = file_size(db.with_name(db.name + "-wal"))
+        table.add("SQLite file / WAL", f"db {mb(file_size(db))} (peak {mb(samples.db_peak)}), WAL {mb(wal_now)} "
+                  f"(peak {mb(samples.wal_peak)})", "WAL peak < 512 MB", samples.wal_peak < 512 * 2**20)
+
+        # where the time goes
+        for process, spent in cpu.items():
+            table.add(f"CPU s, {process}", f"{spent:.1f} s ({spent / elapsed:.2f} of a core over {elapsed:.0f} s)")
+        diff = counts_after - counts_before
+        writes = {key: n for key, n in diff.items() if key[0] in WRITE_VERBS}
+        pods = max(running, 1)
+        for (verb, resource), n in sorted(writes.items(), key=lambda item: -item[1]):
+            per = f"{n / pods:.3f} per pod" if not resource.startswith("leases") else \
+                f"{n / elapsed:.0f}/s (heartbeats)"
+            table.add(f"writes {verb} {resource}", f"{n} ({per})")
+        pod_writes = sum(n for (_, resource), n in writes.items()
+                         if not resource.startswith(("leases", "configmaps", "nodes")))
+        table.add("writes per pod, all but leases/nodes/probe", f"{pod_writes / pods:.2f}")
+        reads = sum(n for key, n in diff.items() if key[0] not in WRITE_VERBS)
+        table.add("reads (GET/LIST/WATCH) during the run", f"{reads}")
+        stage_times = {
+            "create (scale → pod seen)": [stages.created[n] - start for n in stages.running],
+            "schedule (seen → bound)": [stages.scheduled[n] - stages.created[n] for n in stages.running],
+            "run (bound → Running)": [stages.running[n] - stages.scheduled[n] for n in stages.running],
+        }
+        slowest = max(stage_times, key=lambda s: statistics.fmean(stage_times[s]) if stage_times[s] else 0.0)
+        for stage, values in stage_times.items():
+            if values:
+                table.add(f"stage {stage}", f"mean {statistics.fmean(values):.1f} s, "
+                          f"p99 {quantile(values, 0.99):.1f} s, max {max(values):.1f} s"
+                          + ("  <- slowest" if stage == slowest else ""))
+        server_cpu = cpu["server"]
+        machine = (busy_after[0] - busy_before[0]) / max(1.0, busy_after[1] - busy_before[1])
+        table.add("server CPU-bound?", f"server {server_cpu / elapsed:.2f} of a core over the run; all "
+                  f"{os.cpu_count()} cores {machine:.0%} busy; load {os.getloadavg()[1]:.1f}",
+                  "bound when ~1.0 of a core with cores to spare")
+        # none lost or doubled
+        names_seen = len(stages.created)
+        bound_nodes = set(stages.nodes.values())
+        table.add("pods created / unique uids / nodes used",
+                  f"{names_seen} / {len(set(stages.uids.values()))} / {len(bound_nodes)}")
+        table.add("benchmark's pod watch cut and relisted", f"{stages.watch_restarts} times")
+        watcher.cancel()
+    table.print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--nodes", type=int, default=500)
+    parser.add_argument("--pods-per-node", type=int, default=30)
+    parser.add_argument("--pods-per-deployment", type=int, default=5000)
+    parser.add_argument("--agents", type=int, default=1, help="agent processes the nodes are split over")
+    parser.add_argument("--watch", choices=["per-node", "shared"], default="per-node",
+                        help="simulated nodes' pod watches: one per node (as kubelets) or one per agent")
+    parser.add_argument("--log", default=os.devnull, help="where the server's and agents' output goes")
+    parser.add_argument("--timeout", type=float, default=900.0, help="bound on the whole run, in seconds")
+    args = parser.parse_args()
+    port = free_port()
+    print(f"density: {args.nodes} nodes x {args.pods_per_node} pods = {args.nodes * args.pods_per_node} pods, "
+          f"{args.agents} agent process(es), watch {args.watch}; load {os.getloadavg()[0]:.1f}", flush=True)
+    with tempfile.TemporaryDirectory() as data_dir, open(args.log, "ab") as log:
+        server = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
+                                   "--port", str(port), *OPEN_FLAGS], stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        agents: list[subprocess.Popen[bytes]] = []
+        try:
+            wait_healthy(url, server)
+            share = -(-args.nodes // args.agents)
+            for i in range(args.agents):
+                count = min(share, args.nodes - i * share)
+                agents.append(subprocess.Popen(
+                    [sys.executable, "-m", "pilothouse", "agent", "--server", url, "--simulate", str(count),
+                     "--simulate-watch", args.watch, "--node-name", f"sim{i}", "--port", str(free_port()),
+                     "--root-dir", f"{data_dir}/agent{i}"], stdout=log, stderr=subprocess.STDOUT))
+            asyncio.run(scenario(args, url, server, agents, Path(data_dir) / "state.db"))
+        finally:
+            for process in (*agents, server):
+                process.terminate()
+            for process in (*agents, server):
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+if __name__ == "__main__":
+    main()
