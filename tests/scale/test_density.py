@@ -2,10 +2,8 @@
 
 A real server process (embedded store, scheduler, controller manager with the node lifecycle
 controller) and one ``pilothouse agent --simulate 500`` process whose nodes renew their Leases every
-10 s. The nodes share one pod watch (``--simulate-watch shared``): with one watch per node, as
-kubelets open them, the server today decodes and filters every pod event once per watcher (500 times),
-which makes the run several times slower than CI affords; the watch fan-out index by field selector
-(issue 16, the server side) is what lifts that, and bench/density.py measures both modes.
+10 s. Each node opens its own pod watch (``spec.nodeName=<node>``), as kubelets do: 500 watches that
+the server's watch fan-out index (apiserver/fieldindex.py) hands only their own pods' events.
 Three Deployments are created at 0 replicas and scaled to 5,000 each through ``/scale`` with the
 official client, as ``kubectl scale`` does. Checked at the end, from a paged LIST: exactly 15,000
 pods, names and uids unique, every one Running on one of the 500 nodes with a pod IP, owned by its
