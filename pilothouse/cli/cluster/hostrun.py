@@ -27,9 +27,9 @@ from typing import Any
 from pilothouse.cli.cluster.layout import Layout
 from pilothouse.cli.cluster.netns import enter
 from pilothouse.cli.cluster.staticcp import is_static_server, prepare
+from pilothouse.cli.controlplane import write_kubeconfig, write_node_kubeconfigs
 from pilothouse.cli.supervisor import Backoff, Child, Supervisor
 from pilothouse.components.agent.runtime.podman_service import PodmanService
-from pilothouse.machinery.rbac.bootstrappolicy import NETWORK_POLICY_USER
 from pilothouse.machinery.topology import Cluster, Host
 
 __all__ = ["SERVER_AUTH_FLAGS", "keep_podman", "run_host"]
@@ -156,31 +156,13 @@ def _answers_ok(url: str, ca: Path) -> bool:
 
 def _write_kubeconfig(layout: Layout, cluster: Cluster, path: Path, user: str, groups: list[str]) -> None:
     """A kubeconfig for ``user`` with a certificate from the cluster CA, unless one is there."""
-    import yaml
-
-    from pilothouse.apiserver.pkidir import ClusterPKI
-    from pilothouse.machinery.kubeconfig import build_kubeconfig
-
-    if path.exists():
-        return
-    cluster_pki = ClusterPKI(layout.server_dir(cluster) / "pki")
-    credentials = cluster_pki.issue_client(user, groups)
-    document = build_kubeconfig(layout.server_url(cluster), user=user, ca_pem=cluster_pki.ca_cert_path.read_bytes(),
-                                cert_pem=credentials.cert_pem, key_pem=credentials.key_pem)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(document, sort_keys=False))
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    write_kubeconfig(layout.server_dir(cluster) / "pki", layout.server_url(cluster), path, user, groups)
 
 
 def _write_agent_kubeconfigs(layout: Layout, cluster: Cluster, host: Host) -> None:
-    """kubeadm's kubelet.conf (the Node authorizer's ``system:node:<host>``), and k3s's kube-proxy
-    credentials (``system:kube-proxy``, bound to system:node-proxier) for the agent's embedded proxy, and
-    the embedded NetworkPolicy controller's (as ``pilothouse up`` gives it, see up.py)."""
-    _write_kubeconfig(layout, cluster, layout.agent_kubeconfig(host), f"system:node:{host.name}", ["system:nodes"])
-    _write_kubeconfig(layout, cluster, layout.proxy_kubeconfig(host), "system:kube-proxy", [])
-    _write_kubeconfig(layout, cluster, layout.network_policy_kubeconfig(host), NETWORK_POLICY_USER, [])
+    write_node_kubeconfigs(layout.server_dir(cluster) / "pki", layout.server_url(cluster), host.name,
+                           agent=layout.agent_kubeconfig(host), proxy=layout.proxy_kubeconfig(host),
+                           network_policy=layout.network_policy_kubeconfig(host))
 
 
 async def run_host(layout: Layout, host_name: str) -> None:

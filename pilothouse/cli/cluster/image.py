@@ -10,7 +10,9 @@ machine's merged-``/usr`` links (``/lib -> usr/lib``...) are reproduced as they 
 loader is found where the binaries name it. Bind-mounting the host's interpreter instead was tried and
 dropped: the loader is reached through link chains, and a venv's interpreter may live anywhere (pyenv).
 
-The image runs ``<python> -m pilothouse ...`` with ``PYTHONPATH=/site`` (see :data:`SITE`).
+The image runs ``<python> -m pilothouse ...`` with ``PYTHONPATH=/site`` (see :data:`SITE`); :data:`PYTHON`
+names the interpreter whatever its path on the machine that built the image, for a manifest written
+before the image exists (a real server host's, rendered by ``cloud-config`` elsewhere).
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from pathlib import Path
 
 import pilothouse
 
-__all__ = ["SITE", "interpreter", "write_image_tar"]
+__all__ = ["PYTHON", "SITE", "interpreter", "write_image_tar"]
 
 #: where the image keeps pilothouse and its distributions (the image's PYTHONPATH)
 SITE = "/site"
+#: a link to the interpreter in every image (a name no distribution's python uses)
+PYTHON = "/usr/local/bin/pilothouse-python"
 #: standard-library parts no pilothouse process imports
 _STDLIB_SKIP = {"test", "tests", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "site-packages",
                 "dist-packages", "__pycache__", "config-3.11-x86_64-linux-gnu"}
@@ -139,6 +143,7 @@ def write_image_tar(destination: Path) -> Path:
             tar.addfile(info)
         for name, target in sorted(tree.links.items()):
             _link(tar, name.lstrip("/"), target)
+        _link(tar, PYTHON.lstrip("/"), interpreter())
         for name, path in sorted(tree.files.items()):
             tar.add(path, arcname=name.lstrip("/"), recursive=False)
     return destination

@@ -31,8 +31,9 @@ def _flag_value(args: tuple[str, ...], flag: str) -> str:
 
 
 def settings_for_host(cluster: Cluster, host_name: str, role: str, *, token: str = "",
-                      pip_spec: str = "pilothouse") -> Settings:
-    """The host's settings from the topology; ``role`` may be ``register`` for an agent host."""
+                      pip_spec: str = "pilothouse", control_plane: str = "") -> Settings:
+    """The host's settings from the topology; ``role`` may be ``register`` for an agent host.
+    ``control_plane``: a server's, the topology's ``controlPlane`` when empty."""
     host = cluster.host(host_name)
     if (role == "server") != (host.role == "server"):
         raise TopologyError(f"host {host.name!r} has role {host.role} in the topology, not {role}")
@@ -56,7 +57,9 @@ def settings_for_host(cluster: Cluster, host_name: str, role: str, *, token: str
                     labels=host.labels, taints=host.taints, pod_cidr=host.pod_cidr,
                     service_range=cluster.network.service_range, registries=cluster.registries,
                     extra_args=cluster.component_args.get("server" if role == "server" else "agent", ()),
-                    register_url=register_url, pip_spec=pip_spec)
+                    register_url=register_url, pip_spec=pip_spec,
+                    control_plane=control_plane or cluster.control_plane,
+                    agent_args=cluster.component_args.get("agent", ()) if role == "server" else ())
 
 
 def _octal(mode: int) -> str:

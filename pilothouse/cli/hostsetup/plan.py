@@ -5,6 +5,13 @@ plan on the machine it runs on. The units follow the seed's shape: a target that
 services, ``Requires``/``After`` on what each needs (the install step, the network, the register
 step), ``ExecStartPre`` checks that wait for the server's port and for ``/healthz`` to say ``ok``, and
 ``Restart=always`` with a delay.
+
+A server with ``control_plane`` ``static-pods`` follows kubeadm instead of the seed: a oneshot unit runs
+``pilothouse control-plane init`` (the CA and serving certificate, the agent's kubeconfigs, the
+server's image built on the host from the venv's interpreter: no registry publishes a pilothouse image,
+and one built on the host is the very version the install step put there), the server's manifest is a
+file of the plan in the agent's ``--pod-manifest-path``, and the agent unit takes the server unit's
+place; the scheduler and controller manager run inside the server's pod, as in ``cluster create``.
 """
 
 from __future__ import annotations
@@ -13,11 +20,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pilothouse import __version__
+from pilothouse.cli.cluster.image import PYTHON
+from pilothouse.cli.controlplane import MANIFEST, manifest_text, server_manifest
 from pilothouse.cli.hostsetup.scripts import REGISTER_NODE, WAIT_HEALTHZ, WUPIAO
 from pilothouse.cli.hostsetup.units import EnvVar, Unit, command_line
-from pilothouse.machinery.topology import Registry, Taint
+from pilothouse.machinery.topology import STATIC_PODS, Registry, Taint
 
-__all__ = ["CLOUD_LAYOUT", "ROLES", "TARGET", "File", "HostPlan", "Layout", "Settings", "plan_host"]
+__all__ = ["CLOUD_LAYOUT", "CONTROL_PLANE_UNIT", "ROLES", "STATIC_IMAGE", "TARGET", "File", "HostPlan", "Layout",
+           "Settings", "plan_host", "static_manifest"]
 
 ROLES = ("server", "agent", "register")
 TARGET = "pilothouse.target"
@@ -25,8 +36,16 @@ INSTALL_UNIT = "pilothouse-install.service"
 SERVER_UNIT = "pilothouse-server.service"
 AGENT_UNIT = "pilothouse-agent.service"
 REGISTER_UNIT = "pilothouse-register.service"
+CONTROL_PLANE_UNIT = "pilothouse-control-plane.service"
+#: the server's image on a static-pods host: per version, so an upgrade builds the new one
+STATIC_IMAGE = f"localhost/pilothouse:{__version__}"
+#: ``pilothouse server``'s default service range (cli/main.py)
+DEFAULT_SERVICE_RANGE = "10.96.0.0/12"
 #: longer than the helper scripts' own 600 s deadline: they fail with a message first, then Restart= retries
 START_TIMEOUT = ("TimeoutStartSec", "15min")
+# podman, runc and busybox-static (the pause image), iproute2 and iptables (pod network): as
+# scripts/install-deps installs them
+AGENT_PACKAGES = ("podman", "runc", "busybox-static", "iproute2", "iptables")
 KUBECTL_URL = "https://dl.k8s.io/release/v1.32.0/bin/linux/amd64/kubectl"
 
 
@@ -70,6 +89,14 @@ class Settings:
     #: what pip installs into the venv (a version, a wheel's URL, a git URL, a local path)
     pip_spec: str = "pilothouse"
     kubectl_url: str = KUBECTL_URL
+    #: a server's: ``processes`` (a server unit) or ``static-pods`` (kubeadm's way, see the module's doc)
+    control_plane: str = "processes"
+    #: a static-pods server's agent's extra arguments (``extra_args`` are the server's)
+    agent_args: Sequence[str] = ()
+
+    @property
+    def static(self) -> bool:
+        return self.role == "server" and self.control_plane == STATIC_PODS
 
 
 @dataclass(frozen=True)
@@ -105,6 +132,13 @@ def _docker_config(registries: Sequence[Registry]) -> str:
     return json.dumps({"auths": {r.server: {"auth": r.auth} for r in registries}}, indent=2) + "\n"
 
 
+def _registry_files(settings: Settings, layout: Layout) -> list[File]:
+    if not settings.registries:
+        return []
+    return [File(f"{layout.data_dir}/agent/.dockercfg", _dockercfg(settings.registries), 0o600),
+            File("/root/.docker/config.json", _docker_config(settings.registries), 0o600)]
+
+
 def _unit_section(description: str, *, after: Sequence[str], requires: Sequence[str] = (),
                   wants: Sequence[str] = (), before: Sequence[str] = (),
                   conditions: Sequence[tuple[str, str]] = ()) -> list[tuple[str, str]]:
@@ -138,14 +172,23 @@ def _install_unit(settings: Settings, layout: Layout) -> Unit:
         conditions=[("ConditionPathExists", f"!{layout.pilothouse}")]), service)
 
 
-def _server_unit(settings: Settings, layout: Layout, needs: Sequence[str]) -> Unit:
-    args: list[str | EnvVar] = [layout.pilothouse, "server", "--data-dir", f"{layout.data_dir}/server",
-                                "--bind-address", "0.0.0.0", "--secure"]
+def _server_args(settings: Settings, layout: Layout) -> list[str]:
+    """``pilothouse server``'s arguments (from ``server``), as a unit's or a static pod's."""
+    args = ["server", "--data-dir", f"{layout.data_dir}/server", "--bind-address", "0.0.0.0", "--secure"]
     if settings.address:
         args += ["--tls-san", settings.address]
     if settings.service_range:
         args += ["--service-cluster-ip-range", settings.service_range]
-    args += list(settings.extra_args)
+    return args + list(settings.extra_args)
+
+
+def _server_port(settings: Settings) -> int:
+    authority = settings.server_url.split("://", 1)[-1].split("/", 1)[0]
+    return int(authority.rsplit(":", 1)[1]) if ":" in authority else 443
+
+
+def _server_unit(settings: Settings, layout: Layout, needs: Sequence[str]) -> Unit:
+    args: list[str | EnvVar] = [layout.pilothouse, *_server_args(settings, layout)]
     # Started means healthy: units ordered after this one start once /healthz says ok.
     healthy = [f"{layout.bin_dir}/wait-healthz", settings.server_url]
     return Unit(SERVER_UNIT, _unit_section(
@@ -154,10 +197,30 @@ def _server_unit(settings: Settings, layout: Layout, needs: Sequence[str]) -> Un
         _restarting([], args, ("ExecStartPost", command_line(healthy))))
 
 
+def _agent_kubeconfigs(layout: Layout) -> dict[str, str]:
+    """A static-pods server's agent's kubeconfigs (``control-plane init`` writes them), by flag."""
+    root = f"{layout.data_dir}/agent"
+    return {"--kubeconfig": f"{root}/kubelet.conf", "--proxy-kubeconfig": f"{root}/proxy.conf",
+            "--network-policy-kubeconfig": f"{root}/network-policy.conf"}
+
+
+def _own_labels(settings: Settings) -> dict[str, str]:
+    """The labels a kubelet may set on its own Node: NodeRestriction refuses node-role.kubernetes.io/*
+    (kubeadm's mark-control-plane phase sets it with admin credentials, after the Node exists)."""
+    from pilothouse.apiserver.admission_plugins.noderestriction import forbidden_labels
+
+    forbidden = set(forbidden_labels(settings.labels, {}))
+    return {k: v for k, v in settings.labels.items() if k not in forbidden}
+
+
 def _agent_unit(settings: Settings, layout: Layout, needs: Sequence[str]) -> Unit:
     server = settings.server_url.split("://", 1)[-1].split("/", 1)[0]
-    args: list[str | EnvVar] = [layout.pilothouse, "agent", "--server", settings.server_url]
-    if settings.token:
+    args: list[str | EnvVar] = [layout.pilothouse, "agent"]
+    if settings.static:  # the server is this agent's own pod: credentials from the CA, no join
+        args += [word for pair in _agent_kubeconfigs(layout).items() for word in pair]
+    else:
+        args += ["--server", settings.server_url]
+    if settings.token and not settings.static:
         args += ["--token", EnvVar("PILOTHOUSE_TOKEN")]
     args += ["--node-name", settings.node_name, "--root-dir", f"{layout.data_dir}/agent",
              "--pod-manifest-path", layout.manifests_dir]
@@ -165,22 +228,46 @@ def _agent_unit(settings: Settings, layout: Layout, needs: Sequence[str]) -> Uni
         args += ["--address", settings.address, "--node-ip", settings.address]
     if settings.pod_cidr:
         args += ["--pod-cidr", settings.pod_cidr]
-    if settings.labels:
-        args += ["--node-labels", ",".join(f"{k}={v}" for k, v in sorted(settings.labels.items()))]
+    labels = _own_labels(settings) if settings.static else settings.labels
+    if labels:
+        args += ["--node-labels", ",".join(f"{k}={v}" for k, v in sorted(labels.items()))]
     if settings.taints:
         args += ["--register-with-taints", ",".join(str(t) for t in settings.taints)]
     if settings.role == "register":
         args += ["--register-node=false"]
-    args += list(settings.extra_args)
-    pre: list[list[str | EnvVar]] = [[f"{layout.bin_dir}/wupiao", server],
-                                     [f"{layout.bin_dir}/wait-healthz", settings.server_url],
-                                     ["/bin/mkdir", "-p", layout.manifests_dir]]
-    extra = [("EnvironmentFile", f"{layout.config_dir}/agent.env")] if settings.token else []
+    args += list(settings.agent_args if settings.static else settings.extra_args)
+    pre: list[list[str | EnvVar]] = [] if settings.static else [[f"{layout.bin_dir}/wupiao", server],
+                                                                [f"{layout.bin_dir}/wait-healthz", settings.server_url]]
+    pre.append(["/bin/mkdir", "-p", layout.manifests_dir])
+    extra = [("EnvironmentFile", f"{layout.config_dir}/agent.env")] if settings.token and not settings.static else []
     # Pods outlive an agent restart (the next agent adopts their containers), as k3s's agent unit does.
     return Unit(AGENT_UNIT, _unit_section(
         f"pilothouse node agent ({settings.node_name})", wants=["network-online.target"], requires=needs,
         after=["network-online.target", *needs]),
         [*extra, *_restarting(pre, args, ("KillMode", "process"), ("Delegate", "yes"))])
+
+
+def _control_plane_unit(settings: Settings, layout: Layout, needs: Sequence[str]) -> Unit:
+    """kubeadm's certs and kubeconfig phases, and the server's image, before the agent starts its pod."""
+    args: list[str | EnvVar] = [
+        layout.pilothouse, "control-plane", "init", "--data-dir", f"{layout.data_dir}/server",
+        "--address", settings.address or "127.0.0.1",
+        "--service-cluster-ip-range", settings.service_range or DEFAULT_SERVICE_RANGE,
+        "--server", settings.server_url, "--node-name", settings.node_name, "--image", STATIC_IMAGE,
+        *[word for pair in _agent_kubeconfigs(layout).items() for word in pair]]
+    return Unit(CONTROL_PLANE_UNIT, _unit_section(
+        "pilothouse control plane: certificates, the agent's kubeconfigs, the server's image",
+        wants=["network-online.target"], requires=needs, after=["network-online.target", *needs],
+        before=[AGENT_UNIT]),
+        # building the image copies the interpreter and its libraries: minutes on a small host
+        [("Type", "oneshot"), ("RemainAfterExit", "yes"), ("ExecStart", command_line(args)), START_TIMEOUT])
+
+
+def static_manifest(settings: Settings, layout: Layout) -> File:
+    """The server's static pod in the agent's manifest directory (0600, as kubeadm writes them)."""
+    manifest = server_manifest(f"{layout.data_dir}/server", settings.address or "127.0.0.1", PYTHON,
+                               _server_args(settings, layout), STATIC_IMAGE, _server_port(settings))
+    return File(f"{layout.manifests_dir}/{MANIFEST}", manifest_text(manifest), 0o600)
 
 
 def _register_unit(settings: Settings, layout: Layout, needs: Sequence[str]) -> Unit:
@@ -205,17 +292,19 @@ def plan_host(settings: Settings, layout: Layout) -> HostPlan:
         units.append(_install_unit(settings, layout))
         needs.append(INSTALL_UNIT)
     packages = ["python3-venv", "curl"]
-    if settings.role == "server":
+    if settings.static:
+        packages += AGENT_PACKAGES
+        files.append(static_manifest(settings, layout))
+        files += _registry_files(settings, layout)
+        units.append(_control_plane_unit(settings, layout, needs))
+        units.append(_agent_unit(settings, layout, [*needs, CONTROL_PLANE_UNIT]))
+    elif settings.role == "server":
         units.append(_server_unit(settings, layout, needs))
     else:
-        # podman, runc and busybox-static (the pause image), iproute2 and iptables (pod network): as
-        # scripts/install-deps installs them
-        packages += ["podman", "runc", "busybox-static", "iproute2", "iptables"]
+        packages += AGENT_PACKAGES
         if settings.token:
             files.append(File(f"{layout.config_dir}/agent.env", f"PILOTHOUSE_TOKEN={settings.token}\n", 0o600))
-        if settings.registries:
-            files += [File(f"{layout.data_dir}/agent/.dockercfg", _dockercfg(settings.registries), 0o600),
-                      File("/root/.docker/config.json", _docker_config(settings.registries), 0o600)]
+        files += _registry_files(settings, layout)
         if settings.role == "register":
             files.append(File(f"{layout.bin_dir}/register_node.sh",
                               REGISTER_NODE.replace("{kubectl}", f"{layout.bin_dir}/kubectl"), 0o755))
