@@ -34,9 +34,12 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> None:
 
 def _node_port_addresses(ctx: click.Context, param: click.Parameter, value: str) -> None:
     ranges = tuple(part.strip() for part in value.split(",") if part.strip())
+    if ranges == ("primary",):  # the node's primary IP, learnt from its Node object at start
+        _collect(ctx, "nodeport_addresses", ranges)
+        return
     for cidr in ranges:
-        if cidr == "primary":
-            raise click.BadParameter("'primary' is not supported: give the node's ranges as CIDRs")
+        if cidr == "primary":  # kube-proxy's validation: "primary" stands alone
+            raise click.BadParameter("'primary' cannot be combined with CIDRs")
         try:
             network = ipaddress.ip_network(cidr, strict=False)
         except ValueError as error:
@@ -49,8 +52,9 @@ def _node_port_addresses(ctx: click.Context, param: click.Parameter, value: str)
 def proxy_tuning_options(function: click.decorators.FC) -> click.decorators.FC:
     options = [
         click.option("--nodeport-addresses", default="", expose_value=False, callback=_node_port_addresses,
-                     help="NodePorts answer only on this node's addresses within these CIDRs (comma-separated; "
-                          "default: every address but loopback)."),
+                     help="NodePorts and health check node ports answer only on this node's addresses within "
+                          "these CIDRs (comma-separated), or on its primary IP ('primary': its InternalIP); "
+                          "default: every address but loopback."),
         # kube-proxy's --sync-period is 30s, but between its hourly full syncs (FullSyncPeriod) its
         # periodic syncs change nothing, as ours would: the period here is the full resync's
         click.option("--sync-period", default="1h", show_default=True, expose_value=False, callback=_duration,

@@ -38,8 +38,9 @@ def test_tuning_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.sync_period == 30.0 and config.min_sync_period == 1.5
 
 
-@pytest.mark.parametrize("flags", [("--nodeport-addresses", "primary"), ("--nodeport-addresses", "fd00::/64"),
-                                   ("--nodeport-addresses", "ten"), ("--sync-period", "soon")])
+@pytest.mark.parametrize("flags", [("--nodeport-addresses", "primary,10.0.0.0/8"),
+                                   ("--nodeport-addresses", "fd00::/64"), ("--nodeport-addresses", "ten"),
+                                   ("--sync-period", "soon")])
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, flags: tuple[str, str]) -> None:
     code, config, output = _config(monkeypatch, *flags)
     assert code == 2 and config is None and flags[0] in output, output

@@ -34,7 +34,7 @@ def lab() -> Iterator[netlab.Lab]:
 
 @asynccontextmanager
 async def running(server: ServerProcess, lab: netlab.Lab, **options: Any) -> AsyncIterator[Proxier]:
-    config = ProxyConfig(node_name=NODE, cluster_cidr=netlab.POD_RANGE, table="features", **options)
+    config = ProxyConfig(**{"node_name": NODE, "cluster_cidr": netlab.POD_RANGE, "table": "features", **options})
     client = APIClient(server.url)
     proxy = Proxier(client, config, netns=lab.node)
     await proxy.start()

@@ -7,7 +7,9 @@ local. The body is kube-proxy's JSON, byte for byte.
 
 Listeners are opened in the proxy's network namespace: a socket belongs to the namespace of the
 thread that creates it, so a short-lived thread enters the namespace (``setns``), binds, and leaves
-(Python 3.11 has no ``os.setns``; libc's is called through ctypes).
+(Python 3.11 has no ``os.setns``; libc's is called through ctypes). They listen on the addresses
+``addresses`` gives (the node's within ``--nodeport-addresses``, see nodeaddresses.py), 0.0.0.0 by
+default, as kube-proxy's do.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import ctypes.util
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -65,10 +67,27 @@ def response_body(check: HealthCheck, healthy: bool) -> str:
             f'\t"localEndpoints": {check.local_endpoints},\n\t"serviceProxyHealthy": {healthy_text}\n}}')
 
 
-def _bound_socket(port: int, netns: str | None) -> socket.socket:
-    """A listening TCP socket on ``0.0.0.0:port`` in ``netns`` (None: ours); run in a thread of its own."""
+def _listen(addresses: list[str], port: int) -> list[socket.socket]:
+    sockets: list[socket.socket] = []
+    try:
+        for address in addresses:
+            sockets.append(socket.create_server((address, port)))
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+async def _everywhere() -> list[str]:
+    return ["0.0.0.0"]
+
+
+def _bound_sockets(addresses: list[str], port: int, netns: str | None) -> list[socket.socket]:
+    """Listening TCP sockets on ``addresses`` at ``port`` in ``netns`` (None: ours); run in a thread
+    of its own."""
     if netns is None:
-        return socket.create_server(("0.0.0.0", port), reuse_port=False)
+        return _listen(addresses, port)
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     target = os.open(f"/var/run/netns/{netns}", os.O_RDONLY)
@@ -76,7 +95,7 @@ def _bound_socket(port: int, netns: str | None) -> socket.socket:
         if libc.setns(target, _CLONE_NEWNET) != 0:
             raise OSError(ctypes.get_errno(), f"setns into {netns}")
         try:
-            return socket.create_server(("0.0.0.0", port))
+            return _listen(addresses, port)
         finally:
             if libc.setns(own, _CLONE_NEWNET) != 0:  # pragma: no cover - the thread is lost to netns
                 raise OSError(ctypes.get_errno(), "setns back")
@@ -88,8 +107,11 @@ def _bound_socket(port: int, netns: str | None) -> socket.socket:
 class HealthCheckServer:
     """The listeners for the node's health checks, kept equal to the Services' by :meth:`update`."""
 
-    def __init__(self, netns: str | None = None, healthy: Callable[[], bool] = lambda: True) -> None:
+    def __init__(self, netns: str | None = None, healthy: Callable[[], bool] = lambda: True,
+                 addresses: Callable[[], Awaitable[list[str]]] = _everywhere) -> None:
         self.netns = netns
+        #: the addresses to listen on, asked whenever a port opens
+        self.addresses = addresses
         self.checks: dict[int, HealthCheck] = {}
         #: whether the proxy's last sync succeeded, asked at each request (kube-proxy's healthz)
         self.healthy = healthy
@@ -117,9 +139,14 @@ class HealthCheckServer:
         self.checks = wanted
         for port in set(self._runners) - set(wanted):
             await self._runners.pop(port).cleanup()
-        for port in set(wanted) - set(self._runners):
+        opening = set(wanted) - set(self._runners)
+        addresses = await self.addresses() if opening else []
+        if opening and not addresses:
+            log.warning("no node address within --nodeport-addresses: health check node ports are not served")
+            return
+        for port in opening:
             try:
-                sock = await asyncio.to_thread(_bound_socket, port, self.netns)
+                sockets = await asyncio.to_thread(_bound_sockets, addresses, port, self.netns)
             except OSError as error:
                 log.error("cannot open health check node port %d for %s/%s: %s", port, wanted[port].namespace,
                           wanted[port].name, error)
@@ -128,7 +155,8 @@ class HealthCheckServer:
             app.add_routes(self._handler(port))
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
-            await web.SockSite(runner, sock).start()
+            for sock in sockets:
+                await web.SockSite(runner, sock).start()
             self._runners[port] = runner
 
     @property

@@ -21,6 +21,7 @@ from pilothouse.components.netkernel.nft import Nft, NftError
 from pilothouse.components.proxy.healthcheck import HealthCheck, HealthCheckServer, health_check
 from pilothouse.components.proxy.metrics import ProxyMetrics
 from pilothouse.components.proxy.model import SERVICE_NAME_LABEL, endpoints_for, service_ports
+from pilothouse.components.proxy.nodeaddresses import bind_addresses, resolve_primary
 from pilothouse.components.proxy.rules import FAMILY, ProxyConfig, ServiceRules, service_rules
 from pilothouse.components.proxy.sync import plan
 from pilothouse.components.syncloop import LoopStats, SyncLoop
@@ -74,7 +75,7 @@ class Proxier(SyncLoop):
         self._replace = False  # the next sync replaces the table though _applied is known (full resync)
         #: Service key → its health-check node port, for LoadBalancer Services with a Local policy
         self._health: dict[str, HealthCheck] = {}
-        self.health = HealthCheckServer(netns, lambda: self.healthy)
+        self.health = HealthCheckServer(netns, lambda: self.healthy, lambda: bind_addresses(self.config, netns))
 
         def service_key(obj: Object) -> str:
             return f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
@@ -117,6 +118,10 @@ class Proxier(SyncLoop):
     def next_timer(self) -> float | None:
         # flushed chains wait a second before they are deleted (see sync.py)
         return _STALE_DELAY if self._stale else None
+
+    async def before_start(self) -> None:
+        # --nodeport-addresses primary: the node's IP, from its Node object (see nodeaddresses.py)
+        self.config = await resolve_primary(self.client, self.config)
 
     async def stop(self) -> None:
         await super().stop()
