@@ -7,6 +7,7 @@ kubeconfig ``up`` writes; the components' log must hold no 403.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -70,14 +71,14 @@ def _node_ready(cluster: Cluster) -> bool:
                                          for c in n["status"].get("conditions") or [])
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    tmp = tmp_path_factory.mktemp("secure-up")
+@contextlib.contextmanager
+def up_cluster(tmp: Path, node_name: str, *flags: str) -> Iterator[Cluster]:
+    """``pilothouse up`` with ``flags`` in ``tmp`` until its node is Ready; stopped with Ctrl-C after."""
     port = free_port()
     log_path = tmp / "up.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "pilothouse", "up", "--data-dir", str(tmp / "cluster"),
-                                    "--port", str(port), "--node-name", "secure-node", *UP_FLAGS],
+                                    "--port", str(port), "--node-name", node_name, *flags],
                                    stdout=log, stderr=subprocess.STDOUT)
     running = Cluster(tmp / "cluster", log_path, process, port, tmp / "home")
     try:
@@ -91,6 +92,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with up_cluster(tmp_path_factory.mktemp("secure-up"), "secure-node", *UP_FLAGS) as running:
+        yield running
 
 
 def test_written_kubeconfig_is_https_with_an_admin_certificate(cluster: Cluster) -> None:

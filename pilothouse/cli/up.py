@@ -19,11 +19,12 @@ from rich.console import Console
 
 from pilothouse.apiserver.serve import ServerConfig, start_server
 from pilothouse.cli.authflags import share_loopback_token
-from pilothouse.cli.podfacing import pod_facing_address
+from pilothouse.cli.podfacing import pod_facing_address, serve_pods_when_ranged
 from pilothouse.cli.supervisor import Supervisor, component_args, component_connection
 from pilothouse.client import errors
 from pilothouse.client.kubeconfig import load_kubeconfig
 from pilothouse.client.rest import APIClient, resource
+from pilothouse.components.agent.podrange import AUTO, DEFAULT_CLUSTER_CIDR
 
 __all__ = ["bring_up"]
 
@@ -70,8 +71,12 @@ async def bring_up(config: ServerConfig, *, node_name: str, node_labels: str, ag
     supervisor = Supervisor()
     extra: list[str] = ["-v"] * verbose
     supervisor.add("scheduler", "scheduler", *component_connection(running, "scheduler"), *extra)
+    # --pod-cidr auto: the node's range comes from node IPAM, run by the embedded controller manager
+    # over the controller manager's default cluster range and node prefix (as `server --cluster-cidr`)
+    node_ipam = ["--allocate-node-cidrs", "--cluster-cidr", DEFAULT_CLUSTER_CIDR, "--node-cidr-mask-size", "24"] \
+        if pod_cidr == AUTO else []
     supervisor.add("controller-manager", "controller-manager", *component_connection(running, "controller-manager"),
-                   *extra, *component_args("controller-manager", config))
+                   *extra, *component_args("controller-manager", config), *node_ipam)
     # The agent is system:node:<name> (kubelet.conf); the CSR-based TLS bootstrap replaces this later.
     agent_connection = component_connection(running, "kubelet", f"system:node:{node_name}", ("system:nodes",))
     agent_args: list[Any] = ["agent", *agent_connection, "--node-name", node_name,
@@ -92,6 +97,10 @@ async def bring_up(config: ServerConfig, *, node_name: str, node_labels: str, ag
     await supervisor.start()
     console.print("[green]✓[/] scheduler and controller manager started")
     client = APIClient(load_kubeconfig(config.kubeconfig_path), user_agent="pilothouse-up")
+    # the pods' way to the API once the node's range is known (cli/podfacing.py); a failure costs
+    # pods the kubernetes Service, not the cluster
+    pods_served = asyncio.create_task(serve_pods_when_ranged(running, client, node_name)) \
+        if pod_cidr == AUTO and not pod_facing else None
     try:
         with console.status(f"waiting for node {node_name} to be Ready (the agent starts the container "
                             "engine and builds its pause image the first time)…"):
@@ -111,6 +120,10 @@ async def bring_up(config: ServerConfig, *, node_name: str, node_labels: str, ag
         await stop.wait()
         stop_task.cancel()
     finally:
+        if pods_served is not None:
+            pods_served.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pods_served
         with console.status("stopping: pods, node agent, controllers, scheduler, API server…"):
             await client.close()
             await supervisor.stop(timeout=60.0)

@@ -35,20 +35,27 @@ def test_pods_reach_the_api_through_the_kubernetes_service(cluster: Cluster) -> 
         assert not _connects(host_address, cluster.port), host_address
     assert _connects("127.0.0.1", cluster.port)
 
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "api-client"},
+    client_pod(cluster, "api-client")
+    wait_for("the API through 10.96.0.1", lambda: reaches(cluster, "api-client", "10.96.0.1"), 60, cluster.log)
+    cluster.kubectl("delete", "pod", "api-client", "--wait=false")
+
+
+def client_pod(cluster: Cluster, name: str) -> str:
+    """A running pod to probe from (busybox in the pause image); its address."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
            "spec": {"terminationGracePeriodSeconds": 1, "containers": [
                {"name": "c", "image": PAUSE_IMAGE, "imagePullPolicy": "IfNotPresent", "command": ["sh", "-c", SLEEP]}]}}
     cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+
     def running() -> bool:
-        return cluster.kubectl("get", "pod", "api-client", "-o", "jsonpath={.status.phase}",
-                               check=False).stdout == "Running"
+        return cluster.kubectl("get", "pod", name, "-o", "jsonpath={.status.phase}", check=False).stdout == "Running"
 
-    wait_for("the client pod running", running, 120, cluster.log)
+    wait_for(f"the client pod {name} running", running, 120, cluster.log)
+    return str(cluster.kubectl("get", "pod", name, "-o", "jsonpath={.status.podIP}").stdout)
 
-    def reaches(target: str) -> bool:
-        # the pause image is a static busybox: every applet is there through /bin/busybox
-        return cluster.kubectl("exec", "api-client", "--", "/bin/busybox", "nc", "-w", "3", target, "443",
-                               check=False, input="").returncode == 0
 
-    wait_for("the API through 10.96.0.1", lambda: reaches("10.96.0.1"), 60, cluster.log)
-    cluster.kubectl("delete", "pod", "api-client", "--wait=false")
+def reaches(cluster: Cluster, pod: str, target: str) -> bool:
+    """A TCP connection from ``pod`` to ``target``:443."""
+    # the pause image is a static busybox: every applet is there through /bin/busybox
+    return cluster.kubectl("exec", pod, "--", "/bin/busybox", "nc", "-w", "3", target, "443",
+                           check=False, input="").returncode == 0
