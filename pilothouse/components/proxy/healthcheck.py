@@ -116,6 +116,7 @@ class HealthCheckServer:
         #: whether the proxy's last sync succeeded, asked at each request (kube-proxy's healthz)
         self.healthy = healthy
         self._runners: dict[int, web.AppRunner] = {}
+        self._unbound_warned = False
 
     def _handler(self, port: int) -> web.RouteTableDef:
         routes = web.RouteTableDef()
@@ -142,7 +143,9 @@ class HealthCheckServer:
         opening = set(wanted) - set(self._runners)
         addresses = await self.addresses() if opening else []
         if opening and not addresses:
-            log.warning("no node address within --nodeport-addresses: health check node ports are not served")
+            if not self._unbound_warned:  # once, not at every sync
+                log.warning("no node address within --nodeport-addresses: health check node ports are not served")
+                self._unbound_warned = True
             return
         for port in opening:
             try:
