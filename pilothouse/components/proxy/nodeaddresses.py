@@ -70,11 +70,16 @@ async def resolve_primary(client: APIClient, config: ProxyConfig, timeout: float
 
 async def bind_addresses(config: ProxyConfig, netns: str | None) -> list[str]:
     """Where a health-check node port listens: 0.0.0.0 without ``--nodeport-addresses``, else the
-    node's addresses (in ``netns``) within them (none: the port is not served)."""
+    node's addresses (in ``netns``) within them (none: the port is not served; the addresses
+    unreadable: 0.0.0.0, as kube-proxy falls back)."""
     if not config.nodeport_addresses:
         return ["0.0.0.0"]
     ranges = [ipaddress.ip_network(cidr, strict=False) for cidr in config.nodeport_addresses]
-    links = await iproute.show("ip", *(["-n", netns] if netns else []), "-4", "addr", "show")
+    try:
+        links = await iproute.show("ip", *(["-n", netns] if netns else []), "-4", "addr", "show")
+    except (iproute.IPRouteError, OSError) as error:  # kube-proxy's fallback: every address
+        log.error("cannot list the node's addresses (%s): health check node ports listen on all of them", error)
+        return ["0.0.0.0"]
     found: list[str] = []
     for link in links:
         for info in link.get("addr_info") or []:
