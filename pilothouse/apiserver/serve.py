@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
+from pilothouse.apiserver import audit
 from pilothouse.apiserver.app import APIServer
 from pilothouse.apiserver.authchain import AuthOptions, build_auth
 from pilothouse.apiserver.datadir import prepare_data_dir
@@ -79,6 +80,8 @@ class ServerConfig:
     #: kube-apiserver's --etcd-count-metric-poll-period: seconds between counts of each resource's
     #: objects for apiserver_storage_objects (0: never).
     count_metric_poll_period: float = 60.0
+    #: kube-apiserver's --audit-* flags (off unless a log path and a policy file are both given).
+    audit: audit.AuditLogOptions = field(default_factory=audit.AuditLogOptions)
 
     def store_options(self) -> dict[str, object]:
         options: dict[str, object] = {"compact_interval": self.compaction_interval}
@@ -115,6 +118,7 @@ class RunningServer:
     pki: ClusterPKI | None = None
     renewal: asyncio.Task[None] | None = None
     insecure: web.AppRunner | None = None
+    audit: audit.LogBackend | None = None
 
     @property
     def url(self) -> str:
@@ -144,6 +148,8 @@ class RunningServer:
             with contextlib.suppress(Exception):
                 await self.insecure.cleanup()
         await self.api.close()
+        if self.audit is not None:
+            await self.audit.close()
         await self.store.close()
 
 
@@ -212,6 +218,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
         raise
     app = api.build_app()
     install_request_limits(app, config.limits)
+    audit_log = audit.install(app, config.audit, errors=api.error_middleware, auth=api.auth.middleware)
     # Bootstrap loaded the kind schemas and built the routes: long-lived, so out of every later
     # cyclic collection (see pilothouse.cli.main._tune_gc).
     gc.collect()
@@ -234,7 +241,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
     for address in config.extra_bind_addresses:
         await web.SockSite(runner, freebind_socket(address, port), backlog=1024,
                            ssl_context=cluster_pki.ssl_context() if cluster_pki else None).start()
-    running = RunningServer(config, store, api, runner, port, cluster_pki)
+    running = RunningServer(config, store, api, runner, port, cluster_pki, audit=audit_log)
     if config.insecure_port:
         running.insecure = await start_insecure(api, config.insecure_bind_address, config.insecure_port)
     if cluster_pki is None:

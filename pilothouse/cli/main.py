@@ -18,6 +18,7 @@ import click
 import platformdirs
 
 from pilothouse.cli import backup, hostsetup
+from pilothouse.cli.auditflags import audit_config, audit_options
 from pilothouse.cli.authflags import auth_options, share_loopback_token
 from pilothouse.cli.join import join_cluster, join_options
 from pilothouse.cli.limitflags import limit_config, limit_options
@@ -79,7 +80,7 @@ def _server_config(data_dir: Path, bind_address: str, port: int, datastore_endpo
                         compaction_interval=compaction_interval, etcd_cafile=etcd_cafile,
                         etcd_certfile=etcd_certfile, etcd_keyfile=etcd_keyfile, secure=secure, tls=tls,
                         runtime_config=click.get_current_context().meta.get("pilothouse.runtime_config", ""),
-                        limits=limit_config(), **_insecure_port())
+                        limits=limit_config(), audit=audit_config(), **_insecure_port())
 
 
 def default_data_dir() -> Path:
@@ -134,7 +135,7 @@ def server_options(function: click.decorators.FC) -> click.decorators.FC:
                           "(the seed's register_node.sh)."),
         click.option("-v", "--verbose", count=True),
     ]
-    function = limit_options(tls_options(function))  # listed after these in --help
+    function = audit_options(limit_options(tls_options(function)))  # listed after these in --help
     for option in reversed(options):
         function = option(function)
     return function
