@@ -19,7 +19,7 @@ plugins add (PodSecurity's), are the event's ``annotations``.
 from __future__ import annotations
 
 import asyncio
-import datetime
+import time
 import uuid
 from typing import Any
 
@@ -53,6 +53,9 @@ async def _audit_id_header(request: web.Request, response: web.StreamResponse) -
 
 def _source_ips(request: web.Request) -> list[str]:
     """``utilnet.SourceIPs``: X-Forwarded-For, X-Real-Ip, then the peer, without repeats."""
+    headers = request.headers
+    if "X-Forwarded-For" not in headers and "X-Real-Ip" not in headers:
+        return [request.remote] if request.remote else []
     ips: list[str] = []
     for part in request.headers.get("X-Forwarded-For", "").split(","):
         if part.strip():
@@ -159,7 +162,7 @@ class Auditor:
 
     @web.middleware
     async def outer(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        record = RequestAudit(_audit_id(request), datetime.datetime.now(datetime.UTC), request.path_qs,
+        record = RequestAudit(_audit_id(request), time.time(), request.path_qs,
                               _source_ips(request), request.headers.get("User-Agent", ""))
         request[AUDIT] = record
         token = CURRENT.set(record)
