@@ -94,11 +94,18 @@ class RotatingFile:
         os.chmod(path, 0o600)
         self.size = self.file.tell()
 
-    def write(self, data: bytes) -> None:
-        if self.size and self.size + len(data) > self.max_bytes:
-            self.rotate()
-        self.file.write(data)
-        self.size += len(data)
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Whole lines, rotating between two when the next would pass the size (lumberjack checks
+        each write; a batch is many lines)."""
+        pending: list[bytes] = []
+        for line in lines:
+            if self.size and self.size + len(line) > self.max_bytes:
+                self.file.write(b"".join(pending))
+                pending = []
+                self.rotate()
+            pending.append(line)
+            self.size += len(line)
+        self.file.write(b"".join(pending))
 
     def rotate(self) -> None:
         self.file.close()
@@ -247,11 +254,13 @@ class LogBackend:
     def _write(self, batch: list[PendingEvent]) -> None:
         EVENTS.inc(len(batch))  # here, once a batch: prometheus-client's counters take a lock each time
         if self.legacy:
-            data = "".join(legacy_line(finish(pending)) for pending in batch).encode()
+            lines = [legacy_line(finish(pending)).encode() for pending in batch]
         else:
-            data = b"".join(orjson.dumps(finish(pending)) + b"\n" for pending in batch)
-        self.out.write(data)
-        if self.out is sys.stdout.buffer:
+            lines = [orjson.dumps(finish(pending)) + b"\n" for pending in batch]
+        if isinstance(self.out, RotatingFile):
+            self.out.write_lines(lines)
+        else:
+            self.out.write(b"".join(lines))
             self.out.flush()
 
     async def close(self) -> None:
