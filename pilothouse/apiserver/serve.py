@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
-from pilothouse.apiserver import audit
+from pilothouse.apiserver import audit, uploadcerts
 from pilothouse.apiserver.app import APIServer
 from pilothouse.apiserver.authchain import AuthOptions, build_auth
 from pilothouse.apiserver.datadir import prepare_data_dir
@@ -175,6 +175,14 @@ def _secure_pki(config: ServerConfig) -> ClusterPKI:
     return cluster_pki
 
 
+def _certificate_key(config: ServerConfig) -> str:
+    """``--certificate-key``, or a new one printed for the operator, as ``kubeadm init --upload-certs``."""
+    if not config.tls.certificate_key:
+        config.tls.certificate_key = uploadcerts.new_key()
+        log.warning("[upload-certs] Using certificate key:\n%s", config.tls.certificate_key)
+    return config.tls.certificate_key
+
+
 def freebind_socket(address: str, port: int) -> socket.socket:
     """A listening TCP socket on ``address:port`` that may be bound before the address is configured
     (Linux's ``IP_FREEBIND``): the pod bridge's gateway appears when the agent creates the bridge."""
@@ -192,6 +200,10 @@ def freebind_socket(address: str, port: int) -> socket.socket:
 
 async def start_server(config: ServerConfig) -> RunningServer:
     prepare_data_dir(config.data_dir)  # refuses a newer format, migrates an older one
+    if config.secure and config.tls.certificate_key and not config.tls.upload_certs \
+            and not (config.data_dir / "pki" / "ca.crt").exists():
+        await uploadcerts.download(config.endpoint(), config.store_options(), config.encryption_provider_config,
+                                   config.tls.certificate_key, config.data_dir / "pki")
     cluster_pki = _secure_pki(config) if config.secure else None
     if cluster_pki is not None:
         # Over HTTPS nobody is trusted for being on loopback: a client certificate names the user, then
@@ -212,6 +224,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
     try:
         await store.start()
         await api.bootstrap()
+        if cluster_pki is not None and config.tls.upload_certs:
+            await uploadcerts.upload(api.storage, cluster_pki.directory, _certificate_key(config))
     except BaseException:
         await api.close()
         await store.close()
