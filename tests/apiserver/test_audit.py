@@ -20,6 +20,7 @@ import pytest
 from kubernetes import client, watch
 
 from tests.apiserver.authcluster import AuthCluster, auth_cluster
+from tests.conftest import start_server_process
 
 POLICY = """\
 apiVersion: audit.k8s.io/v1
@@ -272,3 +273,29 @@ def test_bad_mode_stops_the_server(tmp_path: Path) -> None:
     result = _start(tmp_path, POLICY, "--audit-log-mode", "eventually")
     assert result.returncode != 0
     assert 'invalid audit log mode eventually, allowed modes are "blocking,blocking-strict,batch"' in result.stderr
+
+
+def test_legacy_format_on_standard_output(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n"
+                      "  omitStages: [RequestReceived]\n")
+    server = start_server_process(tmp_path / "data", extra=(
+        "--disable", "scheduler,controller-manager", "--audit-log-path", "-", "--audit-policy-file", str(policy),
+        "--audit-log-format", "legacy", "--audit-log-mode", "batch"))
+    try:
+        missing = server.kubectl("get", "configmap", "legacy-probe", check=False)
+        assert "NotFound" in missing.stderr
+        log = server.data_dir / "server.log"
+        deadline = time.monotonic() + 10
+        while "legacy-probe" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (line,) = [line for line in log.read_text().splitlines() if "legacy-probe" in line]
+    finally:
+        server.stop()
+    stamp, _, rest = line.partition(" AUDIT: ")
+    assert stamp.endswith("Z") and stamp[:4].isdigit()
+    assert rest.startswith('id="') and ' stage="ResponseComplete" ip="127.0.0.1" method="get" ' in rest
+    assert ' user="system:admin" groups="\\"system:masters\\",\\"system:authenticated\\"" as="<self>" ' \
+        'asgroups="<lookup>" user-agent="kubectl/v1.32' in rest
+    assert rest.endswith(' namespace="default" uri="/api/v1/namespaces/default/configmaps/legacy-probe" '
+                         'response="404"')
