@@ -142,7 +142,8 @@ def _strip_managed_fields(value: Any) -> Any:
         metadata = value.get("metadata")
         if isinstance(metadata, dict):
             metadata.pop("managedFields", None)
-        for item in value.get("items") or () if isinstance(value.get("items"), list) else ():
+        items = value.get("items")
+        for item in items if isinstance(items, list) else ():
             _strip_managed_fields(item)
     return value
 
@@ -240,16 +241,22 @@ class LogBackend:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self.queue.get()]
-            # Gather for a moment: one hand-over to the thread (and one write) per batch costs tens
-            # of microseconds, which at one request at a time doubled a GET's CPU (bench/audit_cost.py).
-            await asyncio.sleep(_GATHER)
-            while len(batch) < _BATCH and not self.queue.empty():
-                batch.append(self.queue.get_nowait())
             try:
-                await loop.run_in_executor(self.executor, self._write, batch)
-            except Exception:  # a full disk must not stop the writer; the events are lost, counted
-                log.exception("could not write %d audit events", len(batch))
-                ERRORS.labels("log").inc(len(batch))
+                # Gather for a moment: one hand-over to the thread (and one write) per batch costs tens
+                # of microseconds, which at one request at a time doubled a GET's CPU (bench/audit_cost.py).
+                await asyncio.sleep(_GATHER)
+            finally:  # cancelled (the server stopping) or not, what was taken is written
+                while len(batch) < _BATCH and not self.queue.empty():
+                    batch.append(self.queue.get_nowait())
+                written = loop.run_in_executor(self.executor, self._write_safely, batch)
+            await written
+
+    def _write_safely(self, batch: list[PendingEvent]) -> None:
+        try:
+            self._write(batch)
+        except Exception:  # a full disk must not stop the writer; the events are lost, counted
+            log.exception("could not write %d audit events", len(batch))
+            ERRORS.labels("log").inc(len(batch))
 
     def _write(self, batch: list[PendingEvent]) -> None:
         EVENTS.inc(len(batch))  # here, once a batch: prometheus-client's counters take a lock each time
@@ -266,12 +273,13 @@ class LogBackend:
     async def close(self) -> None:
         """Write what is queued, then stop (a server shutting down keeps its last events)."""
         if self.task is not None:
-            while not self.queue.empty():
-                batch = [self.queue.get_nowait() for _ in range(min(_BATCH, self.queue.qsize()))]
-                await asyncio.get_running_loop().run_in_executor(self.executor, self._write, batch)
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-        self.executor.shutdown(wait=True)
+        remaining = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
+        if remaining:
+            self.executor.submit(self._write_safely, remaining)
+        # Waits for every batch handed over, in order (one thread).
+        await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown)
         if isinstance(self.out, RotatingFile):
             self.out.close()
