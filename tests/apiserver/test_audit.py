@@ -160,7 +160,24 @@ def test_user_group_rule_matches_the_authenticated_user(cluster: AuthCluster) ->
     cluster.kubectl("bob-token", "get", "configmaps", "--field-selector", "metadata.name=bob-probe", check=False)
     bob = wait_for(cluster, lambda e: "bob-probe" in e["requestURI"] and e["stage"] == "ResponseComplete")
     assert bob and bob[0]["user"]["username"] == "bob"
+    assert bob[0]["annotations"]["authorization.k8s.io/decision"] == "forbid"
     assert not [e for e in events(cluster) if "alice-probe" in e["requestURI"]]
+
+
+def test_rbac_reason_of_an_allowed_request(cluster: AuthCluster) -> None:
+    # A Role of its own: the aggregated ClusterRoles (view) need the controller manager, not run here.
+    cluster.server.kubectl("create", "role", "cm-reader", "--verb=list", "--resource=configmaps")
+    cluster.server.kubectl("create", "rolebinding", "bob-read", "--role=cm-reader", "--user=bob")
+    deadline = time.monotonic() + 10  # the binding reaches the authorizer's watch cache
+    while cluster.kubectl("bob-token", "get", "configmaps", "--field-selector", "metadata.name=bob-allowed",
+                          check=False).returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    event = wait_for(cluster, lambda e: "bob-allowed" in e["requestURI"] and e["stage"] == "ResponseComplete"
+                     and e["annotations"]["authorization.k8s.io/decision"] == "allow")[0]
+    assert event["annotations"] == {
+        "authorization.k8s.io/decision": "allow",
+        "authorization.k8s.io/reason": 'RBAC: allowed by RoleBinding "bob-read/default" of Role "cm-reader" '
+                                       'to User "bob"'}
 
 
 def test_forbidden_and_impersonated(cluster: AuthCluster) -> None:
