@@ -35,6 +35,8 @@ def audit_options(function: click.decorators.FC) -> click.decorators.FC:
                      callback=_collect, help="Rotated audit log files to keep (0: all)."),
         click.option("--audit-log-maxsize", "max_size", type=int, default=0, expose_value=False, callback=_collect,
                      help="Megabytes of the audit log before it is rotated (0: 100, lumberjack's default)."),
+        click.option("--audit-log-compress", "compress", is_flag=True, expose_value=False, callback=_collect,
+                     help="Gzip rotated audit log files."),
         click.option("--audit-log-format", "format", default="json", show_default=True, expose_value=False,
                      callback=_collect, help="json (one Event per line) or legacy (one text line)."),
         click.option("--audit-log-mode", "mode", default="blocking", show_default=True, expose_value=False,

@@ -6,6 +6,7 @@ rotation; and the policy errors that stop the server."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
+from pilothouse.apiserver.audit.backend import RotatingFile
 from tests.apiserver.authcluster import AuthCluster, auth_cluster
 from tests.conftest import start_server_process
 
@@ -313,3 +315,18 @@ def test_legacy_format_on_standard_output(tmp_path: Path) -> None:
         'asgroups="<lookup>" user-agent="kubectl/v1.32' in rest
     assert rest.endswith(' namespace="default" uri="/api/v1/namespaces/default/configmaps/legacy-probe" '
                          'response="404"')
+
+
+def test_compressed_backups(tmp_path: Path) -> None:
+    """``--audit-log-compress``: lumberjack's ``<backup>.gz``; with ``--audit-log-maxbackup 1`` only the
+    newest backup stays, and it holds whole lines."""
+    log = RotatingFile(tmp_path / "audit.log", 1, 1, 0, compress=True)
+    line = b'{"kind":"Event","pad":"' + b"x" * 300_000 + b'"}\n'
+    for _ in range(5):
+        log.write_lines([line, line])  # 300 KB lines, 1 MB files: three lines a file, split inside batches
+    log.close()
+    (backup,) = log.backups()  # of the three full files, the two older ones were removed
+    assert backup.name.startswith("audit-") and backup.name.endswith(".log.gz")
+    assert gzip.decompress(backup.read_bytes()) == line * 3
+    assert (tmp_path / "audit.log").read_bytes() == line  # the tenth line
+    assert (tmp_path / "audit.log").stat().st_mode & 0o777 == 0o600

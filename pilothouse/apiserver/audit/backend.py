@@ -13,7 +13,8 @@ decides, as upstream's modes do:
 
 Rotation is lumberjack's, which kube-apiserver uses: past ``--audit-log-maxsize`` megabytes
 (0 means lumberjack's 100) the file is renamed ``<name>-<UTC time>.<ext>`` and a new one begun; the
-oldest backups beyond ``--audit-log-maxbackup`` and those older than ``--audit-log-maxage`` days go.
+oldest backups beyond ``--audit-log-maxbackup`` and those older than ``--audit-log-maxage`` days go;
+``--audit-log-compress`` gzips each backup.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import gzip
 import logging
 import os
+import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -61,6 +64,7 @@ class AuditLogOptions:
     format: str = "json"
     mode: str = "blocking"
     buffer_size: int = 10000
+    compress: bool = False
 
     def enabled(self) -> bool:
         """As kube-apiserver: a log path and a policy are both needed to audit anything."""
@@ -83,8 +87,10 @@ class AuditLogOptions:
 class RotatingFile:
     """lumberjack.Logger's behaviour: size-triggered rotation to time-stamped backups."""
 
-    def __init__(self, path: Path, max_size_mb: int, max_backups: int, max_age_days: int) -> None:
+    def __init__(self, path: Path, max_size_mb: int, max_backups: int, max_age_days: int,
+                 compress: bool = False) -> None:
         self.path = path
+        self.compress = compress
         self.max_bytes = (max_size_mb or 100) * _MEGABYTE
         self.max_backups = max_backups
         self.max_age = datetime.timedelta(days=max_age_days) if max_age_days else None
@@ -110,17 +116,22 @@ class RotatingFile:
     def rotate(self) -> None:
         self.file.close()
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H-%M-%S.%f")[:-3]
-        self.path.rename(self.path.with_name(f"{self.path.stem}-{stamp}{self.path.suffix}"))
+        backup = self.path.with_name(f"{self.path.stem}-{stamp}{self.path.suffix}")
+        self.path.rename(backup)
         self.file = open(self.path, "ab", buffering=0)  # noqa: SIM115
         os.chmod(self.path, 0o600)
         self.size = 0
+        if self.compress:  # lumberjack's Compress: <backup>.gz, the plain copy removed
+            with open(backup, "rb") as source, gzip.open(backup.with_name(backup.name + ".gz"), "wb") as target:
+                shutil.copyfileobj(source, target)
+            backup.unlink()
         self._prune()
 
     def backups(self) -> list[Path]:
         """Oldest first (the time stamp sorts as the name does)."""
         prefix, suffix = f"{self.path.stem}-", self.path.suffix
         return sorted(p for p in self.path.parent.iterdir()
-                      if p.name.startswith(prefix) and p.name.endswith(suffix) and p != self.path)
+                      if p.name.startswith(prefix) and p.name.removesuffix(".gz").endswith(suffix) and p != self.path)
 
     def _prune(self) -> None:
         backups = self.backups()
@@ -215,7 +226,7 @@ class LogBackend:
         self.options = options
         self.queue: asyncio.Queue[PendingEvent] = asyncio.Queue(options.buffer_size)
         self.out: RotatingFile | IO[bytes] = sys.stdout.buffer if options.path == "-" else \
-            RotatingFile(Path(options.path), options.max_size, options.max_backup, options.max_age)
+            RotatingFile(Path(options.path), options.max_size, options.max_backup, options.max_age, options.compress)
         # One thread, so lines go out in the order they were queued.
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="audit-log")
         self.task: asyncio.Task[None] | None = None
