@@ -203,6 +203,8 @@ class APIServer:
             log.exception("internal error serving %s %s", request.method, request.path)
             return codec.status_response(internal_error(f"{type(error).__name__}: {error}"))
 
+    error_middleware = _middleware  # where the audit log's outer middleware goes (apiserver/audit)
+
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok", content_type="text/plain")
 

@@ -33,8 +33,10 @@ __all__ = [
     "ALL_AUTHENTICATED",
     "ALL_UNAUTHENTICATED",
     "ANONYMOUS",
+    "AUTHENTICATED",
     "CALLER",
     "CURRENT_USER",
+    "DECISION",
     "REQUEST_INFO",
     "SYSTEM_MASTERS",
     "AllowAll",
@@ -239,6 +241,9 @@ class Caller:
 
 CALLER = web.RequestKey("pilothouse.caller", Caller)
 REQUEST_INFO = web.RequestKey("pilothouse.requestinfo", RequestInfo)
+#: For the audit log: who authenticated (before impersonation) and the authorizer's (allowed, reason).
+AUTHENTICATED = web.RequestKey("pilothouse.authenticated", UserInfo)
+DECISION = web.RequestKey("pilothouse.decision", tuple)
 #: The user of the request being served (each aiohttp request runs in a task of its own, so this is
 #: per request); None outside a request (bootstrap writes the server makes itself).
 CURRENT_USER: contextvars.ContextVar[UserInfo | None] = contextvars.ContextVar("pilothouse_user", default=None)
@@ -304,12 +309,12 @@ class AuthLayer:
         raise unauthorized()
 
     async def check(self, request: web.Request, info: RequestInfo) -> UserInfo:
-        user = await self.authenticate(request)
+        user = request[AUTHENTICATED] = await self.authenticate(request)
         if self.impersonate is not None:
             user = await self.impersonate(request, user, self.authorizer)
         request[CALLER] = Caller(user, self.authorizer, self)
         CURRENT_USER.set(user)
-        allowed, reason = await self.authorizer.authorize(user, info)
+        allowed, reason = request[DECISION] = await self.authorizer.authorize(user, info)
         if not allowed:
             raise forbidden_error(user, info, reason)
         return user

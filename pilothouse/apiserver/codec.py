@@ -14,7 +14,7 @@ import orjson
 import yaml
 from aiohttp import web
 
-from pilothouse.apiserver import strictbody
+from pilothouse.apiserver import audit, strictbody
 from pilothouse.machinery import safeyaml
 from pilothouse.machinery.errors import (
     StatusError,
@@ -48,7 +48,13 @@ _JSON_TYPES = {"application/json", "application/merge-patch+json", "application/
 
 
 async def read_body(request: web.Request) -> tuple[Any, str]:
-    """Parse the body. Returns (value, media type)."""
+    """Parse the body. Returns (value, media type); the audit log notes the object."""
+    value, media_type = await _read_body(request)
+    audit.note_request_object(value)
+    return value, media_type
+
+
+async def _read_body(request: web.Request) -> tuple[Any, str]:
     # No Content-Type header at all means JSON (the official Python client sends none on create);
     # aiohttp would report application/octet-stream for it.
     media_type = request.content_type if "Content-Type" in request.headers else "application/json"

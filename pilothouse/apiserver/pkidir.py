@@ -59,6 +59,9 @@ class TLSOptions:
     #: Another server's PKI directory (``--cluster-pki-from``): its CA and service-account key are
     #: this server's too, as ``kubeadm join --control-plane`` copies them to every control-plane node.
     cluster_pki_from: str | None = None
+    #: kubeadm's ``--upload-certs`` and ``--certificate-key`` (apiserver/uploadcerts.py).
+    upload_certs: bool = False
+    certificate_key: str = ""
 
 
 def host_names_and_addresses(bind_address: str) -> tuple[list[str], list[str]]:

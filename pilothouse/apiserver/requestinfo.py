@@ -37,6 +37,9 @@ class RequestInfo:
     #: of 1.32's AuthorizeWithSelectors, which the Node authorizer reads); not part of equality: RBAC,
     #: which caches decisions per request attributes, does not look at selectors.
     field_selector: str = field(default="", compare=False)
+    #: Its ``labelSelector``, the other AuthorizeWithSelectors attribute (no authorizer here reads it;
+    #: a SubjectAccessReview carries it to them all the same).
+    label_selector: str = field(default="", compare=False)
 
 
 _METHOD_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete",
@@ -84,7 +87,7 @@ def parse_request_info(method: str, path: str, query: Mapping[str, str] | None =
         elif verb == "delete":
             verb = "deletecollection"
         return RequestInfo(True, path, verb, group, version, namespace, resource, name, subresource,
-                           query.get("fieldSelector", ""))
+                           query.get("fieldSelector", ""), query.get("labelSelector", ""))
     return RequestInfo(True, path, verb, group, version, namespace, resource, name, subresource)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
+from pilothouse.apiserver import audit, uploadcerts
 from pilothouse.apiserver.app import APIServer
 from pilothouse.apiserver.authchain import AuthOptions, build_auth
 from pilothouse.apiserver.datadir import prepare_data_dir
@@ -79,6 +80,8 @@ class ServerConfig:
     #: kube-apiserver's --etcd-count-metric-poll-period: seconds between counts of each resource's
     #: objects for apiserver_storage_objects (0: never).
     count_metric_poll_period: float = 60.0
+    #: kube-apiserver's --audit-* flags (off unless a log path and a policy file are both given).
+    audit: audit.AuditLogOptions = field(default_factory=audit.AuditLogOptions)
 
     def store_options(self) -> dict[str, object]:
         options: dict[str, object] = {"compact_interval": self.compaction_interval}
@@ -115,6 +118,7 @@ class RunningServer:
     pki: ClusterPKI | None = None
     renewal: asyncio.Task[None] | None = None
     insecure: web.AppRunner | None = None
+    audit: audit.LogBackend | None = None
 
     @property
     def url(self) -> str:
@@ -144,6 +148,8 @@ class RunningServer:
             with contextlib.suppress(Exception):
                 await self.insecure.cleanup()
         await self.api.close()
+        if self.audit is not None:
+            await self.audit.close()
         await self.store.close()
 
 
@@ -169,6 +175,14 @@ def _secure_pki(config: ServerConfig) -> ClusterPKI:
     return cluster_pki
 
 
+def _certificate_key(config: ServerConfig) -> str:
+    """``--certificate-key``, or a new one printed for the operator, as ``kubeadm init --upload-certs``."""
+    if not config.tls.certificate_key:
+        config.tls.certificate_key = uploadcerts.new_key()
+        log.warning("[upload-certs] Using certificate key:\n%s", config.tls.certificate_key)
+    return config.tls.certificate_key
+
+
 def freebind_socket(address: str, port: int) -> socket.socket:
     """A listening TCP socket on ``address:port`` that may be bound before the address is configured
     (Linux's ``IP_FREEBIND``): the pod bridge's gateway appears when the agent creates the bridge."""
@@ -186,6 +200,10 @@ def freebind_socket(address: str, port: int) -> socket.socket:
 
 async def start_server(config: ServerConfig) -> RunningServer:
     prepare_data_dir(config.data_dir)  # refuses a newer format, migrates an older one
+    if config.secure and config.tls.certificate_key and not config.tls.upload_certs \
+            and not (config.data_dir / "pki" / "ca.crt").exists():
+        await uploadcerts.download(config.endpoint(), config.store_options(), config.encryption_provider_config,
+                                   config.tls.certificate_key, config.data_dir / "pki")
     cluster_pki = _secure_pki(config) if config.secure else None
     if cluster_pki is not None:
         # Over HTTPS nobody is trusted for being on loopback: a client certificate names the user, then
@@ -206,12 +224,15 @@ async def start_server(config: ServerConfig) -> RunningServer:
     try:
         await store.start()
         await api.bootstrap()
+        if cluster_pki is not None and config.tls.upload_certs:
+            await uploadcerts.upload(api.storage, cluster_pki.directory, _certificate_key(config))
     except BaseException:
         await api.close()
         await store.close()
         raise
     app = api.build_app()
     install_request_limits(app, config.limits)
+    audit_log = audit.install(app, config.audit, errors=api.error_middleware, auth=api.auth.middleware)
     # Bootstrap loaded the kind schemas and built the routes: long-lived, so out of every later
     # cyclic collection (see pilothouse.cli.main._tune_gc).
     gc.collect()
@@ -234,7 +255,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
     for address in config.extra_bind_addresses:
         await web.SockSite(runner, freebind_socket(address, port), backlog=1024,
                            ssl_context=cluster_pki.ssl_context() if cluster_pki else None).start()
-    running = RunningServer(config, store, api, runner, port, cluster_pki)
+    running = RunningServer(config, store, api, runner, port, cluster_pki, audit=audit_log)
     if config.insecure_port:
         running.insecure = await start_insecure(api, config.insecure_bind_address, config.insecure_port)
     if cluster_pki is None:

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from pilothouse.apiserver import codec, options, tokenrequest
+from pilothouse.apiserver import codec, options, reviewselectors, tokenrequest
 from pilothouse.apiserver.auth import CALLER, UserInfo, aggregate, with_authenticated_group
 from pilothouse.apiserver.registry import ResourceStorage
 from pilothouse.apiserver.requestinfo import RequestInfo
@@ -132,7 +132,7 @@ def _attributes_errors(spec: Object) -> list[FieldError]:
         shown = GoValue(resource, "&authorization.ResourceAttributes{...}") if resource else GoValue(None, "nil")
         return [invalid_field("spec.resourceAttributes", shown,
                               "exactly one of nonResourceAttributes or resourceAttributes must be specified")]
-    return []
+    return reviewselectors.selector_errors(resource)
 
 
 def _request_info(spec: Object) -> RequestInfo:
@@ -141,7 +141,8 @@ def _request_info(spec: Object) -> RequestInfo:
         return RequestInfo(True, "", resource.get("verb", ""), resource.get("group", ""),
                            resource.get("version", ""), resource.get("namespace") or None,
                            resource.get("resource", ""), resource.get("name", ""),
-                           resource.get("subresource", ""))
+                           resource.get("subresource", ""), reviewselectors.field_selector(resource),
+                           reviewselectors.label_selector(resource))
     non_resource = spec.get("nonResourceAttributes") or {}
     return RequestInfo(False, non_resource.get("path", ""), non_resource.get("verb", ""))
 

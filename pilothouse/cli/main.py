@@ -18,6 +18,7 @@ import click
 import platformdirs
 
 from pilothouse.cli import backup, hostsetup
+from pilothouse.cli.auditflags import audit_config, audit_options
 from pilothouse.cli.authflags import auth_options, share_loopback_token
 from pilothouse.cli.join import join_cluster, join_options
 from pilothouse.cli.limitflags import limit_config, limit_options
@@ -79,7 +80,7 @@ def _server_config(data_dir: Path, bind_address: str, port: int, datastore_endpo
                         compaction_interval=compaction_interval, etcd_cafile=etcd_cafile,
                         etcd_certfile=etcd_certfile, etcd_keyfile=etcd_keyfile, secure=secure, tls=tls,
                         runtime_config=click.get_current_context().meta.get("pilothouse.runtime_config", ""),
-                        limits=limit_config(), **_insecure_port())
+                        limits=limit_config(), audit=audit_config(), **_insecure_port())
 
 
 def default_data_dir() -> Path:
@@ -134,7 +135,7 @@ def server_options(function: click.decorators.FC) -> click.decorators.FC:
                           "(the seed's register_node.sh)."),
         click.option("-v", "--verbose", count=True),
     ]
-    function = limit_options(tls_options(function))  # listed after these in --help
+    function = audit_options(limit_options(tls_options(function)))  # listed after these in --help
     for option in reversed(options):
         function = option(function)
     return function
@@ -179,6 +180,12 @@ def tls_options(function: click.decorators.FC) -> click.decorators.FC:
                      help="Another API server's pki directory (or a copy of its ca.crt, ca.key and sa.key): share "
                           "its CA and service-account key, as kubeadm join --control-plane does, so kubeconfigs "
                           "and tokens work against every server over one datastore."),
+        click.option("--upload-certs", is_flag=True, expose_value=False, callback=_collect_tls,
+                     help="Store the cluster's CA and service-account key, encrypted with --certificate-key (one is "
+                          "made and printed if not given), in Secret kube-system/kubeadm-certs, as kubeadm does."),
+        click.option("--certificate-key", default="", expose_value=False, callback=_collect_tls,
+                     help="The key of --upload-certs; without it, a new server's CA and service-account key are "
+                          "read from that Secret in the datastore (kubeadm join --control-plane --certificate-key)."),
         # Tests shorten the serving certificate's life to watch it renewed.
         click.option("--tls-serving-cert-validity", type=float, default=None, hidden=True, expose_value=False,
                      callback=_collect_tls),
@@ -205,7 +212,9 @@ def _tls_config() -> tuple[bool, Any]:
                          tls_private_key_file=flags.get("tls_private_key_file"),
                          client_ca_file=flags.get("client_ca_file"), tls_sans=tuple(flags.get("tls_san") or ()),
                          check_interval=flags.get("tls_renewal_check_interval") or 3600.0,
-                         cluster_pki_from=flags.get("cluster_pki_from"))
+                         cluster_pki_from=flags.get("cluster_pki_from"),
+                         upload_certs=bool(flags.get("upload_certs")),
+                         certificate_key=flags.get("certificate_key") or "")
     if flags.get("tls_serving_cert_validity"):
         options.serving_validity = datetime.timedelta(seconds=flags["tls_serving_cert_validity"])
     if bool(options.tls_cert_file) != bool(options.tls_private_key_file):

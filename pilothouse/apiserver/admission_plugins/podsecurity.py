@@ -6,8 +6,9 @@ them (the service account's token volume included).
 
 Namespaces are read from a watch-fed cache, as Kubernetes reads its namespace informer: a pod
 created within milliseconds of a label change can be judged by the labels before it, there too.
-Audit mode only writes audit annotations in Kubernetes; this server keeps no audit log, so the
-audit labels are parsed (and validated) but not evaluated.
+Audit mode writes audit annotations, as Kubernetes': ``pod-security.kubernetes.io/audit-violations``
+when the audit level finds something, ``pod-security.kubernetes.io/enforce-policy`` on every pod
+evaluated (``privileged:latest`` in a namespace privileged in every mode).
 
 Kubernetes' default configuration exempts nothing (no namespaces, users or runtime classes, not
 even kube-system) and defaults every mode to ``privileged:latest``; so does this plugin.
@@ -15,6 +16,7 @@ even kube-system) and defaults every mode to ``privileged:latest``; so does this
 
 from __future__ import annotations
 
+from pilothouse.apiserver import audit
 from pilothouse.apiserver.admission_plugins import Attributes, Plugin
 from pilothouse.apiserver.admission_plugins.cache import WatchCache
 from pilothouse.apiserver.objects import decode_stored
@@ -25,6 +27,9 @@ from pilothouse.store.interface import Store
 __all__ = ["PodSecurity"]
 
 _NAMESPACES = "/registry/core/namespaces/"
+#: k8s.io/pod-security-admission/api: the plugin's audit annotations, under its label prefix.
+ENFORCE_POLICY = "pod-security.kubernetes.io/enforce-policy"
+AUDIT_VIOLATIONS = "pod-security.kubernetes.io/audit-violations"
 
 
 class PodSecurity(Plugin):
@@ -56,12 +61,16 @@ class PodSecurity(Plugin):
     async def _validate_pod(self, attrs: Attributes) -> None:
         policy = await self._policy(attrs.namespace)
         if policy.fully_privileged():
+            audit.annotate(ENFORCE_POLICY, "privileged:latest")
             return
         if attrs.operation == "UPDATE" and attrs.old is not None \
                 and not podsecurity.significant_pod_update(attrs.obj, attrs.old):
             return
         verdict = podsecurity.evaluate_pod(policy, attrs.obj.get("metadata") or {}, attrs.obj.get("spec") or {},
                                            enforce=True)
+        audit.annotate(ENFORCE_POLICY, str(policy.enforce))
+        if verdict.audit:
+            audit.annotate(AUDIT_VIOLATIONS, verdict.audit)
         if verdict.refusal:
             raise attrs.refused(verdict.refusal)
         for warning in verdict.warnings:
@@ -70,11 +79,14 @@ class PodSecurity(Plugin):
     async def _warn_template(self, attrs: Attributes) -> None:
         # Workload templates are only warned about (and audited): their pods are what is enforced.
         policy = await self._policy(attrs.namespace)
-        if policy.warn.level == "privileged":
+        if policy.warn.level == "privileged" and policy.audit.level == "privileged":
             return
         template = podsecurity.pod_spec_of(attrs.resource.group, attrs.resource.plural, attrs.obj)
         if template is not None:
-            for warning in podsecurity.evaluate_pod(policy, *template, enforce=False).warnings:
+            verdict = podsecurity.evaluate_pod(policy, *template, enforce=False)
+            if verdict.audit:
+                audit.annotate(AUDIT_VIOLATIONS, verdict.audit)
+            for warning in verdict.warnings:
                 attrs.warn(warning)
 
     async def _validate_namespace(self, attrs: Attributes) -> None:

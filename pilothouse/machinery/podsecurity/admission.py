@@ -69,22 +69,27 @@ class Verdict:
     #: The refusal (after ``<kind> "<name>" is forbidden: ``), or "" when allowed.
     refusal: str = ""
     warnings: list[str] = field(default_factory=list)
+    #: The audit level's finding, for the audit event's ``pod-security.kubernetes.io/audit-violations``.
+    audit: str = ""
 
 
 def evaluate_pod(policy: Policy, metadata: Object, spec: Object, enforce: bool) -> Verdict:
-    """EvaluatePod: enforce (pods only), then warn unless refused. Audit goes to the audit log,
-    which this server does not write, so the audit level is not evaluated."""
+    """EvaluatePod: enforce (pods only), audit, then warn unless refused; each level and version
+    evaluated once however many modes share it."""
     verdict = Verdict()
     cached: dict[LevelVersion, str] = {}
-    if enforce:
-        _, detail = aggregate(evaluate(policy.enforce, metadata, spec))
-        cached[policy.enforce] = detail
-        if detail:
-            verdict.refusal = f'violates PodSecurity "{policy.enforce}": {detail}'
-            return verdict
-    detail = cached[policy.warn] if policy.warn in cached else aggregate(evaluate(policy.warn, metadata, spec))[1]
-    if detail:
-        verdict.warnings.append(f'would violate PodSecurity "{policy.warn}": {detail}')
+
+    def detail(level: LevelVersion) -> str:
+        if level not in cached:
+            cached[level] = aggregate(evaluate(level, metadata, spec))[1]
+        return cached[level]
+
+    if enforce and (found := detail(policy.enforce)):
+        verdict.refusal = f'violates PodSecurity "{policy.enforce}": {found}'
+    if policy.audit.level != "privileged" and (found := detail(policy.audit)):
+        verdict.audit = f'would violate PodSecurity "{policy.audit}": {found}'
+    if not verdict.refusal and (found := detail(policy.warn)):
+        verdict.warnings.append(f'would violate PodSecurity "{policy.warn}": {found}')
     return verdict
 
 
