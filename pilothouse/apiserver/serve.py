@@ -9,7 +9,7 @@ import ipaddress
 import logging
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,9 +79,17 @@ class ServerConfig:
     #: kube-apiserver's --etcd-count-metric-poll-period: seconds between counts of each resource's
     #: objects for apiserver_storage_objects (0: never).
     count_metric_poll_period: float = 60.0
+    #: ``server --workers``: request-serving processes over one SQLite file, this one's index (0 is the
+    #: leader: compaction, the insecure port, extra addresses, the kubeconfig; see cli/workers.py).
+    workers: int = 1
+    worker_index: int = 0
 
     def store_options(self) -> dict[str, object]:
-        options: dict[str, object] = {"compact_interval": self.compaction_interval}
+        options: dict[str, object] = {"compact_interval": self.compaction_interval if not self.worker_index else 0}
+        if self.workers > 1:
+            if not self.endpoint().startswith("sqlite:"):
+                raise ValueError("--workers needs the embedded SQLite store")
+            options.update(workers=self.workers, worker_index=self.worker_index)
         tls = {"ca_file": self.etcd_cafile, "cert_file": self.etcd_certfile, "key_file": self.etcd_keyfile}
         if any(tls.values()) and not self.endpoint().startswith("etcd+https:"):
             raise ValueError("--etcd-cafile/--etcd-certfile/--etcd-keyfile need an https etcd endpoint "
@@ -184,6 +192,14 @@ def freebind_socket(address: str, port: int) -> socket.socket:
     return sock
 
 
+def worker_header(index: int) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """``X-Pilothouse-Worker: <index>`` on every response of ``server --workers``: which process
+    answered (for diagnosis and the tests of cli/workers.py, since the kernel picks the worker)."""
+    async def add(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["X-Pilothouse-Worker"] = str(index)
+    return add
+
+
 async def start_server(config: ServerConfig) -> RunningServer:
     prepare_data_dir(config.data_dir)  # refuses a newer format, migrates an older one
     cluster_pki = _secure_pki(config) if config.secure else None
@@ -212,6 +228,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
         raise
     app = api.build_app()
     install_request_limits(app, config.limits)
+    if config.workers > 1:
+        app.on_response_prepare.append(worker_header(config.worker_index))
     # Bootstrap loaded the kind schemas and built the routes: long-lived, so out of every later
     # cyclic collection (see pilothouse.cli.main._tune_gc).
     gc.collect()
@@ -223,6 +241,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
                            keepalive_timeout=config.limits.idle_timeout)
     await runner.setup()
     site = web.TCPSite(runner, config.bind_address, config.port, reuse_address=True, backlog=1024,
+                       reuse_port=config.workers > 1 or None,
                        ssl_context=cluster_pki.ssl_context() if cluster_pki else None)
     await site.start()
     port = config.port
@@ -231,6 +250,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
         sockets = getattr(server, "sockets", None) or []
         if sockets:
             port = sockets[0].getsockname()[1]
+    if config.worker_index:  # a sibling worker serves the main port only; the leader does the rest
+        return RunningServer(config, store, api, runner, port, cluster_pki)
     for address in config.extra_bind_addresses:
         await web.SockSite(runner, freebind_socket(address, port), backlog=1024,
                            ssl_context=cluster_pki.ssl_context() if cluster_pki else None).start()

@@ -74,8 +74,10 @@ class Writer:
     """Owns the write connection and its thread. ``submit`` is called from the event loop."""
 
     def __init__(self, path: str, loop: asyncio.AbstractEventLoop, deliver: Deliver,
-                 on_compacted: Compacted) -> None:
+                 on_compacted: Compacted, committed: Callable[[], None] | None = None) -> None:
         self._path = path
+        #: Called on this thread after each commit (the sibling workers' wake-up, _sqlite_peers.py).
+        self._committed = committed
         self._loop = loop
         self._deliver = deliver
         self._on_compacted = on_compacted
@@ -181,11 +183,13 @@ class Writer:
         return items
 
     def _apply_group(self, conn: sqlite3.Connection, group: list[Op]) -> None:
-        rev = self.revision
         results: list[WriteResult] = []
         events: list[WatchEvent] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
+            # The revision is read under the write lock, not kept in memory: with ``server --workers``
+            # other processes commit to the same file between our groups (docs/decisions/server-workers.md).
+            rev = self._sync(conn)
             current = _read_current(conn, group)
             # Decide every op in Python against the state the ops before it left, then write the
             # group's outcome with three executemany calls: a few statements per group instead of
@@ -222,14 +226,21 @@ class Writer:
         self.revision = rev
         self.commits += 1
         self.writes += len(events)
+        if events and self._committed is not None:
+            self._committed()
         self._call(self._deliver, group, results, events)
+
+    def _sync(self, conn: sqlite3.Connection) -> int:
+        """The file's (revision, compaction point), read inside the current transaction."""
+        self.revision, self.compacted = conn.execute(current_revision_sql).fetchone()
+        return self.revision
 
     def _compact_chunk(self, conn: sqlite3.Connection, pending: list[Op]) -> None:
         """Advance the oldest pending compaction by one chunk; resolve it when done."""
         op = pending[0]
-        target = min(op.expected, self.revision)
         try:
             conn.execute("BEGIN IMMEDIATE")
+            target = min(op.expected, self._sync(conn))
             first = target > self.compacted
             if first:
                 # Mark first: from this commit on, reads below ``target`` fail even while rows remain.
