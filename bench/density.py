@@ -89,7 +89,8 @@ def component_pids(server: int, agents: list[int]) -> dict[str, list[int]]:
                 argv = handle.read().split(b"\0")
         except OSError:
             continue
-        name = next((a.decode() for a in argv if a in (b"scheduler", b"controller-manager")), "server children")
+        name = "server" if b"--worker-index" in argv else next(  # server --workers: the API server's own
+            (a.decode() for a in argv if a in (b"scheduler", b"controller-manager")), "server children")
         groups.setdefault(name, []).append(pid)
     for agent in agents:
         groups["agents"].extend(process_tree(agent))
@@ -502,13 +503,15 @@ def main() -> None:
                         help="simulated nodes' pod watches: one per node (as kubelets) or one per agent")
     parser.add_argument("--log", default=os.devnull, help="where the server's and agents' output goes")
     parser.add_argument("--timeout", type=float, default=900.0, help="bound on the whole run, in seconds")
+    parser.add_argument("--server-workers", type=int, default=1, help="the API server's --workers")
     args = parser.parse_args()
     port = free_port()
     print(f"density: {args.nodes} nodes x {args.pods_per_node} pods = {args.nodes * args.pods_per_node} pods, "
           f"{args.agents} agent process(es), watch {args.watch}; load {os.getloadavg()[0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory() as data_dir, open(args.log, "ab") as log:
         server = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
-                                   "--port", str(port), *OPEN_FLAGS], stdout=log, stderr=subprocess.STDOUT)
+                                   "--port", str(port), "--workers", str(args.server_workers), *OPEN_FLAGS],
+                                  stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         agents: list[subprocess.Popen[bytes]] = []
         try:

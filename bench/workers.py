@@ -15,7 +15,6 @@ CPU the workers could use, so the figures are a floor for what a second core giv
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import subprocess
 import sys
