@@ -101,7 +101,8 @@ class SQLiteStore:
         if self.workers > 1:
             self._peers = PeerChannel(self.path, self.worker_index, self.workers)
         self._writer = Writer(self.path, loop, self._deliver, self._hub.compacted_to,
-                              self._peers.notify if self._peers is not None else None)
+                              self._peers.notify if self._peers is not None else None,
+                              self.path + "-writer.lock" if self._peers is not None else None)
         revision, compacted = await self._writer.start()  # creates the schema before readers open
         self._hub.reset(revision, compacted)
         try:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from signal import SIGKILL
 from typing import Any
 
 import pytest
@@ -67,8 +67,9 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]
     proc = start_server_process(tmp_path_factory.mktemp("workers"), extra=(
         "--workers", "2", "--disable", "scheduler,controller-manager",
         "--service-cluster-ip-range", "10.97.0.0/25"))
-    # The leader answers ready before its sibling listens: wait for a connection on worker 1.
-    deadline = time.monotonic() + 30
+    # The leader answers ready before its sibling listens: wait for a connection on worker 1 (a new
+    # interpreter that imports, opens the store and bootstraps: seconds, more on a loaded machine).
+    deadline = time.monotonic() + 120
     while True:
         try:
             for conns in connections(proc.port, 1).values():
@@ -77,6 +78,7 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]
         except AssertionError:
             if time.monotonic() > deadline:
                 raise
+            time.sleep(0.5)
     yield proc
     proc.stop()
 
@@ -254,18 +256,23 @@ def test_killing_a_worker_loses_no_acknowledged_write(workers: ServerProcess) ->
     acknowledged: list[str] = []
     failed = 0
 
-    def write(conn: Conn, index: int) -> None:
+    def write(first: Conn, index: int) -> None:
         nonlocal failed
+        conn: Conn | None = first
         for i in range(index, 160, 8):
             name = f"kill-{i}"
             if i == 40:
-                os.kill(victim, signal.SIGKILL)
+                os.kill(victim, SIGKILL)
             try:
+                if conn is None:  # a new connection: the kernel gives it to a live worker
+                    conn = Conn(workers.port)
                 status, _, body = conn.call("POST", f"{NS}/configmaps", configmap(name))
             except (OSError, http.client.HTTPException):
-                failed += 1
-                conn.close()
-                conn = Conn(workers.port)  # a new connection: the kernel gives it to a live worker
+                failed += 1  # not acknowledged: it may or may not have been written
+                if conn is not None:
+                    conn.close()
+                conn = None
+                time.sleep(0.05)
                 continue
             assert status == 201, body
             acknowledged.append(name)
@@ -274,13 +281,14 @@ def test_killing_a_worker_loses_no_acknowledged_write(workers: ServerProcess) ->
         list(pool.map(write, conns["0"] + conns["1"], range(8)))
     assert failed > 0  # the victim's connections did break
     # The leader and the restarted worker both hold every acknowledged write.
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while True:
         try:
             fresh = connections(workers.port, 1)
             break
         except AssertionError:
             assert time.monotonic() < deadline, "the supervisor did not restart worker 1"
+            time.sleep(0.5)
     assert _worker_pid(workers.process.pid, 1) != victim
     for conns_of_worker in fresh.values():
         status, _, body = conns_of_worker[0].call("GET", f"{NS}/configmaps")
