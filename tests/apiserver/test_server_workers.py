@@ -8,9 +8,11 @@ through one while they read or watch through the other.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
+import ssl
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +21,7 @@ from signal import SIGKILL
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import ServerProcess, start_server_process
 
@@ -28,12 +31,16 @@ NS = "/api/v1/namespaces/default"
 class Conn:
     """One keep-alive HTTP connection, and the worker that accepted it."""
 
-    def __init__(self, port: int) -> None:
-        self.http = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    def __init__(self, port: int, tls: ssl.SSLContext | None = None, token: str = "") -> None:
+        self.http = (http.client.HTTPSConnection("127.0.0.1", port, timeout=30, context=tls) if tls
+                     else http.client.HTTPConnection("127.0.0.1", port, timeout=30))
+        self.token = token
         self.worker = self.call("GET", "/version")[1]
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, str, Any]:
         headers = {"Content-Type": "application/json"} if body is not None else {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         self.http.request(method, path, None if body is None else json.dumps(body), headers)
         response = self.http.getresponse()
         data = response.read()
@@ -43,13 +50,14 @@ class Conn:
         self.http.close()
 
 
-def connections(port: int, per_worker: int, workers: int = 2, attempts: int = 400) -> dict[str, list[Conn]]:
+def connections(port: int, per_worker: int, workers: int = 2, attempts: int = 400,
+                tls: ssl.SSLContext | None = None, token: str = "") -> dict[str, list[Conn]]:
     """``per_worker`` connections accepted by each worker (new connections until each has its share)."""
     found: dict[str, list[Conn]] = {str(i): [] for i in range(workers)}
     for _ in range(attempts):
         if all(len(conns) >= per_worker for conns in found.values()):
             return found
-        conn = Conn(port)
+        conn = Conn(port, tls, token)
         if len(found[conn.worker]) < per_worker:
             found[conn.worker].append(conn)
         else:
@@ -294,3 +302,46 @@ def test_killing_a_worker_loses_no_acknowledged_write(workers: ServerProcess) ->
         status, _, body = conns_of_worker[0].call("GET", f"{NS}/configmaps")
         assert status == 200
         assert set(acknowledged) <= {item["metadata"]["name"] for item in body["items"]}
+
+
+def test_secure_defaults_across_workers(tmp_path: Path) -> None:
+    """HTTPS with Node,RBAC (the defaults): the admin's client certificate and a ServiceAccount token
+    minted through one worker authenticate on the other (one PKI, one signing key)."""
+    data_dir = tmp_path / "secure"
+    proc = start_server_process(data_dir, extra=("--workers", "2", "--disable", "scheduler,controller-manager"),
+                                secure=True)
+    try:
+        user = yaml.safe_load(proc.kubeconfig.read_text())["users"][0]["user"]
+        for name in ("client-certificate-data", "client-key-data"):
+            (tmp_path / name).write_bytes(base64.b64decode(user[name]))
+        tls = ssl.create_default_context(cafile=str(data_dir / "pki" / "ca.crt"))
+        tls.load_cert_chain(tmp_path / "client-certificate-data", tmp_path / "client-key-data")
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                admin = connections(proc.port, 1, tls=tls)
+                break
+            except AssertionError:
+                assert time.monotonic() < deadline, "worker 1 did not start"
+                time.sleep(0.5)
+        status, _, _ = admin["0"][0].call("POST", f"{NS}/serviceaccounts",
+                                          {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "w"}})
+        assert status == 201
+        status, _, body = admin["0"][0].call("POST", f"{NS}/serviceaccounts/w/token",
+                                             {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                              "spec": {"expirationSeconds": 3600}})
+        assert status == 201, body
+        token = body["status"]["token"]
+        as_sa = connections(proc.port, 1, tls=ssl.create_default_context(cafile=str(data_dir / "pki" / "ca.crt")),
+                            token=token)
+        for worker in ("0", "1"):
+            status, _, review = as_sa[worker][0].call(
+                "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+            assert status == 201, review
+            assert review["status"]["userInfo"]["username"] == "system:serviceaccount:default:w"
+            # RBAC on each worker: the account has no grant to list Secrets.
+            status, _, _ = as_sa[worker][0].call("GET", f"{NS}/secrets")
+            assert status == 403
+    finally:
+        proc.stop()
