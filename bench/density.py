@@ -294,12 +294,18 @@ async def probe(session: aiohttp.ClientSession, url: str, result: Probe, stop: a
 
 # ------------------------------------------------------------------ server metrics
 
-async def request_counts(session: aiohttp.ClientSession, url: str) -> Counter[tuple[str, str]]:
-    """apiserver_request_total summed by (verb, resource[/subresource])."""
-    async with session.get(url + "/metrics", timeout=aiohttp.ClientTimeout(total=600)) as response:
-        text = await response.text()
+async def request_counts(session: aiohttp.ClientSession, url: str, workers: int = 1) -> Counter[tuple[str, str]]:
+    """apiserver_request_total summed by (verb, resource[/subresource]), over every worker of a
+    ``server --workers``: each answers for itself, so new connections until each has been scraped."""
+    texts: dict[str, str] = {}
+    for _ in range(50 * workers):
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as fresh, \
+                fresh.get(url + "/metrics", timeout=aiohttp.ClientTimeout(total=600)) as response:
+            texts.setdefault(response.headers.get("X-Pilothouse-Worker", "0"), await response.text())
+        if len(texts) >= workers:
+            break
     counts: Counter[tuple[str, str]] = Counter()
-    for family in text_string_to_metric_families(text):
+    for family in (f for text in texts.values() for f in text_string_to_metric_families(text)):
         for metric in family.samples:
             if metric.name != "apiserver_request_total":
                 continue
@@ -409,7 +415,7 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
         sampler = asyncio.create_task(sample(server.pid, db, samples, meter, stop))
         probes = Probe()
         prober = asyncio.create_task(probe(session, url, probes, stop))
-        counts_before = await request_counts(session, url)
+        counts_before = await request_counts(session, url, args.server_workers)
 
         start = time.perf_counter()
         for name, size in zip(names, sizes, strict=True):
@@ -426,7 +432,7 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
             print(f"TIMEOUT after {elapsed:.0f} s: {running}/{total} pods Running; partial figures follow")
         # settle: writes that follow Running (none expected) land before the counters are read
         await asyncio.sleep(min(5.0, max(0.0, deadline - time.perf_counter())))
-        counts_after = await request_counts(session, url)
+        counts_after = await request_counts(session, url, args.server_workers)
         stop.set()
         await asyncio.gather(prober, sampler, return_exceptions=True)
 
