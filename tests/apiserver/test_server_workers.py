@@ -345,3 +345,16 @@ def test_secure_defaults_across_workers(tmp_path: Path) -> None:
             assert status == 403
     finally:
         proc.stop()
+
+
+def test_a_write_through_one_worker_is_read_at_once_through_the_other(workers: ServerProcess) -> None:
+    by_worker = connections(workers.port, 1)
+    for i in range(40):
+        writer, reader = (by_worker["0"][0], by_worker["1"][0]) if i % 2 else (by_worker["1"][0], by_worker["0"][0])
+        status, _, created = writer.call("POST", f"{NS}/configmaps", configmap(f"ryw-{i}"))
+        assert status == 201
+        status, _, got = reader.call("GET", f"{NS}/configmaps/ryw-{i}")
+        assert status == 200 and got["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+        # A list through the other worker is at least as new as the write.
+        status, _, listing = reader.call("GET", f"{NS}/configmaps?limit=1")
+        assert int(listing["metadata"]["resourceVersion"]) >= int(created["metadata"]["resourceVersion"])
