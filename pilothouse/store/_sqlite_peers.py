@@ -116,21 +116,22 @@ class LogTail:
         if fresh:
             self._publish(fresh)
 
-    def catch_up(self, upto: int = 0) -> None:
-        """Publish every logged revision after the hub's (up to ``upto``, 0: all). Runs on the event
-        loop: the rows are a primary-key range after a known revision, a few at a time."""
+    def catch_up(self, upto: int = 0, chunks: int = 0) -> bool:
+        """Publish every logged revision after the hub's (up to ``upto``, 0: all; at most ``chunks``
+        reads of ``_CHUNK`` rows, 0: no limit); True when rows are left. Runs on the event loop: the
+        rows are a primary-key range after a known revision."""
         conn = self._conn()
         _, compacted = conn.execute(current_revision_sql).fetchone()
         self._compacted_to(int(compacted))
         while True:
             after = self._revision()
             if upto and after >= upto:
-                return
+                return False
             rows = conn.execute(
                 f"SELECT {EVENT_COLUMNS} FROM log WHERE rev > ?{' AND rev <= ?' if upto else ''}"
                 f" ORDER BY rev LIMIT {_CHUNK}", (after, upto) if upto else (after,)).fetchall()
             if not rows:
-                return
+                return False
             events = [event_from_row(row) for row in rows]
             if events[0].revision != after + 1:
                 # Compacted away before we read it: our watchers cannot be told what happened.
@@ -140,4 +141,7 @@ class LogTail:
             self.read += len(events)
             self._publish(events)
             if len(rows) < _CHUNK:
-                return
+                return False
+            chunks -= 1
+            if chunks == 0:
+                return True

@@ -295,9 +295,13 @@ class SQLiteStore:
         if self._tail is None or self._closed:
             return
         try:
-            self._tail.catch_up()
+            # A sibling's burst is read a chunk per turn of the loop, so requests are served between.
+            more = self._tail.catch_up(chunks=1)
         except sqlite3.Error as exc:  # the next wake-up or poll tries again
             log.warning("reading the siblings' writes failed: %s", exc)
+            return
+        if more:
+            asyncio.get_running_loop().call_soon(self._catch_up)
 
     async def _poll(self) -> None:
         while True:

@@ -72,3 +72,16 @@ async def test_a_sibling_that_missed_compacted_revisions_ends_its_watches(
     second._catch_up()
     with pytest.raises(CompactedError):
         await _take(watch, 1)
+
+
+async def test_a_burst_is_read_in_chunks_in_order(pair: tuple[SQLiteStore, SQLiteStore]) -> None:
+    first, second = pair
+    start = (await first.create("/seed", b"v")).mod_revision
+    watch = second.watch("/k/", start)
+    assert second._peers is not None and second._poller is not None
+    second._peers.close(asyncio.get_running_loop())  # wake-ups and polls off: one backlog of 2,500
+    second._poller.cancel()
+    await asyncio.gather(*(first.create(f"/k/{i:04}", b"v") for i in range(2500)))
+    second._catch_up()  # reads one chunk, then the rest a chunk per turn of the loop
+    events = await _take(watch, 2500)
+    assert [e.revision for e in events] == list(range(start + 1, start + 2501))
