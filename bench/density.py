@@ -89,7 +89,8 @@ def component_pids(server: int, agents: list[int]) -> dict[str, list[int]]:
                 argv = handle.read().split(b"\0")
         except OSError:
             continue
-        name = next((a.decode() for a in argv if a in (b"scheduler", b"controller-manager")), "server children")
+        name = "server" if b"--worker-index" in argv else next(  # server --workers: the API server's own
+            (a.decode() for a in argv if a in (b"scheduler", b"controller-manager")), "server children")
         groups.setdefault(name, []).append(pid)
     for agent in agents:
         groups["agents"].extend(process_tree(agent))
@@ -293,12 +294,18 @@ async def probe(session: aiohttp.ClientSession, url: str, result: Probe, stop: a
 
 # ------------------------------------------------------------------ server metrics
 
-async def request_counts(session: aiohttp.ClientSession, url: str) -> Counter[tuple[str, str]]:
-    """apiserver_request_total summed by (verb, resource[/subresource])."""
-    async with session.get(url + "/metrics", timeout=aiohttp.ClientTimeout(total=600)) as response:
-        text = await response.text()
+async def request_counts(session: aiohttp.ClientSession, url: str, workers: int = 1) -> Counter[tuple[str, str]]:
+    """apiserver_request_total summed by (verb, resource[/subresource]), over every worker of a
+    ``server --workers``: each answers for itself, so new connections until each has been scraped."""
+    texts: dict[str, str] = {}
+    for _ in range(50 * workers):
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as fresh, \
+                fresh.get(url + "/metrics", timeout=aiohttp.ClientTimeout(total=600)) as response:
+            texts.setdefault(response.headers.get("X-Pilothouse-Worker", "0"), await response.text())
+        if len(texts) >= workers:
+            break
     counts: Counter[tuple[str, str]] = Counter()
-    for family in text_string_to_metric_families(text):
+    for family in (f for text in texts.values() for f in text_string_to_metric_families(text)):
         for metric in family.samples:
             if metric.name != "apiserver_request_total":
                 continue
@@ -408,7 +415,7 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
         sampler = asyncio.create_task(sample(server.pid, db, samples, meter, stop))
         probes = Probe()
         prober = asyncio.create_task(probe(session, url, probes, stop))
-        counts_before = await request_counts(session, url)
+        counts_before = await request_counts(session, url, args.server_workers)
 
         start = time.perf_counter()
         for name, size in zip(names, sizes, strict=True):
@@ -425,7 +432,7 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
             print(f"TIMEOUT after {elapsed:.0f} s: {running}/{total} pods Running; partial figures follow")
         # settle: writes that follow Running (none expected) land before the counters are read
         await asyncio.sleep(min(5.0, max(0.0, deadline - time.perf_counter())))
-        counts_after = await request_counts(session, url)
+        counts_after = await request_counts(session, url, args.server_workers)
         stop.set()
         await asyncio.gather(prober, sampler, return_exceptions=True)
 
@@ -502,13 +509,15 @@ def main() -> None:
                         help="simulated nodes' pod watches: one per node (as kubelets) or one per agent")
     parser.add_argument("--log", default=os.devnull, help="where the server's and agents' output goes")
     parser.add_argument("--timeout", type=float, default=900.0, help="bound on the whole run, in seconds")
+    parser.add_argument("--server-workers", type=int, default=1, help="the API server's --workers")
     args = parser.parse_args()
     port = free_port()
     print(f"density: {args.nodes} nodes x {args.pods_per_node} pods = {args.nodes * args.pods_per_node} pods, "
           f"{args.agents} agent process(es), watch {args.watch}; load {os.getloadavg()[0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory() as data_dir, open(args.log, "ab") as log:
         server = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
-                                   "--port", str(port), *OPEN_FLAGS], stdout=log, stderr=subprocess.STDOUT)
+                                   "--port", str(port), "--workers", str(args.server_workers), *OPEN_FLAGS],
+                                  stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         agents: list[subprocess.Popen[bytes]] = []
         try:

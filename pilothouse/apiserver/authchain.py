@@ -63,6 +63,8 @@ class AuthOptions:
     request_authenticators: list[Authenticator] = field(default_factory=list)
     #: Serving HTTPS (``--secure``): nobody is trusted for being on loopback.
     tls: bool = False
+    #: The loopback token, when given rather than made: ``server --workers`` shares one across workers.
+    loopback_token: str = ""
 
     @property
     def secure(self) -> bool:
@@ -111,7 +113,7 @@ def build_auth(options: AuthOptions, store: Store, data_dir: Path) -> AuthLayer:
                                              else data_dir / "pki" / "sa.key")
     extra_keys = [key for path in options.service_account_key_files for key in load_public_keys(Path(path))]
     service_accounts = ServiceAccountTokens(store, signing_key, options.service_account_issuer, extra_keys)
-    loopback_token = secrets.token_urlsafe(32)
+    loopback_token = options.loopback_token or secrets.token_urlsafe(32)
     token_authenticators: list[TokenAuthenticator] = [
         TokenFile({loopback_token: UserInfo(LOOPBACK_USER, (SYSTEM_MASTERS,), {}, str(uuid.uuid4()))})]
     if options.token_auth_file:

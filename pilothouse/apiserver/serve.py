@@ -9,8 +9,8 @@ import ipaddress
 import logging
 import os
 import socket
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -82,9 +82,17 @@ class ServerConfig:
     count_metric_poll_period: float = 60.0
     #: kube-apiserver's --audit-* flags (off unless a log path and a policy file are both given).
     audit: audit.AuditLogOptions = field(default_factory=audit.AuditLogOptions)
+    #: ``server --workers``: request-serving processes over one SQLite file, this one's index (0 is the
+    #: leader: compaction, the insecure port, extra addresses, the kubeconfig; see cli/workers.py).
+    workers: int = 1
+    worker_index: int = 0
 
     def store_options(self) -> dict[str, object]:
-        options: dict[str, object] = {"compact_interval": self.compaction_interval}
+        options: dict[str, object] = {"compact_interval": self.compaction_interval if not self.worker_index else 0}
+        if self.workers > 1:
+            if not self.endpoint().startswith("sqlite:"):
+                raise ValueError("--workers needs the embedded SQLite store")
+            options.update(workers=self.workers, worker_index=self.worker_index)
         tls = {"ca_file": self.etcd_cafile, "cert_file": self.etcd_certfile, "key_file": self.etcd_keyfile}
         if any(tls.values()) and not self.endpoint().startswith("etcd+https:"):
             raise ValueError("--etcd-cafile/--etcd-certfile/--etcd-keyfile need an https etcd endpoint "
@@ -198,6 +206,14 @@ def freebind_socket(address: str, port: int) -> socket.socket:
     return sock
 
 
+def worker_header(index: int) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """``X-Pilothouse-Worker: <index>`` on every response of ``server --workers``: which process
+    answered (for diagnosis and the tests of cli/workers.py, since the kernel picks the worker)."""
+    async def add(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["X-Pilothouse-Worker"] = str(index)
+    return add
+
+
 async def start_server(config: ServerConfig) -> RunningServer:
     prepare_data_dir(config.data_dir)  # refuses a newer format, migrates an older one
     if config.secure and config.tls.certificate_key and not config.tls.upload_certs \
@@ -232,7 +248,10 @@ async def start_server(config: ServerConfig) -> RunningServer:
         raise
     app = api.build_app()
     install_request_limits(app, config.limits)
-    audit_log = audit.install(app, config.audit, errors=api.error_middleware, auth=api.auth.middleware)
+    audit_log = audit.install(app, _worker_audit_options(config), errors=api.error_middleware,
+                              auth=api.auth.middleware)
+    if config.workers > 1:
+        app.on_response_prepare.append(worker_header(config.worker_index))
     # Bootstrap loaded the kind schemas and built the routes: long-lived, so out of every later
     # cyclic collection (see pilothouse.cli.main._tune_gc).
     gc.collect()
@@ -244,6 +263,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
                            keepalive_timeout=config.limits.idle_timeout)
     await runner.setup()
     site = web.TCPSite(runner, config.bind_address, config.port, reuse_address=True, backlog=1024,
+                       reuse_port=config.workers > 1 or None,
                        ssl_context=cluster_pki.ssl_context() if cluster_pki else None)
     await site.start()
     port = config.port
@@ -252,6 +272,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
         sockets = getattr(server, "sockets", None) or []
         if sockets:
             port = sockets[0].getsockname()[1]
+    if config.worker_index:  # a sibling worker serves the main port only; the leader does the rest
+        return RunningServer(config, store, api, runner, port, cluster_pki)
     for address in config.extra_bind_addresses:
         await web.SockSite(runner, freebind_socket(address, port), backlog=1024,
                            ssl_context=cluster_pki.ssl_context() if cluster_pki else None).start()
@@ -267,3 +289,15 @@ async def start_server(config: ServerConfig) -> RunningServer:
     log.info("API server listening on %s (datastore %s)", running.url, config.endpoint())
     return running
 
+
+def _worker_audit_options(config: ServerConfig) -> audit.AuditLogOptions:
+    """A sibling worker writes its own audit log beside the leader's (``<path>.worker-N``).
+
+    Each worker is an API server of its own, as each kube-apiserver of an HA control plane keeps its own
+    log: two processes appending to and rotating one file would interleave partial batches and lose
+    rotations. Standard output (``-``) is shared as is: each event is one line written whole.
+    """
+    options = config.audit
+    if config.worker_index and options.path not in ("", "-"):
+        return replace(options, path=f"{options.path}.worker-{config.worker_index}")
+    return options

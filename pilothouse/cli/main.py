@@ -283,12 +283,17 @@ def hpa_args(hpa: dict[str, float]) -> list[str]:
               help="The embedded controller manager's: the longest life of a certificate the CSR signer issues "
                    "(a Go duration; default a year).")
 @hpa_options
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Request-serving processes over the embedded SQLite store (one per core; see "
+                   "docs/decisions/server-workers.md).")
+@click.option("--worker-index", type=int, default=0, hidden=True)
 def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str, etcd_servers: str,
            etcd_cafile: str | None, etcd_certfile: str | None, etcd_keyfile: str | None,
            service_cluster_ip_range: str, compaction_interval: float, verbose: int, disable: str,
            leader_elect_lease_duration: float, encryption_provider_config: str,
            encryption_provider_config_automatic_reload: bool, cluster_cidr: str, node_cidr_mask_size: int,
-           cluster_signing_duration: str, hpa: dict[str, float], auth: Any) -> None:
+           cluster_signing_duration: str, hpa: dict[str, float], auth: Any, workers: int,
+           worker_index: int) -> None:
     """Run the API server, with the scheduler and the controller manager embedded."""
     _setup_logging(max(verbose, 1))
     disabled = {name.strip() for name in disable.split(",") if name.strip()}
@@ -300,7 +305,9 @@ def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str
     config = _server_config(data_dir, bind_address, port, datastore_endpoint, etcd_servers, etcd_cafile,
                             etcd_certfile, etcd_keyfile, service_cluster_ip_range, compaction_interval)
     config.auth = auth
-    click.echo(f"pilothouse API server on {config.url}; kubeconfig: {config.kubeconfig_path}", err=True)
+    config.workers, config.worker_index = workers, worker_index
+    if not worker_index:
+        click.echo(f"pilothouse API server on {config.url}; kubeconfig: {config.kubeconfig_path}", err=True)
     try:
         config.store_options()
     except ValueError as error:
@@ -308,6 +315,11 @@ def server(data_dir: Path, bind_address: str, port: int, datastore_endpoint: str
     config.encryption_provider_config = encryption_provider_config
     config.encryption_provider_config_automatic_reload = encryption_provider_config_automatic_reload
     _check_encryption_config(encryption_provider_config)
+    if worker_index:
+        from pilothouse.cli.workers import serve_worker
+
+        _run(serve_worker(config, _wait_for_signal))
+        return
     try:
         node_ipam = ["--allocate-node-cidrs", "--cluster-cidr", cluster_cidr, "--node-cidr-mask-size",
                      str(node_cidr_mask_size)] if cluster_cidr else []
@@ -336,6 +348,7 @@ async def _serve_with_components(config: Any, components: list[str], verbose: in
                                  own_args: dict[str, list[str]] | None = None) -> None:
     from pilothouse.apiserver.serve import start_server
     from pilothouse.cli.supervisor import Supervisor, component_args, component_connection
+    from pilothouse.cli.workers import add_workers
 
     running = await start_server(config)
     share_loopback_token(running)
@@ -344,6 +357,7 @@ async def _serve_with_components(config: Any, components: list[str], verbose: in
         supervisor.add(component, component, *component_connection(running, component),
                        *(extra_args or []), *(["-v"] * verbose), *component_args(component, config),
                        *(own_args or {}).get(component, []))
+    add_workers(supervisor, running)
     await supervisor.start()
     try:
         await _wait_for_signal()

@@ -20,6 +20,8 @@ compaction never stalls writers for long.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import queue
 import sqlite3
 import threading
@@ -74,8 +76,14 @@ class Writer:
     """Owns the write connection and its thread. ``submit`` is called from the event loop."""
 
     def __init__(self, path: str, loop: asyncio.AbstractEventLoop, deliver: Deliver,
-                 on_compacted: Compacted) -> None:
+                 on_compacted: Compacted, committed: Callable[[], None] | None = None,
+                 lock_path: str | None = None) -> None:
         self._path = path
+        #: ``server --workers``: a file lock taken around each write transaction (see _locked).
+        self._lock_path = lock_path
+        self._lock_fd: int | None = None
+        #: Called on this thread after each commit (the sibling workers' wake-up, _sqlite_peers.py).
+        self._committed = committed
         self._loop = loop
         self._deliver = deliver
         self._on_compacted = on_compacted
@@ -135,7 +143,7 @@ class Writer:
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
-                        self._compact_chunk(conn, compacting)
+                        self._locked(self._compact_chunk, conn, compacting)
                         continue
                 else:
                     item = self._queue.get()
@@ -153,15 +161,17 @@ class Writer:
                     else:
                         group.append(nxt)
                 if group:
-                    self._apply_group(conn, group)
+                    self._locked(self._apply_group, conn, group)
                 if compacting and not stop:
-                    self._compact_chunk(conn, compacting)
+                    self._locked(self._compact_chunk, conn, compacting)
                 if stop:
                     break
             while compacting:  # finish compaction requests that were already accepted
-                self._compact_chunk(conn, compacting)
+                self._locked(self._compact_chunk, conn, compacting)
         finally:
             conn.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
             # Anything queued after the stop marker is refused.
             while True:
                 try:
@@ -181,11 +191,13 @@ class Writer:
         return items
 
     def _apply_group(self, conn: sqlite3.Connection, group: list[Op]) -> None:
-        rev = self.revision
         results: list[WriteResult] = []
         events: list[WatchEvent] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
+            # The revision is read under the write lock, not kept in memory: with ``server --workers``
+            # other processes commit to the same file between our groups (docs/decisions/server-workers.md).
+            rev = self._sync(conn)
             current = _read_current(conn, group)
             # Decide every op in Python against the state the ops before it left, then write the
             # group's outcome with three executemany calls: a few statements per group instead of
@@ -222,14 +234,41 @@ class Writer:
         self.revision = rev
         self.commits += 1
         self.writes += len(events)
+        if events and self._committed is not None:
+            self._committed()
         self._call(self._deliver, group, results, events)
+
+    def _locked(self, step: Callable[[sqlite3.Connection, list[Op]], None], conn: sqlite3.Connection,
+                ops: list[Op]) -> None:
+        """Run one write transaction, under the workers' file lock when there are several writers.
+
+        SQLite's own wait for a busy write lock is a sleep loop (1, 2, 5, 10 ... 100 ms between
+        tries), which put tens of milliseconds on writes whenever two workers' groups met; a
+        blocking ``flock`` wakes the waiter the moment the holder releases it. BEGIN IMMEDIATE
+        still takes SQLite's lock (and a process that does not use this lock, ``pilothouse backup``,
+        still just waits on it)."""
+        if self._lock_path is None:
+            step(conn, ops)
+            return
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            step(conn, ops)
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _sync(self, conn: sqlite3.Connection) -> int:
+        """The file's (revision, compaction point), read inside the current transaction."""
+        self.revision, self.compacted = conn.execute(current_revision_sql).fetchone()
+        return self.revision
 
     def _compact_chunk(self, conn: sqlite3.Connection, pending: list[Op]) -> None:
         """Advance the oldest pending compaction by one chunk; resolve it when done."""
         op = pending[0]
-        target = min(op.expected, self.revision)
         try:
             conn.execute("BEGIN IMMEDIATE")
+            target = min(op.expected, self._sync(conn))
             first = target > self.compacted
             if first:
                 # Mark first: from this commit on, reads below ``target`` fail even while rows remain.

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -33,6 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from pilothouse.store._sqlite_peers import POLL_INTERVAL, LogTail, PeerChannel
 from pilothouse.store._sqlite_schema import (
     EVENT_COLUMNS,
     connect,
@@ -56,6 +58,7 @@ from pilothouse.store.watchhub import Watch, WatchHub, compacted_error
 __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
+log = logging.getLogger("pilothouse.store.sqlite")
 
 
 class SQLiteStore:
@@ -63,8 +66,13 @@ class SQLiteStore:
 
     def __init__(self, path: str | os.PathLike[str], *, compact_interval: float | None = 300.0,
                  history_window: int = 0, ring_size: int = 4096, watch_queue_size: int = 10000,
-                 read_threads: int = 2) -> None:
+                 read_threads: int = 2, workers: int = 1, worker_index: int = 0) -> None:
         self.path = os.fspath(path)
+        #: ``server --workers``: this process is worker ``worker_index`` of ``workers`` over the file.
+        self.workers, self.worker_index = workers, worker_index
+        self._peers: PeerChannel | None = None
+        self._tail: LogTail | None = None
+        self._poller: asyncio.Task[None] | None = None
         self.compact_interval = compact_interval
         self.history_window = history_window
         self._read_threads = read_threads
@@ -90,7 +98,11 @@ class SQLiteStore:
             os.makedirs(directory, exist_ok=True)
         except OSError as exc:
             raise UnavailableError(f"cannot create {directory}: {exc}") from exc
-        self._writer = Writer(self.path, loop, self._deliver, self._hub.compacted_to)
+        if self.workers > 1:
+            self._peers = PeerChannel(self.path, self.worker_index, self.workers)
+        self._writer = Writer(self.path, loop, self._deliver, self._hub.compacted_to,
+                              self._peers.notify if self._peers is not None else None,
+                              self.path + "-writer.lock" if self._peers is not None else None)
         revision, compacted = await self._writer.start()  # creates the schema before readers open
         self._hub.reset(revision, compacted)
         try:
@@ -98,6 +110,8 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             await self._writer.stop()
             raise map_error(exc, "open") from exc
+        if self._peers is not None:
+            self._follow_siblings(loop, self._peers)
         self._pool = ThreadPoolExecutor(max_workers=self._read_threads, thread_name_prefix="sqlite-read")
         if self.compact_interval and self.compact_interval > 0:
             self._compactor = loop.create_task(self._compact_loop(self.compact_interval))
@@ -107,6 +121,12 @@ class SQLiteStore:
             return
         self._closed = True
         self._hub.close()
+        if self._peers is not None:
+            self._peers.close(asyncio.get_running_loop())
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
         if self._compactor is not None:
             self._compactor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -250,7 +270,10 @@ class SQLiteStore:
                  events: builtins.list[WatchEvent]) -> None:
         # Runs on the loop after COMMIT: publish first, so a caller that starts a watch right after
         # its write returned never misses that write.
-        self._hub.publish(events)
+        if self._tail is not None:
+            self._tail.committed(events)
+        else:
+            self._hub.publish(events)
         for op, res in zip(ops, results, strict=True):
             if op.future.done():
                 continue
@@ -258,6 +281,32 @@ class SQLiteStore:
                 op.future.set_exception(res)
             else:
                 op.future.set_result(res)
+
+    # --- siblings (server --workers) -----------------------------------------------------------
+
+    def _follow_siblings(self, loop: asyncio.AbstractEventLoop, peers: PeerChannel) -> None:
+        hub = self._hub
+        self._tail = LogTail(self._inline, lambda: hub.revision, hub.publish, hub.compacted_to, hub.skip_to)
+        peers.listen(loop, self._catch_up)
+        self._poller = loop.create_task(self._poll(), name="sqlite-sibling-poll")
+        self._catch_up()
+
+    def _catch_up(self) -> None:
+        if self._tail is None or self._closed:
+            return
+        try:
+            # A sibling's burst is read a chunk per turn of the loop, so requests are served between.
+            more = self._tail.catch_up(chunks=1)
+        except sqlite3.Error as exc:  # the next wake-up or poll tries again
+            log.warning("reading the siblings' writes failed: %s", exc)
+            return
+        if more:
+            asyncio.get_running_loop().call_soon(self._catch_up)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_INTERVAL)
+            self._catch_up()
 
     # --- watch & compaction -------------------------------------------------------------------
 

@@ -160,6 +160,18 @@ class WatchHub:
             self._ring.popleft()
         self.floor = max(self.floor, revision)
 
+    def skip_to(self, revision: int) -> None:
+        """Events up to ``revision`` will never be published (``server --workers``: a worker found them
+        compacted before it read them, store/_sqlite_peers.py): every watcher is cut off as if it had
+        fallen behind, and the hub goes on from ``revision``."""
+        self.compacted_to(revision)
+        self.revision = self.floor = max(self.revision, revision)
+        self._ring.clear()
+        for w in list(self._watchers):
+            w._error = compacted_error(revision)
+            self._remove(w)
+            w._wake.set()
+
     def watch(self, prefix: str, start_revision: int, trigger: WatchTrigger | None = None) -> Watch:
         if start_revision < 0:
             raise ValueError("start_revision must be >= 0")
