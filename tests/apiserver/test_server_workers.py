@@ -71,10 +71,19 @@ def configmap(name: str, value: str = "v") -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = start_server_process(tmp_path_factory.mktemp("workers"), extra=(
+def workers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("workers")
+
+
+@pytest.fixture(scope="module")
+def workers(workers_dir: Path) -> Iterator[ServerProcess]:
+    policy = workers_dir / "audit-policy.yaml"
+    policy.write_text(yaml.safe_dump({"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
+                                      "rules": [{"level": "Metadata", "resources": [{"resources": ["configmaps"]}]}]}))
+    proc = start_server_process(workers_dir / "data", extra=(
         "--workers", "2", "--disable", "scheduler,controller-manager",
-        "--service-cluster-ip-range", "10.97.0.0/25"))
+        "--service-cluster-ip-range", "10.97.0.0/25",
+        "--audit-log-path", str(workers_dir / "audit.log"), "--audit-policy-file", str(policy)))
     # The leader answers ready before its sibling listens: wait for a connection on worker 1 (a new
     # interpreter that imports, opens the store and bootstraps: seconds, more on a loaded machine).
     deadline = time.monotonic() + 120
@@ -358,3 +367,39 @@ def test_a_write_through_one_worker_is_read_at_once_through_the_other(workers: S
         # A list through the other worker is at least as new as the write.
         status, _, listing = reader.call("GET", f"{NS}/configmaps?limit=1")
         assert int(listing["metadata"]["resourceVersion"]) >= int(created["metadata"]["resourceVersion"])
+
+
+def test_each_worker_writes_its_own_audit_log(workers: ServerProcess, workers_dir: Path) -> None:
+    """Worker 1 audits into ``audit.log.worker-1`` beside the leader's ``audit.log`` (one writer per file)."""
+    by_worker = connections(workers.port, 1)
+    created = {}
+    for worker, conns in by_worker.items():
+        name = f"audited-{worker}"
+        status, answered_by, _ = conns[0].call("POST", f"{NS}/configmaps", configmap(name))
+        assert (status, answered_by) == (201, worker)
+        created[worker] = name
+        conns[0].close()
+    logs = {"0": workers_dir / "audit.log", "1": workers_dir / "audit.log.worker-1"}
+    deadline = time.monotonic() + 30
+    while True:
+        seen = {worker: _audited_names(path) for worker, path in logs.items()}
+        if all(created[w] in seen[w] for w in logs) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    for worker, name in created.items():
+        assert name in seen[worker], f"worker {worker}'s create of {name} is not in {logs[worker].name}"
+        other = "1" if worker == "0" else "0"
+        assert name not in seen[other], f"{name} was audited by both workers"
+
+
+def _audited_names(path: Path) -> set[str]:
+    """Names of the configmaps created in ``path``'s ResponseComplete events."""
+    if not path.exists():
+        return set()
+    names = set()
+    for line in path.read_text().splitlines():
+        event = json.loads(line)
+        ref = event.get("objectRef", {})
+        if event.get("verb") == "create" and event.get("stage") == "ResponseComplete" and ref.get("name"):
+            names.add(ref["name"])
+    return names
