@@ -144,9 +144,9 @@ def tls_context(url: str, data_dir: Path) -> ResumingContext:
 
 
 async def lean_level(url: str, concurrency: int, total: int, server_pid: int,
-                     request: Any, tls: ResumingContext | None = None) -> tuple[float, list[float], float]:
+                     request: Any, tls: ResumingContext | None = None) -> tuple[float, list[float], float, float]:
     """run_level over ``concurrency`` lean keep-alive connections (over TLS with ``tls``, else with the
-    current server's ``TLS``); also the server's CPU µs per request."""
+    current server's ``TLS``); also the server's and this load generator's CPU µs per request."""
     tls = tls or TLS
     host, port = url.split("://", 1)[1].rsplit(":", 1)
     pool: asyncio.Queue[LeanConnection] = asyncio.Queue()
@@ -170,12 +170,13 @@ async def lean_level(url: str, concurrency: int, total: int, server_pid: int,
         finally:
             pool.put_nowait(connection)
 
-    before = cpu_seconds(server_pid)
+    before, client_before = cpu_seconds(server_pid), time.process_time()
     rate, latencies = await run_level(concurrency, total, op)
-    used = cpu_seconds(server_pid) - before
+    used, client_used = cpu_seconds(server_pid) - before, time.process_time() - client_before
     while not pool.empty():
         await pool.get_nowait().close()
-    return rate, latencies, used / max(1, len(latencies)) * 1e6
+    count = max(1, len(latencies))
+    return rate, latencies, used / count * 1e6, client_used / count * 1e6
 
 
 async def http_suite(url: str, total: int, server_pid: int) -> dict[tuple[str, int], float]:
@@ -195,10 +196,10 @@ async def http_suite(url: str, total: int, server_pid: int) -> dict[tuple[str, i
                 status, body = await connection.request("GET", f"{path}/{prefix}-{i % total}")
                 assert status == 200, body
 
-            rate, lat, cpu = await lean_level(url, concurrency, total, server_pid, create)
+            rate, lat, cpu, _ = await lean_level(url, concurrency, total, server_pid, create)
             print(row("http create", concurrency, rate, lat, cpu))
             results[("create", concurrency)] = rate
-            rate, lat, cpu = await lean_level(url, concurrency, total, server_pid, get)
+            rate, lat, cpu, _ = await lean_level(url, concurrency, total, server_pid, get)
             print(row("http get", concurrency, rate, lat, cpu))
             results[("get", concurrency)] = rate
 
@@ -367,10 +368,10 @@ async def compare_suite(servers: dict[bool, tuple[str, int, ResumingContext | No
     round, so that a spell of load from other work on a shared machine does not land on one side
     only (run one after the other, the two sides were measured minutes apart)."""
     path = "/api/v1/namespaces/default/pods"
-    print(f"{'':<6}{HEADER}")
+    print(f"{'':<6}{HEADER}{'client µs':>12}")
     for concurrency in (1, 10, 100):
         for op in ("create", "get", "list (limit 50)"):
-            best: dict[bool, tuple[float, list[float], float]] = {}
+            best: dict[bool, tuple[float, list[float], float, float]] = {}
             for round_ in range(rounds):
                 for tls, (url, pid, context) in servers.items():
                     prefix, first = f"c{concurrency}-r{round_}", f"c{concurrency}-r0"
@@ -392,9 +393,10 @@ async def compare_suite(servers: dict[bool, tuple[str, int, ResumingContext | No
                     measured = await lean_level(url, concurrency, count, pid, call, context)
                     if tls not in best or measured[0] > best[tls][0]:
                         best[tls] = measured
-            for tls, (rate, latencies, cpu) in best.items():
-                print(f"{'HTTPS' if tls else 'HTTP':<6}" + row(op, concurrency, rate, latencies, cpu))
-            (plain_rate, plain_lat, plain_cpu), (tls_rate, tls_lat, tls_cpu) = best[False], best[True]
+            for tls, (rate, latencies, cpu, client) in best.items():
+                side = "HTTPS" if tls else "HTTP"
+                print(f"{side:<6}" + row(op, concurrency, rate, latencies, cpu) + f"{client:>12.0f}")
+            (plain_rate, plain_lat, plain_cpu, _), (tls_rate, tls_lat, tls_cpu, _) = best[False], best[True]
             print(verdict(op, concurrency, (plain_rate, percentile(plain_lat, 0.99)),
                           (tls_rate, percentile(tls_lat, 0.99))) + f"; server CPU x{tls_cpu / plain_cpu:.2f}")
 
@@ -477,9 +479,9 @@ def main() -> None:
     parser.add_argument("--uvloop", action="store_true", help="Run the load generator on uvloop too.")
     parser.add_argument("--rounds", type=int, default=3,
                         help="--tls-compare: rounds per level, HTTP and HTTPS in turn; the best is reported.")
-    parser.add_argument("--client", choices=("lean", "h2load"), default="lean",
-                        help="--tls-compare's load generator: the Python lean client (x509 client certificate) "
-                             "or h2load (C, bearer token; see docs/decisions/tls.md).")
+    parser.add_argument("--client", choices=("lean", "h2load", "both"), default="lean",
+                        help="--tls-compare's load generator: the Python lean client (x509 client certificate), "
+                             "h2load (C, bearer token; see docs/decisions/tls.md), or both one after the other.")
     parser.add_argument("--seconds", type=float, default=3.0, help="--client h2load: seconds per level and round.")
     args = parser.parse_args()
     run: Any = asyncio.run
@@ -492,10 +494,13 @@ def main() -> None:
             context = TLS
             with bench_server(False) as (http_url, http_pid):
                 servers = {False: (http_url, http_pid, None), True: (https_url, https_pid, context)}
-                if args.client == "h2load":
+                if args.client in ("h2load", "both"):
+                    print("load generator: h2load (C), bearer token")
                     compare_c(servers, args.seconds, args.rounds)
-                    return
-                run(compare_suite(servers, args.requests, args.rounds))
+                if args.client in ("lean", "both"):
+                    print(f"load generator: bench/leanhttp.py on {'uvloop' if args.uvloop else 'asyncio'}, "
+                          "client certificate")
+                    run(compare_suite(servers, args.requests, args.rounds))
         return
     with bench_server(args.tls) as (url, pid):
         print(HEADER)

@@ -130,7 +130,7 @@ async def suite(url: str, total: int, pid: int, rounds: int) -> dict[tuple[str, 
                     measured = await lean_level(url, concurrency, count, pid, call)
                     if (kind, op) not in best or measured[0] > best[(kind, op)][0]:
                         best[(kind, op)] = measured
-        for (kind, op), (rate, latencies, cpu) in best.items():
+        for (kind, op), (rate, latencies, cpu, _) in best.items():
             print(row(f"{kind} {op}", concurrency, rate, latencies, cpu))
             results[(kind, op, concurrency)] = (rate, percentile(latencies, 0.99), cpu)
     return results

@@ -8,6 +8,7 @@
 - ``bench/cload.py`` (h2load, the C load generator of ``bench/api.py --client h2load``) over
   HTTPS with a ``--token-auth-file`` bearer token and Node,RBAC: every request answered, with a
   figure; a token nobody knows makes the level fail instead of giving a figure for 401s.
+- The per-request authentication of a known user builds nothing new.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 import pytest
 
 from bench.cload import h2load_level
+from pilothouse.apiserver.auth import ALL_AUTHENTICATED, UserInfo, with_authenticated_group
 from tests.conftest import ServerProcess, free_port, start_server_process
 
 TOKEN = "tls-bench-token-0123456789"
@@ -92,3 +94,19 @@ def test_h2load_over_tls_with_token_and_rbac(served: tuple[ServerProcess, int]) 
         h2load_level(server.url, pid, 2, 1.0, [PODS], token=TOKEN, body={"metadata": {"generateName": "x-"}})
     with pytest.raises(RuntimeError, match="failed statuses"):
         h2load_level(server.url, pid, 2, 1.0, [PODS], token="nobody-has-this-token")
+
+
+def test_a_user_is_made_authenticated_and_keyed_once() -> None:
+    """The per-request part of authentication for a token file user (or x509's per-connection
+    user): the same object each time, so its system:authenticated copy and RBAC cache key are
+    made once, not per request."""
+    user = UserInfo("bench", ("bench:viewers",), {"scope": ("a", "b")}, "bench-uid")
+    first = with_authenticated_group(user)
+    assert first is with_authenticated_group(user)
+    assert first == UserInfo("bench", ("bench:viewers", ALL_AUTHENTICATED), {"scope": ("a", "b")}, "bench-uid")
+    assert first.key() is first.key()
+    assert first.key() == ("bench", ("bench:viewers", ALL_AUTHENTICATED), (("scope", ("a", "b")),), "bench-uid")
+    # Already authenticated, or anonymous: returned as it is.
+    assert with_authenticated_group(first) is first
+    anonymous = UserInfo("system:anonymous", ("system:unauthenticated",))
+    assert with_authenticated_group(anonymous) is anonymous
