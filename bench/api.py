@@ -3,10 +3,16 @@
 Usage::
 
     .venv/bin/python bench/api.py [--requests 2000] [--pods 10000] [--tls | --tls-compare [--rounds 3]] [--uvloop]
+        [--client lean|h2load|both [--seconds 3]]
 
 ``--tls`` runs the server with ``--secure`` (HTTPS, x509 client certificates) and
 ``--authorization-mode=Node,RBAC``, and the clients with the certificate of a user bound to
 cluster-admin by a ClusterRoleBinding (so RBAC decides), TLS sessions resumed across connections.
+``--tls-compare`` runs a plain-HTTP server and that HTTPS one at once and prints, per level, the
+HTTPS/HTTP ratios of throughput, p99 and server CPU, with issue 11's PASS/FAIL at 100 clients;
+``--client h2load`` drives them with h2load (bench/cload.py, C, the same user's bearer token from
+``--token-auth-file``) instead of the Python client, whose own TLS takes the cores the servers
+share (docs/decisions/tls.md).
 
 Starts a real ``pilothouse server`` subprocess (its own temp data dir), drives it from this process
 at 1, 10 and 100 concurrent clients (creates and gets over lean keep-alive connections, see
@@ -479,11 +485,16 @@ def main() -> None:
     parser.add_argument("--uvloop", action="store_true", help="Run the load generator on uvloop too.")
     parser.add_argument("--rounds", type=int, default=3,
                         help="--tls-compare: rounds per level, HTTP and HTTPS in turn; the best is reported.")
-    parser.add_argument("--client", choices=("lean", "h2load", "both"), default="lean",
+    parser.add_argument("--client", choices=("lean", "h2load", "both"), default=None,
                         help="--tls-compare's load generator: the Python lean client (x509 client certificate), "
-                             "h2load (C, bearer token; see docs/decisions/tls.md), or both one after the other.")
+                             "h2load (C, bearer token; see docs/decisions/tls.md), or both one after the other. "
+                             "Default: h2load when installed, else lean.")
     parser.add_argument("--seconds", type=float, default=3.0, help="--client h2load: seconds per level and round.")
     args = parser.parse_args()
+    if args.client is None:
+        from bench.cload import available
+
+        args.client = "h2load" if available() else "lean"
     run: Any = asyncio.run
     if args.uvloop:
         import uvloop
