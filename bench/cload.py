@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,8 @@ __all__ = ["LoadResult", "available", "h2load_level"]
 H2LOAD = "h2load"
 #: Connecting 100 clients over TLS on a loaded 2-core machine takes well under this.
 WARM_UP = 1.0
+#: Seconds h2load gets, beyond its warm-up and window, to stop and exit.
+STOP_GRACE = 30.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,11 @@ def h2load_level(url: str, server_pid: int, clients: int, seconds: float, paths:
             (work / "body").write_bytes(orjson.dumps(body))
             command += ["-d", str(work / "body"), "-H", "Content-Type: application/json"]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # h2load 1.52 was seen to go on sending on a few connections after "Stopped all clients"
+        # (100 clients POSTing over TLS, on a loaded machine), for minutes: killed, and the level
+        # fails, rather than the benchmark waiting forever.
+        watchdog = threading.Timer(WARM_UP + seconds + STOP_GRACE, process.kill)
+        watchdog.start()
         # The window opens when h2load says so (its warm-up is per thread; one thread here).
         assert process.stdout is not None
         server_before = client_before = server_used = client_used = 0.0
@@ -95,6 +103,7 @@ def h2load_level(url: str, server_pid: int, clients: int, seconds: float, paths:
                 server_used = cpu_seconds(server_pid) - server_before
                 client_used = _process_cpu_seconds(process.pid) - client_before
         process.wait()
+        watchdog.cancel()
         text = "".join(output)
         if process.returncode != 0 or not server_before:
             raise RuntimeError(f"h2load exited {process.returncode}: {text[-800:]}")

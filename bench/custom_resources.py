@@ -107,7 +107,7 @@ async def suite(url: str, total: int, pid: int, rounds: int) -> dict[tuple[str, 
     one side only."""
     results: dict[tuple[str, str, int], Result] = {}
     for concurrency in (1, 10, 100):
-        best: dict[tuple[str, str], tuple[float, list[float], float]] = {}
+        best: dict[tuple[str, str], tuple[float, list[float], float, float]] = {}
         for round_ in range(rounds):
             for kind, (path, make) in KINDS.items():
                 prefix, first = f"c{concurrency}-r{round_}", f"c{concurrency}-r0"
