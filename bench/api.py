@@ -3,10 +3,16 @@
 Usage::
 
     .venv/bin/python bench/api.py [--requests 2000] [--pods 10000] [--tls | --tls-compare [--rounds 3]] [--uvloop]
+        [--client lean|h2load|both [--seconds 3]]
 
 ``--tls`` runs the server with ``--secure`` (HTTPS, x509 client certificates) and
 ``--authorization-mode=Node,RBAC``, and the clients with the certificate of a user bound to
 cluster-admin by a ClusterRoleBinding (so RBAC decides), TLS sessions resumed across connections.
+``--tls-compare`` runs a plain-HTTP server and that HTTPS one at once and prints, per level, the
+HTTPS/HTTP ratios of throughput, p99 and server CPU, with issue 11's PASS/FAIL at 100 clients;
+``--client h2load`` drives them with h2load (bench/cload.py, C, the same user's bearer token from
+``--token-auth-file``) instead of the Python client, whose own TLS takes the cores the servers
+share (docs/decisions/tls.md).
 
 Starts a real ``pilothouse server`` subprocess (its own temp data dir), drives it from this process
 at 1, 10 and 100 concurrent clients (creates and gets over lean keep-alive connections, see
@@ -24,6 +30,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import secrets
 import ssl
 import statistics
 import subprocess
@@ -110,6 +117,7 @@ TLS: ResumingContext | None = None
 #: cluster-admin, as kubeadm's admin.conf has since 1.29 (``kubeadm:cluster-admins``), so that RBAC
 #: decides every request (``system:masters``, the written kubeconfig's group, is allowed before RBAC).
 BENCH_USER, BENCH_GROUP = "bench", "bench:cluster-admins"
+BENCH_TOKEN = secrets.token_urlsafe(24)
 
 
 def _client_context(data_dir: Path, kubeconfig: str, name: str) -> ResumingContext:
@@ -142,9 +150,9 @@ def tls_context(url: str, data_dir: Path) -> ResumingContext:
 
 
 async def lean_level(url: str, concurrency: int, total: int, server_pid: int,
-                     request: Any, tls: ResumingContext | None = None) -> tuple[float, list[float], float]:
+                     request: Any, tls: ResumingContext | None = None) -> tuple[float, list[float], float, float]:
     """run_level over ``concurrency`` lean keep-alive connections (over TLS with ``tls``, else with the
-    current server's ``TLS``); also the server's CPU µs per request."""
+    current server's ``TLS``); also the server's and this load generator's CPU µs per request."""
     tls = tls or TLS
     host, port = url.split("://", 1)[1].rsplit(":", 1)
     pool: asyncio.Queue[LeanConnection] = asyncio.Queue()
@@ -168,12 +176,13 @@ async def lean_level(url: str, concurrency: int, total: int, server_pid: int,
         finally:
             pool.put_nowait(connection)
 
-    before = cpu_seconds(server_pid)
+    before, client_before = cpu_seconds(server_pid), time.process_time()
     rate, latencies = await run_level(concurrency, total, op)
-    used = cpu_seconds(server_pid) - before
+    used, client_used = cpu_seconds(server_pid) - before, time.process_time() - client_before
     while not pool.empty():
         await pool.get_nowait().close()
-    return rate, latencies, used / max(1, len(latencies)) * 1e6
+    count = max(1, len(latencies))
+    return rate, latencies, used / count * 1e6, client_used / count * 1e6
 
 
 async def http_suite(url: str, total: int, server_pid: int) -> dict[tuple[str, int], float]:
@@ -193,10 +202,10 @@ async def http_suite(url: str, total: int, server_pid: int) -> dict[tuple[str, i
                 status, body = await connection.request("GET", f"{path}/{prefix}-{i % total}")
                 assert status == 200, body
 
-            rate, lat, cpu = await lean_level(url, concurrency, total, server_pid, create)
+            rate, lat, cpu, _ = await lean_level(url, concurrency, total, server_pid, create)
             print(row("http create", concurrency, rate, lat, cpu))
             results[("create", concurrency)] = rate
-            rate, lat, cpu = await lean_level(url, concurrency, total, server_pid, get)
+            rate, lat, cpu, _ = await lean_level(url, concurrency, total, server_pid, get)
             print(row("http get", concurrency, rate, lat, cpu))
             results[("get", concurrency)] = rate
 
@@ -335,9 +344,14 @@ def bench_server(tls: bool) -> Iterator[tuple[str, int]]:
     global TLS
     port = free_port()
     with tempfile.TemporaryDirectory() as data_dir:
+        # The benchmark user's bearer token (the C load generator's credential; the lean client
+        # uses a certificate for the same user): authenticated by --token-auth-file, then RBAC.
+        token_file = Path(data_dir) / "tokens.csv"
+        token_file.write_text(f'{BENCH_TOKEN},{BENCH_USER},bench-uid,"{BENCH_GROUP}"\n')
+        secure = ["--secure", "--authorization-mode", "Node,RBAC", "--token-auth-file", str(token_file)]
         process = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
                                     "--port", str(port), "--disable", "scheduler,controller-manager",
-                                    *(["--secure", "--authorization-mode", "Node,RBAC"] if tls else OPEN_FLAGS)],
+                                    *(secure if tls else OPEN_FLAGS)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         try:
@@ -360,10 +374,10 @@ async def compare_suite(servers: dict[bool, tuple[str, int, ResumingContext | No
     round, so that a spell of load from other work on a shared machine does not land on one side
     only (run one after the other, the two sides were measured minutes apart)."""
     path = "/api/v1/namespaces/default/pods"
-    print(f"{'':<6}{HEADER}")
+    print(f"{'':<6}{HEADER}{'client µs':>12}")
     for concurrency in (1, 10, 100):
         for op in ("create", "get", "list (limit 50)"):
-            best: dict[bool, tuple[float, list[float], float]] = {}
+            best: dict[bool, tuple[float, list[float], float, float]] = {}
             for round_ in range(rounds):
                 for tls, (url, pid, context) in servers.items():
                     prefix, first = f"c{concurrency}-r{round_}", f"c{concurrency}-r0"
@@ -385,12 +399,81 @@ async def compare_suite(servers: dict[bool, tuple[str, int, ResumingContext | No
                     measured = await lean_level(url, concurrency, count, pid, call, context)
                     if tls not in best or measured[0] > best[tls][0]:
                         best[tls] = measured
-            for tls, (rate, latencies, cpu) in best.items():
-                print(f"{'HTTPS' if tls else 'HTTP':<6}" + row(op, concurrency, rate, latencies, cpu))
-            (plain_rate, plain_lat, plain_cpu), (tls_rate, tls_lat, tls_cpu) = best[False], best[True]
-            print(f"{'':<6}  HTTPS/HTTP: throughput x{tls_rate / plain_rate:.2f}, "
-                  f"p99 x{percentile(tls_lat, 0.99) / percentile(plain_lat, 0.99):.2f}, "
-                  f"server CPU x{tls_cpu / plain_cpu:.2f}   (issue 11: throughput >= 0.85, p99 <= 1.15 at 100)")
+            for tls, (rate, latencies, cpu, client) in best.items():
+                side = "HTTPS" if tls else "HTTP"
+                print(f"{side:<6}" + row(op, concurrency, rate, latencies, cpu) + f"{client:>12.0f}")
+            (plain_rate, plain_lat, plain_cpu, _), (tls_rate, tls_lat, tls_cpu, _) = best[False], best[True]
+            print(verdict(op, concurrency, (plain_rate, percentile(plain_lat, 0.99)),
+                          (tls_rate, percentile(tls_lat, 0.99))) + f"; server CPU x{tls_cpu / plain_cpu:.2f}")
+
+
+def verdict(op: str, concurrency: int, plain: tuple[float, float], tls: tuple[float, float]) -> str:
+    """The ratio line for one level: throughput and p99 (HTTPS over HTTP), and at 100 clients issue
+    11's PASS/FAIL (throughput >= 0.85 and p99 <= 1.15 of plain HTTP) for single-object gets."""
+    rate, p99 = tls[0] / plain[0], tls[1] / plain[1]
+    line = f"{'':<6}  HTTPS/HTTP: throughput x{rate:.2f}, p99 x{p99:.2f}"
+    if concurrency == 100:
+        ok = rate >= 1 - GOAL and p99 <= 1 + GOAL
+        line += f"   issue 11 ({op}): {'PASS' if ok else 'FAIL'}" + ("" if op == "get" else " (informative)")
+    return line
+
+
+#: Issue 11: HTTPS with authentication and RBAC within 15% of plain HTTP.
+GOAL = 0.15
+
+
+def compare_c(servers: dict[bool, tuple[str, int, ResumingContext | None]], seconds: float, rounds: int) -> None:
+    """Issue 11's comparison with h2load as the load generator (bench/cload.py): the same levels as
+    :func:`compare_suite`, each a ``seconds`` window on connections opened beforehand, HTTP and HTTPS
+    in turn for ``rounds`` rounds, the best round of each kept. Every request carries the benchmark
+    user's bearer token (``--token-auth-file``; HTTPS then decides with Node,RBAC; plain HTTP
+    ignores it). Prints the server's and h2load's CPU µs per request."""
+    from bench.cload import h2load_level
+
+    path = "/api/v1/namespaces/default/pods"
+    # The objects the gets read (creates use generateName, so their names are not known here).
+    for url, _, context in servers.values():
+        for i in range(GET_OBJECTS):
+            post(url, path, pod(f"g-{i}"), context)
+    gets = [f"{path}/g-{i}" for i in range(GET_OBJECTS)]
+    creating = pod("")
+    creating["metadata"] = {"generateName": "c-", "labels": creating["metadata"]["labels"]}
+    print(f"{'':<6}{HEADER}{'client µs':>12}")
+    for concurrency in (1, 10, 100):
+        for op, paths, body in (("create", [path], creating), ("get", gets, None),
+                                ("list (limit 50)", [f"{path}?limit=50"], None)):
+            best: dict[bool, Any] = {}
+            for _ in range(rounds):
+                for tls, (url, pid, _) in servers.items():
+                    try:
+                        result = h2load_level(url, pid, concurrency, seconds, paths, token=BENCH_TOKEN, body=body)
+                    except RuntimeError as error:  # one round lost (see cload.STOP_GRACE), said so
+                        print(f"{'HTTPS' if tls else 'HTTP':<6}{op} at {concurrency}: round failed: "
+                              f"{str(error).splitlines()[0]}")
+                        continue
+                    if tls not in best or result.rate > best[tls].rate:
+                        best[tls] = result
+            if len(best) < 2:
+                continue
+            for tls, r in best.items():
+                print(f"{'HTTPS' if tls else 'HTTP':<6}{op:<22}{concurrency:>5}{r.rate:>12.0f}{r.p50_ms:>10.2f}"
+                      f"{r.p99_ms:>10.2f}{r.server_us:>12.0f}{r.client_us:>12.0f}")
+            plain, secure = best[False], best[True]
+            print(verdict(op, concurrency, (plain.rate, plain.p99_ms), (secure.rate, secure.p99_ms))
+                  + f"; server CPU x{secure.server_us / plain.server_us:.2f}")
+
+
+#: Pods the gets cycle over.
+GET_OBJECTS = 200
+
+
+def post(url: str, path: str, body: dict[str, Any], context: ssl.SSLContext | None) -> None:
+    """One create with the benchmark user's token (over HTTPS, ``context`` trusts the cluster CA)."""
+    request = urllib.request.Request(url + path, orjson.dumps(body), method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {BENCH_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=30, context=context) as response:
+        response.read()
 
 
 HEADER = f"{'operation':<22}{'conc':>5}{'ops/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'server µs':>12}"
@@ -409,7 +492,16 @@ def main() -> None:
     parser.add_argument("--uvloop", action="store_true", help="Run the load generator on uvloop too.")
     parser.add_argument("--rounds", type=int, default=3,
                         help="--tls-compare: rounds per level, HTTP and HTTPS in turn; the best is reported.")
+    parser.add_argument("--client", choices=("lean", "h2load", "both"), default=None,
+                        help="--tls-compare's load generator: the Python lean client (x509 client certificate), "
+                             "h2load (C, bearer token; see docs/decisions/tls.md), or both one after the other. "
+                             "Default: h2load when installed, else lean.")
+    parser.add_argument("--seconds", type=float, default=3.0, help="--client h2load: seconds per level and round.")
     args = parser.parse_args()
+    if args.client is None:
+        from bench.cload import available
+
+        args.client = "h2load" if available() else "lean"
     run: Any = asyncio.run
     if args.uvloop:
         import uvloop
@@ -420,7 +512,13 @@ def main() -> None:
             context = TLS
             with bench_server(False) as (http_url, http_pid):
                 servers = {False: (http_url, http_pid, None), True: (https_url, https_pid, context)}
-                run(compare_suite(servers, args.requests, args.rounds))
+                if args.client in ("h2load", "both"):
+                    print("load generator: h2load (C), bearer token")
+                    compare_c(servers, args.seconds, args.rounds)
+                if args.client in ("lean", "both"):
+                    print(f"load generator: bench/leanhttp.py on {'uvloop' if args.uvloop else 'asyncio'}, "
+                          "client certificate")
+                    run(compare_suite(servers, args.requests, args.rounds))
         return
     with bench_server(args.tls) as (url, pid):
         print(HEADER)

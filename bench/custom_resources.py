@@ -107,7 +107,7 @@ async def suite(url: str, total: int, pid: int, rounds: int) -> dict[tuple[str, 
     one side only."""
     results: dict[tuple[str, str, int], Result] = {}
     for concurrency in (1, 10, 100):
-        best: dict[tuple[str, str], tuple[float, list[float], float]] = {}
+        best: dict[tuple[str, str], tuple[float, list[float], float, float]] = {}
         for round_ in range(rounds):
             for kind, (path, make) in KINDS.items():
                 prefix, first = f"c{concurrency}-r{round_}", f"c{concurrency}-r0"
@@ -130,7 +130,7 @@ async def suite(url: str, total: int, pid: int, rounds: int) -> dict[tuple[str, 
                     measured = await lean_level(url, concurrency, count, pid, call)
                     if (kind, op) not in best or measured[0] > best[(kind, op)][0]:
                         best[(kind, op)] = measured
-        for (kind, op), (rate, latencies, cpu) in best.items():
+        for (kind, op), (rate, latencies, cpu, _) in best.items():
             print(row(f"{kind} {op}", concurrency, rate, latencies, cpu))
             results[(kind, op, concurrency)] = (rate, percentile(latencies, 0.99), cpu)
     return results

@@ -3,6 +3,7 @@
 Usage::
 
     .venv/bin/python bench/tls_same_process.py [--op get|list] [--requests 300] [--windows 16] [--clients 10]
+        [--client lean|h2load [--seconds 2]]
 
 One ``pilothouse server --secure --authorization-mode=Node,RBAC`` that also serves plain HTTP on
 ``--insecure-port`` (no authentication), driven in alternating short windows over each (lean
@@ -11,6 +12,10 @@ keep-alive connections, TLS sessions resumed), the server's CPU read from the sc
 each side and their difference. Why: ``bench/api.py --tls-compare`` runs two servers and compares
 best rounds, which on a shared 2-core machine under other load moves by ±25 µs a request between
 runs of the same code; here both sides share one process, its caches and the same minutes.
+Both listeners run the same middleware but for authentication (the insecure port applies the request
+limits too, as kube-apiserver's did). ``--client h2load``: each window is an h2load run
+(bench/cload.py, the benchmark user's bearer token over HTTPS) of ``--seconds`` on connections
+opened before it, so that the load generator's own TLS takes little of the two cores.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.api import cpu_seconds, pod, tls_context
+from bench.api import BENCH_GROUP, BENCH_TOKEN, BENCH_USER, cpu_seconds, pod, tls_context
+from bench.cload import h2load_level
 from bench.leanhttp import LeanConnection, ResumingContext
 from tests.conftest import create_default_service_account, free_port, wait_healthy
 
@@ -70,10 +76,17 @@ async def measure(pid: int, port: int, plain_port: int, context: ResumingContext
         assert status == 201, body
     request = get if args.op == "get" else list_page
     cost: dict[str, list[float]] = {"HTTPS": [], "HTTP": []}
+    paths = [f"{PODS}/p-{i}" for i in range(200)] if args.op == "get" else [f"{PODS}?limit=50"]
+    urls = {"HTTPS": f"https://127.0.0.1:{port}", "HTTP": f"http://127.0.0.1:{plain_port}"}
     for w in range(args.windows):
         sides = [("HTTPS", secure), ("HTTP", plain)]
         for name, connections in sides if w % 2 else sides[::-1]:
-            cost[name].append(await window(pid, connections, request, args.requests))
+            if args.client == "h2load":
+                result = await asyncio.to_thread(h2load_level, urls[name], pid, args.clients, args.seconds, paths,
+                                                 token=BENCH_TOKEN)
+                cost[name].append(result.server_us)
+            else:
+                cost[name].append(await window(pid, connections, request, args.requests))
     for name, values in cost.items():
         print(f"{name:<6} {args.op} at {args.clients} clients: median {statistics.median(values):7.1f} µs "
               f"of server CPU a request (windows: {min(values):.0f}-{max(values):.0f})")
@@ -87,12 +100,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="requests per window")
     parser.add_argument("--windows", type=int, default=16)
     parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--client", choices=("lean", "h2load"), default="lean")
+    parser.add_argument("--seconds", type=float, default=2.0, help="--client h2load: seconds per window")
     args = parser.parse_args()
     port, plain_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as data_dir:
+        tokens = Path(data_dir) / "tokens.csv"
+        tokens.write_text(f'{BENCH_TOKEN},{BENCH_USER},bench-uid,"{BENCH_GROUP}"\n')
         process = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
                                     "--port", str(port), "--disable", "scheduler,controller-manager", "--secure",
-                                    "--authorization-mode", "Node,RBAC", "--insecure-port", str(plain_port)],
+                                    "--authorization-mode", "Node,RBAC", "--insecure-port", str(plain_port),
+                                    "--token-auth-file", str(tokens)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             url = f"https://127.0.0.1:{port}"

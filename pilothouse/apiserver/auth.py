@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
@@ -73,7 +74,19 @@ class UserInfo:
 
     def key(self) -> tuple[Any, ...]:
         """Hashable identity for caching decisions about this user."""
+        return self._key
+
+    # Both once per UserInfo, as nothing changes one once made: the token file's users and the one
+    # x509 keeps per TLS connection are the same objects request after request, so the RBAC cache
+    # key and the system:authenticated copy are not rebuilt for every request (a few µs each).
+    @cached_property
+    def _key(self) -> tuple[Any, ...]:
         return self.name, self.groups, tuple(sorted(self.extra.items())), self.uid
+
+    @cached_property
+    def authenticated(self) -> UserInfo:
+        """This user in ``system:authenticated`` as well."""
+        return UserInfo(self.name, (*self.groups, ALL_AUTHENTICATED), self.extra, self.uid)
 
 
 class Authenticator(Protocol):
@@ -157,7 +170,7 @@ def with_authenticated_group(user: UserInfo) -> UserInfo:
     """``group.NewAuthenticatedGroupAdder``: everyone a credential named is in ``system:authenticated``."""
     if user.name == ANONYMOUS or ALL_AUTHENTICATED in user.groups or ALL_UNAUTHENTICATED in user.groups:
         return user
-    return UserInfo(user.name, (*user.groups, ALL_AUTHENTICATED), user.extra, user.uid)
+    return user.authenticated
 
 
 Rules = tuple[list[dict[str, Any]], list[str]]

@@ -196,13 +196,16 @@ def _log_late_failure(task: asyncio.Future[Any]) -> None:
             log.warning("request finished after its 504 with %s: %s", type(error).__name__, error)
 
 
-def install(app: web.Application, options: RequestLimitOptions) -> None:
-    """Innermost middleware of ``app`` (after authentication and authorization)."""
+def install(app: web.Application, options: RequestLimitOptions, *, gauges: bool = True) -> None:
+    """Innermost middleware of ``app`` (after authentication and authorization). ``gauges``: this
+    application's seats are the ones ``apiserver_current_inflight_requests`` reports (the secure
+    port's; the insecure port has seats of its own, left out, as kube-apiserver's were)."""
     app[_KEY_OPTIONS] = options
     limits = RequestLimits(options)
     app.middlewares.append(limits.middleware)
-    INFLIGHT.labels("readOnly").set_function(lambda: limits.in_flight[False])
-    INFLIGHT.labels("mutating").set_function(lambda: limits.in_flight[True])
+    if gauges:
+        INFLIGHT.labels("readOnly").set_function(lambda: limits.in_flight[False])
+        INFLIGHT.labels("mutating").set_function(lambda: limits.in_flight[True])
     app.on_response_prepare.append(_mark_started)
 
 

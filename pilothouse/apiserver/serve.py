@@ -279,7 +279,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
                            ssl_context=cluster_pki.ssl_context() if cluster_pki else None).start()
     running = RunningServer(config, store, api, runner, port, cluster_pki, audit=audit_log)
     if config.insecure_port:
-        running.insecure = await start_insecure(api, config.insecure_bind_address, config.insecure_port)
+        running.insecure = await start_insecure(api, config.insecure_bind_address, config.insecure_port,
+                                                config.limits)
     if cluster_pki is None:
         write_kubeconfig(config.kubeconfig_path, running.url)
     else:
