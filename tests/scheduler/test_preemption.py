@@ -167,6 +167,25 @@ def test_preempts_the_fewest_lower_priority_pods_and_describe_shows_it(clean: Se
     assert "FailedScheduling" in failed and "Insufficient cpu" in failed
 
 
+def test_a_higher_preemptor_takes_back_a_lower_ones_nomination(clean: ServerProcess) -> None:
+    cluster = clean
+    node = NODES[1]
+    create(cluster, pod_yaml("low", "low", "20", node, on_node=True, finalizer=True))
+    running(cluster, "low")
+    create(cluster, pod_yaml("second", "mid", "20", node))
+    wait_for(lambda: ((get_pod(cluster, "second") or {}).get("status") or {}).get("nominatedNodeName") == node, 30,
+             "second nominated")
+    # low is held Terminating by its finalizer; a higher pod preempts on the same node and the
+    # lower-priority nomination there is cleared, as kube-scheduler's prepareCandidate does.
+    create(cluster, pod_yaml("first", "high", "20", node))
+    wait_for(lambda: ((get_pod(cluster, "first") or {}).get("status") or {}).get("nominatedNodeName") == node, 30,
+             "first nominated")
+    wait_for(lambda: not ((get_pod(cluster, "second") or {}).get("status") or {}).get("nominatedNodeName"), 30,
+             "second's nomination cleared")
+    release(cluster, "low")
+    assert wait_for(lambda: (get_pod(cluster, "first") or {}).get("spec", {}).get("nodeName"), 30) == node
+
+
 def test_preemption_policy_never_waits_and_says_so(clean: ServerProcess) -> None:
     cluster = clean
     node = NODES[1]

@@ -49,6 +49,7 @@ _NAMESPACES = resource("", "v1", "namespaces")
 _BUDGETS = resource("policy", "v1", "poddisruptionbudgets")
 _TERMINAL = ("Succeeded", "Failed")
 _ACTIONS = {"Scheduled": "Binding", "Preempted": "Preempting"}
+_NOMINATED = "nominatedNodeName"
 
 Object = dict[str, Any]
 
@@ -144,6 +145,9 @@ class Scheduler:
         budgets.add_handler(EventHandler.on_object(self.cache.set_disruption_budget,
                                                    lambda o: self.cache.set_disruption_budget(o, deleted=True)))
         self._pods = pods
+        # pending pods by the node they are nominated to, for preemption to take back lower ones' nominations
+        pods.add_indexer(_NOMINATED, lambda pod: [n] if (n := (pod.get("status") or {}).get("nominatedNodeName"))
+                         and not (pod.get("spec") or {}).get("nodeName") else [])
         namespaces.add_handler(EventHandler.on_object(self._on_namespace,
                                                       lambda o: self._on_namespace(o, deleted=True)))
         nodes.add_handler(EventHandler(self._on_node_add, self._on_node_update, self._on_node_delete))
@@ -305,6 +309,11 @@ class Scheduler:
         if result.nominated_node and result.victims:
             for victim in result.victims:
                 self._spawn(self._preempt(pod, result.nominated_node, victim))
+            # Lower-priority pods nominated to that node may no longer fit there: their nominations
+            # are cleared (upstream's getLowerPriorityNominatedPods + ClearNominatedNodeName).
+            for other in self._pods.by_index(_NOMINATED, result.nominated_node) if self._pods else ():
+                if int((other.get("spec") or {}).get("priority") or 0) < pod.priority:
+                    self._spawn(self._patch_status(PodInfo(other), {"status": {"nominatedNodeName": None}}))
 
     async def _preempt(self, preemptor: PodInfo, node: str, victim: PodInfo) -> None:
         """``prepareCandidate`` for one victim: DisruptionTarget condition, delete, ``Preempted`` event."""
