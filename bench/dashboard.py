@@ -38,7 +38,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cluster_scale import wait_nodes
-from tests.conftest import OPEN_FLAGS, free_port, wait_healthy
+from tests.conftest import OPEN_FLAGS, free_port, terminate, wait_healthy
 
 CHROMIUM = "/usr/bin/chromium"
 PODS = "/api/v1/namespaces/default/pods"
@@ -221,10 +221,10 @@ def main() -> None:
                       f"before them, Leases only: {idle:.2f} of a core)")
             run_browser(url, args)
         finally:
-            for process in (agent, server):
-                if process is not None:
-                    process.terminate()
-                    process.wait(30)
+            # SIGKILL after 30 s: an agent of 5,000 nodes can take longer to stop on a loaded machine, and
+            # the server must be stopped all the same (it takes its scheduler and controllers along).
+            terminate(agent, 30)
+            terminate(server, 30)
 
 
 if __name__ == "__main__":
