@@ -351,11 +351,26 @@ function eventTime(obj) {
   return obj.lastTimestamp || obj.eventTime || (obj.series || {}).lastObservedTime || obj.metadata.creationTimestamp || "";
 }
 
+// The newest MAX_EVENTS, newest first. RFC 3339 times in UTC order as plain strings: no localeCompare,
+// which cost about a microsecond a comparison over the thousands of events of a cluster's first list.
+function newestEvents(events) {
+  const timed = events.map((obj) => [eventTime(obj), obj]);
+  timed.sort((a, b) => (a[0] < b[0] ? 1 : a[0] > b[0] ? -1 : 0));
+  return timed.slice(0, MAX_EVENTS).map((pair) => pair[1]);
+}
+
+function pushEvent(obj) {
+  state.pendingEvents.push(obj);
+  // Only MAX_EVENTS are ever shown: a long list's later pages (or a storm) are cut down as they come.
+  if (state.pendingEvents.length > 4 * MAX_EVENTS) state.pendingEvents = newestEvents(state.pendingEvents);
+  schedule();
+}
+
 function applyEvents() {
   const list = $("events");
   const fragment = document.createDocumentFragment();
-  const batch = state.pendingEvents.splice(0).sort((a, b) => eventTime(b).localeCompare(eventTime(a)));
-  for (const obj of batch.slice(0, MAX_EVENTS)) {
+  const batch = newestEvents(state.pendingEvents.splice(0));
+  for (const obj of batch) {
     const li = document.createElement("li");
     li.className = obj.type || "Normal";
     const object = obj.involvedObject || {};
@@ -411,7 +426,7 @@ function startWatches() {
   for (const kind of ["StatefulSet", "DaemonSet"]) poll(collectionPath(kind, state.namespace), workloadHandlers(kind), signal);
   listWatch(collectionPath("Event", state.namespace), {
     reset(items) { $("events").replaceChildren(); state.pendingEvents = items.slice(-MAX_EVENTS); schedule(); },
-    change(type, obj) { if (type !== "DELETED") { state.pendingEvents.push(obj); schedule(); } },
+    change(type, obj) { if (type !== "DELETED") pushEvent(obj); },
     failed: (error) => problem("events-problem", describe(error)),
   }, signal);
   pollMetrics(signal);
