@@ -165,7 +165,7 @@ def main() -> None:
                     process.wait(30)
 
 
-async def wait_nodes(url: str, count: int, timeout: float) -> None:
+async def wait_nodes(url: str, count: int, timeout: float, interval: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
@@ -175,7 +175,7 @@ async def wait_nodes(url: str, count: int, timeout: float) -> None:
                         if c["type"] == "Ready" and c["status"] == "True")
             if ready >= count:
                 return
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(interval)
     raise TimeoutError("nodes not Ready")
 
 

@@ -10,9 +10,12 @@ the benchmark reports:
 - update latency: a pod created through the API (its POST acknowledged) → its chip on the map, one at
   a time; then a burst of pods created at once → the last chip shown;
 - the longest main-thread task (PerformanceObserver ``longtask``) during load and during the burst,
-  which says whether the browser froze.
+  which says whether the browser froze;
+- the API server's extra CPU per Prometheus scrape of ``/metrics`` with the cluster at full size: the
+  server's CPU seconds (``/proc/PID/stat``) over ``--scrapes`` scrapes, minus what it spends idle over
+  the same wall time (measured just before, with nothing but the agent's Leases running).
 
-    .venv/bin/python bench/dashboard.py [--nodes 500] [--pods 2000] [--updates 20] [--burst 500]
+    .venv/bin/python bench/dashboard.py [--nodes 500] [--pods 2000] [--updates 20] [--burst 500] [--scrapes 20]
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cluster_scale import wait_nodes
-from tests.conftest import OPEN_FLAGS, free_port, wait_healthy
+from tests.conftest import OPEN_FLAGS, free_port, terminate, wait_healthy
 
 CHROMIUM = "/usr/bin/chromium"
 PODS = "/api/v1/namespaces/default/pods"
@@ -92,6 +95,39 @@ async def plain_list(url: str) -> float:
                 token = (await response.json())["metadata"].get("continue", "")
             if not token:
                 return time.perf_counter() - start
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from ``/proc/PID/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scrape_cpu(url: str, pid: int, scrapes: int, idle_seconds: float = 10.0) -> tuple[float, float, float, int]:
+    """(extra server CPU seconds per /metrics scrape, wall seconds per scrape, the server's idle CPU rate in
+    cores, bytes per scrape).
+
+    Idle first: the server's CPU rate with nothing asked of it but the simulated nodes' Lease renewals;
+    then ``scrapes`` sequential GETs of /metrics, and the idle rate times their wall time subtracted.
+    """
+    before, start = process_cpu(pid), time.perf_counter()
+    time.sleep(idle_seconds)
+    idle_rate = (process_cpu(pid) - before) / (time.perf_counter() - start)
+
+    async def scrape_all() -> int:
+        size = 0
+        async with aiohttp.ClientSession() as session:
+            for _ in range(scrapes):
+                async with session.get(url + "/metrics") as response:
+                    response.raise_for_status()
+                    size = len(await response.read())
+        return size
+
+    before, start = process_cpu(pid), time.perf_counter()
+    size = asyncio.run(scrape_all())
+    wall = time.perf_counter() - start
+    extra = process_cpu(pid) - before - idle_rate * wall
+    return extra / scrapes, wall / scrapes, idle_rate, size
 
 
 def create(url: str, names: list[str], nodes: int) -> None:
@@ -157,6 +193,7 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=2000)
     parser.add_argument("--updates", type=int, default=20)
     parser.add_argument("--burst", type=int, default=500)
+    parser.add_argument("--scrapes", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--screenshot", default="dashboard-bench.png")
     args = parser.parse_args()
@@ -172,17 +209,23 @@ def main() -> None:
             agent = subprocess.Popen([sys.executable, "-m", "pilothouse", "agent", "--server", url, "--simulate",
                                       str(args.nodes), "--node-name", "sim", "--root-dir", f"{data_dir}/agent"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            asyncio.run(wait_nodes(url, args.nodes, args.timeout))
+            # Every 5 s: a list of 5,000 nodes twice a second took the CPU the server needed to register them.
+            asyncio.run(wait_nodes(url, args.nodes, args.timeout, interval=5.0))
             start = time.perf_counter()
             asyncio.run(create_pods(url, [f"pod-{i}" for i in range(args.pods)], args.nodes))
             print(f"{args.nodes} simulated nodes Ready; {args.pods} pods created in {time.perf_counter() - start:.1f}s")
             print(f"a plain client lists them in pages of 500 in {asyncio.run(plain_list(url)):.2f}s")
+            if args.scrapes:
+                cpu, wall, idle, size = scrape_cpu(url, server.pid, args.scrapes)
+                print(f"/metrics scrape: {cpu * 1000:.1f}ms extra server CPU per scrape over {args.scrapes} "
+                      f"scrapes ({wall * 1000:.0f}ms wall each, {size / 1024:.0f} KiB; the server's CPU "
+                      f"before them, Leases only: {idle:.2f} of a core)")
             run_browser(url, args)
         finally:
-            for process in (agent, server):
-                if process is not None:
-                    process.terminate()
-                    process.wait(30)
+            # SIGKILL after 30 s: an agent of 5,000 nodes can take longer to stop on a loaded machine, and
+            # the server must be stopped all the same (it takes its scheduler and controllers along).
+            terminate(agent, 30)
+            terminate(server, 30)
 
 
 if __name__ == "__main__":

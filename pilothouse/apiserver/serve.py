@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
-from pilothouse.apiserver import audit, uploadcerts
+from pilothouse.apiserver import audit, authtrust, uploadcerts
 from pilothouse.apiserver.app import APIServer
 from pilothouse.apiserver.authchain import AuthOptions, build_auth
 from pilothouse.apiserver.datadir import prepare_data_dir
@@ -125,6 +125,8 @@ class RunningServer:
     port: int
     pki: ClusterPKI | None = None
     renewal: asyncio.Task[None] | None = None
+    #: Keeps kube-system/extension-apiserver-authentication current (:mod:`authtrust`).
+    auth_trust: asyncio.Task[None] | None = None
     insecure: web.AppRunner | None = None
     audit: audit.LogBackend | None = None
 
@@ -146,10 +148,11 @@ class RunningServer:
         return path
 
     async def stop(self) -> None:
-        if self.renewal is not None:
-            self.renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.renewal
+        for task in (self.renewal, self.auth_trust):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         with contextlib.suppress(Exception):
             await self.runner.cleanup()
         if self.insecure is not None:
@@ -287,6 +290,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
         write_kubeconfig(config.kubeconfig_path, running.url, ca_pem=cluster_pki.ca_bundle(),
                          credentials=cluster_pki.issue_client("kubernetes-admin", ["system:masters"]))
         running.renewal = asyncio.create_task(cluster_pki.keep_fresh(), name="serving-cert-renewal")
+        running.auth_trust = asyncio.create_task(authtrust.keep_current(api.storage, cluster_pki.client_ca_path),
+                                                 name="cluster-authentication-trust")
     log.info("API server listening on %s (datastore %s)", running.url, config.endpoint())
     return running
 

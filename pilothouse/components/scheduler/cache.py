@@ -30,6 +30,8 @@ class Cache:
         self._node_list: list[NodeInfo] | None = None
         self._image_nodes: dict[str, int] = {}
         self._namespace_labels: dict[str, dict[str, str]] = {}
+        #: PodDisruptionBudgets by namespace/name, for preemption's choice of victims.
+        self._budgets: dict[str, Object] = {}
         self._with_affinity: list[NodeInfo] | None = None
         self._with_anti_affinity: list[NodeInfo] | None = None
         self._anti_affinity_pods = 0
@@ -65,6 +67,17 @@ class Cache:
 
     def image_node_count(self, image: str) -> int:
         return self._image_nodes.get(image, 0)
+
+    def disruption_budgets(self) -> list[Object]:
+        return list(self._budgets.values())
+
+    def set_disruption_budget(self, budget: Object, deleted: bool = False) -> None:
+        metadata = budget.get("metadata") or {}
+        key = f"{metadata.get('namespace')}/{metadata.get('name')}"
+        if deleted:
+            self._budgets.pop(key, None)
+        else:
+            self._budgets[key] = budget
 
     @property
     def affinity_pod_count(self) -> int:

@@ -31,14 +31,19 @@ __all__ = [
     "CycleState",
     "EventResource",
     "FilterPlugin",
+    "FitsOnNode",
     "Handle",
     "NormalizeScorePlugin",
     "Plugin",
+    "PostFilterPlugin",
+    "PostFilterResult",
     "PreFilterPlugin",
     "PreScorePlugin",
     "ScorePlugin",
     "Status",
     "default_normalize",
+    "fit_error_message",
+    "reason_histogram",
     "record_rejections",
 ]
 
@@ -154,6 +159,8 @@ class Handle(Protocol):
 
     def image_node_count(self, image: str) -> int: ...
 
+    def disruption_budgets(self) -> list[dict[str, Any]]: ...
+
 
 class Plugin:
     """Base of every plugin: a name and the cluster events that may make a rejected pod fit."""
@@ -252,6 +259,54 @@ def record_rejections(check: Callable[[CycleState, PodInfo, NodeInfo], Status | 
                 if status is not None:
                     statuses[node.name] = status
     return kept
+
+
+#: Whether the pod being scheduled passes this profile's filters on a node (None) or why not: the
+#: cycle's own filters with its PreFilter state, for PostFilter plugins' what-if node copies.
+FitsOnNode = Callable[["NodeInfo"], Status | None]
+
+
+@dataclass(frozen=True, slots=True)
+class PostFilterResult:
+    """What a PostFilter decided: the node to nominate ("" clears a nomination) and pods to evict."""
+
+    nominated_node: str = ""
+    victims: tuple[PodInfo, ...] = ()
+
+
+@runtime_checkable
+class PostFilterPlugin(Protocol):
+    """Runs when no node fits (kube-scheduler's PostFilter, e.g. preemption)."""
+
+    name: str
+
+    def post_filter(self, state: CycleState, pod: PodInfo, statuses: Mapping[str, Status],
+                    fits: FitsOnNode) -> tuple[PostFilterResult | None, Status]: ...
+
+
+def reason_histogram(statuses: Mapping[str, Status] | list[Status]) -> str:
+    """"3 Insufficient cpu, 1 node(s) had untolerated taint ..." as kube-scheduler counts reasons."""
+    reasons: dict[str, int] = {}
+    for status in statuses.values() if isinstance(statuses, Mapping) else statuses:
+        for reason in status.reasons:
+            reasons[reason] = reasons.get(reason, 0) + 1
+    return ", ".join(sorted(f"{n} {reason}" for reason, n in reasons.items()))
+
+
+def fit_error_message(num_nodes: int, diagnosis: Diagnosis | Mapping[str, Status]) -> str:
+    """``FitError.Error()`` of kube-scheduler 1.32 (from a diagnosis, or bare per-node statuses)."""
+    message = f"0/{num_nodes} nodes are available:"
+    if not isinstance(diagnosis, Diagnosis):
+        return f"{message} {reason_histogram(diagnosis)}."
+    if diagnosis.pre_filter_msg:
+        message += f" {diagnosis.pre_filter_msg}."
+    else:
+        histogram = reason_histogram(diagnosis.node_statuses)
+        if histogram:
+            message += f" {histogram}."
+    if diagnosis.post_filter_msg:
+        message += f" {diagnosis.post_filter_msg}"
+    return message
 
 
 PluginFactory = Callable[[Handle, Mapping[str, Any]], Plugin]

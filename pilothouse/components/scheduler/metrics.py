@@ -1,7 +1,8 @@
 """kube-scheduler's stable metrics (``pkg/scheduler/metrics``), names, labels and buckets as 1.32 has
 them: ``scheduler_schedule_attempts_total`` and ``scheduler_scheduling_attempt_duration_seconds``
 by result (``scheduled``, ``unschedulable``, ``error``) and profile, and ``scheduler_pending_pods``
-by queue (``active``, ``backoff``, ``unschedulable``, ``gated``), read off the queue at scrape time."""
+by queue (``active``, ``backoff``, ``unschedulable``, ``gated``), read off the queue at scrape time;
+``scheduler_preemption_attempts_total`` and ``scheduler_preemption_victims`` from DefaultPreemption."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge, Histogram
 
-__all__ = ["SCHEDULED", "SCHEDULE_ERROR", "UNSCHEDULABLE", "AttemptRecorder", "watch_pending_pods"]
+__all__ = ["PREEMPTION_ATTEMPTS", "PREEMPTION_VICTIMS", "SCHEDULED", "SCHEDULE_ERROR", "UNSCHEDULABLE",
+           "AttemptRecorder", "watch_pending_pods"]
 
 SCHEDULED, UNSCHEDULABLE, SCHEDULE_ERROR = "scheduled", "unschedulable", "error"
 
@@ -25,6 +27,11 @@ _PENDING = Gauge("scheduler_pending_pods",
                  "means number of pods in backoffQ; 'unschedulable' means number of pods in unschedulablePods that "
                  "the scheduler attempted to schedule and failed; 'gated' is the number of unschedulable pods that "
                  "the scheduler never attempted to schedule because they are gated.", ("queue",))
+
+PREEMPTION_ATTEMPTS = Counter("scheduler_preemption_attempts_total",
+                              "Total preemption attempts in the cluster till now")
+PREEMPTION_VICTIMS = Histogram("scheduler_preemption_victims", "Number of selected preemption victims",
+                               buckets=tuple(float(2 ** i) for i in range(7)))
 
 
 class AttemptRecorder:

@@ -25,22 +25,21 @@ from pilothouse.components.scheduler.framework import (
     Handle,
     NormalizeScorePlugin,
     Plugin,
+    PostFilterPlugin,
     PreFilterPlugin,
     PreScorePlugin,
     ScorePlugin,
     Status,
+    fit_error_message,
 )
 from pilothouse.components.scheduler.nodeinfo import NodeInfo, PodInfo
-from pilothouse.components.scheduler.plugins import DEFAULT_FILTERS, DEFAULT_SCORES, REGISTRY
+from pilothouse.components.scheduler.plugins import DEFAULT_FILTERS, DEFAULT_POST_FILTERS, DEFAULT_SCORES, REGISTRY
 
 __all__ = ["Framework", "ScheduleResult", "fit_error_message", "num_feasible_nodes_to_find"]
 
 MIN_FEASIBLE_NODES_TO_FIND = 100
 MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
 BASE_PERCENTAGE_OF_NODES_TO_SCORE = 50
-
-PREEMPTION_NOT_HELPFUL = "Preemption is not helpful for scheduling"
-NO_PREEMPTION_VICTIMS = "No preemption victims found for incoming pod"
 
 
 def num_feasible_nodes_to_find(num_all_nodes: int, percentage: int = 0) -> int:
@@ -53,50 +52,6 @@ def num_feasible_nodes_to_find(num_all_nodes: int, percentage: int = 0) -> int:
     if percentage >= 100:
         return num_all_nodes
     return max(num_all_nodes * percentage // 100, MIN_FEASIBLE_NODES_TO_FIND)
-
-
-def _histogram(statuses: Mapping[str, Status] | list[Status]) -> str:
-    reasons: dict[str, int] = {}
-    for status in statuses.values() if isinstance(statuses, Mapping) else statuses:
-        for reason in status.reasons:
-            reasons[reason] = reasons.get(reason, 0) + 1
-    return ", ".join(sorted(f"{n} {reason}" for reason, n in reasons.items()))
-
-
-def post_filter_message(pod: PodInfo, diagnosis: Diagnosis, num_nodes: int) -> str:
-    """What kube-scheduler 1.32's DefaultPreemption PostFilter reports when it cannot preempt.
-
-    pilothouse does not preempt. Nodes rejected for unresolvable reasons (labels, taints) get
-    "Preemption is not helpful for scheduling", nodes rejected for resolvable ones "No preemption
-    victims found for incoming pod", exactly what 1.32 prints when no lower-priority victims exist.
-    """
-    if (pod.pod.get("spec") or {}).get("preemptionPolicy") == "Never":
-        return "preemption: not eligible due to preemptionPolicy=Never."
-    if num_nodes == 0:
-        return ""
-    statuses: list[Status] = []
-    for name in diagnosis.node_statuses:
-        status = diagnosis.node_statuses[name]
-        helpful = status.code == Code.UNSCHEDULABLE
-        statuses.append(Status(Code.UNSCHEDULABLE_AND_UNRESOLVABLE,
-                               (NO_PREEMPTION_VICTIMS if helpful else PREEMPTION_NOT_HELPFUL,)))
-    missing = num_nodes - len(diagnosis.node_statuses)
-    statuses.extend([Status(Code.UNSCHEDULABLE_AND_UNRESOLVABLE, (PREEMPTION_NOT_HELPFUL,))] * max(missing, 0))
-    return f"preemption: 0/{num_nodes} nodes are available: {_histogram(statuses)}."
-
-
-def fit_error_message(num_nodes: int, diagnosis: Diagnosis) -> str:
-    """``FitError.Error()`` of kube-scheduler 1.32."""
-    message = f"0/{num_nodes} nodes are available:"
-    if diagnosis.pre_filter_msg:
-        message += f" {diagnosis.pre_filter_msg}."
-    else:
-        histogram = _histogram(diagnosis.node_statuses)
-        if histogram:
-            message += f" {histogram}."
-    if diagnosis.post_filter_msg:
-        message += f" {diagnosis.post_filter_msg}"
-    return message
 
 
 BatchFilter = Callable[[CycleState, PodInfo, list[NodeInfo], dict[str, Status]], list[NodeInfo]]
@@ -130,6 +85,10 @@ class ScheduleResult:
     feasible: int = 0
     diagnosis: Diagnosis | None = None
     message: str = ""
+    #: From a PostFilter (preemption): the node to write as ``status.nominatedNodeName`` ("" clears
+    #: it, None leaves it), and the pods to evict to make room there.
+    nominated_node: str | None = None
+    victims: tuple[PodInfo, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,20 +111,22 @@ class _ScoreSteps:
 
 class Framework:
     def __init__(self, handle: Handle, *, filters: list[str] | None = None,
-                 scores: Mapping[str, int] | None = None,
+                 scores: Mapping[str, int] | None = None, post_filters: list[str] | None = None,
                  plugin_args: Mapping[str, Mapping[str, Any]] | None = None,
                  percentage_of_nodes_to_score: int = 0, seed: int | None = None) -> None:
         self.handle = handle
         filters = DEFAULT_FILTERS if filters is None else filters
         scores = DEFAULT_SCORES if scores is None else scores
         self.plugins: dict[str, Plugin] = {}
-        for name in [*filters, *scores]:
+        post_filters = DEFAULT_POST_FILTERS if post_filters is None else post_filters
+        for name in [*filters, *scores, *post_filters]:
             if name not in self.plugins:
                 self.plugins[name] = REGISTRY[name](handle, (plugin_args or {}).get(name, {}))
         # Extension points by the plugin Protocols they implement (runtime-checkable), decided once.
         self.pre_filters = [p for n in filters if isinstance(p := self.plugins[n], PreFilterPlugin)]
         self.filters = [p for n in filters if isinstance(p := self.plugins[n], FilterPlugin)]
         self.scores = [(p, w) for n, w in scores.items() if isinstance(p := self.plugins[n], ScorePlugin)]
+        self.post_filters = [p for n in post_filters if isinstance(p := self.plugins[n], PostFilterPlugin)]
         self._score_steps = [_ScoreSteps.of(p, w) for p, w in self.scores]
         self._batch_filters = {p.name: _batch_filter(p) for p in self.filters}
         self.percentage = percentage_of_nodes_to_score
@@ -194,11 +155,15 @@ class Framework:
                 status.plugin = plugin.name
                 diagnosis.pre_filter_msg = status.message
                 diagnosis.unschedulable_plugins.add(plugin.name)
-                return self._failed(pod, diagnosis, len(nodes))
+                # every node carries the PreFilter's verdict (upstream's absent-nodes status)
+                return self._failed(state, pod, diagnosis, {n.name: status for n in nodes}, [])
         filters = [self._batch_filters[p.name] for p in self.filters if p.name not in skip]
+        nominated = self._nominated_node(state, pod, filters)
+        if nominated is not None:
+            return ScheduleResult(nominated, len(nodes), 1)
         feasible = self._find_feasible(state, pod, nodes, filters, diagnosis)
         if not feasible:
-            return self._failed(pod, diagnosis, len(nodes))
+            return self._failed(state, pod, diagnosis, diagnosis.node_statuses, filters)
         if len(feasible) == 1:
             return ScheduleResult(feasible[0].name, len(nodes), 1)
         totals = self._score(state, pod, feasible)
@@ -261,6 +226,35 @@ class Framework:
         ties = [i for i, t in enumerate(totals) if t == best]
         return nodes[ties[0] if len(ties) == 1 else self._random.choice(ties)].name
 
-    def _failed(self, pod: PodInfo, diagnosis: Diagnosis, num_nodes: int) -> ScheduleResult:
-        diagnosis.post_filter_msg = post_filter_message(pod, diagnosis, num_nodes)
-        return ScheduleResult(None, num_nodes, 0, diagnosis, fit_error_message(num_nodes, diagnosis))
+    @staticmethod
+    def _fits(state: CycleState, pod: PodInfo, node: NodeInfo, filters: list[BatchFilter]) -> Status | None:
+        """The cycle's filters on one node: None when the pod fits, else the first rejection."""
+        statuses: dict[str, Status] = {}
+        for run in filters:
+            if not run(state, pod, [node], statuses):
+                return statuses.get(node.name) or Status.unschedulable()
+        return None
+
+    def _nominated_node(self, state: CycleState, pod: PodInfo, filters: list[BatchFilter]) -> str | None:
+        """``evaluateNominatedNode``: a pod that preempted tries the node it made room on first."""
+        name = (pod.pod.get("status") or {}).get("nominatedNodeName")
+        node = self.handle.node_info(name) if name else None
+        if node is None or self._fits(state, pod, node, filters) is not None:
+            return None
+        return node.name
+
+    def _failed(self, state: CycleState, pod: PodInfo, diagnosis: Diagnosis, statuses: Mapping[str, Status],
+                filters: list[BatchFilter]) -> ScheduleResult:
+        """No node fits: the PostFilter plugins (preemption) may nominate one and name victims."""
+        num_nodes = len(self.handle.node_infos())
+        result = ScheduleResult(None, num_nodes, 0, diagnosis)
+        for plugin in self.post_filters:
+            outcome, status = plugin.post_filter(state, pod, statuses,
+                                                 lambda node: self._fits(state, pod, node, filters))
+            if outcome is not None:
+                result.nominated_node, result.victims = outcome.nominated_node, outcome.victims
+            if status.is_success():
+                break
+            diagnosis.post_filter_msg = status.message
+        result.message = fit_error_message(num_nodes, diagnosis)
+        return result

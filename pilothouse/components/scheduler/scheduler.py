@@ -33,6 +33,7 @@ from pilothouse.components.scheduler.metrics import (
     watch_pending_pods,
 )
 from pilothouse.components.scheduler.nodeinfo import PodInfo
+from pilothouse.components.scheduler.plugins.defaultpreemption import PREEMPTION_BY_SCHEDULER
 from pilothouse.components.scheduler.queue import QueuedPodInfo, SchedulingQueue
 from pilothouse.components.scheduler.runtime import Framework, ScheduleResult
 from pilothouse.machinery import meta
@@ -45,7 +46,10 @@ DEFAULT_SCHEDULER_NAME = "default-scheduler"
 _PODS = resource("", "v1", "pods")
 _NODES = resource("", "v1", "nodes")
 _NAMESPACES = resource("", "v1", "namespaces")
+_BUDGETS = resource("policy", "v1", "poddisruptionbudgets")
 _TERMINAL = ("Succeeded", "Failed")
+_ACTIONS = {"Scheduled": "Binding", "Preempted": "Preempting"}
+_NOMINATED = "nominatedNodeName"
 
 Object = dict[str, Any]
 
@@ -115,7 +119,8 @@ class Scheduler:
         self.recorder = SeriesRecorder(self.client, scheduler_name)
         # Like client-go's event broadcaster: a bounded buffer written by one worker, so events
         # (best effort) trail behind binds under load instead of competing with them.
-        self._events: asyncio.Queue[tuple[Object, str, str, str]] = asyncio.Queue(maxsize=max_queued_events)
+        self._events: asyncio.Queue[tuple[Object, str, str, str, Object | None]] = asyncio.Queue(
+            maxsize=max_queued_events)
         self.record_scheduled_events = record_scheduled_events
         self.unschedulable_flush_interval = unschedulable_flush_interval
         self._bind_slots = asyncio.Semaphore(bind_concurrency)
@@ -136,14 +141,20 @@ class Scheduler:
         nodes = self.informers.informer(_NODES)
         pods = self.informers.informer(_PODS)
         namespaces = self.informers.informer(_NAMESPACES)
+        budgets = self.informers.informer(_BUDGETS)
+        budgets.add_handler(EventHandler.on_object(self.cache.set_disruption_budget,
+                                                   lambda o: self.cache.set_disruption_budget(o, deleted=True)))
         self._pods = pods
+        # pending pods by the node they are nominated to, for preemption to take back lower ones' nominations
+        pods.add_indexer(_NOMINATED, lambda pod: [n] if (n := (pod.get("status") or {}).get("nominatedNodeName"))
+                         and not (pod.get("spec") or {}).get("nodeName") else [])
         namespaces.add_handler(EventHandler.on_object(self._on_namespace,
                                                       lambda o: self._on_namespace(o, deleted=True)))
         nodes.add_handler(EventHandler(self._on_node_add, self._on_node_update, self._on_node_delete))
         pods.add_handler(EventHandler(self._on_pod_add, self._on_pod_update, self._on_pod_delete))
         self.informers.start()
         await asyncio.gather(nodes.wait_synced(sync_timeout), pods.wait_synced(sync_timeout),
-                             namespaces.wait_synced(sync_timeout))
+                             namespaces.wait_synced(sync_timeout), budgets.wait_synced(sync_timeout))
         self._loops = [asyncio.create_task(self._schedule_loop(), name="scheduler-loop"),
                        asyncio.create_task(self._flush_loop(), name="scheduler-flush"),
                        asyncio.create_task(self._event_loop(), name="scheduler-events")]
@@ -181,18 +192,21 @@ class Scheduler:
             delay = 1.0 if expiry is None else min(max(expiry - now, 0.01), 1.0)
             await asyncio.sleep(delay)
 
-    def _event(self, pod: PodInfo, event_type: str, reason: str, message: str) -> None:
+    def _event(self, pod: PodInfo, event_type: str, reason: str, message: str, related: PodInfo | None = None) -> None:
+        about = None if related is None else {**related.pod, "kind": "Pod", "apiVersion": "v1"}
         try:
-            self._events.put_nowait(({**pod.pod, "kind": "Pod", "apiVersion": "v1"}, event_type, reason, message))
+            self._events.put_nowait(({**pod.pod, "kind": "Pod", "apiVersion": "v1"}, event_type, reason, message,
+                                     about))
         except asyncio.QueueFull:
             log.debug("event buffer full; dropping %s for %s", reason, pod.key)
 
     async def _event_loop(self) -> None:
         while True:
-            obj, event_type, reason, message = await self._events.get()
-            # upstream's actions: "Binding" for Scheduled, "Scheduling" for FailedScheduling
-            self.recorder.event(obj, event_type, reason, message, action="Binding" if reason == "Scheduled" else
-                                "Scheduling")
+            obj, event_type, reason, message, related = await self._events.get()
+            # upstream's actions: "Binding" for Scheduled, "Preempting" for Preempted, "Scheduling" for
+            # FailedScheduling; a Preempted event names the preemptor as its related object
+            self.recorder.event(obj, event_type, reason, message, action=_ACTIONS.get(reason, "Scheduling"),
+                                related=related)
             await self.recorder.flush()
 
     async def flush_events(self) -> None:
@@ -277,18 +291,46 @@ class Scheduler:
         message = result.message
         log.debug("unable to schedule %s: %s", pod.key, message)
         self._event(pod, "Warning", "FailedScheduling", message)
+        status: Object = {}
+        nominated = result.nominated_node
+        if nominated is not None and nominated != ((pod.pod.get("status") or {}).get("nominatedNodeName") or ""):
+            status["nominatedNodeName"] = nominated or None  # null removes it
         conditions = list((pod.pod.get("status") or {}).get("conditions") or ())
-        for condition in conditions:
-            if (condition.get("type") == "PodScheduled" and condition.get("status") == "False"
-                    and condition.get("reason") == "Unschedulable" and condition.get("message") == message):
-                return  # already says so
-        new = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
-               "lastProbeTime": None, "lastTransitionTime": meta.format_time()}
-        for condition in conditions:
-            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
-                new["lastTransitionTime"] = condition.get("lastTransitionTime") or new["lastTransitionTime"]
-        patched = [c for c in conditions if c.get("type") != "PodScheduled"] + [new]
-        self._spawn(self._patch_status(pod, {"status": {"conditions": patched}}))
+        if not any(c.get("type") == "PodScheduled" and c.get("status") == "False"
+                   and c.get("reason") == "Unschedulable" and c.get("message") == message for c in conditions):
+            new = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+                   "lastProbeTime": None, "lastTransitionTime": meta.format_time()}
+            for condition in conditions:
+                if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+                    new["lastTransitionTime"] = condition.get("lastTransitionTime") or new["lastTransitionTime"]
+            status["conditions"] = [c for c in conditions if c.get("type") != "PodScheduled"] + [new]
+        if status:
+            self._spawn(self._patch_status(pod, {"status": status}))
+        if result.nominated_node and result.victims:
+            for victim in result.victims:
+                self._spawn(self._preempt(pod, result.nominated_node, victim))
+            # Lower-priority pods nominated to that node may no longer fit there: their nominations
+            # are cleared (upstream's getLowerPriorityNominatedPods + ClearNominatedNodeName).
+            for other in self._pods.by_index(_NOMINATED, result.nominated_node) if self._pods else ():
+                if int((other.get("spec") or {}).get("priority") or 0) < pod.priority:
+                    self._spawn(self._patch_status(PodInfo(other), {"status": {"nominatedNodeName": None}}))
+
+    async def _preempt(self, preemptor: PodInfo, node: str, victim: PodInfo) -> None:
+        """``prepareCandidate`` for one victim: DisruptionTarget condition, delete, ``Preempted`` event."""
+        condition = {"type": "DisruptionTarget", "status": "True", "reason": PREEMPTION_BY_SCHEDULER,
+                     "message": f"{preemptor.scheduler_name}: preempting to accommodate a higher priority pod",
+                     "lastTransitionTime": meta.format_time()}
+        try:
+            await self.client.patch(_PODS, victim.name, {"status": {"conditions": [condition]}}, victim.namespace,
+                                    patch_type="strategic", subresource="status")
+            await self.client.delete(_PODS, victim.name, victim.namespace, preconditions={"uid": victim.uid})
+        except errors.NotFoundError:
+            pass  # already gone: the room is made all the same
+        except (errors.APIError, errors.ConnectionFailed) as error:
+            log.info("preempting %s for %s failed: %s", victim.key, preemptor.key, error)
+            return
+        self._event(victim, "Normal", "Preempted", f"Preempted by pod {preemptor.uid} on node {node}",
+                    related=preemptor)
 
     async def _patch_status(self, pod: PodInfo, patch: Object) -> None:
         try:
