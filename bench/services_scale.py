@@ -40,9 +40,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from density import CPUMeter, Table, quantile, request_counts, wait_nodes  # noqa: E402
+from density import CPUMeter, Table, quantile, request_counts, wait_nodes
 
-from tests.conftest import OPEN_FLAGS, free_port, wait_healthy  # noqa: E402
+from tests.conftest import OPEN_FLAGS, free_port, wait_healthy
 
 NAMESPACE = "svcscale"
 PODS = f"/api/v1/namespaces/{NAMESPACE}/pods"
