@@ -175,6 +175,9 @@ class ServiceIndex:
 
 class EndpointsController(Controller):
     name = "endpoints"
+    #: kube-controller-manager's ``--concurrent-service-endpoint-syncs`` default: a rollout at 10,000
+    #: Services queues thousands of Services at once, each sync one write round trip.
+    workers = 5
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)

@@ -105,6 +105,9 @@ def desired_slices(service: Object, pods: list[Object]) -> list[tuple[list[Objec
 
 class EndpointSliceController(Controller):
     name = "endpointslice"
+    #: kube-controller-manager's ``--concurrent-service-endpoint-syncs`` default: a rollout at 10,000
+    #: Services queues thousands of Services at once, each sync one write round trip.
+    workers = 5
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
