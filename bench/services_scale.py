@@ -274,16 +274,19 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
         meter.read(starting=True)
         counts = after
         start = time.perf_counter()
+        generations: dict[str, int] = {}
         for name in rolled:
             patch = {"spec": {"template": {"metadata": {"annotations": {"rollout": str(time.time())}}}}}
             async with session.patch(f"{url}{DEPLOYMENTS}/{name}", data=orjson.dumps(patch), headers=MERGE) as response:
-                await response.read()
+                generations[name] = orjson.loads(await response.read())["metadata"]["generation"]
 
         async def rolled_out() -> bool:
             async with session.get(url + DEPLOYMENTS) as response:
                 items = orjson.loads(await response.read())["items"]
             status = {d["metadata"]["name"]: d.get("status") or {} for d in items}
-            return all(status[n].get("updatedReplicas") == args.pods_per_service
+            # observedGeneration first: until the controller saw the patch, the old status reads "done"
+            return all(status[n].get("observedGeneration", 0) >= generations[n]
+                       and status[n].get("updatedReplicas") == args.pods_per_service
                        and status[n].get("replicas") == args.pods_per_service
                        and status[n].get("availableReplicas") == args.pods_per_service for n in rolled)
 
