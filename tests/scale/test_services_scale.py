@@ -137,9 +137,12 @@ def test_500_services_slices_exact_after_a_rollout(cluster: ServerProcess) -> No
         apps.create_namespaced_deployment(NAMESPACE, deployment(name))
 
     def settled(replicas: dict[str, int]) -> bool:
-        deployments = {d.metadata.name: d.status for d in paged(apps.list_namespaced_deployment)}
-        if any((deployments[n].updated_replicas or 0, deployments[n].replicas or 0,
-                deployments[n].available_replicas or 0) != (r, r, r) for n, r in replicas.items()):
+        deployments = {d.metadata.name: d for d in paged(apps.list_namespaced_deployment)}
+        # observedGeneration first: until the controller saw a change, the old status reads "done"
+        if any(d.status.observed_generation != d.metadata.generation for d in deployments.values()):
+            return False
+        if any((deployments[n].status.updated_replicas or 0, deployments[n].status.replicas or 0,
+                deployments[n].status.available_replicas or 0) != (r, r, r) for n, r in replicas.items()):
             return False
         return len(paged(core.list_namespaced_pod)) == sum(replicas.values())
 
