@@ -6,6 +6,8 @@ Two uses of one rule, kube-apiserver's watch cache ``TriggerFunc`` and its ``Ind
   kube-apiserver's cacher indexes pod watchers by that value so an event reaches the watchers of the
   pod's old and new node only. Here the same narrowing is handed to the store as a
   :class:`WatchTrigger`.
+* **List indexes.** The same term is handed to the store as a :class:`ListIndex`; the SQLite store
+  reads only the pods of that node from an index on ``spec.nodeName`` (5,000 kubelets' lists).
 * **List prefilters.** A list with ``spec.nodeName=<node>`` used to decode every pod to read one
   field (150,000 decodes per kubelet list); the stored bytes are searched for the field first.
 
@@ -24,9 +26,9 @@ import orjson
 
 from pilothouse.machinery.kinds import ResourceType
 from pilothouse.machinery.selectors import FieldSelector
-from pilothouse.store.interface import FieldExtractor, KeyValue, WatchTrigger
+from pilothouse.store.interface import FieldExtractor, KeyValue, ListIndex, WatchTrigger
 
-__all__ = ["list_prefilter", "trigger_for"]
+__all__ = ["list_index", "list_prefilter", "trigger_for"]
 
 Prefilter = Callable[[KeyValue], bool]
 
@@ -98,3 +100,12 @@ def list_prefilter(resource: ResourceType, fields: FieldSelector) -> Prefilter |
         return needle in kv.value or kv.value.find(b'"metadata":{', 0, 200) < 0
 
     return may_match
+
+
+def list_index(resource: ResourceType, fields: FieldSelector) -> ListIndex | None:
+    """The store index a list with ``fields`` may read from: an exact, non-empty value of an
+    indexed field (an empty one also matches objects without the field, which no index holds)."""
+    term = _indexed_term(resource, fields)
+    if term is None or term[0] == "metadata.name" or not term[1]:
+        return None
+    return ListIndex(*term)

@@ -223,6 +223,7 @@ class ResourceStorage:
             revision, start_after = decode_continue(options.continue_token, prefix)
         filtered = not (options.label_selector.empty() and options.field_selector.empty())
         may_match = fieldindex.list_prefilter(self.resource, options.field_selector)
+        store_index = fieldindex.list_index(self.resource, options.field_selector)
         limit = options.limit
         returned = 0
         try:
@@ -230,7 +231,8 @@ class ResourceStorage:
                 # With selectors a page may need more than one read; keep reading at the same
                 # revision until the page is full, as the etcd3 store does.
                 want = page_size if not limit or filtered else min(page_size, limit - returned + 1)
-                batch = await self.store.list(prefix, limit=want, start_after=start_after, revision=revision)
+                batch = await self.store.list(prefix, limit=want, start_after=start_after, revision=revision,
+                                              index=store_index)
                 revision = batch.revision
                 page: builtins.list[tuple[KeyValue, Object | None]] = []
                 full = False

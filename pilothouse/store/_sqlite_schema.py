@@ -10,6 +10,15 @@ Two tables plus a one-row-per-setting ``meta``:
   be compacted while the event is still served. The state as of a past revision R is "kv rows with
   mod_rev <= R" plus, for keys changed after R, the ``prev_*`` of their first change after R.
 
+* ``kv.node_name`` — a virtual column, ``spec.nodeName`` of the stored object, with a partial index on
+  (node_name, key): every kubelet lists and relists its pods with ``fieldSelector=spec.nodeName=<node>``,
+  which kube-apiserver answers from its watch cache's node index. Without it each such list read every
+  pod's bytes (1.4 s of server CPU at 150,000 pods). SQLite computes the column and keeps the index
+  itself at write time with its built-in JSON functions, so the writer, the backups and any tool opening
+  the file need no extra function; the ``instr`` test first keeps the JSON parse off writes of objects
+  without the field (Leases, most of the traffic). Values that are not JSON (encrypted at rest) get
+  NULL: the encrypting store never asks for the index (see :data:`INDEXED_FIELDS`).
+
 The store's revision is not stored separately: it is ``max(log.rev)``, or the compaction point when
 compaction emptied the log (compaction never goes beyond the current revision).
 """
@@ -29,11 +38,13 @@ from pilothouse.store.interface import (
 
 __all__ = [
     "EVENT_COLUMNS",
+    "INDEXED_FIELDS",
     "SCHEMA",
     "connect",
     "current_revision_sql",
     "event_from_row",
     "map_error",
+    "migrate",
     "prefix_end",
 ]
 
@@ -62,6 +73,40 @@ CREATE TABLE IF NOT EXISTS meta (
 INSERT OR IGNORE INTO meta (name, value) VALUES ('compacted', 0);
 INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', 1);
 """
+
+#: Fields the ``kv`` table indexes: field path → column. A list may name one as a hint
+#: (``Store.list(index=...)``); the column holds the field's value when it is a JSON string or number.
+INDEXED_FIELDS = {"spec.nodeName": "node_name"}
+
+#: Schema versions: 1 the tables above; 2 adds ``kv.node_name`` and its index.
+SCHEMA_VERSION = 2
+
+_NODE_NAME_COLUMN = (
+    "ALTER TABLE kv ADD COLUMN node_name TEXT GENERATED ALWAYS AS ("
+    # X'...' is the bytes "nodeName": — a cheap test before the JSON parse
+    " CASE WHEN instr(value, X'226e6f64654e616d65223a') AND json_valid(CAST(value AS TEXT))"
+    " THEN json_extract(CAST(value AS TEXT), '$.spec.nodeName') END) VIRTUAL"
+)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring a file created by an older version to :data:`SCHEMA_VERSION` (in the writer, at start).
+
+    Adding a virtual column is instant; building its index reads every stored object once (a few
+    seconds at 150,000 pods), in one transaction, so a crash leaves the old schema intact."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_xinfo(kv)")}
+    if "node_name" in columns:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(_NODE_NAME_COLUMN)
+        conn.execute("CREATE INDEX kv_node_name ON kv (node_name, key) WHERE node_name IS NOT NULL")
+        conn.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (SCHEMA_VERSION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
 
 EVENT_COLUMNS = "rev, key, deleted, value, create_rev, prev_value, prev_create_rev, prev_mod_rev"
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pilothouse.store._sqlite_schema import SCHEMA, connect, current_revision_sql, map_error
+from pilothouse.store._sqlite_schema import SCHEMA, connect, current_revision_sql, map_error, migrate
 from pilothouse.store.interface import (
     ConflictError,
     EventType,
@@ -130,6 +130,7 @@ class Writer:
         try:
             conn = self._conn = connect(self._path, readonly=False)
             conn.executescript(SCHEMA)
+            migrate(conn)
             self.revision, self.compacted = conn.execute(current_revision_sql).fetchone()
         except Exception as exc:  # reported to start(); the thread ends
             err = map_error(exc, "open")

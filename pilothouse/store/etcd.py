@@ -81,6 +81,7 @@ from pilothouse.store.interface import (
     KeyExistsError,
     KeyNotFoundError,
     KeyValue,
+    ListIndex,
     ListResult,
     StoreError,
     UnavailableError,
@@ -206,7 +207,9 @@ class EtcdStore:
         return kv_from_json(kvs[0]) if kvs else None
 
     async def list(self, prefix: str, *, limit: int = 0, start_after: str = "",
-                   revision: int = 0) -> ListResult:
+                   revision: int = 0, index: ListIndex | None = None) -> ListResult:
+        # ``index`` is ignored: etcd ranges by key only (kube-apiserver serves node-filtered lists
+        # from its watch cache, which pilothouse does not keep over etcd).
         res, _ = await self._list(prefix, limit=limit, start_after=start_after, revision=revision)
         return res
 

@@ -38,6 +38,7 @@ __all__ = [
     "KeyExistsError",
     "KeyNotFoundError",
     "KeyValue",
+    "ListIndex",
     "ListResult",
     "NoSpaceError",
     "Store",
@@ -133,6 +134,18 @@ FieldExtractor = Callable[[KeyValue], "str | None"]
 
 
 @dataclass(frozen=True, slots=True)
+class ListIndex:
+    """A list hint: only entries whose object has ``value`` at ``field`` (a dotted JSON path, e.g.
+    ``spec.nodeName``) are wanted. A backend that indexes the field returns those entries (the
+    SQLite store: every kubelet's node-filtered pod list); one that does not ignores it. Like
+    :class:`WatchTrigger` it only narrows: a backend may return more, never fewer, and the caller
+    still filters exactly."""
+
+    field: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
 class WatchTrigger:
     """What a watcher filters on, for a backend to skip events it cannot want (kube-apiserver's watch
     cache triggers: a kubelet's pod watch is handed only the events of pods on its node).
@@ -164,10 +177,11 @@ class Store(Protocol):
         """The current value of ``key``, or None."""
 
     async def list(self, prefix: str, *, limit: int = 0, start_after: str = "",
-                   revision: int = 0) -> ListResult:
+                   revision: int = 0, index: ListIndex | None = None) -> ListResult:
         """Keys under ``prefix`` in key order, after ``start_after`` (exclusive), at most ``limit``
-        (0: all). ``revision`` 0 reads the current state; a positive one reads the state as of that
-        revision (needed for consistent paging) or raises CompactedError."""
+        (0: all); ``index``: see :class:`ListIndex` (a backend may ignore it). ``revision`` 0 reads
+        the current state; a positive one reads the state as of that revision (needed for
+        consistent paging) or raises CompactedError."""
 
     async def count(self, prefix: str) -> int:
         """How many keys live under ``prefix``."""

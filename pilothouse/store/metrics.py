@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from pilothouse.machinery.fastmetrics import CounterVec, HistogramVec
-from pilothouse.store.interface import KeyValue, ListResult, Store, WatchEvent, WatchTrigger
+from pilothouse.store.interface import KeyValue, ListIndex, ListResult, Store, WatchEvent, WatchTrigger
 
 __all__ = ["REQUEST_BUCKETS", "InstrumentedStore", "resource_type"]
 
@@ -101,9 +101,10 @@ class InstrumentedStore:
     async def get(self, key: str) -> KeyValue | None:
         return await self._timed("get", key, self.inner.get(key))
 
-    async def list(self, prefix: str, *, limit: int = 0, start_after: str = "", revision: int = 0) -> ListResult:
+    async def list(self, prefix: str, *, limit: int = 0, start_after: str = "", revision: int = 0,
+                   index: ListIndex | None = None) -> ListResult:
         return await self._timed("list", prefix, self.inner.list(prefix, limit=limit, start_after=start_after,
-                                                                   revision=revision))
+                                                                   revision=revision, index=index))
 
     async def count(self, prefix: str) -> int:
         return await self._timed("listWithCount", prefix, self.inner.count(prefix))

@@ -37,6 +37,7 @@ from typing import TypeVar
 from pilothouse.store._sqlite_peers import POLL_INTERVAL, LogTail, PeerChannel
 from pilothouse.store._sqlite_schema import (
     EVENT_COLUMNS,
+    INDEXED_FIELDS,
     connect,
     current_revision_sql,
     event_from_row,
@@ -47,6 +48,7 @@ from pilothouse.store._sqlite_writer import Op, OpKind, Writer, WriteResult
 from pilothouse.store.interface import (
     FutureRevisionError,
     KeyValue,
+    ListIndex,
     ListResult,
     StoreError,
     UnavailableError,
@@ -207,11 +209,13 @@ class SQLiteStore:
         return None if row is None else KeyValue(key, row[0], row[1], row[2])
 
     async def list(self, prefix: str, *, limit: int = 0, start_after: str = "",
-                   revision: int = 0) -> ListResult:
+                   revision: int = 0, index: ListIndex | None = None) -> ListResult:
         if limit < 0 or revision < 0:
             raise ValueError("limit and revision must be >= 0")
+        column = None if index is None else INDEXED_FIELDS.get(index.field)
+        term = None if column is None or index is None else (column, index.value)
         return await self._in_thread(
-            lambda conn: _list(conn, prefix, limit, start_after, revision), "list"
+            lambda conn: _list(conn, prefix, limit, start_after, revision, term), "list"
         )
 
     async def count(self, prefix: str) -> int:
@@ -344,7 +348,9 @@ def _snapshot_revision(conn: sqlite3.Connection) -> tuple[int, int]:
 
 
 def _list(conn: sqlite3.Connection, prefix: str, limit: int, start_after: str,
-          revision: int) -> ListResult:
+          revision: int, term: tuple[str, str] | None = None) -> ListResult:
+    """``term``: (indexed column, value) to read only the rows holding that value (its index is
+    ordered by (value, key), so pages stay in key order and cost what they return)."""
     conn.execute("BEGIN")  # one snapshot for the revision and the rows
     try:
         current, compacted = _snapshot_revision(conn)
@@ -358,14 +364,16 @@ def _list(conn: sqlite3.Connection, prefix: str, limit: int, start_after: str,
         where = f"key {lo_op} ?" + ("" if end is None else " AND key < ?")
         args: list[object] = [lo] if end is None else [lo, end]
         n = limit + 1 if limit else -1
+        # The column name comes from INDEXED_FIELDS, never from the caller's text.
+        kv_where, kv_args = (where, args) if term is None else (f"{term[0]} = ? AND {where}", [term[1], *args])
         if not revision or revision == current:
             rows = conn.execute(
-                f"SELECT key, value, create_rev, mod_rev FROM kv WHERE {where} ORDER BY key LIMIT ?",
-                [*args, n],
+                f"SELECT key, value, create_rev, mod_rev FROM kv WHERE {kv_where} ORDER BY key LIMIT ?",
+                [*kv_args, n],
             ).fetchall()
             revision = current
         else:
-            rows = _rows_at(conn, where, args, revision, n)
+            rows = _rows_at(conn, (where, args), (kv_where, kv_args), revision, n)
     finally:
         conn.execute("COMMIT")
     more = bool(limit) and len(rows) > limit
@@ -374,8 +382,8 @@ def _list(conn: sqlite3.Connection, prefix: str, limit: int, start_after: str,
     return ListResult([KeyValue(r[0], r[1], r[2], r[3]) for r in rows], revision, more)
 
 
-def _rows_at(conn: sqlite3.Connection, where: str, args: list[object], revision: int,
-             n: int) -> list[tuple[str, bytes, int, int]]:
+def _rows_at(conn: sqlite3.Connection, keys: tuple[str, list[object]], current: tuple[str, list[object]],
+             revision: int, n: int) -> list[tuple[str, bytes, int, int]]:
     """The first ``n`` (-1: all) rows of the range as of past ``revision`` R, in key order.
 
     State at R = the current rows of keys unchanged since R, plus the value before the first change
@@ -384,14 +392,21 @@ def _rows_at(conn: sqlite3.Connection, where: str, args: list[object], revision:
     thousand at most) rather than from every log row of the range, which made each page of a
     150,000-pod list paged under writes scan the history of the whole rest of the list. The current
     rows are read until n unchanged ones are in hand; only the changed keys below the last of those
-    can be among the first n, so only their old values are read."""
+    can be among the first n, so only their old values are read.
+
+    ``keys`` is the key range's condition, ``current`` the condition on current rows (the range, or
+    the range and an indexed value). With an index, the changed keys' old values are returned
+    whatever their value: more than asked, never fewer (a key's value at R may differ from its
+    current one), and the caller filters exactly."""
+    where, args = keys
     changed = dict(conn.execute(
         f"SELECT key, min(rev) FROM log NOT INDEXED WHERE rev > ? AND {where} GROUP BY key",
         [revision, *args],
     ).fetchall())
     rows: list[tuple[str, bytes, int, int]] = []
     bound: str | None = None
-    cursor = conn.execute(f"SELECT key, value, create_rev, mod_rev FROM kv WHERE {where} ORDER BY key", args)
+    cursor = conn.execute(f"SELECT key, value, create_rev, mod_rev FROM kv WHERE {current[0]} ORDER BY key",
+                          current[1])
     for row in cursor:
         if row[0] in changed:
             continue

@@ -28,7 +28,7 @@ from pilothouse.apiserver.encryption.transformers import (
     TransformError,
     provider_transformers,
 )
-from pilothouse.store.interface import KeyValue, ListResult, Store, WatchEvent, WatchTrigger
+from pilothouse.store.interface import KeyValue, ListIndex, ListResult, Store, WatchEvent, WatchTrigger
 
 __all__ = ["EncryptingStore", "Transformers"]
 
@@ -126,7 +126,9 @@ class EncryptingStore:
         kv = await self.inner.get(key)
         return None if kv is None else self._read(kv, name_key=False)
 
-    async def list(self, prefix: str, *, limit: int = 0, start_after: str = "", revision: int = 0) -> ListResult:
+    async def list(self, prefix: str, *, limit: int = 0, start_after: str = "", revision: int = 0,
+                   index: ListIndex | None = None) -> ListResult:
+        # ``index`` is not passed down: the inner store indexes the stored bytes, here ciphertext.
         result = await self.inner.list(prefix, limit=limit, start_after=start_after, revision=revision)
         return ListResult([self._read(kv) for kv in result.items], result.revision, result.more)
 

@@ -23,7 +23,6 @@ from pilothouse.components.controllers.endpoints import (
     SERVICES,
     ServiceIndex,
     resolve_port,
-    service_pods,
 )
 from pilothouse.components.controllers.podcontrol import PODS, is_pod_ready, new_controller_ref
 
@@ -106,6 +105,9 @@ def desired_slices(service: Object, pods: list[Object]) -> list[tuple[list[Objec
 
 class EndpointSliceController(Controller):
     name = "endpointslice"
+    #: kube-controller-manager's ``--concurrent-service-endpoint-syncs`` default: a rollout at 10,000
+    #: Services queues thousands of Services at once, each sync one write round trip.
+    workers = 5
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
@@ -113,7 +115,7 @@ class EndpointSliceController(Controller):
         self.pods = ctx.informers.informer(PODS)
         self.slices = ctx.informers.informer(ENDPOINTSLICES)
         self.slices.add_indexer("service", self._slice_service)
-        self.index = ServiceIndex(self.services)
+        self.index = ServiceIndex(self.services, self.pods)
         self.services.add_handler(EventHandler.on_object(self.enqueue, self.enqueue))
         self.pods.add_handler(EventHandler(self._pods_changed, self._pods_changed, self._pods_changed))
         self.slices.add_handler(EventHandler(None, None, self._slice_deleted))
@@ -154,7 +156,7 @@ class EndpointSliceController(Controller):
         if (service.get("spec") or {}).get("clusterIP") == "None":
             labels[HEADLESS_LABEL] = ""
         owner = new_controller_ref(service, "v1", "Service")
-        pods = service_pods(service, self.pods.list())
+        pods = self.index.pods_of(service)
         wanted = desired_slices(service, pods)
         trigger = last_change_trigger_time(service, pods)
         unmatched = list(existing)
