@@ -1,8 +1,8 @@
-"""Issue 16's Services at scale, at a size CI affords: 500 Services x 6 pods on 100 simulated nodes.
+"""Issue 16's Services at scale, at a size CI affords: 200 Services x 6 pods on 100 simulated nodes.
 
 A real server process (embedded store, scheduler, controller manager) and one ``pilothouse agent
---simulate 100``. 500 Deployments of 6 replicas and 500 Services selecting them are created with the
-official client; then 25 Deployments are rolled out (a template annotation), one is scaled to 0 and
+--simulate 100``. 200 Deployments of 6 replicas and 200 Services selecting them are created with the
+official client; then 10 Deployments are rolled out (a template annotation), one is scaled to 0 and
 one Service's selector is moved to another Deployment's pods. Checked from paged LISTs once the
 rollout is done: every Service's EndpointSlices hold exactly its pods, each once, with the pod's IP,
 node and readiness; slices are owned by their Service and labelled as the controller labels them; a
@@ -28,9 +28,9 @@ from tests.conftest import ServerProcess, free_port, start_server_process, termi
 pytestmark = pytest.mark.timeout(1800)
 
 NODES = 100
-SERVICES = 500
+SERVICES = 200
 PODS = 6
-ROLLOUT = 25
+ROLLOUT = 10
 NAMESPACE = "svcscale"
 #: a bound on the waits, not a timing figure
 DEADLINE = 1500.0
