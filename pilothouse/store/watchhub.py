@@ -22,7 +22,10 @@ kubelet watches that is two watchers per pod event instead of 5,000. Replays (ri
 snapshot) are not narrowed: they are rare and the caller filters exactly anyway.
 
 A watcher whose queue overflows is cut off with :class:`CompactedError` (the client relists), so a slow
-consumer never blocks writers or other watchers.
+consumer never blocks writers or other watchers. Queues and the ring are bounded in bytes (the stored
+values an event holds, its ``kv`` and ``prev``) as well as in entries: 10,000 queued events are 20 MB
+of 1 KB Leases but 400 MB of 20 KB pods, per watcher, and the ring's 8,192 were 330 MB of such pods.
+A history replay holds one chunk of at most 1,000 events at a time, loaded when the last is delivered.
 
 ``start_revision == 0`` follows Kubernetes' etcd3 watcher (``TestWatchFromZero``): the watch first
 emits the current state under the prefix as synthetic create events (``prev`` None), then every change
@@ -48,7 +51,7 @@ from pilothouse.store.interface import (
     WatchTrigger,
 )
 
-__all__ = ["HistoryLoader", "SnapshotLoader", "Watch", "WatchHub"]
+__all__ = ["QUEUE_BYTES", "RING_BYTES", "HistoryLoader", "SnapshotLoader", "Watch", "WatchHub", "event_bytes"]
 
 #: ``(prefix, after, upto, limit)`` → events under prefix with ``after < revision <= upto`` in revision
 #: order, at most ``limit``; raises CompactedError when ``after`` is older than the compaction point.
@@ -57,9 +60,18 @@ HistoryLoader = Callable[[str, int, int, int], Awaitable[list[WatchEvent]]]
 SnapshotLoader = Callable[[str], Awaitable[ListResult]]
 
 _HISTORY_CHUNK = 1000
+#: Bytes of stored values one watcher may have queued before it is cut off (it relists).
+QUEUE_BYTES = 16 << 20
+#: Bytes of stored values the ring keeps (older events are replayed from the history loader).
+RING_BYTES = 64 << 20
 #: Extracted field values remembered per extractor, by (key, mod_revision): an event's ``prev`` is an
 #: earlier event's value, so its field is usually read already.
 _EXTRACTED_MEMO = 4096
+
+
+def event_bytes(ev: WatchEvent) -> int:
+    """What an event holds in memory, as far as it grows with the objects: its values' bytes."""
+    return len(ev.kv.value) + (len(ev.prev.value) if ev.prev is not None else 0)
 
 
 def compacted_error(compacted: int) -> CompactedError:
@@ -72,12 +84,16 @@ class WatchHub:
     """Fans committed events out to watchers; keeps a ring of recent events for cheap resumption."""
 
     def __init__(self, *, load_history: HistoryLoader, load_snapshot: SnapshotLoader,
-                 ring_size: int = 8192, queue_size: int = 10000) -> None:
+                 ring_size: int = 8192, queue_size: int = 10000, ring_bytes: int = RING_BYTES,
+                 queue_bytes: int = QUEUE_BYTES) -> None:
         self._load_history = load_history
         self._load_snapshot = load_snapshot
         self._ring: deque[WatchEvent] = deque()
         self._ring_size = max(0, ring_size)
+        self._ring_bytes_max = max(0, ring_bytes)
+        self._ring_bytes = 0
         self.queue_size = max(1, queue_size)
+        self.queue_bytes = max(1, queue_bytes)
         #: Revision of the newest published event.
         self.revision = 0
         #: The ring holds every event with revision > floor (and <= revision).
@@ -97,6 +113,7 @@ class WatchHub:
         self.revision = self.floor = revision
         self.compacted = compacted
         self._ring.clear()
+        self._ring_bytes = 0
 
     def publish(self, events: Iterable[WatchEvent]) -> None:
         """Record committed events (in revision order) and hand them to every watcher."""
@@ -105,12 +122,15 @@ class WatchHub:
             return
         ring = self._ring
         for ev in batch:
-            if self._ring_size == 0:
+            if self._ring_size == 0 or self._ring_bytes_max == 0:
                 self.floor = ev.revision
             else:
-                if len(ring) >= self._ring_size:
-                    self.floor = ring.popleft().revision
                 ring.append(ev)
+                self._ring_bytes += event_bytes(ev)
+                while len(ring) > self._ring_size or (self._ring_bytes > self._ring_bytes_max and len(ring) > 1):
+                    dropped = ring.popleft()
+                    self._ring_bytes -= event_bytes(dropped)
+                    self.floor = dropped.revision
             self.revision = ev.revision
         deliveries: dict[Watch, list[WatchEvent]] = {}
         for ev in batch:
@@ -157,7 +177,7 @@ class WatchHub:
             return
         self.compacted = revision
         while self._ring and self._ring[0].revision <= revision:
-            self._ring.popleft()
+            self._ring_bytes -= event_bytes(self._ring.popleft())
         self.floor = max(self.floor, revision)
 
     def watch(self, prefix: str, start_revision: int, trigger: WatchTrigger | None = None) -> Watch:
@@ -276,6 +296,7 @@ class Watch:
         self._origin = hub.revision
         self._delivered = start_revision
         self._live: deque[WatchEvent] = deque()
+        self._live_bytes = 0
         self._replay: deque[WatchEvent] = deque()
         self._synthetic: deque[WatchEvent] = deque()
         self._wake = asyncio.Event()
@@ -316,6 +337,7 @@ class Watch:
                 continue
             if self._live:
                 ev = self._live.popleft()
+                self._live_bytes -= event_bytes(ev)
                 if ev.revision > self._delivered:
                     self._delivered = ev.revision
                     return ev
@@ -355,10 +377,14 @@ class Watch:
 
     def _offer(self, events: list[WatchEvent]) -> None:
         """Events under this watcher's prefix (the hub picked them), in revision order."""
-        if len(self._live) + len(events) > self._hub.queue_size:
+        size = sum(event_bytes(ev) for ev in events)
+        if (len(self._live) + len(events) > self._hub.queue_size
+                or (self._live and self._live_bytes + size > self._hub.queue_bytes)):
             # Too far behind: drop the backlog and cut the watcher off so it relists,
-            # rather than holding memory (or writers) hostage.
+            # rather than holding memory (or writers) hostage. (One batch larger than the byte
+            # bound on an empty queue is let through: it is no backlog.)
             self._live.clear()
+            self._live_bytes = 0
             self._error = CompactedError(
                 "watcher fell too far behind and was ended; relist",
                 key=self._prefix, revision=self._hub.compacted,
@@ -367,11 +393,13 @@ class Watch:
             self._wake.set()
             return
         self._live.extend(events)
+        self._live_bytes += size
         self._wake.set()
 
     def _end(self) -> None:
         self._done = True
         self._live.clear()
+        self._live_bytes = 0
         self._replay.clear()
         self._synthetic.clear()
         self._wake.set()
