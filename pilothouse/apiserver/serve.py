@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
+from pilothouse.apiserver import memdump
 from pilothouse.apiserver.app import APIServer
 from pilothouse.apiserver.authchain import AuthOptions, build_auth
 from pilothouse.apiserver.datadir import prepare_data_dir
@@ -185,6 +186,7 @@ def freebind_socket(address: str, port: int) -> socket.socket:
 
 
 async def start_server(config: ServerConfig) -> RunningServer:
+    memdump.install()  # PILOTHOUSE_TRACEMALLOC: a diagnostic, off by default
     prepare_data_dir(config.data_dir)  # refuses a newer format, migrates an older one
     cluster_pki = _secure_pki(config) if config.secure else None
     if cluster_pki is not None:
