@@ -37,6 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.processes import ProcessGroup, rss_bytes
 from tests.conftest import OPEN_FLAGS, free_port, wait_healthy
 from tests.scale.workload import deployment
 
@@ -129,17 +130,6 @@ def machine_busy() -> tuple[float, float]:
     return sum(values) - idle, sum(values)
 
 
-def rss_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def file_size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -179,6 +169,8 @@ class Stages:
     uids: dict[str, str] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     watch_restarts: int = 0
+    #: relists answered with an error Status or not at all, each retried after a backoff
+    relist_errors: int = 0
 
 
 def observe(stages: Stages, pod: dict[str, Any], now: float) -> None:
@@ -194,12 +186,31 @@ def observe(stages: Stages, pod: dict[str, Any], now: float) -> None:
 
 
 async def relist(session: aiohttp.ClientSession, url: str, stages: Stages) -> str:
-    """The state after a watch was cut (the server closes a watcher that falls behind): a paged LIST."""
+    """The state after a watch was cut (the server closes a watcher that falls behind): a paged LIST.
+
+    An overloaded server answers some pages with an error Status (429, 504, 410 for an expired
+    continue token) or not at all: each is counted and the list starts over after a backoff
+    (0.5 s doubling to 10 s), as a reflector's relist does, rather than crashing the run."""
+    backoff = 0.5
+    while True:
+        try:
+            return await _list_pages(session, url, stages)
+        except (aiohttp.ClientError, TimeoutError, KeyError, ValueError) as error:
+            stages.relist_errors += 1
+            print(f"relist failed ({type(error).__name__}: {str(error)[:120]}); again in {backoff:.1f} s",
+                  file=sys.stderr, flush=True)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+
+async def _list_pages(session: aiohttp.ClientSession, url: str, stages: Stages) -> str:
     token, revision = "", ""
     for _ in range(10_000):
         params = {"limit": "1000", **({"continue": token} if token else {})}
         async with session.get(url + PODS, params=params) as response:
             body = orjson.loads(await response.read())
+        if body.get("kind") == "Status":
+            raise ValueError(f"{body.get('code')} {body.get('reason')}: {body.get('message')}")
         now = time.perf_counter()
         for pod in body["items"]:
             observe(stages, pod, now)
@@ -488,6 +499,7 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
         table.add("pods created / unique uids / nodes used",
                   f"{names_seen} / {len(set(stages.uids.values()))} / {len(bound_nodes)}")
         table.add("benchmark's pod watch cut and relisted", f"{stages.watch_restarts} times")
+        table.add("relists failed and retried", f"{stages.relist_errors} times")
         watcher.cancel()
     table.print()
 
@@ -506,30 +518,20 @@ def main() -> None:
     port = free_port()
     print(f"density: {args.nodes} nodes x {args.pods_per_node} pods = {args.nodes * args.pods_per_node} pods, "
           f"{args.agents} agent process(es), watch {args.watch}; load {os.getloadavg()[0]:.1f}", flush=True)
-    with tempfile.TemporaryDirectory() as data_dir, open(args.log, "ab") as log:
-        server = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
-                                   "--port", str(port), *OPEN_FLAGS], stdout=log, stderr=subprocess.STDOUT)
+    # Every process in its own group, killed however the run ends (SIGINT, SIGTERM, --timeout, an
+    # error): an interrupted run used to leave a server of several GB behind.
+    with tempfile.TemporaryDirectory() as data_dir, open(args.log, "ab") as log, ProcessGroup() as group:
+        server = group.start([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
+                              "--port", str(port), *OPEN_FLAGS], stdout=log)
         url = f"http://127.0.0.1:{port}"
-        agents: list[subprocess.Popen[bytes]] = []
-        try:
-            wait_healthy(url, server)
-            share = -(-args.nodes // args.agents)
-            for i in range(args.agents):
-                count = min(share, args.nodes - i * share)
-                agents.append(subprocess.Popen(
-                    [sys.executable, "-m", "pilothouse", "agent", "--server", url, "--simulate", str(count),
-                     "--simulate-watch", args.watch, "--node-name", f"sim{i}", "--port", str(free_port()),
-                     "--root-dir", f"{data_dir}/agent{i}"], stdout=log, stderr=subprocess.STDOUT))
-            asyncio.run(scenario(args, url, server, agents, Path(data_dir) / "state.db"))
-        finally:
-            for process in (*agents, server):
-                process.terminate()
-            for process in (*agents, server):
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-
+        wait_healthy(url, server)
+        share = -(-args.nodes // args.agents)
+        agents = [group.start([sys.executable, "-m", "pilothouse", "agent", "--server", url,
+                               "--simulate", str(min(share, args.nodes - i * share)),
+                               "--simulate-watch", args.watch, "--node-name", f"sim{i}",
+                               "--port", str(free_port()), "--root-dir", f"{data_dir}/agent{i}"], stdout=log)
+                  for i in range(args.agents)]
+        asyncio.run(scenario(args, url, server, agents, Path(data_dir) / "state.db"))
 
 if __name__ == "__main__":
     main()
