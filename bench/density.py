@@ -21,10 +21,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -374,7 +376,8 @@ async def wait_nodes(session: aiohttp.ClientSession, url: str, count: int, deadl
         try:
             async with session.get(url + "/api/v1/nodes") as response:
                 nodes = (await response.json())["items"]
-        except (aiohttp.ClientError, TimeoutError):
+        except (aiohttp.ClientError, TimeoutError, KeyError, ValueError):
+            await asyncio.sleep(2.0)  # a saturated server: do not pile more lists on it
             continue
         ready = sum(1 for n in nodes for c in (n.get("status") or {}).get("conditions") or []
                     if c["type"] == "Ready" and c["status"] == "True")
@@ -504,6 +507,26 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
     table.print()
 
 
+def watchdog(server: subprocess.Popen[bytes], limit_mb: float, stop: threading.Event) -> None:
+    """Every 2 s: the server's RSS; a line every 30 s, so a run that stalls before its table still
+    says how far it got. Above ``limit_mb`` the run ends (SIGTERM to this process: the process
+    groups are killed on the way out), so a runaway server cannot take the shared machine down."""
+    start = time.perf_counter()
+    peak = 0.0
+    while not stop.wait(2.0):
+        rss = rss_bytes(server.pid) / 2**20
+        peak = max(peak, rss)
+        elapsed = time.perf_counter() - start
+        if int(elapsed) % 30 < 2:
+            print(f"[{elapsed:5.0f} s] server RSS {rss:.0f} MB (peak {peak:.0f}), load {os.getloadavg()[0]:.1f}",
+                  flush=True)
+        if limit_mb and rss > limit_mb:
+            print(f"STOPPED: server RSS {rss:.0f} MB > --rss-limit {limit_mb:.0f} MB after {elapsed:.0f} s",
+                  flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--nodes", type=int, default=500)
@@ -514,6 +537,8 @@ def main() -> None:
                         help="simulated nodes' pod watches: one per node (as kubelets) or one per agent")
     parser.add_argument("--log", default=os.devnull, help="where the server's and agents' output goes")
     parser.add_argument("--timeout", type=float, default=900.0, help="bound on the whole run, in seconds")
+    parser.add_argument("--rss-limit", type=float, default=6000.0,
+                        help="MB: end the run when the server's RSS passes this (0: no limit)")
     args = parser.parse_args()
     port = free_port()
     print(f"density: {args.nodes} nodes x {args.pods_per_node} pods = {args.nodes * args.pods_per_node} pods, "
@@ -531,7 +556,12 @@ def main() -> None:
                                "--simulate-watch", args.watch, "--node-name", f"sim{i}",
                                "--port", str(free_port()), "--root-dir", f"{data_dir}/agent{i}"], stdout=log)
                   for i in range(args.agents)]
-        asyncio.run(scenario(args, url, server, agents, Path(data_dir) / "state.db"))
+        stop = threading.Event()
+        threading.Thread(target=watchdog, args=(server, args.rss_limit, stop), daemon=True).start()
+        try:
+            asyncio.run(scenario(args, url, server, agents, Path(data_dir) / "state.db"))
+        finally:
+            stop.set()
 
 if __name__ == "__main__":
     main()
