@@ -221,8 +221,10 @@ async def start_server(config: ServerConfig) -> RunningServer:
     # Idle connections (and ones trickling their headers) closed after kube-apiserver's IdleTimeout,
     # 90s, longer than clients keep theirs (client-go 90s, aiohttp 15s); access logs off (they cost ~10% per
     # request and the seed's systemd units run the server with logs to stderr anyway).
+    # handler_cancellation: a handler whose client disconnected is cancelled (Go cancels the request's
+    # context): a watch ends at once instead of at its next write, a read stops (requestlimits.py).
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0,
-                           keepalive_timeout=config.limits.idle_timeout)
+                           keepalive_timeout=config.limits.idle_timeout, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, config.bind_address, config.port, reuse_address=True, backlog=1024,
                        ssl_context=cluster_pki.ssl_context() if cluster_pki else None)
