@@ -106,3 +106,44 @@ async def test_history_replay_holds_one_chunk_at_a_time(tmp_path: Path) -> None:
         assert most <= 1000
     finally:
         await store.close()
+
+
+async def test_a_node_watch_replays_only_its_nodes_events(tmp_path: Path) -> None:
+    """5,000 kubelet watches from an old revision each held (and had decoded) every pod event of
+    the range; a node's watch now holds its node's events only, ring and history alike."""
+    import orjson
+
+    from pilothouse.store.interface import WatchTrigger
+    from pilothouse.store.sqlite import SQLiteStore
+
+    def node_of(kv: KeyValue) -> str | None:
+        return str(orjson.loads(kv.value).get("node", ""))
+
+    def may_match(value: str) -> object:
+        needle = b'"node":' + orjson.dumps(value)
+        return lambda kv: needle in kv.value
+
+    store = SQLiteStore(str(tmp_path / "state.db"), ring_size=256)
+    await store.start()
+    try:
+        await store.create("/registry/namespaces/ns", b"{}")  # revision 0 would be a snapshot watch
+        first = await store.current_revision()
+        for start in range(0, 3000, 500):
+            await asyncio.gather(*(store.create(f"/registry/pods/ns/p{i}", orjson.dumps({"node": f"n{i % 100}"}))
+                                   for i in range(start, start + 500)))
+        recent = await store.current_revision() - 100  # within the ring
+        for since, expected in ((first, 30), (recent, 1)):
+            for test in (None, may_match("n7")):
+                watch = store.watch("/registry/pods/", since,
+                                    WatchTrigger(node_of, "n7", test))  # type: ignore[arg-type]
+                got: list[str] = []
+                most = 0
+                while len(got) < expected:
+                    event = await asyncio.wait_for(watch.__anext__(), 10)
+                    most = max(most, len(watch._replay))
+                    got.append(event.kv.key)
+                await watch.aclose()
+                assert all(int(key.rsplit("p", 1)[1]) % 100 == 7 for key in got), got
+                assert most <= 30, f"the replay held {most} events for a node that has 30"
+    finally:
+        await store.close()
