@@ -21,10 +21,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.processes import ProcessGroup, rss_bytes
 from tests.conftest import OPEN_FLAGS, free_port, wait_healthy
 from tests.scale.workload import deployment
 
@@ -130,17 +133,6 @@ def machine_busy() -> tuple[float, float]:
     return sum(values) - idle, sum(values)
 
 
-def rss_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def file_size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -180,6 +172,8 @@ class Stages:
     uids: dict[str, str] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     watch_restarts: int = 0
+    #: relists answered with an error Status or not at all, each retried after a backoff
+    relist_errors: int = 0
 
 
 def observe(stages: Stages, pod: dict[str, Any], now: float) -> None:
@@ -195,12 +189,31 @@ def observe(stages: Stages, pod: dict[str, Any], now: float) -> None:
 
 
 async def relist(session: aiohttp.ClientSession, url: str, stages: Stages) -> str:
-    """The state after a watch was cut (the server closes a watcher that falls behind): a paged LIST."""
+    """The state after a watch was cut (the server closes a watcher that falls behind): a paged LIST.
+
+    An overloaded server answers some pages with an error Status (429, 504, 410 for an expired
+    continue token) or not at all: each is counted and the list starts over after a backoff
+    (0.5 s doubling to 10 s), as a reflector's relist does, rather than crashing the run."""
+    backoff = 0.5
+    while True:
+        try:
+            return await _list_pages(session, url, stages)
+        except (aiohttp.ClientError, TimeoutError, KeyError, ValueError) as error:
+            stages.relist_errors += 1
+            print(f"relist failed ({type(error).__name__}: {str(error)[:120]}); again in {backoff:.1f} s",
+                  file=sys.stderr, flush=True)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+
+async def _list_pages(session: aiohttp.ClientSession, url: str, stages: Stages) -> str:
     token, revision = "", ""
     for _ in range(10_000):
         params = {"limit": "1000", **({"continue": token} if token else {})}
         async with session.get(url + PODS, params=params) as response:
             body = orjson.loads(await response.read())
+        if body.get("kind") == "Status":
+            raise ValueError(f"{body.get('code')} {body.get('reason')}: {body.get('message')}")
         now = time.perf_counter()
         for pod in body["items"]:
             observe(stages, pod, now)
@@ -294,16 +307,22 @@ async def probe(session: aiohttp.ClientSession, url: str, result: Probe, stop: a
 
 # ------------------------------------------------------------------ server metrics
 
-async def request_counts(session: aiohttp.ClientSession, url: str, workers: int = 1) -> Counter[tuple[str, str]]:
+async def request_counts(session: aiohttp.ClientSession, url: str, workers: int = 1,
+                         wait: float = 600) -> Counter[tuple[str, str]]:
     """apiserver_request_total summed by (verb, resource[/subresource]), over every worker of a
-    ``server --workers``: each answers for itself, so new connections until each has been scraped."""
+    ``server --workers``: each answers for itself, so new connections until each has been scraped.
+    Empty when the server does not answer within ``wait`` (a timed-out run: the table must still print)."""
     texts: dict[str, str] = {}
-    for _ in range(50 * workers):
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as fresh, \
-                fresh.get(url + "/metrics", timeout=aiohttp.ClientTimeout(total=600)) as response:
-            texts.setdefault(response.headers.get("X-Pilothouse-Worker", "0"), await response.text())
-        if len(texts) >= workers:
-            break
+    try:
+        for _ in range(50 * workers):
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as fresh, \
+                    fresh.get(url + "/metrics", timeout=aiohttp.ClientTimeout(total=wait)) as response:
+                texts.setdefault(response.headers.get("X-Pilothouse-Worker", "0"), await response.text())
+            if len(texts) >= workers:
+                break
+    except (aiohttp.ClientError, TimeoutError):
+        print("request counts: the server did not answer", file=sys.stderr, flush=True)
+        return Counter()
     counts: Counter[tuple[str, str]] = Counter()
     for family in (f for text in texts.values() for f in text_string_to_metric_families(text)):
         for metric in family.samples:
@@ -370,7 +389,8 @@ async def wait_nodes(session: aiohttp.ClientSession, url: str, count: int, deadl
         try:
             async with session.get(url + "/api/v1/nodes") as response:
                 nodes = (await response.json())["items"]
-        except (aiohttp.ClientError, TimeoutError):
+        except (aiohttp.ClientError, TimeoutError, KeyError, ValueError):
+            await asyncio.sleep(2.0)  # a saturated server: do not pile more lists on it
             continue
         ready = sum(1 for n in nodes for c in (n.get("status") or {}).get("conditions") or []
                     if c["type"] == "Ready" and c["status"] == "True")
@@ -432,7 +452,9 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
             print(f"TIMEOUT after {elapsed:.0f} s: {running}/{total} pods Running; partial figures follow")
         # settle: writes that follow Running (none expected) land before the counters are read
         await asyncio.sleep(min(5.0, max(0.0, deadline - time.perf_counter())))
-        counts_after = await request_counts(session, url, args.server_workers)
+        # a run that timed out has a saturated server: its figures get a minute each, not ten
+        post_wait = 600.0 if finished else 60.0
+        counts_after = await request_counts(session, url, args.server_workers, post_wait)
         stop.set()
         await asyncio.gather(prober, sampler, return_exceptions=True)
 
@@ -445,7 +467,8 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
                   p99 < 0.1 and not probes.errors)
         table.add("API single-object max", f"{worst * 1000:.0f} ms", "< 1 s (SLO)", worst < 1.0)
         try:
-            whole, items, pages = await list_figures(session, url, time.perf_counter() + 300)
+            whole, items, pages = await asyncio.wait_for(
+                list_figures(session, url, time.perf_counter() + min(300.0, post_wait)), post_wait + 60)
             table.add("LIST all pods", f"{whole:.2f} s ({items} pods)", "< 5 s", whole < 5.0)
             page_p99 = quantile(pages, 0.99)
             table.add("paged LIST limit=500, per page", f"mean {statistics.fmean(pages) * 1000:.1f} ms, "
@@ -495,8 +518,29 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
         table.add("pods created / unique uids / nodes used",
                   f"{names_seen} / {len(set(stages.uids.values()))} / {len(bound_nodes)}")
         table.add("benchmark's pod watch cut and relisted", f"{stages.watch_restarts} times")
+        table.add("relists failed and retried", f"{stages.relist_errors} times")
         watcher.cancel()
     table.print()
+
+
+def watchdog(server: subprocess.Popen[bytes], limit_mb: float, stop: threading.Event) -> None:
+    """Every 2 s: the server's RSS; a line every 30 s, so a run that stalls before its table still
+    says how far it got. Above ``limit_mb`` the run ends (SIGTERM to this process: the process
+    groups are killed on the way out), so a runaway server cannot take the shared machine down."""
+    start = time.perf_counter()
+    peak = 0.0
+    while not stop.wait(2.0):
+        rss = rss_bytes(server.pid) / 2**20
+        peak = max(peak, rss)
+        elapsed = time.perf_counter() - start
+        if int(elapsed) % 30 < 2:
+            print(f"[{elapsed:5.0f} s] server RSS {rss:.0f} MB (peak {peak:.0f}), load {os.getloadavg()[0]:.1f}",
+                  flush=True)
+        if limit_mb and rss > limit_mb:
+            print(f"STOPPED: server RSS {rss:.0f} MB > --rss-limit {limit_mb:.0f} MB after {elapsed:.0f} s",
+                  flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
 
 
 def main() -> None:
@@ -510,35 +554,32 @@ def main() -> None:
     parser.add_argument("--log", default=os.devnull, help="where the server's and agents' output goes")
     parser.add_argument("--timeout", type=float, default=900.0, help="bound on the whole run, in seconds")
     parser.add_argument("--server-workers", type=int, default=1, help="the API server's --workers")
+    parser.add_argument("--rss-limit", type=float, default=6000.0,
+                        help="MB: end the run when the server's RSS passes this (0: no limit)")
     args = parser.parse_args()
     port = free_port()
     print(f"density: {args.nodes} nodes x {args.pods_per_node} pods = {args.nodes * args.pods_per_node} pods, "
           f"{args.agents} agent process(es), watch {args.watch}; load {os.getloadavg()[0]:.1f}", flush=True)
-    with tempfile.TemporaryDirectory() as data_dir, open(args.log, "ab") as log:
-        server = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
-                                   "--port", str(port), "--workers", str(args.server_workers), *OPEN_FLAGS],
-                                  stdout=log, stderr=subprocess.STDOUT)
+    # Every process in its own group, killed however the run ends (SIGINT, SIGTERM, --timeout, an
+    # error): an interrupted run used to leave a server of several GB behind.
+    with tempfile.TemporaryDirectory() as data_dir, open(args.log, "ab") as log, ProcessGroup() as group:
+        server = group.start([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
+                              "--port", str(port), "--workers", str(args.server_workers), *OPEN_FLAGS],
+                             stdout=log)
         url = f"http://127.0.0.1:{port}"
-        agents: list[subprocess.Popen[bytes]] = []
+        wait_healthy(url, server)
+        share = -(-args.nodes // args.agents)
+        agents = [group.start([sys.executable, "-m", "pilothouse", "agent", "--server", url,
+                               "--simulate", str(min(share, args.nodes - i * share)),
+                               "--simulate-watch", args.watch, "--node-name", f"sim{i}",
+                               "--port", str(free_port()), "--root-dir", f"{data_dir}/agent{i}"], stdout=log)
+                  for i in range(args.agents)]
+        stop = threading.Event()
+        threading.Thread(target=watchdog, args=(server, args.rss_limit, stop), daemon=True).start()
         try:
-            wait_healthy(url, server)
-            share = -(-args.nodes // args.agents)
-            for i in range(args.agents):
-                count = min(share, args.nodes - i * share)
-                agents.append(subprocess.Popen(
-                    [sys.executable, "-m", "pilothouse", "agent", "--server", url, "--simulate", str(count),
-                     "--simulate-watch", args.watch, "--node-name", f"sim{i}", "--port", str(free_port()),
-                     "--root-dir", f"{data_dir}/agent{i}"], stdout=log, stderr=subprocess.STDOUT))
             asyncio.run(scenario(args, url, server, agents, Path(data_dir) / "state.db"))
         finally:
-            for process in (*agents, server):
-                process.terminate()
-            for process in (*agents, server):
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-
+            stop.set()
 
 if __name__ == "__main__":
     main()

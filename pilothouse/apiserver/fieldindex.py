@@ -74,9 +74,11 @@ def trigger_for(resource: ResourceType, fields: FieldSelector) -> WatchTrigger |
     if term is None:
         return None
     field, value = term
+    # The list prefilter doubles as the trigger's cheap test: history replays skip with it (watchhub).
+    may_match = list_prefilter(resource, fields)
     if field == "metadata.name":
-        return WatchTrigger(_name_from_key, value)
-    return WatchTrigger(_field_extractor(field, resource.strategy.selectable_fields), value)
+        return WatchTrigger(_name_from_key, value, may_match)
+    return WatchTrigger(_field_extractor(field, resource.strategy.selectable_fields), value, may_match)
 
 
 def list_prefilter(resource: ResourceType, fields: FieldSelector) -> Prefilter | None:

@@ -146,16 +146,27 @@ class RequestLimits:
         # The handler runs as a task of its own so that it can outlive its 504 (see the module doc).
         task: asyncio.Task[web.StreamResponse] = asyncio.ensure_future(handler(request))
         task.add_done_callback(lambda _: self._release(mutating))
-        if not deadline:
-            return await task
         # A future woken by whichever comes first, the handler or the deadline: about a third of
         # asyncio.wait's cost per request, which every request pays.
         loop = asyncio.get_running_loop()
         woken = loop.create_future()
         task.add_done_callback(lambda _: _wake(woken))
-        timer = loop.call_later(deadline, _wake, woken)
-        await woken
-        timer.cancel()
+        timer = loop.call_later(deadline, _wake, woken) if deadline else None
+        try:
+            await woken
+        except asyncio.CancelledError:
+            # The client went away (the server cancels handlers on disconnect). A read is nobody's
+            # answer any more: stop it, as Go cancels the request's context, so that an overloaded
+            # server does not keep serving clients that gave up and retried (issue 16). A write
+            # finishes, as after a 504.
+            if not mutating:
+                task.cancel()
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if not deadline:
+            return task.result()
         if task.done():
             return task.result()
         task.add_done_callback(_log_late_failure)

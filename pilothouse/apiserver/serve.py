@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
-from pilothouse.apiserver import audit, authtrust, uploadcerts
+from pilothouse.apiserver import audit, authtrust, memdump, uploadcerts
 from pilothouse.apiserver.app import APIServer
 from pilothouse.apiserver.authchain import AuthOptions, build_auth
 from pilothouse.apiserver.datadir import prepare_data_dir
@@ -218,6 +218,7 @@ def worker_header(index: int) -> Callable[[web.Request, web.StreamResponse], Awa
 
 
 async def start_server(config: ServerConfig) -> RunningServer:
+    memdump.install()  # PILOTHOUSE_TRACEMALLOC: a diagnostic, off by default
     prepare_data_dir(config.data_dir)  # refuses a newer format, migrates an older one
     if config.secure and config.tls.certificate_key and not config.tls.upload_certs \
             and not (config.data_dir / "pki" / "ca.crt").exists():
@@ -262,8 +263,10 @@ async def start_server(config: ServerConfig) -> RunningServer:
     # Idle connections (and ones trickling their headers) closed after kube-apiserver's IdleTimeout,
     # 90s, longer than clients keep theirs (client-go 90s, aiohttp 15s); access logs off (they cost ~10% per
     # request and the seed's systemd units run the server with logs to stderr anyway).
+    # handler_cancellation: a handler whose client disconnected is cancelled (Go cancels the request's
+    # context): a watch ends at once instead of at its next write, a read stops (requestlimits.py).
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0,
-                           keepalive_timeout=config.limits.idle_timeout)
+                           keepalive_timeout=config.limits.idle_timeout, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, config.bind_address, config.port, reuse_address=True, backlog=1024,
                        reuse_port=config.workers > 1 or None,

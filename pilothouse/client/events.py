@@ -57,6 +57,8 @@ SPAM_BURST = 25
 SPAM_QPS = 1.0 / 300.0
 # tools/record/event.go: the queue between callers and the sink, and retries of an unreachable server.
 MAX_QUEUED_EVENTS = 1000
+#: events.k8s.io writes in flight at once (upstream: one goroutine per event, bounded by the client's QPS)
+SERIES_WRITERS = 16
 MAX_TRIES = 12
 RETRY_SLEEP = 10.0
 #: how long a flush (shutdown, tests) waits for the queued writes
@@ -249,13 +251,19 @@ class EventCorrelator:
 
 
 class _Sink:
-    """One writer task over a bounded queue (client-go's broadcaster: DropIfChannelFull at 1000)."""
+    """Writer tasks over a bounded queue (client-go's broadcaster: DropIfChannelFull at 1000).
 
-    def __init__(self, write: Callable[[Any], Any], retry_sleep: float) -> None:
+    ``writers``: how many writes may be in flight. core/v1's ``tools/record`` writes one event after
+    another (1); events.k8s.io's ``tools/events`` starts a goroutine per event (``recordToSink``), so
+    its queue drains as fast as the server answers and only drops under real overload: a single
+    writer there dropped the scheduler's Scheduled events whenever a write took more than a few ms."""
+
+    def __init__(self, write: Callable[[Any], Any], retry_sleep: float, writers: int = 1) -> None:
         self._write = write
         self.retry_sleep = retry_sleep
+        self._writers = max(1, writers)
         self._queue: asyncio.Queue[Any] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         #: set while someone waits in flush(): a write that cannot reach the server is dropped then
         #: instead of retried (the caller is shutting down; upstream's Shutdown does not wait at all)
         self._flushing = asyncio.Event()
@@ -263,17 +271,19 @@ class _Sink:
     def put(self, item: Any) -> None:
         if self._queue is None:
             self._queue = asyncio.Queue(MAX_QUEUED_EVENTS)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(self._queue), name="event-sink")
+        queue = self._queue
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks += [asyncio.create_task(self._run(queue), name="event-sink")
+                        for _ in range(self._writers - len(self._tasks))]
         try:
-            self._queue.put_nowait(item)
+            queue.put_nowait(item)
         except asyncio.QueueFull:
             log.debug("event queue full; dropping an event")
 
     async def flush(self, timeout: float) -> None:
         """Wait for the queue to drain, at most ``timeout`` seconds: a server that cannot be reached
         (its writes retried for minutes) must not hold up a component's shutdown."""
-        if self._queue is not None and self._task is not None and not self._task.done():
+        if self._queue is not None and any(not t.done() for t in self._tasks):
             self._flushing.set()
             try:
                 with contextlib.suppress(TimeoutError):
@@ -282,11 +292,12 @@ class _Sink:
                 self._flushing.clear()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
 
     async def _run(self, queue: asyncio.Queue[Any]) -> None:
         while True:
@@ -403,7 +414,7 @@ class SeriesRecorder:
         # minute would hold every one of them, so the cache is also an LRU (a series pushed out early
         # loses its uncounted repeats, never an Event)
         self._cache: cachetools.LRUCache[tuple[Any, ...], _Cached] = cachetools.LRUCache(SERIES_CACHE_ENTRIES)
-        self._sink = _Sink(self._write, retry_sleep)
+        self._sink = _Sink(self._write, retry_sleep, SERIES_WRITERS)
         self._housekeeping: asyncio.Task[None] | None = None
 
     def event(self, obj: Object, event_type: str, reason: str, message: str, action: str = "",

@@ -154,10 +154,15 @@ class WatchTrigger:
     the previous one (a pod bound to the node is an ADDED for that node's watcher, one deleted from
     it a DELETED). It is a hint: a backend may deliver more (etcd delivers everything), never fewer,
     so the caller still filters exactly. Watchers that pass the same ``extract`` object share one
-    index and one extraction per event."""
+    index and one extraction per event.
+
+    ``may_match``, when given, is a cheaper test that is False only for entries ``extract`` cannot
+    give ``value`` for (a search of the stored bytes): replays of history, where every watcher would
+    otherwise extract every past event itself, skip with it first."""
 
     extract: FieldExtractor
     value: str
+    may_match: Callable[[KeyValue], bool] | None = None
 
 
 @runtime_checkable

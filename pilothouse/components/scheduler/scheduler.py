@@ -207,7 +207,10 @@ class Scheduler:
             # FailedScheduling; a Preempted event names the preemptor as its related object
             self.recorder.event(obj, event_type, reason, message, action=_ACTIONS.get(reason, "Scheduling"),
                                 related=related)
-            await self.recorder.flush()
+            # No flush per event: that wrote one event at a time and dropped the rest once this buffer
+            # filled. The recorder writes concurrently, as client-go's events broadcaster does, and
+            # drops only when its own 1,000 fill (DropIfChannelFull).
+            await asyncio.sleep(0)
 
     async def flush_events(self) -> None:
         """Wait until every queued event is written (tests, shutdown)."""
