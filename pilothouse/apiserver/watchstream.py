@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from pilothouse.apiserver import codec, options, requestlimits
+from pilothouse.apiserver import codec, disconnects, options, requestlimits
 from pilothouse.apiserver.metrics import TERMINATED_WATCHERS
 from pilothouse.apiserver.objects import bookmark_object
 from pilothouse.apiserver.registry import ResourceStorage, WatchEvent
@@ -68,6 +68,9 @@ async def serve(request: web.Request, storage: ResourceStorage, namespace: str |
     # STALL_TIMEOUT and closes the watch (see _pump), so no watcher holds more than this much here.
     queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue(maxsize=WATCH_BUFFER)
     pump_task = asyncio.create_task(_pump(events, queue, request, resource.group, resource.plural))
+    # aiohttp does not cancel a handler whose client left: without this, an idle watch would wait
+    # for its next event or its timeout to notice, holding its task and its hub registration.
+    unregister = disconnects.end_on_disconnect(request, queue)
     sent_headers = False
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout if timeout else None
@@ -113,6 +116,7 @@ async def serve(request: web.Request, storage: ResourceStorage, namespace: str |
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
+        unregister()
         pump_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await pump_task
