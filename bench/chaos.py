@@ -2,8 +2,11 @@
 scheduler, controller manager, simulated-node agents; ``--etcd 3`` for a three-member etcd whose
 members are victims too) runs the harness's workload while processes are SIGKILLed and restarted at
 random moments, then must converge: nothing lost, nothing duplicated, no 5xx outside a server outage.
+``--real-agent`` adds a node run by a real ``pilothouse agent`` driving a podman service of its own
+(both victims; tests/chaos/realnode.py): converged then also means podman holds exactly the pods bound
+to that node, each container adopted, not recreated, across the agent's restarts.
 
-    .venv/bin/python bench/chaos.py --minutes 10 [--round-seconds 60] [--seed S] [--etcd 3]
+    .venv/bin/python bench/chaos.py --minutes 10 [--round-seconds 60] [--seed S] [--etcd 3] [--real-agent]
 
 Prints each round's seed (``--seed S`` replays a round's decisions), kills and convergence time, and
 at the end the figures the issue asks for: rounds run and divergences found.
@@ -23,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.chaos.cluster import ChaosCluster
 from tests.chaos.harness import run_chaos
+from tests.chaos.realnode import RealNode, podman_missing
 
 
 def main() -> None:
@@ -33,7 +37,10 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=2)
     parser.add_argument("--nodes", type=int, default=10, help="simulated nodes per agent")
     parser.add_argument("--etcd", type=int, default=0, help="etcd members (0: SQLite)")
+    parser.add_argument("--real-agent", action="store_true", help="one more node: a real agent driving podman")
     args = parser.parse_args()
+    if args.real_agent and (missing := podman_missing()):
+        parser.error(missing)
 
     seeds = random.Random(args.seed or None)
     deadline = time.monotonic() + args.minutes * 60
@@ -42,12 +49,16 @@ def main() -> None:
     seed = args.seed or seeds.randrange(1, 2**31)
     while time.monotonic() + args.round_seconds < deadline or rounds == 0:
         with tempfile.TemporaryDirectory(prefix="chaos-") as base:
-            cluster = ChaosCluster(Path(base), agents=args.agents, nodes=args.nodes, etcd_members=args.etcd)
+            real = RealNode.start() if args.real_agent else None
+            cluster = ChaosCluster(Path(base), agents=args.agents, nodes=args.nodes, etcd_members=args.etcd,
+                                   real=real)
             try:
                 cluster.start()
                 report = asyncio.run(run_chaos(cluster, seed, seconds=args.round_seconds))
             finally:
                 cluster.stop()
+                if real is not None:
+                    real.close()
         rounds += 1
         kills += len(report.kills)
         writes += report.writes
