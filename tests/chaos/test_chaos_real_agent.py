@@ -9,7 +9,9 @@ restarted agent adopts what runs), and no container of any other pod is left (no
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 
 from tests.chaos.cluster import ChaosCluster
 from tests.chaos.harness import run_chaos, seed_from_env
-from tests.chaos.realnode import RealNode, podman_missing
+from tests.chaos.realnode import RealNode, engine_divergences, podman_missing
 
 SECONDS = float(os.environ.get("CHAOS_SECONDS", "45"))
 
@@ -46,3 +48,13 @@ async def test_chaos_with_a_real_podman_agent_converges(real_cluster: ChaosClust
     killed = {kill.split()[1] for kill in report.kills}
     assert {"agent-real", "podman"} <= killed, report.summary()
     assert report.ok, report.summary() + "\n" + real_cluster.logs()
+
+    # The engine check can fail: a container of no pod in podman is an orphan.
+    real = real_cluster.real
+    assert real is not None
+    real.podman.cli("run", "-d", "--label", "io.kubernetes.pod.uid=no-such-pod", "--ulimit", "nofile=1024:1024",
+                    "--ulimit", "nproc=1024:1024", real.image, "sleep", "100")
+    with urllib.request.urlopen(real_cluster.url + "/api/v1/pods", timeout=30) as response:
+        pods = json.loads(response.read())["items"]
+    found = await engine_divergences(real, pods)
+    assert any("orphaned containers" in f and "no-such-pod" in f for f in found), found
