@@ -56,7 +56,8 @@ class Recorder:
     """What the clients saw: every 5xx (when, what) and every window in which a victim was down."""
 
     started: float = field(default_factory=time.monotonic)
-    server_errors: list[tuple[float, str, int, str]] = field(default_factory=list)
+    #: (sent, answered, method and path, code, body) of each 5xx
+    server_errors: list[tuple[float, float, str, int, str]] = field(default_factory=list)
     down: list[tuple[str, float, float]] = field(default_factory=list)
     kills: list[str] = field(default_factory=list)
     requests: int = 0
@@ -66,12 +67,14 @@ class Recorder:
         return time.monotonic() - self.started
 
     def unexplained_5xx(self, grace: float = 0.0) -> list[str]:
-        """5xx answers not explained by an outage: any while the API server was down (or ``grace``
-        seconds after), and while an etcd member was down only a write whose request that member
-        died under (its fate is unknown, so a 503 is the honest answer; a read is retried elsewhere)."""
-        def explained(t: float, what: str, message: str) -> bool:
+        """5xx answers not explained by an outage: any to a request in flight while the API server was
+        down (or ``grace`` seconds after), and while an etcd member was down only a write whose request
+        that member died under (its fate is unknown, so a 503 is the honest answer; a read is retried
+        elsewhere). In flight, not answered: a write whose member's leader died is answered only when
+        the client's etcd request timeout (5 s) runs out, seconds after the member is back."""
+        def explained(sent: float, answered: float, what: str, message: str) -> bool:
             for name, start, end in self.down:
-                if not start <= t <= end + grace:
+                if answered < start or sent > end + grace:
                     continue
                 if name == "apiserver":
                     return True
@@ -79,8 +82,9 @@ class Recorder:
                     return True
             return False
 
-        return [f"t={t:.2f}s {what}: {code} {message[:300]}" for t, what, code, message in self.server_errors
-                if not explained(t, what, message)]
+        return [f"t={answered:.2f}s {what}: {code} {message[:300]}"
+                for sent, answered, what, code, message in self.server_errors
+                if not explained(sent, answered, what, message)]
 
 
 class API:
@@ -97,6 +101,7 @@ class API:
     async def call(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
                    ) -> tuple[int, Any]:
         self.recorder.requests += 1
+        sent = self.recorder.at()
         data = None if body is None else json.dumps(body)
         try:
             async with self.session.request(method, self.url + path, data=data,
@@ -108,7 +113,7 @@ class API:
             raise Unknown(f"{method} {path}: {type(error).__name__}") from None
         answer = json.loads(text) if text.startswith("{") else text
         if status >= 500:
-            self.recorder.server_errors.append((self.recorder.at(), f"{method} {path}", status, text))
+            self.recorder.server_errors.append((sent, self.recorder.at(), f"{method} {path}", status, text))
             raise Unknown(f"{method} {path}: {status}")
         return status, answer
 
