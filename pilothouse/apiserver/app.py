@@ -15,6 +15,7 @@ from aiohttp import web
 from pilothouse import __version__
 from pilothouse.apiserver import (
     codec,
+    disconnects,
     masterendpoints,
     metrics,
     metricsapi,
@@ -166,7 +167,8 @@ class APIServer:
     def build_app(self, auth: AuthLayer | None = None) -> web.Application:
         # ``auth``: another layer over the same routes (the insecure port's, apiserver/insecure.py).
         app = web.Application(middlewares=[codec.pretty_middleware, self._middleware, dashboard_middleware,
-                                           (auth or self.auth).middleware, self.request_metrics.middleware],
+                                           (auth or self.auth).middleware, self.request_metrics.middleware,
+                                           disconnects.middleware],
                               client_max_size=codec.MAX_BODY_BYTES + 1)
         app[_KEY_APP] = self
         app.on_response_prepare.append(add_standing_warnings)

@@ -171,6 +171,11 @@ class RequestMetrics:
         except web.HTTPException as error:
             code = error.status
             raise
+        except asyncio.CancelledError:
+            # cancelled because the client closed its connection (apiserver/disconnects.py): nginx's
+            # 499, not a server error
+            code = 499
+            raise
         finally:
             if longrunning:
                 gauge.dec()

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from pilothouse.apiserver import codec, options, requestlimits
+from pilothouse.apiserver import codec, disconnects, options, requestlimits
 from pilothouse.apiserver.metrics import TERMINATED_WATCHERS
 from pilothouse.apiserver.objects import bookmark_object
 from pilothouse.apiserver.registry import ResourceStorage, WatchEvent
@@ -110,8 +110,12 @@ async def serve(request: web.Request, storage: ResourceStorage, namespace: str |
         if bookmarks and deadline is not None:
             # A closing bookmark lets an informer resume exactly where it stopped.
             await _write(response, _bookmark(resource.kind, resource.api_version, last_revision))
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:
         pass
+    except asyncio.CancelledError as cancelled:
+        # the server cancels the handler of a client that closed its connection (serve.py)
+        if disconnects.client_gone(request):
+            disconnects.count(request, cancelled, "watch")
     finally:
         pump_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

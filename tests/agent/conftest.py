@@ -200,9 +200,13 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanFixture]:
     except RuntimeError as error:
         pytest.skip(f"podman cannot run here: {error}")
     yield fixture
-    # Leave no container behind. podman 4.3 removes in parallel and refuses a pod's sandbox while a
-    # container that joined its namespaces is still there (even with --depend): repeat until the
-    # sandboxes' turn has come.
+    remove_podman(fixture)
+
+
+def remove_podman(fixture: PodmanFixture) -> None:
+    """Stop ``fixture``'s service leaving no container, process or mount of its storage behind."""
+    # podman 4.3 removes in parallel and refuses a pod's sandbox while a container that joined its
+    # namespaces is still there (even with --depend): repeat until the sandboxes' turn has come.
     for _ in range(4):
         with contextlib_suppress():
             if fixture.cli("rm", "--all", "--force", "--time", "0", check=False, timeout=120).returncode == 0:
@@ -217,16 +221,15 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanFixture]:
         subprocess.run(["umount", "-l", target], check=False, capture_output=True)
 
 
-@pytest.fixture(scope="session")
-def busybox_image(podman: PodmanFixture) -> str:
-    """``localhost/pilothouse-test/busybox:1.35`` (tagged, so the default
-  pull policy is IfNotPresent) imported into the session's podman."""
+def import_busybox(podman: PodmanFixture) -> str:
+    """Build :data:`TEST_IMAGE` from busybox-static into ``podman`` and check that it runs (for
+    code outside pytest too: bench/chaos.py --real-agent); a RuntimeError says why it cannot."""
     repo, _, tag = TEST_IMAGE.rpartition(":")
     query = f"fromSrc=-&repo={urllib.parse.quote(repo)}&tag=latest"
     status, body = podman.api("POST", f"/images/create?{query}",
                               raw=_busybox_rootfs(), headers={"Content-Type": "application/x-tar"})
     if status != 200:
-        pytest.skip(f"podman cannot import an image: {body[:300]!r}")
+        raise RuntimeError(f"podman cannot import an image: {body[:300]!r}")
     # podman's import ignores ``tag``: tag the imported :latest explicitly
     status, body = podman.api("POST", f"/images/{urllib.parse.quote(repo + ':latest', safe='')}/tag"
                                       f"?repo={urllib.parse.quote(repo)}&tag={tag}")
@@ -234,8 +237,18 @@ def busybox_image(podman: PodmanFixture) -> str:
     probe = podman.cli("run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
                        TEST_IMAGE, "/bin/true", check=False)
     if probe.returncode != 0:
-        pytest.skip(f"podman cannot run a container here: {probe.stderr.strip()[-300:]}")
+        raise RuntimeError(f"podman cannot run a container here: {probe.stderr.strip()[-300:]}")
     return TEST_IMAGE
+
+
+@pytest.fixture(scope="session")
+def busybox_image(podman: PodmanFixture) -> str:
+    """``localhost/pilothouse-test/busybox:1.35`` (tagged, so the default
+  pull policy is IfNotPresent) imported into the session's podman."""
+    try:
+        return import_busybox(podman)
+    except RuntimeError as error:
+        pytest.skip(str(error))
 
 
 @dataclass

@@ -5,7 +5,8 @@ embedded components, so the scheduler and the controller manager are processes o
 leader-elected through a Lease with short timings (a restarted one is a new identity and waits for
 the dead one's lease to expire, as upstream's do). Simulated agents host many nodes from one process
 (their containers live in that process's memory, so a SIGKILL is a node reboot that loses them).
-With ``etcd_members`` the store is a real etcd cluster, whose members are victims too.
+With ``etcd_members`` the store is a real etcd cluster, whose members are victims too. With ``real``
+(tests/chaos/realnode.py) one more agent is a real one driving podman, and podman's service a victim.
 
 Every process keeps its port and data across restarts; its log is appended to
 ``<base>/<name>.log``, restarts included, so a failure can be read afterwards.
@@ -23,9 +24,13 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.conftest import OPEN_FLAGS, free_port, wait_healthy
 from tests.store.etcd_server import EtcdCluster, EtcdMember
+
+if TYPE_CHECKING:
+    from tests.chaos.realnode import RealNode
 
 __all__ = ["LEASE_SECONDS", "ChaosCluster", "Component"]
 
@@ -111,7 +116,8 @@ class ChaosCluster:
     """API server, scheduler, controller manager and ``agents`` simulated-node agents (``nodes``
     nodes each), over SQLite or an ``etcd_members``-member etcd, under ``base``."""
 
-    def __init__(self, base: Path, *, agents: int = 2, nodes: int = 5, etcd_members: int = 0) -> None:
+    def __init__(self, base: Path, *, agents: int = 2, nodes: int = 5, etcd_members: int = 0,
+                 real: RealNode | None = None) -> None:
         self.base = base
         base.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -133,11 +139,19 @@ class ChaosCluster:
             "agent", "--server", self.url, "--node-name", f"sim{i}", "--simulate", str(nodes),
             "--root-dir", str(base / f"agent-{i}"), "--port", str(free_port())), base / f"agent-{i}.log")
             for i in range(agents)]
+        self.real = real
+        self.real_components = [real.component, Component("agent-real", _pilothouse(
+            "agent", "--server", self.url, *real.agent_args(), "--root-dir", str(base / "agent-real"),
+            "--port", str(free_port())), base / "agent-real.log")] if real else []
         self.etcd_members = [_EtcdComponent(self.etcd, m, base / "etcd" / f"{m.name}.log")
                              for m in self.etcd.members] if self.etcd else []
         #: Held while the chaos has a victim down, so the harness's supervisor does not restart it early.
         self.lock = asyncio.Lock()
         self.node_names = [f"sim{i}-{n:04d}" for i in range(agents) for n in range(nodes)]
+        if real is not None:
+            from tests.chaos.realnode import REAL_NODE
+
+            self.node_names.append(REAL_NODE)
 
     def _server_ready(self, component: Component) -> None:
         assert component.process is not None
@@ -146,7 +160,8 @@ class ChaosCluster:
     @property
     def components(self) -> list[Component]:
         """Every process, in start order."""
-        return [*self.etcd_members, self.server, self.scheduler, self.controller_manager, *self.agents]
+        return [*self.etcd_members, self.server, self.scheduler, self.controller_manager, *self.agents,
+                *self.real_components]
 
     @property
     def victims(self) -> list[Component]:

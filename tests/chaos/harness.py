@@ -25,12 +25,14 @@ import json
 import os
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
 from tests.chaos.cluster import ChaosCluster, Component
+from tests.chaos.realnode import RealNode, engine_divergences
 
 __all__ = ["ChaosReport", "Recorder", "Workload", "divergences", "run_chaos", "seed_from_env"]
 
@@ -54,7 +56,8 @@ class Recorder:
     """What the clients saw: every 5xx (when, what) and every window in which a victim was down."""
 
     started: float = field(default_factory=time.monotonic)
-    server_errors: list[tuple[float, str, int, str]] = field(default_factory=list)
+    #: (sent, answered, method and path, code, body) of each 5xx
+    server_errors: list[tuple[float, float, str, int, str]] = field(default_factory=list)
     down: list[tuple[str, float, float]] = field(default_factory=list)
     kills: list[str] = field(default_factory=list)
     requests: int = 0
@@ -64,12 +67,14 @@ class Recorder:
         return time.monotonic() - self.started
 
     def unexplained_5xx(self, grace: float = 0.0) -> list[str]:
-        """5xx answers not explained by an outage: any while the API server was down (or ``grace``
-        seconds after), and while an etcd member was down only a write whose request that member
-        died under (its fate is unknown, so a 503 is the honest answer; a read is retried elsewhere)."""
-        def explained(t: float, what: str, message: str) -> bool:
+        """5xx answers not explained by an outage: any to a request in flight while the API server was
+        down (or ``grace`` seconds after), and while an etcd member was down only a write whose request
+        that member died under (its fate is unknown, so a 503 is the honest answer; a read is retried
+        elsewhere). In flight, not answered: a write whose member's leader died is answered only when
+        the client's etcd request timeout (5 s) runs out, seconds after the member is back."""
+        def explained(sent: float, answered: float, what: str, message: str) -> bool:
             for name, start, end in self.down:
-                if not start <= t <= end + grace:
+                if answered < start or sent > end + grace:
                     continue
                 if name == "apiserver":
                     return True
@@ -77,8 +82,9 @@ class Recorder:
                     return True
             return False
 
-        return [f"t={t:.2f}s {what}: {code} {message[:300]}" for t, what, code, message in self.server_errors
-                if not explained(t, what, message)]
+        return [f"t={answered:.2f}s {what}: {code} {message[:300]}"
+                for sent, answered, what, code, message in self.server_errors
+                if not explained(sent, answered, what, message)]
 
 
 class API:
@@ -95,6 +101,7 @@ class API:
     async def call(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
                    ) -> tuple[int, Any]:
         self.recorder.requests += 1
+        sent = self.recorder.at()
         data = None if body is None else json.dumps(body)
         try:
             async with self.session.request(method, self.url + path, data=data,
@@ -106,7 +113,7 @@ class API:
             raise Unknown(f"{method} {path}: {type(error).__name__}") from None
         answer = json.loads(text) if text.startswith("{") else text
         if status >= 500:
-            self.recorder.server_errors.append((self.recorder.at(), f"{method} {path}", status, text))
+            self.recorder.server_errors.append((sent, self.recorder.at(), f"{method} {path}", status, text))
             raise Unknown(f"{method} {path}: {status}")
         return status, answer
 
@@ -117,13 +124,13 @@ class API:
         return answer
 
 
-def _deployment(name: str, replicas: int) -> dict[str, Any]:
+def _deployment(name: str, replicas: int, pod_spec: dict[str, Any] | None = None) -> dict[str, Any]:
     labels = {"app": name}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
             "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
                      "strategy": {"rollingUpdate": {"maxSurge": 2, "maxUnavailable": 1}},
                      "template": {"metadata": {"labels": labels},
-                                  "spec": {"containers": [{"name": "c", "image": "sim/app:1"}]}}}}
+                                  "spec": pod_spec or {"containers": [{"name": "c", "image": "sim/app:1"}]}}}}
 
 
 def _service(name: str, selector: dict[str, str], headless: bool = False) -> dict[str, Any]:
@@ -156,10 +163,13 @@ class Workload:
 
     api: API
     rng: random.Random
+    #: The real node's pod spec (tests/chaos/realnode.py): the Deployment ``r0`` runs there.
+    real_pod: dict[str, Any] | None = None
     deployments: int = 3
     configmaps: int = 12
     max_replicas: int = 8
     max_web: int = 5
+    max_real: int = 4
     replicas: dict[str, set[int]] = field(default_factory=dict)
     web: set[int] = field(default_factory=set)
     configmap_seq: dict[str, set[int]] = field(default_factory=dict)
@@ -176,6 +186,10 @@ class Workload:
             await self._must("POST", f"{APPS}/deployments", _deployment(name, 2))
             await self._must("POST", f"{CORE}/services", _service(name, {"app": name}))
             self.replicas[name] = {2}
+        if self.real_pod is not None:
+            await self._must("POST", f"{APPS}/deployments", _deployment("r0", 2, self.real_pod))
+            await self._must("POST", f"{CORE}/services", _service("r0", {"app": "r0"}))
+            self.replicas["r0"] = {2}
         await self._must("POST", f"{CORE}/services", _service("web", {"app": "web"}, headless=True))
         await self._must("POST", f"{APPS}/statefulsets", _statefulset_object(2))
         self.web = {2}
@@ -204,8 +218,8 @@ class Workload:
         self.sequence += 1
         roll = self.rng.random()
         if roll < 0.35:
-            name = f"d{self.rng.randrange(self.deployments)}"
-            replicas = self.rng.randrange(self.max_replicas + 1)
+            name = self._deployment_name()
+            replicas = self.rng.randrange((self.max_real if name == "r0" else self.max_replicas) + 1)
             outcome, _ = await self._write("PATCH", f"{APPS}/deployments/{name}/scale",
                                            {"spec": {"replicas": replicas}}, MERGE)
             self.replicas[name] = self._possible(self.replicas[name], replicas, outcome)
@@ -213,7 +227,7 @@ class Workload:
         elif roll < 0.75:
             await self._configmap(f"cm-{self.rng.randrange(self.configmaps)}")
         elif roll < 0.83:
-            name = f"d{self.rng.randrange(self.deployments)}"
+            name = self._deployment_name()
             patch = {"spec": {"template": {"metadata": {"annotations": {"chaos/restart": str(self.sequence)}}}}}
             outcome, _ = await self._write("PATCH", f"{APPS}/deployments/{name}", patch, MERGE)
             self.log.append(f"rollout {name}: {outcome}")
@@ -229,6 +243,11 @@ class Workload:
             if outcome != "refused":
                 self.jobs[name] = outcome == "acked"
             self.log.append(f"job {name}: {outcome}")
+
+    def _deployment_name(self) -> str:
+        # Without a real node the draws are those of the runs before it (their seeds replay).
+        names = [f"d{i}" for i in range(self.deployments)] + (["r0"] if self.real_pod is not None else [])
+        return names[self.rng.randrange(len(names))]
 
     async def _configmap(self, name: str) -> None:
         value = self.sequence
@@ -260,8 +279,9 @@ def _owner(obj: dict[str, Any]) -> str:
     return f"{refs[0]['kind']}/{refs[0]['name']}" if refs else ""
 
 
-async def divergences(api: API, workload: Workload, node_names: list[str]) -> list[str]:
-    """What differs from the converged cluster (empty: converged)."""
+async def divergences(api: API, workload: Workload, node_names: list[str], real: RealNode | None = None,
+                      ) -> list[str]:
+    """What differs from the converged cluster (empty: converged); with ``real``, podman too."""
     found: list[str] = []
     pods = (await api.get(f"{CORE}/pods"))["items"]
     live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
@@ -315,6 +335,8 @@ async def divergences(api: API, workload: Workload, node_names: list[str]) -> li
         seq = int(answer["data"]["seq"])
         if seq not in possible:
             found.append(f"configmap {name}: seq {seq}, acknowledged/possible {sorted(possible)}")
+    if real is not None:
+        found += await engine_divergences(real, pods)
     return found
 
 
@@ -392,12 +414,14 @@ class ChaosReport:
 
 
 async def _chaos(cluster: ChaosCluster, rng: random.Random, recorder: Recorder, until: float,
-                 gap: tuple[float, float], max_down: float, victims: list[Component]) -> None:
+                 gap: tuple[float, float], max_down: float, victims: list[Component],
+                 first: Sequence[Component]) -> None:
+    first = list(first)
     while time.monotonic() < until:
         await asyncio.sleep(rng.uniform(*gap))
         if time.monotonic() >= until:
             return
-        victim = rng.choice(victims)
+        victim = first.pop(0) if first else rng.choice(victims)
         down = rng.uniform(0, max_down)
         start = recorder.at()
         async with cluster.lock:  # the supervisor leaves the victim down meanwhile
@@ -427,19 +451,22 @@ async def _supervise(cluster: ChaosCluster, recorder: Recorder) -> None:
 
 async def run_chaos(cluster: ChaosCluster, seed: int, *, seconds: float, converge: float = 120.0,
                     gap: tuple[float, float] = (2.0, 6.0), max_down: float = 3.0,
-                    victims: list[Component] | None = None, grace_5xx: float = 0.0) -> ChaosReport:
-    """Workload and kills for ``seconds``, then up to ``converge`` seconds for the cluster to converge."""
+                    victims: list[Component] | None = None, first: Sequence[Component] = (),
+                    grace_5xx: float = 0.0) -> ChaosReport:
+    """Workload and kills for ``seconds``, then up to ``converge`` seconds for the cluster to converge.
+    ``first``: victims killed first, in this order (a CI-sized run that must kill them), then at random."""
     print(f"chaos seed {seed} (replay: CHAOS_SEED={seed})", flush=True)
     rng = random.Random(seed)
     recorder = Recorder()
     api = API(cluster.url, recorder)
-    workload = Workload(api, random.Random(rng.randrange(2**31)))
+    workload = Workload(api, random.Random(rng.randrange(2**31)),
+                        real_pod=cluster.real.pod_spec() if cluster.real is not None else None)
     supervisor: asyncio.Task[None] | None = None
     try:
         await workload.setup()
         until = time.monotonic() + seconds
         chaos = asyncio.create_task(_chaos(cluster, random.Random(rng.randrange(2**31)), recorder, until, gap,
-                                           max_down, victims or cluster.victims))
+                                           max_down, victims or cluster.victims, first))
         supervisor = asyncio.create_task(_supervise(cluster, recorder))
         while time.monotonic() < until:
             await workload.step()
@@ -451,7 +478,7 @@ async def run_chaos(cluster: ChaosCluster, seed: int, *, seconds: float, converg
         converged_after = None
         while time.monotonic() < deadline:
             try:
-                found = await divergences(api, workload, cluster.node_names)
+                found = await divergences(api, workload, cluster.node_names, cluster.real)
             except Unknown as error:
                 found = [f"check failed: {error}"]
             if not found:

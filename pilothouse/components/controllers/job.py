@@ -339,7 +339,7 @@ class JobController(Controller):
         for created, index in enumerate(indexes):
             try:
                 await self.pod_control.create_pod(self._new_pod(job, namespace, index), job)
-            except errors.APIError:
+            except (errors.APIError, errors.ConnectionFailed):  # unanswered too: never observed otherwise
                 self.expectations.lower(key, adds=len(indexes) - created)
                 raise
         return active

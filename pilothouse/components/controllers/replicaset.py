@@ -292,10 +292,12 @@ class ReplicaSetController(Controller):
                 metadata = pod["metadata"]
                 try:
                     await self.pod_control.delete_pod(namespace, metadata["name"], rs, uid=metadata["uid"])
-                except errors.APIError as error:
+                except (errors.APIError, errors.ConnectionFailed) as error:
+                    # Any failure, an unanswered one too (its fate unknown): upstream lowers the
+                    # expectation, else the next sync waits for a deletion that may never come.
                     self.expectations.deletion_observed(key, metadata["uid"])
                     if not isinstance(error, errors.NotFoundError | errors.ConflictError):
-                        error.delete = True  # type: ignore[attr-defined]
+                        error.delete = True  # type: ignore[union-attr]
                         raise
 
             results = await asyncio.gather(*(delete(p) for p in victims), return_exceptions=True)
