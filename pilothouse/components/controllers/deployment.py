@@ -18,13 +18,12 @@ from pilothouse.client.informer import EventHandler, Informer, object_key
 from pilothouse.client.rest import resource
 from pilothouse.components.controllers import deployment_util as du
 from pilothouse.components.controllers.base import Controller, ControllerContext
+from pilothouse.components.controllers.controllerref import ControllerRefManager
 from pilothouse.components.controllers.podcontrol import (
     PODS,
-    claim_objects,
     compute_hash,
     controller_ref,
     new_controller_ref,
-    owner_refs_patch,
     with_kind,
 )
 from pilothouse.components.controllers.replicaset import REPLICASETS, by_controller_uid, by_namespace
@@ -146,32 +145,10 @@ class DeploymentController(RolloutMixin, Controller):
 
     async def _claim_replicasets(self, d: Object) -> list[Object]:
         owner_ref = new_controller_ref(d, _API_VERSION, _KIND)
-        uid = owner_ref["uid"]
         selector = selector_from_object((d.get("spec") or {}).get("selector"))
         candidates = self.rs_informer.by_index("namespace", d["metadata"]["namespace"])
-
-        async def can_adopt() -> bool:
-            fresh = await self.client.get(DEPLOYMENTS, d["metadata"]["name"], d["metadata"]["namespace"])
-            return fresh["metadata"].get("uid") == uid and not fresh["metadata"].get("deletionTimestamp")
-
-        async def patch_refs(rs: Object, refs: list[Object]) -> Object:
-            metadata = rs["metadata"]
-            ops = owner_refs_patch(rs, refs)
-            try:
-                return await self.client.patch(REPLICASETS, metadata["name"], ops, metadata["namespace"],
-                                               patch_type="json")
-            except errors.InvalidError:
-                raise errors.NotFoundError(404, "NotFound", "replica set was replaced") from None
-
-        async def adopt(rs: Object) -> Object:
-            return await patch_refs(rs, [*(rs["metadata"].get("ownerReferences") or []), owner_ref])
-
-        async def release(rs: Object) -> Object:
-            return await patch_refs(rs, [r for r in rs["metadata"].get("ownerReferences") or []
-                                         if r.get("uid") != uid])
-
-        claimed = await claim_objects(d, owner_ref, selector, candidates, adopt=adopt, release=release,
-                                      can_adopt=can_adopt)
+        refs = ControllerRefManager(self.client, DEPLOYMENTS, d, owner_ref, REPLICASETS)
+        claimed = await refs.claim(selector, candidates)
         return [with_kind(rs, "apps/v1", "ReplicaSet") for rs in claimed]
 
     def pods_by_rs(self, d: Object, rss: list[Object]) -> dict[str, list[Object]]:

@@ -28,7 +28,7 @@ from pilothouse.client import errors
 from pilothouse.client.discovery import ServerResources
 from pilothouse.client.informer import EventHandler, Informer, object_key
 from pilothouse.components.controllers.base import Controller, ControllerContext
-from pilothouse.components.controllers.podcontrol import owner_refs_patch
+from pilothouse.components.controllers.controllerref import patch_owner_refs, release_owner
 from pilothouse.machinery.kinds import ResourceType
 
 __all__ = ["IGNORED", "RESYNC_SECONDS", "GarbageCollector"]
@@ -236,7 +236,8 @@ class GarbageCollector(Controller):
                 if ref.get("uid") in waiting and ref.get("blockOwnerDeletion"):
                     ref = {**ref, "blockOwnerDeletion": False}
                 refs.append(ref)
-            await self._patch_refs(node.resource, obj, refs)
+            with contextlib.suppress(errors.NotFoundError):  # gone or replaced: its own events bring it back
+                await patch_owner_refs(self.client, node.resource, obj, refs)
             return
         policy = "Background"
         if "waiting" in states.values() and self.dependents.get(metadata["uid"]):
@@ -273,20 +274,11 @@ class GarbageCollector(Controller):
             if found is None:
                 continue
             dep_node, dep = found
-            refs = [r for r in dep["metadata"].get("ownerReferences") or [] if r.get("uid") != uid]
             try:
-                await self._patch_refs(dep_node.resource, dep, refs)
+                await release_owner(self.client, dep_node.resource, dep, uid)
             except errors.NotFoundError:
-                pass
+                pass  # gone, or replaced by another object of the same name: its own events bring it here
         await self._remove_finalizer(node.resource, obj, ORPHAN)
-
-    async def _patch_refs(self, r: ResourceType, obj: Object, refs: list[Object]) -> None:
-        metadata = obj["metadata"]
-        ops = owner_refs_patch(obj, refs)
-        try:
-            await self.client.patch(r, metadata["name"], ops, metadata.get("namespace"), patch_type="json")
-        except errors.InvalidError:
-            pass  # replaced by another object of the same name: its own events bring it here
 
     async def _remove_finalizer(self, r: ResourceType, obj: Object, finalizer: str) -> None:
         metadata = obj["metadata"]

@@ -13,8 +13,7 @@ workload controller needs the same answers, so they live here once:
   :func:`pod_ready_since`;
 * :func:`rank_pods_for_deletion` (client-go's ``ActivePodsWithRanks`` order: unscheduled, pending,
   not-ready, colocated, recently-ready, restarting, younger pods go first);
-* :func:`claim_objects` (adoption of orphans that match the selector, release of owned objects that no
-  longer match: ``ControllerRefManager``);
+* adoption and release (``ControllerRefManager``) live in :mod:`.controllerref`;
 * :func:`compute_hash` (``pod-template-hash``) and :func:`safe_encode_string`.
 
 Nothing here reads the server except through the calls it is given: the functions are pure, and
@@ -37,7 +36,6 @@ from pilothouse.client.events import EventRecorder
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.controllers.base import Expectations
 from pilothouse.machinery import meta
-from pilothouse.machinery.selectors import LabelSelector
 
 __all__ = [
     "BURST_REPLICAS",
@@ -45,7 +43,6 @@ __all__ = [
     "SLOW_START_INITIAL_BATCH",
     "PodControl",
     "UIDTrackingExpectations",
-    "claim_objects",
     "compute_hash",
     "controller_ref",
     "fnv32a",
@@ -53,7 +50,6 @@ __all__ = [
     "is_pod_available",
     "is_pod_ready",
     "new_controller_ref",
-    "owner_refs_patch",
     "owner_uid_refs",
     "pod_from_template",
     "pod_ready_condition",
@@ -347,65 +343,6 @@ async def slow_start_batch(count: int, fn: Callable[[], Awaitable[Any]],
         remaining -= batch
         batch = min(2 * batch, remaining)
     return successes, None
-
-
-# -------------------------------------------------------------------------------------------- claiming
-
-
-def owner_refs_patch(obj: Object, refs: list[Object]) -> list[Object]:
-    """The JSON patch that adoption, release and orphaning write: ``obj``'s ownerReferences become
-    ``refs``, guarded by its uid (a test op), so an object deleted and re-created under the same
-    name is never changed by mistake (the server answers 422; callers treat it as gone)."""
-    return [{"op": "test", "path": "/metadata/uid", "value": obj["metadata"]["uid"]},
-            {"op": "add", "path": "/metadata/ownerReferences", "value": refs} if refs
-            else {"op": "remove", "path": "/metadata/ownerReferences"}]
-
-
-async def claim_objects(owner: Object, owner_ref: Object, selector: LabelSelector,
-                        candidates: Iterable[Object], *,
-                        adopt: Callable[[Object], Awaitable[Any]],
-                        release: Callable[[Object], Awaitable[Any]],
-                        can_adopt: Callable[[], Awaitable[bool]] | None = None) -> list[Object]:
-    """``ControllerRefManager.ClaimObjects``: the candidates this owner controls after adopting orphans
-    that match ``selector`` and releasing owned ones that do not.
-
-    ``adopt``/``release`` patch one object (NotFound means it is gone: skipped). ``can_adopt`` is asked
-    once, before the first adoption (Kubernetes re-reads the owner live to be sure it is not being
-    deleted). An owner being deleted adopts nothing.
-    """
-    uid = owner_ref["uid"]
-    claimed: list[Object] = []
-    adoption_allowed: bool | None = None
-    for obj in candidates:
-        metadata = obj["metadata"]
-        ref = controller_ref(obj)
-        matches = selector.matches(metadata.get("labels") or {})
-        if ref is not None:
-            if ref.get("uid") != uid:
-                continue  # someone else's
-            if matches:
-                claimed.append(obj)
-                continue
-            if owner["metadata"].get("deletionTimestamp"):
-                continue  # being deleted: ignore, the GC takes care
-            try:
-                await release(obj)
-            except errors.NotFoundError:
-                pass
-            continue
-        # an orphan
-        if not matches or owner["metadata"].get("deletionTimestamp") or metadata.get("deletionTimestamp"):
-            continue
-        if adoption_allowed is None:
-            adoption_allowed = await can_adopt() if can_adopt is not None else True
-        if not adoption_allowed:
-            continue
-        try:
-            adopted = await adopt(obj)
-        except errors.NotFoundError:
-            continue
-        claimed.append(adopted if isinstance(adopted, dict) and adopted.get("metadata") else obj)
-    return claimed
 
 
 # ---------------------------------------------------------------------------------------------- hashing

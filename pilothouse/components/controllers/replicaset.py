@@ -21,18 +21,17 @@ from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler, Informer, object_key
 from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext, split_key
+from pilothouse.components.controllers.controllerref import ControllerRefManager
 from pilothouse.components.controllers.podcontrol import (
     BURST_REPLICAS,
     PODS,
     PodControl,
     UIDTrackingExpectations,
-    claim_objects,
     controller_ref,
     is_pod_active,
     is_pod_available,
     is_pod_ready,
     new_controller_ref,
-    owner_refs_patch,
     rank_pods_for_deletion,
     slow_start_batch,
     with_kind,
@@ -233,31 +232,8 @@ class ReplicaSetController(Controller):
 
     async def _claim_pods(self, rs: Object, selector: Any, candidates: list[Object]) -> list[Object]:
         owner_ref = new_controller_ref(rs, self.managed.api_version, self.managed.kind)
-        uid = owner_ref["uid"]
-
-        async def can_adopt() -> bool:
-            # RecheckDeletionTimestamp: the cache may be stale, ask the server.
-            fresh = await self.client.get(self.managed, rs["metadata"]["name"], rs["metadata"]["namespace"])
-            return fresh["metadata"].get("uid") == uid and not fresh["metadata"].get("deletionTimestamp")
-
-        async def adopt(pod: Object) -> Object:
-            refs = [*(pod["metadata"].get("ownerReferences") or []), owner_ref]
-            return await self._patch_owner_refs(pod, refs)
-
-        async def release(pod: Object) -> Object:
-            refs = [r for r in pod["metadata"].get("ownerReferences") or [] if r.get("uid") != uid]
-            return await self._patch_owner_refs(pod, refs)
-
-        return await claim_objects(rs, owner_ref, selector, candidates, adopt=adopt, release=release,
-                                   can_adopt=can_adopt)
-
-    async def _patch_owner_refs(self, pod: Object, refs: list[Object]) -> Object:
-        metadata = pod["metadata"]
-        patch = owner_refs_patch(pod, refs)
-        try:
-            return await self.client.patch(PODS, metadata["name"], patch, metadata["namespace"], patch_type="json")
-        except errors.InvalidError:
-            raise errors.NotFoundError(404, "NotFound", "pod was replaced") from None
+        refs = ControllerRefManager(self.client, self.managed, rs, owner_ref, PODS)
+        return await refs.claim(selector, candidates)
 
     async def _manage_replicas(self, key: str, pods: list[Object], rs: Object) -> None:
         spec = rs.get("spec") or {}
