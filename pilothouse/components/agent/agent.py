@@ -429,8 +429,7 @@ class Agent:
     def _on_pod_deleted(self, pod: Object) -> None:
         worker = self.workers.get(pod["metadata"].get("uid", ""))
         if worker is not None and not worker.static:
-            worker.deleted = True
-            worker.kick()
+            worker.mark_deleted()
 
     def _finished(self, uid: str) -> None:
         self.workers.pop(uid, None)
@@ -474,15 +473,9 @@ class Agent:
             longest = max(w.grace_period() for w in workers)
             # A warning so that it shows by default: the exit waits on these, up to the longest grace.
             log.warning("stopping %d pods, waiting up to %.0fs for their grace periods: %s", len(workers), longest,
-                     ", ".join(f"{w.pod['metadata'].get('namespace', '')}/{w.pod['metadata']['name']}"
-                               for w in workers))
+                     ", ".join(w.name for w in workers))
 
-        async def stop_pod(worker: PodWorker) -> None:
-            assert self.runtime is not None
-            states = await self.runtime.list_containers({LABEL_POD_UID: worker.uid})
-            await worker._stop_all(states, worker.grace_period())
-
-        await asyncio.gather(*(stop_pod(w) for w in workers), return_exceptions=True)
+        await asyncio.gather(*(w.stop_for_exit() for w in workers), return_exceptions=True)
         await self._remove_containers(lambda _uid: True, "stopped pod")
 
     async def _remove_containers(self, doomed: Callable[[str], bool], why: str) -> None:
@@ -533,8 +526,7 @@ class Agent:
             old = self.static_pods.pop(uid)
             worker = self.workers.get(uid)
             if worker is not None:
-                worker.deleted = True
-                worker.kick()
+                worker.mark_deleted()
             if not any(p["metadata"]["name"] == old["metadata"]["name"] for p in current.values()):
                 self._stale_mirrors.append((old["metadata"]["namespace"], old["metadata"]["name"]))
         for uid, pod in current.items():
@@ -573,8 +565,7 @@ class Agent:
                                      metadata["namespace"])
             worker = self.workers.get(metadata["uid"])
             if worker is not None:  # a fresh mirror has no status yet: write ours again
-                worker.pod = {**worker.pod, "status": {}}
-                worker.kick()
+                worker.resend_status()
 
 
 async def run_agent(options: AgentOptions) -> None:

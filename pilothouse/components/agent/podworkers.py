@@ -189,6 +189,23 @@ class PodWorker:
     def kick(self) -> None:
         self.kick_event.set()
 
+    def mark_deleted(self) -> None:
+        """The API object (or static manifest) is gone: tear the pod down and finish."""
+        self.deleted = True
+        self.kick()
+
+    def resend_status(self) -> None:
+        """Forget the status last written so the next sync writes it whole (a fresh mirror pod has
+        none)."""
+        self.pod = {**self.pod, "status": {}}
+        self.kick()
+
+    async def stop_for_exit(self) -> None:
+        """Stop every container of the pod within its grace period (``--stop-pods-on-exit``),
+        listing them from the engine: what this worker last saw may be stale."""
+        states = await self.ctx.runtime.list_containers({LABEL_POD_UID: self.uid})
+        await self._stop_all(states, self.grace_period())
+
     async def cancel(self) -> None:
         """Stop driving this pod without touching its containers (agent shutdown: adoption later)."""
         for probes in self.probes.values():
