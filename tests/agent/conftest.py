@@ -115,7 +115,10 @@ class PodmanFixture(EngineAPI):
             self.socket_path.unlink()
         log = open(self.directory / "service.log", "ab")  # noqa: SIM115 - lives with the process
         self.process = subprocess.Popen([*self.base(), "system", "service", "--time=0", self.endpoint],
-                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                        # conmon writes an empty "oom" file into its working directory
+                                        # when a container is OOM-killed: keep it out of the checkout
+                                        cwd=self.directory)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -92,7 +92,10 @@ class PodmanService:
             # own session: a Ctrl-C aimed at the agent must not reach the service first
             self.process = await asyncio.create_subprocess_exec(
                 *self.command(), stdout=log_file, stderr=log_file, stdin=asyncio.subprocess.DEVNULL,
-                env=env, start_new_session=True)
+                env=env, start_new_session=True,
+                # conmon writes an empty "oom" file into its working directory when a container is
+                # OOM-killed: the socket's directory, not wherever the agent was started from
+                cwd=self.socket_path.parent)
         finally:
             log_file.close()
         loop = asyncio.get_running_loop()
