@@ -154,3 +154,25 @@ async def test_recreate_and_controller_restart_mid_rollout(cluster: Cluster) -> 
     cluster.kubelet.poke()
     await eventually(lambda: rolled_out(cluster.client, ns, "api", "nginx:1.27", 6))
     assert len((await cluster.client.list(PODS, ns))["items"]) == 6
+
+
+async def test_rollout_after_a_scale_whose_annotation_was_left_behind(cluster: Cluster) -> None:
+    """Chaos seed 1747350150 (issue 15): ``updatedReplicas 0`` for good, the rollout never made.
+
+    The only active ReplicaSet already had the Deployment's replicas but an older desired-replicas
+    annotation (a rolling step written from a stale Deployment, then a scale and a restart while the
+    controller manager was down). Every sync was a "scaling event"; ``scale`` found the size right and
+    wrote nothing, so the annotation stayed stale, no new ReplicaSet was created, and the status
+    counted no updated replica. The state is made directly here, with the controllers stopped."""
+    ns = "deploy-stale-annotation"
+    await cluster.client.create(NAMESPACES, {"metadata": {"name": ns}})
+    await cluster.client.create(DEPLOY, deployment("app", 3, maxSurge=2, maxUnavailable=1), ns)
+    await eventually(lambda: rolled_out(cluster.client, ns, "app", "nginx:1.26", 3))
+    await cluster.stop_controllers()
+    (rs,) = (await cluster.client.list(RS, ns))["items"]
+    await cluster.client.patch(RS, rs["metadata"]["name"], {"metadata": {"annotations": {
+        "deployment.kubernetes.io/desired-replicas": "2"}}}, ns, patch_type="merge")
+    await cluster.client.patch(DEPLOY, "app", {"spec": {"template": {"spec": {"containers": [
+        {"name": "web", "image": "nginx:1.27"}]}}}}, ns, patch_type="strategic")
+    await cluster.start_controllers()
+    await eventually(lambda: rolled_out(cluster.client, ns, "app", "nginx:1.27", 3))

@@ -192,8 +192,10 @@ class RolloutMixin:
     async def scale(self, d: Object, new_rs: Object | None, old_rss: list[Object]) -> None:
         target = du.find_active_or_latest(new_rs, old_rss)
         if target is not None:
-            if du.replicas(target) != du.replicas(d):
-                await self.scale_replicaset(target, du.replicas(d), d)
+            # Even at the right size: its desired-replicas annotation must follow the Deployment,
+            # or every sync is a "scaling event" again and the rollout is never made (chaos seed
+            # 1747350150). scale_replicaset writes nothing when size and annotations agree.
+            await self.scale_replicaset(target, du.replicas(d), d)
             return
         if du.is_saturated(d, new_rs):
             for rs in du.filter_active(list(old_rss)):
