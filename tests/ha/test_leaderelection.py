@@ -234,3 +234,27 @@ async def test_lease_is_only_written_with_the_read_resource_version(server: Serv
     with pytest.raises(errors.ConflictError):
         await client.update(LEASES, stale)
     await a.cancel()
+
+
+async def test_leader_renews_with_one_write_of_its_last_copy(server: ServerProcess, client: APIClient) -> None:
+    """client-go's optimistic fast path: a valid leader renews with one update of the Lease it last
+    wrote, no read first, so a renewal on a loaded server is one round trip, not two."""
+    name = lease_name()
+    a = Candidate(server.url, name, "host_a")
+    try:
+        await asyncio.wait_for(a.started.wait(), 5)
+        reads: list[str] = []
+        read = a.client.get
+
+        async def counted_get(resource_: Any, name_: str, *args: Any, **kwargs: Any) -> Any:
+            reads.append(name_)
+            return await read(resource_, name_, *args, **kwargs)
+
+        a.client.get = counted_get  # type: ignore[method-assign]
+        first = (await get_spec(client, name))["renewTime"]
+        await asyncio.sleep(RETRY * 5)
+        assert (await get_spec(client, name))["renewTime"] != first, "the leader stopped renewing"
+        assert reads == [], f"renewals read the lease first: {len(reads)} reads"
+        assert a.elector.is_leader
+    finally:
+        await a.cancel()

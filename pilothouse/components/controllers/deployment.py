@@ -26,7 +26,7 @@ from pilothouse.components.controllers.podcontrol import (
     new_controller_ref,
     with_kind,
 )
-from pilothouse.components.controllers.replicaset import REPLICASETS, by_controller_uid, by_namespace
+from pilothouse.components.controllers.replicaset import REPLICASETS, by_controller_uid, by_namespace, owned_and_orphans
 from pilothouse.components.controllers.rollout import RolloutMixin
 from pilothouse.machinery.selectors import selector_from_object
 
@@ -51,6 +51,7 @@ class DeploymentController(RolloutMixin, Controller):
         for informer in (self.d_informer, self.rs_informer, self.pod_informer):
             informer.add_indexer("namespace", by_namespace)
         self.pod_informer.add_indexer("controller-uid", by_controller_uid)
+        self.rs_informer.add_indexer("controller-uid", by_controller_uid)
         self.d_informer.add_handler(EventHandler.on_object(self.enqueue, self.enqueue))
         self.rs_informer.add_handler(EventHandler(self._rs_added, self._rs_updated, self._rs_deleted))
         self.pod_informer.add_handler(EventHandler(on_delete=self._pod_deleted))
@@ -146,7 +147,7 @@ class DeploymentController(RolloutMixin, Controller):
     async def _claim_replicasets(self, d: Object) -> list[Object]:
         owner_ref = new_controller_ref(d, _API_VERSION, _KIND)
         selector = selector_from_object((d.get("spec") or {}).get("selector"))
-        candidates = self.rs_informer.by_index("namespace", d["metadata"]["namespace"])
+        candidates = owned_and_orphans(self.rs_informer, d)
         refs = ControllerRefManager(self.client, DEPLOYMENTS, d, owner_ref, REPLICASETS)
         claimed = await refs.claim(selector, candidates)
         return [with_kind(rs, "apps/v1", "ReplicaSet") for rs in claimed]

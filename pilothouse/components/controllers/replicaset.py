@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler, Informer, object_key
 from pilothouse.client.rest import resource
-from pilothouse.components.controllers.base import Controller, ControllerContext, split_key
+from pilothouse.components.controllers.base import Controller, ControllerContext
 from pilothouse.components.controllers.controllerref import ControllerRefManager
 from pilothouse.components.controllers.podcontrol import (
     BURST_REPLICAS,
@@ -40,7 +40,8 @@ from pilothouse.machinery import meta
 from pilothouse.machinery.kinds import ResourceType
 from pilothouse.machinery.selectors import LabelSelector, selector_from_object
 
-__all__ = ["REPLICASETS", "ReplicaSetController", "by_namespace", "calculate_status"]
+__all__ = ["REPLICASETS", "ReplicaSetController", "by_controller_uid", "by_namespace", "calculate_status",
+           "owned_and_orphans"]
 
 Object = dict[str, Any]
 
@@ -52,9 +53,26 @@ def by_namespace(obj: Object) -> list[str]:
     return [obj["metadata"].get("namespace") or ""]
 
 
+ORPHAN_PREFIX = "orphan/"
+
+
 def by_controller_uid(obj: Object) -> list[str]:
+    """kube's ``PodControllerUIDIndex``: the controller's UID, or ``orphan/<namespace>`` for an object
+    without one (``OrphanPodIndexKeyForNamespace``)."""
     ref = controller_ref(obj)
-    return [ref["uid"]] if ref and ref.get("uid") else []
+    if ref is not None:
+        return [ref["uid"]] if ref.get("uid") else []
+    return [ORPHAN_PREFIX + (obj["metadata"].get("namespace") or "")]
+
+
+def owned_and_orphans(informer: Informer, owner: Object) -> list[Object]:
+    """``FilterPodsByOwner``: the objects ``owner`` controls and the namespace's orphans, the only
+    ones a claim can keep or adopt. Not the whole namespace: at 10,000 ReplicaSets of 15 pods in one
+    namespace, every sync scanned 150,000 pods (most of the controller manager's CPU per pod event).
+    Needs the ``controller-uid`` indexer (:func:`by_controller_uid`)."""
+    metadata = owner["metadata"]
+    return [*informer.by_index("controller-uid", metadata["uid"]),
+            *informer.by_index("controller-uid", ORPHAN_PREFIX + (metadata.get("namespace") or ""))]
 
 
 def calculate_status(rs: Object, pods: list[Object], manage_error: BaseException | None) -> Object:
@@ -208,11 +226,10 @@ class ReplicaSetController(Controller):
             self.expectations.forget(key)
             return
         rs = with_kind(rs, self.managed.api_version, self.managed.kind)
-        namespace, _ = split_key(key)
         needs_sync = self.expectations.satisfied(key)
         spec = rs.get("spec") or {}
         selector = self.selector(rs)
-        candidates = [p for p in self.pod_informer.by_index("namespace", namespace or "") if is_pod_active(p)]
+        candidates = [p for p in owned_and_orphans(self.pod_informer, rs) if is_pod_active(p)]
         pods = await self._claim_pods(rs, selector, candidates)
 
         manage_error: BaseException | None = None
