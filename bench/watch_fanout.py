@@ -54,7 +54,8 @@ class HubStore:
         return self.hub.watch(prefix, start_revision, trigger)
 
 
-async def _no_history(prefix: str, after: int, upto: int, limit: int) -> list[WatchEvent]:
+async def _no_history(prefix: str, after: int, upto: int, limit: int,
+                      trigger: object) -> list[WatchEvent]:
     return []
 
 

@@ -78,7 +78,9 @@ def trigger_for(resource: ResourceType, fields: FieldSelector) -> WatchTrigger |
     may_match = list_prefilter(resource, fields)
     if field == "metadata.name":
         return WatchTrigger(_name_from_key, value, may_match)
-    return WatchTrigger(_field_extractor(field, resource.strategy.selectable_fields), value, may_match)
+    # An empty value also matches objects without the field, which no index holds.
+    return WatchTrigger(_field_extractor(field, resource.strategy.selectable_fields), value, may_match,
+                        field if value else None)
 
 
 def list_prefilter(resource: ResourceType, fields: FieldSelector) -> Prefilter | None:

@@ -78,14 +78,28 @@ INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', 1);
 #: (``Store.list(index=...)``); the column holds the field's value when it is a JSON string or number.
 INDEXED_FIELDS = {"spec.nodeName": "node_name"}
 
-#: Schema versions: 1 the tables above; 2 adds ``kv.node_name`` and its index.
-SCHEMA_VERSION = 2
+#: Schema versions: 1 the tables above; 2 adds ``kv.node_name`` and its index; 3 adds
+#: ``log.node_name`` and ``log.prev_node_name`` (of ``value`` and ``prev_value``) and their indexes.
+SCHEMA_VERSION = 3
 
-_NODE_NAME_COLUMN = (
-    "ALTER TABLE kv ADD COLUMN node_name TEXT GENERATED ALWAYS AS ("
-    # X'...' is the bytes "nodeName": — a cheap test before the JSON parse
-    " CASE WHEN instr(value, X'226e6f64654e616d65223a') AND json_valid(CAST(value AS TEXT))"
-    " THEN json_extract(CAST(value AS TEXT), '$.spec.nodeName') END) VIRTUAL"
+
+def _node_name_column(table: str, column: str, source: str) -> str:
+    return (
+        f"ALTER TABLE {table} ADD COLUMN {column} TEXT GENERATED ALWAYS AS ("
+        # X'...' is the bytes "nodeName": — a cheap test before the JSON parse
+        f" CASE WHEN instr({source}, X'226e6f64654e616d65223a') AND json_valid(CAST({source} AS TEXT))"
+        f" THEN json_extract(CAST({source} AS TEXT), '$.spec.nodeName') END) VIRTUAL"
+    )
+
+
+#: Per table: (column, stored value it reads, index, indexed columns after the value).
+_NODE_NAME_COLUMNS = (
+    ("kv", "node_name", "value", "kv_node_name", "key"),
+    # The history: a kubelet's pod watch starts from its list's revision, by then older than the
+    # watch ring at 5,000 nodes, and replays that range; these read only its node's events (a pod's
+    # bind or delete is in the new or the old value) instead of every pod event of the range.
+    ("log", "node_name", "value", "log_node_name", "rev"),
+    ("log", "prev_node_name", "prev_value", "log_prev_node_name", "rev"),
 )
 
 
@@ -94,13 +108,14 @@ def migrate(conn: sqlite3.Connection) -> None:
 
     Adding a virtual column is instant; building its index reads every stored object once (a few
     seconds at 150,000 pods), in one transaction, so a crash leaves the old schema intact."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_xinfo(kv)")}
-    if "node_name" in columns:
-        return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute(_NODE_NAME_COLUMN)
-        conn.execute("CREATE INDEX kv_node_name ON kv (node_name, key) WHERE node_name IS NOT NULL")
+        # Read inside the write lock: ``server --workers`` start several writers on one file.
+        for table, column, source, index, then in _NODE_NAME_COLUMNS:
+            if column in {row[1] for row in conn.execute(f"PRAGMA table_xinfo({table})")}:
+                continue
+            conn.execute(_node_name_column(table, column, source))
+            conn.execute(f"CREATE INDEX {index} ON {table} ({column}, {then}) WHERE {column} IS NOT NULL")
         conn.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (SCHEMA_VERSION,))
         conn.execute("COMMIT")
     except BaseException:

@@ -163,6 +163,10 @@ class WatchTrigger:
     extract: FieldExtractor
     value: str
     may_match: Callable[[KeyValue], bool] | None = None
+    #: The field path ``extract`` reads (``spec.nodeName``), for a backend that indexes its stored
+    #: values by it (the SQLite store's history reads at watch start); None: not indexable (a key
+    #: name, or stored bytes the backend cannot read, such as ciphertext).
+    field: str | None = None
 
 
 @runtime_checkable

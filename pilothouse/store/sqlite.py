@@ -319,9 +319,11 @@ class SQLiteStore:
         narrows the live fan-out (watchhub)."""
         return self._hub.watch(prefix, start_revision, trigger)
 
-    async def _load_history(self, prefix: str, after: int, upto: int,
-                            limit: int) -> builtins.list[WatchEvent]:
-        return await self._in_thread(lambda conn: _history(conn, prefix, after, upto, limit), "watch")
+    async def _load_history(self, prefix: str, after: int, upto: int, limit: int,
+                            trigger: WatchTrigger | None) -> builtins.list[WatchEvent]:
+        column = None if trigger is None or trigger.field is None else INDEXED_FIELDS.get(trigger.field)
+        term = None if column is None or trigger is None else (column, trigger.value)
+        return await self._in_thread(lambda conn: _history(conn, prefix, after, upto, limit, term), "watch")
 
     async def _load_snapshot(self, prefix: str) -> ListResult:
         return await self.list(prefix)
@@ -426,8 +428,10 @@ def _rows_at(conn: sqlite3.Connection, keys: tuple[str, list[object]], current: 
     return rows[:n] if n >= 0 else rows
 
 
-def _history(conn: sqlite3.Connection, prefix: str, after: int, upto: int,
-             limit: int) -> list[WatchEvent]:
+def _history(conn: sqlite3.Connection, prefix: str, after: int, upto: int, limit: int,
+             term: tuple[str, str] | None = None) -> list[WatchEvent]:
+    """``term``: (indexed column, value) to read only the events whose new or previous value holds
+    that value, through the ``log`` indexes on the column and ``prev_`` column (``_sqlite_schema``)."""
     conn.execute("BEGIN")
     try:
         _, compacted = _snapshot_revision(conn)
@@ -436,11 +440,21 @@ def _history(conn: sqlite3.Connection, prefix: str, after: int, upto: int,
         end = prefix_end(prefix)
         key_filter = "key >= ?" + ("" if end is None else " AND key < ?")
         args: list[object] = [prefix] if end is None else [prefix, end]
-        rows = conn.execute(
-            f"SELECT {EVENT_COLUMNS} FROM log WHERE rev > ? AND rev <= ? AND {key_filter} "
-            f"ORDER BY rev LIMIT ?",
-            [after, upto, *args, limit],
-        ).fetchall()
+        if term is None:
+            rows = conn.execute(
+                f"SELECT {EVENT_COLUMNS} FROM log WHERE rev > ? AND rev <= ? AND {key_filter} "
+                f"ORDER BY rev LIMIT ?",
+                [after, upto, *args, limit],
+            ).fetchall()
+        else:
+            column, value = term
+            # Two index range reads (SQLite's OR optimisation), then the key range and the order.
+            rows = conn.execute(
+                f"SELECT {EVENT_COLUMNS} FROM log WHERE"
+                f" (({column} = ? AND rev > ? AND rev <= ?) OR (prev_{column} = ? AND rev > ? AND rev <= ?))"
+                f" AND {key_filter} ORDER BY rev LIMIT ?",
+                [value, after, upto, value, after, upto, *args, limit],
+            ).fetchall()
     finally:
         conn.execute("COMMIT")
     return [event_from_row(r) for r in rows]

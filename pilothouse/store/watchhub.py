@@ -56,9 +56,10 @@ from pilothouse.store.interface import (
 
 __all__ = ["QUEUE_BYTES", "RING_BYTES", "HistoryLoader", "SnapshotLoader", "Watch", "WatchHub", "event_bytes"]
 
-#: ``(prefix, after, upto, limit)`` → events under prefix with ``after < revision <= upto`` in revision
-#: order, at most ``limit``; raises CompactedError when ``after`` is older than the compaction point.
-HistoryLoader = Callable[[str, int, int, int], Awaitable[list[WatchEvent]]]
+#: ``(prefix, after, upto, limit, trigger)`` → events under prefix with ``after < revision <= upto`` in
+#: revision order, at most ``limit``; raises CompactedError when ``after`` is older than the compaction
+#: point. With a trigger it may leave out events the trigger rules out (never one it may match).
+HistoryLoader = Callable[[str, int, int, int, WatchTrigger | None], Awaitable[list[WatchEvent]]]
 #: ``prefix`` → the current state under prefix, with the revision it was read at.
 SnapshotLoader = Callable[[str], Awaitable[ListResult]]
 
@@ -375,7 +376,7 @@ class Watch:
                 self._pending = None
                 return
             events = await self._hub._load_history(self._prefix, self._cursor, self._origin,
-                                                   _HISTORY_CHUNK)
+                                                   _HISTORY_CHUNK, self._trigger)
         except StoreError as exc:
             if not self._done:
                 self._error = exc

@@ -25,7 +25,7 @@ def _event(revision: int, key: str = "/registry/pods/ns/p", prev: bool = True) -
 
 
 def _hub(**kwargs: int) -> WatchHub:
-    async def no_history(prefix: str, after: int, upto: int, limit: int) -> list[WatchEvent]:
+    async def no_history(prefix: str, after: int, upto: int, limit: int, trigger: object) -> list[WatchEvent]:
         return []
 
     async def no_snapshot(prefix: str) -> object:

@@ -149,7 +149,10 @@ class EncryptingStore:
     def watch(self, prefix: str, start_revision: int,
               trigger: WatchTrigger | None = None) -> AsyncIterator[WatchEvent]:
         # The backend's extractor sees ciphertext for encrypted resources, cannot read it, and so
-        # hands those events to every watcher of the field: correct, only not narrowed.
+        # hands those events to every watcher of the field: correct, only not narrowed. Its ``field``
+        # is dropped: the backend's index holds no ciphertext, and would skip those events.
+        if trigger is not None and trigger.field is not None:
+            trigger = dataclasses.replace(trigger, field=None)
         return _DecryptingWatch(self, self.inner.watch(prefix, start_revision, trigger))
 
     async def compact(self, revision: int) -> None:
