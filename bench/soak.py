@@ -11,7 +11,9 @@ descriptors (from /proc), threads, and the asyncio task count where the process'
 exposes ``python_asyncio_tasks`` (the API server's: the Go ``go_goroutines`` equivalent); the SQLite
 file and WAL sizes; and request latency p99 per verb in the window, as clients saw it. At the end,
 a least-squares slope per series over the windows after the first (warm-up) with the growth it
-projects over the run, flagged ``GROWS`` when that is more than 10% (and past a noise floor).
+projects over the run, flagged ``GROWS`` when that is more than 10% (and past a noise floor); then
+the same over the windows after ``--settled`` minutes, once the store's history has reached its
+retention (the SQLite file must level off there, not before).
 
     .venv/bin/python bench/soak.py --minutes 30 [--window 60] [--rate 20] [--nodes 20]
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import random
 import subprocess
@@ -198,8 +201,8 @@ def slope(values: list[float]) -> float:
 FLOORS = {"MiB": 8.0, "fds": 5.0, "threads": 2.0, "tasks": 20.0, "ms": 20.0, "MB": 2.0}
 
 
-def trend(name: str, unit: str, values: list[float]) -> str:
-    steady = values[1:] if len(values) > 2 else values  # the first window is warm-up
+def trend(name: str, unit: str, values: list[float], skip: int = 1) -> str:
+    steady = values[skip:] if len(values) > skip + 1 else values  # the first windows are warm-up
     s = slope(steady)
     finite = [v for v in steady if v == v]
     if not finite:
@@ -271,6 +274,14 @@ async def soak(args: argparse.Namespace) -> None:
         print(f"\ntrends over {window} windows (the first is warm-up):")
         for (name, unit), values in series.items():
             print(trend(name, unit, values))
+        settled = math.ceil(args.settled * 60 / args.window)
+        if window > settled + 2:
+            # The store keeps one to two compaction intervals of history (sqlite.py), so its file
+            # grows until the second compaction (600 s) frees pages for reuse: judge a level-off here.
+            print(f"\ntrends over windows {settled + 1}..{window} "
+                  f"(after {args.settled:g} min: the history at its retention):")
+            for (name, unit), values in series.items():
+                print(trend(name, unit, values, skip=settled))
     finally:
         for process in (agent, server):
             process.terminate()
@@ -289,6 +300,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="pod creates (and deletes) per second")
     parser.add_argument("--nodes", type=int, default=20, help="simulated nodes")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--settled", type=float, default=11.0,
+                        help="minutes after which a second trend table is printed (two compaction intervals + 1)")
     asyncio.run(soak(parser.parse_args()))
 
 

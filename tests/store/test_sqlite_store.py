@@ -4,12 +4,14 @@ background compaction, error mapping, list speed."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
 from pilothouse.store import open_store, sqlite_path
+from pilothouse.store._sqlite_schema import JOURNAL_SIZE_LIMIT
 from pilothouse.store.interface import StoreError, UnavailableError
 from pilothouse.store.sqlite import SQLiteStore
 
@@ -169,3 +171,29 @@ async def test_abandoned_watch_is_unregistered(tmp_path: Path) -> None:
         assert store._hub.watcher_count == 1
         del w  # dropped without aclose(): must not stay registered
         assert store._hub.watcher_count == 0
+
+
+async def test_wal_file_shrinks_back_after_it_grew(tmp_path: Path) -> None:
+    """While a reader holds an old snapshot (or one group commit or compaction chunk is larger than
+    the auto-checkpoint's 1000 pages) the WAL cannot restart and the file grows; without
+    ``journal_size_limit`` SQLite later reuses it from its start but never truncates it, so its size
+    is the run's high-water mark (the soak saw 4.5 → 29 MB, issue 15). With the limit, the first
+    restart after a complete checkpoint truncates it back."""
+    wal = tmp_path / "s.db-wal"
+    async with SQLiteStore(tmp_path / "s.db", compact_interval=None) as store:
+        await store.create("/k/first", b"v")
+        reader = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM kv").fetchone()  # pins its snapshot: no WAL restart
+        big = b"x" * 8192
+        await asyncio.gather(*(store.create(f"/big/{i}", big) for i in range(2000)))
+        grown = wal.stat().st_size
+        assert grown > 2 * JOURNAL_SIZE_LIMIT
+        reader.close()
+        # Small writes: a commit past 1000 WAL pages checkpoints; once a checkpoint has copied
+        # everything back, the next write restarts the WAL from its start (and truncates it).
+        for i in range(3000):
+            await store.create(f"/small/{i}", b"v")
+            if wal.stat().st_size <= JOURNAL_SIZE_LIMIT:
+                break
+        assert wal.stat().st_size <= JOURNAL_SIZE_LIMIT, (grown, wal.stat().st_size)
