@@ -6,38 +6,49 @@ cached; the audiences are part of the key; token files are asked ahead of it. Th
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import orjson
 
-from pilothouse.apiserver.auth import BearerToken
+from pilothouse.apiserver.auth import AuthLayer, BearerToken
 from pilothouse.apiserver.authchain import AuthOptions, build_auth
 from pilothouse.apiserver.tokencache import SUCCESS_TTL
+from pilothouse.store.interface import KeyValue
 from pilothouse.store.sqlite import SQLiteStore
 
 _SA_KEY = "/registry/core/serviceaccounts/default/robot"
+_ACCOUNT = {"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "robot", "namespace": "default", "uid": "uid-robot"}}
+
+
+@asynccontextmanager
+async def _chain(tmp_path: Path, options: AuthOptions) -> AsyncIterator[tuple[AuthLayer, SQLiteStore, KeyValue, str]]:
+    """(the chain, its store, the stored account robot, a token of robot's)."""
+    store = SQLiteStore(str(tmp_path / "s.db"), compact_interval=None)
+    await store.start()
+    try:
+        layer = build_auth(options, store, tmp_path)
+        kv = await store.create(_SA_KEY, orjson.dumps(_ACCOUNT))
+        assert layer.service_accounts is not None
+        token, _ = layer.service_accounts.issue(_ACCOUNT, [], 3600)
+        yield layer, store, kv, token
+    finally:
+        await store.close()
 
 
 def test_service_account_token_cached_until_the_ttl(tmp_path: Path) -> None:
     async def scenario() -> None:
-        store = SQLiteStore(str(tmp_path / "s.db"), compact_interval=None)
-        await store.start()
-        try:
-            token_file = tmp_path / "tokens.csv"
-            token_file.write_text("static-token,alice,uid-alice\n")
-            layer = build_auth(AuthOptions(token_auth_file=str(token_file), authorization_mode="RBAC"),
-                               store, tmp_path)
+        token_file = tmp_path / "tokens.csv"
+        token_file.write_text("static-token,alice,uid-alice\n")
+        options = AuthOptions(token_auth_file=str(token_file), authorization_mode="RBAC")
+        async with _chain(tmp_path, options) as (layer, store, kv, token):
             tokens = layer.tokens
             assert isinstance(tokens, BearerToken) and tokens.cache is not None
             assert tokens.cache.ttl == SUCCESS_TTL == 10.0
             now = [1000.0]
             tokens.cache.clock = lambda: now[0]
-            account = {"apiVersion": "v1", "kind": "ServiceAccount",
-                       "metadata": {"name": "robot", "namespace": "default", "uid": "uid-robot"}}
-            kv = await store.create(_SA_KEY, orjson.dumps(account))
-            assert layer.service_accounts is not None
-            token, _ = layer.service_accounts.issue(account, [], 3600)
-
             user, _ = await tokens.review(token)
             assert user is not None and user.name == "system:serviceaccount:default:robot"
             await store.delete(_SA_KEY, expected_mod_revision=kv.mod_revision)
@@ -54,7 +65,7 @@ def test_service_account_token_cached_until_the_ttl(tmp_path: Path) -> None:
             assert gone is None and errors == ['serviceaccounts "robot" not found']
             # Failures are not cached (TokenFailureCacheTTL 0): the account back with its uid, the
             # token works at once.
-            await store.create(_SA_KEY, orjson.dumps(account))
+            await store.create(_SA_KEY, orjson.dumps(_ACCOUNT))
             back, _ = await tokens.review(token)
             assert back is not None and back.name == user.name
             # The token file is asked ahead of the cache and never enters it.
@@ -62,28 +73,16 @@ def test_service_account_token_cached_until_the_ttl(tmp_path: Path) -> None:
             alice, _ = await tokens.review("static-token")
             assert alice is not None and alice.name == "alice"
             assert len(tokens.cache._entries) == before
-            assert all(b"static-token" not in key for key in tokens.cache._entries)
-        finally:
-            await store.close()
 
     asyncio.run(scenario())
 
 
 def test_ttl_zero_turns_the_cache_off(tmp_path: Path) -> None:
     async def scenario() -> None:
-        store = SQLiteStore(str(tmp_path / "s.db"), compact_interval=None)
-        await store.start()
-        try:
-            layer = build_auth(AuthOptions(authorization_mode="RBAC", token_success_cache_ttl=0), store, tmp_path)
-            account = {"apiVersion": "v1", "kind": "ServiceAccount",
-                       "metadata": {"name": "robot", "namespace": "default", "uid": "uid-robot"}}
-            kv = await store.create(_SA_KEY, orjson.dumps(account))
-            assert layer.service_accounts is not None
-            token, _ = layer.service_accounts.issue(account, [], 3600)
+        options = AuthOptions(authorization_mode="RBAC", token_success_cache_ttl=0)
+        async with _chain(tmp_path, options) as (layer, store, kv, token):
             assert (await layer.tokens.review(token))[0] is not None
             await store.delete(_SA_KEY, expected_mod_revision=kv.mod_revision)
             assert (await layer.tokens.review(token))[0] is None
-        finally:
-            await store.close()
 
     asyncio.run(scenario())
