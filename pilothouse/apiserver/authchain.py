@@ -40,6 +40,7 @@ from pilothouse.apiserver.satokens import (
     load_or_create_signing_key,
     load_public_keys,
 )
+from pilothouse.apiserver.tokencache import SUCCESS_TTL, TokenCache
 from pilothouse.apiserver.tokenfile import TokenFile
 from pilothouse.store.interface import Store
 
@@ -65,6 +66,8 @@ class AuthOptions:
     tls: bool = False
     #: The loopback token, when given rather than made: ``server --workers`` shares one across workers.
     loopback_token: str = ""
+    #: kube-apiserver's ``TokenSuccessCacheTTL`` (no flag there either); 0 turns the cache off.
+    token_success_cache_ttl: float = SUCCESS_TTL
 
     @property
     def secure(self) -> bool:
@@ -118,8 +121,9 @@ def build_auth(options: AuthOptions, store: Store, data_dir: Path) -> AuthLayer:
         TokenFile({loopback_token: UserInfo(LOOPBACK_USER, (SYSTEM_MASTERS,), {}, str(uuid.uuid4()))})]
     if options.token_auth_file:
         token_authenticators.append(TokenFile.load(options.token_auth_file))
+    static = len(token_authenticators)
     token_authenticators += [service_accounts, BootstrapTokens(store)]
-    tokens = BearerToken(token_authenticators)
+    tokens = BearerToken(token_authenticators, TokenCache(options.token_success_cache_ttl), static)
     if not options.secure:
         # Impersonation too: the loopback admin may act as anyone (``auth whoami --as`` says so).
         layer = AuthLayer([*options.request_authenticators, Anonymous()], AllowAll(), tokens=tokens,

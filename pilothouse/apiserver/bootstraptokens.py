@@ -4,7 +4,8 @@ A token ``<token-id>.<token-secret>`` names the Secret ``kube-system/bootstrap-t
 type ``bootstrap.kubernetes.io/token``; it authenticates as ``system:bootstrap:<token-id>`` in
 ``system:bootstrappers`` (and the Secret's ``auth-extra-groups``) while the Secret says
 ``usage-bootstrap-authentication: "true"``, holds the same secret and has not expired. The Secret is
-read from the store at each use, so deleting or expiring it ends the token at once.
+read from the store at each use not answered by ``tokencache.py`` (10 s, as upstream), so deleting
+or expiring it ends the token within that.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ start), ``kid`` the SHA-256 of the public key, the claims ``iss``, ``sub``
 (``system:serviceaccount:<ns>:<name>``), ``aud``, ``exp``, ``iat``, ``nbf``, ``jti`` and
 ``kubernetes.io`` {namespace, serviceaccount, pod, secret, node}. A token is accepted only while its
 ServiceAccount (and the Pod or Secret it is bound to) exists with the same uid, read from the store,
-so deleting the account revokes its tokens at once. PyJWT (over ``cryptography``) does the signing
+so deleting the account revokes its tokens (within the 10 s of ``tokencache.py``, as upstream).
+PyJWT (over ``cryptography``) does the signing
 and the signature check, a well-kept implementation of the JOSE details (algorithm pinning); the
 audience and time checks are Kubernetes' own, in its order and with its error texts, which
 TokenReview reports.
