@@ -17,13 +17,13 @@ from typing import Any
 
 from pilothouse.apiserver.registry import StorageHooks, WriteContext
 from pilothouse.machinery.errors import FieldError, invalid
+from pilothouse.machinery.meta import Object
 from pilothouse.store.interface import KeyExistsError, KeyNotFoundError, Store, StoreError
 
 __all__ = ["ServiceAllocator", "ServiceHooks"]
 
 log = logging.getLogger("pilothouse.apiserver.allocators")
 
-Object = dict[str, Any]
 
 _IP_PREFIX = "/registry/ranges/serviceips/"
 _PORT_PREFIX = "/registry/ranges/servicenodeports/"

@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -36,6 +35,7 @@ from cryptography.hazmat.primitives import serialization
 from pilothouse.apiserver.registry import ResourceStorage, WriteContext
 from pilothouse.machinery import meta
 from pilothouse.machinery.errors import StatusError
+from pilothouse.machinery.meta import Object
 
 __all__ = ["CONFIGMAP_NAME", "NAMESPACE", "RequestHeaderTrust", "combine_bundles", "configmap_data",
            "keep_current", "sync"]
@@ -48,7 +48,6 @@ CONFIGMAP_NAME = "extension-apiserver-authentication"
 RESYNC_SECONDS = 60.0
 _EXPIRY_SLACK = datetime.timedelta(minutes=5)
 
-Object = dict[str, Any]
 StorageOf = Callable[[str, str, str], ResourceStorage]
 
 

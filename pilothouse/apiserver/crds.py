@@ -38,13 +38,13 @@ from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry, Reso
 from pilothouse.machinery.kinds.apiextensions import CLEANUP_FINALIZER, condition
 from pilothouse.machinery.kinds.apiextensions import RESOURCES as _APIEXTENSIONS
 from pilothouse.machinery.kinds.custom import custom_resource_types
+from pilothouse.machinery.meta import Object
 from pilothouse.store.interface import CompactedError, EventType, Store
 
 __all__ = ["CRDController"]
 
 log = logging.getLogger("pilothouse.apiserver.crds")
 
-Object = dict[str, Any]
 
 _PREFIX = _APIEXTENSIONS[0].key_prefix()  # the CustomResourceDefinition row
 _RETRY_SECONDS = 0.5

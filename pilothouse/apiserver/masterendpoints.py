@@ -15,16 +15,15 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any
 
 from pilothouse.apiserver.registry import ResourceStorage, WriteContext
 from pilothouse.machinery.errors import StatusError
+from pilothouse.machinery.meta import Object
 
 __all__ = ["advertise_address", "reconcile_kubernetes_endpoints"]
 
 log = logging.getLogger("pilothouse.apiserver.endpoints")
 
-Object = dict[str, Any]
 StorageOf = Callable[[str, str, str], ResourceStorage]
 _CONTEXT = WriteContext(field_manager="pilothouse-apiserver")
 

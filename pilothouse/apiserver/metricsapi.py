@@ -25,11 +25,11 @@ from pilothouse.apiserver.nodeproxy import _agent_base_url, _agent_session
 from pilothouse.apiserver.registry import ListOptions, ResourceStorage
 from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.machinery.errors import StatusError, method_not_allowed, not_found
+from pilothouse.machinery.meta import Object
 from pilothouse.machinery.selectors import parse_label_selector
 
 __all__ = ["METRICS_HANDLERS"]
 
-Object = dict[str, Any]
 GROUP_VERSION = "metrics.k8s.io/v1beta1"
 #: A previous reading younger than this is too close for a rate; older than the second, too stale.
 MIN_WINDOW, MAX_WINDOW = 0.5, 120.0

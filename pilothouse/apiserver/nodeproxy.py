@@ -37,13 +37,13 @@ from pilothouse.machinery.errors import (
     invalid,
     method_not_allowed,
 )
+from pilothouse.machinery.meta import Object
 from pilothouse.machinery.query import flag as query_flag
 
 __all__ = ["DEFAULT_KUBELET_PORT", "NODE_PROXY_HANDLERS"]
 
 log = logging.getLogger("pilothouse.apiserver.nodeproxy")
 
-Object = dict[str, Any]
 Handler = Callable[[Any, web.Request, RequestInfo, ResourceStorage], Awaitable[web.StreamResponse]]
 
 DEFAULT_KUBELET_PORT = 10250

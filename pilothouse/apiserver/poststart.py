@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 from pilothouse.apiserver.registry import ResourceStorage, WriteContext
 from pilothouse.machinery import meta
 from pilothouse.machinery.errors import StatusError
 from pilothouse.machinery.kinds import ResourceRegistry
 from pilothouse.machinery.kinds.flowcontrol import MANDATORY_OBJECTS
+from pilothouse.machinery.meta import Object
 
 __all__ = ["API_VERSION_PRIORITIES", "bootstrap", "local_apiservices", "register_apiservice"]
 
-Object = dict[str, Any]
 StorageOf = Callable[[str, str, str], ResourceStorage]
 
 #: (group, version) -> (groupPriorityMinimum, versionPriority), from kube-apiserver's

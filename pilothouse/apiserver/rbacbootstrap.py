@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from pilothouse.apiserver.registry import DeleteOptions, ResourceStorage, WriteContext
 from pilothouse.machinery.errors import StatusError
+from pilothouse.machinery.meta import Object
 from pilothouse.machinery.rbac import bootstrappolicy as policy
 from pilothouse.machinery.rbac.reconcile import Reconciled, reconcile_binding, reconcile_role
 
@@ -23,7 +23,6 @@ __all__ = ["ensure_bootstrap_policy"]
 
 log = logging.getLogger("pilothouse.apiserver.rbac")
 
-Object = dict[str, Any]
 Decide = Callable[[Object | None, Object], Reconciled]
 StorageFor = Callable[[str, str, str], ResourceStorage]
 

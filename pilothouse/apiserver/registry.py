@@ -32,12 +32,12 @@ from pilothouse.machinery import meta
 from pilothouse.machinery.errors import StatusError, bad_request, conflict, expired, not_found
 from pilothouse.machinery.kinds import ResourceType, Strategy
 from pilothouse.machinery.kinds.conversion import converter_for
+from pilothouse.machinery.meta import Object
 from pilothouse.machinery.selectors import FieldSelector, LabelSelector
 from pilothouse.store.interface import CompactedError, EventType, KeyValue, Store, StoreError
 
 __all__ = ["DeleteOptions", "ListOptions", "ResourceStorage", "StorageHooks", "WatchEvent", "WriteContext"]
 
-Object = dict[str, Any]
 
 _TRUSTED = Strategy()
 

@@ -31,6 +31,7 @@ from pilothouse.machinery.errors import (
     unsupported_media_type,
 )
 from pilothouse.machinery.kinds import ResourceRegistry, ResourceType
+from pilothouse.machinery.meta import Object
 from pilothouse.machinery.patch import (
     check_patched_depth,
     json_patch,
@@ -42,7 +43,6 @@ from pilothouse.machinery.protobuf import decode_kubernetes_protobuf
 
 __all__ = ["RestHandler", "SubresourceHandler", "add_standing_warnings"]
 
-Object = dict[str, Any]
 SubresourceHandler = Callable[["RestHandler", web.Request, RequestInfo, ResourceStorage], Awaitable[web.StreamResponse]]
 
 _SUBRESOURCE_VERBS = ("get", "update", "patch")

@@ -23,13 +23,13 @@ from pilothouse.machinery.errors import (
     status_success,
     too_many_requests,
 )
+from pilothouse.machinery.meta import Object
 from pilothouse.machinery.patch import json_patch, merge_patch, server_side_apply, strategic_merge_patch
 from pilothouse.machinery.schema import schema_for_kind
 from pilothouse.machinery.selectors import selector_from_object
 
 __all__ = ["SUBRESOURCE_HANDLERS", "bind_pod"]
 
-Object = dict[str, Any]
 
 _SCALE_API_VERSION = "autoscaling/v1"
 

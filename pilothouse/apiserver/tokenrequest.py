@@ -20,10 +20,10 @@ from pilothouse.apiserver.registry import ResourceStorage
 from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.machinery import meta
 from pilothouse.machinery.errors import FieldError, StatusError, bad_request, invalid, method_not_allowed
+from pilothouse.machinery.meta import Object
 
 __all__ = ["create_token"]
 
-Object = dict[str, Any]
 
 _MIN_SECONDS = 600
 _MAX_SECONDS = 1 << 32

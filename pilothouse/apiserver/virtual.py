@@ -33,10 +33,10 @@ from pilothouse.machinery import meta, tables
 from pilothouse.machinery.errors import FieldError, StatusError, bad_request, invalid, method_not_allowed, not_found
 from pilothouse.machinery.kinds.vcommon import GoValue
 from pilothouse.machinery.kinds.vcommon import invalid as invalid_field
+from pilothouse.machinery.meta import Object
 
 __all__ = ["NO_AUTHORIZATION_REASON", "VIRTUAL_HANDLERS"]
 
-Object = dict[str, Any]
 Handler = Callable[[Any, web.Request, RequestInfo, ResourceStorage], Awaitable[web.StreamResponse]]
 
 NO_AUTHORIZATION_REASON = "pilothouse: no authorization yet"

@@ -13,6 +13,7 @@ from pilothouse.machinery import meta, validation
 from pilothouse.machinery.errors import FieldError, StatusError, bad_request, conflict, invalid
 from pilothouse.machinery.kinds import ResourceType, Strategy
 from pilothouse.machinery.kinds.naming import name_rule
+from pilothouse.machinery.meta import Object
 from pilothouse.machinery.patch import track_update
 from pilothouse.machinery.pruning import prune_unknown_fields
 
@@ -34,7 +35,6 @@ __all__ = [
     "validate_update",
 ]
 
-Object = dict[str, Any]
 
 MODIFIED_MESSAGE = "the object has been modified; please apply your changes to the latest version and try again"
 

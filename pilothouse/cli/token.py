@@ -23,10 +23,10 @@ from pilothouse.client import errors
 from pilothouse.client.kubeconfig import ClientConfig, load_kubeconfig
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.machinery import bootstraptoken as bt
+from pilothouse.machinery.meta import Object
 
 __all__ = ["token"]
 
-Object = dict[str, Any]
 
 SECRETS = resource("", "v1", "secrets")
 CONFIGMAPS = resource("", "v1", "configmaps")

@@ -38,12 +38,12 @@ import cachetools
 from pilothouse.client import errors
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.machinery import meta
+from pilothouse.machinery.meta import Object
 
 __all__ = ["Correlated", "EventCorrelator", "EventRecorder", "SeriesRecorder", "object_reference"]
 
 log = logging.getLogger("pilothouse.client.events")
 
-Object = dict[str, Any]
 Clock = Callable[[], float]
 
 _EVENTS = resource("", "v1", "events")

@@ -20,12 +20,12 @@ from typing import Any
 from pilothouse.client import errors
 from pilothouse.client.rest import APIClient
 from pilothouse.machinery.kinds import ResourceType
+from pilothouse.machinery.meta import Object
 
 __all__ = ["EventHandler", "Informer", "InformerFactory", "object_key"]
 
 log = logging.getLogger("pilothouse.client.informer")
 
-Object = dict[str, Any]
 IndexFunc = Callable[[Object], builtins.list[str]]
 
 

@@ -36,6 +36,7 @@ from pilothouse.client import errors
 from pilothouse.client.events import EventRecorder
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.machinery import meta
+from pilothouse.machinery.meta import Object
 
 __all__ = [
     "JITTER_FACTOR",
@@ -47,7 +48,6 @@ __all__ = [
 
 log = logging.getLogger("pilothouse.client.leaderelection")
 
-Object = dict[str, Any]
 LEASES = resource("coordination.k8s.io", "v1", "leases")
 # client-go's JitterFactor: retries wait retry_period * (1 + rand * 1.2) while acquiring.
 JITTER_FACTOR = 1.2

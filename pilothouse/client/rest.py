@@ -23,6 +23,7 @@ import orjson
 from pilothouse.client import errors
 from pilothouse.client.kubeconfig import ClientConfig
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry, ResourceType
+from pilothouse.machinery.meta import Object
 
 __all__ = ["LOOPBACK_TOKEN_ENV", "APIClient", "TokenSource", "resource"]
 
@@ -30,7 +31,6 @@ __all__ = ["LOOPBACK_TOKEN_ENV", "APIClient", "TokenSource", "resource"]
 #: loopback token, system:masters, as kube-apiserver's own clients have).
 LOOPBACK_TOKEN_ENV = "PILOTHOUSE_LOOPBACK_TOKEN"
 
-Object = dict[str, Any]
 
 _CATALOG = ResourceRegistry(BUILTIN_RESOURCES)
 

@@ -28,11 +28,12 @@ import secrets
 import string
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+
+from pilothouse.machinery.meta import Object
 
 __all__ = [
     "BOOTSTRAP_GROUP",
@@ -66,7 +67,6 @@ TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
 _JOIN_RE = re.compile(r"^K10([0-9a-f]{64})::([a-z0-9]{6}\.[a-z0-9]{16})$")
 _ALPHABET = string.ascii_lowercase + string.digits
 
-Object = dict[str, Any]
 
 
 def generate_token() -> str:

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "Object",
     "child",
     "clone",
     "format_time",
@@ -23,6 +24,9 @@ __all__ = [
     "parse_time",
     "set_path",
 ]
+
+# The one alias for a decoded Kubernetes object (a JSON mapping), shared by every layer.
+Object = dict[str, Any]
 
 # Kubernetes' name generator alphabet: no vowels (no words), no ambiguous characters.
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"

@@ -59,12 +59,12 @@ from pilothouse.components.dns import ClusterDNS
 from pilothouse.components.dns.forward import host_nameservers
 from pilothouse.components.podnetwork import PodRoutes
 from pilothouse.components.podnetwork.kernel import overlay_mtu
+from pilothouse.machinery.meta import Object
 
 __all__ = ["Agent", "AgentOptions", "parse_labels", "run_agent"]
 
 log = logging.getLogger("pilothouse.agent")
 
-Object = dict[str, Any]
 _KINDS = {"configmaps": resource("", "v1", "configmaps"), "secrets": resource("", "v1", "secrets")}
 
 

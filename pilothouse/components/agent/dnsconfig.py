@@ -23,14 +23,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pilothouse.components.agent.podnet import hosts_file
+from pilothouse.machinery.meta import Object
 
 __all__ = ["DNSConfig", "host_resolv_conf", "name_files", "parse_resolv_conf", "pod_dns_config", "pod_hostname",
            "sandbox_hostname"]
 
-Object = dict[str, Any]
 
 MAX_NAMESERVERS = 3  # validation.MaxDNSNameservers
 MAX_SEARCH_PATHS = 32  # validation.MaxDNSSearchPathsExpanded

@@ -16,10 +16,10 @@ from fractions import Fraction
 from typing import Any
 
 from pilothouse.machinery.kinds.quantity import parse_quantity
+from pilothouse.machinery.meta import Object
 
 __all__ = ["ConfigError", "expand", "field_ref_value", "make_environment", "resource_field_value"]
 
-Object = dict[str, Any]
 #: (kind "configmaps"|"secrets", namespace, name) -> object or None when absent
 Fetch = Callable[[str, str, str], Awaitable[Object | None]]
 

@@ -22,6 +22,7 @@ from typing import Any
 from pilothouse.components.agent.backoff import Backoff
 from pilothouse.components.agent.metrics import POD_STARTS
 from pilothouse.components.agent.runtime.interface import ContainerRuntime, ImagePullError
+from pilothouse.machinery.meta import Object
 from pilothouse.machinery.protobuf.decode import go_duration
 
 __all__ = ["ImageManager", "ImagePullFailure", "Report", "image_registry", "parse_docker_config", "pull_policy",
@@ -29,7 +30,6 @@ __all__ = ["ImageManager", "ImagePullFailure", "Report", "image_registry", "pars
 
 log = logging.getLogger("pilothouse.agent.images")
 
-Object = dict[str, Any]
 FetchSecret = Callable[[str, str], Awaitable[Object | None]]
 #: report(type, reason, message): the kubelet's image events about one container
 Report = Callable[[str, str, str], None]

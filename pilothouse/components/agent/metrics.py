@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from prometheus_client import Gauge, Histogram
 
 from pilothouse.machinery import meta
+from pilothouse.machinery.meta import Object
 
 __all__ = ["POD_STARTS", "PodStartTracker", "container_state", "watch_running"]
 
-Object = dict[str, Any]
 
 _POD_START_SLI = Histogram(
     "kubelet_pod_start_sli_duration_seconds",

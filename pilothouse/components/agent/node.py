@@ -19,11 +19,11 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from pilothouse.client import errors
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.machinery import meta
+from pilothouse.machinery.meta import Object
 
 __all__ = [
     "KUBELET_VERSION",
@@ -44,7 +44,6 @@ NODES = resource("", "v1", "nodes")
 LEASES = resource("coordination.k8s.io", "v1", "leases")
 LEASE_NAMESPACE = "kube-node-lease"
 
-Object = dict[str, Any]
 
 # (type, reason when healthy, message when healthy); Ready is True when healthy, the others False
 _CONDITIONS = [

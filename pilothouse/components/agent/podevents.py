@@ -8,13 +8,11 @@ get events -o wide`` and watchers can tell the containers of one pod apart; the 
 
 from __future__ import annotations
 
-from typing import Any
-
 from pilothouse.client.events import object_reference
+from pilothouse.machinery.meta import Object
 
 __all__ = ["container_reference", "format_pod", "pod_reference"]
 
-Object = dict[str, Any]
 
 
 def pod_reference(pod: Object) -> Object:

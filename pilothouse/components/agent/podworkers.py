@@ -59,12 +59,12 @@ from pilothouse.components.agent.volumes import (
 )
 from pilothouse.machinery import meta
 from pilothouse.machinery.kinds.quantity import parse_quantity
+from pilothouse.machinery.meta import Object
 
 __all__ = ["PodContext", "PodWorker", "crash_message"]
 
 log = logging.getLogger("pilothouse.agent.pods")
 
-Object = dict[str, Any]
 PODS = resource("", "v1", "pods")
 MIN_GRACE = 2  # the kubelet's minimumGracePeriodInSeconds
 SANDBOX = "POD"

@@ -19,12 +19,12 @@ from typing import Any
 import aiohttp
 
 from pilothouse.components.agent.runtime.interface import ContainerRuntime
+from pilothouse.machinery.meta import Object
 
 __all__ = ["ContainerProbes", "ProbeResult", "run_handler", "run_probe"]
 
 log = logging.getLogger("pilothouse.agent.probes")
 
-Object = dict[str, Any]
 USER_AGENT = "kube-probe/1.32"
 
 

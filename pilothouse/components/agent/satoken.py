@@ -17,10 +17,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pilothouse.client.rest import APIClient, resource
+from pilothouse.machinery.meta import Object
 
 __all__ = ["MAX_TTL", "REFRESH_FRACTION", "TokenManager", "TokenRequester", "requester_for"]
 
-Object = dict[str, Any]
 
 #: (namespace, service account, TokenRequest body) -> the TokenRequest the API server answered.
 TokenRequester = Callable[[str, str, Object], Awaitable[Object]]

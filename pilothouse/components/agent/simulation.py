@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from typing import Any
 
 from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler, Informer, InformerFactory
@@ -29,12 +28,12 @@ from pilothouse.components.agent.metrics import POD_STARTS, watch_running
 from pilothouse.components.agent.node import NodeConfig, NodeStatusManager
 from pilothouse.components.agent.status import qos_class
 from pilothouse.machinery import meta
+from pilothouse.machinery.meta import Object
 
 __all__ = ["WATCH_MODES", "SimulatedNodes", "simulated_node_names"]
 
 log = logging.getLogger("pilothouse.agent.simulated")
 
-Object = dict[str, Any]
 PODS = resource("", "v1", "pods")
 SIM_CAPACITY = {"cpu": "32", "memory": "131914816Ki", "ephemeral-storage": "514937088Ki", "pods": "110",
                 "hugepages-1Gi": "0", "hugepages-2Mi": "0"}

@@ -12,16 +12,16 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any
 
 import orjson
 import yaml
+
+from pilothouse.machinery.meta import Object
 
 __all__ = ["MIRROR_ANNOTATION", "load_manifests", "mirror_pod", "static_pod_from_manifest"]
 
 log = logging.getLogger("pilothouse.agent.static")
 
-Object = dict[str, Any]
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 SOURCE_ANNOTATION = "kubernetes.io/config.source"
 HASH_ANNOTATION = "kubernetes.io/config.hash"

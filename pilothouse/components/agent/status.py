@@ -9,15 +9,14 @@ presents them. No I/O, so it is tested on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from pilothouse.components.agent.runtime.interface import ContainerState
 from pilothouse.machinery import meta
 from pilothouse.machinery.kinds.quantity import parse_quantity
+from pilothouse.machinery.meta import Object
 
 __all__ = ["PodObservation", "compute_pod_status", "get_phase", "qos_class", "status_patch"]
 
-Object = dict[str, Any]
 
 
 @dataclass

@@ -16,15 +16,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from pilothouse.components.agent.env import Fetch, field_ref_value, resource_field_value
 from pilothouse.components.agent.runtime.interface import Mount
 from pilothouse.components.agent.satoken import TokenManager
+from pilothouse.machinery.meta import Object
 
 __all__ = ["VolumeError", "container_mounts", "pod_dir", "prepare_volumes", "remove_pod_dir"]
 
-Object = dict[str, Any]
 DATA_LINK = "..data"
 
 

@@ -10,16 +10,14 @@ servers yet, so the answer is ``FailedDiscoveryCheck`` and says why.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pilothouse.client.informer import EventHandler
 from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext
 from pilothouse.machinery import meta
+from pilothouse.machinery.meta import Object
 
 __all__ = ["APIServiceAvailabilityController", "availability"]
 
-Object = dict[str, Any]
 
 APISERVICES = resource("apiregistration.k8s.io", "v1", "apiservices")
 SERVICES = resource("", "v1", "services")

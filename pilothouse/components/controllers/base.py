@@ -21,10 +21,10 @@ from pilothouse.client.informer import InformerFactory, object_key
 from pilothouse.client.rest import APIClient
 from pilothouse.client.workqueue import ShutDown, WorkQueue
 from pilothouse.components.controllers.eventsources import EVENT_SOURCES
+from pilothouse.machinery.meta import Object
 
 __all__ = ["Controller", "ControllerContext", "Expectations", "split_key"]
 
-Object = dict[str, Any]
 
 
 def split_key(key: str) -> tuple[str | None, str]:

@@ -15,16 +15,15 @@ and a token's expiry enqueues it again at that moment.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from pilothouse.client.informer import EventHandler, Informer
 from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext
 from pilothouse.machinery import bootstraptoken as bt
+from pilothouse.machinery.meta import Object
 
 __all__ = ["BootstrapSigner"]
 
-Object = dict[str, Any]
 
 SECRETS = resource("", "v1", "secrets")
 CONFIGMAPS = resource("", "v1", "configmaps")

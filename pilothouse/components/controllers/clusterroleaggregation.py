@@ -10,16 +10,14 @@ server-side apply under the controller's own field manager when they differ.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pilothouse.client.informer import EventHandler, Informer
 from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext
 from pilothouse.machinery.kinds.vcommon import label_selector_matches
+from pilothouse.machinery.meta import Object
 
 __all__ = ["CLUSTERROLES", "ClusterRoleAggregationController", "aggregated_rules"]
 
-Object = dict[str, Any]
 
 CLUSTERROLES = resource("rbac.authorization.k8s.io", "v1", "clusterroles")
 FIELD_MANAGER = "clusterrole-aggregation-controller"

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from pilothouse.client import errors
 from pilothouse.client.rest import APIClient
 from pilothouse.components.controllers.podcontrol import controller_ref
 from pilothouse.machinery.kinds import ResourceType
+from pilothouse.machinery.meta import Object
 from pilothouse.machinery.selectors import LabelSelector
 
 __all__ = ["ControllerRefManager", "owner_refs_patch", "patch_owner_refs", "release_owner"]
 
-Object = dict[str, Any]
 
 
 def owner_refs_patch(obj: Object, refs: list[Object]) -> list[Object]:

@@ -11,11 +11,11 @@ with different data bumps the owner's ``collisionCount``; old revisions beyond
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from pilothouse.client import errors
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.controllers.podcontrol import compute_hash, controller_ref, new_controller_ref
+from pilothouse.machinery.meta import Object
 
 __all__ = [
     "CONTROLLER_REVISIONS",
@@ -28,7 +28,6 @@ __all__ = [
     "truncate_history",
 ]
 
-Object = dict[str, Any]
 
 CONTROLLER_REVISIONS = resource("apps", "v1", "controllerrevisions")
 #: ``apps.ControllerRevisionHashLabelKey``.

@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler
@@ -26,10 +25,10 @@ from pilothouse.components.controllers.base import Controller, ControllerContext
 from pilothouse.components.controllers.podcontrol import controller_ref, new_controller_ref, owner_uid_refs
 from pilothouse.machinery import meta
 from pilothouse.machinery.kinds.cron import CronError, CronSchedule, parse_schedule
+from pilothouse.machinery.meta import Object
 
 __all__ = ["SCHEDULED_TIMESTAMP_ANNOTATION", "CronJobController", "job_name_for", "most_recent_schedule_time"]
 
-Object = dict[str, Any]
 
 CRONJOBS = resource("batch", "v1", "cronjobs")
 JOBS = resource("batch", "v1", "jobs")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-from typing import Any
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -22,10 +21,10 @@ from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler, Informer
 from pilothouse.components.controllers.base import Controller, ControllerContext
 from pilothouse.components.controllers.csrsigning import CSRS
+from pilothouse.machinery.meta import Object
 
 __all__ = ["CSRApprovingController", "is_node_client_request"]
 
-Object = dict[str, Any]
 
 KUBELET_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 _ALLOWED_USAGES = {"key encipherment", "digital signature", "client auth"}

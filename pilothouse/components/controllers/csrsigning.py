@@ -16,7 +16,6 @@ import base64
 import datetime
 import logging
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,12 +26,12 @@ from pilothouse.client.informer import EventHandler, Informer
 from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext
 from pilothouse.machinery import pki
+from pilothouse.machinery.meta import Object
 
 __all__ = ["CSRS", "SIGNERS", "CSRSigningController", "sign"]
 
 log = logging.getLogger("pilothouse.controllers.csrsigning")
 
-Object = dict[str, Any]
 
 CSRS = resource("certificates.k8s.io", "v1", "certificatesigningrequests")
 SIGNERS = ("kubernetes.io/kube-apiserver-client", "kubernetes.io/kube-apiserver-client-kubelet",

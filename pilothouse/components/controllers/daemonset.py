@@ -38,6 +38,7 @@ from pilothouse.components.controllers.podcontrol import (
     owner_uid_refs,
     pod_from_template,
 )
+from pilothouse.machinery.meta import Object
 
 __all__ = [
     "DaemonSetController",
@@ -47,7 +48,6 @@ __all__ = [
     "target_node_name",
 ]
 
-Object = dict[str, Any]
 
 DAEMONSETS = resource("apps", "v1", "daemonsets")
 NODES = resource("", "v1", "nodes")

@@ -11,7 +11,6 @@ caches and writes ReplicaSets; the ReplicaSet controller makes the pods.
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler, Informer, object_key
@@ -28,11 +27,11 @@ from pilothouse.components.controllers.podcontrol import (
 )
 from pilothouse.components.controllers.replicaset import REPLICASETS, by_controller_uid, by_namespace, owned_and_orphans
 from pilothouse.components.controllers.rollout import RolloutMixin
+from pilothouse.machinery.meta import Object
 from pilothouse.machinery.selectors import selector_from_object
 
 __all__ = ["DEPLOYMENTS", "DeploymentController"]
 
-Object = dict[str, Any]
 
 DEPLOYMENTS = resource("apps", "v1", "deployments")
 _API_VERSION, _KIND = "apps/v1", "Deployment"

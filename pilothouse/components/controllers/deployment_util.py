@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pilothouse.machinery import meta
+from pilothouse.machinery.meta import Object
 
 __all__ = [
     "ANNOTATIONS_TO_SKIP",
@@ -62,7 +63,6 @@ __all__ = [
     "status_replicas_total",
 ]
 
-Object = dict[str, Any]
 
 HASH_LABEL = "pod-template-hash"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"

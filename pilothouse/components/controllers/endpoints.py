@@ -21,6 +21,7 @@ from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext, split_key
 from pilothouse.components.controllers.podcontrol import PODS, is_pod_ready
 from pilothouse.machinery import meta
+from pilothouse.machinery.meta import Object
 from pilothouse.machinery.selectors import selector_from_object
 
 __all__ = [
@@ -33,7 +34,6 @@ __all__ = [
     "service_pods",
 ]
 
-Object = dict[str, Any]
 
 SERVICES = resource("", "v1", "services")
 ENDPOINTS = resource("", "v1", "endpoints")

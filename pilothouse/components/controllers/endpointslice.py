@@ -12,8 +12,6 @@ reused in place when their content changes, extra ones deleted.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler
 from pilothouse.client.rest import resource
@@ -25,11 +23,11 @@ from pilothouse.components.controllers.endpoints import (
     resolve_port,
 )
 from pilothouse.components.controllers.podcontrol import PODS, is_pod_ready, new_controller_ref
+from pilothouse.machinery.meta import Object
 
 __all__ = ["MANAGED_BY", "SERVICE_NAME_LABEL", "EndpointSliceController", "desired_slices",
            "last_change_trigger_time"]
 
-Object = dict[str, Any]
 
 ENDPOINTSLICES = resource("discovery.k8s.io", "v1", "endpointslices")
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"

@@ -6,16 +6,14 @@ MISSINGPL. pilothouse does no priority and fairness itself yet; this is only the
 
 from __future__ import annotations
 
-from typing import Any
-
 from pilothouse.client.informer import EventHandler
 from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext
 from pilothouse.machinery import meta
+from pilothouse.machinery.meta import Object
 
 __all__ = ["FlowSchemaStatusController", "dangling_condition"]
 
-Object = dict[str, Any]
 
 FLOWSCHEMAS = resource("flowcontrol.apiserver.k8s.io", "v1", "flowschemas")
 LEVELS = resource("flowcontrol.apiserver.k8s.io", "v1", "prioritylevelconfigurations")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any
 
 from pilothouse.client import errors
 from pilothouse.client.discovery import ServerResources
@@ -30,10 +29,10 @@ from pilothouse.client.informer import EventHandler, Informer, object_key
 from pilothouse.components.controllers.base import Controller, ControllerContext
 from pilothouse.components.controllers.controllerref import patch_owner_refs, release_owner
 from pilothouse.machinery.kinds import ResourceType
+from pilothouse.machinery.meta import Object
 
 __all__ = ["IGNORED", "RESYNC_SECONDS", "GarbageCollector"]
 
-Object = dict[str, Any]
 
 #: Resources never watched (garbagecollector's ``ignoredResources``): high churn, never owners.
 IGNORED = frozenset({("", "events"), ("events.k8s.io", "events")})

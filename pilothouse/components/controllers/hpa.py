@@ -35,11 +35,11 @@ from pilothouse.machinery import meta
 from pilothouse.machinery.errors import StatusError
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry, ResourceType
 from pilothouse.machinery.kinds.quantity import format_quantity
+from pilothouse.machinery.meta import Object
 from pilothouse.machinery.selectors import parse_label_selector
 
 __all__ = ["HorizontalPodAutoscalerController", "pod_samples"]
 
-Object = dict[str, Any]
 
 HPAS = resource("autoscaling", "v2", "horizontalpodautoscalers")
 PODS = resource("", "v1", "pods")

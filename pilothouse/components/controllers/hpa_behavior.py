@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+
+from pilothouse.machinery.meta import Object
 
 __all__ = ["DOWNSCALE_STABILIZATION", "History", "Limited", "normalize"]
 
-Object = dict[str, Any]
 
 #: --horizontal-pod-autoscaler-downscale-stabilization's default, used when spec.behavior is unset.
 DOWNSCALE_STABILIZATION = 300.0

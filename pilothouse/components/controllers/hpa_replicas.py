@@ -17,12 +17,12 @@ from fractions import Fraction
 from typing import Any
 
 from pilothouse.machinery.kinds.quantity import parse_quantity
+from pilothouse.machinery.meta import Object
 
 __all__ = ["CPU_INITIALIZATION_PERIOD", "INITIAL_READINESS_DELAY", "TOLERANCE", "MetricsError", "PodGroups",
            "PodSample", "Recommendation", "group_pods", "milli", "pod_requests", "raw_replicas",
            "utilization_replicas"]
 
-Object = dict[str, Any]
 
 #: kube-controller-manager's --horizontal-pod-autoscaler-tolerance, -cpu-initialization-period and
 #: -initial-readiness-delay defaults.

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler, object_key
@@ -49,10 +48,10 @@ from pilothouse.components.controllers.podcontrol import (
     pod_from_template,
 )
 from pilothouse.machinery import meta
+from pilothouse.machinery.meta import Object
 
 __all__ = ["JobController"]
 
-Object = dict[str, Any]
 
 JOBS = resource("batch", "v1", "jobs")
 

@@ -7,9 +7,8 @@ pod tracking finalizer, and the compact index sets of Indexed Jobs (``status.com
 
 from __future__ import annotations
 
-from typing import Any
-
 from pilothouse.machinery import meta
+from pilothouse.machinery.meta import Object
 
 __all__ = [
     "COMPLETION_INDEX_ANNOTATION",
@@ -24,7 +23,6 @@ __all__ = [
     "set_condition",
 ]
 
-Object = dict[str, Any]
 
 #: ``batchv1.JobTrackingFinalizer``.
 TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"

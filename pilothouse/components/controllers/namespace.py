@@ -14,8 +14,6 @@ deleted when the Namespace's removal is seen (confirmed by a live GET).
 
 from __future__ import annotations
 
-from typing import Any
-
 from pilothouse.client import errors
 from pilothouse.client.discovery import ServerResources
 from pilothouse.client.informer import EventHandler, Informer
@@ -23,10 +21,10 @@ from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext
 from pilothouse.machinery import meta
 from pilothouse.machinery.kinds import ResourceType
+from pilothouse.machinery.meta import Object
 
 __all__ = ["NAMESPACES", "NamespaceController", "namespaced_resources"]
 
-Object = dict[str, Any]
 
 NAMESPACES = resource("", "v1", "namespaces")
 FINALIZER = "kubernetes"

@@ -16,15 +16,14 @@ as the Node leaves the cache. One worker: allocation is a read-modify-write of t
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
 from pilothouse.client.informer import EventHandler
 from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext
+from pilothouse.machinery.meta import Object
 
 __all__ = ["CIDRSet", "NodeIPAMController", "node_pod_cidrs"]
 
-Object = dict[str, Any]
 
 NODES = resource("", "v1", "nodes")
 #: upstream's cidrset refuses more than 2^16 node ranges (``ErrCIDRSetSubNetTooBig``)

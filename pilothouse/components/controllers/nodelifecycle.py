@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import copy
 from datetime import datetime
-from typing import Any
 
 from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler
@@ -32,10 +31,10 @@ from pilothouse.components.controllers.base import Controller, ControllerContext
 from pilothouse.components.controllers.nodematch import find_untolerated_taint, toleration_tolerates_taint
 from pilothouse.components.controllers.podcontrol import PODS
 from pilothouse.machinery import meta
+from pilothouse.machinery.meta import Object
 
 __all__ = ["NodeLifecycleController", "condition_taints", "eviction_delay"]
 
-Object = dict[str, Any]
 
 NODES = resource("", "v1", "nodes")
 LEASES = resource("coordination.k8s.io", "v1", "leases")

@@ -9,7 +9,8 @@ in ``k8s.io/component-helpers/scheduling/corev1`` and ``pkg/apis/core/v1/helper`
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+
+from pilothouse.machinery.meta import Object
 
 __all__ = [
     "find_untolerated_taint",
@@ -18,7 +19,6 @@ __all__ = [
     "toleration_tolerates_taint",
 ]
 
-Object = dict[str, Any]
 
 
 def toleration_tolerates_taint(toleration: Object, taint: Object) -> bool:

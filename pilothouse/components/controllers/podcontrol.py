@@ -36,6 +36,7 @@ from pilothouse.client.events import EventRecorder
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.controllers.base import Expectations
 from pilothouse.machinery import meta
+from pilothouse.machinery.meta import Object
 
 __all__ = [
     "BURST_REPLICAS",
@@ -60,7 +61,6 @@ __all__ = [
     "with_kind",
 ]
 
-Object = dict[str, Any]
 
 PODS = resource("", "v1", "pods")
 

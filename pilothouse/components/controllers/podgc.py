@@ -19,17 +19,16 @@ import asyncio
 import contextlib
 import copy
 import time
-from typing import Any
 
 from pilothouse.client import errors
 from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext
 from pilothouse.components.controllers.podcontrol import PODS
 from pilothouse.machinery import meta
+from pilothouse.machinery.meta import Object
 
 __all__ = ["PodGCController"]
 
-Object = dict[str, Any]
 
 NODES = resource("", "v1", "nodes")
 OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"

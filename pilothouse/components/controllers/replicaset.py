@@ -38,12 +38,12 @@ from pilothouse.components.controllers.podcontrol import (
 )
 from pilothouse.machinery import meta
 from pilothouse.machinery.kinds import ResourceType
+from pilothouse.machinery.meta import Object
 from pilothouse.machinery.selectors import LabelSelector, selector_from_object
 
 __all__ = ["REPLICASETS", "ReplicaSetController", "by_controller_uid", "by_namespace", "calculate_status",
            "owned_and_orphans"]
 
-Object = dict[str, Any]
 
 REPLICASETS = resource("apps", "v1", "replicasets")
 

@@ -8,15 +8,13 @@ controller in :mod:`deployment` supplies ReplicaSet lookups and the API writes.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pilothouse.client import errors
 from pilothouse.components.controllers import deployment_util as du
 from pilothouse.machinery import meta
+from pilothouse.machinery.meta import Object
 
 __all__ = ["RolloutMixin", "calculate_status"]
 
-Object = dict[str, Any]
 
 
 def calculate_status(all_rss: list[Object | None], new_rs: Object | None, d: Object) -> Object:

@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler, Informer
 from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext
+from pilothouse.machinery.meta import Object
 
 __all__ = ["CONFIGMAP", "DESCRIPTION", "DESCRIPTION_ANNOTATION", "RootCACertPublisher"]
 
 log = logging.getLogger("pilothouse.controllers.rootcacertpublisher")
 
-Object = dict[str, Any]
 
 NAMESPACES = resource("", "v1", "namespaces")
 CONFIGMAPS = resource("", "v1", "configmaps")

@@ -7,16 +7,14 @@ lacks it (AlreadyExists means the cache was late). Namespaces being deleted are 
 
 from __future__ import annotations
 
-from typing import Any
-
 from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler, Informer
 from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext
+from pilothouse.machinery.meta import Object
 
 __all__ = ["SERVICEACCOUNTS", "ServiceAccountController"]
 
-Object = dict[str, Any]
 
 NAMESPACES = resource("", "v1", "namespaces")
 SERVICEACCOUNTS = resource("", "v1", "serviceaccounts")

@@ -38,10 +38,10 @@ from pilothouse.components.controllers.podcontrol import (
     owner_uid_refs,
     pod_from_template,
 )
+from pilothouse.machinery.meta import Object
 
 __all__ = ["POD_INDEX_LABEL", "POD_NAME_LABEL", "StatefulSetController", "pod_ordinal"]
 
-Object = dict[str, Any]
 
 STATEFULSETS = resource("apps", "v1", "statefulsets")
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"

@@ -7,17 +7,16 @@ is housekeeping, requeued for the moment each token expires.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler, Informer
 from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext
 from pilothouse.machinery import bootstraptoken as bt
+from pilothouse.machinery.meta import Object
 
 __all__ = ["TokenCleaner"]
 
-Object = dict[str, Any]
 
 SECRETS = resource("", "v1", "secrets")
 

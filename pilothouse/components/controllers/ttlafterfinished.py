@@ -7,18 +7,16 @@ go first. A Job whose TTL was raised meanwhile is re-read before deletion (the c
 
 from __future__ import annotations
 
-from typing import Any
-
 from pilothouse.client import errors
 from pilothouse.client.informer import EventHandler
 from pilothouse.client.rest import resource
 from pilothouse.components.controllers.base import Controller, ControllerContext, split_key
 from pilothouse.components.controllers.jobutil import finish_time, job_finished
 from pilothouse.machinery import meta
+from pilothouse.machinery.meta import Object
 
 __all__ = ["TTLAfterFinishedController", "seconds_until_expiry"]
 
-Object = dict[str, Any]
 
 JOBS = resource("batch", "v1", "jobs")
 

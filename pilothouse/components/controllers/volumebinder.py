@@ -27,10 +27,10 @@ from pilothouse.components.controllers.base import Controller, ControllerContext
 from pilothouse.machinery import meta
 from pilothouse.machinery.kinds.quantity import parse_quantity
 from pilothouse.machinery.kinds.vcommon import label_selector_matches
+from pilothouse.machinery.meta import Object
 
 __all__ = ["VolumeBinderController", "best_volume"]
 
-Object = dict[str, Any]
 
 VOLUMES = resource("", "v1", "persistentvolumes")
 CLAIMS = resource("", "v1", "persistentvolumeclaims")

@@ -27,7 +27,7 @@ import ipaddress
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import dns.exception
 import dns.name
@@ -38,9 +38,10 @@ import dns.rdatatype
 import dns.reversename
 import dns.rrset
 
+from pilothouse.machinery.meta import Object
+
 __all__ = ["TTL", "Answer", "ClusterView", "endpoint_name", "lookup", "reverse_lookup", "soa"]
 
-Object = dict[str, Any]
 
 #: CoreDNS's ``kubernetes`` plugin default (``ttl`` option): clients re-ask soon after a change.
 TTL = 5

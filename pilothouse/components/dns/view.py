@@ -8,14 +8,13 @@ cluster IP and slices by Service and by address, so an answer never scans the cl
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from pilothouse.client.informer import EventHandler, Informer, InformerFactory
 from pilothouse.client.rest import resource
+from pilothouse.machinery.meta import Object
 
 __all__ = ["ENDPOINTSLICES", "NAMESPACES", "SERVICES", "InformerView"]
 
-Object = dict[str, Any]
 
 SERVICES = resource("", "v1", "services")
 ENDPOINTSLICES = resource("discovery.k8s.io", "v1", "endpointslices")

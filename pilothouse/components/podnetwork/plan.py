@@ -19,11 +19,11 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+
+from pilothouse.machinery.meta import Object
 
 __all__ = ["BACKENDS", "Peer", "Plan", "Route", "peers_of", "plan", "vtep_mac"]
 
-Object = dict[str, Any]
 
 #: auto: direct where the peer is on a shared subnet, VXLAN elsewhere; vxlan: always; direct: only
 #: on-link peers (the others are left unreachable, as flannel's host-gw backend would fail)

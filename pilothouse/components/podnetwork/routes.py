@@ -7,19 +7,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 from pilothouse.client.informer import EventHandler, InformerFactory
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.netkernel.iproute import IPRouteError
 from pilothouse.components.podnetwork.kernel import Kernel
 from pilothouse.components.podnetwork.plan import Peer, peers_of, plan
+from pilothouse.machinery.meta import Object
 
 __all__ = ["PodRoutes"]
 
 log = logging.getLogger("pilothouse.podnetwork")
 
-Object = dict[str, Any]
 
 NODES = resource("", "v1", "nodes")
 

@@ -25,10 +25,10 @@ from prometheus_client.utils import INF
 from pilothouse.client.informer import EventHandler, Informer
 from pilothouse.components.componentserver import metrics_response
 from pilothouse.machinery import meta
+from pilothouse.machinery.meta import Object
 
 __all__ = ["LAST_CHANGE_TRIGGER_TIME", "ProxyMetrics", "network_programming_buckets", "start_metrics_server"]
 
-Object = dict[str, Any]
 
 LAST_CHANGE_TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
 

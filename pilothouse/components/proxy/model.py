@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+
+from pilothouse.machinery.meta import Object
 
 __all__ = ["DEFAULT_AFFINITY_SECONDS", "SERVICE_NAME_LABEL", "Endpoint", "ServicePort", "endpoints_for",
            "service_ports"]
 
-Object = dict[str, Any]
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 #: ``sessionAffinityConfig.clientIP.timeoutSeconds``' default (3 hours), as the API defaults it

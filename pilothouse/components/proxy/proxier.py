@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from pilothouse.client.informer import EventHandler, Informer
 from pilothouse.client.rest import APIClient, resource
@@ -25,12 +24,12 @@ from pilothouse.components.proxy.nodeaddresses import bind_addresses, resolve_pr
 from pilothouse.components.proxy.rules import FAMILY, ProxyConfig, ServiceRules, service_rules
 from pilothouse.components.proxy.sync import plan
 from pilothouse.components.syncloop import LoopStats, SyncLoop
+from pilothouse.machinery.meta import Object
 
 __all__ = ["ENDPOINTSLICES", "SERVICES", "Proxier", "SyncStats"]
 
 log = logging.getLogger("pilothouse.proxy")
 
-Object = dict[str, Any]
 SERVICES = resource("", "v1", "services")
 ENDPOINTSLICES = resource("discovery.k8s.io", "v1", "endpointslices")
 _BY_SERVICE = "service"

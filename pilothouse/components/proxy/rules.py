@@ -49,10 +49,10 @@ from pilothouse.components.netkernel.nftjson import (
 )
 from pilothouse.components.proxy.model import SERVICE_NAME_LABEL, Endpoint, ServicePort, endpoints_for, service_ports
 from pilothouse.components.syncloop import DEFAULT_FULL_SYNC_PERIOD
+from pilothouse.machinery.meta import Object
 
 __all__ = ["FAMILY", "ProxyConfig", "Rule", "ServiceRules", "base_commands", "compute", "service_rules"]
 
-Object = dict[str, Any]
 Rule = list[Expr]
 Command = dict[str, Any]
 

@@ -10,13 +10,12 @@ event loop, no event can interleave with it, so the cache itself serves as the c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from pilothouse.components.scheduler.nodeinfo import NodeInfo, PodInfo
+from pilothouse.machinery.meta import Object
 
 __all__ = ["Cache"]
 
-Object = dict[str, Any]
 
 
 class Cache:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pilothouse.components.scheduler.quantity import milli_value, value
+from pilothouse.machinery.meta import Object
 from pilothouse.machinery.selectors import LabelSelector, Requirement, selector_from_object
 
 __all__ = [
@@ -27,7 +28,6 @@ __all__ = [
     "pod_requests",
 ]
 
-Object = dict[str, Any]
 
 #: What the scheduler assumes a container without requests uses, for spreading scores only.
 DEFAULT_MILLI_CPU_REQUEST = 100

@@ -37,6 +37,7 @@ from pilothouse.components.scheduler.plugins.defaultpreemption import PREEMPTION
 from pilothouse.components.scheduler.queue import QueuedPodInfo, SchedulingQueue
 from pilothouse.components.scheduler.runtime import Framework, ScheduleResult
 from pilothouse.machinery import meta
+from pilothouse.machinery.meta import Object
 
 __all__ = ["DEFAULT_SCHEDULER_NAME", "Scheduler", "node_update_actions", "pod_spec_changed", "run_scheduler"]
 
@@ -51,7 +52,6 @@ _TERMINAL = ("Succeeded", "Failed")
 _ACTIONS = {"Scheduled": "Binding", "Preempted": "Preempting"}
 _NOMINATED = "nominatedNodeName"
 
-Object = dict[str, Any]
 
 
 def _conditions_key(obj: Object) -> list[tuple[str, str]]:

@@ -9,15 +9,13 @@ pods (a node's static pods) are not mutated and may reference no service account
 
 from __future__ import annotations
 
-from typing import Any
-
 from pilothouse.machinery.admission import Refusal
+from pilothouse.machinery.meta import Object
 
 __all__ = ["DEFAULT", "ENFORCE_MOUNTABLE_SECRETS", "MIRROR_ANNOTATION", "MOUNT_PATH", "ROOT_CA_CONFIGMAP",
            "TOKEN_EXPIRATION_SECONDS", "VOLUME_PREFIX", "admit_pod", "is_mirror", "limit_secret_references",
            "token_volume_source", "validate_mirror"]
 
-Object = dict[str, Any]
 
 DEFAULT = "default"
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"

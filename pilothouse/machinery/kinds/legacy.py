@@ -11,13 +11,11 @@ kube-apiserver's flag for old API versions), so a default server's discovery sta
 
 from __future__ import annotations
 
-from typing import Any
-
 from pilothouse.machinery.kinds.types import ResourceType, Strategy
+from pilothouse.machinery.meta import Object
 
 __all__ = ["MINION", "minion_from_node", "node_from_minion"]
 
-Object = dict[str, Any]
 
 MINION = ResourceType("", "v1beta1", "Minion", "minions", False, Strategy(), verbs=("create",))
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pilothouse.machinery.errors import FieldError, bad_request
+from pilothouse.machinery.meta import Object
 from pilothouse.machinery.meta import clone as _clone
 from pilothouse.machinery.schema import Schema, schema_for_kind
 from pilothouse.machinery.selectors import LabelSelector, selector_from_object
@@ -39,7 +40,6 @@ __all__ = [
 ]
 
 #: A Kubernetes object as JSON: plain dicts and lists, exactly as on the wire.
-Object = dict[str, Any]
 
 
 #: How a field label conversion rejects a label (``{label}`` filled in). Kinds that register their own

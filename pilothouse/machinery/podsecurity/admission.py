@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pilothouse.machinery.meta import Object
 from pilothouse.machinery.podsecurity.policy import LevelVersion, Policy, aggregate, compare_levels, evaluate
 
 __all__ = ["IGNORED_POD_SUBRESOURCES", "POD_SPEC_RESOURCES", "Verdict", "enforce_tightened", "evaluate_pod",
            "existing_pods_warnings", "pod_spec_of", "significant_pod_update"]
 
-Object = dict[str, Any]
 
 #: (group, plural) -> the path to the pod template, () for the pod itself.
 POD_SPEC_RESOURCES: dict[tuple[str, str], tuple[str, ...]] = {

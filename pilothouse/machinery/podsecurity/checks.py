@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
+
+from pilothouse.machinery.meta import Object
 
 __all__ = ["CHECKS", "Check", "CheckFn", "Result"]
 
-Object = dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ objects whose autoupdate annotation is not ``"false"``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+
+from pilothouse.machinery.meta import Object
 
 __all__ = [
     "AUTOUPDATE_ANNOTATION",
@@ -28,7 +29,6 @@ __all__ = [
     "rule",
 ]
 
-Object = dict[str, Any]
 
 GROUP = "rbac.authorization.k8s.io"
 BOOTSTRAP_LABEL = ("kubernetes.io/bootstrapping", "rbac-defaults")

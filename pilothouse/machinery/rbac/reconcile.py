@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
+from pilothouse.machinery.meta import Object
 from pilothouse.machinery.rbac.bootstrappolicy import AUTOUPDATE_ANNOTATION
 from pilothouse.machinery.rbac.covers import covers
 
 __all__ = ["Reconciled", "reconcile_binding", "reconcile_role"]
 
-Object = dict[str, Any]
 Operation = Literal["create", "update", "recreate", "none"]
 
 

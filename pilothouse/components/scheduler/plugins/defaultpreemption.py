@@ -36,6 +36,7 @@ from pilothouse.components.scheduler.framework import (
 from pilothouse.components.scheduler.metrics import PREEMPTION_ATTEMPTS, PREEMPTION_VICTIMS
 from pilothouse.components.scheduler.nodeinfo import NodeInfo, PodInfo
 from pilothouse.machinery import meta
+from pilothouse.machinery.meta import Object
 from pilothouse.machinery.selectors import selector_from_object
 
 __all__ = ["NO_PREEMPTION_VICTIMS", "PREEMPTION_NOT_HELPFUL", "Candidate", "DefaultPreemption",
@@ -47,7 +48,6 @@ NO_PREEMPTION_VICTIMS = "No preemption victims found for incoming pod"
 PREEMPTION_BY_SCHEDULER = "PreemptionByScheduler"
 _INT32_SHIFT = 2 ** 31  # upstream adds MaxInt32+1 to each priority so negative ones sum sensibly
 
-Object = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
