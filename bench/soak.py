@@ -223,7 +223,7 @@ async def soak(args: argparse.Namespace) -> None:
     data.mkdir()
     logs = [open(base / "server.log", "ab"), open(base / "agent.log", "ab")]  # noqa: SIM115
     server = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", str(data), "--port",
-                               str(port), *OPEN_FLAGS], stdout=logs[0], stderr=subprocess.STDOUT)
+                               str(port), *OPEN_FLAGS, *args.server_arg], stdout=logs[0], stderr=subprocess.STDOUT)
     agent = subprocess.Popen([sys.executable, "-m", "pilothouse", "agent", "--server", url, "--node-name", "soak",
                               "--simulate", str(args.nodes), "--root-dir", str(base / "agent"), "--port",
                               str(free_port())], stdout=logs[1], stderr=subprocess.STDOUT)
@@ -302,6 +302,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--settled", type=float, default=11.0,
                         help="minutes after which a second trend table is printed (two compaction intervals + 1)")
+    parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                        help="passed on to `pilothouse server` (repeat it; e.g. --server-arg=--event-ttl=5m)")
     asyncio.run(soak(parser.parse_args()))
 
 
