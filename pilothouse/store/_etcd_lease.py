@@ -51,3 +51,8 @@ class LeaseManager:
             self._lease, self._expires, self._attached = str(answer["ID"]), now + ttl + reuse, 1
             self.granted += 1
             return self._lease
+
+    def forget(self, lease: str) -> None:
+        """etcd no longer knows ``lease``: the next write gets a new one (unless one did already)."""
+        if lease == self._lease:
+            self._lease, self._expires = "", 0.0

@@ -94,6 +94,7 @@ from pilothouse.store.interface import (
 __all__ = ["EtcdStore", "parse_etcd_endpoint"]
 
 COMPACT_REV_KEY = "compact_rev_key"  # kube-apiserver's key, so both can share one etcd safely
+ERR_LEASE_NOT_FOUND = "requested lease not found"  # etcd's ErrLeaseNotFound
 
 
 def parse_etcd_endpoint(endpoint: str) -> builtins.list[str]:
@@ -261,18 +262,27 @@ class EtcdStore:
         kvs = resp["responses"][0]["response_range"].get("kvs")
         return kv_from_json(kvs[0]) if kvs else None
 
-    async def _put(self, key: str, value: bytes, ttl: int, **extra: Any) -> dict[str, Any]:
-        """A txn's put of ``key``, under a lease when it has a ``ttl`` (a put without one detaches
-        the key from any lease, as every write sets the key's expiry anew)."""
-        put: dict[str, Any] = {"key": b64(key), "value": b64(value), **extra}
-        if ttl > 0:
-            put["lease"] = await self.leases.lease_for(ttl)
-        return {"request_put": put}
+    async def _put_txn(self, compare: dict[str, Any], key: str, value: bytes, ttl: int,
+                       **extra: Any) -> dict[str, Any]:
+        """``_txn`` with a put of ``key``, under a lease when it has a ``ttl`` (a put without one
+        detaches the key from any lease, as every write sets the key's expiry anew)."""
+        for retry in (False, True):
+            put: dict[str, Any] = {"key": b64(key), "value": b64(value), **extra}
+            if ttl > 0:
+                put["lease"] = await self.leases.lease_for(ttl)
+            try:
+                return await self._txn(compare, {"request_put": put}, key)
+            except StoreError as error:
+                # The shared lease is gone under us (revoked, etcd restored from a snapshot): once
+                # more with a new one; etcd refused the whole txn, so nothing was written.
+                if retry or ttl <= 0 or ERR_LEASE_NOT_FOUND not in str(error):
+                    raise
+                self.leases.forget(put["lease"])
+        raise AssertionError("unreachable")
 
     async def create(self, key: str, value: bytes, *, ttl: int = 0) -> KeyValue:
-        resp = await self._txn(
-            {"target": "CREATE", "key": b64(key), "create_revision": "0", "result": "EQUAL"},
-            await self._put(key, value, ttl), key)
+        resp = await self._put_txn(
+            {"target": "CREATE", "key": b64(key), "create_revision": "0", "result": "EQUAL"}, key, value, ttl)
         if not resp.get("succeeded"):
             cur = self._failed_kv(resp)
             raise KeyExistsError(f"key exists: {key}", key=key, revision=cur.mod_revision if cur else 0)
@@ -292,8 +302,7 @@ class EtcdStore:
                              key=key, revision=cur.mod_revision)
 
     async def update(self, key: str, value: bytes, *, expected_mod_revision: int, ttl: int = 0) -> KeyValue:
-        resp = await self._txn(self._precondition(key, expected_mod_revision),
-                               await self._put(key, value, ttl, prev_kv=True), key)
+        resp = await self._put_txn(self._precondition(key, expected_mod_revision), key, value, ttl, prev_kv=True)
         if not resp.get("succeeded"):
             raise self._refused(resp, key, expected_mod_revision)
         rev = int(resp["header"]["revision"])

@@ -144,3 +144,17 @@ async def test_etcd_reuses_one_lease_for_writes_close_together(backend: SQLiteBa
     assert store.leases.granted == 1
     await store.create(E + "short", b"x", ttl=2)  # 5 % of 2 s is 0: a lease of its own
     assert store.leases.granted == 2
+
+
+@pytest.mark.parametrize("backend", ["etcd"], indirect=True)
+async def test_etcd_grants_a_new_lease_when_the_shared_one_is_gone(backend: SQLiteBackend | EtcdBackend) -> None:
+    store = await backend.open()
+    assert isinstance(store, EtcdStore)
+    await store.create(E + "a", b"x", ttl=600)
+    lease = await store.leases.lease_for(600)
+    # Revoked behind the store's back (as after a restore of etcd from a snapshot): "lease not found".
+    await store._call("/v3/lease/revoke", {"ID": lease}, write=True)
+    await store.create(E + "b", b"x", ttl=600)
+    assert store.leases.granted == 2
+    assert await store.get(E + "a") is None  # it went with its lease
+    assert await store.get(E + "b") is not None
