@@ -28,9 +28,8 @@ Call = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class LeaseManager:
-    def __init__(self, call: Call, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, call: Call) -> None:
         self._call = call
-        self._clock = clock
         # One lock: concurrent writes wait for the one grant instead of each granting a lease.
         self._lock = asyncio.Lock()
         self._lease = ""
@@ -42,7 +41,7 @@ class LeaseManager:
     async def lease_for(self, ttl: int) -> str:
         """The ID of a lease (etcd's int64, as the gateway spells it) a key of ``ttl`` seconds goes under."""
         async with self._lock:
-            now = self._clock()
+            now = time.monotonic()
             reuse = min(REUSE_SECONDS, int(REUSE_PERCENT * ttl))
             self._attached += 1
             if (now + ttl < self._expires < now + ttl + reuse) and self._attached <= MAX_OBJECTS:
