@@ -70,8 +70,10 @@ class APIServer:
 
     def __init__(self, store: Store, auth: AuthLayer | None = None,
                  service_cluster_ip_range: str = "10.96.0.0/12", advertise_port: int = 6443,
-                 advertise_address: str = "") -> None:
+                 advertise_address: str = "", event_ttl: int = 3600) -> None:
         self.store = store
+        #: kube-apiserver's --event-ttl in seconds (0: Events never expire).
+        self.event_ttl = event_ttl
         self.registry = ResourceRegistry(BUILTIN_RESOURCES)
         self.namespaces = NamespaceLifecycle(store)
         self.service_allocator = ServiceAllocator(store, service_cluster_ip_range)
@@ -82,7 +84,8 @@ class APIServer:
                                                       ("", "namespaces"): _NamespaceWrites(self.namespaces),
                                                       **self.auth.storage_hooks()}
         self.admission = AdmissionChain.default(store)
-        self.storages = {r: ResourceStorage(r, store, self.namespaces, hooks.get((r.group, r.plural)), self.admission)
+        self.storages = {r: ResourceStorage(r, store, self.namespaces, hooks.get((r.group, r.plural)), self.admission,
+                                            event_ttl)
                          for r in self.registry}
         self.registry.subscribe(self._follow_registry)
         # logs/exec/attach/port-forward are proxied to the pod's node agent.
@@ -100,7 +103,8 @@ class APIServer:
         """Kinds come and go at run time (custom resources): one storage per served resource."""
         self.storages.pop(resource, None)
         if added:
-            self.storages[resource] = ResourceStorage(resource, self.store, self.namespaces, None, self.admission)
+            self.storages[resource] = ResourceStorage(resource, self.store, self.namespaces, None, self.admission,
+                                                      self.event_ttl)
 
     def storage(self, group: str, version: str, plural: str) -> ResourceStorage:
         return self.rest.storage_for(group, version, plural)

@@ -138,8 +138,12 @@ class ResourceStorage:
     """Create/read/update/delete/watch for one resource type over the revisioned store."""
 
     def __init__(self, resource: ResourceType, store: Store, namespaces: admission.NamespaceLifecycle,
-                 hooks: StorageHooks | None = None, admission_chain: AdmissionChain | None = None) -> None:
+                 hooks: StorageHooks | None = None, admission_chain: AdmissionChain | None = None,
+                 event_ttl: int = 0) -> None:
         self.resource = resource
+        #: Seconds every write of this resource lives after it (``--event-ttl`` for the kinds whose
+        #: strategy ``expires``; 0: forever).
+        self.ttl = event_ttl if resource.strategy.expires else 0
         self.store = store
         self.namespaces = namespaces
         self.hooks = hooks or StorageHooks()
@@ -304,7 +308,7 @@ class ResourceStorage:
             if ctx.dry_run:
                 return obj
             try:
-                kv = await self.store.create(self._key(namespace, name), encode_for_store(obj))
+                kv = await self.store.create(self._key(namespace, name), encode_for_store(obj), ttl=self.ttl)
             except StoreError as error:
                 await undo()
                 translated = errors_translate.from_store(error, resource, name)
@@ -455,7 +459,8 @@ class ResourceStorage:
                           undo: Callable[[], Awaitable[None]] | None = None) -> Object | None:
         """Store ``obj`` if the key is still at ``revision``; None when it moved on (retry)."""
         try:
-            stored = await self.store.update(key, encode_for_store(obj), expected_mod_revision=revision)
+            stored = await self.store.update(key, encode_for_store(obj), expected_mod_revision=revision,
+                                             ttl=self.ttl)
         except StoreError as error:
             if undo is not None:
                 await undo()

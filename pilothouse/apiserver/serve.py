@@ -86,6 +86,8 @@ class ServerConfig:
     #: leader: compaction, the insecure port, extra addresses, the kubeconfig; see cli/workers.py).
     workers: int = 1
     worker_index: int = 0
+    #: kube-apiserver's --event-ttl in seconds: how long an Event lives after its last write (0: forever).
+    event_ttl: int = 3600
 
     def store_options(self) -> dict[str, object]:
         options: dict[str, object] = {"compact_interval": self.compaction_interval if not self.worker_index else 0}
@@ -93,6 +95,8 @@ class ServerConfig:
             if not self.endpoint().startswith("sqlite:"):
                 raise ValueError("--workers needs the embedded SQLite store")
             options.update(workers=self.workers, worker_index=self.worker_index)
+            if self.worker_index:
+                options["sweep_interval"] = 0  # the leader deletes the expired keys for all
         tls = {"ca_file": self.etcd_cafile, "cert_file": self.etcd_certfile, "key_file": self.etcd_keyfile}
         if any(tls.values()) and not self.endpoint().startswith("etcd+https:"):
             raise ValueError("--etcd-cafile/--etcd-certfile/--etcd-keyfile need an https etcd endpoint "
@@ -236,7 +240,8 @@ async def start_server(config: ServerConfig) -> RunningServer:
     api = APIServer(store, build_auth(config.auth, store, config.data_dir),
                     service_cluster_ip_range=config.service_cluster_ip_range,
                     advertise_port=config.port,
-                    advertise_address=advertise_address(config.bind_address, config.advertise_address))
+                    advertise_address=advertise_address(config.bind_address, config.advertise_address),
+                    event_ttl=config.event_ttl)
     enable_runtime_config(api, config.runtime_config)
     api.object_counts.period = config.count_metric_poll_period
     if cluster_pki is not None:

@@ -80,7 +80,9 @@ def _server_config(data_dir: Path, bind_address: str, port: int, datastore_endpo
                         compaction_interval=compaction_interval, etcd_cafile=etcd_cafile,
                         etcd_certfile=etcd_certfile, etcd_keyfile=etcd_keyfile, secure=secure, tls=tls,
                         runtime_config=click.get_current_context().meta.get("pilothouse.runtime_config", ""),
-                        limits=limit_config(), audit=audit_config(), **_insecure_port())
+                        limits=limit_config(), audit=audit_config(),
+                        event_ttl=click.get_current_context().meta.get("pilothouse.event_ttl", 3600),
+                        **_insecure_port())
 
 
 def default_data_dir() -> Path:
@@ -112,6 +114,16 @@ def _collect_runtime_config(ctx: click.Context, param: click.Parameter, value: s
     ctx.meta["pilothouse.runtime_config"] = value
 
 
+def _collect_event_ttl(ctx: click.Context, param: click.Parameter, value: str) -> None:
+    from pilothouse.apiserver.requestlimits import parse_go_duration
+
+    try:
+        # Whole seconds, as kube-apiserver passes int64(ttl.Seconds()) to etcd.
+        ctx.meta["pilothouse.event_ttl"] = int(float(value) if value.isdigit() else parse_go_duration(value))
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 def server_options(function: click.decorators.FC) -> click.decorators.FC:
     options = [
         click.option("--data-dir", type=click.Path(path_type=Path), default=default_data_dir,
@@ -133,6 +145,9 @@ def server_options(function: click.decorators.FC) -> click.decorators.FC:
         click.option("--runtime-config", default="", expose_value=False, callback=_collect_runtime_config,
                      help="API versions to turn on: api/v1beta1=true serves the legacy v1beta1 Minion "
                           "(the seed's register_node.sh)."),
+        click.option("--event-ttl", default="1h0m0s", show_default=True, expose_value=False,
+                     callback=_collect_event_ttl,
+                     help="How long an Event is kept after its last write (a Go duration; 0: forever)."),
         click.option("-v", "--verbose", count=True),
     ]
     function = audit_options(limit_options(tls_options(function)))  # listed after these in --help

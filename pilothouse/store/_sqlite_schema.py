@@ -19,6 +19,11 @@ Two tables plus a one-row-per-setting ``meta``:
   without the field (Leases, most of the traffic). Values that are not JSON (encrypted at rest) get
   NULL: the encrypting store never asks for the index (see :data:`INDEXED_FIELDS`).
 
+* ``kv.expires_at`` — when a key written with a TTL expires (Unix seconds; NULL: never), with a partial
+  index so the sweeper (``sqlite.py``) finds the expired keys without reading the others. A column,
+  not a side table: every write sets it through the same upsert, and a delete drops it with its row,
+  so a stale expiry can never outlive its key.
+
 The store's revision is not stored separately: it is ``max(log.rev)``, or the compaction point when
 compaction emptied the log (compaction never goes beyond the current revision).
 """
@@ -79,8 +84,9 @@ INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', 1);
 INDEXED_FIELDS = {"spec.nodeName": "node_name"}
 
 #: Schema versions: 1 the tables above; 2 adds ``kv.node_name`` and its index; 3 adds
-#: ``log.node_name`` and ``log.prev_node_name`` (of ``value`` and ``prev_value``) and their indexes.
-SCHEMA_VERSION = 3
+#: ``log.node_name`` and ``log.prev_node_name`` (of ``value`` and ``prev_value``) and their indexes;
+#: 4 adds ``kv.expires_at`` and its index (keys with a TTL).
+SCHEMA_VERSION = 4
 
 
 def _node_name_column(table: str, column: str, source: str) -> str:
@@ -116,6 +122,10 @@ def migrate(conn: sqlite3.Connection) -> None:
                 continue
             conn.execute(_node_name_column(table, column, source))
             conn.execute(f"CREATE INDEX {index} ON {table} ({column}, {then}) WHERE {column} IS NOT NULL")
+        if "expires_at" not in {row[1] for row in conn.execute("PRAGMA table_xinfo(kv)")}:
+            # Instant: older files hold no key with a TTL, so the index starts empty.
+            conn.execute("ALTER TABLE kv ADD COLUMN expires_at REAL")
+            conn.execute("CREATE INDEX kv_expires_at ON kv (expires_at) WHERE expires_at IS NOT NULL")
         conn.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (SCHEMA_VERSION,))
         conn.execute("COMMIT")
     except BaseException:

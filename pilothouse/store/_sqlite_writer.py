@@ -25,6 +25,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -62,6 +63,8 @@ class Op:
     value: bytes
     expected: int
     future: asyncio.Future[KeyValue | None] = field(repr=False)
+    #: Seconds after this write the key expires (``Store.create``/``update``); 0: never.
+    ttl: int = 0
 
 
 #: Called on the event loop after a group commits: (ops, results aligned with ops, events in order).
@@ -204,6 +207,8 @@ class Writer:
             # group's outcome with three executemany calls: a few statements per group instead of
             # three per op keeps this thread's share of the GIL small under load.
             final: dict[str, KeyValue | None] = {}
+            expires: dict[str, float | None] = {}  # the key's last write in the group sets its expiry
+            now = time.time()  # wall clock: an expiry must mean the same after a restart
             log_rows: list[tuple[object, ...]] = []
             for op in group:
                 res, ev = _decide(op, current.get(op.key), rev + 1)
@@ -214,12 +219,15 @@ class Writer:
                 events.append(ev)
                 after = None if ev.type is EventType.DELETE else ev.kv
                 current[op.key] = final[op.key] = after
+                expires[op.key] = now + op.ttl if op.ttl > 0 else None
                 log_rows.append(_log_row(ev))
             conn.executemany("DELETE FROM kv WHERE key = ?", [(k,) for k, kv in final.items() if kv is None])
             conn.executemany(
-                "INSERT INTO kv (key, value, create_rev, mod_rev) VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE"
-                " SET value = excluded.value, create_rev = excluded.create_rev, mod_rev = excluded.mod_rev",
-                [(k, kv.value, kv.create_revision, kv.mod_revision) for k, kv in final.items() if kv is not None])
+                "INSERT INTO kv (key, value, create_rev, mod_rev, expires_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value, create_rev = excluded.create_rev,"
+                " mod_rev = excluded.mod_rev, expires_at = excluded.expires_at",
+                [(k, kv.value, kv.create_revision, kv.mod_revision, expires[k])
+                 for k, kv in final.items() if kv is not None])
             conn.executemany(
                 "INSERT INTO log (rev, key, deleted, value, create_rev, prev_value, prev_create_rev,"
                 " prev_mod_rev) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", log_rows)

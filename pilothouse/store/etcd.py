@@ -11,6 +11,8 @@ and every conditional write is one etcd transaction:
 * list    = ``range(key, prefix_end, limit, revision)`` (paging at one revision), count with ``count_only``;
 * watch   = etcd's own watch with ``prev_kv`` from ``start_revision + 1`` (:mod:`._etcd_watch`), so a
   write through any API server reaches every watcher of every API server;
+* ttl     = the put names an etcd lease (:mod:`._etcd_lease`, shared by the writes of about a minute
+  as kube-apiserver shares them), so etcd itself deletes the key when the lease expires;
 * compact = etcd's compaction, plus a background compactor mirroring kube-apiserver's
   (``storage/etcd3/compact.go``): every ``compact_interval`` it compacts to the revision it saw at the
   previous tick, and a compare on the version of ``compact_rev_key`` makes only one of several API
@@ -73,6 +75,7 @@ from pilothouse.store._etcd_client import (
     prefix_end,
     unb64,
 )
+from pilothouse.store._etcd_lease import LeaseManager
 from pilothouse.store._etcd_watch import EtcdWatch
 from pilothouse.store.interface import (
     CompactedError,
@@ -91,6 +94,7 @@ from pilothouse.store.interface import (
 __all__ = ["EtcdStore", "parse_etcd_endpoint"]
 
 COMPACT_REV_KEY = "compact_rev_key"  # kube-apiserver's key, so both can share one etcd safely
+ERR_LEASE_NOT_FOUND = "requested lease not found"  # etcd's ErrLeaseNotFound
 
 
 def parse_etcd_endpoint(endpoint: str) -> builtins.list[str]:
@@ -135,6 +139,7 @@ class EtcdStore:
         self.watch_queue_size = watch_queue_size
         self.compact_rev_key = compact_rev_key
         self._compacted = 0
+        self.leases = LeaseManager(lambda path, body: self._call(path, body, write=True))
         self._watches: weakref.WeakSet[EtcdWatch] = weakref.WeakSet()
         self._compactor: asyncio.Task[None] | None = None
         self._started = False
@@ -257,10 +262,27 @@ class EtcdStore:
         kvs = resp["responses"][0]["response_range"].get("kvs")
         return kv_from_json(kvs[0]) if kvs else None
 
-    async def create(self, key: str, value: bytes) -> KeyValue:
-        resp = await self._txn(
-            {"target": "CREATE", "key": b64(key), "create_revision": "0", "result": "EQUAL"},
-            {"request_put": {"key": b64(key), "value": b64(value)}}, key)
+    async def _put_txn(self, compare: dict[str, Any], key: str, value: bytes, ttl: int,
+                       **extra: Any) -> dict[str, Any]:
+        """``_txn`` with a put of ``key``, under a lease when it has a ``ttl`` (a put without one
+        detaches the key from any lease, as every write sets the key's expiry anew)."""
+        for retry in (False, True):
+            put: dict[str, Any] = {"key": b64(key), "value": b64(value), **extra}
+            if ttl > 0:
+                put["lease"] = await self.leases.lease_for(ttl)
+            try:
+                return await self._txn(compare, {"request_put": put}, key)
+            except StoreError as error:
+                # The shared lease is gone under us (revoked, etcd restored from a snapshot): once
+                # more with a new one; etcd refused the whole txn, so nothing was written.
+                if retry or ttl <= 0 or ERR_LEASE_NOT_FOUND not in str(error):
+                    raise
+                self.leases.forget(put["lease"])
+        raise AssertionError("unreachable")
+
+    async def create(self, key: str, value: bytes, *, ttl: int = 0) -> KeyValue:
+        resp = await self._put_txn(
+            {"target": "CREATE", "key": b64(key), "create_revision": "0", "result": "EQUAL"}, key, value, ttl)
         if not resp.get("succeeded"):
             cur = self._failed_kv(resp)
             raise KeyExistsError(f"key exists: {key}", key=key, revision=cur.mod_revision if cur else 0)
@@ -279,9 +301,8 @@ class EtcdStore:
         return ConflictError(f"{key}: mod_revision is {cur.mod_revision}, expected {expected}",
                              key=key, revision=cur.mod_revision)
 
-    async def update(self, key: str, value: bytes, *, expected_mod_revision: int) -> KeyValue:
-        resp = await self._txn(self._precondition(key, expected_mod_revision),
-                               {"request_put": {"key": b64(key), "value": b64(value), "prev_kv": True}}, key)
+    async def update(self, key: str, value: bytes, *, expected_mod_revision: int, ttl: int = 0) -> KeyValue:
+        resp = await self._put_txn(self._precondition(key, expected_mod_revision), key, value, ttl, prev_kv=True)
         if not resp.get("succeeded"):
             raise self._refused(resp, key, expected_mod_revision)
         rev = int(resp["header"]["revision"])

@@ -195,12 +195,17 @@ class Store(Protocol):
     async def count(self, prefix: str) -> int:
         """How many keys live under ``prefix``."""
 
-    async def create(self, key: str, value: bytes) -> KeyValue:
-        """Create ``key``; KeyExistsError if present. Returns the stored entry with its revisions."""
+    async def create(self, key: str, value: bytes, *, ttl: int = 0) -> KeyValue:
+        """Create ``key``; KeyExistsError if present. Returns the stored entry with its revisions.
+        ``ttl`` > 0: the store deletes the key (an ordinary delete, seen by watchers) about ``ttl``
+        seconds after this write, as etcd does with a key put under a lease (kube-apiserver's Events,
+        ``--event-ttl``); 0: the key lives until deleted."""
 
-    async def update(self, key: str, value: bytes, *, expected_mod_revision: int) -> KeyValue:
+    async def update(self, key: str, value: bytes, *, expected_mod_revision: int, ttl: int = 0) -> KeyValue:
         """Replace ``key`` if its mod_revision equals ``expected_mod_revision`` (0: unconditionally).
-        KeyNotFoundError if absent, ConflictError if the revision differs."""
+        KeyNotFoundError if absent, ConflictError if the revision differs. ``ttl`` as in
+        :meth:`create`, counted from this write: every write sets the key's expiry anew (etcd: a put
+        attaches the lease it names, or none), so an update without one makes the key permanent."""
 
     async def delete(self, key: str, *, expected_mod_revision: int = 0) -> KeyValue:
         """Delete ``key`` (conditionally as in update). Returns the deleted value, its mod_revision

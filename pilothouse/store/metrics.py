@@ -109,12 +109,12 @@ class InstrumentedStore:
     async def count(self, prefix: str) -> int:
         return await self._timed("listWithCount", prefix, self.inner.count(prefix))
 
-    async def create(self, key: str, value: bytes) -> KeyValue:
-        return await self._timed("create", key, self.inner.create(key, value))
+    async def create(self, key: str, value: bytes, *, ttl: int = 0) -> KeyValue:
+        return await self._timed("create", key, self.inner.create(key, value, ttl=ttl))
 
-    async def update(self, key: str, value: bytes, *, expected_mod_revision: int) -> KeyValue:
-        return await self._timed("update", key, self.inner.update(key, value,
-                                                                   expected_mod_revision=expected_mod_revision))
+    async def update(self, key: str, value: bytes, *, expected_mod_revision: int, ttl: int = 0) -> KeyValue:
+        return await self._timed("update", key, self.inner.update(
+            key, value, expected_mod_revision=expected_mod_revision, ttl=ttl))
 
     async def delete(self, key: str, *, expected_mod_revision: int = 0) -> KeyValue:
         return await self._timed("delete", key, self.inner.delete(key, expected_mod_revision=expected_mod_revision))

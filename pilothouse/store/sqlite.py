@@ -19,6 +19,13 @@ pool, each worker with its own connection.
 Background compaction mirrors the Kubernetes API server's compactor (every 5 minutes by default, it
 compacts to the revision it saw at the previous tick, i.e. keeps roughly one interval of history);
 ``history_window`` additionally keeps at least that many recent revisions.
+
+Keys written with a TTL (``Store.create(..., ttl=)``: kube-apiserver's Events) carry their expiry in
+``kv.expires_at``; a sweeper every ``sweep_interval`` seconds reads the expired ones through that
+column's index and deletes them as ordinary conditional deletes through the writer, a bounded batch
+at a time: watchers see DELETED in revision order, and a key renewed (written again) between the read
+and its delete fails the delete's precondition and lives on. This is k3s/kine's emulation of etcd's
+leases on SQL; with ``server --workers`` only the leader sweeps.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -46,7 +54,9 @@ from pilothouse.store._sqlite_schema import (
 )
 from pilothouse.store._sqlite_writer import Op, OpKind, Writer, WriteResult
 from pilothouse.store.interface import (
+    ConflictError,
     FutureRevisionError,
+    KeyNotFoundError,
     KeyValue,
     ListIndex,
     ListResult,
@@ -62,13 +72,17 @@ __all__ = ["SQLiteStore"]
 T = TypeVar("T")
 log = logging.getLogger("pilothouse.store.sqlite")
 
+#: Expired keys deleted per sweep batch: one read of the index and (about) one group commit.
+SWEEP_BATCH = 500
+
 
 class SQLiteStore:
     """A :class:`~pilothouse.store.interface.Store` in one SQLite file."""
 
     def __init__(self, path: str | os.PathLike[str], *, compact_interval: float | None = 300.0,
                  history_window: int = 0, ring_size: int = 4096, watch_queue_size: int = 10000,
-                 read_threads: int = 2, workers: int = 1, worker_index: int = 0) -> None:
+                 read_threads: int = 2, workers: int = 1, worker_index: int = 0,
+                 sweep_interval: float | None = 1.0) -> None:
         self.path = os.fspath(path)
         #: ``server --workers``: this process is worker ``worker_index`` of ``workers`` over the file.
         self.workers, self.worker_index = workers, worker_index
@@ -87,6 +101,9 @@ class SQLiteStore:
         self._pool_conns: list[sqlite3.Connection] = []
         self._pool_lock = threading.Lock()
         self._compactor: asyncio.Task[None] | None = None
+        #: Seconds between sweeps of expired keys (None or 0: never; tests sweep by hand).
+        self.sweep_interval = sweep_interval
+        self._sweeper: asyncio.Task[None] | None = None
         self._closed = False
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -117,6 +134,8 @@ class SQLiteStore:
         self._pool = ThreadPoolExecutor(max_workers=self._read_threads, thread_name_prefix="sqlite-read")
         if self.compact_interval and self.compact_interval > 0:
             self._compactor = loop.create_task(self._compact_loop(self.compact_interval))
+        if self.sweep_interval and self.sweep_interval > 0:
+            self._sweeper = loop.create_task(self._sweep_loop(self.sweep_interval), name="sqlite-ttl-sweep")
 
     async def close(self) -> None:
         if self._closed:
@@ -129,10 +148,11 @@ class SQLiteStore:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
-        if self._compactor is not None:
-            self._compactor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._compactor
+        for task in (self._compactor, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._writer is not None:
             await self._writer.stop()
         if self._pool is not None:
@@ -239,24 +259,24 @@ class SQLiteStore:
 
     # --- writes -------------------------------------------------------------------------------
 
-    async def _write(self, kind: OpKind, key: str, value: bytes, expected: int) -> KeyValue | None:
+    async def _write(self, kind: OpKind, key: str, value: bytes, expected: int, ttl: int = 0) -> KeyValue | None:
         if self._writer is None:
             raise UnavailableError("store not started")
         fut: asyncio.Future[KeyValue | None] = asyncio.get_running_loop().create_future()
         # Mark a failure as retrieved even if the caller was cancelled and never looks at it.
         fut.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._writer.submit(Op(kind, key, value, expected, fut))
+        self._writer.submit(Op(kind, key, value, expected, fut, ttl))
         # The writer commits whether or not the caller stays: shield so a cancelled caller does not
         # turn a committed write into an unobserved exception.
         return await asyncio.shield(fut)
 
-    async def create(self, key: str, value: bytes) -> KeyValue:
-        kv = await self._write("create", key, value, 0)
+    async def create(self, key: str, value: bytes, *, ttl: int = 0) -> KeyValue:
+        kv = await self._write("create", key, value, 0, ttl)
         assert kv is not None
         return kv
 
-    async def update(self, key: str, value: bytes, *, expected_mod_revision: int) -> KeyValue:
-        kv = await self._write("update", key, value, expected_mod_revision)
+    async def update(self, key: str, value: bytes, *, expected_mod_revision: int, ttl: int = 0) -> KeyValue:
+        kv = await self._write("update", key, value, expected_mod_revision, ttl)
         assert kv is not None
         return kv
 
@@ -264,6 +284,40 @@ class SQLiteStore:
         kv = await self._write("delete", key, b"", expected_mod_revision)
         assert kv is not None
         return kv
+
+    async def sweep_expired(self, now: float | None = None) -> int:
+        """Delete the keys whose TTL ran out by ``now`` (default: the wall clock), in batches of
+        :data:`SWEEP_BATCH`; returns how many were deleted. A key written again since the read keeps
+        living (its delete's mod_revision precondition fails)."""
+        swept = 0
+        while True:
+            try:
+                rows = self._inline().execute(
+                    "SELECT key, mod_rev FROM kv WHERE expires_at <= ? ORDER BY expires_at LIMIT ?",
+                    (time.time() if now is None else now, SWEEP_BATCH)).fetchall()
+            except sqlite3.Error as exc:
+                raise map_error(exc, "read") from exc
+            # Submitted together, so the writer commits the batch as one group.
+            results = await asyncio.gather(*(self.delete(key, expected_mod_revision=rev) for key, rev in rows),
+                                           return_exceptions=True)
+            for result in results:
+                if isinstance(result, KeyValue):
+                    swept += 1
+                elif not isinstance(result, (ConflictError, KeyNotFoundError)):  # those: renewed or gone
+                    raise result
+            if len(rows) < SWEEP_BATCH:
+                return swept
+
+    async def _sweep_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                swept = await self.sweep_expired()
+            except StoreError as exc:  # disk full, closing: the next tick tries again
+                log.warning("deleting expired keys failed: %s", exc)
+                continue
+            if swept:
+                log.debug("deleted %d expired keys", swept)
 
     async def compact(self, revision: int) -> None:
         if revision <= 0:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import orjson
 
-from pilothouse.store._sqlite_schema import SCHEMA
+from pilothouse.store._sqlite_schema import SCHEMA, SCHEMA_VERSION
 from pilothouse.store.interface import ListIndex
 from pilothouse.store.sqlite import SQLiteStore
 
@@ -124,7 +124,7 @@ async def test_a_file_from_before_the_index_is_migrated(tmp_path: Path) -> None:
         got = await store.list(PREFIX, index=ListIndex("spec.nodeName", "node-b"))
         assert kv.key in [item.key for item in got.items]
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone() == (3,)
+    assert conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone() == (SCHEMA_VERSION,)
     plan = conn.execute("EXPLAIN QUERY PLAN SELECT key FROM kv WHERE node_name = ? AND key >= ? AND key < ?"
                         " ORDER BY key", ("node-a", PREFIX, PREFIX[:-1] + "0")).fetchall()
     assert "kv_node_name" in str(plan)

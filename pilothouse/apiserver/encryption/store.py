@@ -135,12 +135,13 @@ class EncryptingStore:
     async def count(self, prefix: str) -> int:
         return await self.inner.count(prefix)
 
-    async def create(self, key: str, value: bytes) -> KeyValue:
-        kv = await self.inner.create(key, self._write(key, value))
+    async def create(self, key: str, value: bytes, *, ttl: int = 0) -> KeyValue:
+        kv = await self.inner.create(key, self._write(key, value), ttl=ttl)
         return dataclasses.replace(kv, value=value)
 
-    async def update(self, key: str, value: bytes, *, expected_mod_revision: int) -> KeyValue:
-        kv = await self.inner.update(key, self._write(key, value), expected_mod_revision=expected_mod_revision)
+    async def update(self, key: str, value: bytes, *, expected_mod_revision: int, ttl: int = 0) -> KeyValue:
+        kv = await self.inner.update(key, self._write(key, value), expected_mod_revision=expected_mod_revision,
+                                     ttl=ttl)
         return dataclasses.replace(kv, value=value)
 
     async def delete(self, key: str, *, expected_mod_revision: int = 0) -> KeyValue:

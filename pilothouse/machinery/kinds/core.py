@@ -104,5 +104,6 @@ SECRET = Strategy(default=d.default_secret, validate=v.validate_secret, validate
                   selectable_fields=f.secret_fields, field_label_error=FIELD_LABEL_NOT_SUPPORTED)
 SERVICEACCOUNT = Strategy()
 ENDPOINTS = Strategy(default=d.default_endpoints)
-EVENT = Strategy(selectable_fields=f.core_event_fields, field_label_error=FIELD_LABEL_NOT_SUPPORTED)
+EVENT = Strategy(selectable_fields=f.core_event_fields, field_label_error=FIELD_LABEL_NOT_SUPPORTED,
+                 expires=True)
 LIMITRANGE = Strategy(default=d.default_limit_range, validate=vq.validate_limit_range)

@@ -64,7 +64,9 @@ def validate_pdb(pdb: Object) -> list[FieldError]:
 
 
 LEASE = Strategy()
-EVENT_V1 = Strategy(selectable_fields=f.events_v1_fields, field_label_error=FIELD_LABEL_NOT_SUPPORTED)
+# The same storage as core/v1 Events, so the same --event-ttl.
+EVENT_V1 = Strategy(selectable_fields=f.events_v1_fields, field_label_error=FIELD_LABEL_NOT_SUPPORTED,
+                    expires=True)
 ENDPOINTSLICE = Strategy(default=default_endpointslice)
 PDB = Strategy(
     validate=validate_pdb,

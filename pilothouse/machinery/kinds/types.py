@@ -166,6 +166,9 @@ class Strategy:
     #: None deletes dependents in the background; "Orphan" keeps the behaviour kinds had before the
     #: garbage collector (core/v1 ReplicationControllers).
     default_propagation_policy: str | None = None
+    #: Whether the store drops an object of this kind the server's ``--event-ttl`` after its last
+    #: write (kube-apiserver's events registry sets the store's TTLFunc to that TTL): Events.
+    expires: bool = False
 
 
 def check_field_labels(strategy: Strategy, labels: Iterable[str]) -> None:
