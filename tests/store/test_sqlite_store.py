@@ -92,10 +92,14 @@ async def test_history_window_bounds_background_compaction(tmp_path: Path) -> No
     async with SQLiteStore(tmp_path / "s.db", compact_interval=0.03, history_window=15) as store:
         for i in range(20):
             await store.create(f"/k/{i}", b"v")
-        for _ in range(150):  # two ticks are needed; poll rather than guess under load
-            if await store.compacted_revision():
+        # Two ticks after the last create are needed; under load a tick may fall between the creates
+        # and compact to an earlier revision first, so poll for the final one rather than the first.
+        for _ in range(150):
+            if await store.compacted_revision() == 20 - 15:
                 break
             await asyncio.sleep(0.02)
+        assert await store.compacted_revision() == 20 - 15
+        await asyncio.sleep(0.1)  # and later ticks never compact into the window
         assert await store.compacted_revision() == 20 - 15
 
 
