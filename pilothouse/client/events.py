@@ -400,9 +400,9 @@ class EventRecorder:
 @dataclass(slots=True)
 class _Cached:
     """One isomorphic event remembered for its series. The event is kept serialised: the scheduler
-    records a ``Scheduled`` event per pod, which never repeats, and holds each for six minutes;
-    as nested dicts (plus a key of nested tuples) they took about 2 KB apiece, 28 MB at the soak's
-    20 pods a second, serialised less than half of that."""
+    records a ``Scheduled`` event per pod, which never repeats, and holds each for six minutes; as
+    nested dicts under a key of nested tuples each took 2,161 bytes (up to 16,384 of them: 35 MB),
+    serialised (event and key) 1,006."""
     event: bytes
     recorded_at: float
     #: repeats seen (1: no series yet) and the time of the last one
