@@ -131,3 +131,28 @@ def test_node_update_actions() -> None:
     bigger = node("n", cpu="8")
     assert node_update_actions(old, bigger) == ActionType.UPDATE_NODE_ALLOCATABLE
     assert node_update_actions(old, node("n", ready="False")) == ActionType.UPDATE_NODE_CONDITION
+
+
+async def test_events_older_than_every_pod_in_flight_are_forgotten() -> None:
+    """Under churn some pod is always in flight (binds overlap), so in-flight events are dropped as
+    the oldest in-flight pod finishes, as upstream's inFlightEvents list is. Kept until no pod at all
+    was in flight, they piled up to the 10,000 cap, and from there every rejected pod went to
+    backoff (retried within 10 s) instead of waiting for an event that could help it."""
+    clock = Clock()
+    queue = queue_with_events(clock)
+    queue.add(PodInfo(pod("p-0")))
+    previous = await queue.pop()
+    for i in range(1, 12_000):
+        queue.add(PodInfo(pod(f"p-{i}")))
+        current = await queue.pop()
+        assert previous is not None and current is not None
+        queue.move_on_event(ClusterEvent(EventResource.ASSIGNED_POD, ActionType.ADD))  # a pod bound
+        queue.done(previous.pod.key)  # the older bind completes; the newer one is still in flight
+        previous = current
+    assert len(queue._in_flight_events) <= 1
+    # a pod no node's labels fit, with no node event since its cycle began, waits for one
+    queue.add(PodInfo(pod("picky")))
+    picky = await queue.pop()
+    assert picky is not None
+    queue.add_unschedulable(picky, {"NodeAffinity"})
+    assert queue.where("default/picky") == "unschedulable"

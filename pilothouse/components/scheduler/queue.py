@@ -14,6 +14,7 @@ event that already passed (kube-scheduler's in-flight events).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import heapq
 import itertools
 import time
@@ -161,6 +162,15 @@ class SchedulingQueue:
         self._in_flight.pop(key, None)
         if not self._in_flight:
             self._in_flight_events.clear()
+            return
+        # Events received before the oldest cycle still in flight can help no pod in flight: drop
+        # them, as upstream's Done does with its inFlightEvents list. Under churn some pod is always
+        # in flight, so waiting for none let them pile up to the cap. Pods enter _in_flight in
+        # cycle order and the dict keeps it, so the first one is the oldest.
+        oldest = next(iter(self._in_flight.values())).cycle
+        events = self._in_flight_events
+        if events and events[0][0] < oldest:
+            del events[:bisect.bisect_left(events, oldest, key=lambda entry: entry[0])]
 
     def _missed_relevant_event(self, info: QueuedPodInfo) -> bool:
         if len(self._in_flight_events) >= self.max_in_flight_events:
