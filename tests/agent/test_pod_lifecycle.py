@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pilothouse.client import errors
-from pilothouse.client.rest import APIClient
+from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.agent.images import ImageManager
 from pilothouse.components.agent.podcontext import PODS, PodContext
 from pilothouse.components.agent.podlifecycle import PodLifecycle, Stage
@@ -23,6 +23,8 @@ from pilothouse.components.agent.runtime.interface import LABEL_POD_UID
 from pilothouse.components.agent.runtime.simulated import SimulatedRuntime
 from pilothouse.machinery.meta import Object
 from tests.conftest import ServerProcess, create_default_service_account
+
+NODES = resource("", "v1", "nodes")
 
 
 def _pod(phase: str = "", deleting: bool = False) -> Object:
@@ -86,6 +88,8 @@ def test_a_worker_takes_pods_through_every_stage(server: ServerProcess, tmp_path
     async def run() -> None:
         runtime = SimulatedRuntime()
         async with APIClient(server.url) as client:
+            # the node exists, or the pod GC would take the pods for orphans (after 40 s)
+            await client.create(NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "lifecycle-node"}})
             ctx = PodContext(client=client, runtime=runtime, images=ImageManager(runtime, _nothing, None),
                              node_name="lifecycle-node", host_ip="127.0.0.1", root_dir=tmp_path,
                              scheme="simulated", fetch=_nothing)

@@ -51,7 +51,7 @@ class PodContext:
     allocatable: dict[str, str] = field(default_factory=dict)
     crash_backoff: Backoff = field(default_factory=lambda: Backoff(10.0, 300.0))
     fetch: Callable[[str, str, str], Awaitable[Object | None]] | None = None
-    #: posts a status for a static pod's mirror (the static manager maps uid -> mirror name)
+    #: records an Event (reference, type, reason, message): the agent's EventRecorder
     event: Callable[[Object, str, str, str], None] = lambda *args: None
     #: the agent wires pod sandboxes itself (None: the engine's networking)
     network: PodNetwork | None = None
