@@ -65,8 +65,9 @@ class PodWorker:
         self.probes = PodProbes(ctx.runtime)
         self.teardown = PodTeardown(ctx, self.uid, self.probes)
         self.sandbox = PodSandbox(ctx, self.observer, self.teardown)
+        self.volumes = PodVolumes(ctx, self.uid)
         self.containers = PodContainers(ctx, self.uid, observer=self.observer, sandbox=self.sandbox,
-                                        volumes=PodVolumes(ctx, self.uid), probes=self.probes,
+                                        volumes=self.volumes, probes=self.probes,
                                         teardown=self.teardown, kick=self.kick)
 
     # ----------------------------------------------------------- plumbing
@@ -187,7 +188,7 @@ class PodWorker:
                 for container_id in sync.started:
                     seen.add_started(await self.ctx.runtime.inspect_container(container_id))
         if not self.lifecycle.terminal_phase:
-            await self.containers.volumes.refresh_tokens(self.pod, sandbox.ip if sandbox else None, sync)
+            await self.volumes.refresh_tokens(self.pod, sandbox.ip if sandbox else None, sync)
         await self._report(Observation(sandbox, seen.attempts, seen.states), sync)
 
     async def _sync_terminating(self, sync: SyncRound) -> None:
