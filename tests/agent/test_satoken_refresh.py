@@ -16,7 +16,8 @@ from typing import Any
 
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.agent.images import ImageManager
-from pilothouse.components.agent.podworkers import PodContext, PodWorker
+from pilothouse.components.agent.podcontext import PodContext
+from pilothouse.components.agent.podworkers import PodWorker
 from pilothouse.components.agent.runtime.simulated import SimulatedRuntime
 from pilothouse.components.agent.satoken import TokenManager, TokenRequester, requester_for
 from pilothouse.components.agent.volumes import _write_files, pod_dir, prepare_volumes

@@ -13,7 +13,8 @@ import aiohttp
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.agent.images import ImageManager
 from pilothouse.components.agent.metrics import watch_running
-from pilothouse.components.agent.podworkers import PodContext, PodWorker
+from pilothouse.components.agent.podcontext import PodContext
+from pilothouse.components.agent.podworkers import PodWorker
 from pilothouse.components.agent.runtime.simulated import SimulatedRuntime
 from pilothouse.components.agent.server import StreamingServer
 from pilothouse.components.agent.streaming.lookup import RuntimeLabelLookup

@@ -36,9 +36,10 @@ from pilothouse.components.agent.node import (
     detect_node_ip,
     node_reference,
 )
+from pilothouse.components.agent.podcontext import LABEL_AGENT, PODS, PodContext
 from pilothouse.components.agent.podnet import PodNetwork, PodNetworkError
 from pilothouse.components.agent.podrange import AUTO, DEFAULT_CLUSTER_CIDR, wait_for_pod_cidr
-from pilothouse.components.agent.podworkers import LABEL_AGENT, PODS, PodContext, PodWorker
+from pilothouse.components.agent.podworkers import PodWorker
 from pilothouse.components.agent.resourcemetrics import PodContainers, render
 from pilothouse.components.agent.runtime.docker import DockerRuntime
 from pilothouse.components.agent.runtime.interface import (
@@ -236,7 +237,7 @@ class Agent:
             allocatable=capacity, fetch=self._fetch, event=self.recorder.event,
             cluster_domain=options.cluster_domain, resolv_conf=options.resolv_conf)
         # Which pods already have containers (adoption after a restart): every other pod's worker
-        # starts knowing it has none, instead of asking the engine (see PodWorker._known).
+        # starts knowing it has none, instead of asking the engine (see podobserver).
         listed = await self.runtime.list_containers({LABEL_AGENT: self.ctx.agent_id})
         self.ctx.engine_uids = {s.labels.get(LABEL_POD_UID, "") for s in listed}
         if options.manifests_dir:
