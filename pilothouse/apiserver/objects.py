@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from pilothouse.machinery.errors import bad_request
+from pilothouse.machinery.jsonbytes import dumps_kept
 from pilothouse.machinery.query import INITIAL_EVENTS_END
 from pilothouse.store.interface import KeyValue
 
@@ -31,7 +32,7 @@ def encode_for_store(obj: dict[str, Any]) -> bytes:
     for key, value in obj.items():
         if key not in ordered:
             ordered[key] = value
-    return orjson.dumps(ordered)
+    return dumps_kept(ordered)  # held by the store's ring of recent events and by watch events
 
 
 def decode_stored(kv: KeyValue) -> dict[str, Any]:

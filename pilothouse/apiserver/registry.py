@@ -30,6 +30,7 @@ from pilothouse.apiserver.objects import (
 from pilothouse.apiserver.watchjson import SharedEventJSON
 from pilothouse.machinery import meta
 from pilothouse.machinery.errors import StatusError, bad_request, conflict, expired, not_found
+from pilothouse.machinery.jsonbytes import dumps_kept
 from pilothouse.machinery.kinds import ResourceType, Strategy
 from pilothouse.machinery.kinds.conversion import converter_for
 from pilothouse.machinery.meta import Object
@@ -106,7 +107,7 @@ class WatchEvent:
     @property
     def json(self) -> bytes:
         if self._json is None:
-            self._json = orjson.dumps(self._object)
+            self._json = dumps_kept(self._object)  # shared by every watcher it is queued for
         return self._json
 
 

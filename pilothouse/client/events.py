@@ -39,6 +39,7 @@ import orjson
 from pilothouse.client import errors
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.machinery import meta
+from pilothouse.machinery.jsonbytes import compact
 from pilothouse.machinery.meta import Object
 
 __all__ = ["Correlated", "EventCorrelator", "EventRecorder", "SeriesRecorder", "object_reference"]
@@ -448,7 +449,7 @@ class SeriesRecorder:
         related_ref = object_reference(related) if related is not None else None
         # getKey: action, reason, reporting controller and instance (this recorder's, the same for
         # every key), regarding and related; serialised, one bytes object instead of nested tuples
-        key = _compact(orjson.dumps((event_type, action, reason, regarding, related_ref),
+        key = compact(orjson.dumps((event_type, action, reason, regarding, related_ref),
                                     option=orjson.OPT_SORT_KEYS))
         cached = self._cache.get(key)
         if cached is not None:
@@ -465,7 +466,7 @@ class SeriesRecorder:
             "note": message, "type": event_type,
             **({"related": related_ref} if related_ref else {}),
         }
-        self._cache[key] = _Cached(_compact(orjson.dumps(event)), now)
+        self._cache[key] = _Cached(compact(orjson.dumps(event)), now)
         self._queue(event)
 
     def _queue(self, event: Object) -> None:
@@ -529,12 +530,6 @@ class SeriesRecorder:
             except errors.AlreadyExistsError:
                 if event.get("series") is None:
                     return
-
-
-def _compact(data: bytes) -> bytes:
-    """``data`` in a bytes object of its own size. orjson (3.13) returns its 4 KB output buffer
-    unshrunk, so a few hundred bytes kept for minutes would hold 4 KB each (measured with tracemalloc)."""
-    return bytes(memoryview(data))
 
 
 def _hostname() -> str:
