@@ -375,7 +375,10 @@ class DockerRuntime:
 
     async def list_containers(self, labels: dict[str, str] | None = None) -> list[ContainerState]:
         filters = {"label": [f"{k}={v}" for k, v in (labels or {}).items()]} if labels else None
-        items = await self._d.containers.list(all=True, **({"filters": filters} if filters else {}))
+        try:
+            items = await self._d.containers.list(all=True, **({"filters": filters} if filters else {}))
+        except DockerError as error:  # the engine away (900) or failing: the interface's error
+            raise RuntimeError_(str(error.message)) from error
         states = await asyncio.gather(*(self._inspect_listed(item) for item in items))
         return [s for s in states if s is not None]
 
