@@ -466,7 +466,10 @@ class PodWorker:
             if latest is not None and latest.state == "exited" and latest.exit_code == 0:
                 self.waiting.pop(name, None)
                 continue
-            if latest is not None and latest.state in ("running", "created"):
+            if latest is not None and latest.state == "created":
+                await self._start_created(container, latest)
+                return
+            if latest is not None and latest.state == "running":
                 return
             if latest is not None and latest.state == "exited" and policy == "Never":
                 self.terminal_phase = "Failed"
@@ -482,12 +485,32 @@ class PodWorker:
             elif latest.state == "running":
                 self.waiting.pop(name, None)
                 await self._check_running(container, latest, sandbox)
+            elif latest.state == "created":
+                await self._start_created(container, latest)
             elif latest.state == "exited":
                 restart = policy == "Always" or (policy == "OnFailure" and latest.exit_code != 0)
                 if restart:
                     await self._start_or_backoff(container, sandbox, latest)
                 else:
                     self.waiting.pop(name, None)
+
+    async def _start_created(self, container: Object, state: ContainerState) -> None:
+        """Start a container created but never started: the engine or this agent died between the
+        two calls (chaos seed 136199913: podman SIGKILLed there), and nothing else would ever start
+        it. The kubelet starts such a container again too; starting the attempt made keeps its
+        restart count. One that cannot start is removed, so the next sync creates it anew."""
+        name = container.get("name", "")
+        try:
+            await self.ctx.runtime.start_container(state.id)
+        except RuntimeError_ as error:
+            self.waiting[name] = ("CreateContainerError", str(error))
+            with contextlib.suppress(RuntimeError_):
+                await self.ctx.runtime.remove_container(state.id)
+            self._wake_in(1.0)
+            return
+        self._started_now.append(state.id)
+        self.waiting.pop(name, None)
+        self._container_event(container, "Normal", "Started", f"Started container {name}")
 
     async def _check_running(self, container: Object, state: ContainerState, sandbox: ContainerState) -> None:
         probes = self.probes.get(state.id)
