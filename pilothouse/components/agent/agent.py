@@ -454,8 +454,15 @@ class Agent:
 
     async def _relist_loop(self) -> None:
         while True:
-            with contextlib.suppress(RuntimeError_, OSError):
+            # As the kubelet's container GC: a failed pass is logged and the next one tries again.
+            # This loop once ended for good on an error it did not expect (the engine SIGKILLed
+            # under it), and a sandbox whose removal the kill cut short stayed in podman.
+            try:
                 await self.collect_orphans()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("container garbage collection failed: %s", error)
             for worker in list(self.workers.values()):
                 worker.kick()
             await asyncio.sleep(self.options.relist_period)

@@ -94,7 +94,10 @@ class PodContainers:
             if latest is not None and latest.state == "exited" and latest.exit_code == 0:
                 self.waiting.pop(name, None)
                 continue
-            if latest is not None and latest.state in ("running", "created"):
+            if latest is not None and latest.state == "created":
+                await self._start_created(pod, container, latest, sync)
+                return ""
+            if latest is not None and latest.state == "running":
                 return ""
             if latest is not None and latest.state == "exited" and policy == "Never":
                 return "Failed"
@@ -109,6 +112,8 @@ class PodContainers:
             elif latest.state == "running":
                 self.waiting.pop(name, None)
                 await self._check_running(pod, container, latest, sandbox, sync)
+            elif latest.state == "created":
+                await self._start_created(pod, container, latest, sync)
             elif latest.state == "exited":
                 restart = policy == "Always" or (policy == "OnFailure" and latest.exit_code != 0)
                 if restart:
@@ -116,6 +121,25 @@ class PodContainers:
                 else:
                     self.waiting.pop(name, None)
         return ""
+
+    async def _start_created(self, pod: Object, container: Object, state: ContainerState, sync: SyncRound) -> None:
+        """Start a container created but never started: the engine or this agent died between the
+        two calls (chaos seed 136199913: podman SIGKILLed there), and nothing else would ever start
+        it. The kubelet starts such a container again too; starting the attempt made keeps its
+        restart count. One that cannot start is removed, so the next sync creates it anew."""
+        ctx = self.ctx
+        name = container.get("name", "")
+        try:
+            await ctx.runtime.start_container(state.id)
+        except RuntimeError_ as error:
+            self.waiting[name] = ("CreateContainerError", str(error))
+            with contextlib.suppress(RuntimeError_):
+                await ctx.runtime.remove_container(state.id)
+            sync.wake_in(1.0)
+            return
+        sync.started.append(state.id)
+        self.waiting.pop(name, None)
+        ctx.container_event(pod, container, "Normal", "Started", f"Started container {name}")
 
     async def _check_running(self, pod: Object, container: Object, state: ContainerState, sandbox: ContainerState,
                              sync: SyncRound) -> None:

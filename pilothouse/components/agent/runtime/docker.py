@@ -48,6 +48,11 @@ PAUSE_COMMAND = ["/bin/sh", "-c", "trap 'exit 0' TERM INT; while :; do sleep 360
 DEFAULT_ULIMITS = [{"Name": "nofile", "Soft": 1024, "Hard": 1024}, {"Name": "nproc", "Soft": 4096, "Hard": 4096}]
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 _OOM_RE = re.compile(rb"oom-kill:.*?(?:libpod-|docker[-/])([0-9a-f]{64})")
+#: podman's answer to a list that includes a container whose removal was cut short after its storage
+#: went (podman issue 15526): the whole list fails, for good, until that container is removed.
+_HALF_REMOVED_RE = re.compile(r'getting container from store "([0-9a-f]{64})": container not known')
+#: half-removed containers finished per list (each one a kill of the engine mid-removal)
+_HALF_REMOVED_PER_LIST = 8
 
 
 def build_pause_rootfs(busybox: str = "/bin/busybox") -> bytes:
@@ -375,9 +380,32 @@ class DockerRuntime:
 
     async def list_containers(self, labels: dict[str, str] | None = None) -> list[ContainerState]:
         filters = {"label": [f"{k}={v}" for k, v in (labels or {}).items()]} if labels else None
-        items = await self._d.containers.list(all=True, **({"filters": filters} if filters else {}))
+        items = await self._list(filters)
         states = await asyncio.gather(*(self._inspect_listed(item) for item in items))
         return [s for s in states if s is not None]
+
+    async def _list(self, filters: dict[str, list[str]] | None) -> list[Any]:
+        """The engine's list, finishing the removal of a container podman half removed.
+
+        A podman SIGKILLed while it removed a container can leave the container's record (state
+        ``removing``) without its storage; podman's Docker-compatible list then fails whole with a
+        500 naming it, so nothing of this agent's could be listed again (the chaos found it). A
+        ``DELETE ?force=true`` of the container named completes the removal podman began. podman
+        filters by label before it fails, and the agent lists by its own labels, so the container
+        named is one of the agent's."""
+        finished = 0
+        while True:
+            try:
+                items: list[Any] = await self._d.containers.list(all=True, **({"filters": filters} if filters else {}))
+                return items
+            except DockerError as error:  # the engine away (900) or failing: the interface's error
+                half_removed = _HALF_REMOVED_RE.search(str(error.message))
+                if half_removed is None or finished == _HALF_REMOVED_PER_LIST:
+                    raise RuntimeError_(str(error.message)) from error
+            log.warning("finishing the removal of container %s, which the engine left half removed",
+                        half_removed.group(1)[:12])
+            await self.remove_container(half_removed.group(1))
+            finished += 1
 
     async def _inspect_listed(self, item: Any) -> ContainerState | None:
         """Inspect a listed container, reusing the last inspection while its state is unchanged.
