@@ -39,7 +39,7 @@ import orjson
 from pilothouse.client import errors
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.machinery import meta
-from pilothouse.machinery.jsonbytes import compact
+from pilothouse.machinery.jsonbytes import dumps_kept
 from pilothouse.machinery.meta import Object
 
 __all__ = ["Correlated", "EventCorrelator", "EventRecorder", "SeriesRecorder", "object_reference"]
@@ -449,8 +449,7 @@ class SeriesRecorder:
         related_ref = object_reference(related) if related is not None else None
         # getKey: action, reason, reporting controller and instance (this recorder's, the same for
         # every key), regarding and related; serialised, one bytes object instead of nested tuples
-        key = compact(orjson.dumps((event_type, action, reason, regarding, related_ref),
-                                    option=orjson.OPT_SORT_KEYS))
+        key = dumps_kept((event_type, action, reason, regarding, related_ref), option=orjson.OPT_SORT_KEYS)
         cached = self._cache.get(key)
         if cached is not None:
             cached.count += 1
@@ -466,7 +465,7 @@ class SeriesRecorder:
             "note": message, "type": event_type,
             **({"related": related_ref} if related_ref else {}),
         }
-        self._cache[key] = _Cached(compact(orjson.dumps(event)), now)
+        self._cache[key] = _Cached(dumps_kept(event), now)
         self._queue(event)
 
     def _queue(self, event: Object) -> None:

@@ -14,12 +14,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["compact", "dumps_kept"]
-
-
-def compact(data: bytes) -> bytes:
-    """``data`` in a bytes object of its own size."""
-    return bytes(memoryview(data))
+__all__ = ["dumps_kept"]
 
 
 def dumps_kept(value: Any, option: int = 0) -> bytes:

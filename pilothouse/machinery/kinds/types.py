@@ -39,9 +39,6 @@ __all__ = [
     "status_strategy",
 ]
 
-#: A Kubernetes object as JSON: plain dicts and lists, exactly as on the wire.
-
-
 #: How a field label conversion rejects a label (``{label}`` filled in). Kinds that register their own
 #: conversion in Kubernetes (pods, nodes, services, ...) say this; the others fall back on
 #: apimachinery's ``DefaultMetaV1FieldSelectorConversion``, which says UNKNOWN_FIELD_LABEL.
