@@ -66,18 +66,26 @@ class WorkQueue:
         self._waiting.pop(key, None)
         self.add(key)
 
-    def add_rate_limited(self, key: Hashable) -> None:
+    def add_rate_limited(self, key: Hashable) -> float:
+        """Hand ``key`` out again after its backoff; returns that delay (seconds)."""
         failures = self._failures.get(key, 0)
         self._failures[key] = failures + 1
         if self.metrics is not None:
             self.metrics.retry()
-        self.add_after(key, min(self.base_delay * (2 ** failures), self.max_delay))
+        delay: float = min(self.base_delay * (2 ** failures), self.max_delay)
+        self.add_after(key, delay)
+        return delay
 
     def forget(self, key: Hashable) -> None:
         self._failures.pop(key, None)
 
     def num_requeues(self, key: Hashable) -> int:
         return self._failures.get(key, 0)
+
+    def planned_in(self, key: Hashable) -> float | None:
+        """Seconds until ``key``'s planned retry (``add_after``), None if none is planned."""
+        handle = self._waiting.get(key)
+        return None if handle is None else handle.when() - asyncio.get_running_loop().time()
 
     async def get(self) -> Hashable:
         while not self._queue:

@@ -23,8 +23,11 @@ from pilothouse.client.workqueue import ShutDown, WorkQueue
 from pilothouse.components.controllers.eventsources import EVENT_SOURCES
 from pilothouse.machinery.meta import Object
 
-__all__ = ["Controller", "ControllerContext", "Expectations", "split_key"]
+__all__ = ["SLOW_RETRY", "Controller", "ControllerContext", "Expectations", "split_key"]
 
+#: A conflict requeued this far out is logged as a warning: the key will stay stale that long
+#: unless an event enqueues it (the controller manager logs at WARNING by default).
+SLOW_RETRY = 10.0
 
 
 def split_key(key: str) -> tuple[str | None, str]:
@@ -113,6 +116,15 @@ class Controller:
     def enqueue_key(self, key: Hashable) -> None:
         self.queue.add(key)
 
+    def retry_now(self, key: Hashable) -> None:
+        """Sync ``key`` at once if it waits out a backoff: for the informer event of an object its
+        syncs write. A sync refused with a 409 Conflict read that object from a cache behind the
+        server; the cache catching up is the event that makes the next sync succeed, and without
+        it the key waited for its timer, whose delay grows with every failed sync (one per pod
+        event while the cache was behind) to minutes (issue 15, CHAOS_SEED=1184329778)."""
+        if self.queue.num_requeues(key):
+            self.queue.add(key)
+
     # ------------------------------------------------------------- the loop
 
     async def sync(self, key: str) -> None:
@@ -147,9 +159,12 @@ class Controller:
             except asyncio.CancelledError:
                 raise
             except (errors.ConflictError, errors.AlreadyExistsError, errors.NotFoundError) as error:
-                # Races with other writers: the next sync sees the new state.
-                self.log.debug("sync %s: %s; requeued", key, error)
-                self.queue.add_rate_limited(key)
+                # Races with other writers or a cache behind the server: the next sync sees the new
+                # state. Logged, so that a key whose backoff grew long is seen in a chaos log.
+                delay = self.queue.add_rate_limited(key)
+                level = logging.WARNING if delay >= SLOW_RETRY else logging.INFO
+                self.log.log(level, "sync %s: %s; requeued in %.3gs (retry %d)", key, error, delay,
+                             self.queue.num_requeues(key))
             except (errors.APIError, errors.ConnectionFailed) as error:
                 self.log.warning("sync %s failed: %s; requeued", key, error)
                 self.queue.add_rate_limited(key)

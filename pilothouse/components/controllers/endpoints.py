@@ -187,7 +187,9 @@ class EndpointsController(Controller):
         self.index = ServiceIndex(self.services, self.pods)
         self.services.add_handler(EventHandler.on_object(self.enqueue, self.enqueue))
         self.pods.add_handler(EventHandler(self._pods_changed, self._pods_changed, self._pods_changed))
-        self.endpoints.add_handler(EventHandler(None, None, self.enqueue))
+        # A change of an Endpoints object retries a sync that met it stale (Controller.retry_now).
+        self.endpoints.add_handler(EventHandler.on_object(lambda obj: self.retry_now(object_key(obj)),
+                                                          self.enqueue))
 
     def _pods_changed(self, *pods: Object) -> None:
         for key in self.index.keys_for(*pods):

@@ -116,7 +116,7 @@ class EndpointSliceController(Controller):
         self.index = ServiceIndex(self.services, self.pods)
         self.services.add_handler(EventHandler.on_object(self.enqueue, self.enqueue))
         self.pods.add_handler(EventHandler(self._pods_changed, self._pods_changed, self._pods_changed))
-        self.slices.add_handler(EventHandler(None, None, self._slice_deleted))
+        self.slices.add_handler(EventHandler.on_object(self._slice_changed, self._slice_deleted))
 
     @staticmethod
     def _slice_service(obj: Object) -> list[str]:
@@ -124,6 +124,10 @@ class EndpointSliceController(Controller):
         if labels.get(MANAGED_BY_LABEL) != MANAGED_BY or not labels.get(SERVICE_NAME_LABEL):
             return []
         return [f"{obj['metadata']['namespace']}/{labels[SERVICE_NAME_LABEL]}"]
+
+    def _slice_changed(self, obj: Object) -> None:
+        for key in self._slice_service(obj):
+            self.retry_now(key)
 
     def _slice_deleted(self, obj: Object) -> None:
         for key in self._slice_service(obj):
