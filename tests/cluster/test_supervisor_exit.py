@@ -76,6 +76,23 @@ def test_a_signal_and_an_empty_log(tmp_path: Path) -> None:
     assert f"was killed by SIGKILL; {layout.log_file(server)} is empty" in message, message
 
 
+def test_a_child_whose_command_line_does_not_name_the_cluster_yet_is_not_gone(tmp_path: Path) -> None:
+    """``cluster start`` checks the host it started last at once: that child may still be inside
+    execve, its /proc cmdline empty (seed cluster test, CI). An unreaped child of ours is alive."""
+    layout = _layout(tmp_path)
+    server = layout.cluster().server
+    layout.log_file(server).touch()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # no "cluster" in it
+    layout.write_pid(server, child.pid)
+    try:
+        with pytest.raises(ClusterError) as caught:
+            asyncio.run(wait_ready(layout, layout.cluster(), lambda line: None, timeout=1))
+    finally:
+        child.kill()
+        child.wait()
+    assert "the server did not start within 1s" in str(caught.value), caught.value
+
+
 def test_a_pid_file_rewritten_while_read_never_reads_as_gone(tmp_path: Path) -> None:
     layout = _layout(tmp_path)
     server = layout.cluster().server

@@ -47,7 +47,12 @@ async def test_leader_loss_during_write_burst_loses_no_acknowledged_write(cluste
     store = EtcdStore(cluster.endpoint, request_timeout=TIMEOUT, compact_interval=None)
     await store.start()
     try:
+        # A revision past the empty store's: a watch from 0 would first list the prefix (the Store
+        # contract's synthetic ADDs, in key order), and the burst below races that list, so events
+        # already written came in key order, not revision order (a CI run saw [5, 3, 2, 4, 6, ...]).
+        await store.create(P + "before-watch", b"x")
         start = await store.current_revision()
+        assert start > 0
         watch = store.watch(P, start)
         seen: list[WatchEvent] = []
 

@@ -323,16 +323,23 @@ def _check_alive(layout: Layout, cluster: Cluster, pending: set[str]) -> None:
     for name in sorted(pending | {cluster.server.name}):
         host = cluster.host(name)
         if layout.running_pid(host) is None:
+            status = _exit_status(layout, host)
+            if status is None:
+                continue
             tail: list[str] = []
             with contextlib.suppress(OSError):
                 tail = layout.log_file(host).read_text(errors="replace").strip().splitlines()[-5:]
             detail = (f"the end of {layout.log_file(host)}:\n  " + "\n  ".join(tail) if tail
                       else f"{layout.log_file(host)} is empty")
-            raise ClusterError(f"{name}: its supervisor {_exit_status(layout, host)}; {detail}")
+            raise ClusterError(f"{name}: its supervisor {status}; {detail}")
 
 
-def _exit_status(layout: Layout, host: Host) -> str:
-    """How the host's supervisor ended, when this process started it (it is our child, unreaped)."""
+def _exit_status(layout: Layout, host: Host) -> str | None:
+    """How the host's supervisor ended, when this process started it (it is our child, unreaped);
+    None when it is our child and has not ended. A child this process has not reaped keeps its pid,
+    so it cannot be another program: its command line just does not name the cluster yet. That is
+    the case while it is still inside execve (``Popen`` returns once the exec has begun, before the
+    kernel sets the new command line) or exiting, and the host started last is checked at once."""
     try:
         pid = int(layout.pid_file(host).read_text().strip())
     except (OSError, ValueError) as error:
@@ -342,7 +349,7 @@ def _exit_status(layout: Layout, host: Host) -> str:
     except ChildProcessError:  # started by an earlier command: its status is not ours to read
         return f"(pid {pid}) is not running"
     if reaped == 0:
-        return f"(pid {pid}) is not running (it no longer looks like this cluster's supervisor)"
+        return None
     if os.WIFSIGNALED(status):
         return f"(pid {pid}) was killed by {signal.Signals(os.WTERMSIG(status)).name}"
     return f"(pid {pid}) exited with code {os.waitstatus_to_exitcode(status)}"
