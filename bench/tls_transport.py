@@ -41,9 +41,7 @@ import ctypes
 import socket
 import ssl
 import statistics
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -92,23 +90,11 @@ def serve(variant: str, port: int, pki_dir: str, size: int) -> None:
     """The server side (run as a subprocess): listens until terminated."""
     from aiohttp import web
 
-    from pilothouse.apiserver.pkidir import ClusterPKI
-
-    payload = body(size)
-
-    async def hello(request: web.Request) -> web.Response:
-        return web.Response(body=payload, content_type="application/json")
+    from bench.tls_stack import hello_runner, serving_context
 
     async def main() -> None:
-        app = web.Application()
-        app.router.add_get("/x", hello)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        context = None
-        if variant != "plain":
-            cluster_pki = ClusterPKI(Path(pki_dir))
-            cluster_pki.ensure("127.0.0.1", "10.96.0.1")
-            context = cluster_pki.ssl_context()
+        runner = await hello_runner(body(size))
+        context = None if variant == "plain" else serving_context(pki_dir)
         if context is not None and variant.endswith(("-direct", "-all")):
             context.sslobject_class = DirectSSLObject
         if context is not None and variant.endswith(("-norelease", "-all")):
@@ -153,48 +139,33 @@ def main() -> None:
         serve(args.serve[0], int(args.serve[1]), args.serve[2], int(args.serve[3]))
         return
     from bench.cload import h2load_level
+    from bench.tls_stack import variant_servers
 
     variants = args.variants.split(",")
-    with tempfile.TemporaryDirectory() as pki_dir:
-        servers: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
-        try:
-            for variant in variants:
-                port = free_port()
-                process = subprocess.Popen([sys.executable, __file__, "--serve", variant, str(port), pki_dir,
-                                            str(args.body_bytes)],
-                                           stdout=subprocess.PIPE)
-                assert process.stdout is not None
-                if process.stdout.readline() != b"ready\n":
-                    raise RuntimeError(f"{variant} did not start")
-                servers[variant] = (port, process)
-            cpu: dict[str, list[float]] = {v: [] for v in variants}
-            rate: dict[str, list[float]] = {v: [] for v in variants}
-            # Window -1 warms every server up (first-use allocations, caches) and is not counted.
-            for window in range(-1, args.windows):
-                # Rotated, so that no variant always follows the same one.
-                order = variants[window % len(variants):] + variants[:window % len(variants)]
-                for variant in order:
-                    port, process = servers[variant]
-                    scheme = "http" if variant == "plain" else "https"
-                    result = h2load_level(f"{scheme}://127.0.0.1:{port}", process.pid, args.clients,
-                                          args.seconds, ["/x"], token=args.token)
-                    if window >= 0:
-                        cpu[variant].append(result.server_us)
-                        rate[variant].append(result.rate)
-                    print(f"  window {window} {variant:<22} {result.server_us:7.1f} µs  {result.rate:8.0f} req/s",
-                          flush=True)
-            base = statistics.median(cpu["uvloop-tls"]) if "uvloop-tls" in cpu else None
-            print(f"{'variant':<22}{'median µs':>10}{'min':>8}{'max':>8}{'vs shipped':>12}{'req/s':>9}")
-            for variant in variants:
-                median = statistics.median(cpu[variant])
-                delta = f"{median - base:+.1f}" if base is not None else ""
-                print(f"{variant:<22}{median:>10.1f}{min(cpu[variant]):>8.1f}{max(cpu[variant]):>8.1f}"
-                      f"{delta:>12}{statistics.median(rate[variant]):>9.0f}")
-        finally:
-            for _, process in servers.values():
-                process.terminate()
-                process.wait(10)
-
+    with variant_servers(__file__, variants, str(args.body_bytes)) as (_, servers):
+        cpu: dict[str, list[float]] = {v: [] for v in variants}
+        rate: dict[str, list[float]] = {v: [] for v in variants}
+        # Window -1 warms every server up (first-use allocations, caches) and is not counted.
+        for window in range(-1, args.windows):
+            # Rotated, so that no variant always follows the same one.
+            order = variants[window % len(variants):] + variants[:window % len(variants)]
+            for variant in order:
+                port, process = servers[variant]
+                scheme = "http" if variant == "plain" else "https"
+                result = h2load_level(f"{scheme}://127.0.0.1:{port}", process.pid, args.clients,
+                                      args.seconds, ["/x"], token=args.token)
+                if window >= 0:
+                    cpu[variant].append(result.server_us)
+                    rate[variant].append(result.rate)
+                print(f"  window {window} {variant:<22} {result.server_us:7.1f} µs  {result.rate:8.0f} req/s",
+                      flush=True)
+    base = statistics.median(cpu["uvloop-tls"]) if "uvloop-tls" in cpu else None
+    print(f"{'variant':<22}{'median µs':>10}{'min':>8}{'max':>8}{'vs shipped':>12}{'req/s':>9}")
+    for variant in variants:
+        median = statistics.median(cpu[variant])
+        delta = f"{median - base:+.1f}" if base is not None else ""
+        print(f"{variant:<22}{median:>10.1f}{min(cpu[variant]):>8.1f}{max(cpu[variant]):>8.1f}"
+              f"{delta:>12}{statistics.median(rate[variant]):>9.0f}")
 
 if __name__ == "__main__":
     main()
