@@ -1,19 +1,23 @@
 """``pilothouse`` with its insecure listener served over TLS too: a diagnostic server, for benchmarks only.
 
-Usage (as bench/tls_same_process.py ``--insecure-over-tls`` runs it)::
+Usage (as bench/tls_same_process.py ``--insecure-over-tls [uvloop|socket]`` runs it)::
 
-    .venv/bin/python bench/insecure_tls_server.py server --secure --insecure-port P ...
+    [INSECURE_TLS_TRANSPORT=socket] .venv/bin/python bench/insecure_tls_server.py server --secure --insecure-port P ...
 
 Why: bench/tls_same_process.py compares the secure listener (TLS, authentication, Node,RBAC,
 audit) against the insecure one (plain HTTP, no authentication) of one process. Serving the
 insecure listener over the same TLS context, from the same certificate, splits that difference
 into what TLS costs (insecure over TLS against insecure in plain, in another invocation) and what
 the secure listener's own chain costs (secure against insecure, both over TLS). The product has no
-such listener: kube-apiserver's insecure port was plain HTTP only.
+such listener: kube-apiserver's insecure port was plain HTTP only. ``INSECURE_TLS_TRANSPORT=socket``
+serves it through bench/tls_socket_transport.py instead of uvloop's TLS, so that the secure
+listener (uvloop's TLS, as shipped) is the common reference when comparing the two transports
+inside pilothouse.
 """
 
 from __future__ import annotations
 
+import os
 import runpy
 import ssl
 import sys
@@ -43,8 +47,21 @@ class _TLSSite(web.TCPSite):
         super().__init__(*args, **kwargs, ssl_context=_contexts[-1])
 
 
+class _SocketTLSSite:
+    """Enough of ``web.TCPSite`` for ``start_insecure``: serves through the socket-owning transport."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, **_: Any) -> None:
+        self._runner, self._host, self._port = runner, host, port
+
+    async def start(self) -> None:
+        from bench.tls_socket_transport import serve_tls
+
+        assert self._runner.server is not None
+        await serve_tls(self._runner.server, _contexts[-1], self._host, self._port)
+
+
 class _Web:
-    TCPSite = _TLSSite
+    TCPSite = _SocketTLSSite if os.environ.get("INSECURE_TLS_TRANSPORT") == "socket" else _TLSSite
     AppRunner = web.AppRunner
     Request = web.Request
 

@@ -18,13 +18,15 @@ limits too, as kube-apiserver's did). ``--client h2load``: each window is an h2l
 opened before it, so that the load generator's own TLS takes little of the two cores.
 ``--insecure-over-tls``: the insecure listener is served over TLS too (bench/insecure_tls_server.py),
 so that the difference is the secure listener's own chain without TLS, and the insecure side against
-a run without the flag is what TLS costs.
+a run without the flag is what TLS costs; ``--insecure-over-tls socket`` serves it through
+bench/tls_socket_transport.py instead of uvloop's TLS (the secure listener, uvloop's, the reference).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -110,8 +112,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--client", choices=("lean", "h2load"), default="lean")
     parser.add_argument("--seconds", type=float, default=2.0, help="--client h2load: seconds per window")
-    parser.add_argument("--insecure-over-tls", action="store_true",
-                        help="serve the insecure listener over TLS too")
+    parser.add_argument("--insecure-over-tls", nargs="?", const="uvloop", choices=("uvloop", "socket"),
+                        help="serve the insecure listener over TLS too (through uvloop's TLS or the socket transport)")
     args = parser.parse_args()
     server = [str(Path(__file__).parent / "insecure_tls_server.py")] if args.insecure_over_tls else ["-m", "pilothouse"]
     port, plain_port = free_port(), free_port()
@@ -122,7 +124,8 @@ def main() -> None:
                                     "--port", str(port), "--disable", "scheduler,controller-manager", "--secure",
                                     "--authorization-mode", "Node,RBAC", "--insecure-port", str(plain_port),
                                     "--token-auth-file", str(tokens)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   env={**os.environ, "INSECURE_TLS_TRANSPORT": args.insecure_over_tls or ""})
         try:
             url = f"https://127.0.0.1:{port}"
             wait_healthy(url, process, ca=Path(data_dir) / "pki" / "ca.crt")

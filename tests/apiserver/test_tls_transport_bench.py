@@ -7,6 +7,7 @@ figures about something else; these check the bytes and the protocol, not the sp
 from __future__ import annotations
 
 import http.client
+import os
 import ssl
 import subprocess
 import sys
@@ -64,14 +65,15 @@ def test_every_variant_serves_the_body(variant: str, size: int, pki_dir: Path) -
         process.wait(10)
 
 
-@pytest.fixture
-def insecure_over_tls(tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
+@pytest.fixture(params=["uvloop", "socket"])
+def insecure_over_tls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
     port, insecure_port = free_port(), free_port()
     data_dir = tmp_path / "data"
     process = subprocess.Popen([sys.executable, str(BENCH / "insecure_tls_server.py"), "server", "--data-dir",
                                 str(data_dir), "--port", str(port), "--disable", "scheduler,controller-manager",
                                 "--secure", "--insecure-port", str(insecure_port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "INSECURE_TLS_TRANSPORT": request.param})
     try:
         wait_healthy(f"https://127.0.0.1:{port}", process, ca=data_dir / "pki" / "ca.crt")
         yield f"127.0.0.1:{insecure_port}", process.pid, data_dir
