@@ -16,12 +16,17 @@ Both listeners run the same middleware but for authentication (the insecure port
 limits too, as kube-apiserver's did). ``--client h2load``: each window is an h2load run
 (bench/cload.py, the benchmark user's bearer token over HTTPS) of ``--seconds`` on connections
 opened before it, so that the load generator's own TLS takes little of the two cores.
+``--insecure-over-tls``: the insecure listener is served over TLS too (bench/insecure_tls_server.py),
+so that the difference is the secure listener's own chain without TLS, and the insecure side against
+a run without the flag is what TLS costs; ``--insecure-over-tls socket`` serves it through
+bench/tls_socket_transport.py instead of uvloop's TLS (the secure listener, uvloop's, the reference).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -67,7 +72,8 @@ async def measure(pid: int, port: int, plain_port: int, context: ResumingContext
         assert status == 200, body
 
     secure = [LeanConnection("127.0.0.1", port, context) for _ in range(args.clients)]
-    plain = [LeanConnection("127.0.0.1", plain_port) for _ in range(args.clients)]
+    plain = [LeanConnection("127.0.0.1", plain_port, context if args.insecure_over_tls else None)
+             for _ in range(args.clients)]
     await secure[0].request("GET", "/readyz")  # its session is the one the others resume
     for connection in secure[1:] + plain:
         await connection.connect()
@@ -77,7 +83,8 @@ async def measure(pid: int, port: int, plain_port: int, context: ResumingContext
     request = get if args.op == "get" else list_page
     cost: dict[str, list[float]] = {"HTTPS": [], "HTTP": []}
     paths = [f"{PODS}/p-{i}" for i in range(200)] if args.op == "get" else [f"{PODS}?limit=50"]
-    urls = {"HTTPS": f"https://127.0.0.1:{port}", "HTTP": f"http://127.0.0.1:{plain_port}"}
+    urls = {"HTTPS": f"https://127.0.0.1:{port}",
+            "HTTP": f"{'https' if args.insecure_over_tls else 'http'}://127.0.0.1:{plain_port}"}
     for w in range(args.windows):
         sides = [("HTTPS", secure), ("HTTP", plain)]
         for name, connections in sides if w % 2 else sides[::-1]:
@@ -87,11 +94,14 @@ async def measure(pid: int, port: int, plain_port: int, context: ResumingContext
                 cost[name].append(result.server_us)
             else:
                 cost[name].append(await window(pid, connections, request, args.requests))
+    labels = {"HTTPS": "secure", "HTTP": "insecure"} if args.insecure_over_tls else {}
     for name, values in cost.items():
-        print(f"{name:<6} {args.op} at {args.clients} clients: median {statistics.median(values):7.1f} µs "
+        print(f"{labels.get(name, name):<6} {args.op} at {args.clients} clients: "
+              f"median {statistics.median(values):7.1f} µs "
               f"of server CPU a request (windows: {min(values):.0f}-{max(values):.0f})")
     https, http = statistics.median(cost["HTTPS"]), statistics.median(cost["HTTP"])
-    print(f"HTTPS - HTTP: {https - http:+.1f} µs ({https / http:.2f}x)")
+    difference = "secure - insecure, both over TLS" if args.insecure_over_tls else "HTTPS - HTTP"
+    print(f"{difference}: {https - http:+.1f} µs ({https / http:.2f}x)")
 
 
 def main() -> None:
@@ -102,16 +112,20 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--client", choices=("lean", "h2load"), default="lean")
     parser.add_argument("--seconds", type=float, default=2.0, help="--client h2load: seconds per window")
+    parser.add_argument("--insecure-over-tls", nargs="?", const="uvloop", choices=("uvloop", "socket"),
+                        help="serve the insecure listener over TLS too (through uvloop's TLS or the socket transport)")
     args = parser.parse_args()
+    server = [str(Path(__file__).parent / "insecure_tls_server.py")] if args.insecure_over_tls else ["-m", "pilothouse"]
     port, plain_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as data_dir:
         tokens = Path(data_dir) / "tokens.csv"
         tokens.write_text(f'{BENCH_TOKEN},{BENCH_USER},bench-uid,"{BENCH_GROUP}"\n')
-        process = subprocess.Popen([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
+        process = subprocess.Popen([sys.executable, *server, "server", "--data-dir", data_dir,
                                     "--port", str(port), "--disable", "scheduler,controller-manager", "--secure",
                                     "--authorization-mode", "Node,RBAC", "--insecure-port", str(plain_port),
                                     "--token-auth-file", str(tokens)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   env={**os.environ, "INSECURE_TLS_TRANSPORT": args.insecure_over_tls or ""})
         try:
             url = f"https://127.0.0.1:{port}"
             wait_healthy(url, process, ca=Path(data_dir) / "pki" / "ca.crt")

@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -36,26 +40,35 @@ VARIANTS = ("plain", "tls-uvloop", "tls-stdlib")
 BODY = b'{"x": "' + b"y" * 1500 + b'"}'
 
 
+async def hello_runner(body: bytes) -> web.AppRunner:
+    """A set-up runner of an application answering ``GET /x`` with ``body`` (JSON)."""
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/x", hello)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    return runner
+
+
+def serving_context(pki_dir: str) -> ssl.SSLContext:
+    """The API server's listener context (``ClusterPKI.ssl_context``), its PKI made in ``pki_dir``."""
+    from pilothouse.apiserver.pkidir import ClusterPKI
+
+    cluster_pki = ClusterPKI(Path(pki_dir))
+    cluster_pki.ensure("127.0.0.1", "10.96.0.1")
+    return cluster_pki.ssl_context()
+
+
 def serve(variant: str, port: int, pki_dir: str) -> None:
     """The server side (run as a subprocess): listens until terminated."""
     import uvloop
-    from aiohttp import web
-
-    from pilothouse.apiserver.pkidir import ClusterPKI
-
-    async def hello(request: web.Request) -> web.Response:
-        return web.Response(body=BODY, content_type="application/json")
 
     async def main() -> None:
-        app = web.Application()
-        app.router.add_get("/x", hello)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        context = None
-        if variant != "plain":
-            cluster_pki = ClusterPKI(Path(pki_dir))
-            cluster_pki.ensure("127.0.0.1", "10.96.0.1")
-            context = cluster_pki.ssl_context()
+        runner = await hello_runner(BODY)
+        context = None if variant == "plain" else serving_context(pki_dir)
         if variant == "tls-stdlib":
             from asyncio import sslproto
 
@@ -93,6 +106,29 @@ async def level(port: int, pid: int, context: ResumingContext | None, concurrenc
     return done / elapsed, used / done * 1e6
 
 
+@contextlib.contextmanager
+def variant_servers(script: str, variants: Iterable[str], *extra: str
+                    ) -> Iterator[tuple[str, dict[str, tuple[int, subprocess.Popen[bytes]]]]]:
+    """(pki dir, variant → (port, process)): ``script --serve VARIANT PORT PKI_DIR *extra`` for each
+    variant, all listening (each prints ``ready``) until the block ends."""
+    with tempfile.TemporaryDirectory() as pki_dir:
+        servers: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
+        try:
+            for variant in variants:
+                port = free_port()
+                process = subprocess.Popen([sys.executable, script, "--serve", variant, str(port), pki_dir, *extra],
+                                           stdout=subprocess.PIPE)
+                servers[variant] = (port, process)
+                assert process.stdout is not None
+                if process.stdout.readline() != b"ready\n":
+                    raise RuntimeError(f"{variant} did not start")
+            yield pki_dir, servers
+        finally:
+            for _, process in servers.values():
+                process.terminate()
+                process.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=6000)
@@ -104,33 +140,20 @@ def main() -> None:
         return
     import uvloop
 
-    with tempfile.TemporaryDirectory() as pki_dir:
-        servers: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
-        try:
-            for variant in VARIANTS:
-                port = free_port()
-                process = subprocess.Popen([sys.executable, __file__, "--serve", variant, str(port), pki_dir],
-                                           stdout=subprocess.PIPE)
-                assert process.stdout is not None
-                process.stdout.readline()
-                servers[variant] = (port, process)
-            context = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.load_verify_locations(cafile=os.path.join(pki_dir, "ca.crt"))
-            print(f"{'variant':<12}{'conc':>5}{'req/s':>10}{'server µs':>11}")
-            for concurrency in (1, 10, 100):
-                best: dict[str, tuple[float, float]] = {}
-                for _ in range(args.rounds):
-                    for variant, (port, process) in servers.items():
-                        measured = uvloop.run(level(port, process.pid, None if variant == "plain" else context,
-                                                    concurrency, args.requests))
-                        if variant not in best or measured[0] > best[variant][0]:
-                            best[variant] = measured
-                for variant, (rate, cpu) in best.items():
-                    print(f"{variant:<12}{concurrency:>5}{rate:>10.0f}{cpu:>11.0f}")
-        finally:
-            for _, process in servers.values():
-                process.terminate()
-                process.wait(10)
+    with variant_servers(__file__, VARIANTS) as (pki_dir, servers):
+        context = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(cafile=os.path.join(pki_dir, "ca.crt"))
+        print(f"{'variant':<12}{'conc':>5}{'req/s':>10}{'server µs':>11}")
+        for concurrency in (1, 10, 100):
+            best: dict[str, tuple[float, float]] = {}
+            for _ in range(args.rounds):
+                for variant, (port, process) in servers.items():
+                    measured = uvloop.run(level(port, process.pid, None if variant == "plain" else context,
+                                                concurrency, args.requests))
+                    if variant not in best or measured[0] > best[variant][0]:
+                        best[variant] = measured
+            for variant, (rate, cpu) in best.items():
+                print(f"{variant:<12}{concurrency:>5}{rate:>10.0f}{cpu:>11.0f}")
 
 
 if __name__ == "__main__":
