@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--no-index", action="store_true", help="no trigger: every watcher sees every event")
     args = parser.parse_args()
     if args.no_index:
-        fieldindex.trigger_for = lambda resource, fields: None  # type: ignore[assignment]
+        fieldindex.trigger_for = lambda *args: None  # type: ignore[assignment]
     try:
         import uvloop
         runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
