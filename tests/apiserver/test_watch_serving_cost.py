@@ -7,12 +7,15 @@ watch stream, with the events published by hand.
   fan-out already read, and serves the shared stored bytes: no object is decoded for it (it used
   to decode the event's object and its previous one, then encode the event again, per watcher).
 - Events already queued for a watcher go out in one write, not one write each.
+
+And one cost of a write: a status merge patch copies the pod once, not twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,12 +23,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from pilothouse.apiserver import admission, registry, watchstream
+from pilothouse.apiserver import admission, registry, rest, watchstream
 from pilothouse.apiserver.objects import encode_for_store
-from pilothouse.apiserver.registry import ListOptions, ResourceStorage
+from pilothouse.apiserver.registry import ListOptions, ResourceStorage, WriteContext
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES
+from pilothouse.machinery.patch import merge
 from pilothouse.machinery.selectors import parse_field_selector
 from pilothouse.store.interface import EventType, KeyValue, ListResult, WatchEvent, WatchTrigger
+from pilothouse.store.sqlite import SQLiteStore
 from pilothouse.store.watchhub import Watch, WatchHub
 
 PODS = next(r for r in BUILTIN_RESOURCES if r.plural == "pods" and not r.group)
@@ -200,3 +205,34 @@ async def test_queued_events_go_out_in_one_write(hub: WatchHub, watch_client: Te
     assert [line["type"] for line in lines] == ["ADDED"] * 50
     assert sum(writes) == 50
     assert len(writes) < 10, writes  # before: 50 writes, one per event
+
+
+async def test_a_status_merge_patch_does_not_copy_the_pod_again(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read-modify-write hands a merge patch its own clone of the stored pod; the patch used
+    to deep-copy it once more (``copy.deepcopy``, a twentieth of the server's CPU in the density
+    run). The stored object is still untouched and the patch applied."""
+    copied: list[Any] = []
+    real = merge.copy.deepcopy
+
+    def counting(value: Any, *args: Any) -> Any:
+        if isinstance(value, dict) and "spec" in value:
+            copied.append(value)
+        return real(value, *args)
+
+    monkeypatch.setattr(merge.copy, "deepcopy", counting)
+    async with SQLiteStore(tmp_path / "state.db", compact_interval=None) as store:
+        await store.create(admission.NAMESPACE_KEY_PREFIX + "default", orjson.dumps(
+            {"metadata": {"name": "default"}, "status": {"phase": "Active"}}))
+        storage = ResourceStorage(PODS, store, admission.NamespaceLifecycle(store))
+        await storage.create("default", _pod("p", "n1", "Pending"), WriteContext(field_manager="test"))
+        patch = {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+        for _ in range(2):  # the second time, a write that changes nothing
+            patched, _ = await rest.apply_patch(storage, "default", "p", "application/merge-patch+json", patch,
+                                                WriteContext(field_manager="kubelet"), "status")
+        stored = await storage.get("default", "p")
+    assert copied == []  # before: the whole pod, once per attempt
+    assert stored["status"]["phase"] == "Running" and stored["spec"]["nodeName"] == "n1"
+    assert stored["status"]["conditions"] == [{"type": "Ready", "status": "True"}]
+    assert patched["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"]
+    assert patch == {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
