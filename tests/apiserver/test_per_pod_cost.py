@@ -1,4 +1,4 @@
-"""What serving a watch costs per event (issue 16's density run): the work counted, not timed.
+"""What the API server does per pod in issue 16's density run: the work counted, not timed.
 
 In process: the store's watch fan-out (:class:`WatchHub`) under the registry's watch and the HTTP
 watch stream, with the events published by hand.
@@ -8,7 +8,8 @@ watch stream, with the events published by hand.
   to decode the event's object and its previous one, then encode the event again, per watcher).
 - Events already queued for a watcher go out in one write, not one write each.
 
-And one cost of a write: a status merge patch copies the pod once, not twice.
+And costs of a write: a status merge patch copies the pod once, not twice; a generated name
+suffix draws no system randomness; a managedFields key is encoded once.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from pilothouse.apiserver import admission, registry, rest, watchstream
 from pilothouse.apiserver.objects import encode_for_store
 from pilothouse.apiserver.registry import ListOptions, ResourceStorage, WriteContext
+from pilothouse.machinery import meta
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES
-from pilothouse.machinery.patch import merge
+from pilothouse.machinery.patch import fieldset, merge
 from pilothouse.machinery.selectors import parse_field_selector
 from pilothouse.store.interface import EventType, KeyValue, ListResult, WatchEvent, WatchTrigger
 from pilothouse.store.sqlite import SQLiteStore
@@ -236,3 +238,36 @@ async def test_a_status_merge_patch_does_not_copy_the_pod_again(tmp_path: Path,
     assert stored["status"]["conditions"] == [{"type": "Ready", "status": "True"}]
     assert patched["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"]
     assert patch == {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def test_name_suffixes_draw_no_system_randomness(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kubernetes draws generated names from math/rand; a system draw per character was a read
+    of /dev/urandom each (a pod's token volume name, every pod)."""
+    def refused(size: int) -> bytes:
+        raise AssertionError("os.urandom read for a name suffix")
+
+    monkeypatch.setattr("os.urandom", refused)
+    monkeypatch.setattr("random._urandom", refused)  # what SystemRandom (secrets) reads
+    suffixes = {meta.generate_name_suffix() for _ in range(200)}
+    assert len(suffixes) > 190  # still random: 27^5 possibilities
+    assert all(len(s) == 5 and set(s) <= set("bcdfghjklmnpqrstvwxz2456789") for s in suffixes)
+
+
+def test_a_managed_fields_key_is_encoded_once_and_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    encoded: list[Any] = []
+    real = fieldset.json.dumps
+
+    def counting(value: Any, **kwargs: Any) -> str:
+        encoded.append(value)
+        return str(real(value, **kwargs))
+
+    monkeypatch.setattr(fieldset.json, "dumps", counting)
+    ready = fieldset.key({"type": "PodReadyToStartContainers-test"})
+    assert [fieldset.serialize_element(ready) for _ in range(3)] == ['k:{"type":"PodReadyToStartContainers-test"}'] * 3
+    assert len(encoded) == 1  # before: once per write of the entry
+    # True == 1 and 1.0 == 1 in Python: such keys are never taken for one another.
+    port = fieldset.serialize_element(fieldset.key({"port": 8123, "on": "x"}))
+    assert port == 'k:{"on":"x","port":8123}'
+    assert fieldset.serialize_element(fieldset.key({"port": True, "on": "x"})) == 'k:{"on":"x","port":true}'
+    assert fieldset.serialize_element(fieldset.key({"port": 8123.0, "on": "x"})) == 'k:{"on":"x","port":8123.0}'
+    assert fieldset.serialize_element(fieldset.key({"port": 8123, "on": "x"})) == port
