@@ -191,8 +191,9 @@ def _serialize_element(element: PathElement) -> str:
         text = _KEY_TEXTS.get(content)
         if text is None:
             text = "k:" + go_json(_FrozenMap(content))
-            if len(_KEY_TEXTS) < _KEY_TEXTS_MAX:
-                _KEY_TEXTS[content] = text
+            if len(_KEY_TEXTS) >= _KEY_TEXTS_MAX:
+                _KEY_TEXTS.clear()  # keys seen once (a pod's own volume name) must not crowd out the rest
+            _KEY_TEXTS[content] = text
         return text
     if kind == "v":
         return "v:" + go_json(content)
