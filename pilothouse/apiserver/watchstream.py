@@ -90,7 +90,13 @@ async def serve(request: web.Request, storage: ResourceStorage, namespace: str |
                 event = queue.get_nowait()  # no timer for an event already here (most of them, under load)
             else:
                 try:
-                    event = await asyncio.wait_for(queue.get(), wait) if wait is not None else await queue.get()
+                    if wait is None:
+                        event = await queue.get()
+                    else:
+                        # A timer on this task, not asyncio.wait_for's task per event (most of a
+                        # kubelet watch's events arrive one at a time, to an empty queue).
+                        async with asyncio.timeout(wait):
+                            event = await queue.get()
                 except TimeoutError:
                     if bookmarks and loop.time() >= next_bookmark:
                         await _write(response, _bookmark(resource.kind, resource.api_version, last_revision))

@@ -271,3 +271,35 @@ def test_a_managed_fields_key_is_encoded_once_and_exactly(monkeypatch: pytest.Mo
     assert fieldset.serialize_element(fieldset.key({"port": True, "on": "x"})) == 'k:{"on":"x","port":true}'
     assert fieldset.serialize_element(fieldset.key({"port": 8123.0, "on": "x"})) == 'k:{"on":"x","port":8123.0}'
     assert fieldset.serialize_element(fieldset.key({"port": 8123, "on": "x"})) == port
+
+
+async def test_events_one_at_a_time_start_no_task_each(hub: WatchHub,
+                                                       watch_client: TestClient[web.Request, web.Application]) -> None:
+    """A kubelet's watch gets its pod's events one at a time, each to an empty queue: waiting for
+    the next one (bounded by the watch's timeout) used to start a task per event (``wait_for``)."""
+    pods = Pods(hub)
+    pods.publish("first")
+    response = await watch_client.get("/pods", params={"timeoutSeconds": "30", "resourceVersion": "1"})
+    assert response.status == 200
+    await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    started: list[str] = []
+    default = loop.get_task_factory()
+
+    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        started.append(getattr(coro, "__qualname__", repr(coro)))
+        if default is not None:
+            return default(loop, coro, **kwargs)  # type: ignore[arg-type]
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(counting)  # type: ignore[arg-type]
+    try:
+        for i in range(20):
+            pods.publish(f"p{i}")
+            line = orjson.loads(await asyncio.wait_for(response.content.readline(), 10))
+            assert line["object"]["metadata"]["name"] == f"p{i}"
+    finally:
+        loop.set_task_factory(default)
+    response.close()
+    # The test's own readline waits start tasks (wait_for, above); the server's loop must start none.
+    assert [name for name in started if "readline" not in name] == [], started
