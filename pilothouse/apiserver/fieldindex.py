@@ -25,7 +25,6 @@ nothing: the registry still filters every object it keeps exactly.
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +33,7 @@ import orjson
 from pilothouse.machinery.kinds import ResourceType
 from pilothouse.machinery.selectors import FieldSelector
 from pilothouse.store.interface import FieldExtractor, KeyValue, ListIndex, WatchTrigger
+from pilothouse.store.watchhub import FieldMemo
 
 __all__ = ["FieldReaders", "exact_term", "list_index", "list_prefilter", "trigger_for"]
 
@@ -60,32 +60,6 @@ def _field_extractor(field: str, selectable: Callable[[dict[str, Any]], dict[str
     return extract
 
 
-#: Field values remembered per reader, by (key, mod_revision): an event's ``prev`` is an earlier
-#: event's entry, read when that event went out.
-_READ_MEMO = 4096
-
-
-class _MemoReader:
-    """An extractor that remembers what it read, by (key, mod_revision). Exact within one store,
-    where a key at a revision names one value; so one per store (:class:`FieldReaders`)."""
-
-    __slots__ = ("_extract", "_memo")
-
-    def __init__(self, extract: FieldExtractor) -> None:
-        self._extract = extract
-        self._memo: OrderedDict[tuple[str, int], str | None] = OrderedDict()
-
-    def __call__(self, kv: KeyValue) -> str | None:
-        memo_key = (kv.key, kv.mod_revision)
-        memo = self._memo
-        if memo_key in memo:
-            return memo[memo_key]
-        found = memo[memo_key] = self._extract(kv)
-        if len(memo) > _READ_MEMO:
-            memo.popitem(last=False)
-        return found
-
-
 class FieldReaders:
     """One storage's readers of its indexed fields, one object per field: the store's watch index
     keys on the extractor object, and the registry's watch filter asks the same one, so a field is
@@ -101,7 +75,7 @@ class FieldReaders:
         found = self._readers.get(field)
         if found is None:
             extract = _field_extractor(field, self._resource.strategy.selectable_fields)
-            found = self._readers[field] = _MemoReader(extract)
+            found = self._readers[field] = FieldMemo(extract)
         return found
 
 

@@ -24,6 +24,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from bench.watch_fanout import HubStore, bare_hub
 from pilothouse.apiserver import admission, registry, rest, watchstream
 from pilothouse.apiserver.objects import encode_for_store
 from pilothouse.apiserver.registry import ListOptions, ResourceStorage, WriteContext
@@ -31,32 +32,11 @@ from pilothouse.machinery import meta
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES
 from pilothouse.machinery.patch import fieldset, merge
 from pilothouse.machinery.selectors import parse_field_selector
-from pilothouse.store.interface import EventType, KeyValue, ListResult, WatchEvent, WatchTrigger
+from pilothouse.store.interface import EventType, KeyValue, WatchEvent
 from pilothouse.store.sqlite import SQLiteStore
-from pilothouse.store.watchhub import Watch, WatchHub
+from pilothouse.store.watchhub import WatchHub
 
 PODS = next(r for r in BUILTIN_RESOURCES if r.plural == "pods" and not r.group)
-
-
-class HubStore:
-    """Just what ResourceStorage.watch asks of a store, over a bare hub."""
-
-    def __init__(self, hub: WatchHub) -> None:
-        self.hub = hub
-
-    async def current_revision(self) -> int:
-        return self.hub.revision
-
-    def watch(self, prefix: str, start_revision: int, trigger: WatchTrigger | None = None) -> Watch:
-        return self.hub.watch(prefix, start_revision, trigger)
-
-
-async def _no_history(prefix: str, after: int, upto: int, limit: int, trigger: object) -> list[WatchEvent]:
-    return []
-
-
-async def _no_snapshot(prefix: str) -> ListResult:
-    return ListResult([], 0, False)
 
 
 def _pod(name: str, node: str, phase: str) -> dict[str, Any]:
@@ -95,7 +75,7 @@ class Pods:
 
 @pytest.fixture
 def hub() -> Iterator[WatchHub]:
-    hub = WatchHub(load_history=_no_history, load_snapshot=_no_snapshot)
+    hub = bare_hub()
     yield hub
     hub.close()
 
