@@ -36,7 +36,7 @@ from pilothouse.machinery.selectors import parse_field_selector  # noqa: E402
 from pilothouse.store.interface import EventType, KeyValue, ListResult, WatchEvent, WatchTrigger  # noqa: E402
 from pilothouse.store.watchhub import Watch, WatchHub  # noqa: E402
 
-__all__ = ["main"]
+__all__ = ["HubStore", "bare_hub", "main"]
 
 PODS_PER_NODE = 30
 
@@ -63,6 +63,11 @@ async def _no_snapshot(prefix: str) -> ListResult:
     return ListResult([], 0, False)
 
 
+def bare_hub() -> WatchHub:
+    """A hub with no history and no snapshot behind it: events are only what is published."""
+    return WatchHub(load_history=_no_history, load_snapshot=_no_snapshot)
+
+
 def rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -73,7 +78,7 @@ def rss_mb() -> float:
 async def run(watchers: int, events: int) -> tuple[float, float]:
     """(seconds of event-loop time per event, KB of memory per watcher) with ``watchers`` node
     watches (and one unfiltered)."""
-    hub = WatchHub(load_history=_no_history, load_snapshot=_no_snapshot)
+    hub = bare_hub()
     store = HubStore(hub)
     pods = next(r for r in BUILTIN_RESOURCES if r.plural == "pods" and not r.group)
     storage = ResourceStorage(pods, store, admission.NamespaceLifecycle(store))  # type: ignore[arg-type]
@@ -130,7 +135,7 @@ def main() -> None:
     parser.add_argument("--no-index", action="store_true", help="no trigger: every watcher sees every event")
     args = parser.parse_args()
     if args.no_index:
-        fieldindex.trigger_for = lambda resource, fields: None  # type: ignore[assignment]
+        fieldindex.trigger_for = lambda *args: None  # type: ignore[assignment]
     try:
         import uvloop
         runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)

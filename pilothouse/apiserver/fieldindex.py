@@ -11,6 +11,12 @@ Two uses of one rule, kube-apiserver's watch cache ``TriggerFunc`` and its ``Ind
 * **List prefilters.** A list with ``spec.nodeName=<node>`` used to decode every pod to read one
   field (150,000 decodes per kubelet list); the stored bytes are searched for the field first.
 
+* **Watch filtering without decoding.** A watch whose whole selector is that one term (a kubelet's)
+  is decided from the field's value alone: :class:`FieldReaders` remembers it per stored entry, so
+  the store's fan-out and the watch read it once per event between them, and the event is served
+  from the shared stored bytes (it used to decode the event and its previous object, and encode
+  the event again, per watcher).
+
 Both apply to an exact-match term on ``metadata.name`` (read off the key) or on a field the kind
 lists in ``Strategy.watch_index`` (pods: ``spec.nodeName``). Both are only ever narrower than
 nothing: the registry still filters every object it keeps exactly.
@@ -27,8 +33,9 @@ import orjson
 from pilothouse.machinery.kinds import ResourceType
 from pilothouse.machinery.selectors import FieldSelector
 from pilothouse.store.interface import FieldExtractor, KeyValue, ListIndex, WatchTrigger
+from pilothouse.store.watchhub import FieldMemo
 
-__all__ = ["list_index", "list_prefilter", "trigger_for"]
+__all__ = ["FieldReaders", "exact_term", "list_index", "list_prefilter", "trigger_for"]
 
 Prefilter = Callable[[KeyValue], bool]
 
@@ -53,6 +60,25 @@ def _field_extractor(field: str, selectable: Callable[[dict[str, Any]], dict[str
     return extract
 
 
+class FieldReaders:
+    """One storage's readers of its indexed fields, one object per field: the store's watch index
+    keys on the extractor object, and the registry's watch filter asks the same one, so a field is
+    read (decoded) once per event for both."""
+
+    def __init__(self, resource: ResourceType) -> None:
+        self._resource = resource
+        self._readers: dict[str, FieldExtractor] = {}
+
+    def reader(self, field: str) -> FieldExtractor:
+        if field == "metadata.name":
+            return _name_from_key  # read off the key: nothing to remember
+        found = self._readers.get(field)
+        if found is None:
+            extract = _field_extractor(field, self._resource.strategy.selectable_fields)
+            found = self._readers[field] = FieldMemo(extract)
+        return found
+
+
 def _indexed_term(resource: ResourceType, fields: FieldSelector) -> tuple[str, str] | None:
     """The first exact-match term on ``metadata.name`` or an indexed field: (field, value)."""
     name = fields.required_value("metadata.name")
@@ -68,7 +94,7 @@ def _indexed_term(resource: ResourceType, fields: FieldSelector) -> tuple[str, s
     return None
 
 
-def trigger_for(resource: ResourceType, fields: FieldSelector) -> WatchTrigger | None:
+def trigger_for(resource: ResourceType, fields: FieldSelector, readers: FieldReaders) -> WatchTrigger | None:
     """The trigger for a watch with ``fields``, or None when the selector pins no indexed field."""
     term = _indexed_term(resource, fields)
     if term is None:
@@ -77,10 +103,22 @@ def trigger_for(resource: ResourceType, fields: FieldSelector) -> WatchTrigger |
     # The list prefilter doubles as the trigger's cheap test: history replays skip with it (watchhub).
     may_match = list_prefilter(resource, fields)
     if field == "metadata.name":
-        return WatchTrigger(_name_from_key, value, may_match)
+        return WatchTrigger(readers.reader(field), value, may_match)
     # An empty value also matches objects without the field, which no index holds.
-    return WatchTrigger(_field_extractor(field, resource.strategy.selectable_fields), value, may_match,
-                        field if value else None)
+    return WatchTrigger(readers.reader(field), value, may_match, field if value else None)
+
+
+def exact_term(resource: ResourceType, fields: FieldSelector, readers: FieldReaders,
+               ) -> tuple[FieldExtractor, str] | None:
+    """(reader, value) when ``fields`` is exactly one ``field=value`` term on an indexed field, so
+    that whether a stored object matches is ``reader(kv) == value``; None otherwise. A reader that
+    returns None (the field absent, or a value it cannot read) leaves the answer to decoding."""
+    if len(fields.terms) != 1 or fields.terms[0][1] != "=":
+        return None
+    term = _indexed_term(resource, fields)
+    if term is None:
+        return None
+    return readers.reader(term[0]), term[1]
 
 
 def list_prefilter(resource: ResourceType, fields: FieldSelector) -> Prefilter | None:

@@ -280,7 +280,7 @@ async def apply_patch(storage: ResourceStorage, namespace: str | None, name: str
         if media_type == "application/json-patch+json":
             patched = json_patch(current, patch)
         elif media_type == "application/merge-patch+json":
-            patched = merge_patch(current, patch)
+            patched = merge_patch(current, patch, share_original=True)  # current: this attempt's own clone
         elif media_type == "application/strategic-merge-patch+json":
             patched = strategic_merge_patch(current, patch, schema)
         else:

@@ -38,6 +38,8 @@ BOOKMARK_INTERVAL = 30.0
 WATCH_BUFFER = 64
 #: How long a watcher's buffer may stay full before the watch is closed as unresponsive.
 STALL_TIMEOUT = 5.0
+#: Bytes of queued events written in one chunk, at most (one more event may pass it).
+BATCH_BYTES = 256 * 1024
 
 
 async def serve(request: web.Request, storage: ResourceStorage, namespace: str | None,
@@ -84,13 +86,22 @@ async def serve(request: web.Request, storage: ResourceStorage, namespace: str |
             if bookmarks:
                 until_bookmark = max(0.0, next_bookmark - now)
                 wait = until_bookmark if wait is None else min(wait, until_bookmark)
-            try:
-                event = await asyncio.wait_for(queue.get(), wait) if wait is not None else await queue.get()
-            except TimeoutError:
-                if bookmarks and loop.time() >= next_bookmark:
-                    await _write(response, _bookmark(resource.kind, resource.api_version, last_revision))
-                    next_bookmark = loop.time() + BOOKMARK_INTERVAL
-                continue
+            if not queue.empty():
+                event = queue.get_nowait()  # no timer for an event already here (most of them, under load)
+            else:
+                try:
+                    if wait is None:
+                        event = await queue.get()
+                    else:
+                        # A timer on this task, not asyncio.wait_for's task per event (most of a
+                        # kubelet watch's events arrive one at a time, to an empty queue).
+                        async with asyncio.timeout(wait):
+                            event = await queue.get()
+                except TimeoutError:
+                    if bookmarks and loop.time() >= next_bookmark:
+                        await _write(response, _bookmark(resource.kind, resource.api_version, last_revision))
+                        next_bookmark = loop.time() + BOOKMARK_INTERVAL
+                    continue
             if event is None:
                 break
             if as_table and event.type not in ("ERROR", "BOOKMARK"):
@@ -101,11 +112,27 @@ async def serve(request: web.Request, storage: ResourceStorage, namespace: str |
                                        printer=resource.printer)
                 sent_headers = True
                 await _write(response, {"type": event.type, "object": body})
-            else:
-                if event.type != "ERROR":
-                    last_revision = _revision_of(event.json, last_revision)
-                await response.write(b'{"type":"' + event.type.encode() + b'","object":' + event.json + b"}\n")
-            if event.type == "ERROR":
+                continue
+            # The events already queued go out in one chunk (one send, not one per event), in order:
+            # an informer's watch gets them in bursts under load. The stream is the same lines.
+            batch = [event]
+            size = len(event.json)
+            ended = False
+            while not as_table and event.type != "ERROR" and size < BATCH_BYTES and not queue.empty():
+                queued = queue.get_nowait()
+                if queued is None:
+                    ended = True
+                    break
+                event = queued
+                batch.append(event)
+                size += len(event.json)
+            for sent in reversed(batch):
+                if sent.type != "ERROR":
+                    last_revision = _revision_of(sent.json, last_revision)
+                    break
+            await response.write(b"".join(b'{"type":"' + e.type.encode() + b'","object":' + e.json + b"}\n"
+                                          for e in batch))
+            if ended or event.type == "ERROR":
                 break
         if bookmarks and deadline is not None:
             # A closing bookmark lets an informer resume exactly where it stopped.

@@ -54,7 +54,8 @@ from pilothouse.store.interface import (
     WatchTrigger,
 )
 
-__all__ = ["QUEUE_BYTES", "RING_BYTES", "HistoryLoader", "SnapshotLoader", "Watch", "WatchHub", "event_bytes"]
+__all__ = ["QUEUE_BYTES", "RING_BYTES", "FieldMemo", "HistoryLoader", "SnapshotLoader", "Watch", "WatchHub",
+           "event_bytes"]
 
 #: ``(prefix, after, upto, limit, trigger)`` → events under prefix with ``after < revision <= upto`` in
 #: revision order, at most ``limit``; raises CompactedError when ``after`` is older than the compaction
@@ -110,7 +111,7 @@ class WatchHub:
         #: Watchers by prefix (those ending in "/", or ""), and the few with any other prefix.
         self._buckets: dict[str, _Bucket] = {}
         self._unaligned: weakref.WeakSet[Watch] = weakref.WeakSet()
-        self._indexes: dict[FieldExtractor, _Index] = {}
+        self._indexes: dict[FieldExtractor, FieldMemo] = {}
 
     def reset(self, revision: int, compacted: int) -> None:
         """Set the starting point after recovery (the ring starts empty)."""
@@ -162,8 +163,8 @@ class WatchHub:
             yield from bucket.plain
             for extract, by_value in bucket.by_trigger.items():
                 index = self._indexes[extract]
-                new = index.value(ev.kv)
-                old = index.value(ev.prev) if ev.prev is not None else new
+                new = index(ev.kv)
+                old = index(ev.prev) if ev.prev is not None else new
                 if new is None or old is None:
                     for watchers in list(by_value.values()):
                         yield from watchers
@@ -218,7 +219,10 @@ class WatchHub:
             bucket.plain.add(w)
             return
         if trigger.extract not in self._indexes:
-            self._indexes[trigger.extract] = _Index(trigger.extract)
+            # An extractor that already remembers (the API server's, shared with its watch filter)
+            # is its own index: one memo, not two.
+            extract = trigger.extract
+            self._indexes[extract] = extract if isinstance(extract, FieldMemo) else FieldMemo(extract)
         bucket.by_trigger.setdefault(trigger.extract, {}).setdefault(trigger.value, weakref.WeakSet()).add(w)
 
     def close(self) -> None:
@@ -282,8 +286,10 @@ class _Bucket:
         self.by_trigger: dict[FieldExtractor, dict[str, weakref.WeakSet[Watch]]] = {}
 
 
-class _Index:
-    """One extractor, with the values it read lately (by key and revision)."""
+class FieldMemo:
+    """An extractor with the values it read lately, by (key, mod_revision): exact within one store,
+    where a key at a revision names one value. The hub indexes its watchers by one per extractor;
+    the API server hands it one per storage and field, and asks it too when filtering."""
 
     __slots__ = ("_extract", "_memo")
 
@@ -291,7 +297,7 @@ class _Index:
         self._extract = extract
         self._memo: OrderedDict[tuple[str, int], str | None] = OrderedDict()
 
-    def value(self, kv: KeyValue) -> str | None:
+    def __call__(self, kv: KeyValue) -> str | None:
         memo_key = (kv.key, kv.mod_revision)
         if memo_key in self._memo:
             return self._memo[memo_key]

@@ -28,11 +28,17 @@ def _merge(target: Any, patch: Any) -> Any:
     return result
 
 
-def merge_patch(original: Object, patch: Any) -> Object:
+def merge_patch(original: Object, patch: Any, *, share_original: bool = False) -> Object:
     """Apply an RFC 7386 merge patch; ``original`` is not modified.
 
     A non-object patch replaces the document (the caller's decoding then rejects it if the
     result is not an object, as the API server does).
+
+    ``share_original``: the result may hold the parts of ``original`` the patch did not touch,
+    for a caller whose ``original`` is already its own copy (the API server's read-modify-write
+    hands the patch a clone of the stored object): copying a pod again cost a twentieth of the
+    server's CPU in the density run. The patch's values are copied either way, since a write
+    that races applies the same patch again.
     """
-    result: Object = _merge(copy.deepcopy(original), patch)
+    result: Object = _merge(original if share_original else copy.deepcopy(original), patch)
     return result
