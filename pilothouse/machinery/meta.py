@@ -77,6 +77,9 @@ def _forget_random_pool() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_random_pool)
+# A forked child reseeds, as the random module does for its own global instance only: two processes
+# drawing the same suffixes would make generateName creates collide.
+os.register_at_fork(after_in_child=_SUFFIX_RANDOM.seed)
 
 
 def new_uid() -> str:

@@ -15,6 +15,7 @@ suffix draws no system randomness; a managedFields key is encoded once.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -231,6 +232,21 @@ def test_name_suffixes_draw_no_system_randomness(monkeypatch: pytest.MonkeyPatch
     suffixes = {meta.generate_name_suffix() for _ in range(200)}
     assert len(suffixes) > 190  # still random: 27^5 possibilities
     assert all(len(s) == 5 and set(s) <= set("bcdfghjklmnpqrstvwxz2456789") for s in suffixes)
+
+
+def test_a_forked_child_draws_other_name_suffixes_than_its_parent() -> None:
+    """The suffix generator is a PRNG of its own, which the random module does not reseed at fork."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next suffixes, then out without running pytest's teardown
+        os.write(write, ",".join(meta.generate_name_suffix() for _ in range(20)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split(",")
+    os.waitpid(pid, 0)
+    parent = [meta.generate_name_suffix() for _ in range(20)]
+    assert child != parent
 
 
 def test_a_managed_fields_key_is_encoded_once_and_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
