@@ -499,9 +499,13 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
             whole, items, pages = await asyncio.wait_for(
                 list_figures(session, url, time.perf_counter() + min(300.0, post_wait)), post_wait + 60)
             table.add("LIST all pods", f"{whole:.2f} s ({items} pods)", "< 5 s", whole < 5.0)
-            page_p99 = quantile(pages, 0.99)
-            table.add("paged LIST limit=500, per page", f"mean {statistics.fmean(pages) * 1000:.1f} ms, "
-                      f"p99 {page_p99 * 1000:.1f} ms ({len(pages)} pages)", "< 50 ms", page_p99 < 0.05)
+            if pages:
+                page_p99 = quantile(pages, 0.99)
+                table.add("paged LIST limit=500, per page", f"mean {statistics.fmean(pages) * 1000:.1f} ms, "
+                          f"p99 {page_p99 * 1000:.1f} ms ({len(pages)} pages)", "< 50 ms", page_p99 < 0.05)
+            else:  # the whole LIST used up the time for both: say so rather than end without a table
+                table.add("paged LIST limit=500, per page", "not measured (the whole LIST ran past its deadline)",
+                          "< 50 ms", False)
         except (aiohttp.ClientError, TimeoutError) as error:
             table.add("LIST all pods", f"failed: {error!r}", "< 5 s", False)
         samples.rss_peak = max(samples.rss_peak, rss_bytes(server.pid))
