@@ -24,9 +24,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from scalepods import pod_key, running_pod  # noqa: E402
+# Not bench/ on sys.path: tests import this module (tests/apiserver/test_per_pod_cost.py), and bench/dns.py
+# would then shadow dnspython's ``dns`` for every test collected after them.
+if __package__:
+    from bench.scalepods import pod_key, running_pod
+else:  # run as a script: its own directory is on the path already
+    from scalepods import pod_key, running_pod  # type: ignore[no-redef]
 
 from pilothouse.apiserver import admission, fieldindex  # noqa: E402
 from pilothouse.apiserver.objects import encode_for_store  # noqa: E402
