@@ -3,8 +3,10 @@
 Why it exists: every create/update/patch the API server performs is recorded as an ``Update``
 operation of some field manager (``?fieldManager=`` or the User-Agent's program name), and
 server-side apply needs those records to detect conflicts. This mirrors the apiserver
-``managedfields`` stack: ``decodeLiveOrNew`` (a client may replace or reset -- ``[{}]`` -- the
-list), ``stripMeta`` (identity and bookkeeping fields are never owned), reset fields (``status``
+``managedfields`` stack: ``decodeManagedFields`` (a client may replace the list or reset it with
+``[]`` or ``[{}]``; a body without the list keeps the stored one, so a client that drops it, such as
+an informer that strips it, loses nothing), ``skipNonAppliedManager`` (an update of an object nobody
+manages records nothing), ``stripMeta`` (identity and bookkeeping fields are never owned), reset fields (``status``
 for the main resource, ``spec`` for ``/status``), structured-merge-diff's ``Updater.Update``
 (changed fields move to the writer; removed fields leave everyone) and
 ``managedFieldsUpdater`` (the writer's entry is unioned and re-timestamped only when it took
@@ -239,8 +241,8 @@ def _decode_live_or_new(live: Object | None, new: Object, subresource: str) -> d
     if subresource:
         return decode_managed_fields(live_entries)
     new_entries = (new.get("metadata") or {}).get("managedFields")
-    if isinstance(new_entries, list) and len(new_entries) == 1 and new_entries[0] == {}:
-        return {}  # isResetManagedFields
+    if _is_reset(new_entries):
+        return {}
     managers = decode_managed_fields(new_entries)
     if not managers:
         managers = decode_managed_fields(live_entries)
@@ -263,12 +265,28 @@ def track_update(live: Object | None, new: Object, manager: str, operation: str,
         if live is None and not subresource and not raw:
             # A plain create: the writer takes every field and nobody else owns any (see .created).
             _track_create(new, metadata, make_key(manager, operation, api_version), api_version, now, schema)
+        elif live is not None and not raw:
+            _skip_untracked(metadata)
         else:
             _track_owned(live, new, raw, make_key(manager, operation, api_version, subresource), api_version,
                          now, schema, subresource)
         return
     managers = _decode_live_or_new(live, new, subresource)
     _track_general(live, new, managers, manager, operation, api_version, now, schema, subresource)
+
+
+def _is_reset(entries: Any) -> bool:
+    """isResetManagedFields: a list that is there but empty, or one empty entry, resets the
+    managers; a list that is not there at all keeps the stored one."""
+    return isinstance(entries, list) and (not entries or (len(entries) == 1 and entries[0] == {}))
+
+
+def _skip_untracked(metadata: dict[str, Any]) -> None:
+    """skipNonAppliedManager (apimachinery's managedfields/internal/skipnonapplied.go): an update
+    (the object exists) that finds no manager -- none stored and none in the body, or the body reset
+    them -- records nothing, and the object is tracked again from its next apply. A create (no stored
+    object) is always tracked: upstream's probability of tracking a create is 1."""
+    metadata.pop("managedFields", None)
 
 
 _RawEntry = tuple[ManagerKey, dict[str, Any], str, Any]  # key, FieldsV1, apiVersion, time
@@ -281,9 +299,9 @@ def _raw_entries(live: Object | None, new: Object, subresource: str) -> list[_Ra
     chosen = live_entries
     if not subresource:
         new_entries = (new.get("metadata") or {}).get("managedFields")
+        if _is_reset(new_entries):
+            return []
         if isinstance(new_entries, list) and new_entries:
-            if len(new_entries) == 1 and new_entries[0] == {}:
-                return []
             chosen = new_entries
     if not isinstance(chosen, list):
         return []
@@ -366,6 +384,9 @@ def _track_general(live: Object | None, new: Object, managers: dict[ManagerKey, 
                    subresource: str) -> None:
     """track_update by comparison and path sets: any write (the reference for the create path)."""
     metadata = new["metadata"]
+    if live is not None and not managers:
+        _skip_untracked(metadata)
+        return
     diff = comparison(live, new, schema, subresource)
     taken = strip_untracked(diff.added | diff.modified)
     removed = strip_untracked(diff.removed)
