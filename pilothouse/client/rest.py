@@ -13,7 +13,7 @@ import asyncio
 import builtins
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -188,14 +188,18 @@ class APIClient:
         return result
 
     async def list_all(self, r: ResourceType, namespace: str | None = None, *, label_selector: str | None = None,
-                       field_selector: str | None = None, page_size: int = 500) -> tuple[builtins.list[Object], str]:
-        """Every item, following continue tokens. Returns (items, resourceVersion of the list)."""
+                       field_selector: str | None = None, page_size: int = 500,
+                       transform: Callable[[Object], Object] | None = None) -> tuple[builtins.list[Object], str]:
+        """Every item, following continue tokens. Returns (items, resourceVersion of the list).
+        ``transform`` rewrites each item as its page arrives (an informer's), so what it drops is freed
+        page by page rather than held for the whole list."""
         items: builtins.list[Object] = []
         token: str | None = None
         while True:
             page = await self.list(r, namespace, label_selector=label_selector, field_selector=field_selector,
                                    limit=page_size, continue_token=token)
-            items.extend(page.get("items") or [])
+            page_items = page.get("items") or []
+            items.extend(page_items if transform is None else map(transform, page_items))
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return items, str((page.get("metadata") or {}).get("resourceVersion", "0"))

@@ -20,7 +20,7 @@ from typing import Any
 
 from pilothouse.client import errors
 from pilothouse.client.events import SeriesRecorder
-from pilothouse.client.informer import EventHandler, Informer, InformerFactory
+from pilothouse.client.informer import EventHandler, Informer, InformerFactory, trim_for_cache
 from pilothouse.client.kubeconfig import ClientConfig
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.scheduler.cache import Cache
@@ -139,7 +139,9 @@ class Scheduler:
 
     async def start(self, sync_timeout: float | None = 60.0) -> None:
         nodes = self.informers.informer(_NODES)
-        pods = self.informers.informer(_PODS)
+        # newPodInformer (pkg/scheduler/scheduler.go) drops the pods' managedFields, kube-scheduler's
+        # other informers keep them; sharing equal strings is pilothouse's own (see share_strings)
+        pods = self.informers.informer(_PODS, transform=trim_for_cache)
         namespaces = self.informers.informer(_NAMESPACES)
         budgets = self.informers.informer(_BUDGETS)
         budgets.add_handler(EventHandler.on_object(self.cache.set_disruption_budget,
