@@ -7,6 +7,7 @@ TestClearManagedFieldsWithUpdateEmptyList)."""
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.machinery.patch import track_update
@@ -54,7 +55,8 @@ async def test_an_update_with_an_empty_list_resets_them_for_good(server: ServerP
 
 def test_track_update_reads_an_empty_list_as_a_reset_and_then_tracks_nothing() -> None:
     schema = schema_for_kind("", "v1", "ConfigMap")
-    live = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "uid": "u"}, "data": {"a": "1"}}
+    live: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "uid": "u"},
+                            "data": {"a": "1"}}
     track_update(None, live, "creator", "Update", "v1", "2026-12-05T00:00:00Z", schema)
     assert [e["manager"] for e in live["metadata"]["managedFields"]] == ["creator"]
 
@@ -64,7 +66,8 @@ def test_track_update_reads_an_empty_list_as_a_reset_and_then_tracks_nothing() -
     track_update(live, absent, "updater", "Update", "v1", "2026-12-05T00:00:01Z", schema)
     assert [e["manager"] for e in absent["metadata"]["managedFields"]] == ["creator", "updater"]
 
-    for reset in ([], [{}]):
+    resets: list[list[dict[str, Any]]] = [[], [{}]]
+    for reset in resets:
         new = copy.deepcopy(live)
         new["metadata"]["managedFields"] = reset
         new["data"]["a"] = "3"

@@ -24,10 +24,8 @@ from pilothouse.components.controllers.manager import ControllerManager
 from pilothouse.components.scheduler import Scheduler
 from tests.conftest import ServerProcess
 
-CONFIGMAPS = resource("", "v1", "configmaps")
-PODS = resource("", "v1", "pods")
-DEPLOYMENTS = resource("apps", "v1", "deployments")
-REPLICASETS = resource("apps", "v1", "replicasets")
+CONFIGMAPS, PODS, DEPLOYMENTS, REPLICASETS = (resource(group, "v1", plural) for group, plural in (
+    ("", "configmaps"), ("", "pods"), ("apps", "deployments"), ("apps", "replicasets")))
 
 
 async def _until(check: Callable[[], Any], what: str, seconds: float = 30.0) -> None:
@@ -114,12 +112,12 @@ async def test_the_controller_manager_and_the_scheduler_cache_pods_without_manag
             await scheduler.start(sync_timeout=30)
             cached = [informers.informer(PODS, transform=trim_for_cache).get("default/trimmed")
                       for informers in (manager.informers, scheduler.informers)]
-            for pod in cached:
-                assert pod is not None, "the pod is cached"
-                assert "managedFields" not in pod["metadata"]
+            pods = [pod for pod in cached if pod is not None]
+            assert len(pods) == 2, "the pod is cached by both"
+            assert [pod for pod in pods if "managedFields" in pod["metadata"]] == []
             # two processes' worth of copies in this one: their strings are the same objects
-            assert cached[0] is not cached[1]
-            assert cached[0]["spec"]["schedulerName"] is cached[1]["spec"]["schedulerName"]
+            assert pods[0] is not pods[1]
+            assert pods[0]["spec"]["schedulerName"] is pods[1]["spec"]["schedulerName"]
             # kube-controller-manager trims every informer of its factory; kube-scheduler only its pods'
             assert manager.informers.transform is trim_for_cache
         finally:
