@@ -3,6 +3,8 @@ counted, not timed. At 5,000 nodes the renewals alone are 500 PUTs a second.
 
 - A PUT parses the stored object once, not twice: its mutation is a copy of the body and never
   reads the stored object, so it is not handed a copy of its own.
+- A response's ``Audit-Id`` reads no system randomness of its own (one read per request was a
+  release of the GIL each, taken by the store's writer thread).
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp.test_utils import make_mocked_request
 
 from pilothouse.apiserver import admission, registry
+from pilothouse.apiserver.audit import filter as audit_filter
 from pilothouse.apiserver.registry import ResourceStorage, WriteContext
 from pilothouse.machinery.errors import StatusError
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES
@@ -63,3 +67,21 @@ async def test_a_lease_renewal_parses_the_stored_lease_once(tmp_path: Path, monk
         with pytest.raises(StatusError) as refused:
             await storage.update(NAMESPACE, "n1", dict(renewed), kubelet)
         assert refused.value.code == 409
+
+
+def test_audit_ids_draw_from_the_uid_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[int] = []
+    real = audit_filter.meta.os.urandom
+
+    def counting(size: int) -> bytes:
+        reads.append(size)
+        return real(size)
+
+    monkeypatch.setattr("os.urandom", counting)
+    request = make_mocked_request("PUT", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1")
+    ids = [audit_filter._audit_id(request) for _ in range(100)]
+    assert len(reads) <= 1, reads  # before: one read per request (uuid.uuid4)
+    assert len(set(ids)) == 100
+    assert all(len(i) == 36 and i[14] == "4" and i[19] in "89ab" for i in ids)  # random UUIDs (version 4)
+    relayed = make_mocked_request("GET", "/api", headers={"Audit-ID": "from-the-client"})
+    assert audit_filter._audit_id(relayed) == "from-the-client"
