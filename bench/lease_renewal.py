@@ -220,6 +220,8 @@ async def measure(args: argparse.Namespace, tree: str, server_pid: int, port: in
     latest = await create_leases(port, args.leases)
     counters = Counters()
     status, body = await LeanConnection("127.0.0.1", port).request("GET", "/apis/coordination.k8s.io/v1/leases")
+    if status != 200:
+        raise RuntimeError(f"listing leases: {status} {body[:200]!r}")
     revision = orjson.loads(body)["metadata"]["resourceVersion"]
     watches = [asyncio.create_task(stream(
         "127.0.0.1", port, f"/apis/coordination.k8s.io/v1/leases?watch=1&allowWatchBookmarks=true"
