@@ -3,26 +3,33 @@ counted, not timed. At 5,000 nodes the renewals alone are 500 PUTs a second.
 
 - A PUT parses the stored object once, not twice: its mutation is a copy of the body and never
   reads the stored object, so it is not handed a copy of its own.
+- A watch keeps one timer for its deadline and next bookmark, not one per event (each Lease
+  renewal is an event for the node lifecycle controller's informer, each reaching an empty queue).
 - A response's ``Audit-Id`` reads no system randomness of its own (one read per request was a
   release of the GIL each, taken by the store's writer thread).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import make_mocked_request
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
-from pilothouse.apiserver import admission, registry
+from bench.watch_fanout import HubStore, bare_hub
+from pilothouse.apiserver import admission, registry, watchstream
 from pilothouse.apiserver.audit import filter as audit_filter
 from pilothouse.apiserver.registry import ResourceStorage, WriteContext
 from pilothouse.machinery.errors import StatusError
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES
-from pilothouse.store.interface import KeyValue
+from pilothouse.store.interface import EventType, KeyValue, WatchEvent
 from pilothouse.store.sqlite import SQLiteStore
+from pilothouse.store.watchhub import WatchHub
 
 LEASES = next(r for r in BUILTIN_RESOURCES if r.plural == "leases" and r.group == "coordination.k8s.io")
 NAMESPACE = "kube-node-lease"
@@ -85,3 +92,76 @@ def test_audit_ids_draw_from_the_uid_pool(monkeypatch: pytest.MonkeyPatch) -> No
     assert all(len(i) == 36 and i[14] == "4" and i[19] in "89ab" for i in ids)  # random UUIDs (version 4)
     relayed = make_mocked_request("GET", "/api", headers={"Audit-ID": "from-the-client"})
     assert audit_filter._audit_id(relayed) == "from-the-client"
+
+
+@pytest.fixture
+def hub() -> Iterator[WatchHub]:
+    hub = bare_hub()
+    yield hub
+    hub.close()
+
+
+@pytest.fixture
+async def watch_client(hub: WatchHub) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    storage = ResourceStorage(LEASES, HubStore(hub), admission.NamespaceLifecycle(HubStore(hub)))  # type: ignore[arg-type]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await watchstream.serve(request, storage, None)
+
+    app = web.Application()
+    app.router.add_get("/leases", handler)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    yield client
+    await client.close()
+
+
+def _renewal(hub: WatchHub, name: str, renewed: str) -> WatchEvent:
+    key = LEASES.key(NAMESPACE, name)
+    revision = hub.revision + 1
+    return WatchEvent(EventType.PUT, KeyValue(key, orjson.dumps(_lease(name, renewed)), 1, revision), None)
+
+
+async def test_a_watch_arms_one_timer_not_one_per_event(hub: WatchHub,
+                                                         watch_client: TestClient[web.Request, web.Application],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    hub.publish([_renewal(hub, "n0", "2026-12-05T10:00:00.000000Z")])
+    response = await watch_client.get("/leases", params={"timeoutSeconds": "30", "resourceVersion": "1",
+                                                         "allowWatchBookmarks": "true"})
+    assert response.status == 200
+    await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    armed: list[str] = []
+    real = loop.call_at
+
+    def counting(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        armed.append(getattr(callback, "__qualname__", repr(callback)))
+        return real(when, callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_at", counting)
+    for i in range(20):  # one at a time, each to the watch's empty queue
+        hub.publish([_renewal(hub, f"n{i}", f"2026-12-05T10:00:{i:02d}.000000Z")])
+        line = orjson.loads(await asyncio.wait_for(response.content.readline(), 10))
+        assert (line["type"], line["object"]["metadata"]["name"]) == ("ADDED", f"n{i}")
+    response.close()
+    # The test's own readline waits arm timers (wait_for, above); the server's watch at most one.
+    server = [name for name in armed if "_release_waiter" not in name]
+    assert len(server) <= 1, server  # before: 20, one per event (asyncio.timeout)
+
+
+async def test_an_idle_watch_still_gets_its_bookmarks_and_its_end(
+        hub: WatchHub, watch_client: TestClient[web.Request, web.Application], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(watchstream, "BOOKMARK_INTERVAL", 0.2)
+    hub.publish([_renewal(hub, "n0", "2026-12-05T10:00:00.000000Z")])
+    response = await watch_client.get("/leases", params={"timeoutSeconds": "2", "resourceVersion": "1",
+                                                         "allowWatchBookmarks": "true"})
+    await asyncio.sleep(0.5)
+    hub.publish([_renewal(hub, "n1", "2026-12-05T10:00:01.000000Z")])
+    lines = [orjson.loads(line) for line in (await asyncio.wait_for(response.read(), 10)).splitlines()]
+    kinds = [line["type"] for line in lines]
+    assert "ADDED" in kinds
+    # Bookmarks while idle (every 0.2 s here, over the watch's 2 s), with the revision reached, and
+    # one closing the stream at its timeoutSeconds (the read returns: the stream ended).
+    assert kinds.count("BOOKMARK") >= 3, kinds
+    assert kinds[-1] == "BOOKMARK"
+    assert lines[-1]["object"]["metadata"]["resourceVersion"] == str(hub.revision)
