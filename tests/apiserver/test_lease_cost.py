@@ -6,12 +6,14 @@ counted, not timed. At 5,000 nodes the renewals alone are 500 PUTs a second.
 - A watch keeps one timer for its deadline and next bookmark, not one per event (each Lease
   renewal is an event for the node lifecycle controller's informer, each reaching an empty queue).
 - A response's ``Audit-Id`` reads no system randomness of its own (one read per request was a
-  release of the GIL each, taken by the store's writer thread).
+  release of the GIL each, taken by the store's writer thread), and a random UUID is spelled
+  without building a ``uuid.UUID``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from bench.watch_fanout import HubStore, bare_hub
 from pilothouse.apiserver import admission, registry, watchstream
 from pilothouse.apiserver.audit import filter as audit_filter
 from pilothouse.apiserver.registry import ResourceStorage, WriteContext
+from pilothouse.machinery import meta
 from pilothouse.machinery.errors import StatusError
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES
 from pilothouse.store.interface import EventType, KeyValue, WatchEvent
@@ -165,3 +168,22 @@ async def test_an_idle_watch_still_gets_its_bookmarks_and_its_end(
     assert kinds.count("BOOKMARK") >= 3, kinds
     assert kinds[-1] == "BOOKMARK"
     assert lines[-1]["object"]["metadata"]["resourceVersion"] == str(hub.revision)
+
+
+def test_a_uid_is_spelled_as_uuid_spells_it_without_building_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = bytes(range(256)) * 16  # the pool meta.new_uid draws from, known here
+    monkeypatch.setattr(meta, "_random_pool", bytearray())
+    monkeypatch.setattr("os.urandom", lambda size: pool[:size])
+    built: list[bytes] = []
+    real = uuid.UUID
+
+    def counting(*args: Any, **kwargs: Any) -> uuid.UUID:
+        built.append(kwargs.get("bytes", b""))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(uuid, "UUID", counting)
+    uids = [meta.new_uid() for _ in range(256)]
+    assert built == []  # before: one uuid.UUID per uid
+    # The uids are taken from the end of the pool, 16 bytes each: what uuid.UUID(version=4) spells.
+    expected = [str(real(bytes=pool[4096 - 16 * (i + 1):4096 - 16 * i], version=4)) for i in range(256)]
+    assert uids == expected
