@@ -13,6 +13,7 @@ counted, not timed. At 5,000 nodes the renewals alone are 500 PUTs a second.
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,10 +22,10 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
+from aiohttp.test_utils import TestClient, make_mocked_request
 
-from bench.watch_fanout import HubStore, bare_hub
-from pilothouse.apiserver import admission, registry, watchstream
+from bench.watch_fanout import bare_hub
+from pilothouse.apiserver import admission, watchstream
 from pilothouse.apiserver.audit import filter as audit_filter
 from pilothouse.apiserver.registry import ResourceStorage, WriteContext
 from pilothouse.machinery import meta
@@ -33,6 +34,7 @@ from pilothouse.machinery.kinds import BUILTIN_RESOURCES
 from pilothouse.store.interface import EventType, KeyValue, WatchEvent
 from pilothouse.store.sqlite import SQLiteStore
 from pilothouse.store.watchhub import WatchHub
+from tests.apiserver.costhelpers import count_decodes, watch_server
 
 LEASES = next(r for r in BUILTIN_RESOURCES if r.plural == "leases" and r.group == "coordination.k8s.io")
 NAMESPACE = "kube-node-lease"
@@ -52,14 +54,7 @@ async def test_a_lease_renewal_parses_the_stored_lease_once(tmp_path: Path, monk
         storage = ResourceStorage(LEASES, store, admission.NamespaceLifecycle(store))
         kubelet = WriteContext(field_manager="kubelet")
         latest = await storage.create(NAMESPACE, _lease("n1", "2026-12-05T10:00:00.000000Z"), kubelet)
-        decoded: list[int] = []
-        real = registry.decode_stored
-
-        def counting(kv: KeyValue) -> dict[str, Any]:
-            decoded.append(kv.mod_revision)
-            return real(kv)
-
-        monkeypatch.setattr(registry, "decode_stored", counting)
+        decoded = count_decodes(monkeypatch)
         renewed = dict(latest, spec={**latest["spec"], "renewTime": "2026-12-05T10:00:10.000000Z"})
         stored, created = await storage.update(NAMESPACE, "n1", renewed, kubelet)
         # The stored object it replaces, then the one it wrote (the answer). Before: the stored
@@ -81,7 +76,7 @@ async def test_a_lease_renewal_parses_the_stored_lease_once(tmp_path: Path, monk
 
 def test_audit_ids_draw_from_the_uid_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     reads: list[int] = []
-    real = audit_filter.meta.os.urandom
+    real = os.urandom
 
     def counting(size: int) -> bytes:
         reads.append(size)
@@ -106,17 +101,8 @@ def hub() -> Iterator[WatchHub]:
 
 @pytest.fixture
 async def watch_client(hub: WatchHub) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    storage = ResourceStorage(LEASES, HubStore(hub), admission.NamespaceLifecycle(HubStore(hub)))  # type: ignore[arg-type]
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await watchstream.serve(request, storage, None)
-
-    app = web.Application()
-    app.router.add_get("/leases", handler)
-    client = TestClient(TestServer(app))
-    await client.start_server()
-    yield client
-    await client.close()
+    async with watch_server(hub, LEASES, "/leases") as client:
+        yield client
 
 
 def _renewal(hub: WatchHub, name: str, renewed: str) -> WatchEvent:
