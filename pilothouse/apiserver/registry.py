@@ -338,6 +338,7 @@ class ResourceStorage:
             raise writes.invalid_missing_rv(resource, name)
 
         async def mutate(current: Object) -> Object:
+            # ``current`` is the stored object itself (see _read_modify_write): not to be changed.
             clone: Object = meta.clone(obj)
             return clone
 
@@ -384,9 +385,15 @@ class ResourceStorage:
                     return await self.create(namespace, created, ctx), True
                 raise self._not_found(name)
             current = self._decode(kv)
-            # The mutation's own copy, decoded again rather than cloned: one JSON parse instead of an
-            # encode and a parse.
-            new = await mutate(self._decode(kv))
+            if new_object is not None:
+                # A PUT (``update``): its mutation is a copy of the body and never reads or changes
+                # what it is given, so it needs no copy of the stored object (one JSON parse per
+                # write less: a node Lease renewal is one every 10 s per node).
+                new = await mutate(current)
+            else:
+                # The mutation's own copy, decoded again rather than cloned: one JSON parse instead
+                # of an encode and a parse.
+                new = await mutate(self._decode(kv))
             writes.check_type_meta(new, resource)
             writes.check_name(new, name)
             writes.check_resource_version(new, current, resource, strategy, name)

@@ -75,33 +75,31 @@ async def serve(request: web.Request, storage: ResourceStorage, namespace: str |
     deadline = loop.time() + timeout if timeout else None
     # Spread bookmarks so many watchers do not all wake at once.
     next_bookmark = loop.time() + BOOKMARK_INTERVAL * random.uniform(0.5, 1.0)
+    # One timer per watch for its next moment (the deadline or the next bookmark), moved only when
+    # that moment moves (a bookmark sent), not one per event: most of a kubelet's and an informer's
+    # events reach an empty queue, and a timer each (asyncio.timeout: a handle pushed on the loop's
+    # heap and cancelled) was ~2% of the server's CPU per Lease renewal (bench/lease_renewal.py).
+    # When it rings it queues _TICK; a tick lost to a full queue is made up at the next wait.
+    alarm = _Alarm(loop, queue)
     try:
         while True:
-            wait = None
             now = loop.time()
-            if deadline is not None:
-                wait = deadline - now
-                if wait <= 0:
-                    break
+            if deadline is not None and deadline <= now:
+                break
+            wake_at = deadline
             if bookmarks:
-                until_bookmark = max(0.0, next_bookmark - now)
-                wait = until_bookmark if wait is None else min(wait, until_bookmark)
+                wake_at = next_bookmark if wake_at is None else min(wake_at, next_bookmark)
             if not queue.empty():
-                event = queue.get_nowait()  # no timer for an event already here (most of them, under load)
+                event = queue.get_nowait()  # no wait for an event already here (most of them, under load)
             else:
-                try:
-                    if wait is None:
-                        event = await queue.get()
-                    else:
-                        # A timer on this task, not asyncio.wait_for's task per event (most of a
-                        # kubelet watch's events arrive one at a time, to an empty queue).
-                        async with asyncio.timeout(wait):
-                            event = await queue.get()
-                except TimeoutError:
-                    if bookmarks and loop.time() >= next_bookmark:
-                        await _write(response, _bookmark(resource.kind, resource.api_version, last_revision))
-                        next_bookmark = loop.time() + BOOKMARK_INTERVAL
-                    continue
+                if wake_at is not None:
+                    alarm.set(wake_at)
+                event = await queue.get()
+            if event is _TICK:
+                if bookmarks and loop.time() >= next_bookmark:
+                    await _write(response, _bookmark(resource.kind, resource.api_version, last_revision))
+                    next_bookmark = loop.time() + BOOKMARK_INTERVAL
+                continue
             if event is None:
                 break
             if as_table and event.type not in ("ERROR", "BOOKMARK"):
@@ -120,6 +118,8 @@ async def serve(request: web.Request, storage: ResourceStorage, namespace: str |
             ended = False
             while not as_table and event.type != "ERROR" and size < BATCH_BYTES and not queue.empty():
                 queued = queue.get_nowait()
+                if queued is _TICK:
+                    continue  # the next wait re-arms the alarm, already due: the bookmark is not lost
                 if queued is None:
                     ended = True
                     break
@@ -144,6 +144,7 @@ async def serve(request: web.Request, storage: ResourceStorage, namespace: str |
         if disconnects.client_gone(request):
             disconnects.count(request, cancelled, "watch")
     finally:
+        alarm.cancel()
         pump_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await pump_task
@@ -152,6 +153,41 @@ async def serve(request: web.Request, storage: ResourceStorage, namespace: str |
     with contextlib.suppress(ConnectionResetError, Exception):
         await response.write_eof()
     return response
+
+
+#: What the alarm queues when the watch's next moment (deadline, bookmark) comes: never sent.
+_TICK = WatchEvent("TICK")
+
+
+class _Alarm:
+    """The one timer of a watch: queues :data:`_TICK` at the moment last set."""
+
+    __slots__ = ("_at", "_handle", "_loop", "_queue")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[WatchEvent | None]) -> None:
+        self._loop = loop
+        self._queue = queue
+        self._handle: asyncio.TimerHandle | None = None
+        self._at = 0.0
+
+    def set(self, when: float) -> None:
+        """Ring at ``when`` (loop time): a timer only if none is pending for that moment."""
+        if self._handle is not None:
+            if self._at == when:
+                return
+            self._handle.cancel()
+        self._at = when
+        self._handle = self._loop.call_at(when, self._ring)
+
+    def _ring(self) -> None:
+        self._handle = None
+        if not self._queue.full():
+            self._queue.put_nowait(_TICK)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 async def _pump(events: AsyncIterator[WatchEvent], queue: asyncio.Queue[WatchEvent | None],

@@ -23,10 +23,10 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from bench.watch_fanout import HubStore, bare_hub
-from pilothouse.apiserver import admission, registry, rest, watchstream
+from pilothouse.apiserver import admission, rest
 from pilothouse.apiserver.objects import encode_for_store
 from pilothouse.apiserver.registry import ListOptions, ResourceStorage, WriteContext
 from pilothouse.machinery import meta
@@ -36,6 +36,7 @@ from pilothouse.machinery.selectors import parse_field_selector
 from pilothouse.store.interface import EventType, KeyValue, WatchEvent
 from pilothouse.store.sqlite import SQLiteStore
 from pilothouse.store.watchhub import WatchHub
+from tests.apiserver.costhelpers import count_decodes, watch_server
 
 PODS = next(r for r in BUILTIN_RESOURCES if r.plural == "pods" and not r.group)
 
@@ -90,14 +91,7 @@ async def _collect(storage: ResourceStorage, selector: str, into: list[tuple[str
 async def test_a_node_watch_is_served_without_decoding_objects(hub: WatchHub,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     storage = ResourceStorage(PODS, HubStore(hub), admission.NamespaceLifecycle(HubStore(hub)))  # type: ignore[arg-type]
-    decoded: list[int] = []
-    real = registry.decode_stored
-
-    def counting(kv: KeyValue) -> dict[str, Any]:
-        decoded.append(kv.mod_revision)
-        return real(kv)
-
-    monkeypatch.setattr(registry, "decode_stored", counting)
+    decoded = count_decodes(monkeypatch)
     n1: list[tuple[str, bytes]] = []
     everything: list[tuple[str, bytes]] = []
     tasks = [asyncio.create_task(_collect(storage, "spec.nodeName=n1", n1)),
@@ -150,17 +144,8 @@ async def test_a_field_the_reader_cannot_find_falls_back_to_decoding(hub: WatchH
 
 @pytest.fixture
 async def watch_client(hub: WatchHub) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    storage = ResourceStorage(PODS, HubStore(hub), admission.NamespaceLifecycle(HubStore(hub)))  # type: ignore[arg-type]
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await watchstream.serve(request, storage, None)
-
-    app = web.Application()
-    app.router.add_get("/pods", handler)
-    client = TestClient(TestServer(app))
-    await client.start_server()
-    yield client
-    await client.close()
+    async with watch_server(hub, PODS, "/pods") as client:
+        yield client
 
 
 async def test_queued_events_go_out_in_one_write(hub: WatchHub, watch_client: TestClient[web.Request, web.Application],
