@@ -37,8 +37,11 @@ def _manager(server: ServerProcess) -> subprocess.Popen[bytes]:
 
 
 def _node(server: ServerProcess, name: str) -> None:
+    # A label, so that the create owns a field: a Node of a bare name is created with no managers,
+    # and then (skipNonAppliedManager, as upstream) no later update is tracked either.
     server.kubectl("create", "-f", "-",
-                   input=f'{{"apiVersion": "v1", "kind": "Node", "metadata": {{"name": "{name}"}}}}')
+                   input=f'{{"apiVersion": "v1", "kind": "Node", "metadata": {{"name": "{name}", '
+                         f'"labels": {{"test": "nodeipam"}}}}}}')
 
 
 def _cidrs(server: ServerProcess, name: str) -> tuple[str, list[str]]:
