@@ -150,6 +150,29 @@ async def test_insufficient_cpu_then_pod_deleted(client: APIClient, scheduler: S
     assert await wait_bound(client, "late", timeout=5) == "small"
 
 
+async def test_a_pod_that_ends_frees_its_node_and_leaves_the_cache(client: APIClient,
+                                                                   scheduler: Scheduler) -> None:
+    """kube-scheduler's pod informer watches only pods that are not terminal
+    (``status.phase!=Succeeded,status.phase!=Failed``): a pod that fails arrives as DELETED, frees
+    its node at once and is no longer cached."""
+    await create_nodes(client, [node("small", cpu="1", memory="2Gi")])
+    await client.create(PODS, pod("done", cpu="800m"), "default")
+    assert await wait_bound(client, "done") == "small"
+    await client.create(PODS, pod("next", cpu="500m"), "default")
+    await wait_unschedulable(client, "next")
+    assert scheduler._pods is not None and scheduler._pods.get("default/done") is not None
+    await client.patch(PODS, "done", {"status": {"phase": "Failed"}}, "default", subresource="status")
+    assert await wait_bound(client, "next", timeout=5) == "small"
+    assert scheduler._pods.get("default/done") is None
+    assert scheduler.cache.get_pod("default/done") is None
+    # a pod bound by its creator that succeeds leaves the cache too
+    await client.create(PODS, pod("ended", node_name="small"), "default")
+    await client.patch(PODS, "ended", {"status": {"phase": "Succeeded"}}, "default", subresource="status")
+    await wait_for(lambda: client.get(PODS, "ended", "default"), lambda p: p["status"].get("phase") == "Succeeded")
+    await asyncio.sleep(0.3)
+    assert scheduler._pods.get("default/ended") is None and scheduler.cache.get_pod("default/ended") is None
+
+
 async def test_cordon_and_taints_with_kubectl(server: Any, client: APIClient, scheduler: Scheduler) -> None:
     await create_nodes(client, [node("worker")])
     server.kubectl("cordon", "worker")

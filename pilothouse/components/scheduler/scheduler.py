@@ -49,6 +49,9 @@ _NODES = resource("", "v1", "nodes")
 _NAMESPACES = resource("", "v1", "namespaces")
 _BUDGETS = resource("policy", "v1", "poddisruptionbudgets")
 _TERMINAL = ("Succeeded", "Failed")
+#: newPodInformer's field selector (pkg/scheduler/scheduler.go): terminal pods hold no resources, so
+#: the scheduler neither caches them nor hears of them again; a pod that ends arrives as DELETED
+_NOT_TERMINAL = ",".join(f"status.phase!={phase}" for phase in _TERMINAL)
 _ACTIONS = {"Scheduled": "Binding", "Preempted": "Preempting"}
 _NOMINATED = "nominatedNodeName"
 
@@ -139,9 +142,10 @@ class Scheduler:
 
     async def start(self, sync_timeout: float | None = 60.0) -> None:
         nodes = self.informers.informer(_NODES)
-        # newPodInformer (pkg/scheduler/scheduler.go) drops the pods' managedFields, kube-scheduler's
-        # other informers keep them; sharing equal strings is pilothouse's own (see share_strings)
-        pods = self.informers.informer(_PODS, transform=trim_for_cache)
+        # newPodInformer (pkg/scheduler/scheduler.go) watches only pods that are not terminal and drops
+        # their managedFields, kube-scheduler's other informers keep them; sharing equal strings is
+        # pilothouse's own (see share_strings)
+        pods = self.informers.informer(_PODS, field_selector=_NOT_TERMINAL, transform=trim_for_cache)
         namespaces = self.informers.informer(_NAMESPACES)
         budgets = self.informers.informer(_BUDGETS)
         budgets.add_handler(EventHandler.on_object(self.cache.set_disruption_budget,
