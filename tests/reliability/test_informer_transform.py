@@ -110,8 +110,11 @@ async def test_the_controller_manager_and_the_scheduler_cache_pods_without_manag
         try:
             await manager.start()
             await scheduler.start(sync_timeout=30)
-            cached = [informers.informer(PODS, transform=trim_for_cache).get("default/trimmed")
-                      for informers in (manager.informers, scheduler.informers)]
+            # the scheduler's pod informer is newPodInformer's: pods that are not terminal
+            not_terminal = "status.phase!=Succeeded,status.phase!=Failed"
+            cached = [manager.informers.informer(PODS, transform=trim_for_cache).get("default/trimmed"),
+                      scheduler.informers.informer(PODS, field_selector=not_terminal,
+                                                   transform=trim_for_cache).get("default/trimmed")]
             pods = [pod for pod in cached if pod is not None]
             assert len(pods) == 2, "the pod is cached by both"
             assert [pod for pod in pods if "managedFields" in pod["metadata"]] == []
