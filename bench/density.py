@@ -596,13 +596,15 @@ def main() -> None:
     # Every process in its own group, killed however the run ends (SIGINT, SIGTERM, --timeout, an
     # error): an interrupted run used to leave a server of several GB behind.
     with tempfile.TemporaryDirectory() as data_dir, open(args.log, "ab") as log, ProcessGroup() as group:
-        server = group.start([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
+        # -P (passed on by the server to the scheduler and controller manager): the pilothouse on
+        # PYTHONPATH, the tree measured, comes first, not the working directory's (a checkout).
+        server = group.start([sys.executable, "-P", "-m", "pilothouse", "server", "--data-dir", data_dir,
                               "--port", str(port), "--workers", str(args.server_workers), *OPEN_FLAGS],
                              stdout=log)
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, server)
         share = -(-args.nodes // args.agents)
-        agents = [group.start([sys.executable, "-m", "pilothouse", "agent", "--server", url,
+        agents = [group.start([sys.executable, "-P", "-m", "pilothouse", "agent", "--server", url,
                                "--simulate", str(min(share, args.nodes - i * share)),
                                "--simulate-watch", args.watch, "--node-name", f"sim{i}",
                                "--port", str(free_port()), "--root-dir", f"{data_dir}/agent{i}"], stdout=log)

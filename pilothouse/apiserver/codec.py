@@ -107,9 +107,9 @@ def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | Non
                         headers=headers, content_type=content_type)
 
 
-def raw_json_response(body: bytes, status: int = 200) -> web.Response:
+def raw_json_response(body: bytes, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     """A response from JSON that is already encoded (newline-terminated, as ``json_response``)."""
-    return web.Response(body=body + b"\n", status=status, content_type="application/json")
+    return web.Response(body=body + b"\n", status=status, headers=headers, content_type="application/json")
 
 
 def plain_not_found() -> web.Response:

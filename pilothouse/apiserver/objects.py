@@ -13,26 +13,50 @@ from typing import Any
 import orjson
 
 from pilothouse.machinery.errors import bad_request
-from pilothouse.machinery.jsonbytes import dumps_kept
 from pilothouse.machinery.query import INITIAL_EVENTS_END
 from pilothouse.store.interface import KeyValue
 
-__all__ = ["bookmark_object", "decode_continue", "decode_stored", "encode_continue", "encode_for_store", "stored_json",
-           "stored_json_list"]
+__all__ = ["bookmark_object", "decode_continue", "decode_stored", "encode_continue", "encode_for_store",
+           "encode_for_store_cut", "stored_json", "stored_json_list", "written_json"]
 
 
 _METADATA = b'"metadata":{'
 
 
+_HEAD = ("apiVersion", "kind", "metadata")
+
+
 def encode_for_store(obj: dict[str, Any]) -> bytes:
     """JSON with ``apiVersion``, ``kind``, ``metadata`` first (so :func:`stored_json` can find the
     top-level metadata by position) and no resourceVersion."""
+    return encode_for_store_cut(obj)[0]
+
+
+def encode_for_store_cut(obj: dict[str, Any]) -> tuple[bytes, int]:
+    """:func:`encode_for_store`'s bytes, and the index of the ``}`` that closes their metadata: where
+    :func:`written_json` puts the resourceVersion. The head (``apiVersion``, ``kind``, ``metadata``)
+    and the rest are encoded apart and joined, which is the same bytes as encoding them as one
+    object; the join is also the copy that makes them bytes of their own size (``dumps_kept``)."""
     metadata = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "resourceVersion"}
-    ordered: dict[str, Any] = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": metadata}
-    for key, value in obj.items():
-        if key not in ordered:
-            ordered[key] = value
-    return dumps_kept(ordered)  # held by the store's ring of recent events and by watch events
+    head = orjson.dumps({"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": metadata})
+    cut = len(head) - 2  # head ends with the metadata's "}" and its own
+    rest = {key: value for key, value in obj.items() if key not in _HEAD}
+    if not rest:
+        return bytes(memoryview(head)), cut
+    tail = orjson.dumps(rest)
+    # Kept by the store's ring of recent events and by watch events: a copy of its own size.
+    return b"".join((memoryview(head)[:-1], b",", memoryview(tail)[1:])), cut
+
+
+def written_json(value: bytes, cut: int, revision: int) -> bytes:
+    """The answer to the write that stored ``value`` (from :func:`encode_for_store_cut`, ``cut``
+    with it) at ``revision``, without decoding it and encoding it again: the bytes with the
+    resourceVersion spliced in last in the metadata, which is where :func:`decode_stored` adds it
+    (so this is byte for byte ``orjson.dumps(decode_stored(kv))``; orjson writes what it read back
+    as it wrote it). :func:`stored_json` puts it first instead, since it cannot know the cut."""
+    view = memoryview(value)
+    version = b'"resourceVersion":"%d"' % revision
+    return b"".join((view[:cut], version if value[cut - 1] == 0x7B else b"," + version, view[cut:]))
 
 
 def decode_stored(kv: KeyValue) -> dict[str, Any]:

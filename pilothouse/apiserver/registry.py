@@ -25,7 +25,9 @@ from pilothouse.apiserver.objects import (
     decode_stored,
     encode_continue,
     encode_for_store,
+    encode_for_store_cut,
     stored_json,
+    written_json,
 )
 from pilothouse.apiserver.watchjson import SharedEventJSON
 from pilothouse.machinery import meta
@@ -37,7 +39,7 @@ from pilothouse.machinery.meta import Object
 from pilothouse.machinery.selectors import FieldSelector, LabelSelector
 from pilothouse.store.interface import CompactedError, EventType, KeyValue, Store, StoreError
 
-__all__ = ["DeleteOptions", "ListOptions", "ResourceStorage", "StorageHooks", "WatchEvent", "WriteContext"]
+__all__ = ["DeleteOptions", "ListOptions", "ResourceStorage", "StorageHooks", "WatchEvent", "WriteContext", "Written"]
 
 
 _TRUSTED = Strategy()
@@ -111,6 +113,40 @@ class WatchEvent:
         return self._json
 
 
+class Written:
+    """A write's answer: the object as it was stored.
+
+    After a store write it holds the bytes written (and where their metadata closes) and decodes
+    them only when something asks for :attr:`object` (a storage hook, a Table, a caller inside the
+    server); :attr:`json` is then spliced from those bytes, byte for byte what encoding the decoded
+    object gives. Once the object was handed out (it may have been changed since), :attr:`json`
+    encodes it, as before. A write that stored nothing (a dry run, a no-op) holds the object.
+    """
+
+    __slots__ = ("_cut", "_decode", "_kv", "_object")
+
+    def __init__(self, obj: Object | None = None, kv: KeyValue | None = None, cut: int = 0,
+                 decode: Callable[[KeyValue], Object] | None = None) -> None:
+        self._object = obj
+        self._kv = kv
+        self._cut = cut
+        self._decode = decode
+
+    @property
+    def object(self) -> Object:
+        if self._object is None:
+            assert self._kv is not None and self._decode is not None
+            self._object = self._decode(self._kv)
+            self._kv = None
+        return self._object
+
+    @property
+    def json(self) -> bytes:
+        if self._kv is not None:
+            return written_json(self._kv.value, self._cut, self._kv.mod_revision)
+        return orjson.dumps(self.object)
+
+
 class StorageHooks:
     """Side effects a kind needs around its writes (a Service's IP and port allocations).
 
@@ -134,6 +170,12 @@ class StorageHooks:
     async def after_delete(self, obj: Object) -> None:
         return None
 
+    def reads_written(self) -> bool:
+        """Whether :meth:`after_write` or :meth:`after_update` is a subclass's (it is handed the
+        written object, so the write decodes it; the others answer from the stored bytes)."""
+        cls = type(self)
+        return cls.after_write is not StorageHooks.after_write or cls.after_update is not StorageHooks.after_update
+
 
 class ResourceStorage:
     """Create/read/update/delete/watch for one resource type over the revisioned store."""
@@ -148,6 +190,7 @@ class ResourceStorage:
         self.store = store
         self.namespaces = namespaces
         self.hooks = hooks or StorageHooks()
+        self._hooks_read = self.hooks.reads_written()
         self.admission = admission_chain or AdmissionChain([])
         self._convert = converter_for(resource.group, resource.kind)
         self._own_version = b'{"apiVersion":"' + resource.api_version.encode() + b'"'
@@ -172,6 +215,14 @@ class ResourceStorage:
         if self._needs_decorating(kv):
             self.resource.strategy.decorate(obj)  # type: ignore[misc]
         return obj
+
+    def _written(self, kv: KeyValue, value: bytes, cut: int) -> Written:
+        """The answer to a write that stored ``value`` (``cut``: :func:`encode_for_store_cut`'s) as
+        ``kv``: from the bytes when they are served as stored (in this version, no decorator)."""
+        if kv.value is value and not self._needs_decorating(kv) and (
+                self._convert is None or value.startswith(self._own_version)):
+            return Written(kv=kv, cut=cut, decode=self._decode)
+        return Written(self._decode(kv))
 
     def _needs_decorating(self, kv: KeyValue) -> bool:
         """Whether a stored object must pass the strategy's decorator before it is served: not
@@ -282,6 +333,10 @@ class ResourceStorage:
     # ---------------------------------------------------------------- create
 
     async def create(self, namespace: str | None, obj: Object, ctx: WriteContext) -> Object:
+        return (await self.create_written(namespace, obj, ctx)).object
+
+    async def create_written(self, namespace: str | None, obj: Object, ctx: WriteContext) -> Written:
+        """:meth:`create`, answered as :class:`Written` (the REST handler's: no decode to answer)."""
         resource = self.resource
         writes.check_type_meta(obj, resource)
         metadata = writes.check_namespace(obj, resource, namespace)
@@ -308,18 +363,20 @@ class ResourceStorage:
             await self.admission.validate(attributes)
             undo = await self.hooks.before_write(obj, None, ctx)
             if ctx.dry_run:
-                return obj
+                return Written(obj)
+            value, cut = encode_for_store_cut(obj)
             try:
-                kv = await self.store.create(self._key(namespace, name), encode_for_store(obj), ttl=self.ttl)
+                kv = await self.store.create(self._key(namespace, name), value, ttl=self.ttl)
             except StoreError as error:
                 await undo()
                 translated = errors_translate.from_store(error, resource, name)
                 if translated.reason == "AlreadyExists" and attempt + 1 < attempts:
                     continue
                 raise translated from error
-            stored = self._decode(kv)
-            await self.hooks.after_write(stored)
-            return stored
+            written = self._written(kv, value, cut)
+            if self._hooks_read:
+                await self.hooks.after_write(written.object)
+            return written
         raise AssertionError("unreachable")
 
     # ---------------------------------------------------------------- update
@@ -327,6 +384,12 @@ class ResourceStorage:
     async def update(self, namespace: str | None, name: str, obj: Object, ctx: WriteContext,
                      subresource: str = "") -> tuple[Object, bool]:
         """PUT. Returns (object, created)."""
+        written, created = await self.update_written(namespace, name, obj, ctx, subresource)
+        return written.object, created
+
+    async def update_written(self, namespace: str | None, name: str, obj: Object, ctx: WriteContext,
+                             subresource: str = "") -> tuple[Written, bool]:
+        """:meth:`update`, answered as :class:`Written`."""
         resource = self.resource
         writes.check_type_meta(obj, resource)
         writes.check_namespace(obj, resource, namespace)
@@ -360,6 +423,16 @@ class ResourceStorage:
                                 ) -> tuple[Object, bool]:
         """Apply ``mutate`` to the current object and store it, retrying on revision races.
         ``on_missing`` builds the object to create when it does not exist (server-side apply)."""
+        written, created = await self.guaranteed_update_written(namespace, name, mutate, ctx, subresource,
+                                                                create_if_missing, on_missing)
+        return written.object, created
+
+    async def guaranteed_update_written(self, namespace: str | None, name: str,
+                                        mutate: Callable[[Object], Awaitable[Object]], ctx: WriteContext,
+                                        subresource: str = "", create_if_missing: bool = False,
+                                        on_missing: Callable[[], Awaitable[Object]] | None = None,
+                                        ) -> tuple[Written, bool]:
+        """:meth:`guaranteed_update`, answered as :class:`Written` (a binding never looks at it)."""
         return await self._read_modify_write(namespace, name, mutate, ctx, subresource,
                                              create_if_missing=create_if_missing, on_missing=on_missing)
 
@@ -367,7 +440,7 @@ class ResourceStorage:
         self, namespace: str | None, name: str, mutate: Callable[[Object], Awaitable[Object]],
         ctx: WriteContext, subresource: str, *, create_if_missing: bool = False,
         new_object: Object | None = None, on_missing: Callable[[], Awaitable[Object]] | None = None,
-    ) -> tuple[Object, bool]:
+    ) -> tuple[Written, bool]:
         resource = self.resource
         key = self._key(namespace, name)
         strategy = self._strategy(subresource)
@@ -378,11 +451,11 @@ class ResourceStorage:
                 raise errors_translate.from_store(error, resource, name) from error
             if kv is None:
                 if on_missing is not None:
-                    return await self.create(namespace, await on_missing(), ctx), True
+                    return await self.create_written(namespace, await on_missing(), ctx), True
                 if create_if_missing and new_object is not None and not subresource:
                     created = meta.clone(new_object)
                     created["metadata"].pop("resourceVersion", None)
-                    return await self.create(namespace, created, ctx), True
+                    return await self.create_written(namespace, created, ctx), True
                 raise self._not_found(name)
             current = self._decode(kv)
             if new_object is not None:
@@ -410,23 +483,24 @@ class ResourceStorage:
             if new == current and not is_stale(kv):
                 # A no-op write keeps the resourceVersion, as Kubernetes does, unless the entry was
                 # encrypted with an old key (then it is rewritten with the current one).
-                return current, False
+                return Written(current), False
             if writes.finalized(new, self.resource.strategy):
                 # The last finalizer went away from an object being deleted: it goes now.
                 if ctx.dry_run:
-                    return new, False
+                    return Written(new), False
                 gone = await self._cas_delete(key, kv.mod_revision, name)
                 if gone is None:
                     continue
-                return gone, False
+                return Written(gone), False
             await self.admission.validate(attributes)
             undo = await self.hooks.before_write(new, current, ctx)
             if ctx.dry_run:
-                return new, False
+                return Written(new), False
             stored = await self._cas_update(key, new, kv.mod_revision, name, undo)
             if stored is None:
                 continue
-            await self.hooks.after_update(stored, current)
+            if self._hooks_read:
+                await self.hooks.after_update(stored.object, current)
             return stored, False
         raise conflict(resource.plural, resource.group, name, writes.MODIFIED_MESSAGE)
 
@@ -455,7 +529,7 @@ class ResourceStorage:
                 stored = await self._cas_update(key, updated, kv.mod_revision, name)
                 if stored is None:
                     continue
-                return stored, False
+                return stored.object, False
             if ctx.dry_run:
                 return current, True
             gone = await self._cas_delete(key, kv.mod_revision, name)
@@ -467,19 +541,20 @@ class ResourceStorage:
     # ------------------------------------------------- compare-and-swap steps
 
     async def _cas_update(self, key: str, obj: Object, revision: int, name: str,
-                          undo: Callable[[], Awaitable[None]] | None = None) -> Object | None:
+                          undo: Callable[[], Awaitable[None]] | None = None) -> Written | None:
         """Store ``obj`` if the key is still at ``revision``; None when it moved on (retry)."""
+        value, cut = encode_for_store_cut(obj)
         try:
-            stored = await self.store.update(key, encode_for_store(obj), expected_mod_revision=revision,
-                                             ttl=self.ttl)
+            stored = await self.store.update(key, value, expected_mod_revision=revision, ttl=self.ttl)
         except StoreError as error:
             if undo is not None:
                 await undo()
             if errors_translate.is_conflict(error):
                 return None
             raise errors_translate.from_store(error, self.resource, name) from error
-        written = self._decode(stored)
-        await self.hooks.after_write(written)
+        written = self._written(stored, value, cut)
+        if self._hooks_read:
+            await self.hooks.after_write(written.object)
         return written
 
     async def _cas_delete(self, key: str, revision: int, name: str) -> Object | None:

@@ -18,7 +18,7 @@ from multidict import CIMultiDict
 from pilothouse.apiserver import codec, options, strictbody, watchstream
 from pilothouse.apiserver.coalesce import CoalescedBody
 from pilothouse.apiserver.objects import decode_stored, stored_json_list
-from pilothouse.apiserver.registry import ResourceStorage, WriteContext
+from pilothouse.apiserver.registry import ResourceStorage, WriteContext, Written
 from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.apiserver.writes import check_schema
 from pilothouse.machinery import meta, tables
@@ -41,7 +41,7 @@ from pilothouse.machinery.patch import (
 )
 from pilothouse.machinery.protobuf import decode_kubernetes_protobuf
 
-__all__ = ["RestHandler", "SubresourceHandler", "add_standing_warnings"]
+__all__ = ["RestHandler", "SubresourceHandler", "add_standing_warnings", "apply_patch", "apply_patch_written"]
 
 SubresourceHandler = Callable[["RestHandler", web.Request, RequestInfo, ResourceStorage], Awaitable[web.StreamResponse]]
 
@@ -118,15 +118,17 @@ class RestHandler:
 
     # ------------------------------------------------------------- responses
 
-    async def _respond(self, request: web.Request, storage: ResourceStorage, obj: Object, status: int = 200,
-                       ctx: WriteContext | None = None) -> web.Response:
+    async def _respond(self, request: web.Request, storage: ResourceStorage, obj: Object | Written,
+                       status: int = 200, ctx: WriteContext | None = None) -> web.Response:
         headers = warning_headers(ctx)
         if codec.wants_table(request):
             resource = storage.resource
-            body = tables.to_table(resource.group, resource.kind, [obj],
+            body = tables.to_table(resource.group, resource.kind, [obj.object if isinstance(obj, Written) else obj],
                                    include_object=request.query.get("includeObject", "Metadata"),
                                    printer=resource.printer)
             return codec.json_response(body, status, headers)
+        if isinstance(obj, Written):  # a write: answered from the bytes it stored when it has them
+            return codec.raw_json_response(obj.json, status, headers)
         return codec.json_response(obj, status, headers)
 
     async def _list(self, request: web.Request, storage: ResourceStorage,
@@ -175,7 +177,7 @@ class RestHandler:
         body, _ = await codec.read_body(request)
         ctx = options.write_context(request.query, request.headers)
         strictbody.report_duplicates(request, ctx, storage.resource)
-        created = await storage.create(namespace, body, ctx)
+        created = await storage.create_written(namespace, body, ctx)
         return await self._respond(request, storage, created, 201, ctx)
 
     async def _update(self, request: web.Request, storage: ResourceStorage, namespace: str | None,
@@ -183,7 +185,7 @@ class RestHandler:
         body, _ = await codec.read_body(request)
         ctx = options.write_context(request.query, request.headers)
         strictbody.report_duplicates(request, ctx, storage.resource)
-        obj, created = await storage.update(namespace, info.name, body, ctx, info.subresource)
+        obj, created = await storage.update_written(namespace, info.name, body, ctx, info.subresource)
         return await self._respond(request, storage, obj, 201 if created else 200, ctx)
 
     async def _patch(self, request: web.Request, storage: ResourceStorage, namespace: str | None,
@@ -196,7 +198,8 @@ class RestHandler:
                               "accepted media types include: " + ", ".join(_PATCH_TYPES[i] for i in (0, 1, 3)))
         body, media_type = await codec.read_body(request)
         ctx = options.write_context(request.query, request.headers)
-        obj, created = await apply_patch(storage, namespace, info.name, media_type, body, ctx, info.subresource)
+        obj, created = await apply_patch_written(storage, namespace, info.name, media_type, body, ctx,
+                                                 info.subresource)
         return await self._respond(request, storage, obj, 201 if created else 200, ctx)
 
     async def _delete(self, request: web.Request, storage: ResourceStorage, namespace: str | None,
@@ -273,6 +276,13 @@ async def add_standing_warnings(request: web.Request, response: web.StreamRespon
 async def apply_patch(storage: ResourceStorage, namespace: str | None, name: str, media_type: str, patch: Any,
                       ctx: WriteContext, subresource: str = "") -> tuple[Object, bool]:
     """PATCH in any of the four content types, as one read-modify-write."""
+    written, created = await apply_patch_written(storage, namespace, name, media_type, patch, ctx, subresource)
+    return written.object, created
+
+
+async def apply_patch_written(storage: ResourceStorage, namespace: str | None, name: str, media_type: str,
+                              patch: Any, ctx: WriteContext, subresource: str = "") -> tuple[Written, bool]:
+    """:func:`apply_patch`, answered as :class:`Written` (the REST handler's: no decode to answer)."""
     resource = storage.resource
     schema = resource.object_schema()
 
@@ -308,6 +318,7 @@ async def apply_patch(storage: ResourceStorage, namespace: str | None, name: str
             created.setdefault("metadata", {})["name"] = name
             return created
 
-        return await storage.guaranteed_update(namespace, name, mutate, ctx, subresource, on_missing=on_missing)
-    return await storage.guaranteed_update(namespace, name, mutate, ctx, subresource)
+        return await storage.guaranteed_update_written(namespace, name, mutate, ctx, subresource,
+                                                       on_missing=on_missing)
+    return await storage.guaranteed_update_written(namespace, name, mutate, ctx, subresource)
 

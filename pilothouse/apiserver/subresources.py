@@ -168,7 +168,8 @@ async def bind_pod(storage: ResourceStorage, namespace: str | None, name: str, b
 
     # Binding writes spec.nodeName, which the main strategy forbids users to change: use the status
     # path, whose strategy keeps everything but status, after restoring the binding's own change.
-    await storage.guaranteed_update(namespace, name, mutate, ctx, subresource="binding")
+    # Answered with a Status: the pod written is never decoded (guaranteed_update_written).
+    await storage.guaranteed_update_written(namespace, name, mutate, ctx, subresource="binding")
 
 
 async def eviction(handler: Any, request: web.Request, info: RequestInfo,

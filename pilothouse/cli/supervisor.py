@@ -89,7 +89,10 @@ class Supervisor:
         self._stopping = False
 
     def add(self, name: str, *args: str) -> None:
-        self.children.append(Child(name, [sys.executable, "-m", "pilothouse", *args]))
+        # -P when this process has it: the children import the same pilothouse (the benchmarks run
+        # a source tree from PYTHONPATH; without -P, ``-m`` puts the working directory first).
+        safe_path = ["-P"] if sys.flags.safe_path else []
+        self.children.append(Child(name, [sys.executable, *safe_path, "-m", "pilothouse", *args]))
 
     async def start(self) -> None:
         for child in self.children:

@@ -9,6 +9,13 @@ before each write, against the state left by the writes before it (read once per
 Python), and a failing write simply writes nothing — it fails alone, so no SAVEPOINT is needed.
 Failed writes consume no revision.
 
+The event loop hands the writer each loop iteration's writes as one queue item: ``submit`` buffers
+an op and the first op of an iteration schedules one flush (``loop.call_soon``), which runs in the
+next iteration. A lone write waits at most that one turn of the loop; a burst of writes (a sweep's
+deletes, requests parsed from one ``select``) wakes the thread once instead of once per write, and
+each wake-up of a thread that then takes the GIL costs the event loop too. Order is kept (one
+buffer, flushed in order, and the stop marker only after it).
+
 Only after COMMIT returns are results handed back to the event loop (one ``call_soon_threadsafe`` per
 group), where the store publishes the group's events to watchers and then resolves each caller's
 future: an acknowledged write is durable and already visible to watchers.
@@ -90,7 +97,12 @@ class Writer:
         self._loop = loop
         self._deliver = deliver
         self._on_compacted = on_compacted
+        #: Items: a list of ops (one loop iteration's writes, in order) or the stop marker.
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        #: Ops submitted during this loop iteration, not yet handed to the thread (see _flush).
+        self._pending: list[Op] = []
+        #: The thread's own: ops taken from the queue beyond MAX_GROUP, the start of the next group.
+        self._carry: list[Op] = []
         self._thread = threading.Thread(target=self._run, name="sqlite-writer", daemon=True)
         self._conn: sqlite3.Connection | None = None
         self._ready: asyncio.Future[tuple[int, int]] = loop.create_future()
@@ -107,16 +119,27 @@ class Writer:
         return await self._ready
 
     def submit(self, op: Op) -> None:
+        """Queue ``op`` (on the event loop). It reaches the thread with the rest of this loop
+        iteration's ops, at the start of the next iteration."""
         if self.stopped:
             op.future.set_exception(UnavailableError("store is closed"))
             return
-        self._queue.put(op)
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(op)
+
+    def _flush(self) -> None:
+        """Hand the buffered ops to the thread as one queue item: one wake-up for all of them."""
+        if self._pending:
+            ops, self._pending = self._pending, []
+            self._queue.put(ops)
 
     async def stop(self) -> None:
         """Finish the operations already queued, then close the connection and join the thread."""
         if self.stopped:
             return
         self.stopped = True
+        self._flush()  # accepted before the stop: they go ahead of the marker
         self._queue.put(_STOP)
         if self._thread.is_alive():
             await asyncio.to_thread(self._thread.join)
@@ -143,27 +166,17 @@ class Writer:
         compacting: list[Op] = []
         try:
             while True:
-                if compacting:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        self._locked(self._compact_chunk, conn, compacting)
-                        continue
-                else:
-                    item = self._queue.get()
-                if item is _STOP:
-                    break
+                taken = self._take(block=not compacting)
+                if taken is None:  # nothing waits: a chunk of the compaction
+                    self._locked(self._compact_chunk, conn, compacting)
+                    continue
+                ops, stop = taken
                 group: list[Op] = []
-                stop = False
-                for nxt in self._drain(item):
-                    if nxt is _STOP:
-                        stop = True
-                        break
-                    assert isinstance(nxt, Op)
-                    if nxt.kind == "compact":
-                        compacting.append(nxt)
+                for op in ops:
+                    if op.kind == "compact":
+                        compacting.append(op)
                     else:
-                        group.append(nxt)
+                        group.append(op)
                 if group:
                     self._locked(self._apply_group, conn, group)
                 if compacting and not stop:
@@ -176,23 +189,48 @@ class Writer:
             conn.close()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
-            # Anything queued after the stop marker is refused.
+            # Anything queued after the stop marker is refused (and anything left if the loop
+            # above ended on an error).
+            left, self._carry = self._carry, []
             while True:
                 try:
-                    left = self._queue.get_nowait()
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if isinstance(left, Op):
-                    self._call(_set_exception, left.future, UnavailableError("store is closed"))
+                if isinstance(item, list):
+                    left.extend(item)
+            for op in left:
+                self._call(_set_exception, op.future, UnavailableError("store is closed"))
 
-    def _drain(self, first: object) -> list[object]:
-        items = [first]
-        while len(items) < MAX_GROUP:
+    def _take(self, block: bool) -> tuple[list[Op], bool] | None:
+        """The next group's ops in submission order (at most MAX_GROUP; what is taken beyond that
+        is carried to the next group), and whether the stop marker followed them. None when
+        ``block`` is false and nothing waits."""
+        ops, self._carry = self._carry, []
+        stop = False
+        if not ops:
             try:
-                items.append(self._queue.get_nowait())
+                item = self._queue.get() if block else self._queue.get_nowait()
+            except queue.Empty:
+                return None
+            if item is _STOP:
+                return [], True
+            assert isinstance(item, list)
+            ops = item
+        while len(ops) < MAX_GROUP:
+            try:
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
-        return items
+            if item is _STOP:
+                stop = True  # nothing is carried then: the marker is only read below MAX_GROUP
+                break
+            assert isinstance(item, list)
+            ops.extend(item)
+        if len(ops) > MAX_GROUP:
+            self._carry = ops[MAX_GROUP:]
+            del ops[MAX_GROUP:]
+        return ops, stop
 
     def _apply_group(self, conn: sqlite3.Connection, group: list[Op]) -> None:
         results: list[WriteResult] = []
