@@ -239,14 +239,18 @@ class ResourceStorage:
     def _not_found(self, name: str) -> StatusError:
         return not_found(self.resource.plural, self.resource.group, name)
 
-    async def _get_kv(self, namespace: str | None, name: str) -> KeyValue:
+    async def _current(self, key: str, name: str) -> KeyValue:
+        """The stored entry at ``key`` (a 404 when there is none), as the store holds it."""
         try:
-            kv = await self.store.get(self._key(namespace, name))
+            kv = await self.store.get(key)
         except StoreError as error:
             raise errors_translate.from_store(error, self.resource, name) from error
         if kv is None:
             raise self._not_found(name)
-        return self._view(kv)
+        return kv
+
+    async def _get_kv(self, namespace: str | None, name: str) -> KeyValue:
+        return self._view(await self._current(self._key(namespace, name), name))
 
     async def get(self, namespace: str | None, name: str) -> Object:
         return self._decode(await self._get_kv(namespace, name))
@@ -413,7 +417,7 @@ class ResourceStorage:
         strategy = self.resource.strategy_for(subresource)
         if strategy is not None:
             return strategy
-        # Server-side subresources (binding) change exactly what their handler decided.
+        # A subresource without a strategy of its own changes exactly what its handler decided.
         return _TRUSTED
 
     async def guaranteed_update(self, namespace: str | None, name: str,
@@ -435,6 +439,26 @@ class ResourceStorage:
         """:meth:`guaranteed_update`, answered as :class:`Written` (a binding never looks at it)."""
         return await self._read_modify_write(namespace, name, mutate, ctx, subresource,
                                              create_if_missing=create_if_missing, on_missing=on_missing)
+
+    async def update_in_storage(self, namespace: str | None, name: str, mutate: Callable[[Object], None], *,
+                                uid: str = "", resource_version: str = "", dry_run: bool = False) -> None:
+        """kube-apiserver's ``Store.Storage.GuaranteedUpdate``: the storage's own read-modify-write
+        under UID and resourceVersion preconditions, retried on a lost race, and none of the
+        registry's update path (no strategy, admission, validation or managedFields). For what
+        upstream writes through its storage directly: a pod's binding (``BindingREST``). ``mutate``
+        changes the current object in place or raises."""
+        resource = self.resource
+        key = self._key(namespace, name)
+        for _ in range(_MAX_RETRIES):
+            kv = await self._current(key, name)
+            obj = self._decode(kv)
+            writes.check_preconditions(obj, uid, resource_version, resource, name)
+            mutate(obj)
+            if dry_run:
+                return
+            if await self._cas_update(key, obj, kv.mod_revision, name) is not None:
+                return
+        raise conflict(resource.plural, resource.group, name, writes.MODIFIED_MESSAGE)
 
     async def _read_modify_write(
         self, namespace: str | None, name: str, mutate: Callable[[Object], Awaitable[Object]],
@@ -512,12 +536,7 @@ class ResourceStorage:
         resource = self.resource
         key = self._key(namespace, name)
         for _ in range(_MAX_RETRIES):
-            try:
-                kv = await self.store.get(key)
-            except StoreError as error:
-                raise errors_translate.from_store(error, resource, name) from error
-            if kv is None:
-                raise self._not_found(name)
+            kv = await self._current(key, name)
             current = self._decode(kv)
             writes.check_delete_preconditions(current, options, resource, name)
             await self.admission.validate(Attributes("DELETE", resource, namespace or "", current, current,

@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from pilothouse.apiserver import codec, options
+from pilothouse.apiserver.admission_plugins import Attributes
 from pilothouse.apiserver.registry import DeleteOptions, ResourceStorage, WriteContext
 from pilothouse.apiserver.requestinfo import RequestInfo
 from pilothouse.machinery import meta
@@ -146,30 +147,72 @@ async def binding(handler: Any, request: web.Request, info: RequestInfo,
 
 async def bind_pod(storage: ResourceStorage, namespace: str | None, name: str, body: Any,
                    ctx: WriteContext) -> None:
-    """Assign the pod to the Binding's target node (pods/binding, and the core ``bindings`` resource)."""
-    target = (body or {}).get("target") or {}
-    node = target.get("name")
-    if not node:
-        raise StatusError(422, "Invalid", f'Binding "{name}" is invalid: target.name: Required value')
+    """Assign the pod to the Binding's target node (pods/binding, and the core ``bindings`` resource),
+    as kube-apiserver's ``BindingREST.Create``: admission sees the Binding (a CREATE of
+    ``pods/binding``), then the pod is changed through the storage alone
+    (``setPodNodeAndMetadata``), under the Binding's UID and resourceVersion as preconditions. No pod
+    strategy, pod admission, validation or managedFields run on it, so the binding leaves no
+    managedFields entry on the pod, as in Kubernetes."""
+    binding = body if isinstance(body, dict) else {}
+    metadata = binding.get("metadata") or {}
+    attributes = Attributes("CREATE", storage.resource, namespace or "", binding, subresource="binding",
+                            dry_run=ctx.dry_run, warnings=ctx.warnings)
+    if storage.resource.namespaced:
+        await storage.namespaces.admit_create(namespace or "")
+    await storage.admission.admit(attributes)
+    if metadata.get("name", "") != name:
+        raise bad_request("name in URL does not match name in Binding object")
+    _validate_binding(name, binding.get("target") or {})
+    await storage.admission.validate(attributes)
+    node = binding["target"]["name"]
+    annotations = metadata.get("annotations") or {}
 
-    async def mutate(pod: Object) -> Object:
+    def assign(pod: Object) -> None:
+        # Upstream's refusals are plain errors, which assignPod turns into a Conflict on pods/binding.
         if pod["metadata"].get("deletionTimestamp"):
-            raise conflict("pods", "", name, "pod is being deleted, cannot be assigned to a host")
-        current_node = pod["spec"].get("nodeName")
+            raise conflict("pods/binding", "", name, f"pod {name} is being deleted, cannot be assigned to a host")
+        spec = pod["spec"]
+        current_node = spec.get("nodeName")
         if current_node:
-            raise conflict("pods", "", name, f'pod {name} is already assigned to node "{current_node}"')
-        pod["spec"]["nodeName"] = node
-        status = pod.setdefault("status", {})
-        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
-        conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                           "lastTransitionTime": meta.format_time()})
-        status["conditions"] = conditions
-        return pod
+            raise conflict("pods/binding", "", name, f'pod {name} is already assigned to node "{current_node}"')
+        if spec.get("schedulingGates"):
+            raise conflict("pods/binding", "", name, f"pod {name} has non-empty .spec.schedulingGates")
+        spec["nodeName"] = node
+        if annotations:
+            pod["metadata"]["annotations"] = {**(pod["metadata"].get("annotations") or {}), **annotations}
+        _update_pod_condition(pod.setdefault("status", {}), {"type": "PodScheduled", "status": "True"})
 
-    # Binding writes spec.nodeName, which the main strategy forbids users to change: use the status
-    # path, whose strategy keeps everything but status, after restoring the binding's own change.
-    # Answered with a Status: the pod written is never decoded (guaranteed_update_written).
-    await storage.guaranteed_update_written(namespace, name, mutate, ctx, subresource="binding")
+    await storage.update_in_storage(namespace, name, assign, uid=metadata.get("uid") or "",
+                                    resource_version=metadata.get("resourceVersion") or "", dry_run=ctx.dry_run)
+
+
+def _validate_binding(name: str, target: Any) -> None:
+    """``ValidatePodBinding``; upstream returns its aggregate as a plain error (a 500), here a 422."""
+    if not isinstance(target, dict):
+        target = {}
+    causes = []
+    kind = target.get("kind")
+    if kind and kind != "Node":
+        causes.append(f'target.kind: Unsupported value: "{kind}": supported values: "Node", "<empty>"')
+    if not target.get("name"):
+        causes.append("target.name: Required value")
+    if causes:
+        message = causes[0] if len(causes) == 1 else "[" + ", ".join(causes) + "]"
+        raise StatusError(422, "Invalid", f'Binding "{name}" is invalid: {message}')
+
+
+def _update_pod_condition(status: Object, condition: Object) -> None:
+    """``podutil.UpdatePodCondition``: the condition replaces one of its type where it stood (keeping
+    its lastTransitionTime when the status did not change), or is appended."""
+    condition = {**condition, "lastProbeTime": None, "lastTransitionTime": meta.format_time()}
+    conditions = status.get("conditions") or []
+    for index, old in enumerate(conditions):
+        if old.get("type") == condition["type"]:
+            if old.get("status") == condition["status"]:
+                condition["lastTransitionTime"] = old.get("lastTransitionTime")
+            conditions[index] = condition
+            return
+    status["conditions"] = [*conditions, condition]
 
 
 async def eviction(handler: Any, request: web.Request, info: RequestInfo,

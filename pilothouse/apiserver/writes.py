@@ -202,16 +202,20 @@ def finalized(obj: Object, strategy: Strategy) -> bool:
 
 
 def check_delete_preconditions(current: Object, options: Any, resource: ResourceType, name: str) -> None:
+    check_preconditions(current, options.precondition_uid, options.precondition_resource_version, resource, name)
+
+
+def check_preconditions(current: Object, uid: str | None, resource_version: str | None, resource: ResourceType,
+                        name: str) -> None:
+    """``storage.Preconditions.Check``, answered as a 409 Conflict (a delete's, a binding's)."""
     metadata = current["metadata"]
-    if options.precondition_uid and options.precondition_uid != metadata.get("uid"):
+    if uid and uid != metadata.get("uid"):
         raise conflict(resource.plural, resource.group, name,
-                       f"Precondition failed: UID in precondition: {options.precondition_uid}, "
-                       f"UID in object meta: {metadata.get('uid')}")
-    if options.precondition_resource_version and \
-            options.precondition_resource_version != metadata.get("resourceVersion"):
+                       f"Precondition failed: UID in precondition: {uid}, UID in object meta: {metadata.get('uid')}")
+    if resource_version and resource_version != metadata.get("resourceVersion"):
         raise conflict(resource.plural, resource.group, name,
                        f"Precondition failed: ResourceVersion in precondition: "
-                       f"{options.precondition_resource_version}, ResourceVersion in object meta: "
+                       f"{resource_version}, ResourceVersion in object meta: "
                        f"{metadata.get('resourceVersion')}")
 
 

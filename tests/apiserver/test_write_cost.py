@@ -7,7 +7,7 @@ counted, not timed.
   at most ``MAX_GROUP`` of them.
 - A write is answered from the bytes it stored, with its resourceVersion spliced in, not by
   decoding what it wrote and encoding that again: a create decodes nothing, a PUT only the object
-  it replaces, a binding (answered with a Status) no more than its read-modify-write needs. The
+  it replaces, a binding (answered with a Status) only the pod it changes. The
   answer is byte for byte the old one; a kind whose storage hooks read the written object still
   decodes it for them.
 """
@@ -17,28 +17,23 @@ from __future__ import annotations
 import asyncio
 import queue
 import types
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from pilothouse.apiserver import admission, subresources
 from pilothouse.apiserver.objects import decode_stored, encode_for_store, encode_for_store_cut, written_json
 from pilothouse.apiserver.registry import ResourceStorage, StorageHooks
-from pilothouse.apiserver.requestinfo import parse_request_info
-from pilothouse.apiserver.rest import RestHandler
-from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry
+from pilothouse.machinery.kinds import BUILTIN_RESOURCES
 from pilothouse.machinery.meta import Object
 from pilothouse.store import _sqlite_writer
 from pilothouse.store._sqlite_writer import Op, Writer
 from pilothouse.store.interface import KeyValue, UnavailableError
 from pilothouse.store.sqlite import SQLiteStore
-from tests.apiserver.costhelpers import count_decodes
+from tests.apiserver.costhelpers import count_decodes, pods_rest
 
 
 class _CountingQueue(queue.SimpleQueue[object]):
@@ -143,35 +138,13 @@ class _ReadingHooks(StorageHooks):
         self.seen.append(obj)
 
 
-@asynccontextmanager
-async def _rest(tmp_path: Path, hooks: StorageHooks | None = None) -> AsyncIterator[tuple[Client, ResourceStorage]]:
-    """A client of the generic REST handler serving pods (and their binding) over a SQLite store."""
-    async with SQLiteStore(tmp_path / "state.db", compact_interval=None, sweep_interval=None) as store:
-        await store.create(admission.NAMESPACE_KEY_PREFIX + "default", orjson.dumps(
-            {"metadata": {"name": "default"}, "status": {"phase": "Active"}}))
-        storage = ResourceStorage(PODS, store, admission.NamespaceLifecycle(store), hooks)
-        handler = RestHandler(ResourceRegistry([PODS]), {PODS: storage}, dict(subresources.SUBRESOURCE_HANDLERS))
-
-        async def handle(request: web.Request) -> web.StreamResponse:
-            return await handler.handle(request, parse_request_info(request.method, request.path, request.query))
-
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handle)
-        client = TestClient(TestServer(app))
-        await client.start_server()
-        try:
-            yield client, storage
-        finally:
-            await client.close()
-
-
 async def _as_stored(storage: ResourceStorage, name: str) -> bytes:
     """The old answer: the stored object decoded, then encoded (``codec.json_response``)."""
     return orjson.dumps(await storage.get("default", name), option=orjson.OPT_APPEND_NEWLINE)
 
 
 async def test_a_write_is_answered_from_the_bytes_it_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with _rest(tmp_path) as (client, storage):
+    async with pods_rest(tmp_path) as (client, storage):
         decoded = count_decodes(monkeypatch)
         path = "/api/v1/namespaces/default/pods"
         created = await client.post(path, json=_pod("p"), params={"fieldManager": "test"})
@@ -192,7 +165,7 @@ async def test_a_write_is_answered_from_the_bytes_it_stored(tmp_path: Path, monk
             "apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"name": "n1"}})
         assert bound.status == 201, await bound.text()
         assert orjson.loads(await bound.read())["kind"] == "Status"
-        assert len(decoded) == 2  # the current pod and the mutation's copy; before: and the pod written
+        assert len(decoded) == 1  # the current pod, changed in place (storage-level); before: 3
 
         decoded.clear()
         patched = await client.patch(f"{path}/p/status", data=orjson.dumps({"status": {"phase": "Running"}}),
@@ -220,7 +193,7 @@ async def test_a_write_is_answered_from_the_bytes_it_stored(tmp_path: Path, monk
 
 async def test_hooks_that_read_the_written_object_still_get_it(tmp_path: Path) -> None:
     hooks = _ReadingHooks()
-    async with _rest(tmp_path, hooks) as (client, storage):
+    async with pods_rest(tmp_path, hooks) as (client, storage):
         created = await client.post("/api/v1/namespaces/default/pods", json=_pod("p"), params={"fieldManager": "t"})
         assert created.status == 201
         assert [obj["metadata"]["name"] for obj in hooks.seen] == ["p"]
