@@ -17,6 +17,11 @@ Two uses of one rule, kube-apiserver's watch cache ``TriggerFunc`` and its ``Ind
   from the shared stored bytes (it used to decode the event and its previous object, and encode
   the event again, per watcher).
 
+* **Watch filtering from the bytes.** Any other field selector on plain string fields
+  (``Strategy.plain_fields``: kube-scheduler's ``status.phase!=Succeeded,status.phase!=Failed``) is
+  decided from whether the stored bytes hold each term's value (:func:`byte_decider`); only an entry
+  that holds one is decoded and matched exactly.
+
 Both apply to an exact-match term on ``metadata.name`` (read off the key) or on a field the kind
 lists in ``Strategy.watch_index`` (pods: ``spec.nodeName``). Both are only ever narrower than
 nothing: the registry still filters every object it keeps exactly.
@@ -35,7 +40,7 @@ from pilothouse.machinery.selectors import FieldSelector
 from pilothouse.store.interface import FieldExtractor, KeyValue, ListIndex, WatchTrigger
 from pilothouse.store.watchhub import FieldMemo
 
-__all__ = ["FieldReaders", "exact_term", "list_index", "list_prefilter", "trigger_for"]
+__all__ = ["FieldReaders", "byte_decider", "exact_term", "list_index", "list_prefilter", "trigger_for"]
 
 Prefilter = Callable[[KeyValue], bool]
 
@@ -142,6 +147,46 @@ def list_prefilter(resource: ResourceType, fields: FieldSelector) -> Prefilter |
         return needle in kv.value or kv.value.find(b'"metadata":{', 0, 200) < 0
 
     return may_match
+
+
+def _may_hold(field: str, value: str) -> Callable[[bytes], bool]:
+    """False only when stored bytes cannot hold ``value`` at ``field`` (a plain string at its JSON
+    path, which encode_for_store writes as ``"<last segment>":"<value>"``: orjson, no spaces, one
+    escaping); True when they may (those bytes are somewhere in the object)."""
+    needle = b'"' + field.rsplit(".", 1)[-1].encode() + b'":' + orjson.dumps(value)
+    return lambda value_bytes: needle in value_bytes
+
+
+def byte_decider(resource: ResourceType, fields: FieldSelector) -> Callable[[KeyValue], bool | None] | None:
+    """Whether a stored entry matches ``fields``, decided from its bytes where they settle it: a
+    ``field=value`` term whose bytes are absent fails, a ``field!=value`` term whose bytes are absent
+    holds (the field has another value, or none). None from the decider when some term's bytes are
+    there (the caller decodes and matches exactly); None instead of a decider when a term is on a
+    field that is not a plain string (``Strategy.plain_fields``, ``watch_index``) or asks for an
+    empty value (which a missing field also has), or the kind decorates what it serves."""
+    strategy = resource.strategy
+    plain = set(strategy.plain_fields) | set(strategy.watch_index)
+    if fields.empty() or strategy.decorate is not None:
+        return None
+    terms: list[tuple[bool, Callable[[bytes], bool]]] = []
+    for field, operator, value in fields.terms:
+        if field not in plain or not value:
+            return None
+        terms.append((operator == "=", _may_hold(field, value)))
+
+    def decide(kv: KeyValue) -> bool | None:
+        value_bytes = kv.value
+        if value_bytes.find(b'"metadata":{', 0, 200) < 0:
+            return None  # not laid out by encode_for_store: decode, no guess
+        unsettled = False
+        for equal, may_hold in terms:
+            if may_hold(value_bytes):
+                unsettled = True
+            elif equal:
+                return False  # field=value, and the value is not there
+        return None if unsettled else True
+
+    return decide
 
 
 def list_index(resource: ResourceType, fields: FieldSelector) -> ListIndex | None:

@@ -640,11 +640,14 @@ class ResourceStorage:
                 raise bad_request(f'invalid resource version "{options.resource_version}"') from None
         # A kubelet's watch (one spec.nodeName term) is decided from the field alone, undecoded.
         exact = fieldindex.exact_term(self.resource, fields, self._fields) if labels.empty() else None
+        # Other field selectors on plain string fields (the scheduler's status.phase!=...): decided
+        # from the stored bytes where those settle it.
+        decide = fieldindex.byte_decider(self.resource, fields) if labels.empty() and exact is None else None
         try:
             changes = self.store.watch(prefix, revision, fieldindex.trigger_for(self.resource, fields, self._fields))
             try:
                 async for event in changes:
-                    translated = self._translate(event, labels, fields, exact)
+                    translated = self._translate(event, labels, fields, exact, decide)
                     if translated is not None:
                         yield translated
             finally:
@@ -661,7 +664,8 @@ class ResourceStorage:
             yield WatchEvent("ERROR", errors_translate.from_store(error, self.resource, "").to_status())
 
     def _translate(self, event: Any, labels: LabelSelector, fields: FieldSelector,
-                   exact: tuple[Callable[[KeyValue], str | None], str] | None = None) -> WatchEvent | None:
+                   exact: tuple[Callable[[KeyValue], str | None], str] | None = None,
+                   decide: Callable[[KeyValue], bool | None] | None = None) -> WatchEvent | None:
         kv = self._view(event.kv)
         if labels.empty() and fields.empty() and not self._needs_decorating(kv):
             if event.type is EventType.DELETE:
@@ -671,6 +675,8 @@ class ResourceStorage:
             decided, translated = self._translate_by_field(event, exact)
             if decided:
                 return translated
+        if decide is not None and self._as_stored(event.kv) and (event.prev is None or self._as_stored(event.prev)):
+            return self._translate_by_bytes(event, fields, decide)
         obj = self._decode(event.kv)
         now_matches = self.matches(obj, labels, fields)
         was_matching = False
@@ -682,6 +688,32 @@ class ResourceStorage:
             return WatchEvent("MODIFIED" if was_matching else "ADDED", obj)
         if was_matching:
             return WatchEvent("DELETED", obj)
+        return None
+
+    def _as_stored(self, kv: KeyValue) -> bool:
+        """Whether the entry is served as its stored bytes (this version, no decorator)."""
+        return self._view(kv) is kv and not self._needs_decorating(kv)
+
+    def _translate_by_bytes(self, event: Any, fields: FieldSelector,
+                            decide: Callable[[KeyValue], bool | None]) -> WatchEvent | None:
+        """:meth:`_translate` for a field selector :func:`fieldindex.byte_decider` serves: each of the
+        entry and the one it replaced is decoded only when its bytes do not settle the match, and
+        the event is served from the shared stored bytes (both entries served as stored)."""
+
+        def matching(kv: KeyValue) -> bool:
+            decided = decide(kv)
+            if decided is not None:
+                return decided
+            return fields.matches(self.resource.strategy.selectable_fields(decode_stored(kv)))
+
+        now_matches = matching(event.kv)
+        if event.type is EventType.DELETE:
+            return WatchEvent("DELETED", json=self._event_json(event.kv)) if now_matches else None
+        was_matching = event.prev is not None and matching(event.prev)
+        if now_matches:
+            return WatchEvent("MODIFIED" if was_matching else "ADDED", json=self._event_json(event.kv))
+        if was_matching:
+            return WatchEvent("DELETED", json=self._event_json(event.kv))
         return None
 
     def _translate_by_field(self, event: Any, exact: tuple[Callable[[KeyValue], str | None], str],

@@ -6,6 +6,9 @@ watch stream, with the events published by hand.
 - A kubelet's watch (``fieldSelector=spec.nodeName=<node>``) decides each event from the field the
   fan-out already read, and serves the shared stored bytes: no object is decoded for it (it used
   to decode the event's object and its previous one, then encode the event again, per watcher).
+- kube-scheduler's watch (``status.phase!=Succeeded,status.phase!=Failed``), and any field selector
+  on plain string fields, decides from the stored bytes and decodes only an entry that holds a
+  value its terms name; the bytes never decide otherwise than decoding would.
 - Events already queued for a watcher go out in one write, not one write each.
 
 And costs of a write: a status merge patch copies the pod once, not twice; a generated name
@@ -26,7 +29,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bench.watch_fanout import HubStore, bare_hub
-from pilothouse.apiserver import admission, rest
+from pilothouse.apiserver import admission, fieldindex, rest
 from pilothouse.apiserver.objects import encode_for_store
 from pilothouse.apiserver.registry import ListOptions, ResourceStorage, WriteContext
 from pilothouse.machinery import meta
@@ -140,6 +143,48 @@ async def test_a_field_the_reader_cannot_find_falls_back_to_decoding(hub: WatchH
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert [t for t, _ in unscheduled] == ["ADDED", "DELETED"]
+
+
+async def test_the_schedulers_watch_decodes_only_what_its_bytes_leave_open(
+        hub: WatchHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kube-scheduler's pod informer (``status.phase!=Succeeded,status.phase!=Failed``) and a mixed
+    selector decide from the stored bytes: an entry is decoded only when it holds a value its terms
+    name (then matched exactly), and the events are the unfiltered watch's bytes. Before, every event
+    decoded its object and the one it replaced, then encoded the event again."""
+    storage = ResourceStorage(PODS, HubStore(hub), admission.NamespaceLifecycle(HubStore(hub)))  # type: ignore[arg-type]
+    decoded = count_decodes(monkeypatch)
+    live: list[tuple[str, bytes]] = []
+    running_on_n1: list[tuple[str, bytes]] = []
+    everything: list[tuple[str, bytes]] = []
+    tasks = [asyncio.create_task(_collect(storage, "status.phase!=Succeeded,status.phase!=Failed", live)),
+             asyncio.create_task(_collect(storage, "spec.nodeName=n1,status.phase=Running", running_on_n1)),
+             asyncio.create_task(_collect(storage, "", everything))]
+    await asyncio.sleep(0.05)
+    pods = Pods(hub)
+    pods.publish("a")                         # 1: live ADDED
+    pods.publish("a", "n1")                   # 2: live MODIFIED
+    pods.publish("a", "n1", "Running")        # 3: live MODIFIED; running_on_n1 ADDED
+    pods.publish("b", "n2", "Running")        # 4: live ADDED (another node)
+    pods.publish("a", "n1", "Succeeded")      # 5: live DELETED; running_on_n1 DELETED
+    pods.publish("a", delete=True)            # 6: not live any more: nothing
+    pods.publish("b", delete=True)            # 7: live DELETED
+    for _ in range(100):
+        if len(everything) == 7 and len(live) == 6 and len(running_on_n1) == 2:
+            break
+        await asyncio.sleep(0.01)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+    assert [t for t, _ in live] == ["ADDED", "MODIFIED", "MODIFIED", "ADDED", "DELETED", "DELETED"]
+    assert [t for t, _ in running_on_n1] == ["ADDED", "DELETED"]
+    by_revision = {orjson.loads(j)["metadata"]["resourceVersion"]: j for _, j in everything}
+    for _, event_json in live + running_on_n1:
+        assert event_json == by_revision[orjson.loads(event_json)["metadata"]["resourceVersion"]]
+    # Decoded: revision 3 for running_on_n1 ("Running" and "n1" are both in its bytes), as the event
+    # and as revision 5's previous entry; revision 5 and the deletion 6, whose bytes hold
+    # "Succeeded", for the live watch. The bytes settle the 16 other entries the two watches weighed.
+    assert sorted(decoded) == [3, 3, 5, 6]
 
 
 @pytest.fixture
@@ -284,3 +329,37 @@ async def test_events_one_at_a_time_start_no_task_each(hub: WatchHub,
     response.close()
     # The test's own readline waits start tasks (wait_for, above); the server's loop must start none.
     assert [name for name in started if "readline" not in name] == [], started
+
+
+@pytest.mark.parametrize("selector", [
+    "status.phase!=Succeeded,status.phase!=Failed", "status.phase=Running", "spec.nodeName=n1,status.phase=Running",
+    "spec.schedulerName!=default-scheduler", "status.phase!=Running,spec.restartPolicy=Never",
+])
+def test_the_bytes_never_decide_otherwise_than_decoding(selector: str) -> None:
+    """Where the byte decider answers, decoding agrees: the value elsewhere in the object (a label,
+    an annotation, a container's name), escaped, absent, null, or bytes not laid out by the store."""
+    fields = parse_field_selector(selector)
+    decide = fieldindex.byte_decider(PODS, fields)
+    assert decide is not None
+    pods = [_pod("a", "", "Running"), _pod("b", "n1", "Succeeded"), _pod("c", "n1", "Running")]
+    decoy = _pod("d", "n2", "Pending")
+    decoy["metadata"]["labels"] = {"phase": "Succeeded", "nodeName": "n1"}
+    decoy["metadata"]["annotations"] = {"note": '{"phase":"Running","restartPolicy":"Never"}'}
+    decoy["spec"]["containers"][0]["name"] = "Failed"
+    odd = _pod("e", "", "")
+    odd["spec"].update(nodeName=None, restartPolicy="Never", schedulerName="other")
+    odd["status"] = {"phase": None}
+    entries = [encode_for_store(pod) for pod in [*pods, decoy, odd]]
+    entries.append(orjson.dumps(_pod("f", "n1", "Running"), option=orjson.OPT_INDENT_2))  # not the store's layout
+    settled = 0
+    for value in entries:
+        exact = fields.matches(PODS.strategy.selectable_fields(orjson.loads(value)))
+        decided = decide(KeyValue("/registry/pods/default/x", value, 1, 1))
+        assert decided in (None, exact), (selector, value)
+        settled += decided is not None
+    assert settled >= 2  # the bytes do settle most entries
+
+
+def test_selectors_the_bytes_cannot_decide_have_no_decider() -> None:
+    for selector in ("spec.nodeName=", "status.podIP=10.0.0.1", "spec.hostNetwork=false", "status.phase!="):
+        assert fieldindex.byte_decider(PODS, parse_field_selector(selector)) is None, selector

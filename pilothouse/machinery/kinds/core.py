@@ -51,6 +51,8 @@ POD = Strategy(
     prepare_for_update=p.prepare_pod_update,
     selectable_fields=f.pod_fields,
     watch_index=("spec.nodeName",),
+    plain_fields=("spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "status.phase",
+                  "status.nominatedNodeName"),
     field_label_error=FIELD_LABEL_NOT_SUPPORTED,
     grace_period=p.pod_grace_period,
 )
@@ -72,6 +74,7 @@ NAMESPACE = Strategy(
     prepare_for_create=p.prepare_namespace_create,
     prepare_for_update=p.prepare_namespace_update,
     selectable_fields=f.namespace_fields,
+    plain_fields=("status.phase",),
     field_label_error=FIELD_LABEL_NOT_SUPPORTED,
     # Deleting a namespace marks it Terminating; it goes once the namespace controller has emptied
     # it and removed spec.finalizers through /finalize.

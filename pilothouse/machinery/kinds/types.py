@@ -135,6 +135,10 @@ class Strategy:
     #: triggers: pods by spec.nodeName, one watch per kubelet), and that a list searches the stored
     #: bytes for before decoding; each a plain string at its JSON path. metadata.name always is.
     watch_index: tuple[str, ...] = ()
+    #: Selectable fields (besides ``watch_index``) that are a plain string at their JSON path, absent
+    #: meaning empty: a watch filtered on them decides from the stored bytes whether an entry can
+    #: hold a value before decoding it (the scheduler's ``status.phase!=Succeeded,...`` pod watch).
+    plain_fields: tuple[str, ...] = ()
     #: The message for a field selector on a label this kind does not support.
     field_label_error: str = UNKNOWN_FIELD_LABEL
     #: Graceful deletion: the grace period (seconds) a delete waits for, given the object and the
