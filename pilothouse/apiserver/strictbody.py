@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from pilothouse.machinery import validation
-from pilothouse.machinery.bodyshape import TooDeep, duplicate_fields, members
+from pilothouse.machinery.bodyshape import TooDeep, duplicate_fields, members, settled, shallow
 from pilothouse.machinery.errors import bad_request
 from pilothouse.machinery.kinds import ResourceType
 
@@ -23,11 +23,14 @@ _DUPLICATES = web.RequestKey("pilothouse.duplicate-fields", list)
 def check_json_body(request: web.Request, raw: bytes, value: Any) -> None:
     """Called by the JSON body decoder: refuse too deep a body; remember a create's or an update's
     duplicate fields, if any, for :func:`report_duplicates`."""
+    checks_duplicates = request.method in ("POST", "PUT")
+    if settled(raw, value) if checks_duplicates else shallow(raw):
+        return  # neither too deep nor (a create's or an update's) naming a member twice: no walk
     try:
         count = members(value)
     except TooDeep as error:
         raise bad_request(f"couldn't get version/kind; json parse error: {error}") from None
-    if request.method in ("POST", "PUT"):
+    if checks_duplicates:
         found = duplicate_fields(raw, value, count)
         if found:
             request[_DUPLICATES] = found

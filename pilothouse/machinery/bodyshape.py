@@ -12,6 +12,11 @@ orjson keeps the last of two equal keys silently. Finding them costs a second pa
 only when a cheap count says there are any: the members orjson kept (a walk of the parsed value)
 against the name separators in the text (colons once the string literals are blanked out by one C
 regex pass). Equal counts mean no duplicates, the case of nearly every request.
+
+Cheaper still, and first (:func:`settled`): a body with no more brackets than :data:`MAX_DEPTH`
+cannot nest deeper, and a body that is exactly what orjson writes for the parsed value (compact
+JSON, as kubectl, client-go and our own clients send) has no member orjson dropped. Both are a few
+C scans, where the walk is ~15-20 µs for a pod and ~60 µs for a patched one.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import json
 import re
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "TooDeep", "duplicate_fields", "members"]
+import orjson
+
+__all__ = ["MAX_DEPTH", "TooDeep", "duplicate_fields", "members", "settled", "shallow"]
 
 #: Nesting levels a request body may have: deep enough for any Kubernetes object (a CRD's schema
 #: included), shallow enough for every recursive walk after it and for orjson's encoder.
@@ -34,6 +41,26 @@ class TooDeep(ValueError):
 #: A JSON string literal. Possessive: a 200 KB string is one run, not 200,000 backtracking states
 #: (47 ms and megabytes of regex stack per such body otherwise).
 _STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
+
+
+def shallow(raw: bytes) -> bool:
+    """True when ``raw`` cannot nest deeper than :data:`MAX_DEPTH`: it has no more brackets than
+    that (brackets inside strings only make this say False more often)."""
+    return raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH
+
+
+def settled(raw: bytes, parsed: Any) -> bool:
+    """True when ``raw`` (parsed into ``parsed``) is known to be neither too deep nor to name a
+    member twice without walking it: it is :func:`shallow` and it is byte for byte what orjson writes
+    for ``parsed`` (a trailing newline allowed, as client-go's encoder ends a body), which a body with
+    a member orjson dropped cannot be. False says nothing: walk it."""
+    if not shallow(raw):
+        return False
+    try:
+        encoded = orjson.dumps(parsed)
+    except orjson.JSONEncodeError:  # an integer orjson parses but will not write (over 64 bits)
+        return False
+    return encoded == raw or (len(raw) == len(encoded) + 1 and raw.endswith(b"\n") and raw.startswith(encoded))
 
 
 def members(value: Any, depth: int = 0) -> int:

@@ -25,6 +25,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from pilothouse.apiserver import rest, strictbody
 from pilothouse.apiserver.objects import decode_stored, encode_for_store, encode_for_store_cut, written_json
 from pilothouse.apiserver.registry import ResourceStorage, StorageHooks
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES
@@ -217,3 +218,47 @@ def test_the_answer_splice_is_byte_identical_to_decoding_and_encoding() -> None:
         for revision in (1, 9_876_543_210):
             kv = KeyValue("/k", value, 1, revision)
             assert written_json(value, cut, revision) == orjson.dumps(decode_stored(kv))
+
+
+async def test_compact_bodies_and_merge_patches_are_not_walked(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shape checks walk a body only when C scans cannot settle it: a compact create or update
+    (what kubectl and the components send) is neither walked for its depth and duplicates nor, when
+    it is a merge patch, its result for depth; a JSON patch's result still is, and a body with a
+    duplicate member still gets its warning."""
+    walks: list[str] = []
+    real_members, real_depth = strictbody.members, rest.check_patched_depth
+
+    def counted_members(value: Any) -> int:
+        walks.append("body")
+        return real_members(value)
+
+    def counted_depth(value: Any) -> None:
+        walks.append("patched")
+        real_depth(value)
+
+    monkeypatch.setattr(strictbody, "members", counted_members)
+    monkeypatch.setattr(rest, "check_patched_depth", counted_depth)
+    async with pods_rest(tmp_path) as (client, _):
+        path = "/api/v1/namespaces/default/pods"
+        created = await client.post(path, data=orjson.dumps(_pod("p")), params={"fieldManager": "t"},
+                                    headers={"Content-Type": "application/json"})
+        assert created.status == 201, await created.text()
+        merged = await client.patch(f"{path}/p/status", data=orjson.dumps({"status": {"phase": "Running"}}),
+                                    headers={"Content-Type": "application/merge-patch+json"})
+        assert merged.status == 200, await merged.text()
+        strategic = await client.patch(f"{path}/p", data=orjson.dumps({"metadata": {"labels": {"a": "b"}}}),
+                                       headers={"Content-Type": "application/strategic-merge-patch+json"})
+        assert strategic.status == 200, await strategic.text()
+        assert walks == []  # before: a walk of each body, and of both patched pods
+        patched = await client.patch(f"{path}/p", data=orjson.dumps([{"op": "add", "path": "/metadata/labels/c",
+                                                                       "value": "d"}]),
+                                     headers={"Content-Type": "application/json-patch+json"})
+        assert patched.status == 200, await patched.text()
+        assert walks == ["patched"]
+        duplicated = await client.post(path, data=b'{"apiVersion":"v1","kind":"Pod","metadata":{"name":"q","name":"q"},'
+                                       b'"spec":{"containers":[{"name":"c","image":"i"}]}}',
+                                       headers={"Content-Type": "application/json"})
+        assert duplicated.status == 201, await duplicated.text()
+        assert duplicated.headers.getall("Warning") == ['299 - "duplicate field \\"metadata.name\\""']
+        assert walks == ["patched", "body"]
