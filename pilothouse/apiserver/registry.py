@@ -347,6 +347,11 @@ class ResourceStorage:
         writes.check_schema(obj, resource, ctx)
         strategy = resource.strategy
         strategy.default(obj)
+        # The field manager records the object as decoded and defaulted, before the system fields,
+        # mutating admission and PrepareForCreate, as kube-apiserver's create handler does: what an
+        # admission plugin adds (a pod's service-account token volume) is nobody's. Objects a
+        # controller creates from one template then record one FieldsV1, walked once (created.py).
+        writes.track_managed_fields(None, obj, ctx, resource, "")
         generate_name = metadata.get("generateName")
         attempts = 8 if generate_name and not metadata.get("name") else 1
         writes.init_system_metadata(metadata)
@@ -362,7 +367,6 @@ class ResourceStorage:
             if attempts > 1:
                 metadata["name"] = f"{generate_name}{meta.generate_name_suffix()}"
             writes.validate_create(obj, resource)
-            writes.track_managed_fields(None, obj, ctx, resource, "")
             name = metadata["name"]
             await self.admission.validate(attributes)
             undo = await self.hooks.before_write(obj, None, ctx)

@@ -6,9 +6,11 @@ TestClearManagedFieldsWithUpdateEmptyList)."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
+from pilothouse.client import errors
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.machinery.patch import track_update
 from pilothouse.machinery.schema import schema_for_kind
@@ -77,3 +79,33 @@ def test_track_update_reads_an_empty_list_as_a_reset_and_then_tracks_nothing() -
         later["data"]["b"] = "4"
         track_update(new, later, "other", "Update", "v1", "2026-12-05T00:00:02Z", schema)
         assert "managedFields" not in later["metadata"], reset
+
+
+PODS = resource("", "v1", "pods")
+
+
+async def test_what_admission_adds_to_a_created_pod_is_nobodys(server: ServerProcess) -> None:
+    """kube-apiserver's create handler records managedFields before mutating admission: the
+    service-account token volume and the default tolerations admission adds, and the account's
+    name, appear in the pod but in no manager's fields; what the body set (and defaulting filled)
+    is the creator's."""
+    async with APIClient(server.url) as client:
+        pod = {"metadata": {"name": "admitted"},
+               "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+        for _ in range(100):  # the default ServiceAccount comes from the controller manager
+            try:
+                await client.create(PODS, pod, "default", field_manager="creator")
+                break
+            except errors.APIError:
+                await asyncio.sleep(0.1)
+        stored = await client.get(PODS, "admitted", "default")
+    volumes = [v["name"] for v in stored["spec"].get("volumes") or []]
+    assert any(name.startswith("kube-api-access-") for name in volumes), stored["spec"]
+    assert stored["spec"]["serviceAccountName"] == "default"
+    assert stored["spec"]["tolerations"]  # DefaultTolerationSeconds
+    [entry] = stored["metadata"]["managedFields"]
+    assert entry["manager"] == "creator"
+    spec_fields = entry["fieldsV1"]["f:spec"]
+    assert "f:volumes" not in spec_fields and "f:serviceAccountName" not in spec_fields
+    assert "f:tolerations" not in spec_fields
+    assert "f:containers" in spec_fields and "f:restartPolicy" in spec_fields  # the body's, and defaults

@@ -114,9 +114,19 @@ def test_stale_resource_version_on_the_scale_subresource(server: ServerProcess) 
     assert json.loads(caught.value.body)["message"] == (
         'Operation cannot be fulfilled on deployments/scale.apps "scaled": Precondition failed: UID in '
         f"precondition: 0000, UID in object meta: {current.metadata.uid}")
-    scaled = apps.patch_namespaced_deployment_scale(
-        "scaled", "default", {"metadata": {"resourceVersion": current.metadata.resource_version},
-                              "spec": {"replicas": 4}}, _content_type="application/merge-patch+json")
+    # The current resourceVersion is accepted. The deployment controller may write the status
+    # between the read and the patch (then the version is stale, rightly): read again and retry.
+    for _ in range(20):
+        current = apps.read_namespaced_deployment_scale("scaled", "default")
+        try:
+            scaled = apps.patch_namespaced_deployment_scale(
+                "scaled", "default", {"metadata": {"resourceVersion": current.metadata.resource_version},
+                                      "spec": {"replicas": 4}}, _content_type="application/merge-patch+json")
+            break
+        except ApiException as error:
+            assert error.status == 409, error.body
+    else:
+        raise AssertionError("the current resourceVersion was refused 20 times")
     assert scaled.spec.replicas == 4
 
 
