@@ -137,14 +137,13 @@ def list_prefilter(resource: ResourceType, fields: FieldSelector) -> Prefilter |
         return lambda kv: kv.key.endswith("/" + value)
     if not value:
         return None  # "field is empty" also matches objects without the field: nothing to search for
-    # An indexed field is a plain string at its JSON path, which encode_for_store writes as
-    # "<last segment>":"<value>" (orjson: no spaces, one escaping), so an object without those
+    # An indexed field is a plain string at its JSON path (see _may_hold): an object without those
     # bytes cannot hold that value. An object with them is decoded and checked exactly.
-    needle = b'"' + field.rsplit(".", 1)[-1].encode() + b'":' + orjson.dumps(value)
+    may_hold = _may_hold(field, value)
 
     def may_match(kv: KeyValue) -> bool:
         # Bytes not laid out by encode_for_store (metadata first) are decoded and checked: no guess.
-        return needle in kv.value or kv.value.find(b'"metadata":{', 0, 200) < 0
+        return may_hold(kv.value) or kv.value.find(b'"metadata":{', 0, 200) < 0
 
     return may_match
 
