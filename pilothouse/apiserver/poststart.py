@@ -5,7 +5,7 @@
   cmd/kube-apiserver/app/aggregator.go, status ``Available=True`` (reason ``Local``). pilothouse
   serves all of them itself, so nothing ever makes them unavailable.
 - ``priority-and-fairness-config-producer``: the mandatory FlowSchemas and PriorityLevelConfigurations
-  (``exempt``, ``catch-all``).
+  (``exempt``, ``catch-all``) and the suggested ones (``system-nodes``, ``workload-low``, ...).
 
 Idempotent, and safe when several API servers start together: an object that already exists is left
 as it is (its status is only completed), a lost race is someone else's success.
@@ -20,7 +20,7 @@ from pilothouse.apiserver.registry import ResourceStorage, WriteContext
 from pilothouse.machinery import meta
 from pilothouse.machinery.errors import StatusError
 from pilothouse.machinery.kinds import ResourceRegistry
-from pilothouse.machinery.kinds.flowcontrol import MANDATORY_OBJECTS
+from pilothouse.machinery.kinds.flowcontrol import BOOTSTRAP_OBJECTS
 from pilothouse.machinery.meta import Object
 
 __all__ = ["API_VERSION_PRIORITIES", "bootstrap", "local_apiservices", "register_apiservice"]
@@ -118,4 +118,4 @@ async def bootstrap(registry: ResourceRegistry, storage_of: StorageOf) -> None:
     await asyncio.gather(
         *(register_apiservice(apiservices, service) for service in local_apiservices(registry)),
         *(_ensure(storage_of("flowcontrol.apiserver.k8s.io", "v1", plurals[obj["kind"]]), obj)
-          for obj in MANDATORY_OBJECTS))
+          for obj in BOOTSTRAP_OBJECTS))

@@ -1,5 +1,8 @@
 """Limits on what one request may take: kube-apiserver's max-in-flight filter and its request deadline.
 
+- API Priority and Fairness (``--enable-priority-and-fairness``, on by default, as in kube-apiserver):
+  requests are classified by FlowSchema into priority levels that share the server's seats
+  (apiserver/flowcontrol). With it off, the max-in-flight filter below.
 - ``--max-requests-inflight`` (400) and ``--max-mutating-requests-inflight`` (200): requests served at
   once, read-only (get, list) and mutating counted apart, as ``WithMaxInFlightLimit`` does. One more is
   answered at once with 429 and ``Retry-After: 1`` instead of queueing (a flood cannot pile up work the
@@ -17,7 +20,8 @@
   it and twice it, so that watchers reconnect spread out rather than all at once, and none forever.
 
 The middleware runs after authentication and authorization (it needs the user for the
-``system:masters`` exemption); a refused caller is refused before it takes a seat.
+``system:masters`` exemption and for priority and fairness' classification); a refused caller is
+refused before it takes a seat.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from aiohttp import web
 from prometheus_client import Gauge
 
 from pilothouse.apiserver.auth import CALLER, REQUEST_INFO, SYSTEM_MASTERS
+from pilothouse.apiserver.flowcontrol.controller import PriorityAndFairness, add_classification_headers
 from pilothouse.apiserver.requestinfo import RequestInfo, parse_request_info
 from pilothouse.machinery.errors import StatusError, bad_request, too_many_requests
 from pilothouse.machinery.query import integer
@@ -78,6 +83,7 @@ class RequestLimitOptions:
     max_mutating_requests_inflight: int = 200
     request_timeout: float = 60.0
     min_request_timeout: int = 1800
+    enable_priority_and_fairness: bool = True
     #: Seconds a connection may sit without a whole request: before its first one (a client that
     #: trickles its headers, slow-loris) and between two. kube-apiserver's http.Server has
     #: IdleTimeout 90s (and ReadHeaderTimeout 32s); aiohttp's keep-alive timer covers both, as it is
@@ -112,8 +118,10 @@ def watch_timeout(request: web.Request) -> float:
 class RequestLimits:
     """The seats and the deadline; one per served application."""
 
-    def __init__(self, options: RequestLimitOptions) -> None:
+    def __init__(self, options: RequestLimitOptions, flow_control: PriorityAndFairness | None = None) -> None:
         self.options = options
+        #: Priority and fairness: its seats replace the max-in-flight limits.
+        self.flow_control = flow_control
         self.in_flight = {False: 0, True: 0}  # mutating → requests holding a seat
 
     def _limit(self, mutating: bool) -> int:
@@ -139,13 +147,22 @@ class RequestLimits:
             return await handler(request)  # type: ignore[no-any-return]
         deadline = self._deadline(request)
         mutating = info.verb not in _READ_ONLY_VERBS
-        limit = self._limit(mutating)
-        if limit and self.in_flight[mutating] >= limit and not self._privileged(request):
-            raise too_many_requests("Too many requests, please try again later.")
+        if self.flow_control is not None:
+            give_back = await self.flow_control.acquire(request, info, deadline)
+        else:
+            limit = self._limit(mutating)
+            if limit and self.in_flight[mutating] >= limit and not self._privileged(request):
+                raise too_many_requests("Too many requests, please try again later.")
+            give_back = _nothing
         self.in_flight[mutating] += 1
         # The handler runs as a task of its own so that it can outlive its 504 (see the module doc).
         task: asyncio.Task[web.StreamResponse] = asyncio.ensure_future(handler(request))
-        task.add_done_callback(lambda _: self._release(mutating))
+
+        def release(_: object) -> None:
+            self.in_flight[mutating] -= 1
+            give_back()
+
+        task.add_done_callback(release)
         # A future woken by whichever comes first, the handler or the deadline: about a third of
         # asyncio.wait's cost per request, which every request pays.
         loop = asyncio.get_running_loop()
@@ -185,13 +202,14 @@ class RequestLimits:
         raise StatusError(504, "Timeout", "Timeout: request did not complete within requested timeout - "
                                           "context deadline exceeded", {})
 
-    def _release(self, mutating: bool) -> None:
-        self.in_flight[mutating] -= 1
-
     @staticmethod
     def _privileged(request: web.Request) -> bool:
         caller = request.get(CALLER)
         return caller is not None and SYSTEM_MASTERS in caller.user.groups
+
+
+def _nothing() -> None:
+    """The max-in-flight filter's seats are its counts alone."""
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -207,17 +225,28 @@ def _log_late_failure(task: asyncio.Future[Any]) -> None:
             log.warning("request finished after its 504 with %s: %s", type(error).__name__, error)
 
 
-def install(app: web.Application, options: RequestLimitOptions, *, gauges: bool = True) -> None:
+def install(app: web.Application, options: RequestLimitOptions, *, gauges: bool = True,
+            flow_control: PriorityAndFairness | None = None) -> None:
     """Innermost middleware of ``app`` (after authentication and authorization). ``gauges``: this
     application's seats are the ones ``apiserver_current_inflight_requests`` reports (the secure
-    port's; the insecure port has seats of its own, left out, as kube-apiserver's were)."""
+    port's; the insecure port has seats of its own, left out, as kube-apiserver's were).
+    ``flow_control``: priority and fairness instead of the max-in-flight limits, started and closed
+    with the application."""
     app[_KEY_OPTIONS] = options
-    limits = RequestLimits(options)
+    limits = RequestLimits(options, flow_control)
+    if flow_control is not None:
+        app.on_response_prepare.append(add_classification_headers)
+        app.on_startup.append(lambda _: _start(flow_control))
+        app.on_cleanup.append(lambda _: flow_control.close())
     app.middlewares.append(limits.middleware)
     if gauges:
         INFLIGHT.labels("readOnly").set_function(lambda: limits.in_flight[False])
         INFLIGHT.labels("mutating").set_function(lambda: limits.in_flight[True])
     app.on_response_prepare.append(_mark_started)
+
+
+async def _start(flow_control: PriorityAndFairness) -> None:
+    flow_control.start()
 
 
 async def _mark_started(request: web.Request, response: web.StreamResponse) -> None:

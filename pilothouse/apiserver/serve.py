@@ -21,6 +21,7 @@ from pilothouse.apiserver.app import APIServer
 from pilothouse.apiserver.authchain import AuthOptions, build_auth
 from pilothouse.apiserver.datadir import prepare_data_dir
 from pilothouse.apiserver.encryption import wrap_store
+from pilothouse.apiserver.flowcontrol.controller import PriorityAndFairness
 from pilothouse.apiserver.insecure import start_insecure
 from pilothouse.apiserver.legacyapi import enable_runtime_config
 from pilothouse.apiserver.masterendpoints import advertise_address
@@ -221,6 +222,16 @@ def worker_header(index: int) -> Callable[[web.Request, web.StreamResponse], Awa
     return add
 
 
+def flow_control(limits: RequestLimitOptions, store: Store) -> PriorityAndFairness | None:
+    """Priority and fairness over ``--max-requests-inflight`` + ``--max-mutating-requests-inflight``
+    seats (kube-apiserver's server concurrency limit), unless turned off; with both limits 0 there
+    are no seats to share, and no limit, as with the max-in-flight filter."""
+    seats = limits.max_requests_inflight + limits.max_mutating_requests_inflight
+    if not limits.enable_priority_and_fairness or seats <= 0:
+        return None
+    return PriorityAndFairness(store, seats)
+
+
 async def start_server(config: ServerConfig) -> RunningServer:
     memdump.install()  # PILOTHOUSE_TRACEMALLOC: a diagnostic, off by default
     prepare_data_dir(config.data_dir)  # refuses a newer format, migrates an older one
@@ -256,7 +267,7 @@ async def start_server(config: ServerConfig) -> RunningServer:
         await store.close()
         raise
     app = api.build_app()
-    install_request_limits(app, config.limits)
+    install_request_limits(app, config.limits, flow_control=flow_control(config.limits, store))
     audit_log = audit.install(app, _worker_audit_options(config), errors=api.error_middleware,
                               auth=api.auth.middleware)
     if config.workers > 1:

@@ -36,10 +36,15 @@ def limit_options(function: click.decorators.FC) -> click.decorators.FC:
     options = [
         click.option("--max-requests-inflight", type=click.IntRange(min=0), default=400, show_default=True,
                      expose_value=False, callback=_collect,
-                     help="Read-only requests served at once; more are answered 429 (0: no limit)."),
+                     help="Read-only requests served at once; more are answered 429 (0: no limit). With priority and "
+                          "fairness, the two limits added are the seats the priority levels share."),
         click.option("--max-mutating-requests-inflight", type=click.IntRange(min=0), default=200,
                      show_default=True, expose_value=False, callback=_collect,
                      help="Mutating requests served at once; more are answered 429 (0: no limit)."),
+        click.option("--enable-priority-and-fairness", type=click.BOOL, default=True, is_flag=False,
+                     flag_value=True, show_default=True, expose_value=False, callback=_collect,
+                     help="API Priority and Fairness: requests classified by FlowSchema share the two limits' "
+                          "seats by priority level; false: the max-in-flight limits alone."),
         click.option("--request-timeout", default="1m0s", show_default=True, expose_value=False,
                      callback=_duration,
                      help="How long a non-long-running request may take before a 504 (Go duration)."),

@@ -1,8 +1,8 @@
-"""kube-apiserver's max-in-flight filter and request deadline against a real server: with the
-mutating seats held by clients that never finish their bodies (slow-loris writers), one more write
-is a 429 ``TooManyRequests`` Status with ``Retry-After``, reads and watches still pass, a
-``system:masters`` caller is never refused, and the stalled writes end in a 504 at
-``--request-timeout``, freeing their seats."""
+"""kube-apiserver's max-in-flight filter (priority and fairness off, as that filter needs) and its
+request deadline against a real server: with the mutating seats held by clients that never finish
+their bodies (slow-loris writers), one more write is a 429 ``TooManyRequests`` Status with
+``Retry-After``, reads and watches still pass, a ``system:masters`` caller is never refused, and the
+stalled writes end in a 504 at ``--request-timeout``, freeing their seats."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import socket
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -21,6 +20,7 @@ from kubernetes.client.rest import ApiException
 
 from pilothouse.client.rest import APIClient, resource
 from tests.conftest import ServerProcess, start_server_process
+from tests.hostile.tokenserver import start_token_server
 
 TOKENS = {"admin-token": ("root", "system:masters"), "alice-token": ("alice", "devs")}
 REQUEST_TIMEOUT = 4.0
@@ -28,14 +28,9 @@ REQUEST_TIMEOUT = 4.0
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    directory: Path = tmp_path_factory.mktemp("limits")
-    token_file = directory / "tokens.csv"
-    token_file.write_text("".join(f'{token},{user},uid-{user},"{groups}"\n'
-                                  for token, (user, groups) in TOKENS.items()))
-    server = start_server_process(directory / "data", extra=(
-        "--token-auth-file", str(token_file), "--disable", "scheduler,controller-manager",
-        "--max-requests-inflight", "4", "--max-mutating-requests-inflight", "2",
-        "--request-timeout", f"{REQUEST_TIMEOUT:g}s", "--min-request-timeout", "2"))
+    server = start_token_server(tmp_path_factory.mktemp("limits"), TOKENS, "--enable-priority-and-fairness=false",
+                                "--max-requests-inflight", "4", "--max-mutating-requests-inflight", "2",
+                                "--request-timeout", f"{REQUEST_TIMEOUT:g}s", "--min-request-timeout", "2")
     yield server
     server.stop()
 

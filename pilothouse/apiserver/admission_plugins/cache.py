@@ -35,6 +35,11 @@ class WatchCache:
         self._synced = False
         self._follower: asyncio.Task[None] | None = None
 
+    @property
+    def synced(self) -> bool:
+        """Whether the first list has landed (and the watch is up)."""
+        return self._synced
+
     def start(self) -> None:
         self._follower = asyncio.get_running_loop().create_task(self._follow(), name=f"cache {self.prefix}")
 

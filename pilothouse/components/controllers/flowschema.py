@@ -1,7 +1,8 @@
 """FlowSchema status: the ``Dangling`` condition kube-apiserver's API priority and fairness
 controller keeps (staging/src/k8s.io/apiserver/pkg/util/flowcontrol/apf_controller.go): whether
 the PriorityLevelConfiguration a schema names exists. ``kubectl get flowschemas`` shows it as
-MISSINGPL. pilothouse does no priority and fairness itself yet; this is only the status.
+MISSINGPL. The API server's priority and fairness filter (apiserver/flowcontrol) skips a dangling
+schema when it classifies a request, as kube-apiserver does.
 """
 
 from __future__ import annotations

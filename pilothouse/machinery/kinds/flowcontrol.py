@@ -1,9 +1,11 @@
 """flowcontrol.apiserver.k8s.io/v1: FlowSchema and PriorityLevelConfiguration.
 
 Defaults from pkg/apis/flowcontrol/v1/defaults.go, the rules of pkg/apis/flowcontrol/validation users
-hit, and the two mandatory configuration objects kube-apiserver keeps (``exempt``, ``catch-all``;
-staging/src/k8s.io/apiserver/pkg/apis/flowcontrol/bootstrap/default.go). pilothouse does no API
-priority and fairness yet: the objects are stored and served, no controller writes their status.
+hit, and the configuration kube-apiserver bootstraps
+(staging/src/k8s.io/apiserver/pkg/apis/flowcontrol/bootstrap/default.go): the two mandatory objects
+of each kind (``exempt``, ``catch-all``) and the suggested ones (``system``, ``node-high``,
+``leader-election``, ``workload-high``, ``workload-low``, ``global-default`` and the FlowSchemas that
+lead to them). The API server's priority and fairness filter (apiserver/flowcontrol) reads them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from pilothouse.machinery.kinds.types import (
 )
 from pilothouse.machinery.kinds.vcommon import forbidden, invalid, not_supported, required
 
-__all__ = ["FLOWSCHEMA", "FLOWSCHEMA_STATUS", "MANDATORY_OBJECTS", "PRIORITYLEVEL", "PRIORITYLEVEL_STATUS"]
+__all__ = ["BOOTSTRAP_OBJECTS", "FLOWSCHEMA", "FLOWSCHEMA_STATUS", "MANDATORY_OBJECTS", "PRIORITYLEVEL",
+           "PRIORITYLEVEL_STATUS", "SUGGESTED_OBJECTS"]
 
 _DISTINGUISHERS = ("ByNamespace", "ByUser")
 _LEVEL_TYPES = ("Exempt", "Limited")
@@ -118,6 +121,91 @@ MANDATORY_OBJECTS: tuple[Object, ...] = (
                                            "matchingPrecedence": 10000, "distinguisherMethod": {"type": "ByUser"},
                                            "rules": [_group_rule("system:unauthenticated", "system:authenticated")]}),
 )
+
+
+
+def _limited(shares: int, lendable: int, queues: int, hand_size: int, queue_length_limit: int = 50) -> dict[str, Any]:
+    return {"type": "Limited", "limited": {
+        "nominalConcurrencyShares": shares, "lendablePercent": lendable,
+        "limitResponse": {"type": "Queue", "queuing": {"queues": queues, "handSize": hand_size,
+                                                        "queueLengthLimit": queue_length_limit}}}}
+
+
+def _schema(name: str, level: str, precedence: int, distinguisher: str, *rules: dict[str, Any]) -> Object:
+    spec: dict[str, Any] = {"priorityLevelConfiguration": {"name": level}, "matchingPrecedence": precedence,
+                            "rules": list(rules)}
+    if distinguisher:
+        spec["distinguisherMethod"] = {"type": distinguisher}
+    return _mandatory("FlowSchema", name, spec)
+
+
+def _users(*names: str) -> list[dict[str, Any]]:
+    return [{"kind": "User", "user": {"name": name}} for name in names]
+
+
+def _kube_system_accounts(*names: str) -> list[dict[str, Any]]:
+    return [{"kind": "ServiceAccount", "serviceAccount": {"name": name, "namespace": "kube-system"}}
+            for name in names]
+
+
+def _all_of(*subjects: dict[str, Any]) -> dict[str, Any]:
+    return {"subjects": list(subjects), "resourceRules": [dict(_ALL_RESOURCES)],
+            "nonResourceRules": [dict(_ALL_NON_RESOURCES)]}
+
+
+def _resources(verbs: list[str], groups: list[str], resources: list[str], namespaces: list[str],
+               cluster_scope: bool = False) -> dict[str, Any]:
+    return {"verbs": verbs, "apiGroups": groups, "resources": resources, "namespaces": namespaces,
+            "clusterScope": cluster_scope}
+
+
+_ELECTION_RULES = [_resources(["get", "create", "update"], [""], ["endpoints", "configmaps"], ["kube-system"]),
+                   _resources(["get", "create", "update"], ["coordination.k8s.io"], ["leases"], ["*"])]
+_NODES = {"kind": "Group", "group": {"name": "system:nodes"}}
+_EVERYONE = ({"kind": "Group", "group": {"name": "system:unauthenticated"}},
+             {"kind": "Group", "group": {"name": "system:authenticated"}})
+
+#: The suggested configuration (1.32's SuggestedPriorityLevelConfigurations and SuggestedFlowSchemas),
+#: created when missing, as the mandatory objects are.
+SUGGESTED_OBJECTS: tuple[Object, ...] = (
+    _mandatory("PriorityLevelConfiguration", "system", _limited(30, 33, 64, 6)),
+    _mandatory("PriorityLevelConfiguration", "node-high", _limited(40, 25, 64, 6)),
+    _mandatory("PriorityLevelConfiguration", "leader-election", _limited(10, 0, 16, 4)),
+    _mandatory("PriorityLevelConfiguration", "workload-high", _limited(40, 50, 128, 6)),
+    _mandatory("PriorityLevelConfiguration", "workload-low", _limited(100, 90, 128, 6)),
+    _mandatory("PriorityLevelConfiguration", "global-default", _limited(20, 50, 128, 6)),
+    _schema("system-nodes", "system", 500, "ByUser", _all_of(_NODES)),
+    _schema("system-node-high", "node-high", 400, "ByUser", {
+        "subjects": [_NODES],
+        "resourceRules": [_resources(["*"], [""], ["nodes", "nodes/status"], ["*"], True),
+                          _resources(["*"], ["coordination.k8s.io"], ["leases"], ["*"])]}),
+    _schema("probes", "exempt", 2, "", {
+        "subjects": list(_EVERYONE),
+        "nonResourceRules": [{"verbs": ["get"], "nonResourceURLs": ["/healthz", "/readyz", "/livez"]}]}),
+    _schema("system-leader-election", "leader-election", 100, "ByUser", {
+        "subjects": [*_users("system:kube-controller-manager", "system:kube-scheduler"),
+                     *_kube_system_accounts("*")],
+        "resourceRules": _ELECTION_RULES}),
+    _schema("workload-leader-election", "leader-election", 200, "ByUser", {
+        "subjects": _kube_system_accounts("*"),
+        "resourceRules": [_resources(["get", "create", "update"], [""], ["endpoints", "configmaps"], ["*"]),
+                          _ELECTION_RULES[1]]}),
+    _schema("endpoint-controller", "workload-high", 150, "ByUser", {
+        "subjects": [*_users("system:kube-controller-manager"),
+                     *_kube_system_accounts("endpoint-controller", "endpointslicemirroring-controller")],
+        "resourceRules": [_resources(["get", "create", "update"], [""], ["endpoints"], ["*"])]}),
+    _schema("kube-controller-manager", "workload-high", 800, "ByNamespace",
+            _all_of(*_users("system:kube-controller-manager"))),
+    _schema("kube-scheduler", "workload-high", 800, "ByNamespace", _all_of(*_users("system:kube-scheduler"))),
+    _schema("kube-system-service-accounts", "workload-high", 900, "ByNamespace", _all_of(*_kube_system_accounts("*"))),
+    _schema("service-accounts", "workload-low", 9000, "ByUser",
+            _all_of({"kind": "Group", "group": {"name": "system:serviceaccounts"}})),
+    _schema("global-default", "global-default", 9900, "ByUser", _all_of(*_EVERYONE)),
+)
+
+#: Everything kube-apiserver's configuration producer ensures, levels before the schemas naming them.
+BOOTSTRAP_OBJECTS: tuple[Object, ...] = tuple(
+    sorted((*MANDATORY_OBJECTS, *SUGGESTED_OBJECTS), key=lambda obj: obj["kind"] == "FlowSchema"))
 
 FLOWSCHEMA = Strategy(default=default_flowschema, validate=validate_flowschema,
                       validate_update=same_on_update(validate_flowschema),
