@@ -115,3 +115,33 @@ async def test_the_bootstrap_configuration_classifies_as_kubernetes(tmp_path: ob
     assert {name: q.limit for name, q in flow_control.queue_sets.items()} == {
         "system": 74, "node-high": 98, "leader-election": 25, "workload-high": 98, "workload-low": 245,
         "global-default": 49, "catch-all": 13}
+
+
+async def test_a_queued_request_is_turned_away_at_its_wait_limit_or_leaves_when_cancelled(tmp_path: object) -> None:
+    from pilothouse.apiserver.auth import CALLER, Caller
+    from pilothouse.machinery.errors import StatusError
+
+    flow_control = PriorityAndFairness(SQLiteStore(f"{tmp_path}/state.db"), 3)  # one seat a level
+    info = parse_request_info("GET", "/api/v1/namespaces/default/pods")
+    request = {CALLER: Caller(UserInfo("alice", ("system:authenticated",)), None)}  # type: ignore[arg-type]
+    held = await flow_control.acquire(request, info, 60.0)  # type: ignore[arg-type]
+    level = flow_control.queue_sets["global-default"]
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(StatusError) as refused:
+        await flow_control.acquire(request, info, 0.4)  # type: ignore[arg-type]  # waits 0.1 s
+    assert refused.value.code == 429 and asyncio.get_running_loop().time() - started >= 0.09
+    assert (level.waiting, level.timed_out) == (0, 1)
+    leaving = asyncio.ensure_future(flow_control.acquire(request, info, 60.0))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    assert level.waiting == 1
+    leaving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    assert (level.waiting, level.cancelled, level.executing) == (0, 1, 1)
+    staying = asyncio.ensure_future(flow_control.acquire(request, info, 60.0))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    held()  # the seat goes to the one still waiting
+    release = await staying
+    assert level.executing == 1
+    release()
+    assert (level.executing, level.waiting) == (0, 0)

@@ -73,7 +73,7 @@ class QueueSet:
         #: Indexes of the queues holding waiters, in the order they are served.
         self._turns: deque[int] = deque()
         self.executing = self.waiting = 0
-        self.dispatched = self.rejected = self.timed_out = self.cancelled = 0
+        self.dispatched = self.queued = self.rejected = self.timed_out = self.cancelled = 0
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -109,6 +109,7 @@ class QueueSet:
         if len(queue) == 1:
             self._turns.append(chosen)
         self.waiting += 1
+        self.queued += 1
         return waiter
 
     def _start(self, queue: int) -> None:
@@ -140,6 +141,8 @@ class QueueSet:
         """A waiter that timed out or whose client left (``reason``: time-out, cancelled). If it was
         given a seat meanwhile, the seat is released instead."""
         if waiter.done() and not waiter.cancelled():
+            if waiter.exception() is not None:
+                return  # failed by its expiry, which withdrew it already
             self.release(waiter.result())
         else:
             for index, queue in enumerate(self._queues):
