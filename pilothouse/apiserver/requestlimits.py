@@ -144,6 +144,8 @@ class RequestLimits:
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         info = request.get(REQUEST_INFO) or parse_request_info(request.method, request.path, request.query)
         if is_long_running(info):
+            if self.flow_control is not None and info.verb == "watch":
+                self.flow_control.note_watch(request, info)  # classified (its answer says so), no seat
             return await handler(request)  # type: ignore[no-any-return]
         deadline = self._deadline(request)
         mutating = info.verb not in _READ_ONLY_VERBS

@@ -127,6 +127,10 @@ def test_answers_name_the_flowschema_and_priority_level(server: ServerProcess) -
     assert headers["X-Kubernetes-PF-FlowSchema-UID"] == uid_of(server, "flowschemas", "system-node-high")
     code, headers = get(server, "/api/v1/pods", "node-token")
     assert headers["X-Kubernetes-PF-FlowSchema-UID"] == uid_of(server, "flowschemas", "system-nodes")
+    # A watch holds no seat but is classified all the same.
+    code, headers = get(server, "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1", "alice-token")
+    assert code == 200
+    assert headers["X-Kubernetes-PF-FlowSchema-UID"] == uid_of(server, "flowschemas", "global-default")
     # Probes are exempt for everyone, anonymous included.
     with urllib.request.urlopen(server.url + "/healthz", timeout=30) as response:
         assert response.headers["X-Kubernetes-PF-FlowSchema-UID"] == uid_of(server, "flowschemas", "probes")

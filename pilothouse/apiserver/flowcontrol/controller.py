@@ -15,8 +15,9 @@ Seats: the server's concurrency limit is ``--max-requests-inflight`` plus
 to their ``nominalConcurrencyShares`` (rounded up), as the nominal limits of kube-apiserver.
 Not done here, and why: borrowing between levels (``lendablePercent``, ``borrowingLimitPercent``:
 every level keeps exactly its nominal seats, so an idle level's seats stay idle), the Retry-After that
-grows with repeated rejections (always 1 s), and watches, which hold no seat at all (kube-apiserver
-has one taken while a watch initialises); see docs/decisions/flowcontrol.md.
+grows with repeated rejections (always 1 s), and watches, which are classified (their answers carry
+the headers) but hold no seat at all (kube-apiserver has one taken while a watch initialises); see
+docs/decisions/flowcontrol.md.
 
 A queued request waits at most a quarter of its deadline (``getRequestWaitContext``: 15 s of the
 default 60 s request timeout, never more than a minute); then, or when its queue is full, it gets
@@ -205,6 +206,11 @@ class PriorityAndFairness:
         return Classification(schema["metadata"]["name"], _uid(schema), level_name, _uid(level), queues, hand)
 
     # ------------------------------------------------------------------ admission
+
+    def note_watch(self, request: web.Request, info: RequestInfo) -> None:
+        """A watch: classified, so that its answer names its schema and level, but holding no seat."""
+        caller = request.get(CALLER)
+        request[CLASSIFICATION] = self.classify(caller.user if caller is not None else _ANONYMOUS, info)
 
     async def acquire(self, request: web.Request, info: RequestInfo, deadline: float) -> Release:
         """A seat for ``request`` (the function that gives it back), after queueing if need be.
