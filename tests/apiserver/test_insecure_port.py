@@ -66,7 +66,10 @@ def _listening_ports(pid: int) -> set[int]:
     """TCP ports a process listens on, from /proc (its socket inodes in LISTEN state)."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = os.readlink(fd)
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:  # closed since listed (a store connection, a client's socket)
+            continue
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
     ports = set()
