@@ -37,7 +37,7 @@ from pilothouse.machinery.kinds import ResourceType, Strategy
 from pilothouse.machinery.kinds.conversion import converter_for
 from pilothouse.machinery.meta import Object
 from pilothouse.machinery.selectors import FieldSelector, LabelSelector
-from pilothouse.store.interface import CompactedError, EventType, KeyValue, Store, StoreError
+from pilothouse.store.interface import CompactedError, EventType, KeyValue, Store, StoreError, WatcherTooSlowError
 
 __all__ = ["DeleteOptions", "ListOptions", "ResourceStorage", "StorageHooks", "WatchEvent", "WriteContext", "Written"]
 
@@ -659,6 +659,8 @@ class ResourceStorage:
                 close = getattr(changes, "aclose", None)
                 if close is not None:
                     await close()
+        except WatcherTooSlowError:
+            raise  # not a 410: the stream ends and the client resumes from its last event (watchstream)
         except CompactedError as error:
             yield WatchEvent("ERROR", expired(
                 f"too old resource version: {revision} ({error.revision})").to_status())

@@ -27,6 +27,7 @@ from pilothouse.apiserver.registry import ResourceStorage, WatchEvent
 from pilothouse.machinery import tables
 from pilothouse.machinery.query import flag, send_initial_events
 from pilothouse.machinery.selectors import FieldSelector
+from pilothouse.store.interface import WatcherTooSlowError
 
 __all__ = ["STALL_TIMEOUT", "WATCH_BUFFER", "serve"]
 
@@ -216,6 +217,14 @@ async def _pump(events: AsyncIterator[WatchEvent], queue: asyncio.Queue[WatchEve
         async for event in events:
             if not await offer(event):
                 return
+    except WatcherTooSlowError:
+        # The store's queue for this watcher overflowed (this loop fell behind the writes). Ended
+        # without an ERROR event, as the cacher ends such a watcher: the client watches again from
+        # the last resourceVersion it got, served from history. A 410 here made every informer of
+        # all pods relist 150,000 of them, which kept it behind (issue 16, docs/decisions/density.md).
+        log.warning("Forcing %s watcher close due to unresponsiveness: its store queue overflowed",
+                    f"{plural}.{group}" if group else plural)
+        TERMINATED_WATCHERS.labels(group, plural).inc()
     except Exception:  # a bug below: end this stream (the client re-watches), keep serving the rest
         log.exception("watch of %s failed", plural)
     await offer(None)  # the end of the stream (the store closed it): the sender finishes and returns

@@ -33,6 +33,7 @@ from pilothouse.store.interface import (
     ListResult,
     StoreError,
     UnavailableError,
+    WatcherTooSlowError,
     WatchEvent,
 )
 
@@ -224,9 +225,9 @@ class EtcdWatch:
         if self._done:
             return
         if len(self._live) >= self._queue_size:
-            # Too far behind: drop the backlog and end the watch so the consumer relists.
+            # Too far behind: drop the backlog and end the watch (the consumer resumes or relists).
             self._live.clear()
-            self._fail(CompactedError("watcher fell too far behind and was ended; relist",
+            self._fail(WatcherTooSlowError("watcher fell too far behind and was ended",
                                       key=self._prefix))
             return
         self._live.append(ev)

@@ -46,6 +46,7 @@ __all__ = [
     "UnavailableError",
     "WatchEvent",
     "WatchTrigger",
+    "WatcherTooSlowError",
 ]
 
 
@@ -72,6 +73,16 @@ class ConflictError(StoreError):
 
 class CompactedError(StoreError):
     """History at the asked revision is gone. ``revision`` holds the oldest revision still served."""
+
+
+class WatcherTooSlowError(CompactedError):
+    """The watcher fell too far behind and was ended; its backlog is dropped, not its history.
+
+    A CompactedError, so an in-process consumer relists as before; the API server instead ends the
+    client's watch without an error, as kube-apiserver's cacher ends an unresponsive watcher, and
+    the client (a reflector) watches again from the last resourceVersion it received, which the
+    store's history still serves. Answering 410 made every slow informer relist every pod, and at
+    150,000 pods that relist is what kept it slow (issue 16)."""
 
 
 class UnavailableError(StoreError):

@@ -24,11 +24,13 @@ watch starts from its list's revision, by then older than the ring, and each rep
 event of the range into its own buffer for the caller to decode and drop (a profile of the full
 run: half the server's CPU in those replays, a third in decoding). Snapshots are not narrowed.
 
-A watcher whose queue overflows is cut off with :class:`CompactedError` (the client relists), so a slow
-consumer never blocks writers or other watchers. Queues and the ring are bounded in bytes (the stored
-values an event holds, its ``kv`` and ``prev``) as well as in entries: 10,000 queued events are 20 MB
-of 1 KB Leases but 400 MB of 20 KB pods, per watcher, and the ring's 8,192 were 330 MB of such pods.
-A history replay holds one chunk of at most 1,000 events at a time, loaded when the last is delivered.
+A watcher whose queue overflows is cut off with :class:`WatcherTooSlowError` (a CompactedError: an
+in-process consumer relists; the API server ends the client's watch, which resumes from the last
+revision it received), so a slow consumer never blocks writers or other watchers. Queues and the
+ring are bounded in bytes (the stored values an event holds, its ``kv`` and ``prev``) as well as in
+entries: 10,000 queued events are 20 MB of 1 KB Leases but 400 MB of 20 KB pods, per watcher, and the
+ring's 8,192 were 330 MB of such pods. A history replay holds one chunk of at most 1,000 events at a
+time, loaded when the last is delivered.
 
 ``start_revision == 0`` follows Kubernetes' etcd3 watcher (``TestWatchFromZero``): the watch first
 emits the current state under the prefix as synthetic create events (``prev`` None), then every change
@@ -50,6 +52,7 @@ from pilothouse.store.interface import (
     KeyValue,
     ListResult,
     StoreError,
+    WatcherTooSlowError,
     WatchEvent,
     WatchTrigger,
 )
@@ -419,13 +422,13 @@ class Watch:
         size = sum(event_bytes(ev) for ev in events)
         if (len(self._live) + len(events) > self._hub.queue_size
                 or (self._live and self._live_bytes + size > self._hub.queue_bytes)):
-            # Too far behind: drop the backlog and cut the watcher off so it relists,
-            # rather than holding memory (or writers) hostage. (One batch larger than the byte
-            # bound on an empty queue is let through: it is no backlog.)
+            # Too far behind: drop the backlog and cut the watcher off (it resumes from the last
+            # event it got, or relists), rather than holding memory (or writers) hostage. (One
+            # batch larger than the byte bound on an empty queue is let through: it is no backlog.)
             self._live.clear()
             self._live_bytes = 0
-            self._error = CompactedError(
-                "watcher fell too far behind and was ended; relist",
+            self._error = WatcherTooSlowError(
+                "watcher fell too far behind and was ended",
                 key=self._prefix, revision=self._hub.compacted,
             )
             self._hub._remove(self)
