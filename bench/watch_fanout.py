@@ -67,9 +67,10 @@ async def _no_snapshot(prefix: str) -> ListResult:
     return ListResult([], 0, False)
 
 
-def bare_hub() -> WatchHub:
-    """A hub with no history and no snapshot behind it: events are only what is published."""
-    return WatchHub(load_history=_no_history, load_snapshot=_no_snapshot)
+def bare_hub(queue_size: int = 10000) -> WatchHub:
+    """A hub with no history and no snapshot behind it: events are only what is published
+    (``queue_size``: each watcher's queue, in events)."""
+    return WatchHub(load_history=_no_history, load_snapshot=_no_snapshot, queue_size=queue_size)
 
 
 def rss_mb() -> float:

@@ -206,9 +206,7 @@ async def _pump(events: AsyncIterator[WatchEvent], queue: asyncio.Queue[WatchEve
             await asyncio.wait_for(queue.put(item), STALL_TIMEOUT)
             return True
         except TimeoutError:
-            log.warning("Forcing %s watcher close due to unresponsiveness: len(input) = %d",
-                        f"{plural}.{group}" if group else plural, queue.qsize())
-            TERMINATED_WATCHERS.labels(group, plural).inc()
+            _forced_close(group, plural, f"len(input) = {queue.qsize()}")
             if request.transport is not None:
                 request.transport.abort()
             return False
@@ -222,12 +220,17 @@ async def _pump(events: AsyncIterator[WatchEvent], queue: asyncio.Queue[WatchEve
         # without an ERROR event, as the cacher ends such a watcher: the client watches again from
         # the last resourceVersion it got, served from history. A 410 here made every informer of
         # all pods relist 150,000 of them, which kept it behind (issue 16, docs/decisions/density.md).
-        log.warning("Forcing %s watcher close due to unresponsiveness: its store queue overflowed",
-                    f"{plural}.{group}" if group else plural)
-        TERMINATED_WATCHERS.labels(group, plural).inc()
+        _forced_close(group, plural, "its store queue overflowed")
     except Exception:  # a bug below: end this stream (the client re-watches), keep serving the rest
         log.exception("watch of %s failed", plural)
     await offer(None)  # the end of the stream (the store closed it): the sender finishes and returns
+
+
+def _forced_close(group: str, plural: str, detail: str) -> None:
+    """kube-apiserver's log line and metric for a watcher it ends for being unresponsive."""
+    log.warning("Forcing %s watcher close due to unresponsiveness: %s", f"{plural}.{group}" if group else plural,
+                detail)
+    TERMINATED_WATCHERS.labels(group, plural).inc()
 
 
 def _revision_of(json: bytes, default: str) -> str:

@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from bench.watch_fanout import bare_hub
 from pilothouse.apiserver import admission
 from pilothouse.apiserver.metrics import TERMINATED_WATCHERS
 from pilothouse.apiserver.registry import ListOptions, ResourceStorage, WriteContext
@@ -27,7 +28,6 @@ from pilothouse.store.interface import (
     CompactedError,
     EventType,
     KeyValue,
-    ListResult,
     WatcherTooSlowError,
     WatchEvent,
 )
@@ -42,14 +42,6 @@ NAMESPACE = "default"
 def _configmap(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": NAMESPACE},
             "data": {"k": name}}
-
-
-async def _no_history(prefix: str, after: int, upto: int, limit: int, trigger: object) -> list[WatchEvent]:
-    return []
-
-
-async def _no_snapshot(prefix: str) -> ListResult:
-    return ListResult([], 0, False)
 
 
 def _events(hub: WatchHub, names: list[str]) -> list[WatchEvent]:
@@ -71,7 +63,7 @@ async def _read_stream(client: TestClient[web.Request, web.Application], revisio
 
 
 async def test_an_overflowing_watch_ends_without_an_error_and_resumes_without_a_gap() -> None:
-    hub = WatchHub(load_history=_no_history, load_snapshot=_no_snapshot, queue_size=3)
+    hub = bare_hub(queue_size=3)
     hub.publish(_events(hub, ["before"]))
     start = hub.revision
     terminated = TERMINATED_WATCHERS.labels("", "configmaps")
