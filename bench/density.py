@@ -11,6 +11,13 @@ CPU and SQLite file sizes. Once every pod runs it LISTs all pods, whole and in p
 child process, timed to each answer's last byte, the decode apart), and diffs the server's
 ``apiserver_request_total`` to count writes per pod by resource.
 
+Before the first pod, ``--heartbeat-window`` seconds measure the nodes alone (Lease renewals, the
+agents' Node GETs, idle watches): every process's cores and the requests a second. With the run's
+CPU per pod, that gives the rate this machine allows at all, with every core busy: the ceiling the
+run's figure is read against. During the run, the Leases' ages (``now - renewTime``, a LIST every
+30 s) and the renewals' rate and server-side p99 show whether the heartbeat kept up: a Lease older
+than 40 s is a node the node lifecycle controller marks NotReady.
+
     .venv/bin/python bench/density.py --nodes 500 --pods-per-node 30 --timeout 900     # 10%
     .venv/bin/python bench/density.py --nodes 5000 --pods-per-node 30 --timeout 1800   # the issue's
 
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
@@ -33,6 +41,7 @@ import urllib.parse
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +61,16 @@ DEPLOYMENTS = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments"
 PROBE = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
 SERVER_BUCKET = "le"  # request_counts() keys the probe's server-side histogram buckets (SERVER_BUCKET, le)
 TERMINATED = "terminated"  # ... and apiserver_terminated_watchers_total as (TERMINATED, resource)
+LEASE_BUCKET = "lease-le"  # ... and the Lease PUTs' histogram buckets as (LEASE_BUCKET, le)
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+#: the node lifecycle controller's grace period (nodeMonitorGracePeriod, 40 s): a Lease older than
+#: this makes its node NotReady
+LEASE_GRACE = 40.0
 MERGE = {"Content-Type": "application/merge-patch+json"}
 TICKS = os.sysconf("SC_CLK_TCK")
+#: after registering, a node renews its Lease and first updates its status within a jitter of up
+#: to 10 s plus one 10 s period (agent/node.py); the heartbeat is measured from then on
+HEARTBEAT_SETTLE = 22.0
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY", "DELETECOLLECTION")
 
 
@@ -334,10 +351,12 @@ async def request_counts(session: aiohttp.ClientSession, url: str, workers: int 
     for family in (f for text in texts.values() for f in text_string_to_metric_families(text)):
         for metric in family.samples:
             labels = metric.labels
-            if metric.name == "apiserver_request_duration_seconds_bucket" and labels.get("resource") == "configmaps" \
-                    and labels.get("verb") in ("GET", "PUT") and labels.get("le") != "+Inf":
-                # the server's own latency of the probe's calls (the SLI: server side, by histogram)
-                counts[SERVER_BUCKET, labels["le"]] += int(metric.value)
+            if metric.name == "apiserver_request_duration_seconds_bucket" and labels.get("le") != "+Inf":
+                if labels.get("resource") == "configmaps" and labels.get("verb") in ("GET", "PUT"):
+                    # the server's own latency of the probe's calls (the SLI: server side, by histogram)
+                    counts[SERVER_BUCKET, labels["le"]] += int(metric.value)
+                elif labels.get("resource") == "leases" and labels.get("verb") == "PUT":
+                    counts[LEASE_BUCKET, labels["le"]] += int(metric.value)  # the renewals' own
             if metric.name == "apiserver_terminated_watchers_total":
                 counts[TERMINATED, labels.get("resource", "")] += int(metric.value)
             if metric.name != "apiserver_request_total":
@@ -347,13 +366,64 @@ async def request_counts(session: aiohttp.ClientSession, url: str, workers: int 
     return counts
 
 
-def server_quantile(before: Counter[tuple[str, str]], after: Counter[tuple[str, str]], q: float) -> float:
+def lease_puts_per_second(before: Counter[tuple[str, str]], after: Counter[tuple[str, str]], seconds: float) -> float:
+    """Lease PUTs a second between two request counts."""
+    return (after["PUT", "leases"] - before["PUT", "leases"]) / max(seconds, 1e-9)
+
+
+def server_quantile(before: Counter[tuple[str, str]], after: Counter[tuple[str, str]], q: float,
+                    histogram: str = SERVER_BUCKET) -> float:
     """The bucket bound the server's histogram puts the q-quantile of the probe's calls under
-    (as Prometheus' histogram_quantile without interpolation): what the SLI is measured on."""
-    buckets = sorted((float(le), after[SERVER_BUCKET, le] - before[SERVER_BUCKET, le])
-                     for kind, le in after if kind == SERVER_BUCKET)
+    (as Prometheus' histogram_quantile without interpolation): what the SLI is measured on.
+    ``histogram=LEASE_BUCKET``: the same for the Lease renewals."""
+    buckets = sorted((float(le), after[histogram, le] - before[histogram, le])
+                     for kind, le in after if kind == histogram)
     total = buckets[-1][1] if buckets else 0
     return next((bound for bound, count in buckets if count >= q * total), float("inf")) if total else float("nan")
+
+
+@dataclass
+class LeaseAges:
+    """The nodes' heartbeat as the node lifecycle controller sees it: ``now - renewTime`` of every
+    Lease, sampled every ``period`` seconds during the run."""
+
+    ages: list[float] = field(default_factory=list)
+    samples: int = 0
+    #: per sample, how many Leases were older than LEASE_GRACE; the largest such count
+    late_peak: int = 0
+    late_nodes: set[str] = field(default_factory=set)
+    failures: list[str] = field(default_factory=list)
+
+
+async def lease_ages(session: aiohttp.ClientSession, url: str, result: LeaseAges, stop: asyncio.Event,
+                     period: float = 30.0) -> None:
+    """One LIST of the Leases every ``period`` (5,000 small objects at full scale: a few ms of the
+    server's time a minute), each Lease's age by the server's clock being the same host's."""
+    while not stop.is_set():
+        try:
+            async with session.get(url + LEASES) as response:
+                items = (await response.json())["items"] if response.status == 200 else []
+                if response.status != 200:
+                    result.failures.append(f"HTTP {response.status}")
+        except (aiohttp.ClientError, TimeoutError, KeyError, ValueError) as error:
+            result.failures.append(repr(error))
+            items = []
+        now = time.time()
+        late = 0
+        for lease in items:
+            renewed = (lease.get("spec") or {}).get("renewTime")
+            if not renewed:
+                continue
+            age = now - datetime.fromisoformat(renewed.replace("Z", "+00:00")).timestamp()
+            result.ages.append(age)
+            if age > LEASE_GRACE:
+                late += 1
+                result.late_nodes.add(lease["metadata"]["name"])
+        if items:
+            result.samples += 1
+            result.late_peak = max(result.late_peak, late)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), period)
 
 
 async def loop_lag(result: list[float], stop: asyncio.Event, period: float = 0.05) -> None:
@@ -439,6 +509,73 @@ def mb(size: float) -> str:
     return f"{size / 2**20:.0f} MB"
 
 
+@dataclass
+class Heartbeat:
+    """What the cluster costs with its nodes alive and no pod: every process's cores, the machine's
+    busy share and the heartbeat requests a second, over ``seconds``."""
+
+    seconds: float
+    cores: dict[str, float]
+    machine: float
+    rates: dict[str, float]
+
+    @property
+    def total(self) -> float:
+        return sum(self.cores.values())
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{name} {cores:.2f}" for name, cores in self.cores.items())
+        rates = ", ".join(f"{name} {rate:.0f}/s" for name, rate in self.rates.items())
+        return f"{self.total:.2f} core ({parts}); machine {self.machine:.0%} busy; {rates}"
+
+
+async def heartbeat_alone(session: aiohttp.ClientSession, url: str, args: argparse.Namespace,
+                          server: subprocess.Popen[bytes], agents: list[subprocess.Popen[bytes]]) -> Heartbeat:
+    """The nodes' own load, measured before the first pod: the Lease renewals and the kubelets'
+    Node GETs (``tryUpdateNodeStatus`` reads its Node every 10 s), the node lifecycle controller
+    reading the Leases, the idle pod watches. A node's first renewal and first status update, which
+    read what registration left (a GET of the Lease, a status PATCH), come within HEARTBEAT_SETTLE
+    after the agents' pod watches have listed."""
+    # The agents open their pod watches once their nodes are registered: a LIST each first (one per
+    # node, or one per agent with --watch shared), not part of the steady heartbeat.
+    lists = args.nodes if args.watch == "per-node" else args.agents
+    waited = time.perf_counter() + 120.0
+    while (await request_counts(session, url, args.server_workers))["LIST", "pods"] < lists \
+            and time.perf_counter() < waited:
+        await asyncio.sleep(2.0)
+    await asyncio.sleep(HEARTBEAT_SETTLE)
+    meter = CPUMeter(server.pid, [a.pid for a in agents])
+    meter.read(starting=True)
+    busy_before, counts_before = machine_busy(), await request_counts(session, url, args.server_workers)
+    start = time.perf_counter()
+    await asyncio.sleep(args.heartbeat_window)
+    meter.read()
+    busy_after, counts_after = machine_busy(), await request_counts(session, url, args.server_workers)
+    seconds = time.perf_counter() - start
+    cores = {name: spent / seconds for name, spent in meter.spent().items()}
+    diff = counts_after - counts_before
+    rates = {f"{verb} {resource}": n / seconds for (verb, resource), n in diff.most_common()
+             if verb not in (SERVER_BUCKET, TERMINATED, LEASE_BUCKET) and n / seconds >= 1.0}
+    machine = (busy_after[0] - busy_before[0]) / max(1.0, busy_after[1] - busy_before[1])
+    return Heartbeat(seconds, cores, machine, rates)
+
+
+def add_ceiling(table: Table, quiet: Heartbeat, cpu: dict[str, float], elapsed: float, running: int) -> None:
+    """Where the rate comes from on this machine: every process's CPU per pod once the heartbeat's
+    share of the run is taken off, and the rate that leaves with every core busy. The run itself
+    cannot beat it; only cheaper pods or a cheaper heartbeat move it."""
+    pods = max(running, 1)
+    spent = sum(cpu.values())
+    per_pod = max(spent - quiet.total * elapsed, 0.0) / pods
+    table.add("CPU per pod, all processes", f"{spent / pods * 1000:.1f} ms; {per_pod * 1000:.1f} ms without the "
+              f"heartbeat ({quiet.total:.2f} core x {elapsed:.0f} s)")
+    cores = float(os.cpu_count() or 1)
+    spare = cores - quiet.total
+    ceiling = spare / per_pod if per_pod else float("inf")
+    table.add("rate the machine allows", f"{ceiling:.0f} pods/s ({spare:.2f} of {cores:.0f} cores left by the "
+              f"heartbeat / {per_pod * 1000:.1f} ms a pod)", ">= 500 pods/s", ceiling >= 500)
+
+
 class Table:
     def __init__(self) -> None:
         self.rows: list[tuple[str, str, str, str]] = []
@@ -494,6 +631,9 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
         for name in names:
             async with session.post(url + DEPLOYMENTS, json=deployment(name)) as response:
                 assert response.status == 201, await response.text()
+        quiet = await heartbeat_alone(session, url, args, server, agents) if args.heartbeat_window > 0 else None
+        if quiet is not None:
+            table.add(f"heartbeat alone, before any pod ({quiet.seconds:.0f} s)", quiet.describe())
         async with session.get(url + PODS, params={"limit": "1"}) as response:
             revision = (await response.json())["metadata"]["resourceVersion"]
         stages = Stages()
@@ -506,6 +646,8 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
         probes, lags = Probe(), list[float]()
         prober = asyncio.create_task(probe(session, url, probes, stop))
         lagger = asyncio.create_task(loop_lag(lags, stop))
+        heartbeats = LeaseAges()
+        aging = asyncio.create_task(lease_ages(session, url, heartbeats, stop))
         counts_before = await request_counts(session, url, args.server_workers)
 
         start = time.perf_counter()
@@ -527,7 +669,7 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
         post_wait = 600.0 if finished else 60.0
         counts_after = await request_counts(session, url, args.server_workers, post_wait)
         stop.set()
-        await asyncio.gather(prober, sampler, lagger, return_exceptions=True)
+        await asyncio.gather(prober, sampler, lagger, aging, return_exceptions=True)
 
         table.add("pods Running", f"{running}/{total} in {elapsed:.1f} s", "all within 300 s",
                   finished and elapsed <= 300)
@@ -540,6 +682,17 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
         server_p99 = server_quantile(counts_before, counts_after, 0.99)
         table.add("  same calls, server side (histogram)", f"p99 <= {server_p99 * 1000:.0f} ms", "< 100 ms",
                   server_p99 < 0.1)
+        lease_p99 = server_quantile(counts_before, counts_after, 0.99, LEASE_BUCKET)
+        renewals = lease_puts_per_second(counts_before, counts_after, elapsed)
+        table.add("Lease renewals during the run",
+                  f"{renewals:.0f}/s of {args.nodes / 10:.0f}/s due; server p99 <= {lease_p99 * 1000:.0f} ms")
+        if heartbeats.ages:
+            table.add("  Lease age (now - renewTime)", f"p99 {quantile(heartbeats.ages, 0.99):.1f} s, max "
+                      f"{max(heartbeats.ages):.1f} s over {heartbeats.samples} samples; older than "
+                      f"{LEASE_GRACE:.0f} s: {len(heartbeats.late_nodes)} nodes (at most {heartbeats.late_peak} "
+                      "at once)", f"none > {LEASE_GRACE:.0f} s (NotReady)", not heartbeats.late_nodes)
+        if heartbeats.failures:
+            table.add("  Lease samples failed", f"{len(heartbeats.failures)}, the last: {heartbeats.failures[-1]}")
         table.add("  bench's own loop lag", f"p99 {quantile(lags, 0.99) * 1000:.0f} ms, "
                   f"max {max(lags, default=float('nan')) * 1000:.0f} ms", "(client share)", True)
         try:
@@ -576,7 +729,8 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
         pod_writes = sum(n for (_, resource), n in writes.items()
                          if not resource.startswith(("leases", "configmaps", "nodes")))
         table.add("writes per pod, all but leases/nodes/probe", f"{pod_writes / pods:.2f}")
-        reads = sum(n for key, n in diff.items() if key[0] not in (*WRITE_VERBS, SERVER_BUCKET, TERMINATED))
+        reads = sum(n for key, n in diff.items()
+                    if key[0] not in (*WRITE_VERBS, SERVER_BUCKET, LEASE_BUCKET, TERMINATED))
         table.add("reads (GET/LIST/WATCH) during the run", f"{reads}")
         # An informer of all pods that relists at this scale reads every pod again (the kubelets'
         # lists are by node, through an index); one that fell behind and was ended resumes instead.
@@ -598,6 +752,8 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
         table.add("server CPU-bound?", f"server {server_cpu / elapsed:.2f} of a core over the run; all "
                   f"{os.cpu_count()} cores {machine:.0%} busy; load {os.getloadavg()[1]:.1f}",
                   "bound when ~1.0 of a core with cores to spare")
+        if quiet is not None:
+            add_ceiling(table, quiet, cpu, elapsed, running)
         # none lost or doubled
         names_seen = len(stages.created)
         bound_nodes = set(stages.nodes.values())
@@ -639,6 +795,8 @@ def main() -> None:
                         help="simulated nodes' pod watches: one per node (as kubelets) or one per agent")
     parser.add_argument("--log", default=os.devnull, help="where the server's and agents' output goes")
     parser.add_argument("--timeout", type=float, default=900.0, help="bound on the whole run, in seconds")
+    parser.add_argument("--heartbeat-window", type=float, default=20.0,
+                        help="seconds of the nodes' heartbeat measured alone before the pods (0: not measured)")
     parser.add_argument("--server-workers", type=int, default=1, help="the API server's --workers")
     parser.add_argument("--rss-limit", type=float, default=6000.0,
                         help="MB: end the run when the server's RSS passes this (0: no limit)")
