@@ -62,6 +62,8 @@ PROBE = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
 SERVER_BUCKET = "le"  # request_counts() keys the probe's server-side histogram buckets (SERVER_BUCKET, le)
 TERMINATED = "terminated"  # ... and apiserver_terminated_watchers_total as (TERMINATED, resource)
 LEASE_BUCKET = "lease-le"  # ... and the Lease PUTs' histogram buckets as (LEASE_BUCKET, le)
+#: the keys above that are not a request's verb: left out wherever requests are summed
+NOT_VERBS = (SERVER_BUCKET, LEASE_BUCKET, TERMINATED)
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
 #: the node lifecycle controller's grace period (nodeMonitorGracePeriod, 40 s): a Lease older than
 #: this makes its node NotReady
@@ -153,6 +155,11 @@ def machine_busy() -> tuple[float, float]:
         values = [float(v) for v in handle.readline().split()[1:]]
     idle = values[3] + values[4]  # idle + iowait
     return sum(values) - idle, sum(values)
+
+
+def busy_share(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """The share of all cores busy between two machine_busy() readings."""
+    return (after[0] - before[0]) / max(1.0, after[1] - before[1])
 
 
 def file_size(path: Path) -> int:
@@ -555,8 +562,8 @@ async def heartbeat_alone(session: aiohttp.ClientSession, url: str, args: argpar
     cores = {name: spent / seconds for name, spent in meter.spent().items()}
     diff = counts_after - counts_before
     rates = {f"{verb} {resource}": n / seconds for (verb, resource), n in diff.most_common()
-             if verb not in (SERVER_BUCKET, TERMINATED, LEASE_BUCKET) and n / seconds >= 1.0}
-    machine = (busy_after[0] - busy_before[0]) / max(1.0, busy_after[1] - busy_before[1])
+             if verb not in NOT_VERBS and n / seconds >= 1.0}
+    machine = busy_share(busy_before, busy_after)
     return Heartbeat(seconds, cores, machine, rates)
 
 
@@ -729,8 +736,7 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
         pod_writes = sum(n for (_, resource), n in writes.items()
                          if not resource.startswith(("leases", "configmaps", "nodes")))
         table.add("writes per pod, all but leases/nodes/probe", f"{pod_writes / pods:.2f}")
-        reads = sum(n for key, n in diff.items()
-                    if key[0] not in (*WRITE_VERBS, SERVER_BUCKET, LEASE_BUCKET, TERMINATED))
+        reads = sum(n for key, n in diff.items() if key[0] not in (*WRITE_VERBS, *NOT_VERBS))
         table.add("reads (GET/LIST/WATCH) during the run", f"{reads}")
         # An informer of all pods that relists at this scale reads every pod again (the kubelets'
         # lists are by node, through an index); one that fell behind and was ended resumes instead.
@@ -748,7 +754,7 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
                           f"p99 {quantile(values, 0.99):.1f} s, max {max(values):.1f} s"
                           + ("  <- slowest" if stage == slowest else ""))
         server_cpu = cpu["server"]
-        machine = (busy_after[0] - busy_before[0]) / max(1.0, busy_after[1] - busy_before[1])
+        machine = busy_share(busy_before, busy_after)
         table.add("server CPU-bound?", f"server {server_cpu / elapsed:.2f} of a core over the run; all "
                   f"{os.cpu_count()} cores {machine:.0%} busy; load {os.getloadavg()[1]:.1f}",
                   "bound when ~1.0 of a core with cores to spare")
