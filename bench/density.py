@@ -18,6 +18,11 @@ run's figure is read against. During the run, the Leases' ages (``now - renewTim
 30 s) and the renewals' rate and server-side p99 show whether the heartbeat kept up: a Lease older
 than 40 s is a node the node lifecycle controller marks NotReady.
 
+The callers are who they are in Kubernetes (``--callers classified``, the default): the server runs
+its defaults (HTTPS, API Priority and Fairness), the scheduler and controller manager under their
+own identities, the agents in ``system:nodes``; ``--callers exempt`` is the plain-HTTP server where
+every caller is ``system:masters`` (the runs before the sixteenth session).
+
     .venv/bin/python bench/density.py --nodes 500 --pods-per-node 30 --timeout 900     # 10%
     .venv/bin/python bench/density.py --nodes 5000 --pods-per-node 30 --timeout 1800   # the issue's
 
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import http.client
 import os
 import signal
 import statistics
@@ -62,8 +68,10 @@ PROBE = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
 SERVER_BUCKET = "le"  # request_counts() keys the probe's server-side histogram buckets (SERVER_BUCKET, le)
 TERMINATED = "terminated"  # ... and apiserver_terminated_watchers_total as (TERMINATED, resource)
 LEASE_BUCKET = "lease-le"  # ... and the Lease PUTs' histogram buckets as (LEASE_BUCKET, le)
+APF_DISPATCHED = "apf-dispatched"  # ... and priority and fairness' counters as (APF_*, priority level)
+APF_REJECTED = "apf-rejected"
 #: the keys above that are not a request's verb: left out wherever requests are summed
-NOT_VERBS = (SERVER_BUCKET, LEASE_BUCKET, TERMINATED)
+NOT_VERBS = (SERVER_BUCKET, LEASE_BUCKET, TERMINATED, APF_DISPATCHED, APF_REJECTED)
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
 #: the node lifecycle controller's grace period (nodeMonitorGracePeriod, 40 s): a Lease older than
 #: this makes its node NotReady
@@ -366,6 +374,10 @@ async def request_counts(session: aiohttp.ClientSession, url: str, workers: int 
                     counts[LEASE_BUCKET, labels["le"]] += int(metric.value)  # the renewals' own
             if metric.name == "apiserver_terminated_watchers_total":
                 counts[TERMINATED, labels.get("resource", "")] += int(metric.value)
+            if metric.name == "apiserver_flowcontrol_dispatched_requests_total":
+                counts[APF_DISPATCHED, labels.get("priority_level", "")] += int(metric.value)
+            if metric.name == "apiserver_flowcontrol_rejected_requests_total":
+                counts[APF_REJECTED, labels.get("priority_level", "")] += int(metric.value)
             if metric.name != "apiserver_request_total":
                 continue
             resource = labels.get("resource", "") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
@@ -451,6 +463,7 @@ class ListFigures:
     items: int = 0
     pages: list[float] = field(default_factory=list)  # each page of 500 to its last byte
     page_decode: float = float("nan")  # mean seconds to decode a page
+    cut: str = ""  # how the whole LIST ended when the server cut it short (its request deadline)
 
 
 def list_probe(url: str, budget: float) -> ListFigures:
@@ -462,21 +475,29 @@ def list_probe(url: str, budget: float) -> ListFigures:
     figures = ListFigures()
     deadline = time.perf_counter() + budget
     start = time.perf_counter()
-    with urllib.request.urlopen(url + "/api/v1/pods", timeout=max(1.0, budget)) as response:
-        body = response.read()
-    figures.whole = time.perf_counter() - start
-    start = time.perf_counter()
-    figures.items = len(orjson.loads(body)["items"])
-    figures.decoded = time.perf_counter() - start
-    del body
+    try:
+        with urllib.request.urlopen(url + "/api/v1/pods", timeout=max(1.0, budget)) as response:
+            body = response.read()
+    except http.client.IncompleteRead as error:  # a saturated server's 60 s request deadline
+        figures.cut = f"cut by the server after {len(error.partial) / 2**20:.0f} MB and " \
+                      f"{time.perf_counter() - start:.1f} s"
+    else:
+        figures.whole = time.perf_counter() - start
+        start = time.perf_counter()
+        figures.items = len(orjson.loads(body)["items"])
+        figures.decoded = time.perf_counter() - start
+        del body
     token, decodes = "", []
-    for _ in range(figures.items // 500 + 2):
+    for _ in range(figures.items // 500 + 2 if figures.items else 1_000):
         if time.perf_counter() > deadline:
             break
         query = urllib.parse.urlencode({"limit": "500", **({"continue": token} if token else {})})
         start = time.perf_counter()
-        with urllib.request.urlopen(f"{url}/api/v1/pods?{query}", timeout=60) as response:
-            body = response.read()
+        try:
+            with urllib.request.urlopen(f"{url}/api/v1/pods?{query}", timeout=60) as response:
+                body = response.read()
+        except http.client.IncompleteRead:
+            break  # the pages measured so far stand; the table says how many
         figures.pages.append(time.perf_counter() - start)
         start = time.perf_counter()
         token = orjson.loads(body)["metadata"].get("continue", "")
@@ -567,18 +588,24 @@ async def heartbeat_alone(session: aiohttp.ClientSession, url: str, args: argpar
     return Heartbeat(seconds, cores, machine, rates)
 
 
-def add_ceiling(table: Table, quiet: Heartbeat, cpu: dict[str, float], elapsed: float, running: int) -> None:
+def add_ceiling(table: Table, quiet: Heartbeat, cpu: dict[str, float], elapsed: float, running: int,
+                renewals: float) -> None:
     """Where the rate comes from on this machine: every process's CPU per pod once the heartbeat's
     share of the run is taken off, and the rate that leaves with every core busy. The run itself
-    cannot beat it; only cheaper pods or a cheaper heartbeat move it."""
+    cannot beat it; only cheaper pods or a cheaper heartbeat move it. The heartbeat's share is what it
+    cost alone, scaled by the renewals the run actually served against the window's (``renewals``,
+    a second): heartbeats that fell behind cost less, and charging them whole would leave the pods
+    nothing. The ceiling is the heartbeat at its full rate, kept."""
     pods = max(running, 1)
     spent = sum(cpu.values())
-    per_pod = max(spent - quiet.total * elapsed, 0.0) / pods
+    window_renewals = quiet.rates.get("PUT leases", 0.0)
+    kept = min(renewals / window_renewals, 1.0) if window_renewals else 1.0
+    per_pod = max(spent - quiet.total * kept * elapsed, 0.0) / pods
     table.add("CPU per pod, all processes", f"{spent / pods * 1000:.1f} ms; {per_pod * 1000:.1f} ms without the "
-              f"heartbeat ({quiet.total:.2f} core x {elapsed:.0f} s)")
+              f"heartbeat ({quiet.total:.2f} core x {kept:.0%} of its renewals served x {elapsed:.0f} s)")
     cores = float(os.cpu_count() or 1)
     spare = cores - quiet.total
-    ceiling = spare / per_pod if per_pod else float("inf")
+    ceiling = max(spare, 0.0) / per_pod if per_pod else float("nan")
     table.add("rate the machine allows", f"{ceiling:.0f} pods/s ({spare:.2f} of {cores:.0f} cores left by the "
               f"heartbeat / {per_pod * 1000:.1f} ms a pod)", ">= 500 pods/s", ceiling >= 500)
 
@@ -704,9 +731,12 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
                   f"max {max(lags, default=float('nan')) * 1000:.0f} ms", "(client share)", True)
         try:
             listed = await asyncio.wait_for(list_figures(url, min(300.0, post_wait)), post_wait + 60)
-            table.add("LIST all pods (to the last byte)", f"{listed.whole:.2f} s ({listed.items} pods)", "< 5 s",
-                      listed.whole < 5.0)
-            table.add("  then decoding it (client's share)", f"{listed.decoded:.2f} s", "", None)
+            if listed.cut:
+                table.add("LIST all pods (to the last byte)", listed.cut, "< 5 s", False)
+            else:
+                table.add("LIST all pods (to the last byte)", f"{listed.whole:.2f} s ({listed.items} pods)", "< 5 s",
+                          listed.whole < 5.0)
+                table.add("  then decoding it (client's share)", f"{listed.decoded:.2f} s", "", None)
             if listed.pages:
                 page_p99 = quantile(listed.pages, 0.99)
                 table.add("paged LIST limit=500, per page", f"mean {statistics.fmean(listed.pages) * 1000:.1f} ms, "
@@ -736,6 +766,12 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
         pod_writes = sum(n for (_, resource), n in writes.items()
                          if not resource.startswith(("leases", "configmaps", "nodes")))
         table.add("writes per pod, all but leases/nodes/probe", f"{pod_writes / pods:.2f}")
+        # which priority level served what (with --callers classified: the nodes' heartbeats in
+        # node-high, their pod traffic in system, the scheduler's and controllers' in workload-high)
+        levels = sorted({level for (kind, level) in diff if kind in (APF_DISPATCHED, APF_REJECTED)},
+                        key=lambda level: -diff[APF_DISPATCHED, level])
+        table.add("priority levels: dispatched (rejected)", ", ".join(
+            f"{level} {diff[APF_DISPATCHED, level]} ({diff[APF_REJECTED, level]})" for level in levels))
         reads = sum(n for key, n in diff.items() if key[0] not in (*WRITE_VERBS, *NOT_VERBS))
         table.add("reads (GET/LIST/WATCH) during the run", f"{reads}")
         # An informer of all pods that relists at this scale reads every pod again (the kubelets'
@@ -759,7 +795,7 @@ async def scenario(args: argparse.Namespace, url: str, server: subprocess.Popen[
                   f"{os.cpu_count()} cores {machine:.0%} busy; load {os.getloadavg()[1]:.1f}",
                   "bound when ~1.0 of a core with cores to spare")
         if quiet is not None:
-            add_ceiling(table, quiet, cpu, elapsed, running)
+            add_ceiling(table, quiet, cpu, elapsed, running, renewals)
         # none lost or doubled
         names_seen = len(stages.created)
         bound_nodes = set(stages.nodes.values())
@@ -791,6 +827,37 @@ def watchdog(server: subprocess.Popen[bytes], limit_mb: float, stop: threading.E
             return
 
 
+def server_flags(callers: str, secure_port: int, insecure_port: int) -> list[str]:
+    """``exempt``: plain HTTP on ``insecure_port``, where every caller is ``system:masters``, which
+    priority and fairness exempts: heartbeats, pod traffic and the controllers' writes are served in
+    the order they come. ``classified``: the defaults (HTTPS on ``secure_port``, the embedded scheduler
+    and controller manager under their own certificates, the controllers under their service
+    accounts) and the agents in ``system:nodes`` (:func:`agent_connection`), so each request lands in
+    the level Kubernetes' suggested FlowSchemas give it (the Leases and Nodes in ``node-high``, the
+    pods' status in ``system``, the controllers and the scheduler in ``workload-high``); the
+    benchmark's own calls (probes, LISTs, scaling) go to the insecure port (``system:unsecured``,
+    exempt, as clusterloader runs as an admin). AlwaysAllow: the caller is what is measured, not RBAC."""
+    if callers == "exempt":
+        return ["--port", str(insecure_port), *OPEN_FLAGS]
+    return ["--port", str(secure_port), "--authorization-mode=AlwaysAllow",
+            "--insecure-port", str(insecure_port), "--insecure-bind-address", "127.0.0.1"]
+
+
+def agent_connection(callers: str, data_dir: str, index: int, url: str, secure_port: int) -> list[str]:
+    """The agent's flags to reach the server. ``classified``: a client certificate for
+    ``density-agent-<index>`` in ``system:nodes``: one process stands for thousands of kubelets, so it
+    takes the nodes' group (their FlowSchemas) but no ``system:node:<name>``, which the Node authorizer
+    and NodeRestriction would narrow to one node."""
+    if callers == "exempt":
+        return ["--server", url]
+    kubeconfig = Path(data_dir) / f"agent{index}.conf"
+    kubeconfig.write_bytes(subprocess.run(
+        [sys.executable, "-P", "-m", "pilothouse", "kubeconfig", "--data-dir", data_dir, "--user",
+         f"density-agent-{index}", "--group", "system:nodes", "--server", f"https://127.0.0.1:{secure_port}"],
+        check=True, capture_output=True).stdout)
+    return ["--kubeconfig", str(kubeconfig)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--nodes", type=int, default=500)
@@ -804,6 +871,10 @@ def main() -> None:
     parser.add_argument("--heartbeat-window", type=float, default=20.0,
                         help="seconds of the nodes' heartbeat measured alone before the pods (0: not measured)")
     parser.add_argument("--server-workers", type=int, default=1, help="the API server's --workers")
+    parser.add_argument("--callers", choices=["classified", "exempt"], default="classified",
+                        help="classified: the server's defaults (HTTPS, every caller its own identity, so priority "
+                             "and fairness puts each where Kubernetes does); exempt: plain HTTP, everyone "
+                             "system:masters (the runs before the sixteenth session)")
     parser.add_argument("--rss-limit", type=float, default=6000.0,
                         help="MB: end the run when the server's RSS passes this (0: no limit)")
     parser.add_argument("--list-probe", metavar="URL", help=argparse.SUPPRESS)  # the child of list_figures
@@ -820,13 +891,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as data_dir, open(args.log, "ab") as log, ProcessGroup() as group:
         # -P (passed on by the server to the scheduler and controller manager): the pilothouse on
         # PYTHONPATH, the tree measured, comes first, not the working directory's (a checkout).
+        secure_port = free_port()
         server = group.start([sys.executable, "-P", "-m", "pilothouse", "server", "--data-dir", data_dir,
-                              "--port", str(port), "--workers", str(args.server_workers), *OPEN_FLAGS],
+                              "--workers", str(args.server_workers), *server_flags(args.callers, secure_port, port)],
                              stdout=log)
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, server)
         share = -(-args.nodes // args.agents)
-        agents = [group.start([sys.executable, "-P", "-m", "pilothouse", "agent", "--server", url,
+        agents = [group.start([sys.executable, "-P", "-m", "pilothouse", "agent",
+                               *agent_connection(args.callers, data_dir, i, url, secure_port),
                                "--simulate", str(min(share, args.nodes - i * share)),
                                "--simulate-watch", args.watch, "--node-name", f"sim{i}",
                                "--port", str(free_port()), "--root-dir", f"{data_dir}/agent{i}"], stdout=log)
