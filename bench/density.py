@@ -20,8 +20,11 @@ than 40 s is a node the node lifecycle controller marks NotReady.
 
 The callers are who they are in Kubernetes (``--callers classified``, the default): the server runs
 its defaults (HTTPS, API Priority and Fairness), the scheduler and controller manager under their
-own identities, the agents in ``system:nodes``; ``--callers exempt`` is the plain-HTTP server where
-every caller is ``system:masters`` (the runs before the sixteenth session).
+own identities, and each simulated node as its own kubelet, ``system:node:<name>`` in
+``system:nodes`` (a static token per node); ``--callers per-agent`` puts all of an agent's nodes under
+one identity in ``system:nodes`` (the sixteenth session's runs: one priority-and-fairness flow per
+agent); ``--callers exempt`` is the plain-HTTP server where every caller is ``system:masters`` (the
+runs before the sixteenth session).
 
     .venv/bin/python bench/density.py --nodes 500 --pods-per-node 30 --timeout 900     # 10%
     .venv/bin/python bench/density.py --nodes 5000 --pods-per-node 30 --timeout 1800   # the issue's
@@ -36,6 +39,7 @@ import asyncio
 import contextlib
 import http.client
 import os
+import secrets
 import signal
 import statistics
 import subprocess
@@ -53,6 +57,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -827,27 +832,45 @@ def watchdog(server: subprocess.Popen[bytes], limit_mb: float, stop: threading.E
             return
 
 
-def server_flags(callers: str, secure_port: int, insecure_port: int) -> list[str]:
+def server_flags(callers: str, secure_port: int, insecure_port: int, token_file: Path) -> list[str]:
     """``exempt``: plain HTTP on ``insecure_port``, where every caller is ``system:masters``, which
     priority and fairness exempts: heartbeats, pod traffic and the controllers' writes are served in
-    the order they come. ``classified``: the defaults (HTTPS on ``secure_port``, the embedded scheduler
-    and controller manager under their own certificates, the controllers under their service
-    accounts) and the agents in ``system:nodes`` (:func:`agent_connection`), so each request lands in
-    the level Kubernetes' suggested FlowSchemas give it (the Leases and Nodes in ``node-high``, the
-    pods' status in ``system``, the controllers and the scheduler in ``workload-high``); the
-    benchmark's own calls (probes, LISTs, scaling) go to the insecure port (``system:unsecured``,
-    exempt, as clusterloader runs as an admin). AlwaysAllow: the caller is what is measured, not RBAC."""
+    the order they come. ``classified`` and ``per-agent``: the defaults (HTTPS on ``secure_port``, the
+    embedded scheduler and controller manager under their own certificates, the controllers under
+    their service accounts) and the nodes in ``system:nodes`` (:func:`agent_connection`), so each
+    request lands in the level Kubernetes' suggested FlowSchemas give it (the Leases and Nodes in
+    ``node-high``, the pods' status in ``system``, the controllers and the scheduler in
+    ``workload-high``); the benchmark's own calls (probes, LISTs, scaling) go to the insecure port
+    (``system:unsecured``, exempt, as clusterloader runs as an admin). AlwaysAllow: the caller is
+    what is measured, not RBAC."""
     if callers == "exempt":
         return ["--port", str(insecure_port), *OPEN_FLAGS]
-    return ["--port", str(secure_port), "--authorization-mode=AlwaysAllow",
+    return ["--port", str(secure_port), "--authorization-mode=AlwaysAllow", "--token-auth-file", str(token_file),
             "--insecure-port", str(insecure_port), "--insecure-bind-address", "127.0.0.1"]
 
 
-def agent_connection(callers: str, data_dir: str, index: int, url: str, secure_port: int) -> list[str]:
-    """The agent's flags to reach the server. ``classified``: a client certificate for
-    ``density-agent-<index>`` in ``system:nodes``: one process stands for thousands of kubelets, so it
-    takes the nodes' group (their FlowSchemas) but no ``system:node:<name>``, which the Node authorizer
-    and NodeRestriction would narrow to one node."""
+def agent_node_names(nodes: int, agents: int) -> list[list[str]]:
+    """Each agent's simulated nodes: ``--node-name sim<i> --simulate N`` names them ``sim<i>-0000``..."""
+    share = -(-nodes // agents)
+    return [[f"sim{i}-{j:04d}" for j in range(min(share, nodes - i * share))] for i in range(agents)]
+
+
+def write_token_file(path: Path, names: list[list[str]]) -> None:
+    """The server's ``--token-auth-file`` and the agents' ``--simulate-token-file`` in one: a token for
+    each node's kubelet user (``system:node:<name>``, as a kubelet's own credential names it) and one
+    for each agent process (``density-agent-<i>``, for what it does as itself)."""
+    rows = [f'{secrets.token_urlsafe(24)},density-agent-{i},agent-{i},"system:nodes"' for i in range(len(names))]
+    rows += [f'{secrets.token_urlsafe(24)},system:node:{name},node-{name},"system:nodes"'
+             for agent in names for name in agent]
+    path.write_text("\n".join(rows) + "\n")
+
+
+def agent_connection(callers: str, data_dir: str, index: int, url: str, secure_port: int,
+                     token_file: Path) -> list[str]:
+    """The agent's flags to reach the server. ``classified``: the CA and a token for
+    ``density-agent-<index>``, and each node's own token (``--simulate-token-file``): every node is
+    ``system:node:<name>``, its own user and so its own flow. ``per-agent``: a client certificate for
+    ``density-agent-<index>`` in ``system:nodes``, for all of the agent's nodes."""
     if callers == "exempt":
         return ["--server", url]
     kubeconfig = Path(data_dir) / f"agent{index}.conf"
@@ -855,7 +878,15 @@ def agent_connection(callers: str, data_dir: str, index: int, url: str, secure_p
         [sys.executable, "-P", "-m", "pilothouse", "kubeconfig", "--data-dir", data_dir, "--user",
          f"density-agent-{index}", "--group", "system:nodes", "--server", f"https://127.0.0.1:{secure_port}"],
         check=True, capture_output=True).stdout)
-    return ["--kubeconfig", str(kubeconfig)]
+    if callers == "per-agent":
+        return ["--kubeconfig", str(kubeconfig)]
+    # No client certificate: the server tries x509 before tokens, as kube-apiserver's union does.
+    config = yaml.safe_load(kubeconfig.read_bytes())
+    token = next(line.split(",")[0] for line in token_file.read_text().splitlines()
+                 if line.split(",")[1] == f"density-agent-{index}")
+    config["users"][0]["user"] = {"token": token}
+    kubeconfig.write_text(yaml.safe_dump(config))
+    return ["--kubeconfig", str(kubeconfig), "--simulate-token-file", str(token_file)]
 
 
 def main() -> None:
@@ -871,10 +902,11 @@ def main() -> None:
     parser.add_argument("--heartbeat-window", type=float, default=20.0,
                         help="seconds of the nodes' heartbeat measured alone before the pods (0: not measured)")
     parser.add_argument("--server-workers", type=int, default=1, help="the API server's --workers")
-    parser.add_argument("--callers", choices=["classified", "exempt"], default="classified",
-                        help="classified: the server's defaults (HTTPS, every caller its own identity, so priority "
-                             "and fairness puts each where Kubernetes does); exempt: plain HTTP, everyone "
-                             "system:masters (the runs before the sixteenth session)")
+    parser.add_argument("--callers", choices=["classified", "per-agent", "exempt"], default="classified",
+                        help="classified: the server's defaults (HTTPS, every caller its own identity, each node "
+                             "its own kubelet user, so priority and fairness puts each where Kubernetes does); "
+                             "per-agent: the same with one identity per agent process for all its nodes; exempt: "
+                             "plain HTTP, everyone system:masters (the runs before the sixteenth session)")
     parser.add_argument("--rss-limit", type=float, default=6000.0,
                         help="MB: end the run when the server's RSS passes this (0: no limit)")
     parser.add_argument("--list-probe", metavar="URL", help=argparse.SUPPRESS)  # the child of list_figures
@@ -892,15 +924,17 @@ def main() -> None:
         # -P (passed on by the server to the scheduler and controller manager): the pilothouse on
         # PYTHONPATH, the tree measured, comes first, not the working directory's (a checkout).
         secure_port = free_port()
+        names = agent_node_names(args.nodes, args.agents)
+        token_file = Path(data_dir) / "tokens.csv"
+        write_token_file(token_file, names)
         server = group.start([sys.executable, "-P", "-m", "pilothouse", "server", "--data-dir", data_dir,
-                              "--workers", str(args.server_workers), *server_flags(args.callers, secure_port, port)],
-                             stdout=log)
+                              "--workers", str(args.server_workers),
+                              *server_flags(args.callers, secure_port, port, token_file)], stdout=log)
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, server)
-        share = -(-args.nodes // args.agents)
         agents = [group.start([sys.executable, "-P", "-m", "pilothouse", "agent",
-                               *agent_connection(args.callers, data_dir, i, url, secure_port),
-                               "--simulate", str(min(share, args.nodes - i * share)),
+                               *agent_connection(args.callers, data_dir, i, url, secure_port, token_file),
+                               "--simulate", str(len(names[i])),
                                "--simulate-watch", args.watch, "--node-name", f"sim{i}",
                                "--port", str(free_port()), "--root-dir", f"{data_dir}/agent{i}"], stdout=log)
                   for i in range(args.agents)]

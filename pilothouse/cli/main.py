@@ -757,6 +757,9 @@ def proxy(server_url: str | None, kubeconfig: str | None, node_name: str, cluste
 @click.option("--simulate", type=int, default=0, help="Host this many simulated nodes (implies --runtime simulated).")
 @click.option("--simulate-watch", type=click.Choice(["per-node", "shared"]), default="per-node", show_default=True,
               help="Simulated nodes' pod watches: one per node filtered by spec.nodeName, as kubelets; or one shared.")
+@click.option("--simulate-token-file", default=None,
+              help="Static token file (the server's --token-auth-file format) with a token for each simulated "
+                   "node's user system:node:<name>: each node speaks as its own kubelet.")
 @click.option("--root-dir", default=None, help="Agent state (volumes, engine socket); default under the state dir.")
 @click.option("--image-credentials-file", default=None, help="Node-wide registry credentials (.dockercfg).")
 @click.option("--stop-pods-on-exit", is_flag=True, help="Stop every pod's containers when the agent exits.")
@@ -795,7 +798,7 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
           register_node: bool,
           manifests_dir: str | None,
           address: str, port: int, node_ip: str | None, runtime: str, runtime_endpoint: str | None, simulate: int,
-          simulate_watch: str,
+          simulate_watch: str, simulate_token_file: str | None,
           root_dir: str | None, image_credentials_file: str | None, stop_pods_on_exit: bool, pod_network: str,
           pod_cidr: str, cluster_cidr: str, pod_routes: str, bootstrap_kubeconfig: str | None,
           service_cluster_ip_range: str, proxy_table: str,
@@ -829,7 +832,8 @@ def agent(server_url: str | None, kubeconfig: str | None, node_name: str, node_l
         node_taints=taints, register_node=register_node, manifests_dir=manifests_dir, port=port, address=address,
         node_ip=node_ip,
         runtime="simulated" if simulate else runtime, runtime_endpoint=runtime_endpoint, simulate=simulate,
-        simulate_watch=simulate_watch, root_dir=root_dir, image_credentials_file=image_credentials_file,
+        simulate_watch=simulate_watch, simulate_token_file=simulate_token_file, root_dir=root_dir,
+        image_credentials_file=image_credentials_file,
         pod_network=pod_network, pod_cidr=pod_cidr, cluster_cidr=cluster_cidr, pod_routes=pod_routes,
         routes_kubeconfig=proxy_kubeconfig,
         cluster_dns=[ip for ip in cluster_dns.split(",") if ip],

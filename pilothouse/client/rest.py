@@ -67,6 +67,19 @@ class TokenSource(Protocol):
     def reset(self) -> None: ...
 
 
+class _FixedToken:
+    """A token that does not change (:meth:`APIClient.as_token`)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def token(self) -> str:
+        return self._token
+
+    def reset(self) -> None:
+        pass
+
+
 class APIClient:
     """HTTP client bound to one API server: a URL, or a :class:`ClientConfig` read from a kubeconfig
     (HTTPS with the cluster CA and a client certificate). ``token_source``: a bearer token asked for
@@ -87,9 +100,23 @@ class APIClient:
         self._connection_limit = connection_limit
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        #: the client whose connections this one uses (:meth:`as_token`); None: its own
+        self._pool: APIClient | None = None
+
+    def as_token(self, token: str) -> APIClient:
+        """This client's connections, each request under ``token`` instead: one process that speaks
+        for many identities (simulated nodes, each its own kubelet user) without a pool per identity.
+        The bearer token wins only where the connection carries no client certificate: the server
+        tries x509 first, as kube-apiserver's authenticator union does. Closing it leaves the pool open."""
+        view = APIClient(self.config, user_agent=self.user_agent, token_source=_FixedToken(token),
+                         connection_limit=self._connection_limit, timeout=self._timeout)
+        view._pool = self._pool or self
+        return view
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        if self._pool is not None:
+            return self._pool.session
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._connection_limit, limit_per_host=self._connection_limit,
                                              ssl=self.config.ssl_context or True)

@@ -52,7 +52,7 @@ from pilothouse.components.agent.runtime.interface import (
 from pilothouse.components.agent.runtime.podman_service import PodmanService, podman_available
 from pilothouse.components.agent.runtime.simulated import SimulatedRuntime
 from pilothouse.components.agent.server import StreamingServer
-from pilothouse.components.agent.simulation import SimulatedNodes, simulated_node_names
+from pilothouse.components.agent.simulation import SimulatedNodes, node_tokens, simulated_node_names
 from pilothouse.components.agent.static import HASH_ANNOTATION, MIRROR_ANNOTATION, load_manifests, mirror_pod
 from pilothouse.components.agent.streaming.lookup import RuntimeLabelLookup
 from pilothouse.components.componentserver import ComponentServer, ServingOptions
@@ -109,6 +109,9 @@ class AgentOptions:
     runtime_endpoint: str | None = None  # unix:///run/podman/podman.sock, unix:///var/run/docker.sock
     simulate: int = 0
     simulate_watch: str = "per-node"  # per-node | shared: see simulation.WATCH_MODES
+    #: a static token file with a token for each simulated node's user system:node:<name>: each node
+    #: then speaks as its own kubelet (see simulation); None: all under the agent's identity
+    simulate_token_file: str | None = None
     root_dir: str = "/var/lib/pilothouse/agent"
     image_credentials_file: str | None = None  # default <root-dir>/.dockercfg when present
     node_status_update_frequency: float = 10.0
@@ -202,10 +205,12 @@ class Agent:
         if options.runtime == "simulated" or options.simulate:
             names = (simulated_node_names(options.node_name, options.simulate) if options.simulate
                      else [options.node_name])
+            tokens = node_tokens(options.simulate_token_file, names) if options.simulate_token_file else None
             self.simulated = SimulatedNodes(
                 self.client, names, labels=options.node_labels, lease_duration=options.lease_duration,
                 status_update_frequency=options.node_status_update_frequency, port=options.port,
-                register=options.register_node, taints=options.node_taints, watch=options.simulate_watch)
+                register=options.register_node, taints=options.node_taints, watch=options.simulate_watch,
+                tokens=tokens)
             await self.simulated.start()
             await self._serve_simulated()
             return

@@ -12,6 +12,13 @@ filtered by ``fieldSelector=spec.nodeName=<node>``, so the API server carries th
 watchers that a real cluster gives it. ``watch="shared"`` keeps the older single informer over all
 pods (one watch for the whole process): far cheaper for the server while it fans every event out to
 every watcher, and useful to tell the cost of the watches from the rest.
+
+Each node may have its own identity (``tokens``: node name to bearer token, the user
+``system:node:<name>`` of a static token file, :func:`node_tokens`): its heartbeat, its pod watch and
+its pods' status then go out under that user, as each kubelet has its own credential. The Node
+authorizer and NodeRestriction then hold each node to itself, and priority and fairness sees one flow
+per node; under the process's one identity all N nodes are one flow (``ByUser``), whose few queues
+refuse a burst that N kubelets would spread over N flows.
 """
 
 from __future__ import annotations
@@ -29,8 +36,9 @@ from pilothouse.components.agent.node import NodeConfig, NodeStatusManager
 from pilothouse.components.agent.status import qos_class
 from pilothouse.machinery import meta
 from pilothouse.machinery.meta import Object
+from pilothouse.machinery.tokenfile import read_token_file
 
-__all__ = ["WATCH_MODES", "SimulatedNodes", "simulated_node_names"]
+__all__ = ["WATCH_MODES", "SimulatedNodes", "node_tokens", "simulated_node_names"]
 
 log = logging.getLogger("pilothouse.agent.simulated")
 
@@ -45,17 +53,32 @@ def simulated_node_names(prefix: str, count: int) -> list[str]:
     return [f"{prefix}-{i:04d}" for i in range(count)]
 
 
+def node_tokens(path: str, names: list[str]) -> dict[str, str]:
+    """Each node's token from a static token file: the one of the user ``system:node:<name>``, as
+    its kubelet would authenticate. Every node must have one: a node left on the process's identity
+    would be refused by the Node authorizer, or measured as another caller."""
+    by_user = {record.user: record.token for record in read_token_file(path)}
+    missing = [name for name in names if f"system:node:{name}" not in by_user]
+    if missing:
+        raise ValueError(f"{path} has no token for system:node:{missing[0]} ({len(missing)} nodes without one)")
+    return {name: by_user[f"system:node:{name}"] for name in names}
+
+
 class SimulatedNodes:
     def __init__(self, client: APIClient, names: list[str], *, labels: dict[str, str] | None = None,
                  lease_duration: int = 40, status_update_frequency: float = 10.0, port: int = 10250,
                  register: bool = True, writers: int = 48, taints: list[Object] | None = None,
-                 watch: str = "per-node") -> None:
+                 watch: str = "per-node", tokens: dict[str, str] | None = None) -> None:
         if watch not in WATCH_MODES:
             raise ValueError(f"watch mode must be one of {WATCH_MODES}, not {watch!r}")
+        if tokens and watch != "per-node":
+            raise ValueError("nodes with their own identities watch their own pods (watch='per-node')")
         self.client = client
         self.names = names
         self.name_set = set(names)
-        self.managers = [NodeStatusManager(client, NodeConfig(
+        #: the client each node speaks through: its own identity over the shared connections, or the process's
+        self.clients = {name: client.as_token(tokens[name]) if tokens else client for name in names}
+        self.managers = [NodeStatusManager(self.clients[name], NodeConfig(
             name=name, address=f"10.{200 + i // 65536 % 50}.{i // 256 % 256}.{i % 256}", port=port,
             labels=dict(labels or {}), taints=list(taints or []), register=register, capacity=dict(SIM_CAPACITY),
             runtime_version="simulated://0.1.0", os_image="pilothouse simulated node", kernel_version="simulated",
@@ -63,13 +86,15 @@ class SimulatedNodes:
             jitter=max(1.0, lease_duration / 4))) for i, name in enumerate(names)]
         self.node_ips = {m.config.name: m.config.address for m in self.managers}
         self.factory = InformerFactory(client)
+        #: informers under a node's own identity (the factory's share the process's client)
+        self._own_informers: list[Informer] = []
         # The kubelet's pod source: spec.nodeName=<node> (pkg/kubelet/config/apiserver.go). The shared
         # mode's one watch is unfiltered, except for a single node under its own identity, which may
         # list only its pods (the Node authorizer's narrowing).
         shared = None if watch == "per-node" else self.factory.informer(
             PODS, field_selector=f"spec.nodeName={names[0]}" if len(names) == 1 else None)
-        self.informers = ({name: self.factory.informer(PODS, field_selector=f"spec.nodeName={name}")
-                           for name in names} if shared is None else dict.fromkeys(names, shared))
+        self.informers = ({name: self._node_informer(name) for name in names} if shared is None
+                          else dict.fromkeys(names, shared))
         self.queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._queued: set[str] = set()
         #: uids whose Running status was written: written once, even if an older event of the pod
@@ -79,6 +104,14 @@ class SimulatedNodes:
         self._tasks: list[asyncio.Task[None]] = []
         self._ips = itertools.count(1)
         self.pod_ips: dict[str, str] = {}
+
+    def _node_informer(self, name: str) -> Informer:
+        selector = f"spec.nodeName={name}"
+        if self.clients[name] is self.client:
+            return self.factory.informer(PODS, field_selector=selector)
+        informer = Informer(self.clients[name], PODS, field_selector=selector)
+        self._own_informers.append(informer)
+        return informer
 
     async def start(self) -> None:
         semaphore = asyncio.Semaphore(64)
@@ -92,6 +125,8 @@ class SimulatedNodes:
             informer.add_handler(EventHandler.on_object(self._on_pod, self._on_pod_deleted))
         watch_running(self._running)
         self.factory.start()
+        for informer in self._own_informers:
+            informer.start()
         self._tasks = [asyncio.create_task(self._writer()) for _ in range(self._writers)]
 
     async def stop(self) -> None:
@@ -100,6 +135,7 @@ class SimulatedNodes:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(m.stop() for m in self.managers))
         await self.factory.stop()
+        await asyncio.gather(*(informer.stop() for informer in self._own_informers))
 
     def _on_pod(self, pod: Object) -> None:
         node = (pod.get("spec") or {}).get("nodeName")
@@ -169,12 +205,13 @@ class SimulatedNodes:
                 if pod["metadata"].get("deletionTimestamp"):
                     self.pod_ips.pop(pod["metadata"].get("uid", ""), None)
                     with contextlib.suppress(errors.NotFoundError, errors.ConflictError):
-                        await self.client.delete(PODS, name, namespace, grace_period_seconds=0,
+                        await self.clients[node].delete(PODS, name, namespace, grace_period_seconds=0,
                                                  preconditions={"uid": pod["metadata"]["uid"]})
                 elif self._needs_status(pod):
                     status = self.running_status(pod)
                     with contextlib.suppress(errors.NotFoundError):
-                        await self.client.patch(PODS, name, {"status": status}, namespace, subresource="status")
+                        await self.clients[node].patch(PODS, name, {"status": status}, namespace,
+                                                       subresource="status")
                         self._started.add(pod["metadata"].get("uid", ""))
                         POD_STARTS.observe({**pod, "status": status})
             except (errors.APIError, errors.ConnectionFailed) as error:
