@@ -291,11 +291,21 @@ class NodeStatusManager:
                          "renewTime": moment}}
 
     async def renew_lease(self) -> None:
+        """PUT the Lease last written, as the kubelet's lease controller updates its ``latestLease``;
+        GET it first only when there is none or the server has another (a conflict, or gone). A
+        renewal that failed otherwise (timed out, refused with 429, a 5xx) keeps the Lease for the next
+        try, as the controller's ``retryUpdateLease`` does: under load a GET before each retry would
+        double the heartbeat's requests exactly when the server can least take them."""
         lease, self._lease = self._lease, None
         if lease is not None:
-            with contextlib.suppress(errors.ConflictError, errors.NotFoundError):
+            try:
                 self._lease = await self.client.update(LEASES, self._renewed(lease))
                 return
+            except (errors.ConflictError, errors.NotFoundError):
+                pass
+            except (errors.APIError, errors.ConnectionFailed):
+                self._lease = lease
+                raise
         try:
             lease = await self.client.get(LEASES, self.config.name, LEASE_NAMESPACE)
         except errors.NotFoundError:
