@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import io
+import json
 import logging
 import os
 import re
@@ -51,6 +52,9 @@ _OOM_RE = re.compile(rb"oom-kill:.*?(?:libpod-|docker[-/])([0-9a-f]{64})")
 #: podman's answer to a list that includes a container whose removal was cut short after its storage
 #: went (podman issue 15526): the whole list fails, for good, until that container is removed.
 _HALF_REMOVED_RE = re.compile(r'getting container from store "([0-9a-f]{64})": container not known')
+#: podman's answer to a list (and to an inspect) of a container whose storage record is left without
+#: its read-write layer (podman SIGKILLed mid-removal a moment earlier): the error names the layer only.
+_LAYER_GONE_RE = re.compile(r'reading information about layer "([0-9a-f]{64})": layer not known')
 #: half-removed containers finished per list (each one a kill of the engine mid-removal)
 _HALF_REMOVED_PER_LIST = 8
 
@@ -392,20 +396,62 @@ class DockerRuntime:
         500 naming it, so nothing of this agent's could be listed again (the chaos found it). A
         ``DELETE ?force=true`` of the container named completes the removal podman began. podman
         filters by label before it fails, and the agent lists by its own labels, so the container
-        named is one of the agent's."""
+        named is one of the agent's. A container left without its storage layer fails the list the
+        same way, naming only the layer: :meth:`_without_layer` finds it, and it is removed too."""
         finished = 0
         while True:
             try:
                 items: list[Any] = await self._d.containers.list(all=True, **({"filters": filters} if filters else {}))
                 return items
             except DockerError as error:  # the engine away (900) or failing: the interface's error
-                half_removed = _HALF_REMOVED_RE.search(str(error.message))
-                if half_removed is None or finished == _HALF_REMOVED_PER_LIST:
-                    raise RuntimeError_(str(error.message)) from error
-            log.warning("finishing the removal of container %s, which the engine left half removed",
-                        half_removed.group(1)[:12])
-            await self.remove_container(half_removed.group(1))
+                message = str(error.message)
+                half_removed = _HALF_REMOVED_RE.search(message)
+                layer_gone = _LAYER_GONE_RE.search(message)
+                if finished == _HALF_REMOVED_PER_LIST or (half_removed is None and layer_gone is None):
+                    raise RuntimeError_(message) from error
+                if half_removed is not None:
+                    broken, why = [half_removed.group(1)], "half removed"
+                else:
+                    assert layer_gone is not None
+                    broken = await self._without_layer(filters, layer_gone.group(1))
+                    why = f"without its storage layer {layer_gone.group(1)[:12]}"
+                if not broken:
+                    raise RuntimeError_(message) from error
+            for container_id in broken:
+                log.warning("removing container %s, which the engine left %s", container_id[:12], why)
+                await self.remove_container(container_id)
             finished += 1
+
+    async def _without_layer(self, filters: dict[str, list[str]] | None, layer: str) -> list[str]:
+        """The containers in ``filters`` whose storage layer ``layer`` podman lost (none: not podman).
+
+        podman SIGKILLed during a removal, after the container's layer went and before its storage
+        record did, leaves the record without its layer (state ``removing``; the chaos met it, and a
+        kill 24 ms into a DELETE made it by hand). podman's Docker-compatible list then fails whole
+        with a 500 naming the layer, not the container, and so does the container's inspect, for good.
+        podman's own list (served under the Docker API's version prefix too) does not read the layer:
+        it gives the candidates, and an inspect failing on the same layer picks the broken one. The
+        removal it was in is finished the same way as the half-removed one's, ``DELETE ?force=true``."""
+        if not self._podman:
+            return []
+        try:
+            items = await self._d._query_json("libpod/containers/json",
+                                              params={"all": "true", **({"filters": json.dumps(filters)}
+                                                                        if filters else {})})
+        except DockerError:
+            return []
+
+        async def broken(container_id: str) -> bool:
+            try:
+                await self._d.containers.container(container_id).show()
+            except DockerError as error:
+                found = _LAYER_GONE_RE.search(str(error.message))
+                return found is not None and found.group(1) == layer
+            return False
+
+        ids = [str(item["Id"]) for item in items or [] if isinstance(item, dict) and item.get("Id")]
+        flags = await asyncio.gather(*(broken(i) for i in ids))
+        return [i for i, bad in zip(ids, flags, strict=True) if bad]
 
     async def _inspect_listed(self, item: Any) -> ContainerState | None:
         """Inspect a listed container, reusing the last inspection while its state is unchanged.
