@@ -145,3 +145,21 @@ async def test_a_queued_request_is_turned_away_at_its_wait_limit_or_leaves_when_
     assert level.executing == 1
     release()
     assert (level.executing, level.waiting) == (0, 0)
+
+
+async def test_a_seat_freed_between_a_cancel_and_its_withdraw_goes_to_the_next_waiter() -> None:
+    """The client of a queued request leaves (its future cancelled at once, its withdraw to run on its
+    task's next turn) and a seat is freed before that turn: the seat goes to the next waiter, none is
+    lost, and the release raises nothing (before: InvalidStateError, and the seat held for good)."""
+    level = QueueSet("node-high", limit=1, queues=4, hand_size=2, queue_length_limit=10)
+    held = level.enter(level.hand(1))
+    assert isinstance(held, int)  # the free seat, taken at once
+    leaving, staying = level.enter(level.hand(1)), level.enter(level.hand(2))
+    assert isinstance(leaving, asyncio.Future) and isinstance(staying, asyncio.Future)
+    leaving.cancel()  # what Task.cancel does to the future its task awaits
+    level.release(held)  # no InvalidStateError
+    assert staying.done() and not staying.cancelled()
+    level.withdraw(leaving, "cancelled")  # the cancelled task's turn comes
+    assert (level.executing, level.waiting, level.cancelled) == (1, 0, 1)
+    level.release(staying.result())
+    assert (level.executing, level.waiting) == (0, 0)

@@ -126,7 +126,14 @@ class QueueSet:
             self.dispatch()
 
     def dispatch(self) -> None:
-        """Give free seats to the heads of the queues with waiters, one queue after the other."""
+        """Give free seats to the heads of the queues with waiters, one queue after the other.
+
+        A waiter already cancelled is dropped, not given the seat: its client left, which cancels
+        the future at once, while its :meth:`withdraw` runs only when its task next gets the loop, so
+        a seat freed in between finds it still queued. Given the seat, it would hold it for good (no
+        one left to release it) and ``set_result`` would raise out of the releasing request's
+        callback: under load, every such race took a seat off the level (the density run's
+        node-high level lost them this way)."""
         while self.executing < self.limit and self._turns:
             index = self._turns.popleft()
             queue = self._queues[index]
@@ -134,6 +141,8 @@ class QueueSet:
             self.waiting -= 1
             if queue:
                 self._turns.append(index)
+            if waiter.done():  # cancelled, its withdraw still to come: it finds the waiter gone
+                continue
             self._start(index)
             waiter.set_result(index)
 
