@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from pilothouse.components.agent.simulation import node_tokens
 from pilothouse.machinery.kubeconfig import build_kubeconfig
 from tests.agent.conftest import AgentProcess, wait_for
 from tests.conftest import ServerProcess, free_port, start_server_process
+from tests.metrics.scrape import parse
 
 
 def run_a_pod(server: ServerProcess, node: str) -> None:
@@ -25,8 +27,10 @@ def run_a_pod(server: ServerProcess, node: str) -> None:
 
 
 def test_simulate_50_nodes_ready_and_pods_run(server: ServerProcess, tmp_path: Path) -> None:
+    # status updates every 2 s instead of 10 (the kubelet's nodeStatusUpdateFrequency): more of them to count
     proc = AgentProcess({"server": server.url, "node_name": "sim", "simulate": 50, "runtime": "simulated",
-                         "root_dir": str(tmp_path / "root"), "port": free_port()}, tmp_path / "agent.log")
+                         "node_status_update_frequency": 2.0, "root_dir": str(tmp_path / "root"),
+                         "port": free_port()}, tmp_path / "agent.log")
     proc.start()
     try:
         def ready_nodes() -> int:
@@ -36,6 +40,15 @@ def test_simulate_50_nodes_ready_and_pods_run(server: ServerProcess, tmp_path: P
         wait_for(lambda: ready_nodes() == 50, 30, "50 Ready nodes")
         leases = json.loads(server.kubectl("get", "leases", "-n", "kube-node-lease", "-o", "json").stdout)["items"]
         assert {lease["metadata"]["name"] for lease in leases} >= {f"sim-{i:04d}" for i in range(50)}
+        # Each status update reads the Node from an informer, as the kubelet's node lister, not with a
+        # GET: past the first reports, 50 nodes updating every 2 s would GET theirs ~150 times in 6 s.
+        time.sleep(8)
+        before = parse(server.kubectl("get", "--raw", "/metrics").stdout)
+        time.sleep(6)
+        after = parse(server.kubectl("get", "--raw", "/metrics").stdout)
+        node_gets = (after.value("apiserver_request_total", verb="GET", resource="nodes")
+                     - before.value("apiserver_request_total", verb="GET", resource="nodes"))
+        assert node_gets < 10, f"{node_gets:.0f} Node GETs in 6 s"
         run_a_pod(server, "sim-0007")
     except AssertionError:
         pytest.fail(proc.log())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import signal
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from pilothouse.components.agent.certrotation import ClientCertificateRotation, 
 from pilothouse.components.agent.images import ImageManager
 from pilothouse.components.agent.metrics import watch_running
 from pilothouse.components.agent.node import (
+    NODES,
     NodeConfig,
     NodeStatusManager,
     detect_capacity,
@@ -151,8 +153,8 @@ class Agent:
         if not options.node_name:
             options.node_name = socket.gethostname().lower()
         self.target = client_config(options.server, options.kubeconfig)
-        # simulated nodes hold one pod watch each, on top of the writers' connections
-        self.client = APIClient(self.target, connection_limit=256 + options.simulate,
+        # simulated nodes hold two watches each (their pods, their Node), on top of the writers' connections
+        self.client = APIClient(self.target, connection_limit=256 + 2 * options.simulate,
                                 user_agent=f"pilothouse-agent/{options.node_name}", token=options.token)
         self.root_dir = Path(options.root_dir)
         self.runtime: ContainerRuntime | None = None
@@ -266,6 +268,9 @@ class Agent:
                                           user_agent=f"pilothouse-pod-routes/{options.node_name}")
             self.routes = PodRoutes(routes_client, options.node_name, backend=options.pod_routes,
                                     factory=self.factory if routes_client is self.client else None)
+        # the kubelet's node lister: its status updates read the Node from here, not with a GET
+        nodes = self.factory.informer(NODES, field_selector=f"metadata.name={options.node_name}")
+        self.node.node_lister = functools.partial(nodes.get, options.node_name)
         informer = self.factory.informer(PODS, field_selector=f"spec.nodeName={options.node_name}")
         informer.add_handler(EventHandler.on_object(self._on_pod, self._on_pod_deleted))
         self.factory.start()

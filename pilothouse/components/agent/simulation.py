@@ -11,7 +11,9 @@ Pods are seen as kubelets see them (``watch="per-node"``, the default): one pod 
 filtered by ``fieldSelector=spec.nodeName=<node>``, so the API server carries the fan-out of N
 watchers that a real cluster gives it. ``watch="shared"`` keeps the older single informer over all
 pods (one watch for the whole process): far cheaper for the server while it fans every event out to
-every watcher, and useful to tell the cost of the watches from the rest.
+every watcher, and useful to tell the cost of the watches from the rest. Each node reads its Node
+from an informer as the kubelet's node lister (``metadata.name=<node>``, one per node; one for all
+in the shared mode), not with a GET at every status update.
 
 Each node may have its own identity (``tokens``: node name to bearer token, the user
 ``system:node:<name>`` of a static token file, :func:`node_tokens`): its heartbeat, its pod watch and
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 
@@ -35,6 +38,7 @@ from pilothouse.components.agent.metrics import POD_STARTS, watch_running
 from pilothouse.components.agent.node import NodeConfig, NodeStatusManager
 from pilothouse.components.agent.status import qos_class
 from pilothouse.machinery import meta
+from pilothouse.machinery.kinds import ResourceType
 from pilothouse.machinery.meta import Object
 from pilothouse.machinery.tokenfile import read_token_file
 
@@ -43,6 +47,7 @@ __all__ = ["WATCH_MODES", "SimulatedNodes", "node_tokens", "simulated_node_names
 log = logging.getLogger("pilothouse.agent.simulated")
 
 PODS = resource("", "v1", "pods")
+NODES = resource("", "v1", "nodes")
 SIM_CAPACITY = {"cpu": "32", "memory": "131914816Ki", "ephemeral-storage": "514937088Ki", "pods": "110",
                 "hugepages-1Gi": "0", "hugepages-2Mi": "0"}
 #: per-node: a kubelet's own filtered pod watch per node; shared: one informer over all pods
@@ -91,10 +96,19 @@ class SimulatedNodes:
         # The kubelet's pod source: spec.nodeName=<node> (pkg/kubelet/config/apiserver.go). The shared
         # mode's one watch is unfiltered, except for a single node under its own identity, which may
         # list only its pods (the Node authorizer's narrowing).
+        one = len(names) == 1
         shared = None if watch == "per-node" else self.factory.informer(
-            PODS, field_selector=f"spec.nodeName={names[0]}" if len(names) == 1 else None)
-        self.informers = ({name: self._node_informer(name) for name in names} if shared is None
-                          else dict.fromkeys(names, shared))
+            PODS, field_selector=f"spec.nodeName={names[0]}" if one else None)
+        self.informers = ({name: self._informer(name, PODS, f"spec.nodeName={name}") for name in names}
+                          if shared is None else dict.fromkeys(names, shared))
+        # The kubelet's node lister (an informer on its own Node, metadata.name=<node>), read at each
+        # status update instead of a GET; the shared mode's one informer covers all the process's nodes.
+        shared_nodes = None if watch == "per-node" else self.factory.informer(
+            NODES, field_selector=f"metadata.name={names[0]}" if one else None)
+        for manager in self.managers:
+            name = manager.config.name
+            nodes = shared_nodes or self._informer(name, NODES, f"metadata.name={name}")
+            manager.node_lister = functools.partial(nodes.get, name)
         self.queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._queued: set[str] = set()
         #: uids whose Running status was written: written once, even if an older event of the pod
@@ -105,11 +119,11 @@ class SimulatedNodes:
         self._ips = itertools.count(1)
         self.pod_ips: dict[str, str] = {}
 
-    def _node_informer(self, name: str) -> Informer:
-        selector = f"spec.nodeName={name}"
+    def _informer(self, name: str, kind: ResourceType, selector: str) -> Informer:
+        """Node ``name``'s informer of ``kind`` (its own pods, its own Node), under its identity."""
         if self.clients[name] is self.client:
-            return self.factory.informer(PODS, field_selector=selector)
-        informer = Informer(self.clients[name], PODS, field_selector=selector)
+            return self.factory.informer(kind, field_selector=selector)
+        informer = Informer(self.clients[name], kind, field_selector=selector)
         self._own_informers.append(informer)
         return informer
 
