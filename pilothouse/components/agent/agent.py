@@ -153,11 +153,11 @@ class Agent:
         if not options.node_name:
             options.node_name = socket.gethostname().lower()
         self.target = client_config(options.server, options.kubeconfig)
-        # Simulated nodes hold two watches each (their pods, their Node), on top of the connections for
+        # Simulated nodes hold a pod watch each (and the process one Node watch), on top of the connections for
         # requests: 256, or half the nodes' count, since each kubelet has connections of its own and a
         # pool smaller than the nodes' heartbeats in flight queues them in the agent (the density run's
         # renewals timed out waiting for one of 256), where the server's priority levels cannot order them.
-        self.client = APIClient(self.target, connection_limit=2 * options.simulate + max(256, options.simulate // 2),
+        self.client = APIClient(self.target, connection_limit=options.simulate + 1 + max(256, options.simulate // 2),
                                 user_agent=f"pilothouse-agent/{options.node_name}", token=options.token)
         self.root_dir = Path(options.root_dir)
         self.runtime: ContainerRuntime | None = None

@@ -12,8 +12,8 @@ filtered by ``fieldSelector=spec.nodeName=<node>``, so the API server carries th
 watchers that a real cluster gives it. ``watch="shared"`` keeps the older single informer over all
 pods (one watch for the whole process): far cheaper for the server while it fans every event out to
 every watcher, and useful to tell the cost of the watches from the rest. Each node reads its Node
-from an informer as the kubelet's node lister (``metadata.name=<node>``, one per node; one for all
-in the shared mode), not with a GET at every status update.
+from an informer, as the kubelet's node lister, not with a GET at every status update (one informer
+over the process's Nodes, where each kubelet watches its own: see ``__init__``).
 
 Each node may have its own identity (``tokens``: node name to bearer token, the user
 ``system:node:<name>`` of a static token file, :func:`node_tokens`): its heartbeat, its pod watch and
@@ -101,14 +101,17 @@ class SimulatedNodes:
             PODS, field_selector=f"spec.nodeName={names[0]}" if one else None)
         self.informers = ({name: self._informer(name, PODS, f"spec.nodeName={name}") for name in names}
                           if shared is None else dict.fromkeys(names, shared))
-        # The kubelet's node lister (an informer on its own Node, metadata.name=<node>), read at each
-        # status update instead of a GET; the shared mode's one informer covers all the process's nodes.
-        shared_nodes = None if watch == "per-node" else self.factory.informer(
-            NODES, field_selector=f"metadata.name={names[0]}" if one else None)
+        # The kubelet's node lister, read at each status update instead of a GET. One informer on the
+        # process's Nodes for all of them, not one per node as each kubelet has: over HTTP/1.1 a watch is
+        # a connection, and 5,000 more watch connections (each with its LIST and relists) took a full
+        # core of the agents in the full-scale density run while the Node events are few (a status
+        # report in 5 minutes per node). Under one node's identity when nodes have their own: a node
+        # may list and watch every Node.
+        nodes = Informer(self.clients[names[0]], NODES,
+                         field_selector=f"metadata.name={names[0]}" if one else None)
+        self._own_informers.append(nodes)
         for manager in self.managers:
-            name = manager.config.name
-            nodes = shared_nodes or self._informer(name, NODES, f"metadata.name={name}")
-            manager.node_lister = functools.partial(nodes.get, name)
+            manager.node_lister = functools.partial(nodes.get, manager.config.name)
         self.queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._queued: set[str] = set()
         #: uids whose Running status was written: written once, even if an older event of the pod
