@@ -91,7 +91,7 @@ class SimulatedNodes:
             jitter=max(1.0, lease_duration / 4))) for i, name in enumerate(names)]
         self.node_ips = {m.config.name: m.config.address for m in self.managers}
         self.factory = InformerFactory(client)
-        #: informers under a node's own identity (the factory's share the process's client)
+        #: informers under a node's identity, started and stopped here (the factory's use the process's)
         self._own_informers: list[Informer] = []
         # The kubelet's pod source: spec.nodeName=<node> (pkg/kubelet/config/apiserver.go). The shared
         # mode's one watch is unfiltered, except for a single node under its own identity, which may
@@ -123,7 +123,7 @@ class SimulatedNodes:
         self.pod_ips: dict[str, str] = {}
 
     def _informer(self, name: str, kind: ResourceType, selector: str) -> Informer:
-        """Node ``name``'s informer of ``kind`` (its own pods, its own Node), under its identity."""
+        """Node ``name``'s informer of ``kind`` (its own pods), under its identity."""
         if self.clients[name] is self.client:
             return self.factory.informer(kind, field_selector=selector)
         informer = Informer(self.clients[name], kind, field_selector=selector)
@@ -223,7 +223,7 @@ class SimulatedNodes:
                     self.pod_ips.pop(pod["metadata"].get("uid", ""), None)
                     with contextlib.suppress(errors.NotFoundError, errors.ConflictError):
                         await self.clients[node].delete(PODS, name, namespace, grace_period_seconds=0,
-                                                 preconditions={"uid": pod["metadata"]["uid"]})
+                                                        preconditions={"uid": pod["metadata"]["uid"]})
                 elif self._needs_status(pod):
                     status = self.running_status(pod)
                     with contextlib.suppress(errors.NotFoundError):
