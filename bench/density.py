@@ -63,6 +63,7 @@ from prometheus_client.parser import text_string_to_metric_families
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.processes import ProcessGroup, rss_bytes
+from pilothouse.machinery.tokenfile import read_token_file
 from tests.conftest import OPEN_FLAGS, free_port, wait_healthy
 from tests.scale.workload import deployment
 
@@ -882,8 +883,7 @@ def agent_connection(callers: str, data_dir: str, index: int, url: str, secure_p
         return ["--kubeconfig", str(kubeconfig)]
     # No client certificate: the server tries x509 before tokens, as kube-apiserver's union does.
     config = yaml.safe_load(kubeconfig.read_bytes())
-    token = next(line.split(",")[0] for line in token_file.read_text().splitlines()
-                 if line.split(",")[1] == f"density-agent-{index}")
+    token = next(r.token for r in read_token_file(token_file) if r.user == f"density-agent-{index}")
     config["users"][0]["user"] = {"token": token}
     kubeconfig.write_text(yaml.safe_dump(config))
     return ["--kubeconfig", str(kubeconfig), "--simulate-token-file", str(token_file)]

@@ -301,16 +301,12 @@ class NodeStatusManager:
         renewal that failed otherwise (timed out, refused with 429, a 5xx) keeps the Lease for the next
         try, as the controller's ``retryUpdateLease`` does: under load a GET before each retry would
         double the heartbeat's requests exactly when the server can least take them."""
-        lease, self._lease = self._lease, None
-        if lease is not None:
+        if self._lease is not None:
             try:
-                self._lease = await self.client.update(LEASES, self._renewed(lease))
+                self._lease = await self.client.update(LEASES, self._renewed(self._lease))
                 return
             except (errors.ConflictError, errors.NotFoundError):
-                pass
-            except (errors.APIError, errors.ConnectionFailed):
-                self._lease = lease
-                raise
+                self._lease = None
         try:
             lease = await self.client.get(LEASES, self.config.name, LEASE_NAMESPACE)
         except errors.NotFoundError:
