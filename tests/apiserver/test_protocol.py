@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
+import time
 import urllib.error
 import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -483,3 +486,31 @@ def test_root_lists_the_served_paths(server: ServerProcess) -> None:
     assert {"/api", "/api/v1", "/apis", "/apis/", "/apis/apps", "/apis/apps/v1", "/healthz", "/version"} <= set(paths)
     for path in paths:
         assert call(server, path)[0] == 200, path
+
+
+# ------------------------------------------------------------------ request bodies
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.3])
+def test_a_body_is_read_whole_however_it_arrives(server: ServerProcess, pause: float) -> None:
+    # With no pause the body usually comes in the headers' segment (read from the buffer at once);
+    # with one, the handler starts before the rest arrives (read as it comes). Both store it intact.
+    name = f"split-body-{next(_SERIAL)}"
+    body = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+                       "data": {"k": "v" * 4000}}).encode()
+    address = urlsplit(server.url)
+    head = (f"POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: {address.netloc}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection((address.hostname, address.port), timeout=30) as connection:
+        if pause:
+            connection.sendall(head + body[:100])
+            time.sleep(pause)
+            connection.sendall(body[100:])
+        else:
+            connection.sendall(head + body)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
+    status, _, raw = call(server, f"/api/v1/namespaces/default/configmaps/{name}")
+    assert status == 200 and json.loads(raw)["data"] == {"k": "v" * 4000}
