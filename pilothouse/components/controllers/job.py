@@ -80,6 +80,11 @@ class JobController(Controller):
         self.pods = ctx.informers.informer(PODS)
         self.pods.add_indexer("owner-uid", owner_uid_refs)
         self.expectations = UIDTrackingExpectations()
+        #: per Job, the pods counted whose finalizer this controller removed and whose update without
+        #: it the pod informer has not shown yet (the job controller's ``finalizerExpectations``):
+        #: until then the cache still shows them finished and tracked, and counting them again would
+        #: count a pod twice (a watch event some milliseconds late was enough).
+        self._finalizers_removing: dict[str, set[str]] = {}
         self.jobs.add_handler(EventHandler.on_object(self.enqueue, self._job_deleted))
         self.pods.add_handler(EventHandler(self._pod_added, lambda _o, n: self._pod_changed(n),
                                            self._pod_deleted))
@@ -90,6 +95,7 @@ class JobController(Controller):
     def _job_deleted(self, job: Object) -> None:
         self._backoff.pop(object_key(job), None)
         self.expectations.forget(object_key(job))
+        self._finalizers_removing.pop(object_key(job), None)
         self.enqueue(job)  # its pods' finalizers must still go
 
     def _job_key(self, pod: Object) -> str | None:
@@ -111,13 +117,23 @@ class JobController(Controller):
             return
         if pod["metadata"].get("deletionTimestamp"):
             self.expectations.deletion_observed(key, pod["metadata"].get("uid", ""))
+        if not _has_finalizer(pod):
+            self._finalizer_removal_observed(key, pod["metadata"].get("uid", ""))
         self.enqueue_key(key)
 
     def _pod_deleted(self, pod: Object) -> None:
         key = self._job_key(pod)
         if key is not None:
             self.expectations.deletion_observed(key, pod["metadata"].get("uid", ""))
+            self._finalizer_removal_observed(key, pod["metadata"].get("uid", ""))
             self.enqueue_key(key)
+
+    def _finalizer_removal_observed(self, key: str, uid: str) -> None:
+        removing = self._finalizers_removing.get(key)
+        if removing is not None:
+            removing.discard(uid)
+            if not removing:
+                del self._finalizers_removing[key]
 
     def _owned_pods(self, uid: str) -> list[Object]:
         return [p for p in self.pods.by_index("owner-uid", uid) if (controller_ref(p) or {}).get("uid") == uid]
@@ -176,10 +192,11 @@ class JobController(Controller):
         succeeded_indexes = parse_indexes(status.get("completedIndexes"))
         new_succeeded: list[Object] = []
         new_failed: list[Object] = []
+        removing = self._finalizers_removing.get(key, set())
         for pod in pods:
             uid = pod["metadata"]["uid"]
-            if not _has_finalizer(pod) or uid in uncounted_succeeded or uid in uncounted_failed:
-                continue
+            if not _has_finalizer(pod) or uid in uncounted_succeeded or uid in uncounted_failed or uid in removing:
+                continue  # not tracked, or counted already (its finalizer's removal not seen yet)
             if _phase(pod) == "Succeeded":
                 new_succeeded.append(pod)
             elif _phase(pod) == "Failed" or (failed_by_deletion and pod["metadata"].get("deletionTimestamp")):
@@ -247,7 +264,10 @@ class JobController(Controller):
         }
         await self._write_status(job, old_status)
         # the uids are recorded: now the pods may go
-        for pod in new_succeeded + new_failed:
+        finished = new_succeeded + new_failed
+        if finished:
+            self._finalizers_removing.setdefault(key, set()).update(p["metadata"]["uid"] for p in finished)
+        for pod in finished:
             await self._remove_finalizer(pod)
         # move the recorded uids into the counters and finish the job when nothing runs any more
         old_status = copy.deepcopy(status)
