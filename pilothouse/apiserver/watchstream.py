@@ -41,6 +41,12 @@ WATCH_BUFFER = 64
 STALL_TIMEOUT = 5.0
 #: Bytes of queued events written in one chunk, at most (one more event may pass it).
 BATCH_BYTES = 256 * 1024
+#: A busy stream sends at most one chunk per this many seconds; an idle one sends at once. The
+#: node lifecycle controller's Lease informer gets every renewal of every node, one at a time (500 a
+#: second at 5,000 nodes): a chunk each was a TLS record and a send on the server and a read and a
+#: wake-up in the informer, per event. kube-apiserver flushes when its queue is empty, as this did;
+#: this holds a trickle of events for at most 10 ms to send them together (docs/decisions/density.md).
+FLUSH_INTERVAL = 0.010
 
 
 async def serve(request: web.Request, storage: ResourceStorage, namespace: str | None,
@@ -82,6 +88,7 @@ async def serve(request: web.Request, storage: ResourceStorage, namespace: str |
     # heap and cancelled) was ~2% of the server's CPU per Lease renewal (bench/lease_renewal.py).
     # When it rings it queues _TICK; a tick lost to a full queue is made up at the next wait.
     alarm = _Alarm(loop, queue)
+    last_flush = -FLUSH_INTERVAL
     try:
         while True:
             now = loop.time()
@@ -112,6 +119,12 @@ async def serve(request: web.Request, storage: ResourceStorage, namespace: str |
                 sent_headers = True
                 await _write(response, {"type": event.type, "object": body})
                 continue
+            # A trickle (one event, nothing behind it) on a stream that sent less than FLUSH_INTERVAL
+            # ago waits out the rest of the interval, so what comes meanwhile shares its chunk.
+            if queue.empty() and event.type != "ERROR" and not as_table:
+                wait = last_flush + FLUSH_INTERVAL - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
             # The events already queued go out in one chunk (one send, not one per event), in order:
             # an informer's watch gets them in bursts under load. The stream is the same lines.
             batch = [event]
@@ -133,6 +146,7 @@ async def serve(request: web.Request, storage: ResourceStorage, namespace: str |
                     break
             await response.write(b"".join(b'{"type":"' + e.type.encode() + b'","object":' + e.json + b"}\n"
                                           for e in batch))
+            last_flush = loop.time()
             if ended or event.type == "ERROR":
                 break
         if bookmarks and deadline is not None:
