@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, make_mocked_request
 
-from bench.watch_fanout import bare_hub
 from pilothouse.apiserver import admission, watchstream
 from pilothouse.apiserver.audit import filter as audit_filter
 from pilothouse.apiserver.registry import ResourceStorage, WriteContext
@@ -90,13 +89,6 @@ def test_audit_ids_draw_from_the_uid_pool(monkeypatch: pytest.MonkeyPatch) -> No
     assert all(len(i) == 36 and i[14] == "4" and i[19] in "89ab" for i in ids)  # random UUIDs (version 4)
     relayed = make_mocked_request("GET", "/api", headers={"Audit-ID": "from-the-client"})
     assert audit_filter._audit_id(relayed) == "from-the-client"
-
-
-@pytest.fixture
-def hub() -> Iterator[WatchHub]:
-    hub = bare_hub()
-    yield hub
-    hub.close()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from bench.watch_fanout import HubStore, bare_hub
+from bench.watch_fanout import HubStore
 from pilothouse.apiserver import admission, fieldindex, rest
 from pilothouse.apiserver.objects import encode_for_store
 from pilothouse.apiserver.registry import ListOptions, ResourceStorage, WriteContext
@@ -76,13 +76,6 @@ class Pods:
 
     def publish(self, *args: Any, **kwargs: Any) -> None:
         self.hub.publish([self.event(*args, **kwargs)])
-
-
-@pytest.fixture
-def hub() -> Iterator[WatchHub]:
-    hub = bare_hub()
-    yield hub
-    hub.close()
 
 
 async def _collect(storage: ResourceStorage, selector: str, into: list[tuple[str, bytes]]) -> None:
