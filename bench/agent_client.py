@@ -55,8 +55,6 @@ warmup, window = float(warmup), float(window)
 LEASES = resource("coordination.k8s.io", "v1", "leases")
 
 def cpu():
-    with open(f"/proc/{os.getpid()}/schedstat") as handle:
-        own = int(handle.read().split()[0])
     total = 0
     for task in os.listdir(f"/proc/{os.getpid()}/task"):
         with open(f"/proc/{os.getpid()}/task/{task}/schedstat") as handle:
