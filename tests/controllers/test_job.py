@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from pilothouse.client import errors
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.components.controllers.job import JobController
 from pilothouse.components.controllers.jobutil import format_indexes, parse_indexes
@@ -99,6 +100,63 @@ async def test_failing_job_stops_at_backoff_limit(server: ServerProcess) -> None
         assert await _pods(client, ns) == []  # no replacement after the limit
         result = server.kubectl("wait", "--for=condition=failed", "job/flaky", "-n", ns, "--timeout=5s")
         assert "condition met" in result.stdout
+    await client.close()
+
+
+async def test_a_failed_finalizer_removal_is_retried_and_counted_once(server: ServerProcess) -> None:
+    """The API refuses the first removal of the tracking finalizer (a 429, as priority and fairness
+    answers under load; injected, since nothing else refuses it at will). The pod stays recorded in
+    ``uncountedTerminatedPods`` and a later sync releases it while the Job still runs, counting it once.
+    The removal deletes only the Job's own finalizer: another one on the pod stays."""
+    client = APIClient(server.url)
+    ns = await create_namespace(client, "job")
+    template = pod_template({"app": "twice"}, restartPolicy="Never")
+    template["metadata"]["finalizers"] = ["example.com/keep"]
+    job_body = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "twice"},
+                "spec": {"template": template, "completions": 2, "parallelism": 1}}
+    async with run_controllers(server.url, JobController, options=FAST) as harness:
+        controller = harness.get(JobController)
+        real_patch = controller.client.patch
+        refused: list[str] = []
+
+        async def refuse_first_release(r: Any, name: str, patch: Any, namespace: str | None = None,
+                                       **options: Any) -> Any:
+            if "$deleteFromPrimitiveList/finalizers" in patch.get("metadata", {}) and not refused:
+                refused.append(name)
+                raise errors.TooManyRequestsError(429, "TooManyRequests", "Too many requests, please try again later.")
+            return await real_patch(r, name, patch, namespace, **options)
+
+        controller.client.patch = refuse_first_release  # type: ignore[method-assign]
+        await client.create(JOBS, job_body, ns)
+        first = (await wait_for(lambda: _pods(client, ns), what="the first job pod"))[0]
+        await mark_pod(client, ns, first["metadata"]["name"], phase="Succeeded", ready=False, exit_code=0)
+
+        async def released() -> dict[str, Any] | None:
+            pod = await client.get(PODS, first["metadata"]["name"], ns)
+            return pod if "batch.kubernetes.io/job-tracking" not in pod["metadata"]["finalizers"] else None
+
+        pod = await wait_for(released, what="the refused finalizer removed by a later sync")
+        assert refused == [first["metadata"]["name"]]
+        assert pod["metadata"]["finalizers"] == ["example.com/keep"]
+
+        async def counted() -> dict[str, Any] | None:
+            job = await client.get(JOBS, "twice", ns)
+            status = job.get("status") or {}
+            return job if status.get("succeeded") == 1 and not status.get("uncountedTerminatedPods") else None
+
+        job = await wait_for(counted, what="the pod counted once, nothing left uncounted")
+        assert _condition(job, "Complete") is None  # released while the Job still runs, not by its end
+        second = await wait_for(lambda: _pods(client, ns), what="the second job pod")
+        await mark_pod(client, ns, second[0]["metadata"]["name"], phase="Succeeded", ready=False, exit_code=0)
+
+        async def complete() -> dict[str, Any] | None:
+            job = await client.get(JOBS, "twice", ns)
+            return job if _condition(job, "Complete") else None
+
+        job = await wait_for(complete, what="Complete condition")
+        assert job["status"]["succeeded"] == 2 and not job["status"].get("failed")
+    for pod in await _pods(client, ns, unfinished=False):  # let the namespace go
+        await client.patch(PODS, pod["metadata"]["name"], {"metadata": {"finalizers": None}}, ns)
     await client.close()
 
 

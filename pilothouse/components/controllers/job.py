@@ -4,7 +4,9 @@ As ``pkg/controller/job`` in Kubernetes 1.32:
 
 * pods carry the ``batch.kubernetes.io/job-tracking`` finalizer from creation, so a pod is counted
   before it can vanish: a finished pod's uid goes to ``status.uncountedTerminatedPods`` (written
-  first), then its finalizer is removed, then it moves into ``succeeded``/``failed``;
+  first), then its finalizer is removed, then it moves into ``succeeded``/``failed``; a pod whose
+  finalizer could not be removed stays uncounted, the next sync removes it again, and the Job does not
+  finish before that;
 * ``parallelism`` bounds the running pods, ``completions`` the successes (``Indexed`` mode: one
   success per index ``0..completions-1``, index in the ``batch.kubernetes.io/job-completion-index``
   annotation and label, hostname ``<job>-<index>``);
@@ -139,11 +141,12 @@ class JobController(Controller):
         return [p for p in self.pods.by_index("owner-uid", uid) if (controller_ref(p) or {}).get("uid") == uid]
 
     async def _remove_finalizer(self, pod: Object) -> None:
-        remaining = [f for f in pod["metadata"].get("finalizers") or () if f != TRACKING_FINALIZER]
-        patch = {"metadata": {"finalizers": remaining or None,
-                              "resourceVersion": pod["metadata"].get("resourceVersion")}}
+        # removeTrackingFinalizerPatch: a strategic delete of the one entry, without a resourceVersion,
+        # so that the kubelet's status writes racing it cannot make it fail and other finalizers stay
+        patch = {"metadata": {"$deleteFromPrimitiveList/finalizers": [TRACKING_FINALIZER]}}
         try:
-            await self.client.patch(PODS, pod["metadata"]["name"], patch, pod["metadata"]["namespace"])
+            await self.client.patch(PODS, pod["metadata"]["name"], patch, pod["metadata"]["namespace"],
+                                    patch_type="strategic")
         except errors.NotFoundError:
             pass
 
@@ -193,10 +196,16 @@ class JobController(Controller):
         new_succeeded: list[Object] = []
         new_failed: list[Object] = []
         removing = self._finalizers_removing.get(key, set())
+        #: pods recorded in uncountedTerminatedPods by an earlier sync that still hold the finalizer,
+        #: because removing it failed there: released again now, as trackJobStatusAndRemoveFinalizers does
+        recorded_unreleased: list[Object] = []
         for pod in pods:
             uid = pod["metadata"]["uid"]
-            if not _has_finalizer(pod) or uid in uncounted_succeeded or uid in uncounted_failed or uid in removing:
-                continue  # not tracked, or counted already (its finalizer's removal not seen yet)
+            if not _has_finalizer(pod) or uid in removing:
+                continue  # not tracked, or its finalizer's removal (after counting) not seen yet
+            if uid in uncounted_succeeded or uid in uncounted_failed:
+                recorded_unreleased.append(pod)
+                continue
             if _phase(pod) == "Succeeded":
                 new_succeeded.append(pod)
             elif _phase(pod) == "Failed" or (failed_by_deletion and pod["metadata"].get("deletionTimestamp")):
@@ -264,20 +273,40 @@ class JobController(Controller):
         }
         await self._write_status(job, old_status)
         # the uids are recorded: now the pods may go
-        finished = new_succeeded + new_failed
-        if finished:
-            self._finalizers_removing.setdefault(key, set()).update(p["metadata"]["uid"] for p in finished)
-        for pod in finished:
-            await self._remove_finalizer(pod)
-        # move the recorded uids into the counters and finish the job when nothing runs any more
+        unreleased, failure = await self._release(key, recorded_unreleased + new_succeeded + new_failed)
+        # move the recorded uids of released pods into the counters; a pod that still holds the
+        # finalizer stays recorded (uncounted) for the next sync to release, and the job cannot finish
         old_status = copy.deepcopy(status)
-        counted = status["uncountedTerminatedPods"]
-        status["succeeded"] = int(status.get("succeeded") or 0) + len(counted["succeeded"])
-        status["failed"] = int(status.get("failed") or 0) + len(counted["failed"])
-        status["uncountedTerminatedPods"] = {}
-        if not active and not terminating:
+        recorded = status["uncountedTerminatedPods"]
+        kept = {kind: [uid for uid in recorded[kind] if uid in unreleased] for kind in ("succeeded", "failed")}
+        status["succeeded"] = int(status.get("succeeded") or 0) + len(recorded["succeeded"]) - len(kept["succeeded"])
+        status["failed"] = int(status.get("failed") or 0) + len(recorded["failed"]) - len(kept["failed"])
+        status["uncountedTerminatedPods"] = kept if unreleased else {}
+        if not active and not terminating and not unreleased:
             self._finish(job)
         await self._write_status(job, old_status)
+        if failure is not None:
+            raise failure  # retried with backoff by the worker, as syncJob returns the removal error
+
+    async def _release(self, key: str, pods: list[Object]) -> tuple[set[str], Exception | None]:
+        """Remove the tracking finalizer from counted pods; the uids that still hold it, and why.
+
+        A removal in flight is expected (``_finalizers_removing``) until the informer shows it; one that
+        failed is not, so the pod is not skipped as "being released" by the next sync.
+        """
+        if pods:
+            self._finalizers_removing.setdefault(key, set()).update(p["metadata"]["uid"] for p in pods)
+        unreleased: set[str] = set()
+        failure: Exception | None = None
+        for pod in pods:
+            uid = pod["metadata"]["uid"]
+            try:
+                await self._remove_finalizer(pod)
+            except (errors.APIError, errors.ConnectionFailed) as error:
+                self._finalizer_removal_observed(key, uid)
+                unreleased.add(uid)
+                failure = failure or error
+        return unreleased, failure
 
     @staticmethod
     def _complete(spec: Object, succeeded: int, indexes: set[int], active: int) -> bool:
