@@ -143,8 +143,8 @@ async def start_metrics_server(bind: str) -> web.AppRunner | None:
     host, _, port = bind.rpartition(":")
     app = web.Application()
     app.router.add_get("/metrics", _metrics)
-    app.router.add_get("/healthz", lambda _request: _text("ok"))
-    app.router.add_get("/proxyMode", lambda _request: _text("nftables"))
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/proxyMode", _proxy_mode)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host.strip("[]") or "0.0.0.0", int(port)).start()
@@ -155,5 +155,9 @@ async def _metrics(request: web.Request) -> web.Response:
     return metrics_response(request)
 
 
-async def _text(body: str) -> web.Response:
-    return web.Response(text=body)
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def _proxy_mode(_request: web.Request) -> web.Response:
+    return web.Response(text="nftables")
