@@ -46,17 +46,24 @@ def format_time(moment: datetime | None = None) -> str:
     """RFC 3339 at second precision with ``Z``, as ``metav1.Time`` marshals."""
     if moment is not None:
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-    # Every create stamps the current second: format it once per second, not once per object.
+    return _second_text(int(time.time())) + "Z"
+
+
+def _second_text(second: int) -> str:
+    """``second`` (Unix time) as RFC 3339 without the ``Z``. Every create stamps the current second and
+    every Lease renewal its microseconds: format it once per second, not once per object."""
     global _this_second
-    second = int(time.time())
     if _this_second[0] != second:
-        _this_second = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+        _this_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
     return _this_second[1]
 
 
 def format_time_micro(moment: datetime | None = None) -> str:
     """``metav1.MicroTime`` (leases, events.k8s.io): microsecond precision."""
-    return (moment or now()).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment is not None:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    second, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
+    return f"{_second_text(second)}.{nanoseconds // 1000:06d}Z"
 
 
 def parse_time(text: str | None) -> datetime | None:
