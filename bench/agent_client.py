@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python bench/agent_client.py [--leases 2000] [--rate 200] [--windows 5] [--window 10]
-        [--trees /tmp/old-tree,.] [--rounds 2] [--token] [--profile DIR]
+        [--trees /tmp/old-tree,.] [--clients api,lean] [--rounds 2] [--token] [--profile DIR]
 
 At 5,000 simulated nodes the agents' renewals took half a core of the two (docs/decisions/density.md,
 the seventeenth session's full-scale run: agents 0.53 core of the heartbeat's 1.56), CPU the server
@@ -49,7 +49,7 @@ import uvloop
 from pilothouse.client.rest import APIClient, resource
 from pilothouse.machinery import meta
 
-port, leases, rate, concurrency, warmup, window, windows, token = sys.argv[1:9]
+port, leases, rate, concurrency, warmup, window, windows, token, lean = sys.argv[1:10]
 leases, rate, concurrency, windows = int(leases), float(rate), int(concurrency), int(windows)
 warmup, window = float(warmup), float(window)
 LEASES = resource("coordination.k8s.io", "v1", "leases")
@@ -70,12 +70,36 @@ async def main():
     end = time.monotonic() + warmup + window * windows
     slots = asyncio.Semaphore(concurrency)
 
+    if lean == "1":
+        import orjson
+        from bench.leanhttp import LeanConnection
+        idle = [LeanConnection("127.0.0.1", int(port)) for _ in range(concurrency)]
+
+        async def put(i, lease):
+            # the same request APIClient.update sends: path, fieldManager, headers, body
+            headers = "User-Agent: pilothouse-agent/sim0\r\n"
+            if token == "1":
+                headers += f"Authorization: Bearer token-node-{i}\r\n"
+            connection = idle.pop()
+            try:
+                status, payload = await connection.request(
+                    "PUT", f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/node-{i}"
+                    "?fieldManager=pilothouse-agent%2Fsim0", orjson.dumps(lease), headers=headers)
+            finally:
+                idle.append(connection)
+            if status != 200:
+                raise RuntimeError(f"PUT answered {status}")
+            return orjson.loads(payload)
+    else:
+        async def put(i, lease):
+            return await clients[i].update(LEASES, lease)
+
     async def renew(i):
         lease = latest[i]
         lease["spec"] = {**lease["spec"], "renewTime": meta.format_time_micro(None)}
         start = time.perf_counter()
         try:
-            latest[i] = await clients[i].update(LEASES, lease)
+            latest[i] = await put(i, lease)
         except Exception:
             errors[0] += 1
             latest[i] = await pool.get(LEASES, f"node-{i}", "kube-node-lease")
@@ -118,11 +142,12 @@ uvloop.run(main())
 '''
 
 
-def run_client(args: argparse.Namespace, tree: str, port: int, server_pid: int) -> list[dict[str, float]]:
+def run_client(args: argparse.Namespace, tree: str, kind: str, port: int,
+               server_pid: int) -> list[dict[str, float]]:
     env = {**os.environ, "PYTHONPATH": str(Path(tree).resolve())}
     command = [sys.executable, "-P", "-c", CLIENT, str(port), str(args.leases), str(args.rate),
                str(args.concurrency), str(args.warmup), str(args.window), str(args.windows),
-               "1" if args.token else "0"]
+               "1" if args.token else "0", "1" if kind == "lean" else "0"]
     windows: list[dict[str, float]] = []
     profiler = None
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as client:
@@ -134,7 +159,8 @@ def run_client(args: argparse.Namespace, tree: str, port: int, server_pid: int) 
             window["server_cpu"], server_before = server_after - server_before, server_after
             if window.get("ready"):
                 if args.profile:  # the windows only, not the imports and the first GETs
-                    out = Path(args.profile) / f"{len(os.listdir(args.profile)):02d}-{Path(tree).name or 'tree'}.txt"
+                    name = f"{len(os.listdir(args.profile)):02d}-{Path(tree).name or 'tree'}-{kind}.txt"
+                    out = Path(args.profile) / name
                     profiler = subprocess.Popen(
                         [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "--rate", "250",
                          "--nonblocking", "--pid", str(client.pid), "--duration", str(int(args.windows * args.window)),
@@ -142,7 +168,7 @@ def run_client(args: argparse.Namespace, tree: str, port: int, server_pid: int) 
                 continue
             windows.append(window)
             renewals = max(1, window["renewals"])
-            print(f"  {tree:<28} {window['renewals'] / window['seconds']:6.0f}/s  client "
+            print(f"  {tree + ' ' + kind:<28} {window['renewals'] / window['seconds']:6.0f}/s  client "
                   f"{window['cpu'] / renewals * 1e6:6.0f} µs/renewal  "
                   f"server {window['server_cpu'] / renewals * 1e6:6.0f}"
                   f"  p50 {window['p50'] * 1000:5.1f} ms  p99 {window['p99'] * 1000:5.1f} ms  errors "
@@ -165,6 +191,9 @@ def main() -> None:
     parser.add_argument("--trees", default=str(ROOT), help="comma-separated source trees, run in turn")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--token", action="store_true", help="each renewal under its node's token (as_token)")
+    parser.add_argument("--clients", default="api",
+                        help="comma-separated, run in turn: api (APIClient.update, as the agent) or lean "
+                             "(bench/leanhttp.py: the same requests on the wire without aiohttp's client)")
     parser.add_argument("--profile", default="", help="directory for py-spy raw profiles of the client")
     args = parser.parse_args()
     if args.profile:
@@ -172,7 +201,11 @@ def main() -> None:
     trees = [t for t in args.trees.split(",") if t]
     print(f"agent client: {args.leases} leases at {args.rate:.0f}/s, {args.concurrency} in flight; "
           f"{args.windows} x {args.window:.0f} s windows; load {os.getloadavg()[0]:.1f}", flush=True)
-    results: dict[str, list[dict[str, float]]] = {tree: [] for tree in trees}
+    kinds = [c for c in args.clients.split(",") if c]
+    if not set(kinds) <= {"api", "lean"}:
+        parser.error("--clients takes api and lean")
+    runs = [(tree, kind) for tree in trees for kind in kinds]
+    results: dict[str, list[dict[str, float]]] = {f"{tree} {kind}": [] for tree, kind in runs}
     port = free_port()
     with tempfile.TemporaryDirectory() as data_dir, ProcessGroup() as group:
         server = group.start([sys.executable, "-m", "pilothouse", "server", "--data-dir", data_dir,
@@ -181,14 +214,14 @@ def main() -> None:
         wait_healthy(f"http://127.0.0.1:{port}", server, timeout=60)
         asyncio.run(create_leases(port, args.leases))
         for round_number in range(args.rounds):
-            for tree in trees:
-                print(f"round {round_number + 1}, {tree}:", flush=True)
-                results[tree].extend(run_client(args, tree, port, server.pid))
+            for tree, kind in runs:
+                print(f"round {round_number + 1}, {tree} {kind}:", flush=True)
+                results[f"{tree} {kind}"].extend(run_client(args, tree, kind, port, server.pid))
     print("\nclient CPU per renewal (µs): median [min-max] over windows; server's; PUT p50 / p99 medians (ms)")
-    for tree, windows in results.items():
+    for name, windows in results.items():
         figures = [w["cpu"] / max(1, w["renewals"]) * 1e6 for w in windows]
         server_figures = [w["server_cpu"] / max(1, w["renewals"]) * 1e6 for w in windows]
-        print(f"  {tree:<28} {statistics.median(figures):6.0f} [{min(figures):.0f}-{max(figures):.0f}]  "
+        print(f"  {name:<28} {statistics.median(figures):6.0f} [{min(figures):.0f}-{max(figures):.0f}]  "
               f"server {statistics.median(server_figures):6.0f}  "
               f"p50 {statistics.median(w['p50'] for w in windows) * 1000:.1f}  "
               f"p99 {statistics.median(w['p99'] for w in windows) * 1000:.1f}  "

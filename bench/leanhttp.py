@@ -62,11 +62,13 @@ class LeanConnection:
                 self.ssl_context.session = ssl_object.session
 
     async def request(self, method: str, path: str, body: bytes = b"",
-                      content_type: str = "application/json", accept: str = "application/json") -> tuple[int, bytes]:
+                      content_type: str = "application/json", accept: str = "application/json",
+                      headers: str = "") -> tuple[int, bytes]:
+        """``headers``: further header lines, each ending in CRLF (``Authorization``, ``User-Agent``)."""
         if self.writer is None:
             await self._connect()
         assert self.reader is not None and self.writer is not None
-        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nAccept: {accept}\r\n"
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nAccept: {accept}\r\n{headers}"
                 f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
         self.writer.write(head + body)
         header = await self.reader.readuntil(b"\r\n\r\n")
