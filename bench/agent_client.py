@@ -15,6 +15,9 @@ time, exactly as the agent's lease loop does (``node.py``: the Lease the last PU
 ``as_token``, as ``--simulate-token-file`` runs them; the open server ignores it). The client runs on
 uvloop with the ``pilothouse`` of each tree in ``--trees`` (``PYTHONPATH``), in turn, ``--rounds`` times,
 so that two versions of the client are compared in one invocation on a shared machine.
+``--clients api,lean`` runs each tree's client both ways: ``api`` as above, ``lean`` the same PUTs (path,
+``fieldManager``, ``User-Agent``, the token, the body) through ``bench/leanhttp.py``'s minimal HTTP/1.1
+connections, one per request in flight: what the renewals cost without aiohttp's client request.
 
 Per window: renewals a second, the client process's CPU per renewal (µs, its ``schedstat``), the
 server's, and the PUT p50 / p99 as the client sees them. The summary gives each tree's median and
