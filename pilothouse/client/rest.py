@@ -132,7 +132,11 @@ class APIClient:
         """The unary requests' connections (``client/transport.py``); the session serves the streams."""
         if self._pool is not None:
             return self._pool.connections
-        if self._connections is None:
+        if self._connections is None or self._connections.server != self.server:
+            # ``server`` may be repointed on a live client (a test cuts a leader off that way): its
+            # requests follow, as they did when every request carried the whole URL
+            if self._connections is not None:
+                self._connections.close()
             self._connections = ConnectionPool(self.server, self.config.ssl_context, self._connection_limit)
         return self._connections
 

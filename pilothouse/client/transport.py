@@ -206,6 +206,7 @@ class ConnectionPool:
     first, so that the pool shrinks back under the server's idle timeout when the load falls)."""
 
     def __init__(self, server: str, ssl_context: ssl.SSLContext | None, limit: int) -> None:
+        self.server = server
         url = urlsplit(server)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"not an http(s) URL: {server!r}")
