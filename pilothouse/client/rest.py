@@ -2,9 +2,10 @@
 
 Components talk to the cluster only through this client, exactly as a remote host would (the layer
 rules forbid them the store). Resources are named by :class:`ResourceType` from the machinery
-catalog, so URLs are never spelled by hand. One aiohttp session per client keeps connections alive
-(an informer's watch holds one; the connection limit is raised so that many watches do not starve
-ordinary requests).
+catalog, so URLs are never spelled by hand. Unary requests (get, list, create, update, patch, delete)
+go over the client's own keep-alive connections (``client/transport.py``, for the CPU aiohttp's client
+request costs each one); watches and other streams over one aiohttp session per client, each watch
+holding a connection of its own, so watches never starve ordinary requests of connections.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import orjson
 
 from pilothouse.client import errors
 from pilothouse.client.kubeconfig import ClientConfig
+from pilothouse.client.transport import ConnectionPool, Response
 from pilothouse.machinery.kinds import BUILTIN_RESOURCES, ResourceRegistry, ResourceType
 from pilothouse.machinery.meta import Object
 
@@ -48,13 +50,13 @@ def resource(group: str, version: str, plural: str) -> ResourceType:
 _MAX_RETRIES = 10
 
 
-def _retry_after(response: aiohttp.ClientResponse) -> float | None:
+def _retry_after(response: Response) -> float | None:
     """Seconds to wait before sending the request again, or None: as client-go's ``checkWait``, a 429
     (the API server's max-in-flight refusal) or a 5xx that carries a positive ``Retry-After``."""
     if response.status != 429 and not 500 <= response.status <= 599:
         return None
     try:
-        seconds = int(response.headers.get("Retry-After", ""))
+        seconds = int(response.headers.get("retry-after", ""))
     except ValueError:
         return None
     return float(seconds) if seconds > 0 else None
@@ -100,6 +102,7 @@ class APIClient:
         self._connection_limit = connection_limit
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        self._connections: ConnectionPool | None = None
         #: the client whose connections this one uses (:meth:`as_token`); None: its own
         self._pool: APIClient | None = None
 
@@ -124,7 +127,23 @@ class APIClient:
                                                   json_serialize=lambda o: orjson.dumps(o).decode())
         return self._session
 
+    @property
+    def connections(self) -> ConnectionPool:
+        """The unary requests' connections (``client/transport.py``); the session serves the streams."""
+        if self._pool is not None:
+            return self._pool.connections
+        if self._connections is None or self._connections.server != self.server:
+            # ``server`` may be repointed on a live client (a test cuts a leader off that way): its
+            # requests follow, as they did when every request carried the whole URL
+            if self._connections is not None:
+                self._connections.close()
+            self._connections = ConnectionPool(self.server, self.config.ssl_context, self._connection_limit)
+        return self._connections
+
     async def close(self) -> None:
+        if self._connections is not None:
+            self._connections.close()
+            self._connections = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -172,16 +191,22 @@ class APIClient:
         clean = {k: str(v).lower() if isinstance(v, bool) else str(v)
                  for k, v in (params or {}).items() if v is not None}
         headers = await self._with_credentials(headers)
+        # the pool's headers (a view's requests go out with them, as on a shared aiohttp session), then these
+        merged = {**(self._pool or self)._headers, **(headers or {})}
+        if any("\r" in value or "\n" in value for value in merged.values()):
+            raise ValueError("a header value carries a line break")  # as aiohttp refuses it
+        lines = "".join(f"{name}: {value}\r\n" for name, value in merged.items())
+        target = path
+        if clean:
+            target += ("&" if "?" in path else "?") + urlencode(clean, quote_via=quote)
         try:
             for attempt in range(_MAX_RETRIES + 1):
-                async with self.session.request(
-                    method, self.server + path, params=clean, data=data, headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=timeout or self._timeout),
-                ) as response:
-                    raw = await response.read()
-                    wait = _retry_after(response) if attempt < _MAX_RETRIES else None
-                    if wait is None:
-                        break
+                async with asyncio.timeout(timeout or self._timeout):
+                    response = await self.connections.request(method, target, lines, data)
+                raw = response.body
+                wait = _retry_after(response) if attempt < _MAX_RETRIES else None
+                if wait is None:
+                    break
                 await asyncio.sleep(wait)
             if response.status >= 400:
                 self._refused(response.status)
@@ -196,9 +221,9 @@ class APIClient:
             if response.content_type == "application/json":
                 return orjson.loads(raw)
             return raw.decode(errors="replace")
-        except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as error:
-            # A body cut short (the server died while writing it) is a lost connection too, not a
-            # ClientConnectionError to aiohttp: callers' retry loops know only ConnectionFailed.
+        except (TimeoutError, OSError) as error:
+            # A refused, reset or cut-short connection (ssl.SSLError and the transport's ProtocolViolation
+            # are OSErrors too): callers' retry loops know only ConnectionFailed.
             raise errors.ConnectionFailed(f"{method} {path}: {error}") from error
 
     async def get(self, r: ResourceType, name: str, namespace: str | None = None,
