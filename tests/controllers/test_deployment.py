@@ -7,6 +7,7 @@ from typing import Any
 
 from pilothouse.client.informer import EventHandler, InformerFactory
 from pilothouse.client.rest import APIClient, resource
+from pilothouse.components.controllers.deployment import DeploymentController
 from pilothouse.components.controllers.podcontrol import is_pod_ready
 from tests.controllers.conftest import Cluster, eventually
 
@@ -190,3 +191,77 @@ async def test_rollout_after_a_scale_whose_annotation_was_left_behind(cluster: C
         {"name": "web", "image": "nginx:1.27"}]}}}}, ns, patch_type="strategic")
     await cluster.start_controllers()
     await eventually(lambda: rolled_out(cluster.client, ns, "app", "nginx:1.27", 3))
+
+
+async def test_an_old_replicaset_status_behind_its_scale_down_never_scales_it_up(server: Any) -> None:
+    """CI flake of the rollout test above, 1 run in ~10 on a loaded machine: the ReplicaSets' replicas
+    summed to 6 with maxSurge 1. The old ReplicaSet had been scaled from 4 to 3 and its status still
+    counted 4 available; "cleaning up unhealthy replicas" took 3 - 4 = -1 pods off it, scaling it
+    back up to 4. Kubernetes' cleanupUnhealthyReplicas refuses that scale and retries. Only the
+    Deployment controller runs here, and the test writes the ReplicaSets' statuses itself, so the old
+    one's status stays behind for as long as the test needs."""
+    ns = "deploy-status-behind"
+    cluster = Cluster(server.url, (DeploymentController,))
+    await cluster.start()
+    watcher = APIClient(server.url)
+    try:
+        await cluster.client.create(NAMESPACES, {"metadata": {"name": ns}})
+        await cluster.client.create(DEPLOY, deployment("web", 4, maxSurge=1, maxUnavailable=1), ns)
+
+        async def replicasets() -> dict[str, Any]:
+            return {rs["metadata"]["name"]: rs for rs in (await cluster.client.list(RS, ns))["items"]}
+
+        async def one_replicaset() -> Any:
+            rss = await replicasets()
+            return len(rss) == 1 and next(iter(rss.values()))["spec"]["replicas"] == 4 and rss
+        old_name = next(iter(await eventually(one_replicaset)))
+
+        async def report(name: str, available: int) -> None:
+            """What the ReplicaSet controller would write: every replica ready and available."""
+            rs = await cluster.client.get(RS, name, ns)
+            count = rs["spec"]["replicas"] if available < 0 else available
+            rs["status"] = {"replicas": count, "fullyLabeledReplicas": count, "readyReplicas": count,
+                            "availableReplicas": count, "observedGeneration": rs["metadata"]["generation"]}
+            await cluster.client.update_status(RS, rs)
+        await report(old_name, 4)
+
+        sums: list[int] = []
+        informer = InformerFactory(watcher).informer(RS, namespace=ns)
+
+        def total(*_: Any) -> None:
+            sums.append(sum(rs["spec"]["replicas"] for rs in informer.list()))
+        informer.add_handler(EventHandler(total, total, total))
+        informer.start()
+        await informer.wait_synced()
+
+        # The rollout's first steps: a new ReplicaSet of 1, the old one down to 3, the new one up to 2.
+        await cluster.client.patch(DEPLOY, "web", {"spec": {"template": {"spec": {"containers": [
+            {"name": "web", "image": "nginx:1.27"}]}}}}, ns, patch_type="strategic")
+
+        async def replicas_are(old: int, new: int) -> bool:
+            rss = await replicasets()
+            new_rs = [rs for name, rs in rss.items() if name != old_name]
+            return rss[old_name]["spec"]["replicas"] == old and len(new_rs) == 1 and \
+                new_rs[0]["spec"]["replicas"] == new
+        await eventually(lambda: replicas_are(3, 2))
+        [new_name] = [name for name in await replicasets() if name != old_name]
+
+        # The new ReplicaSet's 2 pods turn available; the old one's status still counts 4 of its 3.
+        controller = next(c for c in cluster.controllers if isinstance(c, DeploymentController))
+        await report(new_name, 2)
+
+        async def refused_and_retried() -> bool:
+            assert max(sums) <= 5, f"the ReplicaSets' replicas summed above 4 + maxSurge 1: {sums}"
+            return controller.queue.num_requeues(f"{ns}/web") >= 2
+        await eventually(refused_and_retried)
+        assert (await replicasets())[old_name]["spec"]["replicas"] == 3
+
+        # Once the status caught up, the rollout goes on: the old ReplicaSet down to 1 (3 + 2 available
+        # leave 2 above the minimum of 3), then the new one up to 4.
+        await report(old_name, -1)
+        await eventually(lambda: replicas_are(1, 4))
+        await informer.stop()
+        assert sums and max(sums) <= 5, sums
+    finally:
+        await watcher.close()
+        await cluster.stop()

@@ -23,7 +23,7 @@ from pilothouse.client.workqueue import ShutDown, WorkQueue
 from pilothouse.components.controllers.eventsources import EVENT_SOURCES
 from pilothouse.machinery.meta import Object
 
-__all__ = ["SLOW_RETRY", "Controller", "ControllerContext", "Expectations", "split_key"]
+__all__ = ["SLOW_RETRY", "CacheBehind", "Controller", "ControllerContext", "Expectations", "split_key"]
 
 #: A conflict requeued this far out is logged as a warning: the key will stay stale that long
 #: unless an event enqueues it (the controller manager logs at WARNING by default).
@@ -35,6 +35,12 @@ def split_key(key: str) -> tuple[str | None, str]:
         namespace, name = key.split("/", 1)
         return namespace, name
     return None, key
+
+
+class CacheBehind(Exception):
+    """What the informer cache shows cannot be acted on yet: it is behind the server (a status that
+    has not caught up with its spec). The sync writes nothing and its key is retried with backoff,
+    as a write's conflict is: the next sync sees the cache caught up."""
 
 
 @dataclass
@@ -158,7 +164,7 @@ class Controller:
                 self.queue.forget(key)
             except asyncio.CancelledError:
                 raise
-            except (errors.ConflictError, errors.AlreadyExistsError, errors.NotFoundError) as error:
+            except (errors.ConflictError, errors.AlreadyExistsError, errors.NotFoundError, CacheBehind) as error:
                 # Races with other writers or a cache behind the server: the next sync sees the new
                 # state. Logged, so that a key whose backoff grew long is seen in a chaos log.
                 delay = self.queue.add_rate_limited(key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pilothouse.client import errors
 from pilothouse.components.controllers import deployment_util as du
+from pilothouse.components.controllers.base import CacheBehind
 from pilothouse.machinery import meta
 from pilothouse.machinery.meta import Object
 
@@ -118,6 +119,14 @@ class RolloutMixin:
             if du.replicas(rs) == 0 or du.replicas(rs) == available:
                 continue
             count = min(max_cleanup - total, du.replicas(rs) - available)
+            if count < 0:
+                # The status counts more available pods than the spec asks for: it predates a
+                # scale-down the ReplicaSet controller has not acted on yet. "Cleaning up" by it would
+                # scale the old ReplicaSet back up, past maxSurge. Kubernetes refuses it with this
+                # error and retries the Deployment (cleanupUnhealthyReplicas).
+                raise CacheBehind(f"when cleaning up unhealthy replicas, got invalid request to scale down "
+                                  f"{rs['metadata'].get('namespace')}/{rs['metadata']['name']} "
+                                  f"{du.replicas(rs)} -> {du.replicas(rs) - count}")
             _, old_rss[i] = await self.scale_replicaset(rs, du.replicas(rs) - count, d)
             total += count
         return old_rss, total
