@@ -216,10 +216,11 @@ async def test_an_old_replicaset_status_behind_its_scale_down_never_scales_it_up
             return len(rss) == 1 and next(iter(rss.values()))["spec"]["replicas"] == 4 and rss
         old_name = next(iter(await eventually(one_replicaset)))
 
-        async def report(name: str, available: int) -> None:
-            """What the ReplicaSet controller would write: every replica ready and available."""
+        async def report(name: str, available: int | None = None) -> None:
+            """What the ReplicaSet controller would write: ``available`` pods (all of the spec's by
+            default), each ready."""
             rs = await cluster.client.get(RS, name, ns)
-            count = rs["spec"]["replicas"] if available < 0 else available
+            count = rs["spec"]["replicas"] if available is None else available
             rs["status"] = {"replicas": count, "fullyLabeledReplicas": count, "readyReplicas": count,
                             "availableReplicas": count, "observedGeneration": rs["metadata"]["generation"]}
             await cluster.client.update_status(RS, rs)
@@ -258,7 +259,7 @@ async def test_an_old_replicaset_status_behind_its_scale_down_never_scales_it_up
 
         # Once the status caught up, the rollout goes on: the old ReplicaSet down to 1 (3 + 2 available
         # leave 2 above the minimum of 3), then the new one up to 4.
-        await report(old_name, -1)
+        await report(old_name)
         await eventually(lambda: replicas_are(1, 4))
         await informer.stop()
         assert sums and max(sums) <= 5, sums
